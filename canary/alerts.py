@@ -1,0 +1,91 @@
+"""What sinks deliver: one :class:`Alert` per incident notification (trigger, update, resolve)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from canary.events import EventKind, Severity
+
+
+class AlertAction(enum.StrEnum):
+    TRIGGER = "trigger"  # a new incident
+    UPDATE = "update"  # the incident grew past an escalation threshold
+    RESOLVE = "resolve"  # acknowledged/resolved by a person via `canary alerts resolve`
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Alert:
+    """One notification about one incident.
+
+    ``dedup_key`` is stable for the incident's lifetime: sinks that deduplicate (PagerDuty,
+    Opsgenie alias) turn retries and updates into one page. ``canaries`` describes the canaries
+    involved by label (``shop/public.customers``), never by their secret values.
+    """
+
+    incident_id: int
+    dedup_key: str
+    action: AlertAction
+    kind: EventKind
+    severity: Severity
+    title: str
+    summary: str
+    canary_count: int
+    event_count: int
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+    actor: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    origin: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    canaries: Sequence[Mapping[str, Any]] = ()
+    evidence: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    drill: str | None = None
+    source: str = ""
+    sequence: int = 0  # notification number within the incident (0 = trigger)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "incident_id": self.incident_id,
+            "dedup_key": self.dedup_key,
+            "action": str(self.action),
+            "kind": str(self.kind),
+            "severity": str(self.severity),
+            "title": self.title,
+            "summary": self.summary,
+            "canary_count": self.canary_count,
+            "event_count": self.event_count,
+            "first_seen": self.first_seen.isoformat(),
+            "last_seen": self.last_seen.isoformat(),
+            "actor": dict(self.actor),
+            "origin": dict(self.origin),
+            "canaries": [dict(c) for c in self.canaries],
+            "evidence": dict(self.evidence),
+            "drill": self.drill,
+            "source": self.source,
+            "sequence": self.sequence,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Alert:
+        return cls(
+            incident_id=int(data["incident_id"]),
+            dedup_key=str(data["dedup_key"]),
+            action=AlertAction(data["action"]),
+            kind=EventKind(data["kind"]),
+            severity=Severity(data["severity"]),
+            title=str(data["title"]),
+            summary=str(data["summary"]),
+            canary_count=int(data["canary_count"]),
+            event_count=int(data["event_count"]),
+            first_seen=dt.datetime.fromisoformat(data["first_seen"]),
+            last_seen=dt.datetime.fromisoformat(data["last_seen"]),
+            actor=dict(data.get("actor") or {}),
+            origin=dict(data.get("origin") or {}),
+            canaries=tuple(data.get("canaries") or ()),
+            evidence=dict(data.get("evidence") or {}),
+            drill=data.get("drill"),
+            source=str(data.get("source") or ""),
+            sequence=int(data.get("sequence") or 0),
+        )

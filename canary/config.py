@@ -1,0 +1,298 @@
+"""Configuration: one TOML file, loaded and validated once into frozen pydantic models.
+
+Every error names its key path (``datastores[0].dsn``). Unknown keys are errors, never silently
+dropped. Secrets are :class:`Secret` values: given inline, as ``{ env = "NAME" }`` or as
+``{ file = "/path" }``; their repr is masked. The master key is never read from this file.
+Plug-in sections (sinks, routes) carry a ``type`` and are validated by the plug-in's own model at
+load time, so a typo fails ``canary`` at start, not at 3 a.m. when the first page is due.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from canary.errors import ConfigError
+
+ENV_CONFIG = "CANARY_CONFIG"
+DEFAULT_CONFIG_PATHS = (Path("canary.toml"), Path("~/.config/canary/canary.toml"))
+
+
+class Secret:
+    """A secret string. ``str()`` and ``repr()`` are masked; call :meth:`reveal` where it is used."""
+
+    __slots__ = ("_value", "_origin")
+
+    def __init__(self, value: str, origin: str = "inline") -> None:
+        self._value = value
+        self._origin = origin
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret('**********', origin={self._origin!r})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_plain_validator_function(
+            resolve_secret, serialization=core_schema.plain_serializer_function_ser_schema(lambda s: repr(s))
+        )
+
+
+def resolve_secret(value: object) -> Secret:
+    """Accept ``"literal"``, ``{env = "NAME"}`` or ``{file = "path"}``."""
+    if isinstance(value, Secret):
+        return value
+    if isinstance(value, str):
+        return Secret(value)
+    if isinstance(value, Mapping) and set(value) == {"env"}:
+        name = str(value["env"])
+        if name not in os.environ:
+            raise ValueError(f"environment variable {name} is not set")
+        return Secret(os.environ[name], origin=f"env:{name}")
+    if isinstance(value, Mapping) and set(value) == {"file"}:
+        path = Path(str(value["file"])).expanduser()
+        try:
+            return Secret(path.read_text().strip(), origin=f"file:{path}")
+        except OSError as exc:
+            raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from exc
+    raise ValueError('expected a string, { env = "NAME" } or { file = "/path" }')
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _PluginModel(BaseModel):
+    """A section whose extra keys belong to a plug-in and are validated by it."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from ``30``, ``"250ms"``, ``"30s"``, ``"5m"``, ``"2h"``, ``"1d"``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return float(m.group(1)) * _UNITS[m.group(2)]
+    raise ValueError("expected a duration such as 30, '250ms', '30s', '5m', '2h'")
+
+
+class CoreConfig(_Model):
+    data_dir: Path = Path("~/.local/share/canary")
+    node_name: str = Field(default_factory=lambda: os.uname().nodename)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+    master_key_file: Path | None = None
+
+    @field_validator("data_dir", "master_key_file")
+    @classmethod
+    def _expand(cls, v: Path | None) -> Path | None:
+        return v.expanduser() if v is not None else None
+
+    @property
+    def key_file(self) -> Path:
+        return self.master_key_file or (self.data_dir / "master.key")
+
+
+class EmbeddedConfig(_Model):
+    """The embedded PostgreSQL used when ``control.dsn`` is not set."""
+
+    bin_dir: Path | None = None  # default: pgserver's bundled binaries
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+
+class ControlConfig(_Model):
+    dsn: Secret | None = None
+    pool_min: int = Field(default=1, ge=1)
+    pool_max: int = Field(default=10, ge=1, le=200)
+    embedded: EmbeddedConfig = EmbeddedConfig()
+
+
+class TableTarget(_Model):
+    """A table that receives canary customer rows."""
+
+    table: str  # "schema.table" or "table" (schema public)
+    count: int = Field(default=20, ge=1, le=1_000_000)
+    locale: str | None = None  # default: the datastore's locale
+
+    @field_validator("table")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        parts = v.split(".")
+        if len(parts) > 2 or not all(_IDENT.match(p) for p in parts):
+            raise ValueError(
+                "must be a plain identifier 'table' or 'schema.table' (letters, digits, _ and $, "
+                "at most 63 characters each)"
+            )
+        return v
+
+
+class DatastoreConfig(_Model):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    kind: Literal["postgres"] = "postgres"
+    dsn: Secret
+    node: str = ""  # node name reported in events; default: the datastore name
+    jsonlog_dir: Path | None = None  # where the server writes jsonlog files (tailed by the listener)
+    locale: str = "en_US"
+    detection_schema: str = Field(default="rowsec_audit", pattern=_IDENT.pattern)
+    tables: tuple[TableTarget, ...] = ()
+
+    @property
+    def node_name(self) -> str:
+        return self.node or self.name
+
+
+class ListenerConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8088, ge=0, le=65535)
+    public_url: str = ""  # how providers reach us (webhook signatures are computed over it)
+    shutdown_grace: float = 10.0
+    jsonlog_poll: float = 0.1
+    metrics_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+
+    @field_validator("shutdown_grace", "jsonlog_poll", mode="before")
+    @classmethod
+    def _dur(cls, v: object) -> float:
+        return parse_duration(v)
+
+    @field_validator("metrics_allow")
+    @classmethod
+    def _nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for net in v:
+            ipaddress.ip_network(net, strict=False)
+        return v
+
+
+class SinkConfig(_PluginModel):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    type: str
+    drill_only: bool = False  # receives only drill alerts
+    min_severity: Literal["info", "warning", "error", "critical"] = "info"
+
+
+class AlertingConfig(_Model):
+    group_window: float = 300.0  # events of one group within this window form one incident
+    escalate_at: tuple[int, ...] = (10, 100, 1000, 10000)  # canary counts that re-page an incident
+    retry_initial: float = 1.0
+    retry_max: float = 300.0
+    dead_letter_after: float = 86400.0  # seconds of failed attempts before an alert is dead-lettered
+    sink_timeout: float = 10.0
+    workers: int = Field(default=4, ge=1, le=64)
+
+    @field_validator("group_window", "retry_initial", "retry_max", "dead_letter_after", "sink_timeout", mode="before")
+    @classmethod
+    def _dur(cls, v: object) -> float:
+        return parse_duration(v)
+
+
+class Config(_Model):
+    canary: CoreConfig = CoreConfig()
+    control: ControlConfig = ControlConfig()
+    listener: ListenerConfig = ListenerConfig()
+    alerting: AlertingConfig = AlertingConfig()
+    datastores: tuple[DatastoreConfig, ...] = ()
+    sinks: tuple[SinkConfig, ...] = ()
+    source_path: Path | None = None
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Config:
+        for section, items in (("datastores", self.datastores), ("sinks", self.sinks)):
+            seen: set[str] = set()
+            for i, item in enumerate(items):
+                if item.name in seen:
+                    raise ValueError(f"{section}[{i}].name: duplicate name {item.name!r}")
+                seen.add(item.name)
+        return self
+
+    def datastore(self, name: str) -> DatastoreConfig:
+        for ds in self.datastores:
+            if ds.name == name:
+                return ds
+        raise ConfigError("datastores", f"no datastore named {name!r}")
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def from_mapping(data: Mapping[str, Any], source_path: Path | None = None) -> Config:
+    """Validate a parsed configuration; raise one :class:`ConfigError` listing every problem."""
+    try:
+        cfg = Config.model_validate({**data, "source_path": source_path})
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            key = _loc(err["loc"])
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            problems.append((key, msg))
+        first_key = problems[0][0]
+        text = "; ".join(f"{k}: {m}" if k else m for k, m in problems)
+        raise ConfigError(first_key, f"invalid configuration: {text}" if len(problems) > 1 else problems[0][1]) from None
+    from canary.plugins import validate_plugins
+
+    validate_plugins(cfg)
+    return cfg
+
+
+def load(path: Path | str | None = None) -> Config:
+    """Load the configuration from ``path``, ``$CANARY_CONFIG`` or the default locations.
+
+    With no file anywhere, the defaults apply (embedded control store, no datastores).
+    """
+    candidates = [Path(path)] if path else ([Path(os.environ[ENV_CONFIG])] if os.environ.get(ENV_CONFIG) else [])
+    explicit = bool(candidates)
+    if not explicit:
+        candidates = [p.expanduser() for p in DEFAULT_CONFIG_PATHS]
+    for candidate in candidates:
+        candidate = candidate.expanduser()
+        if not candidate.exists():
+            if explicit:
+                raise ConfigError("", f"configuration file {candidate} does not exist")
+            continue
+        try:
+            data = tomllib.loads(candidate.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("", f"{candidate}: not valid TOML: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError("", f"cannot read {candidate}: {exc}") from None
+        return from_mapping(data, candidate.resolve())
+    return from_mapping({})

@@ -1,0 +1,1 @@
+"""Alert outputs, one module per destination. Each module exposes ``SINK`` (the sink class)."""

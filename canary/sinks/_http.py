@@ -1,0 +1,64 @@
+"""HTTP delivery shared by every HTTP sink: timeouts, Retry-After and status-code translation."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import email.utils
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from canary.errors import DeliveryError
+
+RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), capped at 1 hour."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), 3600.0)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    delta = (when - (now or dt.datetime.now(dt.timezone.utc))).total_seconds()
+    return min(max(delta, 0.0), 3600.0)
+
+
+async def post(
+    http: aiohttp.ClientSession,
+    sink: str,
+    url: str,
+    *,
+    body: bytes | None = None,
+    json_body: Any = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 10.0,
+    ok: frozenset[int] | None = None,
+) -> tuple[int, str]:
+    """POST and translate the outcome: 2xx (or ``ok``) returns (status, text); anything else raises
+    :class:`DeliveryError`. Response bodies are truncated in errors; request bodies never appear."""
+    data = body if body is not None else json.dumps(json_body, separators=(",", ":")).encode()
+    hdrs = {"Content-Type": "application/json", **(headers or {})}
+    try:
+        async with http.post(url, data=data, headers=hdrs, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            text = (await resp.content.read(4096)).decode("utf-8", "replace")
+            if (ok is not None and resp.status in ok) or (ok is None and 200 <= resp.status < 300):
+                return resp.status, text
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            permanent = resp.status not in RETRYABLE and 400 <= resp.status < 500
+            raise DeliveryError(
+                sink, f"HTTP {resp.status}: {text[:300]}", retry_after=retry_after, permanent=permanent, status=resp.status
+            )
+    except asyncio.TimeoutError:
+        raise DeliveryError(sink, f"no response within {timeout:.1f}s") from None
+    except aiohttp.ClientError as exc:
+        raise DeliveryError(sink, f"{type(exc).__name__}: {exc}") from None
