@@ -1,0 +1,1 @@
+"""Subcommand modules of the ``canary`` CLI; each exposes ``register(subparsers)``."""

@@ -1,0 +1,160 @@
+"""The listener: one aiohttp application hosting every detection component, the pipeline and the
+outbox dispatcher, with ``/healthz`` and ``/metrics``.
+
+Lifecycle (arq-style): startup opens shared resources, starts the pipeline and dispatcher, then each
+component. SIGTERM/SIGINT stop intake first (components), flush the pipeline (every accepted event is
+committed), give the dispatcher a bounded grace, then close the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import signal
+from collections.abc import Sequence
+
+import structlog
+from aiohttp import web
+
+from canary.alerts import Alert
+from canary.errors import DeliveryError
+from canary.events import DetectionEvent, EventKind, Severity, event_key
+from canary.runtime import Runtime, close_runtime
+from canary.typing import Component
+
+log = structlog.get_logger("canary.listener")
+
+RUNTIME_KEY = web.AppKey("runtime", Runtime)
+
+
+def default_components(runtime: Runtime) -> list[Component]:
+    """The components the configuration asks for, in start order."""
+    from canary.sources.jsonlog import JsonlogSource
+
+    comps: list[Component] = []
+    for ds in runtime.config.datastores:
+        if ds.jsonlog_dir is not None:
+            comps.append(JsonlogSource(ds.name, ds.node_name, ds.jsonlog_dir, poll=runtime.config.listener.jsonlog_poll))
+    return comps
+
+
+class Listener:
+    def __init__(self, runtime: Runtime, components: Sequence[Component] | None = None) -> None:
+        self.runtime = runtime
+        self.components = list(default_components(runtime) if components is None else components)
+        names = [c.name for c in self.components]
+        if len(names) != len(set(names)):
+            raise ValueError(f"duplicate component names: {names}")
+        self._started: list[Component] = []
+        self._nets = [ipaddress.ip_network(n, strict=False) for n in runtime.config.listener.metrics_allow]
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=1024 * 1024)
+        app[RUNTIME_KEY] = self.runtime
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
+        for comp in self.components:
+            app.router.add_routes(comp.routes())
+        app.on_startup.append(self._startup)
+        app.on_shutdown.append(self._shutdown)
+        return app
+
+    async def _startup(self, app: web.Application) -> None:
+        await self.start()
+
+    async def _shutdown(self, app: web.Application) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        rt = self.runtime
+        rt.pipeline.start()
+        rt.dispatcher.on_dead = self._dead_letter
+        await rt.dispatcher.start()
+        for comp in self.components:
+            await comp.start(rt)
+            self._started.append(comp)
+            rt.metrics.up.labels(component=comp.name).set(1)
+            log.info("component.started", component=comp.name)
+
+    async def stop(self) -> None:
+        rt = self.runtime
+        for comp in reversed(self._started):
+            try:
+                await asyncio.wait_for(comp.stop(), rt.config.listener.shutdown_grace)
+            except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - keep stopping the rest
+                log.exception("component.stop_failed", component=comp.name)
+            rt.metrics.up.labels(component=comp.name).set(0)
+        self._started.clear()
+        await close_runtime(rt)
+
+    async def _dead_letter(self, sink: str, alert: Alert, error: DeliveryError) -> None:
+        """A notification that could not be delivered is itself an incident (to the other sinks)."""
+        now = dt.datetime.now(dt.timezone.utc)
+        event = DetectionEvent(
+            kind=EventKind.HEALTH, source="outbox", key=event_key("dead", sink, alert.dedup_key, alert.sequence),
+            group=f"outbox-dead:{sink}", canary_id=None, observed_at=now, severity=Severity.ERROR,
+            actor={"sink": sink}, evidence={"incident_id": alert.incident_id, "error": error.message[:300],
+                                             "title": alert.title},
+        )
+        try:
+            await self.runtime.submit(event)
+        except Exception:  # noqa: BLE001 - already logged by the dispatcher; keep running
+            log.exception("outbox.dead_letter_event_failed", sink=sink)
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        rt = self.runtime
+        try:
+            await rt.pool.fetchval("SELECT 1", timeout=2)
+            db = "ok"
+        except Exception as exc:  # noqa: BLE001 - health reports, never raises
+            db = f"error: {type(exc).__name__}"
+        body = {
+            "status": "ok" if db == "ok" else "degraded",
+            "control_store": db,
+            "components": {c.name: c in self._started for c in self.components},
+            "pipeline": {"recorded": rt.pipeline.stats.recorded, "duplicates": rt.pipeline.stats.duplicates},
+        }
+        return web.json_response(body, status=200 if db == "ok" else 503)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        peer = request.remote or ""
+        try:
+            allowed = any(ipaddress.ip_address(peer) in n for n in self._nets)
+        except ValueError:
+            allowed = False
+        if not allowed:
+            return web.Response(status=403, text="forbidden\n")
+        rt = self.runtime
+        try:
+            row = await rt.pool.fetchrow(
+                "SELECT count(*) FILTER (WHERE status='pending') AS p, count(*) FILTER (WHERE status='dead') AS d FROM outbox",
+                timeout=2,
+            )
+            rt.metrics.outbox_pending.set(row["p"])
+            rt.metrics.outbox_dead.set(row["d"])
+        except Exception:  # noqa: BLE001 - stale gauges are better than no metrics
+            pass
+        return web.Response(body=rt.metrics.render(), headers={"Content-Type": rt.metrics.content_type})
+
+
+async def serve(listener: Listener, host: str, port: int, *, ready: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT, then shut down gracefully."""
+    app = listener.app()
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    log.info("listener.started", host=host, port=port, components=[c.name for c in listener.components])
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        log.info("listener.stopping")
+        await runner.cleanup()
+        log.info("listener.stopped")

@@ -1,0 +1,106 @@
+"""Resources shared by every listener component, created in ``startup`` and released in ``shutdown``:
+one asyncpg pool (control store), one aiohttp ClientSession, the keyring, registry, pipeline,
+dispatcher and metrics. Components receive the runtime; they never create their own pools."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import structlog
+
+from canary import plugins
+from canary.config import Config
+from canary.crypto import Keyring, load_key
+from canary.events import DetectionEvent
+from canary.metrics import Metrics
+from canary.outbox import Dispatcher
+from canary.pipeline import Pipeline, SuppressRule
+from canary.registry import Registry
+from canary.store import ControlStore
+from canary.typing import Sink
+
+log = structlog.get_logger("canary.runtime")
+
+REJECT_SAMPLE_BYTES = 512
+
+
+@dataclass
+class Runtime:
+    config: Config
+    store: ControlStore
+    keyring: Keyring
+    registry: Registry
+    pipeline: Pipeline
+    dispatcher: Dispatcher
+    http: aiohttp.ClientSession
+    sinks: dict[str, Sink]
+    metrics: Metrics = field(default_factory=Metrics)
+
+    @property
+    def pool(self) -> Any:
+        return self.store.pool
+
+    async def submit(self, event: DetectionEvent) -> None:
+        """Commit one event (returns after commit); counted per source and kind."""
+        await self.pipeline.submit(event)
+        self.metrics.events.labels(source=event.source, kind=str(event.kind)).inc()
+        lag = (event.detected_at - event.observed_at).total_seconds()
+        self.metrics.detect_latency.labels(source=event.source).observe(max(lag, 0.0))
+
+    async def reject(self, source: str, reason: str, sample: bytes | str | None = None) -> None:
+        """Count and keep (truncated) an input that could not be parsed or verified. Never raises."""
+        self.metrics.rejects.labels(source=source, reason=reason).inc()
+        text = sample.decode("utf-8", "replace") if isinstance(sample, bytes) else sample
+        log.warning("input.rejected", source=source, reason=reason)
+        try:
+            await self.pool.execute(
+                "INSERT INTO rejects (source, reason, sample) VALUES ($1, $2, $3)",
+                source, reason, (text or "")[:REJECT_SAMPLE_BYTES],
+            )
+        except Exception:  # noqa: BLE001 - the counter above already recorded it
+            log.exception("input.reject_not_stored", source=source)
+
+
+def build_sinks(config: Config, http: aiohttp.ClientSession) -> dict[str, Sink]:
+    types = plugins.sink_types()
+    out: dict[str, Sink] = {}
+    for i, sc in enumerate(config.sinks):
+        options = plugins.sink_options(sc, i)
+        out[sc.name] = types[sc.type](sc.name, options, http)
+    return out
+
+
+async def open_runtime(
+    config: Config,
+    *,
+    keyring: Keyring | None = None,
+    suppress: Sequence[SuppressRule] = (),
+    store: ControlStore | None = None,
+) -> Runtime:
+    """Open the control store and create the shared resources (dispatcher not yet started)."""
+    keyring = keyring or Keyring(load_key(config.canary.key_file))
+    store = store or ControlStore(config)
+    if store._pool is None:
+        await store.open()
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.alerting.sink_timeout))
+    sinks = build_sinks(config, http)
+    metrics = Metrics()
+    pipeline = Pipeline(store.pool, config, suppress=suppress)
+    runtime = Runtime(
+        config=config, store=store, keyring=keyring, registry=Registry(store.pool, keyring), pipeline=pipeline,
+        dispatcher=Dispatcher(store.pool, sinks, config.alerting), http=http, sinks=sinks, metrics=metrics,
+    )
+    return runtime
+
+
+async def close_runtime(runtime: Runtime, *, grace: float | None = None) -> None:
+    g = runtime.config.listener.shutdown_grace if grace is None else grace
+    await runtime.pipeline.stop()
+    await runtime.dispatcher.stop(grace=g)
+    await runtime.http.close()
+    await asyncio.sleep(0)  # let aiohttp close its connectors
+    await runtime.store.close()
