@@ -47,6 +47,15 @@ class Runtime:
     async def submit(self, event: DetectionEvent) -> None:
         """Commit one event (returns after commit); counted per source and kind."""
         await self.pipeline.submit(event)
+        self._count(event)
+
+    async def submit_many(self, events: Sequence[DetectionEvent]) -> None:
+        """Commit several events (group-committed); returns after all are committed."""
+        await self.pipeline.submit_many(events)
+        for event in events:
+            self._count(event)
+
+    def _count(self, event: DetectionEvent) -> None:
         self.metrics.events.labels(source=event.source, kind=str(event.kind)).inc()
         lag = (event.detected_at - event.observed_at).total_seconds()
         self.metrics.detect_latency.labels(source=event.source).observe(max(lag, 0.0))
