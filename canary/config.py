@@ -216,11 +216,104 @@ class AlertingConfig(_Model):
         return parse_duration(v)
 
 
+class KnownSenderRule(_Model):
+    """Contacts that are expected (the company's own mail provider, call centre): recorded, not paged.
+    ``senders``: addresses or ``@domain`` (subdomains included); ``callers``: E.164 numbers, a trailing
+    ``*`` matches a prefix; ``networks``: sender IP networks."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    senders: tuple[str, ...] = ()
+    callers: tuple[str, ...] = ()
+    networks: tuple[str, ...] = ()
+
+    @field_validator("networks")
+    @classmethod
+    def _nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for net in v:
+            ipaddress.ip_network(net, strict=False)
+        return v
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> KnownSenderRule:
+        if not (self.senders or self.callers or self.networks):
+            raise ValueError("a known-sender rule needs senders, callers or networks")
+        return self
+
+
+DEFAULT_VOICE_TWIML = (
+    '<?xml version="1.0" encoding="UTF-8"?><Response><Say>Please leave a message after the tone.</Say>'
+    '<Record maxLength="120" playBeep="true"/></Response>'
+)
+
+
+class ContactConfig(_Model):
+    """``[contact]``: canary mail domains, the SMTP server, inbound-mail and phone webhooks.
+    A webhook is enabled when its secret (or SES topic allow-list) is set."""
+
+    mail_domains: tuple[str, ...] = ()
+    smtp: bool = False  # run the SMTP server
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=2525, ge=0, le=65535)
+    smtp_hostname: str = ""  # banner / Received name; default: node name
+    max_message_size: int = Field(default=10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    require_starttls: bool = False
+    proxy_protocol: bool = False
+    proxy_timeout: float = 5.0
+    dns_timeout: float = 5.0
+    sendgrid_verification_key: str | None = None  # base64 DER ECDSA public key of the parse security policy
+    sendgrid_basic_auth: Secret | None = None  # "user:password" embedded in the parse URL
+    mailgun_signing_key: Secret | None = None
+    ses_topics: tuple[str, ...] = ()  # SNS topic ARN allow-list
+    ses_confirm_subscriptions: bool = True
+    twilio_auth_token: Secret | None = None
+    twilio_voice_twiml: str = DEFAULT_VOICE_TWIML
+    vonage_signature_secret: Secret | None = None
+    vonage_signature_method: Literal["md5hash", "md5", "sha1", "sha256", "sha512"] = "sha256"
+    signature_max_age: float = 300.0  # timestamped signatures older than this are stale
+    known_senders: tuple[KnownSenderRule, ...] = ()
+
+    @field_validator("proxy_timeout", "dns_timeout", "signature_max_age", mode="before")
+    @classmethod
+    def _dur(cls, v: object) -> float:
+        return parse_duration(v)
+
+    @field_validator("mail_domains")
+    @classmethod
+    def _domains(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(d.strip().lower().rstrip(".") for d in v)
+
+    @field_validator("twilio_voice_twiml")
+    @classmethod
+    def _twiml(cls, v: str) -> str:
+        import xml.etree.ElementTree as ET
+
+        try:
+            root = ET.fromstring(v)
+        except ET.ParseError as exc:
+            raise ValueError(f"not well-formed XML: {exc}") from None
+        if root.tag != "Response":
+            raise ValueError("TwiML must have a <Response> root element")
+        return v
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ContactConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together")
+        if self.require_starttls and self.tls_cert is None:
+            raise ValueError("require_starttls needs tls_cert and tls_key")
+        if self.smtp and not self.mail_domains:
+            raise ValueError("the SMTP server needs at least one entry in mail_domains")
+        return self
+
+
 class Config(_Model):
     canary: CoreConfig = CoreConfig()
     control: ControlConfig = ControlConfig()
     listener: ListenerConfig = ListenerConfig()
     alerting: AlertingConfig = AlertingConfig()
+    contact: ContactConfig = ContactConfig()
     datastores: tuple[DatastoreConfig, ...] = ()
     sinks: tuple[SinkConfig, ...] = ()
     source_path: Path | None = None
