@@ -64,6 +64,7 @@ class Runtime:
         """Count and keep (truncated) an input that could not be parsed or verified. Never raises."""
         self.metrics.rejects.labels(source=source, reason=reason).inc()
         text = sample.decode("utf-8", "replace") if isinstance(sample, bytes) else sample
+        text = (text or "").replace("\x00", "\\x00")  # PostgreSQL text cannot hold NUL
         log.warning("input.rejected", source=source, reason=reason)
         try:
             await self.pool.execute(

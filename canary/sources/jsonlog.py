@@ -167,7 +167,9 @@ class JsonlogSource:
         data = await asyncio.to_thread(_read, self._path, self._offset, CHUNK)
         if not data:
             return self._advance()
-        lines, rest = self._split(self._partial + data)
+        lines, rest, too_long = self._split(self._partial + data)
+        for sample in too_long:
+            await self.runtime.reject(self.name, "line_too_long", sample)
         n_lines = len(lines)
         processor = self.processor
         assert processor is not None
@@ -178,8 +180,10 @@ class JsonlogSource:
         await self._checkpoint()
         return True
 
-    def _split(self, buf: bytes) -> tuple[list[bytes], bytes]:
-        lines = []
+    def _split(self, buf: bytes) -> tuple[list[bytes], bytes, list[bytes]]:
+        """Complete lines, the unfinished rest, and samples of over-long lines (which are dropped)."""
+        lines: list[bytes] = []
+        too_long: list[bytes] = []
         start = 0
         while True:
             nl = buf.find(b"\n", start)
@@ -187,6 +191,8 @@ class JsonlogSource:
                 break
             if self._skipping:
                 self._skipping = False
+            elif nl - start > MAX_LINE:
+                too_long.append(buf[start:start + 200])
             else:
                 lines.append(buf[start:nl])
             start = nl + 1
@@ -194,11 +200,9 @@ class JsonlogSource:
         if len(rest) > MAX_LINE:
             if not self._skipping:
                 self._skipping = True
-                asyncio.get_running_loop().create_task(
-                    self.runtime.reject(self.name, "line_too_long", rest[:200])
-                )
+                too_long.append(rest[:200])
             rest = b""
-        return lines, rest
+        return lines, rest, too_long
 
     def _advance(self) -> bool:
         """Move to the next file when the current one is finished and a newer one exists."""

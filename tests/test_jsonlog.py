@@ -1,0 +1,146 @@
+"""The jsonlog tail: rotation, truncation, checkpoints, and bad lines, against a real control store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from canary.crypto import Keyring
+from canary.registry import NewCanary, location_key
+from canary.runtime import Runtime, close_runtime, open_runtime
+from canary.sources.jsonlog import MAX_LINE, JsonlogSource
+from canary.sources.pglog import is_export, parse_pg_timestamp
+from canary.store import ControlStore
+
+
+def record(pk: int, *, pid: int = 4242, ts: str = "2026-11-23T15:24:13.620276+00:00", query: str = "select * from customers") -> bytes:
+    detail = {"v": 1, "ds": "shop", "t": "public.customers", "k": str(pk), "u": "mallory", "q": query, "ts": ts,
+              "a": "10.1.2.3", "p": pid}
+    line = {"timestamp": "2026-11-23 15:24:13.620 UTC", "user": "mallory", "dbname": "shop", "pid": pid,
+            "remote_host": "10.1.2.3", "session_id": "6b045a9d.114f", "error_severity": "LOG",
+            "state_code": "CY001", "message": "row access audit", "detail": json.dumps(detail),
+            "application_name": "psql"}
+    return json.dumps(line).encode() + b"\n"
+
+
+@pytest.fixture
+async def runtime(store: ControlStore, make_config, keyring: Keyring) -> AsyncIterator[Runtime]:  # type: ignore[no-untyped-def]
+    rt = await open_runtime(make_config(sinks=[{"name": "out", "type": "stdout"}]), keyring=keyring, store=store)
+    async with rt.pool.acquire() as conn:
+        await rt.registry.add(conn, [
+            NewCanary(kind="customer", datastore="shop", label="shop/public.customers",
+                      location={"target": "public.customers", "pk": str(pk)},
+                      lookup=location_key("shop", "public.customers", pk))
+            for pk in (11, 22, 33, 44)
+        ], None)
+    rt.pipeline.start()
+    yield rt
+    await close_runtime(rt, grace=1)
+
+
+async def _events(rt: Runtime) -> int:
+    return int(await rt.pool.fetchval("SELECT count(*) FROM events"))
+
+
+async def _drain(src: JsonlogSource) -> None:
+    while await src.step():
+        pass
+
+
+async def test_follows_rotation_to_the_next_file(runtime: Runtime, tmp_path: Path) -> None:
+    """Lines in the old file and in the file the collector rotated to are all read, in order."""
+    (tmp_path / "postgresql-20261123-100000.json").write_bytes(record(11) + record(22))
+    src = JsonlogSource("shop", "primary", tmp_path, from_start=True)
+    await src.start(runtime)
+    await src.stop()
+    await _drain(src)
+    (tmp_path / "postgresql-20261123-110000.json").write_bytes(record(33, pid=7))
+    await _drain(src)
+    assert await _events(runtime) == 3
+
+
+async def test_starts_at_the_end_without_a_checkpoint(runtime: Runtime, tmp_path: Path) -> None:
+    """A first start reports new activity, not history already in the log."""
+    log = tmp_path / "postgresql-20261123-100000.json"
+    log.write_bytes(record(11))
+    src = JsonlogSource("shop", "primary", tmp_path)
+    await src.start(runtime)
+    await src.stop()
+    await _drain(src)
+    assert await _events(runtime) == 0
+    with log.open("ab") as fh:
+        fh.write(record(22))
+    await _drain(src)
+    assert await _events(runtime) == 1
+
+
+async def test_resumes_from_checkpoint_without_duplicates(runtime: Runtime, tmp_path: Path) -> None:
+    """After a restart the tail continues at its committed checkpoint; re-reads are idempotent."""
+    log = tmp_path / "postgresql-20261123-100000.json"
+    log.write_bytes(record(11) + record(22))
+    first = JsonlogSource("shop", "primary", tmp_path, from_start=True)
+    await first.start(runtime)
+    await first.stop()
+    await _drain(first)
+    with log.open("ab") as fh:
+        fh.write(record(33, pid=9) + b'{"partial": ')  # a line still being written
+    second = JsonlogSource("shop", "primary", tmp_path)
+    await second.start(runtime)
+    await second.stop()
+    await _drain(second)
+    assert await _events(runtime) == 3
+    with log.open("ab") as fh:
+        fh.write(b'"rest"}\n' + record(44, pid=10))
+    await _drain(second)
+    assert await _events(runtime) == 4
+    assert await runtime.pool.fetchval("SELECT count(*) FROM rejects") == 0  # the split line was whole
+
+
+async def test_bad_lines_are_counted_and_do_not_stop_the_tail(runtime: Runtime, tmp_path: Path) -> None:
+    """Garbage, a non-object, a CY001 line with a broken detail and an over-long line are each rejected
+    and counted; the genuine reads around them still become events."""
+    broken = json.loads(record(11))
+    broken["detail"] = "{not json"
+    content = (
+        record(11)
+        + b"\x00\xff garbage that is not json\n"
+        + b"[1, 2, 3]\n"
+        + json.dumps(broken).encode() + b"\n"
+        + b'{"x": "' + b"A" * (MAX_LINE + 10) + b'"}\n'
+        + record(22, pid=5)
+        + record(99, pid=6)  # a CY001 line for a row that is not a canary
+    )
+    (tmp_path / "postgresql-20261123-100000.json").write_bytes(content)
+    src = JsonlogSource("shop", "primary", tmp_path, from_start=True)
+    await src.start(runtime)
+    await src.stop()
+    await _drain(src)
+    assert await _events(runtime) == 2
+    reasons = sorted(r["reason"] for r in await runtime.pool.fetch("SELECT reason FROM rejects"))
+    assert reasons == ["bad_read_detection", "line_too_long", "malformed_log_line", "malformed_log_line", "unknown_canary"]
+    text = runtime.metrics.render().decode()
+    assert 'canary_rejects_total{reason="malformed_log_line",source="jsonlog:primary"} 2.0' in text
+
+
+async def test_truncated_file_is_read_again_from_the_start(runtime: Runtime, tmp_path: Path) -> None:
+    """copytruncate-style rotation: a file shorter than the offset is re-read from byte 0."""
+    log = tmp_path / "postgresql-20261123-100000.json"
+    log.write_bytes(record(11) + record(22))
+    src = JsonlogSource("shop", "primary", tmp_path, from_start=True)
+    await src.start(runtime)
+    await src.stop()
+    await _drain(src)
+    log.write_bytes(record(33, pid=77))
+    await _drain(src)
+    assert await _events(runtime) == 3
+
+
+def test_copy_statements_count_as_exports() -> None:
+    """COPY (even after comments and whitespace) is an export; SELECT is a read."""
+    assert is_export("COPY customers TO STDOUT")
+    assert is_export("  /* nightly */ -- x\n copy (select 1) to stdout")
+    assert not is_export("select * from customers -- copy")
+    assert parse_pg_timestamp("2026-11-23 15:24:13.620 UTC").isoformat() == "2026-11-23T15:24:13.620000+00:00"
