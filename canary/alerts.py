@@ -14,6 +14,7 @@ from canary.events import EventKind, Severity
 class AlertAction(enum.StrEnum):
     TRIGGER = "trigger"  # a new incident
     UPDATE = "update"  # the incident grew past an escalation threshold
+    ACKNOWLEDGE = "acknowledge"  # acknowledged by a person via `canary alerts ack`
     RESOLVE = "resolve"  # acknowledged/resolved by a person via `canary alerts resolve`
 
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from canary.errors import DeliveryError
 
@@ -61,4 +62,35 @@ async def post(
     except asyncio.TimeoutError:
         raise DeliveryError(sink, f"no response within {timeout:.1f}s") from None
     except aiohttp.ClientError as exc:
-        raise DeliveryError(sink, f"{type(exc).__name__}: {exc}") from None
+        raise DeliveryError(sink, describe_client_error(exc, url)) from None
+
+
+def validate_http_url(cls: object, value: str) -> str:
+    """Options validator: an absolute http(s) URL with a host (tests point sinks at 127.0.0.1)."""
+    try:
+        u = URL(value)
+    except (TypeError, ValueError):
+        raise ValueError("must be an http(s) URL") from None
+    if u.scheme not in ("http", "https") or not u.host:
+        raise ValueError("must be an http(s) URL")
+    return value
+
+
+def safe_origin(url: str) -> str:
+    """``scheme://host:port`` of a URL: webhook URLs carry their token in the path or query."""
+    try:
+        u = URL(url)
+    except (TypeError, ValueError):
+        return "<invalid url>"
+    if not u.host:
+        return "<invalid url>"
+    return f"{u.scheme}://{u.host}" + (f":{u.explicit_port}" if u.explicit_port else "")
+
+
+def describe_client_error(exc: aiohttp.ClientError, url: str) -> str:
+    """Describe a transport failure without echoing the URL (aiohttp's messages may contain it)."""
+    reason = ""
+    os_error = getattr(exc, "os_error", None)
+    if isinstance(os_error, OSError) and os_error.strerror:
+        reason = f": {os_error.strerror}"
+    return f"{type(exc).__name__} talking to {safe_origin(url)}{reason}"

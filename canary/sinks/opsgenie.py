@@ -1,0 +1,139 @@
+"""Opsgenie Alert API v2 (``https://api.opsgenie.com`` or ``https://api.eu.opsgenie.com``).
+
+Requests carry ``Authorization: GenieKey <key>`` (an API-integration key). The incident's dedup key
+is the Opsgenie ``alias``: Opsgenie keeps one open alert per alias, so retries and replays of the
+trigger deduplicate. An escalation adds a note to the alert, and ``acknowledge`` / ``resolve`` act
+on it by alias (``/v2/alerts/{alias}/close?identifierType=alias``). Opsgenie accepts requests with
+``202`` and processes them asynchronously; ``400``/``401``/``402``/``403``/``404``/``422`` are
+permanent, ``429`` and ``5xx`` are retried.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any, ClassVar, Literal
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from canary.alerts import Alert, AlertAction
+from canary.config import Secret, resolve_secret
+from canary.events import Severity
+from canary.sinks._http import post, validate_http_url
+
+REGIONS = {"us": "https://api.opsgenie.com", "eu": "https://api.eu.opsgenie.com"}
+MESSAGE_MAX = 130
+ALIAS_MAX = 512
+DESCRIPTION_MAX = 15000
+NOTE_MAX = 25000
+DETAIL_VALUE_MAX = 8000
+PRIORITIES = {Severity.CRITICAL: "P1", Severity.ERROR: "P2", Severity.WARNING: "P3", Severity.INFO: "P5"}
+
+
+class Responder(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["team", "user", "escalation", "schedule"]
+    name: str
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    api_key: Secret
+    region: Literal["us", "eu"] = "us"
+    base_url: str | None = None  # overrides region (tests, proxies)
+    responders: tuple[Responder, ...] = ()
+    tags: tuple[str, ...] = ("canary",)
+    user: str = "canary"
+    timeout: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _key(cls, v: object) -> Secret:
+        s = resolve_secret(v)
+        if not s.reveal().strip():
+            raise ValueError("API key is empty")
+        return s
+
+    @field_validator("base_url")
+    @classmethod
+    def _base(cls, v: str | None) -> str | None:
+        return None if v is None else validate_http_url(cls, v).rstrip("/")
+
+    @property
+    def endpoint(self) -> str:
+        return self.base_url or REGIONS[self.region]
+
+
+def _details(alert: Alert) -> dict[str, str]:
+    """Opsgenie ``details`` is a flat map of strings."""
+    out = {
+        "incident_id": str(alert.incident_id),
+        "canary_count": str(alert.canary_count),
+        "event_count": str(alert.event_count),
+        "kind": str(alert.kind),
+        "first_seen": alert.first_seen.isoformat(),
+        "last_seen": alert.last_seen.isoformat(),
+        "canaries": ", ".join(f"{c.get('label')} ({c.get('count')})" for c in alert.canaries),
+    }
+    for prefix, data in (("actor", alert.actor), ("origin", alert.origin)):
+        for k, v in data.items():
+            if v not in (None, ""):
+                out[f"{prefix}.{k}"] = str(v)[:DETAIL_VALUE_MAX]
+    if alert.drill:
+        out["drill"] = alert.drill
+    return out
+
+
+def create_body(alert: Alert, options: Options) -> dict[str, Any]:
+    description = alert.summary
+    if alert.evidence:
+        description += "\n\nEvidence:\n" + "\n".join(f"{k}: {v}" for k, v in alert.evidence.items())
+    body: dict[str, Any] = {
+        "message": alert.title[:MESSAGE_MAX],
+        "alias": alert.dedup_key[:ALIAS_MAX],
+        "description": description[:DESCRIPTION_MAX],
+        "tags": list(options.tags) + ([f"drill:{alert.drill}"] if alert.drill else []),
+        "details": _details(alert),
+        "entity": ", ".join(str(c.get("label")) for c in alert.canaries[:3]) or alert.source,
+        "source": "canary",
+        "priority": PRIORITIES[alert.severity],
+        "user": options.user,
+    }
+    if options.responders:
+        body["responders"] = [r.model_dump() for r in options.responders]
+    return body
+
+
+class OpsgenieSink:
+    type: ClassVar[str] = "opsgenie"
+    Options: ClassVar[type[BaseModel]] = Options
+
+    def __init__(self, name: str, options: Any, http: aiohttp.ClientSession) -> None:
+        self.name = name
+        self.options: Options = options
+        self._http = http
+
+    def __repr__(self) -> str:
+        return f"OpsgenieSink(name={self.name!r}, region={self.options.region!r})"
+
+    def _alias_url(self, alert: Alert, verb: str) -> str:
+        alias = urllib.parse.quote(alert.dedup_key[:ALIAS_MAX], safe="")
+        return f"{self.options.endpoint}/v2/alerts/{alias}/{verb}?identifierType=alias"
+
+    async def send(self, alert: Alert) -> None:
+        o = self.options
+        if alert.action is AlertAction.TRIGGER:
+            url, body = f"{o.endpoint}/v2/alerts", create_body(alert, o)
+        elif alert.action is AlertAction.UPDATE:
+            url, body = self._alias_url(alert, "notes"), {"user": o.user, "source": "canary", "note": alert.summary[:NOTE_MAX]}
+        elif alert.action is AlertAction.ACKNOWLEDGE:
+            url, body = self._alias_url(alert, "acknowledge"), {"user": o.user, "source": "canary", "note": alert.summary[:NOTE_MAX]}
+        else:
+            url, body = self._alias_url(alert, "close"), {"user": o.user, "source": "canary", "note": alert.summary[:NOTE_MAX]}
+        headers = {"Authorization": f"GenieKey {o.api_key.reveal()}"}
+        await post(self._http, self.name, url, json_body=body, headers=headers, timeout=o.timeout)
+
+
+SINK = OpsgenieSink

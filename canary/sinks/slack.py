@@ -1,0 +1,100 @@
+"""Slack incoming webhook (``POST https://hooks.slack.com/services/...``) with Block Kit blocks.
+
+Everything in an alert that an attacker can influence (query text, role and application names,
+sender addresses) is escaped before it reaches ``mrkdwn``: Slack treats ``&``, ``<`` and ``>`` as
+control characters (``<!channel>``, ``<https://x|label>``, ``<@U123>``), so they become ``&amp;``,
+``&lt;`` and ``&gt;``; backticks are replaced so evidence cannot break out of its code block. The
+webhook URL holds the token and is a :class:`~canary.config.Secret`; errors name only its host.
+Slack answers ``200 ok``; ``400 invalid_payload``, ``403``, ``404 channel_not_found`` and
+``410 channel_is_archived`` are permanent, ``429`` (with ``Retry-After``) and ``5xx`` are retried.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from canary.alerts import Alert, AlertAction
+from canary.config import Secret, resolve_secret
+from canary.sinks._http import post, validate_http_url
+
+SECTION_MAX = 3000  # Slack's limit for a section's text
+HEADER_MAX = 150  # and for a header block's plain_text
+_ICONS = {AlertAction.TRIGGER: ":rotating_light:", AlertAction.UPDATE: ":arrow_double_up:",
+          AlertAction.ACKNOWLEDGE: ":eyes:", AlertAction.RESOLVE: ":white_check_mark:"}
+
+
+def escape(text: object) -> str:
+    """Escape Slack's control characters; ``&`` first so entities are not double-escaped wrongly."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def code(text: object) -> str:
+    """Attacker text as inline code: escaped, with backticks neutralised so it cannot close the span."""
+    return "`" + escape(str(text).replace("`", "\u02cb").replace("\n", " ")) + "`"
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: Secret
+    timeout: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _url(cls, v: object) -> Secret:
+        s = resolve_secret(v)
+        validate_http_url(cls, s.reveal())
+        return s
+
+
+def message(alert: Alert) -> dict[str, Any]:
+    """The webhook body: ``text`` (notification fallback, also mrkdwn) plus ``blocks``."""
+    icon = _ICONS[alert.action]
+    fields = [
+        f"*Canaries*\n{alert.canary_count} in {alert.event_count} event(s)",
+        f"*Severity*\n{escape(alert.severity)}",
+    ]
+    for label, data in (("Actor", alert.actor), ("Origin", alert.origin)):
+        items = [f"{escape(k)}: {code(v)}" for k, v in data.items() if v not in (None, "")]
+        if items:
+            fields.append(f"*{label}*\n" + "\n".join(items)[:1900])
+    where = "\n".join(f"• {code(c.get('label'))} × {int(c.get('count') or 0)}" for c in alert.canaries[:10])
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": f"{alert.title}"[:HEADER_MAX], "emoji": False}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"{icon} {escape(alert.summary)}"[:SECTION_MAX]}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
+    ]
+    if where:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Where*\n{where}"[:SECTION_MAX]}})
+    if alert.evidence:
+        text = json.dumps(dict(alert.evidence), ensure_ascii=False, default=str)
+        evidence = escape(text.replace("```", "\u02cb\u02cb\u02cb"))[: SECTION_MAX - 30]
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Evidence*\n```{evidence}```"}})
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": escape(
+        f"incident {alert.incident_id} · {alert.action} #{alert.sequence} · first seen {alert.first_seen.isoformat()}"
+        + (f" · drill {alert.drill}" if alert.drill else "")
+    )}]})
+    return {"text": f"{icon} {escape(alert.summary)}"[:SECTION_MAX], "blocks": blocks}
+
+
+class SlackSink:
+    type: ClassVar[str] = "slack"
+    Options: ClassVar[type[BaseModel]] = Options
+
+    def __init__(self, name: str, options: Any, http: aiohttp.ClientSession) -> None:
+        self.name = name
+        self.options: Options = options
+        self._http = http
+
+    def __repr__(self) -> str:
+        return f"SlackSink(name={self.name!r})"
+
+    async def send(self, alert: Alert) -> None:
+        await post(self._http, self.name, self.options.url.reveal(), json_body=message(alert), timeout=self.options.timeout)
+
+
+SINK = SlackSink
