@@ -6,12 +6,15 @@ import asyncio
 import datetime as dt
 import email.utils
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from yarl import URL
 
+from canary.alerts import Alert
+from canary.config import Secret, resolve_secret
 from canary.errors import DeliveryError
 
 RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -94,3 +97,42 @@ def describe_client_error(exc: aiohttp.ClientError, url: str) -> str:
     if isinstance(os_error, OSError) and os_error.strerror:
         reason = f": {os_error.strerror}"
     return f"{type(exc).__name__} talking to {safe_origin(url)}{reason}"
+
+
+class SecretUrlOptions(BaseModel):
+    """Options of a sink whose whole URL is a credential (Slack and Teams webhooks)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: Secret
+    timeout: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _url(cls, v: object) -> Secret:
+        s = resolve_secret(v)
+        validate_http_url(cls, s.reveal())
+        return s
+
+
+class HttpSink:
+    """Base of the HTTP sinks: holds name, validated options and the shared session; the repr
+    names the sink only (options may hold secrets)."""
+
+    def __init__(self, name: str, options: Any, http: aiohttp.ClientSession) -> None:
+        self.name = name
+        self.options = options
+        self._http = http
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class SecretUrlSink(HttpSink):
+    """POSTs ``render(alert)`` as JSON to the secret URL (Slack, Teams)."""
+
+    options: SecretUrlOptions
+    render: Callable[[Alert], Any]  # the module's body builder, set by each subclass
+
+    async def send(self, alert: Alert) -> None:
+        await post(self._http, self.name, self.options.url.reveal(), json_body=self.render(alert), timeout=self.options.timeout)

@@ -13,13 +13,12 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any, ClassVar, Literal
 
-import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from canary.alerts import Alert, AlertAction
 from canary.config import Secret, resolve_secret
 from canary.events import Severity
-from canary.sinks._http import post, validate_http_url
+from canary.sinks._http import HttpSink, post, validate_http_url
 
 REGIONS = {"us": "https://api.opsgenie.com", "eu": "https://api.eu.opsgenie.com"}
 MESSAGE_MAX = 130
@@ -106,17 +105,11 @@ def create_body(alert: Alert, options: Options) -> dict[str, Any]:
     return body
 
 
-class OpsgenieSink:
+class OpsgenieSink(HttpSink):
     type: ClassVar[str] = "opsgenie"
     Options: ClassVar[type[BaseModel]] = Options
 
-    def __init__(self, name: str, options: Any, http: aiohttp.ClientSession) -> None:
-        self.name = name
-        self.options: Options = options
-        self._http = http
-
-    def __repr__(self) -> str:
-        return f"OpsgenieSink(name={self.name!r}, region={self.options.region!r})"
+    options: Options
 
     def _alias_url(self, alert: Alert, verb: str) -> str:
         alias = urllib.parse.quote(alert.dedup_key[:ALIAS_MAX], safe="")

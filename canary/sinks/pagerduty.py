@@ -14,12 +14,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from canary.alerts import Alert, AlertAction
 from canary.config import Secret, resolve_secret
-from canary.sinks._http import post, validate_http_url
+from canary.sinks._http import HttpSink, post, validate_http_url
 
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
 SUMMARY_MAX = 1024  # PagerDuty truncates payload.summary at 1024 characters
@@ -88,17 +87,11 @@ def event_body(alert: Alert, routing_key: str, options: Options) -> dict[str, An
     return body
 
 
-class PagerDutySink:
+class PagerDutySink(HttpSink):
     type: ClassVar[str] = "pagerduty"
     Options: ClassVar[type[BaseModel]] = Options
 
-    def __init__(self, name: str, options: Any, http: aiohttp.ClientSession) -> None:
-        self.name = name
-        self.options: Options = options
-        self._http = http
-
-    def __repr__(self) -> str:
-        return f"PagerDutySink(name={self.name!r})"
+    options: Options
 
     async def send(self, alert: Alert) -> None:
         body = event_body(alert, self.options.routing_key.reveal(), self.options)

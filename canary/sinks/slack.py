@@ -14,12 +14,10 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
-import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel
 
 from canary.alerts import Alert, AlertAction
-from canary.config import Secret, resolve_secret
-from canary.sinks._http import post, validate_http_url
+from canary.sinks._http import SecretUrlOptions, SecretUrlSink
 
 SECTION_MAX = 3000  # Slack's limit for a section's text
 HEADER_MAX = 150  # and for a header block's plain_text
@@ -37,18 +35,8 @@ def code(text: object) -> str:
     return "`" + escape(str(text).replace("`", "\u02cb").replace("\n", " ")) + "`"
 
 
-class Options(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    url: Secret
-    timeout: float = Field(default=10.0, gt=0, le=120)
-
-    @field_validator("url", mode="before")
-    @classmethod
-    def _url(cls, v: object) -> Secret:
-        s = resolve_secret(v)
-        validate_http_url(cls, s.reveal())
-        return s
+class Options(SecretUrlOptions):
+    """``url`` (the webhook URL, a secret) and ``timeout``."""
 
 
 def message(alert: Alert) -> dict[str, Any]:
@@ -81,20 +69,10 @@ def message(alert: Alert) -> dict[str, Any]:
     return {"text": f"{icon} {escape(alert.summary)}"[:SECTION_MAX], "blocks": blocks}
 
 
-class SlackSink:
+class SlackSink(SecretUrlSink):
     type: ClassVar[str] = "slack"
     Options: ClassVar[type[BaseModel]] = Options
-
-    def __init__(self, name: str, options: Any, http: aiohttp.ClientSession) -> None:
-        self.name = name
-        self.options: Options = options
-        self._http = http
-
-    def __repr__(self) -> str:
-        return f"SlackSink(name={self.name!r})"
-
-    async def send(self, alert: Alert) -> None:
-        await post(self._http, self.name, self.options.url.reveal(), json_body=message(alert), timeout=self.options.timeout)
+    render = staticmethod(message)
 
 
 SINK = SlackSink

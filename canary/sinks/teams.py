@@ -12,13 +12,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel
 
 from canary.alerts import Alert, AlertAction
-from canary.config import Secret, resolve_secret
 from canary.events import Severity
-from canary.sinks._http import post, validate_http_url
+from canary.sinks._http import SecretUrlOptions, SecretUrlSink
 
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
@@ -29,18 +27,8 @@ _PREFIX = {AlertAction.TRIGGER: "", AlertAction.UPDATE: "Escalated: ", AlertActi
 VALUE_MAX = 2000
 
 
-class Options(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    url: Secret
-    timeout: float = Field(default=10.0, gt=0, le=120)
-
-    @field_validator("url", mode="before")
-    @classmethod
-    def _url(cls, v: object) -> Secret:
-        s = resolve_secret(v)
-        validate_http_url(cls, s.reveal())
-        return s
+class Options(SecretUrlOptions):
+    """``url`` (the webhook URL, a secret) and ``timeout``."""
 
 
 def literal(text: object, **style: Any) -> dict[str, Any]:
@@ -81,20 +69,10 @@ def message(alert: Alert) -> dict[str, Any]:
     return {"type": "message", "attachments": [{"contentType": CARD_CONTENT_TYPE, "contentUrl": None, "content": card(alert)}]}
 
 
-class TeamsSink:
+class TeamsSink(SecretUrlSink):
     type: ClassVar[str] = "teams"
     Options: ClassVar[type[BaseModel]] = Options
-
-    def __init__(self, name: str, options: Any, http: aiohttp.ClientSession) -> None:
-        self.name = name
-        self.options: Options = options
-        self._http = http
-
-    def __repr__(self) -> str:
-        return f"TeamsSink(name={self.name!r})"
-
-    async def send(self, alert: Alert) -> None:
-        await post(self._http, self.name, self.options.url.reveal(), json_body=message(alert), timeout=self.options.timeout)
+    render = staticmethod(message)
 
 
 SINK = TeamsSink
