@@ -63,7 +63,7 @@ CREATE TABLE incidents (
     source       text        NOT NULL,
     first_seen   timestamptz NOT NULL,
     last_seen    timestamptz NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now(),
+    created_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
     event_count  integer     NOT NULL DEFAULT 0,
     canary_ids   bigint[]    NOT NULL DEFAULT '{}',
     paged_level  integer     NOT NULL DEFAULT 0,   -- escalation thresholds already paged
