@@ -93,7 +93,7 @@ class Dispatcher:
         if not self.sinks:
             return
         self._listen_conn = await self.pool.acquire()
-        await self._listen_conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
+        await self._listen_conn.add_listener(OUTBOX_CHANNEL, self._notified)
         self._tasks = [asyncio.create_task(self._loop(i), name=f"dispatcher-{i}") for i in range(self.config.workers)]
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -107,13 +107,16 @@ class Dispatcher:
             self._tasks = []
         if self._listen_conn is not None:
             try:
-                await self._listen_conn.remove_listener(OUTBOX_CHANNEL, lambda *_: None)
+                await self._listen_conn.remove_listener(OUTBOX_CHANNEL, self._notified)
             except (asyncpg.PostgresError, asyncpg.InterfaceError):
                 pass
             await self.pool.release(self._listen_conn)
             self._listen_conn = None
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def _notified(self, *_: object) -> None:
         self._wake.set()
 
     async def _loop(self, worker: int) -> None:
