@@ -308,12 +308,78 @@ class ContactConfig(_Model):
         return self
 
 
+class NodeConfig(_Model):
+    """A datastore node (replica, other primary) whose log reaches canary by file, syslog or HTTP.
+    ``name`` is the node name in events (syslog HOSTNAME / HTTP ``node`` must equal it)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    datastore: str
+    jsonlog_dir: Path | None = None  # tail this node's own jsonlog directory
+    dsn: Secret | None = None  # for the heartbeat on this node (a standby is read-only: DO + RAISE LOG works)
+
+
+class BucketConfig(_Model):
+    """An S3-compatible bucket where exports land (ListObjectsV2 + GetObject, signed with SigV4)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    endpoint: str  # e.g. "https://s3.eu-west-1.amazonaws.com" or a MinIO URL
+    bucket: str
+    prefix: str = ""
+    region: str = "us-east-1"
+    access_key_id: Secret
+    secret_access_key: Secret
+
+
+class CoverageConfig(_Model):
+    """``[coverage]``: replicas and other log paths, exported-file scanning, scheduled checks."""
+
+    nodes: tuple[NodeConfig, ...] = ()
+    syslog_host: str = "127.0.0.1"
+    syslog_udp_port: int | None = Field(default=None, ge=0, le=65535)
+    syslog_tcp_port: int | None = Field(default=None, ge=0, le=65535)
+    syslog_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    ingest_token: Secret | None = None  # enables POST /ingest/jsonlog (Authorization: Bearer ...)
+    ingest_max_body: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    watch_dirs: tuple[Path, ...] = ()
+    buckets: tuple[BucketConfig, ...] = ()
+    scan_interval: float = 30.0
+    scan_max_bytes: int = Field(default=64 * 1024**3, ge=1)
+    check_interval: float = 60.0  # canaries present/unmodified, detection objects intact
+    heartbeat_interval: float = 60.0
+    heartbeat_timeout: float = 30.0  # a heartbeat must be ingested within this bound (dead man's switch)
+    pgaudit_role: str = Field(default="canary_auditor", pattern=_IDENT.pattern)
+    webhook_urls: tuple[str, ...] = ()  # our mail/phone webhook URLs, checked reachable
+    webhook_timeout: float = 10.0
+
+    @field_validator("scan_interval", "check_interval", "heartbeat_interval", "heartbeat_timeout", "webhook_timeout",
+                     mode="before")
+    @classmethod
+    def _dur(cls, v: object) -> float:
+        d = parse_duration(v)
+        if d <= 0:
+            raise ValueError("must be positive")
+        return d
+
+    @field_validator("syslog_allow")
+    @classmethod
+    def _nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for net in v:
+            ipaddress.ip_network(net, strict=False)
+        return v
+
+    @field_validator("watch_dirs")
+    @classmethod
+    def _expand(cls, v: tuple[Path, ...]) -> tuple[Path, ...]:
+        return tuple(p.expanduser() for p in v)
+
+
 class Config(_Model):
     canary: CoreConfig = CoreConfig()
     control: ControlConfig = ControlConfig()
     listener: ListenerConfig = ListenerConfig()
     alerting: AlertingConfig = AlertingConfig()
     contact: ContactConfig = ContactConfig()
+    coverage: CoverageConfig = CoverageConfig()
     datastores: tuple[DatastoreConfig, ...] = ()
     sinks: tuple[SinkConfig, ...] = ()
     source_path: Path | None = None
@@ -326,6 +392,14 @@ class Config(_Model):
                 if item.name in seen:
                     raise ValueError(f"{section}[{i}].name: duplicate name {item.name!r}")
                 seen.add(item.name)
+        names = {d.name for d in self.datastores}
+        nodes = {d.node_name for d in self.datastores}
+        for i, node in enumerate(self.coverage.nodes):
+            if node.datastore not in names:
+                raise ValueError(f"coverage.nodes[{i}].datastore: no datastore named {node.datastore!r}")
+            if node.name in nodes:
+                raise ValueError(f"coverage.nodes[{i}].name: duplicate node name {node.name!r}")
+            nodes.add(node.name)
         return self
 
     def datastore(self, name: str) -> DatastoreConfig:
