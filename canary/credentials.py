@@ -417,3 +417,20 @@ class BackgroundReporter:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+def components(config: Any) -> list[Any]:
+    """The credential-canary listener components the configuration enables (imported lazily)."""
+    out: list[Any] = []
+    hp = config.honeypot
+    if hp.http.enabled:
+        from canary.sources.token_honeypot import TokenHoneypot
+
+        out.append(TokenHoneypot(hp.http))
+    if hp.postgres.enabled:
+        from canary.sources.pg_honeypot import PgHoneypot
+
+        pg = hp.postgres
+        out.append(PgHoneypot(pg.host, pg.port, auth_method=pg.auth, max_connections=pg.max_connections,
+                              auth_timeout=pg.auth_timeout, alert_unknown_users=pg.alert_unknown_users))
+    return out

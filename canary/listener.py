@@ -36,6 +36,9 @@ def default_components(runtime: Runtime) -> list[Component]:
     for ds in runtime.config.datastores:
         if ds.jsonlog_dir is not None:
             comps.append(JsonlogSource(ds.name, ds.node_name, ds.jsonlog_dir, poll=runtime.config.listener.jsonlog_poll))
+    from canary.credentials import components as credential_components
+
+    comps.extend(credential_components(runtime.config))
     return comps
 
 
