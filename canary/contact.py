@@ -452,6 +452,10 @@ class ReplayCache:
         )
         return row is not None
 
+    async def forget(self, pool: asyncpg.Pool, token: str) -> None:
+        """Drop a token whose request was not committed, so the provider's retry is accepted."""
+        await pool.execute("DELETE FROM contact_replay WHERE provider = $1 AND token = $2", self.provider, token[:200])
+
 
 # -- recipients ---------------------------------------------------------------------------------------
 async def canary_for_address(runtime: Runtime, address: str, domains: Sequence[str]) -> CanaryRecord | None:
@@ -560,3 +564,74 @@ async def refuse(
 
 def contact_config(runtime: Runtime) -> ContactConfig:
     return runtime.config.contact
+
+
+# -- webhook bodies ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class FormFile:
+    field: str
+    filename: str | None
+    content_type: str
+    data: bytes
+
+
+class BodyTooLarge(Exception):
+    """The request body exceeded the configured limit (answered 413)."""
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes:
+    """The raw body, refusing more than ``limit`` bytes (independent of the app's client_max_size)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge(f"declared body of {request.content_length} bytes exceeds {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_form(content_type: str, body: bytes) -> tuple[list[tuple[str, str]], list[FormFile]]:
+    """Fields (in order, repeats kept) and files of an urlencoded or multipart/form-data body.
+    Raises ValueError when the body does not match its declared type."""
+    from urllib.parse import parse_qsl
+
+    ctype = content_type.split(";", 1)[0].strip().lower()
+    if ctype == "application/x-www-form-urlencoded":
+        return parse_qsl(body.decode("utf-8", "strict"), keep_blank_values=True, strict_parsing=bool(body)), []
+    if ctype != "multipart/form-data":
+        raise ValueError(f"unsupported content type {ctype or '(none)'}")
+    msg = BytesParser(policy=policy.HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+    if not msg.is_multipart() or any(isinstance(d, _FATAL_DEFECTS) for d in msg.defects):
+        raise ValueError("multipart body is malformed")
+    fields: list[tuple[str, str]] = []
+    files: list[FormFile] = []
+    for part in msg.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            raise ValueError("multipart part without a field name")
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        filename = part.get_filename()
+        if filename is not None:
+            files.append(FormFile(name, filename, part.get_content_type(), data))
+        else:
+            charset = part.get_content_charset() or "utf-8"
+            try:
+                fields.append((name, data.decode(charset, "replace")))
+            except LookupError:
+                fields.append((name, data.decode("utf-8", "replace")))
+    return fields, files
+
+
+def fresh(timestamp: str | float | None, max_age: float, now: float | None = None) -> bool:
+    """True when a provider timestamp (unix seconds) is within ``max_age`` of now (either side)."""
+    import time
+
+    try:
+        ts = float(timestamp)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return abs((now if now is not None else time.time()) - ts) <= max_age
