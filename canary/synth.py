@@ -1,0 +1,662 @@
+"""Synthetic customer rows that look like the rows already in a table.
+
+:func:`profile` summarises a sample of real rows per column without keeping any real value that
+identifies a person: NULL rates, length distributions, character-class shapes of strings, e-mail
+local-part shapes and domain mix, phone formats, name scripts, numeric distributions and only those
+categorical values that many rows share (``status``, ``country``, ``tier``). :class:`Synthesizer`
+then produces rows from that profile: names, addresses and companies from Faker in the table's locale
+(given, or inferred from the scripts in the data), contact points from :class:`ContactAllocator`
+(pools that route back to us), timestamps from the placement the seeder chose.
+
+Everything here is pure CPU work on plain values; the seeder runs it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import enum
+import json
+import random
+import re
+import string
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from faker import Faker
+
+from canary.errors import SeedError
+from seeders.pg_catalog import Column, TableInfo
+
+SUPPORTED_LOCALES = ("en_US", "ko_KR", "ja_JP")
+#: a categorical value must be shared by at least this many sampled rows to be reused
+MIN_SHARED = 3
+
+
+class Semantic(enum.StrEnum):
+    EMAIL = "email"
+    PHONE = "phone"
+    FIRST_NAME = "first_name"
+    LAST_NAME = "last_name"
+    FULL_NAME = "full_name"
+    STREET = "street"
+    ADDRESS = "address"
+    CITY = "city"
+    STATE = "state"
+    POSTCODE = "postcode"
+    COUNTRY = "country"
+    COMPANY = "company"
+    USERNAME = "username"
+    BIRTHDATE = "birthdate"
+    CREATED = "created"
+    UPDATED = "updated"
+    GENERIC = "generic"
+
+
+_NAME_RULES: tuple[tuple[Semantic, re.Pattern[str]], ...] = tuple(
+    (sem, re.compile(rx, re.I))
+    for sem, rx in (
+        (Semantic.EMAIL, r"e_?mail"),
+        (Semantic.PHONE, r"phone|mobile|tel(ephone)?$|^tel_|cell"),
+        (Semantic.FIRST_NAME, r"first_?name|given_?name|^fname$"),
+        (Semantic.LAST_NAME, r"last_?name|family_?name|surname|^lname$"),
+        (Semantic.FULL_NAME, r"^(full_?|display_?|customer_?|contact_?)?name$"),
+        (Semantic.STREET, r"street|address_?line|addr(ess)?_?1$|line_?1$"),
+        (Semantic.ADDRESS, r"^(postal_|mailing_|billing_|shipping_|home_)?addr(ess)?$"),
+        (Semantic.CITY, r"city|town"),
+        (Semantic.STATE, r"^state$|province|region|prefecture"),
+        (Semantic.POSTCODE, r"zip|post_?code|postal_?code"),
+        (Semantic.COUNTRY, r"country"),
+        (Semantic.COMPANY, r"company|employer|organi[sz]ation"),
+        (Semantic.USERNAME, r"user_?name|login|handle|nickname"),
+        (Semantic.BIRTHDATE, r"birth|dob$"),
+        (Semantic.CREATED, r"created|signup|registered|joined|inserted"),
+        (Semantic.UPDATED, r"updated|modified|changed"),
+    )
+)
+
+
+def semantic_of(col: Column) -> Semantic:
+    if col.category == "D":
+        for sem in (Semantic.CREATED, Semantic.UPDATED, Semantic.BIRTHDATE):
+            if dict(_NAME_RULES)[sem].search(col.name):
+                return sem
+        return Semantic.GENERIC
+    if col.category != "S":
+        return Semantic.GENERIC
+    for sem, rx in _NAME_RULES:
+        if sem not in (Semantic.CREATED, Semantic.UPDATED, Semantic.BIRTHDATE) and rx.search(col.name):
+            return sem
+    return Semantic.GENERIC
+
+
+# -- shapes ---------------------------------------------------------------------------------------
+
+
+def shape(text: str) -> str:
+    """Character-class shape: ``Ab-12`` -> ``Aa-99``; Hangul ``가``, kana ``あ``, Han ``漢`` kept as classes."""
+    out = []
+    for ch in text:
+        if ch.isdigit() and ch.isascii():
+            out.append("9")
+        elif ch.isascii() and ch.isalpha():
+            out.append("A" if ch.isupper() else "a")
+        else:
+            out.append(_script_class(ch) or ch)
+    return "".join(out)
+
+
+def _script_class(ch: str) -> str | None:
+    o = ord(ch)
+    if 0xAC00 <= o <= 0xD7A3:
+        return "가"
+    if 0x3040 <= o <= 0x30FF:
+        return "あ"
+    if 0x4E00 <= o <= 0x9FFF:
+        return "漢"
+    return None
+
+
+def script_of(values: Iterable[str]) -> str | None:
+    """Dominant non-Latin script of some strings: 'hangul', 'kana', 'han' or 'latin' (None if empty)."""
+    counts: Counter[str] = Counter()
+    for v in values:
+        for ch in v:
+            cls = _script_class(ch)
+            if cls == "가":
+                counts["hangul"] += 1
+            elif cls == "あ":
+                counts["kana"] += 1
+            elif cls == "漢":
+                counts["han"] += 1
+            elif ch.isalpha():
+                counts["latin"] += 1
+    if not counts:
+        return None
+    if counts["kana"]:
+        return "kana"
+    return counts.most_common(1)[0][0]
+
+
+def infer_locale(script: str | None, default: str) -> str:
+    return {"hangul": "ko_KR", "kana": "ja_JP", "han": "ja_JP"}.get(script or "", default)
+
+
+def _fill(template: str, rng: random.Random) -> str:
+    out = []
+    for ch in template:
+        if ch == "9":
+            out.append(rng.choice(string.digits))
+        elif ch == "a":
+            out.append(rng.choice(string.ascii_lowercase))
+        elif ch == "A":
+            out.append(rng.choice(string.ascii_uppercase))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+# -- profiles -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Weighted:
+    """A discrete distribution with cumulative weights for fast sampling."""
+
+    values: tuple[Any, ...]
+    cum: tuple[float, ...]
+
+    @classmethod
+    def of(cls, counts: Mapping[Any, int | float]) -> Weighted:
+        items = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
+        total, cum = 0.0, []
+        for _, w in items:
+            total += w
+            cum.append(total)
+        return cls(tuple(k for k, _ in items), tuple(cum))
+
+    def __bool__(self) -> bool:
+        return bool(self.values)
+
+    def pick(self, rng: random.Random) -> Any:
+        return self.values[bisect.bisect_left(self.cum, rng.random() * self.cum[-1])]
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnProfile:
+    name: str
+    sampled: int
+    null_rate: float
+    categorical: Weighted  # shared values (each seen >= MIN_SHARED times); empty if high-cardinality
+    shapes: Weighted  # character-class templates of string values
+    lengths: tuple[int, ...]  # sorted lengths of string values
+    numbers: tuple[float, ...]  # sorted numeric values
+    integral: bool
+    script: str | None
+    email_locals: Weighted = Weighted((), ())  # local-part shape templates, e.g. "w.w", "w9"
+    email_domains: Weighted = Weighted((), ())  # domain -> count (real mix, for reporting)
+    freemail_rate: float = 0.0
+    plus_rate: float = 0.0
+    case_styles: Weighted = Weighted((), ())  # lower / upper / title / mixed
+
+
+@dataclass(frozen=True, slots=True)
+class TableProfile:
+    columns: Mapping[str, ColumnProfile]
+    rows: int  # sampled rows
+    created_gap: tuple[float, ...] = ()  # sorted (updated - created) seconds
+    created_epochs: tuple[float, ...] = ()  # sorted creation times (epoch seconds)
+    script: str | None = None
+
+    def col(self, name: str) -> ColumnProfile | None:
+        return self.columns.get(name)
+
+
+FREEMAIL = frozenset(
+    "gmail.com yahoo.com hotmail.com outlook.com aol.com icloud.com naver.com daum.net hanmail.net nate.com "
+    "kakao.com yahoo.co.jp docomo.ne.jp ezweb.ne.jp softbank.ne.jp proton.me protonmail.com live.com msn.com".split()
+)
+_LOCAL_TOKEN = re.compile(r"[A-Za-z]+|[0-9]+|[^A-Za-z0-9]")
+
+
+def local_shape(local: str) -> str:
+    """``kim.minji92`` -> ``w.w9``: words, digit runs (one 9 per digit) and separators."""
+    return "".join("w" if t[0].isalpha() else ("9" * len(t) if t[0].isdigit() else t) for t in _LOCAL_TOKEN.findall(local))
+
+
+def _case_style(text: str) -> str:
+    letters = [c for c in text if c.isascii() and c.isalpha()]
+    if not letters:
+        return "none"
+    if all(c.islower() for c in letters):
+        return "lower"
+    if all(c.isupper() for c in letters):
+        return "upper"
+    return "title" if text[:1].isupper() else "mixed"
+
+
+def profile(info: TableInfo, sample: Sequence[Mapping[str, str | None]]) -> TableProfile:
+    """Summarise sampled rows (values as PostgreSQL text) per column; no identifying value is kept."""
+    cols: dict[str, ColumnProfile] = {}
+    n = len(sample)
+    scripts = []
+    for col in info.columns:
+        values = [r.get(col.name) for r in sample]
+        present = [v for v in values if v is not None]
+        counts = Counter(present)
+        shared = {v: c for v, c in counts.items() if c >= MIN_SHARED}
+        distinct_ratio = len(counts) / max(len(present), 1)
+        categorical = Weighted.of(shared) if shared and (distinct_ratio <= 0.2 or sum(shared.values()) >= 0.8 * len(present)) else Weighted((), ())
+        numbers: list[float] = []
+        integral = True
+        if col.category == "N":
+            for v in present:
+                try:
+                    d = Decimal(v)
+                except InvalidOperation:
+                    continue
+                if d.is_finite():
+                    numbers.append(float(d))
+                    integral = integral and d == d.to_integral_value()
+        elif col.category == "D":
+            numbers = [ts.timestamp() for ts in (parse_ts(v) for v in present) if ts is not None]
+        sem = semantic_of(col)
+        extra: dict[str, Any] = {}
+        if sem == Semantic.EMAIL and present:
+            locals_: Counter[str] = Counter()
+            domains: Counter[str] = Counter()
+            plus = free = 0
+            cases: Counter[str] = Counter()
+            for v in present:
+                local, _, domain = v.rpartition("@")
+                base = local.split("+", 1)[0]
+                plus += "+" in local
+                locals_[local_shape(base)] += 1
+                domains[domain.lower()] += 1
+                free += domain.lower() in FREEMAIL
+                cases[_case_style(v)] += 1
+            extra = dict(
+                email_locals=Weighted.of(locals_), email_domains=Weighted.of(domains),
+                freemail_rate=free / len(present), plus_rate=plus / len(present), case_styles=Weighted.of(cases),
+            )
+        script = script_of(present[:200]) if col.category == "S" else None
+        if sem in (Semantic.FULL_NAME, Semantic.FIRST_NAME, Semantic.LAST_NAME, Semantic.ADDRESS, Semantic.CITY, Semantic.STREET):
+            if script:
+                scripts.append(script)
+        cols[col.name] = ColumnProfile(
+            name=col.name, sampled=n, null_rate=(n - len(present)) / n if n else (0.0 if col.not_null else 0.0),
+            categorical=categorical,
+            shapes=Weighted.of(Counter(shape(v) for v in present)) if col.category == "S" else Weighted((), ()),
+            lengths=tuple(sorted(len(v) for v in present)) if col.category == "S" else (),
+            numbers=tuple(sorted(numbers)), integral=integral, script=script, **extra,
+        )
+    gaps: list[float] = []
+    epochs: list[float] = []
+    created = next((c.name for c in info.columns if semantic_of(c) == Semantic.CREATED), None)
+    updated = next((c.name for c in info.columns if semantic_of(c) == Semantic.UPDATED), None)
+    if created:
+        epochs = [ts.timestamp() for ts in (parse_ts(r.get(created)) for r in sample) if ts is not None]
+    if created and updated:
+        for r in sample:
+            a, b = parse_ts(r.get(created)), parse_ts(r.get(updated))
+            if a and b:
+                gaps.append((b - a).total_seconds())
+    main_script = Counter(scripts).most_common(1)[0][0] if scripts else None
+    return TableProfile(columns=cols, rows=n, created_gap=tuple(sorted(gaps)), created_epochs=tuple(sorted(epochs)), script=main_script)
+
+
+def parse_ts(text: str | None) -> dt.datetime | None:
+    """A PostgreSQL timestamp / timestamptz / date text value as a datetime (None if not one)."""
+    if not text:
+        return None
+    t = text.strip()
+    if re.fullmatch(r".*[+-]\d\d$", t):
+        t += ":00"
+    try:
+        return dt.datetime.fromisoformat(t)
+    except ValueError:
+        return None
+
+
+def _quantile(sorted_values: Sequence[float], rng: random.Random) -> float:
+    """A draw from the empirical distribution, interpolated between neighbours (never a copy)."""
+    if len(sorted_values) == 1:
+        return sorted_values[0]
+    pos = rng.random() * (len(sorted_values) - 1)
+    i = int(pos)
+    return sorted_values[i] + (sorted_values[min(i + 1, len(sorted_values) - 1)] - sorted_values[i]) * (pos - i)
+
+
+# -- contact points -------------------------------------------------------------------------------
+
+
+@dataclass
+class ContactAllocator:
+    """Hands out unique canary contact points from pools that route back to us.
+
+    ``email_domains``: domains whose mail canary receives; ``phone_numbers``: E.164 numbers we own.
+    ``used`` holds values already allocated (by earlier deployments); every value is handed out once.
+    With empty pools, contact points are synthetic (they then cannot alert on contact).
+    """
+
+    email_domains: Sequence[str] = ()
+    phone_numbers: Sequence[str] = ()
+    used: set[str] = field(default_factory=set)
+    rng: random.Random = field(default_factory=random.Random)
+    _phones: list[str] | None = None
+
+    def email(self, local: str, fallback_domain: str) -> str:
+        for attempt in range(50):
+            cand_local = local if attempt == 0 else f"{local}{self.rng.randint(1, 9999)}"
+            domain = self.rng.choice(list(self.email_domains)) if self.email_domains else fallback_domain
+            value = f"{cand_local}@{domain}"
+            if value.lower() not in self.used:
+                self.used.add(value.lower())
+                return value
+        raise SeedError("cannot allocate a unique canary e-mail address (pool of domains too small?)")
+
+    def phone(self) -> str | None:
+        """An owned E.164 number not used before, or None when no pool is configured."""
+        if not self.phone_numbers:
+            return None
+        if self._phones is None:
+            self._phones = [p for p in self.phone_numbers if p not in self.used]
+            self.rng.shuffle(self._phones)
+        if not self._phones:
+            raise SeedError(
+                f"the phone pool is exhausted: all {len(self.phone_numbers)} owned numbers are already canary contact points"
+            )
+        value = self._phones.pop()
+        self.used.add(value)
+        return value
+
+
+_COUNTRY_CODES = {"ko_KR": "82", "ja_JP": "81", "en_US": "1"}
+
+
+def format_phone(e164: str, template: str, locale: str) -> str:
+    """Render an owned E.164 number (``+821055500123``) in a table's phone shape (``999-9999-9999``).
+
+    Digits of the template are filled from the international form when the template starts with
+    ``+``, else from the national form (trunk prefix ``0`` for KR/JP). If the digit counts differ, the
+    national form is returned with the template's separator style as far as it fits.
+    """
+    digits = re.sub(r"\D", "", e164)
+    cc = _COUNTRY_CODES.get(locale, "")
+    national = digits[len(cc):] if cc and digits.startswith(cc) else digits
+    if locale in ("ko_KR", "ja_JP"):
+        national = "0" + national
+    source = digits if template.startswith("+") else national
+    if template.count("9") == len(source):
+        it = iter(source)
+        return "".join(next(it) if ch == "9" else ch for ch in template)
+    return ("+" + digits) if template.startswith("+") else national
+
+
+# -- the synthesizer ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RowContext:
+    """Placement of one canary row chosen by the seeder."""
+
+    pk: str | None  # primary key value as text (None: the column default assigns it)
+    created: dt.datetime | None = None  # timestamp consistent with the neighbouring real rows
+
+
+@dataclass(frozen=True, slots=True)
+class SynthRow:
+    values: dict[str, str | None]
+    email: str | None
+    phone: str | None
+
+
+class Synthesizer:
+    """Generates rows for one table from its profile. Deterministic for a given ``seed``."""
+
+    def __init__(
+        self,
+        info: TableInfo,
+        prof: TableProfile,
+        *,
+        locale: str,
+        contacts: ContactAllocator,
+        seed: int | None = None,
+        skip: Iterable[str] = (),
+    ) -> None:
+        self.info = info
+        self.profile = prof
+        self.locale = locale if locale in SUPPORTED_LOCALES or _faker_has(locale) else "en_US"
+        self.rng = random.Random(seed)
+        self.fake = Faker(self.locale)
+        self.fake.seed_instance(self.rng.getrandbits(64))
+        self.latin = Faker("en_US")
+        self.latin.seed_instance(self.rng.getrandbits(64))
+        self.contacts = contacts
+        self.skip = set(skip)
+        pk = info.primary_key
+        self.pk = pk[0] if len(pk) == 1 else None
+        self.semantics = {c.name: semantic_of(c) for c in info.columns}
+
+    def columns(self) -> list[Column]:
+        """Columns the seeder writes: all but generated ones and those it leaves to their default."""
+        out = []
+        for c in self.info.columns:
+            if c.generated or c.name in self.skip:
+                continue
+            out.append(c)
+        return out
+
+    def row(self, ctx: RowContext) -> SynthRow:
+        person = self._person()
+        values: dict[str, str | None] = {}
+        email = phone = None
+        for col in self.columns():
+            if col.name == self.pk:
+                values[col.name] = ctx.pk
+                continue
+            sem = self.semantics[col.name]
+            prof = self.profile.col(col.name)
+            if sem == Semantic.EMAIL:
+                email = self._email(person, prof)
+                values[col.name] = email
+                continue
+            if sem == Semantic.PHONE:
+                phone_e164 = self.contacts.phone()
+                phone = phone_e164 or None
+                values[col.name] = self._phone(phone_e164, prof) if not self._null(col, prof) or phone_e164 else None
+                if values[col.name] is None:
+                    phone = None
+                continue
+            if self._null(col, prof):
+                values[col.name] = None
+                continue
+            values[col.name] = self._value(col, sem, prof, person, ctx, values)
+        return SynthRow(values, email, phone)
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _null(self, col: Column, prof: ColumnProfile | None) -> bool:
+        if col.not_null or prof is None or not prof.sampled:
+            return False
+        return self.rng.random() < prof.null_rate
+
+    def _person(self) -> dict[str, str]:
+        f = self.fake
+        first, last = f.first_name(), f.last_name()
+        if self.locale in ("ko_KR", "ja_JP"):
+            full = f"{last}{first}" if self.locale == "ko_KR" else f"{last} {first}"
+        else:
+            full = f"{first} {last}"
+        return {"first": first, "last": last, "full": full}
+
+    def _latin_words(self, person: Mapping[str, str]) -> tuple[str, str]:
+        if self.locale == "ja_JP":
+            return self.fake.first_romanized_name().lower(), self.fake.last_romanized_name().lower()
+        if self.locale == "ko_KR":
+            words = re.findall(r"[a-z]+", self.fake.user_name().lower())
+            w = words[0] if words else "kim"
+            cut = max(2, min(len(w) - 2, len(w) // 2)) if len(w) > 4 else len(w)
+            return w[:cut], w[cut:] or self.fake.user_name()[:3].lower()
+        return person["first"].lower(), person["last"].lower()
+
+    def _email(self, person: Mapping[str, str], prof: ColumnProfile | None) -> str:
+        w1, w2 = self._latin_words(person)
+        w1 = re.sub(r"[^a-z]", "", w1) or "user"
+        w2 = re.sub(r"[^a-z]", "", w2) or "mail"
+        template = prof.email_locals.pick(self.rng) if prof and prof.email_locals else "w.w"
+        words = iter([w1, w2, w2[:1], w1[:1]])
+        local = []
+        for tok in re.findall(r"w|9+|[^w9]", template):
+            if tok == "w":
+                local.append(next(words, w1))
+            elif tok[0] == "9":
+                local.append("".join(self.rng.choice(string.digits) for _ in tok))
+            else:
+                local.append(tok)
+        text = "".join(local)
+        if prof and prof.case_styles:
+            style = prof.case_styles.pick(self.rng)
+            text = text.upper() if style == "upper" else (text[:1].upper() + text[1:] if style == "title" else text)
+        fallback = self.fake.free_email_domain()
+        if prof and prof.email_domains:
+            fallback = prof.email_domains.pick(self.rng) if prof.email_domains.cum[0] >= MIN_SHARED else fallback
+        return self.contacts.email(text, fallback)
+
+    def _phone(self, e164: str | None, prof: ColumnProfile | None) -> str:
+        template = prof.shapes.pick(self.rng) if prof and prof.shapes else None
+        if e164 is None:
+            if template and set(template) <= set("9+-(). x"):
+                return _fill(template, self.rng)
+            return str(self.fake.phone_number())
+        return format_phone(e164, template or "+" + "9" * (len(e164) - 1), self.locale)
+
+    def _value(
+        self, col: Column, sem: Semantic, prof: ColumnProfile | None, person: Mapping[str, str], ctx: RowContext,
+        done: Mapping[str, str | None],
+    ) -> str | None:
+        f = self.fake
+        if col.enum_labels:
+            if prof and prof.categorical:
+                return str(prof.categorical.pick(self.rng))
+            return self.rng.choice(col.enum_labels)
+        if prof and prof.categorical and sem not in (Semantic.CREATED, Semantic.UPDATED, Semantic.BIRTHDATE):
+            return self._fit(col, str(prof.categorical.pick(self.rng)))
+        if sem == Semantic.CREATED:
+            return self._ts(col, ctx.created or self._sample_ts(prof))
+        if sem == Semantic.UPDATED:
+            created = next((parse_ts(done.get(c.name)) for c in self.info.columns if self.semantics[c.name] == Semantic.CREATED and done.get(c.name)), None)
+            base = created or ctx.created
+            if base is not None and self.profile.created_gap:
+                return self._ts(col, base + dt.timedelta(seconds=max(0.0, _quantile(self.profile.created_gap, self.rng))))
+            return self._ts(col, base or self._sample_ts(prof))
+        if sem == Semantic.BIRTHDATE:
+            if prof and prof.numbers:
+                return self._ts(col, self._sample_ts(prof))
+            return self._ts(col, dt.datetime.combine(f.date_of_birth(minimum_age=18, maximum_age=85), dt.time()))
+        if col.category == "S":
+            text = {
+                Semantic.FIRST_NAME: lambda: person["first"],
+                Semantic.LAST_NAME: lambda: person["last"],
+                Semantic.FULL_NAME: lambda: person["full"],
+                Semantic.STREET: lambda: f.street_address(),
+                Semantic.ADDRESS: lambda: f.address().replace("\n", ", "),
+                Semantic.CITY: lambda: f.city(),
+                Semantic.STATE: lambda: f.administrative_unit() if hasattr(f, "administrative_unit") else f.city(),
+                Semantic.POSTCODE: lambda: f.postcode(),
+                Semantic.COUNTRY: lambda: f.country(),
+                Semantic.COMPANY: lambda: f.company(),
+                Semantic.USERNAME: lambda: f.user_name(),
+            }.get(sem)
+            if text is not None:
+                value = text()
+                if sem == Semantic.POSTCODE and prof and prof.shapes:
+                    template = prof.shapes.pick(self.rng)
+                    if set(template) <= set("9- "):
+                        value = _fill(template, self.rng)
+                return self._fit(col, value)
+            return self._fit(col, self._generic_text(prof))
+        return self._typed(col, prof)
+
+    def _fit(self, col: Column, value: str) -> str:
+        if col.max_length is not None and len(value) > col.max_length:
+            return value[: col.max_length]
+        return value
+
+    def _generic_text(self, prof: ColumnProfile | None) -> str:
+        if prof and prof.shapes:
+            template = prof.shapes.pick(self.rng)
+            if " " in template and len(template) > 20:
+                target = len(template)
+                text = self.fake.text(max_nb_chars=max(target, 10)) if self.locale == "en_US" else self.fake.sentence()
+                return text[:target]
+            if any(_script_class(ch) for ch in template):
+                return self.fake.word() if hasattr(self.fake, "word") else _fill(template, self.rng)
+            return _fill(template, self.rng)
+        return self.fake.word()
+
+    def _sample_ts(self, prof: ColumnProfile | None) -> dt.datetime:
+        if prof is not None and prof.numbers:
+            return dt.datetime.fromtimestamp(_quantile(prof.numbers, self.rng), dt.timezone.utc)
+        if self.profile.created_epochs:
+            return dt.datetime.fromtimestamp(_quantile(self.profile.created_epochs, self.rng), dt.timezone.utc)
+        now = dt.datetime.now(dt.timezone.utc)
+        return now - dt.timedelta(seconds=self.rng.uniform(0, 3 * 365 * 86400))
+
+    def _ts(self, col: Column, value: dt.datetime) -> str:
+        if col.base_type == "date":
+            return value.date().isoformat()
+        if col.base_type == "timestamp":
+            return value.replace(tzinfo=None).isoformat(sep=" ")
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value.isoformat(sep=" ")
+
+    def _typed(self, col: Column, prof: ColumnProfile | None) -> str | None:
+        r = self.rng
+        if col.category == "N":
+            if prof and prof.numbers:
+                x = _quantile(prof.numbers, r)
+                if prof.integral or col.base_type in ("int2", "int4", "int8"):
+                    return str(int(round(x)))
+                scale = col.numeric_scale if col.numeric_scale is not None else 2
+                return f"{x:.{scale}f}"
+            if col.base_type in ("int2", "int4", "int8"):
+                return str(r.randint(0, 1000))
+            return f"{r.uniform(0, 1000):.2f}"
+        if col.category == "B":
+            rate = 0.5
+            if prof and prof.categorical:
+                counts = dict(zip(prof.categorical.values, _weights(prof.categorical)))
+                total = sum(counts.values())
+                rate = counts.get("true", 0) / total if total else 0.5
+            return "true" if r.random() < rate else "false"
+        if col.base_type == "uuid":
+            return str(uuid.UUID(int=r.getrandbits(128), version=4))
+        if col.base_type in ("json", "jsonb"):
+            return json.dumps({})
+        if col.category == "D":
+            return self._ts(col, self._sample_ts(prof))
+        if col.category == "A":
+            return "{}"
+        if col.has_default or not col.not_null:
+            return None
+        raise SeedError(f"cannot synthesise a value for column {col.name} of type {col.type}", column=col.name)
+
+
+def _weights(w: Weighted) -> list[float]:
+    prev = 0.0
+    out = []
+    for c in w.cum:
+        out.append(c - prev)
+        prev = c
+    return out
+
+
+def _faker_has(locale: str) -> bool:
+    from faker.config import AVAILABLE_LOCALES
+
+    return locale in AVAILABLE_LOCALES

@@ -1,0 +1,126 @@
+"""The seeder contract (STYLE.md practice 1) and the value types it exchanges.
+
+A seeder owns one datastore. ``plan`` is a dry run: it reads the datastore and reports exactly what
+``apply`` would write, writing nothing. ``apply`` writes canaries (one transaction per datastore),
+records them in the registry together with a deployment manifest, and installs read detection; it is
+idempotent (a target that already holds its configured number of canaries gets none added).
+``verify`` checks that every active canary is still present and unmodified. ``retire`` removes
+exactly what was seeded and restores the detection state found before seeding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRow:
+    """One row a seeder will write: target ``schema.table``, its key as text and column values as text."""
+
+    target: str
+    pk: str
+    values: Mapping[str, str | None]
+    canary: bool = True  # False for child rows (orders, addresses) written for a canary
+
+
+@dataclass(frozen=True, slots=True)
+class TargetPlan:
+    """What seeding one target table involves."""
+
+    target: str
+    present: int  # active canaries already in the table
+    wanted: int  # configured count
+    rows: Sequence[PlannedRow]  # new rows, canaries first, then child rows in dependency order
+    statements: Sequence[str]  # DDL that installs / refreshes read detection
+    warnings: Sequence[str] = ()
+    locks: Sequence[str] = ()  # tables locked ACCESS EXCLUSIVE while applying
+
+    @property
+    def to_add(self) -> int:
+        return sum(1 for r in self.rows if r.canary)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    datastore: str
+    targets: Sequence[TargetPlan]
+
+    @property
+    def to_add(self) -> int:
+        return sum(t.to_add for t in self.targets)
+
+    @property
+    def warnings(self) -> list[str]:
+        return [w for t in self.targets for w in t.warnings]
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    datastore: str
+    added: Mapping[str, int]  # target -> canaries added
+    child_rows: Mapping[str, int] = field(default_factory=dict)  # table -> child rows added
+    deployment_ids: Sequence[int] = ()
+    warnings: Sequence[str] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A canary that is not as it was written."""
+
+    canary_uid: str
+    target: str
+    problem: str  # "missing" | "modified" | "detection_missing" | ...
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    datastore: str
+    checked: int
+    findings: Sequence[Finding]
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+
+@dataclass(frozen=True, slots=True)
+class RetireResult:
+    datastore: str
+    removed: Mapping[str, int]  # target -> canary rows deleted
+    kept_modified: Sequence[Finding] = ()  # modified canaries left in place (and still detected)
+    child_rows: Mapping[str, int] = field(default_factory=dict)
+    detection_removed: Sequence[str] = ()
+
+
+@runtime_checkable
+class Seeder(Protocol):
+    """Places canaries in one datastore and removes them again."""
+
+    kind: ClassVar[str]
+
+    async def plan(self) -> Plan: ...
+
+    async def apply(self) -> ApplyResult: ...
+
+    async def verify(self) -> VerifyReport: ...
+
+    async def retire(self, *, force: bool = False) -> RetireResult: ...
+
+
+def as_dict(obj: Any) -> Any:
+    """JSON-able form of the value types above (for CLI output and manifests)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out = {f.name: as_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        for prop in ("to_add", "ok"):
+            if hasattr(type(obj), prop):
+                out[prop] = getattr(obj, prop)
+        return out
+    if isinstance(obj, Mapping):
+        return {str(k): as_dict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [as_dict(v) for v in obj]
+    return obj

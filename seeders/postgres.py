@@ -1,0 +1,841 @@
+"""PostgreSQL seeder: canary customer rows plus row-level-security read detection.
+
+For each configured target table (``DatastoreConfig.tables``) the seeder
+
+1. introspects the table through the catalog (parameterised queries only),
+2. samples real rows (never the canaries themselves, and without triggering detection) to learn
+   each column's shape, then synthesises rows that match (:mod:`canary.synth`),
+3. places them in gaps between real primary keys with timestamps interpolated from the neighbours,
+4. inserts them in the datastore transaction, records them in the control store (registry entries
+   with encrypted location and contact points, a deployment manifest, the detection state), and
+5. installs read detection: a SECURITY DEFINER plpgsql function that ``RAISE LOG``s a JSON detail
+   (SQLSTATE CY001) and a RESTRICTIVE ``FOR SELECT`` policy that calls it for canary keys only.
+
+The control store commits first (so the listener knows a canary before anyone can read it), then the
+datastore. ``retire`` removes exactly the recorded rows, checking each row's fingerprint first, and
+restores the row-level-security state found before the first seeding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+import random
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import asyncpg
+import structlog
+
+from canary.config import DatastoreConfig, TableTarget
+from canary.errors import DatastoreError, SeedError
+from canary.registry import NewCanary, Registry, location_key, value_purpose
+from canary.synth import (
+    ContactAllocator,
+    RowContext,
+    Semantic,
+    Synthesizer,
+    TableProfile,
+    _fill,
+    _quantile,
+    infer_locale,
+    parse_ts,
+    profile,
+    semantic_of,
+)
+from seeders.base import ApplyResult, Finding, Plan, PlannedRow, RetireResult, TargetPlan, VerifyReport
+from seeders.pg_catalog import TableInfo, introspect, unsupported_reason
+from seeders.sql import array_literal, ident, literal, parse_target, qualified
+
+log = structlog.get_logger("canary.seeders.postgres")
+
+FUNCTION = "row_access"
+LOG_MESSAGE = "row access audit"
+SQLSTATE = "CY001"
+SAMPLE_ROWS = 2000
+INSERT_BATCH = 2000
+MAX_ATTEMPTS = 20
+_INTEGER_TYPES = ("int2", "int4", "int8")
+_CONSTRAINT_ERRORS = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    name: str
+    superuser: bool
+    bypassrls: bool
+
+    @property
+    def bypass(self) -> bool:
+        return self.superuser or self.bypassrls
+
+
+@dataclass(frozen=True, slots=True)
+class ContactPools:
+    """Contact points that route back to canary (see ``[seeding]`` in the configuration)."""
+
+    email_domains: tuple[str, ...] = ()
+    phone_numbers: tuple[str, ...] = ()
+
+
+def policy_names(detection_schema: str) -> tuple[str, str]:
+    """(restrictive, permissive) policy names installed on each target table."""
+    return f"{detection_schema}_r", f"{detection_schema}_p"
+
+
+def function_sql(schema: str, datastore: str) -> str:
+    """The touch function: logs one JSON line per canary row read, never fails, parallel safe.
+
+    No EXCEPTION block: it would start a subtransaction, which is an error inside parallel workers.
+    """
+    return f"""
+CREATE OR REPLACE FUNCTION {qualified(schema, FUNCTION)}(target text, pk text, reader text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET client_min_messages = error
+AS $canary$
+BEGIN
+  RAISE LOG USING MESSAGE = {literal(LOG_MESSAGE)}, ERRCODE = {literal(SQLSTATE)},
+    DETAIL = json_build_object('v', 1, 'ds', {literal(datastore)}, 't', target, 'k', pk, 'u', reader,
+                               'q', left(current_query(), 2000), 'ts', statement_timestamp(),
+                               'a', inet_client_addr(), 'p', pg_backend_pid())::text;
+  RETURN true;
+END
+$canary$"""
+
+
+def policy_sql(info: TableInfo, schema: str, pk_type: str, pks: Sequence[str]) -> str:
+    pk = info.primary_key[0]
+    restrictive, _ = policy_names(schema)
+    return (
+        f"CREATE POLICY {ident(restrictive)} ON {qualified(info.schema, info.name)} AS RESTRICTIVE FOR SELECT TO PUBLIC "
+        f"USING (NOT ({ident(pk)} = ANY({literal(array_literal(list(pks)))}::{pk_type}[])) "
+        f"OR {qualified(schema, FUNCTION)}({literal(info.target)}, {ident(pk)}::text, current_user::text))"
+    )
+
+
+@dataclass
+class _TargetWork:
+    """Everything computed for one target inside a seeding transaction."""
+
+    target: TableTarget
+    info: TableInfo
+    existing: dict[str, Any]  # pk text -> CanaryRecord of active canaries
+    planned: list[PlannedRow]
+    contacts: list[tuple[str | None, str | None]]  # (email, phone) per planned canary row
+    statements: list[str]
+    warnings: list[str]
+    regenerate: Any  # callable(index) -> (PlannedRow, email, phone): a fresh row for the same placement
+
+
+class PostgresSeeder:
+    """Seeds one PostgreSQL datastore (all of its configured tables) in one transaction."""
+
+    kind: ClassVar[str] = "postgres"
+
+    def __init__(
+        self,
+        datastore: DatastoreConfig,
+        registry: Registry,
+        *,
+        pools: ContactPools = ContactPools(),
+        seed: int | None = None,
+        lock_timeout: float = 5.0,
+        connect_timeout: float = 10.0,
+        statement_timeout: float = 300.0,
+    ) -> None:
+        self.ds = datastore
+        self.registry = registry
+        self.pools = pools
+        self.rng = random.Random(seed)
+        self.lock_timeout = lock_timeout
+        self.connect_timeout = connect_timeout
+        self.statement_timeout = statement_timeout
+        self.log = log.bind(datastore=datastore.name)
+
+    def __repr__(self) -> str:
+        return f"PostgresSeeder(datastore={self.ds.name!r})"
+
+    # -- connection ---------------------------------------------------------------------------
+    async def _connect(self) -> asyncpg.Connection:
+        from canary.store import _describe
+
+        try:
+            conn = await asyncpg.connect(
+                self.ds.dsn.reveal(), timeout=self.connect_timeout, command_timeout=self.statement_timeout,
+                server_settings={"application_name": "canary-seeder"},
+            )
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+            raise DatastoreError(f"cannot connect to datastore {self.ds.name!r}: {_describe(exc)}", datastore=self.ds.name) from None
+        try:
+            scs = await conn.fetchval("SHOW standard_conforming_strings")
+            if scs != "on":
+                raise DatastoreError(f"datastore {self.ds.name!r} has standard_conforming_strings = {scs}; canary needs on")
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def _role(self, conn: asyncpg.Connection) -> Role:
+        r = await conn.fetchrow("SELECT rolname, rolsuper, rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = current_user")
+        return Role(r["rolname"], r["rolsuper"], r["rolbypassrls"])
+
+    def _label(self, target: str) -> str:
+        return f"{self.ds.name}/{target}"
+
+    async def _existing(self, target: str, conn: asyncpg.Connection | None = None) -> dict[str, Any]:
+        records = await self.registry.active(self.ds.name, self._label(target), conn=conn)
+        return {str(r.location["pk"]): r for r in records if r.kind == "customer"}
+
+    # -- quiet reads ----------------------------------------------------------------------------
+    async def _quiet_reads(self, conn: asyncpg.Connection, info: TableInfo, role: Role, *, may_alter: bool) -> bool:
+        """Make this transaction's own reads of the table bypass row-level security, so the seeder's
+        sampling, fingerprinting and deletes never fire detection. Returns True when FORCE was
+        switched off (the caller restores it, or rolls back)."""
+        if role.bypass:
+            await conn.execute("SET LOCAL row_security = off")
+            return False
+        is_owner = await conn.fetchval("SELECT pg_catalog.pg_has_role(current_user, $1, 'USAGE')", info.owner)
+        if not is_owner:
+            raise SeedError(
+                f"role {role.name} must own {info.target} (or be a superuser / BYPASSRLS) to seed it", target=info.target
+            )
+        if info.rls_forced:
+            if not may_alter:
+                return False
+            await conn.execute(f"ALTER TABLE {qualified(info.schema, info.name)} NO FORCE ROW LEVEL SECURITY")
+            await conn.execute("SET LOCAL row_security = off")
+            return True
+        await conn.execute("SET LOCAL row_security = off")
+        return False
+
+    # -- plan -----------------------------------------------------------------------------------
+    async def plan(self) -> Plan:
+        """Dry run: what ``apply`` would write. Read-only; the transaction is rolled back."""
+        conn = await self._connect()
+        try:
+            role = await self._role(conn)
+            tr = conn.transaction(readonly=True)
+            await tr.start()
+            try:
+                works = [await self._prepare(conn, t, role, dry_run=True) for t in self.ds.tables]
+            finally:
+                await tr.rollback()
+        finally:
+            await conn.close()
+        return Plan(self.ds.name, [self._target_plan(w) for w in works])
+
+    def _target_plan(self, w: _TargetWork) -> TargetPlan:
+        restrictive, permissive = policy_names(self.ds.detection_schema)
+        return TargetPlan(
+            target=w.info.target, present=len(w.existing), wanted=w.target.count, rows=list(w.planned),
+            statements=list(w.statements), warnings=list(w.warnings),
+            locks=[w.info.target] if w.statements else [],
+        )
+
+    async def _prepare(self, conn: asyncpg.Connection, target: TableTarget, role: Role, *, dry_run: bool) -> _TargetWork:
+        info = await introspect(conn, target.table, datastore=self.ds.name)
+        reason = unsupported_reason(info)
+        if reason:
+            raise SeedError(f"cannot seed {info.target}: it {reason}", target=info.target)
+        restrictive, permissive = policy_names(self.ds.detection_schema)
+        foreign = [p for p in info.policies if p[0] not in (restrictive, permissive)]
+        if foreign and not info.rls_enabled:
+            raise SeedError(
+                f"cannot seed {info.target}: it has row-level security policies ({', '.join(p[0] for p in foreign)}) "
+                "but RLS is disabled; enabling RLS for detection would change what they allow",
+                target=info.target,
+            )
+        existing = await self._existing(info.target)
+        warnings = self._coverage_warnings(info, role)
+        to_add = max(0, target.count - len(existing))
+        pk_col = info.column(info.primary_key[0])
+        forced_off = await self._quiet_reads(conn, info, role, may_alter=not dry_run)
+        sample = await self._sample(conn, info, list(existing), quiet=not dry_run or role.bypass or not info.rls_forced)
+        prof = await asyncio.to_thread(profile, info, sample)
+        locale = target.locale or infer_locale(prof.script, self.ds.locale)
+        placements = await self._placements(conn, info, prof, list(existing), to_add, warnings) if to_add else []
+        used = await self._used_contacts()
+        contacts = ContactAllocator(self.pools.email_domains, self.pools.phone_numbers, used, random.Random(self.rng.getrandbits(64)))
+        synth = Synthesizer(info, prof, locale=locale, contacts=contacts, seed=self.rng.getrandbits(64), skip=self._skipped(info, prof))
+        rows = await asyncio.to_thread(lambda: [synth.row(p) for p in placements])
+        planned = [PlannedRow(info.target, str(r.values[pk_col.name]) if r.values.get(pk_col.name) is not None else "", r.values) for r in rows]
+        if not self.pools.email_domains and any(semantic_of(c) == Semantic.EMAIL for c in info.columns):
+            warnings.append(f"{info.target}: no canary mail domains configured ([seeding].email_domains); e-mail contact cannot alert")
+        if not self.pools.phone_numbers and any(semantic_of(c) == Semantic.PHONE for c in info.columns):
+            warnings.append(f"{info.target}: no owned phone numbers configured ([seeding].phone_numbers); phone contact cannot alert")
+        all_pks = list(existing) + [p.pk for p in planned]
+        statements = self._detection_statements(info, pk_col.type, all_pks) if (to_add or not self._policy_present(info)) and all_pks else []
+
+        def regenerate(i: int) -> tuple[PlannedRow, str | None, str | None]:
+            r = synth.row(placements[i])
+            return PlannedRow(info.target, planned[i].pk, r.values), r.email, r.phone
+
+        work = _TargetWork(target, info, existing, planned, [(r.email, r.phone) for r in rows], statements, warnings, regenerate)
+        work.forced_off = forced_off  # type: ignore[attr-defined]
+        return work
+
+    def _policy_present(self, info: TableInfo) -> bool:
+        restrictive, _ = policy_names(self.ds.detection_schema)
+        return any(p[0] == restrictive for p in info.policies) and info.rls_enabled
+
+    def _coverage_warnings(self, info: TableInfo, role: Role) -> list[str]:
+        out = []
+        for view, kind, invoker in info.views:
+            if kind == "m":
+                out.append(f"materialized view {view} copies {info.target}: reads of it are not detected")
+            elif not invoker:
+                out.append(f"view {view} over {info.target} is not security_invoker: reads through it are not detected "
+                           f"(ALTER VIEW {view} SET (security_invoker = true))")
+        if info.rls_enabled and not info.rls_forced and not any(p[0] == policy_names(self.ds.detection_schema)[0] for p in info.policies):
+            out.append(f"{info.target} already uses row-level security without FORCE: reads by its owner ({info.owner}) are not detected")
+        return out
+
+    def _skipped(self, info: TableInfo, prof: TableProfile) -> list[str]:
+        """Columns left to their default: non-key unique columns with a default (a sequence), and
+        defaulted columns of types canary does not synthesise."""
+        pk = info.primary_key[0]
+        unique_cols = {cols[0] for cols in info.unique_sets() if len(cols) == 1}
+        out = []
+        for c in info.columns:
+            if c.name == pk or c.generated:
+                continue
+            if c.has_default and (c.name in unique_cols or c.identity):
+                out.append(c.name)
+            elif c.has_default and c.category not in ("N", "S", "D", "B", "E") and c.base_type not in ("uuid", "json", "jsonb"):
+                out.append(c.name)
+        return out
+
+    async def _sample(self, conn: asyncpg.Connection, info: TableInfo, exclude: list[str], *, quiet: bool) -> list[dict[str, str | None]]:
+        """Up to SAMPLE_ROWS real rows as text. Canaries are excluded by key (a leakproof predicate
+        the planner evaluates before the detection policy)."""
+        pk = info.primary_key[0]
+        pk_type = info.column(pk).type
+        cols = ", ".join(f"{ident(c.name)}::text" for c in info.columns)
+        tbl = qualified(info.schema, info.name)
+        if info.estimated_rows > SAMPLE_ROWS * 10:
+            pct = min(100.0, SAMPLE_ROWS * 300.0 / info.estimated_rows)
+            src = f"{tbl} TABLESAMPLE BERNOULLI ({pct:.4f})"
+        else:
+            src = tbl
+        rows = await conn.fetch(
+            f"SELECT {cols} FROM {src} WHERE NOT ({ident(pk)} = ANY($1::text[]::{pk_type}[])) ORDER BY random() LIMIT {SAMPLE_ROWS}",
+            exclude,
+        )
+        names = [c.name for c in info.columns]
+        return [dict(zip(names, r.values())) for r in rows]
+
+    async def _placements(
+        self, conn: asyncpg.Connection, info: TableInfo, prof: TableProfile, exclude: list[str], n: int, warnings: list[str]
+    ) -> list[RowContext]:
+        """Keys and creation times for n canaries, interleaved with the real rows."""
+        pk_col = info.column(info.primary_key[0])
+        created = next((c.name for c in info.columns if semantic_of(c) == Semantic.CREATED), None)
+        if pk_col.base_type not in _INTEGER_TYPES:
+            return [RowContext(pk=self._random_key(pk_col.base_type, prof, pk_col.name), created=self._created_like(prof, created)) for _ in range(n)]
+        pk = ident(pk_col.name)
+        tbl = qualified(info.schema, info.name)
+        created_expr = f"{ident(created)}::text" if created else "NULL::text"
+        gaps = await conn.fetch(
+            f"""
+            SELECT lo, hi, lo_c, hi_c FROM (
+                SELECT {pk} AS lo, lead({pk}) OVER w AS hi, {created_expr} AS lo_c, lead({created_expr}) OVER w AS hi_c
+                FROM {tbl} WHERE NOT ({pk} = ANY($1::bigint[])) WINDOW w AS (ORDER BY {pk})) s
+            WHERE hi - lo > 1
+            """,
+            [int(x) for x in exclude],
+        )
+        taken = {int(x) for x in exclude}
+        slots: list[tuple[int, int, dt.datetime | None, dt.datetime | None]] = []
+        capacity = 0
+        for g in gaps:
+            free = g["hi"] - g["lo"] - 1 - sum(1 for t in taken if g["lo"] < t < g["hi"]) if taken else g["hi"] - g["lo"] - 1
+            if free > 0:
+                slots.append((g["lo"], g["hi"], parse_ts(g["lo_c"]), parse_ts(g["hi_c"])))
+                capacity += free
+        out: list[RowContext] = []
+        if capacity:
+            chosen: set[int] = set()
+            want = min(n, capacity)
+            weights = [s[1] - s[0] - 1 for s in slots]
+            attempts = 0
+            while len(chosen) < want and attempts < want * 50:
+                attempts += 1
+                lo, hi, lo_c, hi_c = self.rng.choices(slots, weights=weights)[0]
+                key = self.rng.randint(lo + 1, hi - 1)
+                if key in chosen or key in taken:
+                    continue
+                chosen.add(key)
+                when = None
+                if lo_c and hi_c:
+                    when = lo_c + (hi_c - lo_c) * ((key - lo) / (hi - lo))
+                out.append(RowContext(pk=str(key), created=when))
+        missing = n - len(out)
+        if missing:
+            if not info.pk_sequence:
+                raise SeedError(
+                    f"cannot place {missing} more canaries in {info.target}: too few free keys between existing rows "
+                    "and no sequence to draw from", target=info.target,
+                )
+            warnings.append(
+                f"{info.target}: only {len(out)} of {n} canaries fit between existing keys; {missing} take the next "
+                f"values of {info.pk_sequence} (they sit at the end of the table)"
+            )
+            now = dt.datetime.now(dt.timezone.utc)
+            out.extend(RowContext(pk=None, created=now) for _ in range(missing))
+        return out
+
+    def _random_key(self, base_type: str, prof: TableProfile, pk: str) -> str:
+        import uuid
+
+        if base_type == "uuid":
+            return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        col = prof.col(pk)
+        if col and col.shapes:
+            return _fill(col.shapes.pick(self.rng), self.rng)
+        return "cy" + "".join(self.rng.choice("0123456789abcdef") for _ in range(14))
+
+    def _created_like(self, prof: TableProfile, created: str | None) -> dt.datetime | None:
+        """A creation time drawn from the real rows' distribution (interpolated, never a copy)."""
+        if not created or not prof.created_epochs:
+            return None
+        return dt.datetime.fromtimestamp(_quantile(prof.created_epochs, self.rng), dt.timezone.utc)
+
+    async def _used_contacts(self) -> set[str]:
+        """Owned phone numbers already handed to active canaries (found by blind index)."""
+        if not self.pools.phone_numbers:
+            return set()
+        idx = {self.registry.keyring.blind_index(p, value_purpose("phone")): p for p in self.pools.phone_numbers}
+        rows = await self.registry.pool.fetch(
+            "SELECT v.value_idx FROM canary_values v JOIN canaries c ON c.id = v.canary_id"
+            " WHERE v.kind = 'phone' AND c.status = 'active' AND v.value_idx = ANY($1::bytea[])",
+            list(idx),
+        )
+        return {idx[bytes(r["value_idx"])] for r in rows}
+
+    def _detection_statements(self, info: TableInfo, pk_type: str, pks: Sequence[str]) -> list[str]:
+        schema = self.ds.detection_schema
+        restrictive, permissive = policy_names(schema)
+        tbl = qualified(info.schema, info.name)
+        out = [
+            f"CREATE SCHEMA IF NOT EXISTS {ident(schema)}",
+            function_sql(schema, self.ds.name).strip(),
+            f"GRANT USAGE ON SCHEMA {ident(schema)} TO PUBLIC",
+            f"GRANT EXECUTE ON FUNCTION {qualified(schema, FUNCTION)}(text, text, text) TO PUBLIC",
+            f"DROP POLICY IF EXISTS {ident(restrictive)} ON {tbl}",
+            policy_sql(info, schema, pk_type, pks),
+        ]
+        ours = any(p[0] == permissive for p in info.policies)
+        if not info.rls_enabled or ours:
+            if not ours:
+                out.append(f"CREATE POLICY {ident(permissive)} ON {tbl} AS PERMISSIVE FOR ALL TO PUBLIC USING (true) WITH CHECK (true)")
+            out.append(f"ALTER TABLE {tbl} ENABLE ROW LEVEL SECURITY")
+            out.append(f"ALTER TABLE {tbl} FORCE ROW LEVEL SECURITY")
+        return out
+
+    # -- apply ----------------------------------------------------------------------------------
+    async def apply(self) -> ApplyResult:
+        """Seed every configured table in one datastore transaction; idempotent."""
+        conn = await self._connect()
+        try:
+            return await self._apply(conn)
+        finally:
+            await conn.close()
+
+    async def _apply(self, conn: asyncpg.Connection) -> ApplyResult:
+        role = await self._role(conn)
+        dtr = conn.transaction()
+        await dtr.start()
+        committed_control: list[int] = []
+        try:
+            await conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
+            works = [await self._prepare(conn, t, role, dry_run=False) for t in self.ds.tables]
+            for w in works:
+                await self._insert(conn, w)
+            async with self.registry.pool.acquire() as ctl:
+                ctr = ctl.transaction()
+                await ctr.start()
+                try:
+                    added: dict[str, int] = {}
+                    deployments: list[int] = []
+                    for w in works:
+                        if not w.planned and not w.statements:
+                            added[w.info.target] = 0
+                            continue
+                        dep = await self._record(conn, ctl, w)
+                        if dep is not None:
+                            deployments.append(dep)
+                        for stmt in w.statements:
+                            await conn.execute(stmt)
+                        if getattr(w, "forced_off", False) and not any("FORCE ROW LEVEL SECURITY" in s for s in w.statements):
+                            await conn.execute(f"ALTER TABLE {qualified(w.info.schema, w.info.name)} FORCE ROW LEVEL SECURITY")
+                        added[w.info.target] = len(w.planned)
+                except BaseException:
+                    await ctr.rollback()
+                    raise
+                await ctr.commit()
+                committed_control = deployments
+        except BaseException as exc:
+            raise await self._abort(dtr, exc, "seeding", "written") from None
+        try:
+            await dtr.commit()
+        except (asyncpg.PostgresError, OSError) as exc:
+            await self._undo_control(committed_control)
+            raise SeedError(f"datastore {self.ds.name!r} did not commit; registry entries were withdrawn: {_pg_message(exc)}") from None
+        warnings = [x for w in works for x in w.warnings]
+        for x in warnings:
+            self.log.warning("seed.warning", detail=x)
+        self.log.info("seed.applied", added=added, deployments=committed_control)
+        return ApplyResult(self.ds.name, added, {}, committed_control, warnings)
+
+    async def _abort(self, tr: Any, exc: BaseException, doing: str, undone: str) -> BaseException:
+        """Roll the datastore transaction back and turn a PostgreSQL error into one clear SeedError."""
+        await tr.rollback()
+        if isinstance(exc, asyncpg.LockNotAvailableError):
+            return SeedError(f"datastore {self.ds.name!r}: a table is locked by another session; nothing was {undone} (retry later)")
+        if isinstance(exc, asyncpg.PostgresError):
+            return SeedError(f"{doing} datastore {self.ds.name!r} failed, nothing was {undone}: {_pg_message(exc)}")
+        return exc
+
+    async def _insert(self, conn: asyncpg.Connection, w: _TargetWork) -> None:
+        """Insert the planned rows; a row that violates a constraint is regenerated (new values, same
+        placement) up to MAX_ATTEMPTS times, each attempt inside a savepoint."""
+        if not w.planned:
+            return
+        info = w.info
+        pk = info.primary_key[0]
+        if any(not p.pk for p in w.planned):
+            seq = info.pk_sequence
+            pending = [i for i, p in enumerate(w.planned) if not p.pk]
+            keys = await conn.fetch("SELECT nextval($1::regclass)::text AS k FROM generate_series(1, $2)", seq, len(pending))
+            for i, k in zip(pending, keys):
+                row = w.planned[i]
+                w.planned[i] = PlannedRow(row.target, k["k"], {**row.values, pk: k["k"]}, row.canary)
+        cols = list(w.planned[0].values)
+        types = {c.name: c.type for c in info.columns}
+        sql = (
+            f"INSERT INTO {qualified(info.schema, info.name)} ({', '.join(ident(c) for c in cols)}) OVERRIDING SYSTEM VALUE "
+            f"SELECT {', '.join(f'u.c{i}::{types[c]}' for i, c in enumerate(cols))} "
+            f"FROM unnest({', '.join(f'${i + 1}::text[]' for i in range(len(cols)))}) AS u({', '.join(f'c{i}' for i in range(len(cols)))})"
+        )
+
+        async def insert(rows: Sequence[PlannedRow]) -> None:
+            await conn.execute(sql, *[[r.values.get(c) for r in rows] for c in cols])
+
+        for start in range(0, len(w.planned), INSERT_BATCH):
+            batch = range(start, min(start + INSERT_BATCH, len(w.planned)))
+            try:
+                async with conn.transaction():
+                    await insert([w.planned[i] for i in batch])
+                continue
+            except _CONSTRAINT_ERRORS:
+                pass
+            for i in batch:
+                for attempt in range(MAX_ATTEMPTS):
+                    try:
+                        async with conn.transaction():
+                            await insert([w.planned[i]])
+                        break
+                    except _CONSTRAINT_ERRORS as exc:
+                        if attempt == MAX_ATTEMPTS - 1:
+                            raise SeedError(
+                                f"cannot write a canary row into {info.target} that satisfies its constraints "
+                                f"after {MAX_ATTEMPTS} attempts: {_pg_message(exc)}", target=info.target,
+                            ) from None
+                        row, email, phone = await asyncio.to_thread(w.regenerate, i)
+                        w.planned[i] = PlannedRow(row.target, w.planned[i].pk, {**row.values, pk: w.planned[i].pk}, True)
+                        w.contacts[i] = (email, phone)
+
+    async def _row_texts(self, conn: asyncpg.Connection, info: TableInfo, pks: Sequence[str]) -> dict[str, str]:
+        """pk text -> the row as PostgreSQL renders it (``t::text``), for fingerprints."""
+        pk = ident(info.primary_key[0])
+        pk_type = info.column(info.primary_key[0]).type
+        rows = await conn.fetch(
+            f"SELECT t.{pk}::text AS k, t::text AS r FROM {qualified(info.schema, info.name)} t WHERE t.{pk} = ANY($1::text[]::{pk_type}[])",
+            list(pks),
+        )
+        return {r["k"]: r["r"] for r in rows}
+
+    def _fingerprint(self, target: str, pk: str, row_text: str) -> bytes:
+        return self.registry.keyring.mac(row_text.encode(), "fingerprint:" + location_key(self.ds.name, target, pk))
+
+    async def _record(self, conn: asyncpg.Connection, ctl: asyncpg.Connection, w: _TargetWork) -> int | None:
+        """Registry entries, deployment manifest and detection state for one target (control txn)."""
+        info = w.info
+        texts = await self._row_texts(conn, info, [p.pk for p in w.planned])
+        restrictive, permissive = policy_names(self.ds.detection_schema)
+        prior = await ctl.fetchrow(
+            "SELECT details FROM detection_objects WHERE datastore = $1 AND target = $2", self.ds.name, info.target
+        )
+        details: dict[str, Any] = dict(prior["details"]) if prior else {
+            "schema": self.ds.detection_schema,
+            "function": f"{self.ds.detection_schema}.{FUNCTION}",
+            "policy": restrictive,
+            "permissive_policy": None if info.rls_enabled else permissive,
+            "rls_enabled_before": info.rls_enabled,
+            "rls_forced_before": info.rls_forced,
+            "schema_created": not await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)", self.ds.detection_schema
+            ),
+        }
+        if not prior:
+            others = await ctl.fetchval("SELECT count(*) FROM detection_objects WHERE datastore = $1", self.ds.name)
+            if others:
+                first = await ctl.fetchval(
+                    "SELECT details->>'schema_created' FROM detection_objects WHERE datastore = $1 ORDER BY id LIMIT 1", self.ds.name
+                )
+                details["schema_created"] = False
+                details["schema_owner_target"] = first == "true"
+        manifest = {
+            "datastore": self.ds.name,
+            "target": info.target,
+            "rows": [{"target": p.pk and info.target, "pk": p.pk} for p in w.planned],
+            "objects": {
+                "schema": self.ds.detection_schema, "function": details["function"], "policy": restrictive,
+                "permissive_policy": details["permissive_policy"],
+            },
+            "rls_before": {"enabled": details["rls_enabled_before"], "forced": details["rls_forced_before"]},
+            "statements": w.statements,
+            "seeded_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        }
+        dep_id = await self.registry.create_deployment(ctl, self.ds.name, info.target, manifest) if w.planned else None
+        canaries = []
+        for p, (email, phone) in zip(w.planned, w.contacts):
+            values = [(k, v) for k, v in (("email", email), ("phone", phone)) if v]
+            canaries.append(
+                NewCanary(
+                    kind="customer", datastore=self.ds.name, label=self._label(info.target),
+                    location={"target": info.target, "pk": p.pk, "deployment": dep_id},
+                    lookup=location_key(self.ds.name, info.target, p.pk),
+                    fingerprint=self._fingerprint(info.target, p.pk, texts[p.pk]), values=values,
+                )
+            )
+        await self.registry.add(ctl, canaries, dep_id)
+        await ctl.execute(
+            """INSERT INTO detection_objects (datastore, target, details) VALUES ($1, $2, $3)
+               ON CONFLICT (datastore, target) DO UPDATE SET details = EXCLUDED.details, installed_at = now()""",
+            self.ds.name, info.target, details,
+        )
+        return dep_id
+
+    async def _undo_control(self, deployments: Sequence[int]) -> None:
+        if not deployments:
+            return
+        async with self.registry.pool.acquire() as ctl, ctl.transaction():
+            await ctl.execute(
+                "DELETE FROM canary_values WHERE canary_id IN (SELECT id FROM canaries WHERE deployment_id = ANY($1::bigint[]))",
+                list(deployments),
+            )
+            await ctl.execute("DELETE FROM canaries WHERE deployment_id = ANY($1::bigint[])", list(deployments))
+            await ctl.execute("DELETE FROM deployments WHERE id = ANY($1::bigint[])", list(deployments))
+
+    # -- verify ---------------------------------------------------------------------------------
+    async def verify(self) -> VerifyReport:
+        """Every active canary present and unmodified, and its detection installed. Writes nothing."""
+        conn = await self._connect()
+        findings: list[Finding] = []
+        checked = 0
+        try:
+            role = await self._role(conn)
+            for target in await self._targets():
+                existing = await self._existing(target)
+                if not existing:
+                    continue
+                tr = conn.transaction()
+                await tr.start()
+                try:
+                    await conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
+                    try:
+                        info = await introspect(conn, target, datastore=self.ds.name)
+                    except DatastoreError:
+                        findings.extend(Finding(r.uid, target, "missing") for r in existing.values())
+                        checked += len(existing)
+                        continue
+                    await self._quiet_reads(conn, info, role, may_alter=True)
+                    texts = await self._row_texts(conn, info, list(existing))
+                finally:
+                    await tr.rollback()
+                for pk, rec in existing.items():
+                    checked += 1
+                    if pk not in texts:
+                        findings.append(Finding(rec.uid, target, "missing"))
+                    elif rec.fingerprint is not None and bytes(rec.fingerprint) != self._fingerprint(target, pk, texts[pk]):
+                        findings.append(Finding(rec.uid, target, "modified"))
+                findings.extend(await self._check_detection(conn, info, list(existing)))
+        finally:
+            await conn.close()
+        return VerifyReport(self.ds.name, checked, findings)
+
+    async def _targets(self) -> list[str]:
+        rows = await self.registry.pool.fetch(
+            "SELECT DISTINCT target FROM detection_objects WHERE datastore = $1 ORDER BY 1", self.ds.name
+        )
+        return [r["target"] for r in rows]
+
+    async def _check_detection(self, conn: asyncpg.Connection, info: TableInfo, pks: Sequence[str]) -> list[Finding]:
+        restrictive, _ = policy_names(self.ds.detection_schema)
+        out = []
+        row = await conn.fetchrow(
+            "SELECT pg_catalog.pg_get_expr(p.polqual, p.polrelid) AS qual, p.polpermissive, p.polcmd::text AS cmd"
+            " FROM pg_catalog.pg_policy p WHERE p.polrelid = $1 AND p.polname = $2",
+            info.oid, restrictive,
+        )
+        if row is None or row["polpermissive"] or row["cmd"] != "r":
+            out.append(Finding("-", info.target, "detection_policy_missing"))
+        else:
+            listed = await _policy_keys(conn, row["qual"])
+            missing = set(pks) - listed
+            if missing:
+                out.append(Finding("-", info.target, f"detection_policy_misses_{len(missing)}_canaries"))
+        if not info.rls_enabled:
+            out.append(Finding("-", info.target, "row_level_security_disabled"))
+        fn = await conn.fetchval(
+            "SELECT count(*) FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
+            " WHERE n.nspname = $1 AND p.proname = $2 AND p.prosecdef",
+            self.ds.detection_schema, FUNCTION,
+        )
+        if not fn:
+            out.append(Finding("-", info.target, "detection_function_missing"))
+        return out
+
+    # -- retire ---------------------------------------------------------------------------------
+    async def retire(self, *, force: bool = False, targets: Sequence[str] | None = None) -> RetireResult:
+        """Remove exactly the seeded rows (fingerprint checked first) and the detection objects, and
+        restore the table's row-level-security state. A modified canary is kept (and stays detected)
+        unless ``force``. The datastore commits first, then the registry."""
+        conn = await self._connect()
+        removed: dict[str, int] = {}
+        kept: list[Finding] = []
+        dropped: list[str] = []
+        try:
+            role = await self._role(conn)
+            wanted = [f"{s}.{t}" for s, t in (parse_target(x) for x in targets)] if targets else await self._targets()
+            retired_ids: list[int] = []
+            deployments: set[int] = set()
+            cleanup: list[str] = []
+            dtr = conn.transaction()
+            await dtr.start()
+            try:
+                await conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
+                for target in wanted:
+                    details = await self.registry.pool.fetchval(
+                        "SELECT details FROM detection_objects WHERE datastore = $1 AND target = $2", self.ds.name, target
+                    )
+                    existing = await self._existing(target)
+                    info = await introspect(conn, target, datastore=self.ds.name)
+                    restrictive, permissive = policy_names(self.ds.detection_schema)
+                    tbl = qualified(info.schema, info.name)
+                    await conn.execute(f"DROP POLICY IF EXISTS {ident(restrictive)} ON {tbl}")
+                    forced_off = await self._quiet_reads(conn, info, role, may_alter=True)
+                    texts = await self._row_texts(conn, info, list(existing))
+                    delete: list[str] = []
+                    keep: list[str] = []
+                    for pk, rec in existing.items():
+                        if pk in texts and rec.fingerprint is not None and bytes(rec.fingerprint) != self._fingerprint(target, pk, texts[pk]):
+                            kept.append(Finding(rec.uid, target, "modified"))
+                            if not force:
+                                keep.append(pk)
+                                continue
+                        if pk in texts:
+                            delete.append(pk)
+                        retired_ids.append(rec.id)
+                        if rec.deployment_id is not None:
+                            deployments.add(rec.deployment_id)
+                    pk_col = info.column(info.primary_key[0])
+                    if delete:
+                        n = await conn.execute(
+                            f"DELETE FROM {tbl} WHERE {ident(pk_col.name)} = ANY($1::text[]::{pk_col.type}[])", delete
+                        )
+                        removed[target] = int(n.split()[-1])
+                    else:
+                        removed[target] = 0
+                    if keep:
+                        await conn.execute(policy_sql(info, self.ds.detection_schema, pk_col.type, keep))
+                        if forced_off:
+                            await conn.execute(f"ALTER TABLE {tbl} FORCE ROW LEVEL SECURITY")
+                        continue
+                    details = details or {}
+                    if details.get("permissive_policy"):
+                        await conn.execute(f"DROP POLICY IF EXISTS {ident(permissive)} ON {tbl}")
+                    enabled = details.get("rls_enabled_before", info.rls_enabled)
+                    forced = details.get("rls_forced_before", info.rls_forced and not forced_off)
+                    await conn.execute(f"ALTER TABLE {tbl} {'ENABLE' if enabled else 'DISABLE'} ROW LEVEL SECURITY")
+                    await conn.execute(f"ALTER TABLE {tbl} {'FORCE' if forced else 'NO FORCE'} ROW LEVEL SECURITY")
+                    dropped.append(f"policy {restrictive} on {target}")
+                    cleanup.append(target)
+                remaining = await self.registry.pool.fetchval(
+                    "SELECT count(*) FROM detection_objects WHERE datastore = $1 AND NOT (target = ANY($2::text[]))",
+                    self.ds.name, cleanup,
+                )
+                if cleanup and not remaining:
+                    schema = self.ds.detection_schema
+                    await conn.execute(f"DROP FUNCTION IF EXISTS {qualified(schema, FUNCTION)}(text, text, text)")
+                    dropped.append(f"function {schema}.{FUNCTION}")
+                    created = await self.registry.pool.fetchval(
+                        "SELECT bool_or((details->>'schema_created')::boolean) FROM detection_objects WHERE datastore = $1",
+                        self.ds.name,
+                    )
+                    if created:
+                        try:
+                            async with conn.transaction():
+                                await conn.execute(f"DROP SCHEMA IF EXISTS {ident(schema)}")
+                            dropped.append(f"schema {schema}")
+                        except asyncpg.DependentObjectsStillExistError:
+                            self.log.warning("retire.schema_kept", schema=schema, reason="other objects live in it")
+            except BaseException as exc:
+                raise await self._abort(dtr, exc, "retiring canaries in", "removed") from None
+            await dtr.commit()
+        finally:
+            await conn.close()
+        async with self.registry.pool.acquire() as ctl, ctl.transaction():
+            await self.registry.retire(ctl, retired_ids)
+            for dep in deployments:
+                left = await ctl.fetchval("SELECT count(*) FROM canaries WHERE deployment_id = $1 AND status = 'active'", dep)
+                if not left:
+                    await ctl.execute("UPDATE deployments SET status = 'retired', retired_at = now() WHERE id = $1", dep)
+            await ctl.execute(
+                "DELETE FROM detection_objects WHERE datastore = $1 AND target = ANY($2::text[])", self.ds.name, cleanup
+            )
+        self.log.info("seed.retired", removed=removed, kept=len([k for k in kept if not force]))
+        return RetireResult(self.ds.name, removed, kept if not force else [], {}, dropped)
+
+
+async def _policy_keys(conn: asyncpg.Connection, qual: str) -> set[str]:
+    """Keys listed in an installed detection policy. The array constant is cut out of the catalog's
+    rendering as text and parsed by PostgreSQL as a bind parameter (never executed as SQL)."""
+    start = qual.find("ANY ('")
+    if start < 0:
+        return set()
+    begin = start + len("ANY ('")
+    end = begin
+    while True:
+        end = qual.find("'", end)
+        if end < 0:
+            return set()
+        if qual[end + 1 : end + 2] == "'":
+            end += 2
+            continue
+        break
+    body = qual[begin:end].replace("''", "'")
+    try:
+        rows = await conn.fetch("SELECT unnest($1::text::text[]) AS k", body)
+    except asyncpg.PostgresError:
+        return set()
+    return {r["k"] for r in rows}
+
+
+def _pg_message(exc: BaseException) -> str:
+    """A PostgreSQL error without any value from the row (DETAIL may hold column values)."""
+    if isinstance(exc, asyncpg.PostgresError):
+        name = getattr(exc, "constraint_name", None)
+        msg = str(getattr(exc, "message", "") or exc).splitlines()[0]
+        m = re.match(r"invalid input for query argument \$\d+", msg)
+        if m:  # asyncpg echoes the argument values here: canary keys must not reach an error message
+            msg = m.group(0)
+        return f"{type(exc).__name__}: {msg}" + (f" (constraint {name})" if name and name not in msg else "")
+    return type(exc).__name__

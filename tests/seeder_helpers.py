@@ -1,0 +1,157 @@
+"""Helpers shared by the seeder tests: a realistic shop schema, login roles and jsonlog reading."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from canary.pg.server import PostgresServer
+
+SHOP_DDL = """
+CREATE TABLE public.customers (
+    id          bigserial PRIMARY KEY,
+    full_name   text        NOT NULL,
+    email       text        NOT NULL UNIQUE,
+    phone       varchar(20),
+    city        text,
+    tier        text        NOT NULL DEFAULT 'basic' CHECK (tier IN ('basic', 'silver', 'gold')),
+    balance     numeric(10,2) NOT NULL DEFAULT 0 CHECK (balance >= 0),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz
+);
+"""
+
+SHOP_ROWS = """
+INSERT INTO public.customers (id, full_name, email, phone, city, tier, balance, created_at, updated_at)
+SELECT g, 'Customer ' || g, 'user' || g || '@example.net',
+       CASE WHEN g % 7 = 0 THEN NULL ELSE '555-' || lpad((g % 10000)::text, 4, '0') END,
+       (ARRAY['Springfield', 'Riverside', 'Franklin', 'Greenville'])[1 + g % 4],
+       (ARRAY['basic', 'basic', 'silver', 'gold'])[1 + g % 4],
+       (g % 500)::numeric + 0.25,
+       timestamptz '2022-01-01 00:00+00' + g * interval '37 minutes',
+       timestamptz '2022-01-01 00:00+00' + g * interval '37 minutes' + (g % 90) * interval '1 day'
+FROM generate_series(1, $1) g WHERE g % 5 <> 3;
+SELECT setval('public.customers_id_seq', $1);
+"""
+
+
+@dataclass(frozen=True)
+class Shop:
+    dsn: str  # superuser DSN of the shop database
+    db: str
+    owner: str
+    owner_dsn: str
+    reader: str
+    reader_dsn: str
+
+
+@asynccontextmanager
+async def shop_database(server: PostgresServer, target_dsn: str, rows: int = 2000) -> AsyncIterator[Shop]:
+    """customers table owned by a non-superuser, an ordinary login reader, ~80% of ids used."""
+    tag = uuid.uuid4().hex[:8]
+    owner, reader = f"shop_owner_{tag}", f"reader_{tag}"
+    password = uuid.uuid4().hex
+    db = target_dsn.rsplit("/", 1)[1]
+    conn = await asyncpg.connect(target_dsn)
+    try:
+        await conn.execute(f'CREATE ROLE "{owner}" LOGIN PASSWORD \'{password}\'')
+        await conn.execute(f'CREATE ROLE "{reader}" LOGIN PASSWORD \'{password}\'')
+        await conn.execute(SHOP_DDL)
+        for stmt in SHOP_ROWS.strip().split(";\n"):
+            if stmt.strip():
+                await conn.execute(stmt.strip().rstrip(";"), rows) if "$1" in stmt else await conn.execute(stmt)
+        await conn.execute(f'ALTER TABLE public.customers OWNER TO "{owner}"')
+        await conn.execute(f'GRANT SELECT ON public.customers TO "{reader}"')
+        await conn.execute("ANALYZE public.customers")
+    finally:
+        await conn.close()
+    try:
+        yield Shop(
+            target_dsn, db, owner, server.dsn(db, user=owner, password=password), reader,
+            server.dsn(db, user=reader, password=password),
+        )
+    finally:
+        conn = await asyncpg.connect(target_dsn)
+        try:
+            for role in (owner, reader):
+                await conn.execute(f'REASSIGN OWNED BY "{role}" TO postgres')
+                await conn.execute(f'DROP OWNED BY "{role}"')
+        finally:
+            await conn.close()
+        admin = await asyncpg.connect(server.dsn())
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+            for role in (owner, reader):
+                await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        finally:
+            await admin.close()
+
+
+class JsonLog:
+    """Reads a server's jsonlog from the byte offsets noted at :meth:`mark`."""
+
+    def __init__(self, server: PostgresServer) -> None:
+        self.server = server
+        self.offsets: dict[Path, int] = {}
+
+    def mark(self) -> None:
+        self.offsets = {p: p.stat().st_size for p in self.server.jsonlog_files()}
+
+    def lines(self) -> list[dict[str, Any]]:
+        out = []
+        for p in self.server.jsonlog_files():
+            with p.open("rb") as fh:
+                fh.seek(self.offsets.get(p, 0))
+                data = fh.read()
+            for raw in data.splitlines():
+                try:
+                    out.append(json.loads(raw))
+                except ValueError:
+                    continue
+        return out
+
+    def hits(self, db: str) -> list[dict[str, Any]]:
+        """CY001 detail objects logged for database ``db`` since the mark."""
+        out = []
+        for line in self.lines():
+            if line.get("state_code") == "CY001" and line.get("dbname") == db:
+                out.append(json.loads(line["detail"]))
+        return out
+
+    async def wait_hits(self, db: str, minimum: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            hits = self.hits(db)
+            if len(hits) >= minimum or asyncio.get_running_loop().time() > deadline:
+                return hits
+            await asyncio.sleep(0.05)
+
+    async def settle(self, db: str, marker_conn: asyncpg.Connection) -> list[dict[str, Any]]:
+        """All hits logged before a marker line written after the action (proves absence too)."""
+        tag = uuid.uuid4().hex
+        await marker_conn.execute(f"DO $$ BEGIN RAISE LOG 'canary-test-marker {tag}'; END $$")
+        deadline = asyncio.get_running_loop().time() + 5.0
+        while asyncio.get_running_loop().time() < deadline:
+            lines = self.lines()
+            if any(tag in str(line.get("message", "")) for line in lines):
+                return self.hits(db)
+            await asyncio.sleep(0.05)
+        raise AssertionError("marker line never reached the jsonlog")
+
+
+async def checksum(dsn: str, table: str = "public.customers", pk: str = "id") -> tuple[int, str]:
+    """(row count, md5 of all rows in key order) read as superuser (bypasses RLS, fires nothing)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(f"SELECT count(*) AS n, md5(coalesce(string_agg(t::text, ',' ORDER BY {pk}), '')) AS h FROM {table} t")
+        return row["n"], row["h"]
+    finally:
+        await conn.close()
