@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from canary.errors import ConfigError
+from canary.rules import RuleConfig
 
 ENV_CONFIG = "CANARY_CONFIG"
 DEFAULT_CONFIG_PATHS = (Path("canary.toml"), Path("~/.config/canary/canary.toml"))
@@ -209,6 +210,7 @@ class AlertingConfig(_Model):
     dead_letter_after: float = 86400.0  # seconds of failed attempts before an alert is dead-lettered
     sink_timeout: float = 10.0
     workers: int = Field(default=4, ge=1, le=64)
+    rules: tuple[RuleConfig, ...] = ()  # routing and suppression, first match wins (canary/rules.py)
 
     @field_validator("group_window", "retry_initial", "retry_max", "dead_letter_after", "sink_timeout", mode="before")
     @classmethod

@@ -111,6 +111,12 @@ class DeliveryError(CanaryError):
         self.status = status
 
 
+class IncidentError(CanaryError):
+    """An incident does not exist or cannot make the requested transition (e.g. ack after resolve)."""
+
+    code = "incident_error"
+
+
 class DrillError(CanaryError):
     """A drill playbook is invalid or a drill could not run."""
 

@@ -88,6 +88,19 @@ class Dispatcher:
         self._stopping = False
         self._rng = random.Random()
         self._sem = asyncio.Semaphore(max(config.workers, 1) * 8)
+        self._paused: dict[str, float] = {}  # sink -> loop time until which it asked us to hold off
+
+    @property
+    def send_deadline(self) -> float:
+        """How long one send may take before it counts as failed."""
+        return self.config.sink_timeout * 1.2 + 0.5
+
+    @property
+    def lease(self) -> float:
+        """How long a claimed row is invisible to other dispatchers: past the send deadline with room
+        for recording the outcome, so a live dispatcher never loses its lease mid-send, and a dead
+        one's rows are picked up again soon after."""
+        return self.send_deadline * 2 + 5.0
 
     async def start(self) -> None:
         if not self.sinks:
@@ -136,9 +149,12 @@ class Dispatcher:
 
     async def run_once(self) -> int:
         """Claim and deliver one batch of due notifications; returns how many were claimed."""
-        lease = self.config.sink_timeout + 30.0
+        lease = self.lease
+        active = [s for s in self.sinks if not self._paused_for(s)]
+        if not active:
+            return 0
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(_CLAIM, list(self.sinks), self.batch, lease)
+            rows = await conn.fetch(_CLAIM, active, self.batch, lease)
         if rows:
             await asyncio.gather(*(self._deliver(r) for r in rows))
         return len(rows)
@@ -147,8 +163,12 @@ class Dispatcher:
         sink = self.sinks[row["sink"]]
         alert = Alert.from_json(row["payload"])
         async with self._sem:
+            hold = self._paused_for(row["sink"])
+            if hold:  # a sibling in this batch was told 429 / Retry-After: do not hammer the sink
+                await self._defer(row, hold)
+                return
             try:
-                await asyncio.wait_for(sink.send(alert), self.config.sink_timeout + 5.0)
+                await asyncio.wait_for(sink.send(alert), self.send_deadline)
             except DeliveryError as exc:
                 await self._failed(row, alert, exc)
                 return
@@ -172,12 +192,37 @@ class Dispatcher:
         log.info("outbox.delivered", sink=row["sink"], incident_id=alert.incident_id, sequence=alert.sequence,
                  attempts=row["attempts"], latency_s=round(latency, 4))
 
+    def _paused_for(self, sink: str) -> float:
+        """Seconds this sink still asked us to wait (0 when it may be called)."""
+        until = self._paused.get(sink)
+        if until is None:
+            return 0.0
+        left = until - asyncio.get_running_loop().time()
+        if left <= 0:
+            del self._paused[sink]
+            return 0.0
+        return left
+
+    async def _defer(self, row: asyncpg.Record, delay: float) -> None:
+        """Hand a claimed row back unsent (not counted as an attempt) until the sink's pause ends."""
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE outbox SET attempts = greatest(attempts - 1, 0),"
+                " next_attempt_at = clock_timestamp() + make_interval(secs => $2) WHERE id = $1",
+                row["id"], delay,
+            )
+        self.stats.by_sink[row["sink"]]["deferred"] += 1
+
     async def _failed(self, row: asyncpg.Record, alert: Alert, exc: DeliveryError) -> None:
         self.stats.failed_attempts += 1
         self.stats.by_sink[row["sink"]]["failed"] += 1
         age = (dt.datetime.now(dt.timezone.utc) - row["first_attempt_at"]).total_seconds()
         dead = exc.permanent or age >= self.config.dead_letter_after
         delay = backoff(row["attempts"], self.config.retry_initial, self.config.retry_max, exc.retry_after, self._rng)
+        if not dead and (exc.retry_after is not None or exc.status == 429):
+            # the receiver is throttling this integration: hold every notification for it, not just this one
+            until = asyncio.get_running_loop().time() + delay
+            self._paused[row["sink"]] = max(self._paused.get(row["sink"], 0.0), until)
         async with self.pool.acquire() as conn:
             await conn.execute(
                 """

@@ -17,7 +17,7 @@ import asyncio
 import datetime as dt
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,9 @@ import structlog
 
 from canary.alerts import Alert, AlertAction
 from canary.config import Config, SinkConfig
+from canary.errors import IncidentError
 from canary.events import DetectionEvent, EventKind, Severity
+from canary.rules import NO_DECISION, CanaryFacts, Decision, RuleSet, facts_from_rows
 
 log = structlog.get_logger("canary.pipeline")
 
@@ -51,14 +53,17 @@ def _severity_at_least(severity: Severity, minimum: str) -> bool:
     return severity.rank >= Severity(minimum).rank
 
 
-def sinks_for(sinks: Sequence[SinkConfig], severity: Severity, drill: str | None) -> list[str]:
-    """Which configured sinks receive an alert. Drill alerts go to drill-only sinks when any exist."""
+def sinks_for(
+    sinks: Sequence[SinkConfig], severity: Severity, drill: str | None, only: Sequence[str] | None = None
+) -> list[str]:
+    """Which configured sinks receive an alert. Drill alerts go to drill-only sinks when any exist;
+    ``only`` (a route rule's sinks) narrows on-call routing to those sinks."""
     eligible = [s for s in sinks if _severity_at_least(severity, s.min_severity)]
     if drill is not None:
         drill_sinks = [s.name for s in eligible if s.drill_only]
         if drill_sinks:
             return drill_sinks
-    return [s.name for s in eligible if not s.drill_only]
+    return [s.name for s in eligible if not s.drill_only and (only is None or s.name in only)]
 
 
 def dedup_key_for(group: str, first_event_key: str) -> str:
@@ -78,6 +83,7 @@ class Pipeline:
         self.pool = pool
         self.config = config
         self.suppress = list(suppress)
+        self.rules = RuleSet.from_config(config.alerting.rules, [s.name for s in config.sinks])
         self.max_batch = max_batch
         self.linger = linger
         self.stats = Stats()
@@ -154,147 +160,237 @@ class Pipeline:
         return notified
 
     async def _record(self, conn: asyncpg.Connection, events: Sequence[DetectionEvent]) -> list[int]:
-        # 1. events, idempotent by key (duplicates inside the batch too)
+        """Set-based: a fixed number of round trips per batch, whatever the number of groups."""
         unique: dict[str, DetectionEvent] = {}
         for e in events:
             unique.setdefault(e.key, e)
-        evs = list(unique.values())
-        suppressed = [self._suppressed_by(e) for e in evs]
+        # 1. lock every group of the batch (several listeners may race), in one consistent order
+        groups = sorted({e.group for e in unique.values()})
+        await conn.execute(_LOCK_GROUPS, groups)
+        # 2. drop signals already recorded (a replay after a crash, a second listener on the same log)
+        seen = {r["key"] for r in await conn.fetch("SELECT key FROM events WHERE key = ANY($1::text[])", list(unique))}
+        evs = [e for k, e in unique.items() if k not in seen]
+        self.stats.duplicates += len(events) - len(evs)
+        if not evs:
+            return []
+        decisions = await self._decide(conn, evs)
+        by_group: dict[str, list[int]] = defaultdict(list)
+        for i, e in enumerate(evs):
+            by_group[e.group].append(i)
+        # 3. the open incident of each group within the window, or a new one
+        window = dt.timedelta(seconds=self.config.alerting.group_window)
+        group_list = list(by_group)
+        since = [min(evs[i].observed_at for i in by_group[g]) - window for g in group_list]
+        open_rows = await conn.fetch(_OPEN_INCIDENTS, group_list, since)
+        incident_of = {r["group_key"]: r["id"] for r in open_rows}
+        new_groups = [g for g in group_list if g not in incident_of]
+        if new_groups:
+            incident_of.update(await self._open_incidents(conn, new_groups, by_group, evs, decisions))
+        # 4. the events, each with its incident
         rows = await conn.fetch(
-            """
-            INSERT INTO events (key, kind, source, canary_id, group_key, severity, observed_at, detected_at,
-                                actor, origin, evidence, drill, suppressed_by)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
-                                 $7::timestamptz[], $8::timestamptz[], $9::jsonb[], $10::jsonb[], $11::jsonb[],
-                                 $12::text[], $13::text[])
-            ON CONFLICT (key) DO NOTHING
-            RETURNING id, key
-            """,
+            _INSERT_EVENTS,
             [e.key for e in evs], [str(e.kind) for e in evs], [e.source for e in evs],
             [e.canary_id for e in evs], [e.group for e in evs], [str(e.severity) for e in evs],
             [e.observed_at for e in evs], [e.detected_at for e in evs],
             [dict(e.actor) for e in evs], [dict(e.origin) for e in evs], [dict(e.evidence) for e in evs],
-            [e.drill for e in evs], suppressed,
+            [e.drill for e in evs], [d.rule if d.suppressed else None for d in decisions],
+            [incident_of[e.group] for e in evs],
         )
-        new_ids = {r["key"]: r["id"] for r in rows}
-        self.stats.duplicates += len(events) - len(new_ids)
-        self.stats.recorded += len(new_ids)
-        if not new_ids:
+        inserted = {r["key"] for r in rows}
+        self.stats.duplicates += len(evs) - len(inserted)
+        self.stats.recorded += len(inserted)
+        # 5. grow the incidents by what was actually inserted
+        ids, lasts, firsts, counts, all_sup, flat_inc, flat_canary = [], [], [], [], [], [], []
+        for g, members in by_group.items():
+            mine = [i for i in members if evs[i].key in inserted]
+            if not mine:
+                continue
+            inc = incident_of[g]
+            ids.append(inc)
+            lasts.append(max(evs[i].observed_at for i in mine))
+            firsts.append(min(evs[i].observed_at for i in mine))
+            counts.append(len(mine))
+            all_sup.append(all(decisions[i].suppressed for i in mine))
+            for i in mine:
+                self.stats.by_kind[str(evs[i].kind)] += 1
+                if evs[i].canary_id is not None:
+                    flat_inc.append(inc)
+                    flat_canary.append(evs[i].canary_id)
+        if not ids:
             return []
-        # 2. incidents, per group, under a per-group advisory lock (several listeners may race)
-        by_group: dict[str, list[tuple[DetectionEvent, str | None]]] = defaultdict(list)
-        for e, sup in zip(evs, suppressed):
-            if e.key in new_ids:
-                by_group[e.group].append((e, sup))
-                self.stats.by_kind[str(e.kind)] += 1
-        notified: list[int] = []
-        window = dt.timedelta(seconds=self.config.alerting.group_window)
-        for group in sorted(by_group):
-            members = by_group[group]
-            incident_id = await self._incident_for(conn, group, members, window)
-            await conn.execute(
-                "UPDATE events SET incident_id = $1 WHERE id = ANY($2::bigint[])",
-                incident_id, [new_ids[e.key] for e, _ in members],
-            )
-            if await self._enqueue(conn, incident_id):
-                notified.append(incident_id)
+        await conn.execute(_GROW_INCIDENTS, ids, lasts, firsts, counts, all_sup, flat_inc, flat_canary)
+        # 6. notifications
+        notified = await self._enqueue(conn, ids)
         if notified:
             await conn.execute("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
         return notified
 
-    def _suppressed_by(self, event: DetectionEvent) -> str | None:
-        for rule in self.suppress:
-            name = rule(event)
-            if name:
+    async def _decide(self, conn: asyncpg.Connection, evs: Sequence[DetectionEvent]) -> list[Decision]:
+        """Suppression and routing of each event: the callables given to the pipeline, then the rules."""
+        facts: dict[int, CanaryFacts] = {}
+        if self.rules.needs_facts:
+            ids = sorted({e.canary_id for e in evs if e.canary_id is not None})
+            if ids:
+                facts = facts_from_rows(await conn.fetch(
+                    "SELECT id, kind, datastore, label FROM canaries WHERE id = ANY($1::bigint[])", ids))
+        out = []
+        for e in evs:
+            decision = NO_DECISION
+            for rule in self.suppress:
+                name = rule(e)
+                if name:
+                    decision = Decision(name, suppressed=True)
+                    break
+            else:
+                if self.rules:
+                    decision = self.rules.decide(e, facts.get(e.canary_id) if e.canary_id is not None else None)
+            if decision.suppressed:
                 self.stats.suppressed += 1
-                return name
-        return None
+            out.append(decision)
+        return out
 
-    async def _incident_for(
+    async def _open_incidents(
         self,
         conn: asyncpg.Connection,
-        group: str,
-        members: list[tuple[DetectionEvent, str | None]],
-        window: dt.timedelta,
-    ) -> int:
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", group)
-        first = min(e.observed_at for e, _ in members)
-        last = max(e.observed_at for e, _ in members)
-        canary_ids = sorted({e.canary_id for e, _ in members if e.canary_id is not None})
-        worst = max((e.severity for e, _ in members), key=lambda s: s.rank)
-        all_suppressed = all(sup for _, sup in members)
-        row = await conn.fetchrow(
-            """
-            SELECT id FROM incidents
-            WHERE group_key = $1 AND status <> 'resolved' AND last_seen >= $2
-            ORDER BY last_seen DESC LIMIT 1
-            """,
-            group, first - window,
-        )
-        head = members[0][0]
-        if row is None:
-            actor, origin, evidence = _merged(members)
-            incident_id: int = await conn.fetchval(
-                """
-                INSERT INTO incidents (dedup_key, group_key, kind, severity, title, source, first_seen, last_seen,
-                                       event_count, canary_ids, suppressed_by, drill, actor, origin, evidence)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-                RETURNING id
-                """,
-                dedup_key_for(group, head.key), group, str(head.kind), str(worst), _title(head), head.source,
-                first, last, len(members), canary_ids,
-                members[0][1] if all_suppressed else None, head.drill, actor, origin, evidence,
-            )
-            self.stats.incidents_opened += 1
-            return incident_id
-        incident_id = row["id"]
+        groups: list[str],
+        by_group: dict[str, list[int]],
+        evs: Sequence[DetectionEvent],
+        decisions: Sequence[Decision],
+    ) -> dict[str, int]:
+        cols: list[list[Any]] = [[] for _ in range(14)]
+        for g in groups:
+            members = by_group[g]
+            head, decision = evs[members[0]], decisions[members[0]]
+            worst = max((evs[i].severity for i in members), key=lambda s: s.rank)
+            actor, origin, evidence = _merged([evs[i] for i in members])
+            suppressed = decision.rule if all(decisions[i].suppressed for i in members) else None
+            route = ",".join(decision.route) if decision.route else None
+            for col, value in zip(cols, (
+                dedup_key_for(g, head.key), g, str(head.kind), str(worst), _title(head), head.source,
+                min(evs[i].observed_at for i in members), max(evs[i].observed_at for i in members),
+                suppressed, head.drill, actor, origin, evidence, route,
+            )):
+                col.append(value)
+        rows = await conn.fetch(_INSERT_INCIDENTS, *cols)
+        self.stats.incidents_opened += len(rows)
+        return {r["group_key"]: r["id"] for r in rows}
+
+    async def _enqueue(self, conn: asyncpg.Connection, incident_ids: list[int]) -> list[int]:
+        """A trigger for each new incident, an update for each that crossed an escalation threshold,
+        and a trigger for a suppressed incident whose volume lifted its suppression."""
+        incs = await conn.fetch(_INCIDENTS_FOR_ENQUEUE, incident_ids)
+        due: list[tuple[asyncpg.Record, AlertAction, int, int, bool]] = []
+        for inc in incs:
+            count = len(inc["canary_ids"])
+            lift = False
+            if inc["suppressed_by"] is not None:
+                if not self.rules.lifts(inc["suppressed_by"], count):
+                    continue
+                lift = True
+            level = len([t for t in self.config.alerting.escalate_at if count >= t])
+            last_seq = inc["last_seq"]
+            if last_seq is not None and level <= inc["paged_level"]:
+                continue
+            action = AlertAction.TRIGGER if last_seq is None else AlertAction.UPDATE
+            due.append((inc, action, 0 if last_seq is None else last_seq + 1, level, lift))
+        if not due:
+            return []
+        labels = await canary_labels(conn, [inc["id"] for inc, *_ in due])
+        out_inc, out_sink, out_seq, out_action, out_payload = [], [], [], [], []
+        notified = []
+        for inc, action, sequence, _, lift in due:
+            alert = alert_for(inc, labels.get(inc["id"], []), action, sequence)
+            targets = sinks_for(self.config.sinks, alert.severity, alert.drill, only=inc["route"])
+            for s in targets:
+                out_inc.append(inc["id"])
+                out_sink.append(s)
+                out_seq.append(sequence)
+                out_action.append(str(action))
+                out_payload.append(alert.to_json())
+            if targets:
+                notified.append(inc["id"])
+        if out_inc:
+            await conn.execute(_INSERT_OUTBOX, out_inc, out_sink, out_seq, out_action, out_payload)
+            self.stats.notifications += len(out_inc)
         await conn.execute(
-            """
-            UPDATE incidents SET
-                last_seen = greatest(last_seen, $2),
-                first_seen = least(first_seen, $3),
-                event_count = event_count + $4,
-                canary_ids = ARRAY(SELECT DISTINCT unnest(canary_ids || $5::bigint[]) ORDER BY 1),
-                suppressed_by = CASE WHEN $6 THEN suppressed_by ELSE NULL END
-            WHERE id = $1
-            """,
-            incident_id, last, first, len(members), canary_ids, all_suppressed,
+            _MARK_PAGED, [inc["id"] for inc, *_ in due], [level for *_, level, _ in due], [lift for *_, lift in due]
         )
-        return incident_id
-
-    async def _enqueue(self, conn: asyncpg.Connection, incident_id: int) -> bool:
-        """Enqueue a trigger for a new incident, or an update when it crossed an escalation threshold."""
-        inc = await conn.fetchrow("SELECT * FROM incidents WHERE id = $1", incident_id)
-        if inc["suppressed_by"] is not None:
-            return False
-        count = len(inc["canary_ids"])
-        thresholds = [t for t in self.config.alerting.escalate_at if count >= t]
-        level = len(thresholds)
-        last_seq = await conn.fetchval("SELECT max(sequence) FROM outbox WHERE incident_id = $1", incident_id)
-        if last_seq is not None and level <= inc["paged_level"]:
-            return False
-        action = AlertAction.TRIGGER if last_seq is None else AlertAction.UPDATE
-        sequence = 0 if last_seq is None else last_seq + 1
-        alert = await build_alert(conn, inc, action, sequence)
-        targets = sinks_for(self.config.sinks, alert.severity, alert.drill)
-        if targets:
-            await conn.executemany(
-                "INSERT INTO outbox (incident_id, sink, sequence, action, payload) VALUES ($1, $2, $3, $4, $5)"
-                " ON CONFLICT DO NOTHING",
-                [(incident_id, s, sequence, str(action), alert.to_json()) for s in targets],
-            )
-            self.stats.notifications += len(targets)
-        await conn.execute("UPDATE incidents SET paged_level = $2 WHERE id = $1", incident_id, level)
-        return bool(targets)
+        return notified
 
 
-def _merged(members: list[tuple[DetectionEvent, str | None]]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+_LOCK_GROUPS = """
+SELECT pg_advisory_xact_lock(h)
+FROM (SELECT DISTINCT hashtextextended(g, 0) AS h FROM unnest($1::text[]) AS g ORDER BY 1 OFFSET 0) AS ordered
+"""
+
+_OPEN_INCIDENTS = """
+SELECT DISTINCT ON (i.group_key) i.id, i.group_key
+FROM incidents i JOIN unnest($1::text[], $2::timestamptz[]) AS q(g, since) ON i.group_key = q.g
+WHERE i.status <> 'resolved' AND i.last_seen >= q.since
+ORDER BY i.group_key, i.last_seen DESC
+"""
+
+_INSERT_INCIDENTS = """
+INSERT INTO incidents (dedup_key, group_key, kind, severity, title, source, first_seen, last_seen,
+                       suppressed_by, drill, actor, origin, evidence, route)
+SELECT d, g, k, sv, t, src, f, l, sup, dr, a, o, ev, string_to_array(r, ',')
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[],
+            $8::timestamptz[], $9::text[], $10::text[], $11::jsonb[], $12::jsonb[], $13::jsonb[], $14::text[])
+     AS n(d, g, k, sv, t, src, f, l, sup, dr, a, o, ev, r)
+RETURNING id, group_key
+"""
+
+_INSERT_EVENTS = """
+INSERT INTO events (key, kind, source, canary_id, group_key, severity, observed_at, detected_at,
+                    actor, origin, evidence, drill, suppressed_by, incident_id)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
+                     $7::timestamptz[], $8::timestamptz[], $9::jsonb[], $10::jsonb[], $11::jsonb[],
+                     $12::text[], $13::text[], $14::bigint[])
+ON CONFLICT (key) DO NOTHING
+RETURNING key
+"""
+
+_GROW_INCIDENTS = """
+WITH d AS (SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::int[], $5::bool[])
+                    AS d(id, last, first, n, all_sup)),
+     c AS (SELECT i AS id, array_agg(DISTINCT c) AS ids FROM unnest($6::bigint[], $7::bigint[]) AS x(i, c) GROUP BY i)
+UPDATE incidents SET
+    last_seen = greatest(incidents.last_seen, d.last),
+    first_seen = least(incidents.first_seen, d.first),
+    event_count = incidents.event_count + d.n,
+    canary_ids = CASE WHEN c.ids IS NULL THEN incidents.canary_ids
+                      WHEN cardinality(incidents.canary_ids) = 0 THEN c.ids
+                      ELSE ARRAY(SELECT DISTINCT u FROM unnest(incidents.canary_ids || c.ids) AS u ORDER BY 1) END,
+    suppressed_by = CASE WHEN d.all_sup THEN incidents.suppressed_by ELSE NULL END
+FROM d LEFT JOIN c ON c.id = d.id
+WHERE incidents.id = d.id
+"""
+
+_INCIDENTS_FOR_ENQUEUE = """
+SELECT i.*, (SELECT max(o.sequence) FROM outbox o WHERE o.incident_id = i.id) AS last_seq
+FROM incidents i WHERE i.id = ANY($1::bigint[]) ORDER BY i.id
+"""
+
+_INSERT_OUTBOX = """
+INSERT INTO outbox (incident_id, sink, sequence, action, payload)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::jsonb[])
+ON CONFLICT DO NOTHING
+"""
+
+_MARK_PAGED = """
+UPDATE incidents SET paged_level = x.level, suppressed_by = CASE WHEN x.lift THEN NULL ELSE suppressed_by END
+FROM unnest($1::bigint[], $2::int[], $3::bool[]) AS x(id, level, lift)
+WHERE incidents.id = x.id
+"""
+
+
+def _merged(members: Sequence[DetectionEvent]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Who/where/evidence of an incident: the first non-empty value of each key across its events
     (parallel-worker reads lack the client address that the leader's read has)."""
     actor: dict[str, Any] = {}
     origin: dict[str, Any] = {}
     evidence: dict[str, Any] = {}
-    for e, _ in members:
+    for e in members:
         for target, src in ((actor, e.actor), (origin, e.origin), (evidence, e.evidence)):
             for k, v in src.items():
                 if v not in (None, "") and k not in target:
@@ -319,20 +415,35 @@ def _title(event: DetectionEvent) -> str:
     return ("[DRILL] " if event.drill else "") + text
 
 
-async def build_alert(conn: asyncpg.Connection, inc: asyncpg.Record, action: AlertAction, sequence: int) -> Alert:
-    ids = list(inc["canary_ids"])
-    labels = await conn.fetch(
-        "SELECT label, kind, count(*) AS n FROM canaries WHERE id = ANY($1::bigint[]) GROUP BY label, kind ORDER BY n DESC LIMIT 20",
-        ids,
+async def canary_labels(conn: asyncpg.Connection, incident_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    """Per incident, its canaries by label and kind (most-hit first, at most 20): never locations."""
+    rows = await conn.fetch(
+        """
+        SELECT i.id AS incident_id, c.label, c.kind, count(*) AS n
+        FROM incidents i CROSS JOIN LATERAL unnest(i.canary_ids) AS cid JOIN canaries c ON c.id = cid
+        WHERE i.id = ANY($1::bigint[])
+        GROUP BY 1, 2, 3 ORDER BY 1, 4 DESC, 2
+        """,
+        list(incident_ids),
     )
-    canaries = [{"label": r["label"], "kind": r["kind"], "count": r["n"]} for r in labels]
-    count = len(ids)
-    where = ", ".join(c["label"] for c in canaries[:3])
+    out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        if len(out[r["incident_id"]]) < 20:
+            out[r["incident_id"]].append({"label": r["label"], "kind": r["kind"], "count": r["n"]})
+    return out
+
+
+_PREFIXES = {AlertAction.TRIGGER: "", AlertAction.UPDATE: "ESCALATED: ", AlertAction.ACKNOWLEDGE: "ACKNOWLEDGED: ",
+             AlertAction.RESOLVE: "RESOLVED: "}
+
+
+def alert_for(inc: Mapping[str, Any], canaries: Sequence[Mapping[str, Any]], action: AlertAction, sequence: int) -> Alert:
+    """The notification for an incident row (``incidents.*``) and its canary labels."""
+    count = len(inc["canary_ids"])
+    where = ", ".join(str(c["label"]) for c in canaries[:3])
     summary = f"{inc['title']}: {count} canar{'y' if count == 1 else 'ies'} in {inc['event_count']} event(s)"
     if where:
         summary += f" ({where})"
-    if action is AlertAction.UPDATE:
-        summary = f"ESCALATED: {summary}"
     return Alert(
         incident_id=inc["id"],
         dedup_key=inc["dedup_key"],
@@ -340,16 +451,58 @@ async def build_alert(conn: asyncpg.Connection, inc: asyncpg.Record, action: Ale
         kind=EventKind(inc["kind"]),
         severity=Severity(inc["severity"]),
         title=inc["title"],
-        summary=summary,
+        summary=_PREFIXES[action] + summary,
         canary_count=count,
         event_count=inc["event_count"],
         first_seen=inc["first_seen"],
         last_seen=inc["last_seen"],
         actor=inc["actor"],
         origin=inc["origin"],
-        canaries=canaries,
+        canaries=list(canaries),
         evidence=inc["evidence"],
         drill=inc["drill"],
         source=inc["source"],
         sequence=sequence,
     )
+
+
+async def build_alert(conn: asyncpg.Connection, inc: asyncpg.Record, action: AlertAction, sequence: int) -> Alert:
+    labels = await canary_labels(conn, [inc["id"]])
+    return alert_for(inc, labels.get(inc["id"], []), action, sequence)
+
+
+_STATUS_ACTIONS = {"acknowledged": AlertAction.ACKNOWLEDGE, "resolved": AlertAction.RESOLVE}
+
+
+async def change_status(pool: asyncpg.Pool, incident_id: int, status: str, *, by: str, note: str | None = None) -> int:
+    """Acknowledge or resolve an incident and enqueue the matching notification to every sink that
+    was paged for it (PagerDuty/Opsgenie then acknowledge or close their alert). Idempotent: a second
+    call with the same status changes nothing. Returns the number of notifications enqueued."""
+    action = _STATUS_ACTIONS[status]
+    async with pool.acquire() as conn, conn.transaction():
+        inc = await conn.fetchrow("SELECT * FROM incidents WHERE id = $1 FOR UPDATE", incident_id)
+        if inc is None:
+            raise IncidentError(f"no incident {incident_id}", incident_id=incident_id)
+        if inc["status"] == status:
+            return 0
+        if inc["status"] == "resolved":
+            raise IncidentError(f"incident {incident_id} is already resolved", incident_id=incident_id)
+        column = "acknowledged" if status == "acknowledged" else "resolved"
+        inc = await conn.fetchrow(
+            f"UPDATE incidents SET status = $2, {column}_at = clock_timestamp(), {column}_by = $3,"
+            " note = coalesce($4, note) WHERE id = $1 RETURNING *",
+            incident_id, status, by, note,
+        )
+        sinks = [r["sink"] for r in await conn.fetch(
+            "SELECT DISTINCT sink FROM outbox WHERE incident_id = $1 AND action IN ('trigger', 'update') ORDER BY 1",
+            incident_id)]
+        if not sinks:
+            return 0
+        last_seq = await conn.fetchval("SELECT max(sequence) FROM outbox WHERE incident_id = $1", incident_id)
+        alert = await build_alert(conn, inc, action, last_seq + 1)
+        payload = alert.to_json()
+        await conn.execute(_INSERT_OUTBOX, [incident_id] * len(sinks), sinks, [last_seq + 1] * len(sinks),
+                           [str(action)] * len(sinks), [payload] * len(sinks))
+        await conn.execute("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
+        log.info("incident.status", incident_id=incident_id, status=status, by=by, notifications=len(sinks))
+        return len(sinks)

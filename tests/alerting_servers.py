@@ -38,6 +38,8 @@ class RecordingServer:
         self.script: list[tuple[int, dict[str, str]]] = []
         self.fail_until = 0.0
         self.delay = 0.0
+        self.throttle: tuple[float, str] | None = None  # (seconds, Retry-After): a rate limit starting at the first request
+        self.throttled_until: float | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -76,6 +78,14 @@ class RecordingServer:
         if self.script:
             status, headers = self.script.pop(0)
             return web.json_response({"status": "error", "message": f"scripted {status}"}, status=status, headers=headers)
+        if self.throttle is not None:
+            now = time.monotonic()
+            if self.throttled_until is None:
+                self.throttled_until = now + self.throttle[0]
+            if now < self.throttled_until:
+                return web.json_response({"status": "throttled", "message": "Requests for this service are arriving "
+                                          "too quickly. Please retry later."}, status=429,
+                                         headers={"Retry-After": self.throttle[1]})
         if time.monotonic() < self.fail_until:
             return web.json_response({"status": "unavailable"}, status=503)
         return await handler(request)
