@@ -32,6 +32,7 @@ import asyncpg
 import structlog
 
 from canary.config import DatastoreConfig, TableTarget
+from canary.crypto import Keyring
 from canary.errors import DatastoreError, SeedError
 from canary.registry import NewCanary, Registry, location_key, value_purpose
 from canary.synth import (
@@ -142,6 +143,7 @@ class PostgresSeeder:
         self,
         datastore: DatastoreConfig,
         registry: Registry,
+        keyring: Keyring | None = None,
         *,
         pools: ContactPools = ContactPools(),
         seed: int | None = None,
@@ -150,6 +152,8 @@ class PostgresSeeder:
         statement_timeout: float = 300.0,
     ) -> None:
         self.ds = datastore
+        if keyring is not None and keyring.key_id != registry.keyring.key_id:
+            raise SeedError("the keyring given to the seeder is not the registry's keyring")
         self.registry = registry
         self.pools = pools
         self.rng = random.Random(seed)
