@@ -433,4 +433,12 @@ def components(config: Any) -> list[Any]:
         pg = hp.postgres
         out.append(PgHoneypot(pg.host, pg.port, auth_method=pg.auth, max_connections=pg.max_connections,
                               auth_timeout=pg.auth_timeout, alert_unknown_users=pg.alert_unknown_users))
+    ct = config.credentials.cloudtrail
+    if ct.directory is not None or ct.http_path:
+        from canary.sources.cloudtrail import CloudTrailDirectorySource, CloudTrailWebhook
+
+        if ct.directory is not None:
+            out.append(CloudTrailDirectorySource(ct.directory, poll=ct.poll))
+        if ct.http_path and ct.api_key is not None:
+            out.append(CloudTrailWebhook(ct.http_path, ct.api_key.reveal(), ct.api_key_header))
     return out
