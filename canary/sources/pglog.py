@@ -131,6 +131,10 @@ def read_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detection |
 def default_handlers() -> tuple[RecordHandler, ...]:
     """Every built-in record handler, in order (modules import lazily to avoid cycles)."""
     handlers: list[RecordHandler] = [read_detection]
+    from canary.checks import heartbeat_detection
+    from canary.sources import ddl_tamper, pgaudit
+
+    handlers += [*pgaudit.HANDLERS, *ddl_tamper.HANDLERS, heartbeat_detection]
     return tuple(handlers)
 
 
