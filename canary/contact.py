@@ -28,7 +28,8 @@ import spf
 import structlog
 from aiohttp import web
 
-from canary.config import ContactConfig, KnownSenderRule
+from canary.config import KnownSenderRule
+from canary.errors import ParseError, SignatureError
 from canary.events import DetectionEvent, EventKind, Severity, event_key
 from canary.registry import CanaryRecord
 
@@ -562,8 +563,6 @@ async def refuse(
     return counted(runtime, component, web.Response(status=status, text=f"{reason}\n", headers=headers))
 
 
-def contact_config(runtime: Runtime) -> ContactConfig:
-    return runtime.config.contact
 
 
 # -- webhook bodies ---------------------------------------------------------------------------------
@@ -635,3 +634,21 @@ def fresh(timestamp: str | float | None, max_age: float, now: float | None = Non
     except (TypeError, ValueError):
         return False
     return abs((now if now is not None else time.time()) - ts) <= max_age
+
+
+#: Request errors that are answered (and counted) rather than raised.
+REFUSED = (BodyTooLarge, SignatureError, ParseError)
+
+
+async def refusal(runtime: Runtime, component: str, exc: Exception, signature_status: int = 403) -> web.Response:
+    """Answer one of :data:`REFUSED`: 413 too big, ``signature_status`` (or the error's own status)
+    for authentication failures by reason, 400 for malformed bodies."""
+    if isinstance(exc, BodyTooLarge):
+        return await refuse(runtime, component, 413, "too_big", str(exc))
+    if isinstance(exc, SignatureError):
+        status = exc.fields.get("status", signature_status)
+        return await refuse(runtime, component, int(status) if isinstance(status, int) else signature_status,
+                            str(exc.fields.get("reason", "bad_signature")), exc.message)
+    if isinstance(exc, ParseError):
+        return await refuse(runtime, component, 400, "malformed", exc.message)
+    raise exc

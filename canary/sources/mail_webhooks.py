@@ -41,8 +41,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from canary.config import ContactConfig
 from canary.contact import (
     COMMIT_ERRORS,
+    REFUSED,
     Attachment,
-    BodyTooLarge,
     KnownSenders,
     MailFacts,
     ReplayCache,
@@ -59,6 +59,7 @@ from canary.contact import (
     received_ip,
     record_mail,
     refuse,
+    refusal,
 )
 from canary.errors import ParseError, SignatureError
 from canary.registry import CanaryRecord
@@ -134,15 +135,9 @@ class _MailWebhook(ABC):
         rt = self._rt
         try:
             body = await read_limited(request, 2 * self.config.max_message_size)
-        except BodyTooLarge as exc:
-            return await refuse(rt, self.name, 413, "too_big", str(exc))
-        try:
             delivery = await self.parse(request, body)
-        except SignatureError as exc:
-            return await refuse(rt, self.name, int(exc.fields.get("status", 403)),  # type: ignore[call-overload]
-                                str(exc.fields.get("reason", "bad_signature")), exc.message)
-        except ParseError as exc:
-            return await refuse(rt, self.name, 400, "malformed", exc.message)
+        except REFUSED as exc:
+            return await refusal(rt, self.name, exc)
         except COMMIT_ERRORS:
             log.exception("webhook.replay_cache_failed", source=self.name)
             return counted(rt, self.name, web.Response(status=503, text="try again\n"))

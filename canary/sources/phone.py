@@ -30,7 +30,7 @@ from aiohttp import web
 from canary.config import ContactConfig
 from canary.contact import (
     COMMIT_ERRORS,
-    BodyTooLarge,
+    REFUSED,
     KnownSenders,
     ReplayCache,
     counted,
@@ -40,6 +40,7 @@ from canary.contact import (
     read_limited,
     record_phone,
     refuse,
+    refusal,
 )
 from canary.errors import ParseError, SignatureError
 
@@ -155,12 +156,8 @@ class TwilioInbound(_PhoneSource):
         rt = self._rt
         try:
             params = await self._params(request)
-        except BodyTooLarge as exc:
-            return await refuse(rt, self.name, 413, "too_big", str(exc))
-        except SignatureError as exc:
-            return await refuse(rt, self.name, 403, str(exc.fields.get("reason", "bad_signature")), exc.message)
-        except ParseError as exc:
-            return await refuse(rt, self.name, 400, "malformed", exc.message)
+        except REFUSED as exc:
+            return await refusal(rt, self.name, exc, 403)
         p = dict(params)
         sid = p.get("MessageSid") or p.get("SmsSid") or p.get("CallSid")
         if not sid:
@@ -250,12 +247,8 @@ class VonageInbound(_PhoneSource):
         try:
             p = await self._params(request)
             self._verify(p)
-        except BodyTooLarge as exc:
-            return await refuse(rt, self.name, 413, "too_big", str(exc))
-        except SignatureError as exc:
-            return await refuse(rt, self.name, 401, str(exc.fields.get("reason", "bad_signature")), exc.message)
-        except ParseError as exc:
-            return await refuse(rt, self.name, 400, "malformed", exc.message)
+        except REFUSED as exc:
+            return await refusal(rt, self.name, exc, 401)
         if not p.get("messageId") or not p.get("msisdn"):
             return await refuse(rt, self.name, 400, "malformed", "inbound SMS without messageId/msisdn")
         nonce = p.get("nonce") or p["sig"]
