@@ -51,6 +51,9 @@ class Detection:
     severity: Severity = Severity.CRITICAL
     drill: str | None = None
     require_canary: bool = True
+    #: (value kind, value) pairs resolved in batch by blind index (e.g. ("pg_role", user)); the first
+    #: active match names the canary, and a detection none of whose values match is dropped silently
+    values: tuple[tuple[str, str], ...] = ()
 
 
 #: A record handler: returns a Detection, or None when the record is not its concern.
@@ -130,7 +133,9 @@ def read_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detection |
 
 def default_handlers() -> tuple[RecordHandler, ...]:
     """Every built-in record handler, in order (modules import lazily to avoid cycles)."""
-    handlers: list[RecordHandler] = [read_detection]
+    from canary.sources.pglogin import login_detection
+
+    handlers: list[RecordHandler] = [read_detection, login_detection]
     from canary.checks import heartbeat_detection
     from canary.sources import ddl_tamper, pgaudit
 
@@ -180,10 +185,15 @@ class PgLogProcessor:
             return 0
         lookups = sorted({d.lookup for d in detections if d.lookup})
         resolved = await self.runtime.registry.by_location(lookups) if lookups else {}
+        by_value = await _resolve_values(self.runtime.registry, detections)
         now = dt.datetime.now(dt.timezone.utc)
         events: list[DetectionEvent] = []
         for d in detections:
             canary_id = d.canary_id if d.canary_id is not None else (resolved.get(d.lookup) if d.lookup else None)
+            if canary_id is None and d.values:
+                canary_id = next((by_value[v] for v in d.values if v in by_value), None)
+                if canary_id is None:
+                    continue  # e.g. an ordinary role logging in: not a canary, not an input error
             if canary_id is None and d.require_canary:
                 await self.runtime.reject(self.ctx.source, "unknown_canary", d.group)
                 continue
@@ -197,6 +207,15 @@ class PgLogProcessor:
         if events:
             await self.runtime.submit_many(events)
         return len(events)
+
+
+async def _resolve_values(registry: Any, detections: Sequence[Detection]) -> dict[tuple[str, str], int]:
+    pairs = sorted({v for d in detections for v in d.values})
+    if not pairs:
+        return {}
+    from canary.credentials import recognise
+
+    return {k: m.canary_id for k, m in (await recognise(registry, pairs)).items()}
 
 
 def _clean(d: Mapping[str, Any]) -> dict[str, Any]:
