@@ -28,13 +28,14 @@ import spf
 import structlog
 from aiohttp import web
 
-from canary.config import KnownSenderRule
-from canary.errors import ParseError, SignatureError
+from canary.config import Config, KnownSenderRule
+from canary.errors import ConfigError, ParseError, SignatureError
 from canary.events import DetectionEvent, EventKind, Severity, event_key
 from canary.registry import CanaryRecord
 
 if TYPE_CHECKING:
     from canary.runtime import Runtime
+    from canary.typing import Component
 
 log = structlog.get_logger("canary.contact")
 
@@ -652,3 +653,28 @@ async def refusal(runtime: Runtime, component: str, exc: Exception, signature_st
     if isinstance(exc, ParseError):
         return await refuse(runtime, component, 400, "malformed", exc.message)
     raise exc
+
+
+def components(config: Config) -> list[Component]:
+    """The contact sources the ``[contact]`` section enables (a webhook is on when its secret is set)."""
+    from canary.sources.mail_webhooks import MailgunInbound, SendGridInbound, SesInbound
+    from canary.sources.phone import TwilioInbound, VonageInbound
+    from canary.sources.smtp import SmtpSource
+
+    c = config.contact
+    out: list[Component] = []
+    if c.smtp:
+        out.append(SmtpSource(c))
+    if c.sendgrid_verification_key or c.sendgrid_basic_auth is not None:
+        out.append(SendGridInbound(c))
+    if c.mailgun_signing_key is not None:
+        out.append(MailgunInbound(c))
+    if c.ses_topics:
+        out.append(SesInbound(c))
+    if c.twilio_auth_token is not None:
+        if not config.listener.public_url:
+            raise ConfigError("listener.public_url", "required by the Twilio webhooks (Twilio signs the URL it calls)")
+        out.append(TwilioInbound(c, config.listener.public_url))
+    if c.vonage_signature_secret is not None:
+        out.append(VonageInbound(c))
+    return out

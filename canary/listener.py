@@ -39,6 +39,9 @@ def default_components(runtime: Runtime) -> list[Component]:
     from canary.credentials import components as credential_components
 
     comps.extend(credential_components(runtime.config))
+    from canary.contact import components as contact_components
+
+    comps.extend(contact_components(runtime.config))
     return comps
 
 

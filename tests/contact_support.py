@@ -64,8 +64,9 @@ class ContactEnv:
     base_url: str = ""
     components: list[Component] = field(default_factory=list)
 
-    async def serve(self, components: Sequence[Component], port: int = 0) -> str:
-        self.listener = Listener(self.runtime, list(components))
+    async def serve(self, components: Sequence[Component] | None, port: int = 0) -> str:
+        """Serve the listener on a real port; ``components=None`` uses default_components()."""
+        self.listener = Listener(self.runtime, None if components is None else list(components))
         self.runner = web.AppRunner(self.listener.app(), access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", port)

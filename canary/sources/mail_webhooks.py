@@ -61,7 +61,7 @@ from canary.contact import (
     refuse,
     refusal,
 )
-from canary.errors import ParseError, SignatureError
+from canary.errors import ConfigError, ParseError, SignatureError
 from canary.registry import CanaryRecord
 
 log = structlog.get_logger("canary.sources.mail_webhooks")
@@ -221,9 +221,12 @@ class SendGridInbound(_MailWebhook):
         super().__init__(config)
         self._key: ec.EllipticCurvePublicKey | None = None
         if config.sendgrid_verification_key:
-            key = serialization.load_der_public_key(base64.b64decode(config.sendgrid_verification_key))
+            try:
+                key = serialization.load_der_public_key(base64.b64decode(config.sendgrid_verification_key))
+            except (ValueError, binascii.Error):
+                raise ConfigError("contact.sendgrid_verification_key", "not a base64 DER public key") from None
             if not isinstance(key, ec.EllipticCurvePublicKey):
-                raise ValueError("contact.sendgrid_verification_key is not an ECDSA public key")
+                raise ConfigError("contact.sendgrid_verification_key", "not an ECDSA public key")
             self._key = key
 
     def _verify(self, request: web.Request, body: bytes) -> None:
@@ -285,7 +288,7 @@ class MailgunInbound(_MailWebhook):
     def __init__(self, config: ContactConfig) -> None:
         super().__init__(config)
         if config.mailgun_signing_key is None:
-            raise ValueError("contact.mailgun_signing_key is required for the Mailgun webhook")
+            raise ConfigError("contact.mailgun_signing_key", "required for the Mailgun webhook")
         self._signing_key = config.mailgun_signing_key
         self.replay = ReplayCache("mailgun", ttl=2 * config.signature_max_age)
 

@@ -42,7 +42,7 @@ from canary.contact import (
     refuse,
     refusal,
 )
-from canary.errors import ParseError, SignatureError
+from canary.errors import ConfigError, ParseError, SignatureError
 
 log = structlog.get_logger("canary.sources.phone")
 
@@ -129,9 +129,9 @@ class TwilioInbound(_PhoneSource):
     def __init__(self, config: ContactConfig, public_url: str) -> None:
         super().__init__(config)
         if config.twilio_auth_token is None:
-            raise ValueError("contact.twilio_auth_token is required for the Twilio webhooks")
+            raise ConfigError("contact.twilio_auth_token", "required for the Twilio webhooks")
         if not public_url.startswith(("https://", "http://")):
-            raise ValueError("listener.public_url must be set (Twilio signs the URL it calls)")
+            raise ConfigError("listener.public_url", "must be an http(s) URL (Twilio signs the URL it calls)")
         self._token = config.twilio_auth_token
         self.public_url = public_url.rstrip("/")
 
@@ -208,7 +208,7 @@ class VonageInbound(_PhoneSource):
     def __init__(self, config: ContactConfig) -> None:
         super().__init__(config)
         if config.vonage_signature_secret is None:
-            raise ValueError("contact.vonage_signature_secret is required for the Vonage webhook")
+            raise ConfigError("contact.vonage_signature_secret", "required for the Vonage webhook")
         self._secret = config.vonage_signature_secret
         self.replay = ReplayCache("vonage", ttl=2 * config.signature_max_age)
 
