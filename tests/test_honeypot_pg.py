@@ -14,7 +14,7 @@ import pytest
 from canary.credentials import CredentialFactory, new_canary
 from canary.crypto import Keyring
 from canary.registry import location_key
-from canary.runtime import Runtime, close_runtime, open_runtime
+from canary.runtime import Runtime, open_runtime
 from canary.sources.pg_honeypot import PgHoneypot
 from canary.store import ControlStore
 

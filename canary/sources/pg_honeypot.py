@@ -418,9 +418,11 @@ class PgHoneypot:
                 actor={"user": user, "scram_user": a.scram_user},
                 origin={"client_addr": a.peer[0], "client_port": a.peer[1], "database": a.params.get("database", user),
                         "application_name": a.params.get("application_name"), "honeypot": f"{self.host}:{self.port}"},
-                evidence={"credential": "postgres_login", "canary": match.uid if match else None,
-                          "auth_method": a.method, "stage": a.stage, "password_matches_canary": a.password_matches,
-                          "password_fingerprint": a.password_fingerprint, "ssl_requested": a.ssl_requested,
-                          "gssenc_requested": a.gssenc_requested, "startup_params": params},
+                evidence={k: v for k, v in {
+                    "credential": "postgres_login", "canary": match.uid if match else None, "auth_method": a.method,
+                    "stage": a.stage, "password_matches_canary": a.password_matches,
+                    "password_fingerprint": a.password_fingerprint, "ssl_requested": a.ssl_requested,
+                    "gssenc_requested": a.gssenc_requested, "startup_params": params,
+                }.items() if v is not None},
             )
         ]
