@@ -23,6 +23,7 @@ statement land in one incident.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import re
 from collections.abc import Mapping, Sequence
@@ -64,7 +65,10 @@ def parse_audit(message: str) -> AuditLine:
     """Parse the text after ``AUDIT: ``; ValueError when it is not a pgaudit line."""
     if not message.startswith(AUDIT_PREFIX):
         raise ValueError("not a pgaudit line")
-    rows = list(csv.reader([message[len(AUDIT_PREFIX):]], strict=True))
+    try:
+        rows = list(csv.reader([message[len(AUDIT_PREFIX):]], strict=True))
+    except csv.Error as exc:
+        raise ValueError(f"pgaudit line is not valid CSV: {exc}") from None
     if not rows or len(rows[0]) < 8:
         raise ValueError(f"pgaudit line has {len(rows[0]) if rows else 0} fields, expected at least 8")
     f = rows[0]
@@ -233,7 +237,9 @@ async def audit_state(conn: asyncpg.Connection, role: str) -> AuditState:
     return AuditState(loaded, ext, str(setting or ""), exists, audited)
 
 
-async def configure_object_audit(conn: asyncpg.Connection, role: str, tables: Sequence[str]) -> AuditState:
+async def configure_object_audit(
+    conn: asyncpg.Connection, role: str, tables: Sequence[str], *, settle: float = 5.0
+) -> AuditState:
     """Create the audit role (NOLOGIN, no other rights), grant it SELECT on ``tables``, set
     ``pgaudit.role`` cluster-wide (ALTER SYSTEM + reload) and create the extension. Needs a superuser.
     Raises :class:`DatastoreError` when pgaudit is not in ``shared_preload_libraries``."""
@@ -252,4 +258,10 @@ async def configure_object_audit(conn: asyncpg.Connection, role: str, tables: Se
     await conn.execute(f"ALTER SYSTEM SET pgaudit.role = '{role}'")
     await conn.execute("ALTER SYSTEM SET pgaudit.log_parameter = off")  # parameters may hold canary values
     await conn.execute("SELECT pg_catalog.pg_reload_conf()")
-    return await audit_state(conn, role)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settle
+    while True:  # backends apply the reload asynchronously (SIGHUP between commands)
+        state = await audit_state(conn, role)
+        if state.role_setting == role or loop.time() > deadline:
+            return state
+        await asyncio.sleep(0.05)
