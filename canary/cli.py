@@ -13,6 +13,7 @@ from canary.errors import CanaryError
 
 COMMAND_MODULES = (
     "canary.commands.core",
+    "canary.commands.alerts",
 )
 
 

@@ -140,6 +140,13 @@ class Dispatcher:
                 log.error("outbox.claim_failed", error=str(exc), worker=worker)
                 n = 0
                 await asyncio.sleep(self.poll)
+            except Exception:  # noqa: BLE001 - a worker must outlive any bug: claimed rows come back when their lease ends
+                try:
+                    log.exception("outbox.worker_error", worker=worker)
+                except Exception:  # noqa: BLE001 - even a broken log stream must not stop delivery
+                    pass
+                n = 0
+                await asyncio.sleep(self.poll)
             if n == 0 and not self._stopping:
                 self._wake.clear()
                 try:

@@ -283,3 +283,11 @@ def make_alert(**overrides: Any) -> Any:
     )
     fields.update(overrides)
     return Alert(**fields)
+
+
+async def drained(pool: Any, timeout: float) -> None:
+    """Wait until the outbox has no pending notification (fails the test after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while await pool.fetchval("SELECT count(*) FROM outbox WHERE status = 'pending'"):
+        assert time.monotonic() < deadline, "outbox did not drain in time"
+        await asyncio.sleep(0.05)

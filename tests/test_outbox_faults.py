@@ -18,7 +18,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from alerting_servers import PagerDutyServer
+from alerting_servers import PagerDutyServer, drained
 from canary.config import Config
 from canary.events import DetectionEvent, EventKind, event_key
 from canary.outbox import Dispatcher
@@ -46,13 +46,6 @@ def _config(make_config, pd: PagerDutyServer, **alerting: object) -> Config:  # 
     )
 
 
-async def _drained(pool: asyncpg.Pool, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while await pool.fetchval("SELECT count(*) FROM outbox WHERE status = 'pending'"):
-        assert time.monotonic() < deadline, "outbox did not drain in time"
-        await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
@@ -68,7 +61,7 @@ async def test_sink_down_then_up_receives_every_incident(store: ControlStore, ma
         d = Dispatcher(store.pool, build_sinks(cfg, http), cfg.alerting, poll=0.05)
         await d.start()
         try:
-            await _drained(store.pool, 20)
+            await drained(store.pool, 20)
         finally:
             await d.stop()
     keys = {r["dedup_key"] for r in await store.pool.fetch("SELECT dedup_key FROM incidents")}
@@ -87,7 +80,7 @@ async def test_throttling_sink_is_not_hammered(store: ControlStore, make_config,
         d = Dispatcher(store.pool, build_sinks(cfg, http), cfg.alerting, poll=0.05, batch=5)
         await d.start()
         try:
-            await _drained(store.pool, 20)
+            await drained(store.pool, 20)
         finally:
             await d.stop()
     first_429 = pd.requests[0].at
@@ -111,7 +104,7 @@ async def test_several_dispatchers_share_one_outbox_without_duplicates(make_conf
             for d in ds:
                 await d.start()
             try:
-                await _drained(stores[0].pool, 30)
+                await drained(stores[0].pool, 30)
             finally:
                 for d in ds:
                     await d.stop()
@@ -140,7 +133,7 @@ async def test_bulk_read_of_10000_canaries_pages_once_end_to_end(store: ControlS
                                      canary_id=c, observed_at=T0, actor={"user": "mallory"}) for c in ids]
             await p.submit_many(events)
             await p.stop()
-            await _drained(store.pool, 20)
+            await drained(store.pool, 20)
         finally:
             await d.stop()
     bodies = [r.json() for r in pd.requests]
@@ -166,7 +159,7 @@ async def test_permanent_failure_dead_letters_and_alerts(store: ControlStore, ma
         d = Dispatcher(store.pool, build_sinks(cfg, http), cfg.alerting, poll=0.05, on_dead=on_dead)
         await d.start()
         try:
-            await _drained(store.pool, 10)
+            await drained(store.pool, 10)
         finally:
             await d.stop()
     row = await store.pool.fetchrow("SELECT status, last_error, attempts FROM outbox")
