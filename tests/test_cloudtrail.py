@@ -8,7 +8,6 @@ import gzip
 import json
 import os
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -16,12 +15,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from canary.credentials import CredentialFactory, components, new_canary
-from canary.crypto import Keyring
-from canary.registry import location_key
-from canary.runtime import Runtime, open_runtime
+from canary.credentials import CredentialFactory, components
+from canary.runtime import Runtime
 from canary.sources.cloudtrail import CloudTrailDirectorySource, CloudTrailWebhook, records_from_document
-from canary.store import ControlStore
+from credential_support import register, runtime  # noqa: F401 - pytest fixture
 
 # Shaped after the documented examples in the CloudTrail user guide ("CloudTrail log file examples":
 # an IAM user running ec2 StartInstances, and an error-code record).
@@ -54,19 +51,9 @@ ACCESS_DENIED = {
 }
 
 
-@pytest.fixture
-async def runtime(make_config, store: ControlStore, keyring: Keyring) -> AsyncIterator[Runtime]:  # type: ignore[no-untyped-def]
-    rt = await open_runtime(make_config(), keyring=keyring, store=store)
-    yield rt
-    await rt.http.close()
-
-
 async def _aws_canary(rt: Runtime) -> tuple[str, int]:
     cred = CredentialFactory(rt.keyring).aws_key()
-    async with rt.pool.acquire() as conn:
-        [(cid, _)] = await rt.registry.add(conn, [new_canary(cred, "shop", "shop/public.integrations",
-                                                             location={"target": "public.integrations", "pk": 7},
-                                                             lookup=location_key("shop", "public.integrations", 7))], None)
+    [cid] = await register(rt, cred, table="public.integrations")
     return cred.secret, cid
 
 

@@ -7,42 +7,24 @@ import asyncio
 import base64
 import statistics
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
 import asyncpg
 import pytest
 
 from canary.config import HttpHoneypotConfig
-from canary.credentials import CredentialFactory, new_canary
+from canary.credentials import CredentialFactory
 from canary.crypto import Keyring
-from canary.registry import location_key
 from canary.runtime import Runtime, open_runtime
 from canary.sources.token_honeypot import TokenHoneypot, extract_credentials
 from canary.store import ControlStore
-
-
-@pytest.fixture
-async def runtime(make_config, store: ControlStore, keyring: Keyring) -> AsyncIterator[Runtime]:  # type: ignore[no-untyped-def]
-    rt = await open_runtime(make_config(), keyring=keyring, store=store)
-    yield rt
-    await rt.http.close()
+from credential_support import register, runtime  # noqa: F401 - pytest fixture
 
 
 async def _honeypot(rt: Runtime, **kw: object) -> TokenHoneypot:
     hp = TokenHoneypot(HttpHoneypotConfig(enabled=True, port=0, **{"min_response_time": 0.01, **kw}))  # type: ignore[arg-type]
     await hp.start(rt)
     return hp
-
-
-async def _register(rt: Runtime, *creds) -> list[int]:  # type: ignore[no-untyped-def]
-    async with rt.pool.acquire() as conn:
-        ids = await rt.registry.add(conn, [
-            new_canary(c, "shop", "shop/public.api_tokens", location={"target": "public.api_tokens", "pk": i},
-                       lookup=location_key("shop", "public.api_tokens", f"{c.cred_id}"))
-            for i, c in enumerate(creds)
-        ], None)
-    return [i for i, _ in ids]
 
 
 async def _events(rt: Runtime) -> list[asyncpg.Record]:
@@ -63,7 +45,7 @@ async def test_canary_token_raises_used_event_with_caller_details(runtime: Runti
     """A canary token presented as Bearer, Basic password, API-key header or query parameter gets the
     normal 401 and raises a USED event with address, user agent, path and headers, but never the token."""
     tok = CredentialFactory(runtime.keyring).github_token()
-    [cid] = await _register(runtime, tok)
+    [cid] = await register(runtime, tok)
     hp = await _honeypot(runtime)
     kw = request_kw(tok.secret)
     kw.setdefault("headers", {})["User-Agent"] = "curl/8.5.0"
@@ -85,7 +67,7 @@ async def test_curl_with_aws_sigv4_key_and_unknown_tokens_get_the_same_answer(ru
     """curl presenting a canary AWS key id in a SigV4 Authorization header alerts; curl with an unknown
     token gets a byte-identical answer apart from the request id, and raises nothing."""
     aws = CredentialFactory(runtime.keyring).aws_key()
-    [cid] = await _register(runtime, aws)
+    [cid] = await register(runtime, aws)
     hp = await _honeypot(runtime)
 
     async def curl(auth: str) -> tuple[str, str]:
@@ -114,7 +96,7 @@ async def test_timing_does_not_reveal_canaries(runtime: Runtime) -> None:
     """Over 200 interleaved tries each, the median answer time for a canary token and for an unknown
     token differ by less than max(2 ms, 10% of the median)."""
     tok = CredentialFactory(runtime.keyring).bearer()
-    await _register(runtime, tok)
+    await register(runtime, tok)
     runtime.pipeline.start()
     hp = await _honeypot(runtime, min_response_time=0.01)
     url = f"http://127.0.0.1:{hp.port}/api/v1/me"

@@ -6,26 +6,16 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
-from canary.credentials import CredentialFactory, new_canary
-from canary.crypto import Keyring
-from canary.registry import location_key
-from canary.runtime import Runtime, open_runtime
+from canary.credentials import CredentialFactory
+from canary.runtime import Runtime
 from canary.sources.pg_honeypot import PgHoneypot
-from canary.store import ControlStore
+from credential_support import register, runtime  # noqa: F401 - pytest fixture
 
 PSQL = "/usr/lib/postgresql/15/bin/psql"
-
-
-@pytest.fixture
-async def runtime(make_config, store: ControlStore, keyring: Keyring) -> AsyncIterator[Runtime]:  # type: ignore[no-untyped-def]
-    rt = await open_runtime(make_config(), keyring=keyring, store=store)
-    yield rt
-    await rt.http.close()
 
 
 async def _honeypot(rt: Runtime, **kw: object) -> PgHoneypot:
@@ -36,10 +26,7 @@ async def _honeypot(rt: Runtime, **kw: object) -> PgHoneypot:
 
 async def _canary_dsn(rt: Runtime, hp: PgHoneypot, database: str = "billing"):  # type: ignore[no-untyped-def]
     cred = CredentialFactory(rt.keyring).pg_dsn("127.0.0.1", hp.port, database)
-    async with rt.pool.acquire() as conn:
-        [(cid, _)] = await rt.registry.add(conn, [new_canary(cred, "shop", "shop/public.settings",
-                                                             location={"target": "public.settings", "pk": 1},
-                                                             lookup=location_key("shop", "public.settings", 1))], None)
+    [cid] = await register(rt, cred, table="public.settings")
     return cred, cid
 
 

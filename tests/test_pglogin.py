@@ -5,28 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 
-from canary.credentials import CredentialFactory, new_canary
-from canary.crypto import Keyring
+from canary.credentials import CredentialFactory
 from canary.pg.server import PostgresServer
-from canary.registry import location_key
-from canary.runtime import Runtime, open_runtime
+from canary.runtime import Runtime
 from canary.sources.jsonlog import JsonlogSource
 from canary.sources.pglog import RecordContext
 from canary.sources.pglogin import login_detection
-from canary.store import ControlStore
-
-
-@pytest.fixture
-async def runtime(make_config, store: ControlStore, keyring: Keyring) -> AsyncIterator[Runtime]:  # type: ignore[no-untyped-def]
-    rt = await open_runtime(make_config(), keyring=keyring, store=store)
-    yield rt
-    await rt.http.close()
+from credential_support import register, runtime  # noqa: F401 - pytest fixture
 
 
 async def _try_login(dsn: str, user: str, password: str, app: str) -> str:
@@ -49,13 +39,7 @@ async def test_canary_role_login_attempts_are_detected_from_jsonlog(
     f = CredentialFactory(runtime.keyring)
     role = f.pg_role()
     dsn_cred = f.pg_dsn("127.0.0.1", pg_server.port or 0, "postgres", prefix="svc_report")
-    async with runtime.pool.acquire() as conn:
-        ids = await runtime.registry.add(conn, [
-            new_canary(c, "shop", "shop/roles", location={"target": "pg_roles", "pk": c.fields["user"]},
-                       lookup=location_key("shop", "pg_roles", c.fields["user"]))
-            for c in (role, dsn_cred)
-        ], None)
-    role_id, dsn_id = ids[0][0], ids[1][0]
+    role_id, dsn_id = await register(runtime, role, dsn_cred, table="pg_catalog.pg_roles")
     normal = f"app_user_{role.cred_id[-6:]}"
     admin = await asyncpg.connect(target_dsn)
     try:
