@@ -88,6 +88,12 @@ async def list_incidents(pool: asyncpg.Pool, *, include_suppressed: bool, status
     )
 
 
+def _print_json(rows: Sequence[asyncpg.Record]) -> int:
+    for r in rows:
+        print(json.dumps(_row_json(r), ensure_ascii=False))
+    return 0
+
+
 async def cmd_list(args: argparse.Namespace) -> int:
     store = await _open(args)
     try:
@@ -95,9 +101,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
     finally:
         await store.close()
     if args.json:
-        for r in rows:
-            print(json.dumps(_row_json(r), ensure_ascii=False))
-        return 0
+        return _print_json(rows)
     if not rows:
         print("no incidents" + ("" if args.all else " (suppressed ones are shown with --all)"))
         return 0
@@ -131,9 +135,7 @@ async def cmd_dead(args: argparse.Namespace) -> int:
     finally:
         await store.close()
     if args.json:
-        for r in rows:
-            print(json.dumps(_row_json(r), ensure_ascii=False))
-        return 0
+        return _print_json(rows)
     if not rows:
         print("no dead letters")
     for r in rows:
