@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -16,7 +15,6 @@ import pytest
 
 from canary.credentials import (
     BASE62,
-    BackgroundReporter,
     CredentialFactory,
     ValueKind,
     fingerprint,
@@ -144,33 +142,3 @@ async def test_recognition_by_blind_index_without_plaintext(store: ControlStore,
         await reg.retire(conn, [ids[1][0]])
     assert (ValueKind.TOKEN, tok.secret) not in await recognise(reg, cands)
     assert fingerprint(keyring, tok.secret) != fingerprint(Keyring(generate_key()), tok.secret)
-
-
-class _FlakyRuntime:
-    def __init__(self, failures: int) -> None:
-        from canary.metrics import Metrics
-
-        self.metrics = Metrics()
-        self.failures = failures
-        self.committed: list[object] = []
-
-    async def submit_many(self, events: list[object]) -> None:
-        if self.failures:
-            self.failures -= 1
-            raise ConnectionError("control store down")
-        self.committed.extend(events)
-
-
-async def test_background_reporter_retries_until_committed() -> None:
-    """A failed commit is retried with backoff and counted; the events are committed in the end."""
-    rt = _FlakyRuntime(failures=3)
-    rep = BackgroundReporter(rt, "test", retry_initial=0.01, retry_max=0.02)
-
-    async def work() -> list[str]:
-        return ["e1", "e2"]
-
-    rep.spawn(work)
-    await rep.drain(5)
-    assert rt.committed == ["e1", "e2"]
-    assert b'canary_submit_retries_total{source="test"} 3.0' in rt.metrics.render()
-    await asyncio.sleep(0)

@@ -170,3 +170,28 @@ async def test_listener_starts_enabled_honeypots(make_config, store: ControlStor
     assert not any(c.name.startswith(("token_honeypot", "pg_honeypot")) for c in default_components(rt2))
     await rt.http.close()
     await rt2.http.close()
+
+
+async def test_event_survives_a_failing_control_store(runtime: Runtime) -> None:
+    """While the events table cannot be written, the caller still gets the usual answer at once; the
+    commit is retried with backoff and counted, and the event lands once the store recovers."""
+    tok = CredentialFactory(runtime.keyring).stripe_key()
+    [cid] = await register(runtime, tok)
+    hp = await _honeypot(runtime)
+    hp.reporter.retry_initial, hp.reporter.retry_max = 0.05, 0.1
+    await runtime.pool.execute("ALTER TABLE events RENAME TO events_offline")
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"http://127.0.0.1:{hp.port}/api/charges", headers={"Authorization": f"Bearer {tok.secret}"}) as r:
+                assert r.status == 401
+        for _ in range(100):
+            if b'canary_submit_retries_total{source="token_honeypot"} 2.0' in runtime.metrics.render():
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("no retries counted")
+        assert hp.reporter.pending == 1
+    finally:
+        await runtime.pool.execute("ALTER TABLE events_offline RENAME TO events")
+    await hp.stop()  # drains the reporter
+    assert [r["canary_id"] for r in await _events(runtime)] == [cid]
