@@ -256,7 +256,7 @@ def _report(steps: list[Step], slo: float) -> bool:
             _print(f"\n  #{inc['id']} {inc['title']}")
             _print(f"     who:   user={inc['actor'].get('user')} role={inc['actor'].get('role')} app={inc['actor'].get('application_name')}")
             _print(f"     where: client={inc['origin'].get('client_addr')} node={inc['origin'].get('node')} db={inc['origin'].get('database')} pid={inc['origin'].get('pid')}")
-            _print(f"     what:  {inc['kind']} of {inc['canaries']} canaries in {inc['event_count']} events; query: {inc['evidence'].get('query')}")
+            _print(f"     what:  {inc['kind']}: {inc['canaries']} canaries in {inc['event_count']} events; query: {inc['evidence'].get('query')}")
     _print("")
     _print(f"  verdict: {'every step detected and paged within the ' + str(slo) + 's SLO' if ok else 'FAILED: an expected alert is missing or late'}")
     return ok

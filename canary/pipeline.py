@@ -14,6 +14,7 @@ Grouping: events with the same ``group`` (one query, one session, one sender) wi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
 from collections import defaultdict
@@ -266,7 +267,7 @@ class Pipeline:
             suppressed = decision.rule if all(decisions[i].suppressed for i in members) else None
             route = ",".join(decision.route) if decision.route else None
             for col, value in zip(cols, (
-                dedup_key_for(g, head.key), g, str(head.kind), str(worst), _title(head), head.source,
+                dedup_key_for(g, head.key), g, str(head.kind), str(worst), _title(dataclasses.replace(head, actor=actor, origin=origin)), head.source,
                 min(evs[i].observed_at for i in members), max(evs[i].observed_at for i in members),
                 suppressed, head.drill, actor, origin, evidence, route,
             )):

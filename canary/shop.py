@@ -56,7 +56,8 @@ FROM customers c, generate_series(1, 1 + (c.id % 3)::int) n
 
 
 async def create_shop(conn: asyncpg.Connection, customers: int, locale: str = "ko_KR", seed: int = 7) -> None:
-    """Create ``customers`` and ``orders`` with ``customers`` real-looking rows (about 2 orders each)."""
+    """Create ``customers`` and ``orders`` with about ``customers`` real-looking rows (2 orders each on
+    average; about 2% of accounts closed, leaving the key gaps real tables have)."""
     fake = Faker(locale)
     Faker.seed(seed)
     random.seed(seed)
@@ -69,4 +70,11 @@ async def create_shop(conn: asyncpg.Connection, customers: int, locale: str = "k
         await conn.execute(SCHEMA)
         await conn.execute(_CUSTOMERS, names, locals_, domains, phones, addresses, customers)
         await conn.execute(_ORDERS, ["paid", "shipped", "delivered", "returned"])
+        # closed accounts: real tables have key gaps (deletions, rolled-back inserts)
+        await conn.execute("SELECT setseed(0.42)")
+        await conn.execute(
+            "CREATE TEMP TABLE closed ON COMMIT DROP AS SELECT id FROM customers WHERE random() < 0.02;"
+            "DELETE FROM orders WHERE customer_id IN (SELECT id FROM closed);"
+            "DELETE FROM customers WHERE id IN (SELECT id FROM closed)"
+        )
     await conn.execute("ANALYZE customers; ANALYZE orders")

@@ -144,3 +144,29 @@ def test_copy_statements_count_as_exports() -> None:
     assert is_export("  /* nightly */ -- x\n copy (select 1) to stdout")
     assert not is_export("select * from customers -- copy")
     assert parse_pg_timestamp("2026-11-23 15:24:13.620 UTC").isoformat() == "2026-11-23T15:24:13.620000+00:00"
+
+
+async def test_parallel_worker_reads_name_the_leaders_session(runtime: Runtime, tmp_path: Path) -> None:
+    """A parallel worker's CY001 line has no user or client address; the leader's connection line
+    supplies them, so the event still says who read from where."""
+    connect = {"timestamp": "2026-11-23 15:24:13.100 UTC", "user": "mallory", "dbname": "shop", "pid": 4242,
+               "remote_host": "10.9.8.7", "application_name": "etl", "error_severity": "LOG",
+               "message": "connection authorized: user=mallory database=shop application_name=etl"}
+    worker = json.loads(record(11, pid=5555))
+    detail = json.loads(worker["detail"])
+    detail["a"], detail["p"] = None, 5555
+    worker.update(detail=json.dumps(detail), leader_pid=4242, backend_type="parallel worker")
+    for k in ("user", "dbname", "remote_host", "application_name"):
+        worker.pop(k)
+    (tmp_path / "postgresql-20261123-100000.json").write_bytes(
+        json.dumps(connect).encode() + b"\n" + json.dumps(worker).encode() + b"\n")
+    src = JsonlogSource("shop", "primary", tmp_path, from_start=True)
+    await src.start(runtime)
+    await src.stop()
+    await _drain(src)
+    ev = await runtime.pool.fetchrow("SELECT actor, origin, group_key FROM events")
+    assert ev["actor"]["user"] == "mallory" and ev["actor"]["application_name"] == "etl"
+    assert ev["origin"]["client_addr"] == "10.9.8.7" and ev["origin"]["database"] == "shop"
+    assert ev["group_key"].endswith(":4242:read")
+    inc = await runtime.pool.fetchrow("SELECT title FROM incidents")
+    assert inc["title"] == "Canary data read by mallory from 10.9.8.7"

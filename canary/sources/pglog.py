@@ -143,6 +143,44 @@ def default_handlers() -> tuple[RecordHandler, ...]:
     return tuple(handlers)
 
 
+class SessionFacts:
+    """Who and where of each backend, learnt from its own log lines (incl. log_connections lines).
+
+    A parallel worker's lines carry no user, database or client address, only ``leader_pid``; the
+    leader's facts fill them in, so every event of a parallel scan says who read from where.
+    Bounded: the oldest backends are forgotten first.
+    """
+
+    FIELDS = (("user", "actor", "user"), ("application_name", "actor", "application_name"),
+              ("remote_host", "origin", "client_addr"), ("dbname", "origin", "database"))
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self._facts: dict[object, dict[str, Any]] = {}
+
+    def remember(self, record: Mapping[str, Any]) -> None:
+        pid = record.get("pid")
+        if pid is None or record.get("leader_pid") or not record.get("user"):
+            return
+        facts = {k: record[k] for k, _, _ in self.FIELDS if record.get(k) not in (None, "", "[unknown]")}
+        self._facts.pop(pid, None)
+        self._facts[pid] = facts
+        if len(self._facts) > self.limit:
+            self._facts.pop(next(iter(self._facts)))
+
+    def fill(self, record: Mapping[str, Any], detection: Detection) -> None:
+        leader = record.get("leader_pid")
+        facts = self._facts.get(leader) if leader else None
+        if not facts:
+            return
+        for key, section, name in self.FIELDS:
+            target = detection.actor if section == "actor" else detection.origin
+            if target.get(name) in (None, "") and key in facts:
+                target[name] = facts[key]
+        if detection.drill is None:
+            detection.drill = drill_tag(detection.actor.get("application_name"))
+
+
 class PgLogProcessor:
     """Turns batches of jsonlog records (or raw lines) into committed events."""
 
@@ -150,6 +188,7 @@ class PgLogProcessor:
         self.runtime = runtime
         self.ctx = ctx
         self.handlers = tuple(handlers) if handlers is not None else default_handlers()
+        self.sessions = SessionFacts()
 
     def parse_line(self, line: bytes | str) -> Mapping[str, Any]:
         record = json.loads(line)
@@ -172,6 +211,8 @@ class PgLogProcessor:
         """Commit the events found in ``records``; returns how many were submitted."""
         detections: list[Detection] = []
         for record in records:
+            self.sessions.remember(record)
+        for record in records:
             for handler in self.handlers:
                 try:
                     found = handler(record, self.ctx)
@@ -179,6 +220,7 @@ class PgLogProcessor:
                     await self.runtime.reject(self.ctx.source, f"bad_{handler.__name__}", _sample(json.dumps(record)[:400], exc))
                     break
                 if found is not None:
+                    self.sessions.fill(record, found)
                     detections.append(found)
                     break
         if not detections:
