@@ -14,6 +14,7 @@ from canary.errors import CanaryError
 COMMAND_MODULES = (
     "canary.commands.core",
     "canary.commands.alerts",
+    "canary.commands.credentials",
 )
 
 
