@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
+import pytest
+
+from canary.errors import IncidentError
 from canary.events import DetectionEvent, EventKind, event_key
-from canary.pipeline import Pipeline
+from canary.pipeline import Pipeline, change_status
 from canary.store import ControlStore
 
 
@@ -67,3 +71,67 @@ async def test_drill_alerts_route_to_drill_only_sinks(store: ControlStore, make_
     rows = {(r["sink"], r["drill"]) for r in await store.pool.fetch(
         "SELECT o.sink, i.drill FROM outbox o JOIN incidents i ON i.id = o.incident_id")}
     assert rows == {("oncall", None), ("drills", "d1")}
+
+
+async def test_concurrent_listeners_share_incidents(store: ControlStore, make_config) -> None:
+    """Two pipelines on separate pools (two listeners tailing the same logs) racing over the same
+    groups record every event once and open exactly one incident per group, paged once."""
+    cfg = make_config(sinks=[{"name": "out", "type": "stdout"}])
+    other = ControlStore(cfg)
+    await other.open()
+    try:
+        a, b = Pipeline(store.pool, cfg, max_batch=50), Pipeline(other.pool, cfg, max_batch=50)
+        a.start()
+        b.start()
+        events = [_ev(i, group=f"g{i % 20}") for i in range(600)]
+        await asyncio.gather(a.submit_many(events), b.submit_many(list(reversed(events))))
+        await a.stop()
+        await b.stop()
+    finally:
+        await other.close()
+    assert await store.pool.fetchval("SELECT count(*) FROM events") == 600
+    rows = await store.pool.fetch("SELECT group_key, event_count FROM incidents ORDER BY group_key")
+    assert len(rows) == 20 and all(r["event_count"] == 30 for r in rows)
+    assert await store.pool.fetchval("SELECT count(*) FROM outbox") == 20
+    assert await store.pool.fetchval("SELECT count(*) FROM events WHERE incident_id IS NULL") == 0
+
+
+async def test_window_closes_and_resolved_incidents_are_not_reused(store: ControlStore, make_config) -> None:
+    """An event after the group window opens a new incident; so does one after the incident was resolved."""
+    cfg = make_config(sinks=[{"name": "out", "type": "stdout"}], alerting={"group_window": "60s"})
+    p = Pipeline(store.pool, cfg)
+    t = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+    def at(i: int, seconds: int) -> DetectionEvent:
+        return DetectionEvent(kind=EventKind.READ, source="test", key=event_key("w", i), group="w", canary_id=None,
+                              observed_at=t + dt.timedelta(seconds=seconds))
+
+    await p.record([at(1, 0), at(2, 30)])
+    await p.record([at(3, 80)])  # 50 s after the last event: same incident
+    await p.record([at(4, 200)])  # 120 s later: a new incident
+    assert [r["event_count"] for r in await store.pool.fetch("SELECT event_count FROM incidents ORDER BY id")] == [3, 1]
+    last = await store.pool.fetchval("SELECT max(id) FROM incidents")
+    assert await change_status(store.pool, last, "resolved", by="alice") == 1
+    await p.record([at(5, 210)])
+    assert await store.pool.fetchval("SELECT count(*) FROM incidents") == 3
+
+
+async def test_acknowledge_then_resolve_enqueue_in_sequence(store: ControlStore, make_config) -> None:
+    """ack and resolve add acknowledge/resolve notifications after the trigger, to the sinks that were
+    paged, with the same dedup key; resolving twice adds nothing; a missing incident is an error."""
+    cfg = make_config(sinks=[{"name": "a", "type": "stdout"}, {"name": "b", "type": "stdout"}])
+    await Pipeline(store.pool, cfg).record([_ev(1)])
+    inc = await store.pool.fetchval("SELECT id FROM incidents")
+    assert await change_status(store.pool, inc, "acknowledged", by="bob") == 2
+    assert await change_status(store.pool, inc, "resolved", by="bob", note="false positive") == 2
+    assert await change_status(store.pool, inc, "resolved", by="bob") == 0
+    rows = await store.pool.fetch("SELECT sink, sequence, action, payload FROM outbox ORDER BY sink, sequence")
+    assert [(r["sink"], r["sequence"], r["action"]) for r in rows] == [
+        ("a", 0, "trigger"), ("a", 1, "acknowledge"), ("a", 2, "resolve"),
+        ("b", 0, "trigger"), ("b", 1, "acknowledge"), ("b", 2, "resolve")]
+    assert len({r["payload"]["dedup_key"] for r in rows}) == 1
+    assert rows[2]["payload"]["summary"].startswith("RESOLVED: ")
+    with pytest.raises(IncidentError):
+        await change_status(store.pool, inc + 1000, "resolved", by="bob")
+    with pytest.raises(IncidentError):
+        await change_status(store.pool, inc, "acknowledged", by="bob")
