@@ -262,3 +262,43 @@ async def test_kill_9_mid_storm_then_restart_delivers_every_incident_once(
     assert len(keys) == 200
     assert set(pd.opened) == keys and set(pd.opened.values()) == {1}
     assert await store.pool.fetchval("SELECT count(*) FROM outbox WHERE status <> 'delivered'") == 0
+
+
+async def test_retry_horizon_dead_letters_a_sink_that_never_recovers(store: ControlStore, make_config, http) -> None:  # type: ignore[no-untyped-def]
+    """With dead_letter_after = 0.5 s, a sink answering 503 forever is retried with backoff and then
+    dead-lettered (and on_dead is called), instead of being retried without end or dropped."""
+    async with PagerDutyServer(KEY) as pd:
+        cfg = _config(make_config, pd, dead_letter_after="500ms")
+        await Pipeline(store.pool, cfg).record(_events(1, 1))
+        pd.fail_until = time.monotonic() + 3600
+        dead: list[str] = []
+
+        async def on_dead(sink: str, alert, error) -> None:  # type: ignore[no-untyped-def]
+            dead.append(error.message)
+
+        d = Dispatcher(store.pool, build_sinks(cfg, http), cfg.alerting, poll=0.05, on_dead=on_dead)
+        await d.start()
+        try:
+            await drained(store.pool, 10)
+        finally:
+            await d.stop()
+    row = await store.pool.fetchrow("SELECT status, attempts FROM outbox")
+    assert row["status"] == "dead" and row["attempts"] >= 3 and len(pd.requests) == row["attempts"]
+    assert len(dead) == 1 and "503" in dead[0]
+    gaps = [b.at - a.at for a, b in zip(pd.requests, pd.requests[1:])]
+    assert all(g >= 0.02 for g in gaps)  # backoff, not a tight loop
+
+
+def test_backoff_is_exponential_with_jitter_and_honours_retry_after() -> None:
+    """Delays grow exponentially within [base/2, base], cap at retry_max, never undercut Retry-After."""
+    import random
+
+    from canary.outbox import backoff
+
+    rng = random.Random(7)
+    for attempts in range(1, 12):
+        base = min(300.0, 1.0 * 2 ** (attempts - 1))
+        for _ in range(50):
+            assert base / 2 <= backoff(attempts, 1.0, 300.0, None, rng) <= base
+    assert backoff(1, 1.0, 300.0, 42.0, rng) == 42.0
+    assert backoff(20, 1.0, 300.0, None, rng) <= 300.0
