@@ -23,6 +23,7 @@ import structlog
 from canary.alerts import Alert
 from canary.config import AlertingConfig
 from canary.errors import DeliveryError
+from canary.metrics import Metrics
 from canary.pipeline import OUTBOX_CHANNEL
 from canary.typing import Sink
 
@@ -81,6 +82,7 @@ class Dispatcher:
         batch: int = 50,
         poll: float = 1.0,
         on_dead: Any = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.pool = pool
         self.sinks = dict(sinks)
@@ -88,6 +90,7 @@ class Dispatcher:
         self.batch = batch
         self.poll = poll
         self.on_dead = on_dead  # async callable(sink, alert, error) -> None
+        self.metrics = metrics
         self.stats = DispatchStats()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -198,12 +201,17 @@ class Dispatcher:
             # notification is sent again, which the dedup key / webhook-id makes harmless.
             await conn.execute(_MARK_DELIVERED.format(id=int(row["id"])))
         self.stats.delivered += 1
-        self.stats.by_sink[row["sink"]]["delivered"] += 1
+        self._count(row["sink"], "delivered")
         latency = (dt.datetime.now(dt.timezone.utc) - row["created_at"]).total_seconds()
         if len(self.stats.latencies) < 100_000:
             self.stats.latencies.append(latency)
         log.info("outbox.delivered", sink=row["sink"], incident_id=alert.incident_id, sequence=alert.sequence,
                  attempts=row["attempts"], latency_s=round(latency, 4))
+
+    def _count(self, sink: str, outcome: str) -> None:
+        self.stats.by_sink[sink][outcome] += 1
+        if self.metrics is not None:
+            self.metrics.deliveries.labels(sink=sink, outcome=outcome).inc()
 
     def _paused_for(self, sink: str) -> float:
         """Seconds this sink still asked us to wait (0 when it may be called)."""
@@ -224,11 +232,11 @@ class Dispatcher:
                 " next_attempt_at = clock_timestamp() + make_interval(secs => $2) WHERE id = $1",
                 row["id"], delay,
             )
-        self.stats.by_sink[row["sink"]]["deferred"] += 1
+        self._count(row["sink"], "deferred")
 
     async def _failed(self, row: asyncpg.Record, alert: Alert, exc: DeliveryError) -> None:
         self.stats.failed_attempts += 1
-        self.stats.by_sink[row["sink"]]["failed"] += 1
+        self._count(row["sink"], "failed")
         age = (dt.datetime.now(dt.timezone.utc) - row["first_attempt_at"]).total_seconds()
         dead = exc.permanent or age >= self.config.dead_letter_after
         delay = backoff(row["attempts"], self.config.retry_initial, self.config.retry_max, exc.retry_after, self._rng)
@@ -249,6 +257,6 @@ class Dispatcher:
                     error=exc.message[:300], retry_in_s=None if dead else round(delay, 2), dead=dead)
         if dead:
             self.stats.dead += 1
-            self.stats.by_sink[row["sink"]]["dead"] += 1
+            self._count(row["sink"], "dead")
             if self.on_dead is not None:
                 await self.on_dead(row["sink"], alert, exc)

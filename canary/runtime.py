@@ -102,7 +102,7 @@ async def open_runtime(
     pipeline = Pipeline(store.pool, config, suppress=suppress)
     runtime = Runtime(
         config=config, store=store, keyring=keyring, registry=Registry(store.pool, keyring), pipeline=pipeline,
-        dispatcher=Dispatcher(store.pool, sinks, config.alerting), http=http, sinks=sinks, metrics=metrics,
+        dispatcher=Dispatcher(store.pool, sinks, config.alerting, metrics=metrics), http=http, sinks=sinks, metrics=metrics,
     )
     return runtime
 

@@ -21,6 +21,7 @@ import pytest
 from alerting_servers import PagerDutyServer, drained
 from canary.config import Config
 from canary.events import DetectionEvent, EventKind, event_key
+from canary.metrics import Metrics
 from canary.outbox import Dispatcher
 from canary.pipeline import Pipeline
 from canary.runtime import build_sinks
@@ -53,12 +54,14 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 async def test_sink_down_then_up_receives_every_incident(store: ControlStore, make_config, http) -> None:  # type: ignore[no-untyped-def]
-    """PagerDuty answering 503 for a second, then 202: every incident is delivered exactly once."""
+    """PagerDuty answering 503 for a second, then 202: every incident is delivered exactly once, and
+    /metrics counts the failed and delivered attempts per sink."""
     async with PagerDutyServer(KEY) as pd:
         cfg = _config(make_config, pd)
         await Pipeline(store.pool, cfg).record(_events(30, 30))
         pd.fail_until = time.monotonic() + 1.0
-        d = Dispatcher(store.pool, build_sinks(cfg, http), cfg.alerting, poll=0.05)
+        metrics = Metrics()
+        d = Dispatcher(store.pool, build_sinks(cfg, http), cfg.alerting, poll=0.05, metrics=metrics)
         await d.start()
         try:
             await drained(store.pool, 20)
@@ -68,6 +71,9 @@ async def test_sink_down_then_up_receives_every_incident(store: ControlStore, ma
     assert set(pd.opened) == keys and set(pd.opened.values()) == {1} and len(keys) == 30
     assert any(r.at < pd.fail_until for r in pd.requests)  # it really was down for a while
     assert d.stats.dead == 0 and d.stats.failed_attempts >= 1
+    rendered = metrics.render().decode()
+    assert 'canary_deliveries_total{outcome="delivered",sink="pd"} 30.0' in rendered
+    assert 'canary_deliveries_total{outcome="failed",sink="pd"}' in rendered
 
 
 async def test_throttling_sink_is_not_hammered(store: ControlStore, make_config, http) -> None:  # type: ignore[no-untyped-def]
@@ -173,7 +179,8 @@ WORKER = textwrap.dedent('''
     import aiohttp
     from canary.config import load
     from canary.events import DetectionEvent, EventKind, event_key
-    from canary.outbox import Dispatcher
+    from canary.metrics import Metrics
+from canary.outbox import Dispatcher
     from canary.pipeline import Pipeline
     from canary.runtime import build_sinks
     from canary.store import ControlStore
