@@ -336,6 +336,7 @@ class CoverageConfig(_Model):
     """``[coverage]``: replicas and other log paths, exported-file scanning, scheduled checks."""
 
     nodes: tuple[NodeConfig, ...] = ()
+    checks: bool = False  # scheduled checks: canaries + detection intact, heartbeat (dead man's switch), webhooks
     syslog_host: str = "127.0.0.1"
     syslog_udp_port: int | None = Field(default=None, ge=0, le=65535)
     syslog_tcp_port: int | None = Field(default=None, ge=0, le=65535)

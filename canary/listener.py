@@ -42,6 +42,9 @@ def default_components(runtime: Runtime) -> list[Component]:
     from canary.contact import components as contact_components
 
     comps.extend(contact_components(runtime.config))
+    from canary.coverage import components as coverage_components
+
+    comps.extend(coverage_components(runtime.config))
     return comps
 
 

@@ -51,11 +51,12 @@ class CoverageScheduler:
         rt = self.runtime
         cov = rt.config.coverage
         out: list[tuple[str, float, Job]] = []
-        if rt.config.datastores:
+        if cov.checks and rt.config.datastores:
             out.append(("checks", cov.check_interval, self._all_canaries))
-        for node, datastore, dsn in self._heartbeat_nodes():
-            out.append((f"heartbeat:{node}", cov.heartbeat_interval, self._heartbeat_job(node, datastore, dsn)))
-        if cov.webhook_urls:
+        if cov.checks:
+            for node, datastore, dsn in self._heartbeat_nodes():
+                out.append((f"heartbeat:{node}", cov.heartbeat_interval, self._heartbeat_job(node, datastore, dsn)))
+        if cov.checks and cov.webhook_urls:
             out.append(("webhooks", cov.check_interval, self._webhooks))
         if cov.watch_dirs or cov.buckets:
             from canary.sources.filescan import ExportScanner

@@ -41,7 +41,7 @@ async def runtime(shop: Shop, pg_server: PostgresServer, store: ControlStore, ma
         sinks=[{"name": "out", "type": "stdout"}],
         datastores=[{"name": "shop", "dsn": shop.dsn, "jsonlog_dir": str(pg_server.log_dir),
                      "tables": [{"table": "public.customers", "count": 4}]}],
-        coverage={"check_interval": INTERVAL, "heartbeat_interval": INTERVAL, "heartbeat_timeout": 1.0},
+        coverage={"checks": True, "check_interval": INTERVAL, "heartbeat_interval": INTERVAL, "heartbeat_timeout": 1.0},
     )
     rt = await open_runtime(cfg, keyring=keyring, store=store)
     await PostgresSeeder(cfg.datastores[0], rt.registry, seed=3).apply()
