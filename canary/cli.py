@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "canary.commands.core",
     "canary.commands.alerts",
     "canary.commands.credentials",
+    "canary.commands.coverage",
 )
 
 

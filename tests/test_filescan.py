@@ -239,3 +239,45 @@ async def test_unreadable_and_oversized_files_are_rejected_not_fatal(runtime: Ru
     assert await runtime.pool.fetchval("SELECT count(*) FROM events") == 1
     await scanner.scan_once()
     assert await runtime.pool.fetchval("SELECT count(*) FROM rejects") == 2  # not re-rejected every pass
+
+
+def test_cli_scan_names_canaries_not_values(control_dsn: str, data_dir: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``canary coverage scan FILE`` prints the canary's uid and label for a file holding its e-mail,
+    never the e-mail itself, and exits 1; a clean file exits 0."""
+    import asyncio
+    import base64
+
+    from canary.cli import main
+    from canary.config import from_mapping
+    from canary.crypto import ENV_MASTER_KEY, generate_key
+
+    key = generate_key()
+    monkeypatch.setenv(ENV_MASTER_KEY, base64.b64encode(key).decode())
+    conf = tmp_path / "canary.toml"
+    conf.write_text(f'[canary]\ndata_dir = "{data_dir}"\nlog_level = "error"\n[control]\ndsn = "{control_dsn}"\n')
+
+    async def register() -> None:
+        store = ControlStore(from_mapping({"canary": {"data_dir": str(data_dir)}, "control": {"dsn": control_dsn}}))
+        await store.open()
+        try:
+            from canary.registry import Registry
+
+            async with store.pool.acquire() as conn:
+                await Registry(store.pool, Keyring(key)).add(conn, [NewCanary(
+                    kind="customer", datastore="shop", label="shop/public.customers", location={"target": "public.customers", "pk": "7"},
+                    lookup=location_key("shop", "public.customers", 7), values=[("email", EMAIL)])], None)
+        finally:
+            await store.close()
+
+    asyncio.run(register())
+    capsys.readouterr()  # the migration's log line
+    dirty, clean = tmp_path / "dirty.csv", tmp_path / "clean.csv"
+    dirty.write_bytes(f"id,email\n7,{EMAIL}\n".encode())
+    clean.write_bytes(_csv(100))
+    assert main(["-c", str(conf), "coverage", "scan", str(dirty)]) == 1
+    out = capsys.readouterr().out
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["canaries"][0]["label"] == "shop/public.customers" and report["canaries"][0]["matched"] == ["email"]
+    assert EMAIL.lower() not in out.lower()
+    assert main(["-c", str(conf), "coverage", "scan", str(clean)]) == 0
