@@ -108,7 +108,7 @@ async def cmd_scan(args: argparse.Namespace) -> int:
             result = await asyncio.to_thread(scan_file, path, patterns)
             rows = await rt.pool.fetch("SELECT id, uid, label FROM canaries WHERE id = ANY($1::bigint[])", list(result.hits))
             hits += len(rows)
-            print(json.dumps({"path": str(path), "bytes": result.bytes, "note": result.note,
+            print(json.dumps({"path": str(path), "bytes": result.bytes,
                               "canaries": [{"uid": r["uid"], "label": r["label"], "matched": sorted(result.hits[r["id"]])}
                                            for r in rows]}))
         return 1 if hits else 0

@@ -8,9 +8,8 @@ numbers. One Aho-Corasick automaton (pyahocorasick) matches all of them in one p
 How a file is read: fixed 4 MiB chunks, ASCII-lower-cased and decoded 1:1 as Latin-1 (so UTF-8
 values match as their bytes), with an overlap of the longest value minus one byte so values that
 straddle chunks are found exactly once. ``.gz`` files are decompressed as a stream. CSV, JSON,
-NDJSON, SQL (pg_dump output) and text match on their bytes; Parquet needs its pages decoded, which
-uncompressed / dictionary pages do not (their strings are stored plainly) — compressed Parquet is
-read through pyarrow when it is installed, else scanned raw and noted in the event.
+NDJSON, SQL (pg_dump output) and text match on their bytes; Parquet pages are compressed and
+dictionary-encoded, so Parquet files are decoded with pyarrow one record batch at a time.
 
 Each file version (size + mtime, or the object's ETag) is scanned once (``scanned_files``); a file
 still being written (size or mtime changed since the previous pass) waits for the next pass. The
@@ -129,7 +128,6 @@ class ScanResult:
     hits: dict[int, set[str]] = field(default_factory=dict)  # canary id -> kinds matched
     matches: int = 0
     bytes: int = 0
-    note: str | None = None
 
 
 class StreamSearch:
@@ -175,31 +173,21 @@ def file_chunks(path: Path, size: int = CHUNK) -> Iterator[bytes]:
             yield data
 
 
-def parquet_chunks(path: Path) -> Iterator[bytes] | None:
-    """Decoded Parquet values, one record batch at a time (None without pyarrow)."""
-    try:
-        import pyarrow.parquet as pq  # type: ignore[import-not-found]
-    except ImportError:
-        return None
+def parquet_chunks(path: Path, batch_rows: int = 65536) -> Iterator[bytes]:
+    """Decoded Parquet values (every column as text, one line per value), one record batch at a time:
+    pages are decompressed and dictionary-decoded, memory stays one batch."""
+    import pyarrow.parquet as pq
 
-    def gen() -> Iterator[bytes]:
-        pf = pq.ParquetFile(path)
-        for batch in pf.iter_batches(batch_size=65536):
+    with pq.ParquetFile(path) as pf:
+        for batch in pf.iter_batches(batch_size=batch_rows):
             for column in batch.columns:
                 yield ("\n".join("" if v is None else str(v) for v in column.to_pylist()) + "\n").encode()
 
-    return gen()
-
 
 def scan_file(path: Path, patterns: Patterns) -> ScanResult:
-    """Blocking: run in a thread."""
+    """Blocking: run in a thread. ``ScanResult.bytes`` counts decoded bytes for Parquet."""
     if path.suffix == ".parquet":
-        decoded = parquet_chunks(path)
-        if decoded is not None:
-            return scan_chunks(decoded, patterns)
-        result = scan_chunks(file_chunks(path), patterns)
-        result.note = "parquet scanned raw (pyarrow not installed): values in compressed pages are not visible"
-        return result
+        return scan_chunks(parquet_chunks(path), patterns)
     return scan_chunks(file_chunks(path), patterns)
 
 
@@ -429,7 +417,7 @@ class ExportScanner:
                     origin={"path": shown}, severity=Severity.CRITICAL,
                     evidence={"signal": "export_file", "path": shown, "matched": sorted(kinds),
                               "label": labels.get(cid), "file_version": version, "bytes": result.bytes,
-                              "canaries_in_file": len(result.hits), **({"note": result.note} if result.note else {})},
+                              "canaries_in_file": len(result.hits)},
                 ))
             await self.runtime.submit_many(events)
             log.warning("filescan.canaries_found", path=shown, canaries=len(result.hits))
