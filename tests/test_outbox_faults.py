@@ -179,8 +179,7 @@ WORKER = textwrap.dedent('''
     import aiohttp
     from canary.config import load
     from canary.events import DetectionEvent, EventKind, event_key
-    from canary.metrics import Metrics
-from canary.outbox import Dispatcher
+    from canary.outbox import Dispatcher
     from canary.pipeline import Pipeline
     from canary.runtime import build_sinks
     from canary.store import ControlStore
@@ -251,18 +250,21 @@ async def test_kill_9_mid_storm_then_restart_delivers_every_incident_once(
         script.write_text(WORKER)
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
         args = [sys.executable, str(script), str(cfg_file), "1000", "200"]
-        first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        errors = (tmp_path / "worker.err").open("wb")
+        first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=errors, env=env)
         try:
-            await _wait_for(lambda: len(pd.requests) >= 30, 60)
+            await _wait_for(lambda: len(pd.requests) >= 30 or first.poll() is not None, 60)
+            assert first.poll() is None, (tmp_path / "worker.err").read_text()[-2000:]
         finally:
             first.send_signal(signal.SIGKILL)
             first.wait(10)
         committed_before = await store.pool.fetchval("SELECT count(*) FROM events")
         delivered_before = len(pd.requests)
         second = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE,
-                                                      stderr=asyncio.subprocess.DEVNULL, env=env)
-        out, _ = await asyncio.wait_for(second.communicate(), 90)
-        assert second.returncode == 0 and b"drained" in out
+                                                      stderr=asyncio.subprocess.PIPE, env=env)
+        out, err = await asyncio.wait_for(second.communicate(), 90)
+        errors.close()
+        assert second.returncode == 0 and b"drained" in out, err.decode()[-2000:]
     assert 0 < committed_before < 1000 or delivered_before < 200  # the kill really was mid-storm
     assert await store.pool.fetchval("SELECT count(*) FROM events") == 1000
     keys = {r["dedup_key"] for r in await store.pool.fetch("SELECT dedup_key FROM incidents")}
