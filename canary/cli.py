@@ -17,6 +17,8 @@ COMMAND_MODULES = (
     "canary.commands.credentials",
     "canary.commands.coverage",
     "canary.commands.contact",
+    "canary.commands.drill",
+    "canary.commands.status",
 )
 
 

@@ -22,15 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from aiohttp import web
 
 from canary.config import Config, from_mapping
 from canary.crypto import Keyring, generate_key
+from canary.drills.receiver import Receiver
 from canary.listener import Listener
-from canary.pg.server import PostgresServer, free_port
+from canary.pg.server import PostgresServer
 from canary.runtime import open_runtime
 from canary.shop import create_shop
-from canary.sinks.webhook import verify
 from canary.store import ControlStore
 
 INSIDER_ROLE = "svc_reporting"
@@ -47,40 +46,6 @@ class Step:
     incident: dict[str, Any] | None = None
     detected_s: float | None = None
     paged_s: float | None = None
-
-
-class Receiver:
-    """A local on-call webhook endpoint that verifies every delivery's signature."""
-
-    def __init__(self, secret: str) -> None:
-        self.secret = secret
-        self.received: list[tuple[float, dict[str, Any]]] = []
-        self.forged = 0
-        self.event = asyncio.Event()
-        self.port = free_port()
-        self._runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/page", self._page)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def _page(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        if not verify(self.secret, {k.lower(): v for k, v in request.headers.items()}, body):
-            self.forged += 1
-            return web.Response(status=401)
-        import json
-
-        self.received.append((time.time(), json.loads(body)["data"]))
-        self.event.set()
-        return web.Response(status=204)
 
 
 def _print(*parts: object) -> None:
