@@ -308,3 +308,19 @@ async def test_flood_of_1000_messages(env: ContactEnv) -> None:
     assert metric(text, "canary_rejects_total", source="smtp", reason="malformed_mime") == expected["554"]
     async with __import__("aiohttp").ClientSession() as s, s.get(env.base_url + "/healthz") as r:
         assert r.status == 200 and (await r.json())["components"] == {"smtp": True}
+
+
+async def test_oversized_data_without_size_parameter_gets_552(env: ContactEnv) -> None:
+    """A client that does not declare SIZE and streams too much DATA gets 552 after the final dot;
+    the session stays usable and the reject is counted."""
+    smtp = await _serve(env, StaticResolver())
+    reader, writer = await asyncio.open_connection("127.0.0.1", smtp.port)
+    assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"220")
+    big = b"Subject: big\r\n\r\n" + (b"X" * 998 + b"\r\n") * 80
+    replies = await _dialogue(reader, writer, [b"HELO big.test\r\n", f"MAIL FROM:<{SENDER}>\r\n".encode(),
+                                               f"RCPT TO:<{CANARY_EMAIL}>\r\n".encode(), b"DATA\r\n",
+                                               big + b".\r\n", b"NOOP\r\n", b"QUIT\r\n"])
+    assert [r[:3] for r in replies] == [b"250", b"250", b"250", b"354", b"552", b"250", b"221"]
+    writer.close()
+    assert await env.events() == []
+    assert metric(await env.metrics(), "canary_rejects_total", source="smtp", reason="message_too_big") == 1
