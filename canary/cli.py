@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "canary.commands.alerts",
     "canary.commands.credentials",
     "canary.commands.coverage",
+    "canary.commands.seed",
     "canary.commands.contact",
     "canary.commands.drill",
     "canary.commands.status",

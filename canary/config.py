@@ -310,6 +310,56 @@ class ContactConfig(_Model):
         return self
 
 
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+class SeedingConfig(_Model):
+    """``[seeding]``: where canary customers' contact points come from, and seeding limits.
+    ``email_domains`` (default: ``contact.mail_domains``) must deliver to canary; ``phone_numbers`` are
+    E.164 numbers we own, single (``"+15550100001"``) or ranges (``"+15550100000-+15550100099"``)."""
+
+    email_domains: tuple[str, ...] = ()
+    phone_numbers: tuple[str, ...] = ()
+    lock_timeout: float = 5.0
+    follow_foreign_keys: bool = True  # give canary customers plausible child rows (orders, addresses)
+    max_children: int = Field(default=20, ge=0, le=1000)  # per canary and child table
+
+    @field_validator("lock_timeout", mode="before")
+    @classmethod
+    def _dur(cls, v: object) -> float:
+        return parse_duration(v)
+
+    @field_validator("email_domains")
+    @classmethod
+    def _domains(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        out = tuple(d.strip().lower().rstrip(".") for d in v)
+        for d in out:
+            if not re.fullmatch(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}", d):
+                raise ValueError(f"{d!r} is not a domain name")
+        return out
+
+    @field_validator("phone_numbers")
+    @classmethod
+    def _phones(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for item in v:
+            lo, _, hi = item.replace(" ", "").partition("-+")
+            hi = "+" + hi if hi else lo
+            if not (_E164.match(lo) and _E164.match(hi)) or len(lo) != len(hi) or int(hi[1:]) < int(lo[1:]):
+                raise ValueError(f"{item!r} is not an E.164 number or an ascending range '+first-+last'")
+            if int(hi[1:]) - int(lo[1:]) >= 100_000:
+                raise ValueError(f"{item!r}: a range may hold at most 100000 numbers")
+        return v
+
+    def phone_pool(self) -> tuple[str, ...]:
+        """Every owned number, ranges expanded, in E.164 form."""
+        out: list[str] = []
+        for item in self.phone_numbers:
+            lo, _, hi = item.replace(" ", "").partition("-+")
+            first, last = int(lo[1:]), int(hi or lo[1:])
+            out.extend(f"+{n}" for n in range(first, last + 1))
+        return tuple(dict.fromkeys(out))
+
+
 class NodeConfig(_Model):
     """A datastore node (replica, other primary) whose log reaches canary by file, syslog or HTTP.
     ``name`` is the node name in events (syslog HOSTNAME / HTTP ``node`` must equal it)."""
@@ -462,6 +512,7 @@ class Config(_Model):
     credentials: CredentialsConfig = CredentialsConfig()
     contact: ContactConfig = ContactConfig()
     coverage: CoverageConfig = CoverageConfig()
+    seeding: SeedingConfig = SeedingConfig()
     datastores: tuple[DatastoreConfig, ...] = ()
     sinks: tuple[SinkConfig, ...] = ()
     source_path: Path | None = None

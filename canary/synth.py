@@ -394,7 +394,22 @@ def format_phone(e164: str, template: str, locale: str) -> str:
     if template.count("9") == len(source):
         it = iter(source)
         return "".join(next(it) if ch == "9" else ch for ch in template)
-    return ("+" + digits) if template.startswith("+") else national
+    # different length: keep the template's separator style, fill its digit groups from the right and
+    # put leftover digits in a leading group ("999-9999" + 5550100123 -> "555-010-0123")
+    groups = re.findall(r"9+|[^9]+", template.lstrip("+"))
+    seps = [g for g in groups if not g.startswith("9")]
+    sizes = [len(g) for g in groups if g.startswith("9")]
+    sep = seps[0] if seps else ""
+    parts: list[str] = []
+    rest = source
+    for size in reversed(sizes):
+        if not rest:
+            break
+        parts.insert(0, rest[-size:])
+        rest = rest[:-size]
+    if rest:
+        parts.insert(0, rest)
+    return ("+" if template.startswith("+") else "") + sep.join(parts)
 
 
 # -- the synthesizer ------------------------------------------------------------------------------

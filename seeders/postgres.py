@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import asyncpg
 import structlog
 
-from canary.config import DatastoreConfig, TableTarget
+from canary.config import Config, DatastoreConfig, TableTarget
 from canary.crypto import Keyring
 from canary.errors import DatastoreError, SeedError
 from canary.registry import NewCanary, Registry, location_key, value_purpose
@@ -50,6 +50,7 @@ from canary.synth import (
 )
 from seeders.base import ApplyResult, Finding, Plan, PlannedRow, RetireResult, TargetPlan, VerifyReport
 from seeders.pg_catalog import TableInfo, introspect, unsupported_reason
+from seeders.pg_children import Batch, plan_children
 from seeders.sql import array_literal, ident, literal, parse_target, qualified
 
 log = structlog.get_logger("canary.seeders.postgres")
@@ -127,11 +128,18 @@ class _TargetWork:
     target: TableTarget
     info: TableInfo
     existing: dict[str, Any]  # pk text -> CanaryRecord of active canaries
-    planned: list[PlannedRow]
-    contacts: list[tuple[str | None, str | None]]  # (email, phone) per planned canary row
+    batches: list[Batch]  # [0]: the canary rows; then child rows, parents before children
+    contacts: list[tuple[str | None, str | None]]  # (email, phone) per canary row
     statements: list[str]
     warnings: list[str]
-    regenerate: Any  # callable(index) -> (PlannedRow, email, phone): a fresh row for the same placement
+    forced_off: bool = False  # FORCE RLS was switched off for the seeder's own reads
+
+    @property
+    def planned(self) -> list[PlannedRow]:
+        return self.batches[0].rows
+
+    def all_rows(self) -> list[PlannedRow]:
+        return [r for b in self.batches for r in b.rows]
 
 
 class PostgresSeeder:
@@ -150,6 +158,8 @@ class PostgresSeeder:
         lock_timeout: float = 5.0,
         connect_timeout: float = 10.0,
         statement_timeout: float = 300.0,
+        follow_foreign_keys: bool = True,
+        max_children: int = 20,
     ) -> None:
         self.ds = datastore
         if keyring is not None and keyring.key_id != registry.keyring.key_id:
@@ -160,10 +170,22 @@ class PostgresSeeder:
         self.lock_timeout = lock_timeout
         self.connect_timeout = connect_timeout
         self.statement_timeout = statement_timeout
+        self.follow_foreign_keys = follow_foreign_keys
+        self.max_children = max_children
         self.log = log.bind(datastore=datastore.name)
 
     def __repr__(self) -> str:
         return f"PostgresSeeder(datastore={self.ds.name!r})"
+
+    @classmethod
+    def from_config(cls, config: Config, name: str, registry: Registry, **kwargs: Any) -> PostgresSeeder:
+        """The seeder of datastore ``name`` with the ``[seeding]`` pools and limits applied."""
+        s = config.seeding
+        pools = ContactPools(tuple(s.email_domains or config.contact.mail_domains), s.phone_pool())
+        kwargs.setdefault("lock_timeout", s.lock_timeout)
+        kwargs.setdefault("follow_foreign_keys", s.follow_foreign_keys)
+        kwargs.setdefault("max_children", s.max_children)
+        return cls(config.datastore(name), registry, pools=pools, **kwargs)
 
     # -- connection ---------------------------------------------------------------------------
     async def _connect(self) -> asyncpg.Connection:
@@ -235,9 +257,8 @@ class PostgresSeeder:
         return Plan(self.ds.name, [self._target_plan(w) for w in works])
 
     def _target_plan(self, w: _TargetWork) -> TargetPlan:
-        restrictive, permissive = policy_names(self.ds.detection_schema)
         return TargetPlan(
-            target=w.info.target, present=len(w.existing), wanted=w.target.count, rows=list(w.planned),
+            target=w.info.target, present=len(w.existing), wanted=w.target.count, rows=w.all_rows(),
             statements=list(w.statements), warnings=list(w.warnings),
             locks=[w.info.target] if w.statements else [],
         )
@@ -260,7 +281,7 @@ class PostgresSeeder:
         to_add = max(0, target.count - len(existing))
         pk_col = info.column(info.primary_key[0])
         forced_off = await self._quiet_reads(conn, info, role, may_alter=not dry_run)
-        sample = await self._sample(conn, info, list(existing), quiet=not dry_run or role.bypass or not info.rls_forced)
+        sample = await self._sample(conn, info, list(existing))
         prof = await asyncio.to_thread(profile, info, sample)
         locale = target.locale or infer_locale(prof.script, self.ds.locale)
         placements = await self._placements(conn, info, prof, list(existing), to_add, warnings) if to_add else []
@@ -268,21 +289,21 @@ class PostgresSeeder:
         contacts = ContactAllocator(self.pools.email_domains, self.pools.phone_numbers, used, random.Random(self.rng.getrandbits(64)))
         synth = Synthesizer(info, prof, locale=locale, contacts=contacts, seed=self.rng.getrandbits(64), skip=self._skipped(info, prof))
         rows = await asyncio.to_thread(lambda: [synth.row(p) for p in placements])
-        planned = [PlannedRow(info.target, str(r.values[pk_col.name]) if r.values.get(pk_col.name) is not None else "", r.values) for r in rows]
+        top = Batch(info, [PlannedRow(info.target, r.values.get(pk_col.name) or "", r.values) for r in rows],
+                    top_index=list(range(len(rows))), contexts=placements, regenerate=lambda i: synth.row(placements[i]))
+        batches = [top]
+        if self.follow_foreign_keys and rows:
+            sample_keys = [str(r[pk_col.name]) for r in sample if r.get(pk_col.name) is not None]
+            batches += await plan_children(
+                self, conn, role, top, sample_keys, locale, warnings, random.Random(self.rng.getrandbits(64)), dry_run=dry_run
+            )
         if not self.pools.email_domains and any(semantic_of(c) == Semantic.EMAIL for c in info.columns):
             warnings.append(f"{info.target}: no canary mail domains configured ([seeding].email_domains); e-mail contact cannot alert")
         if not self.pools.phone_numbers and any(semantic_of(c) == Semantic.PHONE for c in info.columns):
             warnings.append(f"{info.target}: no owned phone numbers configured ([seeding].phone_numbers); phone contact cannot alert")
-        all_pks = list(existing) + [p.pk for p in planned]
+        all_pks = list(existing) + [p.pk for p in top.rows]
         statements = self._detection_statements(info, pk_col.type, all_pks) if (to_add or not self._policy_present(info)) and all_pks else []
-
-        def regenerate(i: int) -> tuple[PlannedRow, str | None, str | None]:
-            r = synth.row(placements[i])
-            return PlannedRow(info.target, planned[i].pk, r.values), r.email, r.phone
-
-        work = _TargetWork(target, info, existing, planned, [(r.email, r.phone) for r in rows], statements, warnings, regenerate)
-        work.forced_off = forced_off  # type: ignore[attr-defined]
-        return work
+        return _TargetWork(target, info, existing, batches, [(r.email, r.phone) for r in rows], statements, warnings, forced_off)
 
     def _policy_present(self, info: TableInfo) -> bool:
         restrictive, _ = policy_names(self.ds.detection_schema)
@@ -315,7 +336,7 @@ class PostgresSeeder:
                 out.append(c.name)
         return out
 
-    async def _sample(self, conn: asyncpg.Connection, info: TableInfo, exclude: list[str], *, quiet: bool) -> list[dict[str, str | None]]:
+    async def _sample(self, conn: asyncpg.Connection, info: TableInfo, exclude: list[str]) -> list[dict[str, str | None]]:
         """Up to SAMPLE_ROWS real rows as text. Canaries are excluded by key (a leakproof predicate
         the planner evaluates before the detection policy)."""
         pk = info.primary_key[0]
@@ -466,6 +487,7 @@ class PostgresSeeder:
                 await ctr.start()
                 try:
                     added: dict[str, int] = {}
+                    children: dict[str, int] = {}
                     deployments: list[int] = []
                     for w in works:
                         if not w.planned and not w.statements:
@@ -476,8 +498,12 @@ class PostgresSeeder:
                             deployments.append(dep)
                         for stmt in w.statements:
                             await conn.execute(stmt)
-                        if getattr(w, "forced_off", False) and not any("FORCE ROW LEVEL SECURITY" in s for s in w.statements):
+                        if w.forced_off and not any("FORCE ROW LEVEL SECURITY" in s for s in w.statements):
                             await conn.execute(f"ALTER TABLE {qualified(w.info.schema, w.info.name)} FORCE ROW LEVEL SECURITY")
+                        for b in w.batches[1:]:
+                            if b.forced_off:
+                                await conn.execute(f"ALTER TABLE {qualified(b.info.schema, b.info.name)} FORCE ROW LEVEL SECURITY")
+                            children[b.target] = children.get(b.target, 0) + len(b.rows)
                         added[w.info.target] = len(w.planned)
                 except BaseException:
                     await ctr.rollback()
@@ -495,7 +521,7 @@ class PostgresSeeder:
         for x in warnings:
             self.log.warning("seed.warning", detail=x)
         self.log.info("seed.applied", added=added, deployments=committed_control)
-        return ApplyResult(self.ds.name, added, {}, committed_control, warnings)
+        return ApplyResult(self.ds.name, added, children, committed_control, warnings)
 
     async def _abort(self, tr: Any, exc: BaseException, doing: str, undone: str) -> BaseException:
         """Roll the datastore transaction back and turn a PostgreSQL error into one clear SeedError."""
@@ -507,20 +533,32 @@ class PostgresSeeder:
         return exc
 
     async def _insert(self, conn: asyncpg.Connection, w: _TargetWork) -> None:
-        """Insert the planned rows; a row that violates a constraint is regenerated (new values, same
-        placement) up to MAX_ATTEMPTS times, each attempt inside a savepoint."""
-        if not w.planned:
+        for level, batch in enumerate(w.batches):
+            await self._insert_batch(conn, batch, w.contacts if level == 0 else None)
+
+    async def _insert_batch(self, conn: asyncpg.Connection, batch: Batch, contacts: list[tuple[str | None, str | None]] | None) -> None:
+        """Insert one batch; a row that violates a constraint is regenerated (new values, same placement)
+        up to MAX_ATTEMPTS times, each attempt inside a savepoint. Child rows get their parent's final key."""
+        if not batch.rows:
             return
-        info = w.info
-        pk = info.primary_key[0]
-        if any(not p.pk for p in w.planned):
-            seq = info.pk_sequence
-            pending = [i for i, p in enumerate(w.planned) if not p.pk]
-            keys = await conn.fetch("SELECT nextval($1::regclass)::text AS k FROM generate_series(1, $2)", seq, len(pending))
+        info = batch.info
+        pk = info.primary_key
+
+        def finish(i: int, values: dict[str, str | None]) -> PlannedRow:
+            if batch.parent is not None and batch.fk is not None:
+                values[batch.fk[0]] = batch.parent.rows[batch.parent_index[i]].values.get(batch.fk[1])
+            return PlannedRow(info.target, batch.key_of(values), values, batch.parent is None)
+
+        for i, row in enumerate(batch.rows):
+            batch.rows[i] = finish(i, dict(row.values))
+        if len(pk) == 1 and any(not r.values.get(pk[0]) for r in batch.rows):
+            pending = [i for i, r in enumerate(batch.rows) if not r.values.get(pk[0])]
+            if not info.pk_sequence:
+                raise SeedError(f"cannot choose keys for {len(pending)} rows of {info.target}: no free keys and no sequence")
+            keys = await conn.fetch("SELECT nextval($1::regclass)::text AS k FROM generate_series(1, $2)", info.pk_sequence, len(pending))
             for i, k in zip(pending, keys):
-                row = w.planned[i]
-                w.planned[i] = PlannedRow(row.target, k["k"], {**row.values, pk: k["k"]}, row.canary)
-        cols = list(w.planned[0].values)
+                batch.rows[i] = finish(i, {**batch.rows[i].values, pk[0]: k["k"]})
+        cols = list(batch.rows[0].values)
         types = {c.name: c.type for c in info.columns}
         sql = (
             f"INSERT INTO {qualified(info.schema, info.name)} ({', '.join(ident(c) for c in cols)}) OVERRIDING SYSTEM VALUE "
@@ -531,29 +569,31 @@ class PostgresSeeder:
         async def insert(rows: Sequence[PlannedRow]) -> None:
             await conn.execute(sql, *[[r.values.get(c) for r in rows] for c in cols])
 
-        for start in range(0, len(w.planned), INSERT_BATCH):
-            batch = range(start, min(start + INSERT_BATCH, len(w.planned)))
+        for start in range(0, len(batch.rows), INSERT_BATCH):
+            chunk = range(start, min(start + INSERT_BATCH, len(batch.rows)))
             try:
                 async with conn.transaction():
-                    await insert([w.planned[i] for i in batch])
+                    await insert([batch.rows[i] for i in chunk])
                 continue
             except _CONSTRAINT_ERRORS:
                 pass
-            for i in batch:
+            for i in chunk:
                 for attempt in range(MAX_ATTEMPTS):
                     try:
                         async with conn.transaction():
-                            await insert([w.planned[i]])
+                            await insert([batch.rows[i]])
                         break
                     except _CONSTRAINT_ERRORS as exc:
-                        if attempt == MAX_ATTEMPTS - 1:
+                        if attempt == MAX_ATTEMPTS - 1 or batch.regenerate is None:
                             raise SeedError(
-                                f"cannot write a canary row into {info.target} that satisfies its constraints "
-                                f"after {MAX_ATTEMPTS} attempts: {_pg_message(exc)}", target=info.target,
+                                f"cannot write a row into {info.target} that satisfies its constraints "
+                                f"after {attempt + 1} attempts: {_pg_message(exc)}", target=info.target,
                             ) from None
-                        row, email, phone = await asyncio.to_thread(w.regenerate, i)
-                        w.planned[i] = PlannedRow(row.target, w.planned[i].pk, {**row.values, pk: w.planned[i].pk}, True)
-                        w.contacts[i] = (email, phone)
+                        fresh = await asyncio.to_thread(batch.regenerate, i)
+                        keep = {c: batch.rows[i].values.get(c) for c in pk} if len(pk) == 1 else {}
+                        batch.rows[i] = finish(i, {**fresh.values, **keep})
+                        if contacts is not None:
+                            contacts[i] = (fresh.email, fresh.phone)
 
     async def _row_texts(self, conn: asyncpg.Connection, info: TableInfo, pks: Sequence[str]) -> dict[str, str]:
         """pk text -> the row as PostgreSQL renders it (``t::text``), for fingerprints."""
@@ -598,7 +638,11 @@ class PostgresSeeder:
         manifest = {
             "datastore": self.ds.name,
             "target": info.target,
-            "rows": [{"target": p.pk and info.target, "pk": p.pk} for p in w.planned],
+            "rows": [{"target": info.target, "pk": p.pk} for p in w.planned],
+            "child_rows": [
+                {"target": b.target, "pk": r.pk, "key": list(b.info.primary_key), "canary": w.planned[b.top_index[i]].pk, "depth": b.depth}
+                for b in w.batches[1:] for i, r in enumerate(b.rows)
+            ],
             "objects": {
                 "schema": self.ds.detection_schema, "function": details["function"], "policy": restrictive,
                 "permissive_policy": details["permissive_policy"],
@@ -650,20 +694,12 @@ class PostgresSeeder:
                 existing = await self._existing(target)
                 if not existing:
                     continue
-                tr = conn.transaction()
-                await tr.start()
                 try:
-                    await conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
-                    try:
-                        info = await introspect(conn, target, datastore=self.ds.name)
-                    except DatastoreError:
-                        findings.extend(Finding(r.uid, target, "missing") for r in existing.values())
-                        checked += len(existing)
-                        continue
-                    await self._quiet_reads(conn, info, role, may_alter=True)
-                    texts = await self._row_texts(conn, info, list(existing))
-                finally:
-                    await tr.rollback()
+                    info, texts = await self._read_quietly(conn, role, target, list(existing))
+                except DatastoreError:
+                    findings.extend(Finding(r.uid, target, "missing") for r in existing.values())
+                    checked += len(existing)
+                    continue
                 for pk, rec in existing.items():
                     checked += 1
                     if pk not in texts:
@@ -674,6 +710,70 @@ class PostgresSeeder:
         finally:
             await conn.close()
         return VerifyReport(self.ds.name, checked, findings)
+
+    async def _read_quietly(self, conn: asyncpg.Connection, role: Role, target: str, pks: list[str]) -> tuple[TableInfo, dict[str, str]]:
+        """The current text of some rows, read without firing detection, in a rolled-back transaction."""
+        tr = conn.transaction()
+        await tr.start()
+        try:
+            await conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
+            info = await introspect(conn, target, datastore=self.ds.name)
+            await self._quiet_reads(conn, info, role, may_alter=True)
+            return info, await self._row_texts(conn, info, pks)
+        finally:
+            await tr.rollback()
+
+    async def current_rows(self, records: Sequence[Any]) -> dict[tuple[str, str], str]:
+        """(target, pk) -> current row text of canary records (for re-fingerprinting at key rotation)."""
+        by_target: dict[str, list[str]] = {}
+        for rec in records:
+            by_target.setdefault(str(rec.location["target"]), []).append(str(rec.location["pk"]))
+        out: dict[tuple[str, str], str] = {}
+        conn = await self._connect()
+        try:
+            role = await self._role(conn)
+            for target, pks in by_target.items():
+                try:
+                    _, texts = await self._read_quietly(conn, role, target, pks)
+                except DatastoreError:
+                    continue
+                out.update({(target, k): v for k, v in texts.items()})
+        finally:
+            await conn.close()
+        return out
+
+    async def _delete_children(self, conn: asyncpg.Connection, role: Role, existing: Mapping[str, Any], canaries: set[str]) -> dict[str, int]:
+        """Delete the child rows recorded for these canaries (from their deployment manifests), deepest first."""
+        deps = {rec.deployment_id for pk, rec in existing.items() if pk in canaries and rec.deployment_id is not None}
+        entries: dict[tuple[int, str], list[Any]] = {}
+        key_cols: dict[str, list[str]] = {}
+        for dep in deps:
+            manifest = await self.registry.manifest(dep)
+            for e in manifest.get("child_rows", ()):
+                if e["canary"] in canaries:
+                    entries.setdefault((int(e["depth"]), e["target"]), []).append(e["pk"])
+                    key_cols[e["target"]] = list(e["key"])
+        out: dict[str, int] = {}
+        for (_, target), keys in sorted(entries.items(), key=lambda kv: -kv[0][0]):
+            info = await introspect(conn, target, datastore=self.ds.name)
+            forced_off = await self._quiet_reads(conn, info, role, may_alter=True)
+            cols = key_cols[target]
+            tbl = qualified(info.schema, info.name)
+            if len(cols) == 1:
+                status = await conn.execute(
+                    f"DELETE FROM {tbl} WHERE {ident(cols[0])} = ANY($1::text[]::{info.column(cols[0]).type}[])", keys
+                )
+            else:
+                tuples = [json.loads(k) for k in keys]
+                row = ", ".join(f"{ident(c)}::text" for c in cols)
+                args = ", ".join(f"${i + 1}::text[]" for i in range(len(cols)))
+                status = await conn.execute(
+                    f"DELETE FROM {tbl} WHERE ({row}) IN (SELECT * FROM unnest({args}))", *[[t[i] for t in tuples] for i in range(len(cols))]
+                )
+            if forced_off:
+                await conn.execute(f"ALTER TABLE {tbl} FORCE ROW LEVEL SECURITY")
+            out[target] = out.get(target, 0) + int(status.split()[-1])
+        return out
 
     async def _targets(self) -> list[str]:
         rows = await self.registry.pool.fetch(
@@ -714,6 +814,7 @@ class PostgresSeeder:
         unless ``force``. The datastore commits first, then the registry."""
         conn = await self._connect()
         removed: dict[str, int] = {}
+        child_rows: dict[str, int] = {}
         kept: list[Finding] = []
         dropped: list[str] = []
         try:
@@ -751,6 +852,9 @@ class PostgresSeeder:
                         if rec.deployment_id is not None:
                             deployments.add(rec.deployment_id)
                     pk_col = info.column(info.primary_key[0])
+                    gone = set(delete) | {pk for pk in existing if pk not in texts}
+                    for table, n_child in (await self._delete_children(conn, role, existing, gone)).items():
+                        child_rows[table] = child_rows.get(table, 0) + n_child
                     if delete:
                         n = await conn.execute(
                             f"DELETE FROM {tbl} WHERE {ident(pk_col.name)} = ANY($1::text[]::{pk_col.type}[])", delete
@@ -806,7 +910,7 @@ class PostgresSeeder:
                 "DELETE FROM detection_objects WHERE datastore = $1 AND target = ANY($2::text[])", self.ds.name, cleanup
             )
         self.log.info("seed.retired", removed=removed, kept=len([k for k in kept if not force]))
-        return RetireResult(self.ds.name, removed, kept if not force else [], {}, dropped)
+        return RetireResult(self.ds.name, removed, kept if not force else [], child_rows, dropped)
 
 
 async def _policy_keys(conn: asyncpg.Connection, qual: str) -> set[str]:

@@ -142,6 +142,7 @@ class JsonLog:
         while asyncio.get_running_loop().time() < deadline:
             lines = self.lines()
             if any(tag in str(line.get("message", "")) for line in lines):
+                await asyncio.sleep(0.3)  # parallel workers write their own lines; let stragglers land
                 return self.hits(db)
             await asyncio.sleep(0.05)
         raise AssertionError("marker line never reached the jsonlog")
@@ -155,3 +156,70 @@ async def checksum(dsn: str, table: str = "public.customers", pk: str = "id") ->
         return row["n"], row["h"]
     finally:
         await conn.close()
+
+
+ORDERS_DDL = """
+CREATE TABLE public.products (id int PRIMARY KEY, sku text NOT NULL UNIQUE, price numeric(10,2) NOT NULL CHECK (price > 0));
+INSERT INTO public.products SELECT g, 'SKU-' || lpad(g::text, 5, '0'), 5 + (g % 90) FROM generate_series(1, 200) g;
+CREATE TABLE public.orders (
+    id          bigserial PRIMARY KEY,
+    customer_id bigint NOT NULL REFERENCES public.customers (id),
+    status      text NOT NULL CHECK (status IN ('placed', 'shipped', 'delivered', 'returned')),
+    total       numeric(10,2) NOT NULL DEFAULT 0 CHECK (total >= 0),
+    created_at  timestamptz NOT NULL
+);
+CREATE TABLE public.order_items (
+    order_id   bigint NOT NULL REFERENCES public.orders (id),
+    line_no    int NOT NULL CHECK (line_no BETWEEN 1 AND 20),
+    product_id int NOT NULL REFERENCES public.products (id),
+    qty        int NOT NULL CHECK (qty > 0),
+    PRIMARY KEY (order_id, line_no)
+);
+CREATE TABLE public.addresses (
+    id          serial PRIMARY KEY,
+    customer_id bigint NOT NULL REFERENCES public.customers (id),
+    street      text NOT NULL,
+    city        text NOT NULL,
+    postal_code text
+);
+CREATE FUNCTION public.orders_touch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.created_at > now() + interval '1 day' THEN RAISE EXCEPTION 'order from the future'; END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER orders_touch BEFORE INSERT OR UPDATE ON public.orders FOR EACH ROW EXECUTE FUNCTION public.orders_touch();
+INSERT INTO public.orders (customer_id, status, total, created_at)
+SELECT c.id, (ARRAY['placed','shipped','delivered','delivered','returned'])[1 + (c.id * k) % 5], 10 + (c.id * k) % 300,
+       c.created_at + (k * 3 + c.id % 11) * interval '1 day'
+FROM public.customers c, generate_series(1, 3) k WHERE (c.id + k) % 4 <> 0;
+INSERT INTO public.order_items (order_id, line_no, product_id, qty)
+SELECT o.id, l, 1 + (o.id * l) % 200, 1 + (o.id + l) % 3 FROM public.orders o, generate_series(1, 2) l WHERE l = 1 OR o.id % 3 = 0;
+INSERT INTO public.addresses (customer_id, street, city, postal_code)
+SELECT id, id || ' Main Street', city, lpad((id % 99999)::text, 5, '0') FROM public.customers WHERE id % 3 <> 0;
+DELETE FROM public.order_items WHERE order_id % 7 = 3;
+DELETE FROM public.orders WHERE id % 7 = 3;
+DELETE FROM public.addresses WHERE id % 6 = 1;
+"""
+
+
+async def add_orders(dsn: str, owner: str) -> None:
+    """orders / order_items / addresses / products referencing customers, with checks and a trigger."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(ORDERS_DDL)
+        for t in ("products", "orders", "order_items", "addresses"):
+            await conn.execute(f'ALTER TABLE public.{t} OWNER TO "{owner}"')
+            await conn.execute(f"ANALYZE public.{t}")
+    finally:
+        await conn.close()
+
+
+async def checksums(dsn: str, tables: dict[str, str]) -> dict[str, tuple[int, str]]:
+    """checksum() of several tables: {table: key expression for ordering}."""
+    return {t: await checksum(dsn, t, k) for t, k in tables.items()}
+
+
+ALL_SHOP_TABLES = {
+    "public.customers": "id", "public.orders": "id", "public.order_items": "order_id, line_no",
+    "public.addresses": "id", "public.products": "id",
+}
