@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from canary import config as config_mod
 from canary import logs
 from canary.errors import DrillError
+
+if TYPE_CHECKING:
+    from canary.drills.runner import DrillResult
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -47,7 +51,7 @@ def _formats(text: str) -> list[str]:
 
 async def cmd_run(args: argparse.Namespace) -> int:
     from canary.drills import deployment, playbook, report
-    from canary.drills.runner import DrillRunner, StepStatus
+    from canary.drills.runner import DrillRunner
 
     formats = _formats(args.format)
     cfg = config_mod.load(args.config)
@@ -71,8 +75,14 @@ async def cmd_run(args: argparse.Namespace) -> int:
     print(f"\n  {report.verdict(data)}")
     for path in paths:
         print(f"  report: {path}")
-    failed = not result.passed or (args.strict and result.count(StepStatus.SKIPPED) > 0)
-    return 1 if failed else 0
+    return exit_code(result, strict=args.strict)
+
+
+def exit_code(result: DrillResult, *, strict: bool = False) -> int:
+    """0 when every step passed (skipped steps too, unless ``strict``); 1 when one is missed, late or failed."""
+    from canary.drills.runner import StepStatus
+
+    return 1 if not result.passed or (strict and result.count(StepStatus.SKIPPED) > 0) else 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:

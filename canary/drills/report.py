@@ -96,7 +96,7 @@ table{border-collapse:collapse;width:100%;margin:10px 0}th,td{border:1px solid #
 th{background:#f6f8fa}.badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;font-weight:600}
 code{background:#f6f8fa;padding:1px 4px;border-radius:4px;font-size:12px;word-break:break-all}
 .kv{margin:2px 0 2px 12px;color:#57606a}.reason{border-left:3px solid #d0d7de;padding-left:8px;color:#57606a}
-svg{background:#fff;border:1px solid #d0d7de;border-radius:6px}
+svg{background:#fff;border:1px solid #d0d7de;border-radius:6px;max-width:100%;height:auto}
 """
 
 
@@ -123,14 +123,14 @@ def timeline_svg(data: Mapping[str, Any]) -> str:
 
     height = _TOP + _ROW * len(steps) + 34
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="timeline" role="img" width="{_LEFT + _WIDTH + 20}" '
-        f'height="{height}" viewBox="0 0 {_LEFT + _WIDTH + 20} {height}" font-family="system-ui,sans-serif" font-size="12">',
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="timeline" role="img" width="100%" '
+        f'viewBox="0 0 {_LEFT + _WIDTH + 20} {height}" font-family="system-ui,sans-serif" font-size="12">',
         f"<title>Drill {_e(data['playbook'])}: time-to-detect and time-to-page per step</title>",
     ]
     for i in range(6):  # axis ticks
         tx = _LEFT + _WIDTH * i / 5
         parts.append(f'<line x1="{tx:.1f}" y1="{_TOP - 8}" x2="{tx:.1f}" y2="{height - 26}" stroke="#eaeef2"/>'
-                     f'<text x="{tx:.1f}" y="{height - 10}" text-anchor="middle" fill="#57606a">{span * i / 5:.1f} s</text>')
+                     f'<text x="{tx:.1f}" y="{height - 10}" text-anchor="middle" fill="#57606a">{duration(span * i / 5)}</text>')
     last_x = float(_LEFT)
     for n, s in enumerate(steps):
         y = _TOP + n * _ROW
@@ -141,7 +141,7 @@ def timeline_svg(data: Mapping[str, Any]) -> str:
         if start is None:
             parts.append(f'<circle class="marker skipped" cx="{last_x + 6:.1f}" cy="{y + 11}" r="6" fill="#fff" '
                          f'stroke="{colour}" stroke-width="2"><title>{_e(s["status"])}: {_e(s["reason"])}</title></circle>'
-                         f'<text x="{last_x + 18:.1f}" y="{y + 15}" fill="{colour}">{_e(s["status"])}</text></g>')
+                         + _label(s["status"], last_x, last_x + 12, y, colour) + "</g>")
             continue
         end = max(t for t in (_ts(s["paged_at"]), _ts(s["detected_at"]), _ts(s["ended_at"]), start) if t)
         x0, x1 = x(start), max(x(end), x(start) + 6)
@@ -159,11 +159,22 @@ def timeline_svg(data: Mapping[str, Any]) -> str:
                          f'<title>page delivered after {duration(s["time_to_page_s"])}</title></path>')
         if not s["detected"]:
             label = s["status"]
-        tx = min(x1 + 8, _LEFT + _WIDTH - 150)
-        parts.append(f'<text x="{tx:.1f}" y="{y + 15}" fill="{colour}">{_e(label)}</text></g>')
+        parts.append(_label(label, x0, x1, y, colour) + "</g>")
         last_x = x1
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _label(text: str, x0: float, x1: float, y: int, colour: str) -> str:
+    """A row's label right of its bar, or left of it (or inside it) when it would leave the chart."""
+    width = 6.8 * len(text)  # generous estimate for 12px sans-serif
+    if x1 + 8 + width <= _LEFT + _WIDTH + 10:
+        x, anchor = x1 + 8, "start"
+    elif x0 - 8 - width >= _LEFT:
+        x, anchor = x0 - 8, "end"
+    else:
+        x, anchor = x0 + 4, "start"
+    return f'<text x="{x:.1f}" y="{y + 15}" text-anchor="{anchor}" fill="{colour}">{_e(text)}</text>'
 
 
 def html_page(data: Mapping[str, Any]) -> str:
