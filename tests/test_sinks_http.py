@@ -208,3 +208,19 @@ def test_pagerduty_body_truncates_to_documented_limits() -> None:
     opts = pagerduty.Options.model_validate({"routing_key": "k"})
     body = pagerduty.event_body(make_alert(summary="s" * 5000, dedup_key="d" * 400), "k", opts)
     assert len(body["payload"]["summary"]) == 1024 and len(body["dedup_key"]) == 255
+
+
+async def test_acknowledge_reaches_pagerduty_and_opsgenie(http: aiohttp.ClientSession) -> None:
+    """`canary alerts ack` notifications acknowledge the PagerDuty alert (event_action acknowledge) and
+    the Opsgenie alert (POST .../acknowledge?identifierType=alias)."""
+    ack = make_alert(action=AlertAction.ACKNOWLEDGE, sequence=1)
+    async with PagerDutyServer(ROUTING_KEY) as pd, OpsgenieServer(GENIE_KEY) as og:
+        p = _sink("pagerduty", http, routing_key=ROUTING_KEY, url=pd.url)
+        o = _sink("opsgenie", http, api_key=GENIE_KEY, base_url=og.base)
+        for sink in (p, o):
+            await sink.send(make_alert())
+            await sink.send(ack)
+    assert pd.alerts[ack.dedup_key]["status"] == "acknowledged"
+    assert pd.requests[-1].json() == {"routing_key": ROUTING_KEY, "event_action": "acknowledge", "dedup_key": ack.dedup_key}
+    assert og.alerts[ack.dedup_key]["status"] == "acknowledged"
+    assert og.requests[-1].path == f"/v2/alerts/{ack.dedup_key}/acknowledge"
