@@ -358,3 +358,21 @@ async def test_ses_subscription_confirmation(env: ContactEnv, sns: _FakeSns) -> 
     evil = sns.sign({**confirm, "SubscribeURL": "https://attacker.test/?Action=ConfirmSubscription"})
     assert (await _post(base + "/inbound/ses", data=json.dumps(evil)))[0] == 403
     assert [r for r in sns.requests if "ConfirmSubscription" in r] == []
+
+
+async def test_oversized_webhook_body_gets_413(make_config, keyring) -> None:  # type: ignore[no-untyped-def]
+    """A webhook body over twice max_message_size is refused with 413 while streaming (the app-wide
+    client_max_size is not what limits it), counted, and nothing is recorded."""
+    from contact_support import close_contact_env, open_contact_env
+
+    e = await open_contact_env(make_config, keyring, {"mailgun_signing_key": MAILGUN_KEY, "max_message_size": 4096})
+    try:
+        base = await e.serve([MailgunInbound(e.runtime.config.contact)])
+        fields = _mailgun_fields()
+        fields["body-mime"] += "X" * 10_000
+        assert (await _post(base + "/inbound/mailgun", data=fields))[0] == 413
+        assert (await _post(base + "/inbound/mailgun", data=_mailgun_fields()))[0] == 200
+        assert len(await e.events()) == 1
+        assert metric(await e.metrics(), "canary_rejects_total", source="mailgun", reason="too_big") == 1
+    finally:
+        await close_contact_env(e)
