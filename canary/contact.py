@@ -368,10 +368,12 @@ class KnownSenders:
             return in_domains(address_domain(sender), [pattern[1:]])
         return sender == pattern
 
-    def match_mail(self, sender: str | None, ip: str | None, verdicts: Verdicts) -> str | None:
+    def match_mail(self, sender: str | None, ip: str | None, verdicts: Verdicts, spf_domain: str | None = None) -> str | None:
+        """The rule that marks this mail expected. ``spf_domain`` is the identity SPF checked (the
+        envelope sender's domain, or the HELO name for a bounce); default: the sender's domain."""
         authenticated: set[str] = set()
-        if sender and verdicts.spf == "pass":
-            authenticated.add(address_domain(sender))
+        if verdicts.spf == "pass" and (spf_domain or sender):
+            authenticated.add((spf_domain or address_domain(sender or "")).lower())
         if verdicts.dkim == "pass" and verdicts.dkim_domain:
             authenticated.add(verdicts.dkim_domain)
         addr = ipaddress.ip_address(ip) if ip else None
@@ -512,7 +514,9 @@ async def record_mail(
     parsed = parsed or await parse_mail_async(facts.raw)
     evidence_id = await store_raw(runtime, facts.source, facts.raw)
     sender = mail_address(facts.mail_from) or parsed.from_addr or "<>"
-    rule = known.match_mail(mail_address(facts.mail_from) or parsed.from_addr, facts.client_ip, facts.verdicts)
+    envelope = mail_address(facts.mail_from)
+    rule = known.match_mail(envelope or parsed.from_addr, facts.client_ip, facts.verdicts,
+                            spf_domain=address_domain(envelope) if envelope else (facts.helo or "").lower() or None)
     ident = facts.provider_id or parsed.message_id or hashlib.sha256(facts.raw).hexdigest()
     now = dt.datetime.now(dt.timezone.utc)
     evidence: dict[str, Any] = {

@@ -171,6 +171,9 @@ def test_known_senders_rules() -> None:
     assert known.match_mail("ops@partner.test", None, Verdicts(spf="pass")) == "esp"
     assert known.match_mail("evil@partner.test", None, Verdicts(spf="pass")) is None
     assert known.match_mail("x@any.test", "198.51.100.7", Verdicts()) == "relay"
+    # a bounce (empty envelope sender): SPF checked the HELO name, which does not vouch for the From domain
+    assert known.match_mail("news@corp.test", None, Verdicts(spf="pass"), spf_domain="mx.attacker.test") is None
+    assert known.match_mail("news@corp.test", None, Verdicts(spf="pass"), spf_domain="out.corp.test") == "esp"
     assert known.match_caller("+82158800001") == "cc" and known.match_caller("+14155550100") == "cc"
     assert known.match_caller("+14155550101") is None and known.match_caller(None) is None
 
