@@ -141,11 +141,14 @@ class ControlConfig(_Model):
 
 
 class TableTarget(_Model):
-    """A table that receives canary customer rows."""
+    """A table that receives canary customer rows, or (with ``credential``) credential canaries:
+    ``auto`` picks the format the table's existing secrets use."""
 
     table: str  # "schema.table" or "table" (schema public)
     count: int = Field(default=20, ge=1, le=1_000_000)
     locale: str | None = None  # default: the datastore's locale
+    credential: Literal["auto", "aws_key", "github_token", "stripe_key", "jwt", "bearer", "pg_dsn"] | None = None
+    column: str | None = Field(default=None, pattern=_IDENT.pattern)  # the secret column (default: inferred)
 
     @field_validator("table")
     @classmethod

@@ -25,13 +25,15 @@ import json
 import random
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import asyncpg
 import structlog
 
 from canary.config import Config, DatastoreConfig, TableTarget
+from canary.credentials import CREDENTIAL_KIND, Credential, CredentialFactory, CredentialType
+from canary.credentials import new_canary as new_credential_canary
 from canary.crypto import Keyring
 from canary.errors import DatastoreError, SeedError
 from canary.registry import NewCanary, Registry, location_key, value_purpose
@@ -41,6 +43,7 @@ from canary.synth import (
     Semantic,
     Synthesizer,
     TableProfile,
+    SynthRow,
     _fill,
     _quantile,
     infer_locale,
@@ -51,6 +54,7 @@ from canary.synth import (
 from seeders.base import ApplyResult, Finding, Plan, PlannedRow, RetireResult, TargetPlan, VerifyReport
 from seeders.pg_catalog import TableInfo, introspect, unsupported_reason
 from seeders.pg_children import Batch, plan_children
+from seeders.pg_credentials import SecretColumns, create_role_sql, fill, infer_type, make_credential, secret_columns
 from seeders.sql import array_literal, ident, literal, parse_target, qualified
 
 log = structlog.get_logger("canary.seeders.postgres")
@@ -133,6 +137,7 @@ class _TargetWork:
     statements: list[str]
     warnings: list[str]
     forced_off: bool = False  # FORCE RLS was switched off for the seeder's own reads
+    creds: list[Credential] = field(default_factory=list)  # credential canaries, one per canary row
 
     @property
     def planned(self) -> list[PlannedRow]:
@@ -166,6 +171,7 @@ class PostgresSeeder:
             raise SeedError("the keyring given to the seeder is not the registry's keyring")
         self.registry = registry
         self.pools = pools
+        self.seed = seed
         self.rng = random.Random(seed)
         self.lock_timeout = lock_timeout
         self.connect_timeout = connect_timeout
@@ -216,7 +222,7 @@ class PostgresSeeder:
 
     async def _existing(self, target: str, conn: asyncpg.Connection | None = None) -> dict[str, Any]:
         records = await self.registry.active(self.ds.name, self._label(target), conn=conn)
-        return {str(r.location["pk"]): r for r in records if r.kind == "customer"}
+        return {str(r.location["pk"]): r for r in records if r.kind in ("customer", CREDENTIAL_KIND)}
 
     # -- quiet reads ----------------------------------------------------------------------------
     async def _quiet_reads(self, conn: asyncpg.Connection, info: TableInfo, role: Role, *, may_alter: bool) -> bool:
@@ -257,9 +263,16 @@ class PostgresSeeder:
         return Plan(self.ds.name, [self._target_plan(w) for w in works])
 
     def _target_plan(self, w: _TargetWork) -> TargetPlan:
+        rows = w.all_rows()
+        if w.creds:  # a dry run never prints a credential: show its type and a masked form
+            secrets_ = {v for c in w.creds for v in c.fields.values() if len(v) >= 16}
+            rows = [
+                dataclasses.replace(r, values={k: (_mask(v) if v in secrets_ else v) for k, v in r.values.items()}) if r.canary else r
+                for r in rows
+            ]
         return TargetPlan(
-            target=w.info.target, present=len(w.existing), wanted=w.target.count, rows=w.all_rows(),
-            statements=list(w.statements), warnings=list(w.warnings),
+            target=w.info.target, present=len(w.existing), wanted=w.target.count, rows=rows,
+            statements=[re.sub(r"PASSWORD '[^']*'", "PASSWORD '**********'", st) for st in w.statements], warnings=list(w.warnings),
             locks=[w.info.target] if w.statements else [],
         )
 
@@ -280,17 +293,33 @@ class PostgresSeeder:
         warnings = self._coverage_warnings(info, role)
         to_add = max(0, target.count - len(existing))
         pk_col = info.column(info.primary_key[0])
+        self.rng = self._target_rng(info.target, len(existing))
+        await conn.execute("SELECT setseed($1)", self.rng.uniform(-1.0, 1.0))  # the sample, too, is reproducible
         forced_off = await self._quiet_reads(conn, info, role, may_alter=not dry_run)
         sample = await self._sample(conn, info, list(existing))
         prof = await asyncio.to_thread(profile, info, sample)
         locale = target.locale or infer_locale(prof.script, self.ds.locale)
         placements = await self._placements(conn, info, prof, list(existing), to_add, warnings) if to_add else []
+        cred = self._credential_setup(info, target, sample) if target.credential else None
+        pools = self.pools if cred is None else ContactPools()
         used = await self._used_contacts()
-        contacts = ContactAllocator(self.pools.email_domains, self.pools.phone_numbers, used, random.Random(self.rng.getrandbits(64)))
+        contacts = ContactAllocator(pools.email_domains, pools.phone_numbers, used, random.Random(self.rng.getrandbits(64)))
         synth = Synthesizer(info, prof, locale=locale, contacts=contacts, seed=self.rng.getrandbits(64), skip=self._skipped(info, prof))
-        rows = await asyncio.to_thread(lambda: [synth.row(p) for p in placements])
+        creds: list[Credential] = []
+        if cred is not None:
+            factory, ctype, cols = cred
+            creds = [make_credential(factory, ctype, self.ds.dsn.reveal(), self._cred_id()) for _ in placements]
+
+        def make(i: int) -> SynthRow:
+            r = synth.row(placements[i])
+            if creds:
+                fill(r.values, cols, creds[i])
+                r = SynthRow(r.values, None, None)
+            return r
+
+        rows = await asyncio.to_thread(lambda: [make(i) for i in range(len(placements))])
         top = Batch(info, [PlannedRow(info.target, r.values.get(pk_col.name) or "", r.values) for r in rows],
-                    top_index=list(range(len(rows))), contexts=placements, regenerate=lambda i: synth.row(placements[i]))
+                    top_index=list(range(len(rows))), contexts=placements, regenerate=make)
         batches = [top]
         if self.follow_foreign_keys and rows:
             sample_keys = [str(r[pk_col.name]) for r in sample if r.get(pk_col.name) is not None]
@@ -303,7 +332,30 @@ class PostgresSeeder:
             warnings.append(f"{info.target}: no owned phone numbers configured ([seeding].phone_numbers); phone contact cannot alert")
         all_pks = list(existing) + [p.pk for p in top.rows]
         statements = self._detection_statements(info, pk_col.type, all_pks) if (to_add or not self._policy_present(info)) and all_pks else []
-        return _TargetWork(target, info, existing, batches, [(r.email, r.phone) for r in rows], statements, warnings, forced_off)
+        if creds:
+            roles = [sql for sql in (create_role_sql(cred[0], c) for c in creds) if sql]
+            statements = roles + statements
+        return _TargetWork(target, info, existing, batches, [(r.email, r.phone) for r in rows], statements, warnings, forced_off, creds)
+
+    def _target_rng(self, target: str, present: int) -> random.Random:
+        """Randomness for one target, reproducible so that ``plan`` shows the rows ``apply`` writes: from
+        the explicit seed, else keyed by the master key (unpredictable without it)."""
+        if self.seed is not None:
+            return random.Random(f"{self.seed}/{self.ds.name}/{target}/{present}")
+        material = self.registry.keyring.derive("seeding/rng", self.ds.name, target, str(present), length=16)
+        return random.Random(int.from_bytes(material, "big"))
+
+    def _cred_id(self) -> str:
+        return "cr_" + "".join(self.rng.choice("0123456789abcdef") for _ in range(24))
+
+    def _credential_setup(self, info: TableInfo, target: TableTarget, sample: list[dict[str, str | None]]) -> tuple[CredentialFactory, CredentialType, SecretColumns]:
+        ctype = target.credential or "auto"
+        if ctype == "auto":
+            probe = secret_columns(info, CredentialType.BEARER, target.column)
+            resolved = infer_type([str(r[probe.secret]) for r in sample if r.get(probe.secret)])
+        else:
+            resolved = CredentialType(ctype)
+        return CredentialFactory(self.registry.keyring), resolved, secret_columns(info, resolved, target.column)
 
     def _policy_present(self, info: TableInfo) -> bool:
         restrictive, _ = policy_names(self.ds.detection_schema)
@@ -345,7 +397,7 @@ class PostgresSeeder:
         tbl = qualified(info.schema, info.name)
         if info.estimated_rows > SAMPLE_ROWS * 10:
             pct = min(100.0, SAMPLE_ROWS * 300.0 / info.estimated_rows)
-            src = f"{tbl} TABLESAMPLE BERNOULLI ({pct:.4f})"
+            src = f"{tbl} TABLESAMPLE BERNOULLI ({pct:.4f}) REPEATABLE ({self.rng.randint(0, 2**31 - 1)})"
         else:
             src = tbl
         rows = await conn.fetch(
@@ -649,18 +701,24 @@ class PostgresSeeder:
             },
             "rls_before": {"enabled": details["rls_enabled_before"], "forced": details["rls_forced_before"]},
             "statements": w.statements,
+            "roles": [{"role": c.fields["user"], "canary": p.pk} for p, c in zip(w.planned, w.creds) if c.type == CredentialType.PG_DSN],
             "seeded_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         }
         dep_id = await self.registry.create_deployment(ctl, self.ds.name, info.target, manifest) if w.planned else None
         canaries = []
-        for p, (email, phone) in zip(w.planned, w.contacts):
+        for i, (p, (email, phone)) in enumerate(zip(w.planned, w.contacts)):
+            location = {"target": info.target, "pk": p.pk, "deployment": dep_id}
+            lookup = location_key(self.ds.name, info.target, p.pk)
+            fp = self._fingerprint(info.target, p.pk, texts[p.pk])
+            if w.creds:
+                entry = new_credential_canary(w.creds[i], self.ds.name, self._label(info.target), location=location, lookup=lookup)
+                canaries.append(dataclasses.replace(entry, fingerprint=fp))
+                continue
             values = [(k, v) for k, v in (("email", email), ("phone", phone)) if v]
             canaries.append(
                 NewCanary(
                     kind="customer", datastore=self.ds.name, label=self._label(info.target),
-                    location={"target": info.target, "pk": p.pk, "deployment": dep_id},
-                    lookup=location_key(self.ds.name, info.target, p.pk),
-                    fingerprint=self._fingerprint(info.target, p.pk, texts[p.pk]), values=values,
+                    location=location, lookup=lookup, fingerprint=fp, values=values,
                 )
             )
         await self.registry.add(ctl, canaries, dep_id)
@@ -754,6 +812,10 @@ class PostgresSeeder:
                     entries.setdefault((int(e["depth"]), e["target"]), []).append(e["pk"])
                     key_cols[e["target"]] = list(e["key"])
         out: dict[str, int] = {}
+        for dep in deps:
+            for r in (await self.registry.manifest(dep)).get("roles", ()):
+                if r["canary"] in canaries:
+                    await conn.execute(f"DROP ROLE IF EXISTS {ident(r['role'])}")
         for (_, target), keys in sorted(entries.items(), key=lambda kv: -kv[0][0]):
             info = await introspect(conn, target, datastore=self.ds.name)
             forced_off = await self._quiet_reads(conn, info, role, may_alter=True)
@@ -911,6 +973,10 @@ class PostgresSeeder:
             )
         self.log.info("seed.retired", removed=removed, kept=len([k for k in kept if not force]))
         return RetireResult(self.ds.name, removed, kept if not force else [], child_rows, dropped)
+
+
+def _mask(secret: str | None) -> str | None:
+    return None if secret is None else f"{secret[:4]}…({len(secret)} characters)"
 
 
 async def _policy_keys(conn: asyncpg.Connection, qual: str) -> set[str]:
