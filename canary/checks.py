@@ -44,6 +44,7 @@ HEARTBEAT_RULE = "canary-heartbeat"
 SEEDER_APP = "canary-seeder"
 _NONCE = re.compile(r"^[0-9a-f]{32}$")
 _SLACK = dt.timedelta(seconds=2)
+NONCE_MEMORY = dt.timedelta(hours=6)
 
 
 def _now() -> dt.datetime:
@@ -56,16 +57,18 @@ def _now() -> dt.datetime:
 class SelfActivity:
     """Heartbeat nonces issued and verify windows open in this process (a pipeline suppress rule)."""
 
-    nonces: dict[str, str] = field(default_factory=dict)  # nonce -> node
+    nonces: dict[str, tuple[str, dt.datetime]] = field(default_factory=dict)  # nonce -> (node, issued)
     windows: list[tuple[str, dt.datetime, dt.datetime | None]] = field(default_factory=list)
+    remember: dt.timedelta = NONCE_MEMORY
 
     def new_nonce(self, node: str) -> str:
+        """A fresh nonce; issued nonces are remembered for ``remember`` so heartbeats that arrive late
+        (after an ingestion stall recovers) are still recognised as ours."""
+        now = _now()
+        self.nonces = {n: v for n, v in self.nonces.items() if now - v[1] < self.remember}
         nonce = secrets.token_hex(16)
-        self.nonces[nonce] = node
+        self.nonces[nonce] = (node, now)
         return nonce
-
-    def forget(self, nonce: str) -> None:
-        self.nonces.pop(nonce, None)
 
     def open_window(self, datastore: str) -> tuple[str, dt.datetime, dt.datetime | None]:
         w = (datastore, _now(), None)
@@ -81,8 +84,8 @@ class SelfActivity:
     def __call__(self, event: DetectionEvent) -> str | None:
         if event.kind is EventKind.HEALTH and event.group.startswith("heartbeat:"):
             nonce = event.evidence.get("nonce")
-            node = self.nonces.get(nonce) if isinstance(nonce, str) else None
-            return HEARTBEAT_RULE if node is not None and event.origin.get("node") == node else None
+            issued = self.nonces.get(nonce) if isinstance(nonce, str) else None
+            return HEARTBEAT_RULE if issued is not None and event.origin.get("node") == issued[0] else None
         if event.kind not in (EventKind.READ, EventKind.EXPORTED) or event.actor.get("application_name") != SEEDER_APP:
             return None
         ds = event.origin.get("datastore")
@@ -147,20 +150,18 @@ async def check_heartbeat(runtime: Any, activity: SelfActivity, node: str, datas
     nonce = activity.new_nonce(node)
     started = _now()
     try:
-        try:
-            await emit_heartbeat(dsn, nonce, timeout=timeout)
-        except DatastoreError as exc:
-            return [_health(node, datastore, "heartbeat_not_sent", started, Severity.ERROR, {"error": exc.message})]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            if await heartbeat_arrived(runtime.pool, nonce, node):
-                return []
-            await asyncio.sleep(poll)
-        return [_health(node, datastore, "log_ingestion_stalled", started, Severity.ERROR,
-                        {"timeout_seconds": timeout, "detail": f"a heartbeat logged on {node} was not ingested within {timeout:g}s"})]
-    finally:
-        activity.forget(nonce)
+        await emit_heartbeat(dsn, nonce, timeout=timeout)
+    except DatastoreError as exc:
+        return [_health(node, datastore, "heartbeat_not_sent", started, Severity.ERROR, {"error": exc.message})]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if await heartbeat_arrived(runtime.pool, nonce, node):
+            return []
+        await asyncio.sleep(poll)
+    detail = f"a heartbeat logged on {node} was not ingested within {timeout:g}s"
+    return [_health(node, datastore, "log_ingestion_stalled", started, Severity.ERROR,
+                    {"timeout_seconds": timeout, "detail": detail})]
 
 
 def _health(node: str, datastore: str, problem: str, at: dt.datetime, severity: Severity,

@@ -155,6 +155,9 @@ def test_only_heartbeats_this_process_issued_are_suppressed() -> None:
     assert act(_hb_event(nonce, "primary")) == "canary-heartbeat"
     assert act(_hb_event("0" * 32, "primary")) is None
     assert act(_hb_event(nonce, "standby")) is None
+    act.remember = dt.timedelta(0)
+    act.new_nonce("primary")  # prunes what is older than ``remember``
+    assert act(_hb_event(nonce, "primary")) is None
     read = DetectionEvent(kind=EventKind.EXPORTED, source="t", key="k", group="g", canary_id=None,
                           observed_at=dt.datetime.now(dt.timezone.utc), actor={"application_name": "canary-seeder"},
                           origin={"datastore": "shop"})

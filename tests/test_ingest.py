@@ -106,10 +106,10 @@ def test_postgres_chunks_reassemble_into_one_record() -> None:
     for i, text in enumerate(lines):
         assert a.feed(parse_syslog(_rfc3164("db2", text), now=now), float(i)) == []
     done = a.feed(parse_syslog(_rfc3164("db2", "[6-1] user=x,db=shop LOG:  next"), now=now), 5.0)
-    assert done == [{"timestamp": "2026-11-23 15:24:13.000 UTC", "error_severity": "LOG", "user": "mallory", "dbname": "shop",
+    assert done == [("db2", {"timestamp": "2026-11-23 15:24:13.000 UTC", "error_severity": "LOG", "user": "mallory", "dbname": "shop",
                      "application_name": "psql", "remote_host": "10.1.2.3", "state_code": "CY001", "pid": 4242,
-                     "message": "row access audit", "detail": '{"v": 1}', "statement": "select *\nfrom customers"}]
-    assert [r["message"] for r in a.expire(10.0)] == ["next"]
+                     "message": "row access audit", "detail": '{"v": 1}', "statement": "select *\nfrom customers"})]
+    assert [(h, r["message"]) for h, r in a.expire(10.0)] == [("db2", "next")]
     assert parse_prefix("2026-11-23 [77] user=[unknown],db=shop,sqlstate=00000") == {"dbname": "shop"}
 
 

@@ -349,8 +349,9 @@ class ExportScanner:
         return previous == version
 
     async def scan_once(self) -> list[DetectionEvent]:
+        """One pass over every location. Events are committed file by file as they are found (before
+        the file is marked scanned), so the returned list is always empty: nothing is left to submit."""
         patterns = await load_patterns(self.runtime)
-        events: list[DetectionEvent] = []
         for directory in self.directories:
             for path, version in await asyncio.to_thread(_list_dir, directory):
                 location = f"dir:{path}"
@@ -367,7 +368,7 @@ class ExportScanner:
                     await self.runtime.reject("filescan", "unreadable_file", f"{path}: {type(exc).__name__}: {exc}")
                     await self._record(location, version, ScanResult())
                     continue
-                events += await self._finish(location, version, str(path), result)
+                await self._finish(location, version, str(path), result)
         for name, bucket in self.buckets:
             try:
                 objects = [o async for o in bucket.list() if wanted(o.key)]
@@ -385,8 +386,8 @@ class ExportScanner:
                 except (ScanError, aiohttp.ClientError, asyncio.TimeoutError, zlib.error) as exc:
                     await self.runtime.reject("filescan", "unreadable_object", f"{location}: {exc}")
                     continue
-                events += await self._finish(location, obj.etag, f"s3://{bucket.bucket}/{obj.key}", result)
-        return events
+                await self._finish(location, obj.etag, f"s3://{bucket.bucket}/{obj.key}", result)
+        return []
 
     async def _scan_object(self, bucket: S3Bucket, key: str, patterns: Patterns) -> ScanResult:
         """Stream the object, searching each chunk in a thread (flat memory; the loop stays free)."""
@@ -401,9 +402,9 @@ class ExportScanner:
             location, version, result.matches, result.bytes,
         )
 
-    async def _finish(self, location: str, version: str, shown: str, result: ScanResult) -> list[DetectionEvent]:
-        """Events for a scanned file (one per canary found, one incident per file); the scan is recorded
-        after the caller commits them (a crash in between rescans: event keys make that idempotent)."""
+    async def _finish(self, location: str, version: str, shown: str, result: ScanResult) -> None:
+        """Commit the events of a scanned file (one per canary found, one incident per file), then mark
+        the file scanned (a crash in between rescans it: event keys make that idempotent)."""
         self.runtime.metrics.lines.labels(source="filescan").inc()
         events: list[DetectionEvent] = []
         now = dt.datetime.now(dt.timezone.utc)
@@ -422,7 +423,6 @@ class ExportScanner:
             await self.runtime.submit_many(events)
             log.warning("filescan.canaries_found", path=shown, canaries=len(result.hits))
         await self._record(location, version, result)
-        return []  # already committed
 
 
 def _list_dir(directory: Path) -> list[tuple[Path, str]]:

@@ -131,6 +131,7 @@ def parse_prefix(prefix: str) -> dict[str, Any]:
 class _Entry:
     """A PostgreSQL log entry being reassembled from its syslog chunks."""
 
+    host: str
     record: dict[str, Any]
     updated: float
     last_field: str = "message"
@@ -138,11 +139,12 @@ class _Entry:
 
 @dataclass
 class Assembler:
-    """Reassembles PostgreSQL's chunked syslog output into jsonlog-shaped records."""
+    """Reassembles PostgreSQL's chunked syslog output into jsonlog-shaped records, returned as
+    (sending host, record) pairs."""
 
     pending: dict[tuple[str, str, str], _Entry] = field(default_factory=dict)
 
-    def feed(self, m: SyslogMessage, at: float) -> list[Mapping[str, Any]]:
+    def feed(self, m: SyslogMessage, at: float) -> list[tuple[str, Mapping[str, Any]]]:
         """Records completed by this message (JSON payloads complete at once)."""
         text = m.msg
         chunk = _CHUNK.match(text)
@@ -153,13 +155,14 @@ class Assembler:
             record = json.loads(text)
             if not isinstance(record, dict):
                 raise ValueError("JSON payload is not an object")
-            return [record]
-        out: list[Mapping[str, Any]] = []
+            return [(m.host, record)]
+        out: list[tuple[str, Mapping[str, Any]]] = []
         key = (m.host, m.procid, seq)
         sev = _SEVERITY.match(text)
         if part == "1" or key not in self.pending:
             for k in [k for k in self.pending if k[:2] == key[:2]]:  # a new entry of this backend: the old one is done
-                out.append(self.pending.pop(k).record)
+                done = self.pending.pop(k)
+                out.append((done.host, done.record))
             if not sev or sev.group("sev") not in _PRIMARY:
                 raise ValueError("PostgreSQL syslog entry does not start with a severity (LOG:, ERROR: ...)")
             record: dict[str, Any] = {"timestamp": _pg_ts(m.timestamp), "error_severity": sev.group("sev"),
@@ -172,7 +175,7 @@ class Assembler:
                 record.setdefault("state_code", verbose.group(1))
                 body = verbose.group(2)
             record["message"] = body
-            self.pending[key] = _Entry(record, at)
+            self.pending[key] = _Entry(m.host, record, at)
             return out
         entry = self.pending[key]
         entry.updated = at
@@ -186,12 +189,13 @@ class Assembler:
             entry.record[entry.last_field] = entry.record.get(entry.last_field, "") + "\n" + text.lstrip("\t")
         return out
 
-    def expire(self, now: float, wait: float = ASSEMBLE_WAIT) -> list[Mapping[str, Any]]:
-        done = [k for k, e in self.pending.items() if now - e.updated >= wait]
-        return [self.pending.pop(k).record for k in done]
+    def expire(self, now: float, wait: float = ASSEMBLE_WAIT) -> list[tuple[str, Mapping[str, Any]]]:
+        """Entries whose next chunk did not come within ``wait`` seconds are complete."""
+        done = [self.pending.pop(k) for k in [k for k, e in self.pending.items() if now - e.updated >= wait]]
+        return [(e.host, e.record) for e in done]
 
-    def flush(self) -> list[Mapping[str, Any]]:
-        out = [e.record for e in self.pending.values()]
+    def flush(self) -> list[tuple[str, Mapping[str, Any]]]:
+        out = [(e.host, e.record) for e in self.pending.values()]
         self.pending.clear()
         return out
 
@@ -340,15 +344,11 @@ class SyslogSource:
                     stopping = True
                     continue
                 await self._accept(data, peer, batch, loop.time())
-            for rec_node, rec in self._pending_done(loop.time(), flush=stopping):
-                batch.setdefault(rec_node, []).append(rec)
+            done = self._assembler.flush() if stopping else self._assembler.expire(loop.time())
+            for host, rec in done:
+                batch.setdefault(host, []).append(rec)
             for node, records in batch.items():
                 await self._commit(node, records)
-
-    def _pending_done(self, now: float, *, flush: bool) -> list[tuple[str, Mapping[str, Any]]]:
-        keys = {id(e.record): k[0] for k, e in self._assembler.pending.items()}
-        done = self._assembler.flush() if flush else self._assembler.expire(now)
-        return [(keys[id(r)], r) for r in done]
 
     async def _accept(self, data: bytes, peer: str, batch: dict[str, list[Mapping[str, Any]]], now: float) -> None:
         if not self._allowed(peer):
@@ -366,14 +366,13 @@ class SyslogSource:
             await self.runtime.reject(self.name, "unknown_node", msg.host[:100])
             return
         self.runtime.metrics.lines.labels(source=self.name).inc()
-        owners = {id(e.record): k[0] for k, e in self._assembler.pending.items()}
         try:
             done = self._assembler.feed(msg, now)
         except ValueError as exc:
             await self.runtime.reject(self.name, "malformed_log_line", f"{type(exc).__name__}: {exc} | {msg.msg[:300]}")
             return
-        for rec in done:
-            batch.setdefault(owners.get(id(rec), msg.host), []).append(rec)
+        for host, rec in done:
+            batch.setdefault(host, []).append(rec)
 
     async def _commit(self, node: str, records: list[Mapping[str, Any]]) -> None:
         """Commit with retries: a control-store outage delays syslog records, it does not drop them."""
