@@ -278,3 +278,27 @@ async def test_scheduled_check_reads_are_recorded_not_paged_and_audit_damage_is_
     assert [(e.kind, e.severity, e.evidence["problem"]) for e in found] == [
         (EventKind.TAMPER, Severity.CRITICAL, "pgaudit_grant_missing:public.customers")
     ]
+
+
+async def test_ordinary_reader_gets_one_incident_from_both_paths(audited: tuple[Runtime, JsonlogSource], shop15: Shop) -> None:
+    """An ordinary role's SELECT * is seen twice (CY001 per canary row via RLS, and pgaudit for the
+    table); both land in one incident that counts every canary once."""
+    rt, _ = audited
+    conn = await asyncpg.connect(shop15.reader_dsn)
+    try:
+        pid = await conn.fetchval("SELECT pg_backend_pid()")
+        await conn.fetch("SELECT * FROM public.customers")
+    finally:
+        await conn.close()
+    rows: list[asyncpg.Record] = []
+    deadline = asyncio.get_running_loop().time() + 8
+    while asyncio.get_running_loop().time() < deadline:
+        rows = await rt.pool.fetch("SELECT * FROM events WHERE (origin->>'pid')::int = $1", pid)
+        if len(rows) >= 4:
+            break
+        await asyncio.sleep(0.1)
+    signals = sorted(r["evidence"].get("signal", "rls") for r in rows)
+    assert signals == ["pgaudit", "rls", "rls", "rls"]
+    assert len({r["incident_id"] for r in rows}) == 1
+    inc = await rt.pool.fetchrow("SELECT * FROM incidents WHERE id = $1", rows[0]["incident_id"])
+    assert len(inc["canary_ids"]) == 3

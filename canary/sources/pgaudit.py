@@ -80,12 +80,14 @@ def whole_table(statement: str) -> bool:
     return not _WHERE.search(_STRINGS.sub(" ", statement or ""))
 
 
-def _common(record: Mapping[str, Any], ctx: RecordContext, kind: EventKind) -> dict[str, Any]:
+def _common(record: Mapping[str, Any], ctx: RecordContext, group_kind: EventKind) -> dict[str, Any]:
+    """Who / where, and the group of the RLS read path for the same statement (READ, or EXPORTED
+    for COPY), so an ordinary role's read gives one incident although both paths report it."""
     app = record.get("application_name")
     pid = record.get("leader_pid") or record.get("pid")
     dbname = record.get("dbname")
     return {
-        "group": f"pg:{ctx.node}:{dbname or ''}:{pid}:{kind}",
+        "group": f"pg:{ctx.node}:{dbname or ''}:{pid}:{group_kind}",
         "observed_at": parse_pg_timestamp(record.get("timestamp")),
         "actor": {"user": record.get("user"), "application_name": app},
         "origin": {
@@ -116,7 +118,7 @@ def audit_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detection 
         kind, severity, how = EventKind.EXPORTED, Severity.CRITICAL, "select_all"
     else:
         kind, severity, how = EventKind.READ, Severity.WARNING, "select"
-    c = _common(record, ctx, kind)
+    c = _common(record, ctx, EventKind.EXPORTED if is_export(query) else EventKind.READ)
     return Detection(
         kind=kind,
         key=event_key("pgaudit", ctx.node, record.get("session_id"), c["pid"], line.statement_id, line.substatement_id,
