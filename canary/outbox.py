@@ -56,7 +56,7 @@ _MARK_DELIVERED = (
 
 def backoff(attempts: int, initial: float, maximum: float, retry_after: float | None, rng: random.Random) -> float:
     """Exponential backoff with full jitter in [base/2, base], never sooner than Retry-After."""
-    base = min(maximum, initial * (2 ** max(attempts - 1, 0)))
+    base = min(maximum, initial * (2.0 ** max(attempts - 1, 0)))
     delay = base / 2 + rng.random() * base / 2
     if retry_after is not None:
         delay = max(delay, retry_after)

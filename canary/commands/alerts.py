@@ -72,7 +72,7 @@ def _row_json(row: asyncpg.Record) -> dict[str, Any]:
 
 async def list_incidents(pool: asyncpg.Pool, *, include_suppressed: bool, statuses: Sequence[str] | None,
                          limit: int) -> list[asyncpg.Record]:
-    return await pool.fetch(
+    rows: list[asyncpg.Record] = await pool.fetch(
         """
         SELECT i.id, i.status, i.severity, i.kind, i.title, i.event_count, cardinality(i.canary_ids) AS canaries,
                i.first_seen, i.last_seen, i.suppressed_by, i.drill, i.dedup_key,
@@ -86,6 +86,7 @@ async def list_incidents(pool: asyncpg.Pool, *, include_suppressed: bool, status
         """,
         include_suppressed, list(statuses or ()), limit,
     )
+    return rows
 
 
 def _print_json(rows: Sequence[asyncpg.Record]) -> int:

@@ -9,6 +9,7 @@ dedup key is in ``Message-ID``-derived headers so mail clients thread updates of
 
 from __future__ import annotations
 
+import builtins
 import asyncio
 import email.utils
 import re
@@ -100,7 +101,7 @@ def build_message(alert: Alert, options: Options) -> EmailMessage:
 
 class EmailSink:
     type: ClassVar[str] = "email"
-    Options: ClassVar[type[BaseModel]] = Options
+    Options: ClassVar[builtins.type[BaseModel]] = Options
 
     def __init__(self, name: str, options: Any, http: aiohttp.ClientSession) -> None:
         self.name = name

@@ -10,6 +10,7 @@ permanent, ``429`` and ``5xx`` are retried.
 
 from __future__ import annotations
 
+import builtins
 import urllib.parse
 from typing import Any, ClassVar, Literal
 
@@ -36,7 +37,7 @@ class Responder(BaseModel):
     name: str
 
 
-class Options(BaseModel):
+class OpsgenieOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     api_key: Secret
@@ -85,7 +86,7 @@ def _details(alert: Alert) -> dict[str, str]:
     return out
 
 
-def create_body(alert: Alert, options: Options) -> dict[str, Any]:
+def create_body(alert: Alert, options: OpsgenieOptions) -> dict[str, Any]:
     description = alert.summary
     if alert.evidence:
         description += "\n\nEvidence:\n" + "\n".join(f"{k}: {v}" for k, v in alert.evidence.items())
@@ -107,9 +108,9 @@ def create_body(alert: Alert, options: Options) -> dict[str, Any]:
 
 class OpsgenieSink(HttpSink):
     type: ClassVar[str] = "opsgenie"
-    Options: ClassVar[type[BaseModel]] = Options
+    Options: ClassVar[builtins.type[BaseModel]] = OpsgenieOptions
 
-    options: Options
+    options: OpsgenieOptions
 
     def _alias_url(self, alert: Alert, verb: str) -> str:
         alias = urllib.parse.quote(alert.dedup_key[:ALIAS_MAX], safe="")
@@ -129,4 +130,5 @@ class OpsgenieSink(HttpSink):
         await post(self._http, self.name, url, json_body=body, headers=headers, timeout=o.timeout)
 
 
+Options = OpsgenieOptions
 SINK = OpsgenieSink

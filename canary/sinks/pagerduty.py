@@ -12,6 +12,7 @@ The routing key is a :class:`~canary.config.Secret`; it is only ever placed in t
 
 from __future__ import annotations
 
+import builtins
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -32,7 +33,7 @@ _ACTIONS = {
 }
 
 
-class Options(BaseModel):
+class PagerDutyOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     routing_key: Secret
@@ -52,7 +53,7 @@ class Options(BaseModel):
     _url = field_validator("url")(validate_http_url)
 
 
-def event_body(alert: Alert, routing_key: str, options: Options) -> dict[str, Any]:
+def event_body(alert: Alert, routing_key: str, options: PagerDutyOptions) -> dict[str, Any]:
     """The Events API v2 request body for one notification."""
     body: dict[str, Any] = {
         "routing_key": routing_key,
@@ -89,13 +90,14 @@ def event_body(alert: Alert, routing_key: str, options: Options) -> dict[str, An
 
 class PagerDutySink(HttpSink):
     type: ClassVar[str] = "pagerduty"
-    Options: ClassVar[type[BaseModel]] = Options
+    Options: ClassVar[builtins.type[BaseModel]] = PagerDutyOptions
 
-    options: Options
+    options: PagerDutyOptions
 
     async def send(self, alert: Alert) -> None:
         body = event_body(alert, self.options.routing_key.reveal(), self.options)
         await post(self._http, self.name, self.options.url, json_body=body, timeout=self.options.timeout)
 
 
+Options = PagerDutyOptions
 SINK = PagerDutySink

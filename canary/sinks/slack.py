@@ -11,6 +11,7 @@ Slack answers ``200 ok``; ``400 invalid_payload``, ``403``, ``404 channel_not_fo
 
 from __future__ import annotations
 
+import builtins
 import json
 from typing import Any, ClassVar
 
@@ -71,7 +72,7 @@ def message(alert: Alert) -> dict[str, Any]:
 
 class SlackSink(SecretUrlSink):
     type: ClassVar[str] = "slack"
-    Options: ClassVar[type[BaseModel]] = Options
+    Options: ClassVar[builtins.type[BaseModel]] = Options
     render = staticmethod(message)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Any, ClassVar
 
 import aiohttp
@@ -17,7 +18,7 @@ class Options(BaseModel):
 
 class StdoutSink:
     type: ClassVar[str] = "stdout"
-    Options: ClassVar[type[BaseModel]] = Options
+    Options: ClassVar[builtins.type[BaseModel]] = Options
 
     def __init__(self, name: str, options: Any, http: aiohttp.ClientSession) -> None:
         self.name = name

@@ -14,6 +14,7 @@ A TCP/TLS connection is kept open between alerts and re-opened when the receiver
 
 from __future__ import annotations
 
+import builtins
 import asyncio
 import datetime as dt
 import os
@@ -157,7 +158,7 @@ class _Datagram(asyncio.DatagramProtocol):
 
 class SyslogSink:
     type: ClassVar[str] = "syslog"
-    Options: ClassVar[type[BaseModel]] = Options
+    Options: ClassVar[builtins.type[BaseModel]] = Options
 
     def __init__(self, name: str, options: Any, http: aiohttp.ClientSession) -> None:
         self.name = name

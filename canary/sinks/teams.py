@@ -10,6 +10,7 @@ answer ``202 Accepted``; ``4xx`` (except 408/429) are permanent, ``429`` and ``5
 
 from __future__ import annotations
 
+import builtins
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -71,7 +72,7 @@ def message(alert: Alert) -> dict[str, Any]:
 
 class TeamsSink(SecretUrlSink):
     type: ClassVar[str] = "teams"
-    Options: ClassVar[type[BaseModel]] = Options
+    Options: ClassVar[builtins.type[BaseModel]] = Options
     render = staticmethod(message)
 
 

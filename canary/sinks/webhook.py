@@ -8,6 +8,7 @@ HMAC-SHA256(key, "{id}.{timestamp}.{body}"), where key is the base64-decoded par
 
 from __future__ import annotations
 
+import builtins
 import base64
 import hashlib
 import hmac
@@ -77,7 +78,7 @@ class Options(BaseModel):
 
 class WebhookSink:
     type: ClassVar[str] = "webhook"
-    Options: ClassVar[type[BaseModel]] = Options
+    Options: ClassVar[builtins.type[BaseModel]] = Options
 
     def __init__(self, name: str, options: Any, http: aiohttp.ClientSession) -> None:
         self.name = name
