@@ -216,6 +216,42 @@ def normalize_phone(number: str | None) -> str | None:
     return digits if _E164.match(digits) else None
 
 
+REDACTED = "[canary]"
+
+
+def _variants(point: str) -> set[str]:
+    from urllib.parse import quote, quote_plus
+
+    out = {point, quote(point, safe=""), quote_plus(point)}
+    if point.startswith("+"):
+        out.add(point[1:])
+    if "@" in point:
+        local, _, domain = point.partition("@")
+        if "+" in local:
+            out |= _variants(f"{local.split('+', 1)[0]}@{domain}")
+    return {v for v in out if len(v) >= 6}
+
+
+def redact(value: Any, points: Iterable[str]) -> Any:
+    """Replace the canary's own contact points in evidence (plain, URL-encoded, case-insensitive):
+    the registry keeps them encrypted, so events must not spell them out."""
+    needles = sorted({v for p in points if p for v in _variants(p)}, key=len, reverse=True)
+    if not needles:
+        return value
+    pattern = re.compile("|".join(re.escape(n) for n in needles), re.IGNORECASE)
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, str):
+            return pattern.sub(REDACTED, v)
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        return v
+
+    return walk(value)
+
+
 # -- SPF / DKIM --------------------------------------------------------------------------------
 class Resolver(Protocol):
     """Blocking DNS lookups (run in a worker thread). Values: TXT -> tuples of byte strings,
@@ -499,6 +535,7 @@ class MailFacts:
     provider_id: str | None = None  # provider's message id (webhooks)
     received: str | None = None  # the trusted hop: our own Received line, or the provider's topmost
     extra: Mapping[str, Any] = field(default_factory=dict)
+    contact_points: Sequence[str] = ()  # the canary recipients' addresses: redacted from the evidence
 
 
 async def parse_mail_async(raw: bytes) -> ParsedMail:
@@ -527,6 +564,7 @@ async def record_mail(
         evidence["malformed"] = parsed.malformed
     if rule:
         evidence.update(expected=True, known_sender_rule=rule)
+    evidence = redact(evidence, facts.contact_points)
     events = [
         DetectionEvent(
             kind=EventKind.CONTACTED, source=facts.source, key=event_key("mail", ident, c.id), group=f"mail:{sender}",
@@ -544,9 +582,10 @@ async def record_mail(
 async def record_phone(
     runtime: Runtime, *, source: str, channel: str, canary: CanaryRecord, caller: str | None, ident: str,
     known: KnownSenders, country: str | None = None, text: str | None = None, call_status: str | None = None,
-    recording_url: str | None = None, extra: Mapping[str, Any] | None = None,
+    recording_url: str | None = None, extra: Mapping[str, Any] | None = None, contact_point: str | None = None,
 ) -> DetectionEvent:
-    """Commit one SMS / call event (returns after commit)."""
+    """Commit one SMS / call event (returns after commit). ``contact_point`` (the canary number) is
+    redacted from the evidence."""
     rule = known.match_caller(caller)
     evidence: dict[str, Any] = {
         "channel": channel, "provider_id": ident, "text": text, "call_status": call_status,
@@ -555,6 +594,7 @@ async def record_phone(
     evidence = {k: v for k, v in evidence.items() if v not in (None, "")}
     if rule:
         evidence.update(expected=True, known_sender_rule=rule)
+    evidence = redact(evidence, [contact_point] if contact_point else [])
     event = DetectionEvent(
         kind=EventKind.CONTACTED, source=source, key=event_key(source, channel, ident, canary.id),
         group=f"phone:{caller or 'unknown'}", canary_id=canary.id, observed_at=dt.datetime.now(dt.timezone.utc),

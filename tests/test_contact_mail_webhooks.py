@@ -36,7 +36,7 @@ env = contact_fixture({
 })
 
 RAW = (
-    "Received: from mail.phish.test (mail.phish.test [192.0.2.55]) by mx.sendgrid.net with ESMTP; "
+    "Received: from mail.phish.test (mail.phish.test [192.0.2.55]) by mx.sendgrid.net with ESMTP for <{to}>; "
     "Mon, 23 Nov 2026 10:00:00 +0000\r\n"
     "From: Coupang <notice@phish.test>\r\nTo: {to}\r\nSubject: Refund pending\r\nMessage-ID: <{mid}@phish.test>\r\n"
     "\r\nClaim it at https://refund.phish.test/claim now.\r\n"
@@ -107,7 +107,8 @@ async def test_sendgrid_signed_raw_mail_to_canary(env: ContactEnv) -> None:
     assert ev["origin"]["client_addr"] == "192.0.2.55" and ev["actor"]["sender"] == "notice@phish.test"
     assert e["urls"] == ["https://refund.phish.test/claim"] and e["subject"] == "Refund pending"
     assert e["attachments"][0]["sha256"] == hashlib.sha256(b"<a href='https://x.phish.test/a'>").hexdigest()
-    assert e["received"].startswith("from mail.phish.test")
+    assert e["received"].startswith("from mail.phish.test") and "for <[canary]>" in e["received"]
+    assert CANARY_EMAIL not in str(dict(ev))  # the canary's own address is redacted from the evidence
 
 
 @pytest.mark.parametrize(("mutate", "status", "reason"), [

@@ -60,14 +60,15 @@ async def test_twilio_sms_to_canary_pages_with_text(env: ContactEnv) -> None:
     """A signed inbound SMS to a canary number is committed before the empty TwiML answer, which
     comes back well within Twilio's 15 s; the alert holds caller, country and text."""
     base = await env.serve([TwilioInbound(env.runtime.config.contact, PUBLIC)])
-    status, text, took = await _twilio(base, "/twilio/sms", _sms())
+    status, text, took = await _twilio(base, "/twilio/sms", _sms(body=f"{CANARY_PHONE} 고객님 결제 확인: https://cpang.phish.test"))
     assert status == 200 and text == '<?xml version="1.0" encoding="UTF-8"?><Response/>'
     assert took < 1.0
     [ev] = await env.events()
     assert ev["canary_id"] == env.canary_id and ev["source"] == "twilio" and ev["severity"] == "critical"
     assert ev["actor"] == {"caller": "+821055501234"} and ev["origin"] == {"country": "KR"}
     assert ev["evidence"]["channel"] == "sms" and "cpang.phish.test" in ev["evidence"]["text"]
-    assert CANARY_PHONE not in str(dict(ev))
+    assert CANARY_PHONE not in str(dict(ev)) and CANARY_PHONE[1:] not in str(dict(ev))
+    assert ev["evidence"]["text"].startswith("[canary] ")
     assert await env.runtime.pool.fetchval("SELECT count(*) FROM outbox") == 1
 
 

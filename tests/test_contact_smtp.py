@@ -324,3 +324,23 @@ async def test_oversized_data_without_size_parameter_gets_552(env: ContactEnv) -
     writer.close()
     assert await env.events() == []
     assert metric(await env.metrics(), "canary_rejects_total", source="smtp", reason="message_too_big") == 1
+
+
+async def test_canary_address_is_redacted_from_evidence(env: ContactEnv) -> None:
+    """Phishing often echoes the victim's address (greeting, tracking URL, Received 'for'): the
+    canary's own address never appears in the event, plain or URL-encoded; the raw message keeps it."""
+    smtp = await _serve(env, StaticResolver())
+    msg = _message(subject=f"Account {CANARY_EMAIL.upper()} suspended")
+    msg.replace_header("Received", f"from x (x [192.0.2.9]) by mx.phish.test for <{CANARY_EMAIL}>; Mon, 23 Nov 2026 09:59:00 +0000")
+    msg.get_body(("plain",)).set_content(  # type: ignore[union-attr]
+        f"Dear {CANARY_EMAIL}, verify at https://v.phish.test/?u={CANARY_EMAIL.replace('@', '%40')}&x=1")
+    await aiosmtplib.send(msg.as_bytes(), sender=SENDER, recipients=[CANARY_EMAIL.replace("@", "+x@")],
+                          hostname="127.0.0.1", port=smtp.port, timeout=10)
+    [ev] = await env.events()
+    text = str(dict(ev)).lower()
+    assert "minji.kim" not in text
+    assert ev["evidence"]["subject"] == "Account [canary] suspended"
+    assert "https://v.phish.test/?u=[canary]&x=1" in ev["evidence"]["urls"]
+    assert "for <[canary]>" in ev["evidence"]["received_claimed"]
+    raw = await load_raw(env.runtime, ev["evidence"]["raw_evidence_id"])
+    assert raw is not None and CANARY_EMAIL.encode() in raw

@@ -183,6 +183,7 @@ class _MailWebhook(ABC):
         facts = MailFacts(
             source=self.name, raw=d.raw, mail_from=d.mail_from, client_ip=d.client_ip, helo=d.helo,
             verdicts=d.verdicts, provider_id=d.provider_id, received=_top_received(d.raw),
+            contact_points=[a for a in (mail_address(r) for r in d.recipients) if a],
         )
         await record_mail(self._rt, facts, canaries, self.known, parsed)
 

@@ -177,6 +177,7 @@ class TwilioInbound(_PhoneSource):
                     caller=normalize_phone(p.get("From") or p.get("Caller")) or p.get("From"), ident=ident,
                     known=self.known, country=p.get("FromCountry") or p.get("CallerCountry"), text=p.get("Body"),
                     call_status=p.get("CallStatus"), recording_url=recording,
+                    contact_point=normalize_phone(p.get("To") or p.get("Called")),
                     extra={k: v for k, v in {
                         "media": [p[f"MediaUrl{i}"] for i in range(10) if f"MediaUrl{i}" in p] or None,
                         "from_city": p.get("FromCity"), "caller_name": p.get("CallerName"),
@@ -261,7 +262,7 @@ class VonageInbound(_PhoneSource):
                 return counted(rt, self.name, web.Response(status=204))
             await record_phone(
                 rt, source=self.name, channel="sms", canary=canary, caller=normalize_phone(p["msisdn"]) or p["msisdn"],
-                ident=p["messageId"], known=self.known, text=p.get("text"),
+                ident=p["messageId"], known=self.known, text=p.get("text"), contact_point=normalize_phone(p.get("to")),
                 extra={k: v for k, v in {"sms_type": p.get("type"), "keyword": p.get("keyword"),
                                          "concat_ref": p.get("concat-ref"), "concat_part": p.get("concat-part"),
                                          "concat_total": p.get("concat-total"),

@@ -153,6 +153,7 @@ class _Handler:
         facts = MailFacts(
             source=NAME, raw=raw, mail_from=envelope.mail_from or "", client_ip=ip, helo=helo, verdicts=verdicts,
             received=received, extra={"tls": bool(session.ssl), "proxied": server.proxied_ip is not None},
+            contact_points=[a for a in (mail_address(r) for r in envelope.rcpt_tos) if a],
         )
         try:
             events = await record_mail(src.runtime, facts, envelope.canaries, src.known, parsed)
