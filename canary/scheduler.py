@@ -18,6 +18,7 @@ import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import asyncpg
 import structlog
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -95,7 +96,7 @@ class CoverageScheduler:
         self.runs[name] = self.runs.get(name, 0) + 1
         try:
             events = await job()
-        except (CanaryError, OSError, asyncio.TimeoutError, ValueError) as exc:
+        except (CanaryError, OSError, asyncio.TimeoutError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.error("scheduler.job_failed", job=name, error=f"{type(exc).__name__}: {exc}")
             now = dt.datetime.now(dt.timezone.utc)
             events = [DetectionEvent(

@@ -207,3 +207,24 @@ def aiohttp_free_port() -> int:
     from canary.pg.server import free_port
 
     return free_port()
+
+
+async def test_a_failing_job_becomes_a_health_event_and_the_scheduler_keeps_running(runtime: Runtime) -> None:
+    """A job whose datastore is unreachable reports HEALTH/ERROR 'job failed' and runs again on the
+    next tick instead of stopping the scheduler."""
+    async def broken() -> list[DetectionEvent]:
+        conn = await asyncpg.connect("postgresql://nobody@127.0.0.1:1/x", timeout=1)
+        await conn.close()
+        return []
+
+    sched = CoverageScheduler(extra_jobs=[("broken", 0.3, broken)])
+    sched.jobs = lambda: sched.extra_jobs  # type: ignore[method-assign]
+    await sched.start(runtime)
+    try:
+        rows = await _wait_for(runtime, "SELECT * FROM events WHERE group_key = 'job-failed:broken'")
+        await _wait_for(runtime, "SELECT 1 WHERE $1 < 0", 0, timeout=0.8)
+    finally:
+        await sched.stop()
+    assert rows and rows[0]["kind"] == "health" and rows[0]["severity"] == "error"
+    assert "OSError" in rows[0]["evidence"]["error"] or "Connection" in rows[0]["evidence"]["error"]
+    assert sched.runs["broken"] >= 2
