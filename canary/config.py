@@ -521,6 +521,15 @@ class Config(_Model):
     source_path: Path | None = None
 
     @model_validator(mode="after")
+    def _rule_sinks(self) -> Config:
+        names = {s.name for s in self.sinks}
+        for i, rule in enumerate(self.alerting.rules):
+            unknown = [s for s in rule.sinks if s not in names]
+            if unknown:
+                raise ValueError(f"alerting.rules[{i}].sinks: no sink named {', '.join(map(repr, unknown))}")
+        return self
+
+    @model_validator(mode="after")
     def _unique_names(self) -> Config:
         for section, items in (("datastores", self.datastores), ("sinks", self.sinks)):
             seen: set[str] = set()

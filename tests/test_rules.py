@@ -96,13 +96,16 @@ def test_invalid_rules_name_their_key(rule: dict[str, object], key: str, message
     assert info.value.key == key and message in str(info.value)
 
 
-def test_route_to_unknown_sink_is_a_config_error(make_config) -> None:  # type: ignore[no-untyped-def]
-    """A route rule naming a sink that does not exist stops the pipeline from starting."""
-    cfg = make_config(sinks=[{"name": "pd", "type": "stdout"}],
-                      alerting={"rules": [{"name": "x", "action": "route", "sinks": ["pagerdoody"]}]})
+def test_route_to_unknown_sink_is_a_config_error() -> None:
+    """A route rule naming a sink that does not exist fails at load time, and the pipeline refuses it too."""
+    data = {"sinks": [{"name": "pd", "type": "stdout"}],
+            "alerting": {"rules": [{"name": "x", "action": "route", "sinks": ["pagerdoody"]}]}}
     with pytest.raises(ConfigError) as info:
-        Pipeline(None, cfg)  # type: ignore[arg-type]
-    assert info.value.key == "alerting.rules[0].sinks" and "pagerdoody" in str(info.value)
+        from_mapping(data)
+    assert "alerting.rules[0].sinks: no sink named 'pagerdoody'" in str(info.value)
+    with pytest.raises(ConfigError) as info2:
+        RuleSet.from_config([RuleConfig(name="x", action="route", sinks=("pagerdoody",))], ["pd"])
+    assert info2.value.key == "alerting.rules[0].sinks"
 
 
 async def _canaries(store: ControlStore, n: int, kind: str = "customer") -> list[int]:
