@@ -9,6 +9,7 @@ import datetime as dt
 import gzip
 import json
 import socket
+from pathlib import Path
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -283,3 +284,25 @@ def test_ingest_component_repr_hides_the_token() -> None:
         HttpIngest(Secret(""), NODES)
 
 
+
+
+async def test_listener_builds_coverage_components_from_config(store: ControlStore, make_config, keyring: Keyring,  # type: ignore[no-untyped-def]
+                                                              tmp_path: Path) -> None:
+    """[coverage] with a replica node, syslog ports, an ingest token and checks gives the listener a
+    tail for the replica, the syslog receiver, the HTTP endpoint and the scheduler; none without it."""
+    from canary.listener import Listener, default_components
+
+    cfg = make_config(
+        datastores=[{"name": "shop", "dsn": "postgresql://x@127.0.0.1:1/shop"}],
+        coverage={"nodes": [{"name": "standby-1", "datastore": "shop", "jsonlog_dir": str(tmp_path)}],
+                  "syslog_udp_port": 0, "syslog_tcp_port": 0, "ingest_token": "tok-123456", "checks": True},
+    )
+    rt = await open_runtime(cfg, keyring=keyring, store=store)
+    try:
+        names = [c.name for c in Listener(rt).components]
+        assert {"jsonlog:standby-1", "syslog", "http-ingest", "scheduler"} <= set(names)
+        plain = await open_runtime(make_config(), keyring=keyring, store=store)
+        assert not {"syslog", "http-ingest", "scheduler"} & {c.name for c in default_components(plain)}
+        await plain.http.close()
+    finally:
+        await close_runtime(rt, grace=1)
