@@ -446,6 +446,11 @@ def install_suppression(runtime: Runtime) -> None:
         runtime.pipeline.suppress.append(expected_contact)
 
 
+#: One-statement prefix: this statement's (implicit) transaction commits without waiting for its
+#: WAL flush. Used for rows that an acknowledged, synchronously committed event always follows.
+_ASYNC_COMMIT = "WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true))"
+
+
 # -- storage ----------------------------------------------------------------------------------------
 async def store_raw(runtime: Runtime, source: str, raw: bytes) -> int:
     """Keep the raw message encrypted; returns its id (a redelivered message keeps its first id).
@@ -455,16 +460,16 @@ async def store_raw(runtime: Runtime, source: str, raw: bytes) -> int:
     evidence is durable whenever the acknowledgement is, at one fsync per message instead of two."""
     digest = hashlib.sha256(raw).digest()
     blob = runtime.keyring.encrypt(raw, MAIL_EVIDENCE)
-    async with runtime.pool.acquire() as conn, conn.transaction():
-        await conn.execute("SET LOCAL synchronous_commit TO off")
-        row_id: int = await conn.fetchval(
-            """
-            INSERT INTO contact_messages (source, digest, raw_enc, size, key_id) VALUES ($1, $2, $3, $4, $5)
-            ON CONFLICT (digest) DO UPDATE SET digest = EXCLUDED.digest
-            RETURNING id
-            """,
-            source, digest, blob, len(raw), runtime.keyring.key_id,
-        )
+    row_id: int = await runtime.pool.fetchval(
+        f"""
+        {_ASYNC_COMMIT}
+        INSERT INTO contact_messages (source, digest, raw_enc, size, key_id)
+        SELECT $1, $2, $3, $4, $5 FROM cfg
+        ON CONFLICT (digest) DO UPDATE SET digest = EXCLUDED.digest
+        RETURNING id
+        """,
+        source, digest, blob, len(raw), runtime.keyring.key_id,
+    )
     return row_id
 
 
@@ -487,20 +492,19 @@ class ReplayCache:
         self._count += 1
         if self._count % self.purge_every == 0:
             await pool.execute("DELETE FROM contact_replay WHERE expires_at < now()")
-        async with pool.acquire() as conn, conn.transaction():
-            # no WAL flush wait: the event commit that follows flushes it; a token lost in a crash
-            # before that commit belongs to a request that was not acknowledged (and events are idempotent)
-            await conn.execute("SET LOCAL synchronous_commit TO off")
-            row = await conn.fetchval(
-                """
-                INSERT INTO contact_replay (provider, token, expires_at)
-                VALUES ($1, $2, now() + make_interval(secs => $3))
-                ON CONFLICT (provider, token) DO UPDATE SET expires_at = EXCLUDED.expires_at
-                    WHERE contact_replay.expires_at < now()
-                RETURNING 1
-                """,
-                self.provider, token[:200], self.ttl,
-            )
+        # no WAL flush wait: the event commit that follows flushes it; a token lost in a crash before
+        # that commit belongs to a request that was not acknowledged (and events are idempotent)
+        row = await pool.fetchval(
+            f"""
+            {_ASYNC_COMMIT}
+            INSERT INTO contact_replay (provider, token, expires_at)
+            SELECT $1, $2, now() + make_interval(secs => $3) FROM cfg
+            ON CONFLICT (provider, token) DO UPDATE SET expires_at = EXCLUDED.expires_at
+                WHERE contact_replay.expires_at < now()
+            RETURNING 1
+            """,
+            self.provider, token[:200], self.ttl,
+        )
         return row is not None
 
     async def forget(self, pool: asyncpg.Pool, token: str) -> None:
