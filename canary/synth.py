@@ -30,7 +30,7 @@ from typing import Any
 from faker import Faker
 
 from canary.errors import SeedError
-from seeders.pg_catalog import Column, TableInfo
+from seeders.pg_catalog import Column, TableInfo, check_hints
 
 SUPPORTED_LOCALES = ("en_US", "ko_KR", "ja_JP")
 #: a categorical value must be shared by at least this many sampled rows to be reused
@@ -456,6 +456,7 @@ class Synthesizer:
         pk = info.primary_key
         self.pk = pk[0] if len(pk) == 1 else None
         self.semantics = {c.name: semantic_of(c) for c in info.columns}
+        self.hints = check_hints(info)
 
     def columns(self) -> list[Column]:
         """Columns the seeder writes: all but generated ones and those it leaves to their default."""
@@ -489,6 +490,11 @@ class Synthesizer:
                 continue
             if self._null(col, prof):
                 values[col.name] = None
+                continue
+            hint = self.hints.get(col.name)
+            if hint is not None and hint.allowed:
+                shared = [v for v in (prof.categorical.values if prof and prof.categorical else ()) if v in hint.allowed]
+                values[col.name] = str(prof.categorical.pick(self.rng)) if shared and len(shared) == len(prof.categorical.values) else self.rng.choice(hint.allowed)  # type: ignore[union-attr]
                 continue
             values[col.name] = self._value(col, sem, prof, person, ctx, values)
         return SynthRow(values, email, phone)
@@ -633,15 +639,19 @@ class Synthesizer:
     def _typed(self, col: Column, prof: ColumnProfile | None) -> str | None:
         r = self.rng
         if col.category == "N":
-            if prof and prof.numbers:
-                x = _quantile(prof.numbers, r)
-                if prof.integral or col.base_type in ("int2", "int4", "int8"):
-                    return str(int(round(x)))
-                scale = col.numeric_scale if col.numeric_scale is not None else 2
-                return f"{x:.{scale}f}"
-            if col.base_type in ("int2", "int4", "int8"):
-                return str(r.randint(0, 1000))
-            return f"{r.uniform(0, 1000):.2f}"
+            integral = col.base_type in ("int2", "int4", "int8") or bool(prof and prof.numbers and prof.integral)
+            x = _quantile(prof.numbers, r) if prof and prof.numbers else r.uniform(0, 1000)
+            hint = self.hints.get(col.name)
+            if hint is not None:
+                step = 1.0 if integral else 10.0 ** -(col.numeric_scale if col.numeric_scale is not None else 2)
+                if hint.low is not None and (x < hint.low or (hint.low_strict and x <= hint.low)):
+                    x = hint.low + (step if hint.low_strict else 0.0) + (r.random() * 10 * step if hint.high is None else 0.0)
+                if hint.high is not None and (x > hint.high or (hint.high_strict and x >= hint.high)):
+                    x = hint.high - (step if hint.high_strict else 0.0)
+            if integral:
+                return str(int(round(x)))
+            scale = col.numeric_scale if col.numeric_scale is not None else 2
+            return f"{x:.{scale}f}"
         if col.category == "B":
             rate = 0.5
             if prof and prof.categorical:

@@ -7,6 +7,7 @@ dependent views and the tables that reference it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -264,3 +265,46 @@ def unsupported_reason(info: TableInfo) -> str | None:
 
 def column_names(cols: Sequence[Column]) -> list[str]:
     return [c.name for c in cols]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckHint:
+    """What a single-column CHECK constraint allows, when it is a simple list or range."""
+
+    allowed: tuple[str, ...] = ()  # col IN ('a', 'b')  /  col = ANY (ARRAY[...])
+    low: float | None = None
+    high: float | None = None
+    low_strict: bool = False
+    high_strict: bool = False
+
+
+_ANY_ARRAY = re.compile(r"=\s*ANY\s*\(+ARRAY\[(.*)\]", re.S)
+_LITERAL = re.compile(r"'((?:[^']|'')*)'")
+_BOUND = re.compile(r"\(?\"?([A-Za-z_][\w$]*)\"?\)?(?:::[\w ]+)?\s*(>=|<=|>|<)\s*\(?'?(-?\d+(?:\.\d+)?)'?\)?")
+
+
+def check_hints(info: TableInfo) -> dict[str, CheckHint]:
+    """Allowed values and numeric bounds of each column from its single-column CHECK constraints
+    (``pg_get_constraintdef`` text); anything more complex is left to the insert-and-regenerate loop."""
+    out: dict[str, CheckHint] = {}
+    for con in info.checks():
+        if len(con.columns) != 1:
+            continue
+        col = con.columns[0]
+        hint = out.get(col, CheckHint())
+        if " OR " in con.definition:
+            continue
+        m = _ANY_ARRAY.search(con.definition)
+        if m:
+            hint = CheckHint(tuple(v.replace("''", "'") for v in _LITERAL.findall(m.group(1))), hint.low, hint.high,
+                             hint.low_strict, hint.high_strict)
+        for name, op, num in _BOUND.findall(con.definition):
+            if name != col:
+                continue
+            value = float(num)
+            if op in (">", ">=") and (hint.low is None or value > hint.low):
+                hint = CheckHint(hint.allowed, value, hint.high, op == ">", hint.high_strict)
+            elif op in ("<", "<=") and (hint.high is None or value < hint.high):
+                hint = CheckHint(hint.allowed, hint.low, value, hint.low_strict, op == "<")
+        out[col] = hint
+    return out

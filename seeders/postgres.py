@@ -382,7 +382,9 @@ class PostgresSeeder:
         for c in info.columns:
             if c.name == pk or c.generated:
                 continue
-            if c.has_default and (c.name in unique_cols or c.identity):
+            if c.identity or (c.default is not None and "nextval(" in c.default):
+                out.append(c.name)  # sequence-backed: the sequence's next value is what a real row gets
+            elif c.has_default and c.name in unique_cols and c.category not in ("N", "S"):
                 out.append(c.name)
             elif c.has_default and c.category not in ("N", "S", "D", "B", "E") and c.base_type not in ("uuid", "json", "jsonb"):
                 out.append(c.name)
@@ -453,12 +455,20 @@ class PostgresSeeder:
                     when = lo_c + (hi_c - lo_c) * ((key - lo) / (hi - lo))
                 out.append(RowContext(pk=str(key), created=when))
         missing = n - len(out)
+        if missing and not info.pk_sequence:
+            top = await conn.fetchval(f"SELECT max({pk}) FROM {tbl}")
+            key = int(top) if top is not None else self.rng.randint(0, 999)
+            warnings.append(f"{info.target}: only {len(out)} of {n} canaries fit between existing keys; {missing} get keys "
+                            "above the largest one (the table has no sequence)")
+            now = dt.datetime.now(dt.timezone.utc)
+            for _ in range(missing):
+                while True:
+                    key += self.rng.randint(1, 3)
+                    if key not in taken:
+                        break
+                out.append(RowContext(pk=str(key), created=now))
+            return out
         if missing:
-            if not info.pk_sequence:
-                raise SeedError(
-                    f"cannot place {missing} more canaries in {info.target}: too few free keys between existing rows "
-                    "and no sequence to draw from", target=info.target,
-                )
             warnings.append(
                 f"{info.target}: only {len(out)} of {n} canaries fit between existing keys; {missing} take the next "
                 f"values of {info.pk_sequence} (they sit at the end of the table)"
@@ -534,6 +544,10 @@ class PostgresSeeder:
             works = [await self._prepare(conn, t, role, dry_run=False) for t in self.ds.tables]
             for w in works:
                 await self._insert(conn, w)
+                if w.statements:  # keys drawn from a sequence are only known now
+                    roles = [st for st in w.statements if st.startswith("CREATE ROLE")]
+                    pk_type = w.info.column(w.info.primary_key[0]).type
+                    w.statements = roles + self._detection_statements(w.info, pk_type, list(w.existing) + [p.pk for p in w.planned])
             async with self.registry.pool.acquire() as ctl:
                 ctr = ctl.transaction()
                 await ctr.start()
