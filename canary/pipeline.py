@@ -27,6 +27,7 @@ import structlog
 
 from canary.alerts import Alert, AlertAction
 from canary.config import Config, SinkConfig
+from canary.drills.tagging import attribute_drills
 from canary.errors import IncidentError
 from canary.events import DetectionEvent, EventKind, Severity
 from canary.rules import NO_DECISION, CanaryFacts, Decision, RuleSet, facts_from_rows
@@ -174,6 +175,7 @@ class Pipeline:
         self.stats.duplicates += len(events) - len(evs)
         if not evs:
             return []
+        evs = await attribute_drills(conn, evs)  # drill tags only as registered by a drill run
         decisions = await self._decide(conn, evs)
         by_group: dict[str, list[int]] = defaultdict(list)
         for i, e in enumerate(evs):

@@ -83,7 +83,7 @@ timeout = "2s"
         incidents = await target.pool.fetchval("SELECT count(*) FROM incidents")
     assert [s.status for s in result.steps] == [StepStatus.MISSED, StepStatus.MISSED]
     assert all(s.facts["rows"] > 0 and not s.incidents for s in result.steps)
-    assert "no read incident" in result.steps[0].reason
+    assert "no read event" in result.steps[0].reason
     assert incidents == 0
     assert (stored["status"], stored["missed"], stored["detected"]) == ("failed", 2, 0)
     assert stored["result"]["steps"][0]["status"] == "missed"

@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from canary.credentials import CredentialFactory
+from canary.drills.tagging import register_markers, register_run
 from canary.pg.server import PostgresServer
 from canary.runtime import Runtime
 from canary.sources.jsonlog import JsonlogSource
@@ -51,7 +52,9 @@ async def test_canary_role_login_attempts_are_detected_from_jsonlog(
         await src.start(runtime)
         await asyncio.wait_for(src.caught_up.wait(), 10)
         assert await _try_login(target_dsn, role.fields["user"], "guess", "recon") == "28P01"
-        assert await _try_login(target_dsn, role.fields["user"], role.fields["password"], "canary-drill:t1") == "28000"
+        await register_run(runtime.pool, "dr-t1", "test", "configured", 1)  # only a registered drill tag counts
+        await register_markers(runtime.pool, "dr-t1", 1, [("drill", "drill", "dr-t1/1")], 60)
+        assert await _try_login(target_dsn, role.fields["user"], role.fields["password"], "canary-drill:dr-t1/1") == "28000"
         assert await _try_login(target_dsn, dsn_cred.fields["user"], dsn_cred.fields["password"], "etl") == "ok"
         assert await _try_login(target_dsn, normal, "ordinary-pw", "app") == "ok"
         deadline = asyncio.get_running_loop().time() + 15
@@ -77,7 +80,7 @@ async def test_canary_role_login_attempts_are_detected_from_jsonlog(
     assert failed["kind"] == "used" and failed["origin"]["node"] == "pg-a"
     connected = next(r for r in rows if r["canary_id"] == dsn_id)
     assert connected["actor"]["application_name"] == "etl" and connected["origin"]["database"] == urlsplit(target_dsn).path[1:]
-    assert any(r["drill"] == "t1" for r in rows if r["canary_id"] == role_id)
+    assert any(r["drill"] == "dr-t1/1" for r in rows if r["canary_id"] == role_id)
     assert await runtime.pool.fetchval("SELECT count(*) FROM rejects") == 0
 
 

@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 
 from canary.errors import IncidentError
+from canary.drills.tagging import register_markers, register_run
 from canary.events import DetectionEvent, EventKind, event_key
 from canary.pipeline import Pipeline, change_status
 from canary.store import ControlStore
@@ -65,12 +66,14 @@ async def test_drill_alerts_route_to_drill_only_sinks(store: ControlStore, make_
     """With a drill-only sink configured, drill incidents go there and not to on-call."""
     cfg = make_config(sinks=[{"name": "oncall", "type": "stdout"}, {"name": "drills", "type": "stdout", "drill_only": True}])
     p = Pipeline(store.pool, cfg)
+    await register_run(store.pool, "dr-d1", "test", "configured", 1)  # only a registered drill tag counts
+    await register_markers(store.pool, "dr-d1", 1, [("drill", "drill", "dr-d1/1")], 60)
     e = _ev(1)
-    drill = DetectionEvent(**{**{f: getattr(e, f) for f in e.__dataclass_fields__}, "drill": "d1", "key": "k2", "group": "g2"})
+    drill = DetectionEvent(**{**{f: getattr(e, f) for f in e.__dataclass_fields__}, "drill": "dr-d1/1", "key": "k2", "group": "g2"})
     await p.record([e, drill])
     rows = {(r["sink"], r["drill"]) for r in await store.pool.fetch(
         "SELECT o.sink, i.drill FROM outbox o JOIN incidents i ON i.id = o.incident_id")}
-    assert rows == {("oncall", None), ("drills", "d1")}
+    assert rows == {("oncall", None), ("drills", "dr-d1/1")}
 
 
 async def test_concurrent_listeners_share_incidents(store: ControlStore, make_config) -> None:

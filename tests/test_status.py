@@ -13,6 +13,7 @@ import pytest
 from canary.cli import main
 from canary.commands.status import gather, render_text
 from canary.crypto import Keyring
+from canary.drills.tagging import register_markers, register_run
 from canary.events import DetectionEvent, EventKind, event_key
 from canary.pipeline import Pipeline
 from canary.registry import NewCanary, Registry, location_key
@@ -32,6 +33,8 @@ async def _populate(store: ControlStore, keyring: Keyring, make_config) -> list[
         await conn.execute("INSERT INTO detection_objects (datastore, target, details) VALUES ('shop', 'public.customers', '{}')")
         await conn.execute("INSERT INTO checkpoints (source, position, updated_at) VALUES"
                            " ('jsonlog:shop-primary', '{}', now() - interval '90 seconds')")
+    await register_run(store.pool, "dr-0123456789ab", "credentials", "configured", 2)
+    await register_markers(store.pool, "dr-0123456789ab", 1, [("drill", "drill", "dr-0123456789ab/1")], 60)
     now = dt.datetime.now(dt.timezone.utc)
     cfg = make_config(sinks=[{"name": "oncall", "type": "stdout"}])
     events = [
@@ -45,8 +48,8 @@ async def _populate(store: ControlStore, keyring: Keyring, make_config) -> list[
     await Pipeline(store.pool, cfg).record(events)
     await store.pool.execute("UPDATE outbox SET status = 'dead' WHERE id = (SELECT min(id) FROM outbox)")
     await store.pool.execute(
-        "INSERT INTO drill_runs (id, playbook, mode, status, finished_at, steps_total, detected, missed, skipped, result)"
-        " VALUES ('dr-0123456789ab', 'credentials', 'configured', 'failed', clock_timestamp(), 2, 1, 1, 0, $1)",
+        "UPDATE drill_runs SET status = 'failed', finished_at = clock_timestamp(), detected = 1, missed = 1, result = $1"
+        " WHERE id = 'dr-0123456789ab'",
         {"steps": [{"name": "canary API token used", "status": "passed", "time_to_detect_s": 0.01, "time_to_page_s": 0.02},
                    {"name": "canary DSN used", "status": "missed", "time_to_detect_s": None, "time_to_page_s": None}]},
     )
@@ -55,7 +58,7 @@ async def _populate(store: ControlStore, keyring: Keyring, make_config) -> list[
 
 async def test_status_reports_inventory_health_and_last_drill(store: ControlStore, keyring: Keyring, make_config) -> None:  # type: ignore[no-untyped-def]
     """Counts per datastore/label/kind, per-source last events, checkpoint age, outbox pending and dead,
-    the detection objects and the last drill; a drill tag with no registered run is flagged; no
+    the detection objects and the last drill; a claimed drill tag with no registered run is flagged; no
     canary value or location appears anywhere in the output."""
     await _populate(store, keyring, make_config)
     doc = await gather(store.pool)
@@ -68,7 +71,7 @@ async def test_status_reports_inventory_health_and_last_drill(store: ControlStor
     assert 85 <= cp["age_s"] < 300
     assert doc["detection"]["detection_objects"][0]["target"] == "public.customers"
     assert (doc["outbox"]["pending"], doc["outbox"]["dead"]) == (2, 1)
-    assert doc["incidents"]["open"] == 3 and doc["incidents"]["open_not_drill"] == 1
+    assert doc["incidents"]["open"] == 3 and doc["incidents"]["open_not_drill"] == 2  # the spoofed tag is not a drill
     d = doc["last_drill"]
     assert (d["run_id"], d["status"], d["detected"], d["missed"]) == ("dr-0123456789ab", "failed", 1, 1)
     assert [s["status"] for s in d["step_results"]] == ["passed", "missed"]

@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     r.add_argument("--datastore", help="configured datastore to drill (default: the first)")
     r.add_argument("--customers", type=int, default=20_000, help="demo deployment: shop customers (default 20000)")
     r.add_argument("--canaries", type=int, default=20, help="demo deployment: canary customers (default 20)")
+    r.add_argument("--drill-sink", action="store_true",
+                   help="demo deployment: add a drill-only sink, so drill pages go there instead of on-call")
     r.add_argument("--strict", action="store_true", help="also fail when a step is skipped")
     r.set_defaults(func=cmd_run)
 
@@ -59,7 +61,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     book = playbook.load(args.playbook, [cfg.canary.data_dir / "playbooks"])
     if args.demo or not cfg.datastores:
         print(f"drill {book.name}: standing up a demo deployment (embedded PostgreSQL, shop, canaries, listener)", flush=True)
-        target = deployment.demo(book, customers=args.customers, canaries=args.canaries)
+        target = deployment.demo(book, customers=args.customers, canaries=args.canaries, drill_sink=args.drill_sink)
     else:
         target = deployment.configured(cfg, args.datastore)
     async with target as t:

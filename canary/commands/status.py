@@ -3,7 +3,8 @@
 Read from the control store only (no master key needed): canary counts per datastore, label and
 kind (never values or locations), the last event per source, checkpoint ages, the outbox backlog
 and dead letters, the detection objects recorded by the seeder, recent rejects, the last drill run,
-and drill-tagged incidents that match no registered drill run (a spoofed ``canary-drill:`` tag).
+and drill tags that match no registered drill run (someone marked their traffic ``canary-drill:``;
+the pipeline treated it as an attack).
 """
 
 from __future__ import annotations
@@ -50,9 +51,14 @@ async def gather(pool: asyncpg.Pool) -> dict[str, Any]:
     last = await pool.fetchrow(
         "SELECT id, playbook, mode, status, started_at, finished_at, steps_total, detected, missed, skipped, result"
         " FROM drill_runs ORDER BY started_at DESC LIMIT 1")
+    # claimed drill tags the pipeline refused (no registered run), and drill incidents of no registered run
     unregistered = await pool.fetch(
-        "SELECT i.id, i.drill, i.created_at FROM incidents i WHERE i.drill IS NOT NULL AND NOT EXISTS"
-        " (SELECT 1 FROM drill_runs r WHERE i.drill = r.id OR i.drill LIKE r.id || '/%') ORDER BY i.id DESC LIMIT 20")
+        "SELECT id, drill, created_at FROM ("
+        " SELECT DISTINCT ON (e.incident_id) e.incident_id AS id, e.evidence->>'claimed_drill' AS drill,"
+        "  e.recorded_at AS created_at FROM events e WHERE e.evidence ? 'claimed_drill'"
+        " UNION ALL SELECT i.id, i.drill, i.created_at FROM incidents i WHERE i.drill IS NOT NULL AND NOT EXISTS"
+        "  (SELECT 1 FROM drill_runs r WHERE i.drill = r.id OR i.drill LIKE r.id || '/%')"
+        ") AS u ORDER BY created_at DESC LIMIT 20")
 
     def age(t: dt.datetime | None) -> float | None:
         return round((now - t).total_seconds(), 1) if t is not None else None
@@ -132,7 +138,7 @@ def render_text(doc: dict[str, Any]) -> str:
             out.append(f"    {s['status']:<8} {s['name']}")
     if doc["unregistered_drill_tags"]:
         out += ["", f"WARNING: {len(doc['unregistered_drill_tags'])} incident(s) carry a drill tag that matches no "
-                "registered drill run (traffic marked as a drill by someone else):"]
+                "registered drill run (traffic marked as a drill by someone else; paged as an attack):"]
         out += [f"    #{r['incident_id']} drill={r['drill']!r}" for r in doc["unregistered_drill_tags"]]
     return "\n".join(out)
 

@@ -100,8 +100,11 @@ async def configured(config: Config, datastore: str | None = None, insider_dsn: 
 
 
 @contextlib.asynccontextmanager
-async def demo(playbook: Playbook, *, customers: int = 20_000, canaries: int = 20, keep: bool = False) -> AsyncIterator[Target]:
-    """Stand up the demo deployment the playbook needs, run the listener in-process, tear it all down."""
+async def demo(
+    playbook: Playbook, *, customers: int = 20_000, canaries: int = 20, drill_sink: bool = False, keep: bool = False
+) -> AsyncIterator[Target]:
+    """Stand up the demo deployment the playbook needs, run the listener in-process, tear it all down.
+    With ``drill_sink`` a drill-only sink ("drills") is configured next to "oncall": drill pages go there."""
     needs = {s.action for s in playbook.steps}
     want_pg15 = bool(needs & {Action.PG_DUMP, Action.REPLICA_READ}) and (DEBIAN_PG / "postgres").exists()
     with_pgaudit = want_pg15 and Action.PG_DUMP in needs and PGAUDIT_SO.exists()
@@ -144,7 +147,7 @@ async def demo(playbook: Playbook, *, customers: int = 20_000, canaries: int = 2
             if with_standby:
                 standby = await asyncio.to_thread(_make_standby, server, tmp / "standby")
                 notes.append(f"hot standby {DEMO_STANDBY} (pg_basebackup -R) on 127.0.0.1:{standby.port}")
-            cfg = _demo_config(tmp, server, standby, receiver, needs, canaries)
+            cfg = _demo_config(tmp, server, standby, receiver, needs, canaries, drill_sink)
             async with _demo_runtime(cfg, server, standby, receiver, needs, with_pgaudit, notes, insider_pw) as target:
                 yield target
         finally:
@@ -158,7 +161,8 @@ async def demo(playbook: Playbook, *, customers: int = 20_000, canaries: int = 2
 
 
 def _demo_config(
-    tmp: Path, server: PostgresServer, standby: PostgresServer | None, receiver: Receiver, needs: set[Action], canaries: int
+    tmp: Path, server: PostgresServer, standby: PostgresServer | None, receiver: Receiver, needs: set[Action],
+    canaries: int, drill_sink: bool,
 ) -> Config:
     listener_port = free_port()
     contact: dict[str, Any] = {"mail_domains": [DEMO_MAIL_DOMAIN], "dns_timeout": "300ms"}
@@ -189,7 +193,9 @@ def _demo_config(
             "jsonlog_dir": str(server.log_dir), "locale": "ko_KR",
             "tables": [{"table": "public.customers", "count": canaries}],
         }],
-        "sinks": [{"name": "oncall", "type": "webhook", "url": receiver.url, "secret": receiver.secret}],
+        "sinks": [{"name": "oncall", "type": "webhook", "url": receiver.url, "secret": receiver.secret}] + (
+            [{"name": "drills", "type": "webhook", "url": receiver.url, "secret": receiver.secret, "drill_only": True}]
+            if drill_sink else []),
     })
 
 

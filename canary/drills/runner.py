@@ -26,6 +26,7 @@ from canary.drills import steps as step_actions
 from canary.drills.deployment import Target
 from canary.drills.playbook import Playbook, Step
 from canary.drills.steps import Marker, Skipped, StepContext
+from canary.drills.tagging import register_markers, register_run
 from canary.errors import CanaryError
 
 log = structlog.get_logger("canary.drills")
@@ -69,6 +70,7 @@ class StepResult:
     paged_sinks: list[str] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
     markers: list[dict[str, str]] = field(default_factory=list)
+    joined: list[int] = field(default_factory=list)  # incidents opened before this step that its events joined
 
     @property
     def detected(self) -> bool:
@@ -83,7 +85,8 @@ class StepResult:
             "detected_at": _iso(self.detected_at), "paged_at": _iso(self.paged_at),
             "time_to_detect_s": _round(self.detect_s), "time_to_page_s": _round(self.page_s),
             "incident_ids": [i["id"] for i in self.incidents], "incidents": self.incidents,
-            "other_incidents": self.other_incidents, "paged_sinks": self.paged_sinks, "facts": self.facts,
+            "other_incidents": self.other_incidents, "joined_incidents": self.joined, "paged_sinks": self.paged_sinks,
+            "facts": self.facts,
             "markers": self.markers,
         }
 
@@ -135,10 +138,7 @@ class DrillRunner:
         pool = self.target.pool
         result = DrillResult(self.run_id, self.playbook.name, self.playbook.description, self.target.mode,
                              started_at=_now(), notes=list(self.target.notes))
-        await pool.execute(
-            "INSERT INTO drill_runs (id, playbook, mode, steps_total) VALUES ($1, $2, $3, $4)",
-            self.run_id, self.playbook.name, self.target.mode, len(self.playbook.steps),
-        )
+        await register_run(pool, self.run_id, self.playbook.name, self.target.mode, len(self.playbook.steps))
         status = "error"
         try:
             for number, step in enumerate(self.playbook.steps, start=1):
@@ -163,13 +163,8 @@ class DrillRunner:
         markers: list[Marker] = []
 
         async def register(new: Sequence[Marker]) -> None:
-            now = _now()
-            until = now + dt.timedelta(seconds=step.timeout + MARKER_GRACE)
-            await self.target.pool.executemany(
-                "INSERT INTO drill_markers (run_id, step, section, field, value, valid_from, valid_until)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                [(self.run_id, number, m.section, m.field, m.value, now, until) for m in new],
-            )
+            await register_markers(self.target.pool, self.run_id, number,
+                                   [(m.section, m.field, m.value) for m in new], step.timeout + MARKER_GRACE)
             markers.extend(new)
 
         ctx = StepContext(self.target, step, number, tag, register)
@@ -197,71 +192,73 @@ class DrillRunner:
         return res
 
     async def _observe(self, res: StepResult, step: Step, markers: Sequence[Marker], started: float) -> None:
-        """Wait for the expected incident, then for its first delivered page (bounded by step.timeout)."""
+        """Wait for the expected incident, then for its first delivered page (bounded by step.timeout).
+
+        Detection is the commit of the incident the step opened, or - when the step's events joined an
+        incident opened earlier (same group within ``alerting.group_window``) - of the step's first event."""
         deadline = time.monotonic() + step.timeout
         since = dt.datetime.fromtimestamp(started - 1.0, dt.timezone.utc)
-        ids: list[int] = []
+        step_start = dt.datetime.fromtimestamp(started, dt.timezone.utc)
+        found: dict[int, tuple[dt.datetime, set[str]]] = {}
+        expected: list[asyncpg.Record] = []
         while time.monotonic() < deadline:
-            ids = await self._matching(markers, since)
-            rows = await self._incidents(ids)
-            expected = [r for r in rows if r["kind"] == res.expect]
+            found = await self._matching(markers, since)
+            expected = await self._incidents([i for i, (_, kinds) in found.items() if res.expect in kinds])
             if expected:
                 break
             await asyncio.sleep(self.poll)
-        rows = await self._incidents(ids)
-        expected = [r for r in rows if r["kind"] == res.expect]
-        res.other_incidents = [_incident_json(r) for r in rows if r["kind"] != res.expect]
-        if not expected:
-            return
-        res.incidents = [_incident_json(r) for r in expected]
-        first = min(r["created_at"] for r in expected)
-        res.detected_at, res.detect_s = first, first.timestamp() - started
-        exp_ids = [r["id"] for r in expected]
-        while True:
-            pages = await self.target.pool.fetch(
-                "SELECT sink, min(delivered_at) AS at FROM outbox WHERE incident_id = ANY($1::bigint[])"
-                " AND action = 'trigger' AND status = 'delivered' GROUP BY sink ORDER BY 2", exp_ids,
-            )
-            if pages or time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(self.poll)
-        await self._label(exp_ids + [r["id"] for r in rows if r["kind"] != res.expect], res.number)
-        final = await self._incidents(ids)  # the incidents as they stand now (later events grew them)
-        res.incidents = [_incident_json(r) for r in final if r["kind"] == res.expect]
-        res.other_incidents = [_incident_json(r) for r in final if r["kind"] != res.expect]
-        if pages:
-            res.paged_sinks = [p["sink"] for p in pages]
-            res.paged_at = pages[0]["at"]
-            res.page_s = res.paged_at.timestamp() - started
-        receiver = self.target.receiver
-        if receiver is not None:
-            got = receiver.received_for(set(exp_ids))
-            if got:
-                res.facts["receiver_page_s"] = round(min(w for w, _ in got) - started, 4)
+        if expected:
+            res.joined = [r["id"] for r in expected if r["created_at"] < since]
+            first = min(r["created_at"] if r["id"] not in res.joined else found[r["id"]][0] for r in expected)
+            res.detected_at, res.detect_s = first, first.timestamp() - started
+            exp_ids = [r["id"] for r in expected]
+            while True:  # a trigger for a new incident, an update (escalation) for one the step grew
+                pages = await self.target.pool.fetch(
+                    "SELECT sink, min(delivered_at) AS at FROM outbox WHERE incident_id = ANY($1::bigint[])"
+                    " AND action IN ('trigger', 'update') AND status = 'delivered' AND created_at >= $2"
+                    " GROUP BY sink ORDER BY 2", exp_ids, step_start,
+                )
+                if pages or time.monotonic() >= deadline:
+                    break
+                await asyncio.sleep(self.poll)
+            if pages:
+                res.paged_sinks = [p["sink"] for p in pages]
+                res.paged_at = pages[0]["at"]
+                res.page_s = res.paged_at.timestamp() - started
+            if self.target.receiver is not None:
+                got = self.target.receiver.received_for(set(exp_ids))
+                if got:
+                    res.facts["receiver_page_s"] = round(min(w for w, _ in got) - started, 4)
+        found = await self._matching(markers, since)
+        await self._label(list(found), res.number, step_start)
+        final = await self._incidents(list(found))  # as they stand now (later events grew them)
+        res.incidents = [_incident_json(r) for r in final if res.expect in found[r["id"]][1]]
+        res.other_incidents = [_incident_json(r) for r in final if res.expect not in found[r["id"]][1]]
 
-    async def _matching(self, markers: Sequence[Marker], since: dt.datetime) -> list[int]:
-        """Incident ids whose drill tag is a 'drill' marker, or whose events carry every other marker
-        field (any of its values) - recorded since the step started."""
+    async def _matching(self, markers: Sequence[Marker], since: dt.datetime) -> dict[int, tuple[dt.datetime, set[str]]]:
+        """Incident id -> (first of the step's events in it, their kinds): events recorded since the step
+        started whose drill tag is the step's, or that carry every other marker field (any of its values).
+        Kinds come from the events: an incident opened by pgaudit's whole-table "exported" line also
+        holds the same statement's row-level "read" events."""
         tags = [m.value for m in markers if m.section == "drill"]
         fields: dict[tuple[str, str], list[str]] = {}
         for m in markers:
             if m.section != "drill":
                 fields.setdefault((m.section, m.field), []).append(m.value)
-        ids: set[int] = set()
-        pool = self.target.pool
-        if tags:
-            ids.update(r["id"] for r in await pool.fetch(
-                "SELECT id FROM incidents WHERE drill = ANY($1::text[]) AND created_at >= $2", tags, since))
-        if fields:
-            conds, args = [], [since]
-            for (section, name), values in fields.items():
-                assert section in step_actions.SECTIONS  # a fixed column name, never input
-                args += [name, values]
-                conds.append(f"({section} ->> ${len(args) - 1}) = ANY(${len(args)}::text[])")
-            ids.update(r["incident_id"] for r in await pool.fetch(
-                "SELECT DISTINCT incident_id FROM events WHERE recorded_at >= $1 AND incident_id IS NOT NULL AND "
-                + " AND ".join(conds), *args))
-        return sorted(ids)
+        if not tags and not fields:
+            return {}
+        args: list[Any] = [since, tags]
+        conds = []
+        for (section, name), values in fields.items():
+            assert section in step_actions.SECTIONS  # a fixed column name, never input
+            args += [name, values]
+            conds.append(f"({section} ->> ${len(args) - 1}) = ANY(${len(args)}::text[])")
+        rows = await self.target.pool.fetch(
+            "SELECT incident_id, min(recorded_at) AS first, array_agg(DISTINCT kind) AS kinds FROM events"
+            " WHERE recorded_at >= $1 AND incident_id IS NOT NULL"
+            " AND (drill = ANY($2::text[])" + (" OR (" + " AND ".join(conds) + ")" if conds else "") + ")"
+            " GROUP BY incident_id", *args)
+        return {r["incident_id"]: (r["first"], set(r["kinds"])) for r in rows}
 
     async def _incidents(self, ids: Sequence[int]) -> list[asyncpg.Record]:
         if not ids:
@@ -272,21 +269,28 @@ class DrillRunner:
             " (SELECT array_agg(DISTINCT c.label) FROM canaries c WHERE c.id = ANY(i.canary_ids)) AS labels"
             " FROM incidents i WHERE i.id = ANY($1::bigint[]) ORDER BY i.id", list(ids)))
 
-    async def _label(self, ids: Sequence[int], number: int) -> None:
-        """Mark the step's incidents as drill incidents (those the jsonlog tag already marked keep theirs)."""
+    async def _label(self, ids: Sequence[int], number: int, since: dt.datetime) -> None:
+        """Mark the incidents the step opened as drill incidents, where the listener did not already
+        (one running older code). An incident opened before the step - possibly a real attack its
+        events joined - is never relabelled."""
         await self.target.pool.execute(
             "UPDATE incidents SET drill = $2, title = '[DRILL] ' || title"
-            " WHERE id = ANY($1::bigint[]) AND drill IS NULL", list(ids), f"{self.run_id}/{number}",
+            " WHERE id = ANY($1::bigint[]) AND drill IS NULL AND created_at >= $3",
+            list(ids), f"{self.run_id}/{number}", since,
         )
 
 
 def _verdict(res: StepResult) -> tuple[StepStatus, str]:
     if not res.detected:
-        return StepStatus.MISSED, f"no {res.expect} incident carried this step's markers within the step's timeout"
+        return StepStatus.MISSED, (f"no {res.expect} event carrying this step's markers reached an incident "
+                                   "within the step's timeout")
     problems = []
     if res.detect_s is not None and res.detect_s > res.slo_detect:
         problems.append(f"detected in {res.detect_s:.2f}s > SLO {res.slo_detect:g}s")
-    if res.page_s is None:
+    if res.page_s is None and res.joined:
+        problems.append(f"no new page: the step joined incident(s) {', '.join('#' + str(i) for i in res.joined)}, "
+                        "opened and paged before it (same group within alerting.group_window)")
+    elif res.page_s is None:
         problems.append("no page was delivered")
     elif res.page_s > res.slo_page:
         problems.append(f"paged in {res.page_s:.2f}s > SLO {res.slo_page:g}s")
