@@ -12,11 +12,15 @@ import pytest
 
 from canary.cli import main
 from canary.commands.drill import exit_code
-from canary.crypto import generate_key, write_key_file
+from canary.crypto import Keyring, generate_key, load_key, write_key_file
 from canary.drills import deployment, playbook
 from canary.drills.runner import DrillRunner, StepStatus
 from canary.errors import DrillError
-from seeders.postgres import policy_names
+from canary.listener import Listener
+from canary.pg.server import PostgresServer
+from canary.runtime import open_runtime
+from seeder_helpers import shop_database
+from seeders.postgres import PostgresSeeder, policy_names
 
 
 def _book(tmp: Path, text: str, name: str = "custom") -> playbook.Playbook:
@@ -147,3 +151,34 @@ def test_unknown_report_format_is_an_error(capsys: pytest.CaptureFixture[str]) -
     """`--format pdf` fails before anything runs, with a message listing the formats."""
     assert main(["drill", "run", "insider-export", "--format", "md,pdf"]) == 2
     assert "unknown format(s) pdf" in capsys.readouterr().err
+
+
+async def test_insider_export_against_a_configured_deployment(
+    pg_server: PostgresServer, target_dsn: str, make_config, data_dir: Path  # type: ignore[no-untyped-def]
+) -> None:
+    """Against a configured deployment whose listener runs separately (here: in-process, like
+    `canary listen`), with an ordinary role's DSN as the insider, both steps are detected and paged."""
+    write_key_file(data_dir / "master.key", generate_key())
+    async with shop_database(pg_server, target_dsn, rows=3000) as shop:
+        cfg = make_config(
+            datastores=[{"name": "shop", "dsn": shop.dsn, "node": "cfg-primary", "jsonlog_dir": str(pg_server.log_dir),
+                         "tables": [{"table": "public.customers", "count": 8}]}],
+            listener={"jsonlog_poll": "50ms"}, alerting={"retry_initial": "200ms"},
+            sinks=[{"name": "oncall", "type": "stdout"}],
+        )
+        runtime = await open_runtime(cfg, keyring=Keyring(load_key(cfg.canary.key_file)))
+        seeder = PostgresSeeder.from_config(cfg, "shop", runtime.registry)
+        await seeder.apply()
+        listener = Listener(runtime)
+        await listener.start()
+        try:
+            async with deployment.configured(cfg, insider_dsn=shop.reader_dsn) as target:
+                result = await DrillRunner(target, playbook.load("insider-export")).run()
+        finally:
+            await seeder.retire(force=True)
+            await listener.stop()
+    assert result.mode == "configured" and result.passed
+    for step in result.steps:
+        assert step.status is StepStatus.PASSED and step.paged_sinks == ["oncall"]
+        assert step.incidents[0]["actor"]["user"] == shop.reader
+        assert step.incidents[0]["origin"]["node"] == "cfg-primary"
