@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,7 +59,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     formats = _formats(args.format)
     cfg = config_mod.load(args.config)
     logs.configure(args.log_level or "warning", "console")
-    book = playbook.load(args.playbook, [cfg.canary.data_dir / "playbooks"])
+    book = await asyncio.to_thread(playbook.load, args.playbook, [cfg.canary.data_dir / "playbooks"])
     if args.demo or not cfg.datastores:
         print(f"drill {book.name}: standing up a demo deployment (embedded PostgreSQL, shop, canaries, listener)", flush=True)
         target = deployment.demo(book, customers=args.customers, canaries=args.canaries, drill_sink=args.drill_sink)
@@ -67,7 +68,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     async with target as t:
         result = await DrillRunner(t, book).run()
     data = result.to_json()
-    paths = report.write(data, Path(args.report_dir), formats)
+    paths = await asyncio.to_thread(report.write, data, Path(args.report_dir), formats)
     print(f"\n  {'#':>2} {'step':<36} {'expected':<10} {'result':<8} {'detect':>9} {'page':>9}  incidents")
     for s in result.steps:
         print(f"  {s.number:>2} {s.name[:36]:<36} {s.expect:<10} {s.status:<8} {report.duration(s.detect_s):>9} "

@@ -130,13 +130,14 @@ def timeline_svg(data: Mapping[str, Any]) -> str:
     for i in range(6):  # axis ticks
         tx = _LEFT + _WIDTH * i / 5
         parts.append(f'<line x1="{tx:.1f}" y1="{_TOP - 8}" x2="{tx:.1f}" y2="{height - 26}" stroke="#eaeef2"/>'
-                     f'<text x="{tx:.1f}" y="{height - 10}" text-anchor="middle" fill="#57606a">{duration(span * i / 5)}</text>')
+                     f'<text x="{tx:.1f}" y="{height - 10}" text-anchor="{"end" if i == 5 else "middle"}" '
+                     f'fill="#57606a">{duration(span * i / 5)}</text>')
     last_x = float(_LEFT)
     for n, s in enumerate(steps):
         y = _TOP + n * _ROW
         colour = _STATUS_COLOURS.get(s["status"], "#6e7781")
         parts.append(f'<g class="step" data-step="{s["number"]}" data-status="{_e(s["status"])}">')
-        parts.append(f'<text x="8" y="{y + 15}" fill="#1f2328">{_e(str(s["number"]) + ". " + s["name"][:30])}</text>')
+        parts.append(f'<text x="8" y="{y + 15}" fill="#1f2328">{_e(str(s["number"]) + ". " + (s["name"] if len(s["name"]) <= 30 else s["name"][:29] + "…"))}</text>')
         start = _ts(s["started_at"])
         if start is None:
             parts.append(f'<circle class="marker skipped" cx="{last_x + 6:.1f}" cy="{y + 11}" r="6" fill="#fff" '

@@ -42,6 +42,7 @@ DRILL_SENDER_DOMAIN = "billing-notice.example"
 #: NANP numbers 555-0100..0199 are reserved for fiction: a drill SMS never comes from a real person.
 FICTIONAL_AREA_CODES = ("202", "312", "415", "617", "718")
 CONNECT_TIMEOUT = 10.0
+STATEMENT_TIMEOUT = 300.0  # a drill statement (a whole-table read, a dump) may take this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +107,8 @@ async def _connect(ctx: StepContext, dsn: str | None, what: str) -> asyncpg.Conn
     if dsn is None:
         raise Skipped(what)
     try:
-        return await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT, server_settings={"application_name": ctx.application_name})
+        return await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT, command_timeout=STATEMENT_TIMEOUT,
+                                     server_settings={"application_name": ctx.application_name})
     except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
         raise DrillError(f"cannot connect for step {ctx.step.name!r}: {type(exc).__name__}") from None
 
@@ -235,10 +237,13 @@ async def pg_dump(ctx: StepContext) -> None:
         raise Skipped(f"no pg_dump client for PostgreSQL {major} on this machine")
     env = {**os.environ, **_libpq_env(dsn), "PGAPPNAME": ctx.application_name, "PGCONNECT_TIMEOUT": "10"}
     ctx.start()
-    done = await asyncio.to_thread(
-        subprocess.run, [str(binary), "--data-only", "-t", ctx.step.table, "-f", os.devnull],
-        env=env, capture_output=True, timeout=300,
-    )
+    try:
+        done = await asyncio.to_thread(
+            subprocess.run, [str(binary), "--data-only", "-t", ctx.step.table, "-f", os.devnull],
+            env=env, capture_output=True, timeout=STATEMENT_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        raise DrillError(f"pg_dump did not finish within {STATEMENT_TIMEOUT:g}s") from None
     if done.returncode != 0:
         raise DrillError(f"pg_dump failed: {done.stderr.decode(errors='replace').strip()[-300:]}")
     ctx.facts.update(client=str(binary), table=ctx.step.table)
