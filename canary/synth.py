@@ -66,7 +66,7 @@ _NAME_RULES: tuple[tuple[Semantic, re.Pattern[str]], ...] = tuple(
         (Semantic.LAST_NAME, r"last_?name|family_?name|surname|^lname$"),
         (Semantic.FULL_NAME, r"^(full_?|display_?|customer_?|contact_?)?name$"),
         (Semantic.STREET, r"street|address_?line|addr(ess)?_?1$|line_?1$"),
-        (Semantic.ADDRESS, r"^(postal_|mailing_|billing_|shipping_|home_)?addr(ess)?$"),
+        (Semantic.ADDRESS, r"^(postal_|mailing_|billing_|shipping_|home_)?addr(ess)?$|^ship(ping)?_?to$|^deliver(y)?_?(to|address)$"),
         (Semantic.CITY, r"city|town"),
         (Semantic.STATE, r"^state$|province|region|prefecture"),
         (Semantic.POSTCODE, r"zip|post_?code|postal_?code"),
@@ -202,6 +202,8 @@ class ColumnProfile:
     freemail_rate: float = 0.0
     plus_rate: float = 0.0
     case_styles: Weighted = Weighted((), ())  # lower / upper / title / mixed
+    prefixes: Weighted = Weighted((), ())  # leading digit groups shared by many values (area codes)
+    granularity: float = 0.0  # numbers are multiples of this (e.g. 1000); 0: none detected
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +285,15 @@ def profile(info: TableInfo, sample: Sequence[Mapping[str, str | None]]) -> Tabl
                 email_locals=Weighted.of(locals_), email_domains=Weighted.of(domains),
                 freemail_rate=free / len(present), plus_rate=plus / len(present), case_styles=Weighted.of(cases),
             )
+        if sem == Semantic.PHONE and present:
+            heads = Counter(m.group(0) for m in (re.match(r"\+?\d+", v) for v in present) if m)
+            extra["prefixes"] = Weighted.of({h: c for h, c in heads.items() if c >= MIN_SHARED})
+        if numbers and integral:
+            ints = [int(n) for n in numbers if n]
+            g = 1
+            while ints and g < 10**9 and all(i % (g * 10) == 0 for i in ints):
+                g *= 10
+            extra["granularity"] = float(g) if g > 1 else 0.0
         script = script_of(present[:200]) if col.category == "S" else None
         if sem in (Semantic.FULL_NAME, Semantic.FIRST_NAME, Semantic.LAST_NAME, Semantic.ADDRESS, Semantic.CITY, Semantic.STREET):
             if script:
@@ -442,6 +453,7 @@ class Synthesizer:
         contacts: ContactAllocator,
         seed: int | None = None,
         skip: Iterable[str] = (),
+        reuse: Mapping[str, tuple[Weighted, float]] | None = None,
     ) -> None:
         self.info = info
         self.profile = prof
@@ -457,6 +469,8 @@ class Synthesizer:
         self.pk = pk[0] if len(pk) == 1 else None
         self.semantics = {c.name: semantic_of(c) for c in info.columns}
         self.hints = check_hints(info)
+        self.reuse = dict(reuse or {})
+        self.unique = {cols[0] for cols in info.unique_sets() if len(cols) == 1}
 
     def columns(self) -> list[Column]:
         """Columns the seeder writes: all but generated ones and those it leaves to their default."""
@@ -482,6 +496,10 @@ class Synthesizer:
                 values[col.name] = email
                 continue
             if sem == Semantic.PHONE:
+                shared = self.reuse.get(col.name)
+                if not self.contacts.phone_numbers and shared is not None and shared[0] and self.rng.random() < shared[1]:
+                    values[col.name] = str(shared[0].pick(self.rng))
+                    continue
                 phone_e164 = self.contacts.phone()
                 phone = phone_e164 or None
                 values[col.name] = self._phone(phone_e164, prof) if not self._null(col, prof) or phone_e164 else None
@@ -490,6 +508,10 @@ class Synthesizer:
                 continue
             if self._null(col, prof):
                 values[col.name] = None
+                continue
+            shared = self.reuse.get(col.name)
+            if shared is not None and shared[0] and self.rng.random() < shared[1]:
+                values[col.name] = str(shared[0].pick(self.rng))
                 continue
             hint = self.hints.get(col.name)
             if hint is not None and hint.allowed:
@@ -525,10 +547,14 @@ class Synthesizer:
         return person["first"].lower(), person["last"].lower()
 
     def _email(self, person: Mapping[str, str], prof: ColumnProfile | None) -> str:
-        w1, w2 = self._latin_words(person)
+        template = prof.email_locals.pick(self.rng) if prof and prof.email_locals else "w.w"
+        if template.count("w") == 1:  # one word: a whole handle, as people pick them
+            w1 = re.sub(r"[^a-z]", "", self.fake.user_name().lower()) or "user"
+            w2 = w1
+        else:
+            w1, w2 = self._latin_words(person)
         w1 = re.sub(r"[^a-z]", "", w1) or "user"
         w2 = re.sub(r"[^a-z]", "", w2) or "mail"
-        template = prof.email_locals.pick(self.rng) if prof and prof.email_locals else "w.w"
         words = iter([w1, w2, w2[:1], w1[:1]])
         local = []
         for tok in re.findall(r"w|9+|[^w9]", template):
@@ -551,7 +577,13 @@ class Synthesizer:
         template = prof.shapes.pick(self.rng) if prof and prof.shapes else None
         if e164 is None:
             if template and set(template) <= set("9+-(). x"):
-                return _fill(template, self.rng)
+                text = _fill(template, self.rng)
+                head = re.match(r"\+?9+", template)
+                if head and prof and prof.prefixes:
+                    fitting = [p for p in prof.prefixes.values if len(p) == len(head.group(0))]
+                    if fitting:
+                        text = self.rng.choice(fitting) + text[len(head.group(0)):]
+                return text
             return str(self.fake.phone_number())
         return format_phone(e164, template or "+" + "9" * (len(e164) - 1), self.locale)
 
@@ -572,7 +604,7 @@ class Synthesizer:
             created = next((parse_ts(done.get(c.name)) for c in self.info.columns if self.semantics[c.name] == Semantic.CREATED and done.get(c.name)), None)
             base = created or ctx.created
             if base is not None and self.profile.created_gap:
-                return self._ts(col, base + dt.timedelta(seconds=max(0.0, _quantile(self.profile.created_gap, self.rng))))
+                return self._ts(col, base + dt.timedelta(seconds=max(0.0, self.rng.choice(self.profile.created_gap))))
             return self._ts(col, base or self._sample_ts(prof))
         if sem == Semantic.BIRTHDATE:
             if prof and prof.numbers:
@@ -641,6 +673,11 @@ class Synthesizer:
         if col.category == "N":
             integral = col.base_type in ("int2", "int4", "int8") or bool(prof and prof.numbers and prof.integral)
             x = _quantile(prof.numbers, r) if prof and prof.numbers else r.uniform(0, 1000)
+            if col.name in self.unique and (not prof or len(set(prof.numbers)) < 20):
+                # too few sampled values to draw distinct ones from: spread beyond them
+                lo = min(prof.numbers) if prof and prof.numbers else 0.0
+                hi = max(prof.numbers) if prof and prof.numbers else 1000.0
+                x = r.uniform(lo, hi + 1000.0)
             hint = self.hints.get(col.name)
             if hint is not None:
                 step = 1.0 if integral else 10.0 ** -(col.numeric_scale if col.numeric_scale is not None else 2)
@@ -648,6 +685,8 @@ class Synthesizer:
                     x = hint.low + (step if hint.low_strict else 0.0) + (r.random() * 10 * step if hint.high is None else 0.0)
                 if hint.high is not None and (x > hint.high or (hint.high_strict and x >= hint.high)):
                     x = hint.high - (step if hint.high_strict else 0.0)
+            if prof and prof.granularity:
+                x = max(prof.granularity, round(x / prof.granularity) * prof.granularity)
             if integral:
                 return str(int(round(x)))
             scale = col.numeric_scale if col.numeric_scale is not None else 2

@@ -148,9 +148,15 @@ async def _plan_reference(
     batch = Batch(info, [], parent.depth + 1, parent, rows_idx, (fk, ref.ref_columns[0]),
                   [parent.top_index[i] if parent.top_index else i for i in rows_idx], contexts)
 
+    parent_address = next((c.name for c in parent.info.columns if semantic_of(c) == Semantic.ADDRESS), None)
+    child_address = [c.name for c in info.columns if semantic_of(c) == Semantic.ADDRESS and c.name != fk]
+
     def make(i: int) -> SynthRow:
         r = synth.row(contexts[i])
         r.values[fk] = parent.rows[rows_idx[i]].values.get(ref.ref_columns[0])
+        for col in child_address:  # an order ships to its customer's address
+            if parent_address and r.values.get(col) is not None:
+                r.values[col] = parent.rows[rows_idx[i]].values.get(parent_address) or r.values[col]
         return r
 
     batch.regenerate = make

@@ -38,12 +38,14 @@ from canary.crypto import Keyring
 from canary.errors import DatastoreError, SeedError
 from canary.registry import NewCanary, Registry, location_key, value_purpose
 from canary.synth import (
+    MIN_SHARED,
     ContactAllocator,
     RowContext,
     Semantic,
     Synthesizer,
-    TableProfile,
     SynthRow,
+    TableProfile,
+    Weighted,
     _fill,
     _quantile,
     infer_locale,
@@ -304,7 +306,9 @@ class PostgresSeeder:
         pools = self.pools if cred is None else ContactPools()
         used = await self._used_contacts()
         contacts = ContactAllocator(pools.email_domains, pools.phone_numbers, used, random.Random(self.rng.getrandbits(64)))
-        synth = Synthesizer(info, prof, locale=locale, contacts=contacts, seed=self.rng.getrandbits(64), skip=self._skipped(info, prof))
+        skipped = self._skipped(info, prof)
+        reuse = await self._shared_values(conn, info, sample, skipped, pools)
+        synth = Synthesizer(info, prof, locale=locale, contacts=contacts, seed=self.rng.getrandbits(64), skip=skipped, reuse=reuse)
         creds: list[Credential] = []
         if cred is not None:
             factory, ctype, cols = cred
@@ -336,6 +340,39 @@ class PostgresSeeder:
             roles = [sql for sql in (create_role_sql(cred[0], c) for c in creds) if sql]
             statements = roles + statements
         return _TargetWork(target, info, existing, batches, [(r.email, r.phone) for r in rows], statements, warnings, forced_off, creds)
+
+    async def _shared_values(
+        self, conn: asyncpg.Connection, info: TableInfo, sample: list[dict[str, str | None]], skipped: Sequence[str], pools: ContactPools
+    ) -> dict[str, tuple[Weighted, float]]:
+        """Text values many real rows share (a family address, a switchboard number), and how often a
+        real row holds one: canaries reuse such values at the same rate, so "every value is unique"
+        does not single them out. Only values at least MIN_SHARED rows of the table hold are reused
+        (never a value that identifies one person); never e-mail, pooled phones or unique columns."""
+        unique_cols = {cols[0] for cols in info.unique_sets() if len(cols) == 1}
+        out: dict[str, tuple[Weighted, float]] = {}
+        for c in info.columns:
+            sem = semantic_of(c)
+            if c.category != "S" or c.name in unique_cols or c.name in skipped or sem == Semantic.EMAIL:
+                continue
+            if sem == Semantic.PHONE and pools.phone_numbers:
+                continue
+            values = [r[c.name] for r in sample if r.get(c.name) is not None]
+            if len(values) < 20:
+                continue
+            rows = await conn.fetch(
+                f"SELECT {ident(c.name)}::text AS v, count(*) AS n FROM {qualified(info.schema, info.name)}"
+                f" WHERE {ident(c.name)} = ANY($1::text[]::{c.type}[]) GROUP BY 1",
+                sorted(set(values)),
+            )
+            counts = {r["v"]: int(r["n"]) for r in rows if r["n"] >= MIN_SHARED}
+            rate = sum(1 for v in values if v in counts) / len(values)
+            if counts:
+                median = sorted(counts.values())[len(counts) // 2]
+                if median < 50:  # the canary adds one more holder: take values held less often than typical
+                    counts = {v: n for v, n in counts.items() if n <= median} or counts
+            if counts and rate >= 0.05:
+                out[c.name] = (Weighted.of(counts), rate)
+        return out
 
     def _target_rng(self, target: str, present: int) -> random.Random:
         """Randomness for one target, reproducible so that ``plan`` shows the rows ``apply`` writes: from
@@ -446,7 +483,8 @@ class PostgresSeeder:
             while len(chosen) < want and attempts < want * 50:
                 attempts += 1
                 lo, hi, lo_c, hi_c = self.rng.choices(slots, weights=weights)[0]
-                key = self.rng.randint(lo + 1, hi - 1)
+                # next to a real row, like a real row beside a deleted one (attempts > want: anywhere in the gap)
+                key = self.rng.choice((lo + 1, hi - 1)) if attempts <= want * 2 else self.rng.randint(lo + 1, hi - 1)
                 if key in chosen or key in taken:
                     continue
                 chosen.add(key)
