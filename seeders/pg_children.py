@@ -10,6 +10,7 @@ Rows are inserted parents first; retire deletes them deepest first.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import random
@@ -116,7 +117,7 @@ async def _plan_reference(
     sample = await _sample_children(conn, info, fk, parent_sample_keys)
     from canary.synth import profile
 
-    prof = profile(info, sample)
+    prof = await asyncio.to_thread(profile, info, sample)
     counts = await _children_per_parent(conn, info, fk, parent_sample_keys)
     if not counts:
         return None
@@ -161,10 +162,14 @@ async def _plan_reference(
 
     batch.regenerate = make
     batch.forced_off = forced_off
-    batch.rows = [PlannedRow(info.target, "", {}, canary=False) for _ in contexts]
-    for i in range(len(contexts)):
-        values = make(i).values
-        batch.rows[i] = PlannedRow(info.target, batch.key_of(values), values, canary=False)
+    def build() -> list[PlannedRow]:
+        out = []
+        for i in range(len(contexts)):
+            values = make(i).values
+            out.append(PlannedRow(info.target, batch.key_of(values), values, canary=False))
+        return out
+
+    batch.rows = await asyncio.to_thread(build)  # CPU work (Faker) off the event loop
     return batch
 
 

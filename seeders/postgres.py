@@ -19,8 +19,10 @@ restores the row-level-security state found before the first seeding.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import random
 import re
@@ -467,10 +469,12 @@ class PostgresSeeder:
             [int(x) for x in exclude],
         )
         taken = {int(x) for x in exclude}
+        ordered = sorted(taken)
         slots: list[tuple[int, int, dt.datetime | None, dt.datetime | None]] = []
         capacity = 0
         for g in gaps:
-            free = g["hi"] - g["lo"] - 1 - sum(1 for t in taken if g["lo"] < t < g["hi"]) if taken else g["hi"] - g["lo"] - 1
+            inside = bisect.bisect_left(ordered, g["hi"]) - bisect.bisect_right(ordered, g["lo"])
+            free = g["hi"] - g["lo"] - 1 - inside
             if free > 0:
                 slots.append((g["lo"], g["hi"], parse_ts(g["lo_c"]), parse_ts(g["hi_c"])))
                 capacity += free
@@ -478,11 +482,11 @@ class PostgresSeeder:
         if capacity:
             chosen: set[int] = set()
             want = min(n, capacity)
-            weights = [s[1] - s[0] - 1 for s in slots]
+            cum = list(itertools.accumulate(s[1] - s[0] - 1 for s in slots))
             attempts = 0
             while len(chosen) < want and attempts < want * 50:
                 attempts += 1
-                lo, hi, lo_c, hi_c = self.rng.choices(slots, weights=weights)[0]
+                lo, hi, lo_c, hi_c = slots[bisect.bisect_right(cum, self.rng.random() * cum[-1])]
                 # next to a real row, like a real row beside a deleted one (attempts > want: anywhere in the gap)
                 key = self.rng.choice((lo + 1, hi - 1)) if attempts <= want * 2 else self.rng.randint(lo + 1, hi - 1)
                 if key in chosen or key in taken:
