@@ -79,8 +79,6 @@ async def plan_children(
     locale: str,
     warnings: list[str],
     rng: random.Random,
-    *,
-    dry_run: bool,
 ) -> list[Batch]:
     """Batches of child rows for ``parent`` (and their children), parents before children."""
     if parent.depth >= MAX_DEPTH or not parent.rows:
@@ -91,18 +89,18 @@ async def plan_children(
         if ref.child_target in seen or ref.child_target == parent.target:
             continue
         seen.add(ref.child_target)
-        batch = await _plan_reference(seeder, conn, role, parent, ref, parent_sample_keys, locale, warnings, rng, dry_run=dry_run)
+        batch = await _plan_reference(seeder, conn, role, parent, ref, parent_sample_keys, locale, warnings, rng)
         if batch is None or not batch.rows:
             continue
         out.append(batch)
         keys = await _real_keys(conn, batch.info, ref.columns[0], parent_sample_keys)
-        out.extend(await plan_children(seeder, conn, role, batch, keys, locale, warnings, rng, dry_run=dry_run))
+        out.extend(await plan_children(seeder, conn, role, batch, keys, locale, warnings, rng))
     return out
 
 
 async def _plan_reference(
     seeder: Any, conn: asyncpg.Connection, role: Any, parent: Batch, ref: Reference, parent_sample_keys: list[str],
-    locale: str, warnings: list[str], rng: random.Random, *, dry_run: bool,
+    locale: str, warnings: list[str], rng: random.Random,
 ) -> Batch | None:
     if len(ref.columns) != 1 or len(parent.info.primary_key) != 1 or ref.ref_columns != parent.info.primary_key:
         warnings.append(f"{ref.child_target}: its foreign key {ref.constraint} is not a single column to the key of "
@@ -112,7 +110,7 @@ async def _plan_reference(
     if not info.primary_key:
         warnings.append(f"{ref.child_target} has no primary key; canary cannot remove rows from it exactly, so it writes none")
         return None
-    forced_off = await seeder._quiet_reads(conn, info, role, may_alter=not dry_run)
+    forced_off = await seeder._quiet_reads(conn, info, role, may_alter=True)
     fk = ref.columns[0]
     sample = await _sample_children(conn, info, fk, parent_sample_keys)
     from canary.synth import profile

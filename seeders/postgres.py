@@ -252,14 +252,17 @@ class PostgresSeeder:
 
     # -- plan -----------------------------------------------------------------------------------
     async def plan(self) -> Plan:
-        """Dry run: what ``apply`` would write. Read-only; the transaction is rolled back."""
+        """Dry run: what ``apply`` would write; the transaction is always rolled back. Run by a table
+        owner without BYPASSRLS on a FORCEd table, its reads switch FORCE off inside that transaction
+        (a brief lock, bounded by lock_timeout) so that they do not fire detection."""
         conn = await self._connect()
         try:
             role = await self._role(conn)
-            tr = conn.transaction(readonly=True)
+            tr = conn.transaction()
             await tr.start()
             try:
-                works = [await self._prepare(conn, t, role, dry_run=True) for t in self.ds.tables]
+                await conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
+                works = [await self._prepare(conn, t, role) for t in self.ds.tables]
             finally:
                 await tr.rollback()
         finally:
@@ -280,7 +283,7 @@ class PostgresSeeder:
             locks=[w.info.target] if w.statements else [],
         )
 
-    async def _prepare(self, conn: asyncpg.Connection, target: TableTarget, role: Role, *, dry_run: bool) -> _TargetWork:
+    async def _prepare(self, conn: asyncpg.Connection, target: TableTarget, role: Role) -> _TargetWork:
         info = await introspect(conn, target.table, datastore=self.ds.name)
         reason = unsupported_reason(info)
         if reason:
@@ -299,7 +302,7 @@ class PostgresSeeder:
         pk_col = info.column(info.primary_key[0])
         self.rng = self._target_rng(info.target, len(existing))
         await conn.execute("SELECT setseed($1)", self.rng.uniform(-1.0, 1.0))  # the sample, too, is reproducible
-        forced_off = await self._quiet_reads(conn, info, role, may_alter=not dry_run)
+        forced_off = await self._quiet_reads(conn, info, role, may_alter=True)
         sample = await self._sample(conn, info, list(existing))
         prof = await asyncio.to_thread(profile, info, sample)
         locale = target.locale or infer_locale(prof.script, self.ds.locale)
@@ -330,7 +333,7 @@ class PostgresSeeder:
         if self.follow_foreign_keys and rows:
             sample_keys = [str(r[pk_col.name]) for r in sample if r.get(pk_col.name) is not None]
             batches += await plan_children(
-                self, conn, role, top, sample_keys, locale, warnings, random.Random(self.rng.getrandbits(64)), dry_run=dry_run
+                self, conn, role, top, sample_keys, locale, warnings, random.Random(self.rng.getrandbits(64))
             )
         if not self.pools.email_domains and any(semantic_of(c) == Semantic.EMAIL for c in info.columns):
             warnings.append(f"{info.target}: no canary mail domains configured ([seeding].email_domains); e-mail contact cannot alert")
@@ -430,8 +433,8 @@ class PostgresSeeder:
         return out
 
     async def _sample(self, conn: asyncpg.Connection, info: TableInfo, exclude: list[str]) -> list[dict[str, str | None]]:
-        """Up to SAMPLE_ROWS real rows as text. Canaries are excluded by key (a leakproof predicate
-        the planner evaluates before the detection policy)."""
+        """Up to SAMPLE_ROWS real rows as text (canaries excluded by key; the caller has made the
+        transaction's reads bypass row-level security, see _quiet_reads)."""
         pk = info.primary_key[0]
         pk_type = info.column(pk).type
         cols = ", ".join(f"{ident(c.name)}::text" for c in info.columns)
@@ -583,7 +586,7 @@ class PostgresSeeder:
         committed_control: list[int] = []
         try:
             await conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
-            works = [await self._prepare(conn, t, role, dry_run=False) for t in self.ds.tables]
+            works = [await self._prepare(conn, t, role) for t in self.ds.tables]
             for w in works:
                 await self._insert(conn, w)
                 if w.statements:  # keys drawn from a sequence are only known now

@@ -409,3 +409,19 @@ async def test_unreachable_dsn_is_one_clear_error_without_password(make_config, 
     assert "cannot connect to datastore 'shop'" in str(err.value)
     assert "s3cretPassw0rd" not in str(err.value) and "s3cretPassw0rd" not in repr(seeder)
     assert await store.pool.fetchval("SELECT count(*) FROM canaries") == 0
+
+
+async def test_plan_by_the_owner_fires_nothing(pg_server: PostgresServer, shop: Shop, seeded, make_config, store: ControlStore, keyring: Keyring) -> None:  # type: ignore[no-untyped-def]
+    """A dry run by the (non-superuser) table owner under FORCE RLS reads without firing detection
+    (FORCE is switched off inside its rolled-back transaction) and leaves FORCE on afterwards."""
+    owner_seeder = _seeder(make_config, store, keyring, shop.owner_dsn, count=COUNT + 3)
+    log = JsonLog(pg_server)
+    log.mark()
+    plan = await owner_seeder.plan()
+    assert plan.to_add == 3
+    conn = await _as(shop.dsn)
+    try:
+        assert await log.settle(shop.db, conn) == []
+    finally:
+        await conn.close()
+    assert (await _rls_state(shop.dsn))[1] == (True, True)
