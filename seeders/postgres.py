@@ -69,6 +69,7 @@ SQLSTATE = "CY001"
 SAMPLE_ROWS = 2000
 INSERT_BATCH = 2000
 MAX_ATTEMPTS = 20
+MANY_CANARIES = 1000  # per table: above this, readers pay noticeably for the policy (see bench/read_overhead.py)
 _INTEGER_TYPES = ("int2", "int4", "int8")
 _CONSTRAINT_ERRORS = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
 
@@ -340,6 +341,9 @@ class PostgresSeeder:
         if not self.pools.phone_numbers and any(semantic_of(c) == Semantic.PHONE for c in info.columns):
             warnings.append(f"{info.target}: no owned phone numbers configured ([seeding].phone_numbers); phone contact cannot alert")
         all_pks = list(existing) + [p.pk for p in top.rows]
+        if len(all_pks) > MANY_CANARIES:
+            warnings.append(f"{info.target}: {len(all_pks)} canaries in one table; every statement on it rebuilds the "
+                            f"membership test (bench/read_overhead.py: 10,000 keys make key lookups several times slower)")
         statements = self._detection_statements(info, pk_col.type, all_pks) if (to_add or not self._policy_present(info)) and all_pks else []
         if creds:
             roles = [sql for sql in (create_role_sql(cred[0], c) for c in creds) if sql]
