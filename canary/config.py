@@ -313,6 +313,83 @@ class ContactConfig(_Model):
         return self
 
 
+class HttpHoneypotConfig(_Model):
+    """``[honeypot.http]``: an internal-looking API on its own port that accepts Bearer, Basic,
+    API-key header and query-string credentials and answers every request identically."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8089, ge=0, le=65535)
+    paths: tuple[str, ...] = ("/api/", "/v1/", "/v2/", "/internal/", "/graphql")  # 401 here, 404 elsewhere
+    status: int = Field(default=401, ge=400, le=599)
+    content_type: str = "application/json"
+    body: str = '{"error":"invalid_token","error_description":"The access token is invalid or has expired","request_id":"{request_id}"}'
+    not_found_body: str = '{"error":"not_found","request_id":"{request_id}"}'
+    headers: dict[str, str] = {"Server": "nginx", "WWW-Authenticate": 'Bearer realm="internal", error="invalid_token"'}
+    api_key_headers: tuple[str, ...] = ("X-API-Key", "X-Auth-Token", "X-Access-Token", "Api-Key", "Private-Token")
+    query_params: tuple[str, ...] = ("api_key", "apikey", "access_token", "token", "key")
+    min_response_time: float = 0.05  # every answer takes at least this long (no timing oracle)
+    max_connections: int = Field(default=256, ge=1, le=100_000)
+    idle_timeout: float = 10.0  # a connection must complete a request within this (slow-loris)
+    max_field_size: int = Field(default=8190, ge=256, le=65536)
+    max_headers: int = Field(default=64, ge=8, le=1024)
+
+    @field_validator("min_response_time", "idle_timeout", mode="before")
+    @classmethod
+    def _dur(cls, v: object) -> float:
+        return parse_duration(v)
+
+
+class PgHoneypotConfig(_Model):
+    """``[honeypot.postgres]``: the PostgreSQL wire-protocol honeypot that canary DSNs point at."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=6543, ge=0, le=65535)
+    auth: Literal["scram-sha-256", "password"] = "scram-sha-256"
+    max_connections: int = Field(default=64, ge=1, le=10_000)
+    auth_timeout: float = 10.0
+    alert_unknown_users: bool = True  # any login attempt here is suspicious (warning without a canary)
+
+    @field_validator("auth_timeout", mode="before")
+    @classmethod
+    def _dur(cls, v: object) -> float:
+        return parse_duration(v)
+
+
+class HoneypotConfig(_Model):
+    http: HttpHoneypotConfig = HttpHoneypotConfig()
+    postgres: PgHoneypotConfig = PgHoneypotConfig()
+
+
+class CloudTrailConfig(_Model):
+    """``[credentials.cloudtrail]``: CloudTrail log files dropped in ``directory`` and EventBridge
+    events POSTed to ``http_path`` (on the listener; guarded by ``api_key`` in ``api_key_header``)."""
+
+    directory: Path | None = None
+    poll: float = 5.0
+    http_path: str = ""
+    api_key: Secret | None = None
+    api_key_header: str = "X-Canary-Api-Key"
+
+    @field_validator("poll", mode="before")
+    @classmethod
+    def _dur(cls, v: object) -> float:
+        return parse_duration(v)
+
+    @model_validator(mode="after")
+    def _guarded(self) -> CloudTrailConfig:
+        if self.http_path and not self.http_path.startswith("/"):
+            raise ValueError("http_path must start with /")
+        if self.http_path and self.api_key is None:
+            raise ValueError("http_path needs api_key (EventBridge API destinations send it as a header)")
+        return self
+
+
+class CredentialsConfig(_Model):
+    cloudtrail: CloudTrailConfig = CloudTrailConfig()
+
+
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
@@ -427,83 +504,6 @@ class CoverageConfig(_Model):
     @classmethod
     def _expand(cls, v: tuple[Path, ...]) -> tuple[Path, ...]:
         return tuple(p.expanduser() for p in v)
-
-
-class HttpHoneypotConfig(_Model):
-    """``[honeypot.http]``: an internal-looking API on its own port that accepts Bearer, Basic,
-    API-key header and query-string credentials and answers every request identically."""
-
-    enabled: bool = False
-    host: str = "127.0.0.1"
-    port: int = Field(default=8089, ge=0, le=65535)
-    paths: tuple[str, ...] = ("/api/", "/v1/", "/v2/", "/internal/", "/graphql")  # 401 here, 404 elsewhere
-    status: int = Field(default=401, ge=400, le=599)
-    content_type: str = "application/json"
-    body: str = '{"error":"invalid_token","error_description":"The access token is invalid or has expired","request_id":"{request_id}"}'
-    not_found_body: str = '{"error":"not_found","request_id":"{request_id}"}'
-    headers: dict[str, str] = {"Server": "nginx", "WWW-Authenticate": 'Bearer realm="internal", error="invalid_token"'}
-    api_key_headers: tuple[str, ...] = ("X-API-Key", "X-Auth-Token", "X-Access-Token", "Api-Key", "Private-Token")
-    query_params: tuple[str, ...] = ("api_key", "apikey", "access_token", "token", "key")
-    min_response_time: float = 0.05  # every answer takes at least this long (no timing oracle)
-    max_connections: int = Field(default=256, ge=1, le=100_000)
-    idle_timeout: float = 10.0  # a connection must complete a request within this (slow-loris)
-    max_field_size: int = Field(default=8190, ge=256, le=65536)
-    max_headers: int = Field(default=64, ge=8, le=1024)
-
-    @field_validator("min_response_time", "idle_timeout", mode="before")
-    @classmethod
-    def _dur(cls, v: object) -> float:
-        return parse_duration(v)
-
-
-class PgHoneypotConfig(_Model):
-    """``[honeypot.postgres]``: the PostgreSQL wire-protocol honeypot that canary DSNs point at."""
-
-    enabled: bool = False
-    host: str = "127.0.0.1"
-    port: int = Field(default=6543, ge=0, le=65535)
-    auth: Literal["scram-sha-256", "password"] = "scram-sha-256"
-    max_connections: int = Field(default=64, ge=1, le=10_000)
-    auth_timeout: float = 10.0
-    alert_unknown_users: bool = True  # any login attempt here is suspicious (warning without a canary)
-
-    @field_validator("auth_timeout", mode="before")
-    @classmethod
-    def _dur(cls, v: object) -> float:
-        return parse_duration(v)
-
-
-class HoneypotConfig(_Model):
-    http: HttpHoneypotConfig = HttpHoneypotConfig()
-    postgres: PgHoneypotConfig = PgHoneypotConfig()
-
-
-class CloudTrailConfig(_Model):
-    """``[credentials.cloudtrail]``: CloudTrail log files dropped in ``directory`` and EventBridge
-    events POSTed to ``http_path`` (on the listener; guarded by ``api_key`` in ``api_key_header``)."""
-
-    directory: Path | None = None
-    poll: float = 5.0
-    http_path: str = ""
-    api_key: Secret | None = None
-    api_key_header: str = "X-Canary-Api-Key"
-
-    @field_validator("poll", mode="before")
-    @classmethod
-    def _dur(cls, v: object) -> float:
-        return parse_duration(v)
-
-    @model_validator(mode="after")
-    def _guarded(self) -> CloudTrailConfig:
-        if self.http_path and not self.http_path.startswith("/"):
-            raise ValueError("http_path must start with /")
-        if self.http_path and self.api_key is None:
-            raise ValueError("http_path needs api_key (EventBridge API destinations send it as a header)")
-        return self
-
-
-class CredentialsConfig(_Model):
-    cloudtrail: CloudTrailConfig = CloudTrailConfig()
 
 
 class Config(_Model):
