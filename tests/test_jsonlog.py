@@ -167,6 +167,20 @@ async def test_parallel_worker_reads_name_the_leaders_session(runtime: Runtime, 
     ev = await runtime.pool.fetchrow("SELECT actor, origin, group_key FROM events")
     assert ev["actor"]["user"] == "mallory" and ev["actor"]["application_name"] == "etl"
     assert ev["origin"]["client_addr"] == "10.9.8.7" and ev["origin"]["database"] == "shop"
-    assert ev["group_key"].endswith(":4242:read")
+    assert ev["group_key"] == "pg:primary:shop:mallory:read"
     inc = await runtime.pool.fetchrow("SELECT title FROM incidents")
     assert inc["title"] == "Canary data read by mallory from 10.9.8.7"
+
+
+async def test_one_role_over_many_connections_is_one_incident(runtime: Runtime, tmp_path: Path) -> None:
+    """A scraper paging through the table over several connections is one incident that grows, not a
+    page per connection."""
+    lines = b"".join(record(pk, pid=pid, ts=f"2026-11-23T15:2{i}:00+00:00") for i, (pk, pid) in
+                     enumerate([(11, 100), (22, 101), (33, 102), (44, 103)]))
+    (tmp_path / "postgresql-20261123-100000.json").write_bytes(lines)
+    src = JsonlogSource("shop", "primary", tmp_path, from_start=True)
+    await src.start(runtime)
+    await src.stop()
+    await _drain(src)
+    rows = await runtime.pool.fetch("SELECT cardinality(canary_ids) AS n, event_count FROM incidents")
+    assert [(r["n"], r["event_count"]) for r in rows] == [(4, 4)]

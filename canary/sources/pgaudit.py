@@ -17,8 +17,8 @@ Record handlers (plain functions, see :mod:`canary.sources.pglog`):
 pgaudit lines carry no row identity: they name the table. The event therefore has ``canary_id =
 None`` and carries the table and its registry label (``<datastore>/<schema>.<table>``) in evidence;
 alerts show the table, and the RLS path (CY001, one event per canary row) adds the rows when it fires.
-The group matches the RLS read path's (node, database, backend pid, kind), so both signals of one
-statement land in one incident.
+The group is the RLS read path's (``read_group``: node, datastore, role, kind), so both signals of
+one read land in one incident.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import asyncpg
 
 from canary.errors import DatastoreError
 from canary.events import EventKind, Severity, event_key
-from canary.sources.pglog import Detection, RecordContext, drill_tag, is_export, parse_pg_timestamp
+from canary.sources.pglog import Detection, RecordContext, drill_tag, is_export, parse_pg_timestamp, read_group
 
 AUDIT_PREFIX = "AUDIT: "
 RLS_ERROR = "query would be affected by row-level security policy"
@@ -87,7 +87,7 @@ def _common(record: Mapping[str, Any], ctx: RecordContext, group_kind: EventKind
     pid = record.get("leader_pid") or record.get("pid")
     dbname = record.get("dbname")
     return {
-        "group": f"pg:{ctx.node}:{dbname or ''}:{pid}:{group_kind}",
+        "group": read_group(ctx.node, ctx.datastore, record.get("user"), group_kind),
         "observed_at": parse_pg_timestamp(record.get("timestamp")),
         "actor": {"user": record.get("user"), "application_name": app},
         "origin": {

@@ -84,6 +84,14 @@ def is_export(query: str) -> bool:
     return bool(_COPY.match(query or ""))
 
 
+def read_group(node: str, datastore: str, role: object, kind: EventKind) -> str:
+    """The incident group of reads: one role reading one datastore's canaries on one node, whatever
+    connection, statement or parallel worker it uses. A scraper that opens a connection per page, or a
+    pool of ten, is one incident that escalates with the canaries it collects, not a page per
+    connection. (Each handler that reports reads of tables uses this, so signals of one read merge.)"""
+    return f"pg:{node}:{datastore}:{role or ''}:{kind}"
+
+
 def read_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detection | None:
     """A ``CY001`` line from the touch function: a canary row was returned to a reader."""
     if record.get("state_code") != READ_SQLSTATE:
@@ -108,7 +116,7 @@ def read_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detection |
     return Detection(
         kind=kind,
         key=event_key("pg-read", ctx.node, pid, stmt_ts, target, pk),
-        group=f"pg:{ctx.node}:{dbname or ''}:{pid}:{kind}",
+        group=read_group(ctx.node, datastore, detail.get("u") or record.get("user"), kind),
         observed_at=observed,
         lookup=location_key(datastore, target, pk),
         actor={"user": record.get("user"), "role": detail.get("u"), "application_name": app},
