@@ -25,6 +25,10 @@ log_level = "info"
 host = "127.0.0.1"
 port = 8088
 
+[coverage]
+checks = true          # tamper and liveness: canaries intact, detection objects intact, log heartbeat
+check_interval = "1m"
+
 [[sinks]]
 name = "stdout"
 type = "stdout"
