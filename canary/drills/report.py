@@ -160,21 +160,25 @@ def timeline_svg(data: Mapping[str, Any]) -> str:
                          f'<title>page delivered after {duration(s["time_to_page_s"])}</title></path>')
         if not s["detected"]:
             label = s["status"]
-        parts.append(_label(label, x0, x1, y, colour) + "</g>")
+        markers = [x(_ts(s[k])) for k in ("detected_at", "paged_at") if s[k]]
+        parts.append(_label(label, x0, x1, y, colour, after=max(markers, default=x0)) + "</g>")
         last_x = x1
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _label(text: str, x0: float, x1: float, y: int, colour: str) -> str:
-    """A row's label right of its bar, or left of it (or inside it) when it would leave the chart."""
+def _label(text: str, x0: float, x1: float, y: int, colour: str, after: float | None = None) -> str:
+    """A row's label right of its bar, or left of it, or else inside it clear of the markers."""
     width = 6.8 * len(text)  # generous estimate for 12px sans-serif
+    clear = max(x0, after if after is not None else x0) + 10  # past the detect/page markers
     if x1 + 8 + width <= _LEFT + _WIDTH + 10:
         x, anchor = x1 + 8, "start"
     elif x0 - 8 - width >= _LEFT:
         x, anchor = x0 - 8, "end"
+    elif clear + width <= x1:
+        x, anchor = clear, "start"
     else:
-        x, anchor = x0 + 4, "start"
+        x, anchor = x1 - 4, "end"
     return f'<text x="{x:.1f}" y="{y + 15}" text-anchor="{anchor}" fill="{colour}">{_e(text)}</text>'
 
 
