@@ -204,6 +204,7 @@ class ColumnProfile:
     case_styles: Weighted = Weighted((), ())  # lower / upper / title / mixed
     prefixes: Weighted = Weighted((), ())  # leading digit groups shared by many values (area codes)
     granularity: float = 0.0  # numbers are multiples of this (e.g. 1000); 0: none detected
+    digit_prefixes: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # shape -> digit prefix -> rows (>= MIN_SHARED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +214,7 @@ class TableProfile:
     created_gap: tuple[float, ...] = ()  # sorted (updated - created) seconds
     created_epochs: tuple[float, ...] = ()  # sorted creation times (epoch seconds)
     script: str | None = None
+    places: Splicer | None = None  # location columns (address, postcode, city...) composed together
 
     def col(self, name: str) -> ColumnProfile | None:
         return self.columns.get(name)
@@ -288,6 +290,8 @@ def profile(info: TableInfo, sample: Sequence[Mapping[str, str | None]]) -> Tabl
         if sem == Semantic.PHONE and present:
             heads = Counter(m.group(0) for m in (re.match(r"\+?\d+", v) for v in present) if m)
             extra["prefixes"] = Weighted.of({h: c for h, c in heads.items() if c >= MIN_SHARED})
+        if sem in (Semantic.PHONE, Semantic.POSTCODE) and present:
+            extra["digit_prefixes"] = shared_digit_prefixes(present)
         if numbers and integral:
             ints = [int(n) for n in numbers if n]
             g = 1
@@ -317,7 +321,42 @@ def profile(info: TableInfo, sample: Sequence[Mapping[str, str | None]]) -> Tabl
             if a and b:
                 gaps.append((b - a).total_seconds())
     main_script = Counter(scripts).most_common(1)[0][0] if scripts else None
-    return TableProfile(columns=cols, rows=n, created_gap=tuple(sorted(gaps)), created_epochs=tuple(sorted(epochs)), script=main_script)
+    return TableProfile(columns=cols, rows=n, created_gap=tuple(sorted(gaps)), created_epochs=tuple(sorted(epochs)), script=main_script,
+                        places=Splicer.of(info, sample))
+
+
+def shared_digit_prefixes(values: Iterable[str], k: int = MIN_SHARED) -> dict[str, dict[str, int]]:
+    """Per value shape (``999-9999-9999``), the leading digit strings at least ``k`` values share
+    (``0``, ``01``, ``010``, ``0105``...): enough to draw numbers with the real prefix mix at every
+    length without keeping any one value."""
+    out: dict[str, Counter[str]] = {}
+    for v in values:
+        digits = re.sub(r"\D", "", v)
+        c = out.setdefault(shape(v), Counter())
+        for i in range(1, len(digits) + 1):
+            c[digits[:i]] += 1
+    return {sh: {p: n for p, n in c.items() if n >= k} for sh, c in out.items() if any(n >= k for n in c.values())}
+
+
+def draw_digits(template: str, prefixes: Mapping[str, int], rng: random.Random) -> str:
+    """Fill the 9s of ``template`` digit by digit, following shared prefixes as long as some
+    continuation is shared, then uniformly at random."""
+    n = template.count("9")
+    digits = ""
+    while len(digits) < n:
+        nxt = {d: prefixes.get(digits + d, 0) for d in string.digits}
+        total = sum(nxt.values())
+        if not total:
+            break
+        x = rng.random() * total
+        for d, c in nxt.items():
+            x -= c
+            if x < 0:
+                digits += d
+                break
+    digits += "".join(rng.choice(string.digits) for _ in range(n - len(digits)))
+    it = iter(digits)
+    return "".join(next(it) if ch == "9" else ch for ch in template)
 
 
 def parse_ts(text: str | None) -> dt.datetime | None:
@@ -342,6 +381,141 @@ def _quantile(sorted_values: Sequence[float], rng: random.Random) -> float:
     return sorted_values[i] + (sorted_values[min(i + 1, len(sorted_values) - 1)] - sorted_values[i]) * (pos - i)
 
 
+# -- location columns composed from shared parts --------------------------------------------------
+
+_PLACE_FIRST = (Semantic.STATE, Semantic.CITY)
+_PLACE_TEXT = (Semantic.ADDRESS, Semantic.STREET)
+_PLACE_LAST = (Semantic.POSTCODE,)
+Token = tuple[int, str | None]  # (index into Splicer.columns, text; None for NULL)
+
+
+@dataclass(frozen=True, slots=True)
+class Splicer:
+    """Composes a row's location columns (state, city, address / street, postcode) from parts of
+    several sampled rows, so canaries have the table's own address grammar and region mix.
+
+    Each sampled row becomes one token sequence, coarse to fine: state, city, the words of the
+    address (reversed when the table writes addresses fine-first, "12 Main St, Springfield"), then the
+    postcode. Generation follows a random row's tokens while at least ``k`` sampled rows share the
+    prefix (country, region, district, street...); every later token comes from a randomly chosen row
+    among those sharing that prefix and with the same token class (digits masked, or the word's
+    ending), so parts stay consistent where many people share them (a postcode of the same district)
+    and no one's address is copied: a result held by fewer than ``k`` sampled rows is rejected. The
+    sequences live only in memory for one seeding run.
+    """
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Token, ...], ...]
+    reverse: bool
+    text_index: int  # the column whose words are tokens (address / street)
+    common: frozenset[Token]  # digit-masked tokens at least k sampled rows use
+    held: Mapping[tuple[str | None, ...], int]  # address words -> sampled rows holding that address
+    k: int = MIN_SHARED
+    memo: dict[tuple[Token, ...], Mapping[Token, list[int]]] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, info: TableInfo, sample: Sequence[Mapping[str, str | None]], k: int = MIN_SHARED) -> Splicer | None:
+        sems = {c.name: semantic_of(c) for c in info.columns if c.category == "S"}
+        first = [n for sem in _PLACE_FIRST for n, s in sems.items() if s == sem]
+        text = [n for n, s in sems.items() if s in _PLACE_TEXT][:1]
+        last = [n for sem in _PLACE_LAST for n, s in sems.items() if s == sem]
+        columns = tuple(first + text + last)
+        if not text or len(sample) < 10 * k:
+            return None
+        words = [(v or "").split(" ") for v in (r.get(text[0]) for r in sample) if v]
+        if len(words) < 10 * k or sum(len(w) for w in words) < 3 * len(words):
+            return None  # short values: nothing to compose from
+        exact = Counter(w for ws in words for w in set(ws))  # the coarse end is the one whose words many rows share
+        reverse = sum(exact[ws[-1]] for ws in words) > sum(exact[ws[0]] for ws in words)
+        rows = []
+        t_index = columns.index(text[0])
+        for r in sample:
+            seq: list[Token] = []
+            for i, name in enumerate(columns):
+                v = r.get(name)
+                if i == t_index and v is not None:
+                    parts = v.split(" ")
+                    seq.extend((i, p) for p in (reversed(parts) if reverse else parts))
+                else:
+                    seq.append((i, v))
+            rows.append(tuple(seq))
+        counts = Counter((t[0], _mask(t[1])) for row in rows for t in set(row) if t[1] is not None)
+        held = Counter(tuple(t for i, t in row if i == t_index) for row in rows)
+        return cls(columns, tuple(rows), reverse, t_index, frozenset(t for t, n in counts.items() if n >= k), held, k)
+
+    def _cls(self, tok: Token) -> Token:
+        if tok[1] is None:
+            return tok
+        m = (tok[0], _mask(tok[1]))
+        if m in self.common:
+            return m
+        return (tok[0], "(" * tok[1].startswith("(") + "~" + tok[1][-1:])
+
+    def compose(self, rng: random.Random) -> dict[str, str | None] | None:
+        """Values for the location columns, or None if no new combination came up."""
+        for attempt in range(10):
+            seq = self._walk(rng, redraw=attempt >= 3)
+            words = tuple(t for i, t in seq if i == self.text_index)
+            if 0 < self.held.get(words, 0) < self.k:
+                continue  # a sampled row's own address
+            out: dict[str, str | None] = {}
+            for i, t in seq:
+                if i != self.text_index:
+                    out[self.columns[i]] = t
+            if words and words[0] is not None:
+                out[self.columns[self.text_index]] = " ".join(str(w) for w in (reversed(words) if self.reverse else words))
+            else:
+                out[self.columns[self.text_index]] = None
+            return out
+        return None
+
+    def _walk(self, rng: random.Random, redraw: bool = False) -> tuple[Token, ...]:
+        """One token sequence; with ``redraw``, the numbers of the rare part are drawn afresh (when
+        the parts of other rows keep adding up to a sampled row's own address)."""
+        rows = self.rows
+        cands: Sequence[int] = range(len(rows))
+        out: list[Token] = []
+        i = 0
+        while True:
+            r = rows[rng.choice(cands)]
+            if i >= len(r):
+                return tuple(out)
+            same = self._group(tuple(out), cands, i)[r[i]]
+            if len(same) >= self.k:
+                out.append(r[i])
+                cands = same
+                i += 1
+                continue
+            for j in range(i, len(r)):
+                cls = self._cls(r[j])
+                pool = [rows[c][j] for c in cands if len(rows[c]) > j and self._cls(rows[c][j]) == cls]
+                col, text = rng.choice(pool)
+                out.append((col, _redraw_digits(text, rng) if redraw and text is not None and col == self.text_index else text))
+            return tuple(out)
+
+
+    def _group(self, prefix: tuple[Token, ...], cands: Sequence[int], i: int) -> Mapping[Token, list[int]]:
+        """Rows sharing ``prefix``, grouped by their next token (memoised: walks share prefixes)."""
+        hit = self.memo.get(prefix)
+        if hit is None:
+            groups: dict[Token, list[int]] = {}
+            for c in cands:
+                if len(self.rows[c]) > i:
+                    groups.setdefault(self.rows[c][i], []).append(c)
+            hit = self.memo[prefix] = groups
+        return hit
+
+
+def _redraw_digits(text: str, rng: random.Random) -> str:
+    """Digit runs replaced by random ones of the same length (a house number is no one's own)."""
+    return re.sub(r"\d+", lambda m: str(rng.randint(10 ** (len(m.group(0)) - 1), 10 ** len(m.group(0)) - 1))
+                  if m.group(0)[0] != "0" else "".join(rng.choice(string.digits) for _ in m.group(0)), text)
+
+
+def _mask(text: str | None) -> str:
+    return re.sub(r"\d", "9", text) if text else ""
+
+
 # -- contact points -------------------------------------------------------------------------------
 
 
@@ -358,30 +532,49 @@ class ContactAllocator:
     phone_numbers: Sequence[str] = ()
     used: set[str] = field(default_factory=set)
     rng: random.Random = field(default_factory=random.Random)
-    _phones: list[str] | None = None
+    _blocks: dict[str, list[str]] | None = None  # free owned numbers by block (all but the last 4 digits)
+    _block_use: Counter[str] = field(default_factory=Counter)
+    _domain_use: Counter[str] = field(default_factory=Counter)
 
     def email(self, local: str, fallback_domain: str) -> str:
+        """``local@domain``, unique; pool domains are used evenly (the least used so far first), so
+        that each holds as few canaries as the pool allows."""
         for attempt in range(50):
             cand_local = local if attempt == 0 else f"{local}{self.rng.randint(1, 9999)}"
-            domain = self.rng.choice(list(self.email_domains)) if self.email_domains else fallback_domain
+            domain = self._least_used_domain() if self.email_domains else fallback_domain
             value = f"{cand_local}@{domain}"
             if value.lower() not in self.used:
                 self.used.add(value.lower())
+                self._domain_use[domain] += 1
                 return value
         raise SeedError("cannot allocate a unique canary e-mail address (pool of domains too small?)")
 
+    def _least_used_domain(self) -> str:
+        low = min(self._domain_use[d] for d in self.email_domains)
+        return self.rng.choice([d for d in self.email_domains if self._domain_use[d] == low])
+
     def phone(self) -> str | None:
-        """An owned E.164 number not used before, or None when no pool is configured."""
+        """An owned E.164 number not used before, or None when no pool is configured. Numbers are
+        spread over the pool's blocks evenly (the block with the fewest canaries so far first), so
+        no block of the numbering plan fills up with canaries."""
         if not self.phone_numbers:
             return None
-        if self._phones is None:
-            self._phones = [p for p in self.phone_numbers if p not in self.used]
-            self.rng.shuffle(self._phones)
-        if not self._phones:
+        if self._blocks is None:
+            self._blocks = {}
+            for p in self.phone_numbers:
+                if p not in self.used:
+                    self._blocks.setdefault(p[:-4], []).append(p)
+            for numbers in self._blocks.values():
+                self.rng.shuffle(numbers)
+        free = [b for b, numbers in self._blocks.items() if numbers]
+        if not free:
             raise SeedError(
                 f"the phone pool is exhausted: all {len(self.phone_numbers)} owned numbers are already canary contact points"
             )
-        value = self._phones.pop()
+        low = min(self._block_use[b] for b in free)
+        block = self.rng.choice(sorted(b for b in free if self._block_use[b] == low))
+        self._block_use[block] += 1
+        value = self._blocks[block].pop()
         self.used.add(value)
         return value
 
@@ -471,6 +664,7 @@ class Synthesizer:
         self.hints = check_hints(info)
         self.reuse = dict(reuse or {})
         self.unique = {cols[0] for cols in info.unique_sets() if len(cols) == 1}
+        self._place: dict[str, str | None] | None = None  # this row's composed location columns
 
     def columns(self) -> list[Column]:
         """Columns the seeder writes: all but generated ones and those it leaves to their default."""
@@ -483,6 +677,7 @@ class Synthesizer:
 
     def row(self, ctx: RowContext) -> SynthRow:
         person = self._person()
+        self._place = None
         values: dict[str, str | None] = {}
         email = phone = None
         for col in self.columns():
@@ -510,7 +705,8 @@ class Synthesizer:
                 values[col.name] = None
                 continue
             shared = self.reuse.get(col.name)
-            if shared is not None and shared[0] and self.rng.random() < shared[1]:
+            composed = self.profile.places is not None and col.name in self.profile.places.columns  # shares consistently itself
+            if shared is not None and shared[0] and not composed and self.rng.random() < shared[1]:
                 values[col.name] = str(shared[0].pick(self.rng))
                 continue
             hint = self.hints.get(col.name)
@@ -577,6 +773,8 @@ class Synthesizer:
         template = prof.shapes.pick(self.rng) if prof and prof.shapes else None
         if e164 is None:
             if template and set(template) <= set("9+-(). x"):
+                if prof and template in prof.digit_prefixes:
+                    return draw_digits(template, prof.digit_prefixes[template], self.rng)
                 text = _fill(template, self.rng)
                 head = re.match(r"\+?9+", template)
                 if head and prof and prof.prefixes:
@@ -596,6 +794,12 @@ class Synthesizer:
             if prof and prof.categorical:
                 return str(prof.categorical.pick(self.rng))
             return self.rng.choice(col.enum_labels)
+        places = self.profile.places
+        if places is not None and col.name in places.columns:
+            if self._place is None:
+                self._place = places.compose(self.rng) or {}
+            if self._place.get(col.name) is not None:
+                return self._fit(col, str(self._place[col.name]))
         if prof and prof.categorical and sem not in (Semantic.CREATED, Semantic.UPDATED, Semantic.BIRTHDATE):
             return self._fit(col, str(prof.categorical.pick(self.rng)))
         if sem == Semantic.CREATED:
@@ -629,7 +833,7 @@ class Synthesizer:
                 if sem == Semantic.POSTCODE and prof and prof.shapes:
                     template = prof.shapes.pick(self.rng)
                     if set(template) <= set("9- "):
-                        value = _fill(template, self.rng)
+                        value = draw_digits(template, prof.digit_prefixes.get(template, {}), self.rng)
                 return self._fit(col, value)
             return self._fit(col, self._generic_text(prof))
         return self._typed(col, prof)

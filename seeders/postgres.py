@@ -40,6 +40,7 @@ from canary.crypto import Keyring
 from canary.errors import DatastoreError, SeedError
 from canary.registry import NewCanary, Registry, location_key, value_purpose
 from canary.synth import (
+    FREEMAIL,
     MIN_SHARED,
     ContactAllocator,
     RowContext,
@@ -340,6 +341,8 @@ class PostgresSeeder:
             warnings.append(f"{info.target}: no canary mail domains configured ([seeding].email_domains); e-mail contact cannot alert")
         if not self.pools.phone_numbers and any(semantic_of(c) == Semantic.PHONE for c in info.columns):
             warnings.append(f"{info.target}: no owned phone numbers configured ([seeding].phone_numbers); phone contact cannot alert")
+        if rows:
+            warnings.extend(await self._pool_warnings(conn, info, prof, len(existing) + len(rows), pools))
         all_pks = list(existing) + [p.pk for p in top.rows]
         if len(all_pks) > MANY_CANARIES:
             warnings.append(f"{info.target}: {len(all_pks)} canaries in one table; every statement on it rebuilds the "
@@ -381,6 +384,48 @@ class PostgresSeeder:
                     counts = {v: n for v, n in counts.items() if n <= median} or counts
             if counts and rate >= 0.05:
                 out[c.name] = (Weighted.of(counts), rate)
+        return out
+
+    async def _pool_warnings(
+        self, conn: asyncpg.Connection, info: TableInfo, prof: TableProfile, canaries: int, pools: ContactPools
+    ) -> list[str]:
+        """Contact pools too small to blend in: a pool domain holding far more canaries than a typical
+        small e-mail domain of the table has customers, or an owned-number block holding far more
+        canaries than real customers share a block (an insider counting values would see them)."""
+        out: list[str] = []
+        tbl = qualified(info.schema, info.name)
+        email = next((c.name for c in info.columns if semantic_of(c) == Semantic.EMAIL), None)
+        col = prof.col(email) if email else None
+        if pools.email_domains and email and col is not None and col.email_domains:
+            tail = [str(d) for d in col.email_domains.values if d not in FREEMAIL]
+            domain = f"lower(split_part({ident(email)}::text, '@', 2))"
+            rows = await conn.fetch(f"SELECT {domain} AS d, count(*) AS n FROM {tbl} WHERE {domain} = ANY($1::text[]) GROUP BY 1", tail)
+            sizes = sorted(int(r["n"]) for r in rows)
+            typical = sizes[len(sizes) // 2] if sizes else 1
+            limit = max(MIN_SHARED, 3 * typical)
+            per_domain = -(-canaries // len(pools.email_domains))
+            if per_domain > limit:
+                out.append(
+                    f"{info.target}: {len(pools.email_domains)} canary mail domains put about {per_domain} canaries on each, but "
+                    f"a typical small e-mail domain in the table has {typical} customers; configure at least "
+                    f"{-(-canaries // limit)} domains ([seeding].email_domains) so that they blend into the long tail"
+                )
+        phone = next((c.name for c in info.columns if semantic_of(c) == Semantic.PHONE), None)
+        if pools.phone_numbers and phone:
+            blocks = sorted({re.sub(r"\D", "", p)[-8:-4] for p in pools.phone_numbers})
+            key = f"substr(regexp_replace({ident(phone)}::text, '\\D', '', 'g'), length(regexp_replace({ident(phone)}::text, '\\D', '', 'g')) - 7, 4)"
+            rows = await conn.fetch(f"SELECT {key} AS b, count(*) AS n FROM {tbl} WHERE {key} = ANY($1::text[]) GROUP BY 1", blocks)
+            real = {r["b"]: int(r["n"]) for r in rows}
+            sizes = sorted(real.get(b, 0) for b in blocks)
+            typical = sizes[len(sizes) // 2]
+            limit = max(2, 3 * typical)
+            per_block = -(-canaries // len(blocks))
+            if per_block > limit:
+                out.append(
+                    f"{info.target}: the owned phone numbers lie in {len(blocks)} number block(s), about {per_block} canaries "
+                    f"each, while real customers share a block {typical} at a time; spread the pool over at least "
+                    f"{-(-canaries // limit)} blocks ([seeding].phone_numbers)"
+                )
         return out
 
     def _target_rng(self, target: str, present: int) -> random.Random:
