@@ -1,62 +1,90 @@
 """Read overhead of canary's row-level-security detection, measured side by side.
 
-On its own embedded PostgreSQL: two identical 1,000,000-row tables, ``plain`` (no detection) and
-``guarded`` (the seeder's exact touch function and RESTRICTIVE policy). For each variant of the
-policy the benchmark alternates between the two tables (interleaved repetitions, medians) and prints
+On its own PostgreSQL: two identical 1,000,000-row tables, ``plain`` (no detection) and ``guarded``
+(the seeder's exact touch function and RESTRICTIVE policy, or an older/alternative form). For each
+variant the benchmark alternates between the two tables (interleaved repetitions, caches warmed
+first) and prints the median and interquartile range of the per-repetition ratios guarded / plain:
 
 * scan:   ``SELECT count(*) FROM t WHERE name LIKE '%zz%'`` (a full seq scan; the non-leakproof LIKE
-          makes the policy run on every row, the worst case), as an ordinary login role;
-* lookup: 20,000 primary-key lookups in one server-side plpgsql loop (no network: the strictest
-          measure), and sequential prepared lookups from the client (what an application sees);
-* planning time of one lookup (the planner estimates selectivity over every array element).
+          makes the policy run on every row, the worst case), as an ordinary login role, with
+          parallel workers off and with 2 workers (the same setting on both sides);
+* loop:   20,000 primary-key lookups in one server-side plpgsql loop (cached plan, no network: the
+          strictest measure);
+* prep:   sequential prepared lookups from the client (generic plan; what an application sees);
+* simple: lookups with literal keys over the simple protocol (a custom plan per query, so the
+          policy's planning cost shows);
+* planning time of one lookup, and the planner's row estimate of ``SELECT *`` (policy selectivity).
 
-Usage: ``python bench/read_overhead.py [--rows 1000000] [--reps 7]``. Targets: scan <= 1.2x, lookup <= 1.05x.
+Before timing, EXPLAIN (ANALYZE, BUFFERS) of each side must show the same plan shape, the same
+number of workers and the same buffers touched, so both sides do the same work.
+
+Usage: ``python bench/read_overhead.py [--rows 1000000] [--reps 15] [--bin-dir /usr/lib/postgresql/15/bin]``.
+Targets: scan <= 1.2x, lookup <= 1.05x.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import random
 import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
 from canary.pg.server import PostgresServer
-from seeders.pg_catalog import introspect
+from seeders.pg_catalog import TableInfo, introspect
 from seeders.postgres import FUNCTION, function_sql, policy_sql
-from seeders.sql import array_literal, literal
+from seeders.sql import array_literal, literal, qualified
 
 SCHEMA = "rowsec_audit"
 LOOKUPS = 20_000
+SCAN = "SELECT count(*) FROM {t} WHERE name LIKE '%zz%'"
+
+
+def legacy_policy(info: TableInfo, keys: list[str]) -> str:
+    """The seeder's policy before the bitmap pre-check: a hashed ``= ANY`` at the top of the policy."""
+    return (f"CREATE POLICY rowsec_audit_r ON guarded AS RESTRICTIVE FOR SELECT TO PUBLIC "
+            f"USING (NOT (id = ANY({literal(array_literal(keys))}::bigint[])) "
+            f"OR {qualified(SCHEMA, FUNCTION)}('public.guarded', id::text, current_user::text))")
+
+
+def function_only(info: TableInfo, keys: list[str]) -> str:
+    """One comparison and the touch function: the floor of any policy that can call the function."""
+    return (f"CREATE POLICY rowsec_audit_r ON guarded AS RESTRICTIVE FOR SELECT TO PUBLIC "
+            f"USING (id <> 0 OR {qualified(SCHEMA, FUNCTION)}('public.guarded', id::text, current_user::text))")
+
+
+def seeder(info: TableInfo, keys: list[str]) -> str:
+    return policy_sql(info, SCHEMA, "bigint", keys)
 
 
 @dataclass(frozen=True)
 class Variant:
     name: str
     canaries: int
-    spread: str = "random"  # "random": keys anywhere; "cluster": keys in one narrow range
-    range_check: bool = False  # cheap min/max comparison before the membership test
-    cost: int | None = None  # function COST (default 100)
-    parallel: bool = True
-    mode: str = "any"  # "any": the seeder's policy; "bitmap": get_bit pre-check; "floor": RLS on, no restrictive policy
+    policy: Callable[[TableInfo, list[str]], str] | None  # None: RLS on, only the permissive policy
+    cost: float = 1  # touch function COST (the seeder installs COST 1)
 
 
 VARIANTS = (
-    Variant("floor: RLS on, only the permissive policy", 0, mode="floor"),
-    Variant("100 canaries, hashed ANY (default)", 100),
-    Variant("8 canaries (linear ANY, < 9 elements)", 8),
-    Variant("1,000 canaries, hashed ANY", 1000),
-    Variant("10,000 canaries, hashed ANY", 10000),
-    Variant("100 clustered canaries + range pre-check", 100, spread="cluster", range_check=True),
-        Variant("100 canaries, function COST 1", 100, cost=1),
-    Variant("100 canaries, no parallel workers", 100, parallel=False),
-    Variant("100 canaries, bitmap pre-check", 100, mode="bitmap"),
+    Variant("floor: RLS on, only the permissive policy", 0, None),
+    Variant("floor: id <> 0 OR touch() (no membership)", 0, function_only),
+    Variant("100, seeder default (bitmap + CASE = ANY)", 100, seeder),
+    Variant("100, previous form (= ANY), COST 100", 100, legacy_policy, cost=100),
+    Variant("100, previous form (= ANY), COST 1", 100, legacy_policy),
+    Variant("8, seeder default", 8, seeder),
+    Variant("1,000, seeder default", 1000, seeder),
+    Variant("1,000, previous form, COST 100", 1000, legacy_policy, cost=100),
+    Variant("10,000, seeder default", 10000, seeder),
+    Variant("10,000, previous form, COST 100", 10000, legacy_policy, cost=100),
 )
 
 
@@ -93,40 +121,12 @@ async def build(server: PostgresServer, rows: int) -> tuple[str, str]:
 
 
 async def install(admin: asyncpg.Connection, v: Variant, rows: int) -> None:
-    import random
-
     await admin.execute("DROP POLICY IF EXISTS rowsec_audit_r ON guarded")
-    if v.mode == "floor":
+    await admin.execute(f"ALTER FUNCTION {SCHEMA}.{FUNCTION}(text, text, text) COST {v.cost}")
+    if v.policy is None:
         return
-    rng = random.Random(v.canaries)
-    if v.spread == "cluster":
-        start = rng.randint(1, rows - v.canaries * 3)
-        keys = sorted(rng.sample(range(start, start + v.canaries * 3), v.canaries))
-    else:
-        keys = sorted(rng.sample(range(1, rows + 1), v.canaries))
-    await admin.execute(f"ALTER FUNCTION {SCHEMA}.{FUNCTION}(text, text, text) COST {v.cost or 100}")
-    info = await introspect(admin, "public.guarded")
-    sql = policy_sql(info, SCHEMA, "bigint", [str(k) for k in keys])
-    if v.mode == "bitmap":
-        bits = 1 << max(13, (v.canaries * 16 - 1).bit_length())
-        bitmap = bytearray(bits // 8)
-        for k in keys:
-            r = k % bits
-            bitmap[r // 8] |= 1 << (r % 8)
-        arr = f"{literal(array_literal([str(k) for k in keys]))}::bigint[]"
-        sql = sql.replace(
-            f"USING (NOT (\"id\" = ANY({arr}))",
-            f"USING (get_bit('\\x{bitmap.hex()}'::bytea, (((\"id\" % {bits}) + {bits}) % {bits})::int) = 0 "
-            f"OR NOT (\"id\" = ANY({arr}))",
-        )
-    if v.range_check:
-        lo, hi = keys[0], keys[-1]
-        arr = f"{literal(array_literal([str(k) for k in keys]))}::bigint[]"
-        sql = sql.replace(
-            f"USING (NOT (\"id\" = ANY({arr}))",
-            f"USING (\"id\" < {lo} OR \"id\" > {hi} OR NOT (\"id\" = ANY({arr}))",
-        )
-    await admin.execute(sql)
+    keys = [str(k) for k in sorted(random.Random(v.canaries).sample(range(1, rows + 1), v.canaries))]
+    await admin.execute(v.policy(await introspect(admin, "public.guarded"), keys))
 
 
 async def timed(conn: asyncpg.Connection, sql: str) -> float:
@@ -135,15 +135,14 @@ async def timed(conn: asyncpg.Connection, sql: str) -> float:
     return time.perf_counter() - t0
 
 
-def lookup_sql(table: str, rows: int) -> str:
+def lookup_loop(table: str, rows: int) -> str:
     return (
         f"DO $$ DECLARE r record; BEGIN FOR i IN 1..{LOOKUPS} LOOP "
         f"SELECT * INTO r FROM {table} WHERE id = 1 + (i::bigint * 48271) % {rows}; END LOOP; END $$"
     )
 
 
-async def client_lookups(conn: asyncpg.Connection, table: str, rows: int, n: int) -> float:
-    """n sequential prepared PK lookups from the client (what an application does)."""
+async def prepared_lookups(conn: asyncpg.Connection, table: str, rows: int, n: int) -> float:
     stmt = await conn.prepare(f"SELECT * FROM {table} WHERE id = $1")
     t0 = time.perf_counter()
     for i in range(1, n + 1):
@@ -151,69 +150,123 @@ async def client_lookups(conn: asyncpg.Connection, table: str, rows: int, n: int
     return time.perf_counter() - t0
 
 
+async def simple_lookups(conn: asyncpg.Connection, table: str, rows: int, n: int) -> float:
+    t0 = time.perf_counter()
+    for i in range(1, n + 1):
+        await conn.execute(f"SELECT * FROM {table} WHERE id = {1 + (i * 48271) % rows}")
+    return time.perf_counter() - t0
+
+
 async def planning_ms(conn: asyncpg.Connection, table: str) -> float:
-    plan = await conn.fetch(f"EXPLAIN (ANALYZE, SUMMARY) SELECT * FROM {table} WHERE id = 4242")
-    line = next(r[0] for r in plan if r[0].startswith("Planning Time"))
-    return float(line.split(":")[1].split()[0])
+    times = []
+    for _ in range(5):
+        plan = json.loads(await conn.fetchval(f"EXPLAIN (ANALYZE, SUMMARY, FORMAT JSON) SELECT * FROM {table} WHERE id = 4242"))
+        times.append(plan[0]["Planning Time"])
+    return statistics.median(times)
 
 
-@dataclass(frozen=True)
-class Result:
-    scan: tuple[float, float]
-    loop: tuple[float, float]
-    client: tuple[float, float]
-    planning: tuple[float, float]
+def _shape(node: dict[str, Any]) -> tuple[Any, ...]:
+    return (node["Node Type"], node.get("Workers Planned"), node.get("Workers Launched"),
+            tuple(_shape(c) for c in node.get("Plans", ())))
 
 
-async def measure(reader: asyncpg.Connection, v: Variant, rows: int, reps: int, client_n: int) -> Result:
-    await reader.execute("RESET max_parallel_workers_per_gather" if v.parallel else "SET max_parallel_workers_per_gather = 0")
-    runs: dict[str, dict[str, list[float]]] = {k: {"plain": [], "guarded": []} for k in ("scan", "loop", "client", "plan")}
-    for t in ("plain", "guarded"):  # warm-up
-        await reader.execute(f"SELECT count(*) FROM {t} WHERE name LIKE '%zz%'")
-        await reader.execute(lookup_sql(t, rows))
+async def same_work(conn: asyncpg.Connection, sql: str, buffers: bool) -> str:
+    """'' when both sides run the same plan shape, workers and (serial) buffers; else what differs."""
+    out = {}
+    for t in ("plain", "guarded"):
+        plan = json.loads(await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql.format(t=t)}"))[0]
+        top = plan["Plan"]
+        out[t] = (_shape(top), top.get("Shared Hit Blocks", 0) + top.get("Shared Read Blocks", 0), "JIT" in plan)
+    (ps, pb, pj), (gs, gb, gj) = out["plain"], out["guarded"]
+    problems = []
+    if ps != gs:
+        problems.append("plan shape or workers differ")
+    if buffers and abs(pb - gb) > max(8, pb // 100):
+        problems.append(f"buffers {pb} vs {gb}")
+    if pj != gj:
+        problems.append(f"JIT {pj} vs {gj}")
+    return "; ".join(problems)
+
+
+async def estimate(conn: asyncpg.Connection, table: str) -> float:
+    plan = json.loads(await conn.fetchval(f"EXPLAIN (FORMAT JSON) SELECT * FROM {table}"))
+    return float(plan[0]["Plan"]["Plan Rows"])
+
+
+def spread(ratios: Sequence[float]) -> str:
+    q1, _, q3 = statistics.quantiles(ratios, n=4)
+    return f"{statistics.median(ratios):.2f}x [{q1:.2f}-{q3:.2f}]"
+
+
+async def ratios(reps: int, run: Callable[[str], Any]) -> tuple[list[float], float]:
+    """Interleaved repetitions (the order alternates); per-repetition ratios and the plain median."""
+    for t in ("plain", "guarded"):  # warm caches and plan caches
+        await run(t)
+    out, plain = [], []
     for i in range(reps):
-        order = ("plain", "guarded") if i % 2 == 0 else ("guarded", "plain")
-        for t in order:
-            runs["scan"][t].append(await timed(reader, f"SELECT count(*) FROM {t} WHERE name LIKE '%zz%'"))
-            runs["loop"][t].append(await timed(reader, lookup_sql(t, rows)))
-            runs["client"][t].append(await client_lookups(reader, t, rows, client_n))
-            runs["plan"][t].append(await planning_ms(reader, t))
+        got = {}
+        for t in (("plain", "guarded") if i % 2 == 0 else ("guarded", "plain")):
+            got[t] = await run(t)
+        out.append(got["guarded"] / got["plain"])
+        plain.append(got["plain"])
+    return out, statistics.median(plain)
 
-    def pair(k: str) -> tuple[float, float]:
-        return statistics.median(runs[k]["plain"]), statistics.median(runs[k]["guarded"])
 
-    return Result(pair("scan"), pair("loop"), pair("client"), pair("plan"))
+async def measure(reader: asyncpg.Connection, v: Variant, rows: int, reps: int, n_client: int) -> list[str]:
+    cells = []
+    for workers in (0, 2):
+        await reader.execute(f"SET max_parallel_workers_per_gather = {workers}")
+        # with workers: a parallel plan on both sides (the policy's cost estimate must not decide it)
+        await reader.execute(f"SET parallel_setup_cost = {0 if workers else 1000}")
+        await reader.execute(SCAN.format(t="guarded"))
+        differs = await same_work(reader, SCAN, buffers=not workers)
+        r, base = await ratios(reps, lambda t: timed(reader, SCAN.format(t=t)))
+        cells.append(f"{spread(r)} {base * 1000:.0f}ms" + (f" (!{differs})" if differs else ""))
+    await reader.execute("SET max_parallel_workers_per_gather = 0")
+    await reader.execute("RESET parallel_setup_cost")
+    for run in (lambda t: timed(reader, lookup_loop(t, rows)),
+                lambda t: prepared_lookups(reader, t, rows, n_client),
+                lambda t: simple_lookups(reader, t, rows, n_client)):
+        r, _ = await ratios(reps, run)
+        cells.append(spread(r))
+    plain_ms, guarded_ms = await planning_ms(reader, "plain"), await planning_ms(reader, "guarded")
+    cells.append(f"{plain_ms:.3f}/{guarded_ms:.3f}")
+    cells.append(f"{await estimate(reader, 'guarded') / await estimate(reader, 'plain'):.4f}")
+    await reader.execute("RESET max_parallel_workers_per_gather")
+    return cells
 
 
 async def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--client", type=int, default=5000, help="client-side prepared lookups per repetition")
+    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--client", type=int, default=2000, help="client-side lookups per repetition")
+    ap.add_argument("--bin-dir", type=Path, help="PostgreSQL bin directory (default: the embedded pgserver build)")
     ap.add_argument("--only", type=int, nargs="*", help="variant numbers to run (default: all)")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="canary-bench-"))
     # the default log_min_messages keeps LOG lines: every canary row read writes one jsonlog line
-    server = PostgresServer(tmp, settings={"shared_buffers": "256MB", "max_parallel_workers_per_gather": 2})
+    server = PostgresServer(tmp, bin_dir=args.bin_dir, settings={"shared_buffers": "256MB", "max_parallel_workers_per_gather": 2})
     await asyncio.to_thread(server.start)
     try:
         t0 = time.perf_counter()
         admin_dsn, reader_dsn = await build(server, args.rows)
-        print(f"built 2 x {args.rows:,} rows in {time.perf_counter() - t0:.1f}s; {args.reps} interleaved repetitions, medians")
-        print(f"{'variant':<46} {'seq scan':>17} {'ratio':>6} | {'20k lookups, server loop':>24} {'ratio':>6} | "
-              f"{f'{args.client:,} client lookups':>22} {'ratio':>6} | {'planning ms':>12}")
         admin = await asyncpg.connect(admin_dsn)
         reader = await asyncpg.connect(reader_dsn)
         try:
+            version = await reader.fetchval("SHOW server_version")
+            jit = await reader.fetchval("SELECT pg_jit_available()")
+            print(f"PostgreSQL {version} (JIT available: {jit}); 2 x {args.rows:,} rows built in {time.perf_counter() - t0:.1f}s; "
+                  f"{args.reps} interleaved repetitions: median ratio guarded/plain [IQR], plain median time")
+            header = ["scan, no workers", "scan, 2 workers", "20k lookups, loop", f"{args.client} prepared",
+                      f"{args.client} simple", "planning ms", "rows est."]
+            print(f"{'variant':<48}" + " | ".join(f"{h:>24}" for h in header), flush=True)
             for i, v in enumerate(VARIANTS):
                 if args.only and i not in args.only:
                     continue
                 await install(admin, v, args.rows)
-                r = await measure(reader, v, args.rows, args.reps, args.client)
-                cells = []
-                for (plain, guarded), width in ((r.scan, 17), (r.loop, 24), (r.client, 22)):
-                    cells.append(f"{f'{plain * 1000:.1f} / {guarded * 1000:.1f} ms':>{width}} {guarded / plain:>5.2f}x")
-                print(f"{i:>2}. {v.name:<42} " + " | ".join(cells) + f" | {r.planning[0]:.2f} / {r.planning[1]:.2f}", flush=True)
+                cells = await measure(reader, v, args.rows, args.reps, args.client)
+                print(f"{i:>2}. {v.name:<44}" + " | ".join(f"{c:>24}" for c in cells), flush=True)
         finally:
             await reader.close()
             await admin.close()

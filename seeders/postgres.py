@@ -72,6 +72,9 @@ INSERT_BATCH = 2000
 MAX_ATTEMPTS = 20
 MANY_CANARIES = 1000  # per table: above this, readers pay noticeably for the policy (see bench/read_overhead.py)
 _INTEGER_TYPES = ("int2", "int4", "int8")
+PREFILTER_BITS_PER_KEY = 256  # policy bitmap size: about 1 real row in 256 passes it and is checked exactly
+PREFILTER_MIN_BITS = 1 << 13
+PREFILTER_MAX_BITS = 1 << 20  # 128 KiB, reached above 4,096 canary keys per table
 _CONSTRAINT_ERRORS = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
 
 
@@ -103,11 +106,17 @@ def function_sql(schema: str, datastore: str) -> str:
     """The touch function: logs one JSON line per canary row read, never fails, parallel safe.
 
     No EXCEPTION block: it would start a subtransaction, which is an error inside parallel workers.
+    'su', 'db' and 'an' are restored in parallel workers (unlike ``inet_client_addr()``), so a
+    worker's line names the session user, database and drill tag even without the leader's lines.
+
+    COST 1: the policy calls it for canary rows only, but the planner charges a function's COST on
+    every row of the policy expression; the default 100 inflates scan costs enough to change plan
+    shapes and to cross ``jit_above_cost`` on a 1,000,000-row table (see bench/read_overhead.py).
     """
     return f"""
 CREATE OR REPLACE FUNCTION {qualified(schema, FUNCTION)}(target text, pk text, reader text)
 RETURNS boolean
-LANGUAGE plpgsql VOLATILE PARALLEL SAFE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE PARALLEL SAFE SECURITY DEFINER COST 1
 SET search_path = pg_catalog, pg_temp
 SET client_min_messages = error
 AS $canary$
@@ -115,19 +124,51 @@ BEGIN
   RAISE LOG USING MESSAGE = {literal(LOG_MESSAGE)}, ERRCODE = {literal(SQLSTATE)},
     DETAIL = json_build_object('v', 1, 'ds', {literal(datastore)}, 't', target, 'k', pk, 'u', reader,
                                'q', left(current_query(), 2000), 'ts', statement_timestamp(),
-                               'a', inet_client_addr(), 'p', pg_backend_pid())::text;
+                               'a', inet_client_addr(), 'p', pg_backend_pid(), 'su', session_user,
+                               'db', current_database(), 'an', current_setting('application_name', true))::text;
   RETURN true;
 END
 $canary$"""
 
 
+def prefilter(pks: Sequence[str]) -> tuple[int, bytes]:
+    """(bits, bitmap) of the policy's pre-check on integer keys: bit ``key & (bits - 1)`` (bit ``n``
+    is bit ``n % 8`` of byte ``n // 8``, as ``get_bit`` reads it) is set for every canary key, and
+    real rows almost never find their bit set (about len(pks) / bits of them do). A plan's keys still
+    to be drawn from a sequence are empty strings and set no bit."""
+    keys = [int(pk) for pk in pks if pk != ""]
+    bits = min(max(1 << (len(keys) * PREFILTER_BITS_PER_KEY - 1).bit_length(), PREFILTER_MIN_BITS), PREFILTER_MAX_BITS)
+    bitmap = bytearray(bits // 8)
+    for key in keys:
+        r = key & (bits - 1)
+        bitmap[r // 8] |= 1 << (r % 8)
+    return bits, bytes(bitmap)
+
+
 def policy_sql(info: TableInfo, schema: str, pk_type: str, pks: Sequence[str]) -> str:
+    """The RESTRICTIVE policy: true for every row, calling the touch function for canary keys.
+
+    Integer keys get a constant-setup pre-check first: ``get_bit(bitmap, key & mask) <> 1`` passes
+    real rows with three cheap operators, while a hashed ``= ANY`` builds its hash table in every
+    execution (a PK lookup pays for it) and the planner estimates an array at the top of the policy
+    element by element (planning time grows with the canary count). The exact ``= ANY`` sits inside
+    a CASE, where it runs only for rows that pass the bitmap and is not estimated; ``<> 1`` keeps the
+    policy's selectivity near 1 so row estimates (and plans) stay as without canary.
+    """
     pk = info.primary_key[0]
+    col = ident(pk)
     restrictive, _ = policy_names(schema)
+    keys = f"{literal(array_literal(list(pks)))}::{pk_type}[]"
+    touch = f"{qualified(schema, FUNCTION)}({literal(info.target)}, {col}::text, current_user::text)"
+    if info.column(pk).base_type in _INTEGER_TYPES:
+        bits, bitmap = prefilter(pks)
+        using = (f"get_bit({literal(chr(92) + 'x' + bitmap.hex())}::bytea, {col} & {bits - 1}) <> 1 "
+                 f"OR CASE WHEN {col} = ANY({keys}) THEN {touch} ELSE true END")
+    else:
+        using = f"NOT ({col} = ANY({keys})) OR {touch}"
     return (
         f"CREATE POLICY {ident(restrictive)} ON {qualified(info.schema, info.name)} AS RESTRICTIVE FOR SELECT TO PUBLIC "
-        f"USING (NOT ({ident(pk)} = ANY({literal(array_literal(list(pks)))}::{pk_type}[])) "
-        f"OR {qualified(schema, FUNCTION)}({literal(info.target)}, {ident(pk)}::text, current_user::text))"
+        f"USING ({using})"
     )
 
 
@@ -206,7 +247,7 @@ class PostgresSeeder:
         try:
             conn = await asyncpg.connect(
                 self.ds.dsn.reveal(), timeout=self.connect_timeout, command_timeout=self.statement_timeout,
-                server_settings={"application_name": "canary-seeder"},
+                server_settings={"application_name": "canary-seeder", "bytea_output": "hex"},  # policy bitmaps as \x hex
             )
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
             raise DatastoreError(f"cannot connect to datastore {self.ds.name!r}: {_describe(exc)}", datastore=self.ds.name) from None
@@ -966,6 +1007,8 @@ class PostgresSeeder:
             missing = set(pks) - listed
             if missing:
                 out.append(Finding("-", info.target, f"detection_policy_misses_{len(missing)}_canaries"))
+            elif "get_bit(" in row["qual"] and not _prefilter_intact(row["qual"], sorted(listed)):
+                out.append(Finding("-", info.target, "detection_prefilter_altered"))
         if not info.rls_enabled:
             out.append(Finding("-", info.target, "row_level_security_disabled"))
         fn = await conn.fetchval(
@@ -1109,6 +1152,13 @@ async def _policy_keys(conn: asyncpg.Connection, qual: str) -> set[str]:
     except asyncpg.PostgresError:
         return set()
     return {r["k"] for r in rows}
+
+
+def _prefilter_intact(qual: str, keys: Sequence[str]) -> bool:
+    """The policy's bitmap and mask (as the catalog renders them) are what ``policy_sql`` installs for
+    the keys the policy lists: a cleared bitmap would pass canary rows without calling the function."""
+    bits, bitmap = prefilter(keys)
+    return f"'\\x{bitmap.hex()}'::bytea" in qual and re.search(rf"& \(?{bits - 1}\)*(?:::bigint)?\)* <> 1\)", qual) is not None
 
 
 def _pg_message(exc: BaseException) -> str:
