@@ -184,3 +184,23 @@ async def test_one_role_over_many_connections_is_one_incident(runtime: Runtime, 
     await _drain(src)
     rows = await runtime.pool.fetch("SELECT cardinality(canary_ids) AS n, event_count FROM incidents")
     assert [(r["n"], r["event_count"]) for r in rows] == [(4, 4)]
+
+
+async def test_worker_line_without_the_leaders_lines_names_user_database_and_app(runtime: Runtime, tmp_path: Path) -> None:
+    """A parallel worker's CY001 line whose leader lines never arrived still names the session user,
+    database and application from the detail's 'su', 'db' and 'an' (restored in workers)."""
+    worker = json.loads(record(22, pid=6666))
+    detail = json.loads(worker["detail"])
+    detail.update(a=None, p=6666, su="mallory", db="shop", an="etl")
+    worker.update(detail=json.dumps(detail), leader_pid=4343, backend_type="parallel worker")
+    for k in ("user", "dbname", "remote_host", "application_name"):
+        worker.pop(k)
+    (tmp_path / "postgresql-20261123-100000.json").write_bytes(json.dumps(worker).encode() + b"\n")
+    src = JsonlogSource("shop", "primary", tmp_path, from_start=True)
+    await src.start(runtime)
+    await src.stop()
+    await _drain(src)
+    ev = await runtime.pool.fetchrow("SELECT actor, origin FROM events")
+    assert ev["actor"] == {"user": "mallory", "role": "mallory", "application_name": "etl"}
+    assert ev["origin"]["database"] == "shop" and ev["origin"]["pid"] == 4343
+    assert "client_addr" not in ev["origin"]

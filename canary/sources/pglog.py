@@ -112,14 +112,14 @@ def read_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detection |
     stmt_ts = str(detail.get("ts") or "")
     app = detail.get("an") if detail.get("an") is not None else record.get("application_name")
     observed = parse_pg_timestamp(record.get("timestamp"))
-    dbname = record.get("dbname")
+    dbname = record.get("dbname") or detail.get("db")  # 'su'/'db': restored in parallel workers, whose lines lack them
     return Detection(
         kind=kind,
         key=event_key("pg-read", ctx.node, pid, stmt_ts, target, pk),
         group=read_group(ctx.node, datastore, detail.get("u") or record.get("user"), kind),
         observed_at=observed,
         lookup=location_key(datastore, target, pk),
-        actor={"user": record.get("user"), "role": detail.get("u"), "application_name": app},
+        actor={"user": record.get("user") or detail.get("su"), "role": detail.get("u"), "application_name": app},
         origin={
             "client_addr": detail.get("a") or record.get("remote_host"),
             "node": ctx.node,
