@@ -49,12 +49,14 @@ async def deployed(pg_server: PostgresServer, target_dsn: str, store: ControlSto
     await listener.stop()
 
 
-async def _incidents(rt: Runtime, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+async def _incidents(rt: Runtime, n: int, timeout: float = 10.0, canaries: int = 0) -> list[dict[str, Any]]:
+    """Incidents once at least ``n`` exist and (with ``canaries``) each holds that many canaries:
+    the tail commits a read's lines in batches, so an incident can be seen before it is complete."""
     deadline = time.monotonic() + timeout
     rows: list[Any] = []
     while time.monotonic() < deadline:
         rows = await rt.pool.fetch("SELECT * FROM incidents ORDER BY id")
-        if len(rows) >= n:
+        if len(rows) >= n and all(len(r["canary_ids"]) >= canaries for r in rows):
             break
         await asyncio.sleep(0.05)
     return [dict(r) for r in rows]
@@ -67,7 +69,7 @@ async def test_select_and_copy_each_raise_one_incident_with_who_and_where(deploy
     rows = await reader.fetch("SELECT * FROM customers")
     buf = io.BytesIO()
     await reader.copy_from_table("customers", output=buf)
-    incidents = await _incidents(rt, 2)
+    incidents = await _incidents(rt, 2, canaries=10)
     assert [i["kind"] for i in incidents] == ["read", "exported"]
     for inc in incidents:
         assert len(inc["canary_ids"]) == 10
