@@ -531,12 +531,14 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
-        for section, items in (("datastores", self.datastores), ("sinks", self.sinks)):
+        sections: tuple[tuple[str, tuple[str, ...]], ...] = (
+            ("datastores", tuple(d.name for d in self.datastores)), ("sinks", tuple(s.name for s in self.sinks)))
+        for section, names_ in sections:
             seen: set[str] = set()
-            for i, item in enumerate(items):
-                if item.name in seen:
-                    raise ValueError(f"{section}[{i}].name: duplicate name {item.name!r}")
-                seen.add(item.name)
+            for i, name in enumerate(names_):
+                if name in seen:
+                    raise ValueError(f"{section}[{i}].name: duplicate name {name!r}")
+                seen.add(name)
         names = {d.name for d in self.datastores}
         nodes = {d.node_name for d in self.datastores}
         for i, node in enumerate(self.coverage.nodes):

@@ -159,7 +159,10 @@ def scram_verifier(password: str, salt: bytes, iterations: int = SCRAM_ITERATION
     """PostgreSQL's stored form ``SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>`` (base64), for
     ``CREATE ROLE ... PASSWORD '<verifier>'`` without the plaintext reaching the server or its log."""
     stored, server = scram_keys(scram_salted_password(password, salt, iterations))
-    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+
+    def b64(b: bytes) -> str:
+        return base64.b64encode(b).decode()
+
     return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored)}:{b64(server)}"
 
 

@@ -68,16 +68,16 @@ async def rotate(config: Config, registry: Registry, new: Keyring) -> dict[str, 
         )
         counts["canaries"] = len(rows)
         rows = await conn.fetch("SELECT id, kind, value_enc, value_idx FROM canary_values")
-        updates = []
+        value_updates: list[tuple[Any, bytes, bytes, str]] = []
         for r in rows:
             purpose = value_purpose(r["kind"])
             value = old.decrypt_text(r["value_enc"], purpose)
             if old.blind_index(value, purpose) != bytes(r["value_idx"]):
                 raise CryptoError(f"canary value {r['id']}: stored index does not match its value; rotation aborted, nothing changed")
-            updates.append((r["id"], new.encrypt(value, purpose), new.blind_index(value, purpose), new.key_id))
+            value_updates.append((r["id"], new.encrypt(value, purpose), new.blind_index(value, purpose), new.key_id))
         # indexes are unique per kind: move every row aside first so old and new indexes never collide
         await conn.execute("UPDATE canary_values SET value_idx = '\\x00'::bytea || int8send(id)")
-        await conn.executemany("UPDATE canary_values SET value_enc = $2, value_idx = $3, key_id = $4 WHERE id = $1", updates)
+        await conn.executemany("UPDATE canary_values SET value_enc = $2, value_idx = $3, key_id = $4 WHERE id = $1", value_updates)
         counts["canary_values"] = len(rows)
         if has_mail:
             rows = await conn.fetch("SELECT id, raw_enc FROM contact_messages")

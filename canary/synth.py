@@ -711,8 +711,8 @@ class Synthesizer:
                 continue
             hint = self.hints.get(col.name)
             if hint is not None and hint.allowed:
-                shared = [v for v in (prof.categorical.values if prof and prof.categorical else ()) if v in hint.allowed]
-                values[col.name] = str(prof.categorical.pick(self.rng)) if shared and len(shared) == len(prof.categorical.values) else self.rng.choice(hint.allowed)  # type: ignore[union-attr]
+                observed = [v for v in (prof.categorical.values if prof and prof.categorical else ()) if v in hint.allowed]
+                values[col.name] = str(prof.categorical.pick(self.rng)) if observed and len(observed) == len(prof.categorical.values) else self.rng.choice(hint.allowed)  # type: ignore[union-attr]
                 continue
             values[col.name] = self._value(col, sem, prof, person, ctx, values)
         return SynthRow(values, email, phone)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import builtins
+
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
@@ -31,7 +33,7 @@ class Sink(Protocol):
 
 class SinkFactory(Protocol):
     type: ClassVar[str]
-    Options: ClassVar[type[BaseModel]]
+    Options: ClassVar[builtins.type[BaseModel]]
 
     def __call__(self, name: str, options: Any, http: aiohttp.ClientSession) -> Sink: ...
 

@@ -389,7 +389,7 @@ class PostgresSeeder:
             warnings.append(f"{info.target}: {len(all_pks)} canaries in one table; every statement on it rebuilds the "
                             f"membership test (bench/read_overhead.py: 10,000 keys make key lookups several times slower)")
         statements = self._detection_statements(info, pk_col.type, all_pks) if (to_add or not self._policy_present(info)) and all_pks else []
-        if creds:
+        if creds and cred is not None:
             roles = [sql for sql in (create_role_sql(cred[0], c) for c in creds) if sql]
             statements = roles + statements
         return _TargetWork(target, info, existing, batches, [(r.email, r.phone) for r in rows], statements, warnings, forced_off, creds)
@@ -409,7 +409,7 @@ class PostgresSeeder:
                 continue
             if sem == Semantic.PHONE and pools.phone_numbers:
                 continue
-            values = [r[c.name] for r in sample if r.get(c.name) is not None]
+            values = [v for r in sample if (v := r.get(c.name)) is not None]
             if len(values) < 20:
                 continue
             rows = await conn.fetch(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tomllib
 from pathlib import Path
 
 from canary import config as config_mod
@@ -75,7 +76,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     os.chmod(data_dir, 0o700)
     crypto.write_key_file(key_file, crypto.generate_key())
     text = STARTER_CONFIG.format(data_dir=data_dir, key_file=key_file)
-    config_mod.from_mapping(config_mod.tomllib.loads(text))  # the starter must itself be valid
+    config_mod.from_mapping(tomllib.loads(text))  # the starter must itself be valid
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)

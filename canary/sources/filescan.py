@@ -165,7 +165,7 @@ def scan_chunks(chunks: Iterable[bytes], patterns: Patterns) -> ScanResult:
 def file_chunks(path: Path, size: int = CHUNK) -> Iterator[bytes]:
     """Raw or gunzipped chunks of a file."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:  # type: ignore[operator]
+    with opener(path, "rb") as fh:
         while True:
             data = fh.read(size)
             if not data:

@@ -280,10 +280,10 @@ class PgHoneypotProtocol(asyncio.Protocol):
             self.state = "sasl_response"
             return True
         # sasl_response: client-final-message "c=biws,r=<nonce>,p=<proof>"
-        text = body.decode("utf-8", "replace")
-        without_proof, sep, proof_b64 = text.rpartition(",p=")
+        final = body.decode("utf-8", "replace")
+        without_proof, has_proof, proof_b64 = final.rpartition(",p=")
         attrs = dict(a.split("=", 1) for a in without_proof.split(",") if "=" in a)
-        if not sep or attrs.get("r") != self._scram["nonce"]:
+        if not has_proof or attrs.get("r") != self._scram["nonce"]:
             raise ProtocolViolation("bad_scram", "malformed SCRAM client-final-message or nonce mismatch")
         try:
             proof = base64.b64decode(proof_b64, validate=True)

@@ -78,5 +78,5 @@ def login_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detection 
         severity=Severity.CRITICAL,
         drill=drill_tag(app),
         require_canary=True,
-        values=((ValueKind.PG_ROLE, user), (ValueKind.DSN_USER, user)),
+        values=((ValueKind.PG_ROLE, str(user)), (ValueKind.DSN_USER, str(user))) if user else (),
     )

@@ -152,10 +152,10 @@ class Assembler:
         if chunk:
             seq, part, text = chunk.group(1), chunk.group(2) or "1", chunk.group(3)
         if text.lstrip().startswith("{"):
-            record = json.loads(text)
-            if not isinstance(record, dict):
+            parsed = json.loads(text)
+            if not isinstance(parsed, dict):
                 raise ValueError("JSON payload is not an object")
-            return [(m.host, record)]
+            return [(m.host, parsed)]
         out: list[tuple[str, Mapping[str, Any]]] = []
         key = (m.host, m.procid, seq)
         sev = _SEVERITY.match(text)
@@ -195,7 +195,7 @@ class Assembler:
         return [(e.host, e.record) for e in done]
 
     def flush(self) -> list[tuple[str, Mapping[str, Any]]]:
-        out = [(e.host, e.record) for e in self.pending.values()]
+        out: list[tuple[str, Mapping[str, Any]]] = [(e.host, e.record) for e in self.pending.values()]
         self.pending.clear()
         return out
 
