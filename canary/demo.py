@@ -33,6 +33,9 @@ from canary.shop import create_shop
 from canary.store import ControlStore
 
 INSIDER_ROLE = "svc_reporting"
+DEMO_MAIL_DOMAINS = [f"{name}.test" for name in (
+    "hanmaeum-mail", "dasol-net", "bitnuri", "saeron-post", "gaon-inbox", "nuri-web", "mirae-mail", "haneul-net")]
+DEMO_PHONES = [f"+1{area}55501{n:02d}" for area in (201, 202, 203, 205, 206, 207, 208, 209, 210, 212, 213, 214) for n in (10, 11)]
 INSIDER_APP = "reporting-etl"
 
 
@@ -91,6 +94,9 @@ async def _run(server: PostgresServer, tmp: Path, *, customers: int, canaries: i
             "locale": "ko_KR", "tables": [{"table": "public.customers", "count": canaries}],
         }],
         "sinks": [{"name": "oncall", "type": "webhook", "url": f"http://127.0.0.1:{receiver.port}/page", "secret": webhook_secret}],
+        # contact points that would route back to canary (.test and 555-01xx numbers are reserved for examples)
+        # spread over several domains and number blocks so they blend into the long tail
+        "seeding": {"email_domains": DEMO_MAIL_DOMAINS, "phone_numbers": DEMO_PHONES},
     })
     keyring = Keyring(generate_key())
     shop = await asyncpg.connect(server.dsn("shop"))
@@ -230,10 +236,10 @@ def _report(steps: list[Step], slo: float) -> bool:
 async def seed(cfg: Config, runtime: Any) -> Any:
     from seeders.postgres import PostgresSeeder
 
-    return await PostgresSeeder(cfg.datastore("shop"), runtime.registry, runtime.keyring).apply()
+    return await PostgresSeeder.from_config(cfg, "shop", runtime.registry, keyring=runtime.keyring).apply()
 
 
 async def retire(cfg: Config, runtime: Any) -> Any:
     from seeders.postgres import PostgresSeeder
 
-    return await PostgresSeeder(cfg.datastore("shop"), runtime.registry, runtime.keyring).retire()
+    return await PostgresSeeder.from_config(cfg, "shop", runtime.registry, keyring=runtime.keyring).retire()
