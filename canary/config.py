@@ -184,8 +184,11 @@ class ListenerConfig(_Model):
     shutdown_grace: float = 10.0
     jsonlog_poll: float = 0.1
     metrics_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    reject_samples_per_minute: int = Field(default=60, ge=0, le=100_000)  # per source and reason; all are counted
+    reject_retention: float = 7 * 86400.0  # stored samples of rejected input are deleted after this
+    retention_interval: float = 3600.0
 
-    @field_validator("shutdown_grace", "jsonlog_poll", mode="before")
+    @field_validator("shutdown_grace", "jsonlog_poll", "reject_retention", "retention_interval", mode="before")
     @classmethod
     def _dur(cls, v: object) -> float:
         return parse_duration(v)

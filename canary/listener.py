@@ -30,9 +30,10 @@ RUNTIME_KEY = web.AppKey("runtime", Runtime)
 
 def default_components(runtime: Runtime) -> list[Component]:
     """The components the configuration asks for, in start order."""
+    from canary.retention import Retention
     from canary.sources.jsonlog import JsonlogSource
 
-    comps: list[Component] = []
+    comps: list[Component] = [Retention()]
     for ds in runtime.config.datastores:
         if ds.jsonlog_dir is not None:
             comps.append(JsonlogSource(ds.name, ds.node_name, ds.jsonlog_dir, poll=runtime.config.listener.jsonlog_poll))

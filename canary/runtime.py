@@ -5,6 +5,7 @@ dispatcher and metrics. Components receive the runtime; they never create their 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,34 @@ log = structlog.get_logger("canary.runtime")
 REJECT_SAMPLE_BYTES = 512
 
 
+class RejectSampler:
+    """At most ``per_minute`` admissions per key in each 60-second window; counts what it refuses."""
+
+    def __init__(self, per_minute: int, clock: Any = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self._windows: dict[tuple[str, str], list[float]] = {}  # key -> [window start, admitted, skipped]
+
+    def admit(self, key: tuple[str, str]) -> bool:
+        now = self.clock()
+        w = self._windows.get(key)
+        if w is None or now - w[0] >= 60.0:
+            skipped = w[2] if w else 0
+            w = self._windows[key] = [now, 0, skipped]
+        if w[1] < self.per_minute:
+            w[1] += 1
+            return True
+        w[2] += 1
+        return False
+
+    def take_skipped(self, key: tuple[str, str]) -> int:
+        w = self._windows.get(key)
+        if not w:
+            return 0
+        skipped, w[2] = int(w[2]), 0
+        return skipped
+
+
 @dataclass
 class Runtime:
     config: Config
@@ -39,6 +68,10 @@ class Runtime:
     http: aiohttp.ClientSession
     sinks: dict[str, Sink]
     metrics: Metrics = field(default_factory=Metrics)
+    _sampler: RejectSampler = field(default_factory=lambda: RejectSampler(60))
+
+    def __post_init__(self) -> None:
+        self._sampler = RejectSampler(self.config.listener.reject_samples_per_minute)
 
     @property
     def pool(self) -> Any:
@@ -61,11 +94,18 @@ class Runtime:
         self.metrics.detect_latency.labels(source=event.source).observe(max(lag, 0.0))
 
     async def reject(self, source: str, reason: str, sample: bytes | str | None = None) -> None:
-        """Count and keep (truncated) an input that could not be parsed or verified. Never raises."""
+        """Count an input that could not be parsed or verified, and keep a truncated sample of it.
+
+        Every reject is counted (``canary_rejects_total``); samples are stored and logged at most
+        ``listener.reject_samples_per_minute`` per source and reason, so a flood of garbage cannot fill
+        the control store or the log. Never raises."""
         self.metrics.rejects.labels(source=source, reason=reason).inc()
+        if not self._sampler.admit((source, reason)):
+            return
         text = sample.decode("utf-8", "replace") if isinstance(sample, bytes) else sample
         text = (text or "").replace("\x00", "\\x00")  # PostgreSQL text cannot hold NUL
-        log.warning("input.rejected", source=source, reason=reason)
+        skipped = self._sampler.take_skipped((source, reason))
+        log.warning("input.rejected", source=source, reason=reason, **({"unsampled_since_last": skipped} if skipped else {}))
         try:
             await self.pool.execute(
                 "INSERT INTO rejects (source, reason, sample) VALUES ($1, $2, $3)",

@@ -114,3 +114,45 @@ def test_sigterm_stops_the_listener_gracefully(control_dsn: str, data_dir: Path)
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+async def test_reject_flood_is_counted_but_sampled(store: ControlStore, make_config, keyring: Keyring) -> None:  # type: ignore[no-untyped-def]
+    """1,000 garbage inputs are all counted in /metrics, but only reject_samples_per_minute samples are
+    stored, so a flood cannot fill the control store."""
+    from canary.runtime import close_runtime
+
+    runtime = await open_runtime(make_config(listener={"reject_samples_per_minute": 25}), keyring=keyring, store=store)
+    try:
+        for i in range(1000):
+            await runtime.reject("jsonlog:x", "malformed_log_line", f"garbage {i}")
+        await runtime.reject("jsonlog:x", "line_too_long", "other reason has its own budget")
+        stored = await runtime.pool.fetch("SELECT reason, count(*) AS n FROM rejects GROUP BY reason ORDER BY reason")
+        assert [(r["reason"], r["n"]) for r in stored] == [("line_too_long", 1), ("malformed_log_line", 25)]
+        text = runtime.metrics.render().decode()
+        assert 'canary_rejects_total{reason="malformed_log_line",source="jsonlog:x"} 1000.0' in text
+    finally:
+        await close_runtime(runtime, grace=1)
+
+
+def test_reject_sampler_window_resets_and_reports_skips() -> None:
+    """The sample budget renews each minute, and the number refused since the last sample is reported."""
+    from canary.runtime import RejectSampler
+
+    now = [0.0]
+    sampler = RejectSampler(2, clock=lambda: now[0])
+    key = ("s", "r")
+    assert [sampler.admit(key) for _ in range(5)] == [True, True, False, False, False]
+    now[0] = 61.0
+    assert sampler.admit(key)
+    assert sampler.take_skipped(key) == 3 and sampler.take_skipped(key) == 0
+
+
+async def test_retention_prunes_old_reject_samples_only(store: ControlStore) -> None:
+    """Reject samples older than the retention are deleted; recent ones and events are kept."""
+    from canary.retention import prune
+
+    await store.pool.execute(
+        "INSERT INTO rejects (source, reason, sample, received_at) VALUES"
+        " ('s', 'old', 'x', now() - interval '8 days'), ('s', 'new', 'y', now() - interval '1 hour')")
+    assert await prune(store.pool, 7 * 86400) == 1
+    assert [r["reason"] for r in await store.pool.fetch("SELECT reason FROM rejects")] == ["new"]
