@@ -647,6 +647,7 @@ class Synthesizer:
         seed: int | None = None,
         skip: Iterable[str] = (),
         reuse: Mapping[str, tuple[Weighted, float]] | None = None,
+        dated_by: str | None = None,
     ) -> None:
         self.info = info
         self.profile = prof
@@ -661,6 +662,8 @@ class Synthesizer:
         pk = info.primary_key
         self.pk = pk[0] if len(pk) == 1 else None
         self.semantics = {c.name: semantic_of(c) for c in info.columns}
+        if dated_by is not None:  # the column that takes the row's time (RowContext.created)
+            self.semantics[dated_by] = Semantic.CREATED
         self.hints = check_hints(info)
         self.reuse = dict(reuse or {})
         self.unique = {cols[0] for cols in info.unique_sets() if len(cols) == 1}

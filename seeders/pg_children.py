@@ -11,17 +11,19 @@ Rows are inserted parents first; retire deletes them deepest first.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import datetime as dt
 import json
 import random
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
 from canary.synth import (
+    MIN_SHARED,
     ContactAllocator,
     RowContext,
     Semantic,
@@ -29,6 +31,7 @@ from canary.synth import (
     SynthRow,
     TableProfile,
     Weighted,
+    _quantile,
     parse_ts,
     semantic_of,
 )
@@ -67,7 +70,12 @@ class Batch:
 
 
 def created_column(info: TableInfo) -> str | None:
-    return next((c.name for c in info.columns if semantic_of(c) == Semantic.CREATED), None)
+    """The column dating a row: a creation timestamp, else the first other timestamp that is not an
+    update or birth date (``orders.ordered_at``, ``payments.paid_at``)."""
+    sems = {c.name: semantic_of(c) for c in info.columns}
+    return next((c.name for c in info.columns if sems[c.name] == Semantic.CREATED), None) or next(
+        (c.name for c in info.columns if c.category == "D" and c.base_type != "date" and sems[c.name] == Semantic.GENERIC), None
+    )
 
 
 async def plan_children(
@@ -116,22 +124,24 @@ async def _plan_reference(
     from canary.synth import profile
 
     prof = await asyncio.to_thread(profile, info, sample)
-    counts = await _children_per_parent(conn, info, fk, parent_sample_keys)
-    if not counts:
+    history = await _histories(conn, parent.info, info, fk, parent_sample_keys)
+    if not history.parents:
         return None
-    per_parent = Weighted.of(counts)
     cap = seeder.max_children
-    delays = await _delays(conn, parent.info, info, fk, parent_sample_keys)
     parent_created = created_column(parent.info)
     rows_idx: list[int] = []
+    delays: list[float | None] = []
     for i in range(len(parent.rows)):
-        rows_idx.extend([i] * min(int(per_parent.pick(rng)), cap))
+        born = parse_ts(parent.rows[i].values.get(parent_created)) if parent_created else None
+        drawn = history.draw(rng, born)[:cap]
+        rows_idx.extend([i] * len(drawn))
+        delays.extend(drawn)
     if not rows_idx:
         return None
     contexts: list[RowContext] = []
-    for i in rows_idx:
+    for i, delay in zip(rows_idx, delays):
         base = parse_ts(parent.rows[i].values.get(parent_created)) if parent_created else None
-        when = base + dt.timedelta(seconds=_draw(delays, rng)) if base is not None and delays else base
+        when = base + dt.timedelta(seconds=delay) if base is not None and delay is not None else base
         contexts.append(RowContext(pk=None, created=when))
     keyed = await _own_keys(seeder, conn, info, prof, len(contexts), warnings)
     contexts = [RowContext(pk=k, created=c.created) for k, c in zip(keyed, contexts)]
@@ -142,7 +152,7 @@ async def _plan_reference(
     synth = Synthesizer(
         info, _with_fk_values(prof, sample, fixed - {fk}), locale=locale,
         contacts=ContactAllocator(rng=random.Random(rng.getrandbits(64))), seed=rng.getrandbits(64),
-        skip=seeder._skipped(info, prof),
+        skip=seeder._skipped(info, prof), dated_by=created_column(info),
     )
     batch = Batch(info, [], parent.depth + 1, parent, rows_idx, (fk, ref.ref_columns[0]),
                   [parent.top_index[i] if parent.top_index else i for i in rows_idx], contexts)
@@ -150,9 +160,22 @@ async def _plan_reference(
     parent_address = next((c.name for c in parent.info.columns if semantic_of(c) == Semantic.ADDRESS), None)
     child_address = [c.name for c in info.columns if semantic_of(c) == Semantic.ADDRESS and c.name != fk]
 
+    # a key of (parent, line number): number each parent's children 1, 2, 3... as real lines are
+    line = next((c for c in info.primary_key if c != fk), None) if len(info.primary_key) == 2 and fk in info.primary_key else None
+    line_col = info.column(line) if line else None
+    ordinal: list[int] = []
+    if line_col is not None and line_col.base_type in ("int2", "int4", "int8"):
+        seen_per_parent: Counter[int] = Counter()
+        start = int(min(prof.columns[line_col.name].numbers, default=1)) if line_col.name in prof.columns else 1
+        for p in rows_idx:
+            ordinal.append(start + seen_per_parent[p])
+            seen_per_parent[p] += 1
+
     def make(i: int) -> SynthRow:
         r = synth.row(contexts[i])
         r.values[fk] = parent.rows[rows_idx[i]].values.get(ref.ref_columns[0])
+        if ordinal and line is not None:
+            r.values[line] = str(ordinal[i])
         for col in child_address:  # an order ships to its customer's address
             if parent_address and r.values.get(col) is not None:
                 r.values[col] = parent.rows[rows_idx[i]].values.get(parent_address) or r.values[col]
@@ -185,12 +208,6 @@ def _with_fk_values(prof: TableProfile, sample: Sequence[dict[str, str | None]],
     return dataclasses.replace(prof, columns=cols)
 
 
-def _draw(values: Sequence[float], rng: random.Random) -> float:
-    from canary.synth import _quantile
-
-    return max(0.0, _quantile(values, rng))
-
-
 async def _sample_children(conn: asyncpg.Connection, info: TableInfo, fk: str, parent_keys: list[str]) -> list[dict[str, str | None]]:
     cols = ", ".join(f"{ident(c.name)}::text" for c in info.columns)
     rows = await conn.fetch(
@@ -203,31 +220,109 @@ async def _sample_children(conn: asyncpg.Connection, info: TableInfo, fk: str, p
     return [dict(zip(names, r.values())) for r in rows]
 
 
-async def _children_per_parent(conn: asyncpg.Connection, info: TableInfo, fk: str, parent_keys: list[str]) -> dict[int, int]:
-    """How many child rows real parents have (zero included): count -> number of parents."""
-    if not parent_keys:
-        return {}
-    rows = await conn.fetch(
-        f"SELECT k, (SELECT count(*) FROM {qualified(info.schema, info.name)} c WHERE c.{ident(fk)} = k::{info.column(fk).type}) AS n"
-        f" FROM unnest($1::text[]) AS k",
-        parent_keys[:500],
-    )
-    return dict(Counter(int(r["n"]) for r in rows))
+@dataclass(frozen=True, slots=True)
+class History:
+    """How real parents' children are spread over time, learned from sampled parents and drawn
+    k-anonymously: a canary's number of children follows the real count distribution, its first
+    child's delay after the parent's creation comes from real parents with the same count (counts
+    fewer than ``k`` parents have are pooled with the next larger ones), and each later gap from the
+    real gaps at that position (positions fewer than ``k`` parents reach share the deepest position
+    that ``k`` reach). Delays are interpolated between neighbouring real values, never copied."""
+
+    parents: int
+    counts: Weighted  # children per parent (zero included) -> parents
+    first: Mapping[int, tuple[float, ...]]  # count -> sorted first delays (seconds)
+    gaps: tuple[tuple[float, ...], ...]  # gaps[j]: sorted gaps between child j and child j + 1
+    k: int = MIN_SHARED
+
+    @classmethod
+    def of(cls, timelines: Sequence[Sequence[float | None]], k: int = MIN_SHARED) -> History:
+        """``timelines``: per sampled parent, its children's delays after the parent's creation
+        (None where a child or parent has no timestamp)."""
+        counts = Counter(len(t) for t in timelines)
+        timed = [sorted(d for d in t if d is not None) for t in timelines]
+        first: dict[int, tuple[float, ...]] = {}
+        pending: list[float] = []
+        group: list[int] = []
+        for n in sorted((n for n in counts if n), reverse=True):
+            pending.extend(d[0] for t, d in zip(timelines, timed) if len(t) == n and d)
+            group.append(n)
+            if len(pending) >= k:
+                first.update({g: tuple(sorted(pending)) for g in group})
+                pending, group = [], []
+        if group and first:  # the smallest counts, too few: share the nearest larger group's delays
+            first.update({g: tuple(sorted(pending + list(first[min(first)]))) for g in group})
+        gaps: list[tuple[float, ...]] = []
+        while True:
+            j = len(gaps)
+            at = sorted(d[j + 1] - d[j] for d in timed if len(d) > j + 1)
+            if len(at) < k:
+                break
+            gaps.append(tuple(at))
+        return cls(len(timelines), Weighted.of(counts) if counts else Weighted((), ()), first, tuple(gaps), k)
+
+    def draw(self, rng: random.Random) -> list[float | None]:
+        """One canary's children: their delays after its creation, in order (None: no timing known)."""
+        n = int(self.counts.pick(rng)) if self.counts else 0
+        if not n:
+            return []
+        firsts = self.first.get(n)
+        if not firsts:
+            return [None] * n
+        at = max(0.0, _quantile(firsts, rng))
+        out: list[float | None] = [at]
+        for j in range(n - 1):
+            at += max(0.0, _quantile(self.gaps[min(j, len(self.gaps) - 1)], rng) if self.gaps else 0.0)
+            out.append(at)
+        return out
 
 
-async def _delays(conn: asyncpg.Connection, parent: TableInfo, child: TableInfo, fk: str, parent_keys: list[str]) -> list[float]:
-    """Seconds between a real parent's creation and its children's (sorted)."""
+@dataclass(frozen=True, slots=True)
+class Histories:
+    """Histories of real parents by age: children depend on how long a parent has existed (an
+    account opened last week has few orders, all recent). Sampled parents are split by creation
+    time into buckets of ``size`` (at least ``k``); a canary draws from the bucket of its own
+    creation time."""
+
+    edges: tuple[float, ...]  # creation epoch where each bucket after the first begins
+    buckets: tuple[History, ...]
+
+    @classmethod
+    def of(cls, parents: Sequence[tuple[float | None, Sequence[float | None]]], size: int = 100, k: int = MIN_SHARED) -> Histories:
+        """``parents``: (creation epoch or None, children's delays) per sampled parent."""
+        dated = sorted(((c, t) for c, t in parents if c is not None), key=lambda p: p[0])
+        if len(dated) < 2 * max(size, k):
+            return cls((), (History.of([t for _, t in parents], k),))
+        size = max(size, k)
+        cuts = list(range(0, len(dated) - size // 2, size))[1:] if len(dated) >= 2 * size else []
+        chunks = [dated[a:b] for a, b in zip([0, *cuts], [*cuts, len(dated)])]
+        return cls(tuple(float(c[0][0]) for c in chunks[1:] if c[0][0] is not None),
+                   tuple(History.of([t for _, t in c], k) for c in chunks))
+
+    @property
+    def parents(self) -> int:
+        return sum(b.parents for b in self.buckets)
+
+    def draw(self, rng: random.Random, created: dt.datetime | None) -> list[float | None]:
+        i = bisect.bisect_right(self.edges, created.timestamp()) if created is not None and self.edges else 0
+        return self.buckets[i].draw(rng)
+
+
+async def _histories(conn: asyncpg.Connection, parent: TableInfo, child: TableInfo, fk: str, parent_keys: list[str]) -> Histories:
+    """Children timelines of up to 2,000 sampled real parents (zero children included)."""
+    if not parent_keys or len(parent.primary_key) != 1:
+        return Histories.of([])
+    pk = parent.primary_key[0]
     pc, cc = created_column(parent), created_column(child)
-    if not pc or not cc or len(parent.primary_key) != 1:
-        return []
+    delay = (f"extract(epoch FROM c.{ident(cc)}::timestamptz - p.{ident(pc)}::timestamptz)::float8" if pc and cc else "NULL::float8")
+    created = f"extract(epoch FROM p.{ident(pc)}::timestamptz)::float8" if pc else "NULL::float8"
     rows = await conn.fetch(
-        f"SELECT extract(epoch FROM c.{ident(cc)}::timestamptz - p.{ident(pc)}::timestamptz)::float8 AS d"
-        f" FROM {qualified(parent.schema, parent.name)} p JOIN {qualified(child.schema, child.name)} c"
-        f" ON c.{ident(fk)} = p.{ident(parent.primary_key[0])}"
-        f" WHERE p.{ident(parent.primary_key[0])} = ANY($1::text[]::{parent.column(parent.primary_key[0]).type}[]) LIMIT 5000",
-        parent_keys[:500],
+        f"SELECT {created} AS c, array(SELECT {delay} FROM {qualified(child.schema, child.name)} c WHERE c.{ident(fk)} = p.{ident(pk)}"
+        f" ORDER BY 1) AS d FROM {qualified(parent.schema, parent.name)} p"
+        f" WHERE p.{ident(pk)} = ANY($1::text[]::{parent.column(pk).type}[])",
+        parent_keys[:2000],
     )
-    return sorted(r["d"] for r in rows if r["d"] is not None)
+    return Histories.of([(r["c"], list(r["d"])) for r in rows])
 
 
 async def _real_keys(conn: asyncpg.Connection, info: TableInfo, fk: str, parent_keys: list[str]) -> list[str]:

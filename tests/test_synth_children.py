@@ -1,0 +1,75 @@
+"""Child-row histories (seeders.pg_children.History / Histories): drawn from real parents' joint
+distribution of count, first delay and gaps, k-anonymously."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections import Counter
+
+from seeders.pg_children import Histories, History
+
+DAY = 86400.0
+
+
+def _timelines(rng: random.Random, n: int = 600) -> list[list[float | None]]:
+    """One-order customers buy within a day; repeat customers wait ~30 days, then every ~10."""
+    out: list[list[float | None]] = []
+    for _ in range(n):
+        count = rng.choice((0, 0, 1, 1, 1, 3))
+        if count == 1:
+            out.append([rng.uniform(0, DAY)])
+        elif count == 3:
+            first = rng.uniform(29 * DAY, 31 * DAY)
+            out.append([first, first + rng.uniform(9 * DAY, 11 * DAY), first + rng.uniform(19 * DAY, 22 * DAY)])
+        else:
+            out.append([])
+    return out
+
+
+def test_history_draws_count_first_delay_and_gaps_jointly() -> None:
+    """A canary's number of children follows the real counts, its first delay comes from real parents
+    with that count (not from all parents), and later gaps from the real gaps at that position."""
+    rng = random.Random(1)
+    real = _timelines(rng)
+    hist = History.of(real)
+    draws = [hist.draw(rng) for _ in range(3000)]
+    counts = Counter(len(d) for d in draws)
+    assert set(counts) == {0, 1, 3}
+    assert 0.27 < counts[0] / 3000 < 0.40 and 0.42 < counts[1] / 3000 < 0.58
+    for d in draws:
+        if len(d) == 1:
+            assert d[0] is not None and 0 <= d[0] <= DAY
+        if len(d) == 3:
+            assert d[0] is not None and d[1] is not None and d[2] is not None
+            assert 29 * DAY <= d[0] <= 31 * DAY and 9 * DAY <= d[1] - d[0] <= 11 * DAY and d[0] < d[1] < d[2]
+
+
+def test_history_never_copies_a_real_delay_and_pools_rare_counts() -> None:
+    """Delays are interpolated between real ones (a drawn first delay is no real parent's own), and
+    a count fewer than k parents have borrows delays from the nearest larger group."""
+    rng = random.Random(2)
+    real: list[list[float | None]] = [[rng.uniform(0, DAY)] for _ in range(200)] + [[5 * DAY, 6 * DAY], [7 * DAY, 9 * DAY]]
+    hist = History.of(real, k=3)
+    firsts = {d[0] for t in real for d in [t]}
+    drawn = [hist.draw(rng) for _ in range(2000)]
+    assert not {d[0] for d in drawn if d} & firsts
+    assert hist.first[2] and len(hist.first[2]) >= 3  # two two-order parents pooled with the one-order ones
+
+
+def test_histories_follow_the_parents_age() -> None:
+    """Parents created recently have had less time to order: a canary draws from real parents of
+    its own creation time, so a new account does not get a year-long history."""
+    rng = random.Random(3)
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+    parents: list[tuple[float | None, list[float | None]]] = []
+    for i in range(1000):
+        created = now - 400 * DAY + i * 0.4 * DAY
+        age = now - created
+        parents.append((created, [min(age, rng.uniform(0, 300 * DAY)) * f for f in (0.1, 0.5, 0.9)]))
+    hist = Histories.of(parents, size=100)
+    assert len(hist.buckets) == 10
+    young = dt.datetime.fromtimestamp(now - 5 * DAY, dt.timezone.utc)
+    for _ in range(200):
+        delays = hist.draw(rng, young)
+        assert all(d is not None and d <= 40 * DAY for d in delays)
