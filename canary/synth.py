@@ -30,6 +30,7 @@ from typing import Any
 from faker import Faker
 
 from canary.errors import SeedError
+from canary.romanize import SURNAME_SPELLINGS, spell, spellings
 from seeders.pg_catalog import Column, TableInfo, check_hints
 
 SUPPORTED_LOCALES = ("en_US", "ko_KR", "ja_JP")
@@ -199,6 +200,8 @@ class ColumnProfile:
     script: str | None
     email_locals: Weighted = Weighted((), ())  # local-part shape templates, e.g. "w.w", "w9"
     email_domains: Weighted = Weighted((), ())  # domain -> count (real mix, for reporting)
+    email_uses: Weighted = Weighted((), ())  # which of the row's own names the local part spells: both / surname / given / none
+    email_locals_by_use: Mapping[str, Weighted] = field(default_factory=dict)  # use -> local-part shape templates
     freemail_rate: float = 0.0
     plus_rate: float = 0.0
     case_styles: Weighted = Weighted((), ())  # lower / upper / title / mixed
@@ -215,6 +218,7 @@ class TableProfile:
     created_epochs: tuple[float, ...] = ()  # sorted creation times (epoch seconds)
     script: str | None = None
     places: Splicer | None = None  # location columns (address, postcode, city...) composed together
+    names: NameModel | None = None  # full names: layouts, shared surnames and given names, syllables
 
     def col(self, name: str) -> ColumnProfile | None:
         return self.columns.get(name)
@@ -248,6 +252,7 @@ def profile(info: TableInfo, sample: Sequence[Mapping[str, str | None]]) -> Tabl
     cols: dict[str, ColumnProfile] = {}
     n = len(sample)
     scripts = []
+    name_col = next((c.name for c in info.columns if semantic_of(c) == Semantic.FULL_NAME), None)
     for col in info.columns:
         values = [r.get(col.name) for r in sample]
         present = [v for v in values if v is not None]
@@ -271,6 +276,7 @@ def profile(info: TableInfo, sample: Sequence[Mapping[str, str | None]]) -> Tabl
         sem = semantic_of(col)
         extra: dict[str, Any] = {}
         if sem == Semantic.EMAIL and present:
+            extra.update(_email_uses(sample, col.name, name_col))
             locals_: Counter[str] = Counter()
             domains: Counter[str] = Counter()
             plus = free = 0
@@ -283,7 +289,7 @@ def profile(info: TableInfo, sample: Sequence[Mapping[str, str | None]]) -> Tabl
                 domains[domain.lower()] += 1
                 free += domain.lower() in FREEMAIL
                 cases[_case_style(v)] += 1
-            extra = dict(
+            extra.update(
                 email_locals=Weighted.of(locals_), email_domains=Weighted.of(domains),
                 freemail_rate=free / len(present), plus_rate=plus / len(present), case_styles=Weighted.of(cases),
             )
@@ -322,7 +328,151 @@ def profile(info: TableInfo, sample: Sequence[Mapping[str, str | None]]) -> Tabl
                 gaps.append((b - a).total_seconds())
     main_script = Counter(scripts).most_common(1)[0][0] if scripts else None
     return TableProfile(columns=cols, rows=n, created_gap=tuple(sorted(gaps)), created_epochs=tuple(sorted(epochs)), script=main_script,
-                        places=Splicer.of(info, sample))
+                        places=Splicer.of(info, sample),
+                        names=NameModel.of([str(r[name_col]) for r in sample if r.get(name_col)]) if name_col else None)
+
+
+_TWO_SYLLABLE_SURNAMES = frozenset(k for k in SURNAME_SPELLINGS if len(k) == 2)
+
+
+def split_name(name: str) -> tuple[str, str, str] | None:
+    """(layout, surname, given name) of a full name: ``ko`` 김민준, ``ko_sp`` 김 민준, ``ja`` 佐藤 健,
+    ``en`` John Smith; None for a single word in a Latin script or anything else."""
+    text = " ".join(name.split())
+    if not text:
+        return None
+    hangul = bool(re.search(r"[\uac00-\ud7a3]", text))
+    words = text.split(" ")
+    if hangul and len(words) == 1:
+        cut = 2 if len(text) >= 4 and text[:2] in _TWO_SYLLABLE_SURNAMES else 1
+        return ("ko", text[:cut], text[cut:]) if len(text) > cut else None
+    if len(words) < 2:
+        return None
+    if hangul:
+        return ("ko_sp", words[0], "".join(words[1:]))
+    if any(_script_class(ch) in ("あ", "漢") for ch in text):
+        return ("ja", words[0], " ".join(words[1:]))
+    return ("en", words[-1], " ".join(words[:-1]))
+
+
+def join_name(layout: str, surname: str, given: str) -> str:
+    if layout == "ko":
+        return f"{surname}{given}"
+    if layout == "en":
+        return f"{given} {surname}"
+    return f"{surname} {given}"
+
+
+@dataclass(frozen=True, slots=True)
+class NameParts:
+    """One layout's names: surnames and given names at least ``k`` sampled rows share (and the share
+    of rows holding one), and for names nobody shares, the syllables (by position) and lengths that
+    ``k`` rows share, to compose new given names."""
+
+    surnames: Weighted
+    surname_rate: float
+    givens: Weighted
+    given_rate: float
+    syllables: tuple[Weighted, ...]
+    lengths: Weighted
+
+
+@dataclass(frozen=True, slots=True)
+class NameModel:
+    """Full names the way the table writes them, learned k-anonymously from the sample: the mix of
+    layouts, the table's own surname and given-name frequencies (only parts ``k`` rows share) and
+    composed given names for the long tail. Replaces Faker's weights, which are not the table's."""
+
+    layouts: Weighted
+    parts: Mapping[str, NameParts]
+    k: int = MIN_SHARED
+
+    @classmethod
+    def of(cls, names: Sequence[str], k: int = MIN_SHARED) -> NameModel | None:
+        split = [x for x in (split_name(n) for n in names) if x is not None]
+        layouts = Counter(x[0] for x in split)
+        shared_layouts = {lay: n for lay, n in layouts.items() if n >= k}
+        if not shared_layouts:
+            return None
+        parts: dict[str, NameParts] = {}
+        for lay in shared_layouts:
+            rows = [(sur, given) for la, sur, given in split if la == lay]
+            surs = Counter(sur for sur, _ in rows)
+            givens = Counter(g for _, g in rows)
+            shared_s = {v: c for v, c in surs.items() if c >= k}
+            shared_g = {v: c for v, c in givens.items() if c >= k}
+            tail = [g for _, g in rows if g not in shared_g]
+            lengths = Counter(len(g) for g in tail)
+            syll: list[Weighted] = []
+            for i in range(max((n for n, c in lengths.items() if c >= k), default=0)):
+                at = Counter(g[i] for g in tail if len(g) > i)
+                syll.append(Weighted.of({ch: c for ch, c in at.items() if c >= k}))
+            parts[lay] = NameParts(
+                Weighted.of(shared_s), sum(shared_s.values()) / len(rows), Weighted.of(shared_g), sum(shared_g.values()) / len(rows),
+                tuple(syll), Weighted.of({n: c for n, c in lengths.items() if c >= k}),
+            )
+        return cls(Weighted.of(shared_layouts), parts, k)
+
+    def draw(self, rng: random.Random, fake: Faker, latin: Faker) -> tuple[str, str, str]:
+        """(given, surname, full name) of a new person."""
+        layout = str(self.layouts.pick(rng))
+        p = self.parts[layout]
+        f = latin if layout == "en" else fake
+        surname = str(p.surnames.pick(rng)) if p.surnames and rng.random() < p.surname_rate else ""
+        for _ in range(20):
+            if surname:
+                break
+            cand = f.last_name()
+            surname = cand if cand not in p.surnames.values or not p.surnames else ""
+        given = str(p.givens.pick(rng)) if p.givens and rng.random() < p.given_rate else ""
+        shared = set(p.givens.values)
+        for _ in range(20):
+            if given:
+                break
+            cand = self._compose(p, rng) if layout in ("ko", "ko_sp") else f.first_name()
+            given = cand if cand and cand not in shared else ""
+        given = given or f.first_name()
+        return given, surname, join_name(layout, surname, given)
+
+    @staticmethod
+    def _compose(p: NameParts, rng: random.Random) -> str:
+        if not p.lengths:
+            return ""
+        n = int(p.lengths.pick(rng))
+        if n > len(p.syllables) or not all(p.syllables[i] for i in range(n)):
+            return ""
+        return "".join(str(p.syllables[i].pick(rng)) for i in range(n))
+
+
+def _email_uses(sample: Sequence[Mapping[str, str | None]], email_col: str, name_col: str | None) -> dict[str, Any]:
+    """How e-mail local parts use the row's own name (surname and given name spelled in Latin
+    letters), and the local-part shapes of each kind: name-based addresses and handles differ."""
+    uses: Counter[str] = Counter()
+    shapes: dict[str, Counter[str]] = {}
+    if not name_col:
+        return {}
+    for r in sample:
+        email, name = r.get(email_col), r.get(name_col)
+        if not email or not name:
+            continue
+        split = split_name(name)
+        if split is None:
+            continue
+        local = email.rpartition("@")[0].split("+", 1)[0]
+        use = email_use(local, split[1], split[2])
+        uses[use] += 1
+        shapes.setdefault(use, Counter())[local_shape(local)] += 1
+    if sum(uses.values()) < 10 * MIN_SHARED:
+        return {}
+    return {"email_uses": Weighted.of(uses), "email_locals_by_use": {u: Weighted.of(c) for u, c in shapes.items()}}
+
+
+def email_use(local: str, surname: str, given: str) -> str:
+    """Which of a person's names a local part spells: ``both``, ``surname``, ``given`` or ``none``."""
+    low = local.lower()
+    has_s = any(len(sp) > 1 and sp in low for sp in spellings(surname, surname=True))
+    has_g = any(len(sp) > 1 and sp in low for sp in spellings(given.replace(" ", "")))
+    return "both" if has_s and has_g else "surname" if has_s else "given" if has_g else "none"
 
 
 def shared_digit_prefixes(values: Iterable[str], k: int = MIN_SHARED) -> dict[str, dict[str, int]]:
@@ -727,6 +877,9 @@ class Synthesizer:
         return self.rng.random() < prof.null_rate
 
     def _person(self) -> dict[str, str]:
+        if self.profile.names is not None:
+            first, last, full = self.profile.names.draw(self.rng, self.fake, self.latin)
+            return {"first": first, "last": last, "full": full}
         f = self.fake
         first, last = f.first_name(), f.last_name()
         if self.locale in ("ko_KR", "ja_JP"):
@@ -745,9 +898,41 @@ class Synthesizer:
             return w[:cut], w[cut:] or self.fake.user_name()[:3].lower()
         return person["first"].lower(), person["last"].lower()
 
+    def _handle(self) -> str:
+        """A handle word that spells no one's name (Faker's user names are built from names)."""
+        return re.sub(r"[^a-z]", "", self.latin.word().lower()) or "user"
+
+    def _name_words(self, person: Mapping[str, str], use: str, slots: int) -> list[str]:
+        """Words of a local part that spells the person's own names the way ``use`` says, for a
+        template with ``slots`` words (one slot: the parts run together, ``minjunkim``)."""
+        r = self.rng
+        sur = spell(person["last"], r, surname=True) or self._handle()
+        given_text = person["first"].replace(" ", "")
+        giv = spell(given_text, r) or self._handle()
+        initials = "".join(x[:1] for x in (spell(ch, r) for ch in given_text) if x) if _script_class(given_text[:1]) else giv[:1]
+        if use == "both":
+            parts = [sur, giv] if r.random() < 0.5 else [giv, sur]
+        elif use == "surname":
+            parts = ([initials, sur] if r.random() < 0.5 else [sur, initials]) if slots == 1 else [sur, self._handle()]
+        else:
+            parts = [giv, self._handle()]
+            if slots == 1:
+                parts = [giv]
+        return ["".join(parts)] if slots == 1 else parts
+
     def _email(self, person: Mapping[str, str], prof: ColumnProfile | None) -> str:
-        template = prof.email_locals.pick(self.rng) if prof and prof.email_locals else "w.w"
-        if template.count("w") == 1:  # one word: a whole handle, as people pick them
+        use = str(prof.email_uses.pick(self.rng)) if prof and prof.email_uses else ""
+        by_use = prof.email_locals_by_use.get(use) if prof and use else None
+        if by_use:
+            template = str(by_use.pick(self.rng))
+        else:
+            template = prof.email_locals.pick(self.rng) if prof and prof.email_locals else "w.w"
+        if use in ("both", "surname", "given"):
+            w1, w2, *_ = [*self._name_words(person, use, template.count("w")), ""]
+            w2 = w2 or w1
+        elif use == "none":  # handles, as people pick them
+            w1, w2 = self._handle(), self._handle()
+        elif template.count("w") == 1:  # one word: a whole handle, as people pick them
             w1 = re.sub(r"[^a-z]", "", self.fake.user_name().lower()) or "user"
             w2 = w1
         else:

@@ -1,0 +1,85 @@
+"""Names and e-mail local parts learned from the table (canary.synth.NameModel, email uses) and the
+romanisation behind them (canary.romanize)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from faker import Faker
+
+from canary.romanize import rr, spell, spellings
+from canary.synth import NameModel, _email_uses, email_use, split_name
+
+
+def test_revised_romanization_and_personal_spellings() -> None:
+    """Hangul is written in the Revised Romanization syllable by syllable, surnames in their
+    customary spelling first, and personal variants are offered (joon, yun)."""
+    assert rr("서연") == "seoyeon" and rr("민준") == "minjun" and rr("김") == "gim"
+    assert spellings("김", surname=True)[:2] == ("kim", "gim")
+    assert spellings("박", surname=True)[0] == "park"
+    assert "minjoon" in spellings("민준") and "seoyun" in spellings("서연")
+    assert spellings("John") == ("john",)
+    rng = random.Random(0)
+    assert Counter(spell("이", rng, surname=True) for _ in range(200)).most_common(1)[0][0] == "lee"
+
+
+def test_split_name_layouts() -> None:
+    """Full names split into layout, surname and given name, two-syllable surnames included."""
+    assert split_name("김민준") == ("ko", "김", "민준")
+    assert split_name("남궁민수") == ("ko", "남궁", "민수")
+    assert split_name("이 서연") == ("ko_sp", "이", "서연")
+    assert split_name("John Smith") == ("en", "Smith", "John")
+    assert split_name("Madonna") is None
+
+
+def _real_names(rng: random.Random, n: int = 3000) -> list[str]:
+    surnames = ["김"] * 40 + ["이"] * 30 + ["박"] * 15 + ["최"] * 10 + ["독"] * 1  # 독: rare
+    givens = ["민준", "서연", "지훈", "하은", "도윤"]
+    out = []
+    for i in range(n):
+        given = rng.choice(givens) if rng.random() < 0.5 else rng.choice("민서지하도예") + rng.choice("준연훈은윤우")
+        out.append(f"{rng.choice(surnames)}{given}" if i % 50 else f"Person{i} Smith")
+    return out
+
+
+def test_name_model_follows_the_tables_frequencies_k_anonymously() -> None:
+    """Canary names take the table's surname shares (not Faker's), its layouts, its shared given
+    names at their rate, compose the rest from shared syllables, and never use a part fewer than k
+    sampled rows share (the one-off Latin names and the rare surname)."""
+    rng = random.Random(1)
+    real = _real_names(rng)
+    model = NameModel.of(real)
+    assert model is not None
+    fake, latin = Faker("ko_KR"), Faker("en_US")
+    fake.seed_instance(1)
+    latin.seed_instance(1)
+    drawn = [model.draw(rng, fake, latin) for _ in range(3000)]
+    surnames = Counter(s for _, s, _ in drawn)
+    assert 0.33 < surnames["김"] / 3000 < 0.47 and 0.24 < surnames["이"] / 3000 < 0.36
+    assert all(full == f"{s}{g}" for g, s, full in drawn if split_name(full) and split_name(full)[0] == "ko")  # type: ignore[index]
+    layouts = Counter(split_name(full)[0] for _, _, full in drawn)  # type: ignore[index]
+    assert 0.005 < layouts["en"] / 3000 < 0.04
+    assert not any(full.startswith("Person") for _, _, full in drawn)  # a one-off name is no one's to copy
+    common = sum(g in ("민준", "서연", "지훈", "하은", "도윤") for g, _, _ in drawn) / 3000
+    assert 0.45 < common < 0.65
+
+
+def test_email_local_parts_spell_the_rows_own_name_at_the_tables_rate() -> None:
+    """The profile measures how often local parts spell the row's own surname / given name and the
+    shapes of each kind; a local part of someone else's name counts as a handle."""
+    sample = []
+    for i in range(300):
+        if i % 3 == 0:
+            sample.append({"full_name": "김민준", "email": f"minjunkim{i}@naver.com"})
+        elif i % 3 == 1:
+            sample.append({"full_name": "박서연", "email": f"happy{i}@gmail.com"})
+        else:
+            sample.append({"full_name": "이지훈", "email": f"lee.dragon{i}@daum.net"})
+    uses = _email_uses(sample, "email", "full_name")
+    counts = dict(zip(uses["email_uses"].values, (round(c) for c in uses["email_uses"].cum)))
+    assert set(uses["email_uses"].values) == {"both", "none", "surname"}
+    assert counts[uses["email_uses"].values[0]] == 100
+    assert email_use("sooyeon.park", "박", "서연") == "surname"
+    assert email_use("seoyun88", "박", "서연") == "given"
+    assert uses["email_locals_by_use"]["both"].values == ("w999", "w99", "w9")
