@@ -17,9 +17,11 @@ update batches) and order counts and totals. A gradient-boosting classifier (sci
 stratified 5-fold) then tries to separate them; the benchmark prints the ROC AUC (0.5 =
 indistinguishable; target <= 0.55) and the five most telling single features.
 
-Each generator is measured without contact pools (synthesis quality alone) and with a realistic
-pool (what production uses: contact points must route back to us): 40 small domains we would own
-and owned numbers scattered over hundreds of 010 blocks.
+Each generator is measured without contact pools (synthesis quality alone) and with realistic
+pools (what production uses: contact points must route back to us): 40 small domains we would own
+and owned numbers scattered over hundreds of 010 blocks; and with owned free-mail mailboxes at the
+table's own common providers (naver.com, gmail.com... in the table's proportions, forwarding to us)
+used before those domains.
 
 Usage: ``python bench/distinguishability.py [--customers 50000] [--rate 0.01] [--data realistic,shop]``
 """
@@ -69,6 +71,31 @@ def realistic_pools(seed: int = 5) -> dict[str, Any]:
     blocks = rng.sample(range(2000, 10000), 400)
     phones = sorted({f"+8210{b}{rng.randint(0, 9999):04d}" for b in blocks for _ in range(2)})
     return {"email_domains": domains, "phone_numbers": phones}
+
+
+async def mailbox_pool(conn: asyncpg.Connection, n: int, seed: int = 7) -> list[dict[str, str]]:
+    """``n`` owned mailboxes at the table's own common free-mail providers, in the table's proportions
+    (an operator opens them at naver.com, gmail.com...), with handle-like local parts, each forwarding
+    to a canary mail domain."""
+    rng = random.Random(seed)
+    rows = await conn.fetch(
+        "SELECT lower(split_part(email, '@', 2)) AS d, count(*) AS n FROM customers WHERE email IS NOT NULL"
+        " GROUP BY 1 ORDER BY 2 DESC LIMIT 6"
+    )
+    domains, weights = [r["d"] for r in rows], [int(r["n"]) for r in rows]
+    words = ("sunny", "blue", "star", "happy", "cool", "moon", "sky", "mint", "latte", "river", "cloud", "forest", "piano",
+             "tennis", "ocean", "lemon", "cherry", "maple", "winter", "summer", "tiger", "panda", "daisy", "olive")
+    out: list[dict[str, str]] = []
+    seen: set[str] = set()
+    while len(out) < n:
+        w = rng.choice(words)
+        local = rng.choice((f"{w}{rng.randint(1, 99)}", f"{w}{rng.randint(70, 99)}{rng.randint(1, 12):02d}",
+                            f"{w}_{rng.choice(words)}", f"{w}.{rng.choice(words)}{rng.randint(1, 999)}", f"{w}{rng.choice(words)}"))
+        address = f"{local}@{rng.choices(domains, weights)[0]}"
+        if address not in seen:
+            seen.add(address)
+            out.append({"address": address, "forward_to": f"fw-{len(out):05d}@inbound.canary-mail.test"})
+    return out
 
 
 QUERY = """
@@ -201,6 +228,8 @@ async def run(
         await create_realistic_shop(conn, customers)
     real = await conn.fetchval("SELECT count(*) FROM customers")
     count = max(1, round(real * rate))
+    if pools is not None and pools.get("mailboxes") == "auto":
+        pools = {**pools, "mailboxes": await mailbox_pool(conn, count + count // 5)}
     cfg = from_mapping({
         "control": {"dsn": server.dsn(db + "_ctl")},
         "seeding": pools or {},
@@ -247,19 +276,21 @@ async def main(argv: Sequence[str] | None = None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="canary-dist-"))
     server = PostgresServer(tmp)
     await asyncio.to_thread(server.start)
-    results: list[tuple[str, float, float]] = []
+    results: list[tuple[str, float, float, float]] = []
     try:
         for data in wanted:
             plain = await run(server, data, args.customers, args.rate, None, "without contact pools", args.top)
             pooled = await run(server, data, args.customers, args.rate, realistic_pools(), "with 40 owned domains + 800 owned numbers", args.top)
-            results.append((data, plain, pooled))
+            boxed = await run(server, data, args.customers, args.rate, {**realistic_pools(), "mailboxes": "auto"},
+                              "with owned mailboxes at the table's free-mail providers + 800 owned numbers", args.top)
+            results.append((data, plain, pooled, boxed))
     finally:
         await asyncio.to_thread(server.destroy)
         shutil.rmtree(tmp, ignore_errors=True)
     print("\nROC AUC (0.5 = indistinguishable, target <= 0.55)")
-    print(f"  {'data':<10} {'no pools':>9} {'pools':>9}")
-    for data, plain, pooled in results:
-        print(f"  {data:<10} {plain:>9.3f} {pooled:>9.3f}")
+    print(f"  {'data':<10} {'no pools':>9} {'domains':>9} {'mailboxes':>10}")
+    for data, plain, pooled, boxed in results:
+        print(f"  {data:<10} {plain:>9.3f} {pooled:>9.3f} {boxed:>10.3f}")
 
 
 if __name__ == "__main__":

@@ -394,6 +394,24 @@ class CredentialsConfig(_Model):
 
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_MAILBOX = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+class Mailbox(_Model):
+    """An owned free-mail mailbox (``address``, the canary's e-mail value) whose provider forwards
+    mail to ``forward_to`` at a canary mail domain (where the contact sources receive it)."""
+
+    address: str
+    forward_to: str
+
+    @field_validator("address", "forward_to")
+    @classmethod
+    def _addr(cls, v: str) -> str:
+        local, _, domain = v.strip().rpartition("@")
+        out = f"{local}@{domain.lower().rstrip('.')}"
+        if not _MAILBOX.match(out):
+            raise ValueError(f"{v!r} is not an e-mail address")
+        return out
 
 
 class SeedingConfig(_Model):
@@ -402,6 +420,7 @@ class SeedingConfig(_Model):
     E.164 numbers we own, single (``"+15550100001"``) or ranges (``"+15550100000-+15550100099"``)."""
 
     email_domains: tuple[str, ...] = ()
+    mailboxes: tuple[Mailbox, ...] = ()  # owned free-mail mailboxes forwarding to us; used before email_domains
     phone_numbers: tuple[str, ...] = ()
     lock_timeout: float = 5.0
     follow_foreign_keys: bool = True  # give canary customers plausible child rows (orders, addresses)

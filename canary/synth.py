@@ -673,7 +673,8 @@ def _mask(text: str | None) -> str:
 class ContactAllocator:
     """Hands out unique canary contact points from pools that route back to us.
 
-    ``email_domains``: domains whose mail canary receives; ``phone_numbers``: E.164 numbers we own.
+    ``email_domains``: domains whose mail canary receives; ``mailboxes``: owned free-mail addresses
+    forwarding to us; ``phone_numbers``: E.164 numbers we own.
     ``used`` holds values already allocated (by earlier deployments); every value is handed out once.
     With empty pools, contact points are synthetic (they then cannot alert on contact).
     """
@@ -682,13 +683,22 @@ class ContactAllocator:
     phone_numbers: Sequence[str] = ()
     used: set[str] = field(default_factory=set)
     rng: random.Random = field(default_factory=random.Random)
+    mailboxes: Sequence[str] = ()  # owned free-mail addresses, handed out whole before any pool domain
+    beyond_mailboxes: int = 0  # e-mail values handed out after the mailboxes ran out
     _blocks: dict[str, list[str]] | None = None  # free owned numbers by block (all but the last 4 digits)
     _block_use: Counter[str] = field(default_factory=Counter)
     _domain_use: Counter[str] = field(default_factory=Counter)
 
     def email(self, local: str, fallback_domain: str) -> str:
         """``local@domain``, unique; pool domains are used evenly (the least used so far first), so
-        that each holds as few canaries as the pool allows."""
+        that each holds as few canaries as the pool allows. Owned mailboxes (``mailboxes``) come
+        first, each once, in their configured order."""
+        for box in self.mailboxes:
+            if box.lower() not in self.used:
+                self.used.add(box.lower())
+                return box
+        if self.mailboxes:
+            self.beyond_mailboxes += 1
         for attempt in range(50):
             cand_local = local if attempt == 0 else f"{local}{self.rng.randint(1, 9999)}"
             domain = self._least_used_domain() if self.email_domains else fallback_domain

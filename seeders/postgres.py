@@ -95,6 +95,12 @@ class ContactPools:
 
     email_domains: tuple[str, ...] = ()
     phone_numbers: tuple[str, ...] = ()
+    mailboxes: tuple[tuple[str, str], ...] = ()  # (address, forward_to): owned free-mail mailboxes
+
+    def forward_to(self, address: str | None) -> str | None:
+        """Where the mailbox ``address`` forwards to (None if it is not an owned mailbox)."""
+        low = (address or "").lower()
+        return next((fw for a, fw in self.mailboxes if a.lower() == low), None) if low else None
 
 
 def policy_names(detection_schema: str) -> tuple[str, str]:
@@ -234,7 +240,8 @@ class PostgresSeeder:
     def from_config(cls, config: Config, name: str, registry: Registry, **kwargs: Any) -> PostgresSeeder:
         """The seeder of datastore ``name`` with the ``[seeding]`` pools and limits applied."""
         s = config.seeding
-        pools = ContactPools(tuple(s.email_domains or config.contact.mail_domains), s.phone_pool())
+        pools = ContactPools(tuple(s.email_domains or config.contact.mail_domains), s.phone_pool(),
+                             tuple((m.address, m.forward_to) for m in s.mailboxes))
         kwargs.setdefault("lock_timeout", s.lock_timeout)
         kwargs.setdefault("follow_foreign_keys", s.follow_foreign_keys)
         kwargs.setdefault("max_children", s.max_children)
@@ -353,7 +360,8 @@ class PostgresSeeder:
         cred = self._credential_setup(info, target, sample) if target.credential else None
         pools = self.pools if cred is None else ContactPools()
         used = await self._used_contacts()
-        contacts = ContactAllocator(pools.email_domains, pools.phone_numbers, used, random.Random(self.rng.getrandbits(64)))
+        contacts = ContactAllocator(pools.email_domains, pools.phone_numbers, used, random.Random(self.rng.getrandbits(64)),
+                                    mailboxes=[a for a, _ in pools.mailboxes])
         skipped = self._skipped(info, prof)
         reuse = await self._shared_values(conn, info, sample, skipped, pools)
         synth = Synthesizer(info, prof, locale=locale, contacts=contacts, seed=self.rng.getrandbits(64), skip=skipped, reuse=reuse)
@@ -378,7 +386,14 @@ class PostgresSeeder:
             batches += await plan_children(
                 self, conn, role, top, sample_keys, locale, warnings, random.Random(self.rng.getrandbits(64))
             )
-        if not self.pools.email_domains and any(semantic_of(c) == Semantic.EMAIL for c in info.columns):
+        if contacts.beyond_mailboxes:
+            warnings.append(f"{info.target}: the mailbox pool is exhausted ({len(pools.mailboxes)} configured, all in use); "
+                            f"{contacts.beyond_mailboxes} canaries get addresses at "
+                            + ("canary mail domains" if pools.email_domains else "made-up domains that cannot alert on contact")
+                            + " ([seeding].mailboxes)")
+        if not self.pools.email_domains and (not self.pools.mailboxes or contacts.beyond_mailboxes) and any(
+            semantic_of(c) == Semantic.EMAIL for c in info.columns
+        ):
             warnings.append(f"{info.target}: no canary mail domains configured ([seeding].email_domains); e-mail contact cannot alert")
         if not self.pools.phone_numbers and any(semantic_of(c) == Semantic.PHONE for c in info.columns):
             warnings.append(f"{info.target}: no owned phone numbers configured ([seeding].phone_numbers); phone contact cannot alert")
@@ -629,16 +644,19 @@ class PostgresSeeder:
         return dt.datetime.fromtimestamp(_quantile(prof.created_epochs, self.rng), dt.timezone.utc)
 
     async def _used_contacts(self) -> set[str]:
-        """Owned phone numbers already handed to active canaries (found by blind index)."""
-        if not self.pools.phone_numbers:
-            return set()
-        idx = {self.registry.keyring.blind_index(p, value_purpose("phone")): p for p in self.pools.phone_numbers}
-        rows = await self.registry.pool.fetch(
-            "SELECT v.value_idx FROM canary_values v JOIN canaries c ON c.id = v.canary_id"
-            " WHERE v.kind = 'phone' AND c.status = 'active' AND v.value_idx = ANY($1::bytea[])",
-            list(idx),
-        )
-        return {idx[bytes(r["value_idx"])] for r in rows}
+        """Owned phone numbers and mailboxes already handed to active canaries (found by blind index)."""
+        out: set[str] = set()
+        for kind, owned in (("phone", self.pools.phone_numbers), ("email", tuple(a for a, _ in self.pools.mailboxes))):
+            if not owned:
+                continue
+            idx = {self.registry.keyring.blind_index(p, value_purpose(kind)): p for p in owned}
+            rows = await self.registry.pool.fetch(
+                "SELECT v.value_idx FROM canary_values v JOIN canaries c ON c.id = v.canary_id"
+                " WHERE v.kind = $2 AND c.status = 'active' AND v.value_idx = ANY($1::bytea[])",
+                list(idx), kind,
+            )
+            out |= {idx[bytes(r["value_idx"])].lower() for r in rows}
+        return out
 
     def _detection_statements(self, info: TableInfo, pk_type: str, pks: Sequence[str]) -> list[str]:
         schema = self.ds.detection_schema
@@ -863,7 +881,7 @@ class PostgresSeeder:
                 entry = new_credential_canary(w.creds[i], self.ds.name, self._label(info.target), location=location, lookup=lookup)
                 canaries.append(dataclasses.replace(entry, fingerprint=fp))
                 continue
-            values = [(k, v) for k, v in (("email", email), ("phone", phone)) if v]
+            values = [(k, v) for k, v in (("email", email), ("email", (self.pools.forward_to(email) or "").lower()), ("phone", phone)) if v]
             canaries.append(
                 NewCanary(
                     kind="customer", datastore=self.ds.name, label=self._label(info.target),
