@@ -398,7 +398,8 @@ class PostgresSeeder:
         if not self.pools.phone_numbers and any(semantic_of(c) == Semantic.PHONE for c in info.columns):
             warnings.append(f"{info.target}: no owned phone numbers configured ([seeding].phone_numbers); phone contact cannot alert")
         if rows:
-            warnings.extend(await self._pool_warnings(conn, info, prof, len(existing) + len(rows), pools))
+            total = len(existing) + len(rows)
+            warnings.extend(await self._pool_warnings(conn, info, prof, total, pools, on_domains=max(0, total - len(pools.mailboxes))))
         all_pks = list(existing) + [p.pk for p in top.rows]
         if len(all_pks) > MANY_CANARIES:
             warnings.append(f"{info.target}: {len(all_pks)} canaries in one table; every statement on it rebuilds the "
@@ -443,7 +444,8 @@ class PostgresSeeder:
         return out
 
     async def _pool_warnings(
-        self, conn: asyncpg.Connection, info: TableInfo, prof: TableProfile, canaries: int, pools: ContactPools
+        self, conn: asyncpg.Connection, info: TableInfo, prof: TableProfile, canaries: int, pools: ContactPools,
+        on_domains: int | None = None,
     ) -> list[str]:
         """Contact pools too small to blend in: a pool domain holding far more canaries than a typical
         small e-mail domain of the table has customers, or an owned-number block holding far more
@@ -452,19 +454,20 @@ class PostgresSeeder:
         tbl = qualified(info.schema, info.name)
         email = next((c.name for c in info.columns if semantic_of(c) == Semantic.EMAIL), None)
         col = prof.col(email) if email else None
-        if pools.email_domains and email and col is not None and col.email_domains:
+        on_domains = canaries if on_domains is None else on_domains  # owned mailboxes take the first canaries
+        if pools.email_domains and on_domains and email and col is not None and col.email_domains:
             tail = [str(d) for d in col.email_domains.values if d not in FREEMAIL]
             domain = f"lower(split_part({ident(email)}::text, '@', 2))"
             rows = await conn.fetch(f"SELECT {domain} AS d, count(*) AS n FROM {tbl} WHERE {domain} = ANY($1::text[]) GROUP BY 1", tail)
             sizes = sorted(int(r["n"]) for r in rows)
             typical = sizes[len(sizes) // 2] if sizes else 1
             limit = max(MIN_SHARED, 3 * typical)
-            per_domain = -(-canaries // len(pools.email_domains))
+            per_domain = -(-on_domains // len(pools.email_domains))
             if per_domain > limit:
                 out.append(
                     f"{info.target}: {len(pools.email_domains)} canary mail domains put about {per_domain} canaries on each, but "
                     f"a typical small e-mail domain in the table has {typical} customers; configure at least "
-                    f"{-(-canaries // limit)} domains ([seeding].email_domains) so that they blend into the long tail"
+                    f"{-(-on_domains // limit)} domains ([seeding].email_domains) so that they blend into the long tail"
                 )
         phone = next((c.name for c in info.columns if semantic_of(c) == Semantic.PHONE), None)
         if pools.phone_numbers and phone:
