@@ -9,6 +9,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from canary.tasks import stop_task
+
 log = structlog.get_logger("canary.retention")
 
 
@@ -35,10 +37,8 @@ class Retention:
         self._task = asyncio.create_task(self._run(runtime), name=self.name)
 
     async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
+        await stop_task(self._task, self._stopping)
+        self._task = None
 
     async def _run(self, runtime: Any) -> None:
         cfg = runtime.config.listener

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from canary.alerts import Alert, AlertAction
 from canary.config import Secret, resolve_secret
 from canary.errors import DeliveryError
+from canary.sinks._tls import client_tls_context
 
 log = structlog.get_logger("canary.sinks.email")
 
@@ -106,21 +107,14 @@ class EmailSink:
     def __init__(self, name: str, options: Any, http: aiohttp.ClientSession) -> None:
         self.name = name
         self.options: Options = options
-        self._tls: ssl.SSLContext | None = None
 
     def __repr__(self) -> str:
         return f"EmailSink(name={self.name!r}, host={self.options.host!r})"
 
-    def _context(self) -> ssl.SSLContext:
-        if self._tls is None:
-            ca = self.options.ca_file
-            self._tls = ssl.create_default_context(cafile=str(ca) if ca else None)
-        return self._tls
-
     async def send(self, alert: Alert) -> None:
         o = self.options
         msg = build_message(alert, o)
-        context = await asyncio.to_thread(self._context)  # reading CA files is blocking I/O
+        context = await asyncio.to_thread(client_tls_context, o.ca_file)
         try:
             errors, _ = await aiosmtplib.send(
                 msg, hostname=o.host, port=o.port, use_tls=o.tls == "implicit", start_tls=o.tls == "starttls",

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from canary.alerts import Alert
 from canary.errors import DeliveryError
 from canary.events import Severity
+from canary.sinks._tls import client_tls_context
 
 FACILITIES = {
     "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7, "uucp": 8,
@@ -165,17 +166,10 @@ class SyslogSink:
         self.options: Options = options
         self._lock = asyncio.Lock()
         self._stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-        self._tls: ssl.SSLContext | None = None
 
     def __repr__(self) -> str:
         o = self.options
         return f"SyslogSink(name={self.name!r}, {o.transport}://{o.host}:{o.port}, format={o.format!r})"
-
-    def _tls_context(self) -> ssl.SSLContext:
-        if self._tls is None:
-            ca = self.options.ca_file
-            self._tls = ssl.create_default_context(cafile=str(ca) if ca else None)
-        return self._tls
 
     async def send(self, alert: Alert) -> None:
         o = self.options
@@ -210,7 +204,7 @@ class SyslogSink:
         if self._stream is not None and (self._stream[0].at_eof() or self._stream[1].is_closing()):
             await self.close()  # the receiver closed it since the last alert
         if self._stream is None:
-            context = await asyncio.to_thread(self._tls_context) if o.transport == "tls" else None
+            context = await asyncio.to_thread(client_tls_context, o.ca_file) if o.transport == "tls" else None
             self._stream = await asyncio.open_connection(o.host, o.port, ssl=context,
                                                          server_hostname=o.host if context else None)
         writer = self._stream[1]

@@ -35,6 +35,7 @@ from aiohttp import web
 
 from canary.credentials import ValueKind, recognise
 from canary.events import DetectionEvent, EventKind, Severity, event_key
+from canary.tasks import stop_task
 
 log = structlog.get_logger("canary.sources.cloudtrail")
 
@@ -178,13 +179,8 @@ class CloudTrailDirectorySource:
         self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, 10)
-            except asyncio.TimeoutError:
-                self._task.cancel()
-            self._task = None
+        await stop_task(self._task, self._stopping)
+        self._task = None
 
     async def _run(self) -> None:
         failures = 0

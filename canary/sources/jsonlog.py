@@ -20,6 +20,7 @@ import structlog
 from aiohttp import web
 
 from canary.sources.pglog import PgLogProcessor, RecordContext, RecordHandler
+from canary.tasks import stop_task
 
 log = structlog.get_logger("canary.sources.jsonlog")
 
@@ -69,13 +70,8 @@ class JsonlogSource:
         self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, 10)
-            except asyncio.TimeoutError:
-                self._task.cancel()
-            self._task = None
+        await stop_task(self._task, self._stopping)
+        self._task = None
 
     # -- position ------------------------------------------------------------------------------
     def _files(self) -> list[Path]:
