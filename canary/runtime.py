@@ -151,6 +151,14 @@ async def close_runtime(runtime: Runtime, *, grace: float | None = None) -> None
     g = runtime.config.listener.shutdown_grace if grace is None else grace
     await runtime.pipeline.stop()
     await runtime.dispatcher.stop(grace=g)
+    for name, sink in runtime.sinks.items():  # sinks that hold connections (syslog TCP/TLS) close them
+        close = getattr(sink, "close", None)
+        if close is None:
+            continue
+        try:
+            await asyncio.wait_for(close(), 5.0)
+        except Exception as exc:  # noqa: BLE001 - shutting down: report and go on
+            log.warning("sink.close_failed", sink=name, error=f"{type(exc).__name__}: {exc}")
     await runtime.http.close()
     await asyncio.sleep(0)  # let aiohttp close its connectors
     await runtime.store.close()

@@ -156,3 +156,36 @@ async def test_retention_prunes_old_reject_samples_only(store: ControlStore) -> 
         " ('s', 'old', 'x', now() - interval '8 days'), ('s', 'new', 'y', now() - interval '1 hour')")
     assert await prune(store.pool, 7 * 86400) == 1
     assert [r["reason"] for r in await store.pool.fetch("SELECT reason FROM rejects")] == ["new"]
+
+
+async def test_shutdown_closes_sink_connections(store: ControlStore, make_config, keyring: Keyring) -> None:  # type: ignore[no-untyped-def]
+    """A syslog-over-TCP sink's connection is closed when the runtime shuts down, not left to the OS."""
+    from canary.alerts import Alert, AlertAction
+    from canary.events import Severity
+    from canary.runtime import close_runtime
+
+    got: list[bytes] = []
+    closed = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            got.append(data)
+        closed.set()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    cfg = make_config(sinks=[{"name": "siem", "type": "syslog", "transport": "tcp", "host": "127.0.0.1", "port": port}])
+    runtime = await open_runtime(cfg, keyring=keyring, store=store)
+    now = dt.datetime.now(dt.timezone.utc)
+    alert = Alert(incident_id=1, dedup_key="canary-x", action=AlertAction.TRIGGER, kind=EventKind.READ,
+                  severity=Severity.CRITICAL, title="t", summary="s", canary_count=1, event_count=1,
+                  first_seen=now, last_seen=now)
+    try:
+        await runtime.sinks["siem"].send(alert)
+    finally:
+        await close_runtime(runtime, grace=1)
+    await asyncio.wait_for(closed.wait(), 5)
+    assert got and b"canary-x" in b"".join(got)
+    server.close()
+    await server.wait_closed()
