@@ -20,6 +20,7 @@ from aiohttp import web
 from canary.alerts import Alert
 from canary.errors import DeliveryError
 from canary.events import DetectionEvent, EventKind, Severity, event_key
+from canary.pipeline import DEAD_LETTER_SOURCE
 from canary.runtime import Runtime, close_runtime
 from canary.typing import Component
 
@@ -102,7 +103,7 @@ class Listener:
         """A notification that could not be delivered is itself an incident (to the other sinks)."""
         now = dt.datetime.now(dt.timezone.utc)
         event = DetectionEvent(
-            kind=EventKind.HEALTH, source="outbox", key=event_key("dead", sink, alert.dedup_key, alert.sequence),
+            kind=EventKind.HEALTH, source=DEAD_LETTER_SOURCE, key=event_key("dead", sink, alert.dedup_key, alert.sequence),
             group=f"outbox-dead:{sink}", canary_id=None, observed_at=now, severity=Severity.ERROR,
             actor={"sink": sink}, evidence={"incident_id": alert.incident_id, "error": error.message[:300],
                                              "title": alert.title},

@@ -35,6 +35,7 @@ from canary.rules import NO_DECISION, CanaryFacts, Decision, RuleSet, facts_from
 log = structlog.get_logger("canary.pipeline")
 
 OUTBOX_CHANNEL = "canary_outbox"
+DEAD_LETTER_SOURCE = "outbox"  # source of HEALTH events about undeliverable notifications
 #: A suppression rule: returns the rule name that suppresses the event, or None.
 SuppressRule = Callable[[DetectionEvent], str | None]
 
@@ -304,6 +305,8 @@ class Pipeline:
         for inc, action, sequence, _, lift in due:
             alert = alert_for(inc, labels.get(inc["id"], []), action, sequence)
             targets = sinks_for(self.config.sinks, alert.severity, alert.drill, only=inc["route"])
+            if inc["source"] == DEAD_LETTER_SOURCE:  # a dead letter about a sink goes to the others
+                targets = [s for s in targets if s != inc["actor"].get("sink")]
             for s in targets:
                 out_inc.append(inc["id"])
                 out_sink.append(s)

@@ -189,3 +189,26 @@ async def test_shutdown_closes_sink_connections(store: ControlStore, make_config
     assert got and b"canary-x" in b"".join(got)
     server.close()
     await server.wait_closed()
+
+
+async def test_dead_letter_is_paged_to_the_other_sinks(store: ControlStore, make_config, keyring: Keyring) -> None:  # type: ignore[no-untyped-def]
+    """When a notification to one sink is dead-lettered, the resulting health incident goes to every
+    other sink, not back to the one that cannot deliver."""
+    from canary.alerts import Alert, AlertAction
+    from canary.errors import DeliveryError
+    from canary.events import Severity
+    from canary.runtime import close_runtime
+
+    cfg = make_config(sinks=[{"name": "pagerduty-down", "type": "stdout"}, {"name": "slack", "type": "stdout"}])
+    runtime = await open_runtime(cfg, keyring=keyring, store=store)
+    listener = Listener(runtime, [])
+    now = dt.datetime.now(dt.timezone.utc)
+    alert = Alert(incident_id=7, dedup_key="canary-y", action=AlertAction.TRIGGER, kind=EventKind.READ,
+                  severity=Severity.CRITICAL, title="t", summary="s", canary_count=1, event_count=1,
+                  first_seen=now, last_seen=now)
+    try:
+        await listener._dead_letter("pagerduty-down", alert, DeliveryError("pagerduty-down", "HTTP 503"))
+        rows = await runtime.pool.fetch("SELECT o.sink, i.kind FROM outbox o JOIN incidents i ON i.id = o.incident_id")
+        assert [(r["sink"], r["kind"]) for r in rows] == [("slack", "health")]
+    finally:
+        await close_runtime(runtime, grace=1)
