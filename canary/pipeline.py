@@ -415,9 +415,18 @@ _VERBS = {
 
 
 def _title(event: DetectionEvent) -> str:
-    who = event.actor.get("user") or event.actor.get("sender") or event.actor.get("caller") or "unknown"
-    where = event.origin.get("client_addr") or event.origin.get("node") or ""
-    text = f"{_VERBS[event.kind]} by {who}" + (f" from {where}" if where else "")
+    """One line for on-call: what happened, by whom, from where (health events: which check, where)."""
+    where = event.origin.get("client_addr") or event.origin.get("node") or event.origin.get("datastore") or ""
+    who = event.actor.get("user") or event.actor.get("sender") or event.actor.get("caller")
+    problem = event.evidence.get("problem")
+    if event.kind is EventKind.HEALTH and event.evidence.get("signal") == "heartbeat":
+        text = f"Canary log heartbeat received from {where or 'a node'}"
+    elif event.kind is EventKind.HEALTH and event.actor.get("sink"):
+        text = f"Canary alerts undeliverable to sink {event.actor['sink']}"
+    elif event.kind in (EventKind.HEALTH, EventKind.TAMPER) and not who:
+        text = _VERBS[event.kind] + (f": {problem}" if problem else "") + (f" on {where}" if where else "")
+    else:
+        text = f"{_VERBS[event.kind]} by {who or 'unknown'}" + (f" from {where}" if where else "")
     return ("[DRILL] " if event.drill else "") + text
 
 

@@ -46,8 +46,10 @@ async def gather(pool: asyncpg.Pool) -> dict[str, Any]:
         "SELECT source, reason, count(*) AS n FROM rejects WHERE received_at > clock_timestamp() - interval '24 hours'"
         " GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 20")
     incidents = await pool.fetchrow(
-        "SELECT count(*) FILTER (WHERE status = 'open') AS open, count(*) FILTER (WHERE status = 'acknowledged') AS ack,"
-        " count(*) FILTER (WHERE status = 'open' AND drill IS NULL) AS open_real FROM incidents")
+        "SELECT count(*) FILTER (WHERE status = 'open' AND suppressed_by IS NULL) AS open,"
+        " count(*) FILTER (WHERE status = 'acknowledged') AS ack,"
+        " count(*) FILTER (WHERE status = 'open' AND drill IS NULL AND suppressed_by IS NULL) AS open_real,"
+        " count(*) FILTER (WHERE status = 'open' AND suppressed_by IS NOT NULL) AS suppressed FROM incidents")
     last = await pool.fetchrow(
         "SELECT id, playbook, mode, status, started_at, finished_at, steps_total, detected, missed, skipped, result"
         " FROM drill_runs ORDER BY started_at DESC LIMIT 1")
@@ -89,7 +91,8 @@ async def gather(pool: asyncpg.Pool) -> dict[str, Any]:
             "rejects_24h": [{"source": r["source"], "reason": r["reason"], "count": r["n"]} for r in rejects],
         },
         "outbox": {"pending": outbox["pending"], "dead": outbox["dead"], "oldest_pending_age_s": age(outbox["oldest_pending"])},
-        "incidents": {"open": incidents["open"], "acknowledged": incidents["ack"], "open_not_drill": incidents["open_real"]},
+        "incidents": {"open": incidents["open"], "acknowledged": incidents["ack"], "open_not_drill": incidents["open_real"],
+                      "suppressed": incidents["suppressed"]},
         "last_drill": drill,
         "unregistered_drill_tags": [{"incident_id": r["id"], "drill": r["drill"], "created_at": r["created_at"].isoformat()}
                                     for r in unregistered],
@@ -127,7 +130,7 @@ def render_text(doc: dict[str, Any]) -> str:
     ob = doc["outbox"]
     out += ["", f"Outbox: {ob['pending']} pending (oldest {_age(ob['oldest_pending_age_s'])}), {ob['dead']} dead",
             f"Incidents: {doc['incidents']['open']} open ({doc['incidents']['open_not_drill']} not drills), "
-            f"{doc['incidents']['acknowledged']} acknowledged", ""]
+            f"{doc['incidents']['acknowledged']} acknowledged, {doc['incidents']['suppressed']} suppressed (alerts list --all)", ""]
     d = doc["last_drill"]
     if d is None:
         out.append("Last drill: none recorded")
