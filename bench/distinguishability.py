@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import random
 import re
 import shutil
@@ -53,7 +54,7 @@ from canary.registry import Registry
 from canary.shop import create_shop
 from canary.store import ControlStore
 from canary.synth import local_shape, shape
-from realistic_customers import SURNAMES, create_realistic_shop
+from realistic_customers import SURNAMES, RealisticKorea, create_realistic_shop
 from seeders.postgres import PostgresSeeder
 
 def realistic_pools(seed: int = 5) -> dict[str, Any]:
@@ -75,25 +76,25 @@ def realistic_pools(seed: int = 5) -> dict[str, Any]:
 
 async def mailbox_pool(conn: asyncpg.Connection, n: int, seed: int = 7) -> list[dict[str, str]]:
     """``n`` owned mailboxes at the table's own common free-mail providers, in the table's proportions
-    (an operator opens them at naver.com, gmail.com...), with handle-like local parts, each forwarding
-    to a canary mail domain."""
+    (an operator opens them at naver.com, gmail.com...), each forwarding to a canary mail domain. The
+    operator makes local parts up the way people do: from a made-up persona's romanised name (with
+    birth digits...) or a handle (another population of :class:`RealisticKorea`, not the table's);
+    the seeder then names each canary to fit its mailbox."""
     rng = random.Random(seed)
     rows = await conn.fetch(
         "SELECT lower(split_part(email, '@', 2)) AS d, count(*) AS n FROM customers WHERE email IS NOT NULL"
         " GROUP BY 1 ORDER BY 2 DESC LIMIT 6"
     )
     domains, weights = [r["d"] for r in rows], [int(r["n"]) for r in rows]
-    words = ("sunny", "blue", "star", "happy", "cool", "moon", "sky", "mint", "latte", "river", "cloud", "forest", "piano",
-             "tennis", "ocean", "lemon", "cherry", "maple", "winter", "summer", "tiger", "panda", "daisy", "olive")
+    personas = RealisticKorea(seed=seed + 1000)
     out: list[dict[str, str]] = []
     seen: set[str] = set()
     while len(out) < n:
-        w = rng.choice(words)
-        local = rng.choice((f"{w}{rng.randint(1, 99)}", f"{w}{rng.randint(70, 99)}{rng.randint(1, 12):02d}",
-                            f"{w}_{rng.choice(words)}", f"{w}.{rng.choice(words)}{rng.randint(1, 999)}", f"{w}{rng.choice(words)}"))
-        address = f"{local}@{rng.choices(domains, weights)[0]}"
-        if address not in seen:
-            seen.add(address)
+        birth = dt.date(rng.randint(1955, 2005), rng.randint(1, 12), rng.randint(1, 28))
+        _, sur, given, _ = personas.person(birth.year)
+        address = f"{personas.email_local(sur, given, birth)}@{rng.choices(domains, weights)[0]}"
+        if address.lower() not in seen:
+            seen.add(address.lower())
             out.append({"address": address, "forward_to": f"fw-{len(out):05d}@inbound.canary-mail.test"})
     return out
 
@@ -130,8 +131,6 @@ def features(rows: Sequence[asyncpg.Record]) -> tuple[np.ndarray, list[str]]:
     romanised = {rom for _, roms, _ in SURNAMES for rom in roms if len(rom) > 1}
     created = [float(r["created"] or 0) for r in rows]
     updated = [r["updated"] for r in rows]
-    import datetime as dt
-
     when = [dt.datetime.fromtimestamp(c, dt.timezone.utc) for c in created]
     cols: dict[str, list[float]] = {
         "name_len": [len(n) for n in name],

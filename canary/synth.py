@@ -666,6 +666,112 @@ def _mask(text: str | None) -> str:
     return re.sub(r"\d", "9", text) if text else ""
 
 
+# -- how common a canary's values are ----------------------------------------------------------
+
+_COUNT_BINS = (2, 3, 5, 10, 30, 100, 300, 1000, 3000)
+
+
+def count_bin(n: int) -> int:
+    """Coarse class of "how many rows hold this value": 1, 2, 3-4, 5-9, 10-29, ... (log-like)."""
+    return bisect.bisect_right(_COUNT_BINS, n)
+
+
+def surname_key(name: str | None) -> str | None:
+    split = split_name(name) if name else None
+    return split[1] if split else name
+
+
+def given_key(name: str | None) -> str | None:
+    split = split_name(name) if name else None
+    return split[2] if split else name
+
+
+def word_count(text: str | None) -> int:
+    return len(text.split()) if text else 0
+
+
+def shape_key(text: str | None) -> str | None:
+    return re.sub(r"\d+", "9", text) if text else text
+
+
+@dataclass
+class FrequencyMatch:
+    """Draws candidates (a person's names, a row's location columns) so that how many rows of the
+    table hold each of their values matches how many rows hold a real row's values.
+
+    ``keys``: (column, derivation) pairs an insider can count (the full name and its surname; the
+    address, its digit-masked shape and the postcode); ``counts``: rows of the whole table per derived
+    value; ``targets``: the real rows' count classes (:func:`count_bin`) per key, one tuple per sampled
+    row. Each canary takes a random real row's classes and the candidate closest to them. The primary
+    value (the first key) is taken only when no real row holds it or at least ``k`` do (never a value
+    that identifies a person); values canaries already hold count too, so two canaries may share a
+    fresh value where real rows come in pairs (a family's address).
+    """
+
+    keys: tuple[tuple[str, Any], ...]
+    counts: tuple[Counter[str | None], ...]
+    targets: tuple[tuple[int, ...], ...]
+    pool: list[Mapping[str, str | None]]
+    traits: tuple[tuple[str, Any], ...] = ()  # (column, class function) compared as they are: word counts
+    k: int = MIN_SHARED
+    held: list[Mapping[str, str | None]] = field(default_factory=list)  # candidates canaries already hold
+    added: tuple[Counter[str | None], ...] = ()
+    credit: Counter[int] = field(default_factory=Counter)  # primary count classes canaries reached by being joined
+
+    def __post_init__(self) -> None:
+        self.added = tuple(Counter() for _ in self.keys)
+
+    def _values(self, cand: Mapping[str, str | None]) -> list[str | None]:
+        return [fn(cand.get(col)) for col, fn in self.keys]
+
+    def draw(self, rng: random.Random, tries: int = 600,
+             among: Sequence[Mapping[str, str | None]] | None = None) -> Mapping[str, str | None] | None:
+        """A candidate (of ``among``, when given: those that fit something else about the row)."""
+        if not self.targets or not self.pool:
+            return None
+        want = rng.choice(self.targets)
+        for _ in range(20):  # targets already met by canaries another one joined
+            if not self.credit[want[0]]:
+                break
+            self.credit[want[0]] -= 1
+            want = rng.choice(self.targets)
+        best: tuple[int, float] | None = None
+        choice: Mapping[str, str | None] | None = None
+        if among is not None:
+            sample = list(among) if len(among) <= tries else rng.sample(list(among), tries)
+        else:
+            sample = [self.pool[rng.randrange(len(self.pool))] for _ in range(tries)] + self.held[-tries:]
+        for cand in sample:
+            vals = self._values(cand)
+            real = self.counts[0][vals[0]]
+            if 0 < real < self.k:
+                continue
+            score = sum(abs(count_bin(c[v] + a[v] + 1) - w) for c, a, v, w in zip(self.counts, self.added, vals, want[:len(vals)]))
+            score += sum(abs(fn(cand.get(col)) - w) for (col, fn), w in zip(self.traits, want[len(vals):]))
+            rank = (score, rng.random())
+            if best is None or rank < best:
+                best, choice = rank, cand
+        if choice is None:
+            return None
+        vals = self._values(choice)
+        joined, real = self.added[0][vals[0]], self.counts[0][vals[0]]
+        if joined and count_bin(real + joined) != count_bin(real + joined + 1):  # the canaries holding it move up, too
+            self.credit[count_bin(real + joined + 1)] += joined
+        for a, v in zip(self.added, vals):
+            a[v] += 1
+        self.held.append(choice)
+        return choice
+
+    @staticmethod
+    def real_targets(keys: Sequence[tuple[str, Any]], counts: Sequence[Counter[str | None]],
+                     sample: Sequence[Mapping[str, str | None]], traits: Sequence[tuple[str, Any]] = ()) -> tuple[tuple[int, ...], ...]:
+        first = keys[0][0]
+        return tuple(
+            tuple(count_bin(c[fn(r.get(col))]) for (col, fn), c in zip(keys, counts)) + tuple(fn(r.get(col)) for col, fn in traits)
+            for r in sample if r.get(first) is not None
+        )
+
+
 # -- contact points -------------------------------------------------------------------------------
 
 
@@ -708,6 +814,10 @@ class ContactAllocator:
                 self._domain_use[domain] += 1
                 return value
         raise SeedError("cannot allocate a unique canary e-mail address (pool of domains too small?)")
+
+    def next_mailbox(self) -> str | None:
+        """The owned mailbox :meth:`email` hands out next (None when none is left)."""
+        return next((box for box in self.mailboxes if box.lower() not in self.used), None)
 
     def _least_used_domain(self) -> str:
         low = min(self._domain_use[d] for d in self.email_domains)
@@ -828,6 +938,43 @@ class Synthesizer:
         self.reuse = dict(reuse or {})
         self.unique = {cols[0] for cols in info.unique_sets() if len(cols) == 1}
         self._place: dict[str, str | None] | None = None  # this row's composed location columns
+        self._match_people: FrequencyMatch | None = None
+        self._match_places: FrequencyMatch | None = None
+        self._spelled: tuple[Sequence[Mapping[str, str | None]], dict[str, list[int]]] | None = None  # people by name spellings
+        self._has_email = any(self.semantics[c.name] == Semantic.EMAIL for c in info.columns)
+
+    def frequency_columns(self) -> list[str]:
+        """Columns whose per-value row counts :meth:`match_frequencies` needs (full name, address,
+        postcode...)."""
+        out = [c.name for c in self.columns() if self.semantics[c.name] == Semantic.FULL_NAME][:1]
+        places = self.profile.places
+        if places is not None:
+            out += [c for c in places.columns if c in {x.name for x in self.columns()}]
+        return out
+
+    def match_frequencies(self, counts: Mapping[str, Counter[str | None]], sample: Sequence[Mapping[str, str | None]],
+                          candidates: int = 4000) -> None:
+        """From now on, draw names and locations so that how many rows of the table share each of
+        their values (``counts``: rows of the whole table per value of the columns
+        :meth:`frequency_columns` names) follows the sampled real rows' distribution."""
+        name_col = next((c for c in self.frequency_columns() if self.semantics[c] == Semantic.FULL_NAME), None)
+        if name_col is not None and name_col in counts and self.profile.names is not None:
+            keys: tuple[tuple[str, Any], ...] = ((name_col, lambda v: v), (name_col, surname_key), (name_col, given_key))
+            derived = tuple(_derive(counts[col], fn) for col, fn in keys)
+            people: list[Mapping[str, str | None]] = []
+            for _ in range(candidates):
+                p = self._person()
+                people.append({name_col: p["full"], "first": p["first"], "last": p["last"]})
+            self._match_people = FrequencyMatch(keys, derived, FrequencyMatch.real_targets(keys, derived, sample), people)
+        places = self.profile.places
+        if places is not None:
+            text = places.columns[places.text_index]
+            if text in counts:
+                keys = ((text, lambda v: v), (text, shape_key)) + tuple((c, lambda v: v) for c in places.columns if c != text and c in counts)
+                derived = tuple(_derive(counts[col], fn) for col, fn in keys)
+                pool: list[Mapping[str, str | None]] = [p for p in (places.compose(self.rng) for _ in range(candidates)) if p]
+                traits = ((text, word_count),)
+                self._match_places = FrequencyMatch(keys, derived, FrequencyMatch.real_targets(keys, derived, sample, traits), pool, traits)
 
     def columns(self) -> list[Column]:
         """Columns the seeder writes: all but generated ones and those it leaves to their default."""
@@ -839,7 +986,7 @@ class Synthesizer:
         return out
 
     def row(self, ctx: RowContext) -> SynthRow:
-        person = self._person()
+        person = self._matched_person()
         self._place = None
         values: dict[str, str | None] = {}
         email = phone = None
@@ -868,7 +1015,8 @@ class Synthesizer:
                 values[col.name] = None
                 continue
             shared = self.reuse.get(col.name)
-            composed = self.profile.places is not None and col.name in self.profile.places.columns  # shares consistently itself
+            composed = (self.profile.places is not None and col.name in self.profile.places.columns  # shares consistently itself
+                        or (self._match_people is not None and col.name == self._match_people.keys[0][0]))
             if shared is not None and shared[0] and not composed and self.rng.random() < shared[1]:
                 values[col.name] = str(shared[0].pick(self.rng))
                 continue
@@ -885,6 +1033,47 @@ class Synthesizer:
         if col.not_null or prof is None or not prof.sampled:
             return False
         return self.rng.random() < prof.null_rate
+
+    def _matched_person(self) -> dict[str, str]:
+        box = self.contacts.next_mailbox() if self._has_email else None
+        if box is not None:
+            fitted = self._person_for(box.rpartition("@")[0])
+            if fitted is not None:
+                return fitted
+        if self._match_people is not None:
+            got = self._match_people.draw(self.rng)
+            if got is not None:
+                col = self._match_people.keys[0][0]
+                return {"first": str(got["first"]), "last": str(got["last"]), "full": str(got[col])}
+        return self._person()
+
+    def _person_for(self, local: str) -> dict[str, str] | None:
+        """A person whose names the mailbox's local part spells as far as it spells any (surname,
+        given name, both), drawn from the candidates the frequency match uses (their names stay
+        as common as real ones); None when the local part spells none of them (a handle)."""
+        if self._spelled is None:
+            pool: Sequence[Mapping[str, str | None]] = self._match_people.pool if self._match_people is not None else [
+                {"full": p["full"], "first": p["first"], "last": p["last"]} for p in (self._person() for _ in range(4000))]
+            index: dict[str, list[int]] = {}
+            for i, cand in enumerate(pool):
+                for sp in {*spellings(str(cand["last"]), surname=True), *spellings(str(cand["first"]).replace(" ", ""))}:
+                    if len(sp) > 1:
+                        index.setdefault(sp, []).append(i)
+            self._spelled = (pool, index)
+        pool, index = self._spelled
+        low = re.sub(r"[^a-z]", "", local.lower())
+        hits = {i for sp, ids in index.items() if sp in low for i in ids}
+        if not hits:
+            return None
+        rank = {"both": 2, "surname": 1, "given": 1, "none": 0}
+        scored = [(rank[email_use(low, str(pool[i]["last"]), str(pool[i]["first"]))], i) for i in hits]
+        top = max(r for r, _ in scored)
+        fitting = [pool[i] for r, i in scored if r == top]
+        got = self._match_people.draw(self.rng, among=fitting) if self._match_people is not None else self.rng.choice(fitting)
+        if got is None:
+            return None
+        full = got.get(self._match_people.keys[0][0]) if self._match_people is not None else got.get("full")
+        return {"first": str(got["first"]), "last": str(got["last"]), "full": str(full)}
 
     def _person(self) -> dict[str, str]:
         if self.profile.names is not None:
@@ -995,7 +1184,8 @@ class Synthesizer:
         places = self.profile.places
         if places is not None and col.name in places.columns:
             if self._place is None:
-                self._place = places.compose(self.rng) or {}
+                matched = self._match_places.draw(self.rng) if self._match_places is not None else None
+                self._place = dict(matched) if matched is not None else (places.compose(self.rng) or {})
             if self._place.get(col.name) is not None:
                 return self._fit(col, str(self._place[col.name]))
         if prof and prof.categorical and sem not in (Semantic.CREATED, Semantic.UPDATED, Semantic.BIRTHDATE):
@@ -1111,6 +1301,13 @@ class Synthesizer:
         if col.has_default or not col.not_null:
             return None
         raise SeedError(f"cannot synthesise a value for column {col.name} of type {col.type}", column=col.name)
+
+
+def _derive(counts: Counter[str | None], fn: Any) -> Counter[str | None]:
+    out: Counter[str | None] = Counter()
+    for v, n in counts.items():
+        out[fn(v)] += n
+    return out
 
 
 def _weights(w: Weighted) -> list[float]:

@@ -26,6 +26,7 @@ import itertools
 import json
 import random
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -68,6 +69,8 @@ FUNCTION = "row_access"
 LOG_MESSAGE = "row access audit"
 SQLSTATE = "CY001"
 SAMPLE_ROWS = 2000
+#: tables up to this many rows are counted whole to match how common canary values are (names, addresses)
+COUNT_ALL_ROWS = 5_000_000
 INSERT_BATCH = 2000
 MAX_ATTEMPTS = 20
 MANY_CANARIES = 1000  # per table: above this, readers pay noticeably for the policy (see bench/read_overhead.py)
@@ -365,6 +368,9 @@ class PostgresSeeder:
         skipped = self._skipped(info, prof)
         reuse = await self._shared_values(conn, info, sample, skipped, pools)
         synth = Synthesizer(info, prof, locale=locale, contacts=contacts, seed=self.rng.getrandbits(64), skip=skipped, reuse=reuse)
+        if placements and info.estimated_rows <= COUNT_ALL_ROWS:
+            counts = await self._value_counts(conn, info, synth.frequency_columns())
+            await asyncio.to_thread(synth.match_frequencies, counts, sample)
         creds: list[Credential] = []
         if cred is not None:
             factory, ctype, cols = cred
@@ -409,6 +415,14 @@ class PostgresSeeder:
             roles = [sql for sql in (create_role_sql(cred[0], c) for c in creds) if sql]
             statements = roles + statements
         return _TargetWork(target, info, existing, batches, [(r.email, r.phone) for r in rows], statements, warnings, forced_off, creds)
+
+    async def _value_counts(self, conn: asyncpg.Connection, info: TableInfo, columns: Sequence[str]) -> dict[str, Counter[str | None]]:
+        """Rows of the whole table per value of each column (what an insider with a dump counts)."""
+        out: dict[str, Counter[str | None]] = {}
+        for name in columns:
+            rows = await conn.fetch(f"SELECT {ident(name)}::text AS v, count(*) AS n FROM {qualified(info.schema, info.name)} GROUP BY 1")
+            out[name] = Counter({r["v"]: int(r["n"]) for r in rows})
+        return out
 
     async def _shared_values(
         self, conn: asyncpg.Connection, info: TableInfo, sample: list[dict[str, str | None]], skipped: Sequence[str], pools: ContactPools

@@ -132,3 +132,28 @@ async def test_plan_warns_when_a_pool_is_too_small_to_blend(target_dsn: str, mak
                                 "phone_numbers": [f"+8210{3000 + 7 * b}{n:04d}" for b in range(30) for n in (11, 4242)]})
     plan = await PostgresSeeder.from_config(wide, "shop", registry, seed=1).plan()
     assert not [w for w in plan.targets[0].warnings if "blend" in w or "number block" in w]
+
+
+def test_frequency_match_follows_real_count_classes_without_copying_rare_values() -> None:
+    """Canaries take candidates whose values are as common in the table as real rows' values are
+    (half the real rows hold a value no one else has, half one of 40 holders), and never a value
+    that only one or two real rows hold (it would identify them)."""
+    from collections import Counter
+
+    from canary.synth import FrequencyMatch, count_bin
+
+    table: Counter[str | None] = Counter({"shared": 40, "rare": 1, "pair": 2})
+    table.update({f"own{i}": 1 for i in range(100)})
+    sample = [{"v": f"own{i}"} for i in range(50)] + [{"v": "shared"}] * 50
+    keys = (("v", lambda v: v),)
+    targets = FrequencyMatch.real_targets(keys, (table,), sample)
+    pool = [{"v": "shared"}, {"v": "rare"}, {"v": "pair"}] + [{"v": f"new{i}"} for i in range(300)]
+    match = FrequencyMatch(keys, (table,), targets, pool)
+    rng = random.Random(3)
+    drawn = [match.draw(rng) for _ in range(200)]
+    values = [d["v"] for d in drawn if d is not None]
+    assert len(values) == 200
+    assert not {"rare", "pair"} & set(values)
+    shared = values.count("shared")
+    assert 70 <= shared <= 130
+    assert all(count_bin(table[v] + values.count(v)) in (count_bin(1), count_bin(2), count_bin(41 + shared - 1)) for v in values)
