@@ -686,6 +686,10 @@ def given_key(name: str | None) -> str | None:
     return split[2] if split else name
 
 
+def text_length(text: str | None) -> int:
+    return len(text) if text else 0
+
+
 def word_count(text: str | None) -> int:
     return len(text.split()) if text else 0
 
@@ -940,7 +944,7 @@ class Synthesizer:
         self._place: dict[str, str | None] | None = None  # this row's composed location columns
         self._match_people: FrequencyMatch | None = None
         self._match_places: FrequencyMatch | None = None
-        self._spelled: tuple[Sequence[Mapping[str, str | None]], dict[str, list[int]]] | None = None  # people by name spellings
+        self._spelled: tuple[Sequence[Mapping[str, str | None]], dict[str, list[int]], dict[str, list[int]]] | None = None  # people by spellings
         self._has_email = any(self.semantics[c.name] == Semantic.EMAIL for c in info.columns)
 
     def frequency_columns(self) -> list[str]:
@@ -965,7 +969,8 @@ class Synthesizer:
             for _ in range(candidates):
                 p = self._person()
                 people.append({name_col: p["full"], "first": p["first"], "last": p["last"]})
-            self._match_people = FrequencyMatch(keys, derived, FrequencyMatch.real_targets(keys, derived, sample), people)
+            traits: tuple[tuple[str, Any], ...] = ((name_col, text_length),)
+            self._match_people = FrequencyMatch(keys, derived, FrequencyMatch.real_targets(keys, derived, sample, traits), people, traits)
         places = self.profile.places
         if places is not None:
             text = places.columns[places.text_index]
@@ -1048,27 +1053,37 @@ class Synthesizer:
         return self._person()
 
     def _person_for(self, local: str) -> dict[str, str] | None:
-        """A person whose names the mailbox's local part spells as far as it spells any (surname,
-        given name, both), drawn from the candidates the frequency match uses (their names stay
-        as common as real ones); None when the local part spells none of them (a handle)."""
+        """A person whose names the mailbox's local part spells as fully as any candidate's (the
+        longest surname spelling plus the longest whole given-name spelling in it), drawn from the
+        candidates the frequency match uses (their names stay as common as real ones); None when
+        the local part spells no one's name (a handle)."""
         if self._spelled is None:
             pool: Sequence[Mapping[str, str | None]] = self._match_people.pool if self._match_people is not None else [
                 {"full": p["full"], "first": p["first"], "last": p["last"]} for p in (self._person() for _ in range(4000))]
-            index: dict[str, list[int]] = {}
+            surs: dict[str, list[int]] = {}
+            givens: dict[str, list[int]] = {}
             for i, cand in enumerate(pool):
-                for sp in {*spellings(str(cand["last"]), surname=True), *spellings(str(cand["first"]).replace(" ", ""))}:
+                for sp in spellings(str(cand["last"]), surname=True):
                     if len(sp) > 1:
-                        index.setdefault(sp, []).append(i)
-            self._spelled = (pool, index)
-        pool, index = self._spelled
+                        surs.setdefault(sp, []).append(i)
+                for sp in spellings(str(cand["first"]).replace(" ", "")):
+                    if len(sp) > 2:
+                        givens.setdefault(sp, []).append(i)
+            self._spelled = (pool, surs, givens)
+        pool, surs, givens = self._spelled
         low = re.sub(r"[^a-z]", "", local.lower())
-        hits = {i for sp, ids in index.items() if sp in low for i in ids}
-        if not hits:
+        cover: Counter[int] = Counter()
+        for index in (surs, givens):
+            best: dict[int, int] = {}
+            for sp, ids in index.items():
+                if sp in low:
+                    for i in ids:
+                        best[i] = max(best.get(i, 0), len(sp))
+            cover.update(best)
+        if not cover:
             return None
-        rank = {"both": 2, "surname": 1, "given": 1, "none": 0}
-        scored = [(rank[email_use(low, str(pool[i]["last"]), str(pool[i]["first"]))], i) for i in hits]
-        top = max(r for r, _ in scored)
-        fitting = [pool[i] for r, i in scored if r == top]
+        top = max(cover.values())
+        fitting = [pool[i] for i, c in cover.items() if c == top]
         got = self._match_people.draw(self.rng, among=fitting) if self._match_people is not None else self.rng.choice(fitting)
         if got is None:
             return None

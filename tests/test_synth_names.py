@@ -83,3 +83,30 @@ def test_email_local_parts_spell_the_rows_own_name_at_the_tables_rate() -> None:
     assert email_use("sooyeon.park", "박", "서연") == "surname"
     assert email_use("seoyun88", "박", "서연") == "given"
     assert uses["email_locals_by_use"]["both"].values == ("w999", "w99", "w9")
+
+
+def test_canary_name_fits_its_owned_mailbox() -> None:
+    """With owned mailboxes, each canary's name is one its mailbox's local part spells as fully as
+    any candidate's (surname and given name when both are spelled); a handle mailbox gets a name
+    drawn as usual."""
+    from seeders.pg_catalog import Column, Constraint, TableInfo
+
+    from canary.synth import ContactAllocator, RowContext, Synthesizer, profile
+
+    def col(name: str, category: str = "S", base: str = "text") -> Column:
+        return Column(name=name, type=base, category=category, base_type=base, not_null=name == "id", default=None, identity="",
+                      generated=False, max_length=None, numeric_precision=None, numeric_scale=None)
+
+    info = TableInfo("public", "customers", 1, "r", "owner", False, False, (col("id", "N", "int8"), col("full_name"), col("email")),
+                     (Constraint("customers_pkey", "p", ("id",), "PRIMARY KEY (id)"),), (), ())
+    rng = random.Random(5)
+    names = [f"{rng.choice('김이박최정강조윤장임')}{rng.choice('민서지하도예시주건현수영')}{rng.choice('준연훈은윤우호아원희빈린')}" for _ in range(1500)]
+    names += ["김민준", "박서연"] * 10
+    sample = [{"id": str(i), "full_name": n, "email": f"user{i}@naver.com"} for i, n in enumerate(names)]
+    boxes = ["minjun.kim88@naver.com", "parkseoyeon@gmail.com", "sunnyday77@daum.net"]
+    synth = Synthesizer(info, profile(info, sample), locale="ko_KR", contacts=ContactAllocator(mailboxes=boxes), seed=2)
+    rows = [synth.row(RowContext(pk=str(10_000 + i))).values for i in range(3)]
+    assert [r["email"] for r in rows] == boxes
+    assert rows[0]["full_name"] == "김민준"
+    assert rows[1]["full_name"] == "박서연"
+    assert email_use("sunnyday77", (split_name(str(rows[2]["full_name"])) or ("", "", ""))[1], "") in ("none", "surname")
