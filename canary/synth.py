@@ -721,12 +721,19 @@ class FrequencyMatch:
     held: list[Mapping[str, str | None]] = field(default_factory=list)  # candidates canaries already hold
     added: tuple[Counter[str | None], ...] = ()
     credit: Counter[int] = field(default_factory=Counter)  # primary count classes canaries reached by being joined
+    memo: dict[int, tuple[list[str | None], list[int]]] = field(default_factory=dict)  # id(candidate) -> key values, traits
 
     def __post_init__(self) -> None:
         self.added = tuple(Counter() for _ in self.keys)
 
     def _values(self, cand: Mapping[str, str | None]) -> list[str | None]:
-        return [fn(cand.get(col)) for col, fn in self.keys]
+        return self._derived(cand)[0]
+
+    def _derived(self, cand: Mapping[str, str | None]) -> tuple[list[str | None], list[int]]:
+        hit = self.memo.get(id(cand))
+        if hit is None:
+            hit = self.memo[id(cand)] = ([fn(cand.get(col)) for col, fn in self.keys], [fn(cand.get(col)) for col, fn in self.traits])
+        return hit
 
     def draw(self, rng: random.Random, tries: int = 600,
              among: Sequence[Mapping[str, str | None]] | None = None) -> Mapping[str, str | None] | None:
@@ -746,12 +753,12 @@ class FrequencyMatch:
         else:
             sample = [self.pool[rng.randrange(len(self.pool))] for _ in range(tries)] + self.held[-tries:]
         for cand in sample:
-            vals = self._values(cand)
+            vals, traits = self._derived(cand)
             real = self.counts[0][vals[0]]
             if 0 < real < self.k:
                 continue
             score = sum(abs(count_bin(c[v] + a[v] + 1) - w) for c, a, v, w in zip(self.counts, self.added, vals, want[:len(vals)]))
-            score += sum(abs(fn(cand.get(col)) - w) for (col, fn), w in zip(self.traits, want[len(vals):]))
+            score += sum(abs(t - w) for t, w in zip(traits, want[len(vals):]))
             rank = (score, rng.random())
             if best is None or rank < best:
                 best, choice = rank, cand
