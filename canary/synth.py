@@ -985,6 +985,11 @@ class Synthesizer:
                 keys = ((text, lambda v: v), (text, shape_key)) + tuple((c, lambda v: v) for c in places.columns if c != text and c in counts)
                 derived = tuple(_derive(counts[col], fn) for col, fn in keys)
                 pool: list[Mapping[str, str | None]] = [p for p in (places.compose(self.rng) for _ in range(candidates)) if p]
+                # locations that at least k rows of the table share (a building many customers live in) are
+                # candidates too, each as often as sampled rows hold it
+                cols = [c for c in places.columns if c in counts]
+                pool += [{c: r.get(c) for c in cols} for r in sample
+                         if r.get(text) is not None and all(counts[c][r.get(c)] >= MIN_SHARED for c in cols)]
                 traits = ((text, word_count),)
                 self._match_places = FrequencyMatch(keys, derived, FrequencyMatch.real_targets(keys, derived, sample, traits), pool, traits)
 
