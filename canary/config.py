@@ -13,7 +13,7 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -79,6 +79,18 @@ def resolve_secret(value: object) -> Secret:
         except OSError as exc:
             raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from exc
     raise ValueError('expected a string, { env = "NAME" } or { file = "/path" }')
+
+
+def required_secret(what: str) -> Callable[[object], Secret]:
+    """A ``mode="before"`` field validator: a secret that must not be empty (``what`` names it)."""
+
+    def check(value: object) -> Secret:
+        secret = resolve_secret(value)
+        if not secret.reveal().strip():
+            raise ValueError(f"{what} is empty")
+        return secret
+
+    return check
 
 
 class _Model(BaseModel):

@@ -12,17 +12,15 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
-from canary import config as config_mod
-from canary import logs
 from canary.errors import IncidentError
 from canary.pipeline import OUTBOX_CHANNEL, change_status
 from canary.store import ControlStore
+from canary.commands import load_config
 
 STATUSES = ("open", "acknowledged", "resolved")
 
@@ -58,8 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 async def _open(args: argparse.Namespace) -> ControlStore:
-    cfg = config_mod.load(args.config)
-    logs.configure(args.log_level or cfg.canary.log_level, cfg.canary.log_format, stream=sys.stderr)
+    cfg = load_config(args)
     return await ControlStore(cfg).open()
 
 

@@ -9,9 +9,8 @@ import secrets
 import sys
 from pathlib import Path
 
-from canary import config as config_mod
-from canary import logs
 from canary.errors import ConfigError
+from canary.commands import load_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -33,8 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 async def _runtime(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from canary.runtime import open_runtime
 
-    cfg = config_mod.load(args.config)
-    logs.configure(args.log_level or cfg.canary.log_level, cfg.canary.log_format, stream=sys.stderr)
+    cfg = load_config(args)
     return await open_runtime(cfg)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from canary import config as config_mod
 from canary import crypto, logs
 from canary.errors import ConfigError
+from canary.commands import load_config
 
 STARTER_CONFIG = """\
 # canary configuration. Every key is documented in config/canary.example.toml.
@@ -84,17 +85,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _setup(args: argparse.Namespace) -> config_mod.Config:
-    cfg = config_mod.load(args.config)
-    logs.configure(args.log_level or cfg.canary.log_level, cfg.canary.log_format)
-    return cfg
-
-
 async def cmd_listen(args: argparse.Namespace) -> int:
     from canary.listener import Listener, serve
     from canary.runtime import open_runtime
 
-    cfg = _setup(args)
+    cfg = load_config(args, log_to_stdout=True)  # the listener's log is its output
     runtime = await open_runtime(cfg)
     listener = Listener(runtime)
     await serve(listener, args.host or cfg.listener.host, args.port if args.port is not None else cfg.listener.port)

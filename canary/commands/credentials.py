@@ -7,8 +7,7 @@ import argparse
 import json
 import sys
 
-from canary import config as config_mod
-from canary import logs
+from canary.commands import load_config
 
 TYPES = ("aws_key", "github_token", "stripe_key", "jwt", "bearer", "pg_dsn", "pg_role")
 
@@ -38,8 +37,7 @@ async def _open(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from canary.registry import Registry
     from canary.store import ControlStore
 
-    cfg = config_mod.load(args.config)
-    logs.configure(args.log_level or cfg.canary.log_level, cfg.canary.log_format, stream=sys.stderr)
+    cfg = load_config(args)
     keyring = Keyring(load_key(cfg.canary.key_file))
     store = ControlStore(cfg)
     await store.open()

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from canary import config as config_mod
-from canary import crypto, logs
 from canary.config import Config
 from canary.errors import ConfigError
 from canary.registry import Registry
 from canary.store import ControlStore
+from canary import crypto
+from canary.commands import load_config
 from seeders.base import as_dict
 
 
@@ -53,8 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 @asynccontextmanager
 async def _session(args: argparse.Namespace) -> AsyncIterator[tuple[Config, Registry]]:
-    cfg = config_mod.load(args.config)
-    logs.configure(args.log_level or cfg.canary.log_level, cfg.canary.log_format, stream=sys.stderr)
+    cfg = load_config(args)
     keyring = crypto.Keyring(crypto.load_key(cfg.canary.key_file))
     store = ControlStore(cfg)
     await store.open()

@@ -16,8 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from canary import config as config_mod
-from canary import logs
+from canary.commands import load_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -149,8 +148,7 @@ def render_text(doc: dict[str, Any]) -> str:
 async def cmd_status(args: argparse.Namespace) -> int:
     from canary.store import ControlStore
 
-    cfg = config_mod.load(args.config)
-    logs.configure(args.log_level or cfg.canary.log_level, cfg.canary.log_format)
+    cfg = load_config(args, log_to_stdout=True)
     store = ControlStore(cfg)
     await store.open()
     try:

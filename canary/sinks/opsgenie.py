@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from canary.alerts import Alert, AlertAction
-from canary.config import Secret, resolve_secret
+from canary.config import Secret, required_secret
 from canary.events import Severity
 from canary.sinks._http import HttpSink, post, validate_http_url
 
@@ -48,13 +48,7 @@ class OpsgenieOptions(BaseModel):
     user: str = "canary"
     timeout: float = Field(default=10.0, gt=0, le=120)
 
-    @field_validator("api_key", mode="before")
-    @classmethod
-    def _key(cls, v: object) -> Secret:
-        s = resolve_secret(v)
-        if not s.reveal().strip():
-            raise ValueError("API key is empty")
-        return s
+    _key = field_validator("api_key", mode="before")(required_secret("API key"))
 
     @field_validator("base_url")
     @classmethod

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from canary.alerts import Alert, AlertAction
-from canary.config import Secret, resolve_secret
+from canary.config import Secret, required_secret
 from canary.sinks._http import HttpSink, post, validate_http_url
 
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -42,13 +42,7 @@ class PagerDutyOptions(BaseModel):
     component: str = "canary"
     timeout: float = Field(default=10.0, gt=0, le=120)
 
-    @field_validator("routing_key", mode="before")
-    @classmethod
-    def _key(cls, v: object) -> Secret:
-        s = resolve_secret(v)
-        if not s.reveal().strip():
-            raise ValueError("routing key is empty")
-        return s
+    _key = field_validator("routing_key", mode="before")(required_secret("routing key"))
 
     _url = field_validator("url")(validate_http_url)
 
