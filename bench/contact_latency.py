@@ -34,15 +34,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from canary.config import from_mapping
+from canary.contact.mail_webhooks import MailgunInbound
+from canary.contact.phone import TwilioInbound, twilio_signature
+from canary.contact.smtp import SmtpSource
 from canary.crypto import Keyring, generate_key
 from canary.listener import Listener
 from canary.logs import configure
-from canary.pg.server import PostgresServer
-from canary.registry import NewCanary
 from canary.runtime import open_runtime
-from canary.sources.mail_webhooks import MailgunInbound
-from canary.sources.phone import TwilioInbound, twilio_signature
-from canary.sources.smtp import SmtpSource
+from canary.store.embedded import PostgresServer
+from canary.store.registry import NewCanary
 
 DOMAIN = "canary-mail.test"
 PUBLIC = "https://canary.example.com"

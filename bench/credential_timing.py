@@ -21,13 +21,13 @@ import aiohttp
 import asyncpg
 
 from canary.config import HttpHoneypotConfig, from_mapping
-from canary.credentials import CredentialFactory, ValueKind, new_canary, recognise
+from canary.credentials.pg_honeypot import PgHoneypot
+from canary.credentials.token_honeypot import TokenHoneypot
+from canary.credentials.values import CredentialFactory, new_canary
 from canary.crypto import Keyring, generate_key
-from canary.pg.server import PostgresServer
-from canary.registry import location_key
 from canary.runtime import open_runtime
-from canary.sources.pg_honeypot import PgHoneypot
-from canary.sources.token_honeypot import TokenHoneypot
+from canary.store.embedded import PostgresServer
+from canary.store.registry import ValueKind, location_key, recognise
 
 
 def _row(label: str, canary: list[float], other: list[float]) -> None:

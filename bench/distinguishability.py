@@ -43,19 +43,20 @@ from typing import Any
 
 import asyncpg
 import numpy as np
+from realistic_customers import SURNAMES, RealisticKorea, create_realistic_shop
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
 from canary.config import from_mapping
 from canary.crypto import Keyring, generate_key
-from canary.pg.server import PostgresServer
-from canary.registry import Registry
-from canary.shop import create_shop
+from canary.drills.shop import create_shop
+from canary.seeding.postgres import PostgresSeeder
+from canary.seeding.synth import local_shape, shape
 from canary.store import ControlStore
-from canary.synth import local_shape, shape
-from realistic_customers import SURNAMES, RealisticKorea, create_realistic_shop
-from seeders.postgres import PostgresSeeder
+from canary.store.embedded import PostgresServer
+from canary.store.registry import Registry
+
 
 def realistic_pools(seed: int = 5) -> dict[str, Any]:
     """40 plausible small-company / personal domains we would own (none of them a real customer's

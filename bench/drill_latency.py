@@ -21,7 +21,7 @@ from collections import defaultdict
 from canary import logs
 from canary.drills import deployment, playbook
 from canary.drills.runner import DrillRunner
-from canary.drills.tagging import attribute_drills, register_markers, register_run
+from canary.drilltags import attribute_drills, register_markers, register_run
 from canary.events import DetectionEvent, EventKind, event_key
 from canary.pipeline import Pipeline
 
@@ -72,8 +72,8 @@ async def attribution(batches: int, batch: int) -> None:
     from pathlib import Path
 
     from canary.config import from_mapping
-    from canary.pg.server import PostgresServer
     from canary.store import ControlStore
+    from canary.store.embedded import PostgresServer
 
     tmp = Path(tempfile.mkdtemp(prefix="canary-bench-"))
     server = PostgresServer(tmp / "pg")

@@ -16,7 +16,7 @@ import resource
 import time
 from pathlib import Path
 
-from canary.sources.filescan import CHUNK, compile_patterns, file_chunks, scan_file
+from canary.health.filescan import CHUNK, compile_patterns, file_chunks, scan_file
 
 
 def rss_mb() -> float:

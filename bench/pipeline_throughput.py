@@ -33,10 +33,10 @@ from canary.config import Config, from_mapping
 from canary.events import DetectionEvent, EventKind, event_key
 from canary.logs import configure
 from canary.outbox import Dispatcher
-from canary.pg.server import PostgresServer
 from canary.pipeline import Pipeline
 from canary.runtime import build_sinks
 from canary.store import ControlStore
+from canary.store.embedded import PostgresServer
 
 ROUTING_KEY = "BENCHROUTINGKEY0000000000000000X"
 

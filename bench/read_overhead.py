@@ -39,10 +39,11 @@ from typing import Any
 
 import asyncpg
 
-from canary.pg.server import PostgresServer
-from seeders.pg_catalog import TableInfo, introspect
-from seeders.postgres import FUNCTION, function_sql, policy_sql
-from seeders.sql import array_literal, literal, qualified
+from canary.postgres.protocol import FUNCTION
+from canary.postgres.sql import array_literal, literal, qualified
+from canary.seeding.catalog import TableInfo, introspect
+from canary.seeding.postgres import function_sql, policy_sql
+from canary.store.embedded import PostgresServer
 
 SCHEMA = "rowsec_audit"
 LOOKUPS = 20_000

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from canary.shop import SCHEMA
+from canary.drills.shop import SCHEMA
 
 # (hangul, romanisations, census share %)
 SURNAMES: tuple[tuple[str, tuple[str, ...], float], ...] = (

@@ -18,15 +18,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import asyncpg
+from distinguishability import admin_each
 
 from canary.config import from_mapping
 from canary.crypto import Keyring, generate_key
-from canary.pg.server import PostgresServer
-from canary.registry import Registry
-from canary.shop import create_shop
+from canary.drills.shop import create_shop
+from canary.seeding.postgres import PostgresSeeder
 from canary.store import ControlStore
-from distinguishability import admin_each
-from seeders.postgres import PostgresSeeder
+from canary.store.embedded import PostgresServer
+from canary.store.registry import Registry
 
 
 async def main(argv: Sequence[str] | None = None) -> None:

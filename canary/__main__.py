@@ -1,5 +1,5 @@
 import sys
 
-from canary.cli import main
+from canary.app.cli import main
 
 sys.exit(main())

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import structlog
 from aiohttp import web
 
+from canary import plugins
 from canary.alerts import Alert
 from canary.errors import DeliveryError
 from canary.events import DetectionEvent, EventKind, Severity, event_key
@@ -30,24 +31,9 @@ RUNTIME_KEY = web.AppKey("runtime", Runtime)
 
 
 def default_components(runtime: Runtime) -> list[Component]:
-    """The components the configuration asks for, in start order."""
-    from canary.retention import Retention
-    from canary.sources.jsonlog import JsonlogSource
-
-    comps: list[Component] = [Retention()]
-    for ds in runtime.config.datastores:
-        if ds.jsonlog_dir is not None:
-            comps.append(JsonlogSource(ds.name, ds.node_name, ds.jsonlog_dir, poll=runtime.config.listener.jsonlog_poll))
-    from canary.credentials import components as credential_components
-
-    comps.extend(credential_components(runtime.config))
-    from canary.contact import components as contact_components
-
-    comps.extend(contact_components(runtime.config))
-    from canary.coverage import components as coverage_components
-
-    comps.extend(coverage_components(runtime.config))
-    return comps
+    """The components the configuration asks for, in start order: every registered source type
+    (:func:`canary.plugins.source_types`) builds its own from the configuration."""
+    return [c for source in plugins.source_types().values() for c in source.components(runtime.config)]
 
 
 class Listener:

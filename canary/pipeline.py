@@ -18,7 +18,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,17 +27,17 @@ import structlog
 
 from canary.alerts import Alert, AlertAction
 from canary.config import Config, SinkConfig
-from canary.drills.tagging import attribute_drills
+from canary.drilltags import attribute_drills
 from canary.errors import IncidentError
 from canary.events import DetectionEvent, EventKind, Severity
 from canary.rules import NO_DECISION, CanaryFacts, Decision, RuleSet, facts_from_rows
+from canary.typing import SuppressRule
 
 log = structlog.get_logger("canary.pipeline")
 
 OUTBOX_CHANNEL = "canary_outbox"
 DEAD_LETTER_SOURCE = "outbox"  # source of HEALTH events about undeliverable notifications
 #: A suppression rule: returns the rule name that suppresses the event, or None.
-SuppressRule = Callable[[DetectionEvent], str | None]
 
 
 @dataclass

@@ -1,13 +1,23 @@
-"""The explicit registry of sink plug-ins (alert outputs).
+"""The explicit registries of plug-ins: sinks (alert outputs), sources (detection inputs) and
+seeders (one per datastore kind).
 
-Built-in sinks are listed here, one module each; third parties add theirs through the
-``canary.sinks`` entry-point group. A duplicate ``type`` is an error, never a silent override.
-Each sink class declares ``type`` and a pydantic ``Options`` model that validates its keys.
+Built-ins are listed here, one module each, by name: the kernel never imports a family, it loads
+the modules named here. Third parties add theirs through the entry-point groups ``canary.sinks``,
+``canary.sources`` and ``canary.seeders``. A duplicate ``type`` (or ``kind``) is an error, never a
+silent override.
+
+* A sink module exposes ``SINK``: a class with ``type`` and a pydantic ``Options`` model.
+* A source module exposes ``SOURCE``: a :class:`SourceType` whose ``components(config)`` returns the
+  listener components the configuration asks for (none when the source is not configured).
+* A seeder module exposes ``SEEDER``: a class with ``kind``, constructed as ``SEEDER(datastore,
+  registry)`` and implementing :class:`canary.seeder.Seeder`.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
@@ -17,8 +27,10 @@ from pydantic import ValidationError
 from canary.errors import ConfigError
 
 if TYPE_CHECKING:
-    from canary.config import Config, SinkConfig
-    from canary.typing import SinkFactory
+    from canary.config import Config, DatastoreConfig, SinkConfig
+    from canary.seeder import Seeder
+    from canary.store.registry import Registry
+    from canary.typing import Component, SinkFactory, SuppressRule
 
 BUILTIN_SINKS = (
     "canary.sinks.stdout",
@@ -34,28 +46,87 @@ _OPTIONAL_SINKS = (
 )
 
 
-@cache
-def sink_types() -> dict[str, SinkFactory]:
-    found: dict[str, SinkFactory] = {}
+#: Built-in source families, in listener start order; each module lists its sources as ``SOURCES``.
+BUILTIN_SOURCES = (
+    "canary.health.sources",
+    "canary.postgres.sources",
+    "canary.credentials.sources",
+    "canary.contact.sources",
+)
+BUILTIN_SEEDERS = ("canary.seeding.postgres",)
 
-    def add(factory: SinkFactory, origin: str) -> None:
-        if factory.type in found:
-            raise ConfigError("sinks", f"sink type {factory.type!r} from {origin} is already registered")
-        found[factory.type] = factory
 
-    for module_name in BUILTIN_SINKS:
-        add(importlib.import_module(module_name).SINK, module_name)
-    for module_name in _OPTIONAL_SINKS:
+@dataclass(frozen=True)
+class SourceType:
+    """A registered detection source (implements :class:`canary.typing.SourceFactory`)."""
+
+    type: str
+    build: Callable[[Config], Sequence[Component]]
+    #: Stateless pipeline suppression rules this source's events rely on (installed at runtime start).
+    suppress_rules: tuple[SuppressRule, ...] = ()
+
+    def components(self, config: Config) -> Sequence[Component]:
+        return self.build(config)
+
+
+def _collect(section: str, attr: str, key: str, builtins: Sequence[str], group: str,
+             optional: Sequence[str] = (), *, many: bool = False) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+
+    def add(plugin: Any, origin: str) -> None:
+        name = getattr(plugin, key)
+        if name in found:
+            raise ConfigError(section, f"{section[:-1]} {key} {name!r} from {origin} is already registered")
+        found[name] = plugin
+
+    for module_name in builtins:
+        declared = getattr(importlib.import_module(module_name), attr)
+        for plugin in declared if many else (declared,):
+            add(plugin, module_name)
+    for module_name in optional:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
             if exc.name == module_name:
                 continue
             raise
-        add(module.SINK, module_name)
-    for ep in entry_points(group="canary.sinks"):
+        add(getattr(module, attr), module_name)
+    for ep in entry_points(group=group):
         add(ep.load(), f"entry point {ep.name}")
     return found
+
+
+@cache
+def sink_types() -> dict[str, SinkFactory]:
+    return _collect("sinks", "SINK", "type", BUILTIN_SINKS, "canary.sinks", _OPTIONAL_SINKS)
+
+
+@cache
+def source_types() -> dict[str, SourceType]:
+    """Every registered source type, built-ins first (in start order), then entry points."""
+    return _collect("sources", "SOURCES", "type", BUILTIN_SOURCES, "canary.sources", many=True)
+
+
+@cache
+def seeder_types() -> dict[str, Callable[..., Seeder]]:
+    """Seeder classes by datastore ``kind``."""
+    return _collect("seeders", "SEEDER", "kind", BUILTIN_SEEDERS, "canary.seeders")
+
+
+def seeder_for(datastore: DatastoreConfig, registry: Registry) -> Seeder:
+    """The seeder of ``datastore``'s kind (for verify and rotation; the CLI uses ``from_config``)."""
+    types = seeder_types()
+    if datastore.kind not in types:
+        raise ConfigError("datastores", f"no seeder for datastore kind {datastore.kind!r}; known: {', '.join(sorted(types))}")
+    return types[datastore.kind](datastore, registry)
+
+
+def suppress_rules() -> list[SuppressRule]:
+    """The suppression rules every registered source declares (each once)."""
+    out: list[SuppressRule] = []
+    for source in source_types().values():
+        out += [r for r in source.suppress_rules if r not in out]
+    return out
 
 
 def sink_options(sink: SinkConfig, index: int) -> Any:

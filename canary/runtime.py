@@ -19,10 +19,10 @@ from canary.crypto import Keyring, load_key
 from canary.events import DetectionEvent
 from canary.metrics import Metrics
 from canary.outbox import Dispatcher
-from canary.pipeline import Pipeline, SuppressRule
-from canary.registry import Registry
+from canary.pipeline import Pipeline
 from canary.store import ControlStore
-from canary.typing import Sink
+from canary.store.registry import Registry
+from canary.typing import Sink, SuppressRule
 
 log = structlog.get_logger("canary.runtime")
 
@@ -72,6 +72,14 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self._sampler = RejectSampler(self.config.listener.reject_samples_per_minute)
+
+    def add_suppress(self, rule: SuppressRule) -> None:
+        if rule not in self.pipeline.suppress:
+            self.pipeline.suppress.append(rule)
+
+    def remove_suppress(self, rule: SuppressRule) -> None:
+        if rule in self.pipeline.suppress:
+            self.pipeline.suppress.remove(rule)
 
     @property
     def pool(self) -> Any:
@@ -139,7 +147,7 @@ async def open_runtime(
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.alerting.sink_timeout))
     sinks = build_sinks(config, http)
     metrics = Metrics()
-    pipeline = Pipeline(store.pool, config, suppress=suppress)
+    pipeline = Pipeline(store.pool, config, suppress=[*plugins.suppress_rules(), *suppress])
     runtime = Runtime(
         config=config, store=store, keyring=keyring, registry=Registry(store.pool, keyring), pipeline=pipeline,
         dispatcher=Dispatcher(store.pool, sinks, config.alerting, metrics=metrics), http=http, sinks=sinks, metrics=metrics,

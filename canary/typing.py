@@ -1,23 +1,32 @@
-"""Behavioural contracts, as small Protocols. Implementations live one per file in
-``seeders/``, ``canary/sources/`` and ``canary/sinks/``."""
+"""Behavioural contracts, as small Protocols. Implementations live one per file in the families:
+sources (``Component``) in ``canary/postgres``, ``contact``, ``credentials`` and ``health``; sinks in
+``canary/sinks``; seeders (:class:`canary.seeder.Seeder`) in ``canary/seeding``."""
 
 from __future__ import annotations
 
 import builtins
-
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import aiohttp
+    import asyncpg
     from aiohttp import web
     from pydantic import BaseModel
 
     from canary.alerts import Alert
+    from canary.config import Config
+    from canary.crypto import Keyring
     from canary.events import DetectionEvent
+    from canary.metrics import Metrics
+    from canary.store.registry import Registry
 
 #: What a source calls for each detection. Returns once the event is durably committed.
 Submit = Callable[["DetectionEvent"], Awaitable[None]]
+
+#: A pipeline suppression rule: the name of the rule that suppresses ``event`` (recorded, not paged),
+#: or None.
+SuppressRule = Callable[["DetectionEvent"], "str | None"]
 
 
 @runtime_checkable
@@ -38,15 +47,53 @@ class SinkFactory(Protocol):
     def __call__(self, name: str, options: Any, http: aiohttp.ClientSession) -> Sink: ...
 
 
+class SourceContext(Protocol):
+    """What a source gets from the listener (:class:`canary.runtime.Runtime` implements it): shared
+    resources, and the three calls that turn input into committed events or counted rejects."""
+
+    config: Config
+    keyring: Keyring
+    registry: Registry
+    http: aiohttp.ClientSession
+    metrics: Metrics
+
+    @property
+    def pool(self) -> asyncpg.Pool: ...
+
+    async def submit(self, event: DetectionEvent) -> None:
+        """Commit one event; returns after commit (only then acknowledge the input)."""
+
+    async def submit_many(self, events: Sequence[DetectionEvent]) -> None:
+        """Commit several events in one group commit."""
+
+    async def reject(self, source: str, reason: str, sample: bytes | str | None = None) -> None:
+        """Count input that could not be parsed or verified (sampled, never raises)."""
+
+    def add_suppress(self, rule: SuppressRule) -> None:
+        """Install a suppression rule for as long as the component that owns it runs."""
+
+    def remove_suppress(self, rule: SuppressRule) -> None: ...
+
+
 @runtime_checkable
 class Component(Protocol):
     """A part of the listener: a detection source (log tail, SMTP server, honeypot), a worker, or a
-    set of HTTP routes. ``start`` gets the shared runtime; ``stop`` must finish within the grace."""
+    set of HTTP routes. ``start`` gets the source context; ``stop`` must finish within the grace."""
 
     name: str
 
     def routes(self) -> list[web.RouteDef]: ...
 
-    async def start(self, runtime: Any) -> None: ...
+    async def start(self, runtime: SourceContext) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+class SourceFactory(Protocol):
+    """A registered source type (one module exposes one as ``SOURCE``): the components the
+    configuration asks for, and the suppression rules its events need while it is registered."""
+
+    type: str
+    suppress_rules: tuple[SuppressRule, ...]
+
+    def components(self, config: Config) -> Sequence[Component]: ...

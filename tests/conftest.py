@@ -15,8 +15,8 @@ from hypothesis import settings as hypothesis_settings
 
 from canary.config import Config, from_mapping
 from canary.crypto import Keyring, generate_key
-from canary.pg.server import PostgresServer
 from canary.store import ControlStore
+from canary.store.embedded import PostgresServer
 
 DEBIAN_PG15 = Path("/usr/lib/postgresql/15/bin")
 

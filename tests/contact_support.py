@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from canary.crypto import Keyring
 from canary.listener import Listener
-from canary.registry import NewCanary
 from canary.runtime import Runtime, open_runtime
+from canary.store.registry import NewCanary
 from canary.typing import Component
 
 MAIL_DOMAIN = "canary-mail.test"

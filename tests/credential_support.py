@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from canary.credentials import Credential, new_canary
+from canary.credentials.values import Credential, new_canary
 from canary.crypto import Keyring
-from canary.registry import location_key
 from canary.runtime import Runtime, open_runtime
 from canary.store import ControlStore
+from canary.store.registry import location_key
 
 
 @pytest.fixture

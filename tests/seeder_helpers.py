@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from canary.pg.server import PostgresServer
+from canary.store.embedded import PostgresServer
 
 SHOP_DDL = """
 CREATE TABLE public.customers (

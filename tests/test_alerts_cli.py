@@ -12,9 +12,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 import structlog
-
 from alerting_servers import PagerDutyServer, drained
-from canary import cli
+
+from canary.app import cli
 from canary.config import load
 from canary.events import DetectionEvent, EventKind, event_key
 from canary.outbox import Dispatcher

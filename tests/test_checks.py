@@ -13,18 +13,19 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp import web
+from seeder_helpers import Shop, shop_database
 
-from canary.checks import SelfActivity, check_webhook, heartbeat_detection
 from canary.crypto import Keyring
 from canary.events import DetectionEvent, EventKind, Severity
-from canary.pg.server import PostgresServer
+from canary.health.checks import SelfActivity, check_webhook
+from canary.health.scheduler import CoverageScheduler
+from canary.postgres.heartbeat import heartbeat_detection
+from canary.postgres.jsonlog import JsonlogSource
+from canary.postgres.record import RecordContext
 from canary.runtime import Runtime, close_runtime, open_runtime
-from canary.scheduler import CoverageScheduler
-from canary.sources.jsonlog import JsonlogSource
-from canary.sources.pglog import RecordContext
+from canary.seeding.postgres import PostgresSeeder, policy_names
 from canary.store import ControlStore
-from seeder_helpers import Shop, shop_database
-from seeders.postgres import PostgresSeeder, policy_names
+from canary.store.embedded import PostgresServer
 
 INTERVAL = 0.5
 
@@ -204,7 +205,7 @@ async def test_unreachable_or_failing_webhooks_are_health_warnings(runtime: Runt
 
 @pytest.fixture
 def aiohttp_free_port() -> int:
-    from canary.pg.server import free_port
+    from canary.store.embedded import free_port
 
     return free_port()
 

@@ -14,11 +14,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-
-from canary.credentials import CredentialFactory, components
-from canary.runtime import Runtime
-from canary.sources.cloudtrail import CloudTrailDirectorySource, CloudTrailWebhook, records_from_document
 from credential_support import register, runtime  # noqa: F401 - pytest fixture
+
+from canary.credentials.cloudtrail import CloudTrailDirectorySource, CloudTrailWebhook, records_from_document
+from canary.credentials.sources import components
+from canary.credentials.values import CredentialFactory
+from canary.runtime import Runtime
 
 # Shaped after the documented examples in the CloudTrail user guide ("CloudTrail log file examples":
 # an IAM user running ec2 StartInstances, and an error-code record).

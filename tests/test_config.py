@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from canary import config as cfgmod
-from canary.cli import main
-from canary.config import Secret, from_mapping, load, parse_duration
+from canary.app.cli import main
+from canary.config import from_mapping, load, parse_duration
 from canary.errors import ConfigError
+from canary.secret import Secret, resolve_secret
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,7 +108,7 @@ def test_secret_from_file(tmp_path: Path) -> None:
     """{ file = ... } secrets read the file, trimmed, and remember only where they came from."""
     f = tmp_path / "s"
     f.write_text("whsec_abc\n")
-    s = cfgmod.resolve_secret({"file": str(f)})
+    s = resolve_secret({"file": str(f)})
     assert s.reveal() == "whsec_abc" and "whsec" not in repr(s)
     assert Secret("x") == Secret("x")
 

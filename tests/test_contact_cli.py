@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import structlog
 
-from canary.cli import build_parser
+from canary.app.cli import build_parser
 from canary.config import load
-from canary.contact import store_raw
+from canary.contact.core import store_raw
 from canary.crypto import ENV_MASTER_KEY, Keyring, generate_key
 from canary.errors import ConfigError
 from canary.runtime import close_runtime, open_runtime

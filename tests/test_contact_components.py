@@ -5,22 +5,22 @@ from __future__ import annotations
 import aiohttp
 import aiosmtplib
 import pytest
+from contact_support import CANARY_EMAIL, CANARY_PHONE, MAIL_DOMAIN, close_contact_env, metric, open_contact_env
 from structlog.testing import capture_logs
 
 from canary.config import from_mapping
-from canary.contact import (
+from canary.contact.core import (
     KnownSenders,
     Verdicts,
-    components,
     extract_urls,
     normalize_phone,
     parse_form,
     parse_mail,
     received_ip,
 )
+from canary.contact.phone import twilio_signature
+from canary.contact.sources import components
 from canary.errors import ConfigError
-from canary.sources.phone import twilio_signature
-from contact_support import CANARY_EMAIL, CANARY_PHONE, MAIL_DOMAIN, close_contact_env, metric, open_contact_env
 
 ALL = {"smtp": True, "smtp_port": 0, "sendgrid_basic_auth": "u:p", "mailgun_signing_key": "mg-key",
        "ses_topics": ["arn:aws:sns:eu-west-1:1:t"], "twilio_auth_token": "tw-token-secret",

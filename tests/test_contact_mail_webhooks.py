@@ -15,13 +15,13 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from contact_support import CANARY_EMAIL, MAIL_DOMAIN, OTHER_EMAIL, ContactEnv, contact_fixture, metric
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
-from canary.sources.mail_webhooks import MailgunInbound, SendGridInbound, SesInbound, sns_string_to_sign
-from contact_support import CANARY_EMAIL, MAIL_DOMAIN, OTHER_EMAIL, ContactEnv, contact_fixture, metric
+from canary.contact.mail_webhooks import MailgunInbound, SendGridInbound, SesInbound, sns_string_to_sign
 
 SG_KEY = ec.generate_private_key(ec.SECP256R1())
 SG_PUBLIC = base64.b64encode(SG_KEY.public_key().public_bytes(

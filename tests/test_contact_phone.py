@@ -10,9 +10,9 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
-
-from canary.sources.phone import TwilioInbound, VonageInbound, twilio_signature, vonage_signature
 from contact_support import CANARY_PHONE, OTHER_PHONE, ContactEnv, contact_fixture, metric
+
+from canary.contact.phone import TwilioInbound, VonageInbound, twilio_signature, vonage_signature
 
 TOKEN = "12345abcdefauthtoken"
 PUBLIC = "https://canary.example.com"

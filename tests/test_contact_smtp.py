@@ -12,13 +12,6 @@ from pathlib import Path
 import aiosmtplib
 import dkim
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
-
-from canary.contact import load_raw
-from canary.sources.smtp import SmtpSource
 from contact_support import (
     CANARY_EMAIL,
     MAIL_DOMAIN,
@@ -31,6 +24,13 @@ from contact_support import (
     metric,
     open_contact_env,
 )
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from canary.contact.core import load_raw
+from canary.contact.smtp import SmtpSource
 
 SENDER_DOMAIN = "phish.test"
 SENDER = f"security@{SENDER_DOMAIN}"

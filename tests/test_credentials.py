@@ -13,20 +13,11 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from canary.credentials import (
-    BASE62,
-    CredentialFactory,
-    ValueKind,
-    fingerprint,
-    github_checksum_ok,
-    new_canary,
-    presented_candidates,
-    recognise,
-    scram_verifier,
-)
+from canary.credentials.recognise import fingerprint, presented_candidates
+from canary.credentials.values import BASE62, CredentialFactory, github_checksum_ok, new_canary, scram_verifier
 from canary.crypto import Keyring, generate_key
-from canary.registry import Registry, location_key
 from canary.store import ControlStore
+from canary.store.registry import Registry, ValueKind, location_key, recognise
 
 
 def _b62(n: int) -> str:

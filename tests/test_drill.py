@@ -9,18 +9,18 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from seeder_helpers import shop_database
 
-from canary.cli import main
-from canary.commands.drill import exit_code
+from canary.app.cli import main
+from canary.app.commands.drill import exit_code
 from canary.crypto import Keyring, generate_key, load_key, write_key_file
 from canary.drills import deployment, playbook
 from canary.drills.runner import DrillRunner, StepStatus
 from canary.errors import DrillError
 from canary.listener import Listener
-from canary.pg.server import PostgresServer
 from canary.runtime import open_runtime
-from seeder_helpers import shop_database
-from seeders.postgres import PostgresSeeder, policy_names
+from canary.seeding.postgres import PostgresSeeder, policy_names
+from canary.store.embedded import PostgresServer
 
 
 def _book(tmp: Path, text: str, name: str = "custom") -> playbook.Playbook:

@@ -10,7 +10,7 @@ from typing import Any
 
 from canary.drills import deployment, playbook
 from canary.drills.runner import DrillRunner, StepStatus
-from canary.drills.tagging import attribute_drills, register_markers, register_run
+from canary.drilltags import attribute_drills, register_markers, register_run
 from canary.events import DetectionEvent, EventKind, event_key
 from canary.pipeline import Pipeline
 from canary.store import ControlStore

@@ -14,12 +14,12 @@ import asyncpg
 import pytest
 
 from canary.crypto import Keyring
+from canary.drills.shop import create_shop
 from canary.listener import Listener
-from canary.pg.server import PostgresServer
 from canary.runtime import Runtime, open_runtime
-from canary.shop import create_shop
+from canary.seeding.postgres import PostgresSeeder
 from canary.store import ControlStore
-from seeders.postgres import PostgresSeeder
+from canary.store.embedded import PostgresServer
 
 
 @pytest.fixture

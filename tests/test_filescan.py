@@ -18,10 +18,7 @@ import pytest
 from aiohttp import web
 
 from canary.crypto import Keyring
-from canary.pg.server import free_port
-from canary.registry import NewCanary, location_key
-from canary.runtime import Runtime, close_runtime, open_runtime
-from canary.sources.filescan import (
+from canary.health.filescan import (
     ExportScanner,
     S3Bucket,
     ScanError,
@@ -30,7 +27,10 @@ from canary.sources.filescan import (
     scan_file,
     sigv4_headers,
 )
+from canary.runtime import Runtime, close_runtime, open_runtime
 from canary.store import ControlStore
+from canary.store.embedded import free_port
+from canary.store.registry import NewCanary, location_key
 
 EMAIL = "Dana.Whitlock-7f3@canary-mail.example"
 PHONE = "+1 (555) 010-4477"
@@ -248,7 +248,7 @@ def test_cli_scan_names_canaries_not_values(control_dsn: str, data_dir: Path, tm
     import asyncio
     import base64
 
-    from canary.cli import main
+    from canary.app.cli import main
     from canary.config import from_mapping
     from canary.crypto import ENV_MASTER_KEY, generate_key
 
@@ -261,7 +261,7 @@ def test_cli_scan_names_canaries_not_values(control_dsn: str, data_dir: Path, tm
         store = ControlStore(from_mapping({"canary": {"data_dir": str(data_dir)}, "control": {"dsn": control_dsn}}))
         await store.open()
         try:
-            from canary.registry import Registry
+            from canary.store.registry import Registry
 
             async with store.pool.acquire() as conn:
                 await Registry(store.pool, Keyring(key)).add(conn, [NewCanary(

@@ -11,14 +11,14 @@ import time
 import aiohttp
 import asyncpg
 import pytest
+from credential_support import register, runtime  # noqa: F401 - pytest fixture
 
 from canary.config import HttpHoneypotConfig
-from canary.credentials import CredentialFactory
+from canary.credentials.token_honeypot import TokenHoneypot, extract_credentials
+from canary.credentials.values import CredentialFactory
 from canary.crypto import Keyring
 from canary.runtime import Runtime, open_runtime
-from canary.sources.token_honeypot import TokenHoneypot, extract_credentials
 from canary.store import ControlStore
-from credential_support import register, runtime  # noqa: F401 - pytest fixture
 
 
 async def _honeypot(rt: Runtime, **kw: object) -> TokenHoneypot:

@@ -9,11 +9,11 @@ import struct
 
 import asyncpg
 import pytest
-
-from canary.credentials import CredentialFactory
-from canary.runtime import Runtime
-from canary.sources.pg_honeypot import PgHoneypot
 from credential_support import register, runtime  # noqa: F401 - pytest fixture
+
+from canary.credentials.pg_honeypot import PgHoneypot
+from canary.credentials.values import CredentialFactory
+from canary.runtime import Runtime
 
 PSQL = "/usr/lib/postgresql/15/bin/psql"
 

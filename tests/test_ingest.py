@@ -9,22 +9,22 @@ import datetime as dt
 import gzip
 import json
 import socket
-from pathlib import Path
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
 
-from canary.config import Secret
 from canary.crypto import Keyring
-from canary.pg.server import PostgresServer, free_port
-from canary.registry import NewCanary, location_key
+from canary.postgres.http_ingest import PATH, HttpIngest
+from canary.postgres.syslog import Assembler, SyslogFormatError, SyslogSource, parse_prefix, parse_syslog
 from canary.runtime import Runtime, close_runtime, open_runtime
-from canary.sources.http_ingest import PATH, HttpIngest
-from canary.sources.syslog_ingest import Assembler, SyslogFormatError, SyslogSource, parse_prefix, parse_syslog
+from canary.secret import Secret
 from canary.store import ControlStore
+from canary.store.embedded import PostgresServer, free_port
+from canary.store.registry import NewCanary, location_key
 
 NODES = {"primary": "shop", "standby-1": "shop"}
 

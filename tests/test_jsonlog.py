@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from canary.crypto import Keyring
-from canary.registry import NewCanary, location_key
+from canary.postgres.jsonlog import MAX_LINE, JsonlogSource
+from canary.postgres.record import is_export, parse_pg_timestamp
 from canary.runtime import Runtime, close_runtime, open_runtime
-from canary.sources.jsonlog import MAX_LINE, JsonlogSource
-from canary.sources.pglog import is_export, parse_pg_timestamp
 from canary.store import ControlStore
+from canary.store.registry import NewCanary, location_key
 
 
 def record(pk: int, *, pid: int = 4242, ts: str = "2026-11-23T15:24:13.620276+00:00", query: str = "select * from customers") -> bytes:

@@ -22,10 +22,10 @@ from aiohttp.test_utils import TestServer
 from canary.crypto import Keyring
 from canary.events import DetectionEvent, EventKind, event_key
 from canary.listener import Listener
-from canary.pg.server import free_port
 from canary.runtime import open_runtime
 from canary.sinks.webhook import verify
 from canary.store import ControlStore
+from canary.store.embedded import free_port
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 
@@ -149,7 +149,7 @@ def test_reject_sampler_window_resets_and_reports_skips() -> None:
 
 async def test_retention_prunes_old_reject_samples_only(store: ControlStore) -> None:
     """Reject samples older than the retention are deleted; recent ones and events are kept."""
-    from canary.retention import prune
+    from canary.health.retention import prune
 
     await store.pool.execute(
         "INSERT INTO rejects (source, reason, sample, received_at) VALUES"

@@ -15,10 +15,9 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 import pytest
-
 from alerting_servers import PagerDutyServer, drained
+
 from canary.config import Config
 from canary.events import DetectionEvent, EventKind, event_key
 from canary.metrics import Metrics

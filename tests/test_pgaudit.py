@@ -14,19 +14,19 @@ from typing import Any
 
 import asyncpg
 import pytest
+from seeder_helpers import Shop, shop_database
 
-from canary.checks import record_audit_configured
 from canary.crypto import Keyring
 from canary.events import EventKind, Severity
-from canary.pg.server import PostgresServer
+from canary.health.checks import record_audit_configured
+from canary.postgres.audit import audit_detection, audit_state, configure_object_audit, parse_audit, rls_error_detection
+from canary.postgres.jsonlog import JsonlogSource
+from canary.postgres.record import RecordContext
+from canary.postgres.tamper import classify, install_event_trigger
 from canary.runtime import Runtime, close_runtime, open_runtime
-from canary.sources.ddl_tamper import classify, install_event_trigger
-from canary.sources.jsonlog import JsonlogSource
-from canary.sources.pgaudit import audit_detection, audit_state, configure_object_audit, parse_audit, rls_error_detection
-from canary.sources.pglog import RecordContext
+from canary.seeding.postgres import PostgresSeeder, policy_names
 from canary.store import ControlStore
-from seeder_helpers import Shop, shop_database
-from seeders.postgres import PostgresSeeder, policy_names
+from canary.store.embedded import PostgresServer
 
 PG_DUMP = Path("/usr/lib/postgresql/15/bin/pg_dump")
 ROLE = "canary_auditor"
@@ -258,7 +258,7 @@ async def test_scheduled_check_reads_are_recorded_not_paged_and_audit_damage_is_
 ) -> None:
     """The canary check's own verify reads (which pgaudit logs like any superuser read) are recorded
     but suppressed; after the audit role loses its grant the same check reports a CRITICAL tamper."""
-    from canary.checks import SelfActivity, check_canaries
+    from canary.health.checks import SelfActivity, check_canaries
 
     rt, _ = audited
     activity = SelfActivity()

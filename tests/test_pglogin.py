@@ -9,15 +9,15 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
-
-from canary.credentials import CredentialFactory
-from canary.drills.tagging import register_markers, register_run
-from canary.pg.server import PostgresServer
-from canary.runtime import Runtime
-from canary.sources.jsonlog import JsonlogSource
-from canary.sources.pglog import RecordContext
-from canary.sources.pglogin import login_detection
 from credential_support import register, runtime  # noqa: F401 - pytest fixture
+
+from canary.credentials.values import CredentialFactory
+from canary.drilltags import register_markers, register_run
+from canary.postgres.jsonlog import JsonlogSource
+from canary.postgres.login import login_detection
+from canary.postgres.record import RecordContext
+from canary.runtime import Runtime
+from canary.store.embedded import PostgresServer
 
 
 async def _try_login(dsn: str, user: str, password: str, app: str) -> str:

@@ -7,8 +7,8 @@ import datetime as dt
 
 import pytest
 
+from canary.drilltags import register_markers, register_run
 from canary.errors import IncidentError
-from canary.drills.tagging import register_markers, register_run
 from canary.events import DetectionEvent, EventKind, event_key
 from canary.pipeline import Pipeline, change_status
 from canary.store import ControlStore

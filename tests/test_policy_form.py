@@ -6,11 +6,11 @@ from urllib.parse import urlparse
 
 import asyncpg
 import pytest
-
-from canary.pg.server import PostgresServer
-from seeders.pg_catalog import introspect
-from seeders.postgres import _prefilter_intact, function_sql, policy_sql, prefilter
 from seeder_helpers import JsonLog
+
+from canary.seeding.catalog import introspect
+from canary.seeding.postgres import _prefilter_intact, function_sql, policy_sql, prefilter
+from canary.store.embedded import PostgresServer
 
 
 def test_prefilter_sets_exactly_the_canary_bits_as_get_bit_reads_them() -> None:

@@ -17,15 +17,15 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
-
-from canary.checks import SelfActivity, check_heartbeat
-from canary.crypto import Keyring
-from canary.pg.server import PostgresServer
-from canary.runtime import Runtime, close_runtime, open_runtime
-from canary.sources.jsonlog import JsonlogSource
-from canary.store import ControlStore
 from seeder_helpers import Shop, shop_database
-from seeders.postgres import PostgresSeeder
+
+from canary.crypto import Keyring
+from canary.health.checks import SelfActivity, check_heartbeat
+from canary.postgres.jsonlog import JsonlogSource
+from canary.runtime import Runtime, close_runtime, open_runtime
+from canary.seeding.postgres import PostgresSeeder
+from canary.store import ControlStore
+from canary.store.embedded import PostgresServer
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 STANDBY = "standby-1"

@@ -11,14 +11,14 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-
-from canary.credentials import CREDENTIAL_KIND, github_checksum_ok, recognise
-from canary.crypto import Keyring
-from canary.pg.server import PostgresServer
-from canary.registry import Registry
-from canary.store import ControlStore
 from seeder_helpers import JsonLog, Shop, checksums, shop_database
-from seeders.postgres import PostgresSeeder
+
+from canary.credentials.values import CREDENTIAL_KIND, github_checksum_ok
+from canary.crypto import Keyring
+from canary.seeding.postgres import PostgresSeeder
+from canary.store import ControlStore
+from canary.store.embedded import PostgresServer
+from canary.store.registry import Registry, recognise
 
 TABLES = {"public.api_keys": "id", "public.service_tokens": "id", "public.app_settings": "id", "public.customers": "id"}
 

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from seeder_helpers import ALL_SHOP_TABLES, Shop, add_orders, checksums, shop_database
 
 from canary.crypto import Keyring, generate_key
-from canary.pg.server import PostgresServer
-from canary.registry import LOCATION, Registry, location_key
-from canary.rotation import rotate
+from canary.seeding.postgres import PostgresSeeder
+from canary.seeding.rotation import rotate
 from canary.store import ControlStore
-from seeder_helpers import ALL_SHOP_TABLES, Shop, add_orders, checksums, shop_database
-from seeders.postgres import PostgresSeeder
+from canary.store.embedded import PostgresServer
+from canary.store.registry import LOCATION, Registry, location_key
 
 COUNT = 15
 POOL = {"email_domains": ["mail.northwind-post.com", "inbox.quillmail.net"], "phone_numbers": ["+15550100000-+15550100199"]}

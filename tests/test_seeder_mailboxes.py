@@ -9,14 +9,14 @@ from email.message import EmailMessage
 import aiosmtplib
 import asyncpg
 import pytest
-
-from canary.errors import ConfigError
-from canary.crypto import Keyring
-from canary.pg.server import PostgresServer
-from canary.sources.smtp import SmtpSource
 from contact_support import MAIL_DOMAIN, StaticResolver, close_contact_env, open_contact_env
 from seeder_helpers import Shop, shop_database
-from seeders.postgres import PostgresSeeder
+
+from canary.contact.smtp import SmtpSource
+from canary.crypto import Keyring
+from canary.errors import ConfigError
+from canary.seeding.postgres import PostgresSeeder
+from canary.store.embedded import PostgresServer
 
 MAILBOXES = [{"address": f"sky.walker{i:02d}@naver.com", "forward_to": f"fw-{i:02d}@{MAIL_DOMAIN}"} for i in range(4)]
 

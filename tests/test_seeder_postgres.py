@@ -6,16 +6,16 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from seeder_helpers import JsonLog, Shop, checksum, shop_database
 
 from canary.config import DatastoreConfig
 from canary.crypto import Keyring
 from canary.errors import ConfigError, DatastoreError, UnsafeIdentifierError
-from canary.pg.server import PostgresServer
-from canary.registry import Registry
+from canary.seeder import Seeder
+from canary.seeding.postgres import PostgresSeeder, policy_names
 from canary.store import ControlStore
-from seeder_helpers import JsonLog, Shop, checksum, shop_database
-from seeders.base import Seeder
-from seeders.postgres import PostgresSeeder, policy_names
+from canary.store.embedded import PostgresServer
+from canary.store.registry import Registry
 
 COUNT = 12
 
@@ -400,7 +400,7 @@ async def test_hostile_table_name_is_refused(shop: Shop, make_config, store: Con
 
 async def test_unreachable_dsn_is_one_clear_error_without_password(make_config, store: ControlStore, keyring: Keyring) -> None:  # type: ignore[no-untyped-def]
     """A DSN nobody listens on gives DatastoreError naming the datastore, never the password."""
-    from canary.pg.server import free_port
+    from canary.store.embedded import free_port
 
     dsn = f"postgresql://app:s3cretPassw0rd@127.0.0.1:{free_port()}/shop"
     seeder = _seeder(make_config, store, keyring, dsn)

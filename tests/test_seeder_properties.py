@@ -12,14 +12,14 @@ import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from seeder_helpers import checksum
 
 from canary.config import from_mapping
 from canary.crypto import Keyring, generate_key
-from canary.pg.server import PostgresServer
-from canary.registry import Registry
+from canary.seeding.postgres import PostgresSeeder
 from canary.store import ControlStore
-from seeder_helpers import checksum
-from seeders.postgres import PostgresSeeder
+from canary.store.embedded import PostgresServer
+from canary.store.registry import Registry
 
 
 @dataclass(frozen=True)

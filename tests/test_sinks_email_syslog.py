@@ -18,12 +18,12 @@ import aiohttp
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from alerting_servers import make_alert
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from alerting_servers import make_alert
 from canary import plugins
 from canary.alerts import AlertAction
 from canary.config import SinkConfig

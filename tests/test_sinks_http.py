@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from alerting_servers import OpsgenieServer, PagerDutyServer, SlackServer, TeamsServer, make_alert
 from structlog.testing import capture_logs
 
-from alerting_servers import OpsgenieServer, PagerDutyServer, SlackServer, TeamsServer, make_alert
 from canary import plugins
 from canary.alerts import AlertAction
 from canary.config import SinkConfig

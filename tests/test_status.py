@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from canary.cli import main
-from canary.commands.status import gather, render_text
+from canary.app.cli import main
+from canary.app.commands.status import gather, render_text
 from canary.crypto import Keyring
-from canary.drills.tagging import register_markers, register_run
+from canary.drilltags import register_markers, register_run
 from canary.events import DetectionEvent, EventKind, event_key
 from canary.pipeline import Pipeline
-from canary.registry import NewCanary, Registry, location_key
 from canary.store import ControlStore
+from canary.store.registry import NewCanary, Registry, location_key
 
 
 async def _populate(store: ControlStore, keyring: Keyring, make_config) -> list[int]:  # type: ignore[no-untyped-def]

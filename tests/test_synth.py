@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from canary.errors import SeedError, UnsafeIdentifierError
-from canary.pg.server import PostgresServer
-from canary.synth import (
+from canary.postgres.sql import array_literal, ident, literal, parse_target
+from canary.seeding.catalog import Column, Constraint, TableInfo, check_hints
+from canary.seeding.synth import (
     MIN_SHARED,
     ContactAllocator,
     RowContext,
@@ -25,8 +26,7 @@ from canary.synth import (
     script_of,
     shape,
 )
-from seeders.pg_catalog import Column, Constraint, TableInfo, check_hints
-from seeders.sql import array_literal, ident, literal, parse_target
+from canary.store.embedded import PostgresServer
 
 
 def _col(name: str, category: str = "S", base: str = "text", not_null: bool = False, **kw: object) -> Column:

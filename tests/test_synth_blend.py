@@ -10,11 +10,20 @@ from collections import Counter
 import asyncpg
 
 from canary.crypto import Keyring
-from canary.registry import Registry
+from canary.seeding.catalog import Column, Constraint, TableInfo
+from canary.seeding.postgres import PostgresSeeder
+from canary.seeding.synth import (
+    MIN_SHARED,
+    ContactAllocator,
+    RowContext,
+    Splicer,
+    Synthesizer,
+    draw_digits,
+    profile,
+    shared_digit_prefixes,
+)
 from canary.store import ControlStore
-from canary.synth import MIN_SHARED, ContactAllocator, RowContext, Splicer, Synthesizer, draw_digits, profile, shared_digit_prefixes
-from seeders.pg_catalog import Column, Constraint, TableInfo
-from seeders.postgres import PostgresSeeder
+from canary.store.registry import Registry
 
 REGIONS = {"서울특별시 강남구": "06", "부산광역시 해운대구": "48", "경기도 성남시 분당구": "13"}
 ROADS = ("테헤란로", "봉은사로", "센텀로", "판교역로", "수내로", "해운대로", "선릉로", "정자일로")
@@ -140,7 +149,7 @@ def test_frequency_match_follows_real_count_classes_without_copying_rare_values(
     that only one or two real rows hold (it would identify them)."""
     from collections import Counter
 
-    from canary.synth import FrequencyMatch, count_bin
+    from canary.seeding.synth import FrequencyMatch, count_bin
 
     table: Counter[str | None] = Counter({"shared": 40, "rare": 1, "pair": 2})
     table.update({f"own{i}": 1 for i in range(100)})

@@ -7,7 +7,7 @@ import datetime as dt
 import random
 from collections import Counter
 
-from seeders.pg_children import Histories, History
+from canary.seeding.children import Histories, History
 
 DAY = 86400.0
 

@@ -8,8 +8,8 @@ from collections import Counter
 
 from faker import Faker
 
-from canary.romanize import rr, spell, spellings
-from canary.synth import NameModel, _email_uses, email_use, split_name
+from canary.seeding.romanize import rr, spell, spellings
+from canary.seeding.synth import NameModel, _email_uses, email_use, split_name
 
 
 def test_revised_romanization_and_personal_spellings() -> None:
@@ -89,9 +89,8 @@ def test_canary_name_fits_its_owned_mailbox() -> None:
     """With owned mailboxes, each canary's name is one its mailbox's local part spells as fully as
     any candidate's (surname and given name when both are spelled); a handle mailbox gets a name
     drawn as usual."""
-    from seeders.pg_catalog import Column, Constraint, TableInfo
-
-    from canary.synth import ContactAllocator, RowContext, Synthesizer, profile
+    from canary.seeding.catalog import Column, Constraint, TableInfo
+    from canary.seeding.synth import ContactAllocator, RowContext, Synthesizer, profile
 
     def col(name: str, category: str = "S", base: str = "text") -> Column:
         return Column(name=name, type=base, category=category, base_type=base, not_null=name == "id", default=None, identity="",

@@ -32,14 +32,20 @@ import structlog
 from aiohttp import web
 
 from canary.config import Config, DatastoreConfig, from_mapping
-from canary.credentials import CredentialFactory, new_canary
+from canary.credentials.values import CredentialFactory, new_canary
 from canary.crypto import Keyring, generate_key, load_key
 from canary.drills.playbook import Action, Playbook
 from canary.drills.receiver import Receiver
+from canary.drills.shop import create_shop
 from canary.errors import DrillError
-from canary.pg.server import PostgresServer, free_port
-from canary.registry import Registry, location_key
+from canary.listener import Listener, default_components
+from canary.postgres.audit import configure_object_audit
+from canary.postgres.jsonlog import JsonlogSource
+from canary.runtime import close_runtime, open_runtime
+from canary.seeding.postgres import PostgresSeeder
 from canary.store import ControlStore
+from canary.store.embedded import PostgresServer, free_port
+from canary.store.registry import Registry, location_key
 
 log = structlog.get_logger("canary.drills.deployment")
 
@@ -134,8 +140,6 @@ async def demo(
             await admin.close()
         shop = await asyncpg.connect(server.dsn(DEMO_DATASTORE), timeout=10)
         try:
-            from canary.shop import create_shop
-
             await create_shop(shop, customers)
             await shop.execute(f"GRANT SELECT ON customers, orders TO {INSIDER_ROLE}")
         finally:
@@ -204,11 +208,6 @@ async def _demo_runtime(
     cfg: Config, server: PostgresServer, standby: PostgresServer | None, receiver: Receiver, needs: set[Action],
     with_pgaudit: bool, notes: list[str], insider_pw: str,
 ) -> AsyncIterator[Target]:
-    from canary.listener import Listener, default_components
-    from canary.runtime import open_runtime
-    from canary.sources.jsonlog import JsonlogSource
-    from seeders.postgres import PostgresSeeder
-
     keyring = Keyring(generate_key())
     store = ControlStore(cfg)
     await store.open()
@@ -228,8 +227,6 @@ async def _demo_runtime(
             await _place_credentials(cfg, runtime.registry, keyring, needs)
             notes.append("canary credentials: one API token, one DSN pointing at the PostgreSQL honeypot")
         if with_pgaudit:
-            from canary.sources.pgaudit import configure_object_audit
-
             conn = await asyncpg.connect(server.dsn(DEMO_DATASTORE), timeout=10)
             try:
                 await configure_object_audit(conn, cfg.coverage.pgaudit_role, ["public.customers"])
@@ -257,8 +254,6 @@ async def _demo_runtime(
         if runner is not None:
             await runner.cleanup()  # stops the listener and closes the runtime and store
         else:
-            from canary.runtime import close_runtime
-
             await close_runtime(runtime, grace=2)
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from canary.pg.server import free_port
 from canary.sinks.webhook import verify
+from canary.store.embedded import free_port
 
 
 class Receiver:

@@ -26,7 +26,7 @@ from canary.drills import steps as step_actions
 from canary.drills.deployment import Target
 from canary.drills.playbook import Playbook, Step
 from canary.drills.steps import Marker, Skipped, StepContext
-from canary.drills.tagging import register_markers, register_run
+from canary.drilltags import register_markers, register_run
 from canary.errors import CanaryError
 
 log = structlog.get_logger("canary.drills")

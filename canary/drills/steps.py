@@ -30,10 +30,14 @@ from urllib.parse import unquote, urlsplit
 import aiohttp
 import asyncpg
 
+from canary.contact.phone import twilio_signature
+from canary.credentials.values import CredentialFactory
 from canary.drills.deployment import Target, pg_dump_path
 from canary.drills.playbook import Action, Step
 from canary.errors import DrillError
-from canary.sources.pglog import DRILL_APP_PREFIX
+from canary.postgres.protocol import DRILL_APP_PREFIX
+from canary.store.embedded import free_port
+from canary.store.registry import value_purpose
 
 #: Sections of an event a marker may name (validated: they become part of a query).
 SECTIONS = ("actor", "origin", "evidence", "drill")
@@ -268,7 +272,6 @@ async def _canary_values(ctx: StepContext, kind: str, count: int) -> list[str]:
         "SELECT v.value_enc FROM canary_values v JOIN canaries c ON c.id = v.canary_id"
         " WHERE v.kind = $1 AND c.status = 'active' ORDER BY v.id LIMIT $2", kind, count,
     )
-    from canary.registry import value_purpose
 
     return [ctx.target.keyring.decrypt_text(r["value_enc"], value_purpose(kind)) for r in rows]
 
@@ -303,7 +306,6 @@ async def mail(ctx: StepContext) -> None:
 
 async def sms(ctx: StepContext) -> None:
     """SMS to canary numbers, delivered the way Twilio delivers them: a signed form POST."""
-    from canary.sources.phone import twilio_signature
 
     cfg = ctx.target.config
     token = cfg.contact.twilio_auth_token
@@ -349,7 +351,6 @@ async def _honeypot_credential(ctx: StepContext, enabled: bool, section: str, ki
 
 async def token(ctx: StepContext) -> None:
     """A canary API token presented to the HTTP honeypot from a source port bound by the drill."""
-    from canary.pg.server import free_port
 
     hp = ctx.target.config.honeypot.http
     tokens = await _honeypot_credential(ctx, hp.enabled, "[honeypot.http]", "token", "API token")
@@ -369,7 +370,6 @@ async def token(ctx: StepContext) -> None:
 
 async def dsn(ctx: StepContext) -> None:
     """A canary DSN used to log in to the PostgreSQL honeypot (it answers like a real server: 28P01)."""
-    from canary.credentials import CredentialFactory
 
     hp = ctx.target.config.honeypot.postgres
     user = (await _honeypot_credential(ctx, hp.enabled, "[honeypot.postgres]", "dsn_user", "DSN"))[0]

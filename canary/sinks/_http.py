@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from yarl import URL
 
 from canary.alerts import Alert
-from canary.config import Secret, resolve_secret
 from canary.errors import DeliveryError
+from canary.secret import Secret, resolve_secret
 
 RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
 

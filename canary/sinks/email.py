@@ -9,8 +9,8 @@ dedup key is in ``Message-ID``-derived headers so mail clients thread updates of
 
 from __future__ import annotations
 
-import builtins
 import asyncio
+import builtins
 import email.utils
 import re
 import ssl
@@ -24,8 +24,8 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from canary.alerts import Alert, AlertAction
-from canary.config import Secret, resolve_secret
 from canary.errors import DeliveryError
+from canary.secret import Secret, resolve_secret
 from canary.sinks._tls import client_tls_context
 
 log = structlog.get_logger("canary.sinks.email")

@@ -17,8 +17,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from canary.alerts import Alert, AlertAction
-from canary.config import Secret, required_secret
 from canary.events import Severity
+from canary.secret import Secret, required_secret
 from canary.sinks._http import HttpSink, post, validate_http_url
 
 REGIONS = {"us": "https://api.opsgenie.com", "eu": "https://api.eu.opsgenie.com"}

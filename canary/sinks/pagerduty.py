@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from canary.alerts import Alert, AlertAction
-from canary.config import Secret, required_secret
+from canary.secret import Secret, required_secret
 from canary.sinks._http import HttpSink, post, validate_http_url
 
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"

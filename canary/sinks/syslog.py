@@ -14,8 +14,8 @@ A TCP/TLS connection is kept open between alerts and re-opened when the receiver
 
 from __future__ import annotations
 
-import builtins
 import asyncio
+import builtins
 import datetime as dt
 import os
 import re

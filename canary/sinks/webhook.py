@@ -8,8 +8,8 @@ HMAC-SHA256(key, "{id}.{timestamp}.{body}"), where key is the base64-decoded par
 
 from __future__ import annotations
 
-import builtins
 import base64
+import builtins
 import hashlib
 import hmac
 import json
@@ -20,7 +20,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from canary.alerts import Alert
-from canary.config import Secret, resolve_secret
+from canary.secret import Secret, resolve_secret
 from canary.sinks._http import post
 
 

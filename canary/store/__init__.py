@@ -19,7 +19,7 @@ import structlog
 
 from canary.config import Config
 from canary.errors import StoreError
-from canary.pg.server import PostgresServer
+from canary.store.embedded import PostgresServer
 
 log = structlog.get_logger("canary.store")
 
@@ -114,7 +114,7 @@ class ControlStore:
         try:
             return await asyncpg.connect(dsn, timeout=10)
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
-            raise StoreError(f"cannot connect to the control store: {_describe(exc)}") from None
+            raise StoreError(f"cannot connect to the control store: {describe_error(exc)}") from None
 
     async def open(self, *, migrate_schema: bool = True) -> ControlStore:
         dsn = await self._dsn()
@@ -128,7 +128,7 @@ class ControlStore:
                 command_timeout=60,
             )
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
-            raise StoreError(f"cannot connect to the control store: {_describe(exc)}") from None
+            raise StoreError(f"cannot connect to the control store: {describe_error(exc)}") from None
         if migrate_schema:
             async with self.pool.acquire() as conn:
                 await migrate(conn)
@@ -149,7 +149,7 @@ class ControlStore:
         await self.close()
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     """Describe a connection error without echoing the DSN (which may hold a password)."""
     if isinstance(exc, asyncio.TimeoutError):
         return "timed out"

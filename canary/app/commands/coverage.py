@@ -1,0 +1,107 @@
+"""``canary coverage audit`` (configure pgaudit object audit and the DDL guard on a datastore),
+``canary coverage check`` (run the canary / detection checks once) and ``canary coverage scan``
+(search export files for canary values)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+
+from canary.app.commands import load_config
+from canary.errors import DatastoreError
+from canary.health.checks import SelfActivity, check_canaries, record_audit_configured
+from canary.health.filescan import load_patterns, scan_file
+from canary.postgres.audit import configure_object_audit
+from canary.postgres.tamper import install_event_trigger
+from canary.runtime import close_runtime, open_runtime
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("coverage", help="coverage beyond RLS: pgaudit object audit, checks, export-file scans")
+    csub = p.add_subparsers(dest="coverage_command", metavar="ACTION", required=True)
+
+    audit = csub.add_parser("audit", help="configure pgaudit object audit on a datastore's canary tables (superuser DSN)")
+    audit.add_argument("--datastore", required=True)
+    audit.add_argument("--no-event-trigger", action="store_true", help="do not install the DDL guard event trigger")
+    audit.set_defaults(func=cmd_audit)
+
+    check = csub.add_parser("check", help="verify canaries and detection objects now; exit 1 when anything is wrong")
+    check.add_argument("--datastore", help="only this datastore")
+    check.set_defaults(func=cmd_check)
+
+    scan = csub.add_parser("scan", help="search files (CSV/JSON/SQL/Parquet, .gz) for canary values; exit 1 on a match")
+    scan.add_argument("paths", nargs="+", type=Path)
+    scan.set_defaults(func=cmd_scan)
+
+
+async def _runtime(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+
+    cfg = load_config(args)
+    return await open_runtime(cfg)
+
+
+async def cmd_audit(args: argparse.Namespace) -> int:
+    import asyncpg
+
+
+    rt = await _runtime(args)
+    try:
+        ds = rt.config.datastore(args.datastore)
+        tables = [r["target"] for r in await rt.pool.fetch(
+            "SELECT DISTINCT target FROM detection_objects WHERE datastore = $1 ORDER BY 1", ds.name)]
+        tables = tables or [t.table if "." in t.table else f"public.{t.table}" for t in ds.tables]
+        if not tables:
+            raise DatastoreError(f"datastore {ds.name!r} has no canary tables (seed it first)")
+        try:
+            conn = await asyncpg.connect(ds.dsn.reveal(), timeout=10, command_timeout=60)
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+            raise DatastoreError(f"cannot connect to datastore {ds.name!r}: {type(exc).__name__}") from None
+        try:
+            state = await configure_object_audit(conn, rt.config.coverage.pgaudit_role, tables)
+            if not args.no_event_trigger:
+                await install_event_trigger(conn, ds.detection_schema)
+        except asyncpg.PostgresError as exc:
+            raise DatastoreError(f"{ds.name}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+        finally:
+            await conn.close()
+        await record_audit_configured(rt.pool, ds.name, rt.config.coverage.pgaudit_role, tables)
+        problems = state.problems(rt.config.coverage.pgaudit_role, tables)
+        print(json.dumps({"datastore": ds.name, "tables": tables, "role": rt.config.coverage.pgaudit_role,
+                          "event_trigger": not args.no_event_trigger, "problems": problems}, indent=2))
+        return 1 if problems else 0
+    finally:
+        await close_runtime(rt, grace=1)
+
+
+async def cmd_check(args: argparse.Namespace) -> int:
+    rt = await _runtime(args)
+    try:
+        found = []
+        for ds in rt.config.datastores:
+            if args.datastore and ds.name != args.datastore:
+                continue
+            for e in await check_canaries(rt, SelfActivity(), ds, rt.config.coverage.pgaudit_role):
+                found.append({"datastore": ds.name, "kind": str(e.kind), "canary_id": e.canary_id, **e.evidence})
+        print(json.dumps({"findings": found}, indent=2, default=str))
+        return 1 if found else 0
+    finally:
+        await close_runtime(rt, grace=1)
+
+
+async def cmd_scan(args: argparse.Namespace) -> int:
+    rt = await _runtime(args)
+    try:
+        patterns = await load_patterns(rt)
+        hits = 0
+        for path in args.paths:
+            result = await asyncio.to_thread(scan_file, path, patterns)
+            rows = await rt.pool.fetch("SELECT id, uid, label FROM canaries WHERE id = ANY($1::bigint[])", list(result.hits))
+            hits += len(rows)
+            print(json.dumps({"path": str(path), "bytes": result.bytes,
+                              "canaries": [{"uid": r["uid"], "label": r["label"], "matched": sorted(result.hits[r["id"]])}
+                                           for r in rows]}))
+        return 1 if hits else 0
+    finally:
+        await close_runtime(rt, grace=1)

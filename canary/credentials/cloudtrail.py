@@ -1,0 +1,310 @@
+"""AWS access-key canaries: CloudTrail records whose ``userIdentity.accessKeyId`` is a canary.
+
+Two inputs, one processor:
+
+* :class:`CloudTrailDirectorySource` polls a directory (a synced bucket prefix such as
+  ``AWSLogs/<account>/CloudTrail/<region>/YYYY/MM/DD/``) for CloudTrail log files — ``{"Records":
+  [...]}`` JSON, gzip'd (``.json.gz``, as CloudTrail delivers them) or not. A file is marked done in
+  ``cloudtrail_files`` only after its events are committed; a file that does not parse is retried
+  while it may still be being written and rejected (counted) once it is older than ``settle``.
+* :class:`CloudTrailWebhook` accepts EventBridge events (``"detail-type": "AWS API Call via
+  CloudTrail"``, the record in ``detail``), one or a JSON array, POSTed by an EventBridge API
+  destination with an API-key header. It answers 200 only after commit (so EventBridge retries
+  otherwise), 401 for a wrong key, 400 for malformed bodies (both counted).
+
+Each matching record raises ``EventKind.USED`` with eventName, eventSource, sourceIPAddress,
+userAgent, awsRegion and errorCode/errorMessage; the key is CloudTrail's ``eventID``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import gzip
+import hmac
+import json
+import os
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from canary.config import Config
+from canary.events import DetectionEvent, EventKind, Severity, event_key
+from canary.plugins import SourceType
+from canary.store.registry import ValueKind, recognise
+from canary.tasks import stop_task
+from canary.typing import Component, SourceContext
+
+log = structlog.get_logger("canary.sources.cloudtrail")
+
+EVENT_SOURCE = "cloudtrail"
+CLOUDTRAIL_DETAIL_TYPES = {
+    "AWS API Call via CloudTrail",
+    "AWS Console Sign In via CloudTrail",
+    "AWS Service Event via CloudTrail",
+    "AWS Console Action via CloudTrail",
+}
+MAX_FILE_BYTES = 256 * 1024 * 1024  # decompressed
+_MAX_FIELD = 512
+
+
+class CloudTrailFormatError(ValueError):
+    """A document is neither a CloudTrail log file nor EventBridge CloudTrail event(s)."""
+
+
+def records_from_document(doc: Any) -> list[Mapping[str, Any]]:
+    """CloudTrail records from a log file (``{"Records": [...]}``), one EventBridge event or a list of them."""
+    if isinstance(doc, Mapping) and "Records" in doc:
+        records = doc["Records"]
+        if not isinstance(records, list):
+            raise CloudTrailFormatError('"Records" is not a list')
+        return [r for r in records if isinstance(r, Mapping)]
+    events = doc if isinstance(doc, list) else [doc]
+    out: list[Mapping[str, Any]] = []
+    for ev in events:
+        if not isinstance(ev, Mapping) or "detail-type" not in ev:
+            raise CloudTrailFormatError("expected a CloudTrail log file or EventBridge events")
+        if ev["detail-type"] not in CLOUDTRAIL_DETAIL_TYPES:
+            continue  # other EventBridge events are not CloudTrail records
+        detail = ev.get("detail")
+        if not isinstance(detail, Mapping):
+            raise CloudTrailFormatError("EventBridge CloudTrail event without a detail object")
+        out.append(detail)
+    return out
+
+
+def _text(value: Any) -> str | None:
+    return str(value)[:_MAX_FIELD] if value not in (None, "") else None
+
+
+def parse_event_time(value: Any) -> dt.datetime:
+    if isinstance(value, str) and value:
+        try:
+            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+        except ValueError:
+            pass
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class CloudTrailProcessor:
+    """Turns CloudTrail records into committed USED events for canary access keys."""
+
+    def __init__(self, runtime: SourceContext, source: str = EVENT_SOURCE) -> None:
+        self.runtime = runtime
+        self.source = source
+
+    async def events_for(self, records: Sequence[Mapping[str, Any]], origin: str) -> list[DetectionEvent]:
+        keyed: list[tuple[str, Mapping[str, Any]]] = []
+        for rec in records:
+            ident = rec.get("userIdentity")
+            key_id = ident.get("accessKeyId") if isinstance(ident, Mapping) else None
+            if isinstance(key_id, str) and 16 <= len(key_id) <= 128:
+                keyed.append((key_id, rec))
+        if not keyed:
+            return []
+        found = await recognise(self.runtime.registry, sorted({(ValueKind.AWS_KEY_ID, k) for k, _ in keyed}))
+        events = []
+        for key_id, rec in keyed:
+            match = found.get((ValueKind.AWS_KEY_ID, key_id))
+            if match is None:
+                continue
+            ident = rec["userIdentity"]
+            ip = _text(rec.get("sourceIPAddress"))
+            eid = _text(rec.get("eventID")) or event_key(json.dumps(rec, sort_keys=True, default=str))
+            events.append(DetectionEvent(
+                kind=EventKind.USED, source=self.source, key=event_key("cloudtrail", eid), group=f"cloudtrail:{match.canary_id}:{ip}",
+                canary_id=match.canary_id, observed_at=parse_event_time(rec.get("eventTime")), severity=Severity.CRITICAL,
+                actor={"user": _text(ident.get("userName")) or _text(ident.get("arn")) or key_id, "arn": _text(ident.get("arn")),
+                       "account_id": _text(ident.get("accountId")), "identity_type": _text(ident.get("type")),
+                       "access_key_id": key_id},
+                origin={"client_addr": ip, "user_agent": _text(rec.get("userAgent")), "aws_region": _text(rec.get("awsRegion"))},
+                evidence={k: v for k, v in {
+                    "credential": "aws_key_id", "canary": match.uid, "event_name": _text(rec.get("eventName")),
+                    "event_source": _text(rec.get("eventSource")), "error_code": _text(rec.get("errorCode")),
+                    "error_message": _text(rec.get("errorMessage")), "event_id": _text(rec.get("eventID")),
+                    "request_id": _text(rec.get("requestID")), "event_time": _text(rec.get("eventTime")),
+                    "recipient_account_id": _text(rec.get("recipientAccountId")), "via": origin,
+                }.items() if v is not None},
+            ))
+        return events
+
+    async def process(self, records: Sequence[Mapping[str, Any]], origin: str) -> int:
+        """Commit the events of ``records``; returns how many were submitted (raises if the store fails)."""
+        events = await self.events_for(records, origin)
+        if events:
+            await self.runtime.submit_many(events)
+        return len(events)
+
+
+def read_log_file(path: Path) -> Any:
+    """Parse one CloudTrail log file (gzip by magic number, whatever its name says)."""
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+        fh.seek(0)
+        if head == b"\x1f\x8b":
+            with gzip.GzipFile(fileobj=fh) as gz:
+                data = gz.read(MAX_FILE_BYTES + 1)
+        else:
+            data = fh.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise CloudTrailFormatError(f"larger than {MAX_FILE_BYTES} bytes")
+    return json.loads(data)
+
+
+class CloudTrailDirectorySource:
+    def __init__(self, directory: Path, *, poll: float = 5.0, settle: float = 60.0) -> None:
+        self.directory = Path(directory)
+        self.name = f"cloudtrail:{self.directory}"
+        self.poll = poll
+        self.settle = settle
+        self.runtime: SourceContext  # set by start()
+        self.processor: CloudTrailProcessor | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+
+    def routes(self) -> list[web.RouteDef]:
+        return []
+
+    def attach(self, runtime: SourceContext) -> None:
+        """Bind to a runtime without starting the poll loop (``scan`` can then be called directly)."""
+        self.runtime = runtime
+        self.processor = CloudTrailProcessor(runtime)
+
+    async def start(self, runtime: SourceContext) -> None:
+        self.attach(runtime)
+        self._stopping.clear()
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        await stop_task(self._task, self._stopping)
+        self._task = None
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                await self.scan()
+                failures = 0
+                delay = self.poll
+            except Exception as exc:  # noqa: BLE001 - store down: files stay pending, retried
+                failures += 1
+                log.error("cloudtrail.scan_failed", source=self.name, error=f"{type(exc).__name__}: {exc}"[:300])
+                delay = min(60.0, self.poll * 2 ** min(failures, 5))
+            try:
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+
+    def _candidates(self) -> list[tuple[str, int, float]]:
+        out = []
+        for root, _, files in os.walk(self.directory):
+            for fname in files:
+                if fname.endswith((".json", ".json.gz")):
+                    p = os.path.join(root, fname)
+                    try:
+                        st = os.stat(p)
+                    except OSError:
+                        continue
+                    out.append((p, st.st_size, st.st_mtime))
+        return sorted(out)
+
+    async def scan(self) -> int:
+        """Process every new file once; returns the number of files finished in this scan."""
+        assert self.processor is not None
+        candidates = await asyncio.to_thread(self._candidates)
+        if not candidates:
+            return 0
+        done = {r["path"] for r in await self.runtime.pool.fetch(
+            "SELECT path FROM cloudtrail_files WHERE source = $1 AND path = ANY($2::text[])",
+            self.name, [p for p, _, _ in candidates])}
+        finished = 0
+        for path, size, mtime in candidates:
+            if path in done or self._stopping.is_set():
+                continue
+            try:
+                doc = await asyncio.to_thread(read_log_file, Path(path))
+                records = records_from_document(doc)
+            except (OSError, EOFError, zlib.error, ValueError) as exc:  # JSON, gzip and format errors
+                if time.time() - mtime < self.settle:
+                    continue  # may still be being written; try again on the next scan
+                await self.runtime.reject(self.name, "malformed_cloudtrail_file", f"{path}: {type(exc).__name__}: {exc}"[:400])
+                await self._mark(path, size, "rejected", 0)
+                finished += 1
+                continue
+            await self.processor.process(records, f"file:{os.path.relpath(path, self.directory)}")
+            await self._mark(path, size, "done", len(records))
+            finished += 1
+        return finished
+
+    async def _mark(self, path: str, size: int, status: str, records: int) -> None:
+        await self.runtime.pool.execute(
+            "INSERT INTO cloudtrail_files (source, path, size, status, records) VALUES ($1, $2, $3, $4, $5)"
+            " ON CONFLICT (source, path) DO UPDATE SET size = excluded.size, status = excluded.status,"
+            " records = excluded.records, processed_at = now()",
+            self.name, path, size, status, records,
+        )
+
+
+class CloudTrailWebhook:
+    """EventBridge API-destination endpoint on the listener (``POST <http_path>``)."""
+
+    def __init__(self, path: str, api_key: str, header: str = "X-Canary-Api-Key") -> None:
+        self.name = f"cloudtrail-http:{path}"
+        self.path = path
+        self._key = api_key.encode()
+        self.header = header
+        self.runtime: SourceContext  # set by start()
+        self.processor: CloudTrailProcessor | None = None
+
+    def __repr__(self) -> str:
+        return f"CloudTrailWebhook(path={self.path!r})"
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post(self.path, self._handle)]
+
+    async def start(self, runtime: SourceContext) -> None:
+        self.runtime = runtime
+        self.processor = CloudTrailProcessor(runtime, EVENT_SOURCE)
+
+    async def stop(self) -> None:
+        return None
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        rt = self.runtime
+        presented = request.headers.get(self.header, "").encode()
+        if not hmac.compare_digest(presented, self._key):
+            await rt.reject(EVENT_SOURCE, "bad_api_key", f"peer={request.remote}")
+            return web.json_response({"error": "unauthorized"}, status=401)
+        raw = await request.read()
+        try:
+            records = records_from_document(json.loads(raw))
+        except (ValueError, UnicodeDecodeError) as exc:
+            await rt.reject(EVENT_SOURCE, "malformed_eventbridge_event", f"{type(exc).__name__}: {exc} | {raw[:300]!r}")
+            return web.json_response({"error": f"malformed body: {exc}"[:200]}, status=400)
+        assert self.processor is not None
+        try:
+            n = await self.processor.process(records, "eventbridge")
+        except Exception as exc:  # noqa: BLE001 - not committed: tell EventBridge to retry
+            log.error("cloudtrail.commit_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            return web.json_response({"error": "temporarily unavailable"}, status=503, headers={"Retry-After": "5"})
+        rt.metrics.requests.labels(component="cloudtrail", code="200").inc()
+        return web.json_response({"records": len(records), "events": n})
+
+
+def _sources(config: Config) -> list[Component]:
+    ct = config.credentials.cloudtrail
+    out: list[Component] = []
+    if ct.directory is not None:
+        out.append(CloudTrailDirectorySource(ct.directory, poll=ct.poll))
+    if ct.http_path and ct.api_key is not None:
+        out.append(CloudTrailWebhook(ct.http_path, ct.api_key.reveal(), ct.api_key_header))
+    return out
+
+
+SOURCE = SourceType("cloudtrail", _sources)

@@ -1,0 +1,275 @@
+"""HTTP token honeypot: an internal-looking API on its own port where canary tokens get tried.
+
+Credentials are taken from ``Authorization`` (``Bearer``, ``token``, ``Basic``, AWS SigV4's
+``Credential=AKIA…``), configured API-key headers and configured query parameters. Every request
+gets the same answer (status, headers, body shape) whether or not it carried a canary, and the answer
+is sent after a fixed floor (``min_response_time``) while the lookup runs in the background: the
+response is not an acknowledgement to anyone, so answering first and committing right after is
+fine; a failed commit is retried with backoff and counted (:class:`BackgroundReporter`).
+
+A canary credential raises ``EventKind.USED`` with the caller's address, user agent, method, path and
+headers; the credential itself is never stored, only a keyed fingerprint. The honeypot runs on its
+own port with its own bounds, so hostile clients cannot reach the listener's webhooks or /metrics:
+header size and count are limited (aiohttp answers 400, counted here), connections that do not
+complete a request within ``idle_timeout`` are closed and counted (slow-loris), and connections
+beyond ``max_connections`` are refused and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+import logging
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from canary.credentials.recognise import BackgroundReporter, fingerprint, presented_candidates
+from canary.events import DetectionEvent, EventKind, Severity, event_key
+from canary.plugins import SourceType
+from canary.store.registry import ValueKind, recognise
+from canary.typing import SourceContext
+
+log = structlog.get_logger("canary.sources.token_honeypot")
+
+EVENT_SOURCE = "token_honeypot"
+HANDLED = web.RequestKey("canary_honeypot_handled", bool)
+_SIGV4 = re.compile(r"Credential=([A-Z0-9]{16,128})/", re.I)
+_MAX_HEADER_EVIDENCE = 512
+_DROP_HEADERS = {"authorization", "cookie", "proxy-authorization"}
+
+
+def extract_credentials(
+    headers: Mapping[str, str], query: Mapping[str, str], api_key_headers: Sequence[str], query_params: Sequence[str]
+) -> list[tuple[str, str]]:
+    """(where, value) of every credential a request presents, in a fixed order."""
+    found: list[tuple[str, str]] = []
+    auth = headers.get("Authorization", "").strip()
+    scheme, _, rest = auth.partition(" ")
+    rest = rest.strip()
+    s = scheme.lower()
+    if s in ("bearer", "token") and rest:
+        found.append((f"authorization:{s}", rest))
+    elif s == "basic" and rest:
+        try:
+            user, _, password = base64.b64decode(rest, validate=True).decode("utf-8", "replace").partition(":")
+        except (binascii.Error, ValueError):
+            found.append(("authorization:basic-undecodable", rest))
+        else:
+            if user:
+                found.append(("authorization:basic-user", user))
+            if password:
+                found.append(("authorization:basic-password", password))
+    elif s == "aws4-hmac-sha256":
+        m = _SIGV4.search(rest)
+        if m:
+            found.append(("authorization:aws-sigv4", m.group(1)))
+    elif auth and not rest:
+        found.append(("authorization:raw", auth))  # "Authorization: <token>" without a scheme
+    for name in api_key_headers:
+        value = headers.get(name, "").strip()
+        if value:
+            found.append((f"header:{name.lower()}", value))
+    for name in query_params:
+        value = query.get(name, "").strip()
+        if value:
+            found.append((f"query:{name}", value))
+    return found
+
+
+class _Guard(asyncio.Protocol):
+    """Wraps aiohttp's per-connection protocol: caps concurrent connections and closes connections
+    that do not complete a request in time (both counted)."""
+
+    def __init__(self, honeypot: TokenHoneypot, inner: asyncio.Protocol) -> None:
+        self.hp = honeypot
+        self.inner = inner
+        self.transport: asyncio.Transport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.refused = False
+        self.pending_bytes = 0  # bytes received since the last completed request
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if len(self.hp.guards) >= self.hp.options.max_connections:
+            self.refused = True
+            peer = transport.get_extra_info("peername") or ("",)
+            self.hp.count_reject("too_many_connections", f"peer={peer[0]}")
+            transport.abort()
+            return
+        self.hp.guards.add(self)
+        self.inner.connection_made(transport)
+        self.arm()
+
+    def arm(self) -> None:
+        self.pending_bytes = 0
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = asyncio.get_running_loop().call_later(self.hp.options.idle_timeout, self._expired)
+
+    def _expired(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            if self.pending_bytes:  # a request started and never finished: slow-loris
+                peer = self.transport.get_extra_info("peername") or ("",)
+                self.hp.count_reject("slow_request", f"peer={peer[0]} bytes={self.pending_bytes}")
+            self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        self.pending_bytes += len(data)
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.hp.guards.discard(self)
+        if not self.refused:
+            self.inner.connection_lost(exc)
+
+
+class TokenHoneypot:
+    """The honeypot as a listener Component (own aiohttp server; no routes on the listener)."""
+
+    def __init__(self, options: Any) -> None:
+        self.options = options
+        self.name = f"token_honeypot:{options.port}"
+        self.port = int(options.port)
+        self.guards: set[_Guard] = set()
+        self.runtime: SourceContext  # set by start()
+        self.reporter: BackgroundReporter
+        self._runner: web.AppRunner | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._prefixes = tuple(options.paths)
+        self._headers = {k: v for k, v in options.headers.items()}
+        self._api_headers = tuple(options.api_key_headers)
+        self._drop = _DROP_HEADERS | {h.lower() for h in options.api_key_headers}
+
+    def routes(self) -> list[web.RouteDef]:
+        return []
+
+    async def start(self, runtime: SourceContext) -> None:
+        self.runtime = runtime
+        self.reporter = BackgroundReporter(runtime, EVENT_SOURCE)
+        app = web.Application(client_max_size=64 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        honeypot = self
+
+        class _Access(AbstractAccessLogger):
+            def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+                if not request.get(HANDLED):  # answered by aiohttp itself: unparseable or oversized request
+                    honeypot.count_reject("bad_http_request", f"status={response.status} peer={request.remote}")
+
+        self._runner = web.AppRunner(
+            app, handle_signals=False, access_log_class=_Access, access_log=logging.getLogger("canary.token_honeypot"),
+            max_field_size=self.options.max_field_size, max_line_size=self.options.max_field_size,
+            max_headers=self.options.max_headers, keepalive_timeout=2 * self.options.idle_timeout,
+        )
+        await self._runner.setup()
+        server = self._runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Guard(self, server()), self.options.host, self.port,
+                                                reuse_address=True)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        log.info("token_honeypot.listening", host=self.options.host, port=self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for guard in list(self.guards):
+                if guard.transport is not None:
+                    guard.transport.abort()
+            await self._server.wait_closed()
+            self._server = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.reporter.drain(timeout=5.0)
+
+    def count_reject(self, reason: str, sample: str) -> None:
+        self.reporter.spawn(lambda: self.runtime.reject(EVENT_SOURCE, reason, sample))
+
+    # -- requests -------------------------------------------------------------------------------------
+    async def _handle(self, request: web.Request) -> web.Response:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        request[HANDLED] = True
+        observed = dt.datetime.now(dt.timezone.utc)
+        request_id = uuid.uuid4().hex
+        creds = extract_credentials(request.headers, request.query, self._api_headers, self.options.query_params)
+        if creds:
+            snapshot = self._snapshot(request, request_id, observed)
+            self.reporter.spawn(lambda: self._events_for(creds, snapshot))
+        known = request.path.startswith(self._prefixes)
+        status = self.options.status if known else 404
+        body = (self.options.body if known else self.options.not_found_body).replace("{request_id}", request_id)
+        headers = {**self._headers, "X-Request-Id": request_id}
+        if not known:
+            headers.pop("WWW-Authenticate", None)
+        self.runtime.metrics.requests.labels(component=EVENT_SOURCE, code=str(status)).inc()
+        wait = self.options.min_response_time - (loop.time() - started)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        for guard in self.guards:  # a completed request re-arms its connection's idle timer
+            if guard.transport is request.transport:
+                guard.arm()
+                break
+        return web.Response(status=status, text=body, content_type=self.options.content_type, headers=headers)
+
+    def _snapshot(self, request: web.Request, request_id: str, observed: dt.datetime) -> dict[str, Any]:
+        headers = {
+            k: v[:_MAX_HEADER_EVIDENCE] for k, v in request.headers.items() if k.lower() not in self._drop
+        }
+        query = {k: v[:_MAX_HEADER_EVIDENCE] for k, v in request.query.items() if k not in self.options.query_params}
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        return {
+            "request_id": request_id, "observed": observed, "remote": request.remote or "",
+            "client_port": peer[1] if peer else None, "method": request.method, "path": request.path[:512],
+            "host": request.host[:256], "user_agent": request.headers.get("User-Agent", "")[:512],
+            "headers": headers, "query": query,
+        }
+
+    async def _events_for(self, creds: list[tuple[str, str]], snap: dict[str, Any]) -> list[DetectionEvent]:
+        kinds = [ValueKind.TOKEN, ValueKind.AWS_KEY_ID, ValueKind.AWS_SECRET, ValueKind.DSN_USER]
+        candidates = presented_candidates([v for _, v in creds], kinds)
+        found = await recognise(self.runtime.registry, candidates)
+        events: list[DetectionEvent] = []
+        seen: set[int] = set()
+        for where, value in creds:
+            for kind in kinds:
+                match = found.get((kind, value))
+                if match is None or match.canary_id in seen:
+                    continue
+                seen.add(match.canary_id)
+                user = next((v for w, v in creds if w == "authorization:basic-user" and v != value), None)
+                events.append(DetectionEvent(
+                    kind=EventKind.USED, source=EVENT_SOURCE, key=event_key("token-honeypot", snap["request_id"], match.canary_id),
+                    group=f"token-honeypot:{snap['remote']}:{match.canary_id}", canary_id=match.canary_id,
+                    observed_at=snap["observed"], severity=Severity.CRITICAL,
+                    actor={"user": user or snap["user_agent"] or "unknown", "user_agent": snap["user_agent"]},
+                    origin={"client_addr": snap["remote"], "client_port": snap["client_port"], "user_agent": snap["user_agent"],
+                            "method": snap["method"], "path": snap["path"], "host": snap["host"]},
+                    evidence={"credential": str(kind), "presented_in": where, "canary": match.uid,
+                              "credential_fingerprint": fingerprint(self.runtime.keyring, value),
+                              "headers": snap["headers"], "query": snap["query"], "request_id": snap["request_id"]},
+                ))
+        return events
+
+
+SOURCE = SourceType("token_honeypot", lambda config: [TokenHoneypot(config.honeypot.http)] if config.honeypot.http.enabled else [])

@@ -1,0 +1,222 @@
+"""Scheduled checks with their own alerts: canary notices when its canaries or its detection stop
+working. Run by :mod:`canary.scheduler`; each check returns events, the scheduler submits them.
+
+* :func:`check_canaries`: every active canary present and unmodified, the detection policy and
+  function in place, row-level security on (the seeder's ``verify``), pgaudit object audit intact.
+  Findings are TAMPER / CRITICAL; one incident per (datastore, target, problem) while it persists.
+* Heartbeat (dead man's switch): :func:`emit_heartbeat` makes a node log a ``CY009`` line carrying
+  a random nonce; :func:`heartbeat_detection` (a record handler) turns it into a HEALTH/INFO event on
+  whatever log path the node uses; if that event is not committed within ``heartbeat_timeout`` the
+  node's log ingestion is dead and a HEALTH / ERROR event is raised.
+* :func:`check_webhook`: our mail / phone webhook URLs answer (any status below 500) in time.
+
+canary's own activity (heartbeats, and the seeder's verify reads that pgaudit logs) must not page.
+:class:`SelfActivity` is a pipeline suppression rule: it suppresses (records, never drops) a heartbeat
+only when its nonce is one this process issued, and a read only when it comes from the seeder's
+application on that datastore during a verify this process is running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import asyncpg
+import structlog
+
+from canary import plugins
+from canary.config import DatastoreConfig
+from canary.errors import DatastoreError
+from canary.events import DetectionEvent, EventKind, Severity, event_key
+from canary.postgres.audit import audit_state
+from canary.postgres.heartbeat import emit_heartbeat
+from canary.postgres.protocol import SEEDER_APP
+from canary.typing import SourceContext
+
+log = structlog.get_logger("canary.checks")
+
+SELF_CHECK_RULE = "canary-self-check"
+HEARTBEAT_RULE = "canary-heartbeat"
+_SLACK = dt.timedelta(seconds=2)
+NONCE_MEMORY = dt.timedelta(hours=6)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+# -- canary's own activity -------------------------------------------------------------------------
+
+@dataclass
+class SelfActivity:
+    """Heartbeat nonces issued and verify windows open in this process (a pipeline suppress rule)."""
+
+    nonces: dict[str, tuple[str, dt.datetime]] = field(default_factory=dict)  # nonce -> (node, issued)
+    windows: list[tuple[str, dt.datetime, dt.datetime | None]] = field(default_factory=list)
+    remember: dt.timedelta = NONCE_MEMORY
+
+    def new_nonce(self, node: str) -> str:
+        """A fresh nonce; issued nonces are remembered for ``remember`` so heartbeats that arrive late
+        (after an ingestion stall recovers) are still recognised as ours."""
+        now = _now()
+        self.nonces = {n: v for n, v in self.nonces.items() if now - v[1] < self.remember}
+        nonce = secrets.token_hex(16)
+        self.nonces[nonce] = (node, now)
+        return nonce
+
+    def open_window(self, datastore: str) -> tuple[str, dt.datetime, dt.datetime | None]:
+        w = (datastore, _now(), None)
+        self.windows.append(w)
+        return w
+
+    def close_window(self, w: tuple[str, dt.datetime, dt.datetime | None]) -> None:
+        i = self.windows.index(w)
+        self.windows[i] = (w[0], w[1], _now())
+        cutoff = _now() - dt.timedelta(minutes=10)
+        self.windows = [x for x in self.windows if x[2] is None or x[2] > cutoff]
+
+    def __call__(self, event: DetectionEvent) -> str | None:
+        if event.kind is EventKind.HEALTH and event.group.startswith("heartbeat:"):
+            nonce = event.evidence.get("nonce")
+            issued = self.nonces.get(nonce) if isinstance(nonce, str) else None
+            return HEARTBEAT_RULE if issued is not None and event.origin.get("node") == issued[0] else None
+        if event.kind not in (EventKind.READ, EventKind.EXPORTED) or event.actor.get("application_name") != SEEDER_APP:
+            return None
+        ds = event.origin.get("datastore")
+        for w_ds, start, end in self.windows:
+            if w_ds == ds and start - _SLACK <= event.observed_at and (end is None or event.observed_at <= end + _SLACK):
+                return SELF_CHECK_RULE
+        return None
+
+
+# -- heartbeat --------------------------------------------------------------------------------------
+
+async def heartbeat_arrived(pool: asyncpg.Pool, nonce: str, node: str) -> bool:
+    return bool(await pool.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE kind = 'health' AND group_key = $1 AND evidence->>'nonce' = $2)",
+        f"heartbeat:{node}", nonce,
+    ))
+
+
+async def check_heartbeat(runtime: SourceContext, activity: SelfActivity, node: str, datastore: str, dsn: str,
+                          timeout: float, poll: float = 0.05) -> list[DetectionEvent]:
+    """Emit a heartbeat on ``node`` and wait for it to be ingested; an event when it is not."""
+    nonce = activity.new_nonce(node)
+    started = _now()
+    try:
+        await emit_heartbeat(dsn, nonce, timeout=timeout)
+    except DatastoreError as exc:
+        return [_health(node, datastore, "heartbeat_not_sent", started, Severity.ERROR, {"error": exc.message})]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if await heartbeat_arrived(runtime.pool, nonce, node):
+            return []
+        await asyncio.sleep(poll)
+    detail = f"a heartbeat logged on {node} was not ingested within {timeout:g}s"
+    return [_health(node, datastore, "log_ingestion_stalled", started, Severity.ERROR,
+                    {"timeout_seconds": timeout, "detail": detail})]
+
+
+def _health(node: str, datastore: str, problem: str, at: dt.datetime, severity: Severity,
+            evidence: Mapping[str, Any]) -> DetectionEvent:
+    return DetectionEvent(
+        kind=EventKind.HEALTH, source="checks", key=event_key("check", problem, node, at.isoformat()),
+        group=f"deadman:{node}:{problem}", canary_id=None, observed_at=at, severity=severity,
+        origin={"node": node, "datastore": datastore}, evidence={"problem": problem, **evidence},
+    )
+
+
+# -- canaries and detection objects -----------------------------------------------------------------
+
+async def check_canaries(runtime: SourceContext, activity: SelfActivity, ds: DatastoreConfig, audit_role: str,
+                         *, timeout: float = 60.0) -> list[DetectionEvent]:
+    """Verify one datastore's canaries and detection objects; TAMPER events for what is wrong."""
+    at = _now()
+    seeder = plugins.seeder_for(ds, runtime.registry)
+    window = activity.open_window(ds.name)
+    try:
+        report = await asyncio.wait_for(seeder.verify(), timeout)
+    except (DatastoreError, asyncio.TimeoutError) as exc:
+        msg = exc.message if isinstance(exc, DatastoreError) else f"verify timed out after {timeout:g}s"
+        return [_health(ds.node_name, ds.name, "verify_failed", at, Severity.ERROR, {"error": msg})]
+    finally:
+        activity.close_window(window)
+    uids = [f.canary_uid for f in report.findings if f.canary_uid != "-"]
+    ids = {r["uid"]: r["id"] for r in await runtime.pool.fetch(
+        "SELECT id, uid FROM canaries WHERE uid = ANY($1::text[])", uids)} if uids else {}
+    events = [
+        _tamper(ds, f.target, f.problem, at, ids.get(f.canary_uid), f.canary_uid if f.canary_uid != "-" else None)
+        for f in report.findings
+    ]
+    events.extend(await _check_audit(runtime, ds, audit_role, at, timeout))
+    return events
+
+
+async def _check_audit(runtime: SourceContext, ds: DatastoreConfig, role: str, at: dt.datetime, timeout: float) -> list[DetectionEvent]:
+    """pgaudit object audit still covers every canary table (only where it was configured)."""
+    targets = [r["target"] for r in await runtime.pool.fetch(
+        "SELECT DISTINCT target FROM detection_objects WHERE datastore = $1 ORDER BY 1", ds.name)]
+    if not targets:
+        return []
+    try:
+        conn = await asyncpg.connect(ds.dsn.reveal(), timeout=timeout, command_timeout=timeout,
+                                     server_settings={"application_name": "canary-check"})
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return [_health(ds.node_name, ds.name, "datastore_unreachable", at, Severity.ERROR, {"error": type(exc).__name__})]
+    try:
+        state = await audit_state(conn, role)
+    finally:
+        await conn.close()
+    configured = await runtime.pool.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM coverage_audit WHERE datastore = $1 AND role = $2)", ds.name, role)
+    if not configured:
+        return []
+    return [_tamper(ds, "pgaudit", p, at, None, None) for p in state.problems(role, targets)]
+
+
+def _tamper(ds: DatastoreConfig, target: str, problem: str, at: dt.datetime, canary_id: int | None,
+            uid: str | None) -> DetectionEvent:
+    return DetectionEvent(
+        kind=EventKind.TAMPER, source="checks",
+        key=event_key("check", ds.name, target, problem, uid, at.isoformat()),
+        group=f"tamper-check:{ds.name}:{target}:{problem.split(':')[0]}", canary_id=canary_id, observed_at=at,
+        severity=Severity.CRITICAL, origin={"node": ds.node_name, "datastore": ds.name},
+        evidence={"problem": problem, "target": target, "canary_uid": uid, "signal": "scheduled_check"},
+    )
+
+
+async def record_audit_configured(pool: asyncpg.Pool, datastore: str, role: str, tables: Sequence[str]) -> None:
+    """Remember that object audit was configured here, so its later absence is tampering."""
+    await pool.execute(
+        """INSERT INTO coverage_audit (datastore, role, tables) VALUES ($1, $2, $3)
+           ON CONFLICT (datastore) DO UPDATE SET role = EXCLUDED.role, tables = EXCLUDED.tables, configured_at = now()""",
+        datastore, role, list(tables),
+    )
+
+
+# -- webhooks -----------------------------------------------------------------------------------------
+
+async def check_webhook(http: aiohttp.ClientSession, url: str, timeout: float) -> list[DetectionEvent]:
+    """Our inbound webhook answers (< 500) within ``timeout``; a HEALTH / WARNING event otherwise."""
+    at = _now()
+    try:
+        async with http.get(url, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False) as resp:
+            if resp.status < 500:
+                return []
+            problem, detail = "webhook_error", f"HTTP {resp.status}"
+    except asyncio.TimeoutError:
+        problem, detail = "webhook_timeout", f"no answer within {timeout:g}s"
+    except aiohttp.ClientError as exc:
+        problem, detail = "webhook_unreachable", type(exc).__name__
+    shown = url.split("?", 1)[0]  # a query string may carry a token
+    return [DetectionEvent(
+        kind=EventKind.HEALTH, source="checks", key=event_key("check", problem, shown, at.isoformat()),
+        group=f"webhook:{shown}", canary_id=None, observed_at=at, severity=Severity.WARNING,
+        origin={"url": shown}, evidence={"problem": problem, "detail": detail},
+    )]

@@ -1,0 +1,137 @@
+"""The listener component that runs scheduled coverage jobs with apscheduler's AsyncIOScheduler:
+
+* ``checks``: every datastore's canaries and detection objects (``coverage.check_interval``),
+* ``heartbeat:<node>``: the dead man's switch per node with a DSN (``coverage.heartbeat_interval``,
+  bound ``coverage.heartbeat_timeout``),
+* ``webhooks``: our mail / phone webhook URLs reachable (``coverage.check_interval``),
+* ``filescan``: new export files in watched directories and buckets (``coverage.scan_interval``).
+
+Jobs never overlap themselves (``max_instances=1``, ``coalesce``) and a failing job is logged and
+reported as a HEALTH event, never allowed to stop the scheduler. The component also installs the
+:class:`canary.checks.SelfActivity` suppression rule in the pipeline while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable, Callable, Sequence
+
+import asyncpg
+import structlog
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from canary.config import Config
+from canary.errors import CanaryError
+from canary.events import DetectionEvent, EventKind, Severity, event_key
+from canary.health import checks
+from canary.health.filescan import ExportScanner
+from canary.plugins import SourceType
+from canary.typing import Component, SourceContext
+
+log = structlog.get_logger("canary.scheduler")
+
+Job = Callable[[], Awaitable[list[DetectionEvent]]]
+
+
+class CoverageScheduler:
+    """Component ``scheduler``: runs the coverage jobs and submits what they find."""
+
+    name = "scheduler"
+
+    def __init__(self, *, extra_jobs: Sequence[tuple[str, float, Job]] = ()) -> None:
+        self.activity = checks.SelfActivity()
+        self.extra_jobs = list(extra_jobs)
+        self.runtime: SourceContext  # set by start()
+        self._scheduler: AsyncIOScheduler | None = None
+        self.runs: dict[str, int] = {}
+
+    def routes(self) -> list[web.RouteDef]:
+        return []
+
+    def jobs(self) -> list[tuple[str, float, Job]]:
+        rt = self.runtime
+        cov = rt.config.coverage
+        out: list[tuple[str, float, Job]] = []
+        if cov.checks and rt.config.datastores:
+            out.append(("checks", cov.check_interval, self._all_canaries))
+        if cov.checks:
+            for node, datastore, dsn in self._heartbeat_nodes():
+                out.append((f"heartbeat:{node}", cov.heartbeat_interval, self._heartbeat_job(node, datastore, dsn)))
+        if cov.checks and cov.webhook_urls:
+            out.append(("webhooks", cov.check_interval, self._webhooks))
+        if cov.watch_dirs or cov.buckets:
+            scanner = ExportScanner.from_config(rt)
+            out.append(("filescan", cov.scan_interval, scanner.scan_once))
+        return out + self.extra_jobs
+
+    def _heartbeat_nodes(self) -> list[tuple[str, str, str]]:
+        cfg = self.runtime.config
+        nodes = [(ds.node_name, ds.name, ds.dsn.reveal()) for ds in cfg.datastores if ds.jsonlog_dir is not None]
+        nodes += [(n.name, n.datastore, n.dsn.reveal()) for n in cfg.coverage.nodes if n.dsn is not None]
+        return nodes
+
+    def _heartbeat_job(self, node: str, datastore: str, dsn: str) -> Job:
+        async def job() -> list[DetectionEvent]:
+            return await checks.check_heartbeat(self.runtime, self.activity, node, datastore, dsn,
+                                                self.runtime.config.coverage.heartbeat_timeout)
+        return job
+
+    async def _all_canaries(self) -> list[DetectionEvent]:
+        cov = self.runtime.config.coverage
+        out: list[DetectionEvent] = []
+        for ds in self.runtime.config.datastores:
+            out += await checks.check_canaries(self.runtime, self.activity, ds, cov.pgaudit_role,
+                                               timeout=max(cov.check_interval * 4, 30.0))
+        return out
+
+    async def _webhooks(self) -> list[DetectionEvent]:
+        cov = self.runtime.config.coverage
+        results = await asyncio.gather(*(checks.check_webhook(self.runtime.http, u, cov.webhook_timeout) for u in cov.webhook_urls))
+        return [e for r in results for e in r]
+
+    async def _run(self, name: str, job: Job) -> None:
+        """One job run: submit its events; a failure becomes a HEALTH event (and is logged)."""
+        self.runs[name] = self.runs.get(name, 0) + 1
+        try:
+            events = await job()
+        except (CanaryError, OSError, asyncio.TimeoutError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.error("scheduler.job_failed", job=name, error=f"{type(exc).__name__}: {exc}")
+            now = dt.datetime.now(dt.timezone.utc)
+            events = [DetectionEvent(
+                kind=EventKind.HEALTH, source="checks", key=event_key("job-failed", name, now.isoformat()),
+                group=f"job-failed:{name}", canary_id=None, observed_at=now, severity=Severity.ERROR,
+                evidence={"job": name, "error": f"{type(exc).__name__}: {str(exc)[:300]}"},
+            )]
+        if events:
+            log.warning("scheduler.findings", job=name, events=len(events), kinds=sorted({str(e.kind) for e in events}))
+            await self.runtime.submit_many(events)
+
+    async def start(self, runtime: SourceContext) -> None:
+        self.runtime = runtime
+        runtime.add_suppress(self.activity)
+        sched = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=dt.timezone.utc)
+        now = dt.datetime.now(dt.timezone.utc)
+        for name, interval, job in self.jobs():
+            sched.add_job(self._run, IntervalTrigger(seconds=interval, timezone=dt.timezone.utc), args=(name, job),
+                          id=name, name=name, max_instances=1, coalesce=True, next_run_time=now,
+                          misfire_grace_time=max(1, int(interval)))
+        sched.start()
+        self._scheduler = sched
+
+    async def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        if hasattr(self, "runtime"):
+            self.runtime.remove_suppress(self.activity)
+
+
+def _scheduler(config: Config) -> list[Component]:
+    cov = config.coverage
+    return [CoverageScheduler()] if cov.checks or cov.watch_dirs or cov.buckets else []
+
+
+SOURCE = SourceType("scheduler", _scheduler)

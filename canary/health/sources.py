@@ -1,0 +1,21 @@
+"""The health family's registered sources, in start order: one line per source module, each exposing
+``SOURCE`` (a :class:`canary.plugins.SourceType`). The kernel's registry loads this list by name."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from canary.config import Config
+from canary.health import retention, scheduler
+from canary.plugins import SourceType
+from canary.typing import Component
+
+SOURCES: tuple[SourceType, ...] = (
+    retention.SOURCE,
+    scheduler.SOURCE,
+)
+
+
+def components(config: Config) -> Sequence[Component]:
+    """The components of this family that ``config`` asks for."""
+    return [c for source in SOURCES for c in source.components(config)]

@@ -1,0 +1,238 @@
+"""Tail a PostgreSQL server's jsonlog directory (``log_destination = 'jsonlog'``).
+
+The logging collector names files by time (``postgresql-%Y%m%d-%H%M%S.json``), so name order is
+write order. The tail follows rotation (finishes the old file, moves to the next), notices truncation,
+skips over-long lines (counted), and commits a checkpoint (file, inode, offset) only after the events
+of the bytes before it are committed. After a crash it re-reads from the checkpoint; event keys make
+that idempotent. With no checkpoint it starts at the end of the newest file: canary reports what
+happens from now on, not history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from canary.config import Config
+from canary.plugins import SourceType
+from canary.postgres.processor import PgLogProcessor
+from canary.postgres.record import RecordContext, RecordHandler
+from canary.tasks import stop_task
+from canary.typing import Component, SourceContext
+
+log = structlog.get_logger("canary.sources.jsonlog")
+
+MAX_LINE = 1024 * 1024
+CHUNK = 4 * 1024 * 1024
+
+
+class JsonlogSource:
+    def __init__(
+        self,
+        datastore: str,
+        node: str,
+        directory: Path,
+        *,
+        poll: float = 0.1,
+        handlers: Sequence[RecordHandler] | None = None,
+        pattern: str = "*.json",
+        from_start: bool = False,
+    ) -> None:
+        self.name = f"jsonlog:{node}"
+        self.datastore = datastore
+        self.node = node
+        self.directory = Path(directory)
+        self.poll = poll
+        self.handlers = tuple(handlers) if handlers is not None else None
+        self.pattern = pattern
+        self.from_start = from_start
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._path: Path | None = None
+        self._inode: int | None = None
+        self._offset = 0
+        self._partial = b""
+        self._skipping = False  # inside an over-long line
+        self.runtime: SourceContext  # set by start()
+        self.processor: PgLogProcessor | None = None
+        self.caught_up = asyncio.Event()
+
+    def routes(self) -> list[web.RouteDef]:
+        return []
+
+    async def start(self, runtime: SourceContext) -> None:
+        self.runtime = runtime
+        self.processor = PgLogProcessor(runtime, RecordContext(self.datastore, self.node, self.name), self.handlers)
+        await self._restore()
+        self._stopping.clear()
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        await stop_task(self._task, self._stopping)
+        self._task = None
+
+    # -- position ------------------------------------------------------------------------------
+    def _files(self) -> list[Path]:
+        try:
+            return sorted(p for p in self.directory.glob(self.pattern) if p.is_file())
+        except OSError:
+            return []
+
+    async def _restore(self) -> None:
+        row = await self.runtime.pool.fetchrow("SELECT position FROM checkpoints WHERE source = $1", self.name)
+        if row is not None:
+            pos = row["position"]
+            path = Path(pos["path"])
+            try:
+                st = path.stat()
+                if st.st_ino == pos["inode"] and st.st_size >= pos["offset"]:
+                    self._path, self._inode, self._offset = path, st.st_ino, int(pos["offset"])
+                    return
+            except OSError:
+                pass
+            # the checkpointed file is gone or replaced: continue with the next newer file
+            newer = [p for p in self._files() if p.name > path.name]
+            if newer:
+                self._open(newer[0], 0)
+                return
+        files = self._files()
+        if files:
+            last = files[0] if self.from_start else files[-1]
+            self._open(last, 0 if self.from_start else last.stat().st_size)
+
+    def _open(self, path: Path, offset: int) -> None:
+        self._path, self._offset, self._partial, self._skipping = path, offset, b"", False
+        try:
+            self._inode = path.stat().st_ino
+        except OSError:
+            self._inode = None
+
+    async def _checkpoint(self) -> None:
+        if self._path is None:
+            return
+        await self.runtime.pool.execute(
+            """
+            INSERT INTO checkpoints (source, position, updated_at) VALUES ($1, $2, now())
+            ON CONFLICT (source) DO UPDATE SET position = excluded.position, updated_at = now()
+            """,
+            self.name,
+            {"path": str(self._path), "inode": self._inode, "offset": self._offset - len(self._partial)},
+        )
+
+    # -- loop ----------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                progressed = await self.step()
+                failures = 0
+            except Exception as exc:  # noqa: BLE001 - the store may be down: keep position, retry
+                failures += 1
+                log.error("jsonlog.step_failed", source=self.name, error=f"{type(exc).__name__}: {exc}", failures=failures)
+                progressed = False
+                await asyncio.sleep(min(30.0, 0.5 * 2 ** min(failures, 6)))
+            if not progressed:
+                self.caught_up.set()
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), self.poll)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def step(self) -> bool:
+        """Read and commit what is new; returns True if any bytes were consumed."""
+        if self._path is None:
+            files = self._files()
+            if not files:
+                return False
+            self._open(files[0], 0)
+        assert self._path is not None
+        try:
+            st = self._path.stat()
+        except FileNotFoundError:
+            return self._advance()
+        if st.st_ino != self._inode:  # replaced under the same name
+            self._open(self._path, 0)
+            st = self._path.stat()
+        if st.st_size < self._offset:
+            log.warning("jsonlog.truncated", source=self.name, path=str(self._path))
+            self._open(self._path, 0)
+        if st.st_size == self._offset:
+            return self._advance()
+        data = await asyncio.to_thread(_read, self._path, self._offset, CHUNK)
+        if not data:
+            return self._advance()
+        lines, rest, too_long = self._split(self._partial + data)
+        for sample in too_long:
+            await self.runtime.reject(self.name, "line_too_long", sample)
+        n_lines = len(lines)
+        processor = self.processor
+        assert processor is not None
+        self.runtime.metrics.lines.labels(source=self.name).inc(n_lines)
+        await processor.process_lines(lines)  # raises if the store is down: position not advanced
+        self._offset += len(data)
+        self._partial = rest
+        await self._checkpoint()
+        return True
+
+    def _split(self, buf: bytes) -> tuple[list[bytes], bytes, list[bytes]]:
+        """Complete lines, the unfinished rest, and samples of over-long lines (which are dropped)."""
+        lines: list[bytes] = []
+        too_long: list[bytes] = []
+        start = 0
+        while True:
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                break
+            if self._skipping:
+                self._skipping = False
+            elif nl - start > MAX_LINE:
+                too_long.append(buf[start:start + 200])
+            else:
+                lines.append(buf[start:nl])
+            start = nl + 1
+        rest = buf[start:]
+        if len(rest) > MAX_LINE:
+            if not self._skipping:
+                self._skipping = True
+                too_long.append(rest[:200])
+            rest = b""
+        return lines, rest, too_long
+
+    def _advance(self) -> bool:
+        """Move to the next file when the current one is finished and a newer one exists."""
+        if self._path is None:
+            return False
+        newer = [p for p in self._files() if p.name > self._path.name]
+        if not newer:
+            return False
+        if self._partial:
+            log.warning("jsonlog.incomplete_last_line", source=self.name, path=str(self._path))
+        self._open(newer[0], 0)
+        return True
+
+
+def _read(path: Path, offset: int, size: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, size, offset)
+    finally:
+        os.close(fd)
+
+
+def _tails(config: Config) -> list[Component]:
+    """A tail per datastore with a ``jsonlog_dir``, and per ``[[coverage.nodes]]`` entry with one
+    (replicas' own logs)."""
+    poll = config.listener.jsonlog_poll
+    tails: list[Component] = [JsonlogSource(ds.name, ds.node_name, ds.jsonlog_dir, poll=poll)
+                              for ds in config.datastores if ds.jsonlog_dir is not None]
+    tails += [JsonlogSource(node.datastore, node.name, node.jsonlog_dir, poll=poll)
+              for node in config.coverage.nodes if node.jsonlog_dir is not None]
+    return tails
+
+
+SOURCE = SourceType("jsonlog", _tails)

@@ -1,0 +1,22 @@
+"""The PostgreSQL signal protocol: what canary's objects in a datastore write to the server log, and
+what the record handlers look for. Both ends import these names, so they are spelled once.
+
+* ``CY001`` (:data:`READ_SQLSTATE`): the touch function, once per canary row returned to a reader.
+* ``CY002`` (:data:`TAMPER_SQLSTATE`): the event trigger, for DDL on canary's objects.
+* ``CY009`` (:data:`HEARTBEAT_SQLSTATE`): a heartbeat canary logged itself (the dead man's switch).
+"""
+
+from __future__ import annotations
+
+READ_SQLSTATE = "CY001"
+TAMPER_SQLSTATE = "CY002"
+HEARTBEAT_SQLSTATE = "CY009"
+HEARTBEAT_MESSAGE = "canary heartbeat"
+#: The touch function's name (in the datastore's detection schema).
+FUNCTION = "row_access"
+#: application_name of canary's own seeding and verification sessions.
+SEEDER_APP = "canary-seeder"
+#: application_name of heartbeat sessions.
+HEARTBEAT_APP = "canary-heartbeat"
+#: application_name prefix that tags drill traffic (``canary-drill:<run>/<step>``).
+DRILL_APP_PREFIX = "canary-drill:"

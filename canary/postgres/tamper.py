@@ -1,0 +1,188 @@
+"""Tamper detection from the datastore's own log: someone disables canary's detection.
+
+Three inputs, one handler each (all record handlers for :mod:`canary.sources.pglog`):
+
+* ``log_statement = 'ddl'`` lines (``statement: DROP POLICY ...``),
+* pgaudit session DDL lines (``AUDIT: SESSION,...,DDL,DROP POLICY,...``) when ``pgaudit.log``
+  includes ``ddl``,
+* an event trigger installed by :func:`install_event_trigger` that ``RAISE LOG``s SQLSTATE
+  ``CY002`` with a JSON detail for policy / function / extension / schema / event-trigger DDL and
+  ``ALTER TABLE`` (it sees the objects, not just the text, and works without ``log_statement``).
+
+What counts as tampering: DROP / ALTER POLICY, ``ALTER TABLE ... DISABLE`` or ``NO FORCE ROW LEVEL
+SECURITY``, DROP / ALTER / CREATE OR REPLACE of the touch function, DROP EXTENSION pgaudit,
+``ALTER SYSTEM`` or ``SET`` of ``pgaudit.*``, changes to the audit role, and dropping or disabling
+the event trigger itself. Log text cannot say whether the table holds canaries, so these events are
+severity ERROR with the statement in evidence; the scheduled detection check (:mod:`canary.checks`)
+compares the catalog with what was installed and reports the confirmed damage as CRITICAL.
+
+The seeder's own DDL (application ``canary-seeder``; it briefly sets ``NO FORCE`` in rolled-back
+verify transactions) is not reported: application names can be spoofed, which is why the catalog
+check, which cannot, stays the authority.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+
+from canary.events import EventKind, Severity, event_key
+from canary.postgres.audit import parse_audit
+from canary.postgres.protocol import FUNCTION, SEEDER_APP, TAMPER_SQLSTATE
+from canary.postgres.record import MAX_QUERY, Detection, RecordContext, drill_tag, parse_pg_timestamp
+from canary.postgres.sql import ident, qualified
+
+EVENT_TRIGGER = "canary_ddl_guard"
+GUARD_FUNCTION = "ddl_guard"
+AUDIT_ROLE_DEFAULT = "canary_auditor"
+SELF_APPS = frozenset({SEEDER_APP})
+_NOISE = re.compile(r"'(?:[^']|'')*'|\$([A-Za-z_]*)\$.*?\$\1\$|--[^\n]*|/\*.*?\*/", re.S)
+
+
+@functools.cache
+def _rules() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    fn = re.escape(FUNCTION)
+    return (
+        ("policy_dropped", re.compile(r"^\s*drop\s+policy\b", re.I)),
+        ("policy_altered", re.compile(r"^\s*alter\s+policy\b", re.I)),
+        ("rls_disabled", re.compile(r"^\s*alter\s+table\b.*\bdisable\s+row\s+level\s+security\b", re.I | re.S)),
+        ("rls_unforced", re.compile(r"^\s*alter\s+table\b.*\bno\s+force\s+row\s+level\s+security\b", re.I | re.S)),
+        ("function_dropped", re.compile(r"^\s*drop\s+(?:function|routine)\b.*\b" + fn + r"\b", re.I | re.S)),
+        ("function_altered", re.compile(r"^\s*(?:alter\s+(?:function|routine)|create\s+or\s+replace\s+function)\b.*\b"
+                                        + fn + r"\b", re.I | re.S)),
+        ("schema_dropped", re.compile(r"^\s*drop\s+schema\b.*\bcascade\b", re.I | re.S)),
+        ("pgaudit_dropped", re.compile(r"^\s*drop\s+extension\b.*\bpgaudit\b", re.I | re.S)),
+        ("pgaudit_setting_changed", re.compile(r"^\s*(?:alter\s+system\s+(?:set|reset)\s+\"?pgaudit\.|alter\s+system\s+reset\s+all\b"
+                                               r"|set\s+(?:session\s+|local\s+)?\"?pgaudit\.|alter\s+(?:role|user|database)\b.*\bset\s+\"?pgaudit\.)",
+                                               re.I | re.S)),
+        ("audit_role_changed", re.compile(r"^\s*(?:drop\s+role|alter\s+role|revoke)\b.*\b" + AUDIT_ROLE_DEFAULT + r"\b", re.I | re.S)),
+        ("event_trigger_disabled", re.compile(r"^\s*(?:drop|alter)\s+event\s+trigger\b.*\b" + EVENT_TRIGGER + r"\w*", re.I | re.S)),
+    )
+
+
+def classify(statement: str) -> list[str]:
+    """The tamper findings of one SQL text (several statements separated by ``;`` are split)."""
+    found: list[str] = []
+    for part in _NOISE.sub(" ", statement or "").split(";"):
+        for name, rx in _rules():
+            if rx.search(part) and name not in found:
+                found.append(name)
+    return found
+
+
+def _detection(record: Mapping[str, Any], ctx: RecordContext, findings: list[str], query: str, signal: str,
+               objects: list[dict[str, Any]] | None = None) -> Detection:
+    pid = record.get("pid")
+    app = record.get("application_name")
+    return Detection(
+        kind=EventKind.TAMPER,
+        key=event_key("pg-ddl", signal, ctx.node, record.get("session_id"), pid, record.get("line_num"),
+                      record.get("timestamp"), query[:200]),
+        group=f"tamper:{ctx.node}:{record.get('dbname') or ''}:{pid}",
+        observed_at=parse_pg_timestamp(record.get("timestamp")),
+        actor={"user": record.get("user"), "application_name": app},
+        origin={"client_addr": record.get("remote_host"), "node": ctx.node, "datastore": ctx.datastore,
+                "database": record.get("dbname"), "pid": pid},
+        evidence={"signal": signal, "findings": findings, "query": query[:MAX_QUERY], "objects": objects or None,
+                  "session_id": record.get("session_id")},
+        severity=Severity.ERROR,
+        drill=drill_tag(app),
+        require_canary=False,
+    )
+
+
+def _own(record: Mapping[str, Any]) -> bool:
+    return record.get("application_name") in SELF_APPS
+
+
+def statement_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detection | None:
+    """``statement: ...`` lines (log_statement = 'ddl' or 'all') that disable detection."""
+    message = record.get("message")
+    if not isinstance(message, str) or not message.startswith("statement: ") or _own(record):
+        return None
+    query = message[len("statement: "):]
+    findings = classify(query)
+    return _detection(record, ctx, findings, query, "log_statement") if findings else None
+
+
+def audit_ddl_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detection | None:
+    """pgaudit session lines of class DDL / ROLE / MISC that disable detection."""
+    message = record.get("message")
+    if not isinstance(message, str) or not message.startswith("AUDIT: SESSION,") or _own(record):
+        return None
+    line = parse_audit(message)
+    if line.audit_class not in ("DDL", "ROLE", "MISC", "MISC_SET"):
+        return None
+    query = line.statement if line.statement not in ("<previously logged>", "<not logged>") else str(record.get("statement") or "")
+    findings = classify(query)
+    return _detection(record, ctx, findings, query, "pgaudit_session") if findings else None
+
+
+def trigger_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detection | None:
+    """``CY002`` lines from the event trigger: the objects touched by one DDL command."""
+    if record.get("state_code") != TAMPER_SQLSTATE:
+        return None
+    raw = record.get("detail")
+    if not isinstance(raw, str):
+        raise ValueError("CY002 record without a detail")
+    detail = json.loads(raw)
+    if not isinstance(detail, dict) or detail.get("v") != 1:
+        raise ValueError("CY002 detail is not a version-1 object")
+    if _own(record):
+        return None
+    query = str(detail.get("q") or "")
+    objects = [o for o in detail.get("objs") or [] if isinstance(o, dict)]
+    findings = classify(query)
+    for o in objects:
+        otype, oid = str(o.get("type") or ""), str(o.get("id") or "")
+        if otype == "policy" and not any(f.startswith("policy_") for f in findings):
+            findings.append("policy_dropped" if detail.get("event") == "sql_drop" else "policy_altered")
+        elif otype == "function" and FUNCTION in oid and not any(f.startswith("function_") for f in findings):
+            findings.append("function_dropped" if detail.get("event") == "sql_drop" else "function_altered")
+        elif otype == "extension" and oid == "pgaudit" and "pgaudit_dropped" not in findings:
+            findings.append("pgaudit_dropped")
+    return _detection(record, ctx, findings, query, "event_trigger", objects) if findings else None
+
+
+HANDLERS = (trigger_detection, statement_detection, audit_ddl_detection)
+
+
+async def install_event_trigger(conn: asyncpg.Connection, schema: str) -> None:
+    """Install (or refresh) the DDL guard event trigger in ``schema`` (superuser only). Its function
+    only RAISEs LOG; it never blocks a DDL command."""
+    fn = qualified(schema, GUARD_FUNCTION)
+    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(schema)}")
+    await conn.execute(
+        f"""
+CREATE OR REPLACE FUNCTION {fn}() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $canary$
+DECLARE objs json;
+BEGIN
+  IF TG_EVENT = 'sql_drop' THEN
+    SELECT coalesce(json_agg(json_build_object('type', object_type, 'id', object_identity)), '[]'::json) INTO objs
+      FROM pg_event_trigger_dropped_objects()
+     WHERE object_type IN ('policy', 'function', 'extension', 'schema', 'event trigger', 'table');
+  ELSE
+    SELECT coalesce(json_agg(json_build_object('type', object_type, 'id', object_identity, 'tag', command_tag)), '[]'::json)
+      INTO objs FROM pg_event_trigger_ddl_commands()
+     WHERE object_type IN ('policy', 'function', 'extension', 'schema', 'table');
+  END IF;
+  IF json_array_length(objs) > 0 THEN
+    RAISE LOG USING MESSAGE = 'canary ddl guard', ERRCODE = '{TAMPER_SQLSTATE}',
+      DETAIL = json_build_object('v', 1, 'event', TG_EVENT, 'tag', TG_TAG, 'objs', objs,
+                                 'q', left(current_query(), 2000))::text;
+  END IF;
+END
+$canary$"""
+    )
+    for event in ("ddl_command_end", "sql_drop"):
+        name = f"{EVENT_TRIGGER}_{'end' if event == 'ddl_command_end' else 'drop'}"
+        exists = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = $1)", name)
+        if not exists:
+            await conn.execute(f"CREATE EVENT TRIGGER {ident(name)} ON {event} EXECUTE FUNCTION {fn}()")
+        await conn.execute(f"ALTER EVENT TRIGGER {ident(name)} ENABLE ALWAYS")

@@ -1,0 +1,1209 @@
+"""PostgreSQL seeder: canary customer rows plus row-level-security read detection.
+
+For each configured target table (``DatastoreConfig.tables``) the seeder
+
+1. introspects the table through the catalog (parameterised queries only),
+2. samples real rows (never the canaries themselves, and without triggering detection) to learn
+   each column's shape, then synthesises rows that match (:mod:`canary.synth`),
+3. places them in gaps between real primary keys with timestamps interpolated from the neighbours,
+4. inserts them in the datastore transaction, records them in the control store (registry entries
+   with encrypted location and contact points, a deployment manifest, the detection state), and
+5. installs read detection: a SECURITY DEFINER plpgsql function that ``RAISE LOG``s a JSON detail
+   (SQLSTATE CY001) and a RESTRICTIVE ``FOR SELECT`` policy that calls it for canary keys only.
+
+The control store commits first (so the listener knows a canary before anyone can read it), then the
+datastore. ``retire`` removes exactly the recorded rows, checking each row's fingerprint first, and
+restores the row-level-security state found before the first seeding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import dataclasses
+import datetime as dt
+import itertools
+import json
+import random
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import asyncpg
+import structlog
+
+from canary.config import Config, DatastoreConfig, TableTarget
+from canary.credentials.values import CREDENTIAL_KIND, Credential, CredentialFactory, CredentialType
+from canary.credentials.values import new_canary as new_credential_canary
+from canary.crypto import Keyring
+from canary.errors import DatastoreError, SeedError
+from canary.postgres.protocol import FUNCTION, READ_SQLSTATE, SEEDER_APP
+from canary.postgres.sql import array_literal, ident, literal, parse_target, qualified
+from canary.seeder import ApplyResult, Finding, Plan, PlannedRow, RetireResult, TargetPlan, VerifyReport
+from canary.seeding.catalog import TableInfo, introspect, unsupported_reason
+from canary.seeding.children import Batch, plan_children
+from canary.seeding.credentials import SecretColumns, create_role_sql, fill, infer_type, make_credential, secret_columns
+from canary.seeding.synth import (
+    FREEMAIL,
+    MIN_SHARED,
+    ContactAllocator,
+    RowContext,
+    Semantic,
+    Synthesizer,
+    SynthRow,
+    TableProfile,
+    Weighted,
+    _fill,
+    _quantile,
+    infer_locale,
+    parse_ts,
+    profile,
+    semantic_of,
+)
+from canary.store import describe_error
+from canary.store.registry import NewCanary, Registry, location_key, value_purpose
+
+log = structlog.get_logger("canary.seeders.postgres")
+
+LOG_MESSAGE = "row access audit"
+SAMPLE_ROWS = 2000
+#: tables up to this many rows are counted whole to match how common canary values are (names, addresses)
+COUNT_ALL_ROWS = 5_000_000
+INSERT_BATCH = 2000
+MAX_ATTEMPTS = 20
+MANY_CANARIES = 1000  # per table: above this, readers pay noticeably for the policy (see bench/read_overhead.py)
+_INTEGER_TYPES = ("int2", "int4", "int8")
+PREFILTER_BITS_PER_KEY = 256  # policy bitmap size: about 1 real row in 256 passes it and is checked exactly
+PREFILTER_MIN_BITS = 1 << 13
+PREFILTER_MAX_BITS = 1 << 20  # 128 KiB, reached above 4,096 canary keys per table
+_CONSTRAINT_ERRORS = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    name: str
+    superuser: bool
+    bypassrls: bool
+
+    @property
+    def bypass(self) -> bool:
+        return self.superuser or self.bypassrls
+
+
+@dataclass(frozen=True, slots=True)
+class ContactPools:
+    """Contact points that route back to canary (see ``[seeding]`` in the configuration)."""
+
+    email_domains: tuple[str, ...] = ()
+    phone_numbers: tuple[str, ...] = ()
+    mailboxes: tuple[tuple[str, str], ...] = ()  # (address, forward_to): owned free-mail mailboxes
+
+    def forward_to(self, address: str | None) -> str | None:
+        """Where the mailbox ``address`` forwards to (None if it is not an owned mailbox)."""
+        low = (address or "").lower()
+        return next((fw for a, fw in self.mailboxes if a.lower() == low), None) if low else None
+
+
+def policy_names(detection_schema: str) -> tuple[str, str]:
+    """(restrictive, permissive) policy names installed on each target table."""
+    return f"{detection_schema}_r", f"{detection_schema}_p"
+
+
+def function_sql(schema: str, datastore: str) -> str:
+    """The touch function: logs one JSON line per canary row read, never fails, parallel safe.
+
+    No EXCEPTION block: it would start a subtransaction, which is an error inside parallel workers.
+    'su', 'db' and 'an' are restored in parallel workers (unlike ``inet_client_addr()``), so a
+    worker's line names the session user, database and drill tag even without the leader's lines.
+
+    COST 1: the policy calls it for canary rows only, but the planner charges a function's COST on
+    every row of the policy expression; the default 100 inflates scan costs enough to change plan
+    shapes and to cross ``jit_above_cost`` on a 1,000,000-row table (see bench/read_overhead.py).
+    """
+    return f"""
+CREATE OR REPLACE FUNCTION {qualified(schema, FUNCTION)}(target text, pk text, reader text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL SAFE SECURITY DEFINER COST 1
+SET search_path = pg_catalog, pg_temp
+SET client_min_messages = error
+AS $canary$
+BEGIN
+  RAISE LOG USING MESSAGE = {literal(LOG_MESSAGE)}, ERRCODE = {literal(READ_SQLSTATE)},
+    DETAIL = json_build_object('v', 1, 'ds', {literal(datastore)}, 't', target, 'k', pk, 'u', reader,
+                               'q', left(current_query(), 2000), 'ts', statement_timestamp(),
+                               'a', inet_client_addr(), 'p', pg_backend_pid(), 'su', session_user,
+                               'db', current_database(), 'an', current_setting('application_name', true))::text;
+  RETURN true;
+END
+$canary$"""
+
+
+def prefilter(pks: Sequence[str]) -> tuple[int, bytes]:
+    """(bits, bitmap) of the policy's pre-check on integer keys: bit ``key & (bits - 1)`` (bit ``n``
+    is bit ``n % 8`` of byte ``n // 8``, as ``get_bit`` reads it) is set for every canary key, and
+    real rows almost never find their bit set (about len(pks) / bits of them do). A plan's keys still
+    to be drawn from a sequence are empty strings and set no bit."""
+    keys = [int(pk) for pk in pks if pk != ""]
+    bits = min(max(1 << (len(keys) * PREFILTER_BITS_PER_KEY - 1).bit_length(), PREFILTER_MIN_BITS), PREFILTER_MAX_BITS)
+    bitmap = bytearray(bits // 8)
+    for key in keys:
+        r = key & (bits - 1)
+        bitmap[r // 8] |= 1 << (r % 8)
+    return bits, bytes(bitmap)
+
+
+def policy_sql(info: TableInfo, schema: str, pk_type: str, pks: Sequence[str]) -> str:
+    """The RESTRICTIVE policy: true for every row, calling the touch function for canary keys.
+
+    Integer keys get a constant-setup pre-check first: ``get_bit(bitmap, key & mask) <> 1`` passes
+    real rows with three cheap operators, while a hashed ``= ANY`` builds its hash table in every
+    execution (a PK lookup pays for it) and the planner estimates an array at the top of the policy
+    element by element (planning time grows with the canary count). The exact ``= ANY`` sits inside
+    a CASE, where it runs only for rows that pass the bitmap and is not estimated; ``<> 1`` keeps the
+    policy's selectivity near 1 so row estimates (and plans) stay as without canary.
+    """
+    pk = info.primary_key[0]
+    col = ident(pk)
+    restrictive, _ = policy_names(schema)
+    keys = f"{literal(array_literal(list(pks)))}::{pk_type}[]"
+    touch = f"{qualified(schema, FUNCTION)}({literal(info.target)}, {col}::text, current_user::text)"
+    if info.column(pk).base_type in _INTEGER_TYPES:
+        bits, bitmap = prefilter(pks)
+        using = (f"get_bit({literal(chr(92) + 'x' + bitmap.hex())}::bytea, {col} & {bits - 1}) <> 1 "
+                 f"OR CASE WHEN {col} = ANY({keys}) THEN {touch} ELSE true END")
+    else:
+        using = f"NOT ({col} = ANY({keys})) OR {touch}"
+    return (
+        f"CREATE POLICY {ident(restrictive)} ON {qualified(info.schema, info.name)} AS RESTRICTIVE FOR SELECT TO PUBLIC "
+        f"USING ({using})"
+    )
+
+
+@dataclass
+class _TargetWork:
+    """Everything computed for one target inside a seeding transaction."""
+
+    target: TableTarget
+    info: TableInfo
+    existing: dict[str, Any]  # pk text -> CanaryRecord of active canaries
+    batches: list[Batch]  # [0]: the canary rows; then child rows, parents before children
+    contacts: list[tuple[str | None, str | None]]  # (email, phone) per canary row
+    statements: list[str]
+    warnings: list[str]
+    forced_off: bool = False  # FORCE RLS was switched off for the seeder's own reads
+    creds: list[Credential] = field(default_factory=list)  # credential canaries, one per canary row
+
+    @property
+    def planned(self) -> list[PlannedRow]:
+        return self.batches[0].rows
+
+    def all_rows(self) -> list[PlannedRow]:
+        return [r for b in self.batches for r in b.rows]
+
+
+class PostgresSeeder:
+    """Seeds one PostgreSQL datastore (all of its configured tables) in one transaction."""
+
+    kind: ClassVar[str] = "postgres"
+
+    def __init__(
+        self,
+        datastore: DatastoreConfig,
+        registry: Registry,
+        keyring: Keyring | None = None,
+        *,
+        pools: ContactPools = ContactPools(),
+        seed: int | None = None,
+        lock_timeout: float = 5.0,
+        connect_timeout: float = 10.0,
+        statement_timeout: float = 300.0,
+        follow_foreign_keys: bool = True,
+        max_children: int = 20,
+    ) -> None:
+        self.ds = datastore
+        if keyring is not None and keyring.key_id != registry.keyring.key_id:
+            raise SeedError("the keyring given to the seeder is not the registry's keyring")
+        self.registry = registry
+        self.pools = pools
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.lock_timeout = lock_timeout
+        self.connect_timeout = connect_timeout
+        self.statement_timeout = statement_timeout
+        self.follow_foreign_keys = follow_foreign_keys
+        self.max_children = max_children
+        self.log = log.bind(datastore=datastore.name)
+
+    def __repr__(self) -> str:
+        return f"PostgresSeeder(datastore={self.ds.name!r})"
+
+    @classmethod
+    def from_config(cls, config: Config, name: str, registry: Registry, **kwargs: Any) -> PostgresSeeder:
+        """The seeder of datastore ``name`` with the ``[seeding]`` pools and limits applied."""
+        s = config.seeding
+        pools = ContactPools(tuple(s.email_domains or config.contact.mail_domains), s.phone_pool(),
+                             tuple((m.address, m.forward_to) for m in s.mailboxes))
+        kwargs.setdefault("lock_timeout", s.lock_timeout)
+        kwargs.setdefault("follow_foreign_keys", s.follow_foreign_keys)
+        kwargs.setdefault("max_children", s.max_children)
+        return cls(config.datastore(name), registry, pools=pools, **kwargs)
+
+    # -- connection ---------------------------------------------------------------------------
+    async def _connect(self) -> asyncpg.Connection:
+        try:
+            conn = await asyncpg.connect(
+                self.ds.dsn.reveal(), timeout=self.connect_timeout, command_timeout=self.statement_timeout,
+                server_settings={"application_name": SEEDER_APP, "bytea_output": "hex"},  # policy bitmaps as \x hex
+            )
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+            raise DatastoreError(f"cannot connect to datastore {self.ds.name!r}: {describe_error(exc)}", datastore=self.ds.name) from None
+        try:
+            scs = await conn.fetchval("SHOW standard_conforming_strings")
+            if scs != "on":
+                raise DatastoreError(f"datastore {self.ds.name!r} has standard_conforming_strings = {scs}; canary needs on")
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def _role(self, conn: asyncpg.Connection) -> Role:
+        r = await conn.fetchrow("SELECT rolname, rolsuper, rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = current_user")
+        return Role(r["rolname"], r["rolsuper"], r["rolbypassrls"])
+
+    def _label(self, target: str) -> str:
+        return f"{self.ds.name}/{target}"
+
+    async def _existing(self, target: str, conn: asyncpg.Connection | None = None) -> dict[str, Any]:
+        records = await self.registry.active(self.ds.name, self._label(target), conn=conn)
+        return {str(r.location["pk"]): r for r in records if r.kind in ("customer", CREDENTIAL_KIND)}
+
+    # -- quiet reads ----------------------------------------------------------------------------
+    async def _quiet_reads(self, conn: asyncpg.Connection, info: TableInfo, role: Role, *, may_alter: bool) -> bool:
+        """Make this transaction's own reads of the table bypass row-level security, so the seeder's
+        sampling, fingerprinting and deletes never fire detection. Returns True when FORCE was
+        switched off (the caller restores it, or rolls back)."""
+        if role.bypass:
+            await conn.execute("SET LOCAL row_security = off")
+            return False
+        is_owner = await conn.fetchval("SELECT pg_catalog.pg_has_role(current_user, $1, 'USAGE')", info.owner)
+        if not is_owner:
+            raise SeedError(
+                f"role {role.name} must own {info.target} (or be a superuser / BYPASSRLS) to seed it", target=info.target
+            )
+        if info.rls_forced:
+            if not may_alter:
+                return False
+            await conn.execute(f"ALTER TABLE {qualified(info.schema, info.name)} NO FORCE ROW LEVEL SECURITY")
+            await conn.execute("SET LOCAL row_security = off")
+            return True
+        await conn.execute("SET LOCAL row_security = off")
+        return False
+
+    # -- plan -----------------------------------------------------------------------------------
+    async def plan(self) -> Plan:
+        """Dry run: what ``apply`` would write; the transaction is always rolled back. Run by a table
+        owner without BYPASSRLS on a FORCEd table, its reads switch FORCE off inside that transaction
+        (a brief lock, bounded by lock_timeout) so that they do not fire detection."""
+        conn = await self._connect()
+        try:
+            role = await self._role(conn)
+            tr = conn.transaction()
+            await tr.start()
+            try:
+                await conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
+                works = [await self._prepare(conn, t, role) for t in self.ds.tables]
+            finally:
+                await tr.rollback()
+        finally:
+            await conn.close()
+        return Plan(self.ds.name, [self._target_plan(w) for w in works])
+
+    def _target_plan(self, w: _TargetWork) -> TargetPlan:
+        rows = w.all_rows()
+        if w.creds:  # a dry run never prints a credential: show its type and a masked form
+            secrets_ = {v for c in w.creds for v in c.fields.values() if len(v) >= 16}
+            rows = [
+                dataclasses.replace(r, values={k: (_mask(v) if v in secrets_ else v) for k, v in r.values.items()}) if r.canary else r
+                for r in rows
+            ]
+        return TargetPlan(
+            target=w.info.target, present=len(w.existing), wanted=w.target.count, rows=rows,
+            statements=[re.sub(r"PASSWORD '[^']*'", "PASSWORD '**********'", st) for st in w.statements], warnings=list(w.warnings),
+            locks=[w.info.target] if w.statements else [],
+        )
+
+    async def _prepare(self, conn: asyncpg.Connection, target: TableTarget, role: Role) -> _TargetWork:
+        info = await introspect(conn, target.table, datastore=self.ds.name)
+        reason = unsupported_reason(info)
+        if reason:
+            raise SeedError(f"cannot seed {info.target}: it {reason}", target=info.target)
+        restrictive, permissive = policy_names(self.ds.detection_schema)
+        foreign = [p for p in info.policies if p[0] not in (restrictive, permissive)]
+        if foreign and not info.rls_enabled:
+            raise SeedError(
+                f"cannot seed {info.target}: it has row-level security policies ({', '.join(p[0] for p in foreign)}) "
+                "but RLS is disabled; enabling RLS for detection would change what they allow",
+                target=info.target,
+            )
+        existing = await self._existing(info.target)
+        warnings = self._coverage_warnings(info, role)
+        to_add = max(0, target.count - len(existing))
+        pk_col = info.column(info.primary_key[0])
+        self.rng = self._target_rng(info.target, len(existing))
+        await conn.execute("SELECT setseed($1)", self.rng.uniform(-1.0, 1.0))  # the sample, too, is reproducible
+        forced_off = await self._quiet_reads(conn, info, role, may_alter=True)
+        sample = await self._sample(conn, info, list(existing))
+        prof = await asyncio.to_thread(profile, info, sample)
+        locale = target.locale or infer_locale(prof.script, self.ds.locale)
+        placements = await self._placements(conn, info, prof, list(existing), to_add, warnings) if to_add else []
+        cred = self._credential_setup(info, target, sample) if target.credential else None
+        pools = self.pools if cred is None else ContactPools()
+        used = await self._used_contacts()
+        contacts = ContactAllocator(pools.email_domains, pools.phone_numbers, used, random.Random(self.rng.getrandbits(64)),
+                                    mailboxes=[a for a, _ in pools.mailboxes])
+        skipped = self._skipped(info, prof)
+        reuse = await self._shared_values(conn, info, sample, skipped, pools)
+        synth = Synthesizer(info, prof, locale=locale, contacts=contacts, seed=self.rng.getrandbits(64), skip=skipped, reuse=reuse)
+        if placements and info.estimated_rows <= COUNT_ALL_ROWS:
+            counts = await self._value_counts(conn, info, synth.frequency_columns())
+            await asyncio.to_thread(synth.match_frequencies, counts, sample)
+        creds: list[Credential] = []
+        if cred is not None:
+            factory, ctype, cols = cred
+            creds = [make_credential(factory, ctype, self.ds.dsn.reveal(), self._cred_id()) for _ in placements]
+
+        def make(i: int) -> SynthRow:
+            r = synth.row(placements[i])
+            if creds:
+                fill(r.values, cols, creds[i])
+                r = SynthRow(r.values, None, None)
+            return r
+
+        rows = await asyncio.to_thread(lambda: [make(i) for i in range(len(placements))])
+        top = Batch(info, [PlannedRow(info.target, r.values.get(pk_col.name) or "", r.values) for r in rows],
+                    top_index=list(range(len(rows))), contexts=placements, regenerate=make)
+        batches = [top]
+        if self.follow_foreign_keys and rows:
+            sample_keys = [str(r[pk_col.name]) for r in sample if r.get(pk_col.name) is not None]
+            batches += await plan_children(
+                self, conn, role, top, sample_keys, locale, warnings, random.Random(self.rng.getrandbits(64))
+            )
+        if contacts.beyond_mailboxes:
+            warnings.append(f"{info.target}: the mailbox pool is exhausted ({len(pools.mailboxes)} configured, all in use); "
+                            f"{contacts.beyond_mailboxes} canaries get addresses at "
+                            + ("canary mail domains" if pools.email_domains else "made-up domains that cannot alert on contact")
+                            + " ([seeding].mailboxes)")
+        if not self.pools.email_domains and (not self.pools.mailboxes or contacts.beyond_mailboxes) and any(
+            semantic_of(c) == Semantic.EMAIL for c in info.columns
+        ):
+            warnings.append(f"{info.target}: no canary mail domains configured ([seeding].email_domains); e-mail contact cannot alert")
+        if not self.pools.phone_numbers and any(semantic_of(c) == Semantic.PHONE for c in info.columns):
+            warnings.append(f"{info.target}: no owned phone numbers configured ([seeding].phone_numbers); phone contact cannot alert")
+        if rows:
+            total = len(existing) + len(rows)
+            warnings.extend(await self._pool_warnings(conn, info, prof, total, pools, on_domains=max(0, total - len(pools.mailboxes))))
+        all_pks = list(existing) + [p.pk for p in top.rows]
+        if len(all_pks) > MANY_CANARIES:
+            warnings.append(f"{info.target}: {len(all_pks)} canaries in one table; every statement on it rebuilds the "
+                            f"membership test (bench/read_overhead.py: 10,000 keys make key lookups several times slower)")
+        statements = self._detection_statements(info, pk_col.type, all_pks) if (to_add or not self._policy_present(info)) and all_pks else []
+        if creds and cred is not None:
+            roles = [sql for sql in (create_role_sql(cred[0], c) for c in creds) if sql]
+            statements = roles + statements
+        return _TargetWork(target, info, existing, batches, [(r.email, r.phone) for r in rows], statements, warnings, forced_off, creds)
+
+    async def _value_counts(self, conn: asyncpg.Connection, info: TableInfo, columns: Sequence[str]) -> dict[str, Counter[str | None]]:
+        """Rows of the whole table per value of each column (what an insider with a dump counts)."""
+        out: dict[str, Counter[str | None]] = {}
+        for name in columns:
+            rows = await conn.fetch(f"SELECT {ident(name)}::text AS v, count(*) AS n FROM {qualified(info.schema, info.name)} GROUP BY 1")
+            out[name] = Counter({r["v"]: int(r["n"]) for r in rows})
+        return out
+
+    async def _shared_values(
+        self, conn: asyncpg.Connection, info: TableInfo, sample: list[dict[str, str | None]], skipped: Sequence[str], pools: ContactPools
+    ) -> dict[str, tuple[Weighted, float]]:
+        """Text values many real rows share (a family address, a switchboard number), and how often a
+        real row holds one: canaries reuse such values at the same rate, so "every value is unique"
+        does not single them out. Only values at least MIN_SHARED rows of the table hold are reused
+        (never a value that identifies one person); never e-mail, pooled phones or unique columns."""
+        unique_cols = {cols[0] for cols in info.unique_sets() if len(cols) == 1}
+        out: dict[str, tuple[Weighted, float]] = {}
+        for c in info.columns:
+            sem = semantic_of(c)
+            if c.category != "S" or c.name in unique_cols or c.name in skipped or sem == Semantic.EMAIL:
+                continue
+            if sem == Semantic.PHONE and pools.phone_numbers:
+                continue
+            values = [v for r in sample if (v := r.get(c.name)) is not None]
+            if len(values) < 20:
+                continue
+            rows = await conn.fetch(
+                f"SELECT {ident(c.name)}::text AS v, count(*) AS n FROM {qualified(info.schema, info.name)}"
+                f" WHERE {ident(c.name)} = ANY($1::text[]::{c.type}[]) GROUP BY 1",
+                sorted(set(values)),
+            )
+            counts = {r["v"]: int(r["n"]) for r in rows if r["n"] >= MIN_SHARED}
+            rate = sum(1 for v in values if v in counts) / len(values)
+            if counts:
+                median = sorted(counts.values())[len(counts) // 2]
+                if median < 50:  # the canary adds one more holder: take values held less often than typical
+                    counts = {v: n for v, n in counts.items() if n <= median} or counts
+            if counts and rate >= 0.05:
+                out[c.name] = (Weighted.of(counts), rate)
+        return out
+
+    async def _pool_warnings(
+        self, conn: asyncpg.Connection, info: TableInfo, prof: TableProfile, canaries: int, pools: ContactPools,
+        on_domains: int | None = None,
+    ) -> list[str]:
+        """Contact pools too small to blend in: a pool domain holding far more canaries than a typical
+        small e-mail domain of the table has customers, or an owned-number block holding far more
+        canaries than real customers share a block (an insider counting values would see them)."""
+        out: list[str] = []
+        tbl = qualified(info.schema, info.name)
+        email = next((c.name for c in info.columns if semantic_of(c) == Semantic.EMAIL), None)
+        col = prof.col(email) if email else None
+        on_domains = canaries if on_domains is None else on_domains  # owned mailboxes take the first canaries
+        if pools.email_domains and on_domains and email and col is not None and col.email_domains:
+            tail = [str(d) for d in col.email_domains.values if d not in FREEMAIL]
+            domain = f"lower(split_part({ident(email)}::text, '@', 2))"
+            rows = await conn.fetch(f"SELECT {domain} AS d, count(*) AS n FROM {tbl} WHERE {domain} = ANY($1::text[]) GROUP BY 1", tail)
+            sizes = sorted(int(r["n"]) for r in rows)
+            typical = sizes[len(sizes) // 2] if sizes else 1
+            limit = max(MIN_SHARED, 3 * typical)
+            per_domain = -(-on_domains // len(pools.email_domains))
+            if per_domain > limit:
+                out.append(
+                    f"{info.target}: {len(pools.email_domains)} canary mail domains put about {per_domain} canaries on each, but "
+                    f"a typical small e-mail domain in the table has {typical} customers; configure at least "
+                    f"{-(-on_domains // limit)} domains ([seeding].email_domains) so that they blend into the long tail"
+                )
+        phone = next((c.name for c in info.columns if semantic_of(c) == Semantic.PHONE), None)
+        if pools.phone_numbers and phone:
+            blocks = sorted({re.sub(r"\D", "", p)[-8:-4] for p in pools.phone_numbers})
+            key = f"substr(regexp_replace({ident(phone)}::text, '\\D', '', 'g'), length(regexp_replace({ident(phone)}::text, '\\D', '', 'g')) - 7, 4)"
+            rows = await conn.fetch(f"SELECT {key} AS b, count(*) AS n FROM {tbl} WHERE {key} = ANY($1::text[]) GROUP BY 1", blocks)
+            real = {r["b"]: int(r["n"]) for r in rows}
+            sizes = sorted(real.get(b, 0) for b in blocks)
+            typical = sizes[len(sizes) // 2]
+            limit = max(2, 3 * typical)
+            per_block = -(-canaries // len(blocks))
+            if per_block > limit:
+                out.append(
+                    f"{info.target}: the owned phone numbers lie in {len(blocks)} number block(s), about {per_block} canaries "
+                    f"each, while real customers share a block {typical} at a time; spread the pool over at least "
+                    f"{-(-canaries // limit)} blocks ([seeding].phone_numbers)"
+                )
+        return out
+
+    def _target_rng(self, target: str, present: int) -> random.Random:
+        """Randomness for one target, reproducible so that ``plan`` shows the rows ``apply`` writes: from
+        the explicit seed, else keyed by the master key (unpredictable without it)."""
+        if self.seed is not None:
+            return random.Random(f"{self.seed}/{self.ds.name}/{target}/{present}")
+        material = self.registry.keyring.derive("seeding/rng", self.ds.name, target, str(present), length=16)
+        return random.Random(int.from_bytes(material, "big"))
+
+    def _cred_id(self) -> str:
+        return "cr_" + "".join(self.rng.choice("0123456789abcdef") for _ in range(24))
+
+    def _credential_setup(self, info: TableInfo, target: TableTarget, sample: list[dict[str, str | None]]) -> tuple[CredentialFactory, CredentialType, SecretColumns]:
+        ctype = target.credential or "auto"
+        if ctype == "auto":
+            probe = secret_columns(info, CredentialType.BEARER, target.column)
+            resolved = infer_type([str(r[probe.secret]) for r in sample if r.get(probe.secret)])
+        else:
+            resolved = CredentialType(ctype)
+        return CredentialFactory(self.registry.keyring), resolved, secret_columns(info, resolved, target.column)
+
+    def _policy_present(self, info: TableInfo) -> bool:
+        restrictive, _ = policy_names(self.ds.detection_schema)
+        return any(p[0] == restrictive for p in info.policies) and info.rls_enabled
+
+    def _coverage_warnings(self, info: TableInfo, role: Role) -> list[str]:
+        out = []
+        for view, kind, invoker in info.views:
+            if kind == "m":
+                out.append(f"materialized view {view} copies {info.target}: reads of it are not detected")
+            elif not invoker:
+                out.append(f"view {view} over {info.target} is not security_invoker: reads through it are not detected "
+                           f"(ALTER VIEW {view} SET (security_invoker = true))")
+        if info.rls_enabled and not info.rls_forced and not any(p[0] == policy_names(self.ds.detection_schema)[0] for p in info.policies):
+            out.append(f"{info.target} already uses row-level security without FORCE: reads by its owner ({info.owner}) are not detected")
+        return out
+
+    def _skipped(self, info: TableInfo, prof: TableProfile) -> list[str]:
+        """Columns left to their default: non-key unique columns with a default (a sequence), and
+        defaulted columns of types canary does not synthesise."""
+        pk = info.primary_key[0]
+        unique_cols = {cols[0] for cols in info.unique_sets() if len(cols) == 1}
+        out = []
+        for c in info.columns:
+            if c.name == pk or c.generated:
+                continue
+            if c.identity or (c.default is not None and "nextval(" in c.default):
+                out.append(c.name)  # sequence-backed: the sequence's next value is what a real row gets
+            elif c.has_default and c.name in unique_cols and c.category not in ("N", "S"):
+                out.append(c.name)
+            elif c.has_default and c.category not in ("N", "S", "D", "B", "E") and c.base_type not in ("uuid", "json", "jsonb"):
+                out.append(c.name)
+        return out
+
+    async def _sample(self, conn: asyncpg.Connection, info: TableInfo, exclude: list[str]) -> list[dict[str, str | None]]:
+        """Up to SAMPLE_ROWS real rows as text (canaries excluded by key; the caller has made the
+        transaction's reads bypass row-level security, see _quiet_reads)."""
+        pk = info.primary_key[0]
+        pk_type = info.column(pk).type
+        cols = ", ".join(f"{ident(c.name)}::text" for c in info.columns)
+        tbl = qualified(info.schema, info.name)
+        if info.estimated_rows > SAMPLE_ROWS * 10:
+            pct = min(100.0, SAMPLE_ROWS * 300.0 / info.estimated_rows)
+            src = f"{tbl} TABLESAMPLE BERNOULLI ({pct:.4f}) REPEATABLE ({self.rng.randint(0, 2**31 - 1)})"
+        else:
+            src = tbl
+        rows = await conn.fetch(
+            f"SELECT {cols} FROM {src} WHERE NOT ({ident(pk)} = ANY($1::text[]::{pk_type}[])) ORDER BY random() LIMIT {SAMPLE_ROWS}",
+            exclude,
+        )
+        names = [c.name for c in info.columns]
+        return [dict(zip(names, r.values())) for r in rows]
+
+    async def _placements(
+        self, conn: asyncpg.Connection, info: TableInfo, prof: TableProfile, exclude: list[str], n: int, warnings: list[str]
+    ) -> list[RowContext]:
+        """Keys and creation times for n canaries, interleaved with the real rows."""
+        pk_col = info.column(info.primary_key[0])
+        created = next((c.name for c in info.columns if semantic_of(c) == Semantic.CREATED), None)
+        if pk_col.base_type not in _INTEGER_TYPES:
+            return [RowContext(pk=self._random_key(pk_col.base_type, prof, pk_col.name), created=self._created_like(prof, created)) for _ in range(n)]
+        pk = ident(pk_col.name)
+        tbl = qualified(info.schema, info.name)
+        created_expr = f"{ident(created)}::text" if created else "NULL::text"
+        gaps = await conn.fetch(
+            f"""
+            SELECT lo, hi, lo_c, hi_c FROM (
+                SELECT {pk} AS lo, lead({pk}) OVER w AS hi, {created_expr} AS lo_c, lead({created_expr}) OVER w AS hi_c
+                FROM {tbl} WHERE NOT ({pk} = ANY($1::bigint[])) WINDOW w AS (ORDER BY {pk})) s
+            WHERE hi - lo > 1
+            """,
+            [int(x) for x in exclude],
+        )
+        taken = {int(x) for x in exclude}
+        ordered = sorted(taken)
+        slots: list[tuple[int, int, dt.datetime | None, dt.datetime | None]] = []
+        capacity = 0
+        for g in gaps:
+            inside = bisect.bisect_left(ordered, g["hi"]) - bisect.bisect_right(ordered, g["lo"])
+            free = g["hi"] - g["lo"] - 1 - inside
+            if free > 0:
+                slots.append((g["lo"], g["hi"], parse_ts(g["lo_c"]), parse_ts(g["hi_c"])))
+                capacity += free
+        out: list[RowContext] = []
+        if capacity:
+            chosen: set[int] = set()
+            want = min(n, capacity)
+            cum = list(itertools.accumulate(s[1] - s[0] - 1 for s in slots))
+            attempts = 0
+            while len(chosen) < want and attempts < want * 50:
+                attempts += 1
+                lo, hi, lo_c, hi_c = slots[bisect.bisect_right(cum, self.rng.random() * cum[-1])]
+                # next to a real row, like a real row beside a deleted one (attempts > want: anywhere in the gap)
+                key = self.rng.choice((lo + 1, hi - 1)) if attempts <= want * 2 else self.rng.randint(lo + 1, hi - 1)
+                if key in chosen or key in taken:
+                    continue
+                chosen.add(key)
+                when = None
+                if lo_c and hi_c:
+                    when = lo_c + (hi_c - lo_c) * ((key - lo) / (hi - lo))
+                out.append(RowContext(pk=str(key), created=when))
+        missing = n - len(out)
+        if missing and not info.pk_sequence:
+            top = await conn.fetchval(f"SELECT max({pk}) FROM {tbl}")
+            key = int(top) if top is not None else self.rng.randint(0, 999)
+            warnings.append(f"{info.target}: only {len(out)} of {n} canaries fit between existing keys; {missing} get keys "
+                            "above the largest one (the table has no sequence)")
+            now = dt.datetime.now(dt.timezone.utc)
+            for _ in range(missing):
+                while True:
+                    key += self.rng.randint(1, 3)
+                    if key not in taken:
+                        break
+                out.append(RowContext(pk=str(key), created=now))
+            return out
+        if missing:
+            warnings.append(
+                f"{info.target}: only {len(out)} of {n} canaries fit between existing keys; {missing} take the next "
+                f"values of {info.pk_sequence} (they sit at the end of the table)"
+            )
+            now = dt.datetime.now(dt.timezone.utc)
+            out.extend(RowContext(pk=None, created=now) for _ in range(missing))
+        return out
+
+    def _random_key(self, base_type: str, prof: TableProfile, pk: str) -> str:
+        import uuid
+
+        if base_type == "uuid":
+            return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        col = prof.col(pk)
+        if col and col.shapes:
+            return _fill(col.shapes.pick(self.rng), self.rng)
+        return "cy" + "".join(self.rng.choice("0123456789abcdef") for _ in range(14))
+
+    def _created_like(self, prof: TableProfile, created: str | None) -> dt.datetime | None:
+        """A creation time drawn from the real rows' distribution (interpolated, never a copy)."""
+        if not created or not prof.created_epochs:
+            return None
+        return dt.datetime.fromtimestamp(_quantile(prof.created_epochs, self.rng), dt.timezone.utc)
+
+    async def _used_contacts(self) -> set[str]:
+        """Owned phone numbers and mailboxes already handed to active canaries (found by blind index)."""
+        out: set[str] = set()
+        for kind, owned in (("phone", self.pools.phone_numbers), ("email", tuple(a for a, _ in self.pools.mailboxes))):
+            if not owned:
+                continue
+            idx = {self.registry.keyring.blind_index(p, value_purpose(kind)): p for p in owned}
+            rows = await self.registry.pool.fetch(
+                "SELECT v.value_idx FROM canary_values v JOIN canaries c ON c.id = v.canary_id"
+                " WHERE v.kind = $2 AND c.status = 'active' AND v.value_idx = ANY($1::bytea[])",
+                list(idx), kind,
+            )
+            out |= {idx[bytes(r["value_idx"])].lower() for r in rows}
+        return out
+
+    def _detection_statements(self, info: TableInfo, pk_type: str, pks: Sequence[str]) -> list[str]:
+        schema = self.ds.detection_schema
+        restrictive, permissive = policy_names(schema)
+        tbl = qualified(info.schema, info.name)
+        out = [
+            f"CREATE SCHEMA IF NOT EXISTS {ident(schema)}",
+            function_sql(schema, self.ds.name).strip(),
+            f"GRANT USAGE ON SCHEMA {ident(schema)} TO PUBLIC",
+            f"GRANT EXECUTE ON FUNCTION {qualified(schema, FUNCTION)}(text, text, text) TO PUBLIC",
+            f"DROP POLICY IF EXISTS {ident(restrictive)} ON {tbl}",
+            policy_sql(info, schema, pk_type, pks),
+        ]
+        ours = any(p[0] == permissive for p in info.policies)
+        if not info.rls_enabled or ours:
+            if not ours:
+                out.append(f"CREATE POLICY {ident(permissive)} ON {tbl} AS PERMISSIVE FOR ALL TO PUBLIC USING (true) WITH CHECK (true)")
+            out.append(f"ALTER TABLE {tbl} ENABLE ROW LEVEL SECURITY")
+            out.append(f"ALTER TABLE {tbl} FORCE ROW LEVEL SECURITY")
+        return out
+
+    # -- apply ----------------------------------------------------------------------------------
+    async def apply(self) -> ApplyResult:
+        """Seed every configured table in one datastore transaction; idempotent."""
+        conn = await self._connect()
+        try:
+            return await self._apply(conn)
+        finally:
+            await conn.close()
+
+    async def _apply(self, conn: asyncpg.Connection) -> ApplyResult:
+        role = await self._role(conn)
+        dtr = conn.transaction()
+        await dtr.start()
+        committed_control: list[int] = []
+        try:
+            await conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
+            works = [await self._prepare(conn, t, role) for t in self.ds.tables]
+            for w in works:
+                await self._insert(conn, w)
+                if w.statements:  # keys drawn from a sequence are only known now
+                    roles = [st for st in w.statements if st.startswith("CREATE ROLE")]
+                    pk_type = w.info.column(w.info.primary_key[0]).type
+                    w.statements = roles + self._detection_statements(w.info, pk_type, list(w.existing) + [p.pk for p in w.planned])
+            async with self.registry.pool.acquire() as ctl:
+                ctr = ctl.transaction()
+                await ctr.start()
+                try:
+                    added: dict[str, int] = {}
+                    children: dict[str, int] = {}
+                    deployments: list[int] = []
+                    for w in works:
+                        if not w.planned and not w.statements:
+                            added[w.info.target] = 0
+                            continue
+                        dep = await self._record(conn, ctl, w)
+                        if dep is not None:
+                            deployments.append(dep)
+                        for stmt in w.statements:
+                            await conn.execute(stmt)
+                        if w.forced_off and not any("FORCE ROW LEVEL SECURITY" in s for s in w.statements):
+                            await conn.execute(f"ALTER TABLE {qualified(w.info.schema, w.info.name)} FORCE ROW LEVEL SECURITY")
+                        for b in w.batches[1:]:
+                            if b.forced_off:
+                                await conn.execute(f"ALTER TABLE {qualified(b.info.schema, b.info.name)} FORCE ROW LEVEL SECURITY")
+                            children[b.target] = children.get(b.target, 0) + len(b.rows)
+                        added[w.info.target] = len(w.planned)
+                except BaseException:
+                    await ctr.rollback()
+                    raise
+                await ctr.commit()
+                committed_control = deployments
+        except BaseException as exc:
+            raise await self._abort(dtr, exc, "seeding", "written") from None
+        try:
+            await dtr.commit()
+        except (asyncpg.PostgresError, OSError) as exc:
+            await self._undo_control(committed_control)
+            raise SeedError(f"datastore {self.ds.name!r} did not commit; registry entries were withdrawn: {_pg_message(exc)}") from None
+        warnings = [x for w in works for x in w.warnings]
+        for x in warnings:
+            self.log.warning("seed.warning", detail=x)
+        self.log.info("seed.applied", added=added, deployments=committed_control)
+        return ApplyResult(self.ds.name, added, children, committed_control, warnings)
+
+    async def _abort(self, tr: Any, exc: BaseException, doing: str, undone: str) -> BaseException:
+        """Roll the datastore transaction back and turn a PostgreSQL error into one clear SeedError."""
+        await tr.rollback()
+        if isinstance(exc, asyncpg.LockNotAvailableError):
+            return SeedError(f"datastore {self.ds.name!r}: a table is locked by another session; nothing was {undone} (retry later)")
+        if isinstance(exc, asyncpg.PostgresError):
+            return SeedError(f"{doing} datastore {self.ds.name!r} failed, nothing was {undone}: {_pg_message(exc)}")
+        return exc
+
+    async def _insert(self, conn: asyncpg.Connection, w: _TargetWork) -> None:
+        for level, batch in enumerate(w.batches):
+            await self._insert_batch(conn, batch, w.contacts if level == 0 else None)
+
+    async def _insert_batch(self, conn: asyncpg.Connection, batch: Batch, contacts: list[tuple[str | None, str | None]] | None) -> None:
+        """Insert one batch; a row that violates a constraint is regenerated (new values, same placement)
+        up to MAX_ATTEMPTS times, each attempt inside a savepoint. Child rows get their parent's final key."""
+        if not batch.rows:
+            return
+        info = batch.info
+        pk = info.primary_key
+
+        def finish(i: int, values: dict[str, str | None]) -> PlannedRow:
+            if batch.parent is not None and batch.fk is not None:
+                values[batch.fk[0]] = batch.parent.rows[batch.parent_index[i]].values.get(batch.fk[1])
+            return PlannedRow(info.target, batch.key_of(values), values, batch.parent is None)
+
+        for i, row in enumerate(batch.rows):
+            batch.rows[i] = finish(i, dict(row.values))
+        if len(pk) == 1 and any(not r.values.get(pk[0]) for r in batch.rows):
+            pending = [i for i, r in enumerate(batch.rows) if not r.values.get(pk[0])]
+            if not info.pk_sequence:
+                raise SeedError(f"cannot choose keys for {len(pending)} rows of {info.target}: no free keys and no sequence")
+            keys = await conn.fetch("SELECT nextval($1::regclass)::text AS k FROM generate_series(1, $2)", info.pk_sequence, len(pending))
+            for i, k in zip(pending, keys):
+                batch.rows[i] = finish(i, {**batch.rows[i].values, pk[0]: k["k"]})
+        cols = list(batch.rows[0].values)
+        types = {c.name: c.type for c in info.columns}
+        sql = (
+            f"INSERT INTO {qualified(info.schema, info.name)} ({', '.join(ident(c) for c in cols)}) OVERRIDING SYSTEM VALUE "
+            f"SELECT {', '.join(f'u.c{i}::{types[c]}' for i, c in enumerate(cols))} "
+            f"FROM unnest({', '.join(f'${i + 1}::text[]' for i in range(len(cols)))}) AS u({', '.join(f'c{i}' for i in range(len(cols)))})"
+        )
+
+        async def insert(rows: Sequence[PlannedRow]) -> None:
+            await conn.execute(sql, *[[r.values.get(c) for r in rows] for c in cols])
+
+        for start in range(0, len(batch.rows), INSERT_BATCH):
+            chunk = range(start, min(start + INSERT_BATCH, len(batch.rows)))
+            try:
+                async with conn.transaction():
+                    await insert([batch.rows[i] for i in chunk])
+                continue
+            except _CONSTRAINT_ERRORS:
+                pass
+            for i in chunk:
+                for attempt in range(MAX_ATTEMPTS):
+                    try:
+                        async with conn.transaction():
+                            await insert([batch.rows[i]])
+                        break
+                    except _CONSTRAINT_ERRORS as exc:
+                        if attempt == MAX_ATTEMPTS - 1 or batch.regenerate is None:
+                            raise SeedError(
+                                f"cannot write a row into {info.target} that satisfies its constraints "
+                                f"after {attempt + 1} attempts: {_pg_message(exc)}", target=info.target,
+                            ) from None
+                        fresh = await asyncio.to_thread(batch.regenerate, i)
+                        keep = {c: batch.rows[i].values.get(c) for c in pk} if len(pk) == 1 else {}
+                        batch.rows[i] = finish(i, {**fresh.values, **keep})
+                        if contacts is not None:
+                            contacts[i] = (fresh.email, fresh.phone)
+
+    async def _row_texts(self, conn: asyncpg.Connection, info: TableInfo, pks: Sequence[str]) -> dict[str, str]:
+        """pk text -> the row as PostgreSQL renders it (``t::text``), for fingerprints."""
+        pk = ident(info.primary_key[0])
+        pk_type = info.column(info.primary_key[0]).type
+        rows = await conn.fetch(
+            f"SELECT t.{pk}::text AS k, t::text AS r FROM {qualified(info.schema, info.name)} t WHERE t.{pk} = ANY($1::text[]::{pk_type}[])",
+            list(pks),
+        )
+        return {r["k"]: r["r"] for r in rows}
+
+    def _fingerprint(self, target: str, pk: str, row_text: str) -> bytes:
+        return self.registry.keyring.mac(row_text.encode(), "fingerprint:" + location_key(self.ds.name, target, pk))
+
+    async def _record(self, conn: asyncpg.Connection, ctl: asyncpg.Connection, w: _TargetWork) -> int | None:
+        """Registry entries, deployment manifest and detection state for one target (control txn)."""
+        info = w.info
+        texts = await self._row_texts(conn, info, [p.pk for p in w.planned])
+        restrictive, permissive = policy_names(self.ds.detection_schema)
+        prior = await ctl.fetchrow(
+            "SELECT details FROM detection_objects WHERE datastore = $1 AND target = $2", self.ds.name, info.target
+        )
+        details: dict[str, Any] = dict(prior["details"]) if prior else {
+            "schema": self.ds.detection_schema,
+            "function": f"{self.ds.detection_schema}.{FUNCTION}",
+            "policy": restrictive,
+            "permissive_policy": None if info.rls_enabled else permissive,
+            "rls_enabled_before": info.rls_enabled,
+            "rls_forced_before": info.rls_forced,
+            "schema_created": not await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)", self.ds.detection_schema
+            ),
+        }
+        if not prior:
+            others = await ctl.fetchval("SELECT count(*) FROM detection_objects WHERE datastore = $1", self.ds.name)
+            if others:
+                first = await ctl.fetchval(
+                    "SELECT details->>'schema_created' FROM detection_objects WHERE datastore = $1 ORDER BY id LIMIT 1", self.ds.name
+                )
+                details["schema_created"] = False
+                details["schema_owner_target"] = first == "true"
+        manifest = {
+            "datastore": self.ds.name,
+            "target": info.target,
+            "rows": [{"target": info.target, "pk": p.pk} for p in w.planned],
+            "child_rows": [
+                {"target": b.target, "pk": r.pk, "key": list(b.info.primary_key), "canary": w.planned[b.top_index[i]].pk, "depth": b.depth}
+                for b in w.batches[1:] for i, r in enumerate(b.rows)
+            ],
+            "objects": {
+                "schema": self.ds.detection_schema, "function": details["function"], "policy": restrictive,
+                "permissive_policy": details["permissive_policy"],
+            },
+            "rls_before": {"enabled": details["rls_enabled_before"], "forced": details["rls_forced_before"]},
+            "statements": w.statements,
+            "roles": [{"role": c.fields["user"], "canary": p.pk} for p, c in zip(w.planned, w.creds) if c.type == CredentialType.PG_DSN],
+            "seeded_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        }
+        dep_id = await self.registry.create_deployment(ctl, self.ds.name, info.target, manifest) if w.planned else None
+        canaries = []
+        for i, (p, (email, phone)) in enumerate(zip(w.planned, w.contacts)):
+            location = {"target": info.target, "pk": p.pk, "deployment": dep_id}
+            lookup = location_key(self.ds.name, info.target, p.pk)
+            fp = self._fingerprint(info.target, p.pk, texts[p.pk])
+            if w.creds:
+                entry = new_credential_canary(w.creds[i], self.ds.name, self._label(info.target), location=location, lookup=lookup)
+                canaries.append(dataclasses.replace(entry, fingerprint=fp))
+                continue
+            values = [(k, v) for k, v in (("email", email), ("email", (self.pools.forward_to(email) or "").lower()), ("phone", phone)) if v]
+            canaries.append(
+                NewCanary(
+                    kind="customer", datastore=self.ds.name, label=self._label(info.target),
+                    location=location, lookup=lookup, fingerprint=fp, values=values,
+                )
+            )
+        await self.registry.add(ctl, canaries, dep_id)
+        await ctl.execute(
+            """INSERT INTO detection_objects (datastore, target, details) VALUES ($1, $2, $3)
+               ON CONFLICT (datastore, target) DO UPDATE SET details = EXCLUDED.details, installed_at = now()""",
+            self.ds.name, info.target, details,
+        )
+        return dep_id
+
+    async def _undo_control(self, deployments: Sequence[int]) -> None:
+        if not deployments:
+            return
+        async with self.registry.pool.acquire() as ctl, ctl.transaction():
+            await ctl.execute(
+                "DELETE FROM canary_values WHERE canary_id IN (SELECT id FROM canaries WHERE deployment_id = ANY($1::bigint[]))",
+                list(deployments),
+            )
+            await ctl.execute("DELETE FROM canaries WHERE deployment_id = ANY($1::bigint[])", list(deployments))
+            await ctl.execute("DELETE FROM deployments WHERE id = ANY($1::bigint[])", list(deployments))
+
+    # -- verify ---------------------------------------------------------------------------------
+    async def verify(self) -> VerifyReport:
+        """Every active canary present and unmodified, and its detection installed. Writes nothing."""
+        conn = await self._connect()
+        findings: list[Finding] = []
+        checked = 0
+        try:
+            role = await self._role(conn)
+            for target in await self._targets():
+                existing = await self._existing(target)
+                if not existing:
+                    continue
+                try:
+                    info, texts = await self._read_quietly(conn, role, target, list(existing))
+                except DatastoreError:
+                    findings.extend(Finding(r.uid, target, "missing") for r in existing.values())
+                    checked += len(existing)
+                    continue
+                for pk, rec in existing.items():
+                    checked += 1
+                    if pk not in texts:
+                        findings.append(Finding(rec.uid, target, "missing"))
+                    elif rec.fingerprint is not None and bytes(rec.fingerprint) != self._fingerprint(target, pk, texts[pk]):
+                        findings.append(Finding(rec.uid, target, "modified"))
+                findings.extend(await self._check_detection(conn, info, list(existing)))
+        finally:
+            await conn.close()
+        return VerifyReport(self.ds.name, checked, findings)
+
+    async def _read_quietly(self, conn: asyncpg.Connection, role: Role, target: str, pks: list[str]) -> tuple[TableInfo, dict[str, str]]:
+        """The current text of some rows, read without firing detection, in a rolled-back transaction."""
+        tr = conn.transaction()
+        await tr.start()
+        try:
+            await conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
+            info = await introspect(conn, target, datastore=self.ds.name)
+            await self._quiet_reads(conn, info, role, may_alter=True)
+            return info, await self._row_texts(conn, info, pks)
+        finally:
+            await tr.rollback()
+
+    async def current_rows(self, records: Sequence[Any]) -> dict[tuple[str, str], str]:
+        """(target, pk) -> current row text of canary records (for re-fingerprinting at key rotation)."""
+        by_target: dict[str, list[str]] = {}
+        for rec in records:
+            by_target.setdefault(str(rec.location["target"]), []).append(str(rec.location["pk"]))
+        out: dict[tuple[str, str], str] = {}
+        conn = await self._connect()
+        try:
+            role = await self._role(conn)
+            for target, pks in by_target.items():
+                try:
+                    _, texts = await self._read_quietly(conn, role, target, pks)
+                except DatastoreError:
+                    continue
+                out.update({(target, k): v for k, v in texts.items()})
+        finally:
+            await conn.close()
+        return out
+
+    async def _delete_children(self, conn: asyncpg.Connection, role: Role, existing: Mapping[str, Any], canaries: set[str]) -> dict[str, int]:
+        """Delete the child rows recorded for these canaries (from their deployment manifests), deepest first."""
+        deps = {rec.deployment_id for pk, rec in existing.items() if pk in canaries and rec.deployment_id is not None}
+        entries: dict[tuple[int, str], list[Any]] = {}
+        key_cols: dict[str, list[str]] = {}
+        for dep in deps:
+            manifest = await self.registry.manifest(dep)
+            for e in manifest.get("child_rows", ()):
+                if e["canary"] in canaries:
+                    entries.setdefault((int(e["depth"]), e["target"]), []).append(e["pk"])
+                    key_cols[e["target"]] = list(e["key"])
+        out: dict[str, int] = {}
+        for dep in deps:
+            for r in (await self.registry.manifest(dep)).get("roles", ()):
+                if r["canary"] in canaries:
+                    await conn.execute(f"DROP ROLE IF EXISTS {ident(r['role'])}")
+        for (_, target), keys in sorted(entries.items(), key=lambda kv: -kv[0][0]):
+            info = await introspect(conn, target, datastore=self.ds.name)
+            forced_off = await self._quiet_reads(conn, info, role, may_alter=True)
+            cols = key_cols[target]
+            tbl = qualified(info.schema, info.name)
+            if len(cols) == 1:
+                status = await conn.execute(
+                    f"DELETE FROM {tbl} WHERE {ident(cols[0])} = ANY($1::text[]::{info.column(cols[0]).type}[])", keys
+                )
+            else:
+                tuples = [json.loads(k) for k in keys]
+                row = ", ".join(f"{ident(c)}::text" for c in cols)
+                args = ", ".join(f"${i + 1}::text[]" for i in range(len(cols)))
+                status = await conn.execute(
+                    f"DELETE FROM {tbl} WHERE ({row}) IN (SELECT * FROM unnest({args}))", *[[t[i] for t in tuples] for i in range(len(cols))]
+                )
+            if forced_off:
+                await conn.execute(f"ALTER TABLE {tbl} FORCE ROW LEVEL SECURITY")
+            out[target] = out.get(target, 0) + int(status.split()[-1])
+        return out
+
+    async def _targets(self) -> list[str]:
+        rows = await self.registry.pool.fetch(
+            "SELECT DISTINCT target FROM detection_objects WHERE datastore = $1 ORDER BY 1", self.ds.name
+        )
+        return [r["target"] for r in rows]
+
+    async def _check_detection(self, conn: asyncpg.Connection, info: TableInfo, pks: Sequence[str]) -> list[Finding]:
+        restrictive, _ = policy_names(self.ds.detection_schema)
+        out = []
+        row = await conn.fetchrow(
+            "SELECT pg_catalog.pg_get_expr(p.polqual, p.polrelid) AS qual, p.polpermissive, p.polcmd::text AS cmd"
+            " FROM pg_catalog.pg_policy p WHERE p.polrelid = $1 AND p.polname = $2",
+            info.oid, restrictive,
+        )
+        if row is None or row["polpermissive"] or row["cmd"] != "r":
+            out.append(Finding("-", info.target, "detection_policy_missing"))
+        else:
+            listed = await _policy_keys(conn, row["qual"])
+            missing = set(pks) - listed
+            if missing:
+                out.append(Finding("-", info.target, f"detection_policy_misses_{len(missing)}_canaries"))
+            elif "get_bit(" in row["qual"] and not _prefilter_intact(row["qual"], sorted(listed)):
+                out.append(Finding("-", info.target, "detection_prefilter_altered"))
+        if not info.rls_enabled:
+            out.append(Finding("-", info.target, "row_level_security_disabled"))
+        fn = await conn.fetchval(
+            "SELECT count(*) FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
+            " WHERE n.nspname = $1 AND p.proname = $2 AND p.prosecdef",
+            self.ds.detection_schema, FUNCTION,
+        )
+        if not fn:
+            out.append(Finding("-", info.target, "detection_function_missing"))
+        return out
+
+    # -- retire ---------------------------------------------------------------------------------
+    async def retire(self, *, force: bool = False, targets: Sequence[str] | None = None) -> RetireResult:
+        """Remove exactly the seeded rows (fingerprint checked first) and the detection objects, and
+        restore the table's row-level-security state. A modified canary is kept (and stays detected)
+        unless ``force``. The datastore commits first, then the registry."""
+        conn = await self._connect()
+        removed: dict[str, int] = {}
+        child_rows: dict[str, int] = {}
+        kept: list[Finding] = []
+        dropped: list[str] = []
+        try:
+            role = await self._role(conn)
+            wanted = [f"{s}.{t}" for s, t in (parse_target(x) for x in targets)] if targets else await self._targets()
+            retired_ids: list[int] = []
+            deployments: set[int] = set()
+            cleanup: list[str] = []
+            dtr = conn.transaction()
+            await dtr.start()
+            try:
+                await conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
+                for target in wanted:
+                    details = await self.registry.pool.fetchval(
+                        "SELECT details FROM detection_objects WHERE datastore = $1 AND target = $2", self.ds.name, target
+                    )
+                    existing = await self._existing(target)
+                    info = await introspect(conn, target, datastore=self.ds.name)
+                    restrictive, permissive = policy_names(self.ds.detection_schema)
+                    tbl = qualified(info.schema, info.name)
+                    await conn.execute(f"DROP POLICY IF EXISTS {ident(restrictive)} ON {tbl}")
+                    forced_off = await self._quiet_reads(conn, info, role, may_alter=True)
+                    texts = await self._row_texts(conn, info, list(existing))
+                    delete: list[str] = []
+                    keep: list[str] = []
+                    for pk, rec in existing.items():
+                        if pk in texts and rec.fingerprint is not None and bytes(rec.fingerprint) != self._fingerprint(target, pk, texts[pk]):
+                            kept.append(Finding(rec.uid, target, "modified"))
+                            if not force:
+                                keep.append(pk)
+                                continue
+                        if pk in texts:
+                            delete.append(pk)
+                        retired_ids.append(rec.id)
+                        if rec.deployment_id is not None:
+                            deployments.add(rec.deployment_id)
+                    pk_col = info.column(info.primary_key[0])
+                    gone = set(delete) | {pk for pk in existing if pk not in texts}
+                    for table, n_child in (await self._delete_children(conn, role, existing, gone)).items():
+                        child_rows[table] = child_rows.get(table, 0) + n_child
+                    if delete:
+                        n = await conn.execute(
+                            f"DELETE FROM {tbl} WHERE {ident(pk_col.name)} = ANY($1::text[]::{pk_col.type}[])", delete
+                        )
+                        removed[target] = int(n.split()[-1])
+                    else:
+                        removed[target] = 0
+                    if keep:
+                        await conn.execute(policy_sql(info, self.ds.detection_schema, pk_col.type, keep))
+                        if forced_off:
+                            await conn.execute(f"ALTER TABLE {tbl} FORCE ROW LEVEL SECURITY")
+                        continue
+                    details = details or {}
+                    if details.get("permissive_policy"):
+                        await conn.execute(f"DROP POLICY IF EXISTS {ident(permissive)} ON {tbl}")
+                    enabled = details.get("rls_enabled_before", info.rls_enabled)
+                    forced = details.get("rls_forced_before", info.rls_forced and not forced_off)
+                    await conn.execute(f"ALTER TABLE {tbl} {'ENABLE' if enabled else 'DISABLE'} ROW LEVEL SECURITY")
+                    await conn.execute(f"ALTER TABLE {tbl} {'FORCE' if forced else 'NO FORCE'} ROW LEVEL SECURITY")
+                    dropped.append(f"policy {restrictive} on {target}")
+                    cleanup.append(target)
+                remaining = await self.registry.pool.fetchval(
+                    "SELECT count(*) FROM detection_objects WHERE datastore = $1 AND NOT (target = ANY($2::text[]))",
+                    self.ds.name, cleanup,
+                )
+                if cleanup and not remaining:
+                    schema = self.ds.detection_schema
+                    await conn.execute(f"DROP FUNCTION IF EXISTS {qualified(schema, FUNCTION)}(text, text, text)")
+                    dropped.append(f"function {schema}.{FUNCTION}")
+                    created = await self.registry.pool.fetchval(
+                        "SELECT bool_or((details->>'schema_created')::boolean) FROM detection_objects WHERE datastore = $1",
+                        self.ds.name,
+                    )
+                    if created:
+                        try:
+                            async with conn.transaction():
+                                await conn.execute(f"DROP SCHEMA IF EXISTS {ident(schema)}")
+                            dropped.append(f"schema {schema}")
+                        except asyncpg.DependentObjectsStillExistError:
+                            self.log.warning("retire.schema_kept", schema=schema, reason="other objects live in it")
+            except BaseException as exc:
+                raise await self._abort(dtr, exc, "retiring canaries in", "removed") from None
+            await dtr.commit()
+        finally:
+            await conn.close()
+        async with self.registry.pool.acquire() as ctl, ctl.transaction():
+            await self.registry.retire(ctl, retired_ids)
+            for dep in deployments:
+                left = await ctl.fetchval("SELECT count(*) FROM canaries WHERE deployment_id = $1 AND status = 'active'", dep)
+                if not left:
+                    await ctl.execute("UPDATE deployments SET status = 'retired', retired_at = now() WHERE id = $1", dep)
+            await ctl.execute(
+                "DELETE FROM detection_objects WHERE datastore = $1 AND target = ANY($2::text[])", self.ds.name, cleanup
+            )
+        self.log.info("seed.retired", removed=removed, kept=len([k for k in kept if not force]))
+        return RetireResult(self.ds.name, removed, kept if not force else [], child_rows, dropped)
+
+
+def _mask(secret: str | None) -> str | None:
+    return None if secret is None else f"{secret[:4]}…({len(secret)} characters)"
+
+
+async def _policy_keys(conn: asyncpg.Connection, qual: str) -> set[str]:
+    """Keys listed in an installed detection policy. The array constant is cut out of the catalog's
+    rendering as text and parsed by PostgreSQL as a bind parameter (never executed as SQL)."""
+    start = qual.find("ANY ('")
+    if start < 0:
+        return set()
+    begin = start + len("ANY ('")
+    end = begin
+    while True:
+        end = qual.find("'", end)
+        if end < 0:
+            return set()
+        if qual[end + 1 : end + 2] == "'":
+            end += 2
+            continue
+        break
+    body = qual[begin:end].replace("''", "'")
+    try:
+        rows = await conn.fetch("SELECT unnest($1::text::text[]) AS k", body)
+    except asyncpg.PostgresError:
+        return set()
+    return {r["k"] for r in rows}
+
+
+def _prefilter_intact(qual: str, keys: Sequence[str]) -> bool:
+    """The policy's bitmap and mask (as the catalog renders them) are what ``policy_sql`` installs for
+    the keys the policy lists: a cleared bitmap would pass canary rows without calling the function."""
+    bits, bitmap = prefilter(keys)
+    return f"'\\x{bitmap.hex()}'::bytea" in qual and re.search(rf"& \(?{bits - 1}\)*(?:::bigint)?\)* <> 1\)", qual) is not None
+
+
+def _pg_message(exc: BaseException) -> str:
+    """A PostgreSQL error without any value from the row (DETAIL may hold column values)."""
+    if isinstance(exc, asyncpg.PostgresError):
+        name = getattr(exc, "constraint_name", None)
+        msg = str(getattr(exc, "message", "") or exc).splitlines()[0]
+        m = re.match(r"invalid input for query argument \$\d+", msg)
+        if m:  # asyncpg echoes the argument values here: canary keys must not reach an error message
+            msg = m.group(0)
+        return f"{type(exc).__name__}: {msg}" + (f" (constraint {name})" if name and name not in msg else "")
+    return type(exc).__name__
+
+
+SEEDER = PostgresSeeder

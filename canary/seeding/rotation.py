@@ -1,0 +1,115 @@
+"""Master-key rotation: re-encrypt and re-index everything the registry keeps under a new key.
+
+Covered: deployment manifests, canary locations (ciphertext + blind index), row fingerprints
+(re-derived from the rows themselves, read from each datastore without firing detection), contact
+points / credentials (ciphertext + blind index) and mail evidence. Everything in the control store
+changes in ONE transaction (tables locked against concurrent writers), so a failure leaves the old
+key fully valid. Every blind index is checked against the old key before it is replaced: a value
+that does not reproduce its stored index aborts the rotation instead of silently orphaning a canary.
+
+Not re-derivable: credential canaries derived from the old key (tokens, PostgreSQL passwords) keep
+their placed values and stay recognisable by blind index, but the PostgreSQL honeypot derives
+passwords from the current key; re-seed credential canaries after a rotation. Running listeners
+hold the old key in memory: restart them with the new key right after rotating.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+import structlog
+
+from canary.config import Config
+from canary.crypto import Keyring
+from canary.errors import CryptoError
+from canary.seeding.postgres import PostgresSeeder
+from canary.store.registry import LOCATION, MANIFEST, Registry, location_key, value_purpose
+
+log = structlog.get_logger("canary.rotation")
+
+MAIL_EVIDENCE = "evidence:mail"
+MODIFIED_BEFORE_ROTATION = b"canary: row differed from its fingerprint when the key was rotated"
+
+
+async def rotate(config: Config, registry: Registry, new: Keyring) -> dict[str, Any]:
+    """Re-key the registry from ``registry.keyring`` to ``new``; returns counts per table."""
+    old = registry.keyring
+    if old.key_id == new.key_id:
+        raise CryptoError("the new master key is the current one")
+    fingerprints = await _refingerprint(config, registry, new)
+    counts: dict[str, int] = {}
+    async with registry.pool.acquire() as conn, conn.transaction():
+        tables = ["deployments", "canaries", "canary_values"]
+        has_mail = await conn.fetchval("SELECT to_regclass('contact_messages') IS NOT NULL")
+        if has_mail:
+            tables.append("contact_messages")
+        await conn.execute(f"LOCK TABLE {', '.join(tables)} IN EXCLUSIVE MODE")
+        rows = await conn.fetch("SELECT id, manifest_enc FROM deployments")
+        await conn.executemany(
+            "UPDATE deployments SET manifest_enc = $2, key_id = $3 WHERE id = $1",
+            [(r["id"], new.encrypt(old.decrypt(r["manifest_enc"], MANIFEST), MANIFEST), new.key_id) for r in rows],
+        )
+        counts["deployments"] = len(rows)
+        rows = await conn.fetch("SELECT id, uid, datastore, location_enc, location_idx, fingerprint FROM canaries")
+        updates = []
+        for r in rows:
+            plain = old.decrypt(r["location_enc"], LOCATION)
+            loc = json.loads(plain)
+            lookup = location_key(r["datastore"], loc.get("target"), loc.get("pk"))
+            if old.blind_index(lookup, LOCATION) != bytes(r["location_idx"]):
+                raise CryptoError(
+                    f"canary {r['uid']}: its location index cannot be reproduced from its location; rotation aborted, nothing changed"
+                )
+            fp = fingerprints.get(r["id"], r["fingerprint"])
+            updates.append((r["id"], new.encrypt(plain, LOCATION), new.blind_index(lookup, LOCATION), fp, new.key_id))
+        await conn.executemany(
+            "UPDATE canaries SET location_enc = $2, location_idx = $3, fingerprint = $4, key_id = $5 WHERE id = $1", updates
+        )
+        counts["canaries"] = len(rows)
+        rows = await conn.fetch("SELECT id, kind, value_enc, value_idx FROM canary_values")
+        value_updates: list[tuple[Any, bytes, bytes, str]] = []
+        for r in rows:
+            purpose = value_purpose(r["kind"])
+            value = old.decrypt_text(r["value_enc"], purpose)
+            if old.blind_index(value, purpose) != bytes(r["value_idx"]):
+                raise CryptoError(f"canary value {r['id']}: stored index does not match its value; rotation aborted, nothing changed")
+            value_updates.append((r["id"], new.encrypt(value, purpose), new.blind_index(value, purpose), new.key_id))
+        # indexes are unique per kind: move every row aside first so old and new indexes never collide
+        await conn.execute("UPDATE canary_values SET value_idx = '\\x00'::bytea || int8send(id)")
+        await conn.executemany("UPDATE canary_values SET value_enc = $2, value_idx = $3, key_id = $4 WHERE id = $1", value_updates)
+        counts["canary_values"] = len(rows)
+        if has_mail:
+            rows = await conn.fetch("SELECT id, raw_enc FROM contact_messages")
+            await conn.executemany(
+                "UPDATE contact_messages SET raw_enc = $2, key_id = $3 WHERE id = $1",
+                [(r["id"], new.encrypt(old.decrypt(r["raw_enc"], MAIL_EVIDENCE), MAIL_EVIDENCE), new.key_id) for r in rows],
+            )
+            counts["contact_messages"] = len(rows)
+    log.info("master_key.rotated", key_id=new.key_id, counts=counts)
+    return {"key_id": new.key_id, "counts": counts}
+
+
+async def _refingerprint(config: Config, registry: Registry, new: Keyring) -> dict[int, bytes]:
+    """New fingerprints of active customer canaries, computed from the rows as they are now. A row
+    that no longer matches its old fingerprint gets a fingerprint that can never match (so verify
+    keeps reporting it); a missing row keeps none. Raises if a datastore cannot be read."""
+
+    by_ds: dict[str, list[Any]] = defaultdict(list)
+    for rec in await registry.active():
+        if rec.kind == "customer" and rec.fingerprint is not None:
+            by_ds[rec.datastore].append(rec)
+    out: dict[int, bytes] = {}
+    for ds_name, records in by_ds.items():
+        seeder = PostgresSeeder(config.datastore(ds_name), registry)
+        texts = await seeder.current_rows(records)
+        for rec in records:
+            target, pk = str(rec.location["target"]), str(rec.location["pk"])
+            purpose = "fingerprint:" + location_key(ds_name, target, pk)
+            text = texts.get((target, pk))
+            if text is None:
+                continue
+            unchanged = registry.keyring.mac(text.encode(), purpose) == bytes(rec.fingerprint or b"")
+            out[rec.id] = new.mac(text.encode() if unchanged else MODIFIED_BEFORE_ROTATION, purpose)
+    return out

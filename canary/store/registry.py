@@ -1,0 +1,210 @@
+"""The canary registry: which canaries exist, where, and how to recognise them, without revealing them.
+
+Locations (which row), contact points and credentials are stored AES-GCM encrypted and found by
+HMAC blind index. Labels are deliberately coarse (``shop/public.customers``) so a stolen registry
+tells an attacker which tables hold canaries (they can see the policies anyway) but not which rows.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from canary.crypto import Keyring
+
+LOCATION = "location"
+MANIFEST = "manifest"
+
+
+def location_key(datastore: str, target: str, pk: object) -> str:
+    """Canonical lookup string of one row: ``datastore|schema.table|pk-as-text``."""
+    return f"{datastore}|{target}|{pk}"
+
+
+def value_purpose(kind: str) -> str:
+    return f"value:{kind}"
+
+
+def new_uid() -> str:
+    return "cy_" + secrets.token_hex(8)
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryRecord:
+    id: int
+    uid: str
+    kind: str
+    datastore: str
+    label: str
+    status: str
+    deployment_id: int | None
+    location: Mapping[str, Any]
+    fingerprint: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewCanary:
+    """What a seeder hands the registry for each canary it wrote."""
+
+    kind: str
+    datastore: str
+    label: str
+    location: Mapping[str, Any]  # JSON-able; must hold "target" and "pk"
+    lookup: str  # location_key(...) of the row
+    fingerprint: bytes | None = None
+    values: Sequence[tuple[str, str]] = ()  # (kind, plaintext) e.g. ("email", "a@b"), ("token", "ghp_…")
+
+
+class Registry:
+    def __init__(self, pool: asyncpg.Pool, keyring: Keyring) -> None:
+        self.pool = pool
+        self.keyring = keyring
+
+    # -- writing (inside the caller's transaction) -----------------------------------------
+    async def create_deployment(
+        self, conn: asyncpg.Connection, datastore: str, target: str, manifest: Mapping[str, Any]
+    ) -> int:
+        blob = self.keyring.encrypt(json.dumps(manifest, default=str), MANIFEST)
+        dep_id: int = await conn.fetchval(
+            "INSERT INTO deployments (datastore, target, manifest_enc, key_id) VALUES ($1, $2, $3, $4) RETURNING id",
+            datastore, target, blob, self.keyring.key_id,
+        )
+        return dep_id
+
+    async def add(self, conn: asyncpg.Connection, canaries: Sequence[NewCanary], deployment_id: int | None) -> list[tuple[int, str]]:
+        """Register canaries (one round trip per table); returns (id, uid) in input order."""
+        if not canaries:
+            return []
+        k = self.keyring
+        uids = [new_uid() for _ in canaries]
+        rows = await conn.fetch(
+            """
+            INSERT INTO canaries (uid, kind, datastore, label, deployment_id, location_enc, location_idx, fingerprint, key_id)
+            SELECT u, kd, ds, lb, $5, le, li, fp, $9
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $6::bytea[], $7::bytea[], $8::bytea[])
+                 AS t(u, kd, ds, lb, le, li, fp)
+            RETURNING id, uid
+            """,
+            uids, [c.kind for c in canaries], [c.datastore for c in canaries], [c.label for c in canaries],
+            deployment_id,
+            [k.encrypt(json.dumps(c.location, default=str), LOCATION) for c in canaries],
+            [k.blind_index(c.lookup, LOCATION) for c in canaries],
+            [c.fingerprint for c in canaries], k.key_id,
+        )
+        ids = {r["uid"]: r["id"] for r in rows}
+        value_rows = [
+            (ids[uid], kind, k.encrypt(value, value_purpose(kind)), k.blind_index(value, value_purpose(kind)), k.key_id)
+            for uid, c in zip(uids, canaries)
+            for kind, value in c.values
+        ]
+        if value_rows:
+            await conn.executemany(
+                "INSERT INTO canary_values (canary_id, kind, value_enc, value_idx, key_id) VALUES ($1, $2, $3, $4, $5)",
+                value_rows,
+            )
+        return [(ids[u], u) for u in uids]
+
+    async def retire(self, conn: asyncpg.Connection, canary_ids: Iterable[int], deployment_id: int | None = None) -> None:
+        await conn.execute(
+            "UPDATE canaries SET status = 'retired', retired_at = now() WHERE id = ANY($1::bigint[])", list(canary_ids)
+        )
+        await conn.execute(
+            "DELETE FROM canary_values WHERE canary_id = ANY($1::bigint[])", list(canary_ids)
+        )
+        if deployment_id is not None:
+            await conn.execute("UPDATE deployments SET status = 'retired', retired_at = now() WHERE id = $1", deployment_id)
+
+    # -- reading -------------------------------------------------------------------------------
+    def _record(self, row: asyncpg.Record) -> CanaryRecord:
+        return CanaryRecord(
+            id=row["id"], uid=row["uid"], kind=row["kind"], datastore=row["datastore"], label=row["label"],
+            status=row["status"], deployment_id=row["deployment_id"],
+            location=json.loads(self.keyring.decrypt_text(row["location_enc"], LOCATION)),
+            fingerprint=row["fingerprint"],
+        )
+
+    async def by_location(self, lookups: Sequence[str], conn: asyncpg.Connection | None = None) -> dict[str, int]:
+        """Active canary ids for location keys (unknown keys are absent from the result)."""
+        if not lookups:
+            return {}
+        idx = {self.keyring.blind_index(key, LOCATION): key for key in lookups}
+        q = "SELECT id, location_idx FROM canaries WHERE location_idx = ANY($1::bytea[]) AND status = 'active'"
+        rows = await (conn.fetch(q, list(idx)) if conn else self.pool.fetch(q, list(idx)))
+        return {idx[bytes(r["location_idx"])]: r["id"] for r in rows}
+
+    async def by_value(self, kind: str, value: str) -> CanaryRecord | None:
+        """The active canary that owns a contact point or credential, by blind index."""
+        idx = self.keyring.blind_index(value, value_purpose(kind))
+        row = await self.pool.fetchrow(
+            """
+            SELECT c.* FROM canary_values v JOIN canaries c ON c.id = v.canary_id
+            WHERE v.kind = $1 AND v.value_idx = $2 AND c.status = 'active'
+            """,
+            kind, idx,
+        )
+        return self._record(row) if row else None
+
+    async def values_of(self, canary_id: int) -> list[tuple[str, str]]:
+        rows = await self.pool.fetch("SELECT kind, value_enc FROM canary_values WHERE canary_id = $1 ORDER BY id", canary_id)
+        return [(r["kind"], self.keyring.decrypt_text(r["value_enc"], value_purpose(r["kind"]))) for r in rows]
+
+    async def active(self, datastore: str | None = None, label: str | None = None, conn: asyncpg.Connection | None = None) -> list[CanaryRecord]:
+        q = "SELECT * FROM canaries WHERE status = 'active' AND ($1::text IS NULL OR datastore = $1) AND ($2::text IS NULL OR label = $2) ORDER BY id"
+        rows = await (conn.fetch(q, datastore, label) if conn else self.pool.fetch(q, datastore, label))
+        return [self._record(r) for r in rows]
+
+    async def manifest(self, deployment_id: int) -> dict[str, Any]:
+        blob = await self.pool.fetchval("SELECT manifest_enc FROM deployments WHERE id = $1", deployment_id)
+        return json.loads(self.keyring.decrypt_text(blob, MANIFEST)) if blob else {}
+
+
+# -- values presented to canary: which canary holds them -------------------------------------
+class ValueKind(enum.StrEnum):
+    """What a stored blind index identifies (persisted in ``canary_values.kind``)."""
+
+    AWS_KEY_ID = "aws_key_id"
+    AWS_SECRET = "aws_secret"
+    TOKEN = "token"
+    DSN_USER = "dsn_user"
+    PG_ROLE = "pg_role"
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A presented value that belongs to an active canary (no secret inside)."""
+
+    value_kind: str
+    canary_id: int
+    uid: str
+    label: str
+    datastore: str
+
+
+async def recognise(
+    registry: Registry, candidates: Sequence[tuple[str, str]], *, conn: asyncpg.Connection | None = None
+) -> dict[tuple[str, str], Match]:
+    """Which (kind, value) candidates are active canary values: one query whatever the answer, the
+    same blind-index work for canaries and non-canaries."""
+    if not candidates:
+        return {}
+    k = registry.keyring
+    idx = [(kind, k.blind_index(value, value_purpose(kind))) for kind, value in candidates]
+    q = """
+        SELECT t.ord, v.kind, c.id, c.uid, c.label, c.datastore
+        FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS t(kind, idx, ord)
+        JOIN canary_values v ON v.kind = t.kind AND v.value_idx = t.idx
+        JOIN canaries c ON c.id = v.canary_id AND c.status = 'active'
+    """
+    args = ([kd for kd, _ in idx], [i for _, i in idx])
+    rows = await (conn.fetch(q, *args) if conn is not None else registry.pool.fetch(q, *args))
+    out: dict[tuple[str, str], Match] = {}
+    for r in rows:
+        cand = candidates[int(r["ord"]) - 1]
+        out[cand] = Match(r["kind"], r["id"], r["uid"], r["label"], r["datastore"])
+    return out
