@@ -33,7 +33,7 @@ RUNTIME_KEY = web.AppKey("runtime", Runtime)
 def default_components(runtime: Runtime) -> list[Component]:
     """The components the configuration asks for, in start order: every registered source type
     (:func:`canary.plugins.source_types`) builds its own from the configuration."""
-    return [c for source in plugins.source_types().values() for c in source.components(runtime.config)]
+    return plugins.build_components(plugins.source_types().values(), runtime.config)
 
 
 class Listener:

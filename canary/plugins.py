@@ -16,7 +16,7 @@ silent override.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
@@ -48,10 +48,10 @@ _OPTIONAL_SINKS = (
 
 #: Built-in source families, in listener start order; each module lists its sources as ``SOURCES``.
 BUILTIN_SOURCES = (
-    "canary.health.sources",
     "canary.postgres.sources",
     "canary.credentials.sources",
     "canary.contact.sources",
+    "canary.health.sources",  # the scheduler starts last: its first heartbeat needs the log tails running
 )
 BUILTIN_SEEDERS = ("canary.seeding.postgres",)
 
@@ -119,6 +119,11 @@ def seeder_for(datastore: DatastoreConfig, registry: Registry) -> Seeder:
     if datastore.kind not in types:
         raise ConfigError("datastores", f"no seeder for datastore kind {datastore.kind!r}; known: {', '.join(sorted(types))}")
     return types[datastore.kind](datastore, registry)
+
+
+def build_components(sources: Iterable[SourceType], config: Config) -> list[Component]:
+    """The components ``sources`` build from ``config``, in order."""
+    return [c for source in sources for c in source.components(config)]
 
 
 def suppress_rules() -> list[SuppressRule]:

@@ -10,6 +10,7 @@ exactly what was seeded and restores the detection state found before seeding.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -106,12 +107,13 @@ class Seeder(Protocol):
 
     async def verify(self) -> VerifyReport: ...
 
-    async def retire(self, *, force: bool = False) -> RetireResult: ...
+    async def retire(self, *, force: bool = False, targets: Sequence[str] | None = None) -> RetireResult:
+        """Remove this seeder's canaries (only those in ``targets``, schema-qualified tables, when given)
+        and its detection objects, leaving the tables as they were before seeding."""
 
 
 def as_dict(obj: Any) -> Any:
     """JSON-able form of the value types above (for CLI output and manifests)."""
-    import dataclasses
 
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         out = {f.name: as_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}

@@ -4,7 +4,7 @@ port, a static DNS resolver (no DNS here) and DKIM keys published through it."""
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from testkit import MakeConfig
 
 from canary.crypto import Keyring
 from canary.listener import Listener
@@ -96,7 +97,7 @@ def metric(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-async def open_contact_env(make_config: Callable[..., Any], keyring: Keyring, contact: Mapping[str, Any],
+async def open_contact_env(make_config: MakeConfig, keyring: Keyring, contact: Mapping[str, Any],
                            **sections: Any) -> ContactEnv:
     cfg = make_config(contact={"mail_domains": [MAIL_DOMAIN], **contact},
                       sinks=[{"name": "oncall", "type": "stdout"}], listener={"public_url": "https://canary.example.com"},
@@ -125,7 +126,7 @@ def contact_fixture(contact: Mapping[str, Any], **sections: Any) -> Any:
     """A pytest fixture yielding a ContactEnv with the given [contact] settings."""
 
     @pytest.fixture
-    async def env(make_config: Any, keyring: Keyring) -> AsyncIterator[ContactEnv]:
+    async def env(make_config: MakeConfig, keyring: Keyring) -> AsyncIterator[ContactEnv]:
         e = await open_contact_env(make_config, keyring, contact, **sections)
         try:
             yield e

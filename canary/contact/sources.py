@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from canary.config import Config
 from canary.contact import smtp, mail_webhooks, phone
-from canary.plugins import SourceType
+from canary.plugins import SourceType, build_components
 from canary.typing import Component
 
 SOURCES: tuple[SourceType, ...] = (
@@ -19,4 +19,4 @@ SOURCES: tuple[SourceType, ...] = (
 
 def components(config: Config) -> Sequence[Component]:
     """The components of this family that ``config`` asks for."""
-    return [c for source in SOURCES for c in source.components(config)]
+    return build_components(SOURCES, config)

@@ -1,0 +1,169 @@
+"""Canaries that blend in: composed addresses, k-anonymous digit prefixes, even use of contact pools,
+and the plan's warning when a pool is too small to blend into the table."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+
+import asyncpg
+from testkit import MakeConfig
+
+from canary.crypto import Keyring
+from canary.seeding.catalog import Column, Constraint, TableInfo
+from canary.seeding.postgres import PostgresSeeder
+from canary.seeding.synth import (
+    MIN_SHARED,
+    ContactAllocator,
+    RowContext,
+    Splicer,
+    Synthesizer,
+    draw_digits,
+    profile,
+    shared_digit_prefixes,
+)
+from canary.store import ControlStore
+from canary.store.registry import Registry
+
+REGIONS = {"서울특별시 강남구": "06", "부산광역시 해운대구": "48", "경기도 성남시 분당구": "13"}
+ROADS = ("테헤란로", "봉은사로", "센텀로", "판교역로", "수내로", "해운대로", "선릉로", "정자일로")
+
+
+def _col(name: str, not_null: bool = False) -> Column:
+    return Column(name=name, type="text", category="S", base_type="text", not_null=not_null, default=None, identity="",
+                  generated=False, max_length=None, numeric_precision=None, numeric_scale=None)
+
+
+def _info(*names: str) -> TableInfo:
+    pk = Column(name="id", type="int8", category="N", base_type="int8", not_null=True, default=None, identity="",
+                generated=False, max_length=None, numeric_precision=None, numeric_scale=None)
+    return TableInfo("public", "customers", 1, "r", "owner", False, False, (pk, *(_col(n) for n in names)),
+                     (Constraint("customers_pkey", "p", ("id",), "PRIMARY KEY (id)"),), (), ())
+
+
+def _addresses(n: int, seed: int = 4) -> list[dict[str, str | None]]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        region = rng.choice(list(REGIONS))
+        road = rng.choice(ROADS)
+        address = f"{region} {road} {rng.randint(1, 300)}, {rng.randint(101, 112)}동 {rng.randint(1, 25)}0{rng.randint(1, 4)}호"
+        out.append({"id": str(i), "address": address, "postal_code": f"{REGIONS[region]}{rng.randint(0, 999):03d}"})
+    return out
+
+
+def test_addresses_are_composed_from_shared_parts_consistently() -> None:
+    """Composed addresses follow the table's grammar (region, road, number, apartment dong/ho), keep
+    the postcode consistent with the region (from rows of the same region), and never copy a sampled
+    row's address."""
+    sample = _addresses(600)
+    info = _info("address", "postal_code")
+    prof = profile(info, sample)
+    assert prof.places is not None and prof.places.columns == ("address", "postal_code") and not prof.places.reverse
+    synth = Synthesizer(info, prof, locale="ko_KR", contacts=ContactAllocator(), seed=9)
+    real = {r["address"] for r in sample}
+    rows = [synth.row(RowContext(pk=str(10_000 + i))).values for i in range(200)]
+    shape = re.compile(r"(?P<region>\S+ \S+( 분당구)?) (?P<road>\S+로) \d+, 1\d\d동 \d+호")
+    for v in rows:
+        m = shape.fullmatch(v["address"] or "")
+        assert m is not None, v["address"]
+        assert m["region"] in REGIONS and m["road"] in ROADS
+        assert (v["postal_code"] or "")[:2] == REGIONS[m["region"]]
+    assert sum(v["address"] in real for v in rows) == 0
+
+
+def test_fine_first_addresses_are_walked_from_the_coarse_end() -> None:
+    """Addresses written house-number first ("12 Oak St Springfield") are composed from their end, so
+    the city (shared by many) is kept and the rare parts vary."""
+    rng = random.Random(3)
+    sample = [{"id": str(i), "street": f"{rng.randint(1, 999)} {rng.choice(['Oak', 'Elm', 'Pine', 'Main', 'Lake'])} "
+               f"{rng.choice(['St', 'Ave'])} {rng.choice(['Springfield', 'Riverside'])}"} for i in range(300)]
+    splicer = Splicer.of(_info("street"), sample)
+    assert splicer is not None and splicer.reverse
+    made = [splicer.compose(random.Random(i)) for i in range(50)]
+    assert all(m and re.fullmatch(r"\d+ (Oak|Elm|Pine|Main|Lake) (St|Ave) (Springfield|Riverside)", m["street"] or "") for m in made)
+
+
+def test_digit_prefixes_are_k_anonymous_and_followed() -> None:
+    """Only digit prefixes at least MIN_SHARED values share are kept; drawn numbers follow the real
+    prefix mix (mostly 010, some 02) and are not copies."""
+    rng = random.Random(5)
+    values = [f"010-{rng.randint(2000, 9999)}-{rng.randint(0, 9999):04d}" for _ in range(450)]
+    values += [f"02-{rng.randint(2000, 9999)}-{rng.randint(0, 9999):04d}" for _ in range(50)]
+    values.append("031-555-0000")
+    prefixes = shared_digit_prefixes(values)
+    assert "999-999-9999" not in prefixes  # one value of that shape: nothing shared
+    assert all(n >= MIN_SHARED for by in prefixes.values() for n in by.values())
+    assert not any(len(p) == 11 for p in prefixes["999-9999-9999"])  # no whole number survives
+    drawn = [draw_digits("999-9999-9999", prefixes["999-9999-9999"], rng) for _ in range(300)]
+    assert all(d.startswith("010-") for d in drawn) and len(set(drawn) & set(values)) == 0
+    info = _info("phone")
+    prof = profile(info, [{"id": str(i), "phone": v} for i, v in enumerate(values)])
+    synth = Synthesizer(info, prof, locale="ko_KR", contacts=ContactAllocator(), seed=2)
+    heads = Counter((synth.row(RowContext(pk=str(i))).values["phone"] or "x")[:3] for i in range(400))
+    assert heads["010"] > 300 and heads["02-"] > 10 and sum(heads.values()) - heads["010"] - heads["02-"] < 20
+
+
+def test_pools_are_used_evenly() -> None:
+    """Canary e-mails spread evenly over the pool's domains and phones over its number blocks."""
+    domains = [f"mail{i}.example-post.kr" for i in range(7)]
+    phones = [f"+8210{b}{n:04d}" for b in range(2000, 2010) for n in range(20)]
+    pool = ContactAllocator(domains, phones, rng=random.Random(8))
+    used = Counter(pool.email(f"user{i}", "unused.example").split("@")[1] for i in range(50))
+    assert set(used) == set(domains) and max(used.values()) - min(used.values()) <= 1
+    blocks = Counter(str(pool.phone())[:-4] for _ in range(35))
+    assert len(blocks) == 10 and max(blocks.values()) - min(blocks.values()) <= 1
+
+
+async def test_plan_warns_when_a_pool_is_too_small_to_blend(target_dsn: str, make_config: MakeConfig, store: ControlStore, keyring: Keyring) -> None:
+    """With two canary domains for 30 canaries (15 each, where small real domains have 3 customers)
+    and one owned number block, the plan says so and how many are needed; a pool of 20 domains over
+    30 blocks raises no warning."""
+    conn = await asyncpg.connect(target_dsn)
+    try:
+        await conn.execute("CREATE TABLE customers (id bigserial PRIMARY KEY, full_name text, email text, phone text)")
+        await conn.execute(
+            "INSERT INTO customers (id, full_name, email, phone) SELECT g * 2, 'Kim ' || g, 'u' || g || '@co' || (g % 200) || '.co.kr',"
+            " '010-' || (2000 + (g * 7919) % 7000) || '-' || lpad((g % 10000)::text, 4, '0') FROM generate_series(1, 600) g"
+        )
+    finally:
+        await conn.close()
+    registry = Registry(store.pool, keyring)
+    tables = [{"table": "public.customers", "count": 30}]
+    small = make_config(datastores=[{"name": "shop", "dsn": target_dsn, "tables": tables}],
+                        seeding={"email_domains": ["a-post.kr", "b-post.kr"], "phone_numbers": ["+821055500000-+821055500099"]})
+    plan = await PostgresSeeder.from_config(small, "shop", registry, seed=1).plan()
+    warnings = plan.targets[0].warnings
+    assert any("2 canary mail domains put about 15 canaries on each" in w and "at least 4 domains" in w for w in warnings), warnings
+    assert any("lie in 1 number block(s), about 30 canaries" in w for w in warnings), warnings
+    wide = make_config(datastores=[{"name": "shop", "dsn": target_dsn, "tables": tables}],
+                       seeding={"email_domains": [f"d{i}-post.kr" for i in range(20)],
+                                "phone_numbers": [f"+8210{3000 + 7 * b}{n:04d}" for b in range(30) for n in (11, 4242)]})
+    plan = await PostgresSeeder.from_config(wide, "shop", registry, seed=1).plan()
+    assert not [w for w in plan.targets[0].warnings if "blend" in w or "number block" in w]
+
+
+def test_frequency_match_follows_real_count_classes_without_copying_rare_values() -> None:
+    """Canaries take candidates whose values are as common in the table as real rows' values are
+    (half the real rows hold a value no one else has, half one of 40 holders), and never a value
+    that only one or two real rows hold (it would identify them)."""
+    from collections import Counter
+
+    from canary.seeding.synth import FrequencyMatch, count_bin
+
+    table: Counter[str | None] = Counter({"shared": 40, "rare": 1, "pair": 2})
+    table.update({f"own{i}": 1 for i in range(100)})
+    sample = [{"v": f"own{i}"} for i in range(50)] + [{"v": "shared"}] * 50
+    keys = (("v", lambda v: v),)
+    targets = FrequencyMatch.real_targets(keys, (table,), sample)
+    pool = [{"v": "shared"}, {"v": "rare"}, {"v": "pair"}] + [{"v": f"new{i}"} for i in range(300)]
+    match = FrequencyMatch(keys, (table,), targets, pool)
+    rng = random.Random(3)
+    drawn = [match.draw(rng) for _ in range(200)]
+    values = [d["v"] for d in drawn if d is not None]
+    assert len(values) == 200
+    assert not {"rare", "pair"} & set(values)
+    shared = values.count("shared")
+    assert 70 <= shared <= 130
+    assert all(count_bin(table[v] + values.count(v)) in (count_bin(1), count_bin(2), count_bin(41 + shared - 1)) for v in values)
