@@ -3,7 +3,6 @@ RUN useradd --system --home /var/lib/canary canary && mkdir -p /var/lib/canary &
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY canary ./canary
-COPY seeders ./seeders
 RUN pip install --no-cache-dir .
 USER canary
 EXPOSE 8088 2525 6432

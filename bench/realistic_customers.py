@@ -1,6 +1,6 @@
 """Realistic Korean customer data for the distinguishability benchmark (stands in for production).
 
-Written independently of the seeder (nothing from ``canary.synth`` or ``seeders``), with the quirks
+Written independently of the seeder (nothing from ``canary.seeding``), with the quirks
 a real Korean shop's ``customers`` table has:
 
 - names: surnames by census share (Kim ~21%, Lee ~15%, Park ~8%, ... a long tail incl. two-syllable

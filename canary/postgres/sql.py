@@ -1,4 +1,5 @@
-"""SQL text building for seeders: the ONE place where identifiers and literals are quoted.
+"""SQL text building for PostgreSQL (seeding and detection objects): the ONE place where identifiers
+and literals are quoted.
 
 Every identifier that reaches SQL text (schema, table, column, policy and function names) goes
 through :func:`ident`; every literal that cannot be a bind parameter (DDL bodies, policy arrays) goes
