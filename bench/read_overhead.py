@@ -39,10 +39,12 @@ from typing import Any
 
 import asyncpg
 
+from canary.crypto import Keyring, generate_key
 from canary.postgres.protocol import FUNCTION
+from canary.postgres.read import function_sql, install_key, key_table_sql
 from canary.postgres.sql import array_literal, literal, qualified
 from canary.seeding.catalog import TableInfo, introspect
-from canary.seeding.postgres import function_sql, policy_sql
+from canary.seeding.postgres import policy_sql
 from canary.store.embedded import PostgresServer
 
 SCHEMA = "rowsec_audit"
@@ -111,6 +113,9 @@ async def build(server: PostgresServer, rows: int) -> tuple[str, str]:
             await conn.execute(f"GRANT SELECT ON {t} TO bench_reader")
             await conn.execute(f"VACUUM ANALYZE {t}")
         await conn.execute(f"CREATE SCHEMA {SCHEMA}")
+        for stmt in key_table_sql(SCHEMA):
+            await conn.execute(stmt)
+        await install_key(conn, SCHEMA, "bench", Keyring(generate_key()))
         await conn.execute(function_sql(SCHEMA, "bench"))
         await conn.execute(f"GRANT USAGE ON SCHEMA {SCHEMA} TO PUBLIC")
         await conn.execute("ALTER TABLE guarded ENABLE ROW LEVEL SECURITY")

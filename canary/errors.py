@@ -6,6 +6,8 @@ them by ``code`` in /metrics. Messages never include secret values.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CanaryError(Exception):
     """Root of canary's own errors. ``code`` is a stable, machine-readable identifier."""
@@ -47,6 +49,24 @@ class StoreError(CanaryError):
     """The control store cannot be reached, migrated or queried."""
 
     code = "store_error"
+
+
+class EventRefused(StoreError):
+    """The control store refused to record these events (their content, not the store's health): the
+    events a source submitted with them are committed; the source should count these and move on
+    rather than retry them forever."""
+
+    code = "event_refused"
+
+    def __init__(self, refused: list[tuple[Any, BaseException]]) -> None:
+        self.refused = refused
+        reasons = sorted({_reason(exc) for _, exc in refused})
+        super().__init__(f"the control store refused {len(refused)} event(s): {', '.join(reasons)}")
+
+
+def _reason(exc: BaseException) -> str:
+    state = getattr(exc, "sqlstate", None)
+    return f"{type(exc).__name__}{f' ({state})' if state else ''}"
 
 
 class DatastoreError(CanaryError):

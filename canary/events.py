@@ -13,8 +13,14 @@ import datetime as dt
 import enum
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
+
+#: Longest string kept in an event's facts; depth beyond which nested evidence is summarised.
+MAX_TEXT = 16 * 1024
+MAX_DEPTH = 8
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class EventKind(enum.StrEnum):
@@ -69,6 +75,16 @@ class DetectionEvent:
     detected_at: dt.datetime = dataclasses.field(default_factory=_utcnow)
     drill: str | None = None
 
+    def __post_init__(self) -> None:
+        # What sources put here comes from hostile input: keep it storable (jsonb refuses NUL and
+        # lone surrogates, text refuses NUL), bounded and plain JSON, so one event cannot fail a batch.
+        for name in ("source", "key", "group"):
+            object.__setattr__(self, name, storable_text(getattr(self, name)))
+        if self.drill is not None:
+            object.__setattr__(self, "drill", storable_text(self.drill))
+        for name in ("actor", "origin", "evidence"):
+            object.__setattr__(self, name, storable(getattr(self, name)))
+
     def to_json(self) -> dict[str, Any]:
         return {
             "kind": str(self.kind),
@@ -89,4 +105,32 @@ class DetectionEvent:
 def event_key(*parts: object) -> str:
     """A stable idempotency key from the parts that identify one signal."""
     blob = json.dumps([str(p) for p in parts], separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def storable_text(value: object, limit: int = MAX_TEXT) -> str:
+    """``value`` as text PostgreSQL accepts in text and jsonb: NUL and lone surrogates become U+FFFD,
+    and text longer than ``limit`` is cut (with a marker)."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > limit:
+        text = text[:limit] + "…[truncated]"
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+def storable(value: Any, depth: int = 0) -> Any:
+    """A JSON value built from ``value`` that jsonb accepts whatever it holds: strings made storable,
+    keys made text, non-finite floats and foreign types turned into text, nesting beyond
+    :data:`MAX_DEPTH` summarised."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else str(value)
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, Mapping | list | tuple) and depth >= MAX_DEPTH:
+        return f"[{type(value).__name__} nested deeper than {MAX_DEPTH}]"
+    if isinstance(value, Mapping):
+        return {storable_text(k, 256): storable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v, depth + 1) for v in value]
+    return storable_text(value)

@@ -28,7 +28,7 @@ import structlog
 from canary.alerts import Alert, AlertAction
 from canary.config import Config, SinkConfig
 from canary.drilltags import attribute_drills
-from canary.errors import IncidentError
+from canary.errors import EventRefused, IncidentError
 from canary.events import DetectionEvent, EventKind, Severity
 from canary.rules import NO_DECISION, CanaryFacts, Decision, RuleSet, facts_from_rows
 from canary.typing import SuppressRule
@@ -49,7 +49,21 @@ class Stats:
     notifications: int = 0
     suppressed: int = 0
     batches: int = 0
+    refused: int = 0
     by_kind: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+#: SQLSTATE classes that mean "this content cannot be stored", not "the store is unwell": data
+#: exceptions, integrity violations, program limits (e.g. an index row too large).
+_REFUSAL_CLASSES = frozenset({"22", "23", "54"})
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether the store refused a batch for what it holds (retrying it can never succeed)."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(getattr(exc, "sqlstate", "") or "")[:2] in _REFUSAL_CLASSES
+    # a value the driver cannot encode (asyncpg's client-side DataError is a ValueError too)
+    return isinstance(exc, ValueError | TypeError | UnicodeError)
 
 
 def _severity_at_least(severity: Severity, minimum: str) -> bool:
@@ -113,15 +127,25 @@ class Pipeline:
         if self._closing:
             raise RuntimeError("pipeline is stopping")
         if self._task is None:
-            await self.record([event])
-            return
+            fut0: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            await self._commit([(event, fut0)])
+            return await fut0
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.stats.submitted += 1
         await self._queue.put((event, fut))
         await fut
 
     async def submit_many(self, events: Sequence[DetectionEvent]) -> None:
-        await asyncio.gather(*(self.submit(e) for e in events))
+        """Commit ``events``; returns when all are committed. If the store refused some for their
+        content (see :func:`refused`), the others are committed and :class:`EventRefused` names the
+        refused ones; any other failure is raised as is (nothing to acknowledge: retry the input)."""
+        results = await asyncio.gather(*(self.submit(e) for e in events), return_exceptions=True)
+        failures = [(e, r) for e, r in zip(events, results) if isinstance(r, BaseException)]
+        for _, exc in failures:
+            if not isinstance(exc, EventRefused):
+                raise exc
+        if failures:
+            raise EventRefused([(e, exc.refused[0][1] if isinstance(exc, EventRefused) else exc) for e, exc in failures])
 
     async def _run(self) -> None:
         while True:
@@ -137,20 +161,37 @@ class Pipeline:
             real = [(e, f) for e, f in batch if e is not None]
             stop = len(real) != len(batch)
             if real:
-                try:
-                    await self.record([e for e, _ in real])
-                except BaseException as exc:  # the submitters see the failure and keep their input
-                    for _, f in real:
-                        if not f.done():
-                            f.set_exception(exc)
-                    if isinstance(exc, asyncio.CancelledError):
-                        raise
-                else:
-                    for _, f in real:
-                        if not f.done():
-                            f.set_result(None)
+                await self._commit(real)
             if stop and self._queue.empty():
                 return
+
+    async def _commit(self, items: list[tuple[DetectionEvent, asyncio.Future[None]]]) -> None:
+        """Record a batch; if the store refuses it for its content, record the halves separately, so
+        one event the store cannot take fails alone (:class:`EventRefused`) and the rest commit."""
+        try:
+            await self.record([e for e, _ in items])
+        except BaseException as exc:  # the submitters see the failure and keep their input
+            if isinstance(exc, asyncio.CancelledError) or not refused(exc):
+                for _, f in items:
+                    if not f.done():
+                        f.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                return
+            if len(items) == 1:
+                self.stats.refused += 1
+                log.error("pipeline.event_refused", source=items[0][0].source, kind=str(items[0][0].kind),
+                          error=f"{type(exc).__name__}: {exc}"[:300])
+                if not items[0][1].done():
+                    items[0][1].set_exception(EventRefused([(items[0][0], exc)]))
+                return
+            mid = len(items) // 2
+            await self._commit(items[:mid])
+            await self._commit(items[mid:])
+        else:
+            for _, f in items:
+                if not f.done():
+                    f.set_result(None)
 
     # -- recording --------------------------------------------------------------------------
     async def record(self, events: Sequence[DetectionEvent]) -> list[int]:

@@ -15,10 +15,10 @@ import aiohttp
 import pytest
 from hypothesis import settings as hypothesis_settings
 from seeder_helpers import Shop, shop_database
-from testkit import CanaryRows, MakeConfig, OpenRuntime, fresh_database
+from testkit import TEST_KEYRING, CanaryRows, MakeConfig, OpenRuntime, fresh_database
 
 from canary.config import Config, from_mapping
-from canary.crypto import Keyring, generate_key
+from canary.crypto import Keyring
 from canary.runtime import Runtime, close_runtime, open_runtime
 from canary.store import ControlStore
 from canary.store.embedded import PostgresServer
@@ -77,7 +77,8 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 def keyring() -> Keyring:
-    return Keyring(generate_key())
+    """The master key of every test runtime (fixed, so hand-written detection lines can be signed)."""
+    return TEST_KEYRING
 
 
 @pytest.fixture

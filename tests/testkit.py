@@ -3,14 +3,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 import asyncpg
 
 from canary.config import Config
+from canary.crypto import Keyring
+from canary.postgres.read import line_key, line_mac
 from canary.runtime import Runtime
 from canary.store.embedded import PostgresServer
 from canary.store.registry import NewCanary, location_key
@@ -73,3 +78,27 @@ async def fresh_database(server: PostgresServer, prefix: str = "db") -> AsyncIte
         yield server.dsn(name)
     finally:
         await drop_database(server, name)
+
+
+#: The master key of test runtimes (the ``keyring`` fixture).
+TEST_KEYRING = Keyring(bytes(range(32)))
+
+
+def signed(record: dict[str, Any], keyring: Keyring = TEST_KEYRING) -> dict[str, Any]:
+    """A hand-written CY001 jsonlog record with the MAC the genuine touch function would add."""
+    detail = str(record["detail"])
+    record["hint"] = line_mac(line_key(keyring, str(json.loads(detail)["ds"])), detail)
+    return record
+
+
+async def incidents_when(rt: Runtime, n: int, timeout: float = 10.0, canaries: int = 0) -> list[dict[str, Any]]:
+    """Incidents once at least ``n`` exist and (with ``canaries``) each holds that many canaries:
+    the tail commits a read's lines in batches, so an incident can be seen before it is complete."""
+    deadline = time.monotonic() + timeout
+    rows: list[Any] = []
+    while time.monotonic() < deadline:
+        rows = await rt.pool.fetch("SELECT * FROM incidents ORDER BY id")
+        if len(rows) >= n and all(len(r["canary_ids"]) >= canaries for r in rows):
+            break
+        await asyncio.sleep(0.05)
+    return [dict(r) for r in rows]

@@ -21,6 +21,7 @@ import structlog
 from aiohttp import web
 
 from canary.plugins import SourceType
+from canary.postgres.lines import LineSplitter, LongLine
 from canary.postgres.processor import PgLogProcessor
 from canary.postgres.record import RecordContext, RecordHandler
 from canary.secret import Secret
@@ -30,7 +31,7 @@ log = structlog.get_logger("canary.sources.http_ingest")
 
 PATH = "/ingest/jsonlog"
 BATCH_LINES = 2000
-MAX_LINE = 1024 * 1024
+READ_CHUNK = 256 * 1024
 
 
 class HttpIngest:
@@ -96,26 +97,25 @@ class HttpIngest:
         if processor is None:
             processor = PgLogProcessor(self.runtime, RecordContext(self.nodes[node], node, f"http:{node}"), self.handlers)
             self._processors[node] = processor
-        lines: list[bytes] = []
+        splitter = LineSplitter("body")
+        lines: list[bytes | LongLine] = []
         total = accepted = events = 0
         try:
-            while True:
-                line = await request.content.readline()
-                if not line:
-                    break
-                total += len(line)
+            async for chunk in request.content.iter_chunked(READ_CHUNK):
+                total += len(chunk)
                 if total > self.max_body:
                     self._count(413)
                     return web.json_response({"error": f"body larger than {self.max_body} bytes",
                                               "committed_events": events}, status=413)
-                if len(line) > MAX_LINE:
-                    await self.runtime.reject(f"http:{node}", "line_too_long", line[:200])
-                    continue
-                lines.append(line)
+                for line in splitter.feed(chunk):
+                    if isinstance(line, LongLine):  # counted; its detection fields are still read
+                        await self.runtime.reject(f"http:{node}", "line_too_long", f"{line.length} bytes | {line.head[:200]!r}")
+                    lines.append(line)
                 if len(lines) >= BATCH_LINES:
                     events += await processor.process_lines(lines)
                     accepted += len(lines)
                     lines = []
+            lines += splitter.finish()
             if lines:
                 events += await processor.process_lines(lines)
                 accepted += len(lines)

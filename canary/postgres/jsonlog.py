@@ -2,7 +2,7 @@
 
 The logging collector names files by time (``postgresql-%Y%m%d-%H%M%S.json``), so name order is
 write order. The tail follows rotation (finishes the old file, moves to the next), notices truncation,
-skips over-long lines (counted), and commits a checkpoint (file, inode, offset) only after the events
+reads the detection fields of over-long lines from their head and tail (counted), and commits a checkpoint (file, inode, offset) only after the events
 of the bytes before it are committed. After a crash it re-reads from the checkpoint; event keys make
 that idempotent. With no checkpoint it starts at the end of the newest file: canary reports what
 happens from now on, not history.
@@ -20,6 +20,7 @@ from aiohttp import web
 
 from canary.config import Config
 from canary.plugins import SourceType
+from canary.postgres.lines import LineSplitter, LongLine
 from canary.postgres.processor import PgLogProcessor
 from canary.postgres.record import RecordContext, RecordHandler
 from canary.tasks import stop_task
@@ -27,7 +28,6 @@ from canary.typing import Component, SourceContext
 
 log = structlog.get_logger("canary.sources.jsonlog")
 
-MAX_LINE = 1024 * 1024
 CHUNK = 4 * 1024 * 1024
 
 
@@ -56,8 +56,7 @@ class JsonlogSource:
         self._path: Path | None = None
         self._inode: int | None = None
         self._offset = 0
-        self._partial = b""
-        self._skipping = False  # inside an over-long line
+        self._lines = LineSplitter()
         self.runtime: SourceContext  # set by start()
         self.processor: PgLogProcessor | None = None
         self.caught_up = asyncio.Event()
@@ -106,7 +105,8 @@ class JsonlogSource:
             self._open(last, 0 if self.from_start else last.stat().st_size)
 
     def _open(self, path: Path, offset: int) -> None:
-        self._path, self._offset, self._partial, self._skipping = path, offset, b"", False
+        self._path, self._offset = path, offset
+        self._lines.reset(offset, path.name)
         try:
             self._inode = path.stat().st_ino
         except OSError:
@@ -121,7 +121,7 @@ class JsonlogSource:
             ON CONFLICT (source) DO UPDATE SET position = excluded.position, updated_at = now()
             """,
             self.name,
-            {"path": str(self._path), "inode": self._inode, "offset": self._offset - len(self._partial)},
+            {"path": str(self._path), "inode": self._inode, "offset": self._lines.line_start},
         )
 
     # -- loop ----------------------------------------------------------------------------------
@@ -166,42 +166,18 @@ class JsonlogSource:
         data = await asyncio.to_thread(_read, self._path, self._offset, CHUNK)
         if not data:
             return self._advance()
-        lines, rest, too_long = self._split(self._partial + data)
-        for sample in too_long:
-            await self.runtime.reject(self.name, "line_too_long", sample)
+        lines = self._lines.feed(data)
+        for line in lines:
+            if isinstance(line, LongLine):  # counted; its detection fields are still read
+                await self.runtime.reject(self.name, "line_too_long", f"{line.length} bytes at {line.position} | {line.head[:200]!r}")
         n_lines = len(lines)
         processor = self.processor
         assert processor is not None
         self.runtime.metrics.lines.labels(source=self.name).inc(n_lines)
         await processor.process_lines(lines)  # raises if the store is down: position not advanced
         self._offset += len(data)
-        self._partial = rest
         await self._checkpoint()
         return True
-
-    def _split(self, buf: bytes) -> tuple[list[bytes], bytes, list[bytes]]:
-        """Complete lines, the unfinished rest, and samples of over-long lines (which are dropped)."""
-        lines: list[bytes] = []
-        too_long: list[bytes] = []
-        start = 0
-        while True:
-            nl = buf.find(b"\n", start)
-            if nl < 0:
-                break
-            if self._skipping:
-                self._skipping = False
-            elif nl - start > MAX_LINE:
-                too_long.append(buf[start:start + 200])
-            else:
-                lines.append(buf[start:nl])
-            start = nl + 1
-        rest = buf[start:]
-        if len(rest) > MAX_LINE:
-            if not self._skipping:
-                self._skipping = True
-                too_long.append(rest[:200])
-            rest = b""
-        return lines, rest, too_long
 
     def _advance(self) -> bool:
         """Move to the next file when the current one is finished and a newer one exists."""
@@ -210,7 +186,7 @@ class JsonlogSource:
         newer = [p for p in self._files() if p.name > self._path.name]
         if not newer:
             return False
-        if self._partial:
+        if self._lines.line_start < self._offset:
             log.warning("jsonlog.incomplete_last_line", source=self.name, path=str(self._path))
         self._open(newer[0], 0)
         return True

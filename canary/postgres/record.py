@@ -9,7 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from canary.events import EventKind, Severity
+from canary.crypto import Keyring
+from canary.events import EventKind, Severity, event_key
 from canary.postgres.protocol import DRILL_APP_PREFIX
 
 #: Longest statement text kept in an event's evidence.
@@ -22,6 +23,8 @@ class RecordContext:
     datastore: str
     node: str
     source: str
+    #: checks that detection lines were written by canary's own function (the processor sets it)
+    keyring: Keyring | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(slots=True)
@@ -67,6 +70,62 @@ def drill_tag(application_name: object) -> str | None:
     if isinstance(application_name, str) and application_name.startswith(DRILL_APP_PREFIX):
         return application_name[len(DRILL_APP_PREFIX):][:64] or None
     return None
+
+
+#: jsonlog fields the server writes as numbers; every other field it writes is a string.
+_INT_FIELDS = frozenset({"pid", "leader_pid", "line_num", "remote_port", "txid", "query_id", "internal_position",
+                         "cursor_position", "file_line_num"})
+
+
+def well_typed(record: Mapping[str, Any]) -> dict[str, Any]:
+    """``record`` with only the fields of the types PostgreSQL writes (numbers where it writes numbers,
+    strings elsewhere): what arrives over a network may hold anything, and handlers trust the types."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if key in _INT_FIELDS:
+            if isinstance(value, int) and not isinstance(value, bool):
+                out[key] = value
+        elif isinstance(value, str) or (key == "_truncated" and value is True):
+            out[key] = value
+    return out
+
+
+def raised_by_plpgsql(record: Mapping[str, Any]) -> bool:
+    """Whether a PL/pgSQL ``RAISE`` wrote this record (anyone who may run ``DO`` can): its innermost
+    context line says so, and the server sets the context, not the writer."""
+    context = record.get("context")
+    if not isinstance(context, str):
+        return False
+    return context.split("\n", 1)[0].rstrip().endswith(" at RAISE")
+
+
+def forged_detection(record: Mapping[str, Any], ctx: RecordContext, claimed: str, why: str, *,
+                     severity: Severity = Severity.ERROR) -> Detection:
+    """A log record that imitates one of canary's signals without being one: a TAMPER event named by
+    the server-set facts of the session that wrote it, one incident per forging session."""
+    session = record.get("session_id") or f"{record.get('pid')}"
+    observed = _timestamp_or_now(record.get("timestamp"))
+    return Detection(
+        kind=EventKind.TAMPER,
+        key=event_key("pg-forged", ctx.node, session, record.get("line_num"), record.get("timestamp"), claimed),
+        group=f"pg-forged:{ctx.node}:{session}",
+        observed_at=observed,
+        actor={"user": record.get("user"), "application_name": record.get("application_name")},
+        origin={"client_addr": record.get("remote_host"), "node": ctx.node, "datastore": ctx.datastore,
+                "database": record.get("dbname"), "pid": record.get("pid")},
+        evidence={"signal": "forged_log_line", "claimed": claimed, "reason": why,
+                  "state_code": record.get("state_code"), "message": str(record.get("message") or "")[:200],
+                  "session_id": record.get("session_id"), "line_num": record.get("line_num")},
+        severity=severity,
+        require_canary=False,
+    )
+
+
+def _timestamp_or_now(value: object) -> dt.datetime:
+    try:
+        return parse_pg_timestamp(value)
+    except (ValueError, TypeError):
+        return dt.datetime.now(dt.timezone.utc)
 
 
 def is_export(query: str) -> bool:

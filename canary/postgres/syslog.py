@@ -33,13 +33,16 @@ from aiohttp import web
 
 from canary.config import Config
 from canary.plugins import SourceType
-from canary.postgres.processor import PgLogProcessor
+from canary.postgres.lines import LONG_HEAD, LONG_TAIL, LongLine
+from canary.postgres.processor import PgLogProcessor, parse_long
 from canary.postgres.record import RecordContext, RecordHandler
 from canary.typing import Component, SourceContext
 
 log = structlog.get_logger("canary.sources.syslog")
 
 MAX_MESSAGE = 64 * 1024
+#: Longest field (statement, context ...) kept of a reassembled entry; the rest is counted, not kept.
+MAX_FIELD = 64 * 1024
 QUEUE_SIZE = 10_000
 ASSEMBLE_WAIT = 0.5  # seconds a multi-chunk PostgreSQL entry may wait for its next chunk
 _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
@@ -188,9 +191,13 @@ class Assembler:
                     "QUERY": "internal_query"}.get(sev.group("sev"))
             entry.last_field = name or "ignored"
             if name:
-                entry.record[name] = sev.group("text")
+                entry.record[name] = sev.group("text")[:MAX_FIELD]
         elif entry.last_field != "ignored":  # a continuation line of a multi-line field
-            entry.record[entry.last_field] = entry.record.get(entry.last_field, "") + "\n" + text.lstrip("\t")
+            value = entry.record.get(entry.last_field, "")
+            if len(value) < MAX_FIELD:
+                entry.record[entry.last_field] = (value + "\n" + text.lstrip("\t"))[:MAX_FIELD]
+            else:
+                entry.record["_truncated"] = True
         return out
 
     def expire(self, now: float, wait: float = ASSEMBLE_WAIT) -> list[tuple[str, Mapping[str, Any]]]:
@@ -234,7 +241,7 @@ class SyslogSource:
         self.allow = [ipaddress.ip_network(n, strict=False) for n in allow]
         self.handlers = handlers
         self.runtime: SourceContext  # set by start()
-        self._queue: asyncio.Queue[tuple[bytes, str]] = asyncio.Queue(QUEUE_SIZE)
+        self._queue: asyncio.Queue[tuple[bytes | LongLine, str]] = asyncio.Queue(QUEUE_SIZE)
         self._processors: dict[str, PgLogProcessor] = {}
         self._assembler = Assembler()
         self._transport: asyncio.DatagramTransport | None = None
@@ -302,15 +309,13 @@ class SyslogSource:
                 first = await reader.read(1)
                 if not first:
                     break
+                data: bytes | LongLine
                 if first.isdigit():  # octet counting: LEN SP MSG
                     digits = first + await reader.readuntil(b" ")
                     size = int(digits[:-1])
-                    if size > MAX_MESSAGE:
-                        await self.runtime.reject(self.name, "message_too_long", digits[:20])
-                        break
-                    data = await reader.readexactly(size)
+                    data = await reader.readexactly(size) if size <= MAX_MESSAGE else await _read_long(reader, size)
                 else:  # non-transparent framing: LF-terminated
-                    data = first + await reader.readuntil(b"\n")
+                    data = await _read_line(reader, first)
                 await self._queue.put((data, peer))  # TCP: wait (backpressure) instead of dropping
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -354,25 +359,30 @@ class SyslogSource:
             for node, records in batch.items():
                 await self._commit(node, records)
 
-    async def _accept(self, data: bytes, peer: str, batch: dict[str, list[Mapping[str, Any]]], now: float) -> None:
+    async def _accept(self, data: bytes | LongLine, peer: str, batch: dict[str, list[Mapping[str, Any]]], now: float) -> None:
         if not self._allowed(peer):
             await self.runtime.reject(self.name, "peer_not_allowed", peer)
             return
-        if len(data) > MAX_MESSAGE:
-            await self.runtime.reject(self.name, "message_too_long", data[:200])
-            return
+        long = data if isinstance(data, LongLine) else None
+        raw = data.head if isinstance(data, LongLine) else data
+        if long is not None:  # counted; a jsonlog payload's detection fields are still read
+            await self.runtime.reject(self.name, "message_too_long", f"{long.length} bytes | {long.head[:200]!r}")
         try:
-            msg = parse_syslog(data)
+            msg = parse_syslog(raw)
         except SyslogFormatError as exc:
-            await self.runtime.reject(self.name, "malformed_syslog", f"{exc} | {data[:300]!r}")
+            await self.runtime.reject(self.name, "malformed_syslog", f"{exc} | {raw[:300]!r}")
             return
         if msg.host not in self.nodes:
             await self.runtime.reject(self.name, "unknown_node", msg.host[:100])
             return
         self.runtime.metrics.lines.labels(source=self.name).inc()
         try:
-            done = self._assembler.feed(msg, now)
-        except ValueError as exc:
+            if long is not None and msg.msg.lstrip().startswith("{"):
+                done: list[tuple[str, Mapping[str, Any]]] = [
+                    (msg.host, parse_long(LongLine(msg.msg.encode("utf-8", "surrogateescape"), long.tail, long.length)))]
+            else:
+                done = self._assembler.feed(msg, now)
+        except (ValueError, RecursionError) as exc:
             await self.runtime.reject(self.name, "malformed_log_line", f"{type(exc).__name__}: {exc} | {msg.msg[:300]}")
             return
         for host, rec in done:
@@ -391,6 +401,34 @@ class SyslogSource:
                 log.error("syslog.commit_failed", node=node, error=type(exc).__name__, retry_in=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+
+async def _read_long(reader: asyncio.StreamReader, size: int) -> LongLine:
+    """An octet-counted message over :data:`MAX_MESSAGE`: read whole, its head and tail kept."""
+    head = await reader.readexactly(MAX_MESSAGE)
+    tail, left = b"", size - MAX_MESSAGE
+    while left:
+        chunk = await reader.readexactly(min(left, LONG_HEAD))
+        tail, left = (tail + chunk)[-LONG_TAIL:], left - len(chunk)
+    return LongLine(head, tail, size, "tcp")
+
+
+async def _read_line(reader: asyncio.StreamReader, first: bytes) -> bytes | LongLine:
+    """An LF-terminated message; one over the stream's limit is read to its end, head and tail kept."""
+    try:
+        return first + await reader.readuntil(b"\n")
+    except asyncio.LimitOverrunError as exc:
+        head = first + await reader.readexactly(exc.consumed)
+    tail, size = head[-LONG_TAIL:], len(head)
+    head = head[:MAX_MESSAGE]
+    while True:
+        try:
+            chunk, done = await reader.readuntil(b"\n"), True
+        except asyncio.LimitOverrunError as exc:
+            chunk, done = await reader.readexactly(exc.consumed), False
+        tail, size = (tail + chunk)[-LONG_TAIL:], size + len(chunk)
+        if done:
+            return LongLine(head, tail.rstrip(b"\r\n"), size, "tcp")
 
 
 def _receiver(config: Config) -> list[Component]:

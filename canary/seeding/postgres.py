@@ -39,7 +39,8 @@ from canary.credentials.values import CREDENTIAL_KIND, Credential, CredentialFac
 from canary.credentials.values import new_canary as new_credential_canary
 from canary.crypto import Keyring
 from canary.errors import DatastoreError, SeedError
-from canary.postgres.protocol import FUNCTION, READ_SQLSTATE, SEEDER_APP
+from canary.postgres.protocol import FUNCTION, KEY_TABLE, SEEDER_APP
+from canary.postgres.read import detection_problems, function_sql, install_key, key_table_sql
 from canary.postgres.sql import array_literal, ident, literal, parse_target, qualified
 from canary.seeder import ApplyResult, Finding, Plan, PlannedRow, RetireResult, TargetPlan, VerifyReport
 from canary.seeding.catalog import TableInfo, introspect, unsupported_reason
@@ -67,7 +68,6 @@ from canary.store.registry import NewCanary, Registry, location_key, value_purpo
 
 log = structlog.get_logger("canary.seeders.postgres")
 
-LOG_MESSAGE = "row access audit"
 SAMPLE_ROWS = 2000
 #: tables up to this many rows are counted whole to match how common canary values are (names, addresses)
 COUNT_ALL_ROWS = 5_000_000
@@ -109,35 +109,6 @@ class ContactPools:
 def policy_names(detection_schema: str) -> tuple[str, str]:
     """(restrictive, permissive) policy names installed on each target table."""
     return f"{detection_schema}_r", f"{detection_schema}_p"
-
-
-def function_sql(schema: str, datastore: str) -> str:
-    """The touch function: logs one JSON line per canary row read, never fails, parallel safe.
-
-    No EXCEPTION block: it would start a subtransaction, which is an error inside parallel workers.
-    'su', 'db' and 'an' are restored in parallel workers (unlike ``inet_client_addr()``), so a
-    worker's line names the session user, database and drill tag even without the leader's lines.
-
-    COST 1: the policy calls it for canary rows only, but the planner charges a function's COST on
-    every row of the policy expression; the default 100 inflates scan costs enough to change plan
-    shapes and to cross ``jit_above_cost`` on a 1,000,000-row table (see bench/read_overhead.py).
-    """
-    return f"""
-CREATE OR REPLACE FUNCTION {qualified(schema, FUNCTION)}(target text, pk text, reader text)
-RETURNS boolean
-LANGUAGE plpgsql VOLATILE PARALLEL SAFE SECURITY DEFINER COST 1
-SET search_path = pg_catalog, pg_temp
-SET client_min_messages = error
-AS $canary$
-BEGIN
-  RAISE LOG USING MESSAGE = {literal(LOG_MESSAGE)}, ERRCODE = {literal(READ_SQLSTATE)},
-    DETAIL = json_build_object('v', 1, 'ds', {literal(datastore)}, 't', target, 'k', pk, 'u', reader,
-                               'q', left(current_query(), 2000), 'ts', statement_timestamp(),
-                               'a', inet_client_addr(), 'p', pg_backend_pid(), 'su', session_user,
-                               'db', current_database(), 'an', current_setting('application_name', true))::text;
-  RETURN true;
-END
-$canary$"""
 
 
 def prefilter(pks: Sequence[str]) -> tuple[int, bytes]:
@@ -408,7 +379,9 @@ class PostgresSeeder:
         if len(all_pks) > MANY_CANARIES:
             warnings.append(f"{info.target}: {len(all_pks)} canaries in one table; every statement on it rebuilds the "
                             f"membership test (bench/read_overhead.py: 10,000 keys make key lookups several times slower)")
-        statements = self._detection_statements(info, pk_col.type, all_pks) if (to_add or not self._policy_present(info)) and all_pks else []
+        outdated = not self._policy_present(info) or bool(
+            await detection_problems(conn, self.ds.detection_schema, self.ds.name, self.registry.keyring))
+        statements = self._detection_statements(info, pk_col.type, all_pks) if (to_add or outdated) and all_pks else []
         if creds and cred is not None:
             roles = [sql for sql in (create_role_sql(cred[0], c) for c in creds) if sql]
             statements = roles + statements
@@ -679,6 +652,7 @@ class PostgresSeeder:
         tbl = qualified(info.schema, info.name)
         out = [
             f"CREATE SCHEMA IF NOT EXISTS {ident(schema)}",
+            *key_table_sql(schema),
             function_sql(schema, self.ds.name).strip(),
             f"GRANT USAGE ON SCHEMA {ident(schema)} TO PUBLIC",
             f"GRANT EXECUTE ON FUNCTION {qualified(schema, FUNCTION)}(text, text, text) TO PUBLIC",
@@ -732,6 +706,8 @@ class PostgresSeeder:
                             deployments.append(dep)
                         for stmt in w.statements:
                             await conn.execute(stmt)
+                        if any(stmt.startswith("TRUNCATE") for stmt in w.statements):
+                            await install_key(conn, self.ds.detection_schema, self.ds.name, self.registry.keyring)
                         if w.forced_off and not any("FORCE ROW LEVEL SECURITY" in s for s in w.statements):
                             await conn.execute(f"ALTER TABLE {qualified(w.info.schema, w.info.name)} FORCE ROW LEVEL SECURITY")
                         for b in w.batches[1:]:
@@ -963,6 +939,23 @@ class PostgresSeeder:
         finally:
             await tr.rollback()
 
+    async def rekey_detection(self, keyring: Keyring) -> bool:
+        """Put the line key of ``keyring`` (a new master key) in place of the installed one; False if
+        this datastore has no detection key table canary may write."""
+        schema = self.ds.detection_schema
+        conn = await self._connect()
+        try:
+            table = qualified(schema, KEY_TABLE)
+            if await conn.fetchval("SELECT to_regclass($1)", table) is None or not await conn.fetchval(
+                    "SELECT has_table_privilege($1, 'TRUNCATE') AND has_table_privilege($1, 'INSERT')", table):
+                return False
+            async with conn.transaction():
+                await conn.execute(f"TRUNCATE {table}")
+                await install_key(conn, schema, self.ds.name, keyring)
+            return True
+        finally:
+            await conn.close()
+
     async def current_rows(self, records: Sequence[Any]) -> dict[tuple[str, str], str]:
         """(target, pk) -> current row text of canary records (for re-fingerprinting at key rotation)."""
         by_target: dict[str, list[str]] = {}
@@ -1044,13 +1037,8 @@ class PostgresSeeder:
                 out.append(Finding("-", info.target, "detection_prefilter_altered"))
         if not info.rls_enabled:
             out.append(Finding("-", info.target, "row_level_security_disabled"))
-        fn = await conn.fetchval(
-            "SELECT count(*) FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
-            " WHERE n.nspname = $1 AND p.proname = $2 AND p.prosecdef",
-            self.ds.detection_schema, FUNCTION,
-        )
-        if not fn:
-            out.append(Finding("-", info.target, "detection_function_missing"))
+        for problem in await detection_problems(conn, self.ds.detection_schema, self.ds.name, self.registry.keyring):
+            out.append(Finding("-", info.target, problem))
         return out
 
     # -- retire ---------------------------------------------------------------------------------
@@ -1130,6 +1118,8 @@ class PostgresSeeder:
                     schema = self.ds.detection_schema
                     await conn.execute(f"DROP FUNCTION IF EXISTS {qualified(schema, FUNCTION)}(text, text, text)")
                     dropped.append(f"function {schema}.{FUNCTION}")
+                    await conn.execute(f"DROP TABLE IF EXISTS {qualified(schema, KEY_TABLE)}")
+                    dropped.append(f"table {schema}.{KEY_TABLE}")
                     created = await self.registry.pool.fetchval(
                         "SELECT bool_or((details->>'schema_created')::boolean) FROM detection_objects WHERE datastore = $1",
                         self.ds.name,

@@ -9,8 +9,10 @@ that does not reproduce its stored index aborts the rotation instead of silently
 
 Not re-derivable: credential canaries derived from the old key (tokens, PostgreSQL passwords) keep
 their placed values and stay recognisable by blind index, but the PostgreSQL honeypot derives
-passwords from the current key; re-seed credential canaries after a rotation. Running listeners
-hold the old key in memory: restart them with the new key right after rotating.
+passwords from the current key; re-seed credential canaries after a rotation. The touch function's
+line key (derived from the master key) is replaced in every reachable datastore after the commit.
+Running listeners hold the old key in memory: restart them with the new key right after rotating
+(until then they take genuine detection lines for forgeries: loud, but as TAMPER, not READ).
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import json
 from collections import defaultdict
 from typing import Any
 
+import asyncpg
 import structlog
 
 from canary.config import Config
 from canary.crypto import Keyring
-from canary.errors import CryptoError
+from canary.errors import CryptoError, DatastoreError
 from canary.seeding.postgres import PostgresSeeder
 from canary.store.registry import LOCATION, MANIFEST, Registry, location_key, value_purpose
 
@@ -88,7 +91,18 @@ async def rotate(config: Config, registry: Registry, new: Keyring) -> dict[str, 
             )
             counts["contact_messages"] = len(rows)
     log.info("master_key.rotated", key_id=new.key_id, counts=counts)
-    return {"key_id": new.key_id, "counts": counts}
+    # the touch functions sign their lines with a key derived from the master key: re-key them now
+    # (a datastore that cannot be reached keeps the old one; verify says so and `canary seed` fixes it)
+    rekeyed: list[str] = []
+    stale: list[str] = []
+    for ds in config.datastores:
+        try:
+            done = await PostgresSeeder(ds, registry).rekey_detection(new)
+        except (DatastoreError, OSError, asyncpg.PostgresError) as exc:
+            log.warning("master_key.detection_not_rekeyed", datastore=ds.name, error=type(exc).__name__)
+            done = False
+        (rekeyed if done else stale).append(ds.name)
+    return {"key_id": new.key_id, "counts": counts, "detection_rekeyed": rekeyed, "detection_not_rekeyed": stale}
 
 
 async def _refingerprint(config: Config, registry: Registry, new: Keyring) -> dict[int, bytes]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
 
 import pytest
 from testkit import MakeConfig
 
 from canary.drilltags import register_markers, register_run
-from canary.errors import IncidentError
+from canary.errors import EventRefused, IncidentError
 from canary.events import DetectionEvent, EventKind, event_key
 from canary.pipeline import Pipeline, change_status
 from canary.store import ControlStore
@@ -139,3 +140,46 @@ async def test_acknowledge_then_resolve_enqueue_in_sequence(store: ControlStore,
         await change_status(store.pool, inc + 1000, "resolved", by="bob")
     with pytest.raises(IncidentError):
         await change_status(store.pool, inc, "acknowledged", by="bob")
+
+
+async def test_an_event_the_store_refuses_fails_alone(store: ControlStore, make_config: MakeConfig) -> None:
+    """One event the store cannot take (its group is too large for the incidents index) in a batch
+    with good ones: the batch is split, the good events commit, and only the bad one is refused, as
+    EventRefused naming it, so its source can count it and move on instead of retrying forever."""
+    cfg = make_config(sinks=[{"name": "out", "type": "stdout"}])
+    p = Pipeline(store.pool, cfg)
+    p.start()
+    rng = random.Random(7)
+    huge = "".join(chr(rng.randrange(0x4E00, 0x9FFF)) for _ in range(5000))  # incompressible, > btree limit
+    good = [_ev(i, group=f"g{i}") for i in range(6)]
+    bad = _ev(99, group=huge)
+    with pytest.raises(EventRefused) as refused:
+        await p.submit_many([*good[:3], bad, *good[3:]])
+    await p.stop()
+    assert [e.key for e, _ in refused.value.refused] == [bad.key]
+    assert "54000" in str(refused.value) or "ProgramLimitExceeded" in str(refused.value)
+    assert await store.pool.fetchval("SELECT count(*) FROM events") == 6
+    assert p.stats.refused == 1
+
+
+def test_event_facts_are_made_storable() -> None:
+    """NUL, lone surrogates, non-finite floats, foreign types, huge text and deep nesting in what a
+    source reports become JSON that jsonb accepts, bounded."""
+    deep: dict[str, object] = {}
+    node = deep
+    for _ in range(50):
+        node["d"] = {}
+        node = node["d"]  # type: ignore[assignment]
+    e = DetectionEvent(
+        kind=EventKind.READ, source="s\x00", key="k", group="g\ud800", canary_id=None,
+        observed_at=dt.datetime.now(dt.timezone.utc),
+        actor={"user\x00": "a\x00b", "n": float("nan"), "when": dt.date(2026, 1, 1)},
+        evidence={"q": "x" * 100_000, "deep": deep, "list": ("\udfff", b"raw")},
+    )
+    assert e.source == "s\ufffd" and e.group == "g\ufffd"
+    assert e.actor == {"user\ufffd": "a\ufffdb", "n": "nan", "when": "2026-01-01"}
+    assert len(e.evidence["q"]) < 17_000 and e.evidence["list"] == ["\ufffd", "b'raw'"]
+    depth, node = 0, e.evidence["deep"]
+    while isinstance(node, dict):
+        node, depth = node["d"], depth + 1
+    assert depth < 10 and isinstance(node, str)

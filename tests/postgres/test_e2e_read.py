@@ -6,61 +6,9 @@ import asyncio
 import io
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
-import pytest
-from testkit import MakeConfig
-
-from canary.crypto import Keyring
-from canary.drills.shop import create_shop
-from canary.listener import Listener
-from canary.runtime import Runtime, open_runtime
-from canary.seeding.postgres import PostgresSeeder
-from canary.store import ControlStore
-from canary.store.embedded import PostgresServer
-
-
-@pytest.fixture
-async def deployed(pg_server: PostgresServer, target_dsn: str, store: ControlStore, make_config: MakeConfig, keyring: Keyring) -> AsyncIterator[dict[str, Any]]:
-    """A shop with 3,000 customers and 10 canaries, a reader role, and a running listener."""
-    shop = await asyncpg.connect(target_dsn)
-    await create_shop(shop, 3000)
-    role = f"reader_{int(time.time() * 1000) % 10_000_000}"
-    await shop.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}'")
-    await shop.execute(f"GRANT SELECT ON customers, orders TO {role}")
-    await shop.close()
-    cfg = make_config(
-        datastores=[{"name": "shop", "dsn": target_dsn, "node": "primary", "jsonlog_dir": str(pg_server.log_dir),
-                     "tables": [{"table": "public.customers", "count": 10}]}],
-        listener={"jsonlog_poll": "50ms"},
-        sinks=[{"name": "log", "type": "stdout"}],
-    )
-    runtime = await open_runtime(cfg, keyring=keyring, store=store)
-    seeder = PostgresSeeder(cfg.datastore("shop"), runtime.registry, keyring)
-    await seeder.apply()
-    listener = Listener(runtime)
-    await listener.start()
-    reader = await asyncpg.connect(pg_server.dsn(target_dsn.rsplit("/", 1)[1], user=role, password=f"pw-{role}"),
-                                   server_settings={"application_name": "etl-job"})
-    yield {"runtime": runtime, "reader": reader, "role": role, "seeder": seeder}
-    await reader.close()
-    await listener.stop()
-
-
-async def _incidents(rt: Runtime, n: int, timeout: float = 10.0, canaries: int = 0) -> list[dict[str, Any]]:
-    """Incidents once at least ``n`` exist and (with ``canaries``) each holds that many canaries:
-    the tail commits a read's lines in batches, so an incident can be seen before it is complete."""
-    deadline = time.monotonic() + timeout
-    rows: list[Any] = []
-    while time.monotonic() < deadline:
-        rows = await rt.pool.fetch("SELECT * FROM incidents ORDER BY id")
-        if len(rows) >= n and all(len(r["canary_ids"]) >= canaries for r in rows):
-            break
-        await asyncio.sleep(0.05)
-    return [dict(r) for r in rows]
+from testkit import incidents_when
 
 
 async def test_select_and_copy_each_raise_one_incident_with_who_and_where(deployed: dict[str, Any]) -> None:
@@ -70,7 +18,7 @@ async def test_select_and_copy_each_raise_one_incident_with_who_and_where(deploy
     rows = await reader.fetch("SELECT * FROM customers")
     buf = io.BytesIO()
     await reader.copy_from_table("customers", output=buf)
-    incidents = await _incidents(rt, 2, canaries=10)
+    incidents = await incidents_when(rt, 2, canaries=10)
     assert [i["kind"] for i in incidents] == ["read", "exported"]
     for inc in incidents:
         assert len(inc["canary_ids"]) == 10
@@ -91,11 +39,11 @@ async def test_lookup_of_a_real_row_is_silent(deployed: dict[str, Any]) -> None:
             if str(r["id"]) not in canary_keys]
     # the SELECT above read ids only from the first 50 rows; make sure it touched no canary
     await asyncio.sleep(0.3)
-    base = len(await _incidents(rt, 0, timeout=0))
+    base = len(await incidents_when(rt, 0, timeout=0))
     for pk in real[:20]:
         assert await reader.fetchrow("SELECT * FROM customers WHERE id = $1", pk) is not None
     await asyncio.sleep(0.5)
-    assert len(await _incidents(rt, 0, timeout=0)) == base
+    assert len(await incidents_when(rt, 0, timeout=0)) == base
 
 
 async def test_key_lookup_of_a_canary_alerts(deployed: dict[str, Any]) -> None:
@@ -104,7 +52,7 @@ async def test_key_lookup_of_a_canary_alerts(deployed: dict[str, Any]) -> None:
     canary = (await rt.registry.active("shop"))[3]
     row = await reader.fetchrow("SELECT * FROM customers WHERE id = $1", int(canary.location["pk"]))
     assert row is not None
-    incidents = await _incidents(rt, 1)
+    incidents = await incidents_when(rt, 1)
     assert incidents[-1]["canary_ids"] == [canary.id]
 
 

@@ -16,7 +16,7 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
-from testkit import STDOUT_SINK, CanaryRows, MakeConfig, OpenRuntime, customer_canary
+from testkit import STDOUT_SINK, CanaryRows, MakeConfig, OpenRuntime, customer_canary, signed
 
 from canary.crypto import Keyring
 from canary.postgres.http_ingest import PATH, HttpIngest
@@ -32,9 +32,9 @@ NODES = {"primary": "shop", "standby-1": "shop"}
 def jsonlog_record(pk: int, *, pid: int = 4242) -> dict[str, object]:
     detail = {"v": 1, "ds": "shop", "t": "public.customers", "k": str(pk), "u": "mallory", "q": "select * from customers",
               "ts": "2026-11-23T15:24:13.620276+00:00", "a": "10.1.2.3", "p": pid}
-    return {"timestamp": "2026-11-23 15:24:13.620 UTC", "user": "mallory", "dbname": "shop", "pid": pid,
+    return signed({"timestamp": "2026-11-23 15:24:13.620 UTC", "user": "mallory", "dbname": "shop", "pid": pid,
             "remote_host": "10.1.2.3", "session_id": "6b045a9d.114f", "error_severity": "LOG", "state_code": "CY001",
-            "message": "row access audit", "detail": json.dumps(detail), "application_name": "psql"}
+            "message": "row access audit", "detail": json.dumps(detail), "application_name": "psql"})
 
 
 @pytest.fixture
@@ -132,12 +132,13 @@ async def test_udp_jsonlog_payload_alerts_with_the_node_name(runtime: Runtime, s
 async def test_tcp_both_framings_and_postgres_chunks(runtime: Runtime, syslog: SyslogSource) -> None:
     """Over TCP, an octet-counted RFC 5424 jsonlog message and LF-framed RFC 3164 chunks of PostgreSQL's
     own syslog output (CY001 via sqlstate in the prefix) both become events for the primary node."""
-    detail = json.loads(str(jsonlog_record(22)["detail"]))
+    signed22 = jsonlog_record(22)
     one = _rfc5424("primary", json.dumps(jsonlog_record(33, pid=9)), procid="9")
     chunks = [
         _rfc3164("primary", "[7-1] user=mallory,db=shop,app=psql,client=10.1.2.3,sqlstate=CY001 LOG:  row access audit", 77),
-        _rfc3164("primary", f"[7-2] DETAIL:  {json.dumps(detail)}", 77),
-        _rfc3164("primary", "[7-3] STATEMENT:  select * from customers", 77),
+        _rfc3164("primary", f"[7-2] DETAIL:  {signed22['detail']}", 77),
+        _rfc3164("primary", f"[7-3] HINT:  {signed22['hint']}", 77),
+        _rfc3164("primary", "[7-4] STATEMENT:  select * from customers", 77),
     ]
     reader, writer = await asyncio.open_connection("127.0.0.1", syslog.bound["tcp"])
     writer.write(str(len(one)).encode() + b" " + one)
@@ -226,16 +227,16 @@ async def ingest(runtime: Runtime) -> AsyncIterator[str]:
 
 async def test_http_ingest_commits_before_answering(runtime: Runtime, ingest: str) -> None:
     """A gzip NDJSON batch from standby-1 with a good token is committed before the 200; events carry
-    the node; a bad line in the batch is rejected alone."""
+    the node; a bad line in the batch is rejected alone (and is one HEALTH event: it may have been a read)."""
     body = b"\n".join([json.dumps(jsonlog_record(11)).encode(), b"not json", json.dumps(jsonlog_record(22, pid=5)).encode()])
     async with aiohttp.ClientSession() as http:
         async with http.post(ingest, params={"node": "standby-1"}, data=gzip.compress(body),
                              headers={"Authorization": "Bearer t0ken-for-tests", "Content-Encoding": "gzip",
                                       "Content-Type": "application/x-ndjson"}) as resp:
             assert resp.status == 200, await resp.text()
-            assert await resp.json() == {"node": "standby-1", "lines": 3, "events": 2}
-    rows = await runtime.pool.fetch("SELECT * FROM events")
-    assert len(rows) == 2 and {r["origin"]["node"] for r in rows} == {"standby-1"}
+            assert await resp.json() == {"node": "standby-1", "lines": 3, "events": 3}
+    rows = await runtime.pool.fetch("SELECT * FROM events ORDER BY kind")
+    assert [r["kind"] for r in rows] == ["health", "read", "read"] and {r["origin"]["node"] for r in rows} == {"standby-1"}
     assert {r["source"] for r in rows} == {"http:standby-1"}
     assert [r["reason"] for r in await runtime.pool.fetch("SELECT reason FROM rejects")] == ["malformed_log_line"]
 

@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from testkit import STDOUT_SINK, CanaryRows, MakeConfig, OpenRuntime, customer_canary
+from testkit import STDOUT_SINK, CanaryRows, MakeConfig, OpenRuntime, customer_canary, signed
 
-from canary.postgres.jsonlog import MAX_LINE, JsonlogSource
+from canary.postgres.jsonlog import JsonlogSource
+from canary.postgres.lines import MAX_LINE
 from canary.postgres.record import is_export, parse_pg_timestamp
 from canary.runtime import Runtime
 
@@ -20,7 +21,7 @@ def record(pk: int, *, pid: int = 4242, ts: str = "2026-11-23T15:24:13.620276+00
             "remote_host": "10.1.2.3", "session_id": "6b045a9d.114f", "error_severity": "LOG",
             "state_code": "CY001", "message": "row access audit", "detail": json.dumps(detail),
             "application_name": "psql"}
-    return json.dumps(line).encode() + b"\n"
+    return json.dumps(signed(line)).encode() + b"\n"
 
 
 @pytest.fixture
@@ -91,8 +92,9 @@ async def test_resumes_from_checkpoint_without_duplicates(runtime: Runtime, tmp_
 
 
 async def test_bad_lines_are_counted_and_do_not_stop_the_tail(runtime: Runtime, tmp_path: Path) -> None:
-    """Garbage, a non-object, a CY001 line with a broken detail and an over-long line are each rejected
-    and counted; the genuine reads around them still become events."""
+    """Garbage, a non-object and an over-long line with nothing recoverable are each rejected and
+    counted, and raise one HEALTH event (a detection line may have been lost); a CY001 line with a
+    broken detail is a forgery (TAMPER); the genuine reads around them still become events."""
     broken = json.loads(record(11))
     broken["detail"] = "{not json"
     content = (
@@ -109,11 +111,12 @@ async def test_bad_lines_are_counted_and_do_not_stop_the_tail(runtime: Runtime, 
     await src.start(runtime)
     await src.stop()
     await _drain(src)
-    assert await _events(runtime) == 2
+    kinds = sorted(r["kind"] for r in await runtime.pool.fetch("SELECT kind FROM events"))
+    assert kinds == ["health", "read", "read", "tamper"]
     reasons = sorted(r["reason"] for r in await runtime.pool.fetch("SELECT reason FROM rejects"))
-    assert reasons == ["bad_read_detection", "line_too_long", "malformed_log_line", "malformed_log_line", "unknown_canary"]
+    assert reasons == ["line_too_long", "malformed_log_line", "malformed_log_line", "malformed_log_line", "unknown_canary"]
     text = runtime.metrics.render().decode()
-    assert 'canary_rejects_total{reason="malformed_log_line",source="jsonlog:primary"} 2.0' in text
+    assert 'canary_rejects_total{reason="malformed_log_line",source="jsonlog:primary"} 3.0' in text
 
 
 async def test_truncated_file_is_read_again_from_the_start(runtime: Runtime, tmp_path: Path) -> None:
@@ -146,7 +149,7 @@ async def test_parallel_worker_reads_name_the_leaders_session(runtime: Runtime, 
     worker = json.loads(record(11, pid=5555))
     detail = json.loads(worker["detail"])
     detail["a"], detail["p"] = None, 5555
-    worker.update(detail=json.dumps(detail), leader_pid=4242, backend_type="parallel worker")
+    signed(worker.update(detail=json.dumps(detail), leader_pid=4242, backend_type="parallel worker") or worker)
     for k in ("user", "dbname", "remote_host", "application_name"):
         worker.pop(k)
     (tmp_path / "postgresql-20261123-100000.json").write_bytes(
@@ -183,7 +186,7 @@ async def test_worker_line_without_the_leaders_lines_names_user_database_and_app
     worker = json.loads(record(22, pid=6666))
     detail = json.loads(worker["detail"])
     detail.update(a=None, p=6666, su="mallory", db="shop", an="etl")
-    worker.update(detail=json.dumps(detail), leader_pid=4343, backend_type="parallel worker")
+    signed(worker.update(detail=json.dumps(detail), leader_pid=4343, backend_type="parallel worker") or worker)
     for k in ("user", "dbname", "remote_host", "application_name"):
         worker.pop(k)
     (tmp_path / "postgresql-20261123-100000.json").write_bytes(json.dumps(worker).encode() + b"\n")

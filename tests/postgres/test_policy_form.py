@@ -8,8 +8,10 @@ import asyncpg
 import pytest
 from seeder_helpers import JsonLog
 
+from canary.crypto import Keyring, generate_key
+from canary.postgres.read import function_sql, install_key, key_table_sql
 from canary.seeding.catalog import introspect
-from canary.seeding.postgres import _prefilter_intact, function_sql, policy_sql, prefilter
+from canary.seeding.postgres import _prefilter_intact, policy_sql, prefilter
 from canary.store.embedded import PostgresServer
 
 
@@ -42,6 +44,9 @@ async def test_policy_fires_for_canaries_only(pg_server: PostgresServer, target_
     conn = await asyncpg.connect(target_dsn)
     try:
         await conn.execute("CREATE SCHEMA rowsec_audit")
+        for stmt in key_table_sql("rowsec_audit"):
+            await conn.execute(stmt)
+        await install_key(conn, "rowsec_audit", "shop", Keyring(generate_key()))
         await conn.execute(function_sql("rowsec_audit", "shop"))
         await conn.execute(f"CREATE TABLE t (id {pk_type} PRIMARY KEY, v text NOT NULL)")
         await conn.execute(f"INSERT INTO t SELECT g::text::{pk_type}, 'x' FROM generate_series(-100, 20000) g")

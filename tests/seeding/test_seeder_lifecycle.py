@@ -153,6 +153,7 @@ async def test_rotate_key_reencrypts_and_reindexes(shop: Shop, make_config: Make
     new_key = Keyring(generate_key())
     summary = await rotate(cfg, old, new_key)
     assert summary["counts"]["canaries"] == COUNT and summary["counts"]["deployments"] == 1
+    assert summary["detection_rekeyed"] == ["shop"] and summary["detection_not_rekeyed"] == []
     new = Registry(store.pool, new_key)
     found = await new.by_value("email", email)
     assert found is not None and found.id == records[0].id
