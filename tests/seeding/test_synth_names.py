@@ -8,8 +8,8 @@ from collections import Counter
 
 from faker import Faker
 
-from canary.seeding.romanize import rr, spell, spellings
 from canary.seeding.synth import NameModel, _email_uses, email_use, split_name
+from canary.seeding.synth.romanize import rr, spell, spellings
 
 
 def test_revised_romanization_and_personal_spellings() -> None:

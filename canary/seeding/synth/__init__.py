@@ -31,7 +31,7 @@ from faker import Faker
 
 from canary.errors import SeedError
 from canary.seeding.catalog import Column, TableInfo, check_hints
-from canary.seeding.romanize import SURNAME_SPELLINGS, spell, spellings
+from canary.seeding.synth.romanize import SURNAME_SPELLINGS, spell, spellings
 
 SUPPORTED_LOCALES = ("en_US", "ko_KR", "ja_JP")
 #: a categorical value must be shared by at least this many sampled rows to be reused
