@@ -52,7 +52,7 @@ from canary.config import from_mapping
 from canary.crypto import Keyring, generate_key
 from canary.drills.shop import create_shop
 from canary.seeding.postgres import PostgresSeeder
-from canary.seeding.synth import local_shape, shape
+from canary.seeding.synth.shapes import local_shape, shape
 from canary.store import ControlStore
 from canary.store.embedded import PostgresServer
 from canary.store.registry import Registry

@@ -39,28 +39,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from canary.config import Config, ContactConfig
-from canary.contact.core import (
-    COMMIT_ERRORS,
-    REFUSED,
-    Attachment,
-    KnownSenders,
-    MailFacts,
-    ReplayCache,
-    Verdicts,
-    canary_for_address,
-    counted,
-    expected_contact,
-    extract_urls,
-    fresh,
-    mail_address,
-    parse_form,
-    parse_mail_async,
-    read_limited,
-    received_ip,
-    record_mail,
-    refusal,
-    refuse,
-)
+from canary.contact.evidence import COMMIT_ERRORS, MailFacts, ReplayCache, canary_for_address, record_mail
+from canary.contact.http import REFUSED, counted, fresh, parse_form, read_limited, refusal, refuse
+from canary.contact.mime import Attachment, extract_urls, mail_address, parse_mail_async, received_ip
+from canary.contact.senders import KnownSenders, expected_contact
+from canary.contact.verdicts import Verdicts
 from canary.errors import ConfigError, ParseError, SignatureError
 from canary.plugins import SourceType
 from canary.store.registry import CanaryRecord

@@ -28,20 +28,10 @@ import structlog
 from aiohttp import web
 
 from canary.config import Config, ContactConfig
-from canary.contact.core import (
-    COMMIT_ERRORS,
-    REFUSED,
-    KnownSenders,
-    ReplayCache,
-    counted,
-    expected_contact,
-    fresh,
-    normalize_phone,
-    read_limited,
-    record_phone,
-    refusal,
-    refuse,
-)
+from canary.contact.evidence import COMMIT_ERRORS, ReplayCache, record_phone
+from canary.contact.http import REFUSED, counted, fresh, read_limited, refusal, refuse
+from canary.contact.mime import normalize_phone
+from canary.contact.senders import KnownSenders, expected_contact
 from canary.errors import ConfigError, ParseError, SignatureError
 from canary.plugins import SourceType
 from canary.typing import Component, SourceContext

@@ -23,19 +23,10 @@ from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from canary.config import ContactConfig
-from canary.contact.core import (
-    COMMIT_ERRORS,
-    DnspythonResolver,
-    KnownSenders,
-    MailFacts,
-    Resolver,
-    canary_for_address,
-    expected_contact,
-    mail_address,
-    mail_verdicts,
-    parse_mail_async,
-    record_mail,
-)
+from canary.contact.evidence import COMMIT_ERRORS, MailFacts, canary_for_address, record_mail
+from canary.contact.mime import mail_address, parse_mail_async
+from canary.contact.senders import KnownSenders, expected_contact
+from canary.contact.verdicts import DnspythonResolver, Resolver, mail_verdicts
 from canary.plugins import SourceType
 from canary.store.registry import CanaryRecord
 from canary.typing import SourceContext

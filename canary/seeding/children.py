@@ -25,20 +25,10 @@ import asyncpg
 from canary.postgres.sql import ident, qualified
 from canary.seeder import PlannedRow
 from canary.seeding.catalog import Reference, TableInfo, introspect
-from canary.seeding.synth import (
-    MIN_SHARED,
-    ContactAllocator,
-    RowContext,
-    Semantic,
-    Synthesizer,
-    SynthRow,
-    TableProfile,
-    Weighted,
-    _quantile,
-    parse_ts,
-    profile,
-    semantic_of,
-)
+from canary.seeding.synth.contacts import ContactAllocator
+from canary.seeding.synth.profile import TableProfile, profile
+from canary.seeding.synth.shapes import MIN_SHARED, Semantic, Weighted, parse_ts, quantile, semantic_of
+from canary.seeding.synth.synthesizer import RowContext, Synthesizer, SynthRow
 
 MAX_DEPTH = 2
 
@@ -269,10 +259,10 @@ class History:
         firsts = self.first.get(n)
         if not firsts:
             return [None] * n
-        at = max(0.0, _quantile(firsts, rng))
+        at = max(0.0, quantile(firsts, rng))
         out: list[float | None] = [at]
         for j in range(n - 1):
-            at += max(0.0, _quantile(self.gaps[min(j, len(self.gaps) - 1)], rng) if self.gaps else 0.0)
+            at += max(0.0, quantile(self.gaps[min(j, len(self.gaps) - 1)], rng) if self.gaps else 0.0)
             out.append(at)
         return out
 

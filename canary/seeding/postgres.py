@@ -4,7 +4,7 @@ For each configured target table (``DatastoreConfig.tables``) the seeder
 
 1. introspects the table through the catalog (parameterised queries only),
 2. samples real rows (never the canaries themselves, and without triggering detection) to learn
-   each column's shape, then synthesises rows that match (:mod:`canary.synth`),
+   each column's shape, then synthesises rows that match (:mod:`canary.seeding.synth`),
 3. places them in gaps between real primary keys with timestamps interpolated from the neighbours,
 4. inserts them in the datastore transaction, records them in the control store (registry entries
    with encrypted location and contact points, a deployment manifest, the detection state), and
@@ -46,23 +46,19 @@ from canary.seeder import ApplyResult, Finding, Plan, PlannedRow, RetireResult, 
 from canary.seeding.catalog import TableInfo, introspect, unsupported_reason
 from canary.seeding.children import Batch, plan_children
 from canary.seeding.credentials import SecretColumns, create_role_sql, fill, infer_type, make_credential, secret_columns
-from canary.seeding.synth import (
-    FREEMAIL,
+from canary.seeding.synth.contacts import ContactAllocator
+from canary.seeding.synth.profile import FREEMAIL, TableProfile, profile
+from canary.seeding.synth.shapes import (
     MIN_SHARED,
-    ContactAllocator,
-    RowContext,
     Semantic,
-    Synthesizer,
-    SynthRow,
-    TableProfile,
     Weighted,
-    _fill,
-    _quantile,
+    fill_shape,
     infer_locale,
     parse_ts,
-    profile,
+    quantile,
     semantic_of,
 )
+from canary.seeding.synth.synthesizer import RowContext, Synthesizer, SynthRow
 from canary.store import describe_error
 from canary.store.registry import NewCanary, Registry, location_key, value_purpose
 
@@ -622,14 +618,14 @@ class PostgresSeeder:
             return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
         col = prof.col(pk)
         if col and col.shapes:
-            return _fill(col.shapes.pick(self.rng), self.rng)
+            return fill_shape(col.shapes.pick(self.rng), self.rng)
         return "cy" + "".join(self.rng.choice("0123456789abcdef") for _ in range(14))
 
     def _created_like(self, prof: TableProfile, created: str | None) -> dt.datetime | None:
         """A creation time drawn from the real rows' distribution (interpolated, never a copy)."""
         if not created or not prof.created_epochs:
             return None
-        return dt.datetime.fromtimestamp(_quantile(prof.created_epochs, self.rng), dt.timezone.utc)
+        return dt.datetime.fromtimestamp(quantile(prof.created_epochs, self.rng), dt.timezone.utc)
 
     async def _used_contacts(self) -> set[str]:
         """Owned phone numbers and mailboxes already handed to active canaries (found by blind index)."""

@@ -11,7 +11,7 @@ import structlog
 
 from canary.app.cli import build_parser
 from canary.config import load
-from canary.contact.core import store_raw
+from canary.contact.evidence import store_raw
 from canary.crypto import ENV_MASTER_KEY, Keyring, generate_key
 from canary.errors import ConfigError
 from canary.runtime import close_runtime, open_runtime

@@ -10,17 +10,12 @@ from structlog.testing import capture_logs
 from testkit import MakeConfig
 
 from canary.config import from_mapping
-from canary.contact.core import (
-    KnownSenders,
-    Verdicts,
-    extract_urls,
-    normalize_phone,
-    parse_form,
-    parse_mail,
-    received_ip,
-)
+from canary.contact.http import parse_form
+from canary.contact.mime import extract_urls, normalize_phone, parse_mail, received_ip
 from canary.contact.phone import twilio_signature
+from canary.contact.senders import KnownSenders
 from canary.contact.sources import components
+from canary.contact.verdicts import Verdicts
 from canary.crypto import Keyring
 from canary.errors import ConfigError
 

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from testkit import MakeConfig
 
-from canary.contact.core import load_raw
+from canary.contact.evidence import load_raw
 from canary.contact.smtp import SmtpSource
 from canary.crypto import Keyring
 

@@ -14,18 +14,10 @@ from hypothesis import strategies as st
 from canary.errors import SeedError, UnsafeIdentifierError
 from canary.postgres.sql import array_literal, ident, literal, parse_target
 from canary.seeding.catalog import Column, Constraint, TableInfo, check_hints
-from canary.seeding.synth import (
-    MIN_SHARED,
-    ContactAllocator,
-    RowContext,
-    Synthesizer,
-    format_phone,
-    infer_locale,
-    local_shape,
-    profile,
-    script_of,
-    shape,
-)
+from canary.seeding.synth.contacts import ContactAllocator, format_phone
+from canary.seeding.synth.profile import profile
+from canary.seeding.synth.shapes import MIN_SHARED, infer_locale, local_shape, script_of, shape
+from canary.seeding.synth.synthesizer import RowContext, Synthesizer
 from canary.store.embedded import PostgresServer
 
 

@@ -13,16 +13,12 @@ from testkit import MakeConfig
 from canary.crypto import Keyring
 from canary.seeding.catalog import Column, Constraint, TableInfo
 from canary.seeding.postgres import PostgresSeeder
-from canary.seeding.synth import (
-    MIN_SHARED,
-    ContactAllocator,
-    RowContext,
-    Splicer,
-    Synthesizer,
-    draw_digits,
-    profile,
-    shared_digit_prefixes,
-)
+from canary.seeding.synth.contacts import ContactAllocator
+from canary.seeding.synth.frequency import FrequencyMatch, count_bin
+from canary.seeding.synth.places import Splicer
+from canary.seeding.synth.profile import profile
+from canary.seeding.synth.shapes import MIN_SHARED, draw_digits, shared_digit_prefixes
+from canary.seeding.synth.synthesizer import RowContext, Synthesizer
 from canary.store import ControlStore
 from canary.store.registry import Registry
 
@@ -149,8 +145,6 @@ def test_frequency_match_follows_real_count_classes_without_copying_rare_values(
     (half the real rows hold a value no one else has, half one of 40 holders), and never a value
     that only one or two real rows hold (it would identify them)."""
     from collections import Counter
-
-    from canary.seeding.synth import FrequencyMatch, count_bin
 
     table: Counter[str | None] = Counter({"shared": 40, "rare": 1, "pair": 2})
     table.update({f"own{i}": 1 for i in range(100)})

@@ -1,5 +1,5 @@
-"""Names and e-mail local parts learned from the table (canary.synth.NameModel, email uses) and the
-romanisation behind them (canary.romanize)."""
+"""Names and e-mail local parts learned from the table (canary.seeding.synth.names: NameModel, email uses)
+and the romanisation behind them (canary.seeding.synth.romanize)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ from collections import Counter
 
 from faker import Faker
 
-from canary.seeding.romanize import rr, spell, spellings
-from canary.seeding.synth import NameModel, _email_uses, email_use, split_name
+from canary.seeding.catalog import Column, Constraint, TableInfo
+from canary.seeding.synth.contacts import ContactAllocator
+from canary.seeding.synth.names import NameModel, email_use, email_uses, split_name
+from canary.seeding.synth.profile import profile
+from canary.seeding.synth.romanize import rr, spell, spellings
+from canary.seeding.synth.synthesizer import RowContext, Synthesizer
 
 
 def test_revised_romanization_and_personal_spellings() -> None:
@@ -76,7 +80,7 @@ def test_email_local_parts_spell_the_rows_own_name_at_the_tables_rate() -> None:
             sample.append({"full_name": "박서연", "email": f"happy{i}@gmail.com"})
         else:
             sample.append({"full_name": "이지훈", "email": f"lee.dragon{i}@daum.net"})
-    uses = _email_uses(sample, "email", "full_name")
+    uses = email_uses(sample, "email", "full_name")
     counts = dict(zip(uses["email_uses"].values, (round(c) for c in uses["email_uses"].cum)))
     assert set(uses["email_uses"].values) == {"both", "none", "surname"}
     assert counts[uses["email_uses"].values[0]] == 100
@@ -89,8 +93,6 @@ def test_canary_name_fits_its_owned_mailbox() -> None:
     """With owned mailboxes, each canary's name is one its mailbox's local part spells as fully as
     any candidate's (surname and given name when both are spelled); a handle mailbox gets a name
     drawn as usual."""
-    from canary.seeding.catalog import Column, Constraint, TableInfo
-    from canary.seeding.synth import ContactAllocator, RowContext, Synthesizer, profile
 
     def col(name: str, category: str = "S", base: str = "text") -> Column:
         return Column(name=name, type=base, category=category, base_type=base, not_null=name == "id", default=None, identity="",

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from canary.app.commands import load_config
-from canary.contact.core import address_domain, in_domains, load_raw, mail_address, normalize_phone
+from canary.contact.evidence import load_raw
+from canary.contact.mime import address_domain, in_domains, mail_address, normalize_phone
 from canary.errors import ConfigError
 from canary.runtime import close_runtime, open_runtime
 from canary.store.registry import NewCanary, location_key

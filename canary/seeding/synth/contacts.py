@@ -1,0 +1,123 @@
+"""Canary contact points: unique e-mail addresses and phone numbers from pools that route back to us,
+and owned numbers rendered in a table's phone shape."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from canary.errors import SeedError
+
+
+@dataclass
+class ContactAllocator:
+    """Hands out unique canary contact points from pools that route back to us.
+
+    ``email_domains``: domains whose mail canary receives; ``mailboxes``: owned free-mail addresses
+    forwarding to us; ``phone_numbers``: E.164 numbers we own.
+    ``used`` holds values already allocated (by earlier deployments); every value is handed out once.
+    With empty pools, contact points are synthetic (they then cannot alert on contact).
+    """
+
+    email_domains: Sequence[str] = ()
+    phone_numbers: Sequence[str] = ()
+    used: set[str] = field(default_factory=set)
+    rng: random.Random = field(default_factory=random.Random)
+    mailboxes: Sequence[str] = ()  # owned free-mail addresses, handed out whole before any pool domain
+    beyond_mailboxes: int = 0  # e-mail values handed out after the mailboxes ran out
+    _blocks: dict[str, list[str]] | None = None  # free owned numbers by block (all but the last 4 digits)
+    _block_use: Counter[str] = field(default_factory=Counter)
+    _domain_use: Counter[str] = field(default_factory=Counter)
+
+    def email(self, local: str, fallback_domain: str) -> str:
+        """``local@domain``, unique; pool domains are used evenly (the least used so far first), so
+        that each holds as few canaries as the pool allows. Owned mailboxes (``mailboxes``) come
+        first, each once, in their configured order."""
+        for box in self.mailboxes:
+            if box.lower() not in self.used:
+                self.used.add(box.lower())
+                return box
+        if self.mailboxes:
+            self.beyond_mailboxes += 1
+        for attempt in range(50):
+            cand_local = local if attempt == 0 else f"{local}{self.rng.randint(1, 9999)}"
+            domain = self._least_used_domain() if self.email_domains else fallback_domain
+            value = f"{cand_local}@{domain}"
+            if value.lower() not in self.used:
+                self.used.add(value.lower())
+                self._domain_use[domain] += 1
+                return value
+        raise SeedError("cannot allocate a unique canary e-mail address (pool of domains too small?)")
+
+    def next_mailbox(self) -> str | None:
+        """The owned mailbox :meth:`email` hands out next (None when none is left)."""
+        return next((box for box in self.mailboxes if box.lower() not in self.used), None)
+
+    def _least_used_domain(self) -> str:
+        low = min(self._domain_use[d] for d in self.email_domains)
+        return self.rng.choice([d for d in self.email_domains if self._domain_use[d] == low])
+
+    def phone(self) -> str | None:
+        """An owned E.164 number not used before, or None when no pool is configured. Numbers are
+        spread over the pool's blocks evenly (the block with the fewest canaries so far first), so
+        no block of the numbering plan fills up with canaries."""
+        if not self.phone_numbers:
+            return None
+        if self._blocks is None:
+            self._blocks = {}
+            for p in self.phone_numbers:
+                if p not in self.used:
+                    self._blocks.setdefault(p[:-4], []).append(p)
+            for numbers in self._blocks.values():
+                self.rng.shuffle(numbers)
+        free = [b for b, numbers in self._blocks.items() if numbers]
+        if not free:
+            raise SeedError(
+                f"the phone pool is exhausted: all {len(self.phone_numbers)} owned numbers are already canary contact points"
+            )
+        low = min(self._block_use[b] for b in free)
+        block = self.rng.choice(sorted(b for b in free if self._block_use[b] == low))
+        self._block_use[block] += 1
+        value = self._blocks[block].pop()
+        self.used.add(value)
+        return value
+
+
+_COUNTRY_CODES = {"ko_KR": "82", "ja_JP": "81", "en_US": "1"}
+
+
+def format_phone(e164: str, template: str, locale: str) -> str:
+    """Render an owned E.164 number (``+821055500123``) in a table's phone shape (``999-9999-9999``).
+
+    Digits of the template are filled from the international form when the template starts with
+    ``+``, else from the national form (trunk prefix ``0`` for KR/JP). If the digit counts differ, the
+    national form is returned with the template's separator style as far as it fits.
+    """
+    digits = re.sub(r"\D", "", e164)
+    cc = _COUNTRY_CODES.get(locale, "")
+    national = digits[len(cc):] if cc and digits.startswith(cc) else digits
+    if locale in ("ko_KR", "ja_JP"):
+        national = "0" + national
+    source = digits if template.startswith("+") else national
+    if template.count("9") == len(source):
+        it = iter(source)
+        return "".join(next(it) if ch == "9" else ch for ch in template)
+    # different length: keep the template's separator style, fill its digit groups from the right and
+    # put leftover digits in a leading group ("999-9999" + 5550100123 -> "555-010-0123")
+    groups = re.findall(r"9+|[^9]+", template.lstrip("+"))
+    seps = [g for g in groups if not g.startswith("9")]
+    sizes = [len(g) for g in groups if g.startswith("9")]
+    sep = seps[0] if seps else ""
+    parts: list[str] = []
+    rest = source
+    for size in reversed(sizes):
+        if not rest:
+            break
+        parts.insert(0, rest[-size:])
+        rest = rest[:-size]
+    if rest:
+        parts.insert(0, rest)
+    return ("+" if template.startswith("+") else "") + sep.join(parts)

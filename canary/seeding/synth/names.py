@@ -1,0 +1,158 @@
+"""Full names the way a table writes them (layouts, shared surnames and given names, composed given
+names for the long tail), learned k-anonymously, and how e-mail local parts spell a row's own name."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from faker import Faker
+
+from canary.seeding.synth.romanize import SURNAME_SPELLINGS, spellings
+from canary.seeding.synth.shapes import MIN_SHARED, Weighted, local_shape, script_class
+
+_TWO_SYLLABLE_SURNAMES = frozenset(k for k in SURNAME_SPELLINGS if len(k) == 2)
+
+
+def split_name(name: str) -> tuple[str, str, str] | None:
+    """(layout, surname, given name) of a full name: ``ko`` 김민준, ``ko_sp`` 김 민준, ``ja`` 佐藤 健,
+    ``en`` John Smith; None for a single word in a Latin script or anything else."""
+    text = " ".join(name.split())
+    if not text:
+        return None
+    hangul = bool(re.search(r"[\uac00-\ud7a3]", text))
+    words = text.split(" ")
+    if hangul and len(words) == 1:
+        cut = 2 if len(text) >= 4 and text[:2] in _TWO_SYLLABLE_SURNAMES else 1
+        return ("ko", text[:cut], text[cut:]) if len(text) > cut else None
+    if len(words) < 2:
+        return None
+    if hangul:
+        return ("ko_sp", words[0], "".join(words[1:]))
+    if any(script_class(ch) in ("あ", "漢") for ch in text):
+        return ("ja", words[0], " ".join(words[1:]))
+    return ("en", words[-1], " ".join(words[:-1]))
+
+
+def join_name(layout: str, surname: str, given: str) -> str:
+    if layout == "ko":
+        return f"{surname}{given}"
+    if layout == "en":
+        return f"{given} {surname}"
+    return f"{surname} {given}"
+
+
+@dataclass(frozen=True, slots=True)
+class NameParts:
+    """One layout's names: surnames and given names at least ``k`` sampled rows share (and the share
+    of rows holding one), and for names nobody shares, the syllables (by position) and lengths that
+    ``k`` rows share, to compose new given names."""
+
+    surnames: Weighted
+    surname_rate: float
+    givens: Weighted
+    given_rate: float
+    syllables: tuple[Weighted, ...]
+    lengths: Weighted
+
+
+@dataclass(frozen=True, slots=True)
+class NameModel:
+    """Full names the way the table writes them, learned k-anonymously from the sample: the mix of
+    layouts, the table's own surname and given-name frequencies (only parts ``k`` rows share) and
+    composed given names for the long tail. Replaces Faker's weights, which are not the table's."""
+
+    layouts: Weighted
+    parts: Mapping[str, NameParts]
+    k: int = MIN_SHARED
+
+    @classmethod
+    def of(cls, names: Sequence[str], k: int = MIN_SHARED) -> NameModel | None:
+        split = [x for x in (split_name(n) for n in names) if x is not None]
+        layouts = Counter(x[0] for x in split)
+        shared_layouts = {lay: n for lay, n in layouts.items() if n >= k}
+        if not shared_layouts:
+            return None
+        parts: dict[str, NameParts] = {}
+        for lay in shared_layouts:
+            rows = [(sur, given) for la, sur, given in split if la == lay]
+            surs = Counter(sur for sur, _ in rows)
+            givens = Counter(g for _, g in rows)
+            shared_s = {v: c for v, c in surs.items() if c >= k}
+            shared_g = {v: c for v, c in givens.items() if c >= k}
+            tail = [g for _, g in rows if g not in shared_g]
+            lengths = Counter(len(g) for g in tail)
+            syll: list[Weighted] = []
+            for i in range(max((n for n, c in lengths.items() if c >= k), default=0)):
+                at = Counter(g[i] for g in tail if len(g) > i)
+                syll.append(Weighted.of({ch: c for ch, c in at.items() if c >= k}))
+            parts[lay] = NameParts(
+                Weighted.of(shared_s), sum(shared_s.values()) / len(rows), Weighted.of(shared_g), sum(shared_g.values()) / len(rows),
+                tuple(syll), Weighted.of({n: c for n, c in lengths.items() if c >= k}),
+            )
+        return cls(Weighted.of(shared_layouts), parts, k)
+
+    def draw(self, rng: random.Random, fake: Faker, latin: Faker) -> tuple[str, str, str]:
+        """(given, surname, full name) of a new person."""
+        layout = str(self.layouts.pick(rng))
+        p = self.parts[layout]
+        f = latin if layout == "en" else fake
+        surname = str(p.surnames.pick(rng)) if p.surnames and rng.random() < p.surname_rate else ""
+        for _ in range(20):
+            if surname:
+                break
+            cand = f.last_name()
+            surname = cand if cand not in p.surnames.values or not p.surnames else ""
+        given = str(p.givens.pick(rng)) if p.givens and rng.random() < p.given_rate else ""
+        shared = set(p.givens.values)
+        for _ in range(20):
+            if given:
+                break
+            cand = self._compose(p, rng) if layout in ("ko", "ko_sp") else f.first_name()
+            given = cand if cand and cand not in shared else ""
+        given = given or f.first_name()
+        return given, surname, join_name(layout, surname, given)
+
+    @staticmethod
+    def _compose(p: NameParts, rng: random.Random) -> str:
+        if not p.lengths:
+            return ""
+        n = int(p.lengths.pick(rng))
+        if n > len(p.syllables) or not all(p.syllables[i] for i in range(n)):
+            return ""
+        return "".join(str(p.syllables[i].pick(rng)) for i in range(n))
+
+
+def email_uses(sample: Sequence[Mapping[str, str | None]], email_col: str, name_col: str | None) -> dict[str, Any]:
+    """How e-mail local parts use the row's own name (surname and given name spelled in Latin
+    letters), and the local-part shapes of each kind: name-based addresses and handles differ."""
+    uses: Counter[str] = Counter()
+    shapes: dict[str, Counter[str]] = {}
+    if not name_col:
+        return {}
+    for r in sample:
+        email, name = r.get(email_col), r.get(name_col)
+        if not email or not name:
+            continue
+        split = split_name(name)
+        if split is None:
+            continue
+        local = email.rpartition("@")[0].split("+", 1)[0]
+        use = email_use(local, split[1], split[2])
+        uses[use] += 1
+        shapes.setdefault(use, Counter())[local_shape(local)] += 1
+    if sum(uses.values()) < 10 * MIN_SHARED:
+        return {}
+    return {"email_uses": Weighted.of(uses), "email_locals_by_use": {u: Weighted.of(c) for u, c in shapes.items()}}
+
+
+def email_use(local: str, surname: str, given: str) -> str:
+    """Which of a person's names a local part spells: ``both``, ``surname``, ``given`` or ``none``."""
+    low = local.lower()
+    has_s = any(len(sp) > 1 and sp in low for sp in spellings(surname, surname=True))
+    has_g = any(len(sp) > 1 and sp in low for sp in spellings(given.replace(" ", "")))
+    return "both" if has_s and has_g else "surname" if has_s else "given" if has_g else "none"

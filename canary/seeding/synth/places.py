@@ -1,0 +1,146 @@
+"""Location columns (state, city, address / street, postcode) composed from parts that several
+sampled rows share, so canaries keep the table's address grammar and region mix."""
+
+from __future__ import annotations
+
+import random
+import re
+import string
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from canary.seeding.catalog import TableInfo
+from canary.seeding.synth.shapes import MIN_SHARED, Semantic, semantic_of
+
+_PLACE_FIRST = (Semantic.STATE, Semantic.CITY)
+_PLACE_TEXT = (Semantic.ADDRESS, Semantic.STREET)
+_PLACE_LAST = (Semantic.POSTCODE,)
+Token = tuple[int, str | None]  # (index into Splicer.columns, text; None for NULL)
+
+
+@dataclass(frozen=True, slots=True)
+class Splicer:
+    """Composes a row's location columns (state, city, address / street, postcode) from parts of
+    several sampled rows, so canaries have the table's own address grammar and region mix.
+
+    Each sampled row becomes one token sequence, coarse to fine: state, city, the words of the
+    address (reversed when the table writes addresses fine-first, "12 Main St, Springfield"), then the
+    postcode. Generation follows a random row's tokens while at least ``k`` sampled rows share the
+    prefix (country, region, district, street...); every later token comes from a randomly chosen row
+    among those sharing that prefix and with the same token class (digits masked, or the word's
+    ending), so parts stay consistent where many people share them (a postcode of the same district)
+    and no one's address is copied: a result held by fewer than ``k`` sampled rows is rejected. The
+    sequences live only in memory for one seeding run.
+    """
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Token, ...], ...]
+    reverse: bool
+    text_index: int  # the column whose words are tokens (address / street)
+    common: frozenset[Token]  # digit-masked tokens at least k sampled rows use
+    held: Mapping[tuple[str | None, ...], int]  # address words -> sampled rows holding that address
+    k: int = MIN_SHARED
+    memo: dict[tuple[Token, ...], Mapping[Token, list[int]]] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, info: TableInfo, sample: Sequence[Mapping[str, str | None]], k: int = MIN_SHARED) -> Splicer | None:
+        sems = {c.name: semantic_of(c) for c in info.columns if c.category == "S"}
+        first = [n for sem in _PLACE_FIRST for n, s in sems.items() if s == sem]
+        text = [n for n, s in sems.items() if s in _PLACE_TEXT][:1]
+        last = [n for sem in _PLACE_LAST for n, s in sems.items() if s == sem]
+        columns = tuple(first + text + last)
+        if not text or len(sample) < 10 * k:
+            return None
+        words = [(v or "").split(" ") for v in (r.get(text[0]) for r in sample) if v]
+        if len(words) < 10 * k or sum(len(w) for w in words) < 3 * len(words):
+            return None  # short values: nothing to compose from
+        exact = Counter(w for ws in words for w in set(ws))  # the coarse end is the one whose words many rows share
+        reverse = sum(exact[ws[-1]] for ws in words) > sum(exact[ws[0]] for ws in words)
+        rows = []
+        t_index = columns.index(text[0])
+        for r in sample:
+            seq: list[Token] = []
+            for i, name in enumerate(columns):
+                v = r.get(name)
+                if i == t_index and v is not None:
+                    parts = v.split(" ")
+                    seq.extend((i, p) for p in (reversed(parts) if reverse else parts))
+                else:
+                    seq.append((i, v))
+            rows.append(tuple(seq))
+        counts = Counter((t[0], _mask(t[1])) for row in rows for t in set(row) if t[1] is not None)
+        held = Counter(tuple(t for i, t in row if i == t_index) for row in rows)
+        return cls(columns, tuple(rows), reverse, t_index, frozenset(t for t, n in counts.items() if n >= k), held, k)
+
+    def _cls(self, tok: Token) -> Token:
+        if tok[1] is None:
+            return tok
+        m = (tok[0], _mask(tok[1]))
+        if m in self.common:
+            return m
+        return (tok[0], "(" * tok[1].startswith("(") + "~" + tok[1][-1:])
+
+    def compose(self, rng: random.Random) -> dict[str, str | None] | None:
+        """Values for the location columns, or None if no new combination came up."""
+        for attempt in range(10):
+            seq = self._walk(rng, redraw=attempt >= 3)
+            words = tuple(t for i, t in seq if i == self.text_index)
+            if 0 < self.held.get(words, 0) < self.k:
+                continue  # a sampled row's own address
+            out: dict[str, str | None] = {}
+            for i, t in seq:
+                if i != self.text_index:
+                    out[self.columns[i]] = t
+            if words and words[0] is not None:
+                out[self.columns[self.text_index]] = " ".join(str(w) for w in (reversed(words) if self.reverse else words))
+            else:
+                out[self.columns[self.text_index]] = None
+            return out
+        return None
+
+    def _walk(self, rng: random.Random, redraw: bool = False) -> tuple[Token, ...]:
+        """One token sequence; with ``redraw``, the numbers of the rare part are drawn afresh (when
+        the parts of other rows keep adding up to a sampled row's own address)."""
+        rows = self.rows
+        cands: Sequence[int] = range(len(rows))
+        out: list[Token] = []
+        i = 0
+        while True:
+            r = rows[rng.choice(cands)]
+            if i >= len(r):
+                return tuple(out)
+            same = self._group(tuple(out), cands, i)[r[i]]
+            if len(same) >= self.k:
+                out.append(r[i])
+                cands = same
+                i += 1
+                continue
+            for j in range(i, len(r)):
+                cls = self._cls(r[j])
+                pool = [rows[c][j] for c in cands if len(rows[c]) > j and self._cls(rows[c][j]) == cls]
+                col, text = rng.choice(pool)
+                out.append((col, _redraw_digits(text, rng) if redraw and text is not None and col == self.text_index else text))
+            return tuple(out)
+
+
+    def _group(self, prefix: tuple[Token, ...], cands: Sequence[int], i: int) -> Mapping[Token, list[int]]:
+        """Rows sharing ``prefix``, grouped by their next token (memoised: walks share prefixes)."""
+        hit = self.memo.get(prefix)
+        if hit is None:
+            groups: dict[Token, list[int]] = {}
+            for c in cands:
+                if len(self.rows[c]) > i:
+                    groups.setdefault(self.rows[c][i], []).append(c)
+            hit = self.memo[prefix] = groups
+        return hit
+
+
+def _redraw_digits(text: str, rng: random.Random) -> str:
+    """Digit runs replaced by random ones of the same length (a house number is no one's own)."""
+    return re.sub(r"\d+", lambda m: str(rng.randint(10 ** (len(m.group(0)) - 1), 10 ** len(m.group(0)) - 1))
+                  if m.group(0)[0] != "0" else "".join(rng.choice(string.digits) for _ in m.group(0)), text)
+
+
+def _mask(text: str | None) -> str:
+    return re.sub(r"\d", "9", text) if text else ""

@@ -1,0 +1,489 @@
+"""The Synthesizer: rows for one table from its profile, with names (:mod:`.names`), places
+(:mod:`.places`, :mod:`.frequency`) and contact points (:mod:`.contacts`), and timestamps from the
+placement the seeder chose. Deterministic for a given seed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import re
+import string
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from faker import Faker
+from faker.config import AVAILABLE_LOCALES
+
+from canary.errors import SeedError
+from canary.seeding.catalog import Column, TableInfo, check_hints
+from canary.seeding.synth.contacts import ContactAllocator, format_phone
+from canary.seeding.synth.frequency import FrequencyMatch, given_key, shape_key, surname_key, text_length, word_count
+from canary.seeding.synth.profile import ColumnProfile, TableProfile
+from canary.seeding.synth.romanize import spell, spellings
+from canary.seeding.synth.shapes import (
+    MIN_SHARED,
+    Semantic,
+    Weighted,
+    draw_digits,
+    fill_shape,
+    parse_ts,
+    quantile,
+    script_class,
+    semantic_of,
+)
+
+SUPPORTED_LOCALES = ("en_US", "ko_KR", "ja_JP")
+
+
+@dataclass(frozen=True, slots=True)
+class RowContext:
+    """Placement of one canary row chosen by the seeder."""
+
+    pk: str | None  # primary key value as text (None: the column default assigns it)
+    created: dt.datetime | None = None  # timestamp consistent with the neighbouring real rows
+
+
+@dataclass(frozen=True, slots=True)
+class SynthRow:
+    values: dict[str, str | None]
+    email: str | None
+    phone: str | None
+
+
+class Synthesizer:
+    """Generates rows for one table from its profile. Deterministic for a given ``seed``."""
+
+    def __init__(
+        self,
+        info: TableInfo,
+        prof: TableProfile,
+        *,
+        locale: str,
+        contacts: ContactAllocator,
+        seed: int | None = None,
+        skip: Iterable[str] = (),
+        reuse: Mapping[str, tuple[Weighted, float]] | None = None,
+        dated_by: str | None = None,
+    ) -> None:
+        self.info = info
+        self.profile = prof
+        self.locale = locale if locale in SUPPORTED_LOCALES or _faker_has(locale) else "en_US"
+        self.rng = random.Random(seed)
+        self.fake = Faker(self.locale)
+        self.fake.seed_instance(self.rng.getrandbits(64))
+        self.latin = Faker("en_US")
+        self.latin.seed_instance(self.rng.getrandbits(64))
+        self.contacts = contacts
+        self.skip = set(skip)
+        pk = info.primary_key
+        self.pk = pk[0] if len(pk) == 1 else None
+        self.semantics = {c.name: semantic_of(c) for c in info.columns}
+        if dated_by is not None:  # the column that takes the row's time (RowContext.created)
+            self.semantics[dated_by] = Semantic.CREATED
+        self.hints = check_hints(info)
+        self.reuse = dict(reuse or {})
+        self.unique = {cols[0] for cols in info.unique_sets() if len(cols) == 1}
+        self._place: dict[str, str | None] | None = None  # this row's composed location columns
+        self._match_people: FrequencyMatch | None = None
+        self._match_places: FrequencyMatch | None = None
+        self._spelled: tuple[Sequence[Mapping[str, str | None]], dict[str, list[int]], dict[str, list[int]]] | None = None  # people by spellings
+        self._has_email = any(self.semantics[c.name] == Semantic.EMAIL for c in info.columns)
+
+    def frequency_columns(self) -> list[str]:
+        """Columns whose per-value row counts :meth:`match_frequencies` needs (full name, address,
+        postcode...)."""
+        out = [c.name for c in self.columns() if self.semantics[c.name] == Semantic.FULL_NAME][:1]
+        places = self.profile.places
+        if places is not None:
+            out += [c for c in places.columns if c in {x.name for x in self.columns()}]
+        return out
+
+    def match_frequencies(self, counts: Mapping[str, Counter[str | None]], sample: Sequence[Mapping[str, str | None]],
+                          candidates: int = 4000) -> None:
+        """From now on, draw names and locations so that how many rows of the table share each of
+        their values (``counts``: rows of the whole table per value of the columns
+        :meth:`frequency_columns` names) follows the sampled real rows' distribution."""
+        name_col = next((c for c in self.frequency_columns() if self.semantics[c] == Semantic.FULL_NAME), None)
+        if name_col is not None and name_col in counts and self.profile.names is not None:
+            keys: tuple[tuple[str, Any], ...] = ((name_col, lambda v: v), (name_col, surname_key), (name_col, given_key))
+            derived = tuple(_derive(counts[col], fn) for col, fn in keys)
+            people: list[Mapping[str, str | None]] = []
+            for _ in range(candidates):
+                p = self._person()
+                people.append({name_col: p["full"], "first": p["first"], "last": p["last"]})
+            traits: tuple[tuple[str, Any], ...] = ((name_col, text_length),)
+            self._match_people = FrequencyMatch(keys, derived, FrequencyMatch.real_targets(keys, derived, sample, traits), people, traits)
+        places = self.profile.places
+        if places is not None:
+            text = places.columns[places.text_index]
+            if text in counts:
+                keys = ((text, lambda v: v), (text, shape_key)) + tuple((c, lambda v: v) for c in places.columns if c != text and c in counts)
+                derived = tuple(_derive(counts[col], fn) for col, fn in keys)
+                pool: list[Mapping[str, str | None]] = [p for p in (places.compose(self.rng) for _ in range(candidates)) if p]
+                # locations that at least k rows of the table share (a building many customers live in) are
+                # candidates too, each as often as sampled rows hold it
+                cols = [c for c in places.columns if c in counts]
+                pool += [{c: r.get(c) for c in cols} for r in sample
+                         if r.get(text) is not None and all(counts[c][r.get(c)] >= MIN_SHARED for c in cols)]
+                traits = ((text, word_count),)
+                self._match_places = FrequencyMatch(keys, derived, FrequencyMatch.real_targets(keys, derived, sample, traits), pool, traits)
+
+    def columns(self) -> list[Column]:
+        """Columns the seeder writes: all but generated ones and those it leaves to their default."""
+        out = []
+        for c in self.info.columns:
+            if c.generated or c.name in self.skip:
+                continue
+            out.append(c)
+        return out
+
+    def row(self, ctx: RowContext) -> SynthRow:
+        person = self._matched_person()
+        self._place = None
+        values: dict[str, str | None] = {}
+        email = phone = None
+        for col in self.columns():
+            if col.name == self.pk:
+                values[col.name] = ctx.pk
+                continue
+            sem = self.semantics[col.name]
+            prof = self.profile.col(col.name)
+            if sem == Semantic.EMAIL:
+                email = self._email(person, prof)
+                values[col.name] = email
+                continue
+            if sem == Semantic.PHONE:
+                shared = self.reuse.get(col.name)
+                if not self.contacts.phone_numbers and shared is not None and shared[0] and self.rng.random() < shared[1]:
+                    values[col.name] = str(shared[0].pick(self.rng))
+                    continue
+                phone_e164 = self.contacts.phone()
+                phone = phone_e164 or None
+                values[col.name] = self._phone(phone_e164, prof) if not self._null(col, prof) or phone_e164 else None
+                if values[col.name] is None:
+                    phone = None
+                continue
+            if self._null(col, prof):
+                values[col.name] = None
+                continue
+            shared = self.reuse.get(col.name)
+            composed = (self.profile.places is not None and col.name in self.profile.places.columns  # shares consistently itself
+                        or (self._match_people is not None and col.name == self._match_people.keys[0][0]))
+            if shared is not None and shared[0] and not composed and self.rng.random() < shared[1]:
+                values[col.name] = str(shared[0].pick(self.rng))
+                continue
+            hint = self.hints.get(col.name)
+            if hint is not None and hint.allowed:
+                observed = [v for v in (prof.categorical.values if prof and prof.categorical else ()) if v in hint.allowed]
+                values[col.name] = str(prof.categorical.pick(self.rng)) if observed and len(observed) == len(prof.categorical.values) else self.rng.choice(hint.allowed)  # type: ignore[union-attr]
+                continue
+            values[col.name] = self._value(col, sem, prof, person, ctx, values)
+        return SynthRow(values, email, phone)
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _null(self, col: Column, prof: ColumnProfile | None) -> bool:
+        if col.not_null or prof is None or not prof.sampled:
+            return False
+        return self.rng.random() < prof.null_rate
+
+    def _matched_person(self) -> dict[str, str]:
+        box = self.contacts.next_mailbox() if self._has_email else None
+        if box is not None:
+            fitted = self._person_for(box.rpartition("@")[0])
+            if fitted is not None:
+                return fitted
+        if self._match_people is not None:
+            got = self._match_people.draw(self.rng)
+            if got is not None:
+                col = self._match_people.keys[0][0]
+                return {"first": str(got["first"]), "last": str(got["last"]), "full": str(got[col])}
+        return self._person()
+
+    def _person_for(self, local: str) -> dict[str, str] | None:
+        """A person whose names the mailbox's local part spells as fully as any candidate's (the
+        longest surname spelling plus the longest whole given-name spelling in it), drawn from the
+        candidates the frequency match uses (their names stay as common as real ones); None when
+        the local part spells no one's name (a handle)."""
+        if self._spelled is None:
+            pool: Sequence[Mapping[str, str | None]] = self._match_people.pool if self._match_people is not None else [
+                {"full": p["full"], "first": p["first"], "last": p["last"]} for p in (self._person() for _ in range(4000))]
+            surs: dict[str, list[int]] = {}
+            givens: dict[str, list[int]] = {}
+            for i, cand in enumerate(pool):
+                for sp in spellings(str(cand["last"]), surname=True):
+                    if len(sp) > 1:
+                        surs.setdefault(sp, []).append(i)
+                for sp in spellings(str(cand["first"]).replace(" ", "")):
+                    if len(sp) > 2:
+                        givens.setdefault(sp, []).append(i)
+            self._spelled = (pool, surs, givens)
+        pool, surs, givens = self._spelled
+        low = re.sub(r"[^a-z]", "", local.lower())
+        cover: Counter[int] = Counter()
+        for index in (surs, givens):
+            best: dict[int, int] = {}
+            for sp, ids in index.items():
+                if sp in low:
+                    for i in ids:
+                        best[i] = max(best.get(i, 0), len(sp))
+            cover.update(best)
+        if not cover:
+            return None
+        top = max(cover.values())
+        fitting = [pool[i] for i, c in cover.items() if c == top]
+        got = self._match_people.draw(self.rng, among=fitting) if self._match_people is not None else self.rng.choice(fitting)
+        if got is None:
+            return None
+        full = got.get(self._match_people.keys[0][0]) if self._match_people is not None else got.get("full")
+        return {"first": str(got["first"]), "last": str(got["last"]), "full": str(full)}
+
+    def _person(self) -> dict[str, str]:
+        if self.profile.names is not None:
+            first, last, full = self.profile.names.draw(self.rng, self.fake, self.latin)
+            return {"first": first, "last": last, "full": full}
+        f = self.fake
+        first, last = f.first_name(), f.last_name()
+        if self.locale in ("ko_KR", "ja_JP"):
+            full = f"{last}{first}" if self.locale == "ko_KR" else f"{last} {first}"
+        else:
+            full = f"{first} {last}"
+        return {"first": first, "last": last, "full": full}
+
+    def _latin_words(self, person: Mapping[str, str]) -> tuple[str, str]:
+        if self.locale == "ja_JP":
+            return self.fake.first_romanized_name().lower(), self.fake.last_romanized_name().lower()
+        if self.locale == "ko_KR":
+            words = re.findall(r"[a-z]+", self.fake.user_name().lower())
+            w = words[0] if words else "kim"
+            cut = max(2, min(len(w) - 2, len(w) // 2)) if len(w) > 4 else len(w)
+            return w[:cut], w[cut:] or self.fake.user_name()[:3].lower()
+        return person["first"].lower(), person["last"].lower()
+
+    def _handle(self) -> str:
+        """A handle word that spells no one's name (Faker's user names are built from names)."""
+        return re.sub(r"[^a-z]", "", self.latin.word().lower()) or "user"
+
+    def _name_words(self, person: Mapping[str, str], use: str, slots: int) -> list[str]:
+        """Words of a local part that spells the person's own names the way ``use`` says, for a
+        template with ``slots`` words (one slot: the parts run together, ``minjunkim``)."""
+        r = self.rng
+        sur = spell(person["last"], r, surname=True) or self._handle()
+        given_text = person["first"].replace(" ", "")
+        giv = spell(given_text, r) or self._handle()
+        initials = "".join(x[:1] for x in (spell(ch, r) for ch in given_text) if x) if script_class(given_text[:1]) else giv[:1]
+        if use == "both":
+            parts = [sur, giv] if r.random() < 0.5 else [giv, sur]
+        elif use == "surname":
+            parts = ([initials, sur] if r.random() < 0.5 else [sur, initials]) if slots == 1 else [sur, self._handle()]
+        else:
+            parts = [giv, self._handle()]
+            if slots == 1:
+                parts = [giv]
+        return ["".join(parts)] if slots == 1 else parts
+
+    def _email(self, person: Mapping[str, str], prof: ColumnProfile | None) -> str:
+        use = str(prof.email_uses.pick(self.rng)) if prof and prof.email_uses else ""
+        by_use = prof.email_locals_by_use.get(use) if prof and use else None
+        if by_use:
+            template = str(by_use.pick(self.rng))
+        else:
+            template = prof.email_locals.pick(self.rng) if prof and prof.email_locals else "w.w"
+        if use in ("both", "surname", "given"):
+            w1, w2, *_ = [*self._name_words(person, use, template.count("w")), ""]
+            w2 = w2 or w1
+        elif use == "none":  # handles, as people pick them
+            w1, w2 = self._handle(), self._handle()
+        elif template.count("w") == 1:  # one word: a whole handle, as people pick them
+            w1 = re.sub(r"[^a-z]", "", self.fake.user_name().lower()) or "user"
+            w2 = w1
+        else:
+            w1, w2 = self._latin_words(person)
+        w1 = re.sub(r"[^a-z]", "", w1) or "user"
+        w2 = re.sub(r"[^a-z]", "", w2) or "mail"
+        words = iter([w1, w2, w2[:1], w1[:1]])
+        local = []
+        for tok in re.findall(r"w|9+|[^w9]", template):
+            if tok == "w":
+                local.append(next(words, w1))
+            elif tok[0] == "9":
+                local.append("".join(self.rng.choice(string.digits) for _ in tok))
+            else:
+                local.append(tok)
+        text = "".join(local)
+        if prof and prof.case_styles:
+            style = prof.case_styles.pick(self.rng)
+            text = text.upper() if style == "upper" else (text[:1].upper() + text[1:] if style == "title" else text)
+        fallback = self.fake.free_email_domain()
+        if prof and prof.email_domains:
+            fallback = prof.email_domains.pick(self.rng) if prof.email_domains.cum[0] >= MIN_SHARED else fallback
+        return self.contacts.email(text, fallback)
+
+    def _phone(self, e164: str | None, prof: ColumnProfile | None) -> str:
+        template = prof.shapes.pick(self.rng) if prof and prof.shapes else None
+        if e164 is None:
+            if template and set(template) <= set("9+-(). x"):
+                if prof and template in prof.digit_prefixes:
+                    return draw_digits(template, prof.digit_prefixes[template], self.rng)
+                text = fill_shape(template, self.rng)
+                head = re.match(r"\+?9+", template)
+                if head and prof and prof.prefixes:
+                    fitting = [p for p in prof.prefixes.values if len(p) == len(head.group(0))]
+                    if fitting:
+                        text = self.rng.choice(fitting) + text[len(head.group(0)):]
+                return text
+            return str(self.fake.phone_number())
+        return format_phone(e164, template or "+" + "9" * (len(e164) - 1), self.locale)
+
+    def _value(
+        self, col: Column, sem: Semantic, prof: ColumnProfile | None, person: Mapping[str, str], ctx: RowContext,
+        done: Mapping[str, str | None],
+    ) -> str | None:
+        f = self.fake
+        if col.enum_labels:
+            if prof and prof.categorical:
+                return str(prof.categorical.pick(self.rng))
+            return self.rng.choice(col.enum_labels)
+        places = self.profile.places
+        if places is not None and col.name in places.columns:
+            if self._place is None:
+                matched = self._match_places.draw(self.rng) if self._match_places is not None else None
+                self._place = dict(matched) if matched is not None else (places.compose(self.rng) or {})
+            if self._place.get(col.name) is not None:
+                return self._fit(col, str(self._place[col.name]))
+        if prof and prof.categorical and sem not in (Semantic.CREATED, Semantic.UPDATED, Semantic.BIRTHDATE):
+            return self._fit(col, str(prof.categorical.pick(self.rng)))
+        if sem == Semantic.CREATED:
+            return self._ts(col, ctx.created or self._sample_ts(prof))
+        if sem == Semantic.UPDATED:
+            created = next((parse_ts(done.get(c.name)) for c in self.info.columns if self.semantics[c.name] == Semantic.CREATED and done.get(c.name)), None)
+            base = created or ctx.created
+            if base is not None and self.profile.created_gap:
+                return self._ts(col, base + dt.timedelta(seconds=max(0.0, self.rng.choice(self.profile.created_gap))))
+            return self._ts(col, base or self._sample_ts(prof))
+        if sem == Semantic.BIRTHDATE:
+            if prof and prof.numbers:
+                return self._ts(col, self._sample_ts(prof))
+            return self._ts(col, dt.datetime.combine(f.date_of_birth(minimum_age=18, maximum_age=85), dt.time()))
+        if col.category == "S":
+            text = {
+                Semantic.FIRST_NAME: lambda: person["first"],
+                Semantic.LAST_NAME: lambda: person["last"],
+                Semantic.FULL_NAME: lambda: person["full"],
+                Semantic.STREET: lambda: f.street_address(),
+                Semantic.ADDRESS: lambda: f.address().replace("\n", ", "),
+                Semantic.CITY: lambda: f.city(),
+                Semantic.STATE: lambda: f.administrative_unit() if hasattr(f, "administrative_unit") else f.city(),
+                Semantic.POSTCODE: lambda: f.postcode(),
+                Semantic.COUNTRY: lambda: f.country(),
+                Semantic.COMPANY: lambda: f.company(),
+                Semantic.USERNAME: lambda: f.user_name(),
+            }.get(sem)
+            if text is not None:
+                value = text()
+                if sem == Semantic.POSTCODE and prof and prof.shapes:
+                    template = prof.shapes.pick(self.rng)
+                    if set(template) <= set("9- "):
+                        value = draw_digits(template, prof.digit_prefixes.get(template, {}), self.rng)
+                return self._fit(col, value)
+            return self._fit(col, self._generic_text(prof))
+        return self._typed(col, prof)
+
+    def _fit(self, col: Column, value: str) -> str:
+        if col.max_length is not None and len(value) > col.max_length:
+            return value[: col.max_length]
+        return value
+
+    def _generic_text(self, prof: ColumnProfile | None) -> str:
+        if prof and prof.shapes:
+            template = prof.shapes.pick(self.rng)
+            if " " in template and len(template) > 20:
+                target = len(template)
+                text = self.fake.text(max_nb_chars=max(target, 10)) if self.locale == "en_US" else self.fake.sentence()
+                return text[:target]
+            if any(script_class(ch) for ch in template):
+                return self.fake.word() if hasattr(self.fake, "word") else fill_shape(template, self.rng)
+            return fill_shape(template, self.rng)
+        return self.fake.word()
+
+    def _sample_ts(self, prof: ColumnProfile | None) -> dt.datetime:
+        if prof is not None and prof.numbers:
+            return dt.datetime.fromtimestamp(quantile(prof.numbers, self.rng), dt.timezone.utc)
+        if self.profile.created_epochs:
+            return dt.datetime.fromtimestamp(quantile(self.profile.created_epochs, self.rng), dt.timezone.utc)
+        now = dt.datetime.now(dt.timezone.utc)
+        return now - dt.timedelta(seconds=self.rng.uniform(0, 3 * 365 * 86400))
+
+    def _ts(self, col: Column, value: dt.datetime) -> str:
+        if col.base_type == "date":
+            return value.date().isoformat()
+        if col.base_type == "timestamp":
+            return value.replace(tzinfo=None).isoformat(sep=" ")
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value.isoformat(sep=" ")
+
+    def _typed(self, col: Column, prof: ColumnProfile | None) -> str | None:
+        r = self.rng
+        if col.category == "N":
+            integral = col.base_type in ("int2", "int4", "int8") or bool(prof and prof.numbers and prof.integral)
+            x = quantile(prof.numbers, r) if prof and prof.numbers else r.uniform(0, 1000)
+            if col.name in self.unique and (not prof or len(set(prof.numbers)) < 20):
+                # too few sampled values to draw distinct ones from: spread beyond them
+                lo = min(prof.numbers) if prof and prof.numbers else 0.0
+                hi = max(prof.numbers) if prof and prof.numbers else 1000.0
+                x = r.uniform(lo, hi + 1000.0)
+            hint = self.hints.get(col.name)
+            if hint is not None:
+                step = 1.0 if integral else 10.0 ** -(col.numeric_scale if col.numeric_scale is not None else 2)
+                if hint.low is not None and (x < hint.low or (hint.low_strict and x <= hint.low)):
+                    x = hint.low + (step if hint.low_strict else 0.0) + (r.random() * 10 * step if hint.high is None else 0.0)
+                if hint.high is not None and (x > hint.high or (hint.high_strict and x >= hint.high)):
+                    x = hint.high - (step if hint.high_strict else 0.0)
+            if prof and prof.granularity:
+                x = max(prof.granularity, round(x / prof.granularity) * prof.granularity)
+            if integral:
+                return str(int(round(x)))
+            scale = col.numeric_scale if col.numeric_scale is not None else 2
+            return f"{x:.{scale}f}"
+        if col.category == "B":
+            rate = 0.5
+            if prof and prof.categorical:
+                counts = dict(zip(prof.categorical.values, _weights(prof.categorical)))
+                total = sum(counts.values())
+                rate = counts.get("true", 0) / total if total else 0.5
+            return "true" if r.random() < rate else "false"
+        if col.base_type == "uuid":
+            return str(uuid.UUID(int=r.getrandbits(128), version=4))
+        if col.base_type in ("json", "jsonb"):
+            return json.dumps({})
+        if col.category == "D":
+            return self._ts(col, self._sample_ts(prof))
+        if col.category == "A":
+            return "{}"
+        if col.has_default or not col.not_null:
+            return None
+        raise SeedError(f"cannot synthesise a value for column {col.name} of type {col.type}", column=col.name)
+
+
+def _derive(counts: Counter[str | None], fn: Any) -> Counter[str | None]:
+    out: Counter[str | None] = Counter()
+    for v, n in counts.items():
+        out[fn(v)] += n
+    return out
+
+
+def _weights(w: Weighted) -> list[float]:
+    prev = 0.0
+    out = []
+    for c in w.cum:
+        out.append(c - prev)
+        prev = c
+    return out
+
+
+def _faker_has(locale: str) -> bool:
+    return locale in AVAILABLE_LOCALES
