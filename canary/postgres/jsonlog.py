@@ -22,6 +22,7 @@ from canary.config import Config
 from canary.plugins import SourceType
 from canary.postgres.processor import PgLogProcessor
 from canary.postgres.record import RecordContext, RecordHandler
+from canary.store import checkpoints
 from canary.tasks import stop_task
 from canary.typing import Component, SourceContext
 
@@ -84,9 +85,8 @@ class JsonlogSource:
             return []
 
     async def _restore(self) -> None:
-        row = await self.runtime.pool.fetchrow("SELECT position FROM checkpoints WHERE source = $1", self.name)
-        if row is not None:
-            pos = row["position"]
+        pos = await checkpoints.load(self.runtime.pool, self.name)
+        if pos is not None:
             path = Path(pos["path"])
             try:
                 st = path.stat()
@@ -115,12 +115,8 @@ class JsonlogSource:
     async def _checkpoint(self) -> None:
         if self._path is None:
             return
-        await self.runtime.pool.execute(
-            """
-            INSERT INTO checkpoints (source, position, updated_at) VALUES ($1, $2, now())
-            ON CONFLICT (source) DO UPDATE SET position = excluded.position, updated_at = now()
-            """,
-            self.name,
+        await checkpoints.save(
+            self.runtime.pool, self.name,
             {"path": str(self._path), "inode": self._inode, "offset": self._offset - len(self._partial)},
         )
 

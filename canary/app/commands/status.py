@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from canary.app.commands import load_config
-from canary.store import ControlStore
+from canary.store import ControlStore, checkpoints
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -37,7 +37,7 @@ async def gather(pool: asyncpg.Pool) -> dict[str, Any]:
         "SELECT source, max(recorded_at) AS last, count(*) AS n,"
         " count(*) FILTER (WHERE recorded_at > clock_timestamp() - interval '24 hours') AS day"
         " FROM events GROUP BY 1 ORDER BY 1")
-    checkpoints = await pool.fetch("SELECT source, updated_at FROM checkpoints ORDER BY source")
+    positions = await checkpoints.listing(pool)
     outbox = await pool.fetchrow(
         "SELECT count(*) FILTER (WHERE status = 'pending') AS pending, count(*) FILTER (WHERE status = 'dead') AS dead,"
         " min(created_at) FILTER (WHERE status = 'pending') AS oldest_pending FROM outbox")
@@ -85,7 +85,7 @@ async def gather(pool: asyncpg.Pool) -> dict[str, Any]:
             "sources": [{"source": r["source"], "last_event": r["last"].isoformat(), "last_event_age_s": age(r["last"]),
                          "events": r["n"], "events_24h": r["day"]} for r in sources],
             "checkpoints": [{"source": r["source"], "updated_at": r["updated_at"].isoformat(),
-                             "age_s": age(r["updated_at"])} for r in checkpoints],
+                             "age_s": age(r["updated_at"])} for r in positions],
             "detection_objects": [{"datastore": r["datastore"], "target": r["target"],
                                    "installed_at": r["installed_at"].isoformat()} for r in objects],
             "rejects_24h": [{"source": r["source"], "reason": r["reason"], "count": r["n"]} for r in rejects],
