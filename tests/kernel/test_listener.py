@@ -151,7 +151,7 @@ def test_reject_sampler_window_resets_and_reports_skips() -> None:
 
 async def test_retention_prunes_old_reject_samples_only(store: ControlStore) -> None:
     """Reject samples older than the retention are deleted; recent ones and events are kept."""
-    from canary.health.retention import prune
+    from canary.store.rejects import prune
 
     await store.pool.execute(
         "INSERT INTO rejects (source, reason, sample, received_at) VALUES"

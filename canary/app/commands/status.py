@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from canary.app.commands import load_config
-from canary.store import ControlStore, checkpoints
+from canary.store import ControlStore, checkpoints, rejects
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -42,9 +42,7 @@ async def gather(pool: asyncpg.Pool) -> dict[str, Any]:
         "SELECT count(*) FILTER (WHERE status = 'pending') AS pending, count(*) FILTER (WHERE status = 'dead') AS dead,"
         " min(created_at) FILTER (WHERE status = 'pending') AS oldest_pending FROM outbox")
     objects = await pool.fetch("SELECT datastore, target, installed_at FROM detection_objects ORDER BY 1, 2")
-    rejects = await pool.fetch(
-        "SELECT source, reason, count(*) AS n FROM rejects WHERE received_at > clock_timestamp() - interval '24 hours'"
-        " GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 20")
+    rejected = await rejects.summary(pool)
     incidents = await pool.fetchrow(
         "SELECT count(*) FILTER (WHERE status = 'open' AND suppressed_by IS NULL) AS open,"
         " count(*) FILTER (WHERE status = 'acknowledged') AS ack,"
@@ -88,7 +86,7 @@ async def gather(pool: asyncpg.Pool) -> dict[str, Any]:
                              "age_s": age(r["updated_at"])} for r in positions],
             "detection_objects": [{"datastore": r["datastore"], "target": r["target"],
                                    "installed_at": r["installed_at"].isoformat()} for r in objects],
-            "rejects_24h": [{"source": r["source"], "reason": r["reason"], "count": r["n"]} for r in rejects],
+            "rejects_24h": [{"source": r["source"], "reason": r["reason"], "count": r["n"]} for r in rejected],
         },
         "outbox": {"pending": outbox["pending"], "dead": outbox["dead"], "oldest_pending_age_s": age(outbox["oldest_pending"])},
         "incidents": {"open": incidents["open"], "acknowledged": incidents["ack"], "open_not_drill": incidents["open_real"],
