@@ -36,6 +36,7 @@ from canary.events import DetectionEvent, EventKind, Severity, event_key
 from canary.postgres.audit import audit_state
 from canary.postgres.heartbeat import emit_heartbeat
 from canary.postgres.protocol import SEEDER_APP
+from canary.store import detection_objects
 from canary.typing import SourceContext
 
 log = structlog.get_logger("canary.checks")
@@ -160,8 +161,7 @@ async def check_canaries(runtime: SourceContext, activity: SelfActivity, ds: Dat
 
 async def _check_audit(runtime: SourceContext, ds: DatastoreConfig, role: str, at: dt.datetime, timeout: float) -> list[DetectionEvent]:
     """pgaudit object audit still covers every canary table (only where it was configured)."""
-    targets = [r["target"] for r in await runtime.pool.fetch(
-        "SELECT DISTINCT target FROM detection_objects WHERE datastore = $1 ORDER BY 1", ds.name)]
+    targets = await detection_objects.targets(runtime.pool, ds.name)
     if not targets:
         return []
     try:

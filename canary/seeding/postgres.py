@@ -62,7 +62,7 @@ from canary.seeding.synth import (
     profile,
     semantic_of,
 )
-from canary.store import describe_error
+from canary.store import describe_error, detection_objects
 from canary.store.registry import NewCanary, Registry, location_key, value_purpose
 
 log = structlog.get_logger("canary.seeders.postgres")
@@ -847,10 +847,8 @@ class PostgresSeeder:
         info = w.info
         texts = await self._row_texts(conn, info, [p.pk for p in w.planned])
         restrictive, permissive = policy_names(self.ds.detection_schema)
-        prior = await ctl.fetchrow(
-            "SELECT details FROM detection_objects WHERE datastore = $1 AND target = $2", self.ds.name, info.target
-        )
-        details: dict[str, Any] = dict(prior["details"]) if prior else {
+        prior = await detection_objects.details(ctl, self.ds.name, info.target)
+        details: dict[str, Any] = prior if prior is not None else {
             "schema": self.ds.detection_schema,
             "function": f"{self.ds.detection_schema}.{FUNCTION}",
             "policy": restrictive,
@@ -861,14 +859,10 @@ class PostgresSeeder:
                 "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)", self.ds.detection_schema
             ),
         }
-        if not prior:
-            others = await ctl.fetchval("SELECT count(*) FROM detection_objects WHERE datastore = $1", self.ds.name)
-            if others:
-                first = await ctl.fetchval(
-                    "SELECT details->>'schema_created' FROM detection_objects WHERE datastore = $1 ORDER BY id LIMIT 1", self.ds.name
-                )
+        if prior is None:
+            if await detection_objects.count(ctl, self.ds.name):
                 details["schema_created"] = False
-                details["schema_owner_target"] = first == "true"
+                details["schema_owner_target"] = await detection_objects.first_created_schema(ctl, self.ds.name)
         manifest = {
             "datastore": self.ds.name,
             "target": info.target,
@@ -904,11 +898,7 @@ class PostgresSeeder:
                 )
             )
         await self.registry.add(ctl, canaries, dep_id)
-        await ctl.execute(
-            """INSERT INTO detection_objects (datastore, target, details) VALUES ($1, $2, $3)
-               ON CONFLICT (datastore, target) DO UPDATE SET details = EXCLUDED.details, installed_at = now()""",
-            self.ds.name, info.target, details,
-        )
+        await detection_objects.record(ctl, self.ds.name, info.target, details)
         return dep_id
 
     async def _undo_control(self, deployments: Sequence[int]) -> None:
@@ -1020,10 +1010,7 @@ class PostgresSeeder:
         return out
 
     async def _targets(self) -> list[str]:
-        rows = await self.registry.pool.fetch(
-            "SELECT DISTINCT target FROM detection_objects WHERE datastore = $1 ORDER BY 1", self.ds.name
-        )
-        return [r["target"] for r in rows]
+        return await detection_objects.targets(self.registry.pool, self.ds.name)
 
     async def _check_detection(self, conn: asyncpg.Connection, info: TableInfo, pks: Sequence[str]) -> list[Finding]:
         restrictive, _ = policy_names(self.ds.detection_schema)
@@ -1074,9 +1061,7 @@ class PostgresSeeder:
             try:
                 await conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
                 for target in wanted:
-                    details = await self.registry.pool.fetchval(
-                        "SELECT details FROM detection_objects WHERE datastore = $1 AND target = $2", self.ds.name, target
-                    )
+                    details = await detection_objects.details(self.registry.pool, self.ds.name, target)
                     existing = await self._existing(target)
                     info = await introspect(conn, target, datastore=self.ds.name)
                     restrictive, permissive = policy_names(self.ds.detection_schema)
@@ -1122,19 +1107,12 @@ class PostgresSeeder:
                     await conn.execute(f"ALTER TABLE {tbl} {'FORCE' if forced else 'NO FORCE'} ROW LEVEL SECURITY")
                     dropped.append(f"policy {restrictive} on {target}")
                     cleanup.append(target)
-                remaining = await self.registry.pool.fetchval(
-                    "SELECT count(*) FROM detection_objects WHERE datastore = $1 AND NOT (target = ANY($2::text[]))",
-                    self.ds.name, cleanup,
-                )
+                remaining = await detection_objects.count(self.registry.pool, self.ds.name, excluding=cleanup)
                 if cleanup and not remaining:
                     schema = self.ds.detection_schema
                     await conn.execute(f"DROP FUNCTION IF EXISTS {qualified(schema, FUNCTION)}(text, text, text)")
                     dropped.append(f"function {schema}.{FUNCTION}")
-                    created = await self.registry.pool.fetchval(
-                        "SELECT bool_or((details->>'schema_created')::boolean) FROM detection_objects WHERE datastore = $1",
-                        self.ds.name,
-                    )
-                    if created:
+                    if await detection_objects.any_created_schema(self.registry.pool, self.ds.name):
                         try:
                             async with conn.transaction():
                                 await conn.execute(f"DROP SCHEMA IF EXISTS {ident(schema)}")
@@ -1152,9 +1130,7 @@ class PostgresSeeder:
                 left = await ctl.fetchval("SELECT count(*) FROM canaries WHERE deployment_id = $1 AND status = 'active'", dep)
                 if not left:
                     await ctl.execute("UPDATE deployments SET status = 'retired', retired_at = now() WHERE id = $1", dep)
-            await ctl.execute(
-                "DELETE FROM detection_objects WHERE datastore = $1 AND target = ANY($2::text[])", self.ds.name, cleanup
-            )
+            await detection_objects.remove(ctl, self.ds.name, cleanup)
         self.log.info("seed.retired", removed=removed, kept=len([k for k in kept if not force]))
         return RetireResult(self.ds.name, removed, kept if not force else [], child_rows, dropped)
 

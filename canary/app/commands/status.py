@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from canary.app.commands import load_config
-from canary.store import ControlStore, checkpoints, rejects
+from canary.store import ControlStore, checkpoints, detection_objects, rejects
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -41,7 +41,7 @@ async def gather(pool: asyncpg.Pool) -> dict[str, Any]:
     outbox = await pool.fetchrow(
         "SELECT count(*) FILTER (WHERE status = 'pending') AS pending, count(*) FILTER (WHERE status = 'dead') AS dead,"
         " min(created_at) FILTER (WHERE status = 'pending') AS oldest_pending FROM outbox")
-    objects = await pool.fetch("SELECT datastore, target, installed_at FROM detection_objects ORDER BY 1, 2")
+    objects = await detection_objects.installed(pool)
     rejected = await rejects.summary(pool)
     incidents = await pool.fetchrow(
         "SELECT count(*) FILTER (WHERE status = 'open' AND suppressed_by IS NULL) AS open,"
