@@ -31,6 +31,7 @@ from canary.drilltags import attribute_drills
 from canary.errors import IncidentError
 from canary.events import DetectionEvent, EventKind, Severity
 from canary.rules import NO_DECISION, CanaryFacts, Decision, RuleSet, facts_from_rows
+from canary.store import registry
 from canary.typing import SuppressRule
 
 log = structlog.get_logger("canary.pipeline")
@@ -235,8 +236,7 @@ class Pipeline:
         if self.rules.needs_facts:
             ids = sorted({e.canary_id for e in evs if e.canary_id is not None})
             if ids:
-                facts = facts_from_rows(await conn.fetch(
-                    "SELECT id, kind, datastore, label FROM canaries WHERE id = ANY($1::bigint[])", ids))
+                facts = facts_from_rows(await registry.summaries(conn, ids))
         out = []
         for e in evs:
             decision = NO_DECISION
@@ -299,7 +299,7 @@ class Pipeline:
             due.append((inc, action, 0 if last_seq is None else last_seq + 1, level, lift))
         if not due:
             return []
-        labels = await canary_labels(conn, [inc["id"] for inc, *_ in due])
+        labels = await registry.incident_labels(conn, [inc["id"] for inc, *_ in due])
         out_inc, out_sink, out_seq, out_action, out_payload = [], [], [], [], []
         notified = []
         for inc, action, sequence, _, lift in due:
@@ -430,24 +430,6 @@ def _title(event: DetectionEvent) -> str:
     return ("[DRILL] " if event.drill else "") + text
 
 
-async def canary_labels(conn: asyncpg.Connection, incident_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
-    """Per incident, its canaries by label and kind (most-hit first, at most 20): never locations."""
-    rows = await conn.fetch(
-        """
-        SELECT i.id AS incident_id, c.label, c.kind, count(*) AS n
-        FROM incidents i CROSS JOIN LATERAL unnest(i.canary_ids) AS cid JOIN canaries c ON c.id = cid
-        WHERE i.id = ANY($1::bigint[])
-        GROUP BY 1, 2, 3 ORDER BY 1, 4 DESC, 2
-        """,
-        list(incident_ids),
-    )
-    out: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        if len(out[r["incident_id"]]) < 20:
-            out[r["incident_id"]].append({"label": r["label"], "kind": r["kind"], "count": r["n"]})
-    return out
-
-
 _PREFIXES = {AlertAction.TRIGGER: "", AlertAction.UPDATE: "ESCALATED: ", AlertAction.ACKNOWLEDGE: "ACKNOWLEDGED: ",
              AlertAction.RESOLVE: "RESOLVED: "}
 
@@ -482,7 +464,7 @@ def alert_for(inc: Mapping[str, Any], canaries: Sequence[Mapping[str, Any]], act
 
 
 async def build_alert(conn: asyncpg.Connection, inc: asyncpg.Record, action: AlertAction, sequence: int) -> Alert:
-    labels = await canary_labels(conn, [inc["id"]])
+    labels = await registry.incident_labels(conn, [inc["id"]])
     return alert_for(inc, labels.get(inc["id"], []), action, sequence)
 
 

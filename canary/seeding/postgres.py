@@ -63,7 +63,7 @@ from canary.seeding.synth import (
     semantic_of,
 )
 from canary.store import describe_error, detection_objects
-from canary.store.registry import NewCanary, Registry, location_key, value_purpose
+from canary.store.registry import NewCanary, Registry, location_key, recognise
 
 log = structlog.get_logger("canary.seeders.postgres")
 
@@ -664,13 +664,8 @@ class PostgresSeeder:
         for kind, owned in (("phone", self.pools.phone_numbers), ("email", tuple(a for a, _ in self.pools.mailboxes))):
             if not owned:
                 continue
-            idx = {self.registry.keyring.blind_index(p, value_purpose(kind)): p for p in owned}
-            rows = await self.registry.pool.fetch(
-                "SELECT v.value_idx FROM canary_values v JOIN canaries c ON c.id = v.canary_id"
-                " WHERE v.kind = $2 AND c.status = 'active' AND v.value_idx = ANY($1::bytea[])",
-                list(idx), kind,
-            )
-            out |= {idx[bytes(r["value_idx"])].lower() for r in rows}
+            held = await recognise(self.registry, [(kind, p) for p in owned])
+            out |= {value.lower() for _, value in held}
         return out
 
     def _detection_statements(self, info: TableInfo, pk_type: str, pks: Sequence[str]) -> list[str]:
@@ -905,12 +900,7 @@ class PostgresSeeder:
         if not deployments:
             return
         async with self.registry.pool.acquire() as ctl, ctl.transaction():
-            await ctl.execute(
-                "DELETE FROM canary_values WHERE canary_id IN (SELECT id FROM canaries WHERE deployment_id = ANY($1::bigint[]))",
-                list(deployments),
-            )
-            await ctl.execute("DELETE FROM canaries WHERE deployment_id = ANY($1::bigint[])", list(deployments))
-            await ctl.execute("DELETE FROM deployments WHERE id = ANY($1::bigint[])", list(deployments))
+            await self.registry.withdraw_deployments(ctl, deployments)
 
     # -- verify ---------------------------------------------------------------------------------
     async def verify(self) -> VerifyReport:
@@ -1126,10 +1116,7 @@ class PostgresSeeder:
             await conn.close()
         async with self.registry.pool.acquire() as ctl, ctl.transaction():
             await self.registry.retire(ctl, retired_ids)
-            for dep in deployments:
-                left = await ctl.fetchval("SELECT count(*) FROM canaries WHERE deployment_id = $1 AND status = 'active'", dep)
-                if not left:
-                    await ctl.execute("UPDATE deployments SET status = 'retired', retired_at = now() WHERE id = $1", dep)
+            await self.registry.retire_emptied_deployments(ctl, deployments)
             await detection_objects.remove(ctl, self.ds.name, cleanup)
         self.log.info("seed.retired", removed=removed, kept=len([k for k in kept if not force]))
         return RetireResult(self.ds.name, removed, kept if not force else [], child_rows, dropped)

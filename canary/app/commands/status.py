@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from canary.app.commands import load_config
-from canary.store import ControlStore, checkpoints, detection_objects, rejects
+from canary.store import ControlStore, checkpoints, detection_objects, registry, rejects
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -29,10 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 async def gather(pool: asyncpg.Pool) -> dict[str, Any]:
     """The status document (JSON-able)."""
     now = await pool.fetchval("SELECT clock_timestamp()")
-    inventory = await pool.fetch(
-        "SELECT datastore, label, kind, count(*) AS n, max(created_at) AS newest FROM canaries"
-        " WHERE status = 'active' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
-    retired = await pool.fetchval("SELECT count(*) FROM canaries WHERE status = 'retired'")
+    inventory = await registry.inventory(pool)
+    retired = await registry.retired_count(pool)
     sources = await pool.fetch(
         "SELECT source, max(recorded_at) AS last, count(*) AS n,"
         " count(*) FILTER (WHERE recorded_at > clock_timestamp() - interval '24 hours') AS day"
