@@ -220,18 +220,18 @@ async def test_dead_letter_is_paged_to_the_other_sinks(store: ControlStore, make
 def test_titles_say_what_happened() -> None:
     """Incident titles read right for on-call: a read names who and where; an arrived heartbeat is not
     called a failure; a failed check names its problem and node."""
-    from canary.pipeline import _title
+    from canary.alerts import incident_title
 
     now = dt.datetime.now(dt.timezone.utc)
 
     def ev(kind: EventKind, **kw: object) -> DetectionEvent:
         return DetectionEvent(kind=kind, source="t", key="k", group="g", canary_id=None, observed_at=now, **kw)  # type: ignore[arg-type]
 
-    assert _title(ev(EventKind.READ, actor={"user": "mallory"}, origin={"client_addr": "10.0.0.9"})) == \
+    assert incident_title(ev(EventKind.READ, actor={"user": "mallory"}, origin={"client_addr": "10.0.0.9"})) == \
         "Canary data read by mallory from 10.0.0.9"
-    assert _title(ev(EventKind.HEALTH, origin={"node": "shop"}, evidence={"signal": "heartbeat"})) == \
+    assert incident_title(ev(EventKind.HEALTH, origin={"node": "shop"}, evidence={"signal": "heartbeat"})) == \
         "Canary log heartbeat received from shop"
-    assert _title(ev(EventKind.HEALTH, origin={"node": "shop"}, evidence={"problem": "heartbeat_not_ingested"})) == \
+    assert incident_title(ev(EventKind.HEALTH, origin={"node": "shop"}, evidence={"problem": "heartbeat_not_ingested"})) == \
         "Canary health check failed: heartbeat_not_ingested on shop"
-    assert _title(ev(EventKind.TAMPER, origin={"node": "shop"}, evidence={"problem": "policy_missing"}, drill="d1")) == \
+    assert incident_title(ev(EventKind.TAMPER, origin={"node": "shop"}, evidence={"problem": "policy_missing"}, drill="d1")) == \
         "[DRILL] Canary detection tampered with: policy_missing on shop"

@@ -11,7 +11,8 @@ from testkit import MakeConfig
 from canary.drilltags import register_markers, register_run
 from canary.errors import IncidentError
 from canary.events import DetectionEvent, EventKind, event_key
-from canary.pipeline import Pipeline, change_status
+from canary.incidents import change_status
+from canary.pipeline import Pipeline
 from canary.store import ControlStore
 
 
