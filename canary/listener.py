@@ -9,7 +9,6 @@ committed), give the dispatcher a bounded grace, then close the store.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import ipaddress
 import signal
 from collections.abc import Sequence
@@ -18,10 +17,7 @@ import structlog
 from aiohttp import web
 
 from canary import plugins
-from canary.alerts import Alert
-from canary.errors import DeliveryError
-from canary.events import DetectionEvent, EventKind, Severity, event_key
-from canary.pipeline import DEAD_LETTER_SOURCE
+from canary.outbox import report_dead_letters
 from canary.runtime import Runtime, close_runtime
 from canary.typing import Component
 
@@ -66,7 +62,7 @@ class Listener:
     async def start(self) -> None:
         rt = self.runtime
         rt.pipeline.start()
-        rt.dispatcher.on_dead = self._dead_letter
+        rt.dispatcher.on_dead = report_dead_letters(rt.submit)
         await rt.dispatcher.start()
         for comp in self.components:
             await comp.start(rt)
@@ -84,20 +80,6 @@ class Listener:
             rt.metrics.up.labels(component=comp.name).set(0)
         self._started.clear()
         await close_runtime(rt)
-
-    async def _dead_letter(self, sink: str, alert: Alert, error: DeliveryError) -> None:
-        """A notification that could not be delivered is itself an incident (to the other sinks)."""
-        now = dt.datetime.now(dt.timezone.utc)
-        event = DetectionEvent(
-            kind=EventKind.HEALTH, source=DEAD_LETTER_SOURCE, key=event_key("dead", sink, alert.dedup_key, alert.sequence),
-            group=f"outbox-dead:{sink}", canary_id=None, observed_at=now, severity=Severity.ERROR,
-            actor={"sink": sink}, evidence={"incident_id": alert.incident_id, "error": error.message[:300],
-                                             "title": alert.title},
-        )
-        try:
-            await self.runtime.submit(event)
-        except Exception:  # noqa: BLE001 - already logged by the dispatcher; keep running
-            log.exception("outbox.dead_letter_event_failed", sink=sink)
 
     async def _healthz(self, request: web.Request) -> web.Response:
         rt = self.runtime

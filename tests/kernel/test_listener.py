@@ -199,17 +199,17 @@ async def test_dead_letter_is_paged_to_the_other_sinks(store: ControlStore, make
     from canary.alerts import Alert, AlertAction
     from canary.errors import DeliveryError
     from canary.events import Severity
+    from canary.outbox import report_dead_letters
     from canary.runtime import close_runtime
 
     cfg = make_config(sinks=[{"name": "pagerduty-down", "type": "stdout"}, {"name": "slack", "type": "stdout"}])
     runtime = await open_runtime(cfg, keyring=keyring, store=store)
-    listener = Listener(runtime, [])
     now = dt.datetime.now(dt.timezone.utc)
     alert = Alert(incident_id=7, dedup_key="canary-y", action=AlertAction.TRIGGER, kind=EventKind.READ,
                   severity=Severity.CRITICAL, title="t", summary="s", canary_count=1, event_count=1,
                   first_seen=now, last_seen=now)
     try:
-        await listener._dead_letter("pagerduty-down", alert, DeliveryError("pagerduty-down", "HTTP 503"))
+        await report_dead_letters(runtime.submit)("pagerduty-down", alert, DeliveryError("pagerduty-down", "HTTP 503"))
         rows = await runtime.pool.fetch("SELECT o.sink, i.kind FROM outbox o JOIN incidents i ON i.id = o.incident_id")
         assert [(r["sink"], r["kind"]) for r in rows] == [("slack", "health")]
         assert await runtime.pool.fetchval("SELECT title FROM incidents") == "Canary alerts undeliverable to sink pagerduty-down"
