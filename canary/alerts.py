@@ -1,4 +1,5 @@
-"""What sinks deliver: one :class:`Alert` per incident notification (trigger, update, resolve)."""
+"""What sinks deliver: one :class:`Alert` per incident notification (trigger, update, resolve), built
+from an incident row by :func:`alert_for`; :func:`incident_title` is the one line an incident is known by."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from canary.events import EventKind, Severity
+from canary.events import DetectionEvent, EventKind, Severity
 
 
 class AlertAction(enum.StrEnum):
@@ -90,3 +91,62 @@ class Alert:
             source=str(data.get("source") or ""),
             sequence=int(data.get("sequence") or 0),
         )
+
+
+_VERBS = {
+    EventKind.READ: "Canary data read",
+    EventKind.EXPORTED: "Canary data exported",
+    EventKind.CONTACTED: "Canary contact point reached",
+    EventKind.USED: "Canary credential used",
+    EventKind.TAMPER: "Canary detection tampered with",
+    EventKind.HEALTH: "Canary health check failed",
+}
+
+
+def incident_title(event: DetectionEvent) -> str:
+    """One line for on-call: what happened, by whom, from where (health events: which check, where)."""
+    where = event.origin.get("client_addr") or event.origin.get("node") or event.origin.get("datastore") or ""
+    who = event.actor.get("user") or event.actor.get("sender") or event.actor.get("caller")
+    problem = event.evidence.get("problem")
+    if event.kind is EventKind.HEALTH and event.evidence.get("signal") == "heartbeat":
+        text = f"Canary log heartbeat received from {where or 'a node'}"
+    elif event.kind is EventKind.HEALTH and event.actor.get("sink"):
+        text = f"Canary alerts undeliverable to sink {event.actor['sink']}"
+    elif event.kind in (EventKind.HEALTH, EventKind.TAMPER) and not who:
+        text = _VERBS[event.kind] + (f": {problem}" if problem else "") + (f" on {where}" if where else "")
+    else:
+        text = f"{_VERBS[event.kind]} by {who or 'unknown'}" + (f" from {where}" if where else "")
+    return ("[DRILL] " if event.drill else "") + text
+
+
+_PREFIXES = {AlertAction.TRIGGER: "", AlertAction.UPDATE: "ESCALATED: ", AlertAction.ACKNOWLEDGE: "ACKNOWLEDGED: ",
+             AlertAction.RESOLVE: "RESOLVED: "}
+
+
+def alert_for(inc: Mapping[str, Any], canaries: Sequence[Mapping[str, Any]], action: AlertAction, sequence: int) -> Alert:
+    """The notification for an incident row (``incidents.*``) and its canary labels."""
+    count = len(inc["canary_ids"])
+    where = ", ".join(str(c["label"]) for c in canaries[:3])
+    summary = f"{inc['title']}: {count} canar{'y' if count == 1 else 'ies'} in {inc['event_count']} event(s)"
+    if where:
+        summary += f" ({where})"
+    return Alert(
+        incident_id=inc["id"],
+        dedup_key=inc["dedup_key"],
+        action=action,
+        kind=EventKind(inc["kind"]),
+        severity=Severity(inc["severity"]),
+        title=inc["title"],
+        summary=_PREFIXES[action] + summary,
+        canary_count=count,
+        event_count=inc["event_count"],
+        first_seen=inc["first_seen"],
+        last_seen=inc["last_seen"],
+        actor=inc["actor"],
+        origin=inc["origin"],
+        canaries=list(canaries),
+        evidence=inc["evidence"],
+        drill=inc["drill"],
+        source=inc["source"],
+        sequence=sequence,
+    )

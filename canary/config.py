@@ -116,7 +116,12 @@ class DatastoreConfig(_Model):
     node: str = ""  # node name reported in events; default: the datastore name
     jsonlog_dir: Path | None = None  # where the server writes jsonlog files (tailed by the listener)
     locale: str = "en_US"
-    detection_schema: str = Field(default="rowsec_audit", pattern=_IDENT.pattern)
+    #: names of canary's detection objects in the datastore: a private schema (no USAGE for PUBLIC),
+    #: the touch function, and the policies on each table (default: ``<schema>_r`` / ``<schema>_p``)
+    detection_schema: str = Field(default="rowsec", pattern=_IDENT.pattern)
+    detection_function: str = Field(default="row_visible", pattern=_IDENT.pattern)
+    detection_policy: str = Field(default="", pattern=r"^$|" + _IDENT.pattern)
+    permissive_policy: str = Field(default="", pattern=r"^$|" + _IDENT.pattern)
     tables: tuple[TableTarget, ...] = ()
 
     @property
@@ -134,8 +139,12 @@ class ListenerConfig(_Model):
     reject_samples_per_minute: int = Field(default=60, ge=0, le=100_000)  # per source and reason; all are counted
     reject_retention: float = 7 * 86400.0  # stored samples of rejected input are deleted after this
     retention_interval: float = 3600.0
+    #: a log source behind its input that has not advanced for this long is stalled (HEALTH, /healthz 503)
+    stall_after: float = 60.0
+    watch_interval: float = 5.0
 
-    @field_validator("shutdown_grace", "jsonlog_poll", "reject_retention", "retention_interval", mode="before")
+    @field_validator("shutdown_grace", "jsonlog_poll", "reject_retention", "retention_interval", "stall_after",
+                     "watch_interval", mode="before")
     @classmethod
     def _dur(cls, v: object) -> float:
         return parse_duration(v)

@@ -12,18 +12,18 @@ import asyncio
 import datetime as dt
 import ipaddress
 import signal
+import time
 from collections.abc import Sequence
 
 import structlog
 from aiohttp import web
 
 from canary import plugins
-from canary.alerts import Alert
-from canary.errors import DeliveryError
 from canary.events import DetectionEvent, EventKind, Severity, event_key
-from canary.pipeline import DEAD_LETTER_SOURCE
+from canary.outbox import report_dead_letters
 from canary.runtime import Runtime, close_runtime
-from canary.typing import Component
+from canary.tasks import stop_task
+from canary.typing import Component, Lagging, SourceLag
 
 log = structlog.get_logger("canary.listener")
 
@@ -44,6 +44,9 @@ class Listener:
         if len(names) != len(set(names)):
             raise ValueError(f"duplicate component names: {names}")
         self._started: list[Component] = []
+        self._stalled: dict[str, float] = {}  # component -> monotonic time its stall was reported
+        self._watch: asyncio.Task[None] | None = None
+        self._watch_stop = asyncio.Event()
         self._nets = [ipaddress.ip_network(n, strict=False) for n in runtime.config.listener.metrics_allow]
 
     def app(self) -> web.Application:
@@ -66,16 +69,20 @@ class Listener:
     async def start(self) -> None:
         rt = self.runtime
         rt.pipeline.start()
-        rt.dispatcher.on_dead = self._dead_letter
+        rt.dispatcher.on_dead = report_dead_letters(rt.submit)
         await rt.dispatcher.start()
         for comp in self.components:
             await comp.start(rt)
             self._started.append(comp)
             rt.metrics.up.labels(component=comp.name).set(1)
             log.info("component.started", component=comp.name)
+        self._watch_stop.clear()
+        self._watch = asyncio.create_task(self._watch_lag(), name="lag-watch")
 
     async def stop(self) -> None:
         rt = self.runtime
+        await stop_task(self._watch, self._watch_stop)
+        self._watch = None
         for comp in reversed(self._started):
             try:
                 await asyncio.wait_for(comp.stop(), rt.config.listener.shutdown_grace)
@@ -85,19 +92,65 @@ class Listener:
         self._started.clear()
         await close_runtime(rt)
 
-    async def _dead_letter(self, sink: str, alert: Alert, error: DeliveryError) -> None:
-        """A notification that could not be delivered is itself an incident (to the other sinks)."""
-        now = dt.datetime.now(dt.timezone.utc)
-        event = DetectionEvent(
-            kind=EventKind.HEALTH, source=DEAD_LETTER_SOURCE, key=event_key("dead", sink, alert.dedup_key, alert.sequence),
-            group=f"outbox-dead:{sink}", canary_id=None, observed_at=now, severity=Severity.ERROR,
-            actor={"sink": sink}, evidence={"incident_id": alert.incident_id, "error": error.message[:300],
-                                             "title": alert.title},
-        )
-        try:
-            await self.runtime.submit(event)
-        except Exception:  # noqa: BLE001 - already logged by the dispatcher; keep running
-            log.exception("outbox.dead_letter_event_failed", sink=sink)
+    # -- lag ------------------------------------------------------------------------------------
+    def lags(self) -> dict[str, SourceLag]:
+        """The lag of every started source that reads an input which can run ahead of it."""
+        out: dict[str, SourceLag] = {}
+        for comp in self._started:
+            if isinstance(comp, Lagging):
+                try:
+                    out[comp.name] = comp.lag()
+                except Exception:  # noqa: BLE001 - a lag that cannot be measured is reported as unknown
+                    log.exception("source.lag_failed", component=comp.name)
+        return out
+
+    def stalled(self, lags: dict[str, SourceLag] | None = None) -> list[str]:
+        limit = self.runtime.config.listener.stall_after
+        return sorted(name for name, lag in (lags if lags is not None else self.lags()).items() if lag.behind_seconds >= limit)
+
+    async def check_lag(self) -> list[str]:
+        """Update the lag gauges and raise one HEALTH event per stall of a source (a stall ends when the
+        source catches up). Returns the sources that are stalled now."""
+        rt = self.runtime
+        lags = self.lags()
+        for name, lag in lags.items():
+            rt.metrics.source_behind_bytes.labels(source=name).set(lag.behind_bytes)
+            rt.metrics.source_behind_seconds.labels(source=name).set(lag.behind_seconds)
+            if lag.behind_bytes == 0:
+                self._stalled.pop(name, None)
+        stalled = self.stalled(lags)
+        for name in stalled:
+            if name in self._stalled:
+                continue
+            lag = lags[name]
+            now = dt.datetime.now(dt.timezone.utc)
+            since = now - dt.timedelta(seconds=lag.behind_seconds)
+            event = DetectionEvent(
+                kind=EventKind.HEALTH, source=name, key=event_key("stalled", name, since.isoformat(timespec="seconds")),
+                group=f"stalled:{name}", canary_id=None, observed_at=now, severity=Severity.ERROR,
+                evidence={"problem": "source stopped advancing", "behind_bytes": lag.behind_bytes,
+                          "behind_seconds": round(lag.behind_seconds, 1)},
+            )
+            try:
+                await rt.submit(event)
+            except Exception:  # noqa: BLE001 - reported again at the next check
+                log.exception("source.stall_event_failed", component=name)
+                continue
+            log.error("source.stalled", component=name, behind_bytes=lag.behind_bytes, behind_seconds=round(lag.behind_seconds, 1))
+            self._stalled[name] = time.monotonic()
+        return stalled
+
+    async def _watch_lag(self) -> None:
+        interval = self.runtime.config.listener.watch_interval
+        while not self._watch_stop.is_set():
+            try:
+                await self.check_lag()
+            except Exception:  # noqa: BLE001 - the watch must outlive any one failure
+                log.exception("source.lag_watch_failed")
+            try:
+                await asyncio.wait_for(self._watch_stop.wait(), interval)
+            except asyncio.TimeoutError:
+                pass
 
     async def _healthz(self, request: web.Request) -> web.Response:
         rt = self.runtime
@@ -106,13 +159,19 @@ class Listener:
             db = "ok"
         except Exception as exc:  # noqa: BLE001 - health reports, never raises
             db = f"error: {type(exc).__name__}"
+        lags = self.lags()
+        stalled = self.stalled(lags)
+        healthy = db == "ok" and not stalled
         body = {
-            "status": "ok" if db == "ok" else "degraded",
+            "status": "ok" if healthy else "degraded",
             "control_store": db,
             "components": {c.name: c in self._started for c in self.components},
+            "lag": {name: {"behind_bytes": lag.behind_bytes, "behind_seconds": round(lag.behind_seconds, 1)}
+                    for name, lag in lags.items()},
+            "stalled": stalled,
             "pipeline": {"recorded": rt.pipeline.stats.recorded, "duplicates": rt.pipeline.stats.duplicates},
         }
-        return web.json_response(body, status=200 if db == "ok" else 503)
+        return web.json_response(body, status=200 if healthy else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         peer = request.remote or ""

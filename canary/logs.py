@@ -10,7 +10,7 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 import structlog
 
@@ -28,7 +28,22 @@ def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapp
     return event_dict
 
 
-def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
+class _Current:
+    """``sys.stdout`` or ``sys.stderr`` as it is when a line is written (structlog's default is the one
+    at its import): a stream replaced since, or closed, must not make logging raise."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def write(self, text: str) -> int:
+        written: int = getattr(sys, self.name).write(text)
+        return written
+
+    def flush(self) -> None:
+        getattr(sys, self.name).flush()
+
+
+def configure(level: str = "info", fmt: str = "json", stream: TextIO | Literal["stdout", "stderr"] | None = None) -> None:
     lvl = getattr(logging, level.upper())
     renderer: Any = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
@@ -41,6 +56,7 @@ def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = No
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(_Current(stream or "stdout") if stream in (None, "stdout", "stderr")  # type: ignore[arg-type]
+                                                    else stream),
         cache_logger_on_first_use=False,
     )

@@ -20,6 +20,9 @@ class Metrics:
         self.lines = Counter("canary_log_lines_total", "Log lines read by log sources", ["source"], registry=r)
         self.outbox_pending = Gauge("canary_outbox_pending", "Notifications waiting for delivery", registry=r)
         self.outbox_dead = Gauge("canary_outbox_dead", "Notifications dead-lettered", registry=r)
+        self.source_behind_bytes = Gauge("canary_source_behind_bytes", "Input a log source has not read yet", ["source"], registry=r)
+        self.source_behind_seconds = Gauge(
+            "canary_source_behind_seconds", "Seconds a log source has been behind its input without advancing", ["source"], registry=r)
         self.up = Gauge("canary_component_up", "1 when a listener component is running", ["component"], registry=r)
         self.detect_latency = Histogram(
             "canary_detect_seconds", "Time from a signal being observed to its event being committed", ["source"],

@@ -13,9 +13,8 @@ import asyncio
 import datetime as dt
 import random
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
 import structlog
@@ -23,11 +22,15 @@ import structlog
 from canary.alerts import Alert
 from canary.config import AlertingConfig
 from canary.errors import DeliveryError
+from canary.events import DetectionEvent, EventKind, Severity, event_key
 from canary.metrics import Metrics
-from canary.pipeline import OUTBOX_CHANNEL
+from canary.pipeline import DEAD_LETTER_SOURCE, OUTBOX_CHANNEL
 from canary.typing import Sink
 
 log = structlog.get_logger("canary.outbox")
+
+#: Called with (sink, alert, error) when a notification is dead-lettered.
+OnDead = Callable[[str, Alert, DeliveryError], Awaitable[None]]
 
 _CLAIM = """
 WITH due AS (
@@ -81,7 +84,7 @@ class Dispatcher:
         *,
         batch: int = 50,
         poll: float = 1.0,
-        on_dead: Any = None,
+        on_dead: OnDead | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.pool = pool
@@ -89,7 +92,7 @@ class Dispatcher:
         self.config = config
         self.batch = batch
         self.poll = poll
-        self.on_dead = on_dead  # async callable(sink, alert, error) -> None
+        self.on_dead = on_dead
         self.metrics = metrics
         self.stats = DispatchStats()
         self._wake = asyncio.Event()
@@ -260,3 +263,28 @@ class Dispatcher:
             self._count(row["sink"], "dead")
             if self.on_dead is not None:
                 await self.on_dead(row["sink"], alert, exc)
+
+
+def dead_letter_event(sink: str, alert: Alert, error: DeliveryError) -> DetectionEvent:
+    """The HEALTH event about a notification that could not be delivered to ``sink`` (the pipeline
+    routes it to every other sink)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    return DetectionEvent(
+        kind=EventKind.HEALTH, source=DEAD_LETTER_SOURCE, key=event_key("dead", sink, alert.dedup_key, alert.sequence),
+        group=f"outbox-dead:{sink}", canary_id=None, observed_at=now, severity=Severity.ERROR,
+        actor={"sink": sink}, evidence={"incident_id": alert.incident_id, "error": error.message[:300],
+                                         "title": alert.title},
+    )
+
+
+def report_dead_letters(submit: Callable[[DetectionEvent], Awaitable[None]]) -> OnDead:
+    """An ``on_dead`` handler: a notification that could not be delivered is itself an incident,
+    submitted through ``submit`` (to the other sinks). Never raises."""
+
+    async def on_dead(sink: str, alert: Alert, error: DeliveryError) -> None:
+        try:
+            await submit(dead_letter_event(sink, alert, error))
+        except Exception:  # noqa: BLE001 - already logged by the dispatcher; keep running
+            log.exception("outbox.dead_letter_event_failed", sink=sink)
+
+    return on_dead

@@ -18,19 +18,20 @@ import dataclasses
 import datetime as dt
 import hashlib
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 import structlog
 
-from canary.alerts import Alert, AlertAction
+from canary.alerts import AlertAction, alert_for, incident_title
 from canary.config import Config, SinkConfig
 from canary.drilltags import attribute_drills
-from canary.errors import EventRefused, IncidentError
-from canary.events import DetectionEvent, EventKind, Severity
+from canary.errors import EventRefused
+from canary.events import DetectionEvent, Severity
 from canary.rules import NO_DECISION, CanaryFacts, Decision, RuleSet, facts_from_rows
+from canary.store import registry
 from canary.typing import SuppressRule
 
 log = structlog.get_logger("canary.pipeline")
@@ -161,7 +162,12 @@ class Pipeline:
             real = [(e, f) for e, f in batch if e is not None]
             stop = len(real) != len(batch)
             if real:
-                await self._commit(real)
+                try:
+                    await self._commit(real)
+                except Exception as exc:  # noqa: BLE001 - intake must outlive any failure: fail what is pending
+                    for _, f in real:
+                        if not f.done():
+                            f.set_exception(exc)
             if stop and self._queue.empty():
                 return
 
@@ -180,10 +186,10 @@ class Pipeline:
                 return
             if len(items) == 1:
                 self.stats.refused += 1
-                log.error("pipeline.event_refused", source=items[0][0].source, kind=str(items[0][0].kind),
-                          error=f"{type(exc).__name__}: {exc}"[:300])
                 if not items[0][1].done():
                     items[0][1].set_exception(EventRefused([(items[0][0], exc)]))
+                log.error("pipeline.event_refused", source=items[0][0].source, kind=str(items[0][0].kind),
+                          error=f"{type(exc).__name__}: {exc}"[:300])
                 return
             mid = len(items) // 2
             await self._commit(items[:mid])
@@ -276,8 +282,7 @@ class Pipeline:
         if self.rules.needs_facts:
             ids = sorted({e.canary_id for e in evs if e.canary_id is not None})
             if ids:
-                facts = facts_from_rows(await conn.fetch(
-                    "SELECT id, kind, datastore, label FROM canaries WHERE id = ANY($1::bigint[])", ids))
+                facts = facts_from_rows(await registry.summaries(conn, ids))
         out = []
         for e in evs:
             decision = NO_DECISION
@@ -311,7 +316,7 @@ class Pipeline:
             suppressed = decision.rule if all(decisions[i].suppressed for i in members) else None
             route = ",".join(decision.route) if decision.route else None
             for col, value in zip(cols, (
-                dedup_key_for(g, head.key), g, str(head.kind), str(worst), _title(dataclasses.replace(head, actor=actor, origin=origin)), head.source,
+                dedup_key_for(g, head.key), g, str(head.kind), str(worst), incident_title(dataclasses.replace(head, actor=actor, origin=origin)), head.source,
                 min(evs[i].observed_at for i in members), max(evs[i].observed_at for i in members),
                 suppressed, head.drill, actor, origin, evidence, route,
             )):
@@ -340,7 +345,7 @@ class Pipeline:
             due.append((inc, action, 0 if last_seq is None else last_seq + 1, level, lift))
         if not due:
             return []
-        labels = await canary_labels(conn, [inc["id"] for inc, *_ in due])
+        labels = await registry.incident_labels(conn, [inc["id"] for inc, *_ in due])
         out_inc, out_sink, out_seq, out_action, out_payload = [], [], [], [], []
         notified = []
         for inc, action, sequence, _, lift in due:
@@ -357,7 +362,7 @@ class Pipeline:
             if targets:
                 notified.append(inc["id"])
         if out_inc:
-            await conn.execute(_INSERT_OUTBOX, out_inc, out_sink, out_seq, out_action, out_payload)
+            await conn.execute(INSERT_OUTBOX, out_inc, out_sink, out_seq, out_action, out_payload)
             self.stats.notifications += len(out_inc)
         await conn.execute(
             _MARK_PAGED, [inc["id"] for inc, *_ in due], [level for *_, level, _ in due], [lift for *_, lift in due]
@@ -418,7 +423,7 @@ SELECT i.*, (SELECT max(o.sequence) FROM outbox o WHERE o.incident_id = i.id) AS
 FROM incidents i WHERE i.id = ANY($1::bigint[]) ORDER BY i.id
 """
 
-_INSERT_OUTBOX = """
+INSERT_OUTBOX = """
 INSERT INTO outbox (incident_id, sink, sequence, action, payload)
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::jsonb[])
 ON CONFLICT DO NOTHING
@@ -443,122 +448,3 @@ def _merged(members: Sequence[DetectionEvent]) -> tuple[dict[str, Any], dict[str
                 if v not in (None, "") and k not in target:
                     target[k] = v
     return actor, origin, evidence
-
-
-_VERBS = {
-    EventKind.READ: "Canary data read",
-    EventKind.EXPORTED: "Canary data exported",
-    EventKind.CONTACTED: "Canary contact point reached",
-    EventKind.USED: "Canary credential used",
-    EventKind.TAMPER: "Canary detection tampered with",
-    EventKind.HEALTH: "Canary health check failed",
-}
-
-
-def _title(event: DetectionEvent) -> str:
-    """One line for on-call: what happened, by whom, from where (health events: which check, where)."""
-    where = event.origin.get("client_addr") or event.origin.get("node") or event.origin.get("datastore") or ""
-    who = event.actor.get("user") or event.actor.get("sender") or event.actor.get("caller")
-    problem = event.evidence.get("problem")
-    if event.kind is EventKind.HEALTH and event.evidence.get("signal") == "heartbeat":
-        text = f"Canary log heartbeat received from {where or 'a node'}"
-    elif event.kind is EventKind.HEALTH and event.actor.get("sink"):
-        text = f"Canary alerts undeliverable to sink {event.actor['sink']}"
-    elif event.kind in (EventKind.HEALTH, EventKind.TAMPER) and not who:
-        text = _VERBS[event.kind] + (f": {problem}" if problem else "") + (f" on {where}" if where else "")
-    else:
-        text = f"{_VERBS[event.kind]} by {who or 'unknown'}" + (f" from {where}" if where else "")
-    return ("[DRILL] " if event.drill else "") + text
-
-
-async def canary_labels(conn: asyncpg.Connection, incident_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
-    """Per incident, its canaries by label and kind (most-hit first, at most 20): never locations."""
-    rows = await conn.fetch(
-        """
-        SELECT i.id AS incident_id, c.label, c.kind, count(*) AS n
-        FROM incidents i CROSS JOIN LATERAL unnest(i.canary_ids) AS cid JOIN canaries c ON c.id = cid
-        WHERE i.id = ANY($1::bigint[])
-        GROUP BY 1, 2, 3 ORDER BY 1, 4 DESC, 2
-        """,
-        list(incident_ids),
-    )
-    out: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        if len(out[r["incident_id"]]) < 20:
-            out[r["incident_id"]].append({"label": r["label"], "kind": r["kind"], "count": r["n"]})
-    return out
-
-
-_PREFIXES = {AlertAction.TRIGGER: "", AlertAction.UPDATE: "ESCALATED: ", AlertAction.ACKNOWLEDGE: "ACKNOWLEDGED: ",
-             AlertAction.RESOLVE: "RESOLVED: "}
-
-
-def alert_for(inc: Mapping[str, Any], canaries: Sequence[Mapping[str, Any]], action: AlertAction, sequence: int) -> Alert:
-    """The notification for an incident row (``incidents.*``) and its canary labels."""
-    count = len(inc["canary_ids"])
-    where = ", ".join(str(c["label"]) for c in canaries[:3])
-    summary = f"{inc['title']}: {count} canar{'y' if count == 1 else 'ies'} in {inc['event_count']} event(s)"
-    if where:
-        summary += f" ({where})"
-    return Alert(
-        incident_id=inc["id"],
-        dedup_key=inc["dedup_key"],
-        action=action,
-        kind=EventKind(inc["kind"]),
-        severity=Severity(inc["severity"]),
-        title=inc["title"],
-        summary=_PREFIXES[action] + summary,
-        canary_count=count,
-        event_count=inc["event_count"],
-        first_seen=inc["first_seen"],
-        last_seen=inc["last_seen"],
-        actor=inc["actor"],
-        origin=inc["origin"],
-        canaries=list(canaries),
-        evidence=inc["evidence"],
-        drill=inc["drill"],
-        source=inc["source"],
-        sequence=sequence,
-    )
-
-
-async def build_alert(conn: asyncpg.Connection, inc: asyncpg.Record, action: AlertAction, sequence: int) -> Alert:
-    labels = await canary_labels(conn, [inc["id"]])
-    return alert_for(inc, labels.get(inc["id"], []), action, sequence)
-
-
-_STATUS_ACTIONS = {"acknowledged": AlertAction.ACKNOWLEDGE, "resolved": AlertAction.RESOLVE}
-
-
-async def change_status(pool: asyncpg.Pool, incident_id: int, status: str, *, by: str, note: str | None = None) -> int:
-    """Acknowledge or resolve an incident and enqueue the matching notification to every sink that
-    was paged for it (PagerDuty/Opsgenie then acknowledge or close their alert). Idempotent: a second
-    call with the same status changes nothing. Returns the number of notifications enqueued."""
-    action = _STATUS_ACTIONS[status]
-    async with pool.acquire() as conn, conn.transaction():
-        inc = await conn.fetchrow("SELECT * FROM incidents WHERE id = $1 FOR UPDATE", incident_id)
-        if inc is None:
-            raise IncidentError(f"no incident {incident_id}", incident_id=incident_id)
-        if inc["status"] == status:
-            return 0
-        if inc["status"] == "resolved":
-            raise IncidentError(f"incident {incident_id} is already resolved", incident_id=incident_id)
-        column = "acknowledged" if status == "acknowledged" else "resolved"
-        inc = await conn.fetchrow(
-            f"UPDATE incidents SET status = $2, {column}_at = clock_timestamp(), {column}_by = $3,"
-            " note = coalesce($4, note) WHERE id = $1 RETURNING *",
-            incident_id, status, by, note,
-        )
-        sinks = [r["sink"] for r in await conn.fetch(
-            "SELECT DISTINCT sink FROM outbox WHERE incident_id = $1 AND action IN ('trigger', 'update') ORDER BY 1",
-            incident_id)]
-        if not sinks:
-            return 0
-        last_seq = await conn.fetchval("SELECT max(sequence) FROM outbox WHERE incident_id = $1", incident_id)
-        alert = await build_alert(conn, inc, action, last_seq + 1)
-        payload = alert.to_json()
-        await conn.execute(_INSERT_OUTBOX, [incident_id] * len(sinks), sinks, [last_seq + 1] * len(sinks),
-                           [str(action)] * len(sinks), [payload] * len(sinks))
-        await conn.execute("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
-        log.info("incident.status", incident_id=incident_id, status=status, by=by, notifications=len(sinks))
-        return len(sinks)

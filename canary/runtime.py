@@ -20,7 +20,7 @@ from canary.events import DetectionEvent
 from canary.metrics import Metrics
 from canary.outbox import Dispatcher
 from canary.pipeline import Pipeline
-from canary.store import ControlStore
+from canary.store import ControlStore, rejects
 from canary.store.registry import Registry
 from canary.typing import Sink, SuppressRule
 
@@ -115,10 +115,7 @@ class Runtime:
         skipped = self._sampler.take_skipped((source, reason))
         log.warning("input.rejected", source=source, reason=reason, **({"unsampled_since_last": skipped} if skipped else {}))
         try:
-            await self.pool.execute(
-                "INSERT INTO rejects (source, reason, sample) VALUES ($1, $2, $3)",
-                source, reason, (text or "")[:REJECT_SAMPLE_BYTES],
-            )
+            await rejects.insert(self.pool, source, reason, (text or "")[:REJECT_SAMPLE_BYTES])
         except Exception:  # noqa: BLE001 - the counter above already recorded it
             log.exception("input.reject_not_stored", source=source)
 

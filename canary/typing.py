@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -87,6 +88,25 @@ class Component(Protocol):
     async def start(self, runtime: SourceContext) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLag:
+    """How far a source is behind its input: bytes not yet read, and seconds since it last caught up
+    or advanced while behind (0 when it is caught up)."""
+
+    behind_bytes: int
+    behind_seconds: float
+
+
+@runtime_checkable
+class Lagging(Protocol):
+    """A component that reads an input which can run ahead of it (a log tail): the listener watches
+    its lag, reports it in ``/healthz`` and ``/metrics``, and raises HEALTH when it stops advancing."""
+
+    name: str
+
+    def lag(self) -> SourceLag: ...
 
 
 class SourceFactory(Protocol):

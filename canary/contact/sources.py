@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from canary.config import Config
-from canary.contact import smtp, mail_webhooks, phone
+from canary.contact import mail_webhooks, phone, smtp
 from canary.plugins import SourceType, build_components
 from canary.typing import Component
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from canary.config import Config
-from canary.credentials import token_honeypot, pg_honeypot, cloudtrail
+from canary.credentials import cloudtrail, pg_honeypot, token_honeypot
 from canary.plugins import SourceType, build_components
 from canary.typing import Component
 

@@ -15,7 +15,7 @@ import datetime as dt
 import enum
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ from canary.drills.playbook import Playbook, Step
 from canary.drills.steps import Marker, Skipped, StepContext
 from canary.drilltags import register_markers, register_run
 from canary.errors import CanaryError
+from canary.store import registry
 
 log = structlog.get_logger("canary.drills")
 
@@ -200,7 +201,7 @@ class DrillRunner:
         since = dt.datetime.fromtimestamp(started - 1.0, dt.timezone.utc)
         step_start = dt.datetime.fromtimestamp(started, dt.timezone.utc)
         found: dict[int, tuple[dt.datetime, set[str]]] = {}
-        expected: list[asyncpg.Record] = []
+        expected: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
             found = await self._matching(markers, since)
             expected = await self._incidents([i for i, (_, kinds) in found.items() if res.expect in kinds])
@@ -260,14 +261,16 @@ class DrillRunner:
             " GROUP BY incident_id", *args)
         return {r["incident_id"]: (r["first"], set(r["kinds"])) for r in rows}
 
-    async def _incidents(self, ids: Sequence[int]) -> list[asyncpg.Record]:
+    async def _incidents(self, ids: Sequence[int]) -> list[dict[str, Any]]:
+        """The incidents as the report shows them, each with the distinct labels of its canaries."""
         if not ids:
             return []
-        return list(await self.target.pool.fetch(
+        rows = await self.target.pool.fetch(
             "SELECT i.id, i.kind, i.severity, i.title, i.source, i.created_at, i.drill, i.event_count,"
-            " cardinality(i.canary_ids) AS canaries, i.actor, i.origin, i.evidence, i.suppressed_by,"
-            " (SELECT array_agg(DISTINCT c.label) FROM canaries c WHERE c.id = ANY(i.canary_ids)) AS labels"
-            " FROM incidents i WHERE i.id = ANY($1::bigint[]) ORDER BY i.id", list(ids)))
+            " cardinality(i.canary_ids) AS canaries, i.canary_ids, i.actor, i.origin, i.evidence, i.suppressed_by"
+            " FROM incidents i WHERE i.id = ANY($1::bigint[]) ORDER BY i.id", list(ids))
+        names = await registry.labels(self.target.pool, sorted({c for r in rows for c in r["canary_ids"]}))
+        return [{**dict(r), "labels": sorted({names[c] for c in r["canary_ids"] if c in names})} for r in rows]
 
     async def _label(self, ids: Sequence[int], number: int, since: dt.datetime) -> None:
         """Mark the incidents the step opened as drill incidents, where the listener did not already
@@ -299,7 +302,7 @@ def _verdict(res: StepResult) -> tuple[StepStatus, str]:
     return StepStatus.PASSED, ""
 
 
-def _incident_json(r: asyncpg.Record) -> dict[str, Any]:
+def _incident_json(r: Mapping[str, Any]) -> dict[str, Any]:
     """What the report shows of an incident: who, where, what - never canary values or locations."""
     evidence = r["evidence"] or {}
     return {

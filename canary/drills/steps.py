@@ -36,6 +36,7 @@ from canary.drills.deployment import Target, pg_dump_path
 from canary.drills.playbook import Action, Step
 from canary.errors import DrillError
 from canary.postgres.protocol import DRILL_APP_PREFIX
+from canary.store import registry
 from canary.store.embedded import free_port
 from canary.store.registry import value_purpose
 
@@ -268,10 +269,7 @@ def _libpq_env(dsn: str) -> dict[str, str]:
 # -- contact ------------------------------------------------------------------------------------
 async def _canary_values(ctx: StepContext, kind: str, count: int) -> list[str]:
     """Plaintext values of ``kind`` of active canaries (decrypted with the master key), at most ``count``."""
-    rows = await ctx.target.pool.fetch(
-        "SELECT v.value_enc FROM canary_values v JOIN canaries c ON c.id = v.canary_id"
-        " WHERE v.kind = $1 AND c.status = 'active' ORDER BY v.id LIMIT $2", kind, count,
-    )
+    rows = await registry.active_values(ctx.target.pool, kind, count)
 
     return [ctx.target.keyring.decrypt_text(r["value_enc"], value_purpose(kind)) for r in rows]
 

@@ -36,6 +36,7 @@ from canary.events import DetectionEvent, EventKind, Severity, event_key
 from canary.postgres.audit import audit_state
 from canary.postgres.heartbeat import emit_heartbeat
 from canary.postgres.protocol import SEEDER_APP
+from canary.store import detection_objects, registry
 from canary.typing import SourceContext
 
 log = structlog.get_logger("canary.checks")
@@ -148,8 +149,7 @@ async def check_canaries(runtime: SourceContext, activity: SelfActivity, ds: Dat
     finally:
         activity.close_window(window)
     uids = [f.canary_uid for f in report.findings if f.canary_uid != "-"]
-    ids = {r["uid"]: r["id"] for r in await runtime.pool.fetch(
-        "SELECT id, uid FROM canaries WHERE uid = ANY($1::text[])", uids)} if uids else {}
+    ids = await registry.ids_by_uid(runtime.pool, uids)
     events = [
         _tamper(ds, f.target, f.problem, at, ids.get(f.canary_uid), f.canary_uid if f.canary_uid != "-" else None)
         for f in report.findings
@@ -160,8 +160,7 @@ async def check_canaries(runtime: SourceContext, activity: SelfActivity, ds: Dat
 
 async def _check_audit(runtime: SourceContext, ds: DatastoreConfig, role: str, at: dt.datetime, timeout: float) -> list[DetectionEvent]:
     """pgaudit object audit still covers every canary table (only where it was configured)."""
-    targets = [r["target"] for r in await runtime.pool.fetch(
-        "SELECT DISTINCT target FROM detection_objects WHERE datastore = $1 ORDER BY 1", ds.name)]
+    targets = await detection_objects.targets(runtime.pool, ds.name)
     if not targets:
         return []
     try:

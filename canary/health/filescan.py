@@ -39,6 +39,7 @@ import structlog
 
 from canary.errors import CanaryError
 from canary.events import DetectionEvent, EventKind, Severity, event_key
+from canary.store import registry
 from canary.store.registry import value_purpose
 from canary.typing import SourceContext
 
@@ -108,10 +109,7 @@ def compile_patterns(values: Iterable[tuple[int, str, str]]) -> Patterns:
 
 async def load_patterns(runtime: SourceContext) -> Patterns:
     """Every active canary's values, decrypted in memory only."""
-    rows = await runtime.pool.fetch(
-        "SELECT v.canary_id, v.kind, v.value_enc FROM canary_values v JOIN canaries c ON c.id = v.canary_id"
-        " WHERE c.status = 'active'"
-    )
+    rows = await registry.active_values(runtime.pool)
     keyring = runtime.keyring
 
     def build() -> Patterns:
@@ -410,8 +408,7 @@ class ExportScanner:
         events: list[DetectionEvent] = []
         now = dt.datetime.now(dt.timezone.utc)
         if result.hits:
-            labels = {r["id"]: r["label"] for r in await self.runtime.pool.fetch(
-                "SELECT id, label FROM canaries WHERE id = ANY($1::bigint[])", list(result.hits))}
+            labels = await registry.labels(self.runtime.pool, list(result.hits))
             for cid, kinds in sorted(result.hits.items()):
                 events.append(DetectionEvent(
                     kind=EventKind.EXPORTED, source="filescan", key=event_key("file", location, version, cid),

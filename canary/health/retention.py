@@ -4,24 +4,16 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import structlog
 from aiohttp import web
 
 from canary.plugins import SourceType
+from canary.store import rejects
 from canary.tasks import stop_task
 from canary.typing import SourceContext
 
 log = structlog.get_logger("canary.retention")
-
-
-async def prune(pool: Any, reject_retention: float) -> int:
-    """Delete reject samples older than ``reject_retention`` seconds; returns how many."""
-    status = await pool.execute(
-        "DELETE FROM rejects WHERE received_at < now() - make_interval(secs => $1)", reject_retention
-    )
-    return int(status.split()[-1])
 
 
 class Retention:
@@ -46,7 +38,7 @@ class Retention:
         cfg = runtime.config.listener
         while not self._stopping.is_set():
             try:
-                removed = await prune(runtime.pool, cfg.reject_retention)
+                removed = await rejects.prune(runtime.pool, cfg.reject_retention)
                 if removed:
                     log.info("retention.pruned", rejects=removed)
             except Exception as exc:  # noqa: BLE001 - housekeeping retries next interval

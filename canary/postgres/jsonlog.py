@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,8 +24,9 @@ from canary.plugins import SourceType
 from canary.postgres.lines import LineSplitter, LongLine
 from canary.postgres.processor import PgLogProcessor
 from canary.postgres.record import RecordContext, RecordHandler
+from canary.store import checkpoints
 from canary.tasks import stop_task
-from canary.typing import Component, SourceContext
+from canary.typing import Component, SourceContext, SourceLag
 
 log = structlog.get_logger("canary.sources.jsonlog")
 
@@ -57,6 +59,7 @@ class JsonlogSource:
         self._inode: int | None = None
         self._offset = 0
         self._lines = LineSplitter()
+        self._progress_at = time.monotonic()  # last time it advanced or was caught up
         self.runtime: SourceContext  # set by start()
         self.processor: PgLogProcessor | None = None
         self.caught_up = asyncio.Event()
@@ -83,9 +86,8 @@ class JsonlogSource:
             return []
 
     async def _restore(self) -> None:
-        row = await self.runtime.pool.fetchrow("SELECT position FROM checkpoints WHERE source = $1", self.name)
-        if row is not None:
-            pos = row["position"]
+        pos = await checkpoints.load(self.runtime.pool, self.name)
+        if pos is not None:
             path = Path(pos["path"])
             try:
                 st = path.stat()
@@ -115,14 +117,33 @@ class JsonlogSource:
     async def _checkpoint(self) -> None:
         if self._path is None:
             return
-        await self.runtime.pool.execute(
-            """
-            INSERT INTO checkpoints (source, position, updated_at) VALUES ($1, $2, now())
-            ON CONFLICT (source) DO UPDATE SET position = excluded.position, updated_at = now()
-            """,
-            self.name,
+        await checkpoints.save(
+            self.runtime.pool, self.name,
             {"path": str(self._path), "inode": self._inode, "offset": self._lines.line_start},
         )
+
+    def lag(self) -> SourceLag:
+        """Bytes of the log not read yet (rest of the current file and every newer one), and for how long
+        the tail has not advanced while behind."""
+        behind = 0
+        if self._path is not None:
+            try:
+                behind = max(self._path.stat().st_size - self._offset, 0)
+            except OSError:
+                behind = 0
+            for p in self._files():
+                if p.name > self._path.name:
+                    try:
+                        behind += p.stat().st_size
+                    except OSError:
+                        continue
+        else:
+            behind = sum(p.stat().st_size for p in self._files() if p.exists())
+        now = time.monotonic()
+        if behind == 0:
+            self._progress_at = now
+            return SourceLag(0, 0.0)
+        return SourceLag(behind, now - self._progress_at)
 
     # -- loop ----------------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -176,6 +197,7 @@ class JsonlogSource:
         self.runtime.metrics.lines.labels(source=self.name).inc(n_lines)
         await processor.process_lines(lines)  # raises if the store is down: position not advanced
         self._offset += len(data)
+        self._progress_at = time.monotonic()
         await self._checkpoint()
         return True
 

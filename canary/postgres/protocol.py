@@ -12,12 +12,12 @@ READ_SQLSTATE = "CY001"
 TAMPER_SQLSTATE = "CY002"
 HEARTBEAT_SQLSTATE = "CY009"
 HEARTBEAT_MESSAGE = "canary heartbeat"
-#: The touch function's name (in the datastore's detection schema).
-FUNCTION = "row_access"
+#: The touch function's default name (configurable per datastore: ``detection_function``).
+FUNCTION = "row_visible"
+#: The function's name in canary 0.x deployments (dropped when ``canary seed`` upgrades them).
+LEGACY_FUNCTION = "row_access"
 #: The message of its lines (the detail holds the facts, the hint their MAC).
-LOG_MESSAGE = "row access audit"
-#: The table (beside the function, readable by its owner only) holding the key of that MAC.
-KEY_TABLE = "row_access_keys"
+LOG_MESSAGE = "row visibility"
 #: application_name of canary's own seeding and verification sessions.
 SEEDER_APP = "canary-seeder"
 #: application_name of heartbeat sessions.

@@ -1,5 +1,5 @@
-"""Read detection, both ends: the touch function that writes a ``CY001`` line when a canary row is
-returned to a reader, and the record handler that turns the line into an event.
+"""Read detection: the record handler for the ``CY001`` line the touch function
+(:mod:`canary.postgres.tripwire`) writes when a canary row is returned to a reader, and the line's MAC.
 
 Anyone who may run a ``DO`` block can make the server log any message with any SQLSTATE, so a line
 is believed only if it carries a MAC (in its ``hint``) over its detail, under a key derived from the
@@ -23,11 +23,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import asyncpg
-
 from canary.crypto import Keyring
 from canary.events import EventKind, Severity, event_key
-from canary.postgres.protocol import FUNCTION, KEY_TABLE, LOG_MESSAGE, READ_SQLSTATE
+from canary.postgres.protocol import READ_SQLSTATE
 from canary.postgres.record import (
     MAX_QUERY,
     Detection,
@@ -38,7 +36,6 @@ from canary.postgres.record import (
     parse_pg_timestamp,
     read_group,
 )
-from canary.postgres.sql import literal, qualified
 from canary.store.registry import location_key
 
 #: Derivation purpose of the per-datastore key that authenticates detection lines.
@@ -61,85 +58,6 @@ def hmac_pads(key: bytes) -> tuple[bytes, bytes]:
 
 def line_mac(key: bytes, detail: str) -> str:
     return hmac.new(key, detail.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
-
-
-def function_sql(schema: str, datastore: str) -> str:
-    """The touch function: logs one authenticated JSON line per canary row read, never fails, parallel
-    safe.
-
-    No EXCEPTION block: it would start a subtransaction, which is an error inside parallel workers.
-    'su', 'db' and 'an' are restored in parallel workers (unlike ``inet_client_addr()``), so a
-    worker's line names the session user, database and drill tag even without the leader's lines.
-
-    COST 1: the policy calls it for canary rows only, but the planner charges a function's COST on
-    every row of the policy expression; the default 100 inflates scan costs enough to change plan
-    shapes and to cross ``jit_above_cost`` on a 1,000,000-row table (see bench/read_overhead.py).
-    """
-    return f"""
-CREATE OR REPLACE FUNCTION {qualified(schema, FUNCTION)}(target text, pk text, reader text)
-RETURNS boolean
-LANGUAGE plpgsql VOLATILE PARALLEL SAFE SECURITY DEFINER COST 1
-SET search_path = pg_catalog, pg_temp
-SET client_min_messages = error
-AS $canary${function_body(schema, datastore)}$canary$"""
-
-
-def function_body(schema: str, datastore: str) -> str:
-    """The touch function's source as ``pg_proc.prosrc`` holds it (compared to find an outdated one)."""
-    return f"""
-DECLARE
-  d text;
-  ik bytea;
-  ok bytea;
-BEGIN
-  d := json_build_object('v', 1, 'ds', {literal(datastore)}, 't', target, 'k', pk, 'u', reader,
-                         'q', left(current_query(), 2000), 'ts', statement_timestamp(),
-                         'a', inet_client_addr(), 'p', pg_backend_pid(), 'su', session_user,
-                         'db', current_database(), 'an', current_setting('application_name', true))::text;
-  SELECT k.i, k.o INTO ik, ok FROM {qualified(schema, KEY_TABLE)} AS k LIMIT 1;
-  RAISE LOG USING MESSAGE = {literal(LOG_MESSAGE)}, ERRCODE = {literal(READ_SQLSTATE)}, DETAIL = d,
-    HINT = encode(sha256(ok || sha256(ik || convert_to(d, 'UTF8'))), 'hex');
-  RETURN true;
-END
-"""
-
-
-def key_table_sql(schema: str) -> list[str]:
-    """The table that holds the line key: readable by its owner (the function's owner) only."""
-    table = qualified(schema, KEY_TABLE)
-    return [
-        f"CREATE TABLE IF NOT EXISTS {table} (i bytea NOT NULL, o bytea NOT NULL)",
-        f"REVOKE ALL ON TABLE {table} FROM PUBLIC",
-        f"TRUNCATE {table}",
-    ]
-
-
-async def install_key(conn: asyncpg.Connection, schema: str, datastore: str, keyring: Keyring) -> None:
-    """Put the datastore's line key in its table (after :func:`key_table_sql`), by ``COPY FROM STDIN``:
-    no statement text or bind parameter that a server log could keep holds it."""
-    inner, outer = hmac_pads(line_key(keyring, datastore))
-    await conn.copy_records_to_table(KEY_TABLE, schema_name=schema, columns=["i", "o"], records=[(inner, outer)])
-
-
-async def detection_problems(conn: asyncpg.Connection, schema: str, datastore: str, keyring: Keyring) -> list[str]:
-    """What is missing or outdated in the touch function and its key (empty: all current)."""
-    src = await conn.fetchval(
-        "SELECT p.prosrc FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
-        " WHERE n.nspname = $1 AND p.proname = $2 AND p.prosecdef",
-        schema, FUNCTION,
-    )
-    if src is None:
-        return ["detection_function_missing"]
-    problems = [] if src == function_body(schema, datastore) else ["detection_function_outdated"]
-    if await conn.fetchval("SELECT to_regclass($1)", qualified(schema, KEY_TABLE)) is None:
-        return [*problems, "detection_key_missing"]
-    if not await conn.fetchval("SELECT has_table_privilege($1, 'SELECT')", qualified(schema, KEY_TABLE)):
-        return problems  # only the role that seeded (the function's owner) can check the key
-    digests = await conn.fetch(f"SELECT sha256(i) AS d FROM {qualified(schema, KEY_TABLE)}")
-    expected = hashlib.sha256(hmac_pads(line_key(keyring, datastore))[0]).digest()
-    if [bytes(r["d"]) for r in digests] != [expected]:
-        problems.append("detection_key_stale" if digests else "detection_key_missing")
-    return problems
 
 
 def read_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detection | None:

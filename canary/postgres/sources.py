@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from canary.config import Config
-from canary.postgres import jsonlog, syslog, http_ingest
 from canary.plugins import SourceType, build_components
+from canary.postgres import http_ingest, jsonlog, syslog
 from canary.typing import Component
 
 SOURCES: tuple[SourceType, ...] = (

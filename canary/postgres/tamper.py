@@ -33,7 +33,7 @@ import asyncpg
 
 from canary.events import EventKind, Severity, event_key
 from canary.postgres.audit import parse_audit
-from canary.postgres.protocol import FUNCTION, SEEDER_APP, TAMPER_SQLSTATE
+from canary.postgres.protocol import FUNCTION, LEGACY_FUNCTION, SEEDER_APP, TAMPER_SQLSTATE
 from canary.postgres.record import MAX_QUERY, Detection, RecordContext, drill_tag, parse_pg_timestamp
 from canary.postgres.sql import ident, qualified
 
@@ -46,7 +46,7 @@ _NOISE = re.compile(r"'(?:[^']|'')*'|\$([A-Za-z_]*)\$.*?\$\1\$|--[^\n]*|/\*.*?\*
 
 @functools.cache
 def _rules() -> tuple[tuple[str, re.Pattern[str]], ...]:
-    fn = re.escape(FUNCTION)
+    fn = f"(?:{re.escape(FUNCTION)}|{re.escape(LEGACY_FUNCTION)})"
     return (
         ("policy_dropped", re.compile(r"^\s*drop\s+policy\b", re.I)),
         ("policy_altered", re.compile(r"^\s*alter\s+policy\b", re.I)),
@@ -142,7 +142,7 @@ def trigger_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detectio
         otype, oid = str(o.get("type") or ""), str(o.get("id") or "")
         if otype == "policy" and not any(f.startswith("policy_") for f in findings):
             findings.append("policy_dropped" if detail.get("event") == "sql_drop" else "policy_altered")
-        elif otype == "function" and FUNCTION in oid and not any(f.startswith("function_") for f in findings):
+        elif otype == "function" and (FUNCTION in oid or LEGACY_FUNCTION in oid) and not any(f.startswith("function_") for f in findings):
             findings.append("function_dropped" if detail.get("event") == "sql_drop" else "function_altered")
         elif otype == "extension" and oid == "pgaudit" and "pgaudit_dropped" not in findings:
             findings.append("pgaudit_dropped")

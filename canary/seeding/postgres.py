@@ -39,9 +39,9 @@ from canary.credentials.values import CREDENTIAL_KIND, Credential, CredentialFac
 from canary.credentials.values import new_canary as new_credential_canary
 from canary.crypto import Keyring
 from canary.errors import DatastoreError, SeedError
-from canary.postgres.protocol import FUNCTION, KEY_TABLE, SEEDER_APP
-from canary.postgres.read import detection_problems, function_sql, install_key, key_table_sql
-from canary.postgres.sql import array_literal, ident, literal, parse_target, qualified
+from canary.postgres.protocol import LEGACY_FUNCTION, SEEDER_APP
+from canary.postgres.sql import ident, parse_target, qualified
+from canary.postgres.tripwire import MEMBERS, SETTINGS, bits_for, tripwire_for
 from canary.seeder import ApplyResult, Finding, Plan, PlannedRow, RetireResult, TargetPlan, VerifyReport
 from canary.seeding.catalog import TableInfo, introspect, unsupported_reason
 from canary.seeding.children import Batch, plan_children
@@ -59,8 +59,8 @@ from canary.seeding.synth.shapes import (
     semantic_of,
 )
 from canary.seeding.synth.synthesizer import RowContext, Synthesizer, SynthRow
-from canary.store import describe_error
-from canary.store.registry import NewCanary, Registry, location_key, value_purpose
+from canary.store import describe_error, detection_objects
+from canary.store.registry import NewCanary, Registry, location_key, recognise
 
 log = structlog.get_logger("canary.seeders.postgres")
 
@@ -71,9 +71,6 @@ INSERT_BATCH = 2000
 MAX_ATTEMPTS = 20
 MANY_CANARIES = 1000  # per table: above this, readers pay noticeably for the policy (see bench/read_overhead.py)
 _INTEGER_TYPES = ("int2", "int4", "int8")
-PREFILTER_BITS_PER_KEY = 256  # policy bitmap size: about 1 real row in 256 passes it and is checked exactly
-PREFILTER_MIN_BITS = 1 << 13
-PREFILTER_MAX_BITS = 1 << 20  # 128 KiB, reached above 4,096 canary keys per table
 _CONSTRAINT_ERRORS = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
 
 
@@ -100,52 +97,6 @@ class ContactPools:
         """Where the mailbox ``address`` forwards to (None if it is not an owned mailbox)."""
         low = (address or "").lower()
         return next((fw for a, fw in self.mailboxes if a.lower() == low), None) if low else None
-
-
-def policy_names(detection_schema: str) -> tuple[str, str]:
-    """(restrictive, permissive) policy names installed on each target table."""
-    return f"{detection_schema}_r", f"{detection_schema}_p"
-
-
-def prefilter(pks: Sequence[str]) -> tuple[int, bytes]:
-    """(bits, bitmap) of the policy's pre-check on integer keys: bit ``key & (bits - 1)`` (bit ``n``
-    is bit ``n % 8`` of byte ``n // 8``, as ``get_bit`` reads it) is set for every canary key, and
-    real rows almost never find their bit set (about len(pks) / bits of them do). A plan's keys still
-    to be drawn from a sequence are empty strings and set no bit."""
-    keys = [int(pk) for pk in pks if pk != ""]
-    bits = min(max(1 << (len(keys) * PREFILTER_BITS_PER_KEY - 1).bit_length(), PREFILTER_MIN_BITS), PREFILTER_MAX_BITS)
-    bitmap = bytearray(bits // 8)
-    for key in keys:
-        r = key & (bits - 1)
-        bitmap[r // 8] |= 1 << (r % 8)
-    return bits, bytes(bitmap)
-
-
-def policy_sql(info: TableInfo, schema: str, pk_type: str, pks: Sequence[str]) -> str:
-    """The RESTRICTIVE policy: true for every row, calling the touch function for canary keys.
-
-    Integer keys get a constant-setup pre-check first: ``get_bit(bitmap, key & mask) <> 1`` passes
-    real rows with three cheap operators, while a hashed ``= ANY`` builds its hash table in every
-    execution (a PK lookup pays for it) and the planner estimates an array at the top of the policy
-    element by element (planning time grows with the canary count). The exact ``= ANY`` sits inside
-    a CASE, where it runs only for rows that pass the bitmap and is not estimated; ``<> 1`` keeps the
-    policy's selectivity near 1 so row estimates (and plans) stay as without canary.
-    """
-    pk = info.primary_key[0]
-    col = ident(pk)
-    restrictive, _ = policy_names(schema)
-    keys = f"{literal(array_literal(list(pks)))}::{pk_type}[]"
-    touch = f"{qualified(schema, FUNCTION)}({literal(info.target)}, {col}::text, current_user::text)"
-    if info.column(pk).base_type in _INTEGER_TYPES:
-        bits, bitmap = prefilter(pks)
-        using = (f"get_bit({literal(chr(92) + 'x' + bitmap.hex())}::bytea, {col} & {bits - 1}) <> 1 "
-                 f"OR CASE WHEN {col} = ANY({keys}) THEN {touch} ELSE true END")
-    else:
-        using = f"NOT ({col} = ANY({keys})) OR {touch}"
-    return (
-        f"CREATE POLICY {ident(restrictive)} ON {qualified(info.schema, info.name)} AS RESTRICTIVE FOR SELECT TO PUBLIC "
-        f"USING ({using})"
-    )
 
 
 @dataclass
@@ -202,6 +153,7 @@ class PostgresSeeder:
         self.follow_foreign_keys = follow_foreign_keys
         self.max_children = max_children
         self.log = log.bind(datastore=datastore.name)
+        self.tripwire = tripwire_for(datastore)
 
     def __repr__(self) -> str:
         return f"PostgresSeeder(datastore={self.ds.name!r})"
@@ -306,8 +258,8 @@ class PostgresSeeder:
         reason = unsupported_reason(info)
         if reason:
             raise SeedError(f"cannot seed {info.target}: it {reason}", target=info.target)
-        restrictive, permissive = policy_names(self.ds.detection_schema)
-        foreign = [p for p in info.policies if p[0] not in (restrictive, permissive)]
+        legacy = await self._legacy_policies(info.target)
+        foreign = [p for p in info.policies if p[0] not in (self.tripwire.policy, self.tripwire.permissive, *legacy)]
         if foreign and not info.rls_enabled:
             raise SeedError(
                 f"cannot seed {info.target}: it has row-level security policies ({', '.join(p[0] for p in foreign)}) "
@@ -375,9 +327,8 @@ class PostgresSeeder:
         if len(all_pks) > MANY_CANARIES:
             warnings.append(f"{info.target}: {len(all_pks)} canaries in one table; every statement on it rebuilds the "
                             f"membership test (bench/read_overhead.py: 10,000 keys make key lookups several times slower)")
-        outdated = not self._policy_present(info) or bool(
-            await detection_problems(conn, self.ds.detection_schema, self.ds.name, self.registry.keyring))
-        statements = self._detection_statements(info, pk_col.type, all_pks) if (to_add or outdated) and all_pks else []
+        outdated = not self._policy_present(info) or bool(legacy) or bool(await self.tripwire.problems(conn, self.registry.keyring))
+        statements = self._detection_statements(info, pk_col.base_type, all_pks, legacy) if (to_add or outdated) and all_pks else []
         if creds and cred is not None:
             roles = [sql for sql in (create_role_sql(cred[0], c) for c in creds) if sql]
             statements = roles + statements
@@ -489,8 +440,14 @@ class PostgresSeeder:
         return CredentialFactory(self.registry.keyring), resolved, secret_columns(info, resolved, target.column)
 
     def _policy_present(self, info: TableInfo) -> bool:
-        restrictive, _ = policy_names(self.ds.detection_schema)
-        return any(p[0] == restrictive for p in info.policies) and info.rls_enabled
+        return any(p[0] == self.tripwire.policy for p in info.policies) and info.rls_enabled
+
+    async def _legacy_policies(self, target: str) -> tuple[str, ...]:
+        """(restrictive, permissive) names of canary's policies on ``target`` from an install under other
+        names (an older canary, or a renamed configuration): ``canary seed`` replaces them."""
+        details = await detection_objects.details(self.registry.pool, self.ds.name, target) or {}
+        names = (details.get("policy"), details.get("permissive_policy"))
+        return tuple(n for n in names if isinstance(n, str) and n and n not in (self.tripwire.policy, self.tripwire.permissive))
 
     def _coverage_warnings(self, info: TableInfo, role: Role) -> list[str]:
         out = []
@@ -500,7 +457,7 @@ class PostgresSeeder:
             elif not invoker:
                 out.append(f"view {view} over {info.target} is not security_invoker: reads through it are not detected "
                            f"(ALTER VIEW {view} SET (security_invoker = true))")
-        if info.rls_enabled and not info.rls_forced and not any(p[0] == policy_names(self.ds.detection_schema)[0] for p in info.policies):
+        if info.rls_enabled and not info.rls_forced and not any(p[0] == self.tripwire.policy for p in info.policies):
             out.append(f"{info.target} already uses row-level security without FORCE: reads by its owner ({info.owner}) are not detected")
         return out
 
@@ -633,32 +590,28 @@ class PostgresSeeder:
         for kind, owned in (("phone", self.pools.phone_numbers), ("email", tuple(a for a, _ in self.pools.mailboxes))):
             if not owned:
                 continue
-            idx = {self.registry.keyring.blind_index(p, value_purpose(kind)): p for p in owned}
-            rows = await self.registry.pool.fetch(
-                "SELECT v.value_idx FROM canary_values v JOIN canaries c ON c.id = v.canary_id"
-                " WHERE v.kind = $2 AND c.status = 'active' AND v.value_idx = ANY($1::bytea[])",
-                list(idx), kind,
-            )
-            out |= {idx[bytes(r["value_idx"])].lower() for r in rows}
+            held = await recognise(self.registry, [(kind, p) for p in owned])
+            out |= {value.lower() for _, value in held}
         return out
 
-    def _detection_statements(self, info: TableInfo, pk_type: str, pks: Sequence[str]) -> list[str]:
-        schema = self.ds.detection_schema
-        restrictive, permissive = policy_names(schema)
+    def _detection_statements(self, info: TableInfo, base_type: str, pks: Sequence[str], legacy: Sequence[str] = ()) -> list[str]:
+        """The DDL that puts the tripwire on ``info`` for ``pks`` (whose membership and filter
+        :meth:`Tripwire.set_members` writes by COPY: no key is in these statements)."""
+        tw = self.tripwire
         tbl = qualified(info.schema, info.name)
-        out = [
-            f"CREATE SCHEMA IF NOT EXISTS {ident(schema)}",
-            *key_table_sql(schema),
-            function_sql(schema, self.ds.name).strip(),
-            f"GRANT USAGE ON SCHEMA {ident(schema)} TO PUBLIC",
-            f"GRANT EXECUTE ON FUNCTION {qualified(schema, FUNCTION)}(text, text, text) TO PUBLIC",
-            f"DROP POLICY IF EXISTS {ident(restrictive)} ON {tbl}",
-            policy_sql(info, schema, pk_type, pks),
-        ]
-        ours = any(p[0] == permissive for p in info.policies)
+        present = {p[0] for p in info.policies}
+        out = [*tw.setup_sql(), f"DROP POLICY IF EXISTS {ident(tw.policy)} ON {tbl}"]
+        for name in legacy:
+            if name in present and name.endswith("_p") and tw.permissive not in present:
+                out.append(f"ALTER POLICY {ident(name)} ON {tbl} RENAME TO {ident(tw.permissive)}")
+                present.add(tw.permissive)
+            elif name in present:
+                out.append(f"DROP POLICY {ident(name)} ON {tbl}")
+        out.append(tw.policy_sql(tbl, info.target, info.primary_key[0], base_type, bits_for(len(pks))))
+        ours = tw.permissive in present
         if not info.rls_enabled or ours:
             if not ours:
-                out.append(f"CREATE POLICY {ident(permissive)} ON {tbl} AS PERMISSIVE FOR ALL TO PUBLIC USING (true) WITH CHECK (true)")
+                out.append(f"CREATE POLICY {ident(tw.permissive)} ON {tbl} AS PERMISSIVE FOR ALL TO PUBLIC USING (true) WITH CHECK (true)")
             out.append(f"ALTER TABLE {tbl} ENABLE ROW LEVEL SECURITY")
             out.append(f"ALTER TABLE {tbl} FORCE ROW LEVEL SECURITY")
         return out
@@ -684,8 +637,9 @@ class PostgresSeeder:
                 await self._insert(conn, w)
                 if w.statements:  # keys drawn from a sequence are only known now
                     roles = [st for st in w.statements if st.startswith("CREATE ROLE")]
-                    pk_type = w.info.column(w.info.primary_key[0]).type
-                    w.statements = roles + self._detection_statements(w.info, pk_type, list(w.existing) + [p.pk for p in w.planned])
+                    base_type = w.info.column(w.info.primary_key[0]).base_type
+                    w.statements = roles + self._detection_statements(
+                        w.info, base_type, list(w.existing) + [p.pk for p in w.planned], await self._legacy_policies(w.info.target))
             async with self.registry.pool.acquire() as ctl:
                 ctr = ctl.transaction()
                 await ctr.start()
@@ -702,8 +656,8 @@ class PostgresSeeder:
                             deployments.append(dep)
                         for stmt in w.statements:
                             await conn.execute(stmt)
-                        if any(stmt.startswith("TRUNCATE") for stmt in w.statements):
-                            await install_key(conn, self.ds.detection_schema, self.ds.name, self.registry.keyring)
+                        if w.statements:
+                            await self._arm(conn, w.info, list(w.existing) + [p.pk for p in w.planned])
                         if w.forced_off and not any("FORCE ROW LEVEL SECURITY" in s for s in w.statements):
                             await conn.execute(f"ALTER TABLE {qualified(w.info.schema, w.info.name)} FORCE ROW LEVEL SECURITY")
                         for b in w.batches[1:]:
@@ -728,6 +682,21 @@ class PostgresSeeder:
             self.log.warning("seed.warning", detail=x)
         self.log.info("seed.applied", added=added, deployments=committed_control)
         return ApplyResult(self.ds.name, added, children, committed_control, warnings)
+
+    async def _arm(self, conn: asyncpg.Connection, info: TableInfo, pks: Sequence[str]) -> None:
+        """After the tripwire's DDL: its line key, this table's keys and filter, and the functions of
+        older installs that no policy uses any more."""
+        col = info.column(info.primary_key[0])
+        await self.tripwire.install_line_key(conn, self.registry.keyring)
+        await self.tripwire.set_members(conn, info.target, col.type, col.base_type, pks)
+        for schema in {self.tripwire.schema, *await detection_objects.schemas(self.registry.pool, self.ds.name)}:
+            if (schema, LEGACY_FUNCTION) == (self.tripwire.schema, self.tripwire.function):
+                continue
+            try:
+                async with conn.transaction():  # still used by a table not upgraded yet: kept
+                    await conn.execute(f"DROP FUNCTION IF EXISTS {qualified(schema, LEGACY_FUNCTION)}(text, text, text)")
+            except asyncpg.DependentObjectsStillExistError:
+                pass
 
     async def _abort(self, tr: Any, exc: BaseException, doing: str, undone: str) -> BaseException:
         """Roll the datastore transaction back and turn a PostgreSQL error into one clear SeedError."""
@@ -818,29 +787,20 @@ class PostgresSeeder:
         """Registry entries, deployment manifest and detection state for one target (control txn)."""
         info = w.info
         texts = await self._row_texts(conn, info, [p.pk for p in w.planned])
-        restrictive, permissive = policy_names(self.ds.detection_schema)
-        prior = await ctl.fetchrow(
-            "SELECT details FROM detection_objects WHERE datastore = $1 AND target = $2", self.ds.name, info.target
-        )
-        details: dict[str, Any] = dict(prior["details"]) if prior else {
-            "schema": self.ds.detection_schema,
-            "function": f"{self.ds.detection_schema}.{FUNCTION}",
-            "policy": restrictive,
-            "permissive_policy": None if info.rls_enabled else permissive,
+        tw = self.tripwire
+        prior = await detection_objects.details(ctl, self.ds.name, info.target)
+        schema_exists = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)", tw.schema)
+        details: dict[str, Any] = prior if prior is not None else {
             "rls_enabled_before": info.rls_enabled,
             "rls_forced_before": info.rls_forced,
-            "schema_created": not await conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)", self.ds.detection_schema
-            ),
+            "permissive_policy": None if info.rls_enabled else tw.permissive,
         }
-        if not prior:
-            others = await ctl.fetchval("SELECT count(*) FROM detection_objects WHERE datastore = $1", self.ds.name)
-            if others:
-                first = await ctl.fetchval(
-                    "SELECT details->>'schema_created' FROM detection_objects WHERE datastore = $1 ORDER BY id LIMIT 1", self.ds.name
-                )
-                details["schema_created"] = False
-                details["schema_owner_target"] = first == "true"
+        if prior is None or prior.get("schema") != tw.schema:  # first install here, or moved to another schema
+            details["schema_created"] = not schema_exists
+            if schema_exists and await detection_objects.count(ctl, self.ds.name, excluding=[info.target]):
+                details["schema_owner_target"] = await detection_objects.first_created_schema(ctl, self.ds.name)
+        details.update(schema=tw.schema, function=f"{tw.schema}.{tw.function}", policy=tw.policy,
+                       permissive_policy=tw.permissive if details.get("permissive_policy") else None)
         manifest = {
             "datastore": self.ds.name,
             "target": info.target,
@@ -850,7 +810,7 @@ class PostgresSeeder:
                 for b in w.batches[1:] for i, r in enumerate(b.rows)
             ],
             "objects": {
-                "schema": self.ds.detection_schema, "function": details["function"], "policy": restrictive,
+                "schema": tw.schema, "function": details["function"], "policy": tw.policy,
                 "permissive_policy": details["permissive_policy"],
             },
             "rls_before": {"enabled": details["rls_enabled_before"], "forced": details["rls_forced_before"]},
@@ -876,23 +836,14 @@ class PostgresSeeder:
                 )
             )
         await self.registry.add(ctl, canaries, dep_id)
-        await ctl.execute(
-            """INSERT INTO detection_objects (datastore, target, details) VALUES ($1, $2, $3)
-               ON CONFLICT (datastore, target) DO UPDATE SET details = EXCLUDED.details, installed_at = now()""",
-            self.ds.name, info.target, details,
-        )
+        await detection_objects.record(ctl, self.ds.name, info.target, details)
         return dep_id
 
     async def _undo_control(self, deployments: Sequence[int]) -> None:
         if not deployments:
             return
         async with self.registry.pool.acquire() as ctl, ctl.transaction():
-            await ctl.execute(
-                "DELETE FROM canary_values WHERE canary_id IN (SELECT id FROM canaries WHERE deployment_id = ANY($1::bigint[]))",
-                list(deployments),
-            )
-            await ctl.execute("DELETE FROM canaries WHERE deployment_id = ANY($1::bigint[])", list(deployments))
-            await ctl.execute("DELETE FROM deployments WHERE id = ANY($1::bigint[])", list(deployments))
+            await self.registry.withdraw_deployments(ctl, deployments)
 
     # -- verify ---------------------------------------------------------------------------------
     async def verify(self) -> VerifyReport:
@@ -938,16 +889,14 @@ class PostgresSeeder:
     async def rekey_detection(self, keyring: Keyring) -> bool:
         """Put the line key of ``keyring`` (a new master key) in place of the installed one; False if
         this datastore has no detection key table canary may write."""
-        schema = self.ds.detection_schema
         conn = await self._connect()
         try:
-            table = qualified(schema, KEY_TABLE)
+            table = self.tripwire.qualified(SETTINGS)
             if await conn.fetchval("SELECT to_regclass($1)", table) is None or not await conn.fetchval(
                     "SELECT has_table_privilege($1, 'TRUNCATE') AND has_table_privilege($1, 'INSERT')", table):
                 return False
             async with conn.transaction():
-                await conn.execute(f"TRUNCATE {table}")
-                await install_key(conn, schema, self.ds.name, keyring)
+                await self.tripwire.install_line_key(conn, keyring)
             return True
         finally:
             await conn.close()
@@ -1009,31 +958,25 @@ class PostgresSeeder:
         return out
 
     async def _targets(self) -> list[str]:
-        rows = await self.registry.pool.fetch(
-            "SELECT DISTINCT target FROM detection_objects WHERE datastore = $1 ORDER BY 1", self.ds.name
-        )
-        return [r["target"] for r in rows]
+        return await detection_objects.targets(self.registry.pool, self.ds.name)
 
     async def _check_detection(self, conn: asyncpg.Connection, info: TableInfo, pks: Sequence[str]) -> list[Finding]:
-        restrictive, _ = policy_names(self.ds.detection_schema)
+        tw = self.tripwire
         out = []
         row = await conn.fetchrow(
             "SELECT pg_catalog.pg_get_expr(p.polqual, p.polrelid) AS qual, p.polpermissive, p.polcmd::text AS cmd"
             " FROM pg_catalog.pg_policy p WHERE p.polrelid = $1 AND p.polname = $2",
-            info.oid, restrictive,
+            info.oid, tw.policy,
         )
         if row is None or row["polpermissive"] or row["cmd"] != "r":
             out.append(Finding("-", info.target, "detection_policy_missing"))
         else:
-            listed = await _policy_keys(conn, row["qual"])
-            missing = set(pks) - listed
-            if missing:
-                out.append(Finding("-", info.target, f"detection_policy_misses_{len(missing)}_canaries"))
-            elif "get_bit(" in row["qual"] and not _prefilter_intact(row["qual"], sorted(listed)):
-                out.append(Finding("-", info.target, "detection_prefilter_altered"))
+            col = info.column(info.primary_key[0])
+            for problem in await tw.table_problems(conn, info.target, col.type, col.base_type, pks, row["qual"]):
+                out.append(Finding("-", info.target, problem))
         if not info.rls_enabled:
             out.append(Finding("-", info.target, "row_level_security_disabled"))
-        for problem in await detection_problems(conn, self.ds.detection_schema, self.ds.name, self.registry.keyring):
+        for problem in await tw.problems(conn, self.registry.keyring):
             out.append(Finding("-", info.target, problem))
         return out
 
@@ -1058,12 +1001,12 @@ class PostgresSeeder:
             try:
                 await conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
                 for target in wanted:
-                    details = await self.registry.pool.fetchval(
-                        "SELECT details FROM detection_objects WHERE datastore = $1 AND target = $2", self.ds.name, target
-                    )
+                    details = await detection_objects.details(self.registry.pool, self.ds.name, target)
                     existing = await self._existing(target)
                     info = await introspect(conn, target, datastore=self.ds.name)
-                    restrictive, permissive = policy_names(self.ds.detection_schema)
+                    tw = self.tripwire
+                    restrictive = (details or {}).get("policy") or tw.policy
+                    permissive = (details or {}).get("permissive_policy") or tw.permissive
                     tbl = qualified(info.schema, info.name)
                     await conn.execute(f"DROP POLICY IF EXISTS {ident(restrictive)} ON {tbl}")
                     forced_off = await self._quiet_reads(conn, info, role, may_alter=True)
@@ -1093,7 +1036,13 @@ class PostgresSeeder:
                     else:
                         removed[target] = 0
                     if keep:
-                        await conn.execute(policy_sql(info, self.ds.detection_schema, pk_col.type, keep))
+                        for stmt in tw.setup_sql():
+                            await conn.execute(stmt)
+                        if restrictive != tw.policy:
+                            await conn.execute(f"DROP POLICY IF EXISTS {ident(tw.policy)} ON {tbl}")
+                        await conn.execute(tw.policy_sql(tbl, target, pk_col.name, pk_col.base_type, bits_for(len(keep))))
+                        await tw.install_line_key(conn, self.registry.keyring)
+                        await tw.set_members(conn, target, pk_col.type, pk_col.base_type, keep)
                         if forced_off:
                             await conn.execute(f"ALTER TABLE {tbl} FORCE ROW LEVEL SECURITY")
                         continue
@@ -1105,22 +1054,18 @@ class PostgresSeeder:
                     await conn.execute(f"ALTER TABLE {tbl} {'ENABLE' if enabled else 'DISABLE'} ROW LEVEL SECURITY")
                     await conn.execute(f"ALTER TABLE {tbl} {'FORCE' if forced else 'NO FORCE'} ROW LEVEL SECURITY")
                     dropped.append(f"policy {restrictive} on {target}")
+                    if await conn.fetchval("SELECT to_regclass($1)", tw.qualified(MEMBERS)) is not None:
+                        await tw.remove(conn, target)
                     cleanup.append(target)
-                remaining = await self.registry.pool.fetchval(
-                    "SELECT count(*) FROM detection_objects WHERE datastore = $1 AND NOT (target = ANY($2::text[]))",
-                    self.ds.name, cleanup,
-                )
+                remaining = await detection_objects.count(self.registry.pool, self.ds.name, excluding=cleanup)
                 if cleanup and not remaining:
-                    schema = self.ds.detection_schema
-                    await conn.execute(f"DROP FUNCTION IF EXISTS {qualified(schema, FUNCTION)}(text, text, text)")
-                    dropped.append(f"function {schema}.{FUNCTION}")
-                    await conn.execute(f"DROP TABLE IF EXISTS {qualified(schema, KEY_TABLE)}")
-                    dropped.append(f"table {schema}.{KEY_TABLE}")
-                    created = await self.registry.pool.fetchval(
-                        "SELECT bool_or((details->>'schema_created')::boolean) FROM detection_objects WHERE datastore = $1",
-                        self.ds.name,
-                    )
-                    if created:
+                    schema = self.tripwire.schema
+                    for stmt in self.tripwire.drop_sql():
+                        await conn.execute(stmt)
+                    await conn.execute(f"DROP FUNCTION IF EXISTS {qualified(schema, LEGACY_FUNCTION)}(text, text, text)")
+                    dropped.append(f"function {schema}.{self.tripwire.function}")
+                    dropped.append(f"tables and view of {schema}")
+                    if await detection_objects.any_created_schema(self.registry.pool, self.ds.name):
                         try:
                             async with conn.transaction():
                                 await conn.execute(f"DROP SCHEMA IF EXISTS {ident(schema)}")
@@ -1134,50 +1079,14 @@ class PostgresSeeder:
             await conn.close()
         async with self.registry.pool.acquire() as ctl, ctl.transaction():
             await self.registry.retire(ctl, retired_ids)
-            for dep in deployments:
-                left = await ctl.fetchval("SELECT count(*) FROM canaries WHERE deployment_id = $1 AND status = 'active'", dep)
-                if not left:
-                    await ctl.execute("UPDATE deployments SET status = 'retired', retired_at = now() WHERE id = $1", dep)
-            await ctl.execute(
-                "DELETE FROM detection_objects WHERE datastore = $1 AND target = ANY($2::text[])", self.ds.name, cleanup
-            )
+            await self.registry.retire_emptied_deployments(ctl, deployments)
+            await detection_objects.remove(ctl, self.ds.name, cleanup)
         self.log.info("seed.retired", removed=removed, kept=len([k for k in kept if not force]))
         return RetireResult(self.ds.name, removed, kept if not force else [], child_rows, dropped)
 
 
 def _mask(secret: str | None) -> str | None:
     return None if secret is None else f"{secret[:4]}…({len(secret)} characters)"
-
-
-async def _policy_keys(conn: asyncpg.Connection, qual: str) -> set[str]:
-    """Keys listed in an installed detection policy. The array constant is cut out of the catalog's
-    rendering as text and parsed by PostgreSQL as a bind parameter (never executed as SQL)."""
-    start = qual.find("ANY ('")
-    if start < 0:
-        return set()
-    begin = start + len("ANY ('")
-    end = begin
-    while True:
-        end = qual.find("'", end)
-        if end < 0:
-            return set()
-        if qual[end + 1 : end + 2] == "'":
-            end += 2
-            continue
-        break
-    body = qual[begin:end].replace("''", "'")
-    try:
-        rows = await conn.fetch("SELECT unnest($1::text::text[]) AS k", body)
-    except asyncpg.PostgresError:
-        return set()
-    return {r["k"] for r in rows}
-
-
-def _prefilter_intact(qual: str, keys: Sequence[str]) -> bool:
-    """The policy's bitmap and mask (as the catalog renders them) are what ``policy_sql`` installs for
-    the keys the policy lists: a cleared bitmap would pass canary rows without calling the function."""
-    bits, bitmap = prefilter(keys)
-    return f"'\\x{bitmap.hex()}'::bytea" in qual and re.search(rf"& \(?{bits - 1}\)*(?:::bigint)?\)* <> 1\)", qual) is not None
 
 
 def _pg_message(exc: BaseException) -> str:

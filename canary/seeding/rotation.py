@@ -17,7 +17,6 @@ Running listeners hold the old key in memory: restart them with the new key righ
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from typing import Any
 
@@ -28,7 +27,7 @@ from canary.config import Config
 from canary.crypto import Keyring
 from canary.errors import CryptoError, DatastoreError
 from canary.seeding.postgres import PostgresSeeder
-from canary.store.registry import LOCATION, MANIFEST, Registry, location_key, value_purpose
+from canary.store.registry import Registry, location_key
 
 log = structlog.get_logger("canary.rotation")
 
@@ -42,47 +41,9 @@ async def rotate(config: Config, registry: Registry, new: Keyring) -> dict[str, 
     if old.key_id == new.key_id:
         raise CryptoError("the new master key is the current one")
     fingerprints = await _refingerprint(config, registry, new)
-    counts: dict[str, int] = {}
     async with registry.pool.acquire() as conn, conn.transaction():
-        tables = ["deployments", "canaries", "canary_values"]
         has_mail = await conn.fetchval("SELECT to_regclass('contact_messages') IS NOT NULL")
-        if has_mail:
-            tables.append("contact_messages")
-        await conn.execute(f"LOCK TABLE {', '.join(tables)} IN EXCLUSIVE MODE")
-        rows = await conn.fetch("SELECT id, manifest_enc FROM deployments")
-        await conn.executemany(
-            "UPDATE deployments SET manifest_enc = $2, key_id = $3 WHERE id = $1",
-            [(r["id"], new.encrypt(old.decrypt(r["manifest_enc"], MANIFEST), MANIFEST), new.key_id) for r in rows],
-        )
-        counts["deployments"] = len(rows)
-        rows = await conn.fetch("SELECT id, uid, datastore, location_enc, location_idx, fingerprint FROM canaries")
-        updates = []
-        for r in rows:
-            plain = old.decrypt(r["location_enc"], LOCATION)
-            loc = json.loads(plain)
-            lookup = location_key(r["datastore"], loc.get("target"), loc.get("pk"))
-            if old.blind_index(lookup, LOCATION) != bytes(r["location_idx"]):
-                raise CryptoError(
-                    f"canary {r['uid']}: its location index cannot be reproduced from its location; rotation aborted, nothing changed"
-                )
-            fp = fingerprints.get(r["id"], r["fingerprint"])
-            updates.append((r["id"], new.encrypt(plain, LOCATION), new.blind_index(lookup, LOCATION), fp, new.key_id))
-        await conn.executemany(
-            "UPDATE canaries SET location_enc = $2, location_idx = $3, fingerprint = $4, key_id = $5 WHERE id = $1", updates
-        )
-        counts["canaries"] = len(rows)
-        rows = await conn.fetch("SELECT id, kind, value_enc, value_idx FROM canary_values")
-        value_updates: list[tuple[Any, bytes, bytes, str]] = []
-        for r in rows:
-            purpose = value_purpose(r["kind"])
-            value = old.decrypt_text(r["value_enc"], purpose)
-            if old.blind_index(value, purpose) != bytes(r["value_idx"]):
-                raise CryptoError(f"canary value {r['id']}: stored index does not match its value; rotation aborted, nothing changed")
-            value_updates.append((r["id"], new.encrypt(value, purpose), new.blind_index(value, purpose), new.key_id))
-        # indexes are unique per kind: move every row aside first so old and new indexes never collide
-        await conn.execute("UPDATE canary_values SET value_idx = '\\x00'::bytea || int8send(id)")
-        await conn.executemany("UPDATE canary_values SET value_enc = $2, value_idx = $3, key_id = $4 WHERE id = $1", value_updates)
-        counts["canary_values"] = len(rows)
+        counts = await registry.rekey(conn, new, fingerprints, lock_also=["contact_messages"] if has_mail else [])
         if has_mail:
             rows = await conn.fetch("SELECT id, raw_enc FROM contact_messages")
             await conn.executemany(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import json
 import secrets
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import asyncpg
 
 from canary.crypto import Keyring
+from canary.errors import CryptoError
 
 LOCATION = "location"
 MANIFEST = "manifest"
@@ -120,6 +122,70 @@ class Registry:
         if deployment_id is not None:
             await conn.execute("UPDATE deployments SET status = 'retired', retired_at = now() WHERE id = $1", deployment_id)
 
+    async def retire_emptied_deployments(self, conn: asyncpg.Connection, deployment_ids: Iterable[int]) -> None:
+        """Mark retired each of these deployments that has no active canary left."""
+        for dep in deployment_ids:
+            left = await conn.fetchval("SELECT count(*) FROM canaries WHERE deployment_id = $1 AND status = 'active'", dep)
+            if not left:
+                await conn.execute("UPDATE deployments SET status = 'retired', retired_at = now() WHERE id = $1", dep)
+
+    async def withdraw_deployments(self, conn: asyncpg.Connection, deployment_ids: Sequence[int]) -> None:
+        """Delete these deployments with their canaries and values, as if never registered (a seed
+        whose datastore transaction failed after the registry committed)."""
+        await conn.execute(
+            "DELETE FROM canary_values WHERE canary_id IN (SELECT id FROM canaries WHERE deployment_id = ANY($1::bigint[]))",
+            list(deployment_ids),
+        )
+        await conn.execute("DELETE FROM canaries WHERE deployment_id = ANY($1::bigint[])", list(deployment_ids))
+        await conn.execute("DELETE FROM deployments WHERE id = ANY($1::bigint[])", list(deployment_ids))
+
+    async def rekey(
+        self, conn: asyncpg.Connection, new: Keyring, fingerprints: Mapping[int, bytes], *, lock_also: Sequence[str] = ()
+    ) -> dict[str, int]:
+        """Re-encrypt and re-index deployments, canaries and canary values from ``self.keyring`` to
+        ``new`` inside the caller's transaction, after locking those tables (and ``lock_also``) against
+        concurrent writers. ``fingerprints`` replaces row fingerprints by canary id. Every blind index
+        is checked against the old key first: one that does not reproduce raises CryptoError (the
+        caller's transaction then rolls back). Returns rows rewritten per table."""
+        old = self.keyring
+        counts: dict[str, int] = {}
+        await conn.execute(f"LOCK TABLE {', '.join(['deployments', 'canaries', 'canary_values', *lock_also])} IN EXCLUSIVE MODE")
+        rows = await conn.fetch("SELECT id, manifest_enc FROM deployments")
+        await conn.executemany(
+            "UPDATE deployments SET manifest_enc = $2, key_id = $3 WHERE id = $1",
+            [(r["id"], new.encrypt(old.decrypt(r["manifest_enc"], MANIFEST), MANIFEST), new.key_id) for r in rows],
+        )
+        counts["deployments"] = len(rows)
+        rows = await conn.fetch("SELECT id, uid, datastore, location_enc, location_idx, fingerprint FROM canaries")
+        updates = []
+        for r in rows:
+            plain = old.decrypt(r["location_enc"], LOCATION)
+            loc = json.loads(plain)
+            lookup = location_key(r["datastore"], loc.get("target"), loc.get("pk"))
+            if old.blind_index(lookup, LOCATION) != bytes(r["location_idx"]):
+                raise CryptoError(
+                    f"canary {r['uid']}: its location index cannot be reproduced from its location; rotation aborted, nothing changed"
+                )
+            fp = fingerprints.get(r["id"], r["fingerprint"])
+            updates.append((r["id"], new.encrypt(plain, LOCATION), new.blind_index(lookup, LOCATION), fp, new.key_id))
+        await conn.executemany(
+            "UPDATE canaries SET location_enc = $2, location_idx = $3, fingerprint = $4, key_id = $5 WHERE id = $1", updates
+        )
+        counts["canaries"] = len(rows)
+        rows = await conn.fetch("SELECT id, kind, value_enc, value_idx FROM canary_values")
+        value_updates: list[tuple[Any, bytes, bytes, str]] = []
+        for r in rows:
+            purpose = value_purpose(r["kind"])
+            value = old.decrypt_text(r["value_enc"], purpose)
+            if old.blind_index(value, purpose) != bytes(r["value_idx"]):
+                raise CryptoError(f"canary value {r['id']}: stored index does not match its value; rotation aborted, nothing changed")
+            value_updates.append((r["id"], new.encrypt(value, purpose), new.blind_index(value, purpose), new.key_id))
+        # indexes are unique per kind: move every row aside first so old and new indexes never collide
+        await conn.execute("UPDATE canary_values SET value_idx = '\\x00'::bytea || int8send(id)")
+        await conn.executemany("UPDATE canary_values SET value_enc = $2, value_idx = $3, key_id = $4 WHERE id = $1", value_updates)
+        counts["canary_values"] = len(rows)
+        return counts
+
     # -- reading -------------------------------------------------------------------------------
     def _record(self, row: asyncpg.Record) -> CanaryRecord:
         return CanaryRecord(
@@ -162,6 +228,67 @@ class Registry:
     async def manifest(self, deployment_id: int) -> dict[str, Any]:
         blob = await self.pool.fetchval("SELECT manifest_enc FROM deployments WHERE id = $1", deployment_id)
         return json.loads(self.keyring.decrypt_text(blob, MANIFEST)) if blob else {}
+
+
+# -- reading without the key (labels, counts, ciphertext) ------------------------------------
+async def summaries(db: asyncpg.Pool | asyncpg.Connection, ids: Sequence[int]) -> list[asyncpg.Record]:
+    """(id, uid, kind, datastore, label) of these canaries, whatever their status: never locations."""
+    if not ids:
+        return []
+    return list(await db.fetch("SELECT id, uid, kind, datastore, label FROM canaries WHERE id = ANY($1::bigint[])", list(ids)))
+
+
+async def labels(db: asyncpg.Pool | asyncpg.Connection, ids: Sequence[int]) -> dict[int, str]:
+    """Canary id -> label."""
+    return {r["id"]: r["label"] for r in await summaries(db, ids)}
+
+
+async def ids_by_uid(db: asyncpg.Pool | asyncpg.Connection, uids: Sequence[str]) -> dict[str, int]:
+    """Public uid -> registry id (unknown uids are absent)."""
+    if not uids:
+        return {}
+    return {r["uid"]: r["id"] for r in await db.fetch("SELECT id, uid FROM canaries WHERE uid = ANY($1::text[])", list(uids))}
+
+
+async def incident_labels(db: asyncpg.Pool | asyncpg.Connection, incident_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    """Per incident, its canaries by label and kind (most-hit first, at most 20): never locations."""
+    rows = await db.fetch(
+        """
+        SELECT i.id AS incident_id, c.label, c.kind, count(*) AS n
+        FROM incidents i CROSS JOIN LATERAL unnest(i.canary_ids) AS cid JOIN canaries c ON c.id = cid
+        WHERE i.id = ANY($1::bigint[])
+        GROUP BY 1, 2, 3 ORDER BY 1, 4 DESC, 2
+        """,
+        list(incident_ids),
+    )
+    out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        if len(out[r["incident_id"]]) < 20:
+            out[r["incident_id"]].append({"label": r["label"], "kind": r["kind"], "count": r["n"]})
+    return out
+
+
+async def inventory(db: asyncpg.Pool | asyncpg.Connection) -> list[asyncpg.Record]:
+    """(datastore, label, kind, n, newest) of active canaries, in that order."""
+    return list(await db.fetch(
+        "SELECT datastore, label, kind, count(*) AS n, max(created_at) AS newest FROM canaries"
+        " WHERE status = 'active' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"))
+
+
+async def retired_count(db: asyncpg.Pool | asyncpg.Connection) -> int:
+    n: int = await db.fetchval("SELECT count(*) FROM canaries WHERE status = 'retired'")
+    return n
+
+
+async def active_values(
+    db: asyncpg.Pool | asyncpg.Connection, kind: str | None = None, limit: int | None = None
+) -> list[asyncpg.Record]:
+    """(canary_id, kind, value_enc) of active canaries' values (of one ``kind``, when given), oldest
+    first, at most ``limit``. Ciphertext: decrypt with ``value_purpose(kind)``."""
+    return list(await db.fetch(
+        "SELECT v.canary_id, v.kind, v.value_enc FROM canary_values v JOIN canaries c ON c.id = v.canary_id"
+        " WHERE c.status = 'active' AND ($1::text IS NULL OR v.kind = $1) ORDER BY v.id LIMIT $2", kind, limit,
+    ))
 
 
 # -- values presented to canary: which canary holds them -------------------------------------

@@ -20,7 +20,7 @@ from canary.drills.runner import DrillRunner, StepStatus
 from canary.errors import DrillError
 from canary.listener import Listener
 from canary.runtime import open_runtime
-from canary.seeding.postgres import PostgresSeeder, policy_names
+from canary.seeding.postgres import PostgresSeeder
 from canary.store.embedded import PostgresServer
 
 
@@ -79,7 +79,7 @@ timeout = "2s"
         assert target.datastore is not None
         conn = await asyncpg.connect(target.datastore.dsn.reveal())
         try:
-            restrictive, _ = policy_names(target.datastore.detection_schema)
+            restrictive = f"{target.datastore.detection_schema}_r"
             await conn.execute(f'DROP POLICY "{restrictive}" ON public.customers')
         finally:
             await conn.close()

@@ -151,7 +151,7 @@ def test_reject_sampler_window_resets_and_reports_skips() -> None:
 
 async def test_retention_prunes_old_reject_samples_only(store: ControlStore) -> None:
     """Reject samples older than the retention are deleted; recent ones and events are kept."""
-    from canary.health.retention import prune
+    from canary.store.rejects import prune
 
     await store.pool.execute(
         "INSERT INTO rejects (source, reason, sample, received_at) VALUES"
@@ -199,17 +199,17 @@ async def test_dead_letter_is_paged_to_the_other_sinks(store: ControlStore, make
     from canary.alerts import Alert, AlertAction
     from canary.errors import DeliveryError
     from canary.events import Severity
+    from canary.outbox import report_dead_letters
     from canary.runtime import close_runtime
 
     cfg = make_config(sinks=[{"name": "pagerduty-down", "type": "stdout"}, {"name": "slack", "type": "stdout"}])
     runtime = await open_runtime(cfg, keyring=keyring, store=store)
-    listener = Listener(runtime, [])
     now = dt.datetime.now(dt.timezone.utc)
     alert = Alert(incident_id=7, dedup_key="canary-y", action=AlertAction.TRIGGER, kind=EventKind.READ,
                   severity=Severity.CRITICAL, title="t", summary="s", canary_count=1, event_count=1,
                   first_seen=now, last_seen=now)
     try:
-        await listener._dead_letter("pagerduty-down", alert, DeliveryError("pagerduty-down", "HTTP 503"))
+        await report_dead_letters(runtime.submit)("pagerduty-down", alert, DeliveryError("pagerduty-down", "HTTP 503"))
         rows = await runtime.pool.fetch("SELECT o.sink, i.kind FROM outbox o JOIN incidents i ON i.id = o.incident_id")
         assert [(r["sink"], r["kind"]) for r in rows] == [("slack", "health")]
         assert await runtime.pool.fetchval("SELECT title FROM incidents") == "Canary alerts undeliverable to sink pagerduty-down"
@@ -220,18 +220,18 @@ async def test_dead_letter_is_paged_to_the_other_sinks(store: ControlStore, make
 def test_titles_say_what_happened() -> None:
     """Incident titles read right for on-call: a read names who and where; an arrived heartbeat is not
     called a failure; a failed check names its problem and node."""
-    from canary.pipeline import _title
+    from canary.alerts import incident_title
 
     now = dt.datetime.now(dt.timezone.utc)
 
     def ev(kind: EventKind, **kw: object) -> DetectionEvent:
         return DetectionEvent(kind=kind, source="t", key="k", group="g", canary_id=None, observed_at=now, **kw)  # type: ignore[arg-type]
 
-    assert _title(ev(EventKind.READ, actor={"user": "mallory"}, origin={"client_addr": "10.0.0.9"})) == \
+    assert incident_title(ev(EventKind.READ, actor={"user": "mallory"}, origin={"client_addr": "10.0.0.9"})) == \
         "Canary data read by mallory from 10.0.0.9"
-    assert _title(ev(EventKind.HEALTH, origin={"node": "shop"}, evidence={"signal": "heartbeat"})) == \
+    assert incident_title(ev(EventKind.HEALTH, origin={"node": "shop"}, evidence={"signal": "heartbeat"})) == \
         "Canary log heartbeat received from shop"
-    assert _title(ev(EventKind.HEALTH, origin={"node": "shop"}, evidence={"problem": "heartbeat_not_ingested"})) == \
+    assert incident_title(ev(EventKind.HEALTH, origin={"node": "shop"}, evidence={"problem": "heartbeat_not_ingested"})) == \
         "Canary health check failed: heartbeat_not_ingested on shop"
-    assert _title(ev(EventKind.TAMPER, origin={"node": "shop"}, evidence={"problem": "policy_missing"}, drill="d1")) == \
+    assert incident_title(ev(EventKind.TAMPER, origin={"node": "shop"}, evidence={"problem": "policy_missing"}, drill="d1")) == \
         "[DRILL] Canary detection tampered with: policy_missing on shop"

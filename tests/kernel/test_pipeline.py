@@ -12,7 +12,8 @@ from testkit import MakeConfig
 from canary.drilltags import register_markers, register_run
 from canary.errors import EventRefused, IncidentError
 from canary.events import DetectionEvent, EventKind, event_key
-from canary.pipeline import Pipeline, change_status
+from canary.incidents import change_status
+from canary.pipeline import Pipeline
 from canary.store import ControlStore
 
 
@@ -154,7 +155,7 @@ async def test_an_event_the_store_refuses_fails_alone(store: ControlStore, make_
     good = [_ev(i, group=f"g{i}") for i in range(6)]
     bad = _ev(99, group=huge)
     with pytest.raises(EventRefused) as refused:
-        await p.submit_many([*good[:3], bad, *good[3:]])
+        await asyncio.wait_for(p.submit_many([*good[:3], bad, *good[3:]]), 60)
     await p.stop()
     assert [e.key for e, _ in refused.value.refused] == [bad.key]
     assert "54000" in str(refused.value) or "ProgramLimitExceeded" in str(refused.value)

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp.test_utils import TestServer
 from testkit import STDOUT_SINK, CanaryRows, MakeConfig, OpenRuntime, customer_canary, signed
 
+from canary.crypto import Keyring
+from canary.listener import Listener
 from canary.postgres.jsonlog import JsonlogSource
 from canary.postgres.lines import MAX_LINE
 from canary.postgres.record import is_export, parse_pg_timestamp
-from canary.runtime import Runtime
+from canary.runtime import Runtime, open_runtime
+from canary.store import ControlStore
 
 
 def record(pk: int, *, pid: int = 4242, ts: str = "2026-11-23T15:24:13.620276+00:00", query: str = "select * from customers") -> bytes:
@@ -198,3 +206,47 @@ async def test_worker_line_without_the_leaders_lines_names_user_database_and_app
     assert ev["actor"] == {"user": "mallory", "role": "mallory", "application_name": "etl"}
     assert ev["origin"]["database"] == "shop" and ev["origin"]["pid"] == 4343
     assert "client_addr" not in ev["origin"]
+
+
+async def test_a_stalled_tail_is_unhealthy_and_pages_health(store: ControlStore, make_config: MakeConfig, keyring: Keyring,
+                                                          tmp_path: Path) -> None:
+    """A tail that stops advancing while its log grows (here: its task dies) is reported: /healthz
+    answers 503 naming it with its lag in bytes and seconds, the lag gauges move, and one HEALTH
+    incident is raised per stall; once it catches up it is healthy again."""
+    cfg = make_config(sinks=[STDOUT_SINK], listener={"stall_after": "200ms", "watch_interval": "50ms", "jsonlog_poll": "20ms"})
+    runtime = await open_runtime(cfg, keyring=keyring, store=store)
+    log_file = tmp_path / "postgresql-20261123-100000.json"
+    log_file.write_bytes(b"")
+    src = JsonlogSource("shop", "primary", tmp_path, poll=0.02)
+    listener = Listener(runtime, [src])
+    server = TestServer(listener.app(), host="127.0.0.1")
+    await server.start_server()
+    try:
+        assert src._task is not None
+        src._task.cancel()  # the tail dies; the log keeps growing
+        log_file.write_bytes(record(11) * 3)
+        async with aiohttp.ClientSession() as http:
+            status, body = await _healthz_until(http, str(server.make_url("/healthz")), 503)
+            assert status == 503 and body["stalled"] == ["jsonlog:primary"]
+            assert body["lag"]["jsonlog:primary"]["behind_bytes"] == len(record(11)) * 3
+            await asyncio.sleep(0.3)  # further checks while still stalled raise nothing new
+            rows = await runtime.pool.fetch("SELECT kind, group_key FROM incidents")
+            assert [(r["kind"], r["group_key"]) for r in rows] == [("health", "stalled:jsonlog:primary")]
+            assert 'canary_source_behind_bytes{source="jsonlog:primary"}' in runtime.metrics.render().decode()
+            src._task = asyncio.create_task(src._run())  # back to life: it catches up
+            await asyncio.wait_for(src.caught_up.wait(), 10)
+            status, body = await _healthz_until(http, str(server.make_url("/healthz")), 200)
+            assert status == 200 and body["stalled"] == []
+    finally:
+        await server.close()
+
+
+async def _healthz_until(http: aiohttp.ClientSession, url: str, status: int, timeout: float = 10) -> tuple[int, dict[str, Any]]:
+    """(status, body) of /healthz once it answers ``status`` (or the last answer at the timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        async with http.get(url) as resp:
+            got, body = resp.status, await resp.json()
+        if got == status or time.monotonic() > deadline:
+            return got, body
+        await asyncio.sleep(0.05)

@@ -1,4 +1,5 @@
-"""The detection policy's form: bitmap pre-check for integer keys, exact check, tamper check."""
+"""The tripwire's form: a keyed Bloom filter read through InitPlans from a private schema, the exact
+check in the touch function, and the checks verify makes of it."""
 
 from __future__ import annotations
 
@@ -9,63 +10,96 @@ import pytest
 from seeder_helpers import JsonLog
 
 from canary.crypto import Keyring, generate_key
-from canary.postgres.read import function_sql, install_key, key_table_sql
+from canary.postgres.tripwire import MAX_BITS, MIN_BITS, Tripwire, bits_for
 from canary.seeding.catalog import introspect
-from canary.seeding.postgres import _prefilter_intact, policy_sql, prefilter
 from canary.store.embedded import PostgresServer
 
-
-def test_prefilter_sets_exactly_the_canary_bits_as_get_bit_reads_them() -> None:
-    """Bit ``key & (bits - 1)`` (byte n // 8, bit n % 8) is set for each key, negative keys included,
-    and nothing else; pending sequence keys ("") set no bit."""
-    bits, bitmap = prefilter(["5", "-7", "8197", ""])
-    assert bits == 8192 and len(bitmap) == 1024
-    on = {n for n in range(bits) if bitmap[n // 8] >> (n % 8) & 1}
-    assert on == {5, -7 & 8191}  # 8197 & 8191 == 5
-    assert prefilter([str(k) for k in range(1000)])[0] == 1 << 18
+TW = Tripwire("shop", "rowsec", "row_visible", "rowsec_r", "rowsec_p")
 
 
-def test_tampered_prefilter_is_recognised() -> None:
-    """The catalog rendering of an intact bitmap passes; a cleared bit, another mask or comparison fails."""
-    keys = ["-7", "5", "1000"]
-    bits, bitmap = prefilter(keys)
-    qual = f"((get_bit('\\x{bitmap.hex()}'::bytea, (id & ({bits - 1})::bigint)) <> 1) OR CASE WHEN ..."
-    assert _prefilter_intact(qual, keys)
-    assert not _prefilter_intact(qual.replace(bitmap.hex(), "00" * len(bitmap)), keys)
-    assert not _prefilter_intact(qual.replace(f"({bits - 1})", "(0)"), keys)
-    assert not _prefilter_intact(qual.replace("<> 1", "<> 2"), keys)
+def test_filter_size_grows_with_the_keys_within_bounds() -> None:
+    assert bits_for(0) == MIN_BITS and bits_for(100) == 8192 and bits_for(1000) == 1 << 16
+    assert bits_for(10_000) == MAX_BITS == 1 << 18
 
 
-@pytest.mark.parametrize("pk_type", ["bigint", "integer", "smallint", "text"])
+async def _armed_table(conn: asyncpg.Connection, pk_type: str, canaries: list[str], keyring: Keyring) -> str:
+    for stmt in TW.setup_sql():
+        await conn.execute(stmt)
+    await TW.install_line_key(conn, keyring)
+    await conn.execute(f"CREATE TABLE t (id {pk_type} PRIMARY KEY, v text NOT NULL)")
+    await conn.execute(f"INSERT INTO t SELECT g::text::{pk_type}, 'x' FROM generate_series(-100, 20000) g")
+    info = await introspect(conn, "public.t")
+    col = info.column("id")
+    bits = await TW.set_members(conn, "public.t", col.type, col.base_type, canaries)
+    await conn.execute(TW.policy_sql("public.t", "public.t", "id", col.base_type, bits))
+    await conn.execute("ALTER TABLE t ENABLE ROW LEVEL SECURITY; ALTER TABLE t FORCE ROW LEVEL SECURITY")
+    await conn.execute("CREATE POLICY p ON t AS PERMISSIVE FOR ALL TO PUBLIC USING (true)")
+    return col.type
+
+
+@pytest.mark.parametrize("pk_type", ["bigint", "integer", "smallint", "text", "uuid"])
 async def test_policy_fires_for_canaries_only(pg_server: PostgresServer, target_dsn: str, pk_type: str) -> None:
-    """Every canary key (negative too) logs exactly one CY001 line with su/db/an; real rows that share
-    a canary's bitmap bit (same low bits) stay silent, and every row is still returned."""
+    """Every canary key (negative too) logs exactly one CY001 line with su/db/an; real rows stay
+    silent (the ones that pass the filter find no member), and every row is still returned. The
+    reader needs no USAGE on the private schema."""
     db = urlparse(target_dsn).path.lstrip("/")
     conn = await asyncpg.connect(target_dsn)
     try:
-        await conn.execute("CREATE SCHEMA rowsec_audit")
-        for stmt in key_table_sql("rowsec_audit"):
-            await conn.execute(stmt)
-        await install_key(conn, "rowsec_audit", "shop", Keyring(generate_key()))
-        await conn.execute(function_sql("rowsec_audit", "shop"))
-        await conn.execute(f"CREATE TABLE t (id {pk_type} PRIMARY KEY, v text NOT NULL)")
-        await conn.execute(f"INSERT INTO t SELECT g::text::{pk_type}, 'x' FROM generate_series(-100, 20000) g")
-        info = await introspect(conn, "public.t")
-        canaries = ["-7", "5", "4096"]
-        await conn.execute(policy_sql(info, "rowsec_audit", info.column("id").type, canaries))
-        await conn.execute("ALTER TABLE t ENABLE ROW LEVEL SECURITY; ALTER TABLE t FORCE ROW LEVEL SECURITY")
-        await conn.execute("CREATE POLICY p ON t AS PERMISSIVE FOR ALL TO PUBLIC USING (true)")
+        if pk_type == "uuid":
+            await conn.execute("CREATE FUNCTION pg_temp.u(int) RETURNS uuid LANGUAGE sql AS "
+                               "$$ SELECT lpad(to_hex($1 & 1023), 32, '0')::uuid $$")
+            canaries = ["00000000-0000-0000-0000-000000000005", "00000000-0000-0000-0000-0000000003ff"]
+            for stmt in TW.setup_sql():
+                await conn.execute(stmt)
+            await TW.install_line_key(conn, Keyring(generate_key()))
+            await conn.execute("CREATE TABLE t (id uuid PRIMARY KEY, v text NOT NULL)")
+            await conn.execute("INSERT INTO t SELECT pg_temp.u(g), 'x' FROM generate_series(0, 1023) g")
+            info = await introspect(conn, "public.t")
+            bits = await TW.set_members(conn, "public.t", "uuid", "uuid", canaries)
+            await conn.execute(TW.policy_sql("public.t", "public.t", "id", "uuid", bits))
+            await conn.execute("ALTER TABLE t ENABLE ROW LEVEL SECURITY; ALTER TABLE t FORCE ROW LEVEL SECURITY")
+            await conn.execute("CREATE POLICY p ON t AS PERMISSIVE FOR ALL TO PUBLIC USING (true)")
+            total = 1024
+        else:
+            canaries = ["-7", "5", "4096"]
+            await _armed_table(conn, pk_type, canaries, Keyring(generate_key()))
+            total = 20101
         reader = f"reader_{db}"[:63]
-        await conn.execute(f'CREATE ROLE "{reader}"; GRANT SELECT ON t TO "{reader}"; GRANT USAGE ON SCHEMA rowsec_audit TO "{reader}"')
+        await conn.execute(f'CREATE ROLE "{reader}"; GRANT SELECT ON t TO "{reader}"')
         await conn.execute(f"SET application_name = 'etl'; SET ROLE \"{reader}\"")
         tail = JsonLog(pg_server)
         tail.mark()
-        # real rows whose low 13 bits equal a canary's (the bitmap has 8,192 bits) are logged first, if at all
-        assert await conn.fetchval(f"SELECT count(*) FROM t WHERE id = ANY('{{8197,8185,12288}}'::{pk_type}[]) AND v LIKE 'x%'") == 3
-        assert await conn.fetchval("SELECT count(*) FROM t WHERE v LIKE 'x%'") == 20101
-        hits = await tail.wait_hits(db, minimum=3)
+        assert await conn.fetchval("SELECT count(*) FROM t WHERE v LIKE 'x%'") == total
+        hits = await tail.wait_hits(db, minimum=len(canaries))
         assert sorted(h["k"] for h in hits) == sorted(canaries)
         assert all(h["u"] == reader and h["su"] == "postgres" and h["db"] == db and h["an"] == "etl" for h in hits)
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.fetch("SELECT * FROM rowsec.current_state")
         await conn.execute(f'RESET ROLE; DROP OWNED BY "{reader}"; DROP ROLE "{reader}"')
+    finally:
+        await conn.close()
+
+
+async def test_verify_sees_a_cleared_filter_a_lost_member_and_a_changed_policy(target_dsn: str) -> None:
+    """table_problems is empty for an intact tripwire and names each kind of damage."""
+    conn = await asyncpg.connect(target_dsn)
+    try:
+        keyring = Keyring(generate_key())
+        canaries = ["-7", "5", "4096"]
+        pk_type = await _armed_table(conn, "bigint", canaries, keyring)
+        qual = await conn.fetchval("SELECT pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polname = 'rowsec_r'")
+        assert await TW.table_problems(conn, "public.t", pk_type, "int8", canaries, qual) == []
+        assert await TW.problems(conn, keyring) == []
+        assert await TW.problems(conn, Keyring(generate_key())) == ["detection_key_stale"]
+        altered = qual.replace("8191", "0")
+        assert "detection_filter_altered" in await TW.table_problems(conn, "public.t", pk_type, "int8", canaries, altered)
+        assert "detection_policy_altered" in await TW.table_problems(conn, "public.t", pk_type, "int8", canaries,
+                                                                     qual.replace("row_visible", "other"))
+        await conn.execute("UPDATE rowsec.state SET bm = decode(repeat('00', length(bm)), 'hex')")
+        assert await TW.table_problems(conn, "public.t", pk_type, "int8", canaries, qual) == ["detection_filter_altered"]
+        await conn.execute("DELETE FROM rowsec.members WHERE k = '5'")
+        assert "detection_policy_misses_1_canaries" in await TW.table_problems(conn, "public.t", pk_type, "int8", canaries, qual)
+        await conn.execute("GRANT USAGE ON SCHEMA rowsec TO PUBLIC")
+        assert "detection_schema_public" in await TW.problems(conn, keyring)
     finally:
         await conn.close()

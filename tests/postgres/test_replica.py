@@ -89,7 +89,7 @@ async def _replicated(standby: PostgresServer, db: str, pks: list[int], timeout:
             conn = await asyncpg.connect(standby.dsn(db))
             try:
                 n = await conn.fetchval("SELECT count(*) FROM public.customers WHERE id = ANY($1::bigint[])", pks)
-                policy = await conn.fetchval("SELECT count(*) FROM pg_policy WHERE polname = 'rowsec_audit_r'")
+                policy = await conn.fetchval("SELECT count(*) FROM pg_policy WHERE polname = 'rowsec_r'")
             finally:
                 await conn.close()
             if n == len(pks) and policy:

@@ -13,7 +13,7 @@ from canary.config import DatastoreConfig
 from canary.crypto import Keyring
 from canary.errors import ConfigError, DatastoreError, UnsafeIdentifierError
 from canary.seeder import Seeder
-from canary.seeding.postgres import PostgresSeeder, policy_names
+from canary.seeding.postgres import PostgresSeeder
 from canary.store import ControlStore
 from canary.store.embedded import PostgresServer
 from canary.store.registry import Registry
@@ -175,7 +175,7 @@ async def test_policy_function_and_registry_contract(shop: Shop, seeded: tuple[P
         fn = await conn.fetchrow(
             "SELECT p.prosecdef, p.proparallel::text AS proparallel, p.proconfig, pg_get_function_identity_arguments(p.oid) AS args,"
             " has_function_privilege('public', p.oid, 'EXECUTE') AS pub FROM pg_proc p"
-            " JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'rowsec_audit' AND p.proname = 'row_access'"
+            " JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'rowsec' AND p.proname = 'row_visible'"
         )
         pols = await conn.fetch("SELECT polname, polpermissive, polcmd::text AS cmd FROM pg_policy ORDER BY polname")
         rel = await conn.fetchrow("SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = 'public.customers'::regclass")
@@ -185,7 +185,7 @@ async def test_policy_function_and_registry_contract(shop: Shop, seeded: tuple[P
     assert fn["args"] == "target text, pk text, reader text"
     assert set(fn["proconfig"]) == {"search_path=pg_catalog, pg_temp", "client_min_messages=error"}
     assert [(p["polname"], p["polpermissive"], p["cmd"]) for p in pols] == [
-        ("rowsec_audit_p", True, "*"), ("rowsec_audit_r", False, "r")]
+        ("rowsec_p", True, "*"), ("rowsec_r", False, "r")]
     assert (rel["relrowsecurity"], rel["relforcerowsecurity"]) == (True, True)
     assert await store.pool.fetchval("SELECT count(*) FROM canaries WHERE status = 'active'") == COUNT
     assert await store.pool.fetchval("SELECT count(*) FROM deployments") == 1
@@ -194,7 +194,7 @@ async def test_policy_function_and_registry_contract(shop: Shop, seeded: tuple[P
     dep = await store.pool.fetchval("SELECT id FROM deployments")
     manifest = await seeder.registry.manifest(dep)
     assert sorted(r["pk"] for r in manifest["rows"]) == sorted(pks)
-    assert manifest["objects"]["policy"] == "rowsec_audit_r"
+    assert manifest["objects"]["policy"] == "rowsec_r"
 
 
 async def test_canaries_are_interleaved_not_appended(shop: Shop, seeded: tuple[PostgresSeeder, list[str]]) -> None:
@@ -249,8 +249,8 @@ async def test_retire_restores_table_exactly(pg_server: PostgresServer, shop: Sh
     conn = await _as(shop.dsn)
     try:
         assert await conn.fetchval("SELECT count(*) FROM pg_policy") == 0
-        assert await conn.fetchval("SELECT count(*) FROM pg_proc WHERE proname = 'row_access'") == 0
-        assert await conn.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = 'rowsec_audit'") == 0
+        assert await conn.fetchval("SELECT count(*) FROM pg_proc WHERE proname = 'row_visible'") == 0
+        assert await conn.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = 'rowsec'") == 0
         rel = await conn.fetchrow("SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = 'public.customers'::regclass")
     finally:
         await conn.close()
@@ -286,7 +286,7 @@ async def test_reseed_replaces_policy_with_all_canaries(pg_server: PostgresServe
     await more.apply()
     pks = [str(r.location["pk"]) for r in await more.registry.active("shop")]
     assert len(pks) == COUNT + 8
-    policies, _ = await _read(pg_server, shop, shop.dsn, "SELECT 1 FROM pg_policy WHERE polname = $1", policy_names("rowsec_audit")[0])
+    policies, _ = await _read(pg_server, shop, shop.dsn, "SELECT 1 FROM pg_policy WHERE polname = $1", "rowsec_r")
     assert len(policies) == 1
     _, hits = await _read(pg_server, shop, shop.reader_dsn, "SELECT * FROM public.customers")
     assert sorted(h["k"] for h in hits) == sorted(pks)
@@ -309,7 +309,7 @@ async def test_verify_and_retire_report_a_modified_canary(shop: Shop, seeded: tu
     conn = await _as(shop.dsn)
     try:
         assert await conn.fetchval("SELECT city FROM public.customers WHERE id = $1", int(pks[0])) == "Changed"
-        assert await conn.fetchval("SELECT count(*) FROM pg_policy WHERE polname = 'rowsec_audit_r'") == 1
+        assert await conn.fetchval("SELECT count(*) FROM pg_policy WHERE polname = 'rowsec_r'") == 1
     finally:
         await conn.close()
     forced = await seeder.retire(force=True)
@@ -329,7 +329,7 @@ async def test_rls_already_enabled_adds_only_restrictive_policy(pg_server: Postg
     result = await seeder.apply()
     assert any("owner" in w for w in result.warnings)
     names, rel = await _rls_state(shop.dsn)
-    assert names == ["own_rows", "rowsec_audit_r"]
+    assert names == ["own_rows", "rowsec_r"]
     assert rel == (True, False)
     reader = await _as(shop.reader_dsn)
     try:
@@ -358,7 +358,7 @@ async def _nothing_written(shop: Shop, store: ControlStore, before: tuple[int, s
     conn = await _as(shop.dsn)
     try:
         assert await conn.fetchval("SELECT count(*) FROM pg_policy") == 0
-        assert await conn.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = 'rowsec_audit'") == 0
+        assert await conn.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = 'rowsec'") == 0
     finally:
         await conn.close()
     for table in ("canaries", "deployments", "detection_objects", "canary_values"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from canary import config as config_mod
 from canary import logs
@@ -13,6 +12,5 @@ def load_config(args: argparse.Namespace, *, log_to_stdout: bool = False) -> con
     """The configuration named on the command line, with logging configured from it (``--log-level``
     wins). Commands that print results log to stderr so their stdout stays parseable."""
     cfg = config_mod.load(args.config)
-    stream = sys.stdout if log_to_stdout else sys.stderr  # looked up now: tests may have replaced them
-    logs.configure(args.log_level or cfg.canary.log_level, cfg.canary.log_format, stream=stream)
+    logs.configure(args.log_level or cfg.canary.log_level, cfg.canary.log_format, stream="stdout" if log_to_stdout else "stderr")
     return cfg

@@ -19,7 +19,8 @@ import asyncpg
 
 from canary.app.commands import load_config
 from canary.errors import IncidentError
-from canary.pipeline import OUTBOX_CHANNEL, change_status
+from canary.incidents import change_status
+from canary.pipeline import OUTBOX_CHANNEL
 from canary.store import ControlStore
 
 STATUSES = ("open", "acknowledged", "resolved")

@@ -16,6 +16,7 @@ from canary.health.filescan import load_patterns, scan_file
 from canary.postgres.audit import configure_object_audit
 from canary.postgres.tamper import install_event_trigger
 from canary.runtime import close_runtime, open_runtime
+from canary.store import detection_objects, registry
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -49,8 +50,7 @@ async def cmd_audit(args: argparse.Namespace) -> int:
     rt = await _runtime(args)
     try:
         ds = rt.config.datastore(args.datastore)
-        tables = [r["target"] for r in await rt.pool.fetch(
-            "SELECT DISTINCT target FROM detection_objects WHERE datastore = $1 ORDER BY 1", ds.name)]
+        tables = await detection_objects.targets(rt.pool, ds.name)
         tables = tables or [t.table if "." in t.table else f"public.{t.table}" for t in ds.tables]
         if not tables:
             raise DatastoreError(f"datastore {ds.name!r} has no canary tables (seed it first)")
@@ -97,7 +97,7 @@ async def cmd_scan(args: argparse.Namespace) -> int:
         hits = 0
         for path in args.paths:
             result = await asyncio.to_thread(scan_file, path, patterns)
-            rows = await rt.pool.fetch("SELECT id, uid, label FROM canaries WHERE id = ANY($1::bigint[])", list(result.hits))
+            rows = await registry.summaries(rt.pool, list(result.hits))
             hits += len(rows)
             print(json.dumps({"path": str(path), "bytes": result.bytes,
                               "canaries": [{"uid": r["uid"], "label": r["label"], "matched": sorted(result.hits[r["id"]])}

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from canary.app.commands import load_config
-from canary.store import ControlStore
+from canary.store import ControlStore, checkpoints, detection_objects, registry, rejects
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -29,22 +29,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 async def gather(pool: asyncpg.Pool) -> dict[str, Any]:
     """The status document (JSON-able)."""
     now = await pool.fetchval("SELECT clock_timestamp()")
-    inventory = await pool.fetch(
-        "SELECT datastore, label, kind, count(*) AS n, max(created_at) AS newest FROM canaries"
-        " WHERE status = 'active' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
-    retired = await pool.fetchval("SELECT count(*) FROM canaries WHERE status = 'retired'")
+    inventory = await registry.inventory(pool)
+    retired = await registry.retired_count(pool)
     sources = await pool.fetch(
         "SELECT source, max(recorded_at) AS last, count(*) AS n,"
         " count(*) FILTER (WHERE recorded_at > clock_timestamp() - interval '24 hours') AS day"
         " FROM events GROUP BY 1 ORDER BY 1")
-    checkpoints = await pool.fetch("SELECT source, updated_at FROM checkpoints ORDER BY source")
+    positions = await checkpoints.listing(pool)
     outbox = await pool.fetchrow(
         "SELECT count(*) FILTER (WHERE status = 'pending') AS pending, count(*) FILTER (WHERE status = 'dead') AS dead,"
         " min(created_at) FILTER (WHERE status = 'pending') AS oldest_pending FROM outbox")
-    objects = await pool.fetch("SELECT datastore, target, installed_at FROM detection_objects ORDER BY 1, 2")
-    rejects = await pool.fetch(
-        "SELECT source, reason, count(*) AS n FROM rejects WHERE received_at > clock_timestamp() - interval '24 hours'"
-        " GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 20")
+    objects = await detection_objects.installed(pool)
+    rejected = await rejects.summary(pool)
     incidents = await pool.fetchrow(
         "SELECT count(*) FILTER (WHERE status = 'open' AND suppressed_by IS NULL) AS open,"
         " count(*) FILTER (WHERE status = 'acknowledged') AS ack,"
@@ -85,10 +81,10 @@ async def gather(pool: asyncpg.Pool) -> dict[str, Any]:
             "sources": [{"source": r["source"], "last_event": r["last"].isoformat(), "last_event_age_s": age(r["last"]),
                          "events": r["n"], "events_24h": r["day"]} for r in sources],
             "checkpoints": [{"source": r["source"], "updated_at": r["updated_at"].isoformat(),
-                             "age_s": age(r["updated_at"])} for r in checkpoints],
+                             "age_s": age(r["updated_at"])} for r in positions],
             "detection_objects": [{"datastore": r["datastore"], "target": r["target"],
                                    "installed_at": r["installed_at"].isoformat()} for r in objects],
-            "rejects_24h": [{"source": r["source"], "reason": r["reason"], "count": r["n"]} for r in rejects],
+            "rejects_24h": [{"source": r["source"], "reason": r["reason"], "count": r["n"]} for r in rejected],
         },
         "outbox": {"pending": outbox["pending"], "dead": outbox["dead"], "oldest_pending_age_s": age(outbox["oldest_pending"])},
         "incidents": {"open": incidents["open"], "acknowledged": incidents["ack"], "open_not_drill": incidents["open_real"],
