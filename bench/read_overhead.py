@@ -173,8 +173,9 @@ async def planning_ms(conn: asyncpg.Connection, table: str) -> float:
 
 
 def _shape(node: dict[str, Any]) -> tuple[Any, ...]:
+    """The plan's shape, without the policy's InitPlans (they read the tripwire's state once per query)."""
     return (node["Node Type"], node.get("Workers Planned"), node.get("Workers Launched"),
-            tuple(_shape(c) for c in node.get("Plans", ())))
+            tuple(_shape(c) for c in node.get("Plans", ()) if c.get("Parent Relationship") != "InitPlan"))
 
 
 async def same_work(conn: asyncpg.Connection, sql: str, buffers: bool) -> str:

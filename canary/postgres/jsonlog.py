@@ -214,6 +214,21 @@ class JsonlogSource:
         return True
 
 
+def behind_bytes(position: dict[str, object], pattern: str = "*.json") -> int | None:
+    """Bytes of a jsonlog directory a saved position has not reached (None: not a jsonlog position, or
+    its file is gone): what ``canary status`` reports, read from the files as they are now."""
+    path, offset = position.get("path"), position.get("offset")
+    if not isinstance(path, str) or not isinstance(offset, int):
+        return None
+    current = Path(path)
+    try:
+        behind = max(current.stat().st_size - offset, 0)
+        newer = [p for p in current.parent.glob(pattern) if p.name > current.name and p.is_file()]
+        return behind + sum(p.stat().st_size for p in newer)
+    except OSError:
+        return None
+
+
 def _read(path: Path, offset: int, size: int) -> bytes:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -149,7 +149,8 @@ DECLARE
   ik bytea;
   ok bytea;
 BEGIN
-  PERFORM FROM {self.qualified(MEMBERS)} AS m WHERE m.t = target AND m.k = pk;
+  -- COLLATE: the policy passes current_user (collation "C"), which would otherwise make this a scan
+  PERFORM FROM {self.qualified(MEMBERS)} AS m WHERE m.t = target COLLATE "default" AND m.k = pk COLLATE "default";
   IF NOT FOUND THEN
     RETURN true;
   END IF;
@@ -199,6 +200,11 @@ BEGIN
   UPDATE {self.qualified(STATE)} SET bm = f WHERE t = {t};
 END
 $b$""")
+        # statistics, so the function's membership test is an index probe, not a scan of every key; and
+        # a new pg_proc row, so every session recompiles the function: plans cached while the table was
+        # small (a scan) are not kept (ANALYZE alone does not invalidate them)
+        await conn.execute(f"ANALYZE {self.qualified(MEMBERS)}, {self.qualified(STATE)}")
+        await conn.execute(f"ALTER FUNCTION {self.function_signature} COST 1")
         return bits
 
     async def remove(self, conn: asyncpg.Connection, target: str) -> None:

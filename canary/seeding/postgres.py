@@ -60,7 +60,7 @@ from canary.seeding.synth.shapes import (
 )
 from canary.seeding.synth.synthesizer import RowContext, Synthesizer, SynthRow
 from canary.store import describe_error, detection_objects
-from canary.store.registry import NewCanary, Registry, location_key, recognise
+from canary.store.registry import NewCanary, Registry, ValueKind, location_key, recognise
 
 log = structlog.get_logger("canary.seeders.postgres")
 
@@ -665,6 +665,7 @@ class PostgresSeeder:
                                 await conn.execute(f"ALTER TABLE {qualified(b.info.schema, b.info.name)} FORCE ROW LEVEL SECURITY")
                             children[b.target] = children.get(b.target, 0) + len(b.rows)
                         added[w.info.target] = len(w.planned)
+                    await self._arm_children(conn, ctl, works)
                 except BaseException:
                     await ctr.rollback()
                     raise
@@ -697,6 +698,55 @@ class PostgresSeeder:
                     await conn.execute(f"DROP FUNCTION IF EXISTS {qualified(schema, LEGACY_FUNCTION)}(text, text, text)")
             except asyncpg.DependentObjectsStillExistError:
                 pass
+
+    async def _child_keys(self, existing: Mapping[str, Any], canaries: set[str] | None = None) -> dict[str, list[tuple[int, str, list[str]]]]:
+        """Rows written for these canaries in other tables (all of ``existing`` when ``canaries`` is
+        None), from their deployment manifests: target -> [(depth, pk, key columns)]."""
+        out: dict[str, list[tuple[int, str, list[str]]]] = {}
+        deps = {rec.deployment_id for pk, rec in existing.items() if (canaries is None or pk in canaries) and rec.deployment_id is not None}
+        for dep in sorted(deps):
+            for e in (await self.registry.manifest(dep)).get("child_rows", ()):
+                if e["canary"] in existing and (canaries is None or e["canary"] in canaries):
+                    out.setdefault(e["target"], []).append((int(e["depth"]), str(e["pk"]), list(e["key"])))
+        return out
+
+    async def _arm_children(self, conn: asyncpg.Connection, ctl: asyncpg.Connection, works: Sequence[_TargetWork]) -> None:
+        """Put the tripwire on the tables holding rows written for canaries (orders, addresses): reading
+        a canary customer's order is a read of the canary. Tables with a composite key are not armed.
+        Nothing to do when this run writes no canary and changes no detection."""
+        if not any(w.planned or w.statements for w in works):
+            return
+        keys: dict[str, set[str]] = {}
+        infos: dict[str, TableInfo] = {}
+        for w in works:
+            for target, rows in (await self._child_keys(w.existing)).items():
+                keys.setdefault(target, set()).update(pk for _, pk, cols in rows if len(cols) == 1)
+            for b in w.batches[1:]:
+                infos[b.target] = b.info
+                if len(b.info.primary_key) == 1:
+                    keys.setdefault(b.target, set()).update(r.pk for r in b.rows)
+        armed = await detection_objects.children(ctl, self.ds.name)
+        for target, pks in sorted(keys.items()):
+            if not pks or (target not in infos and target not in armed):
+                continue
+            info = await introspect(conn, target, datastore=self.ds.name)
+            if len(info.primary_key) != 1:
+                continue
+            tw = self.tripwire
+            foreign = [p for p in info.policies if p[0] not in (tw.policy, tw.permissive)]
+            if foreign and not info.rls_enabled:
+                self.log.warning("seed.child_not_armed", table=target, reason="its policies are disabled")
+                continue
+            prior = armed.get(target)
+            col = info.column(info.primary_key[0])
+            for stmt in self._detection_statements(info, col.base_type, sorted(pks)):
+                await conn.execute(stmt)
+            await self.tripwire.set_members(conn, target, col.type, col.base_type, sorted(pks))
+            details = prior or {"rls_enabled_before": info.rls_enabled, "rls_forced_before": info.rls_forced,
+                                "permissive_policy": None if info.rls_enabled else tw.permissive, "schema_created": False}
+            details.update(child_of=sorted({w.info.target for w in works}), schema=tw.schema,
+                           function=f"{tw.schema}.{tw.function}", policy=tw.policy)
+            await detection_objects.record(ctl, self.ds.name, target, details)
 
     async def _abort(self, tr: Any, exc: BaseException, doing: str, undone: str) -> BaseException:
         """Roll the datastore transaction back and turn a PostgreSQL error into one clear SeedError."""
@@ -819,6 +869,12 @@ class PostgresSeeder:
             "seeded_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         }
         dep_id = await self.registry.create_deployment(ctl, self.ds.name, info.target, manifest) if w.planned else None
+        rows_of: dict[int, list[tuple[str, str]]] = {}  # canary index -> (kind, location key) of its child rows
+        for b in w.batches[1:]:
+            if len(b.info.primary_key) == 1:
+                for j, r in enumerate(b.rows):
+                    rows_of.setdefault(b.top_index[j], []).append(
+                        (ValueKind.CHILD_ROW.value, location_key(self.ds.name, b.target, r.pk)))
         canaries = []
         for i, (p, (email, phone)) in enumerate(zip(w.planned, w.contacts)):
             location = {"target": info.target, "pk": p.pk, "deployment": dep_id}
@@ -826,9 +882,10 @@ class PostgresSeeder:
             fp = self._fingerprint(info.target, p.pk, texts[p.pk])
             if w.creds:
                 entry = new_credential_canary(w.creds[i], self.ds.name, self._label(info.target), location=location, lookup=lookup)
-                canaries.append(dataclasses.replace(entry, fingerprint=fp))
+                canaries.append(dataclasses.replace(entry, fingerprint=fp, values=[*entry.values, *rows_of.get(i, [])]))
                 continue
             values = [(k, v) for k, v in (("email", email), ("email", (self.pools.forward_to(email) or "").lower()), ("phone", phone)) if v]
+            values += rows_of.get(i, [])
             canaries.append(
                 NewCanary(
                     kind="customer", datastore=self.ds.name, label=self._label(info.target),
@@ -870,9 +927,27 @@ class PostgresSeeder:
                     elif rec.fingerprint is not None and bytes(rec.fingerprint) != self._fingerprint(target, pk, texts[pk]):
                         findings.append(Finding(rec.uid, target, "modified"))
                 findings.extend(await self._check_detection(conn, info, list(existing)))
+            findings.extend(await self._verify_children(conn))
         finally:
             await conn.close()
         return VerifyReport(self.ds.name, checked, findings)
+
+    async def _verify_children(self, conn: asyncpg.Connection) -> list[Finding]:
+        """The tripwire on tables holding rows written for active canaries catches all of those rows."""
+        armed = await detection_objects.children(self.registry.pool, self.ds.name)
+        if not armed:
+            return []
+        keys: dict[str, set[str]] = {}
+        for target in await self._targets():
+            if target not in armed:
+                for child, rows in (await self._child_keys(await self._existing(target))).items():
+                    keys.setdefault(child, set()).update(pk for _, pk, cols in rows if len(cols) == 1)
+        out: list[Finding] = []
+        for child in armed:
+            if keys.get(child):
+                info = await introspect(conn, child, datastore=self.ds.name)
+                out.extend(await self._check_detection(conn, info, sorted(keys[child])))
+        return out
 
     async def _read_quietly(self, conn: asyncpg.Connection, role: Role, target: str, pks: list[str]) -> tuple[TableInfo, dict[str, str]]:
         """The current text of some rows, read without firing detection, in a rolled-back transaction."""
@@ -925,12 +1000,10 @@ class PostgresSeeder:
         deps = {rec.deployment_id for pk, rec in existing.items() if pk in canaries and rec.deployment_id is not None}
         entries: dict[tuple[int, str], list[Any]] = {}
         key_cols: dict[str, list[str]] = {}
-        for dep in deps:
-            manifest = await self.registry.manifest(dep)
-            for e in manifest.get("child_rows", ()):
-                if e["canary"] in canaries:
-                    entries.setdefault((int(e["depth"]), e["target"]), []).append(e["pk"])
-                    key_cols[e["target"]] = list(e["key"])
+        for target, rows in (await self._child_keys(existing, canaries)).items():
+            for depth, pk, cols in rows:
+                entries.setdefault((depth, target), []).append(pk)
+                key_cols[target] = cols
         out: dict[str, int] = {}
         for dep in deps:
             for r in (await self.registry.manifest(dep)).get("roles", ()):
@@ -992,7 +1065,11 @@ class PostgresSeeder:
         dropped: list[str] = []
         try:
             role = await self._role(conn)
+            armed = await detection_objects.children(self.registry.pool, self.ds.name)
             wanted = [f"{s}.{t}" for s, t in (parse_target(x) for x in targets)] if targets else await self._targets()
+            # tables armed for rows written for canaries go last, once every canary table they serve is retired
+            wanted = [t for t in wanted if t not in armed] + sorted(
+                c for c, d in armed.items() if c in wanted or set(d.get("child_of", ())) <= set(wanted))
             retired_ids: list[int] = []
             deployments: set[int] = set()
             cleanup: list[str] = []
@@ -1001,6 +1078,8 @@ class PostgresSeeder:
             try:
                 await conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
                 for target in wanted:
+                    if target in armed and not set(armed[target].get("child_of", ())) <= set(cleanup):
+                        continue  # a canary table it serves keeps canaries (modified ones): stays armed
                     details = await detection_objects.details(self.registry.pool, self.ds.name, target)
                     existing = await self._existing(target)
                     info = await introspect(conn, target, datastore=self.ds.name)
@@ -1033,7 +1112,7 @@ class PostgresSeeder:
                             f"DELETE FROM {tbl} WHERE {ident(pk_col.name)} = ANY($1::text[]::{pk_col.type}[])", delete
                         )
                         removed[target] = int(n.split()[-1])
-                    else:
+                    elif target not in armed:
                         removed[target] = 0
                     if keep:
                         for stmt in tw.setup_sql():

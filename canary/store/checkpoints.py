@@ -30,5 +30,5 @@ async def save(db: asyncpg.Pool | asyncpg.Connection, source: str, position: dic
 
 
 async def listing(db: asyncpg.Pool | asyncpg.Connection) -> list[asyncpg.Record]:
-    """(source, updated_at) of every saved position, by source."""
-    return list(await db.fetch("SELECT source, updated_at FROM checkpoints ORDER BY source"))
+    """(source, position, updated_at) of every saved position, by source."""
+    return list(await db.fetch("SELECT source, position, updated_at FROM checkpoints ORDER BY source"))

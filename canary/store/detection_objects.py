@@ -22,6 +22,13 @@ async def targets(db: asyncpg.Pool | asyncpg.Connection, datastore: str) -> list
     return [r["target"] for r in rows]
 
 
+async def children(db: asyncpg.Pool | asyncpg.Connection, datastore: str) -> dict[str, dict[str, Any]]:
+    """Tables armed for the rows written for canaries elsewhere (``details.child_of``): target -> details."""
+    rows = await db.fetch("SELECT target, details FROM detection_objects WHERE datastore = $1 AND details ? 'child_of'"
+                          " ORDER BY target", datastore)
+    return {r["target"]: dict(r["details"]) for r in rows}
+
+
 async def schemas(db: asyncpg.Pool | asyncpg.Connection, datastore: str) -> list[str]:
     """The detection schemas recorded for the datastore's targets (several while an upgrade is under way)."""
     rows = await db.fetch(

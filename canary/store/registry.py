@@ -196,13 +196,19 @@ class Registry:
         )
 
     async def by_location(self, lookups: Sequence[str], conn: asyncpg.Connection | None = None) -> dict[str, int]:
-        """Active canary ids for location keys (unknown keys are absent from the result)."""
+        """Active canary ids for location keys, of canary rows or of the rows written for them in other
+        tables (unknown keys are absent from the result)."""
         if not lookups:
             return {}
         idx = {self.keyring.blind_index(key, LOCATION): key for key in lookups}
         q = "SELECT id, location_idx FROM canaries WHERE location_idx = ANY($1::bytea[]) AND status = 'active'"
         rows = await (conn.fetch(q, list(idx)) if conn else self.pool.fetch(q, list(idx)))
-        return {idx[bytes(r["location_idx"])]: r["id"] for r in rows}
+        out = {idx[bytes(r["location_idx"])]: r["id"] for r in rows}
+        rest = [key for key in lookups if key not in out]  # rows written for a canary: its orders, addresses
+        if rest:
+            found = await recognise(self, [(ValueKind.CHILD_ROW.value, key) for key in rest], conn=conn)
+            out.update({value: m.canary_id for (_, value), m in found.items()})
+        return out
 
     async def by_value(self, kind: str, value: str) -> CanaryRecord | None:
         """The active canary that owns a contact point or credential, by blind index."""
@@ -300,6 +306,8 @@ class ValueKind(enum.StrEnum):
     TOKEN = "token"
     DSN_USER = "dsn_user"
     PG_ROLE = "pg_role"
+    #: a row written for a canary in another table (an order, an address): its location key
+    CHILD_ROW = "child_row"
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,3 +99,22 @@ def test_status_command_prints_json(control_dsn: str, data_dir: Path, capsys: py
     assert main(["-c", str(conf), "--log-level", "error", "status", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["inventory"] == [] and doc["outbox"] == {"pending": 0, "dead": 0, "oldest_pending_age_s": None}
+
+
+async def test_status_shows_a_log_tail_behind_its_input(store: ControlStore, tmp_path: Path) -> None:
+    """A jsonlog position that has not moved for two minutes while its file (and a newer one) grew is
+    reported with the bytes it is behind, and as stalled."""
+    old, new = tmp_path / "postgresql-20261123-100000.json", tmp_path / "postgresql-20261123-110000.json"
+    old.write_bytes(b"x" * 1000)
+    new.write_bytes(b"y" * 500)
+    position = {"path": str(old), "inode": old.stat().st_ino, "offset": 400}
+    await store.pool.execute("INSERT INTO checkpoints (source, position, updated_at) VALUES ($1, $2, now() - interval '120 seconds')",
+                             "jsonlog:replica", position)
+    await store.pool.execute("INSERT INTO checkpoints (source, position, updated_at) VALUES ($1, $2, now() - interval '120 seconds')",
+                             "jsonlog:idle", {"path": str(new), "inode": new.stat().st_ino, "offset": 500})
+    doc = await gather(store.pool, stall_after=60)
+    cps = {c["source"]: c for c in doc["detection"]["checkpoints"]}
+    assert (cps["jsonlog:replica"]["behind_bytes"], cps["jsonlog:replica"]["stalled"]) == (1100, True)
+    assert (cps["jsonlog:idle"]["behind_bytes"], cps["jsonlog:idle"]["stalled"]) == (0, False)
+    text = render_text(doc)
+    assert "1,100 bytes behind  STALLED" in text

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from seeder_helpers import ALL_SHOP_TABLES, Shop, add_orders, checksums
+from seeder_helpers import ALL_SHOP_TABLES, JsonLog, Shop, add_orders, checksums
 from testkit import MakeConfig
 
 from canary.config import Config
@@ -19,6 +19,7 @@ from canary.crypto import Keyring, generate_key
 from canary.seeding.postgres import PostgresSeeder
 from canary.seeding.rotation import rotate
 from canary.store import ControlStore
+from canary.store.embedded import PostgresServer
 from canary.store.registry import LOCATION, Registry, location_key
 
 COUNT = 15
@@ -70,6 +71,55 @@ async def test_child_rows_follow_foreign_keys_and_retire_exactly(shop: Shop, mak
     retired = await seeder.retire()
     assert retired.child_rows == result.child_rows
     assert await checksums(shop.dsn, ALL_SHOP_TABLES) == before
+
+
+async def test_rows_written_for_canaries_are_tripwires_too(shop: Shop, make_config: MakeConfig, store: ControlStore,
+                                                            keyring: Keyring, pg_server: PostgresServer) -> None:
+    """Orders and addresses written for canary customers fire when read (an export of orders alone
+    is caught), name their canary customer through the registry, and real ones stay silent; verify
+    sees a cleared filter on them; retire puts the tables' row-level security back as it was."""
+    rls = "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname IN ('orders', 'addresses') ORDER BY 1"
+    admin = await asyncpg.connect(shop.dsn)
+    try:
+        rls_before = [tuple(r) for r in await admin.fetch(rls)]
+        await admin.execute(f'GRANT SELECT ON public.orders, public.addresses TO "{shop.reader}"')
+    finally:
+        await admin.close()
+    seeder = PostgresSeeder.from_config(_config(make_config, shop.dsn), "shop", Registry(store.pool, keyring), seed=11)
+    result = await seeder.apply()
+    canaries = {r.id: int(r.location["pk"]) for r in await seeder.registry.active("shop")}
+    log = JsonLog(pg_server)
+    log.mark()
+    reader = await asyncpg.connect(shop.reader_dsn)
+    try:
+        await reader.fetch("SELECT * FROM orders")
+        await reader.fetch("SELECT * FROM addresses")
+        hits = await log.wait_hits(shop.db, minimum=result.child_rows["public.orders"] + result.child_rows["public.addresses"])
+    finally:
+        await reader.close()
+    assert {h["t"] for h in hits} == {"public.orders", "public.addresses"}
+    assert len(hits) == result.child_rows["public.orders"] + result.child_rows["public.addresses"]
+    lookups = [location_key("shop", h["t"], h["k"]) for h in hits]
+    owners = await seeder.registry.by_location(lookups)
+    assert set(owners) == set(lookups) and set(owners.values()) <= set(canaries)
+    admin = await asyncpg.connect(shop.dsn)
+    try:
+        orders_of = {r["id"]: r["customer_id"] for r in await admin.fetch("SELECT id, customer_id FROM orders")}
+        for h, lookup in zip(hits, lookups):
+            if h["t"] == "public.orders":
+                assert canaries[owners[lookup]] == orders_of[int(h["k"])]
+        assert (await seeder.verify()).ok
+        await admin.execute("UPDATE rowsec.state SET bm = decode(repeat('00', length(bm)), 'hex') WHERE t = 'public.orders'")
+        assert [(f.target, f.problem) for f in (await seeder.verify()).findings] == [("public.orders", "detection_filter_altered")]
+    finally:
+        await admin.close()
+    await seeder.retire()
+    admin = await asyncpg.connect(shop.dsn)
+    try:
+        assert [tuple(r) for r in await admin.fetch(rls)] == rls_before
+        assert await admin.fetchval("SELECT count(*) FROM pg_policy WHERE polname LIKE 'rowsec%'") == 0
+    finally:
+        await admin.close()
 
 
 async def test_contact_points_come_from_pools_and_are_unique(shop: Shop, make_config: MakeConfig, store: ControlStore, keyring: Keyring) -> None:

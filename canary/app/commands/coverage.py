@@ -9,13 +9,15 @@ import asyncio
 import json
 from pathlib import Path
 
+import asyncpg
+
 from canary.app.commands import load_config
 from canary.errors import DatastoreError
 from canary.health.checks import SelfActivity, check_canaries, record_audit_configured
 from canary.health.filescan import load_patterns, scan_file
 from canary.postgres.audit import configure_object_audit
 from canary.postgres.tamper import install_event_trigger
-from canary.runtime import close_runtime, open_runtime
+from canary.runtime import Runtime, close_runtime, open_runtime
 from canary.store import detection_objects, registry
 
 
@@ -37,16 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     scan.set_defaults(func=cmd_scan)
 
 
-async def _runtime(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-
+async def _runtime(args: argparse.Namespace) -> Runtime:
     cfg = load_config(args)
     return await open_runtime(cfg)
 
 
 async def cmd_audit(args: argparse.Namespace) -> int:
-    import asyncpg
-
-
     rt = await _runtime(args)
     try:
         ds = rt.config.datastore(args.datastore)

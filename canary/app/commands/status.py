@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 
 from canary.app.commands import load_config
+from canary.postgres.jsonlog import behind_bytes
 from canary.store import ControlStore, checkpoints, detection_objects, registry, rejects
 
 
@@ -26,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=cmd_status)
 
 
-async def gather(pool: asyncpg.Pool) -> dict[str, Any]:
+async def gather(pool: asyncpg.Pool, stall_after: float = 60.0) -> dict[str, Any]:
     """The status document (JSON-able)."""
     now = await pool.fetchval("SELECT clock_timestamp()")
     inventory = await registry.inventory(pool)
@@ -80,8 +81,7 @@ async def gather(pool: asyncpg.Pool) -> dict[str, Any]:
         "detection": {
             "sources": [{"source": r["source"], "last_event": r["last"].isoformat(), "last_event_age_s": age(r["last"]),
                          "events": r["n"], "events_24h": r["day"]} for r in sources],
-            "checkpoints": [{"source": r["source"], "updated_at": r["updated_at"].isoformat(),
-                             "age_s": age(r["updated_at"])} for r in positions],
+            "checkpoints": [_position(r, age(r["updated_at"]), stall_after) for r in positions],
             "detection_objects": [{"datastore": r["datastore"], "target": r["target"],
                                    "installed_at": r["installed_at"].isoformat()} for r in objects],
             "rejects_24h": [{"source": r["source"], "reason": r["reason"], "count": r["n"]} for r in rejected],
@@ -93,6 +93,14 @@ async def gather(pool: asyncpg.Pool) -> dict[str, Any]:
         "unregistered_drill_tags": [{"incident_id": r["id"], "drill": r["drill"], "created_at": r["created_at"].isoformat()}
                                     for r in unregistered],
     }
+
+
+def _position(row: Any, age_s: float | None, stall_after: float) -> dict[str, Any]:
+    """A source position with how far it is behind its input now (jsonlog files) and whether it stalled."""
+    behind = behind_bytes(dict(row["position"] or {}))
+    stalled = bool(behind) and age_s is not None and age_s >= stall_after
+    return {"source": row["source"], "updated_at": row["updated_at"].isoformat(), "age_s": age_s,
+            "behind_bytes": behind, "stalled": stalled}
 
 
 def _age(seconds: float | None) -> str:
@@ -117,7 +125,9 @@ def render_text(doc: dict[str, Any]) -> str:
     out += [f"    {r['source']:<34} {_age(r['last_event_age_s']):>12}  ({r['events']} events, {r['events_24h']} in 24h)"
             for r in det["sources"]] or ["    no events recorded yet"]
     out.append("  checkpoints:")
-    out += [f"    {r['source']:<34} {_age(r['age_s']):>12}" for r in det["checkpoints"]] or ["    none"]
+    out += [f"    {r['source']:<34} {_age(r['age_s']):>12}"
+            + (f"  {r['behind_bytes']:,} bytes behind" if r.get("behind_bytes") else "")
+            + ("  STALLED" if r.get("stalled") else "") for r in det["checkpoints"]] or ["    none"]
     out.append("  detection objects:")
     out += [f"    {r['datastore']:<16} {r['target']:<30} installed {r['installed_at'][:19]}" for r in det["detection_objects"]] \
         or ["    none recorded"]
@@ -147,7 +157,7 @@ async def cmd_status(args: argparse.Namespace) -> int:
     store = ControlStore(cfg)
     await store.open()
     try:
-        doc = await gather(store.pool)
+        doc = await gather(store.pool, cfg.listener.stall_after)
     finally:
         await store.close()
     print(json.dumps(doc, indent=2) if args.json else render_text(doc))
