@@ -38,6 +38,7 @@ and row estimates stay as without canary.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 from collections.abc import Sequence
@@ -63,6 +64,17 @@ MAX_BITS = 1 << 18
 #: The second probe's bits of the 64-bit hash (the first probe uses the lowest).
 SHIFT = 21
 _INTEGER = frozenset({"int2", "int4", "int8", "smallint", "integer", "bigint"})
+
+
+def key_text(key: str) -> str:
+    """A row key as the policy passes it: the key's text, or for a composite key the JSON array of its
+    columns' text as PostgreSQL's ``json_build_array(...)::text`` writes it (non-ASCII unescaped)."""
+    if key.startswith("["):
+        try:
+            return json.dumps(json.loads(key), ensure_ascii=False)
+        except ValueError:
+            return key
+    return key
 
 
 def bits_for(n_keys: int) -> int:
@@ -182,7 +194,7 @@ END
         await conn.execute(f"DELETE FROM {self.qualified(MEMBERS)} WHERE t = {t}")
         await conn.execute(f"DELETE FROM {self.qualified(STATE)} WHERE t = {t}")
         await conn.copy_records_to_table(MEMBERS, schema_name=self.schema, columns=["t", "k"],
-                                         records=[(target, k) for k in sorted(set(keys))])
+                                         records=[(target, k) for k in sorted({key_text(k) for k in keys})])
         await conn.copy_records_to_table(STATE, schema_name=self.schema, columns=["t", "seed", "bm"],
                                          records=[(target, secrets.randbits(63), bytes(bits // 8))])
         h = hash_sql(f"m.k::{pk_type}", base_type, "s.seed")
@@ -218,17 +230,23 @@ $b$""")
         return [f"DROP FUNCTION IF EXISTS {self.function_signature}", f"DROP VIEW IF EXISTS {s(VIEW)}",
                 f"DROP TABLE IF EXISTS {s(MEMBERS)}, {s(STATE)}, {s(SETTINGS)}"]
 
-    def policy_sql(self, table: str, target: str, key_column: str, base_type: str, bits: int) -> str:
-        """The RESTRICTIVE policy on ``table`` (already quoted, schema-qualified)."""
+    def policy_sql(self, table: str, target: str, key_columns: str | Sequence[str], base_type: str, bits: int) -> str:
+        """The RESTRICTIVE policy on ``table`` (already quoted, schema-qualified). A composite key is
+        the JSON array of its columns as text (:func:`key_text`)."""
         t = literal(target)
         view = self.qualified(VIEW)
         seed = f"(SELECT v.seed FROM {view} AS v WHERE v.t = {t})"
         bm = f"(SELECT v.bm FROM {view} AS v WHERE v.t = {t})"
-        col = ident(key_column)
-        h = hash_sql(col, base_type, seed)
+        cols = [key_columns] if isinstance(key_columns, str) else list(key_columns)
+        if len(cols) == 1:
+            key, kind = f"({ident(cols[0])})::text", base_type
+            h = hash_sql(ident(cols[0]), base_type, seed)
+        else:
+            key, kind = f"(json_build_array({', '.join(f'({ident(c)})::text' for c in cols)}))::text", "text"
+            h = hash_sql(key, kind, seed)
         using = (f"get_bit({bm}, {h} & {bits - 1}) <> 1 "
                  f"OR get_bit({bm}, ({h} >> {SHIFT}) & {bits - 1}) <> 1 "
-                 f"OR {self.qualified(self.function)}({t}, ({col})::text, current_user::text)")
+                 f"OR {self.qualified(self.function)}({t}, {key}, current_user::text)")
         return f"CREATE POLICY {ident(self.policy)} ON {table} AS RESTRICTIVE FOR SELECT TO PUBLIC USING ({using})"
 
     # -- verify --------------------------------------------------------------------------------
@@ -272,7 +290,7 @@ $b$""")
                 "SELECT has_table_privilege($1, 'SELECT')", self.qualified(MEMBERS)):
             return out
         members = {r["k"] for r in await conn.fetch(f"SELECT k FROM {self.qualified(MEMBERS)} WHERE t = $1", target)}
-        missing = set(keys) - members
+        missing = {key_text(k) for k in keys} - members
         if missing:
             out.append(f"detection_policy_misses_{len(missing)}_canaries")
         row = await conn.fetchrow(f"SELECT seed, length(bm) * 8 AS bits FROM {self.qualified(STATE)} WHERE t = $1", target)

@@ -41,7 +41,7 @@ from canary.crypto import Keyring
 from canary.errors import DatastoreError, SeedError
 from canary.postgres.protocol import LEGACY_FUNCTION, SEEDER_APP
 from canary.postgres.sql import ident, parse_target, qualified
-from canary.postgres.tripwire import MEMBERS, SETTINGS, bits_for, tripwire_for
+from canary.postgres.tripwire import MEMBERS, SETTINGS, bits_for, key_text, tripwire_for
 from canary.seeder import ApplyResult, Finding, Plan, PlannedRow, RetireResult, TargetPlan, VerifyReport
 from canary.seeding.catalog import TableInfo, introspect, unsupported_reason
 from canary.seeding.children import Batch, plan_children
@@ -607,7 +607,7 @@ class PostgresSeeder:
                 present.add(tw.permissive)
             elif name in present:
                 out.append(f"DROP POLICY {ident(name)} ON {tbl}")
-        out.append(tw.policy_sql(tbl, info.target, info.primary_key[0], base_type, bits_for(len(pks))))
+        out.append(tw.policy_sql(tbl, info.target, info.primary_key, base_type, bits_for(len(pks))))
         ours = tw.permissive in present
         if not info.rls_enabled or ours:
             if not ours:
@@ -720,28 +720,25 @@ class PostgresSeeder:
         infos: dict[str, TableInfo] = {}
         for w in works:
             for target, rows in (await self._child_keys(w.existing)).items():
-                keys.setdefault(target, set()).update(pk for _, pk, cols in rows if len(cols) == 1)
+                keys.setdefault(target, set()).update(pk for _, pk, _ in rows)
             for b in w.batches[1:]:
                 infos[b.target] = b.info
-                if len(b.info.primary_key) == 1:
-                    keys.setdefault(b.target, set()).update(r.pk for r in b.rows)
+                keys.setdefault(b.target, set()).update(r.pk for r in b.rows)
         armed = await detection_objects.children(ctl, self.ds.name)
         for target, pks in sorted(keys.items()):
             if not pks or (target not in infos and target not in armed):
                 continue
             info = await introspect(conn, target, datastore=self.ds.name)
-            if len(info.primary_key) != 1:
-                continue
             tw = self.tripwire
             foreign = [p for p in info.policies if p[0] not in (tw.policy, tw.permissive)]
             if foreign and not info.rls_enabled:
                 self.log.warning("seed.child_not_armed", table=target, reason="its policies are disabled")
                 continue
             prior = armed.get(target)
-            col = info.column(info.primary_key[0])
-            for stmt in self._detection_statements(info, col.base_type, sorted(pks)):
+            pk_type, base_type = _key_types(info)
+            for stmt in self._detection_statements(info, base_type, sorted(pks)):
                 await conn.execute(stmt)
-            await self.tripwire.set_members(conn, target, col.type, col.base_type, sorted(pks))
+            await self.tripwire.set_members(conn, target, pk_type, base_type, sorted(pks))
             details = prior or {"rls_enabled_before": info.rls_enabled, "rls_forced_before": info.rls_forced,
                                 "permissive_policy": None if info.rls_enabled else tw.permissive, "schema_created": False}
             details.update(child_of=sorted({w.info.target for w in works}), schema=tw.schema,
@@ -871,10 +868,9 @@ class PostgresSeeder:
         dep_id = await self.registry.create_deployment(ctl, self.ds.name, info.target, manifest) if w.planned else None
         rows_of: dict[int, list[tuple[str, str]]] = {}  # canary index -> (kind, location key) of its child rows
         for b in w.batches[1:]:
-            if len(b.info.primary_key) == 1:
-                for j, r in enumerate(b.rows):
-                    rows_of.setdefault(b.top_index[j], []).append(
-                        (ValueKind.CHILD_ROW.value, location_key(self.ds.name, b.target, r.pk)))
+            for j, r in enumerate(b.rows):
+                rows_of.setdefault(b.top_index[j], []).append(
+                    (ValueKind.CHILD_ROW.value, location_key(self.ds.name, b.target, key_text(r.pk))))
         canaries = []
         for i, (p, (email, phone)) in enumerate(zip(w.planned, w.contacts)):
             location = {"target": info.target, "pk": p.pk, "deployment": dep_id}
@@ -941,7 +937,7 @@ class PostgresSeeder:
         for target in await self._targets():
             if target not in armed:
                 for child, rows in (await self._child_keys(await self._existing(target))).items():
-                    keys.setdefault(child, set()).update(pk for _, pk, cols in rows if len(cols) == 1)
+                    keys.setdefault(child, set()).update(pk for _, pk, _ in rows)
         out: list[Finding] = []
         for child in armed:
             if keys.get(child):
@@ -1044,8 +1040,8 @@ class PostgresSeeder:
         if row is None or row["polpermissive"] or row["cmd"] != "r":
             out.append(Finding("-", info.target, "detection_policy_missing"))
         else:
-            col = info.column(info.primary_key[0])
-            for problem in await tw.table_problems(conn, info.target, col.type, col.base_type, pks, row["qual"]):
+            pk_type, base_type = _key_types(info)
+            for problem in await tw.table_problems(conn, info.target, pk_type, base_type, pks, row["qual"]):
                 out.append(Finding("-", info.target, problem))
         if not info.rls_enabled:
             out.append(Finding("-", info.target, "row_level_security_disabled"))
@@ -1162,6 +1158,14 @@ class PostgresSeeder:
             await detection_objects.remove(ctl, self.ds.name, cleanup)
         self.log.info("seed.retired", removed=removed, kept=len([k for k in kept if not force]))
         return RetireResult(self.ds.name, removed, kept if not force else [], child_rows, dropped)
+
+
+def _key_types(info: TableInfo) -> tuple[str, str]:
+    """(type, base type) of a table's row key as the tripwire hashes it: a composite key is text."""
+    if len(info.primary_key) != 1:
+        return "text", "text"
+    col = info.column(info.primary_key[0])
+    return col.type, col.base_type
 
 
 def _mask(secret: str | None) -> str | None:

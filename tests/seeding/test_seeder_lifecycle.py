@@ -75,14 +75,16 @@ async def test_child_rows_follow_foreign_keys_and_retire_exactly(shop: Shop, mak
 
 async def test_rows_written_for_canaries_are_tripwires_too(shop: Shop, make_config: MakeConfig, store: ControlStore,
                                                             keyring: Keyring, pg_server: PostgresServer) -> None:
-    """Orders and addresses written for canary customers fire when read (an export of orders alone
-    is caught), name their canary customer through the registry, and real ones stay silent; verify
-    sees a cleared filter on them; retire puts the tables' row-level security back as it was."""
-    rls = "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname IN ('orders', 'addresses') ORDER BY 1"
+    """Orders, order items (a composite key) and addresses written for canary customers fire when read
+    (an export of orders alone is caught), name their canary customer through the registry, and real
+    ones stay silent; verify sees a cleared filter on them; retire puts the tables' row-level
+    security back as it was."""
+    rls = ("SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class"
+           " WHERE relname IN ('orders', 'addresses', 'order_items') ORDER BY 1")
     admin = await asyncpg.connect(shop.dsn)
     try:
         rls_before = [tuple(r) for r in await admin.fetch(rls)]
-        await admin.execute(f'GRANT SELECT ON public.orders, public.addresses TO "{shop.reader}"')
+        await admin.execute(f'GRANT SELECT ON public.orders, public.addresses, public.order_items TO "{shop.reader}"')
     finally:
         await admin.close()
     seeder = PostgresSeeder.from_config(_config(make_config, shop.dsn), "shop", Registry(store.pool, keyring), seed=11)
@@ -94,11 +96,12 @@ async def test_rows_written_for_canaries_are_tripwires_too(shop: Shop, make_conf
     try:
         await reader.fetch("SELECT * FROM orders")
         await reader.fetch("SELECT * FROM addresses")
-        hits = await log.wait_hits(shop.db, minimum=result.child_rows["public.orders"] + result.child_rows["public.addresses"])
+        await reader.fetch("SELECT * FROM order_items")
+        hits = await log.wait_hits(shop.db, minimum=sum(result.child_rows.values()))
     finally:
         await reader.close()
-    assert {h["t"] for h in hits} == {"public.orders", "public.addresses"}
-    assert len(hits) == result.child_rows["public.orders"] + result.child_rows["public.addresses"]
+    assert {h["t"] for h in hits} == {"public.orders", "public.addresses", "public.order_items"}
+    assert len(hits) == sum(result.child_rows.values())
     lookups = [location_key("shop", h["t"], h["k"]) for h in hits]
     owners = await seeder.registry.by_location(lookups)
     assert set(owners) == set(lookups) and set(owners.values()) <= set(canaries)
