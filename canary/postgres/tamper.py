@@ -37,8 +37,10 @@ from canary.postgres.protocol import FUNCTION, LEGACY_FUNCTION, SEEDER_APP, TAMP
 from canary.postgres.record import MAX_QUERY, Detection, RecordContext, drill_tag, parse_pg_timestamp
 from canary.postgres.sql import ident, qualified
 
-EVENT_TRIGGER = "canary_ddl_guard"
-GUARD_FUNCTION = "ddl_guard"
+EVENT_TRIGGER = "ddl_audit"  # an ordinary name: a reader can list event triggers
+LEGACY_EVENT_TRIGGER = "canary_ddl_guard"  # canary 0.x; replaced by install_event_trigger
+GUARD_FUNCTION = "ddl_log"
+LEGACY_GUARD_FUNCTION = "ddl_guard"
 AUDIT_ROLE_DEFAULT = "canary_auditor"
 SELF_APPS = frozenset({SEEDER_APP})
 _NOISE = re.compile(r"'(?:[^']|'')*'|\$([A-Za-z_]*)\$.*?\$\1\$|--[^\n]*|/\*.*?\*/", re.S)
@@ -61,7 +63,7 @@ def _rules() -> tuple[tuple[str, re.Pattern[str]], ...]:
                                                r"|set\s+(?:session\s+|local\s+)?\"?pgaudit\.|alter\s+(?:role|user|database)\b.*\bset\s+\"?pgaudit\.)",
                                                re.I | re.S)),
         ("audit_role_changed", re.compile(r"^\s*(?:drop\s+role|alter\s+role|revoke)\b.*\b" + AUDIT_ROLE_DEFAULT + r"\b", re.I | re.S)),
-        ("event_trigger_disabled", re.compile(r"^\s*(?:drop|alter)\s+event\s+trigger\b.*\b" + EVENT_TRIGGER + r"\w*", re.I | re.S)),
+        ("event_trigger_disabled", re.compile(r"^\s*(?:drop|alter)\s+event\s+trigger\b.*\b(?:" + EVENT_TRIGGER + "|" + LEGACY_EVENT_TRIGGER + r")\w*", re.I | re.S)),
     )
 
 
@@ -173,7 +175,7 @@ BEGIN
      WHERE object_type IN ('policy', 'function', 'extension', 'schema', 'table');
   END IF;
   IF json_array_length(objs) > 0 THEN
-    RAISE LOG USING MESSAGE = 'canary ddl guard', ERRCODE = '{TAMPER_SQLSTATE}',
+    RAISE LOG USING MESSAGE = 'ddl audit', ERRCODE = '{TAMPER_SQLSTATE}',
       DETAIL = json_build_object('v', 1, 'event', TG_EVENT, 'tag', TG_TAG, 'objs', objs,
                                  'q', left(current_query(), 2000))::text;
   END IF;
@@ -181,8 +183,11 @@ END
 $canary$"""
     )
     for event in ("ddl_command_end", "sql_drop"):
+        legacy = f"{LEGACY_EVENT_TRIGGER}_{'end' if event == 'ddl_command_end' else 'drop'}"
+        await conn.execute(f"DROP EVENT TRIGGER IF EXISTS {ident(legacy)}")
         name = f"{EVENT_TRIGGER}_{'end' if event == 'ddl_command_end' else 'drop'}"
         exists = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = $1)", name)
         if not exists:
             await conn.execute(f"CREATE EVENT TRIGGER {ident(name)} ON {event} EXECUTE FUNCTION {fn}()")
         await conn.execute(f"ALTER EVENT TRIGGER {ident(name)} ENABLE ALWAYS")
+    await conn.execute(f"DROP FUNCTION IF EXISTS {qualified(schema, LEGACY_GUARD_FUNCTION)}()")

@@ -234,6 +234,7 @@ def test_malformed_audit_line_is_an_error() -> None:
         ("ALTER SYSTEM RESET ALL", ["pgaudit_setting_changed"]),
         ("REVOKE SELECT ON customers FROM canary_auditor", ["audit_role_changed"]),
         ("ALTER EVENT TRIGGER canary_ddl_guard_end DISABLE", ["event_trigger_disabled"]),
+        ("DROP EVENT TRIGGER ddl_audit_drop", ["event_trigger_disabled"]),
         ("select 'DROP POLICY x ON y'", []),
         ("-- drop policy x on y\ncreate table t (id int)", []),
         ("ALTER TABLE customers ENABLE ROW LEVEL SECURITY", []),

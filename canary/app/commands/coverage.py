@@ -16,6 +16,7 @@ from canary.errors import DatastoreError
 from canary.health.checks import SelfActivity, check_canaries, record_audit_configured
 from canary.health.filescan import load_patterns, scan_file
 from canary.postgres.audit import configure_object_audit
+from canary.postgres.protocol import SEEDER_APP
 from canary.postgres.tamper import install_event_trigger
 from canary.runtime import Runtime, close_runtime, open_runtime
 from canary.store import detection_objects, registry
@@ -53,7 +54,9 @@ async def cmd_audit(args: argparse.Namespace) -> int:
         if not tables:
             raise DatastoreError(f"datastore {ds.name!r} has no canary tables (seed it first)")
         try:
-            conn = await asyncpg.connect(ds.dsn.reveal(), timeout=10, command_timeout=60)
+            # canary's own DDL (the seeder's application name) is not reported as tampering by the log handlers
+            conn = await asyncpg.connect(ds.dsn.reveal(), timeout=10, command_timeout=60,
+                                         server_settings={"application_name": SEEDER_APP})
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
             raise DatastoreError(f"cannot connect to datastore {ds.name!r}: {type(exc).__name__}") from None
         try:
