@@ -3,20 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from canary.config import Config
 from canary.contact import mail_webhooks, phone, smtp
-from canary.plugins import SourceType, build_components
-from canary.typing import Component
+from canary.plugins import SourceType
 
 SOURCES: tuple[SourceType, ...] = (
     smtp.SOURCE,
     mail_webhooks.SOURCE,
     phone.SOURCE,
 )
-
-
-def components(config: Config) -> Sequence[Component]:
-    """The components of this family that ``config`` asks for."""
-    return build_components(SOURCES, config)

@@ -3,20 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from canary.config import Config
 from canary.credentials import cloudtrail, pg_honeypot, token_honeypot
-from canary.plugins import SourceType, build_components
-from canary.typing import Component
+from canary.plugins import SourceType
 
 SOURCES: tuple[SourceType, ...] = (
     token_honeypot.SOURCE,
     pg_honeypot.SOURCE,
     cloudtrail.SOURCE,
 )
-
-
-def components(config: Config) -> Sequence[Component]:
-    """The components of this family that ``config`` asks for."""
-    return build_components(SOURCES, config)

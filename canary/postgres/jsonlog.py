@@ -125,18 +125,8 @@ class JsonlogSource:
     def lag(self) -> SourceLag:
         """Bytes of the log not read yet (rest of the current file and every newer one), and for how long
         the tail has not advanced while behind."""
-        behind = 0
         if self._path is not None:
-            try:
-                behind = max(self._path.stat().st_size - self._offset, 0)
-            except OSError:
-                behind = 0
-            for p in self._files():
-                if p.name > self._path.name:
-                    try:
-                        behind += p.stat().st_size
-                    except OSError:
-                        continue
+            behind = behind_bytes({"path": str(self._path), "offset": self._offset}, self.pattern) or 0
         else:
             behind = sum(p.stat().st_size for p in self._files() if p.exists())
         now = time.monotonic()
@@ -215,14 +205,18 @@ class JsonlogSource:
 
 
 def behind_bytes(position: dict[str, object], pattern: str = "*.json") -> int | None:
-    """Bytes of a jsonlog directory a saved position has not reached (None: not a jsonlog position, or
-    its file is gone): what ``canary status`` reports, read from the files as they are now."""
+    """Bytes of a jsonlog directory a position has not reached (None: not a jsonlog position, or its
+    directory cannot be read), from the files as they are now: the tail's lag, and ``canary status``."""
     path, offset = position.get("path"), position.get("offset")
     if not isinstance(path, str) or not isinstance(offset, int):
         return None
     current = Path(path)
+    behind = 0
     try:
         behind = max(current.stat().st_size - offset, 0)
+    except OSError:
+        pass  # rotated away: what is behind is in the newer files
+    try:
         newer = [p for p in current.parent.glob(pattern) if p.name > current.name and p.is_file()]
         return behind + sum(p.stat().st_size for p in newer)
     except OSError:

@@ -259,7 +259,8 @@ class PostgresSeeder:
         if reason:
             raise SeedError(f"cannot seed {info.target}: it {reason}", target=info.target)
         legacy = await self._legacy_policies(info.target)
-        foreign = [p for p in info.policies if p[0] not in (self.tripwire.policy, self.tripwire.permissive, *legacy)]
+        foreign = [p for p in info.policies if p[0] not in (self.tripwire.policy, self.tripwire.permissive, *filter(None, legacy))]
+        upgrading = any(legacy)
         if foreign and not info.rls_enabled:
             raise SeedError(
                 f"cannot seed {info.target}: it has row-level security policies ({', '.join(p[0] for p in foreign)}) "
@@ -327,7 +328,7 @@ class PostgresSeeder:
         if len(all_pks) > MANY_CANARIES:
             warnings.append(f"{info.target}: {len(all_pks)} canaries in one table; every statement on it rebuilds the "
                             f"membership test (bench/read_overhead.py: 10,000 keys make key lookups several times slower)")
-        outdated = not self._policy_present(info) or bool(legacy) or bool(await self.tripwire.problems(conn, self.registry.keyring))
+        outdated = not self._policy_present(info) or upgrading or bool(await self.tripwire.problems(conn, self.registry.keyring))
         statements = self._detection_statements(info, pk_col.base_type, all_pks, legacy) if (to_add or outdated) and all_pks else []
         if creds and cred is not None:
             roles = [sql for sql in (create_role_sql(cred[0], c) for c in creds) if sql]
@@ -442,12 +443,14 @@ class PostgresSeeder:
     def _policy_present(self, info: TableInfo) -> bool:
         return any(p[0] == self.tripwire.policy for p in info.policies) and info.rls_enabled
 
-    async def _legacy_policies(self, target: str) -> tuple[str, ...]:
+    async def _legacy_policies(self, target: str) -> tuple[str | None, str | None]:
         """(restrictive, permissive) names of canary's policies on ``target`` from an install under other
-        names (an older canary, or a renamed configuration): ``canary seed`` replaces them."""
+        names (an older canary, or a renamed configuration), None where the name is current or there is
+        none: ``canary seed`` replaces them."""
         details = await detection_objects.details(self.registry.pool, self.ds.name, target) or {}
-        names = (details.get("policy"), details.get("permissive_policy"))
-        return tuple(n for n in names if isinstance(n, str) and n and n not in (self.tripwire.policy, self.tripwire.permissive))
+        restrictive, permissive = details.get("policy"), details.get("permissive_policy")
+        return (restrictive if restrictive and restrictive != self.tripwire.policy else None,
+                permissive if permissive and permissive != self.tripwire.permissive else None)
 
     def _coverage_warnings(self, info: TableInfo, role: Role) -> list[str]:
         out = []
@@ -594,19 +597,23 @@ class PostgresSeeder:
             out |= {value.lower() for _, value in held}
         return out
 
-    def _detection_statements(self, info: TableInfo, base_type: str, pks: Sequence[str], legacy: Sequence[str] = ()) -> list[str]:
+    def _detection_statements(self, info: TableInfo, base_type: str, pks: Sequence[str],
+                              legacy: tuple[str | None, str | None] = (None, None)) -> list[str]:
         """The DDL that puts the tripwire on ``info`` for ``pks`` (whose membership and filter
         :meth:`Tripwire.set_members` writes by COPY: no key is in these statements)."""
         tw = self.tripwire
         tbl = qualified(info.schema, info.name)
         present = {p[0] for p in info.policies}
         out = [*tw.setup_sql(), f"DROP POLICY IF EXISTS {ident(tw.policy)} ON {tbl}"]
-        for name in legacy:
-            if name in present and name.endswith("_p") and tw.permissive not in present:
-                out.append(f"ALTER POLICY {ident(name)} ON {tbl} RENAME TO {ident(tw.permissive)}")
+        old_restrictive, old_permissive = legacy
+        if old_restrictive in present:
+            out.append(f"DROP POLICY {ident(old_restrictive)} ON {tbl}")
+        if old_permissive in present:  # canary's own permissive policy under its old name
+            if tw.permissive in present:
+                out.append(f"DROP POLICY {ident(old_permissive)} ON {tbl}")
+            else:
+                out.append(f"ALTER POLICY {ident(old_permissive)} ON {tbl} RENAME TO {ident(tw.permissive)}")
                 present.add(tw.permissive)
-            elif name in present:
-                out.append(f"DROP POLICY {ident(name)} ON {tbl}")
         out.append(tw.policy_sql(tbl, info.target, info.primary_key, base_type, bits_for(len(pks))))
         ours = tw.permissive in present
         if not info.rls_enabled or ours:
@@ -904,12 +911,14 @@ class PostgresSeeder:
         conn = await self._connect()
         findings: list[Finding] = []
         checked = 0
+        active: dict[str, Mapping[str, Any]] = {}  # canary table -> its active canaries by key
         try:
             role = await self._role(conn)
             for target in await self._targets():
                 existing = await self._existing(target)
                 if not existing:
                     continue
+                active[target] = existing
                 try:
                     info, texts = await self._read_quietly(conn, role, target, list(existing))
                 except DatastoreError:
@@ -923,21 +932,23 @@ class PostgresSeeder:
                     elif rec.fingerprint is not None and bytes(rec.fingerprint) != self._fingerprint(target, pk, texts[pk]):
                         findings.append(Finding(rec.uid, target, "modified"))
                 findings.extend(await self._check_detection(conn, info, list(existing)))
-            findings.extend(await self._verify_children(conn))
+            findings.extend(await self._verify_children(conn, active))
+            if active:  # the schema's shared objects: once, reported with the first canary table
+                first = next(iter(active))
+                findings.extend(Finding("-", first, p) for p in await self.tripwire.problems(conn, self.registry.keyring))
         finally:
             await conn.close()
         return VerifyReport(self.ds.name, checked, findings)
 
-    async def _verify_children(self, conn: asyncpg.Connection) -> list[Finding]:
+    async def _verify_children(self, conn: asyncpg.Connection, active: Mapping[str, Mapping[str, Any]]) -> list[Finding]:
         """The tripwire on tables holding rows written for active canaries catches all of those rows."""
         armed = await detection_objects.children(self.registry.pool, self.ds.name)
         if not armed:
             return []
         keys: dict[str, set[str]] = {}
-        for target in await self._targets():
-            if target not in armed:
-                for child, rows in (await self._child_keys(await self._existing(target))).items():
-                    keys.setdefault(child, set()).update(pk for _, pk, _ in rows)
+        for existing in active.values():
+            for child, rows in (await self._child_keys(existing)).items():
+                keys.setdefault(child, set()).update(pk for _, pk, _ in rows)
         out: list[Finding] = []
         for child in armed:
             if keys.get(child):
@@ -1045,8 +1056,6 @@ class PostgresSeeder:
                 out.append(Finding("-", info.target, problem))
         if not info.rls_enabled:
             out.append(Finding("-", info.target, "row_level_security_disabled"))
-        for problem in await tw.problems(conn, self.registry.keyring):
-            out.append(Finding("-", info.target, problem))
         return out
 
     # -- retire ---------------------------------------------------------------------------------

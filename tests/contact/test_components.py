@@ -14,10 +14,11 @@ from canary.contact.http import parse_form
 from canary.contact.mime import extract_urls, normalize_phone, parse_mail, received_ip
 from canary.contact.phone import twilio_signature
 from canary.contact.senders import KnownSenders
-from canary.contact.sources import components
+from canary.contact.sources import SOURCES
 from canary.contact.verdicts import Verdicts
 from canary.crypto import Keyring
 from canary.errors import ConfigError
+from canary.plugins import build_components
 
 ALL = {"smtp": True, "smtp_port": 0, "sendgrid_basic_auth": "u:p", "mailgun_signing_key": "mg-key",
        "ses_topics": ["arn:aws:sns:eu-west-1:1:t"], "twilio_auth_token": "tw-token-secret",
@@ -26,15 +27,15 @@ ALL = {"smtp": True, "smtp_port": 0, "sendgrid_basic_auth": "u:p", "mailgun_sign
 
 def test_components_follow_the_contact_section() -> None:
     """Each source is enabled by its own setting; nothing is enabled by default."""
-    assert components(from_mapping({})) == []
+    assert build_components(SOURCES, from_mapping({})) == []
     cfg = from_mapping({"contact": {"mail_domains": [MAIL_DOMAIN], **ALL}, "listener": {"public_url": "https://c.example"}})
-    assert [c.name for c in components(cfg)] == ["smtp", "sendgrid", "mailgun", "ses", "twilio", "vonage"]
+    assert [c.name for c in build_components(SOURCES, cfg)] == ["smtp", "sendgrid", "mailgun", "ses", "twilio", "vonage"]
 
 
 def test_twilio_needs_public_url() -> None:
     """Twilio signs the URL it calls, so enabling it without listener.public_url is a config error."""
     with pytest.raises(ConfigError) as info:
-        components(from_mapping({"contact": {"twilio_auth_token": "x"}}))
+        build_components(SOURCES, from_mapping({"contact": {"twilio_auth_token": "x"}}))
     assert info.value.key == "listener.public_url"
 
 

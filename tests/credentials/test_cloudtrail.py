@@ -19,8 +19,9 @@ from credential_support import register
 from testkit import MakeConfig
 
 from canary.credentials.cloudtrail import CloudTrailDirectorySource, CloudTrailWebhook, records_from_document
-from canary.credentials.sources import components
+from canary.credentials.sources import SOURCES
 from canary.credentials.values import CredentialFactory
+from canary.plugins import build_components
 from canary.runtime import Runtime
 
 # Shaped after the documented examples in the CloudTrail user guide ("CloudTrail log file examples":
@@ -152,6 +153,6 @@ def test_config_enables_cloudtrail_components(make_config: MakeConfig, tmp_path:
     """[credentials.cloudtrail] with a directory and an http_path starts both inputs; the API key is
     required for the endpoint and never shown in the component's repr."""
     cfg = make_config(credentials={"cloudtrail": {"directory": str(tmp_path), "http_path": "/ct", "api_key": "k-123"}})
-    comps = components(cfg)
+    comps = build_components(SOURCES, cfg)
     assert {type(c).__name__ for c in comps} == {"CloudTrailDirectorySource", "CloudTrailWebhook"}
     assert "k-123" not in repr(comps)
