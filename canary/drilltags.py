@@ -3,7 +3,9 @@
 A drill tag on an event is only a claim - ``application_name = 'canary-drill:…'`` is chosen by
 whoever connects, exactly like a header would be. The pipeline therefore keeps an event's drill tag
 only when a drill run registered that tag (a ``drill`` marker in ``drill_markers``) for a window
-covering the event; otherwise the event is treated as a real attack and the claimed tag is kept
+covering the event, and the event carries every other fact the step registered with it (a datastore
+step registers its session's server pid once connected: a tag seen in ``pg_stat_activity`` and copied
+into another session does not match it); otherwise the event is treated as a real attack and the claimed tag is kept
 in its evidence (``claimed_drill``) for the responder. Events without a tag - mail, SMS, honeypot
 requests, which cannot carry one - become drill events when they carry *every* fact a registered
 step declared (its random sender, message ids, bound source port, …) inside that step's window.
@@ -62,7 +64,10 @@ async def attribute_drills(conn: asyncpg.Connection, events: Sequence[DetectionE
     out = []
     for e in events:
         at = e.observed_at
-        drill = e.drill if e.drill in tags and tags[e.drill][0] <= at <= tags[e.drill][1] else None
+        # a claimed tag counts only inside its window and with every other fact its step declared (a
+        # datastore step declares its session's server pid, which no other client can take)
+        drill = e.drill if (e.drill in tags and tags[e.drill][0] <= at <= tags[e.drill][1]
+                            and all(_value(e, s, f) in values for (s, f), values in facts.get(e.drill, {}).items())) else None
         if drill is None:
             drill = next((tag for tag, need in facts.items() if windows[tag][0] <= at <= windows[tag][1]
                           and all(_value(e, s, f) in values for (s, f), values in need.items())), None)

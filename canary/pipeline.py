@@ -31,7 +31,7 @@ from canary.drilltags import attribute_drills
 from canary.errors import EventRefused
 from canary.events import DetectionEvent, Severity
 from canary.rules import NO_DECISION, CanaryFacts, Decision, RuleSet, facts_from_rows
-from canary.store import registry
+from canary.store import registry, sessions
 from canary.typing import SuppressRule
 
 log = structlog.get_logger("canary.pipeline")
@@ -224,7 +224,7 @@ class Pipeline:
         if not evs:
             return []
         evs = await attribute_drills(conn, evs)  # drill tags only as registered by a drill run
-        decisions = await self._decide(conn, evs)
+        decisions = await self._decide(conn, evs, await sessions.own_events(conn, evs))
         by_group: dict[str, list[int]] = defaultdict(list)
         for i, e in enumerate(evs):
             by_group[e.group].append(i)
@@ -276,24 +276,23 @@ class Pipeline:
             await conn.execute("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
         return notified
 
-    async def _decide(self, conn: asyncpg.Connection, evs: Sequence[DetectionEvent]) -> list[Decision]:
-        """Suppression and routing of each event: the callables given to the pipeline, then the rules."""
+    async def _decide(self, conn: asyncpg.Connection, evs: Sequence[DetectionEvent], own: dict[int, str]) -> list[Decision]:
+        """Suppression and routing of each event: canary's own sessions (``own``: index -> rule), the
+        callables given to the pipeline, then the rules."""
         facts: dict[int, CanaryFacts] = {}
         if self.rules.needs_facts:
             ids = sorted({e.canary_id for e in evs if e.canary_id is not None})
             if ids:
                 facts = facts_from_rows(await registry.summaries(conn, ids))
         out = []
-        for e in evs:
-            decision = NO_DECISION
-            for rule in self.suppress:
-                name = rule(e)
-                if name:
-                    decision = Decision(name, suppressed=True)
-                    break
+        for i, e in enumerate(evs):
+            name = own.get(i) or next((n for n in (rule(e) for rule in self.suppress) if n), None)
+            if name:
+                decision = Decision(name, suppressed=True)
+            elif self.rules:
+                decision = self.rules.decide(e, facts.get(e.canary_id) if e.canary_id is not None else None)
             else:
-                if self.rules:
-                    decision = self.rules.decide(e, facts.get(e.canary_id) if e.canary_id is not None else None)
+                decision = NO_DECISION
             if decision.suppressed:
                 self.stats.suppressed += 1
             out.append(decision)

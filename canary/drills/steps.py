@@ -131,14 +131,17 @@ _NO_INSIDER = (
 )
 
 
-async def _pg_tag(ctx: StepContext) -> None:
-    await ctx.register([Marker("drill", "drill", ctx.tag)])
+async def _pg_tag(ctx: StepContext, conn: asyncpg.Connection) -> None:
+    """Register the step's tag bound to its session: the server pid every line of the session carries
+    (``leader_pid`` for a parallel worker's). A client that copies the tag from ``pg_stat_activity``
+    into its own ``application_name`` has another pid, so its reads page on-call as real ones."""
+    await ctx.register([Marker("drill", "drill", ctx.tag), Marker("origin", "pid", str(conn.get_server_pid()))])
 
 
 async def pg_read(ctx: StepContext) -> None:
-    await _pg_tag(ctx)
     conn = await _connect(ctx, _insider_dsn(ctx), _NO_INSIDER)
     try:
+        await _pg_tag(ctx, conn)
         ctx.start()
         rows = await conn.fetch(f"SELECT * FROM {_quoted(ctx.step.table)}")
         ctx.facts.update(statements=1, rows=len(rows))
@@ -148,10 +151,10 @@ async def pg_read(ctx: StepContext) -> None:
 
 async def pg_read_pages(ctx: StepContext) -> None:
     """The table in keyset pages over time, one session - the way an ETL job with a leftover token reads."""
-    await _pg_tag(ctx)
     conn = await _connect(ctx, _insider_dsn(ctx), _NO_INSIDER)
     step = ctx.step
     try:
+        await _pg_tag(ctx, conn)
         schema, name = _split_table(step.table)
         pk = await conn.fetchval(
             "SELECT a.attname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a"
@@ -182,9 +185,9 @@ async def pg_read_pages(ctx: StepContext) -> None:
 
 
 async def pg_copy(ctx: StepContext) -> None:
-    await _pg_tag(ctx)
     conn = await _connect(ctx, _insider_dsn(ctx), _NO_INSIDER)
     try:
+        await _pg_tag(ctx, conn)
         schema, name = _split_table(ctx.step.table)
         buf = io.BytesIO()
         ctx.start()
@@ -195,7 +198,6 @@ async def pg_copy(ctx: StepContext) -> None:
 
 
 async def replica_read(ctx: StepContext) -> None:
-    await _pg_tag(ctx)
     t = ctx.target
     if t.standby_dsn is None:
         raise Skipped("no hot standby: configure [[coverage.nodes]] with a dsn (demo: needs Debian PostgreSQL 15's pg_basebackup)")
@@ -206,6 +208,7 @@ async def replica_read(ctx: StepContext) -> None:
     try:
         if not await conn.fetchval("SELECT pg_is_in_recovery()"):
             raise Skipped(f"node {t.standby_node} is not a standby (pg_is_in_recovery() is false)")
+        await _pg_tag(ctx, conn)
         ctx.start()
         rows = await conn.fetch(f"SELECT * FROM {_quoted(ctx.step.table)}")
         ctx.facts.update(statements=1, rows=len(rows), node=t.standby_node)
@@ -220,8 +223,10 @@ def _with_host(user_dsn: str, host_dsn: str) -> str:
 
 
 async def pg_dump(ctx: StepContext) -> None:
-    """``pg_dump -t <table>`` as the privileged role: row-level security is off, pgaudit must see it."""
-    await _pg_tag(ctx)
+    """``pg_dump -t <table>`` as the privileged role: row-level security is off, pgaudit must see it.
+    pg_dump opens its own session, whose pid is not known in advance: this step's tag is bound to
+    its window only."""
+    await ctx.register([Marker("drill", "drill", ctx.tag)])
     t = ctx.target
     if t.datastore is None:
         raise Skipped("no datastore configured")

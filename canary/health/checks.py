@@ -12,8 +12,8 @@ working. Run by :mod:`canary.scheduler`; each check returns events, the schedule
 
 canary's own activity (heartbeats, and the seeder's verify reads that pgaudit logs) must not page.
 :class:`SelfActivity` is a pipeline suppression rule: it suppresses (records, never drops) a heartbeat
-only when its nonce is one this process issued, and a read only when it comes from the seeder's
-application on that datastore during a verify this process is running.
+only when its nonce is one this process issued. The verify's reads are recorded as suppressed
+because the seeder registers its session (:mod:`canary.store.sessions`), never by application name.
 """
 
 from __future__ import annotations
@@ -35,15 +35,12 @@ from canary.errors import DatastoreError
 from canary.events import DetectionEvent, EventKind, Severity, event_key
 from canary.postgres.audit import audit_state
 from canary.postgres.heartbeat import emit_heartbeat
-from canary.postgres.protocol import SEEDER_APP
 from canary.store import detection_objects, registry
 from canary.typing import SourceContext
 
 log = structlog.get_logger("canary.checks")
 
-SELF_CHECK_RULE = "canary-self-check"
 HEARTBEAT_RULE = "canary-heartbeat"
-_SLACK = dt.timedelta(seconds=2)
 NONCE_MEMORY = dt.timedelta(hours=6)
 
 
@@ -55,10 +52,9 @@ def _now() -> dt.datetime:
 
 @dataclass
 class SelfActivity:
-    """Heartbeat nonces issued and verify windows open in this process (a pipeline suppress rule)."""
+    """Heartbeat nonces issued in this process (a pipeline suppress rule)."""
 
     nonces: dict[str, tuple[str, dt.datetime]] = field(default_factory=dict)  # nonce -> (node, issued)
-    windows: list[tuple[str, dt.datetime, dt.datetime | None]] = field(default_factory=list)
     remember: dt.timedelta = NONCE_MEMORY
 
     def new_nonce(self, node: str) -> str:
@@ -70,28 +66,11 @@ class SelfActivity:
         self.nonces[nonce] = (node, now)
         return nonce
 
-    def open_window(self, datastore: str) -> tuple[str, dt.datetime, dt.datetime | None]:
-        w = (datastore, _now(), None)
-        self.windows.append(w)
-        return w
-
-    def close_window(self, w: tuple[str, dt.datetime, dt.datetime | None]) -> None:
-        i = self.windows.index(w)
-        self.windows[i] = (w[0], w[1], _now())
-        cutoff = _now() - dt.timedelta(minutes=10)
-        self.windows = [x for x in self.windows if x[2] is None or x[2] > cutoff]
-
     def __call__(self, event: DetectionEvent) -> str | None:
         if event.kind is EventKind.HEALTH and event.group.startswith("heartbeat:"):
             nonce = event.evidence.get("nonce")
             issued = self.nonces.get(nonce) if isinstance(nonce, str) else None
             return HEARTBEAT_RULE if issued is not None and event.origin.get("node") == issued[0] else None
-        if event.kind not in (EventKind.READ, EventKind.EXPORTED) or event.actor.get("application_name") != SEEDER_APP:
-            return None
-        ds = event.origin.get("datastore")
-        for w_ds, start, end in self.windows:
-            if w_ds == ds and start - _SLACK <= event.observed_at and (end is None or event.observed_at <= end + _SLACK):
-                return SELF_CHECK_RULE
         return None
 
 
@@ -135,19 +114,16 @@ def _health(node: str, datastore: str, problem: str, at: dt.datetime, severity: 
 
 # -- canaries and detection objects -----------------------------------------------------------------
 
-async def check_canaries(runtime: SourceContext, activity: SelfActivity, ds: DatastoreConfig, audit_role: str,
+async def check_canaries(runtime: SourceContext, ds: DatastoreConfig, audit_role: str,
                          *, timeout: float = 60.0) -> list[DetectionEvent]:
     """Verify one datastore's canaries and detection objects; TAMPER events for what is wrong."""
     at = _now()
     seeder = plugins.seeder_for(ds, runtime.registry)
-    window = activity.open_window(ds.name)
     try:
         report = await asyncio.wait_for(seeder.verify(), timeout)
     except (DatastoreError, asyncio.TimeoutError) as exc:
         msg = exc.message if isinstance(exc, DatastoreError) else f"verify timed out after {timeout:g}s"
         return [_health(ds.node_name, ds.name, "verify_failed", at, Severity.ERROR, {"error": msg})]
-    finally:
-        activity.close_window(window)
     uids = [f.canary_uid for f in report.findings if f.canary_uid != "-"]
     ids = await registry.ids_by_uid(runtime.pool, uids)
     events = [
@@ -164,8 +140,7 @@ async def _check_audit(runtime: SourceContext, ds: DatastoreConfig, role: str, a
     if not targets:
         return []
     try:
-        conn = await asyncpg.connect(ds.dsn.reveal(), timeout=timeout, command_timeout=timeout,
-                                     server_settings={"application_name": "canary-check"})
+        conn = await asyncpg.connect(ds.dsn.reveal(), timeout=timeout, command_timeout=timeout)
     except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         return [_health(ds.node_name, ds.name, "datastore_unreachable", at, Severity.ERROR, {"error": type(exc).__name__})]
     try:

@@ -83,7 +83,7 @@ class CoverageScheduler:
         cov = self.runtime.config.coverage
         out: list[DetectionEvent] = []
         for ds in self.runtime.config.datastores:
-            out += await checks.check_canaries(self.runtime, self.activity, ds, cov.pgaudit_role,
+            out += await checks.check_canaries(self.runtime, ds, cov.pgaudit_role,
                                                timeout=max(cov.check_interval * 4, 30.0))
         return out
 

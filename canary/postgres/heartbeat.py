@@ -13,7 +13,7 @@ import asyncpg
 
 from canary.errors import DatastoreError
 from canary.events import EventKind, Severity, event_key
-from canary.postgres.protocol import HEARTBEAT_APP, HEARTBEAT_MESSAGE, HEARTBEAT_SQLSTATE
+from canary.postgres.protocol import HEARTBEAT_MESSAGE, HEARTBEAT_SQLSTATE
 from canary.postgres.record import Detection, RecordContext, parse_pg_timestamp
 
 _NONCE = re.compile(r"^[0-9a-f]{32}$")
@@ -44,8 +44,7 @@ async def emit_heartbeat(dsn: str, nonce: str, *, timeout: float = 10.0) -> None
     if not _NONCE.match(nonce):
         raise ValueError("heartbeat nonce must be 32 hex digits")
     try:
-        conn = await asyncpg.connect(dsn, timeout=timeout, command_timeout=timeout,
-                                     server_settings={"application_name": HEARTBEAT_APP})
+        conn = await asyncpg.connect(dsn, timeout=timeout, command_timeout=timeout)  # no telling application_name
     except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise DatastoreError(f"heartbeat: cannot connect: {type(exc).__name__}") from None
     try:

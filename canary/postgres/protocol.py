@@ -18,9 +18,5 @@ FUNCTION = "row_visible"
 LEGACY_FUNCTION = "row_access"
 #: The message of its lines (the detail holds the facts, the hint their MAC).
 LOG_MESSAGE = "row visibility"
-#: application_name of canary's own seeding and verification sessions.
-SEEDER_APP = "canary-seeder"
-#: application_name of heartbeat sessions.
-HEARTBEAT_APP = "canary-heartbeat"
 #: application_name prefix that tags drill traffic (``canary-drill:<run>/<step>``).
 DRILL_APP_PREFIX = "canary-drill:"

@@ -16,9 +16,10 @@ the event trigger itself. Log text cannot say whether the table holds canaries, 
 severity ERROR with the statement in evidence; the scheduled detection check (:mod:`canary.checks`)
 compares the catalog with what was installed and reports the confirmed damage as CRITICAL.
 
-The seeder's own DDL (application ``canary-seeder``; it briefly sets ``NO FORCE`` in rolled-back
-verify transactions) is not reported: application names can be spoofed, which is why the catalog
-check, which cannot, stays the authority.
+The seeder's own DDL (it briefly sets ``NO FORCE`` in rolled-back verify transactions) is reported
+like anyone's; the pipeline records it as suppressed because the seeder registered its session (pid
+and session id, which the server sets) in the control store (:mod:`canary.store.sessions`). An
+``application_name`` is never trusted: any client can choose one.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import asyncpg
 
 from canary.events import EventKind, Severity, event_key
 from canary.postgres.audit import parse_audit
-from canary.postgres.protocol import FUNCTION, LEGACY_FUNCTION, SEEDER_APP, TAMPER_SQLSTATE
+from canary.postgres.protocol import FUNCTION, LEGACY_FUNCTION, TAMPER_SQLSTATE
 from canary.postgres.record import MAX_QUERY, Detection, RecordContext, drill_tag, parse_pg_timestamp
 from canary.postgres.sql import ident, qualified
 
@@ -42,7 +43,6 @@ LEGACY_EVENT_TRIGGER = "canary_ddl_guard"  # canary 0.x; replaced by install_eve
 GUARD_FUNCTION = "ddl_log"
 LEGACY_GUARD_FUNCTION = "ddl_guard"
 AUDIT_ROLE_DEFAULT = "canary_auditor"
-SELF_APPS = frozenset({SEEDER_APP})
 _NOISE = re.compile(r"'(?:[^']|'')*'|\$([A-Za-z_]*)\$.*?\$\1\$|--[^\n]*|/\*.*?\*/", re.S)
 
 
@@ -98,14 +98,10 @@ def _detection(record: Mapping[str, Any], ctx: RecordContext, findings: list[str
     )
 
 
-def _own(record: Mapping[str, Any]) -> bool:
-    return record.get("application_name") in SELF_APPS
-
-
 def statement_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detection | None:
     """``statement: ...`` lines (log_statement = 'ddl' or 'all') that disable detection."""
     message = record.get("message")
-    if not isinstance(message, str) or not message.startswith("statement: ") or _own(record):
+    if not isinstance(message, str) or not message.startswith("statement: "):
         return None
     query = message[len("statement: "):]
     findings = classify(query)
@@ -115,7 +111,7 @@ def statement_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detect
 def audit_ddl_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detection | None:
     """pgaudit session lines of class DDL / ROLE / MISC that disable detection."""
     message = record.get("message")
-    if not isinstance(message, str) or not message.startswith("AUDIT: SESSION,") or _own(record):
+    if not isinstance(message, str) or not message.startswith("AUDIT: SESSION,"):
         return None
     line = parse_audit(message)
     if line.audit_class not in ("DDL", "ROLE", "MISC", "MISC_SET"):
@@ -135,8 +131,6 @@ def trigger_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detectio
     detail = json.loads(raw)
     if not isinstance(detail, dict) or detail.get("v") != 1:
         raise ValueError("CY002 detail is not a version-1 object")
-    if _own(record):
-        return None
     query = str(detail.get("q") or "")
     objects = [o for o in detail.get("objs") or [] if isinstance(o, dict)]
     findings = classify(query)

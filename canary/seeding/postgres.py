@@ -39,7 +39,7 @@ from canary.credentials.values import CREDENTIAL_KIND, Credential, CredentialFac
 from canary.credentials.values import new_canary as new_credential_canary
 from canary.crypto import Keyring
 from canary.errors import DatastoreError, SeedError
-from canary.postgres.protocol import LEGACY_FUNCTION, SEEDER_APP
+from canary.postgres.protocol import LEGACY_FUNCTION
 from canary.postgres.sql import ident, parse_target, qualified
 from canary.postgres.tripwire import MEMBERS, SETTINGS, bits_for, key_text, tripwire_for
 from canary.seeder import ApplyResult, Finding, Plan, PlannedRow, RetireResult, TargetPlan, VerifyReport
@@ -59,7 +59,7 @@ from canary.seeding.synth.shapes import (
     semantic_of,
 )
 from canary.seeding.synth.synthesizer import RowContext, Synthesizer, SynthRow
-from canary.store import describe_error, detection_objects
+from canary.store import describe_error, detection_objects, sessions
 from canary.store.registry import NewCanary, Registry, ValueKind, location_key, recognise
 
 log = structlog.get_logger("canary.seeders.postgres")
@@ -154,6 +154,7 @@ class PostgresSeeder:
         self.max_children = max_children
         self.log = log.bind(datastore=datastore.name)
         self.tripwire = tripwire_for(datastore)
+        self._sessions: dict[asyncpg.Connection, int] = {}  # open connection -> own_sessions id
 
     def __repr__(self) -> str:
         return f"PostgresSeeder(datastore={self.ds.name!r})"
@@ -172,9 +173,11 @@ class PostgresSeeder:
     # -- connection ---------------------------------------------------------------------------
     async def _connect(self) -> asyncpg.Connection:
         try:
+            # no application_name: every role sees it in pg_stat_activity, and canary's own lines are
+            # recognised by the session registered below, not by a name any client can choose
             conn = await asyncpg.connect(
                 self.ds.dsn.reveal(), timeout=self.connect_timeout, command_timeout=self.statement_timeout,
-                server_settings={"application_name": SEEDER_APP, "bytea_output": "hex"},  # policy bitmaps as \x hex
+                server_settings={"bytea_output": "hex"},  # policy bitmaps as \x hex
             )
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
             raise DatastoreError(f"cannot connect to datastore {self.ds.name!r}: {describe_error(exc)}", datastore=self.ds.name) from None
@@ -182,10 +185,20 @@ class PostgresSeeder:
             scs = await conn.fetchval("SHOW standard_conforming_strings")
             if scs != "on":
                 raise DatastoreError(f"datastore {self.ds.name!r} has standard_conforming_strings = {scs}; canary needs on")
+            self._sessions[conn] = await sessions.open_session(self.registry.pool, self.ds.name, conn, "seeder")
         except BaseException:
             await conn.close()
             raise
         return conn
+
+    async def _close(self, conn: asyncpg.Connection) -> None:
+        """Close a connection from :meth:`_connect` and end its registration as canary's own session."""
+        try:
+            await conn.close()
+        finally:
+            session = self._sessions.pop(conn, None)
+            if session is not None:
+                await sessions.close_session(self.registry.pool, session)
 
     async def _role(self, conn: asyncpg.Connection) -> Role:
         r = await conn.fetchrow("SELECT rolname, rolsuper, rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = current_user")
@@ -236,7 +249,7 @@ class PostgresSeeder:
             finally:
                 await tr.rollback()
         finally:
-            await conn.close()
+            await self._close(conn)
         return Plan(self.ds.name, [self._target_plan(w) for w in works])
 
     def _target_plan(self, w: _TargetWork) -> TargetPlan:
@@ -630,7 +643,7 @@ class PostgresSeeder:
         try:
             return await self._apply(conn)
         finally:
-            await conn.close()
+            await self._close(conn)
 
     async def _apply(self, conn: asyncpg.Connection) -> ApplyResult:
         role = await self._role(conn)
@@ -937,7 +950,7 @@ class PostgresSeeder:
                 first = next(iter(active))
                 findings.extend(Finding("-", first, p) for p in await self.tripwire.problems(conn, self.registry.keyring))
         finally:
-            await conn.close()
+            await self._close(conn)
         return VerifyReport(self.ds.name, checked, findings)
 
     async def _verify_children(self, conn: asyncpg.Connection, active: Mapping[str, Mapping[str, Any]]) -> list[Finding]:
@@ -981,7 +994,7 @@ class PostgresSeeder:
                 await self.tripwire.install_line_key(conn, keyring)
             return True
         finally:
-            await conn.close()
+            await self._close(conn)
 
     async def current_rows(self, records: Sequence[Any]) -> dict[tuple[str, str], str]:
         """(target, pk) -> current row text of canary records (for re-fingerprinting at key rotation)."""
@@ -999,7 +1012,7 @@ class PostgresSeeder:
                     continue
                 out.update({(target, k): v for k, v in texts.items()})
         finally:
-            await conn.close()
+            await self._close(conn)
         return out
 
     async def _delete_children(self, conn: asyncpg.Connection, role: Role, existing: Mapping[str, Any], canaries: set[str]) -> dict[str, int]:
@@ -1160,7 +1173,7 @@ class PostgresSeeder:
                 raise await self._abort(dtr, exc, "retiring canaries in", "removed") from None
             await dtr.commit()
         finally:
-            await conn.close()
+            await self._close(conn)
         async with self.registry.pool.acquire() as ctl, ctl.transaction():
             await self.registry.retire(ctl, retired_ids)
             await self.registry.retire_emptied_deployments(ctl, deployments)

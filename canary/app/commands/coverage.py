@@ -13,13 +13,12 @@ import asyncpg
 
 from canary.app.commands import load_config
 from canary.errors import DatastoreError
-from canary.health.checks import SelfActivity, check_canaries, record_audit_configured
+from canary.health.checks import check_canaries, record_audit_configured
 from canary.health.filescan import load_patterns, scan_file
 from canary.postgres.audit import configure_object_audit
-from canary.postgres.protocol import SEEDER_APP
 from canary.postgres.tamper import install_event_trigger
 from canary.runtime import Runtime, close_runtime, open_runtime
-from canary.store import detection_objects, registry
+from canary.store import detection_objects, registry, sessions
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -54,12 +53,13 @@ async def cmd_audit(args: argparse.Namespace) -> int:
         if not tables:
             raise DatastoreError(f"datastore {ds.name!r} has no canary tables (seed it first)")
         try:
-            # canary's own DDL (the seeder's application name) is not reported as tampering by the log handlers
-            conn = await asyncpg.connect(ds.dsn.reveal(), timeout=10, command_timeout=60,
-                                         server_settings={"application_name": SEEDER_APP})
+            conn = await asyncpg.connect(ds.dsn.reveal(), timeout=10, command_timeout=60)
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
             raise DatastoreError(f"cannot connect to datastore {ds.name!r}: {type(exc).__name__}") from None
+        own = None
         try:
+            # canary's own DDL is recorded as suppressed, by this session's registration (not by a name)
+            own = await sessions.open_session(rt.pool, ds.name, conn, "coverage")
             state = await configure_object_audit(conn, rt.config.coverage.pgaudit_role, tables)
             if not args.no_event_trigger:
                 await install_event_trigger(conn, ds.detection_schema)
@@ -67,6 +67,8 @@ async def cmd_audit(args: argparse.Namespace) -> int:
             raise DatastoreError(f"{ds.name}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
         finally:
             await conn.close()
+            if own is not None:
+                await sessions.close_session(rt.pool, own)
         await record_audit_configured(rt.pool, ds.name, rt.config.coverage.pgaudit_role, tables)
         problems = state.problems(rt.config.coverage.pgaudit_role, tables)
         print(json.dumps({"datastore": ds.name, "tables": tables, "role": rt.config.coverage.pgaudit_role,
@@ -83,7 +85,7 @@ async def cmd_check(args: argparse.Namespace) -> int:
         for ds in rt.config.datastores:
             if args.datastore and ds.name != args.datastore:
                 continue
-            for e in await check_canaries(rt, SelfActivity(), ds, rt.config.coverage.pgaudit_role):
+            for e in await check_canaries(rt, ds, rt.config.coverage.pgaudit_role):
                 found.append({"datastore": ds.name, "kind": str(e.kind), "canary_id": e.canary_id, **e.evidence})
         print(json.dumps({"findings": found}, indent=2, default=str))
         return 1 if found else 0
