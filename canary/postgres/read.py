@@ -108,8 +108,10 @@ def read_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detection |
     )
 
 
-def _authentic_detail(record: Mapping[str, Any], ctx: RecordContext) -> tuple[dict[str, Any] | None, str]:
-    """The detail object if the line is genuine, else (None, why not)."""
+def authentic_detail(record: Mapping[str, Any], ctx: RecordContext) -> tuple[dict[str, Any] | None, str]:
+    """The JSON detail of a line written by one of canary's functions (touch function, DDL event
+    trigger), if its HINT is the detail's MAC under the datastore's line key; else (None, why not).
+    Raises ValueError / RecursionError on a detail that is not JSON."""
     raw, mac = record.get("detail"), record.get("hint")
     if not isinstance(raw, str):
         return None, "no detail"
@@ -127,9 +129,17 @@ def _authentic_detail(record: Mapping[str, Any], ctx: RecordContext) -> tuple[di
         return None, "no key to check the MAC with"
     if not hmac.compare_digest(mac.strip().lower(), line_mac(line_key(ctx.keyring, datastore), raw)):
         return None, "MAC does not verify"
+    if record.get("pid") is not None and detail.get("p") is not None and str(record.get("pid")) != str(detail.get("p")):
+        return None, "line replayed from another backend"
+    return detail, ""
+
+
+def _authentic_detail(record: Mapping[str, Any], ctx: RecordContext) -> tuple[dict[str, Any] | None, str]:
+    """The touch function's detail if the line is genuine, else (None, why not)."""
+    detail, why = authentic_detail(record, ctx)
+    if detail is None:
+        return None, why
     # genuine: written by the function, so the fields below are the server's own values
     if not isinstance(detail.get("t"), str) or detail.get("k") is None:
         return None, "detail lacks target or key"
-    if record.get("pid") is not None and detail.get("p") is not None and str(record.get("pid")) != str(detail.get("p")):
-        return None, "line replayed from another backend"
     return detail, ""

@@ -7,7 +7,9 @@ Three inputs, one handler each (all record handlers for :mod:`canary.sources.pgl
   includes ``ddl``,
 * an event trigger installed by :func:`install_event_trigger` that ``RAISE LOG``s SQLSTATE
   ``CY002`` with a JSON detail for policy / function / extension / schema / event-trigger DDL and
-  ``ALTER TABLE`` (it sees the objects, not just the text, and works without ``log_statement``).
+  ``ALTER TABLE`` (it sees the objects, not just the text, and works without ``log_statement``),
+  signed with the tripwire's line key like the touch function's lines (an unsigned or badly signed
+  ``CY002`` line is a forgery by the session that wrote it).
 
 What counts as tampering: DROP / ALTER POLICY, ``ALTER TABLE ... DISABLE`` or ``NO FORCE ROW LEVEL
 SECURITY``, DROP / ALTER / CREATE OR REPLACE of the touch function, DROP EXTENSION pgaudit,
@@ -25,22 +27,25 @@ and session id, which the server sets) in the control store (:mod:`canary.store.
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
 
+from canary.errors import DatastoreError
 from canary.events import EventKind, Severity, event_key
 from canary.postgres.audit import parse_audit
 from canary.postgres.protocol import FUNCTION, LEGACY_FUNCTION, TAMPER_SQLSTATE
-from canary.postgres.record import MAX_QUERY, Detection, RecordContext, drill_tag, parse_pg_timestamp
-from canary.postgres.sql import ident, qualified
+from canary.postgres.read import authentic_detail
+from canary.postgres.record import MAX_QUERY, Detection, RecordContext, drill_tag, forged_detection, parse_pg_timestamp
+from canary.postgres.sql import ident, literal, qualified
 
 EVENT_TRIGGER = "ddl_audit"  # an ordinary name: a reader can list event triggers
 LEGACY_EVENT_TRIGGER = "canary_ddl_guard"  # canary 0.x; replaced by install_event_trigger
 GUARD_FUNCTION = "ddl_log"
+#: Objects named in one line (a DROP SCHEMA ... CASCADE can drop thousands; the line stays bounded).
+MAX_OBJECTS = 40
 LEGACY_GUARD_FUNCTION = "ddl_guard"
 AUDIT_ROLE_DEFAULT = "canary_auditor"
 _NOISE = re.compile(r"'(?:[^']|'')*'|\$([A-Za-z_]*)\$.*?\$\1\$|--[^\n]*|/\*.*?\*/", re.S)
@@ -122,15 +127,17 @@ def audit_ddl_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detect
 
 
 def trigger_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detection | None:
-    """``CY002`` lines from the event trigger: the objects touched by one DDL command."""
+    """``CY002`` lines from the event trigger: the objects touched by one DDL command. A line whose MAC
+    does not verify (a ``RAISE`` imitating the trigger, or a trigger whose key table was dropped) is a
+    forgery by the session that wrote it."""
     if record.get("state_code") != TAMPER_SQLSTATE:
         return None
-    raw = record.get("detail")
-    if not isinstance(raw, str):
-        raise ValueError("CY002 record without a detail")
-    detail = json.loads(raw)
-    if not isinstance(detail, dict) or detail.get("v") != 1:
-        raise ValueError("CY002 detail is not a version-1 object")
+    try:
+        detail, why = authentic_detail(record, ctx)
+    except (ValueError, TypeError, RecursionError) as exc:
+        detail, why = None, f"malformed detail ({type(exc).__name__})"
+    if detail is None or not isinstance(detail.get("event"), str):
+        return forged_detection(record, ctx, "tamper", why or "detail names no DDL event")
     query = str(detail.get("q") or "")
     objects = [o for o in detail.get("objs") or [] if isinstance(o, dict)]
     findings = classify(query)
@@ -148,30 +155,46 @@ def trigger_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detectio
 HANDLERS = (trigger_detection, statement_detection, audit_ddl_detection)
 
 
-async def install_event_trigger(conn: asyncpg.Connection, schema: str) -> None:
-    """Install (or refresh) the DDL guard event trigger in ``schema`` (superuser only). Its function
-    only RAISEs LOG; it never blocks a DDL command."""
+async def install_event_trigger(conn: asyncpg.Connection, schema: str, datastore: str) -> None:
+    """Install (or refresh) the DDL guard event trigger in ``schema`` (superuser only), the schema of
+    ``datastore``'s tripwire: its function signs each line with the tripwire's line key (the
+    ``settings`` table the seeder filled), so a ``RAISE`` imitating it is reported as a forgery, not as
+    the DDL it claims. Its function only RAISEs LOG; it never blocks a DDL command."""
+    settings = qualified(schema, "settings")
+    if await conn.fetchval("SELECT to_regclass($1)", settings) is None or not await conn.fetchval(f"SELECT EXISTS (SELECT FROM {settings})"):
+        raise DatastoreError(f"datastore {datastore!r} has no line key in {schema}.settings yet: seed it first")
     fn = qualified(schema, GUARD_FUNCTION)
-    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(schema)}")
     await conn.execute(
         f"""
 CREATE OR REPLACE FUNCTION {fn}() RETURNS event_trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $canary$
-DECLARE objs json;
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET client_min_messages = error AS $canary$
+DECLARE
+  objs json;
+  d text;
+  ik bytea;
+  ok bytea;
 BEGIN
   IF TG_EVENT = 'sql_drop' THEN
-    SELECT coalesce(json_agg(json_build_object('type', object_type, 'id', object_identity)), '[]'::json) INTO objs
-      FROM pg_event_trigger_dropped_objects()
-     WHERE object_type IN ('policy', 'function', 'extension', 'schema', 'event trigger', 'table');
+    SELECT coalesce(json_agg(o), '[]'::json) INTO objs FROM (
+      SELECT json_build_object('type', object_type, 'id', left(object_identity, 300)) AS o
+        FROM pg_event_trigger_dropped_objects()
+       WHERE object_type IN ('policy', 'function', 'extension', 'schema', 'event trigger', 'table') LIMIT {MAX_OBJECTS}) x;
   ELSE
-    SELECT coalesce(json_agg(json_build_object('type', object_type, 'id', object_identity, 'tag', command_tag)), '[]'::json)
-      INTO objs FROM pg_event_trigger_ddl_commands()
-     WHERE object_type IN ('policy', 'function', 'extension', 'schema', 'table');
+    SELECT coalesce(json_agg(o), '[]'::json) INTO objs FROM (
+      SELECT json_build_object('type', object_type, 'id', left(object_identity, 300), 'tag', command_tag) AS o
+        FROM pg_event_trigger_ddl_commands()
+       WHERE object_type IN ('policy', 'function', 'extension', 'schema', 'table') LIMIT {MAX_OBJECTS}) x;
   END IF;
   IF json_array_length(objs) > 0 THEN
-    RAISE LOG USING MESSAGE = 'ddl audit', ERRCODE = '{TAMPER_SQLSTATE}',
-      DETAIL = json_build_object('v', 1, 'event', TG_EVENT, 'tag', TG_TAG, 'objs', objs,
-                                 'q', left(current_query(), 2000))::text;
+    d := json_build_object('v', 1, 'ds', {literal(datastore)}, 'event', TG_EVENT, 'tag', TG_TAG, 'objs', objs,
+                           'q', left(current_query(), 2000), 'p', pg_backend_pid())::text;
+    BEGIN  -- dynamic, in its own block: dropping the key table (retire, DROP SCHEMA) must not fail the DROP
+      EXECUTE {literal(f"SELECT k.i, k.o FROM {settings} AS k LIMIT 1")} INTO ik, ok;
+    EXCEPTION WHEN OTHERS THEN
+      ik := NULL;
+    END;
+    RAISE LOG USING MESSAGE = 'ddl audit', ERRCODE = '{TAMPER_SQLSTATE}', DETAIL = d,
+      HINT = coalesce(encode(sha256(ok || sha256(ik || convert_to(d, 'UTF8'))), 'hex'), 'unsigned');
   END IF;
 END
 $canary$"""

@@ -31,7 +31,7 @@ async def test_seeder_names_are_not_trusted_but_its_sessions_are(deployed: dict[
     rt, seeder, role = deployed["runtime"], deployed["seeder"], deployed["role"]
     admin = await asyncpg.connect(target_dsn)
     try:
-        await install_event_trigger(admin, "rowsec")
+        await install_event_trigger(admin, "rowsec", "shop")
         apps = await admin.fetch("SELECT DISTINCT application_name FROM pg_stat_activity")
     finally:
         await admin.close()

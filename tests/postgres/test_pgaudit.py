@@ -56,7 +56,7 @@ async def audited(shop15: Shop, pg15_server: PostgresServer, open_test_runtime: 
         try:
             state = await configure_object_audit(conn, ROLE, ["public.customers"])
             await conn.execute(f'ALTER DATABASE "{shop15.db}" SET log_statement = \'ddl\'')
-            await install_event_trigger(conn, "rowsec_audit")
+            await install_event_trigger(conn, cfg.datastores[0].detection_schema, "shop")
         finally:
             await conn.close()
         assert state.problems(ROLE, ["public.customers"]) == []

@@ -14,7 +14,8 @@ from typing import Any
 import asyncpg
 from testkit import incidents_when
 
-from canary.postgres.protocol import READ_SQLSTATE
+from canary.postgres.protocol import READ_SQLSTATE, TAMPER_SQLSTATE
+from canary.postgres.tamper import install_event_trigger
 from canary.runtime import Runtime
 
 
@@ -103,6 +104,35 @@ async def test_raised_imitations_of_other_signals_are_forgeries(deployed: dict[s
     await _raise(reader, errcode="00000", message="AUDIT: SESSION,1,1,DDL,DROP POLICY,,,DROP POLICY rowsec_audit_r ON customers,<not logged>")
     incidents = await incidents_when(rt, 1)
     assert {i["kind"] for i in incidents} <= {"tamper"}
+
+
+async def test_ddl_lines_are_signed_and_imitations_are_forgeries(deployed: dict[str, Any], target_dsn: str) -> None:
+    """The DDL event trigger signs its lines: a reader's RAISE of a CY002 line claiming a dropped policy is
+    a forgery by the reader's session, while real DDL is reported as what it did. Retire still drops
+    the tripwire's key table with the trigger installed (the trigger never blocks DDL)."""
+    rt, reader, role = deployed["runtime"], deployed["reader"], deployed["role"]
+    admin = await asyncpg.connect(target_dsn)
+    try:
+        await install_event_trigger(admin, "rowsec", "shop")
+        fake = json.dumps({"v": 1, "ds": "shop", "event": "sql_drop", "tag": "DROP POLICY",
+                           "objs": [{"type": "policy", "id": "rowsec_r on public.customers"}], "q": "DROP POLICY rowsec_r ON customers"})
+        await _raise(reader, errcode=TAMPER_SQLSTATE, message="ddl audit", detail=fake, hint="0" * 64)
+        forged = await incidents_when(rt, 1)
+        assert [i["kind"] for i in forged] == ["tamper"] and forged[0]["actor"]["user"] == role
+        ev = await rt.pool.fetch("SELECT evidence FROM events WHERE incident_id = $1", forged[0]["id"])
+        assert {e["evidence"]["signal"] for e in ev} == {"forged_log_line"}
+        for ddl in ("CREATE POLICY p_any ON public.orders USING (true)", "DROP POLICY p_any ON public.orders"):
+            await admin.execute(ddl)
+    finally:
+        await admin.close()
+    deadline = time.monotonic() + 10
+    real: list[Any] = []
+    while time.monotonic() < deadline and not real:
+        real = await rt.pool.fetch("SELECT evidence FROM events WHERE evidence->>'signal' = 'event_trigger'")
+        await asyncio.sleep(0.05)
+    assert real and "policy_dropped" in {f for e in real for f in e["evidence"]["findings"]}
+    result = await deployed["seeder"].retire()
+    assert result.removed
 
 
 async def test_a_padded_export_is_detected(deployed: dict[str, Any]) -> None:

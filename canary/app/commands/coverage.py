@@ -62,7 +62,7 @@ async def cmd_audit(args: argparse.Namespace) -> int:
             own = await sessions.open_session(rt.pool, ds.name, conn, "coverage")
             state = await configure_object_audit(conn, rt.config.coverage.pgaudit_role, tables)
             if not args.no_event_trigger:
-                await install_event_trigger(conn, ds.detection_schema)
+                await install_event_trigger(conn, ds.detection_schema, ds.name)
         except asyncpg.PostgresError as exc:
             raise DatastoreError(f"{ds.name}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
         finally:
