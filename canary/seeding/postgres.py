@@ -775,31 +775,46 @@ class PostgresSeeder:
         return exc
 
     async def _insert(self, conn: asyncpg.Connection, w: _TargetWork) -> None:
+        """Write a target's canary rows and their child rows. First as ONE statement (a data-modifying
+        WITH per table), so every row carries the same command id (``cmin``), 0 when nothing was written
+        before in the transaction, as rows an application inserts in one statement do: a reader who
+        knows canary could otherwise skip its rows with the leakproof ``cmin <> 1`` on a child table.
+        A constraint violation falls back to batch by batch, row by row, regenerating values."""
+        sqls = [await self._prepare_batch(conn, batch) for batch in w.batches]
+        live = [(b, sql) for b, sql in zip(w.batches, sqls) if b.rows]
+        if live and sum(len(b.rows) for b, _ in live) <= INSERT_BATCH:
+            parts, args = [], []
+            for n, (b, (sql, cols)) in enumerate(live):
+                shifted = sql
+                for i in reversed(range(len(cols))):
+                    shifted = shifted.replace(f"${i + 1}::text[]", f"${len(args) + i + 1}::text[]")
+                parts.append(f"w{n} AS ({shifted})")
+                args += [[r.values.get(c) for r in b.rows] for c in cols]
+            try:
+                async with conn.transaction():
+                    await conn.execute(f"WITH {', '.join(parts)} SELECT 1", *args)
+                return
+            except _CONSTRAINT_ERRORS:
+                pass
         for level, batch in enumerate(w.batches):
             await self._insert_batch(conn, batch, w.contacts if level == 0 else None)
 
-    async def _insert_batch(self, conn: asyncpg.Connection, batch: Batch, contacts: list[tuple[str | None, str | None]] | None) -> None:
-        """Insert one batch; a row that violates a constraint is regenerated (new values, same placement)
-        up to MAX_ATTEMPTS times, each attempt inside a savepoint. Child rows get their parent's final key."""
+    async def _prepare_batch(self, conn: asyncpg.Connection, batch: Batch) -> tuple[str, list[str]]:
+        """Give a batch's rows their parent's final key and keys from the sequence where they need one;
+        returns the batch's INSERT (parameters $1..$n: one text array per column) and its columns."""
         if not batch.rows:
-            return
+            return "", []
         info = batch.info
         pk = info.primary_key
-
-        def finish(i: int, values: dict[str, str | None]) -> PlannedRow:
-            if batch.parent is not None and batch.fk is not None:
-                values[batch.fk[0]] = batch.parent.rows[batch.parent_index[i]].values.get(batch.fk[1])
-            return PlannedRow(info.target, batch.key_of(values), values, batch.parent is None)
-
         for i, row in enumerate(batch.rows):
-            batch.rows[i] = finish(i, dict(row.values))
+            batch.rows[i] = self._finish(batch, i, dict(row.values))
         if len(pk) == 1 and any(not r.values.get(pk[0]) for r in batch.rows):
             pending = [i for i, r in enumerate(batch.rows) if not r.values.get(pk[0])]
             if not info.pk_sequence:
                 raise SeedError(f"cannot choose keys for {len(pending)} rows of {info.target}: no free keys and no sequence")
             keys = await conn.fetch("SELECT nextval($1::regclass)::text AS k FROM generate_series(1, $2)", info.pk_sequence, len(pending))
             for i, k in zip(pending, keys):
-                batch.rows[i] = finish(i, {**batch.rows[i].values, pk[0]: k["k"]})
+                batch.rows[i] = self._finish(batch, i, {**batch.rows[i].values, pk[0]: k["k"]})
         cols = list(batch.rows[0].values)
         types = {c.name: c.type for c in info.columns}
         sql = (
@@ -807,6 +822,26 @@ class PostgresSeeder:
             f"SELECT {', '.join(f'u.c{i}::{types[c]}' for i, c in enumerate(cols))} "
             f"FROM unnest({', '.join(f'${i + 1}::text[]' for i in range(len(cols)))}) AS u({', '.join(f'c{i}' for i in range(len(cols)))})"
         )
+        return sql, cols
+
+    @staticmethod
+    def _finish(batch: Batch, i: int, values: dict[str, str | None]) -> PlannedRow:
+        """Row ``i`` of ``batch`` with its parent's final key."""
+        if batch.parent is not None and batch.fk is not None:
+            values[batch.fk[0]] = batch.parent.rows[batch.parent_index[i]].values.get(batch.fk[1])
+        return PlannedRow(batch.info.target, batch.key_of(values), values, batch.parent is None)
+
+    async def _insert_batch(self, conn: asyncpg.Connection, batch: Batch, contacts: list[tuple[str | None, str | None]] | None) -> None:
+        """Insert one prepared batch; a row that violates a constraint is regenerated (new values, same
+        placement) up to MAX_ATTEMPTS times, each attempt inside a savepoint."""
+        if not batch.rows:
+            return
+        info = batch.info
+        pk = info.primary_key
+        sql, cols = await self._prepare_batch(conn, batch)  # again: a regenerated parent may have a new key
+
+        def finish(i: int, values: dict[str, str | None]) -> PlannedRow:
+            return self._finish(batch, i, values)
 
         async def insert(rows: Sequence[PlannedRow]) -> None:
             await conn.execute(sql, *[[r.values.get(c) for r in rows] for c in cols])

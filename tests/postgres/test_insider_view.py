@@ -128,3 +128,21 @@ async def test_predicates_from_what_is_visible_do_not_avoid_the_canaries(deploye
     while time.monotonic() < deadline and await rt.pool.fetchval("SELECT count(*) FROM events") < before + 9:
         await asyncio.sleep(0.05)
     assert await rt.pool.fetchval("SELECT count(*) FROM events") >= before + 9
+
+
+async def test_command_ids_do_not_set_canary_rows_apart(deployed: dict[str, Any], target_dsn: str) -> None:
+    """``cmin`` is readable and comparable before the policy (leakproof): canary rows and their child rows
+    are written in one statement, so they carry command id 0, as rows an application inserts in one
+    statement do, and ``cmin = 0`` does not avoid them."""
+    rt, reader = deployed["runtime"], deployed["reader"]
+    keys = [int(c.location["pk"]) for c in await rt.registry.active("shop") if c.kind == "customer"]
+    owner = await asyncpg.connect(target_dsn)
+    try:
+        await owner.execute("SET row_security = off")
+        assert {r[0] for r in await owner.fetch("SELECT DISTINCT cmin::text FROM customers WHERE id = ANY($1::bigint[])", keys)} == {"0"}
+        assert {r[0] for r in await owner.fetch("SELECT DISTINCT cmin::text FROM orders WHERE customer_id = ANY($1::bigint[])", keys)} == {"0"}
+    finally:
+        await owner.close()
+    await reader.fetch("SELECT * FROM orders WHERE cmin = '0'")
+    incidents = await incidents_when(rt, 1)
+    assert incidents and incidents[0]["kind"] == "read"
