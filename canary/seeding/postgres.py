@@ -783,7 +783,8 @@ class PostgresSeeder:
         sqls = [await self._prepare_batch(conn, batch) for batch in w.batches]
         live = [(b, sql) for b, sql in zip(w.batches, sqls) if b.rows]
         if live and sum(len(b.rows) for b, _ in live) <= INSERT_BATCH:
-            parts, args = [], []
+            parts: list[str] = []
+            args: list[list[str | None]] = []
             for n, (b, (sql, cols)) in enumerate(live):
                 shifted = sql
                 for i in reversed(range(len(cols))):
