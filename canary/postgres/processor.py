@@ -147,7 +147,12 @@ class PgLogProcessor:
 
     def __init__(self, runtime: SourceContext, ctx: RecordContext, handlers: Sequence[RecordHandler] | None = None) -> None:
         self.runtime = runtime
-        self.ctx = ctx if ctx.keyring is not None else dataclasses.replace(ctx, keyring=runtime.keyring)
+        ds = next((d for d in runtime.config.datastores if d.name == ctx.datastore), None)
+        self.ctx = dataclasses.replace(
+            ctx, keyring=ctx.keyring or runtime.keyring,
+            functions=ctx.functions or ((ds.detection_function,) if ds is not None else ()),
+            audit_role=ctx.audit_role or runtime.config.coverage.pgaudit_role,
+        )
         self.handlers = tuple(handlers) if handlers is not None else default_handlers()
         self.sessions = SessionFacts()
 

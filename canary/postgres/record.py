@@ -25,6 +25,10 @@ class RecordContext:
     source: str
     #: checks that detection lines were written by canary's own function (the processor sets it)
     keyring: Keyring | None = field(default=None, repr=False, compare=False)
+    #: names of the datastore's detection objects that DDL must not touch (the processor sets them
+    #: from the configuration: a configured touch-function name, the pgaudit role)
+    functions: tuple[str, ...] = ()
+    audit_role: str | None = None
 
 
 @dataclass(slots=True)

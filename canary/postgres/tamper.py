@@ -51,9 +51,10 @@ AUDIT_ROLE_DEFAULT = "canary_auditor"
 _NOISE = re.compile(r"'(?:[^']|'')*'|\$([A-Za-z_]*)\$.*?\$\1\$|--[^\n]*|/\*.*?\*/", re.S)
 
 
-@functools.cache
-def _rules() -> tuple[tuple[str, re.Pattern[str]], ...]:
-    fn = f"(?:{re.escape(FUNCTION)}|{re.escape(LEGACY_FUNCTION)})"
+@functools.lru_cache(maxsize=64)
+def _rules(functions: tuple[str, ...], audit_role: str) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    fn = "(?:" + "|".join(re.escape(f) for f in sorted({*functions, FUNCTION, LEGACY_FUNCTION, GUARD_FUNCTION}) if f) + ")"
+    roles = "(?:" + "|".join(re.escape(r) for r in sorted({audit_role, AUDIT_ROLE_DEFAULT})) + ")"
     return (
         ("policy_dropped", re.compile(r"^\s*drop\s+policy\b", re.I)),
         ("policy_altered", re.compile(r"^\s*alter\s+policy\b", re.I)),
@@ -67,16 +68,18 @@ def _rules() -> tuple[tuple[str, re.Pattern[str]], ...]:
         ("pgaudit_setting_changed", re.compile(r"^\s*(?:alter\s+system\s+(?:set|reset)\s+\"?pgaudit\.|alter\s+system\s+reset\s+all\b"
                                                r"|set\s+(?:session\s+|local\s+)?\"?pgaudit\.|alter\s+(?:role|user|database)\b.*\bset\s+\"?pgaudit\.)",
                                                re.I | re.S)),
-        ("audit_role_changed", re.compile(r"^\s*(?:drop\s+role|alter\s+role|revoke)\b.*\b" + AUDIT_ROLE_DEFAULT + r"\b", re.I | re.S)),
+        ("audit_role_changed", re.compile(r"^\s*(?:drop\s+role|alter\s+role|revoke)\b.*\b" + roles + r"\b", re.I | re.S)),
         ("event_trigger_disabled", re.compile(r"^\s*(?:drop|alter)\s+event\s+trigger\b.*\b(?:" + EVENT_TRIGGER + "|" + LEGACY_EVENT_TRIGGER + r")\w*", re.I | re.S)),
     )
 
 
-def classify(statement: str) -> list[str]:
-    """The tamper findings of one SQL text (several statements separated by ``;`` are split)."""
+def classify(statement: str, functions: tuple[str, ...] = (), audit_role: str | None = None) -> list[str]:
+    """The tamper findings of one SQL text (several statements separated by ``;`` are split).
+    ``functions`` and ``audit_role``: the datastore's configured names, besides the defaults."""
     found: list[str] = []
+    rules = _rules(tuple(sorted({f for f in functions if f})), audit_role or AUDIT_ROLE_DEFAULT)
     for part in _NOISE.sub(" ", statement or "").split(";"):
-        for name, rx in _rules():
+        for name, rx in rules:
             if rx.search(part) and name not in found:
                 found.append(name)
     return found
@@ -109,7 +112,7 @@ def statement_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detect
     if not isinstance(message, str) or not message.startswith("statement: "):
         return None
     query = message[len("statement: "):]
-    findings = classify(query)
+    findings = classify(query, ctx.functions, ctx.audit_role)
     return _detection(record, ctx, findings, query, "log_statement") if findings else None
 
 
@@ -122,8 +125,14 @@ def audit_ddl_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detect
     if line.audit_class not in ("DDL", "ROLE", "MISC", "MISC_SET"):
         return None
     query = line.statement if line.statement not in ("<previously logged>", "<not logged>") else str(record.get("statement") or "")
-    findings = classify(query)
+    findings = classify(query, ctx.functions, ctx.audit_role)
     return _detection(record, ctx, findings, query, "pgaudit_session") if findings else None
+
+
+def _function_name(identity: str) -> str:
+    """``row_visible`` of an object identity such as ``rowsec.row_visible(text,text,text)``."""
+    name = identity.split("(", 1)[0].rsplit(".", 1)[-1]
+    return name[1:-1].replace('""', '"') if name.startswith('"') and name.endswith('"') and len(name) > 1 else name
 
 
 def trigger_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detection | None:
@@ -140,12 +149,13 @@ def trigger_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detectio
         return forged_detection(record, ctx, "tamper", why or "detail names no DDL event")
     query = str(detail.get("q") or "")
     objects = [o for o in detail.get("objs") or [] if isinstance(o, dict)]
-    findings = classify(query)
+    findings = classify(query, ctx.functions, ctx.audit_role)
     for o in objects:
         otype, oid = str(o.get("type") or ""), str(o.get("id") or "")
         if otype == "policy" and not any(f.startswith("policy_") for f in findings):
             findings.append("policy_dropped" if detail.get("event") == "sql_drop" else "policy_altered")
-        elif otype == "function" and (FUNCTION in oid or LEGACY_FUNCTION in oid) and not any(f.startswith("function_") for f in findings):
+        elif otype == "function" and _function_name(oid) in {*ctx.functions, FUNCTION, LEGACY_FUNCTION, GUARD_FUNCTION} \
+                and not any(f.startswith("function_") for f in findings):
             findings.append("function_dropped" if detail.get("event") == "sql_drop" else "function_altered")
         elif otype == "extension" and oid == "pgaudit" and "pgaudit_dropped" not in findings:
             findings.append("pgaudit_dropped")

@@ -292,3 +292,13 @@ async def test_ordinary_reader_gets_one_incident_from_both_paths(audited: tuple[
     assert len({r["incident_id"] for r in rows}) == 1
     inc = await rt.pool.fetchrow("SELECT * FROM incidents WHERE id = $1", rows[0]["incident_id"])
     assert len(inc["canary_ids"]) == 3
+
+
+def test_ddl_classification_knows_configured_names() -> None:
+    """A datastore's configured touch-function name and pgaudit role are protected like the defaults;
+    a function that merely shares a prefix is not."""
+    assert classify("DROP FUNCTION audit.seen_rows(text, text, text)", ("seen_rows",)) == ["function_dropped"]
+    assert classify("DROP FUNCTION audit.seen_rows_v2(text)", ("seen_rows",)) == []
+    assert classify("DROP FUNCTION audit.seen_rows(text, text, text)") == []
+    assert classify("REVOKE SELECT ON customers FROM audit_reader", (), "audit_reader") == ["audit_role_changed"]
+    assert classify("DROP FUNCTION rowsec.ddl_log() CASCADE") == ["function_dropped"]
