@@ -67,6 +67,12 @@ def open_form(keys: list[str]) -> str:
             f"OR CASE WHEN id = ANY({literal(arr)}::bigint[]) THEN {TOUCH} ELSE true END)")
 
 
+def comparison_only(keys: list[str]) -> str:
+    """One built-in comparison and nothing else: the floor of any RESTRICTIVE policy at all (it cannot
+    log, so it detects nothing). Anything that can detect costs more than this."""
+    return "CREATE POLICY rowsec_r ON guarded AS RESTRICTIVE FOR SELECT TO PUBLIC USING (id <> 0)"
+
+
 def function_only(keys: list[str]) -> str:
     """One comparison and the touch function: the floor of any policy that can call the function."""
     return f"CREATE POLICY rowsec_r ON guarded AS RESTRICTIVE FOR SELECT TO PUBLIC USING (id <> 0 OR {TOUCH})"
@@ -84,6 +90,7 @@ class Variant:
 
 VARIANTS = (
     Variant("floor: RLS on, only the permissive policy", 0, None),
+    Variant("floor: id <> 0 (a policy that cannot detect)", 0, comparison_only),
     Variant("floor: id <> 0 OR touch() (no membership)", 0, function_only),
     Variant("100, tripwire (keys hidden)", 100, TRIPWIRE),
     Variant("100, open form of canary 0.x (keys visible)", 100, open_form),

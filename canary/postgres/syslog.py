@@ -44,6 +44,8 @@ MAX_MESSAGE = 64 * 1024
 #: Longest field (statement, context ...) kept of a reassembled entry; the rest is counted, not kept.
 MAX_FIELD = 64 * 1024
 QUEUE_SIZE = 10_000
+#: Fields that canary's functions write as one line of JSON (detail) or hex (hint).
+_ONE_LINE = frozenset({"detail", "hint"})
 ASSEMBLE_WAIT = 0.5  # seconds a multi-chunk PostgreSQL entry may wait for its next chunk
 _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
 _RFC5424 = re.compile(
@@ -192,12 +194,16 @@ class Assembler:
             entry.last_field = name or "ignored"
             if name:
                 entry.record[name] = sev.group("text")[:MAX_FIELD]
-        elif entry.last_field != "ignored":  # a continuation line of a multi-line field
+        elif entry.last_field != "ignored":  # a continuation: a new line of the field, or a piece of a long line
             value = entry.record.get(entry.last_field, "")
-            if len(value) < MAX_FIELD:
-                entry.record[entry.last_field] = (value + "\n" + text.lstrip("\t"))[:MAX_FIELD]
-            else:
+            if len(value) >= MAX_FIELD:
                 entry.record["_truncated"] = True
+            elif entry.last_field in _ONE_LINE and value.startswith("{"):
+                # a JSON detail never holds a raw newline: this is the next piece of a line PostgreSQL cut
+                # at PG_SYSLOG_LIMIT bytes (at a space, which starts the piece): join it as it was
+                entry.record[entry.last_field] = (value + text)[:MAX_FIELD]
+            else:
+                entry.record[entry.last_field] = (value + "\n" + text.lstrip("\t"))[:MAX_FIELD]
         return out
 
     def expire(self, now: float, wait: float = ASSEMBLE_WAIT) -> list[tuple[str, Mapping[str, Any]]]:

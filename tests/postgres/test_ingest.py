@@ -302,3 +302,53 @@ async def test_listener_builds_coverage_components_from_config(store: ControlSto
         await plain.http.close()
     finally:
         await close_runtime(rt, grace=1)
+
+
+def _pg_syslog_chunks(seq: int, entry: str, limit: int = 900) -> list[str]:
+    """PostgreSQL's write_syslog() with syslog_split_messages (elog.c): one chunk per line of the entry,
+    a line longer than PG_SYSLOG_LIMIT cut at its last whitespace before the limit (the whitespace
+    starts the next chunk), numbered [SEQ-CHUNK]."""
+    out: list[str] = []
+    line = entry
+    while line:
+        if line[0] == "\n":
+            line = line[1:]
+            continue
+        nl = line.find("\n")
+        buflen = min(nl if nl >= 0 else len(line), limit)
+        buf = line[:buflen]
+        if buflen < len(line) and not line[buflen].isspace():
+            i = buflen - 1
+            while i > 0 and not buf[i].isspace():
+                i -= 1
+            if i > 0:
+                buflen = i
+        out.append(f"[{seq}-{len(out) + 1}] {line[:buflen]}")
+        line = line[buflen:]
+    return out
+
+
+def test_a_long_detection_line_over_postgres_syslog_keeps_its_mac(keyring: Any) -> None:
+    """A read whose detail is longer than PostgreSQL's syslog limit (a long query inside it) arrives in
+    pieces cut at spaces; reassembled, the detail is the one the function signed, so the read is a
+    read and not a forgery. A multi-line statement still keeps its newlines."""
+    from canary.postgres.read import read_detection
+    from canary.postgres.record import RecordContext
+
+    query = "select * from customers where " + " or ".join(f"id = {i}" for i in range(300))
+    detail = json.dumps({"v": 1, "ds": "shop", "t": "public.customers", "k": "7", "u": "mallory", "q": query[:2000],
+                         "ts": "2026-11-23T15:24:13+00:00", "p": 4242}, separators=(", ", " : "))
+    rec = signed({"detail": detail})
+    prefix = "user=mallory,db=shop,app=psql,client=10.1.2.3,sqlstate=CY001 "
+    entry = f"{prefix}LOG:  row visibility\nDETAIL:  {detail}\nHINT:  {rec['hint']}\nSTATEMENT:  {query[:1500]}\n\tlimit 5"
+    chunks = _pg_syslog_chunks(9, entry)
+    assert len(chunks) > 6
+    a = Assembler()
+    now = dt.datetime(2026, 11, 23, 15, 24, 13, tzinfo=dt.timezone.utc)
+    for i, text in enumerate(chunks):
+        assert a.feed(parse_syslog(_rfc3164("db2", text), now=now), float(i)) == []
+    [(_, record)] = a.flush()
+    assert record["detail"] == detail and record["hint"] == rec["hint"]
+    assert record["statement"].endswith("\nlimit 5")
+    found = read_detection(record, RecordContext("shop", "db2", "syslog", keyring=keyring))
+    assert found is not None and found.kind.value == "read" and found.actor["user"] == "mallory"
