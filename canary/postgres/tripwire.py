@@ -33,6 +33,12 @@ a factor of two), and the mechanism (Kerckhoffs: the source is public).
 
 ``<> 1`` rather than ``= 0`` keeps the planner's selectivity estimate of the policy near 1, so plans
 and row estimates stay as without canary.
+
+A table with its own row-level security keeps its policies as they are (canary adds only its
+RESTRICTIVE policy, which is true for every row, so what a role sees does not change). Because
+PostgreSQL runs restrictive policies before permissive ones, a guard copied from the table's own
+policies (:func:`visibility_guard`) sits between the filter and the function, so the function runs
+only for rows those policies may return: a tenant's scan does not log another tenant's canaries.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -88,6 +94,38 @@ def hash_sql(column: str, base_type: str, seed: str) -> str:
     if base_type == "uuid":
         return f"pg_catalog.uuid_hash_extended({column}, {seed})"
     return f"pg_catalog.hashtextextended(({column})::text, {seed})"
+
+
+#: A table's own policy as :func:`visibility_guard` reads it: (name, permissive, command, USING text, roles).
+PolicyRow = tuple[str, bool, str, "str | None", tuple[str, ...]]
+_GUARD_SIG = re.compile(r"'g:([0-9a-f]{16})'")
+
+
+def visibility_guard(policies: Sequence[PolicyRow], own: Collection[str]) -> tuple[str, str] | None:
+    """(SQL, signature) of a condition that holds for every row the table's OWN policies (not canary's,
+    named in ``own``) may let a reader SELECT, or None when there is nothing to copy.
+
+    PostgreSQL evaluates RESTRICTIVE policies before the permissive ones (a lower security level),
+    unless a permissive qual is leakproof and cheap; so on a table with its own non-leakproof policies
+    (a tenant membership subquery) canary's function would otherwise run, and log a read, for rows the
+    reader is never given. The guard puts the table's permissive SELECT quals (OR-ed, whatever their
+    roles) and its PUBLIC restrictive quals in front of the function: always a superset of the rows
+    returned (a role-limited restrictive qual is left out, every permissive one kept), so it can
+    only spare the function rows no one sees. The signature names the policies it was built from:
+    ``verify`` reports a guard whose table policies changed since."""
+    others = sorted((p for p in policies if p[0] not in own and p[2] in ("r", "*")), key=lambda p: p[0])
+    permissive = [p for p in others if p[1]]
+    if not permissive or any(not p[3] for p in permissive):
+        return None
+    sql = "(" + " OR ".join(f"({p[3]})" for p in permissive) + ")"
+    sql += "".join(f" AND ({p[3]})" for p in others if not p[1] and p[3] and "public" in p[4])
+    return sql, hashlib.sha256(json.dumps(others, default=list).encode()).hexdigest()[:16]
+
+
+def guard_signature(qual: str) -> str | None:
+    """The signature of the guard inside a tripwire policy's USING text (None: no guard)."""
+    m = _GUARD_SIG.search(qual)
+    return m.group(1) if m else None
 
 
 def tripwire_for(ds: DatastoreConfig) -> Tripwire:
@@ -230,9 +268,11 @@ $b$""")
         return [f"DROP FUNCTION IF EXISTS {self.function_signature}", f"DROP VIEW IF EXISTS {s(VIEW)}",
                 f"DROP TABLE IF EXISTS {s(MEMBERS)}, {s(STATE)}, {s(SETTINGS)}"]
 
-    def policy_sql(self, table: str, target: str, key_columns: str | Sequence[str], base_type: str, bits: int) -> str:
+    def policy_sql(self, table: str, target: str, key_columns: str | Sequence[str], base_type: str, bits: int,
+                   guard: tuple[str, str] | None = None) -> str:
         """The RESTRICTIVE policy on ``table`` (already quoted, schema-qualified). A composite key is
-        the JSON array of its columns as text (:func:`key_text`)."""
+        the JSON array of its columns as text (:func:`key_text`). ``guard`` (:func:`visibility_guard`)
+        is checked after the filter, before the function: rows the table's own policies hide are spared."""
         t = literal(target)
         view = self.qualified(VIEW)
         seed = f"(SELECT v.seed FROM {view} AS v WHERE v.t = {t})"
@@ -244,9 +284,10 @@ $b$""")
         else:
             key, kind = f"(json_build_array({', '.join(f'({ident(c)})::text' for c in cols)}))::text", "text"
             h = hash_sql(key, kind, seed)
+        spare = f"OR NOT (coalesce({guard[0]}, false) AND 'g:{guard[1]}'::text <> '') " if guard else ""
         using = (f"get_bit({bm}, {h} & {bits - 1}) <> 1 "
                  f"OR get_bit({bm}, ({h} >> {SHIFT}) & {bits - 1}) <> 1 "
-                 f"OR {self.qualified(self.function)}({t}, {key}, current_user::text)")
+                 f"{spare}OR {self.qualified(self.function)}({t}, {key}, current_user::text)")
         return f"CREATE POLICY {ident(self.policy)} ON {table} AS RESTRICTIVE FOR SELECT TO PUBLIC USING ({using})"
 
     # -- verify --------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import asyncpg
 
@@ -57,6 +58,16 @@ class Reference:
     ref_columns: tuple[str, ...]
 
 
+class Policy(NamedTuple):
+    """A row-level security policy of the table as the catalog holds it."""
+
+    name: str
+    permissive: bool
+    cmd: str  # r (SELECT), a, w, d, * (ALL)
+    qual: str | None  # its USING expression, as pg_get_expr renders it
+    roles: tuple[str, ...]  # 'public' or role names
+
+
 @dataclass(frozen=True, slots=True)
 class TableInfo:
     schema: str
@@ -68,7 +79,7 @@ class TableInfo:
     rls_forced: bool
     columns: tuple[Column, ...]
     constraints: tuple[Constraint, ...]
-    policies: tuple[tuple[str, bool, str], ...]  # (name, permissive, command)
+    policies: tuple[Policy, ...]
     views: tuple[tuple[str, str, bool], ...]  # (view, relkind, security_invoker)
     children: tuple[Reference, ...] = ()
     triggers: tuple[str, ...] = ()
@@ -184,7 +195,9 @@ async def introspect(conn: asyncpg.Connection, target: str, *, datastore: str = 
         if not r["partial"] and all(k > 0 for k in r["keys"]):
             constraints.append(Constraint(r["relname"], "i", tuple(names_by_num[k] for k in r["keys"]), "unique index"))
     policies = await conn.fetch(
-        "SELECT polname, polpermissive, polcmd::text AS cmd FROM pg_catalog.pg_policy WHERE polrelid = $1 ORDER BY polname", oid
+        "SELECT polname, polpermissive, polcmd::text AS cmd, pg_catalog.pg_get_expr(polqual, polrelid) AS qual,"
+        " ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE r::regrole::text END FROM unnest(polroles) AS r ORDER BY 1) AS roles"
+        " FROM pg_catalog.pg_policy WHERE polrelid = $1 ORDER BY polname", oid
     )
     views = await conn.fetch(
         """
@@ -231,7 +244,7 @@ async def introspect(conn: asyncpg.Connection, target: str, *, datastore: str = 
         schema=schema, name=name, oid=oid, kind=rel["relkind"], owner=rel["owner"],
         rls_enabled=rel["relrowsecurity"], rls_forced=rel["relforcerowsecurity"],
         columns=columns, constraints=tuple(constraints),
-        policies=tuple((r["polname"], r["polpermissive"], r["cmd"]) for r in policies),
+        policies=tuple(Policy(r["polname"], r["polpermissive"], r["cmd"], r["qual"], tuple(r["roles"])) for r in policies),
         views=tuple((r["view"], r["kind"], r["invoker"]) for r in views),
         children=tuple(Reference(r["child"], r["conname"], tuple(r["cols"]), tuple(r["refcols"])) for r in children),
         triggers=tuple(r["tgname"] for r in triggers),

@@ -41,7 +41,15 @@ from canary.crypto import Keyring
 from canary.errors import DatastoreError, SeedError
 from canary.postgres.protocol import LEGACY_FUNCTION
 from canary.postgres.sql import ident, parse_target, qualified
-from canary.postgres.tripwire import MEMBERS, SETTINGS, bits_for, key_text, tripwire_for
+from canary.postgres.tripwire import (
+    MEMBERS,
+    SETTINGS,
+    bits_for,
+    guard_signature,
+    key_text,
+    tripwire_for,
+    visibility_guard,
+)
 from canary.seeder import ApplyResult, Finding, Plan, PlannedRow, RetireResult, TargetPlan, VerifyReport
 from canary.seeding.catalog import TableInfo, introspect, unsupported_reason
 from canary.seeding.children import Batch, plan_children
@@ -341,7 +349,8 @@ class PostgresSeeder:
         if len(all_pks) > MANY_CANARIES:
             warnings.append(f"{info.target}: {len(all_pks)} canaries in one table; every statement on it rebuilds the "
                             f"membership test (bench/read_overhead.py: 10,000 keys make key lookups several times slower)")
-        outdated = not self._policy_present(info) or upgrading or bool(await self.tripwire.problems(conn, self.registry.keyring))
+        outdated = (not self._policy_present(info) or upgrading or self._guard_stale(info)
+                    or bool(await self.tripwire.problems(conn, self.registry.keyring)))
         statements = self._detection_statements(info, pk_col.base_type, all_pks, legacy) if (to_add or outdated) and all_pks else []
         if creds and cred is not None:
             roles = [sql for sql in (create_role_sql(cred[0], c) for c in creds) if sql]
@@ -610,6 +619,22 @@ class PostgresSeeder:
             out |= {value.lower() for _, value in held}
         return out
 
+    def _guard(self, info: TableInfo, legacy: Sequence[str | None] = ()) -> tuple[str, str] | None:
+        """The guard that spares rows the table's own policies hide (:func:`visibility_guard`);
+        ``legacy``: canary 0.x's names of its own policies on this table."""
+        tw = self.tripwire
+        ours = {tw.policy, tw.permissive, *filter(None, legacy)} | {  # canary's, under any (older) name: they call its function
+            p.name for p in info.policies if p.qual and (f"{tw.function}(" in p.qual or f"{LEGACY_FUNCTION}(" in p.qual)}
+        return visibility_guard(info.policies, ours)
+
+    def _guard_stale(self, info: TableInfo) -> bool:
+        """Whether the tripwire's guard no longer matches the table's own policies."""
+        ours = next((p for p in info.policies if p.name == self.tripwire.policy), None)
+        if ours is None:
+            return False
+        expected = self._guard(info)
+        return guard_signature(ours.qual or "") != (expected[1] if expected else None)
+
     def _detection_statements(self, info: TableInfo, base_type: str, pks: Sequence[str],
                               legacy: tuple[str | None, str | None] = (None, None)) -> list[str]:
         """The DDL that puts the tripwire on ``info`` for ``pks`` (whose membership and filter
@@ -627,7 +652,7 @@ class PostgresSeeder:
             else:
                 out.append(f"ALTER POLICY {ident(old_permissive)} ON {tbl} RENAME TO {ident(tw.permissive)}")
                 present.add(tw.permissive)
-        out.append(tw.policy_sql(tbl, info.target, info.primary_key, base_type, bits_for(len(pks))))
+        out.append(tw.policy_sql(tbl, info.target, info.primary_key, base_type, bits_for(len(pks)), self._guard(info, legacy)))
         ours = tw.permissive in present
         if not info.rls_enabled or ours:
             if not ours:
@@ -1105,6 +1130,8 @@ class PostgresSeeder:
                 out.append(Finding("-", info.target, problem))
         if not info.rls_enabled:
             out.append(Finding("-", info.target, "row_level_security_disabled"))
+        if self._guard_stale(info):  # the table's own policies changed: canary seed re-arms
+            out.append(Finding("-", info.target, "detection_guard_stale"))
         return out
 
     # -- retire ---------------------------------------------------------------------------------
@@ -1173,7 +1200,8 @@ class PostgresSeeder:
                             await conn.execute(stmt)
                         if restrictive != tw.policy:
                             await conn.execute(f"DROP POLICY IF EXISTS {ident(tw.policy)} ON {tbl}")
-                        await conn.execute(tw.policy_sql(tbl, target, pk_col.name, pk_col.base_type, bits_for(len(keep))))
+                        guard = self._guard(await introspect(conn, target, datastore=self.ds.name))
+                        await conn.execute(tw.policy_sql(tbl, target, pk_col.name, pk_col.base_type, bits_for(len(keep)), guard))
                         await tw.install_line_key(conn, self.registry.keyring)
                         await tw.set_members(conn, target, pk_col.type, pk_col.base_type, keep)
                         if forced_off:

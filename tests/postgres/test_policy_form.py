@@ -10,7 +10,7 @@ import pytest
 from seeder_helpers import JsonLog
 
 from canary.crypto import Keyring, generate_key
-from canary.postgres.tripwire import MAX_BITS, MIN_BITS, Tripwire, bits_for
+from canary.postgres.tripwire import MAX_BITS, MIN_BITS, Tripwire, bits_for, visibility_guard
 from canary.seeding.catalog import introspect
 from canary.store.embedded import PostgresServer
 
@@ -102,4 +102,60 @@ async def test_verify_sees_a_cleared_filter_a_lost_member_and_a_changed_policy(t
         await conn.execute("GRANT USAGE ON SCHEMA rowsec TO PUBLIC")
         assert "detection_schema_public" in await TW.problems(conn, keyring)
     finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("style", ["setting", "membership"])
+async def test_a_multi_tenant_table_keeps_its_semantics(pg_server: PostgresServer, target_dsn: str, style: str) -> None:
+    """A table with its own row-level security (tenant isolation by a setting, or by a membership
+    subquery, plus an insert check): after the tripwire is added as the seeder adds it (a RESTRICTIVE
+    policy only; the table's own policies untouched), every tenant sees exactly the rows it saw
+    before, inserts are checked as before, and a canary logs a read only when it is returned: another
+    tenant's scan of the table does not touch it."""
+    db = urlparse(target_dsn).path.lstrip("/")
+    reader = f"tenant_{db}"[:63]
+    conn = await asyncpg.connect(target_dsn)
+    try:
+        await conn.execute("CREATE TABLE t (id bigint PRIMARY KEY, tenant text NOT NULL, v text NOT NULL)")
+        await conn.execute("INSERT INTO t SELECT g, (ARRAY['a', 'b', 'c'])[1 + g % 3], 'x' FROM generate_series(1, 3000) g")
+        await conn.execute("CREATE TABLE memberships (member text NOT NULL, tenant text NOT NULL)")
+        await conn.execute(f"CREATE ROLE \"{reader}\"; GRANT SELECT, INSERT ON t TO \"{reader}\"; GRANT SELECT ON memberships TO \"{reader}\"")
+        await conn.execute(f"INSERT INTO memberships VALUES ('{reader}', 'a')")
+        visible = ("tenant = current_setting('app.tenant', true)" if style == "setting" else
+                   "tenant IN (SELECT m.tenant FROM memberships m WHERE m.member = current_user)")
+        await conn.execute(f"CREATE POLICY tenant_read ON t AS PERMISSIVE FOR SELECT TO PUBLIC USING ({visible})")
+        await conn.execute(f"CREATE POLICY tenant_write ON t AS PERMISSIVE FOR INSERT TO PUBLIC WITH CHECK ({visible})")
+        await conn.execute("ALTER TABLE t ENABLE ROW LEVEL SECURITY")
+
+        async def as_tenant() -> tuple[list[int], str]:
+            await conn.execute(f"SET ROLE \"{reader}\"; SET app.tenant = 'a'")
+            try:
+                ids = [r[0] for r in await conn.fetch("SELECT id FROM t WHERE v LIKE 'x%' ORDER BY id")]
+                try:
+                    async with conn.transaction():
+                        await conn.execute("INSERT INTO t VALUES (9999, 'b', 'x')")
+                    inserted = "allowed"
+                except asyncpg.InsufficientPrivilegeError:
+                    inserted = "refused"
+                return ids, inserted
+            finally:
+                await conn.execute("RESET ROLE; RESET app.tenant")
+
+        before = await as_tenant()
+        assert before[1] == "refused" and len(before[0]) == 1000
+        canaries = ["3", "4", "5", "6"]  # tenant a: 3 and 6; b: 4; c: 5
+        for stmt in TW.setup_sql():
+            await conn.execute(stmt)
+        await TW.install_line_key(conn, Keyring(generate_key()))
+        bits = await TW.set_members(conn, "public.t", "bigint", "int8", canaries)
+        guard = visibility_guard((await introspect(conn, "public.t")).policies, (TW.policy, TW.permissive))
+        assert guard is not None
+        await conn.execute(TW.policy_sql("public.t", "public.t", "id", "int8", bits, guard))
+        tail = JsonLog(pg_server)
+        tail.mark()
+        assert await as_tenant() == before
+        hits = await tail.wait_hits(db, minimum=2)
+        assert sorted(h["k"] for h in hits) == ["3", "6"]
+    finally:
+        await conn.execute(f'RESET ROLE; DROP TABLE IF EXISTS t, memberships; DROP OWNED BY "{reader}"; DROP ROLE IF EXISTS "{reader}"')
         await conn.close()
