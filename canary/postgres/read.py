@@ -64,10 +64,7 @@ def read_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detection |
     """A ``CY001`` line from the touch function: a canary row was returned to a reader."""
     if record.get("state_code") != READ_SQLSTATE:
         return None
-    try:
-        detail, why = _authentic_detail(record, ctx)
-    except (ValueError, TypeError, RecursionError) as exc:
-        detail, why = None, f"malformed detail ({type(exc).__name__})"
+    detail, why = _authentic_detail(record, ctx)
     if detail is None:
         return forged_detection(record, ctx, "read", why, severity=Severity.CRITICAL)
     target, pk = detail["t"], detail["k"]
@@ -110,8 +107,8 @@ def read_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detection |
 
 def authentic_detail(record: Mapping[str, Any], ctx: RecordContext) -> tuple[dict[str, Any] | None, str]:
     """The JSON detail of a line written by one of canary's functions (touch function, DDL event
-    trigger), if its HINT is the detail's MAC under the datastore's line key; else (None, why not).
-    Raises ValueError / RecursionError on a detail that is not JSON."""
+    trigger), if its HINT is the detail's MAC under the datastore's line key; else (None, why not),
+    a detail that is not JSON included."""
     raw, mac = record.get("detail"), record.get("hint")
     if not isinstance(raw, str):
         return None, "no detail"
@@ -119,7 +116,10 @@ def authentic_detail(record: Mapping[str, Any], ctx: RecordContext) -> tuple[dic
         return None, "detail longer than the function writes"
     if not isinstance(mac, str):
         return None, "no MAC"
-    detail = json.loads(raw)
+    try:
+        detail = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        return None, f"malformed detail ({type(exc).__name__})"
     if not isinstance(detail, dict) or detail.get("v") != 1:
         return None, "detail is not a version-1 object"
     datastore = detail.get("ds")

@@ -129,6 +129,17 @@ class _TargetWork:
         return [r for b in self.batches for r in b.rows]
 
 
+
+def _insert_sql(info: TableInfo, cols: Sequence[str], first: int = 1) -> str:
+    """INSERT of ``cols`` into ``info``'s table from one text array per column, parameters ``$first``..."""
+    types = {c.name: c.type for c in info.columns}
+    return (
+        f"INSERT INTO {qualified(info.schema, info.name)} ({', '.join(ident(c) for c in cols)}) OVERRIDING SYSTEM VALUE "
+        f"SELECT {', '.join(f'u.c{i}::{types[c]}' for i, c in enumerate(cols))} "
+        f"FROM unnest({', '.join(f'${first + i}::text[]' for i in range(len(cols)))}) AS u({', '.join(f'c{i}' for i in range(len(cols)))})"
+    )
+
+
 class PostgresSeeder:
     """Seeds one PostgreSQL datastore (all of its configured tables) in one transaction."""
 
@@ -805,16 +816,15 @@ class PostgresSeeder:
         before in the transaction, as rows an application inserts in one statement do: a reader who
         knows canary could otherwise skip its rows with the leakproof ``cmin <> 1`` on a child table.
         A constraint violation falls back to batch by batch, row by row, regenerating values."""
-        sqls = [await self._prepare_batch(conn, batch) for batch in w.batches]
-        live = [(b, sql) for b, sql in zip(w.batches, sqls) if b.rows]
-        if live and sum(len(b.rows) for b, _ in live) <= INSERT_BATCH:
+        for batch in w.batches:
+            await self._prepare_batch(conn, batch)
+        live = [b for b in w.batches if b.rows]
+        if live and sum(len(b.rows) for b in live) <= INSERT_BATCH:
             parts: list[str] = []
             args: list[list[str | None]] = []
-            for n, (b, (sql, cols)) in enumerate(live):
-                shifted = sql
-                for i in reversed(range(len(cols))):
-                    shifted = shifted.replace(f"${i + 1}::text[]", f"${len(args) + i + 1}::text[]")
-                parts.append(f"w{n} AS ({shifted})")
+            for n, b in enumerate(live):
+                cols = list(b.rows[0].values)
+                parts.append(f"w{n} AS ({_insert_sql(b.info, cols, len(args) + 1)})")
                 args += [[r.values.get(c) for r in b.rows] for c in cols]
             try:
                 async with conn.transaction():
@@ -825,11 +835,10 @@ class PostgresSeeder:
         for level, batch in enumerate(w.batches):
             await self._insert_batch(conn, batch, w.contacts if level == 0 else None)
 
-    async def _prepare_batch(self, conn: asyncpg.Connection, batch: Batch) -> tuple[str, list[str]]:
-        """Give a batch's rows their parent's final key and keys from the sequence where they need one;
-        returns the batch's INSERT (parameters $1..$n: one text array per column) and its columns."""
+    async def _prepare_batch(self, conn: asyncpg.Connection, batch: Batch) -> None:
+        """Give a batch's rows their parent's final key, and keys from the sequence where they need one."""
         if not batch.rows:
-            return "", []
+            return
         info = batch.info
         pk = info.primary_key
         for i, row in enumerate(batch.rows):
@@ -841,14 +850,6 @@ class PostgresSeeder:
             keys = await conn.fetch("SELECT nextval($1::regclass)::text AS k FROM generate_series(1, $2)", info.pk_sequence, len(pending))
             for i, k in zip(pending, keys):
                 batch.rows[i] = self._finish(batch, i, {**batch.rows[i].values, pk[0]: k["k"]})
-        cols = list(batch.rows[0].values)
-        types = {c.name: c.type for c in info.columns}
-        sql = (
-            f"INSERT INTO {qualified(info.schema, info.name)} ({', '.join(ident(c) for c in cols)}) OVERRIDING SYSTEM VALUE "
-            f"SELECT {', '.join(f'u.c{i}::{types[c]}' for i, c in enumerate(cols))} "
-            f"FROM unnest({', '.join(f'${i + 1}::text[]' for i in range(len(cols)))}) AS u({', '.join(f'c{i}' for i in range(len(cols)))})"
-        )
-        return sql, cols
 
     @staticmethod
     def _finish(batch: Batch, i: int, values: dict[str, str | None]) -> PlannedRow:
@@ -858,16 +859,15 @@ class PostgresSeeder:
         return PlannedRow(batch.info.target, batch.key_of(values), values, batch.parent is None)
 
     async def _insert_batch(self, conn: asyncpg.Connection, batch: Batch, contacts: list[tuple[str | None, str | None]] | None) -> None:
-        """Insert one prepared batch; a row that violates a constraint is regenerated (new values, same
+        """Insert one batch; a row that violates a constraint is regenerated (new values, same
         placement) up to MAX_ATTEMPTS times, each attempt inside a savepoint."""
         if not batch.rows:
             return
         info = batch.info
         pk = info.primary_key
-        sql, cols = await self._prepare_batch(conn, batch)  # again: a regenerated parent may have a new key
-
-        def finish(i: int, values: dict[str, str | None]) -> PlannedRow:
-            return self._finish(batch, i, values)
+        await self._prepare_batch(conn, batch)  # again: a regenerated parent may have a new key
+        cols = list(batch.rows[0].values)
+        sql = _insert_sql(info, cols)
 
         async def insert(rows: Sequence[PlannedRow]) -> None:
             await conn.execute(sql, *[[r.values.get(c) for r in rows] for c in cols])
@@ -894,7 +894,7 @@ class PostgresSeeder:
                             ) from None
                         fresh = await asyncio.to_thread(batch.regenerate, i)
                         keep = {c: batch.rows[i].values.get(c) for c in pk} if len(pk) == 1 else {}
-                        batch.rows[i] = finish(i, {**fresh.values, **keep})
+                        batch.rows[i] = self._finish(batch, i, {**fresh.values, **keep})
                         if contacts is not None:
                             contacts[i] = (fresh.email, fresh.phone)
 
