@@ -459,6 +459,10 @@ class CoverageConfig(_Model):
     heartbeat_interval: float = 60.0
     heartbeat_timeout: float = 30.0  # a heartbeat must be ingested within this bound (dead man's switch)
     pgaudit_role: str = Field(default="canary_auditor", pattern=_IDENT.pattern)
+    #: object-audit lines of sessions row security cannot cover (superusers, BYPASSRLS, ...): "all"
+    #: reads and exports speak, or only "exports" (whole tables, COPY, dumps); other sessions' lines
+    #: are always left to the tripwire
+    privileged_reads: Literal["all", "exports"] = "all"
     webhook_urls: tuple[str, ...] = ()  # our mail/phone webhook URLs, checked reachable
     webhook_timeout: float = 10.0
 

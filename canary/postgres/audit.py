@@ -43,6 +43,7 @@ from canary.postgres.record import (
     parse_pg_timestamp,
     read_group,
 )
+from canary.postgres.sql import qualified
 
 AUDIT_PREFIX = "AUDIT: "
 RLS_ERROR = "query would be affected by row-level security policy"
@@ -136,6 +137,7 @@ def audit_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detection 
         origin=c["origin"],
         evidence={
             "signal": "pgaudit", "how": how, "query": query, "command": line.command, "table": table,
+            "object_type": line.object_type,
             "label": f"{ctx.datastore}/{table}", "session_id": record.get("session_id"),
             "statement_id": line.statement_id,
         },
@@ -199,6 +201,7 @@ class AuditState:
     role_setting: str  # current pgaudit.role
     role_exists: bool
     audited: frozenset[str]  # schema.table the audit role may SELECT
+    log_classes: frozenset[str] = frozenset()  # pgaudit.log (session classes): ROLE keeps the backstop's role snapshot fresh
 
     def problems(self, role: str, tables: Sequence[str]) -> list[str]:
         out = []
@@ -210,6 +213,8 @@ class AuditState:
             out.append("pgaudit_role_changed")
         if not self.role_exists:
             out.append("pgaudit_role_missing")
+        if self.loaded and "role" not in self.log_classes:
+            out.append("pgaudit_role_class_missing")
         out.extend(f"pgaudit_grant_missing:{t}" for t in tables if t not in self.audited)
         return out
 
@@ -230,6 +235,7 @@ async def audit_state(conn: asyncpg.Connection, role: str) -> AuditState:
     loaded = "pgaudit" in [x.strip().strip('"') for x in libs.split(",")]
     ext = bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pgaudit')"))
     setting = await conn.fetchval("SELECT current_setting('pgaudit.role', true)") if loaded else None
+    classes = _classes(await conn.fetchval("SELECT current_setting('pgaudit.log', true)")) if loaded else frozenset()
     exists = bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)", role))
     audited: frozenset[str] = frozenset()
     if exists:
@@ -237,19 +243,35 @@ async def audit_state(conn: asyncpg.Connection, role: str) -> AuditState:
             """
             SELECT n.nspname || '.' || c.relname AS t FROM pg_catalog.pg_class c
             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+            WHERE c.relkind IN ('r', 'p', 'v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
               AND pg_catalog.has_table_privilege($1, c.oid, 'SELECT')
             """,
             role,
         )
         audited = frozenset(r["t"] for r in rows)
-    return AuditState(loaded, ext, str(setting or ""), exists, audited)
+    return AuditState(loaded, ext, str(setting or ""), exists, audited, classes)
+
+
+_CLASSES = frozenset({"read", "write", "function", "role", "ddl", "misc", "misc_set"})
+
+
+def _classes(setting: object) -> frozenset[str]:
+    """The session classes ``pgaudit.log`` enables (``all`` expanded, ``-class`` removed, unknown
+    words ignored)."""
+    items = [i.strip() for i in str(setting or "").lower().split(",")]
+    out: set[str] = set(_CLASSES) if "all" in items else set()
+    out |= {i for i in items if i in _CLASSES}
+    out -= {i[1:].strip() for i in items if i.startswith("-")}
+    return frozenset(out)
 
 
 async def configure_object_audit(
-    conn: asyncpg.Connection, role: str, tables: Sequence[str], *, settle: float = 5.0
+    conn: asyncpg.Connection, role: str, tables: Sequence[str], *, settle: float = 5.0,
+    objects: Sequence[tuple[str, str]] = (),
 ) -> AuditState:
-    """Create the audit role (NOLOGIN, no other rights), grant it SELECT on ``tables``, set
+    """Create the audit role (NOLOGIN, no other rights), grant it SELECT on ``tables`` and on the
+    (schema, name) relations in ``objects`` (views and copies that read canary rows without row
+    security, :func:`canary.postgres.paths.audit_grants`), set
     ``pgaudit.role`` cluster-wide (ALTER SYSTEM + reload) and create the extension. Needs a superuser.
     Raises :class:`DatastoreError` when pgaudit is not in ``shared_preload_libraries``."""
     libs = str(await conn.fetchval("SELECT current_setting('shared_preload_libraries')") or "")
@@ -264,8 +286,14 @@ async def configure_object_audit(
         await conn.execute("CREATE EXTENSION IF NOT EXISTS pgaudit")
         for t in tables:
             await conn.execute(f"GRANT SELECT ON {_table(t)} TO {r}")
+        for schema, name in objects:
+            await conn.execute(f"GRANT SELECT ON {qualified(schema, name)} TO {r}")
     await conn.execute(f"ALTER SYSTEM SET pgaudit.role = '{role}'")
     await conn.execute("ALTER SYSTEM SET pgaudit.log_parameter = off")  # parameters may hold canary values
+    classes = _classes(await conn.fetchval("SELECT current_setting('pgaudit.log', true)"))
+    if "role" not in classes:  # role changes (passwords redacted by pgaudit) refresh the backstop's snapshot
+        setting = ", ".join(sorted(classes | {"role"}))
+        await conn.execute(f"ALTER SYSTEM SET pgaudit.log = '{setting}'")
     await conn.execute("SELECT pg_catalog.pg_reload_conf()")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settle

@@ -20,7 +20,7 @@ from typing import Any
 
 from canary.errors import EventRefused
 from canary.events import DetectionEvent, EventKind, Severity, event_key
-from canary.postgres import audit, heartbeat, login, read, tamper
+from canary.postgres import audit, backstop, heartbeat, login, read, tamper
 from canary.postgres.lines import LongLine
 from canary.postgres.record import (
     Detection,
@@ -155,6 +155,7 @@ class PgLogProcessor:
         )
         self.handlers = tuple(handlers) if handlers is not None else default_handlers()
         self.sessions = SessionFacts()
+        self.backstop = backstop.for_datastore(runtime.pool, ds, ctx.datastore, runtime.config.coverage.privileged_reads)
 
     def parse_line(self, line: bytes | str | LongLine) -> Mapping[str, Any]:
         if isinstance(line, LongLine):
@@ -200,10 +201,14 @@ class PgLogProcessor:
         for record in records:
             self.sessions.remember(record)
         for record in records:
+            self.backstop.observe(record)
             found = await self._detect(record)
             if found is not None:
                 self.sessions.fill(record, found)
-                detections.append(found)
+                if await self.backstop.keep(found):
+                    detections.append(found)
+                else:
+                    self.runtime.metrics.quiet.labels(self.ctx.source).inc()
         events = list(extra)
         if detections:
             events += await self._events(detections)

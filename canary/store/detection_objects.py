@@ -22,6 +22,13 @@ async def targets(db: asyncpg.Pool | asyncpg.Connection, datastore: str) -> list
     return [r["target"] for r in rows]
 
 
+async def policies(db: asyncpg.Pool | asyncpg.Connection, datastore: str) -> dict[str, str]:
+    """The datastore's armed targets and the name of canary's policy on each."""
+    rows = await db.fetch("SELECT target, details->>'policy' AS policy FROM detection_objects WHERE datastore = $1"
+                          " ORDER BY target", datastore)
+    return {r["target"]: r["policy"] or "" for r in rows}
+
+
 async def children(db: asyncpg.Pool | asyncpg.Connection, datastore: str) -> dict[str, dict[str, Any]]:
     """Tables armed for the rows written for canaries elsewhere (``details.child_of``): target -> details."""
     rows = await db.fetch("SELECT target, details FROM detection_objects WHERE datastore = $1 AND details ? 'child_of'"

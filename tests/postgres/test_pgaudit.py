@@ -19,11 +19,14 @@ from testkit import STDOUT_SINK, MakeConfig, OpenRuntime, fresh_database
 from canary.events import EventKind, Severity
 from canary.health.checks import record_audit_configured
 from canary.postgres.audit import audit_detection, audit_state, configure_object_audit, parse_audit, rls_error_detection
+from canary.postgres.backstop import Backstop, read_snapshot
 from canary.postgres.jsonlog import JsonlogSource
-from canary.postgres.record import RecordContext
+from canary.postgres.paths import audit_grants, privileged_objects
+from canary.postgres.record import Detection, RecordContext
 from canary.postgres.tamper import classify, install_event_trigger
 from canary.runtime import Runtime
 from canary.seeding.postgres import PostgresSeeder
+from canary.store import detection_objects
 from canary.store.embedded import PostgresServer
 
 PG_DUMP = Path("/usr/lib/postgresql/15/bin/pg_dump")
@@ -270,9 +273,25 @@ async def test_scheduled_check_reads_are_recorded_not_paged_and_audit_damage_is_
     ]
 
 
-async def test_ordinary_reader_gets_one_incident_from_both_paths(audited: tuple[Runtime, JsonlogSource], shop15: Shop) -> None:
-    """An ordinary role's SELECT * is seen twice (CY001 per canary row via RLS, and pgaudit for the
-    table); both land in one incident that counts every canary once."""
+async def _quiet(rt: Runtime) -> float:
+    return rt.metrics.registry.get_sample_value("canary_backstop_quiet_total", {"source": "jsonlog:primary"}) or 0.0
+
+
+async def _until_quiet(rt: Runtime, at_least: float, timeout: float = 60.0) -> float:
+    """Wait until the backstop has left ``at_least`` object-audit lines to the tripwire in all."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (n := await _quiet(rt)) < at_least and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+    return n
+
+
+REAL_IDS = [g for g in range(1, 301) if g % 5 != 3]  # shop_database's customers
+
+
+async def test_ordinary_reader_is_left_to_the_tripwire(audited: tuple[Runtime, JsonlogSource], shop15: Shop) -> None:
+    """An ordinary role's SELECT * is seen by the tripwire (CY001 per canary row) and by object
+    audit; the backstop leaves it to the tripwire: three row events in one incident, no pgaudit
+    event, and the audit line is counted as quiet."""
     rt, _ = audited
     conn = await asyncpg.connect(shop15.reader_dsn)
     try:
@@ -284,14 +303,156 @@ async def test_ordinary_reader_gets_one_incident_from_both_paths(audited: tuple[
     deadline = asyncio.get_running_loop().time() + 8
     while asyncio.get_running_loop().time() < deadline:
         rows = await rt.pool.fetch("SELECT * FROM events WHERE (origin->>'pid')::int = $1", pid)
-        if len(rows) >= 4:
+        if len(rows) >= 3 and await _quiet(rt) >= 1:
             break
         await asyncio.sleep(0.1)
-    signals = sorted(r["evidence"].get("signal", "rls") for r in rows)
-    assert signals == ["pgaudit", "rls", "rls", "rls"]
+    assert sorted(r["evidence"].get("signal", "rls") for r in rows) == ["rls", "rls", "rls"]
     assert len({r["incident_id"] for r in rows}) == 1
     inc = await rt.pool.fetchrow("SELECT * FROM incidents WHERE id = $1", rows[0]["incident_id"])
     assert len(inc["canary_ids"]) == 3
+    assert await _quiet(rt) >= 1
+
+
+async def test_ten_thousand_lookups_of_real_customers_by_the_application_are_silent(
+    audited: tuple[Runtime, JsonlogSource], shop15: Shop
+) -> None:
+    """With object audit on, 10,000 lookups of real customers by an ordinary application role make
+    10,000 AUDIT lines and zero events: the tripwire covers that role, so the backstop stays quiet."""
+    rt, _ = audited
+    before = await rt.pool.fetchval("SELECT count(*) FROM events")
+    conn = await asyncpg.connect(shop15.reader_dsn, server_settings={"application_name": "shop-api"})
+    try:
+        stmt = await conn.prepare("SELECT full_name, email FROM public.customers WHERE id = $1")
+        for i in range(10_000):
+            await stmt.fetchrow(REAL_IDS[i % len(REAL_IDS)])
+    finally:
+        await conn.close()
+    assert await _until_quiet(rt, 10_000) >= 10_000
+    await asyncio.sleep(0.5)
+    assert await rt.pool.fetchval("SELECT count(*) FROM events") == before
+    assert await rt.pool.fetchval("SELECT count(*) FROM outbox") == 0
+
+
+async def test_superuser_lookups_follow_the_privileged_rule(audited: tuple[Runtime, JsonlogSource], shop15: Shop) -> None:
+    """The same lookups by a superuser (whom row security never binds) are events by default
+    (``privileged_reads = "all"``): each a READ saying why it is uncovered, all in one incident,
+    paged once."""
+    rt, _ = audited
+    conn = await asyncpg.connect(shop15.dsn, server_settings={"application_name": "psql"})
+    try:
+        stmt = await conn.prepare("SELECT full_name, email FROM public.customers WHERE id = $1")
+        for i in range(50):
+            await stmt.fetchrow(REAL_IDS[i])
+    finally:
+        await conn.close()
+    deadline = asyncio.get_running_loop().time() + 10
+    rows: list[asyncpg.Record] = []
+    while len(rows) < 50 and asyncio.get_running_loop().time() < deadline:
+        rows = await _events(rt, "evidence->>'signal' = 'pgaudit'")
+    assert len(rows) == 50
+    assert {(r["kind"], r["evidence"]["uncovered"], r["actor"]["user"]) for r in rows} == {("read", "superuser", "postgres")}
+    assert len({r["incident_id"] for r in rows}) == 1
+    assert await rt.pool.fetchval("SELECT count(*) FROM outbox") == 1
+
+
+async def test_a_role_made_privileged_just_before_it_reads_is_not_left_to_the_tripwire(
+    audited: tuple[Runtime, JsonlogSource], shop15: Shop
+) -> None:
+    """The reader is first known as ordinary (its lookup is quiet). Then a superuser grants it a
+    BYPASSRLS role, it reads through SET ROLE and the role is revoked at once: pgaudit's ROLE lines make
+    the backstop re-read the catalog and remember the grant, so the read speaks although row security
+    never saw it and the catalog no longer shows the membership."""
+    rt, _ = audited
+    reader = await asyncpg.connect(shop15.reader_dsn)
+    admin = await asyncpg.connect(shop15.dsn)
+    try:
+        await reader.fetchrow("SELECT * FROM public.customers WHERE id = 1")
+        assert await _until_quiet(rt, 1) >= 1
+        await admin.execute('CREATE ROLE "escape_hatch" NOLOGIN BYPASSRLS')
+        await admin.execute(f'GRANT SELECT ON public.customers TO "escape_hatch"; GRANT "escape_hatch" TO "{shop15.reader}"')
+        await reader.execute('SET ROLE "escape_hatch"')
+        await reader.fetch("SELECT * FROM public.customers WHERE id > 0")
+        await reader.execute("RESET ROLE")
+        await admin.execute(f'REVOKE "escape_hatch" FROM "{shop15.reader}"')
+        rows = await _events(rt, "evidence->>'signal' = 'pgaudit' AND actor->>'user' = $1", shop15.reader)
+        # judged after the REVOKE, the catalog alone would say "covered": the grant seen in the log decides
+        assert [r["kind"] for r in rows] == ["read"]
+        assert rows[0]["evidence"]["uncovered"] in ("member_of:escape_hatch", "granted_role:escape_hatch")
+        assert await rt.pool.fetchval("SELECT count(*) FROM events WHERE evidence->>'signal' IS NULL") == 0
+    finally:
+        await reader.close()
+        await admin.execute('DROP OWNED BY "escape_hatch"; DROP ROLE "escape_hatch"')
+        await admin.close()
+
+
+async def test_privileged_objects_are_found_and_views_covered_by_object_audit(
+    audited: tuple[Runtime, JsonlogSource], shop15: Shop
+) -> None:
+    """A superuser-owned view over customers, a materialized view and a SECURITY DEFINER function are
+    listed; an invoker view is not. Once the audit role may read the view and the copy, the reader's
+    lookup through the view (which row security never sees) is an event naming the view; the
+    function stays listed as not covered."""
+    rt, _ = audited
+    admin = await asyncpg.connect(shop15.dsn)
+    try:
+        await admin.execute(f"""
+            CREATE VIEW public.customer_directory AS SELECT id, full_name, email FROM public.customers;
+            CREATE VIEW public.customer_invoker WITH (security_invoker = true) AS SELECT id, email FROM public.customers;
+            CREATE MATERIALIZED VIEW public.customers_nightly AS SELECT * FROM public.customers WITH NO DATA;
+            CREATE FUNCTION public.lookup_customer(i int) RETURNS text LANGUAGE sql SECURITY DEFINER
+                AS 'SELECT email FROM public.customers WHERE id = i';
+            CREATE FUNCTION public.harmless() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';
+            GRANT SELECT ON public.customer_directory, public.customer_invoker TO "{shop15.reader}";
+        """)
+        policies = await detection_objects.policies(rt.pool, "shop")
+        snap = await read_snapshot(admin, policies, 0.0)
+        found = await privileged_objects(admin, ["public.customers"], snap, ["rowsec"])
+        assert [(o.kind, o.name, o.cover) for o in found] == [
+            ("view", "public.customer_directory", "object_audit"),
+            ("materialized_view", "public.customers_nightly", "object_audit"),
+            ("function", "public.lookup_customer(i integer)", "none"),
+        ]
+        assert found[0].why == "reads as its owner superuser"
+        state = await configure_object_audit(admin, ROLE, ["public.customers"], objects=audit_grants(found))
+        assert {"public.customer_directory", "public.customers_nightly"} <= state.audited
+    finally:
+        await admin.close()
+    reader = await asyncpg.connect(shop15.reader_dsn)
+    try:
+        await reader.fetchrow("SELECT * FROM public.customer_directory WHERE id = 2")
+    finally:
+        await reader.close()
+    rows = await _events(rt, "evidence->>'signal' = 'pgaudit'")
+    assert [(r["kind"], r["evidence"]["object_type"], r["evidence"]["table"]) for r in rows] == [
+        ("read", "VIEW", "public.customer_directory")]
+
+
+async def test_backstop_fails_loud_and_never_waits(audited: tuple[Runtime, JsonlogSource], shop15: Shop) -> None:
+    """A role the catalog does not know speaks (``unknown_role``); with the datastore unreachable
+    every line speaks (``privileges_unknown``) and the next ones do not wait for it; with
+    ``privileged_reads = "exports"`` a superuser's filtered read is quiet but its whole-table read speaks."""
+    rt, _ = audited
+    ctx = RecordContext("shop", "primary", "test")
+
+    def line(user: str, statement: str) -> Detection:
+        found = audit_detection({"message": f"AUDIT: OBJECT,1,1,READ,SELECT,TABLE,public.customers,{statement},<not logged>",
+                                 "user": user, "pid": 7, "timestamp": "2026-12-01 10:00:00.000 UTC"}, ctx)
+        assert found is not None
+        return found
+
+    live = Backstop(rt.pool, "shop", shop15.dsn)
+    assert await live.keep(line("nobody_at_all", "SELECT 1 FROM customers WHERE id = 1"))
+    assert not await live.keep(line(shop15.reader, "SELECT 1 FROM customers WHERE id = 1"))
+    down = Backstop(rt.pool, "shop", "postgresql://x:y@127.0.0.1:1/none")
+    first = line(shop15.reader, "SELECT 1 FROM customers WHERE id = 1")
+    assert await down.keep(first) and first.evidence["uncovered"] == "privileges_unknown"
+    started = asyncio.get_running_loop().time()
+    for _ in range(20):
+        assert await down.keep(line(shop15.reader, "SELECT 1 FROM customers WHERE id = 1"))
+    assert asyncio.get_running_loop().time() - started < 1.0
+    exports = Backstop(rt.pool, "shop", shop15.dsn, privileged_reads="exports")
+    assert not await exports.keep(line("postgres", "SELECT 1 FROM customers WHERE id = 1"))
+    assert await exports.keep(line("postgres", "SELECT * FROM customers"))
 
 
 def test_ddl_classification_knows_configured_names() -> None:

@@ -1,4 +1,5 @@
-"""``canary coverage audit`` (configure pgaudit object audit and the DDL guard on a datastore),
+"""``canary coverage audit`` (configure pgaudit object audit and the DDL guard on a datastore, and
+cover the views and copies that read canary tables without row security),
 ``canary coverage check`` (run the canary / detection checks once) and ``canary coverage scan``
 (search export files for canary values)."""
 
@@ -16,6 +17,8 @@ from canary.errors import DatastoreError
 from canary.health.checks import check_canaries, record_audit_configured
 from canary.health.filescan import load_patterns, scan_file
 from canary.postgres.audit import configure_object_audit
+from canary.postgres.backstop import read_snapshot
+from canary.postgres.paths import audit_grants, privileged_objects
 from canary.postgres.tamper import install_event_trigger
 from canary.runtime import Runtime, close_runtime, open_runtime
 from canary.store import detection_objects, registry, sessions
@@ -60,7 +63,10 @@ async def cmd_audit(args: argparse.Namespace) -> int:
         try:
             # canary's own DDL is recorded as suppressed, by this session's registration (not by a name)
             own = await sessions.open_session(rt.pool, ds.name, conn, "coverage")
-            state = await configure_object_audit(conn, rt.config.coverage.pgaudit_role, tables)
+            snapshot = await read_snapshot(conn, await detection_objects.policies(rt.pool, ds.name), 0.0)
+            objects = await privileged_objects(conn, tables, snapshot, await detection_objects.schemas(rt.pool, ds.name))
+            grants = audit_grants(objects)
+            state = await configure_object_audit(conn, rt.config.coverage.pgaudit_role, tables, objects=grants)
             if not args.no_event_trigger:
                 await install_event_trigger(conn, ds.detection_schema, ds.name)
         except asyncpg.PostgresError as exc:
@@ -69,10 +75,15 @@ async def cmd_audit(args: argparse.Namespace) -> int:
             await conn.close()
             if own is not None:
                 await sessions.close_session(rt.pool, own)
-        await record_audit_configured(rt.pool, ds.name, rt.config.coverage.pgaudit_role, tables)
-        problems = state.problems(rt.config.coverage.pgaudit_role, tables)
-        print(json.dumps({"datastore": ds.name, "tables": tables, "role": rt.config.coverage.pgaudit_role,
-                          "event_trigger": not args.no_event_trigger, "problems": problems}, indent=2))
+        audited = [*tables, *(f"{schema}.{name}" for schema, name in grants)]
+        await record_audit_configured(rt.pool, ds.name, rt.config.coverage.pgaudit_role, audited)
+        problems = state.problems(rt.config.coverage.pgaudit_role, audited)
+        print(json.dumps({
+            "datastore": ds.name, "tables": tables, "role": rt.config.coverage.pgaudit_role,
+            "event_trigger": not args.no_event_trigger, "problems": problems,
+            "privileged_objects": [{"kind": o.kind, "name": o.name, "owner": o.owner, "why": o.why, "covered_by": o.cover}
+                                   for o in objects],
+        }, indent=2))
         return 1 if problems else 0
     finally:
         await close_runtime(rt, grace=1)
