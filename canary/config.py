@@ -426,6 +426,16 @@ class NodeConfig(_Model):
     datastore: str
     jsonlog_dir: Path | None = None  # tail this node's own jsonlog directory
     dsn: Secret | None = None  # for the heartbeat on this node (a standby is read-only: DO + RAISE LOG works)
+    #: the addresses this node replicates from the primary with (CIDRs): its WAL sender is expected,
+    #: and a standby seen on the primary from here has its log ingested
+    replication_from: tuple[str, ...] = ()
+
+    @field_validator("replication_from")
+    @classmethod
+    def _nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for net in v:
+            ipaddress.ip_network(net, strict=False)
+        return v
 
 
 class BucketConfig(_Model):

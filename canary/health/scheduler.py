@@ -4,6 +4,8 @@
 * ``heartbeat:<node>``: the dead man's switch per node with a DSN (``coverage.heartbeat_interval``,
   bound ``coverage.heartbeat_timeout``),
 * ``webhooks``: our mail / phone webhook URLs reachable (``coverage.check_interval``),
+* ``replication``: new slots, publications of canary tables, subscriptions, WAL senders and standbys
+  whose log nobody ingests, per datastore (``coverage.check_interval``, :mod:`canary.health.replication`),
 * ``filescan``: new export files in watched directories and buckets (``coverage.scan_interval``).
 
 Jobs never overlap themselves (``max_instances=1``, ``coalesce``) and a failing job is logged and
@@ -26,7 +28,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from canary.config import Config
 from canary.errors import CanaryError
 from canary.events import DetectionEvent, EventKind, Severity, event_key
-from canary.health import checks
+from canary.health import checks, replication
 from canary.health.filescan import ExportScanner
 from canary.plugins import SourceType
 from canary.typing import Component, SourceContext
@@ -60,6 +62,8 @@ class CoverageScheduler:
         if cov.checks:
             for node, datastore, dsn in self._heartbeat_nodes():
                 out.append((f"heartbeat:{node}", cov.heartbeat_interval, self._heartbeat_job(node, datastore, dsn)))
+        if cov.checks and rt.config.datastores:
+            out.append(("replication", cov.check_interval, self._replication))
         if cov.checks and cov.webhook_urls:
             out.append(("webhooks", cov.check_interval, self._webhooks))
         if cov.watch_dirs or cov.buckets:
@@ -85,6 +89,21 @@ class CoverageScheduler:
         for ds in self.runtime.config.datastores:
             out += await checks.check_canaries(self.runtime, ds, cov.pgaudit_role,
                                                timeout=max(cov.check_interval * 4, 30.0))
+        return out
+
+    async def _replication(self) -> list[DetectionEvent]:
+        out: list[DetectionEvent] = []
+        timeout = max(self.runtime.config.coverage.check_interval, 30.0)
+        for ds in self.runtime.config.datastores:
+            try:
+                out += await replication.watch(self.runtime.config, self.runtime.pool, ds, timeout=timeout)
+            except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                now = dt.datetime.now(dt.timezone.utc)
+                out.append(DetectionEvent(
+                    kind=EventKind.HEALTH, source="replication", key=event_key("replication-watch", ds.name, now.isoformat()),
+                    group=f"replication-watch:{ds.name}", canary_id=None, observed_at=now, severity=Severity.ERROR,
+                    origin={"node": ds.node_name, "datastore": ds.name},
+                    evidence={"problem": "replication_watch_failed", "error": type(exc).__name__}))
         return out
 
     async def _webhooks(self) -> list[DetectionEvent]:

@@ -3,7 +3,7 @@
 Shared by every way a server's log reaches canary (file tail, syslog, HTTP ingest from a shipper):
 each record (one parsed jsonlog line) is offered to the record handlers in order; the first that
 returns a :class:`Detection` wins. Handlers are plain, cheap, synchronous functions, one concern
-each, one module each (read, login, audit, tamper, heartbeat); this module imports them all and
+each, one module each (read, login, audit, tamper, replication, heartbeat); this module imports them all and
 none of them imports it.
 
 A detection names the canary by a location lookup key (resolved in one batch through the registry's
@@ -20,7 +20,7 @@ from typing import Any
 
 from canary.errors import EventRefused
 from canary.events import DetectionEvent, EventKind, Severity, event_key
-from canary.postgres import audit, backstop, heartbeat, login, read, tamper
+from canary.postgres import audit, backstop, heartbeat, login, read, replication, tamper
 from canary.postgres.lines import LongLine
 from canary.postgres.record import (
     Detection,
@@ -101,7 +101,7 @@ def _next_key(decoder: json.JSONDecoder, text: str, pos: int) -> tuple[str, int]
 def default_handlers() -> tuple[RecordHandler, ...]:
     """Every built-in record handler, in order."""
     return (read.read_detection, login.login_detection, *audit.HANDLERS, *tamper.HANDLERS,
-            heartbeat.heartbeat_detection)
+            *replication.HANDLERS, heartbeat.heartbeat_detection)
 
 
 class SessionFacts:
@@ -152,6 +152,8 @@ class PgLogProcessor:
             ctx, keyring=ctx.keyring or runtime.keyring,
             functions=ctx.functions or ((ds.detection_function,) if ds is not None else ()),
             audit_role=ctx.audit_role or runtime.config.coverage.pgaudit_role,
+            replicas=ctx.replicas or tuple(net for node in runtime.config.coverage.nodes if node.datastore == ctx.datastore
+                                           for net in node.replication_from),
         )
         self.handlers = tuple(handlers) if handlers is not None else default_handlers()
         self.sessions = SessionFacts()

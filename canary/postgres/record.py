@@ -29,6 +29,8 @@ class RecordContext:
     #: from the configuration: a configured touch-function name, the pgaudit role)
     functions: tuple[str, ...] = ()
     audit_role: str | None = None
+    #: addresses (CIDRs) the datastore's configured standbys replicate from
+    replicas: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)

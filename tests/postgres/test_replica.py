@@ -19,6 +19,8 @@ import pytest
 from seeder_helpers import Shop, shop_database
 from testkit import STDOUT_SINK, MakeConfig, OpenRuntime, fresh_database
 
+from canary.events import EventKind, Severity
+from canary.health import replication
 from canary.health.checks import SelfActivity, check_heartbeat
 from canary.postgres.jsonlog import JsonlogSource
 from canary.runtime import Runtime
@@ -156,3 +158,29 @@ async def test_heartbeat_on_the_read_only_standby_is_ingested(runtime: Runtime) 
     assert alive == []
     assert [e.evidence["problem"] for e in dead] == ["log_ingestion_stalled"]
     assert dead[0].origin["node"] == STANDBY
+
+
+async def test_standbys_are_discovered_from_the_primary(
+    runtime: Runtime, shop: Shop, make_config: MakeConfig, replica_pair: tuple[PostgresServer, PostgresServer]
+) -> None:
+    """The replication watch finds the streaming standby from the primary's WAL senders. While no
+    node with its address in ``replication_from`` ingests its log it is a HEALTH / ERROR gap that
+    pages once (the same event on every look); once configured, no gap."""
+    _, standby = replica_pair
+    ds = runtime.config.datastores[0]
+    looks = [await replication.watch(runtime.config, runtime.pool, ds) for _ in range(2)]
+    gaps = [[e for e in found if e.evidence.get("problem") == "standby_log_not_ingested"] for found in looks]
+    assert [len(g) for g in gaps] == [1, 1] and gaps[0][0].key == gaps[1][0].key
+    gap = gaps[0][0]
+    assert (gap.kind, gap.severity, gap.origin["client_addr"]) == (EventKind.HEALTH, Severity.ERROR, "127.0.0.1")
+    for found in looks:
+        await runtime.submit_many(found)
+    assert await runtime.pool.fetchval("SELECT count(*) FROM incidents WHERE group_key LIKE 'standby-gap:%'") == 1
+    assert await runtime.pool.fetchval("SELECT count(*) FROM outbox") == 1
+    covered = make_config(
+        datastores=[{"name": "shop", "dsn": shop.dsn, "node": "primary", "tables": [{"table": "public.customers", "count": 3}]}],
+        coverage={"nodes": [{"name": STANDBY, "datastore": "shop", "jsonlog_dir": str(standby.log_dir),
+                             "replication_from": ["127.0.0.1/32"]}]},
+    )
+    found = await replication.watch(covered, runtime.pool, covered.datastores[0])
+    assert [e for e in found if e.evidence.get("problem") == "standby_log_not_ingested"] == []
