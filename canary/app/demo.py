@@ -23,6 +23,7 @@ from typing import Any
 
 import asyncpg
 
+from canary.app.report import coverage_report, summary
 from canary.config import Config, from_mapping
 from canary.crypto import Keyring, generate_key
 from canary.drills.receiver import Receiver
@@ -134,6 +135,11 @@ async def _run(server: PostgresServer, tmp: Path, *, customers: int, canaries: i
         finally:
             await insider.close()
         ok = _report(steps, slo)
+        doc = await coverage_report(cfg, runtime.pool)
+        _print("\n  coverage of this deployment (canary coverage report):")
+        for _, title, status in summary(doc):
+            _print(f"    {status:<13} {title}")
+        _print("")
         t = time.perf_counter()
         retired = await retire(cfg, runtime)
         async with _connect(server.dsn("shop")) as shop2:

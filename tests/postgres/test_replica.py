@@ -19,6 +19,7 @@ import pytest
 from seeder_helpers import Shop, shop_database
 from testkit import STDOUT_SINK, MakeConfig, OpenRuntime, fresh_database
 
+from canary.app.commands import status
 from canary.events import EventKind, Severity
 from canary.health import replication
 from canary.health.checks import SelfActivity, check_heartbeat
@@ -165,7 +166,7 @@ async def test_standbys_are_discovered_from_the_primary(
 ) -> None:
     """The replication watch finds the streaming standby from the primary's WAL senders. While no
     node with its address in ``replication_from`` ingests its log it is a HEALTH / ERROR gap that
-    pages once (the same event on every look); once configured, no gap."""
+    pages once (the same event on every look) and ``canary status`` shows it; once configured, no gap."""
     _, standby = replica_pair
     ds = runtime.config.datastores[0]
     looks = [await replication.watch(runtime.config, runtime.pool, ds) for _ in range(2)]
@@ -177,6 +178,9 @@ async def test_standbys_are_discovered_from_the_primary(
         await runtime.submit_many(found)
     assert await runtime.pool.fetchval("SELECT count(*) FROM incidents WHERE group_key LIKE 'standby-gap:%'") == 1
     assert await runtime.pool.fetchval("SELECT count(*) FROM outbox") == 1
+    doc = await status.gather(runtime.pool)
+    assert [(g["datastore"], g["standby"].split("/")[0]) for g in doc["detection"]["standby_gaps"]] == [("shop", "127.0.0.1")]
+    assert "GAP: standby 127.0.0.1/" in status.render_text(doc)
     covered = make_config(
         datastores=[{"name": "shop", "dsn": shop.dsn, "node": "primary", "tables": [{"table": "public.customers", "count": 3}]}],
         coverage={"nodes": [{"name": STANDBY, "datastore": "shop", "jsonlog_dir": str(standby.log_dir),

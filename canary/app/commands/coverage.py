@@ -1,5 +1,6 @@
 """``canary coverage audit`` (configure pgaudit object audit and the DDL guard on a datastore, and
-cover the views and copies that read canary tables without row security),
+cover the views and copies that read canary tables without row security), ``canary coverage report``
+(every exfiltration path and its cover),
 ``canary coverage check`` (run the canary / detection checks once) and ``canary coverage scan``
 (search export files for canary values)."""
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import asyncpg
 
 from canary.app.commands import load_config
+from canary.app.report import coverage_report, render_markdown
 from canary.errors import DatastoreError
 from canary.health.checks import check_canaries, record_audit_configured
 from canary.health.filescan import load_patterns, scan_file
@@ -21,7 +23,7 @@ from canary.postgres.backstop import read_snapshot
 from canary.postgres.paths import audit_grants, privileged_objects
 from canary.postgres.tamper import install_event_trigger
 from canary.runtime import Runtime, close_runtime, open_runtime
-from canary.store import detection_objects, registry, sessions
+from canary.store import ControlStore, detection_objects, registry, sessions
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -36,6 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     check = csub.add_parser("check", help="verify canaries and detection objects now; exit 1 when anything is wrong")
     check.add_argument("--datastore", help="only this datastore")
     check.set_defaults(func=cmd_check)
+
+    report = csub.add_parser("report", help="every exfiltration path per datastore: covered / partly / not covered, and why;"
+                                            " exit 1 when a path the configuration claims to cover is open")
+    report.add_argument("--datastore", help="only this datastore")
+    report.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    report.set_defaults(func=cmd_report)
 
     scan = csub.add_parser("scan", help="search files (CSV/JSON/SQL/Parquet, .gz) for canary values; exit 1 on a match")
     scan.add_argument("paths", nargs="+", type=Path)
@@ -102,6 +110,20 @@ async def cmd_check(args: argparse.Namespace) -> int:
         return 1 if found else 0
     finally:
         await close_runtime(rt, grace=1)
+
+
+async def cmd_report(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    store = ControlStore(cfg)
+    await store.open()
+    try:
+        if args.datastore:
+            cfg.datastore(args.datastore)  # a clear error for an unknown name
+        doc = await coverage_report(cfg, store.pool, datastore=args.datastore)
+    finally:
+        await store.close()
+    print(json.dumps(doc, indent=2, default=str) if args.json else render_markdown(doc), end="" if not args.json else "\n")
+    return 1 if doc["open_claims"] else 0
 
 
 async def cmd_scan(args: argparse.Namespace) -> int:

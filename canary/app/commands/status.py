@@ -1,7 +1,8 @@
 """``canary status``: what is deployed, whether detection is healthy, and how the last drill went.
 
 Read from the control store only (no master key needed): canary counts per datastore, label and
-kind (never values or locations), the last event per source, checkpoint ages, the outbox backlog
+kind (never values or locations), the last event per source, checkpoint ages, standbys whose log is
+not ingested, the outbox backlog
 and dead letters, the detection objects recorded by the seeder, recent rejects, the last drill run,
 and drill tags that match no registered drill run (someone marked their traffic ``canary-drill:``;
 the pipeline treated it as an attack).
@@ -59,6 +60,10 @@ async def gather(pool: asyncpg.Pool, stall_after: float = 60.0) -> dict[str, Any
         "  (SELECT 1 FROM drill_runs r WHERE i.drill = r.id OR i.drill LIKE r.id || '/%')"
         ") AS u ORDER BY created_at DESC LIMIT 20")
 
+    gaps = await pool.fetch(
+        "SELECT id, group_key, first_seen, last_seen FROM incidents WHERE status <> 'resolved'"
+        " AND group_key LIKE 'standby-gap:%' ORDER BY id")
+
     def age(t: dt.datetime | None) -> float | None:
         return round((now - t).total_seconds(), 1) if t is not None else None
 
@@ -85,6 +90,10 @@ async def gather(pool: asyncpg.Pool, stall_after: float = 60.0) -> dict[str, Any
             "detection_objects": [{"datastore": r["datastore"], "target": r["target"],
                                    "installed_at": r["installed_at"].isoformat()} for r in objects],
             "rejects_24h": [{"source": r["source"], "reason": r["reason"], "count": r["n"]} for r in rejected],
+            # standbys discovered from a primary whose log nobody ingests (canary.health.replication)
+            "standby_gaps": [{"incident_id": r["id"], "datastore": r["group_key"].split(":")[1],
+                              "standby": r["group_key"].split(":", 2)[2], "last_seen_age_s": age(r["last_seen"])}
+                             for r in gaps],
         },
         "outbox": {"pending": outbox["pending"], "dead": outbox["dead"], "oldest_pending_age_s": age(outbox["oldest_pending"])},
         "incidents": {"open": incidents["open"], "acknowledged": incidents["ack"], "open_not_drill": incidents["open_real"],
@@ -131,6 +140,9 @@ def render_text(doc: dict[str, Any]) -> str:
     out.append("  detection objects:")
     out += [f"    {r['datastore']:<16} {r['target']:<30} installed {r['installed_at'][:19]}" for r in det["detection_objects"]] \
         or ["    none recorded"]
+    for g in det["standby_gaps"]:
+        out.append(f"  GAP: standby {g['standby']} of {g['datastore']} serves reads but its log is not ingested"
+                   f" (incident #{g['incident_id']}, seen {_age(g['last_seen_age_s'])})")
     if det["rejects_24h"]:
         out.append("  rejected inputs (24h): " + ", ".join(f"{r['source']}/{r['reason']}={r['count']}" for r in det["rejects_24h"]))
     ob = doc["outbox"]
