@@ -24,8 +24,8 @@ class Metrics:
         self.source_behind_seconds = Gauge(
             "canary_source_behind_seconds", "Seconds a log source has been behind its input without advancing", ["source"], registry=r)
         self.quiet = Counter(
-            "canary_backstop_quiet_total", "Object-audit lines left to the tripwire (sessions row security covers)",
-            ["source"], registry=r)
+            "canary_backstop_quiet_total", "Object-audit lines left quiet: why=tripwire (row security covers the session)"
+            " or why=privileged_reads (the setting)", ["source", "why"], registry=r)
         self.up = Gauge("canary_component_up", "1 when a listener component is running", ["component"], registry=r)
         self.detect_latency = Histogram(
             "canary_detect_seconds", "Time from a signal being observed to its event being committed", ["source"],

@@ -241,21 +241,27 @@ class Backstop:
             self.touched.update((n, now + RECENT) for n in _names(m.group(1)))
 
     async def keep(self, detection: Detection) -> bool:
-        """Whether ``detection`` becomes an event. Only object-audit lines on tables are judged; the
-        evidence of a kept one says why the tripwire could not cover it (``uncovered``)."""
+        """Whether ``detection`` becomes an event (see :meth:`judge`)."""
+        return await self.judge(detection) is None
+
+    async def judge(self, detection: Detection) -> str | None:
+        """Why ``detection`` is left quiet (``"tripwire"``: row security covers the session;
+        ``"privileged_reads"``: the setting keeps a privileged session's filtered reads quiet), or None
+        when it becomes an event. Only object-audit lines on tables are judged; the evidence of a kept
+        one says why the tripwire could not cover it (``uncovered``)."""
         ev = detection.evidence
         if ev.get("signal") != "pgaudit" or ev.get("object_type") != "TABLE":
-            return True
+            return None
         user = detection.actor.get("user")
         why = await self._why(str(user), str(ev.get("table") or "")) if user else "no_user"
         if why == "table_not_armed":
-            return True  # a copy or another object granted to the audit role: object audit is its only cover
+            return None  # a copy or another object granted to the audit role: object audit is its only cover
         if why is None:
-            return False
+            return "tripwire"
         ev["uncovered"] = why
         if self.privileged_reads == "exports" and detection.kind is EventKind.READ:
-            return False
-        return True
+            return "privileged_reads"
+        return None
 
     async def _why(self, user: str, table: str) -> str | None:
         snap = await self._current(user)

@@ -207,10 +207,11 @@ class PgLogProcessor:
             found = await self._detect(record)
             if found is not None:
                 self.sessions.fill(record, found)
-                if await self.backstop.keep(found):
+                quiet = await self.backstop.judge(found)
+                if quiet is None:
                     detections.append(found)
                 else:
-                    self.runtime.metrics.quiet.labels(self.ctx.source).inc()
+                    self.runtime.metrics.quiet.labels(self.ctx.source, quiet).inc()
         events = list(extra)
         if detections:
             events += await self._events(detections)

@@ -274,7 +274,7 @@ async def test_scheduled_check_reads_are_recorded_not_paged_and_audit_damage_is_
 
 
 async def _quiet(rt: Runtime) -> float:
-    return rt.metrics.registry.get_sample_value("canary_backstop_quiet_total", {"source": "jsonlog:primary"}) or 0.0
+    return rt.metrics.registry.get_sample_value("canary_backstop_quiet_total", {"source": "jsonlog:primary", "why": "tripwire"}) or 0.0
 
 
 async def _until_quiet(rt: Runtime, at_least: float, timeout: float = 60.0) -> float:
