@@ -64,8 +64,8 @@ RECENT = 15 * 60.0
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _LIST = _IDENT + r"(?:\s*,\s*" + _IDENT + r")*"
 _GRANT_ROLE = re.compile(r"\bgrant\s+(" + _LIST + r")\s+to\s+(" + _LIST + r")", re.I)
-_ALTER_ATTR = re.compile(r"\balter\s+(?:role|user)\s+(" + _IDENT + r")\s+(?:with\s+)?[^;]*?\b(superuser|bypassrls|createrole)\b", re.I)
-_CREATE_WITH = re.compile(r"\bcreate\s+(?:role|user|group)\s+(" + _IDENT + r")([^;]*)", re.I)
+_ALTER_ATTR = re.compile(r"\balter\s+(?:role|user)\s+(" + _IDENT + r")\s+(?:with\s+)?[^;]{0,300}?\b(superuser|bypassrls|createrole)\b", re.I)
+_CREATE_WITH = re.compile(r"\bcreate\s+(?:role|user|group)\s+(" + _IDENT + r")([^;]{0,2000})", re.I)
 _MEMBERS = re.compile(r"\b(?:role|admin|user)\s+(" + _LIST + r")", re.I)
 _PRIVILEGES = re.compile(r"^(?:all|select|insert|update|delete|truncate|references|trigger|usage|create|connect|temp|temporary"
                          r"|execute|maintain|set|alter\s+system)$", re.I)
