@@ -134,7 +134,7 @@ class ValueMatcher:
                 return []
             digits = _NON_DIGIT.sub("", text)
             return ["+" + digits.lstrip("0"), *("+" + cc + digits.removeprefix("0") for cc in self.codes)]
-        if len(text) < MIN_TEXT:
+        if len(text) < MIN_TEXT or _PHONE_IN_TEXT.search(text) is None:  # most cells: one failed search
             return []
         if _PHONE_CELL.fullmatch(text):
             return self._phone_forms(text)
@@ -159,11 +159,12 @@ class ValueMatcher:
         result = Found()
         index, email, phone, emails, phones = self._index, self._email, self._phone, self._emails, self._phones
         canaries, columns = result.canaries, result.columns
+        quick, phoneish = self.prefilter, _PHONE_IN_TEXT.search
         hashed = 0
         for row in rows:
             for col, text in enumerate(row):
-                if text is None:
-                    continue
+                if text is None or quick and (len(text) < MIN_TEXT or "@" not in text and phoneish(text) is None):
+                    continue  # the prefilter's fast path: neither an address nor digits that could be a phone
                 here: set[int] | None = None
                 for cand in emails(text):
                     hashed += 1
