@@ -107,7 +107,7 @@ class ValueMatcher:
             return []
         forms = ["+" + digits.lstrip("0")]
         if not text.lstrip().startswith("+"):
-            national = digits[1:] if digits.startswith("0") else digits
+            national = digits.removeprefix("0")  # one trunk 0
             for cc in self.codes:
                 form = "+" + cc + national
                 if len(form) <= MAX_DIGITS + 1 and form not in forms:

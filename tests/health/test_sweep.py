@@ -430,7 +430,7 @@ async def test_blind_spots_are_counted_and_the_sweep_carries_on(seeded: Seeded, 
                    "CREATE TABLE public.secret_copy AS SELECT * FROM public.customers",
                    "CREATE TABLE public.rls_copy AS SELECT * FROM public.customers",
                    "ALTER TABLE public.rls_copy ENABLE ROW LEVEL SECURITY",
-                   f"CREATE POLICY p ON public.rls_copy USING (pg_catalog.pg_sleep(1) IS NOT NULL)",
+                   "CREATE POLICY p ON public.rls_copy USING (pg_catalog.pg_sleep(1) IS NOT NULL)",
                    f"GRANT SELECT ON public.rls_copy TO {role}",
                    "CREATE TABLE public.open_copy AS SELECT email FROM public.customers",
                    f"GRANT SELECT ON public.open_copy TO {role}")
@@ -570,7 +570,7 @@ def test_the_prefilter_skips_the_hmac_for_cells_that_cannot_be_values(matcher: V
     cell by cell and give the same matches."""
     rows = [("Jane Doe", "Springfield", "gold", E, "555-010-0001", None)] * 10
     with_pf = matcher.scan(rows)
-    off = ValueMatcher(TEST_KEYRING, matcher._index, codes=matcher.codes, prefilter=False)  # noqa: SLF001
+    off = ValueMatcher(TEST_KEYRING, matcher._index, codes=matcher.codes, prefilter=False)
     without = off.scan(rows)
     assert with_pf.canaries == without.canaries == {1: 10, 2: 10}
     assert with_pf.columns == without.columns == {3: 10, 4: 10}
@@ -586,7 +586,7 @@ def test_the_blind_indexer_equals_blind_index_and_country_codes_follow_the_seede
     ix = k.blind_indexer(value_purpose("email"))
     for v in ("a@b.co", " Ünï@Exämple.com ", "ﬁ@x.io"):
         assert ix(v) == k.blind_index(v, value_purpose("email"))
-    assert dict(COUNTRY_CODES) == seeding_contacts._COUNTRY_CODES  # noqa: SLF001
+    assert dict(COUNTRY_CODES) == seeding_contacts._COUNTRY_CODES
 
 
 async def test_value_indexes_lists_active_canaries_only(seeded: Seeded) -> None:
