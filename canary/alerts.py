@@ -108,7 +108,11 @@ def incident_title(event: DetectionEvent) -> str:
     where = event.origin.get("client_addr") or event.origin.get("node") or event.origin.get("datastore") or ""
     who = event.actor.get("user") or event.actor.get("sender") or event.actor.get("caller")
     problem = event.evidence.get("problem")
-    if event.kind is EventKind.HEALTH and event.evidence.get("signal") == "heartbeat":
+    if event.evidence.get("signal") == "copy_sweep":
+        obj, db = event.evidence.get("object") or "an object", event.origin.get("database")
+        text = (f"Canary data copied into {obj}" + (f", owned by role {who}," if who else "")
+                + (f" in database {db}" if db else "") + (f" on {where}" if where else ""))
+    elif event.kind is EventKind.HEALTH and event.evidence.get("signal") == "heartbeat":
         text = f"Canary log heartbeat received from {where or 'a node'}"
     elif event.kind is EventKind.HEALTH and event.actor.get("sink"):
         text = f"Canary alerts undeliverable to sink {event.actor['sink']}"

@@ -451,7 +451,8 @@ class BucketConfig(_Model):
 
 
 class CoverageConfig(_Model):
-    """``[coverage]``: replicas and other log paths, exported-file scanning, scheduled checks."""
+    """``[coverage]``: replicas and other log paths, exported-file scanning, scheduled checks, the copy
+    sweep."""
 
     nodes: tuple[NodeConfig, ...] = ()
     checks: bool = False  # scheduled checks: canaries + detection intact, heartbeat (dead man's switch), webhooks
@@ -475,9 +476,17 @@ class CoverageConfig(_Model):
     privileged_reads: Literal["all", "exports"] = "all"
     webhook_urls: tuple[str, ...] = ()  # our mail/phone webhook URLs, checked reachable
     webhook_timeout: float = 10.0
+    #: the copy sweep (canary/health/sweep.py): canary e-mails / phones copied into other tables,
+    #: materialized views and databases of each datastore, within a budget per datastore and run
+    sweep: bool = False
+    sweep_interval: float = 3600.0
+    sweep_max_seconds: float = 60.0
+    sweep_max_bytes: int = Field(default=2 * 1024**3, ge=8192)  # buffer pages the sweep may touch, in bytes
+    sweep_blocks: int = Field(default=1024, ge=1, le=131072)  # heap blocks read per query (8 MiB at 8 KiB pages)
+    sweep_max_bytes_per_second: int = Field(default=64 * 1024**2, ge=0)  # I/O rate cap; 0: none
 
     @field_validator("scan_interval", "check_interval", "heartbeat_interval", "heartbeat_timeout", "webhook_timeout",
-                     mode="before")
+                     "sweep_interval", "sweep_max_seconds", mode="before")
     @classmethod
     def _dur(cls, v: object) -> float:
         d = parse_duration(v)

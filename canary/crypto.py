@@ -20,6 +20,7 @@ import os
 import secrets
 import stat
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -118,6 +119,25 @@ class Keyring:
         """HMAC of the normalised value, domain-separated by purpose (16 bytes)."""
         msg = purpose.encode() + b"\x00" + normalize(value).encode()
         return hmac.new(self._index, msg, hashlib.sha256).digest()[:16]
+
+    def blind_indexer(self, purpose: str) -> Callable[[str], bytes]:
+        """``blind_index(·, purpose)`` as a function, for hashing many values of one purpose (the copy
+        sweep hashes millions): the HMAC's inner and outer SHA-256 states (RFC 2104, the key padded to
+        the 64-byte block) and the purpose prefix are computed once, and ASCII values skip NFKC (which
+        leaves ASCII unchanged; ``casefold`` of ASCII is ``lower``). Same digests as :meth:`blind_index`."""
+        key = self._index.ljust(64, b"\x00")
+        inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        inner.update(purpose.encode() + b"\x00")
+        outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+        def index(value: str) -> bytes:
+            h = inner.copy()
+            h.update((value.strip().lower() if value.isascii() else normalize(value)).encode())
+            o = outer.copy()
+            o.update(h.digest())
+            return o.digest()[:16]
+
+        return index
 
     def derive(self, purpose: str, *parts: str, length: int = 32) -> bytes:
         """Deterministic secret bytes for a credential canary (recognisable later, stored nowhere)."""

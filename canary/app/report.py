@@ -12,6 +12,7 @@ command exit non-zero, so CI and cron notice an open path.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ from canary.health import replication
 from canary.postgres.audit import audit_state
 from canary.postgres.backstop import Snapshot, read_snapshot
 from canary.postgres.paths import PrivilegedObject, privileged_objects
-from canary.store import detection_objects, registry
+from canary.store import checkpoints, detection_objects, registry
 
 COVERED, PARTLY, OPEN = "covered", "partly", "not covered"
 
@@ -66,6 +67,7 @@ class Facts:
     watched: bool = False
     credentials: int = 0
     customers: int = 0
+    sweep: dict[str, Any] | None = None  # the copy sweep's saved position (run_at, passes, ...)
 
 
 async def _facts(config: Config, pool: asyncpg.Pool, ds: DatastoreConfig, timeout: float) -> Facts:
@@ -75,6 +77,7 @@ async def _facts(config: Config, pool: asyncpg.Pool, ds: DatastoreConfig, timeou
         "SELECT EXISTS (SELECT 1 FROM coverage_audit WHERE datastore = $1)", ds.name))
     f.seen = [dict(r) for r in await replication.listing(pool, ds.name)]
     f.watched = await replication.watched(pool, ds.name) is not None
+    f.sweep = await checkpoints.load(pool, f"sweep:{ds.name}")
     for r in await registry.inventory(pool):
         if r["datastore"] == ds.name:
             if r["kind"] == "customer":
@@ -98,6 +101,19 @@ async def _facts(config: Config, pool: asyncpg.Pool, ds: DatastoreConfig, timeou
     finally:
         await conn.close()
     return f
+
+
+def _age_s(stamp: object) -> float | None:
+    """Seconds since an ISO timestamp (None when there is none or it does not parse)."""
+    if not isinstance(stamp, str):
+        return None
+    try:
+        at = dt.datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.timezone.utc)
+    return max((dt.datetime.now(dt.timezone.utc) - at).total_seconds(), 0.0)
 
 
 def _log_path(config: Config, ds: DatastoreConfig) -> str | None:
@@ -170,13 +186,23 @@ def paths_of(config: Config, ds: DatastoreConfig, f: Facts) -> list[Path]:
         else "no SECURITY DEFINER function of a privileged owner mentions a canary table", False))
     mviews = [o for o in f.objects if o.kind == "materialized_view"]
     unaudited_m = [o.name for o in mviews if o.name not in f.audited]
-    out.append(Path(
-        "copies", "Copies: tables made from canary tables, materialized views, other databases",
-        OPEN if unaudited_m else PARTLY,
-        (f"materialized views without object audit: {', '.join(unaudited_m)}; " if unaudited_m else
-         (f"object audit on materialized views {', '.join(o.name for o in mviews)}; " if mviews else ""))
-        + "a table copied from a canary table (CREATE TABLE AS, INSERT ... SELECT, an ETL job) has no row security: "
-          "reads of it are not seen", False))
+    mv_note = (f"materialized views without object audit: {', '.join(unaudited_m)}; " if unaudited_m else
+               f"object audit on materialized views {', '.join(o.name for o in mviews)}; " if mviews else "")
+    sweep = f.sweep or {}
+    last = _age_s(sweep.get("run_at"))
+    if not cov.sweep:
+        cp = (OPEN, mv_note + "the copy sweep is off (coverage.sweep): a table copied from a canary table "
+                              "(CREATE TABLE AS, INSERT ... SELECT, another database) is not found")
+    elif last is None or last > 2 * cov.sweep_interval + cov.sweep_max_seconds:
+        cp = (OPEN, mv_note + "the copy sweep is configured but has not run " + (
+            "yet" if last is None else f"for {last / 3600:.1f} h (interval {cov.sweep_interval:g} s)"))
+    else:
+        done = sweep.get("pass_completed_at")
+        cp = (PARTLY, mv_note + f"the copy sweep last ran {last:.0f} s ago ({int(sweep.get('passes', 0))} full passes"
+              + (f", last completed {done}" if done else ", the first still under way") + "): a copy is found and paged "
+              "within one interval, but reads of a copy are not detected (it is not enrolled in the tripwire)")
+    out.append(Path("copies", "Copies: tables made from canary tables, materialized views, other databases",
+                    cp[0], cp[1], cov.sweep))
     # replication and standbys
     slots = [s for s in f.seen if s["kind"] == "slot"]
     pubs = [s for s in f.seen if s["kind"] == "publication" and s["details"].get("canary_tables")]

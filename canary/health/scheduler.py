@@ -6,7 +6,9 @@
 * ``webhooks``: our mail / phone webhook URLs reachable (``coverage.check_interval``),
 * ``replication``: new slots, publications of canary tables, subscriptions, WAL senders and standbys
   whose log nobody ingests, per datastore (``coverage.check_interval``, :mod:`canary.health.replication`),
-* ``filescan``: new export files in watched directories and buckets (``coverage.scan_interval``).
+* ``filescan``: new export files in watched directories and buckets (``coverage.scan_interval``),
+* ``sweep``: the copy sweep over every PostgreSQL datastore (``coverage.sweep_interval``, within
+  ``coverage.sweep_max_seconds`` / ``sweep_max_bytes`` per datastore; see :mod:`canary.health.sweep`).
 
 Jobs never overlap themselves (``max_instances=1``, ``coalesce``) and a failing job is logged and
 reported as a HEALTH event, never allowed to stop the scheduler. The component also installs the
@@ -30,6 +32,7 @@ from canary.errors import CanaryError
 from canary.events import DetectionEvent, EventKind, Severity, event_key
 from canary.health import checks, replication
 from canary.health.filescan import ExportScanner
+from canary.health.sweep import CopySweep
 from canary.plugins import SourceType
 from canary.typing import Component, SourceContext
 
@@ -69,7 +72,16 @@ class CoverageScheduler:
         if cov.watch_dirs or cov.buckets:
             scanner = ExportScanner.from_config(rt)
             out.append(("filescan", cov.scan_interval, scanner.scan_once))
+        if cov.sweep and any(ds.kind == "postgres" for ds in rt.config.datastores):
+            out.append(("sweep", cov.sweep_interval, self._sweep_job(CopySweep(rt))))
         return out + self.extra_jobs
+
+    @staticmethod
+    def _sweep_job(sweep: CopySweep) -> Job:
+        async def job() -> list[DetectionEvent]:
+            await sweep.sweep_once()  # commits each hit itself, before saving the position that covers it
+            return []
+        return job
 
     def _heartbeat_nodes(self) -> list[tuple[str, str, str]]:
         cfg = self.runtime.config
@@ -150,7 +162,7 @@ class CoverageScheduler:
 
 def _scheduler(config: Config) -> list[Component]:
     cov = config.coverage
-    return [CoverageScheduler()] if cov.checks or cov.watch_dirs or cov.buckets else []
+    return [CoverageScheduler()] if cov.checks or cov.watch_dirs or cov.buckets or cov.sweep else []
 
 
 SOURCE = SourceType("scheduler", _scheduler)

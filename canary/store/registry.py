@@ -297,6 +297,17 @@ async def active_values(
     ))
 
 
+async def value_indexes(db: asyncpg.Pool | asyncpg.Connection, kinds: Sequence[str]) -> dict[bytes, tuple[int, str]]:
+    """Blind index -> (canary id, kind) of active canaries' values of these kinds: no key and no
+    plaintext needed; hash a candidate with ``Keyring.blind_index(value, value_purpose(kind))`` and
+    look it up (indexes of different kinds never collide: the purpose is part of the HMAC)."""
+    rows = await db.fetch(
+        "SELECT v.value_idx, v.canary_id, v.kind FROM canary_values v JOIN canaries c ON c.id = v.canary_id"
+        " WHERE c.status = 'active' AND v.kind = ANY($1::text[]) ORDER BY v.id", list(kinds),
+    )
+    return {bytes(r["value_idx"]): (int(r["canary_id"]), str(r["kind"])) for r in rows}
+
+
 # -- values presented to canary: which canary holds them -------------------------------------
 class ValueKind(enum.StrEnum):
     """What a stored blind index identifies (persisted in ``canary_values.kind``)."""

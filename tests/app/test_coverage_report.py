@@ -14,6 +14,7 @@ from testkit import MakeConfig, OpenRuntime
 
 from canary.app.cli import main
 from canary.app.report import COVERED, OPEN, PARTLY, coverage_report, render_markdown
+from canary.health.sweep import CopySweep
 from canary.seeding.postgres import PostgresSeeder
 from canary.store.embedded import PostgresServer
 
@@ -49,7 +50,7 @@ async def test_report_of_a_seeded_datastore(shop: Shop, pg_server: PostgresServe
     assert "postgres" in paths["privileged_read"][1]
     assert paths["views"][0] == OPEN and "public.all_customers" in paths["views"][1]
     assert paths["functions"][0] == OPEN and "public.export_customers()" in paths["functions"][1]
-    assert paths["copies"][0] == PARTLY
+    assert paths["copies"][0] == OPEN and "coverage.sweep" in paths["copies"][1] and not paths["copies"][2]
     assert paths["standbys"][0] == PARTLY
     assert doc["open_claims"] == 0
     store = doc["datastores"][0]
@@ -81,3 +82,20 @@ def test_report_command_exits_non_zero_on_a_claimed_open_path(
     doc = json.loads(capsys.readouterr().out)
     assert doc["open_claims"] >= 1
     assert main(["-c", str(conf), "--log-level", "error", "coverage", "report", "--datastore", "nope"]) == 2
+
+
+async def test_copies_path_follows_the_copy_sweep(shop: Shop, pg_server: PostgresServer, open_test_runtime: OpenRuntime,
+                                                  make_config: MakeConfig) -> None:
+    """With ``coverage.sweep`` on, the copies path is a claimed open path until the sweep has run, and
+    partly covered after (a copy is found within an interval; reads of it are not detected)."""
+    cfg = make_config(coverage={"sweep": True},
+                      datastores=[{"name": "shop", "dsn": shop.dsn, "jsonlog_dir": str(pg_server.log_dir),
+                                   "tables": [{"table": "public.customers", "count": 2}]}])
+    rt = await open_test_runtime(cfg)
+    await PostgresSeeder(cfg.datastores[0], rt.registry, seed=6).apply()
+    before = await coverage_report(cfg, rt.pool)
+    assert _paths(before)["copies"] == (OPEN, _paths(before)["copies"][1], True)
+    assert "has not run yet" in _paths(before)["copies"][1] and before["open_claims"] >= 1
+    await CopySweep(rt).sweep_once()
+    after = _paths(await coverage_report(cfg, rt.pool))
+    assert after["copies"][0] == PARTLY and "last ran" in after["copies"][1]

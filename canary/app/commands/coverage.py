@@ -1,8 +1,8 @@
 """``canary coverage audit`` (configure pgaudit object audit and the DDL guard on a datastore, and
 cover the views and copies that read canary tables without row security), ``canary coverage report``
-(every exfiltration path and its cover),
-``canary coverage check`` (run the canary / detection checks once) and ``canary coverage scan``
-(search export files for canary values)."""
+(every exfiltration path and its cover), ``canary coverage check`` (run the canary / detection checks
+once), ``canary coverage scan`` (search export files for canary values) and ``canary coverage sweep``
+(search the datastores for copies of canary data once, within the budget)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from canary.app.report import coverage_report, render_markdown
 from canary.errors import DatastoreError
 from canary.health.checks import check_canaries, record_audit_configured
 from canary.health.filescan import load_patterns, scan_file
+from canary.health.sweep import Budget, CopySweep
 from canary.postgres.audit import configure_object_audit
 from canary.postgres.backstop import read_snapshot
 from canary.postgres.paths import audit_grants, privileged_objects
@@ -48,6 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     scan = csub.add_parser("scan", help="search files (CSV/JSON/SQL/Parquet, .gz) for canary values; exit 1 on a match")
     scan.add_argument("paths", nargs="+", type=Path)
     scan.set_defaults(func=cmd_scan)
+
+    sweep = csub.add_parser("sweep", help="search the datastores' other tables, materialized views and databases for "
+                                          "copies of canary data once (commits an incident per copy); exit 1 on a copy")
+    sweep.add_argument("--datastore", help="only this datastore")
+    sweep.add_argument("--max-seconds", type=float, help="time budget per datastore (default: coverage.sweep_max_seconds)")
+    sweep.add_argument("--max-bytes", type=int, help="I/O budget per datastore in bytes (default: coverage.sweep_max_bytes)")
+    sweep.set_defaults(func=cmd_sweep)
 
 
 async def _runtime(args: argparse.Namespace) -> Runtime:
@@ -139,5 +147,20 @@ async def cmd_scan(args: argparse.Namespace) -> int:
                               "canaries": [{"uid": r["uid"], "label": r["label"], "matched": sorted(result.hits[r["id"]])}
                                            for r in rows]}))
         return 1 if hits else 0
+    finally:
+        await close_runtime(rt, grace=1)
+
+
+async def cmd_sweep(args: argparse.Namespace) -> int:
+    rt = await _runtime(args)
+    try:
+        if args.datastore:
+            rt.config.datastore(args.datastore)  # an unknown name is an error, not an empty sweep
+        budget = Budget.from_config(rt.config.coverage, max_seconds=args.max_seconds, max_bytes=args.max_bytes)
+        sweep = CopySweep(rt, budget=budget)
+        events = await sweep.sweep_once(args.datastore)
+        print(json.dumps({"datastores": [s.to_json() for s in sweep.summaries], "events": len(events)}, indent=2,
+                         default=str))
+        return 1 if any(s.hits for s in sweep.summaries) else 0
     finally:
         await close_runtime(rt, grace=1)
