@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import structlog
 from hypothesis import settings as hypothesis_settings
 from seeder_helpers import Shop, shop_database
 from testkit import TEST_KEYRING, CanaryRows, MakeConfig, OpenRuntime, fresh_database
@@ -52,6 +53,15 @@ def pg15_server() -> Iterator[PostgresServer]:
     server = _start(tmp, DEBIAN_PG15, shared_preload_libraries=libs)
     yield server
     server.destroy()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Each test starts with structlog's defaults: a test that runs the CLI configures logging (level,
+    renderer) globally, and must not change what a later test's captured logs hold."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture

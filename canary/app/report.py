@@ -68,6 +68,7 @@ class Facts:
     credentials: int = 0
     customers: int = 0
     sweep: dict[str, Any] | None = None  # the copy sweep's saved position (run_at, passes, ...)
+    copies: list[str] = field(default_factory=list)  # copies enrolled in the tripwire
 
 
 async def _facts(config: Config, pool: asyncpg.Pool, ds: DatastoreConfig, timeout: float) -> Facts:
@@ -78,6 +79,7 @@ async def _facts(config: Config, pool: asyncpg.Pool, ds: DatastoreConfig, timeou
     f.seen = [dict(r) for r in await replication.listing(pool, ds.name)]
     f.watched = await replication.watched(pool, ds.name) is not None
     f.sweep = await checkpoints.load(pool, f"sweep:{ds.name}")
+    f.copies = sorted(t for t, d in (await detection_objects.children(pool, ds.name)).items() if d.get("copy"))
     for r in await registry.inventory(pool):
         if r["datastore"] == ds.name:
             if r["kind"] == "customer":
@@ -198,9 +200,10 @@ def paths_of(config: Config, ds: DatastoreConfig, f: Facts) -> list[Path]:
             "yet" if last is None else f"for {last / 3600:.1f} h (interval {cov.sweep_interval:g} s)"))
     else:
         done = sweep.get("pass_completed_at")
+        enrolled = f"; enrolled in the tripwire: {', '.join(f.copies)}" if f.copies else ""
         cp = (PARTLY, mv_note + f"the copy sweep last ran {last:.0f} s ago ({int(sweep.get('passes', 0))} full passes"
               + (f", last completed {done}" if done else ", the first still under way") + "): a copy is found and paged "
-              "within one interval, but reads of a copy are not detected (it is not enrolled in the tripwire)")
+              "within one interval; reads of it are detected once it is enrolled (`canary coverage enroll`)" + enrolled)
     out.append(Path("copies", "Copies: tables made from canary tables, materialized views, other databases",
                     cp[0], cp[1], cov.sweep))
     # replication and standbys

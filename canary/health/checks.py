@@ -165,6 +165,12 @@ def _tamper(ds: DatastoreConfig, target: str, problem: str, at: dt.datetime, can
     )
 
 
+async def audited_tables(pool: asyncpg.Pool, datastore: str) -> list[str]:
+    """The relations object audit was configured on for ``datastore`` (empty: never configured)."""
+    tables = await pool.fetchval("SELECT tables FROM coverage_audit WHERE datastore = $1", datastore)
+    return list(tables or [])
+
+
 async def record_audit_configured(pool: asyncpg.Pool, datastore: str, role: str, tables: Sequence[str]) -> None:
     """Remember that object audit was configured here, so its later absence is tampering."""
     await pool.execute(

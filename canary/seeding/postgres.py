@@ -68,7 +68,7 @@ from canary.seeding.synth.shapes import (
 )
 from canary.seeding.synth.synthesizer import RowContext, Synthesizer, SynthRow
 from canary.store import describe_error, detection_objects, sessions
-from canary.store.registry import NewCanary, Registry, ValueKind, location_key, recognise
+from canary.store.registry import NewCanary, Registry, ValueKind, active_values, location_key, recognise, value_purpose
 
 log = structlog.get_logger("canary.seeders.postgres")
 
@@ -647,7 +647,7 @@ class PostgresSeeder:
         return guard_signature(ours.qual or "") != (expected[1] if expected else None)
 
     def _detection_statements(self, info: TableInfo, base_type: str, pks: Sequence[str],
-                              legacy: tuple[str | None, str | None] = (None, None)) -> list[str]:
+                              legacy: tuple[str | None, str | None] = (None, None), key: str | None = None) -> list[str]:
         """The DDL that puts the tripwire on ``info`` for ``pks`` (whose membership and filter
         :meth:`Tripwire.set_members` writes by COPY: no key is in these statements)."""
         tw = self.tripwire
@@ -663,7 +663,7 @@ class PostgresSeeder:
             else:
                 out.append(f"ALTER POLICY {ident(old_permissive)} ON {tbl} RENAME TO {ident(tw.permissive)}")
                 present.add(tw.permissive)
-        out.append(tw.policy_sql(tbl, info.target, info.primary_key, base_type, bits_for(len(pks)), self._guard(info, legacy)))
+        out.append(tw.policy_sql(tbl, info.target, key or info.primary_key, base_type, bits_for(len(pks)), self._guard(info, legacy)))
         ours = tw.permissive in present
         if not info.rls_enabled or ours:
             if not ours:
@@ -800,6 +800,61 @@ class PostgresSeeder:
             details.update(child_of=sorted({w.info.target for w in works}), schema=tw.schema,
                            function=f"{tw.schema}.{tw.function}", policy=tw.policy)
             await detection_objects.record(ctl, self.ds.name, target, details)
+
+    # -- copies -----------------------------------------------------------------------------------
+    async def enroll(self, target: str, key: str, members: Mapping[str, int]) -> EnrollResult:
+        """Tripwire a copy of canary data (a table in the datastore's database that the copy sweep found):
+        its rows whose ``key`` column holds a key of ``members`` (key text -> the canary whose values the
+        row holds) fire like canary rows. Nothing in the copy is written or deleted; ``canary retire``
+        of those canaries takes the tripwire off again and restores the copy's row-level-security
+        state. The key must identify rows (a column the copy's rows do not share): the caller checks."""
+        schema, name = parse_target(target)
+        target = f"{schema}.{name}"
+        armed = await detection_objects.details(self.registry.pool, self.ds.name, target)
+        if armed is not None and not armed.get("copy"):
+            raise SeedError(f"{target} holds canaries or rows written for them: it is armed already", target=target)
+        if not members:
+            raise SeedError(f"{target}: no row holds a canary value, nothing to enroll", target=target)
+        conn = await self._connect()
+        try:
+            tr = conn.transaction()
+            await tr.start()
+            try:
+                await conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
+                info = await introspect(conn, target, datastore=self.ds.name)
+                if info.kind not in ("r", "p"):
+                    raise SeedError(f"{target} is not a table (row-level security cannot apply): cover it with object audit",
+                                    target=target)
+                if key not in {c.name for c in info.columns}:
+                    raise SeedError(f"{target} has no column {key!r} to key the tripwire on", target=target)
+                tw = self.tripwire
+                foreign = [p for p in info.policies if p.name not in (tw.policy, tw.permissive)]
+                if foreign and not info.rls_enabled:
+                    raise SeedError(f"{target} has row-level security policies that are disabled: enrolling would enable "
+                                    "them", target=target)
+                pk_type, base_type = _key_types(info, key)
+                pks = sorted(members)
+                for stmt in self._detection_statements(info, base_type, pks, key=key):
+                    await conn.execute(stmt)
+                await tw.install_line_key(conn, self.registry.keyring)
+                await tw.set_members(conn, target, pk_type, base_type, pks)
+            except BaseException as exc:
+                raise await self._abort(tr, exc, "enrolling", "enrolled") from None
+            await tr.commit()
+        finally:
+            await self._close(conn)
+        details = armed or {"rls_enabled_before": info.rls_enabled, "rls_forced_before": info.rls_forced,
+                            "permissive_policy": None if info.rls_enabled else tw.permissive, "schema_created": False}
+        sources = sorted({t for t in await self._targets() if t != target})
+        details.update(copy=True, key=key, child_of=sorted(set(details.get("child_of", ())) | set(sources)),
+                       schema=tw.schema, function=f"{tw.schema}.{tw.function}", policy=tw.policy)
+        async with self.registry.pool.acquire() as ctl, ctl.transaction():
+            added = await self.registry.add_values(
+                ctl, [(cid, ValueKind.CHILD_ROW.value, location_key(self.ds.name, target, pk)) for pk, cid in members.items()])
+            await detection_objects.record(ctl, self.ds.name, target, details)
+        self.log.info("seed.copy_enrolled", datastore=self.ds.name, target=target, rows=len(members),
+                      canaries=len(set(members.values())))
+        return EnrollResult(self.ds.name, target, key, len(members), len(set(members.values())), added)
 
     async def _abort(self, tr: Any, exc: BaseException, doing: str, undone: str) -> BaseException:
         """Roll the datastore transaction back and turn a PostgreSQL error into one clear SeedError."""
@@ -1023,11 +1078,27 @@ class PostgresSeeder:
         for existing in active.values():
             for child, rows in (await self._child_keys(existing)).items():
                 keys.setdefault(child, set()).update(pk for _, pk, _ in rows)
+        copies = await self._copy_keys([c for c, d in armed.items() if d.get("copy")])
         out: list[Finding] = []
-        for child in armed:
-            if keys.get(child):
+        for child, details in armed.items():
+            pks = sorted(copies.get(child, ())) if details.get("copy") else sorted(keys.get(child, ()))
+            if pks:
                 info = await introspect(conn, child, datastore=self.ds.name)
-                out.extend(await self._check_detection(conn, info, sorted(keys[child])))
+                out.extend(await self._check_detection(conn, info, pks, details.get("key")))
+        return out
+
+    async def _copy_keys(self, targets: Sequence[str]) -> dict[str, set[str]]:
+        """The keys of the rows of enrolled copies that hold active canaries (from their ``child_row``
+        values, decrypted: which rows they are is stored nowhere in the clear)."""
+        if not targets:
+            return {}
+        prefixes = {location_key(self.ds.name, t, ""): t for t in targets}
+        out: dict[str, set[str]] = {}
+        for r in await active_values(self.registry.pool, ValueKind.CHILD_ROW.value):
+            value = self.registry.keyring.decrypt_text(r["value_enc"], value_purpose(r["kind"]))
+            for prefix, target in prefixes.items():
+                if value.startswith(prefix):
+                    out.setdefault(target, set()).add(value[len(prefix):])
         return out
 
     async def _read_quietly(self, conn: asyncpg.Connection, role: Role, target: str, pks: list[str]) -> tuple[TableInfo, dict[str, str]]:
@@ -1114,7 +1185,8 @@ class PostgresSeeder:
     async def _targets(self) -> list[str]:
         return await detection_objects.targets(self.registry.pool, self.ds.name)
 
-    async def _check_detection(self, conn: asyncpg.Connection, info: TableInfo, pks: Sequence[str]) -> list[Finding]:
+    async def _check_detection(self, conn: asyncpg.Connection, info: TableInfo, pks: Sequence[str],
+                               key: str | None = None) -> list[Finding]:
         tw = self.tripwire
         out = []
         row = await conn.fetchrow(
@@ -1125,7 +1197,7 @@ class PostgresSeeder:
         if row is None or row["polpermissive"] or row["cmd"] != "r":
             out.append(Finding("-", info.target, "detection_policy_missing"))
         else:
-            pk_type, base_type = _key_types(info)
+            pk_type, base_type = _key_types(info, key)
             for problem in await tw.table_problems(conn, info.target, pk_type, base_type, pks, row["qual"]):
                 out.append(Finding("-", info.target, problem))
         if not info.rls_enabled:
@@ -1170,7 +1242,7 @@ class PostgresSeeder:
                     tbl = qualified(info.schema, info.name)
                     await conn.execute(f"DROP POLICY IF EXISTS {ident(restrictive)} ON {tbl}")
                     forced_off = await self._quiet_reads(conn, info, role, may_alter=True)
-                    texts = await self._row_texts(conn, info, list(existing))
+                    texts = await self._row_texts(conn, info, list(existing)) if existing else {}
                     delete: list[str] = []
                     keep: list[str] = []
                     for pk, rec in existing.items():
@@ -1184,10 +1256,11 @@ class PostgresSeeder:
                         retired_ids.append(rec.id)
                         if rec.deployment_id is not None:
                             deployments.add(rec.deployment_id)
-                    pk_col = info.column(info.primary_key[0])
                     gone = set(delete) | {pk for pk in existing if pk not in texts}
                     for table, n_child in (await self._delete_children(conn, role, existing, gone)).items():
                         child_rows[table] = child_rows.get(table, 0) + n_child
+                    if delete or keep:
+                        pk_col = info.column(info.primary_key[0])
                     if delete:
                         n = await conn.execute(
                             f"DELETE FROM {tbl} WHERE {ident(pk_col.name)} = ANY($1::text[]::{pk_col.type}[])", delete
@@ -1246,11 +1319,24 @@ class PostgresSeeder:
         return RetireResult(self.ds.name, removed, kept if not force else [], child_rows, dropped)
 
 
-def _key_types(info: TableInfo) -> tuple[str, str]:
-    """(type, base type) of a table's row key as the tripwire hashes it: a composite key is text."""
-    if len(info.primary_key) != 1:
+@dataclasses.dataclass(frozen=True, slots=True)
+class EnrollResult:
+    """What :meth:`PostgresSeeder.enroll` armed (counts only: which rows stays secret)."""
+
+    datastore: str
+    target: str
+    key: str
+    rows: int
+    canaries: int
+    values_added: int
+
+
+def _key_types(info: TableInfo, key: str | None = None) -> tuple[str, str]:
+    """(type, base type) of a table's row key as the tripwire hashes it: a composite key is text.
+    ``key``: the column an enrolled copy is keyed on (copies have no primary key)."""
+    if key is None and len(info.primary_key) != 1:
         return "text", "text"
-    col = info.column(info.primary_key[0])
+    col = info.column(key or info.primary_key[0])
     return col.type, col.base_type
 
 

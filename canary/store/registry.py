@@ -112,6 +112,22 @@ class Registry:
             )
         return [(ids[u], u) for u in uids]
 
+    async def add_values(self, conn: asyncpg.Connection, values: Sequence[tuple[int, str, str]]) -> int:
+        """Give existing canaries more (canary id, kind, value) values, e.g. the rows of an enrolled copy
+        (``child_row`` location keys); a value already registered is left as it is. Returns how many
+        were added."""
+        k = self.keyring
+        rows = [(cid, kind, k.encrypt(value, value_purpose(kind)), k.blind_index(value, value_purpose(kind)), k.key_id)
+                for cid, kind, value in values]
+        if not rows:
+            return 0
+        status = await conn.execute(
+            "INSERT INTO canary_values (canary_id, kind, value_enc, value_idx, key_id)"
+            " SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::bytea[], $5::text[])"
+            " ON CONFLICT (kind, value_idx) DO NOTHING",
+            [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows], [r[4] for r in rows])
+        return int(status.split()[-1])
+
     async def retire(self, conn: asyncpg.Connection, canary_ids: Iterable[int], deployment_id: int | None = None) -> None:
         await conn.execute(
             "UPDATE canaries SET status = 'retired', retired_at = now() WHERE id = ANY($1::bigint[])", list(canary_ids)

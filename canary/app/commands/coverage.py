@@ -16,14 +16,17 @@ import asyncpg
 from canary.app.commands import load_config
 from canary.app.report import coverage_report, render_markdown
 from canary.errors import DatastoreError
-from canary.health.checks import check_canaries, record_audit_configured
+from canary.health.checks import audited_tables, check_canaries, record_audit_configured
+from canary.health.copies import copy_rows
 from canary.health.filescan import load_patterns, scan_file
 from canary.health.sweep import Budget, CopySweep
 from canary.postgres.audit import configure_object_audit
 from canary.postgres.backstop import read_snapshot
 from canary.postgres.paths import audit_grants, privileged_objects
+from canary.postgres.sql import ident, parse_target
 from canary.postgres.tamper import install_event_trigger
 from canary.runtime import Runtime, close_runtime, open_runtime
+from canary.seeding.postgres import PostgresSeeder
 from canary.store import ControlStore, detection_objects, registry, sessions
 
 
@@ -39,6 +42,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     check = csub.add_parser("check", help="verify canaries and detection objects now; exit 1 when anything is wrong")
     check.add_argument("--datastore", help="only this datastore")
     check.set_defaults(func=cmd_check)
+
+    enroll = csub.add_parser("enroll", help="cover a copy of canary data the sweep found: a table in the datastore's"
+                                            " database gets the tripwire, a materialized view (or --audit) object audit")
+    enroll.add_argument("--datastore", required=True)
+    enroll.add_argument("--object", required=True, help="schema.name of the copy")
+    enroll.add_argument("--key", help="the column that identifies the copy's rows (default: the canary table's primary key)")
+    enroll.add_argument("--audit", action="store_true", help="use pgaudit object audit instead of the tripwire")
+    enroll.set_defaults(func=cmd_enroll)
 
     report = csub.add_parser("report", help="every exfiltration path per datastore: covered / partly / not covered, and why;"
                                             " exit 1 when a path the configuration claims to cover is open")
@@ -118,6 +129,62 @@ async def cmd_check(args: argparse.Namespace) -> int:
         return 1 if found else 0
     finally:
         await close_runtime(rt, grace=1)
+
+
+async def cmd_enroll(args: argparse.Namespace) -> int:
+    rt = await _runtime(args)
+    try:
+        ds = rt.config.datastore(args.datastore)
+        schema, name = parse_target(args.object)
+        try:
+            conn = await asyncpg.connect(ds.dsn.reveal(), timeout=10, command_timeout=60)
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+            raise DatastoreError(f"cannot connect to datastore {ds.name!r}: {type(exc).__name__}") from None
+        try:
+            relkind = await conn.fetchval("SELECT relkind::text FROM pg_catalog.pg_class WHERE oid = pg_catalog.to_regclass($1)",
+                                          f"{ident(schema)}.{ident(name)}")
+            if relkind is None:
+                raise DatastoreError(f"{schema}.{name} does not exist in the datastore's database")
+            if args.audit or relkind not in ("r", "p"):
+                role = rt.config.coverage.pgaudit_role
+                own = await sessions.open_session(rt.pool, ds.name, conn, "coverage")
+                try:
+                    state = await configure_object_audit(conn, role, [], objects=[(schema, name)])
+                finally:
+                    await sessions.close_session(rt.pool, own)
+                audited = sorted({*await audited_tables(rt.pool, ds.name), f"{schema}.{name}"})
+                await record_audit_configured(rt.pool, ds.name, role, audited)
+                print(json.dumps({"datastore": ds.name, "object": f"{schema}.{name}", "covered_by": "object_audit",
+                                  "problems": state.problems(role, audited)}, indent=2))
+                return 0
+            key = args.key or await _default_key(conn, rt, ds.name)
+        finally:
+            await conn.close()
+        if key is None:
+            raise DatastoreError("give --key: the canary table's primary key is not known (seed the datastore first)")
+        rows = await copy_rows(rt, ds, f"{schema}.{name}", key, await CopySweep(rt).matcher())
+        result = await PostgresSeeder(ds, rt.registry).enroll(rows.target, key, rows.members)
+        print(json.dumps({"datastore": ds.name, "object": result.target, "covered_by": "tripwire", "key": key,
+                          "rows_read": rows.rows, "canary_rows": result.rows, "canaries": result.canaries,
+                          "columns": list(rows.columns)}, indent=2))
+        return 0
+    finally:
+        await close_runtime(rt, grace=1)
+
+
+async def _default_key(conn: asyncpg.Connection, rt: Runtime, datastore: str) -> str | None:
+    """The primary-key column of the datastore's first armed canary table (copies usually keep it)."""
+    for target in await detection_objects.targets(rt.pool, datastore):
+        details = await detection_objects.details(rt.pool, datastore, target) or {}
+        if details.get("copy") or details.get("child_of"):
+            continue
+        key = await conn.fetchval(
+            "SELECT a.attname::text FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a"
+            " ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
+            " WHERE i.indrelid = pg_catalog.to_regclass($1) AND i.indisprimary AND i.indnatts = 1", target)
+        if key:
+            return str(key)
+    return None
 
 
 async def cmd_report(args: argparse.Namespace) -> int:
