@@ -13,8 +13,10 @@ Three inputs, one handler each (all record handlers for :mod:`canary.sources.pgl
 
 What counts as tampering: DROP / ALTER POLICY, ``ALTER TABLE ... DISABLE`` or ``NO FORCE ROW LEVEL
 SECURITY``, DROP / ALTER / CREATE OR REPLACE of the touch function, DROP EXTENSION pgaudit,
-``ALTER SYSTEM`` or ``SET`` of ``pgaudit.*``, changes to the audit role, and dropping or disabling
-the event trigger itself. Log text cannot say whether the table holds canaries, so these events are
+``ALTER SYSTEM`` or ``SET`` of ``pgaudit.*``, changes to the audit role, dropping or disabling
+the event trigger itself, and creating or changing a publication or subscription (a path that streams
+tables to another server; the replication watch, :mod:`canary.health.replication`, names the canary
+tables a publication includes). Log text cannot say whether the table holds canaries, so these events are
 severity ERROR with the statement in evidence; the scheduled detection check (:mod:`canary.checks`)
 compares the catalog with what was installed and reports the confirmed damage as CRITICAL.
 
@@ -69,6 +71,8 @@ def _rules(functions: tuple[str, ...], audit_role: str) -> tuple[tuple[str, re.P
                                                r"|set\s+(?:session\s+|local\s+)?\"?pgaudit\.|alter\s+(?:role|user|database)\b.*\bset\s+\"?pgaudit\.)",
                                                re.I | re.S)),
         ("audit_role_changed", re.compile(r"^\s*(?:drop\s+role|alter\s+role|revoke)\b.*\b" + roles + r"\b", re.I | re.S)),
+        ("publication_changed", re.compile(r"^\s*(?:create|alter)\s+publication\b", re.I)),
+        ("subscription_changed", re.compile(r"^\s*(?:create|alter)\s+subscription\b", re.I)),
         ("event_trigger_disabled", re.compile(r"^\s*(?:drop|alter)\s+event\s+trigger\b.*\b(?:" + EVENT_TRIGGER + "|" + LEGACY_EVENT_TRIGGER + r")\w*", re.I | re.S)),
     )
 
@@ -156,6 +160,10 @@ def trigger_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detectio
             findings.append("function_dropped" if detail.get("event") == "sql_drop" else "function_altered")
         elif otype == "extension" and oid == "pgaudit" and "pgaudit_dropped" not in findings:
             findings.append("pgaudit_dropped")
+        elif otype.startswith("publication") and detail.get("event") != "sql_drop" and "publication_changed" not in findings:
+            findings.append("publication_changed")  # a path that streams tables (canary tables too) to a subscriber
+        elif otype == "subscription" and detail.get("event") != "sql_drop" and "subscription_changed" not in findings:
+            findings.append("subscription_changed")
     return _detection(record, ctx, findings, query, "event_trigger", objects) if findings else None
 
 
@@ -190,7 +198,8 @@ BEGIN
     SELECT coalesce(json_agg(o), '[]'::json) INTO objs FROM (
       SELECT json_build_object('type', object_type, 'id', left(object_identity, 300), 'tag', command_tag) AS o
         FROM pg_event_trigger_ddl_commands()
-       WHERE object_type IN ('policy', 'function', 'extension', 'schema', 'table') LIMIT {MAX_OBJECTS}) x;
+       WHERE object_type IN ('policy', 'function', 'extension', 'schema', 'table', 'publication', 'publication relation',
+                             'publication namespace', 'subscription') LIMIT {MAX_OBJECTS}) x;
   END IF;
   IF json_array_length(objs) > 0 THEN
     d := json_build_object('v', 1, 'ds', {literal(datastore)}, 'event', TG_EVENT, 'tag', TG_TAG, 'objs', objs,

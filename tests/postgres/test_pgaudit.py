@@ -162,6 +162,24 @@ async def test_disabling_detection_is_reported_from_ddl(audited: tuple[Runtime, 
     assert all(r["severity"] == "error" and r["actor"]["user"] == "postgres" for r in rows)
 
 
+async def test_a_publication_is_reported_the_moment_it_is_created(audited: tuple[Runtime, JsonlogSource], shop15: Shop) -> None:
+    """CREATE PUBLICATION for the canary table is a TAMPER event from the event trigger (objects, signed)
+    and from log_statement, with who created it, before any subscriber connects."""
+    rt, _ = audited
+    conn = await asyncpg.connect(shop15.dsn)
+    try:
+        await conn.execute("CREATE PUBLICATION leak FOR TABLE public.customers")
+        await conn.execute("DROP PUBLICATION leak")
+    finally:
+        await conn.close()
+    rows = await _events(rt, "kind = 'tamper' AND evidence->'findings' ? 'publication_changed'")
+    deadline = asyncio.get_running_loop().time() + 5
+    while len(rows) < 2 and asyncio.get_running_loop().time() < deadline:
+        rows = await _events(rt, "kind = 'tamper' AND evidence->'findings' ? 'publication_changed'")
+    assert sorted(r["evidence"]["signal"] for r in rows) == ["event_trigger", "log_statement"]
+    assert all(r["actor"]["user"] == "postgres" for r in rows)
+
+
 async def test_audit_state_reports_a_revoked_grant(audited: tuple[Runtime, JsonlogSource], shop15: Shop) -> None:
     """Revoking the audit role's SELECT (which silently ends object audit) shows up in audit_state."""
     conn = await asyncpg.connect(shop15.dsn)
@@ -238,6 +256,10 @@ def test_malformed_audit_line_is_an_error() -> None:
         ("REVOKE SELECT ON customers FROM canary_auditor", ["audit_role_changed"]),
         ("ALTER EVENT TRIGGER canary_ddl_guard_end DISABLE", ["event_trigger_disabled"]),
         ("DROP EVENT TRIGGER ddl_audit_drop", ["event_trigger_disabled"]),
+        ("CREATE PUBLICATION p FOR TABLE public.customers", ["publication_changed"]),
+        ("alter publication p add table customers", ["publication_changed"]),
+        ("CREATE SUBSCRIPTION s CONNECTION 'host=x' PUBLICATION p", ["subscription_changed"]),
+        ("DROP PUBLICATION p", []),
         ("select 'DROP POLICY x ON y'", []),
         ("-- drop policy x on y\ncreate table t (id int)", []),
         ("ALTER TABLE customers ENABLE ROW LEVEL SECURITY", []),
