@@ -24,7 +24,7 @@ import asyncpg
 
 from canary.config import DatastoreConfig
 from canary.errors import DatastoreError
-from canary.health.sweep import SESSION_SETTINGS
+from canary.health.sweep import FETCH_ROWS, MAX_CELL, SESSION_SETTINGS
 from canary.health.valuematch import ValueMatcher
 from canary.postgres.sql import ident, parse_target, qualified
 from canary.store import sessions
@@ -45,6 +45,26 @@ LEFT JOIN pg_catalog.pg_type e ON t.typcategory = 'A' AND e.oid = t.typelem
 WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
 """
+
+
+def _collect(batch: list[asyncpg.Record], text_cols: list[str], matcher: ValueMatcher, members: dict[str, int],
+             matched_cols: set[str]) -> int:
+    """Add the batch's canary rows (key in column 0) to ``members``; returns how many had no key."""
+    nulls = 0
+    for row in batch:
+        hits: list[int] = []
+        for i, text in enumerate(row[1:]):
+            if text is not None:
+                found = matcher.match(text)
+                if found:
+                    matched_cols.add(text_cols[i])
+                    hits += [cid for cid, _ in found]
+        if hits:
+            if row[0] is None:
+                nulls += 1
+            else:
+                members[row[0]] = hits[0]
+    return nulls
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,34 +104,25 @@ async def copy_rows(runtime: SourceContext, ds: DatastoreConfig, target: str, ke
         members: dict[str, int] = {}
         matched_cols: set[str] = set()
         nulls = rows = 0
-        select = ", ".join([f"{ident(key)}::pg_catalog.text", *(f"{ident(c)}::pg_catalog.text" for c in text_cols)])
+        select = ", ".join([f"{ident(key)}::pg_catalog.text",
+                            *(f"pg_catalog.left({ident(c)}::pg_catalog.text, {MAX_CELL})" for c in text_cols)])
         for start in range(0, nblocks + 1, RANGE_BLOCKS):
             sql = (f"SELECT {select} FROM ONLY {qualified(schema, name)} WHERE ctid >= '({start},0)'::pg_catalog.tid"
                    f" AND ctid < '({start + RANGE_BLOCKS},0)'::pg_catalog.tid")
             async with conn.transaction(readonly=True):
-                batch = await conn.fetch(sql)
-            for row in batch:
-                rows += 1
-                k = row[0]
-                hits: list[int] = []
-                for i, text in enumerate(row[1:]):
-                    if text is not None:
-                        found = matcher.match(text)
-                        if found:
-                            matched_cols.add(text_cols[i])
-                            hits += [cid for cid, _ in found]
-                if hits:
-                    if k is None:
-                        nulls += 1
-                    else:
-                        members[k] = hits[0]
+                cursor = await conn.cursor(sql)
+                while batch := await cursor.fetch(FETCH_ROWS):
+                    rows += len(batch)
+                    nulls += _collect(batch, text_cols, matcher, members, matched_cols)
         # second pass, the key column only: does any other row share a canary row's key?
         keys: Counter[str] = Counter()
         for start in range(0, nblocks + 1, RANGE_BLOCKS):
             sql = (f"SELECT {ident(key)}::pg_catalog.text FROM ONLY {qualified(schema, name)} WHERE ctid >= "
                    f"'({start},0)'::pg_catalog.tid AND ctid < '({start + RANGE_BLOCKS},0)'::pg_catalog.tid")
             async with conn.transaction(readonly=True):
-                keys.update(r[0] for r in await conn.fetch(sql) if r[0] in members)
+                cursor = await conn.cursor(sql)
+                while batch := await cursor.fetch(FETCH_ROWS * 16):
+                    keys.update(r[0] for r in batch if r[0] in members)
     except asyncpg.PostgresError as exc:
         raise DatastoreError(f"{target}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
     finally:

@@ -87,6 +87,11 @@ SESSION_SETTINGS = {
     "max_parallel_workers_per_gather": "0",
 }
 RELKINDS = {"r": "table", "m": "materialized view"}
+#: Characters of one cell the sweep matches (a copied e-mail or phone sits well inside; a longer
+#: document is matched in its first MAX_CELL characters)
+MAX_CELL = 65536
+#: Rows fetched and matched at a time within a range: with MAX_CELL, what a range can make the sweep hold
+FETCH_ROWS = 256
 
 
 def _now() -> dt.datetime:
@@ -304,8 +309,9 @@ FROM pg_catalog.pg_class c WHERE c.oid = $1::oid
 
 
 def range_sql(rel: Relation, start: int, end: int) -> str:
-    """The read of blocks ``[start, end)`` of ``rel``: its text columns as text, nothing else."""
-    cols = ", ".join(f"{ident(c)}::pg_catalog.text" for c in rel.columns)
+    """The read of blocks ``[start, end)`` of ``rel``: its text columns as text, each cut at
+    :data:`MAX_CELL` characters (a table of huge values cannot make the sweep hold them), nothing else."""
+    cols = ", ".join(f"pg_catalog.left({ident(c)}::pg_catalog.text, {MAX_CELL})" for c in rel.columns)
     return (f"SELECT {cols} FROM ONLY {qualified(rel.schema, rel.name)}"
             f" WHERE ctid >= '({int(start)},0)'::pg_catalog.tid AND ctid < '({int(end)},0)'::pg_catalog.tid")
 
@@ -743,9 +749,14 @@ class _Run:
         conn = s.conn
         wait = left + 10.0  # the server cancels at the statement timeout; this bounds a silent network
         try:
+            found = Found()
+            n_rows = 0
             async with conn.transaction(readonly=True):
                 before = await conn.fetchrow(_BEFORE, f"{timeout_ms}ms", oids, timeout=wait)
-                rows = await conn.fetch(range_sql(rel, start, end), timeout=wait)
+                cursor = await conn.cursor(range_sql(rel, start, end), timeout=wait)
+                while batch := await cursor.fetch(FETCH_ROWS, timeout=wait):
+                    n_rows += len(batch)
+                    found.add(await asyncio.to_thread(self.matcher.scan, batch) if len(batch) > 32 else self.matcher.scan(batch))
                 after = await conn.fetchrow(_AFTER, rel.oid, oids, rel.schema, rel.name, rel.filenode, timeout=wait)
         except asyncpg.QueryCanceledError:
             raise _Stop("max_seconds") from None
@@ -773,10 +784,9 @@ class _Run:
             read = fetched - (int(after["hit"] or 0) - int(before["hit"] or 0))
         else:
             fetched = read = blocks
-        found = await asyncio.to_thread(self.matcher.scan, rows)
         took = self.loop.time() - t
         sm = self.summary
-        sm.rows += len(rows)
+        sm.rows += n_rows
         sm.blocks += blocks
         sm.bytes += fetched * s.block_size
         sm.bytes_read += read * s.block_size

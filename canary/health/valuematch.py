@@ -44,8 +44,11 @@ MIN_TEXT = 6  # "a@b.co"; a phone has at least 7 digits
 MAX_EMAIL = 254
 MIN_DIGITS, MAX_DIGITS = 7, 15  # E.164 numbers have at most 15 digits
 
-_EMAIL_IN_TEXT = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`|~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-                            r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
+# bounded like RFC 5321 (local part <= 64, labels <= 63, a few labels) and anchored at the start of
+# a local part, so a cell of long runs around an "@" costs linear time, not quadratic
+_LOCAL = "A-Za-z0-9.!#$%&'*+/=?^_`|~-"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_EMAIL_IN_TEXT = re.compile(r"(?<![" + _LOCAL + r"])[" + _LOCAL + r"]{1,64}@" + _LABEL + r"(?:\." + _LABEL + r"){1,8}(?![A-Za-z0-9-])")
 _EMAIL_CELL = re.compile(r"\s*(?:" + _EMAIL_IN_TEXT.pattern + r")\s*")
 _PHONE_CELL = re.compile(r"\s*\+?[\d\s().\-/]{7,30}")
 _PHONE_IN_TEXT = re.compile(r"(?<![\w+])\+?\d[\d ().\-/]{5,28}\d(?!\w)")

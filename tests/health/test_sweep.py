@@ -29,7 +29,7 @@ from canary.errors import ConfigError
 from canary.events import DetectionEvent
 from canary.health import scheduler as scheduler_mod
 from canary.health.scheduler import CoverageScheduler
-from canary.health.sweep import Budget, CopySweep, SweepSummary
+from canary.health.sweep import MAX_CELL, Budget, CopySweep, SweepSummary
 from canary.health.valuematch import COUNTRY_CODES, ValueMatcher
 from canary.postgres.sql import ident, qualified
 from canary.runtime import Runtime
@@ -611,3 +611,18 @@ def test_sweep_settings_are_validated(make_config: MakeConfig) -> None:
     for bad in ({"sweep_interval": "0s"}, {"sweep_max_bytes": 100}, {"sweep_blocks": 0}, {"sweep_budget": 1}):
         with pytest.raises(ConfigError):
             make_config(coverage=bad)
+
+
+async def test_huge_cells_are_read_only_up_to_the_cell_limit(seeded: Seeded) -> None:
+    """A table of 5 MB text values (what an insider could plant to exhaust the sweep's memory) is read
+    in bounded batches, each cell cut at MAX_CELL characters: a canary address at the start of a huge
+    cell is found, one placed beyond the limit is not (a documented limit), and the run completes."""
+    s = seeded
+    first, second = s.emails[0], s.emails[1]
+    await _sql(s.shop.dsn, "CREATE TABLE public.blobs (id int, doc text)",
+               f"INSERT INTO public.blobs SELECT g, '{first} ' || repeat('x', 5000000) FROM generate_series(1, 8) g",
+               "CREATE TABLE public.deep (id int, doc text)",
+               f"INSERT INTO public.deep SELECT 1, repeat('y', {MAX_CELL + 10}) || ' {second}'")
+    events, summary = await _sweep(s.rt)
+    assert summary.stopped == "done"
+    assert [e.evidence["object"] for e in events] == ["public.blobs"]
