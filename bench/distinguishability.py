@@ -183,6 +183,47 @@ def features(rows: Sequence[asyncpg.Record]) -> tuple[np.ndarray, list[str]]:
     return np.array([cols[n] for n in names], dtype=float).T, names
 
 
+ORDERS = "SELECT id, customer_id, extract(epoch FROM ordered_at) AS t FROM orders ORDER BY id"
+
+
+def label_free(rows: Sequence[asyncpg.Record], orders: Sequence[asyncpg.Record]) -> dict[str, np.ndarray]:
+    """Rules a thief applies without labels or a classifier, one or two columns each; per customer,
+    1 when the rule flags it. A rule that flags canaries more often than real rows is a tell."""
+    n = len(rows)
+    ts = [r["created"] for r in rows]  # exact (numeric epoch)
+    ids = [int(r["id"]) for r in rows]
+    derived = np.zeros(n)
+    out_of_order = np.zeros(n)
+    for i in range(1, n - 1):
+        a, b, c = ts[i - 1], ts[i], ts[i + 1]
+        if a is None or b is None or c is None:
+            continue
+        if b < a or b > c:
+            out_of_order[i] = 1
+        if c != a:  # on the straight line between the id-neighbours' times (to the microsecond)
+            k = (ids[i] - ids[i - 1]) / (ids[i + 1] - ids[i - 1])
+            derived[i] = float(abs(float(b - a) - float(c - a) * k) < 1e-6)
+    frac = [t is not None and t % 1 != 0 for t in ts]
+    share = sum(frac) / max(n, 1)
+    subsecond = np.array([float(f if share < 0.5 else not f) for f in frac])  # the precision most rows lack
+    # orders: an order whose time is out of order with the orders next to it by id
+    inverted: set[int] = set()
+    for j in range(1, len(orders) - 1):
+        a, b, c = orders[j - 1]["t"], orders[j]["t"], orders[j + 1]["t"]
+        if b < a and b < c or b > a and b > c:  # a local extremum: real order ids follow time
+            inverted.add(int(orders[j]["customer_id"]))
+    order_inv = np.array([float(i in inverted) for i in ids])
+    gaps = [r["upd_gap"] for r in rows]
+    gap_counts = Counter(g for g in gaps if g is not None and g != 0)
+    shared_gap = np.array([float(g is not None and g != 0 and gap_counts[g] > 1) for g in gaps])
+    upd_frac = [r["updated"] is not None and r["updated"] % 1 != 0 for r in rows]
+    upd_share = sum(upd_frac) / max(n, 1)
+    upd_precision = np.array([float(f if upd_share < 0.5 else not f) for f in upd_frac])
+    return {"created_on_the_line": derived, "created_out_of_id_order": out_of_order,
+            "created_precision_rare": subsecond, "order_time_against_id_order": order_inv,
+            "update_gap_shared_exactly": shared_gap, "updated_precision_rare": upd_precision}
+
+
 def auc(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     scores = np.zeros(len(y))
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
@@ -246,6 +287,7 @@ async def run(
     finally:
         await store.close()
     rows = await conn.fetch(QUERY)
+    orders = await conn.fetch(ORDERS)
     await conn.close()
     x, names = features(rows)
     y = np.array([1 if r["id"] in canary_ids else 0 for r in rows])
@@ -258,6 +300,12 @@ async def run(
             print(f"  seeder warning: {w}")
     print(f"  ROC AUC (5-fold, gradient boosting, {x.shape[1]} features): {score:.3f}   target <= 0.55")
     print(f"  most telling single features (AUC alone): " + ", ".join(f"{n} {d:.3f}" for n, d in top))
+    rules = label_free(rows, orders)
+    print("  label-free rules, share flagged (canaries vs real rows; a tell when canaries are flagged more):")
+    for name, flags in rules.items():
+        c, r = flags[y == 1].mean(), flags[y == 0].mean()
+        verdict = "TELL" if c > max(2 * r, r + 0.02) else "ok"
+        print(f"    {name:<30} canaries {c:6.1%}  real {r:6.1%}  {verdict}")
     await admin_each(server, 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', (db, db + "_ctl"))
     return score
 

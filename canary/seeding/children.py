@@ -133,8 +133,7 @@ async def _plan_reference(
         base = parse_ts(parent.rows[i].values.get(parent_created)) if parent_created else None
         when = base + dt.timedelta(seconds=delay) if base is not None and delay is not None else base
         contexts.append(RowContext(pk=None, created=when))
-    keyed = await _own_keys(seeder, conn, info, prof, len(contexts), warnings)
-    contexts = [RowContext(pk=k, created=c.created) for k, c in zip(keyed, contexts)]
+    contexts = await _own_keys(seeder, conn, info, prof, [c.created for c in contexts], warnings)
     fixed = {fk}
     for other in info.foreign_keys():
         if len(other.columns) == 1 and other.columns[0] != fk:
@@ -327,15 +326,23 @@ async def _real_keys(conn: asyncpg.Connection, info: TableInfo, fk: str, parent_
     return [r["k"] for r in rows]
 
 
-async def _own_keys(seeder: Any, conn: asyncpg.Connection, info: TableInfo, prof: TableProfile, n: int, warnings: list[str]) -> list[str | None]:
-    """Primary keys for n child rows: interleaved like the canaries' for a single integer key; left
-    to the synthesizer (composite keys) or the key's default otherwise."""
+async def _own_keys(seeder: Any, conn: asyncpg.Connection, info: TableInfo, prof: TableProfile,
+                    times: list[dt.datetime | None], warnings: list[str]) -> list[RowContext]:
+    """Keys and times for child rows dated ``times``: for a single integer key, keys whose real
+    neighbours' times bracket each row's time (ids and dates agree like real rows'); left to the
+    synthesizer (composite keys) or the key's default otherwise."""
+    n = len(times)
     if len(info.primary_key) != 1:
-        return [None] * n
+        return [RowContext(pk=None, created=t) for t in times]
     col = info.column(info.primary_key[0])
     if col.base_type in ("int2", "int4", "int8"):
         local: list[str] = []
-        placements = await seeder._placements(conn, info, prof, [], n, local)
+        order = sorted(range(n), key=lambda i: (times[i] is None, times[i] or dt.datetime.min.replace(tzinfo=dt.timezone.utc)))
+        placed = await seeder._placements(conn, info, prof, [], n, local, times=[times[i] for i in order])
         warnings.extend(local)
-        return [p.pk for p in placements]
-    return [seeder._random_key(col.base_type, prof, col.name) for _ in range(n)]
+        out: list[RowContext] = [RowContext(pk=None, created=t) for t in times]
+        for slot, i in enumerate(order):
+            if slot < len(placed):
+                out[i] = placed[slot]
+        return out
+    return [RowContext(pk=seeder._random_key(col.base_type, prof, col.name), created=t) for t in times]

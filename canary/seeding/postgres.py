@@ -5,7 +5,8 @@ For each configured target table (``DatastoreConfig.tables``) the seeder
 1. introspects the table through the catalog (parameterised queries only),
 2. samples real rows (never the canaries themselves, and without triggering detection) to learn
    each column's shape, then synthesises rows that match (:mod:`canary.seeding.synth`),
-3. places them in gaps between real primary keys with timestamps interpolated from the neighbours,
+3. places them in gaps between real primary keys with timestamps drawn between the neighbours' (never
+   interpolated) at their precision,
 4. inserts them in the datastore transaction, records them in the control store (registry entries
    with encrypted location and contact points, a deployment manifest, the detection state), and
 5. installs read detection: a SECURITY DEFINER plpgsql function that ``RAISE LOG``s a JSON detail
@@ -52,7 +53,7 @@ from canary.postgres.tripwire import (
 )
 from canary.seeder import ApplyResult, Finding, Plan, PlannedRow, RetireResult, TargetPlan, VerifyReport
 from canary.seeding.catalog import TableInfo, introspect, unsupported_reason
-from canary.seeding.children import Batch, plan_children
+from canary.seeding.children import Batch, created_column, plan_children
 from canary.seeding.credentials import SecretColumns, create_role_sql, fill, infer_type, make_credential, secret_columns
 from canary.seeding.synth.contacts import ContactAllocator
 from canary.seeding.synth.profile import FREEMAIL, TableProfile, profile
@@ -67,6 +68,7 @@ from canary.seeding.synth.shapes import (
     semantic_of,
 )
 from canary.seeding.synth.synthesizer import RowContext, Synthesizer, SynthRow
+from canary.seeding.synth.times import Precision, between
 from canary.store import describe_error, detection_objects, sessions
 from canary.store.registry import NewCanary, Registry, ValueKind, active_values, location_key, recognise, value_purpose
 
@@ -534,13 +536,22 @@ class PostgresSeeder:
         return [dict(zip(names, r.values())) for r in rows]
 
     async def _placements(
-        self, conn: asyncpg.Connection, info: TableInfo, prof: TableProfile, exclude: list[str], n: int, warnings: list[str]
+        self, conn: asyncpg.Connection, info: TableInfo, prof: TableProfile, exclude: list[str], n: int, warnings: list[str],
+        times: Sequence[dt.datetime | None] | None = None,
     ) -> list[RowContext]:
-        """Keys and creation times for n canaries, interleaved with the real rows."""
+        """Keys and creation times for n rows, interleaved with the real rows. A time is drawn between
+        the real neighbours' times (never interpolated by key) at the column's own precision. With
+        ``times`` (rows written for a canary, dated after it), each row takes a key whose neighbours'
+        times bracket its time, so keys and dates agree the way real rows' do; where no free key is
+        there, the next free one later in time, its time drawn there."""
         pk_col = info.column(info.primary_key[0])
-        created = next((c.name for c in info.columns if semantic_of(c) == Semantic.CREATED), None)
+        created = created_column(info)  # customers.created_at, orders.ordered_at
+        created_prof = prof.col(created) if created else None
+        precision = Precision.of(prof.created_epochs or (created_prof.numbers if created_prof is not None else ()))
         if pk_col.base_type not in _INTEGER_TYPES:
-            return [RowContext(pk=self._random_key(pk_col.base_type, prof, pk_col.name), created=self._created_like(prof, created)) for _ in range(n)]
+            return [RowContext(pk=self._random_key(pk_col.base_type, prof, pk_col.name),
+                               created=self._cut(precision, times[i] if times else self._created_like(prof, created)))
+                    for i in range(n)]
         pk = ident(pk_col.name)
         tbl = qualified(info.schema, info.name)
         created_expr = f"{ident(created)}::text" if created else "NULL::text"
@@ -563,46 +574,83 @@ class PostgresSeeder:
             if free > 0:
                 slots.append((g["lo"], g["hi"], parse_ts(g["lo_c"]), parse_ts(g["hi_c"])))
                 capacity += free
-        out: list[RowContext] = []
-        if capacity:
-            chosen: set[int] = set()
-            want = min(n, capacity)
+        chosen: set[int] = set()
+
+        def free_key(lo: int, hi: int, anywhere: bool) -> int | None:
+            keys = [lo + 1, hi - 1] if not anywhere else [self.rng.randint(lo + 1, hi - 1)]
+            self.rng.shuffle(keys)
+            return next((k for k in keys if k not in chosen and k not in taken), None)
+
+        def drawn(lo_c: dt.datetime | None, hi_c: dt.datetime | None) -> dt.datetime | None:
+            """A time between the neighbours', at their precision (whole seconds where they have whole
+            seconds: a legacy import and today's rows differ, so the table-wide mix would not do)."""
+            if lo_c is None or hi_c is None or hi_c < lo_c:
+                return None
+            return Precision.of((lo_c.timestamp(), hi_c.timestamp())).cut(between(lo_c, hi_c, self.rng), self.rng, lo_c, hi_c)
+
+        placed: list[RowContext | None] = [None] * n
+        gap_of: list[tuple[int, int] | None] = [None] * n
+        if capacity and times is not None:
+            dated = sorted(((lo, hi, lo_c, hi_c) for lo, hi, lo_c, hi_c in slots if lo_c is not None and hi_c is not None),
+                           key=lambda s: s[2])
+            starts = [s[2] for s in dated]
+            for pos, want in enumerate(times):
+                if want is None or not dated:
+                    continue
+                i = max(bisect.bisect_right(starts, want) - 1, 0)
+                for lo, hi, lo_c, hi_c in dated[i:i + 50]:  # the gap around its time, else the next ones
+                    if hi_c < want:
+                        continue  # wholly earlier: the row would be dated before what it belongs to
+                    key = free_key(lo, hi, False) or free_key(lo, hi, True)
+                    if key is None:
+                        continue
+                    chosen.add(key)
+                    inside = lo_c <= want <= hi_c
+                    local = Precision.of((lo_c.timestamp(), hi_c.timestamp()))
+                    placed[pos] = RowContext(pk=str(key), created=self._cut(local, want, lo_c, hi_c) if inside
+                                             else drawn(lo_c, hi_c))
+                    gap_of[pos] = (lo, hi)
+                    break
+        elif capacity:
+            want_n = min(n, capacity)
             cum = list(itertools.accumulate(s[1] - s[0] - 1 for s in slots))
             attempts = 0
-            while len(chosen) < want and attempts < want * 50:
+            while len(chosen) < want_n and attempts < want_n * 50:
                 attempts += 1
-                lo, hi, lo_c, hi_c = slots[bisect.bisect_right(cum, self.rng.random() * cum[-1])]
+                a, b, a_c, b_c = slots[bisect.bisect_right(cum, self.rng.random() * cum[-1])]
                 # next to a real row, like a real row beside a deleted one (attempts > want: anywhere in the gap)
-                key = self.rng.choice((lo + 1, hi - 1)) if attempts <= want * 2 else self.rng.randint(lo + 1, hi - 1)
-                if key in chosen or key in taken:
+                key = free_key(a, b, attempts > want_n * 2)
+                if key is None:
                     continue
                 chosen.add(key)
-                when = None
-                if lo_c and hi_c:
-                    when = lo_c + (hi_c - lo_c) * ((key - lo) / (hi - lo))
-                out.append(RowContext(pk=str(key), created=when))
-        missing = n - len(out)
-        if missing and not info.pk_sequence:
+                placed[len(chosen) - 1] = RowContext(pk=str(key), created=drawn(a_c, b_c))
+                gap_of[len(chosen) - 1] = (a, b)
+        _in_key_order(placed, gap_of)
+        holes = [p for p in range(n) if placed[p] is None]
+        now = dt.datetime.now(dt.timezone.utc)  # rows past the last key are the newest: dated now
+        if holes and not info.pk_sequence:
             top = await conn.fetchval(f"SELECT max({pk}) FROM {tbl}")
             key = int(top) if top is not None else self.rng.randint(0, 999)
-            warnings.append(f"{info.target}: only {len(out)} of {n} canaries fit between existing keys; {missing} get keys "
-                            "above the largest one (the table has no sequence)")
-            now = dt.datetime.now(dt.timezone.utc)
-            for _ in range(missing):
+            warnings.append(f"{info.target}: only {n - len(holes)} of {n} rows fit between existing keys; {len(holes)} get "
+                            "keys above the largest one (the table has no sequence)")
+            for p in holes:
                 while True:
                     key += self.rng.randint(1, 3)
                     if key not in taken:
                         break
-                out.append(RowContext(pk=str(key), created=now))
-            return out
-        if missing:
+                placed[p] = RowContext(pk=str(key), created=self._cut(precision, now))
+        elif holes:
             warnings.append(
-                f"{info.target}: only {len(out)} of {n} canaries fit between existing keys; {missing} take the next "
+                f"{info.target}: only {n - len(holes)} of {n} rows fit between existing keys; {len(holes)} take the next "
                 f"values of {info.pk_sequence} (they sit at the end of the table)"
             )
-            now = dt.datetime.now(dt.timezone.utc)
-            out.extend(RowContext(pk=None, created=now) for _ in range(missing))
-        return out
+            for p in holes:
+                placed[p] = RowContext(pk=None, created=self._cut(precision, now))
+        return [c for c in placed if c is not None]
+
+    def _cut(self, precision: Precision, when: dt.datetime | None, lo: dt.datetime | None = None,
+             hi: dt.datetime | None = None) -> dt.datetime | None:
+        return None if when is None else precision.cut(when, self.rng, lo, hi)
 
     def _random_key(self, base_type: str, prof: TableProfile, pk: str) -> str:
         import uuid
@@ -615,7 +663,8 @@ class PostgresSeeder:
         return "cy" + "".join(self.rng.choice("0123456789abcdef") for _ in range(14))
 
     def _created_like(self, prof: TableProfile, created: str | None) -> dt.datetime | None:
-        """A creation time drawn from the real rows' distribution (interpolated, never a copy)."""
+        """A creation time drawn from the real rows' distribution (interpolated, never a copy; the caller
+        cuts it to the column's precision)."""
         if not created or not prof.created_epochs:
             return None
         return dt.datetime.fromtimestamp(quantile(prof.created_epochs, self.rng), dt.timezone.utc)
@@ -1317,6 +1366,26 @@ class PostgresSeeder:
             await detection_objects.remove(ctl, self.ds.name, cleanup)
         self.log.info("seed.retired", removed=removed, kept=len([k for k in kept if not force]))
         return RetireResult(self.ds.name, removed, kept if not force else [], child_rows, dropped)
+
+
+def _in_key_order(placed: list[RowContext | None], gap_of: Sequence[tuple[int, int] | None]) -> None:
+    """Rows placed in the same gap between two real rows got their keys and times independently: give
+    them their keys in the order of their times, as real rows have them (each keeps its own time, so a
+    row written for a canary stays dated after it)."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, gap in enumerate(gap_of):
+        c = placed[i]
+        if gap is not None and c is not None and c.pk is not None and c.created is not None:
+            groups.setdefault(gap, []).append(i)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        keys = sorted((placed[i].pk for i in members), key=lambda k: int(k or 0))  # type: ignore[union-attr]
+        by_time = sorted(members, key=lambda i: placed[i].created)  # type: ignore[union-attr, arg-type, return-value]
+        for i, key in zip(by_time, keys):
+            c = placed[i]
+            if c is not None:
+                placed[i] = RowContext(pk=key, created=c.created)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from canary.seeding.synth.shapes import (
     script_class,
     semantic_of,
 )
+from canary.seeding.synth.times import Precision
 
 SUPPORTED_LOCALES = ("en_US", "ko_KR", "ja_JP")
 
@@ -73,6 +74,7 @@ class Synthesizer:
         self.profile = prof
         self.locale = locale if locale in SUPPORTED_LOCALES or _faker_has(locale) else "en_US"
         self.rng = random.Random(seed)
+        self._precisions: dict[str, Precision] = {}
         self.fake = Faker(self.locale)
         self.fake.seed_instance(self.rng.getrandbits(64))
         self.latin = Faker("en_US")
@@ -357,13 +359,15 @@ class Synthesizer:
         if prof and prof.categorical and sem not in (Semantic.CREATED, Semantic.UPDATED, Semantic.BIRTHDATE):
             return self._fit(col, str(prof.categorical.pick(self.rng)))
         if sem == Semantic.CREATED:
-            return self._ts(col, ctx.created or self._sample_ts(prof))
+            return self._ts(col, ctx.created or self._precision(col, prof).cut(self._sample_ts(prof), self.rng))
         if sem == Semantic.UPDATED:
             created = next((parse_ts(done.get(c.name)) for c in self.info.columns if self.semantics[c.name] == Semantic.CREATED and done.get(c.name)), None)
             base = created or ctx.created
             if base is not None and self.profile.created_gap:
-                return self._ts(col, base + dt.timedelta(seconds=max(0.0, self.rng.choice(self.profile.created_gap))))
-            return self._ts(col, base or self._sample_ts(prof))
+                # a gap drawn from the real ones, interpolated: a copy of one row's exact gap would pair them
+                later = base + dt.timedelta(seconds=max(0.0, quantile(self.profile.created_gap, self.rng)))
+                return self._ts(col, self._precision(col, prof).cut(later, self.rng, lo=base))
+            return self._ts(col, base or self._precision(col, prof).cut(self._sample_ts(prof), self.rng))
         if sem == Semantic.BIRTHDATE:
             if prof and prof.numbers:
                 return self._ts(col, self._sample_ts(prof))
@@ -416,6 +420,13 @@ class Synthesizer:
             return dt.datetime.fromtimestamp(quantile(self.profile.created_epochs, self.rng), dt.timezone.utc)
         now = dt.datetime.now(dt.timezone.utc)
         return now - dt.timedelta(seconds=self.rng.uniform(0, 3 * 365 * 86400))
+
+    def _precision(self, col: Column, prof: ColumnProfile | None) -> Precision:
+        """The column's own precision (whole seconds, milliseconds, microseconds), learnt once."""
+        got = self._precisions.get(col.name)
+        if got is None:
+            got = self._precisions[col.name] = Precision.of(prof.numbers if prof is not None else self.profile.created_epochs)
+        return got
 
     def _ts(self, col: Column, value: dt.datetime) -> str:
         if col.base_type == "date":

@@ -1,0 +1,85 @@
+"""Canary times a thief cannot compute: drawn between the real neighbours' times (never on the straight
+line between them), in key order with them and with each other, and at the precision the rows
+around them have (whole seconds among whole seconds, microseconds among microseconds)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import asyncpg
+from testkit import MakeConfig
+
+from canary.crypto import Keyring
+from canary.seeding.postgres import PostgresSeeder
+from canary.seeding.synth.times import Precision, between
+from canary.store import ControlStore
+from canary.store.registry import Registry
+
+MEMBERS = """
+CREATE TABLE public.members (
+    id bigserial PRIMARY KEY, full_name text NOT NULL, email text NOT NULL UNIQUE, created_at timestamptz NOT NULL
+);
+SELECT setseed(0.42);
+INSERT INTO public.members (id, full_name, email, created_at)
+SELECT g, 'Member ' || g, 'member' || g || '@example.org',
+       timestamptz '2023-01-01 00:00+00' + g * interval '1 hour' + (random() * 1800)::int * interval '1 second'
+         + CASE WHEN g > 1500 THEN (random() * 1000000)::int * interval '1 microsecond' ELSE interval '0' END
+FROM generate_series(1, 3000) g WHERE g % 4 <> 0;
+SELECT setval('public.members_id_seq', 3000);
+"""
+
+
+async def test_canary_times_are_drawn_in_order_at_the_neighbours_precision(
+    target_dsn: str, make_config: MakeConfig, store: ControlStore, keyring: Keyring
+) -> None:
+    """40 canaries in a table whose times jitter (whole seconds in the older half, microseconds in the
+    newer): each canary's time lies between its id-neighbours' (never before the previous row or after
+    the next), hardly ever exactly on the line between them, and has the precision of its neighbours."""
+    conn = await asyncpg.connect(target_dsn)
+    try:
+        await conn.execute(MEMBERS)
+    finally:
+        await conn.close()
+    cfg = make_config(datastores=[{"name": "shop", "dsn": target_dsn, "tables": [{"table": "public.members", "count": 40}]}])
+    await PostgresSeeder.from_config(cfg, "shop", Registry(store.pool, keyring), seed=3).apply()
+    canaries = {int(c.location["pk"]) for c in await Registry(store.pool, keyring).active("shop")}
+    conn = await asyncpg.connect(target_dsn)
+    try:
+        await conn.execute("SET row_security = off")
+        rows = await conn.fetch("SELECT id, created_at FROM public.members ORDER BY id")
+    finally:
+        await conn.close()
+    on_line = 0
+    checked = 0
+    for i in range(1, len(rows) - 1):
+        if rows[i]["id"] not in canaries:
+            continue
+        prev, row, nxt = rows[i - 1], rows[i], rows[i + 1]
+        assert prev["created_at"] <= row["created_at"] <= nxt["created_at"], (prev, row, nxt)
+        span = (nxt["created_at"] - prev["created_at"]).total_seconds()
+        k = (row["id"] - prev["id"]) / (nxt["id"] - prev["id"])
+        if span and abs((row["created_at"] - prev["created_at"]).total_seconds() - span * k) < 1e-6:
+            on_line += 1
+        real = [r for r in (prev, nxt) if r["id"] not in canaries]
+        if real and all(r["created_at"].microsecond == 0 for r in real):
+            assert row["created_at"].microsecond == 0, "a canary among whole seconds has microseconds"
+        checked += 1
+    assert checked >= 35 and on_line <= 1
+
+
+def test_precision_is_learnt_and_cut_inside_the_bounds() -> None:
+    """Precision.of counts whole seconds, milliseconds and microseconds; a cut time stays within the
+    given neighbours; between() never returns a point outside them."""
+    whole = 1_700_000_000.0
+    p = Precision.of([whole] * 6 + [whole + 0.25] * 2 + [whole + 0.123456] * 2)
+    assert p.cumulative == (0.6, 0.8, 1.0)
+    rng = random.Random(1)
+    lo = dt.datetime(2024, 1, 1, 10, 0, 0, 900_000, tzinfo=dt.timezone.utc)
+    hi = dt.datetime(2024, 1, 1, 10, 0, 1, 100_000, tzinfo=dt.timezone.utc)
+    for _ in range(200):
+        t = between(lo, hi, rng)
+        assert lo <= t <= hi
+        assert lo <= Precision.of([whole]).cut(t, rng, lo, hi) <= hi
+    assert Precision.of([whole]).cut(dt.datetime(2024, 1, 1, 10, 0, 0, 950_000, tzinfo=dt.timezone.utc), rng, lo, hi) \
+        == dt.datetime(2024, 1, 1, 10, 0, 1, tzinfo=dt.timezone.utc)
