@@ -68,9 +68,74 @@ class FrequencyMatch:
     added: tuple[Counter[str | None], ...] = ()
     credit: Counter[int] = field(default_factory=Counter)  # primary count classes canaries reached by being joined
     memo: dict[int, tuple[list[str | None], list[int]]] = field(default_factory=dict)  # id(candidate) -> key values, traits
+    #: the pool by signature (count classes as if drawn now, then traits), kept up to date as canaries
+    #: take values: a draw scores each distinct signature once instead of each candidate
+    _buckets: dict[tuple[int, ...], list[int]] = field(default_factory=dict)
+    _sig: list[tuple[int, ...] | None] = field(default_factory=list)
+    _slot: list[int] = field(default_factory=list)  # position of each candidate in its bucket
+    _holders: list[dict[str | None, list[int]]] = field(default_factory=list)  # per key: value -> candidates
 
     def __post_init__(self) -> None:
         self.added = tuple(Counter() for _ in self.keys)
+
+    def _signature(self, i: int) -> tuple[int, ...]:
+        vals, traits = self._derived(self.pool[i])
+        return tuple(count_bin(c[v] + a[v] + 1) for c, a, v in zip(self.counts, self.added, vals)) + tuple(traits)
+
+    def _index(self) -> None:
+        """Bucket the pool once (candidates whose primary value fewer than k real rows hold are left out)."""
+        self._holders = [{} for _ in self.keys]
+        self._sig = [None] * len(self.pool)
+        self._slot = [0] * len(self.pool)
+        for i, cand in enumerate(self.pool):
+            vals, _ = self._derived(cand)
+            if 0 < self.counts[0][vals[0]] < self.k:
+                continue
+            for holders, v in zip(self._holders, vals):
+                holders.setdefault(v, []).append(i)
+            self._put(i, self._signature(i))
+
+    def _put(self, i: int, sig: tuple[int, ...]) -> None:
+        bucket = self._buckets.setdefault(sig, [])
+        self._sig[i], self._slot[i] = sig, len(bucket)
+        bucket.append(i)
+
+    def _move(self, i: int) -> None:
+        old = self._sig[i]
+        if old is None:
+            return
+        new = self._signature(i)
+        if new == old:
+            return
+        bucket, at = self._buckets[old], self._slot[i]
+        last = bucket.pop()
+        if last != i:  # swap-remove: the last candidate takes i's place
+            bucket[at], self._slot[last] = last, at
+        if not bucket:
+            del self._buckets[old]
+        self._put(i, new)
+
+    def _closest(self, rng: random.Random, want: tuple[int, ...]) -> Mapping[str, str | None] | None:
+        """A candidate of the whole pool at the least distance from ``want``, uniform among the closest."""
+        if not self._sig:
+            self._index()
+        best: float | None = None
+        tied: list[list[int]] = []
+        for sig, bucket in self._buckets.items():
+            d = sum(abs(x - w) for x, w in zip(sig, want))
+            if best is None or d < best:
+                best, tied = d, [bucket]
+            elif d == best:
+                tied.append(bucket)
+        total = sum(len(b) for b in tied)
+        if not total:
+            return None
+        r = rng.randrange(total)
+        for bucket in tied:
+            if r < len(bucket):
+                return self.pool[bucket[r]]
+            r -= len(bucket)
+        return None
 
     def _values(self, cand: Mapping[str, str | None]) -> list[str | None]:
         return self._derived(cand)[0]
@@ -92,30 +157,35 @@ class FrequencyMatch:
                 break
             self.credit[want[0]] -= 1
             want = rng.choice(self.targets)
-        best: tuple[int, float] | None = None
         choice: Mapping[str, str | None] | None = None
-        if among is not None:
-            sample = list(among) if len(among) <= tries else rng.sample(list(among), tries)
+        if among is None:
+            choice = self._closest(rng, want)
         else:
-            sample = [self.pool[rng.randrange(len(self.pool))] for _ in range(tries)] + self.held[-tries:]
-        for cand in sample:
-            vals, traits = self._derived(cand)
-            real = self.counts[0][vals[0]]
-            if 0 < real < self.k:
-                continue
-            score = sum(abs(count_bin(c[v] + a[v] + 1) - w) for c, a, v, w in zip(self.counts, self.added, vals, want[:len(vals)]))
-            score += sum(abs(t - w) for t, w in zip(traits, want[len(vals):]))
-            rank = (score, rng.random())
-            if best is None or rank < best:
-                best, choice = rank, cand
+            best: tuple[int, float] | None = None
+            sample = list(among) if len(among) <= tries else rng.sample(list(among), tries)
+            n_keys = len(self.keys)
+            for cand in sample:
+                vals, traits = self._derived(cand)
+                real = self.counts[0][vals[0]]
+                if 0 < real < self.k:
+                    continue
+                score = sum(abs(count_bin(c[v] + a[v] + 1) - w) for c, a, v, w in zip(self.counts, self.added, vals, want[:n_keys]))
+                score += sum(abs(t - w) for t, w in zip(traits, want[n_keys:]))
+                rank = (score, rng.random())
+                if best is None or rank < best:
+                    best, choice = rank, cand
         if choice is None:
             return None
         vals = self._values(choice)
         joined, real = self.added[0][vals[0]], self.counts[0][vals[0]]
         if joined and count_bin(real + joined) != count_bin(real + joined + 1):  # the canaries holding it move up, too
             self.credit[count_bin(real + joined + 1)] += joined
-        for a, v in zip(self.added, vals):
+        for j, (c, a, v) in enumerate(zip(self.counts, self.added, vals)):
+            moved = count_bin(c[v] + a[v] + 1) != count_bin(c[v] + a[v] + 2)
             a[v] += 1
+            if moved and self._sig:  # the candidates holding v now count one more row
+                for i in self._holders[j].get(v, ()):
+                    self._move(i)
         self.held.append(choice)
         return choice
 
