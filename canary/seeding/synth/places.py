@@ -42,6 +42,11 @@ class Splicer:
     held: Mapping[tuple[str | None, ...], int]  # address words -> sampled rows holding that address
     k: int = MIN_SHARED
     memo: dict[tuple[Token, ...], Mapping[Token, list[int]]] = field(default_factory=dict, compare=False, repr=False)
+    #: (prefix, position) -> the tokens the rows sharing the prefix have there, by class (memoised: on a
+    #: table of distinct addresses every walk leaves the shared prefix at once and would otherwise
+    #: classify every sampled row's tokens again)
+    pools: dict[tuple[tuple[Token, ...], int], Mapping[Token, list[Token]]] = field(default_factory=dict, compare=False, repr=False)
+    classes: dict[Token, Token] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, info: TableInfo, sample: Sequence[Mapping[str, str | None]], k: int = MIN_SHARED) -> Splicer | None:
@@ -74,12 +79,29 @@ class Splicer:
         return cls(columns, tuple(rows), reverse, t_index, frozenset(t for t, n in counts.items() if n >= k), held, k)
 
     def _cls(self, tok: Token) -> Token:
+        got = self.classes.get(tok)
+        if got is None:
+            got = self.classes[tok] = self._classify(tok)
+        return got
+
+    def _classify(self, tok: Token) -> Token:
         if tok[1] is None:
             return tok
         m = (tok[0], _mask(tok[1]))
         if m in self.common:
             return m
         return (tok[0], "(" * tok[1].startswith("(") + "~" + tok[1][-1:])
+
+    def _pool(self, prefix: tuple[Token, ...], cands: Sequence[int], j: int) -> Mapping[Token, list[Token]]:
+        hit = self.pools.get((prefix, j))
+        if hit is None:
+            grouped: dict[Token, list[Token]] = {}
+            for c in cands:
+                row = self.rows[c]
+                if len(row) > j:
+                    grouped.setdefault(self._cls(row[j]), []).append(row[j])
+            hit = self.pools[(prefix, j)] = grouped
+        return hit
 
     def compose(self, rng: random.Random) -> dict[str, str | None] | None:
         """Values for the location columns, or None if no new combination came up."""
@@ -116,10 +138,9 @@ class Splicer:
                 cands = same
                 i += 1
                 continue
+            prefix = tuple(out)
             for j in range(i, len(r)):
-                cls = self._cls(r[j])
-                pool = [rows[c][j] for c in cands if len(rows[c]) > j and self._cls(rows[c][j]) == cls]
-                col, text = rng.choice(pool)
+                col, text = rng.choice(self._pool(prefix, cands, j)[self._cls(r[j])])
                 out.append((col, _redraw_digits(text, rng) if redraw and text is not None and col == self.text_index else text))
             return tuple(out)
 
