@@ -27,7 +27,6 @@ import itertools
 import json
 import random
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -56,6 +55,7 @@ from canary.seeding.catalog import TableInfo, introspect, unsupported_reason
 from canary.seeding.children import Batch, created_column, plan_children
 from canary.seeding.credentials import SecretColumns, create_role_sql, fill, infer_type, make_credential, secret_columns
 from canary.seeding.synth.contacts import ContactAllocator
+from canary.seeding.synth.frequency import ValueCounts
 from canary.seeding.synth.profile import FREEMAIL, TableProfile, profile
 from canary.seeding.synth.shapes import (
     MIN_SHARED,
@@ -321,7 +321,7 @@ class PostgresSeeder:
         reuse = await self._shared_values(conn, info, sample, skipped, pools)
         synth = Synthesizer(info, prof, locale=locale, contacts=contacts, seed=self.rng.getrandbits(64), skip=skipped, reuse=reuse)
         if placements and info.estimated_rows <= COUNT_ALL_ROWS:
-            counts = await self._value_counts(conn, info, synth.frequency_columns())
+            counts = await self._value_counts(conn, info, synth.frequency_keys())
             await asyncio.to_thread(synth.match_frequencies, counts, sample)
         creds: list[Credential] = []
         if cred is not None:
@@ -370,12 +370,20 @@ class PostgresSeeder:
             statements = roles + statements
         return _TargetWork(target, info, existing, batches, [(r.email, r.phone) for r in rows], statements, warnings, forced_off, creds)
 
-    async def _value_counts(self, conn: asyncpg.Connection, info: TableInfo, columns: Sequence[str]) -> dict[str, Counter[str | None]]:
-        """Rows of the whole table per value of each column (what an insider with a dump counts)."""
-        out: dict[str, Counter[str | None]] = {}
-        for name in columns:
-            rows = await conn.fetch(f"SELECT {ident(name)}::text AS v, count(*) AS n FROM {qualified(info.schema, info.name)} GROUP BY 1")
-            out[name] = Counter({r["v"]: int(r["n"]) for r in rows})
+    async def _value_counts(self, conn: asyncpg.Connection, info: TableInfo, keys: Mapping[str, Sequence[Any]]) -> dict[str, ValueCounts]:
+        """Rows of the whole table per value of each column, and per value derived from it (what an
+        insider with a dump counts), streamed in bounded memory (:class:`ValueCounts`)."""
+        out: dict[str, ValueCounts] = {}
+        for name, derivations in keys.items():
+            counts = out[name] = ValueCounts(derivations, expected=info.estimated_rows)
+            sql = f"SELECT {ident(name)}::text AS v, count(*) AS n FROM {qualified(info.schema, info.name)} GROUP BY 1"
+            # an explicit cursor, closed before the seeder's DDL in the same transaction
+            await conn.execute(f"DECLARE canary_counts NO SCROLL CURSOR FOR {sql}")
+            try:
+                while batch := await conn.fetch("FETCH 20000 FROM canary_counts"):
+                    await asyncio.to_thread(counts.add_all, [(r["v"], int(r["n"])) for r in batch])
+            finally:
+                await conn.execute("CLOSE canary_counts")
         return out
 
     async def _shared_values(

@@ -14,7 +14,7 @@ from canary.crypto import Keyring
 from canary.seeding.catalog import Column, Constraint, TableInfo
 from canary.seeding.postgres import PostgresSeeder
 from canary.seeding.synth.contacts import ContactAllocator
-from canary.seeding.synth.frequency import FrequencyMatch, count_bin
+from canary.seeding.synth.frequency import FrequencyMatch, ValueCounts, count_bin, same, surname_key
 from canary.seeding.synth.places import Splicer
 from canary.seeding.synth.profile import profile
 from canary.seeding.synth.shapes import MIN_SHARED, draw_digits, shared_digit_prefixes
@@ -161,3 +161,19 @@ def test_frequency_match_follows_real_count_classes_without_copying_rare_values(
     shared = values.count("shared")
     assert 70 <= shared <= 130
     assert all(count_bin(table[v] + values.count(v)) in (count_bin(1), count_bin(2), count_bin(41 + shared - 1)) for v in values)
+
+
+def test_value_counts_are_exact_for_shared_values_and_bounded_for_distinct_ones() -> None:
+    """ValueCounts keeps values two or more rows hold exactly and those one row holds in a Bloom filter
+    (bounded: 16 MB at most whatever the table), sums derived values as rows stream by, and says 0 for
+    nearly every value no row holds (a false 1 only makes a candidate count as taken)."""
+    counts = ValueCounts([same, surname_key], expected=50_000)
+    rows = [(f"Person {i} Kim" if i % 2 else f"Person {i} Lee", 1) for i in range(50_000)] + [("Shared Name Park", 7)]
+    counts.add_all(rows[:10])
+    for value, n in rows[10:]:
+        counts.add(value, n)
+    assert counts["Shared Name Park"] == 7 and counts["Person 3 Kim"] == 1 and counts["Person 4 Lee"] == 1
+    assert sum(counts[f"nobody {i}"] for i in range(10_000)) < 100
+    assert counts.derived(same) is counts
+    assert counts.derived(surname_key)[surname_key("Person 3 Kim")] == sum(1 for v, _ in rows if v.endswith("Kim"))
+    assert len(ValueCounts(expected=10**9).filter) <= 16 * 1024 * 1024

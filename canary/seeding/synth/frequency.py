@@ -7,7 +7,7 @@ import bisect
 import random
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,70 @@ _COUNT_BINS = (2, 3, 5, 10, 30, 100, 300, 1000, 3000)
 def count_bin(n: int) -> int:
     """Coarse class of "how many rows hold this value": 1, 2, 3-4, 5-9, 10-29, ... (log-like)."""
     return bisect.bisect_right(_COUNT_BINS, n)
+
+
+def same(value: str | None) -> str | None:
+    """The value itself (the derivation of a column's own counts)."""
+    return value
+
+
+class ValueCounts:
+    """Rows of a whole table per value of one column, in bounded memory: a value two or more rows hold
+    is counted exactly; a value one row holds is only remembered in a Bloom filter (an all-distinct
+    column of millions of rows costs a few MB, not a dictionary of every value); the counts of values
+    derived from it (a name's surname, an address's digit-masked shape) are summed as rows stream by.
+    A value the filter wrongly claims counts 1: it is then treated as one a real row holds (never
+    copied), which errs on the safe side."""
+
+    HASHES = 4
+
+    def __init__(self, derivations: Sequence[Callable[[str | None], str | None]] = (), expected: int = 0) -> None:
+        self.multi: dict[str | None, int] = {}
+        self.bits = max(1 << 16, min(1 << 27, 16 * max(expected, 1)))  # about 0.25% false ones
+        self.filter = bytearray((self.bits + 7) // 8)
+        self.derivations = [fn for fn in derivations if fn is not same]
+        self.derived_counts: dict[Any, Counter[str | None]] = {fn: Counter() for fn in self.derivations}
+
+    def _slots(self, value: str | None) -> list[int]:
+        # double hashing on the two halves of Python's (per-process keyed) string hash: the filter
+        # never leaves this process, so the hash need not be stable
+        h = hash(value) & 0xFFFFFFFFFFFFFFFF
+        lo, hi = h & 0xFFFFFFFF, (h >> 32) | 1
+        return [(lo + i * hi) % self.bits for i in range(self.HASHES)]
+
+    def add(self, value: str | None, n: int) -> None:
+        if n >= 2:
+            self.multi[value] = n
+        else:
+            for b in self._slots(value):
+                self.filter[b >> 3] |= 1 << (b & 7)
+        for fn, counter in self.derived_counts.items():
+            counter[fn(value)] += n
+
+    def add_all(self, rows: Sequence[tuple[str | None, int]]) -> None:
+        """:meth:`add` for many (the loop of a streamed count, kept tight)."""
+        multi, filt, bits, derived = self.multi, self.filter, self.bits, list(self.derived_counts.items())
+        for value, n in rows:
+            if n >= 2:
+                multi[value] = n
+            else:
+                h = hash(value) & 0xFFFFFFFFFFFFFFFF
+                lo, hi = h & 0xFFFFFFFF, (h >> 32) | 1
+                for i in range(self.HASHES):
+                    b = (lo + i * hi) % bits
+                    filt[b >> 3] |= 1 << (b & 7)
+            for fn, counter in derived:
+                counter[fn(value)] += n
+
+    def __getitem__(self, value: str | None) -> int:
+        n = self.multi.get(value)
+        if n is not None:
+            return n
+        return int(all(self.filter[b >> 3] & (1 << (b & 7)) for b in self._slots(value)))
+
+    def derived(self, fn: Callable[[str | None], str | None]) -> ValueCounts | Counter[str | None]:
+        """The counts of ``fn``'s values (``same``: these counts)."""
+        return self if fn is same else self.derived_counts[fn]
 
 
 def surname_key(name: str | None) -> str | None:
@@ -59,7 +123,7 @@ class FrequencyMatch:
     """
 
     keys: tuple[tuple[str, Any], ...]
-    counts: tuple[Counter[str | None], ...]
+    counts: tuple[Counter[str | None] | ValueCounts, ...]
     targets: tuple[tuple[int, ...], ...]
     pool: list[Mapping[str, str | None]]
     traits: tuple[tuple[str, Any], ...] = ()  # (column, class function) compared as they are: word counts
@@ -190,7 +254,7 @@ class FrequencyMatch:
         return choice
 
     @staticmethod
-    def real_targets(keys: Sequence[tuple[str, Any]], counts: Sequence[Counter[str | None]],
+    def real_targets(keys: Sequence[tuple[str, Any]], counts: Sequence[Counter[str | None] | ValueCounts],
                      sample: Sequence[Mapping[str, str | None]], traits: Sequence[tuple[str, Any]] = ()) -> tuple[tuple[int, ...], ...]:
         first = keys[0][0]
         return tuple(

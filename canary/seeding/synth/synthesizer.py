@@ -21,7 +21,16 @@ from faker.config import AVAILABLE_LOCALES
 from canary.errors import SeedError
 from canary.seeding.catalog import Column, TableInfo, check_hints
 from canary.seeding.synth.contacts import ContactAllocator, format_phone
-from canary.seeding.synth.frequency import FrequencyMatch, given_key, shape_key, surname_key, text_length, word_count
+from canary.seeding.synth.frequency import (
+    FrequencyMatch,
+    ValueCounts,
+    given_key,
+    same,
+    shape_key,
+    surname_key,
+    text_length,
+    word_count,
+)
 from canary.seeding.synth.profile import ColumnProfile, TableProfile
 from canary.seeding.synth.romanize import spell, spellings
 from canary.seeding.synth.shapes import (
@@ -104,14 +113,24 @@ class Synthesizer:
             out += [c for c in places.columns if c in {x.name for x in self.columns()}]
         return out
 
-    def match_frequencies(self, counts: Mapping[str, Counter[str | None]], sample: Sequence[Mapping[str, str | None]],
+    def frequency_keys(self) -> dict[str, list[Any]]:
+        """Per column of :meth:`frequency_columns`, the derivations whose counts :meth:`match_frequencies` uses."""
+        out: dict[str, list[Any]] = {c: [same] for c in self.frequency_columns()}
+        for c in out:
+            if self.semantics[c] == Semantic.FULL_NAME:
+                out[c] += [surname_key, given_key]
+            elif self.profile.places is not None and c == self.profile.places.columns[self.profile.places.text_index]:
+                out[c].append(shape_key)
+        return out
+
+    def match_frequencies(self, counts: Mapping[str, Counter[str | None] | ValueCounts], sample: Sequence[Mapping[str, str | None]],
                           candidates: int = 4000) -> None:
         """From now on, draw names and locations so that how many rows of the table share each of
         their values (``counts``: rows of the whole table per value of the columns
         :meth:`frequency_columns` names) follows the sampled real rows' distribution."""
         name_col = next((c for c in self.frequency_columns() if self.semantics[c] == Semantic.FULL_NAME), None)
         if name_col is not None and name_col in counts and self.profile.names is not None:
-            keys: tuple[tuple[str, Any], ...] = ((name_col, lambda v: v), (name_col, surname_key), (name_col, given_key))
+            keys: tuple[tuple[str, Any], ...] = ((name_col, same), (name_col, surname_key), (name_col, given_key))
             derived = tuple(_derive(counts[col], fn) for col, fn in keys)
             people: list[Mapping[str, str | None]] = []
             for _ in range(candidates):
@@ -123,7 +142,7 @@ class Synthesizer:
         if places is not None:
             text = places.columns[places.text_index]
             if text in counts:
-                keys = ((text, lambda v: v), (text, shape_key)) + tuple((c, lambda v: v) for c in places.columns if c != text and c in counts)
+                keys = ((text, same), (text, shape_key)) + tuple((c, same) for c in places.columns if c != text and c in counts)
                 derived = tuple(_derive(counts[col], fn) for col, fn in keys)
                 pool: list[Mapping[str, str | None]] = [p for p in (places.compose(self.rng) for _ in range(candidates)) if p]
                 # locations that at least k rows of the table share (a building many customers live in) are
@@ -480,7 +499,11 @@ class Synthesizer:
         raise SeedError(f"cannot synthesise a value for column {col.name} of type {col.type}", column=col.name)
 
 
-def _derive(counts: Counter[str | None], fn: Any) -> Counter[str | None]:
+def _derive(counts: Counter[str | None] | ValueCounts, fn: Any) -> Counter[str | None] | ValueCounts:
+    if isinstance(counts, ValueCounts):
+        return counts.derived(fn)
+    if fn is same:
+        return counts
     out: Counter[str | None] = Counter()
     for v, n in counts.items():
         out[fn(v)] += n
