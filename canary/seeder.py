@@ -37,6 +37,7 @@ class TargetPlan:
     statements: Sequence[str]  # DDL that installs / refreshes read detection
     warnings: Sequence[str] = ()
     locks: Sequence[str] = ()  # tables locked ACCESS EXCLUSIVE while applying
+    traces: Sequence[str] = ()  # what writing the rows leaves that a reader of the table could see
 
     @property
     def to_add(self) -> int:

@@ -284,8 +284,29 @@ class PostgresSeeder:
         return TargetPlan(
             target=w.info.target, present=len(w.existing), wanted=w.target.count, rows=rows,
             statements=[re.sub(r"PASSWORD '[^']*'", "PASSWORD '**********'", st) for st in w.statements], warnings=list(w.warnings),
-            locks=[w.info.target] if w.statements else [],
+            locks=[w.info.target] if w.statements else [], traces=self._traces(w),
         )
+
+    @staticmethod
+    def _traces(w: _TargetWork) -> list[str]:
+        """The physical traces a backdated run leaves (no value of a row shows them; the system
+        columns and statistics any reader of the table may query do)."""
+        new = [r for r in w.all_rows() if r.canary]
+        if not new:
+            return []
+        tables = sorted({r.target for r in w.all_rows()})
+        appended = sum(1 for c in (w.batches[0].contexts or ()) if c.pk is None) if w.batches else 0
+        out = [
+            f"one transaction: the {len(w.all_rows())} rows this run writes ({', '.join(tables)}) share one transaction id"
+            " (xmin), which any reader can select and group by",
+            "heap position: they go where the tables have free space, usually together on their last pages (ctid)",
+            "one statement per table: all carry command id 0 (cmin), like rows an application inserts",
+            f"statistics: n_tup_ins of {', '.join(tables)} in pg_stat_user_tables jumps by the rows written at once",
+            "afterwards: the rows are never updated, where real customers' rows are (their xmin moves on)",
+        ]
+        if appended:
+            out.append(f"keys: {appended} of {len(new)} take the next sequence values and sit at the end of the key range")
+        return out
 
     async def _prepare(self, conn: asyncpg.Connection, target: TableTarget, role: Role) -> _TargetWork:
         info = await introspect(conn, target.table, datastore=self.ds.name)

@@ -83,3 +83,22 @@ def test_precision_is_learnt_and_cut_inside_the_bounds() -> None:
         assert lo <= Precision.of([whole]).cut(t, rng, lo, hi) <= hi
     assert Precision.of([whole]).cut(dt.datetime(2024, 1, 1, 10, 0, 0, 950_000, tzinfo=dt.timezone.utc), rng, lo, hi) \
         == dt.datetime(2024, 1, 1, 10, 0, 1, tzinfo=dt.timezone.utc)
+
+
+async def test_plan_says_which_physical_traces_a_backdated_run_leaves(
+    target_dsn: str, make_config: MakeConfig, store: ControlStore, keyring: Keyring
+) -> None:
+    """``plan`` lists, per table, the traces that no value shows but system columns and statistics do:
+    one transaction id, heap position, statistics, rows never updated; keys past the end when the
+    table's key gaps run out."""
+    conn = await asyncpg.connect(target_dsn)
+    try:
+        await conn.execute(MEMBERS)
+    finally:
+        await conn.close()
+    cfg = make_config(datastores=[{"name": "shop", "dsn": target_dsn, "tables": [{"table": "public.members", "count": 800}]}])
+    plan = await PostgresSeeder.from_config(cfg, "shop", Registry(store.pool, keyring), seed=3).plan()
+    (target,) = plan.targets
+    text = " | ".join(target.traces)
+    assert "transaction id (xmin)" in text and "ctid" in text and "pg_stat_user_tables" in text and "never updated" in text
+    assert any(t.startswith("keys: ") and "of 800 take the next sequence values" in t for t in target.traces)
