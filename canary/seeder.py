@@ -38,6 +38,7 @@ class TargetPlan:
     warnings: Sequence[str] = ()
     locks: Sequence[str] = ()  # tables locked ACCESS EXCLUSIVE while applying
     traces: Sequence[str] = ()  # what writing the rows leaves that a reader of the table could see
+    pools: Sequence[str] = ()  # how large the owned contact pools must be for the canaries to blend
 
     @property
     def to_add(self) -> int:

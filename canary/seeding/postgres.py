@@ -122,6 +122,7 @@ class _TargetWork:
     warnings: list[str]
     forced_off: bool = False  # FORCE RLS was switched off for the seeder's own reads
     creds: list[Credential] = field(default_factory=list)  # credential canaries, one per canary row
+    pools: list[str] = field(default_factory=list)  # how large the owned contact pools must be to blend
 
     @property
     def planned(self) -> list[PlannedRow]:
@@ -284,7 +285,7 @@ class PostgresSeeder:
         return TargetPlan(
             target=w.info.target, present=len(w.existing), wanted=w.target.count, rows=rows,
             statements=[re.sub(r"PASSWORD '[^']*'", "PASSWORD '**********'", st) for st in w.statements], warnings=list(w.warnings),
-            locks=[w.info.target] if w.statements else [], traces=self._traces(w),
+            locks=[w.info.target] if w.statements else [], traces=self._traces(w), pools=list(w.pools),
         )
 
     @staticmethod
@@ -376,9 +377,11 @@ class PostgresSeeder:
             warnings.append(f"{info.target}: no canary mail domains configured ([seeding].email_domains); e-mail contact cannot alert")
         if not self.pools.phone_numbers and any(semantic_of(c) == Semantic.PHONE for c in info.columns):
             warnings.append(f"{info.target}: no owned phone numbers configured ([seeding].phone_numbers); phone contact cannot alert")
+        sizing: list[str] = []
         if rows:
             total = len(existing) + len(rows)
-            warnings.extend(await self._pool_warnings(conn, info, prof, total, pools, on_domains=max(0, total - len(pools.mailboxes))))
+            warnings.extend(await self._pool_warnings(conn, info, prof, total, pools, on_domains=max(0, total - len(pools.mailboxes)),
+                                                      sizing=sizing))
         all_pks = list(existing) + [p.pk for p in top.rows]
         if len(all_pks) > MANY_CANARIES:
             warnings.append(f"{info.target}: {len(all_pks)} canaries in one table; every statement on it rebuilds the "
@@ -389,7 +392,8 @@ class PostgresSeeder:
         if creds and cred is not None:
             roles = [sql for sql in (create_role_sql(cred[0], c) for c in creds) if sql]
             statements = roles + statements
-        return _TargetWork(target, info, existing, batches, [(r.email, r.phone) for r in rows], statements, warnings, forced_off, creds)
+        return _TargetWork(target, info, existing, batches, [(r.email, r.phone) for r in rows], statements, warnings, forced_off, creds,
+                           sizing)
 
     async def _value_counts(self, conn: asyncpg.Connection, info: TableInfo, keys: Mapping[str, Sequence[Any]]) -> dict[str, ValueCounts]:
         """Rows of the whole table per value of each column, and per value derived from it (what an
@@ -442,29 +446,43 @@ class PostgresSeeder:
 
     async def _pool_warnings(
         self, conn: asyncpg.Connection, info: TableInfo, prof: TableProfile, canaries: int, pools: ContactPools,
-        on_domains: int | None = None,
+        on_domains: int | None = None, sizing: list[str] | None = None,
     ) -> list[str]:
         """Contact pools too small to blend in: a pool domain holding far more canaries than a typical
         small e-mail domain of the table has customers, or an owned-number block holding far more
-        canaries than real customers share a block (an insider counting values would see them)."""
+        canaries than real customers share a block (an insider counting values would see them).
+        ``sizing`` receives, whatever is configured, how large each pool must be to blend."""
         out: list[str] = []
+        sizing = [] if sizing is None else sizing
         tbl = qualified(info.schema, info.name)
         email = next((c.name for c in info.columns if semantic_of(c) == Semantic.EMAIL), None)
         col = prof.col(email) if email else None
         on_domains = canaries if on_domains is None else on_domains  # owned mailboxes take the first canaries
-        if pools.email_domains and on_domains and email and col is not None and col.email_domains:
+        if email and col is not None and col.email_domains:
+            cum = list(col.email_domains.cum)
+            weights = [c - p for c, p in zip(cum, [0.0, *cum[:-1]])]
+            free = sum(w for v, w in zip(col.email_domains.values, weights) if v in FREEMAIL) / max(sum(weights), 1e-9)
+            sizing.append(f"{info.target}: {free:.0%} of the table's addresses are at free-mail providers: {round(canaries * free)} "
+                          f"of {canaries} canaries blend best in owned mailboxes there ([seeding].mailboxes; "
+                          f"{len(pools.mailboxes)} configured)")
+        if on_domains and email and col is not None and col.email_domains:
             tail = [str(d) for d in col.email_domains.values if d not in FREEMAIL]
             domain = f"lower(split_part({ident(email)}::text, '@', 2))"
             rows = await conn.fetch(f"SELECT {domain} AS d, count(*) AS n FROM {tbl} WHERE {domain} = ANY($1::text[]) GROUP BY 1", tail)
             sizes = sorted(int(r["n"]) for r in rows)
             typical = sizes[len(sizes) // 2] if sizes else 1
             limit = max(MIN_SHARED, 3 * typical)
-            per_domain = -(-on_domains // len(pools.email_domains))
-            if per_domain > limit:
+            need = -(-on_domains // limit)
+            have = len(pools.email_domains)
+            sizing.append(f"{info.target}: {on_domains} canaries on owned mail domains need at least {need} domains to blend "
+                          f"(a typical small domain of the table has {typical} customers); {have} configured: "
+                          + ("blends" if have >= need else "STANDS OUT"))
+            if have and have < need:
+                per_domain = -(-on_domains // have)
                 out.append(
-                    f"{info.target}: {len(pools.email_domains)} canary mail domains put about {per_domain} canaries on each, but "
+                    f"{info.target}: {have} canary mail domains put about {per_domain} canaries on each, but "
                     f"a typical small e-mail domain in the table has {typical} customers; configure at least "
-                    f"{-(-on_domains // limit)} domains ([seeding].email_domains) so that they blend into the long tail"
+                    f"{need} domains ([seeding].email_domains) so that they blend into the long tail"
                 )
         phone = next((c.name for c in info.columns if semantic_of(c) == Semantic.PHONE), None)
         if pools.phone_numbers and phone:
@@ -475,12 +493,16 @@ class PostgresSeeder:
             sizes = sorted(real.get(b, 0) for b in blocks)
             typical = sizes[len(sizes) // 2]
             limit = max(2, 3 * typical)
+            need = -(-canaries // limit)
+            sizing.append(f"{info.target}: {canaries} canaries need owned numbers in at least {need} number blocks to blend "
+                          f"(real customers share a block {typical} at a time); {len(blocks)} configured: "
+                          + ("blends" if len(blocks) >= need else "STANDS OUT"))
             per_block = -(-canaries // len(blocks))
             if per_block > limit:
                 out.append(
                     f"{info.target}: the owned phone numbers lie in {len(blocks)} number block(s), about {per_block} canaries "
                     f"each, while real customers share a block {typical} at a time; spread the pool over at least "
-                    f"{-(-canaries // limit)} blocks ([seeding].phone_numbers)"
+                    f"{need} blocks ([seeding].phone_numbers)"
                 )
         return out
 

@@ -114,8 +114,8 @@ def test_pools_are_used_evenly() -> None:
 
 async def test_plan_warns_when_a_pool_is_too_small_to_blend(target_dsn: str, make_config: MakeConfig, store: ControlStore, keyring: Keyring) -> None:
     """With two canary domains for 30 canaries (15 each, where small real domains have 3 customers)
-    and one owned number block, the plan says so and how many are needed; a pool of 20 domains over
-    30 blocks raises no warning."""
+    and one owned number block, the plan says so and how many are needed, and its pool sizing says
+    plainly that both stand out; a pool of 20 domains over 30 blocks raises no warning and blends."""
     conn = await asyncpg.connect(target_dsn)
     try:
         await conn.execute("CREATE TABLE customers (id bigserial PRIMARY KEY, full_name text, email text, phone text)")
@@ -133,11 +133,16 @@ async def test_plan_warns_when_a_pool_is_too_small_to_blend(target_dsn: str, mak
     warnings = plan.targets[0].warnings
     assert any("2 canary mail domains put about 15 canaries on each" in w and "at least 4 domains" in w for w in warnings), warnings
     assert any("lie in 1 number block(s), about 30 canaries" in w for w in warnings), warnings
+    sizing = plan.targets[0].pools
+    assert any("need at least 4 domains to blend" in p and "2 configured: STANDS OUT" in p for p in sizing), sizing
+    assert any("number blocks to blend" in p and "1 configured: STANDS OUT" in p for p in sizing), sizing
+    assert any("0% of the table's addresses are at free-mail providers" in p for p in sizing), sizing
     wide = make_config(datastores=[{"name": "shop", "dsn": target_dsn, "tables": tables}],
                        seeding={"email_domains": [f"d{i}-post.kr" for i in range(20)],
                                 "phone_numbers": [f"+8210{3000 + 7 * b}{n:04d}" for b in range(30) for n in (11, 4242)]})
     plan = await PostgresSeeder.from_config(wide, "shop", registry, seed=1).plan()
     assert not [w for w in plan.targets[0].warnings if "blend" in w or "number block" in w]
+    assert plan.targets[0].pools and all(p.endswith("blends") or "free-mail" in p for p in plan.targets[0].pools)
 
 
 def test_frequency_match_follows_real_count_classes_without_copying_rare_values() -> None:

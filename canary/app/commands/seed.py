@@ -107,6 +107,8 @@ async def cmd_plan(args: argparse.Namespace) -> int:
                 print(f"    locks ACCESS EXCLUSIVE while applying: {', '.join(t.locks)}")
             for w in t.warnings:
                 print(f"    warning: {w}")
+            for need in t.pools:
+                print(f"    pool: {need}")
             for trace in t.traces:
                 print(f"    trace: {trace}")
 
