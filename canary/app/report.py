@@ -71,7 +71,8 @@ class Facts:
     copies: list[str] = field(default_factory=list)  # copies enrolled in the tripwire
 
 
-async def _facts(config: Config, pool: asyncpg.Pool, ds: DatastoreConfig, timeout: float) -> Facts:
+async def _facts(config: Config, pool: asyncpg.Pool, ds: DatastoreConfig, timeout: float,
+                 inventory: Sequence[asyncpg.Record]) -> Facts:
     f = Facts()
     f.targets = await detection_objects.targets(pool, ds.name)
     f.audit_configured = bool(await pool.fetchval(
@@ -80,7 +81,7 @@ async def _facts(config: Config, pool: asyncpg.Pool, ds: DatastoreConfig, timeou
     f.watched = await replication.watched(pool, ds.name) is not None
     f.sweep = await checkpoints.load(pool, f"sweep:{ds.name}")
     f.copies = sorted(t for t, d in (await detection_objects.children(pool, ds.name)).items() if d.get("copy"))
-    for r in await registry.inventory(pool):
+    for r in inventory:
         if r["datastore"] == ds.name:
             if r["kind"] == "customer":
                 f.customers += int(r["n"])
@@ -272,10 +273,11 @@ async def coverage_report(config: Config, pool: asyncpg.Pool, *, datastore: str 
                           timeout: float = 15.0) -> dict[str, Any]:
     """The report document (JSON-able)."""
     stores: list[dict[str, Any]] = []
+    inventory = await registry.inventory(pool)
     for ds in config.datastores:
         if datastore and ds.name != datastore:
             continue
-        f = await _facts(config, pool, ds, timeout)
+        f = await _facts(config, pool, ds, timeout, inventory)
         paths = paths_of(config, ds, f)
         stores.append({
             "datastore": ds.name, "node": ds.node_name, "reachable": f.reachable,

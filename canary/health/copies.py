@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
@@ -45,6 +46,19 @@ LEFT JOIN pg_catalog.pg_type e ON t.typcategory = 'A' AND e.oid = t.typelem
 WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
 """
+
+
+async def _read(conn: asyncpg.Connection, select: str, schema: str, name: str, nblocks: int,
+                size: int) -> AsyncIterator[list[asyncpg.Record]]:
+    """``select`` over the whole relation, in TID ranges of RANGE_BLOCKS (each its own read-only
+    transaction), fetched ``size`` rows at a time."""
+    for start in range(0, nblocks + 1, RANGE_BLOCKS):
+        sql = (f"SELECT {select} FROM ONLY {qualified(schema, name)} WHERE ctid >= '({start},0)'::pg_catalog.tid"
+               f" AND ctid < '({start + RANGE_BLOCKS},0)'::pg_catalog.tid")
+        async with conn.transaction(readonly=True):
+            cursor = await conn.cursor(sql)
+            while batch := await cursor.fetch(size):
+                yield batch
 
 
 def _collect(batch: list[asyncpg.Record], text_cols: list[str], matcher: ValueMatcher, members: dict[str, int],
@@ -106,23 +120,13 @@ async def copy_rows(runtime: SourceContext, ds: DatastoreConfig, target: str, ke
         nulls = rows = 0
         select = ", ".join([f"{ident(key)}::pg_catalog.text",
                             *(f"pg_catalog.left({ident(c)}::pg_catalog.text, {MAX_CELL})" for c in text_cols)])
-        for start in range(0, nblocks + 1, RANGE_BLOCKS):
-            sql = (f"SELECT {select} FROM ONLY {qualified(schema, name)} WHERE ctid >= '({start},0)'::pg_catalog.tid"
-                   f" AND ctid < '({start + RANGE_BLOCKS},0)'::pg_catalog.tid")
-            async with conn.transaction(readonly=True):
-                cursor = await conn.cursor(sql)
-                while batch := await cursor.fetch(FETCH_ROWS):
-                    rows += len(batch)
-                    nulls += _collect(batch, text_cols, matcher, members, matched_cols)
+        async for batch in _read(conn, select, schema, name, nblocks, FETCH_ROWS):
+            rows += len(batch)
+            nulls += _collect(batch, text_cols, matcher, members, matched_cols)
         # second pass, the key column only: does any other row share a canary row's key?
         keys: Counter[str] = Counter()
-        for start in range(0, nblocks + 1, RANGE_BLOCKS):
-            sql = (f"SELECT {ident(key)}::pg_catalog.text FROM ONLY {qualified(schema, name)} WHERE ctid >= "
-                   f"'({start},0)'::pg_catalog.tid AND ctid < '({start + RANGE_BLOCKS},0)'::pg_catalog.tid")
-            async with conn.transaction(readonly=True):
-                cursor = await conn.cursor(sql)
-                while batch := await cursor.fetch(FETCH_ROWS * 16):
-                    keys.update(r[0] for r in batch if r[0] in members)
+        async for batch in _read(conn, f"{ident(key)}::pg_catalog.text", schema, name, nblocks, FETCH_ROWS * 16):
+            keys.update(r[0] for r in batch if r[0] in members)
     except asyncpg.PostgresError as exc:
         raise DatastoreError(f"{target}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
     finally:

@@ -169,22 +169,15 @@ class ValueMatcher:
                 if text is None or quick and (len(text) < MIN_TEXT or "@" not in text and phoneish(text) is None):
                     continue  # the prefilter's fast path: neither an address nor digits that could be a phone
                 here: set[int] | None = None
-                for cand in emails(text):
-                    hashed += 1
-                    hit = index.get(email(cand))
-                    if hit is not None and hit[1] == "email":
-                        here = here or set()
-                        if hit[0] not in here:
-                            here.add(hit[0])
-                            canaries[hit[0]] = canaries.get(hit[0], 0) + 1
-                for cand in phones(text):
-                    hashed += 1
-                    hit = index.get(phone(cand))
-                    if hit is not None and hit[1] == "phone":
-                        here = here or set()
-                        if hit[0] not in here:
-                            here.add(hit[0])
-                            canaries[hit[0]] = canaries.get(hit[0], 0) + 1
+                for kind, cands, digest in (("email", emails(text), email), ("phone", phones(text), phone)):
+                    for cand in cands:
+                        hashed += 1
+                        hit = index.get(digest(cand))
+                        if hit is not None and hit[1] == kind:
+                            here = here or set()
+                            if hit[0] not in here:
+                                here.add(hit[0])
+                                canaries[hit[0]] = canaries.get(hit[0], 0) + 1
                 if here:
                     columns[col] = columns.get(col, 0) + 1
                     result.cells += 1

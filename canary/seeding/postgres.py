@@ -1423,20 +1423,15 @@ def _in_key_order(placed: list[RowContext | None], gap_of: Sequence[tuple[int, i
     """Rows placed in the same gap between two real rows got their keys and times independently: give
     them their keys in the order of their times, as real rows have them (each keeps its own time, so a
     row written for a canary stays dated after it)."""
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, gap in enumerate(gap_of):
-        c = placed[i]
+    groups: dict[tuple[int, int], list[tuple[int, RowContext]]] = {}
+    for i, (gap, c) in enumerate(zip(gap_of, placed)):
         if gap is not None and c is not None and c.pk is not None and c.created is not None:
-            groups.setdefault(gap, []).append(i)
+            groups.setdefault(gap, []).append((i, c))
     for members in groups.values():
-        if len(members) < 2:
-            continue
-        keys = sorted((placed[i].pk for i in members), key=lambda k: int(k or 0))  # type: ignore[union-attr]
-        by_time = sorted(members, key=lambda i: placed[i].created)  # type: ignore[union-attr, arg-type, return-value]
-        for i, key in zip(by_time, keys):
-            c = placed[i]
-            if c is not None:
-                placed[i] = RowContext(pk=key, created=c.created)
+        keys = sorted((c.pk for _, c in members if c.pk is not None), key=int)
+        by_time = sorted(members, key=lambda m: m[1].created or dt.datetime.min.replace(tzinfo=dt.timezone.utc))
+        for (i, c), key in zip(by_time, keys):
+            placed[i] = RowContext(pk=key, created=c.created)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

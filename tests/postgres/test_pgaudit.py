@@ -452,7 +452,8 @@ async def test_privileged_objects_are_found_and_views_covered_by_object_audit(
 async def test_backstop_fails_loud_and_never_waits(audited: tuple[Runtime, JsonlogSource], shop15: Shop) -> None:
     """A role the catalog does not know speaks (``unknown_role``); with the datastore unreachable
     every line speaks (``privileges_unknown``) and the next ones do not wait for it; with
-    ``privileged_reads = "exports"`` a superuser's filtered read is quiet but its whole-table read speaks."""
+    ``privileged_reads = "exports"`` a superuser's filtered read is quiet but its whole-table read speaks.
+    A role change imitated with RAISE changes nothing."""
     rt, _ = audited
     ctx = RecordContext("shop", "primary", "test")
 
@@ -472,6 +473,15 @@ async def test_backstop_fails_loud_and_never_waits(audited: tuple[Runtime, Jsonl
     for _ in range(20):
         assert await down.keep(line(shop15.reader, "SELECT 1 FROM customers WHERE id = 1"))
     assert asyncio.get_running_loop().time() - started < 1.0
+    # a GRANT line written by a RAISE is not believed (it would make the application role page);
+    # the same line as the server logs it is
+    lookup = "SELECT 1 FROM customers WHERE id = 1"
+    live.observe({"message": f'statement: GRANT "escape" TO "{shop15.reader}"',
+                  "context": "PL/pgSQL function inline_code_block line 1 at RAISE"})
+    assert not await live.keep(line(shop15.reader, lookup))
+    live.observe({"message": f'statement: GRANT "escape" TO "{shop15.reader}"'})
+    loud = line(shop15.reader, lookup)
+    assert await live.keep(loud) and loud.evidence["uncovered"] == "granted_role:escape"
     exports = Backstop(rt.pool, "shop", shop15.dsn, privileged_reads="exports")
     assert not await exports.keep(line("postgres", "SELECT 1 FROM customers WHERE id = 1"))
     assert await exports.keep(line("postgres", "SELECT * FROM customers"))

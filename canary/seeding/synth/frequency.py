@@ -52,25 +52,16 @@ class ValueCounts:
         return [(lo + i * hi) % self.bits for i in range(self.HASHES)]
 
     def add(self, value: str | None, n: int) -> None:
-        if n >= 2:
-            self.multi[value] = n
-        else:
-            for b in self._slots(value):
-                self.filter[b >> 3] |= 1 << (b & 7)
-        for fn, counter in self.derived_counts.items():
-            counter[fn(value)] += n
+        self.add_all(((value, n),))
 
     def add_all(self, rows: Sequence[tuple[str | None, int]]) -> None:
         """:meth:`add` for many (the loop of a streamed count, kept tight)."""
-        multi, filt, bits, derived = self.multi, self.filter, self.bits, list(self.derived_counts.items())
+        multi, filt, derived = self.multi, self.filter, list(self.derived_counts.items())
         for value, n in rows:
             if n >= 2:
                 multi[value] = n
             else:
-                h = hash(value) & 0xFFFFFFFFFFFFFFFF
-                lo, hi = h & 0xFFFFFFFF, (h >> 32) | 1
-                for i in range(self.HASHES):
-                    b = (lo + i * hi) % bits
+                for b in self._slots(value):
                     filt[b >> 3] |= 1 << (b & 7)
             for fn, counter in derived:
                 counter[fn(value)] += n
@@ -128,7 +119,6 @@ class FrequencyMatch:
     pool: list[Mapping[str, str | None]]
     traits: tuple[tuple[str, Any], ...] = ()  # (column, class function) compared as they are: word counts
     k: int = MIN_SHARED
-    held: list[Mapping[str, str | None]] = field(default_factory=list)  # candidates canaries already hold
     added: tuple[Counter[str | None], ...] = ()
     credit: Counter[int] = field(default_factory=Counter)  # primary count classes canaries reached by being joined
     memo: dict[int, tuple[list[str | None], list[int]]] = field(default_factory=dict)  # id(candidate) -> key values, traits
@@ -250,7 +240,6 @@ class FrequencyMatch:
             if moved and self._sig:  # the candidates holding v now count one more row
                 for i in self._holders[j].get(v, ()):
                     self._move(i)
-        self.held.append(choice)
         return choice
 
     @staticmethod
