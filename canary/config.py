@@ -96,6 +96,17 @@ class TableTarget(_Model):
     locale: str | None = None  # default: the datastore's locale
     credential: Literal["auto", "aws_key", "github_token", "stripe_key", "jwt", "bearer", "pg_dsn"] | None = None
     column: str | None = Field(default=None, pattern=_IDENT.pattern)  # the secret column (default: inferred)
+    #: ``backdated``: all canaries at once, placed between real rows with past dates (one transaction).
+    #: ``trickle``: canaries arrive one by one over ``trickle_over`` like new sign-ups (own small
+    #: transactions at times drawn from the table's sign-up hours, keys from the sequence, created now,
+    #: later updates as real customers' rows get them), run by the listener's scheduler.
+    mode: Literal["backdated", "trickle"] = "backdated"
+    trickle_over: float = Field(default=14 * 86400.0, gt=0)
+
+    @field_validator("trickle_over", mode="before")
+    @classmethod
+    def _over(cls, v: object) -> float:
+        return parse_duration(v)
 
     @field_validator("table")
     @classmethod
@@ -381,8 +392,9 @@ class SeedingConfig(_Model):
     lock_timeout: float = 5.0
     follow_foreign_keys: bool = True  # give canary customers plausible child rows (orders, addresses)
     max_children: int = Field(default=20, ge=0, le=1000)  # per canary and child table
+    trickle_interval: float = Field(default=300.0, gt=0)  # how often the scheduler writes due trickle canaries
 
-    @field_validator("lock_timeout", mode="before")
+    @field_validator("lock_timeout", "trickle_interval", mode="before")
     @classmethod
     def _dur(cls, v: object) -> float:
         return parse_duration(v)

@@ -121,6 +121,17 @@ def seeder_for(datastore: DatastoreConfig, registry: Registry) -> Seeder:
     return types[datastore.kind](datastore, registry)
 
 
+def configured_seeder(config: Config, datastore: DatastoreConfig, registry: Registry) -> Seeder:
+    """The seeder of ``datastore`` with the ``[seeding]`` pools and limits applied, as the CLI makes it
+    (a seeder class without ``from_config`` takes the datastore alone)."""
+    types = seeder_types()
+    if datastore.kind not in types:
+        raise ConfigError("datastores", f"no seeder for datastore kind {datastore.kind!r}; known: {', '.join(sorted(types))}")
+    factory = types[datastore.kind]
+    make = getattr(factory, "from_config", None)
+    return make(config, datastore.name, registry) if make is not None else factory(datastore, registry)
+
+
 def build_components(sources: Iterable[SourceType], config: Config) -> list[Component]:
     """The components ``sources`` build from ``config``, in order."""
     return [c for source in sources for c in source.components(config)]

@@ -39,10 +39,13 @@ class TargetPlan:
     locks: Sequence[str] = ()  # tables locked ACCESS EXCLUSIVE while applying
     traces: Sequence[str] = ()  # what writing the rows leaves that a reader of the table could see
     pools: Sequence[str] = ()  # how large the owned contact pools must be for the canaries to blend
+    mode: str = "backdated"  # trickle: ``rows`` is what one sign-up now would write; ``schedule`` says when the rest come
+    schedule: str = ""
 
     @property
     def to_add(self) -> int:
-        return sum(1 for r in self.rows if r.canary)
+        """Canaries the next ``apply`` writes now (trickle targets' arrive later, on their schedule)."""
+        return 0 if self.mode == "trickle" else sum(1 for r in self.rows if r.canary)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,14 @@ class Seeder(Protocol):
     async def retire(self, *, force: bool = False, targets: Sequence[str] | None = None) -> RetireResult:
         """Remove this seeder's canaries (only those in ``targets``, schema-qualified tables, when given)
         and its detection objects, leaving the tables as they were before seeding."""
+
+
+@runtime_checkable
+class Trickling(Protocol):
+    """A seeder whose canaries can arrive over time (``mode = "trickle"`` targets): the scheduler calls
+    ``trickle`` every ``seeding.trickle_interval`` to write what is due."""
+
+    async def trickle(self, *, schedule: bool = False) -> Any: ...
 
 
 def as_dict(obj: Any) -> Any:

@@ -8,7 +8,9 @@
   whose log nobody ingests, per datastore (``coverage.check_interval``, :mod:`canary.health.replication`),
 * ``filescan``: new export files in watched directories and buckets (``coverage.scan_interval``),
 * ``sweep``: the copy sweep over every PostgreSQL datastore (``coverage.sweep_interval``, within
-  ``coverage.sweep_max_seconds`` / ``sweep_max_bytes`` per datastore; see :mod:`canary.health.sweep`).
+  ``coverage.sweep_max_seconds`` / ``sweep_max_bytes`` per datastore; see :mod:`canary.health.sweep`),
+* ``trickle:<datastore>``: the trickle canaries that are due (``seeding.trickle_interval``; see
+  :mod:`canary.seeding.trickle`); a slot that cannot be written is a HEALTH event and is retried.
 
 Jobs never overlap themselves (``max_instances=1``, ``coalesce``) and a failing job is logged and
 reported as a HEALTH event, never allowed to stop the scheduler. The component also installs the
@@ -27,6 +29,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from canary import plugins
 from canary.config import Config
 from canary.errors import CanaryError
 from canary.events import DetectionEvent, EventKind, Severity, event_key
@@ -34,6 +37,7 @@ from canary.health import checks, replication
 from canary.health.filescan import ExportScanner
 from canary.health.sweep import CopySweep
 from canary.plugins import SourceType
+from canary.seeder import Trickling
 from canary.typing import Component, SourceContext
 
 log = structlog.get_logger("canary.scheduler")
@@ -74,7 +78,26 @@ class CoverageScheduler:
             out.append(("filescan", cov.scan_interval, scanner.scan_once))
         if cov.sweep and any(ds.kind == "postgres" for ds in rt.config.datastores):
             out.append(("sweep", cov.sweep_interval, self._sweep_job(CopySweep(rt))))
+        for ds in rt.config.datastores:
+            if any(t.mode == "trickle" for t in ds.tables):
+                out.append((f"trickle:{ds.name}", rt.config.seeding.trickle_interval, self._trickle_job(ds.name)))
         return out + self.extra_jobs
+
+    def _trickle_job(self, name: str) -> Job:
+        async def job() -> list[DetectionEvent]:
+            ds = self.runtime.config.datastore(name)
+            seeder = plugins.configured_seeder(self.runtime.config, ds, self.runtime.registry)
+            if not isinstance(seeder, Trickling):
+                return []
+            result = await seeder.trickle()
+            now = dt.datetime.now(dt.timezone.utc)
+            return [DetectionEvent(
+                kind=EventKind.HEALTH, source="checks", key=event_key("trickle-failed", name, target, now.isoformat()),
+                group=f"trickle-failed:{name}:{target}", canary_id=None, observed_at=now, severity=Severity.WARNING,
+                origin={"node": ds.node_name, "datastore": name},
+                evidence={"problem": "trickle_failed", "target": target, "error": why[:300]},
+            ) for target, why in result.failed.items()]
+        return job
 
     @staticmethod
     def _sweep_job(sweep: CopySweep) -> Job:
@@ -162,7 +185,8 @@ class CoverageScheduler:
 
 def _scheduler(config: Config) -> list[Component]:
     cov = config.coverage
-    return [CoverageScheduler()] if cov.checks or cov.watch_dirs or cov.buckets or cov.sweep else []
+    trickles = any(t.mode == "trickle" for ds in config.datastores for t in ds.tables)
+    return [CoverageScheduler()] if cov.checks or cov.watch_dirs or cov.buckets or cov.sweep or trickles else []
 
 
 SOURCE = SourceType("scheduler", _scheduler)

@@ -51,6 +51,7 @@ from canary.postgres.tripwire import (
     visibility_guard,
 )
 from canary.seeder import ApplyResult, Finding, Plan, PlannedRow, RetireResult, TargetPlan, VerifyReport
+from canary.seeding import trickle as trickling
 from canary.seeding.catalog import TableInfo, introspect, unsupported_reason
 from canary.seeding.children import Batch, created_column, plan_children
 from canary.seeding.credentials import SecretColumns, create_role_sql, fill, infer_type, make_credential, secret_columns
@@ -123,6 +124,8 @@ class _TargetWork:
     forced_off: bool = False  # FORCE RLS was switched off for the seeder's own reads
     creds: list[Credential] = field(default_factory=list)  # credential canaries, one per canary row
     pools: list[str] = field(default_factory=list)  # how large the owned contact pools must be to blend
+    members_only: bool = False  # the policy is current: this run only adds keys to the tripwire's members
+    habit: trickling.UpdateHabit | None = None  # how the table's real rows get updated after their insert
 
     @property
     def planned(self) -> list[PlannedRow]:
@@ -267,12 +270,45 @@ class PostgresSeeder:
             await tr.start()
             try:
                 await conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
-                works = [await self._prepare(conn, t, role) for t in self.ds.tables]
+                now = await conn.fetchval("SELECT now()")
+                works = [await self._prepare(conn, t, role, arrival=now if t.mode == "trickle" else None) for t in self.ds.tables]
             finally:
                 await tr.rollback()
         finally:
             await self._close(conn)
-        return Plan(self.ds.name, [self._target_plan(w) for w in works])
+        pending, _ = await trickling.pending_counts(self.registry.pool, self.ds.name)
+        plans = []
+        for w in works:
+            p = self._target_plan(w)
+            if w.target.mode == "trickle":
+                waiting = await trickling.slots(self.registry.pool, self.ds.name, states=["pending", "inflight"], target=w.info.target)
+                signups = [s for s in waiting if s.kind == "signup"]
+                missing = max(0, w.target.count - len(w.existing) - len(signups))
+                when = f", next due {min(s.due_at for s in waiting):%Y-%m-%d %H:%M} UTC" if waiting else ""
+                p = dataclasses.replace(p, mode="trickle", traces=self._trickle_traces(w), schedule=(
+                    f"{len(signups)} sign-ups and {len(waiting) - len(signups)} updates scheduled{when}; "
+                    f"{missing} more to schedule over {w.target.trickle_over / 86400:g} days (`canary seed`); "
+                    f"the row shown is what a sign-up now would write"))
+            plans.append(p)
+        return Plan(self.ds.name, plans)
+
+    @staticmethod
+    def _trickle_traces(w: _TargetWork) -> list[str]:
+        """What trickle seeding leaves in the system columns and statistics (as any new customer does)."""
+        out = ["one transaction per canary, at a time drawn from the hours its customers sign up at (its own xmin, "
+               "like each sign-up's)",
+               "key: the sequence's next value at that time and created at that transaction's time, at the table's "
+               "precision (the end of the key range, as every new row)"]
+        h = w.habit
+        if h is not None and h.delays:
+            out.append(f"updates: {h.share:.0%} of real rows were updated after their insert; each canary gets one update "
+                       "in that share, at a delay drawn from theirs")
+        else:
+            out.append("updates: the table has no update-time column to learn from; canaries are not updated afterwards")
+        if w.info.children:
+            out.append("child rows: trickle canaries get no rows in the tables that reference this one (orders, "
+                       "addresses): not supported yet; use backdated mode where customers without them stand out")
+        return out
 
     def _target_plan(self, w: _TargetWork) -> TargetPlan:
         rows = w.all_rows()
@@ -309,7 +345,9 @@ class PostgresSeeder:
             out.append(f"keys: {appended} of {len(new)} take the next sequence values and sit at the end of the key range")
         return out
 
-    async def _prepare(self, conn: asyncpg.Connection, target: TableTarget, role: Role) -> _TargetWork:
+    async def _prepare(self, conn: asyncpg.Connection, target: TableTarget, role: Role,
+                       arrival: dt.datetime | None = None) -> _TargetWork:
+        """What seeding ``target`` writes; with ``arrival`` (a trickle sign-up), one canary created then."""
         info = await introspect(conn, target.table, datastore=self.ds.name)
         reason = unsupported_reason(info)
         if reason:
@@ -325,7 +363,7 @@ class PostgresSeeder:
             )
         existing = await self._existing(info.target)
         warnings = self._coverage_warnings(info, role)
-        to_add = max(0, target.count - len(existing))
+        to_add = 1 if arrival is not None else max(0, target.count - len(existing))
         pk_col = info.column(info.primary_key[0])
         self.rng = self._target_rng(info.target, len(existing))
         await conn.execute("SELECT setseed($1)", self.rng.uniform(-1.0, 1.0))  # the sample, too, is reproducible
@@ -333,7 +371,10 @@ class PostgresSeeder:
         sample = await self._sample(conn, info, list(existing))
         prof = await asyncio.to_thread(profile, info, sample)
         locale = target.locale or infer_locale(prof.script, self.ds.locale)
-        placements = await self._placements(conn, info, prof, list(existing), to_add, warnings) if to_add else []
+        if arrival is not None:
+            placements = [await self._arrival(conn, info, prof, arrival)]
+        else:
+            placements = await self._placements(conn, info, prof, list(existing), to_add, warnings) if to_add else []
         cred = self._credential_setup(info, target, sample) if target.credential else None
         pools = self.pools if cred is None else ContactPools()
         used = await self._used_contacts()
@@ -350,8 +391,13 @@ class PostgresSeeder:
             factory, ctype, cols = cred
             creds = [make_credential(factory, ctype, self.ds.dsn.reveal(), self._cred_id()) for _ in placements]
 
+        updated = next((c.name for c in info.columns if semantic_of(c) == Semantic.UPDATED), None)
+        habit = trickling.UpdateHabit.of(prof.created_gap, sum(1 for r in sample if updated and r.get(updated) is None))
+
         def make(i: int) -> SynthRow:
             r = synth.row(placements[i])
+            if arrival is not None and updated and updated in r.values:  # a new sign-up: not updated since
+                r.values[updated] = None if habit.initial_null else r.values.get(created_column(info) or "", r.values[updated])
             if creds:
                 fill(r.values, cols, creds[i])
                 r = SynthRow(r.values, None, None)
@@ -361,7 +407,7 @@ class PostgresSeeder:
         top = Batch(info, [PlannedRow(info.target, r.values.get(pk_col.name) or "", r.values) for r in rows],
                     top_index=list(range(len(rows))), contexts=placements, regenerate=make)
         batches = [top]
-        if self.follow_foreign_keys and rows:
+        if self.follow_foreign_keys and rows and arrival is None:
             sample_keys = [str(r[pk_col.name]) for r in sample if r.get(pk_col.name) is not None]
             batches += await plan_children(
                 self, conn, role, top, sample_keys, locale, warnings, random.Random(self.rng.getrandbits(64))
@@ -388,12 +434,14 @@ class PostgresSeeder:
                             f"membership test (bench/read_overhead.py: 10,000 keys make key lookups several times slower)")
         outdated = (not self._policy_present(info) or upgrading or self._guard_stale(info)
                     or bool(await self.tripwire.problems(conn, self.registry.keyring)))
-        statements = self._detection_statements(info, pk_col.base_type, all_pks, legacy) if (to_add or outdated) and all_pks else []
+        members_only = arrival is not None and bool(existing) and not outdated and bits_for(len(all_pks)) == bits_for(len(existing))
+        statements = (self._detection_statements(info, pk_col.base_type, all_pks, legacy)
+                      if (to_add or outdated) and all_pks and not members_only else [])
         if creds and cred is not None:
             roles = [sql for sql in (create_role_sql(cred[0], c) for c in creds) if sql]
             statements = roles + statements
         return _TargetWork(target, info, existing, batches, [(r.email, r.phone) for r in rows], statements, warnings, forced_off, creds,
-                           sizing)
+                           sizing, members_only, habit)
 
     async def _value_counts(self, conn: asyncpg.Connection, info: TableInfo, keys: Mapping[str, Sequence[Any]]) -> dict[str, ValueCounts]:
         """Rows of the whole table per value of each column, and per value derived from it (what an
@@ -774,21 +822,33 @@ class PostgresSeeder:
 
     # -- apply ----------------------------------------------------------------------------------
     async def apply(self) -> ApplyResult:
-        """Seed every configured table in one datastore transaction; idempotent."""
-        conn = await self._connect()
-        try:
-            return await self._apply(conn)
-        finally:
-            await self._close(conn)
+        """Seed every backdated table in one datastore transaction; idempotent. Trickle tables get
+        their schedule (and what is due of it: :meth:`trickle`)."""
+        backdated = [t for t in self.ds.tables if t.mode == "backdated"]
+        result = ApplyResult(self.ds.name, {})
+        if backdated or not self.ds.tables:
+            conn = await self._connect()
+            try:
+                result = await self._apply(conn, backdated)
+            finally:
+                await self._close(conn)
+        if any(t.mode == "trickle" for t in self.ds.tables):
+            tr = await self.trickle(schedule=True)
+            result = dataclasses.replace(result, added={**result.added, **tr.signups},
+                                         warnings=[*result.warnings, *tr.warnings, *(f"{t}: {m}" for t, m in tr.failed.items())])
+        return result
 
-    async def _apply(self, conn: asyncpg.Connection) -> ApplyResult:
+    async def _apply(self, conn: asyncpg.Connection, targets: Sequence[TableTarget], slot: trickling.Slot | None = None) -> ApplyResult:
+        """Write ``targets``' missing canaries in one datastore transaction; with ``slot`` (a trickle
+        sign-up), one canary of the one target, arriving now."""
         role = await self._role(conn)
         dtr = conn.transaction()
         await dtr.start()
         committed_control: list[int] = []
         try:
             await conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
-            works = [await self._prepare(conn, t, role) for t in self.ds.tables]
+            arrival = await conn.fetchval("SELECT now()") if slot is not None else None
+            works = [await self._prepare(conn, t, role, arrival=arrival) for t in targets]
             for w in works:
                 await self._insert(conn, w)
                 if w.statements:  # keys drawn from a sequence are only known now
@@ -810,9 +870,13 @@ class PostgresSeeder:
                         dep = await self._record(conn, ctl, w)
                         if dep is not None:
                             deployments.append(dep)
+                        if slot is not None:
+                            await trickling.mark_inflight(ctl, slot, deployment_id=dep)
+                        if w.statements:  # DDL refuses a table with pending deferred trigger events (deferred FKs)
+                            await conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
                         for stmt in w.statements:
                             await conn.execute(stmt)
-                        if w.statements:
+                        if w.statements or w.members_only:
                             await self._arm(conn, w.info, list(w.existing) + [p.pk for p in w.planned])
                         if w.forced_off and not any("FORCE ROW LEVEL SECURITY" in s for s in w.statements):
                             await conn.execute(f"ALTER TABLE {qualified(w.info.schema, w.info.name)} FORCE ROW LEVEL SECURITY")
@@ -833,7 +897,11 @@ class PostgresSeeder:
             await dtr.commit()
         except (asyncpg.PostgresError, OSError) as exc:
             await self._undo_control(committed_control)
+            if slot is not None:
+                await trickling.mark(self.registry.pool, slot, "pending")
             raise SeedError(f"datastore {self.ds.name!r} did not commit; registry entries were withdrawn: {_pg_message(exc)}") from None
+        if slot is not None:
+            await self._signed_up(slot, committed_control, works[0])
         warnings = [x for w in works for x in w.warnings]
         for x in warnings:
             self.log.warning("seed.warning", detail=x)
@@ -900,6 +968,194 @@ class PostgresSeeder:
             details.update(child_of=sorted({w.info.target for w in works}), schema=tw.schema,
                            function=f"{tw.schema}.{tw.function}", policy=tw.policy)
             await detection_objects.record(ctl, self.ds.name, target, details)
+
+    # -- trickle ----------------------------------------------------------------------------------
+    def _trickle_targets(self) -> dict[str, TableTarget]:
+        return {".".join(parse_target(t.table)): t for t in self.ds.tables if t.mode == "trickle"}
+
+    async def trickle(self, *, schedule: bool = False, now: dt.datetime | None = None) -> trickling.TrickleResult:
+        """Write what is due of the trickle targets' schedules (:mod:`canary.seeding.trickle`), each
+        sign-up and each update in its own transaction; settle first what an interrupted run left
+        inflight. ``schedule`` (``canary seed``) first gives each trickle target the sign-up slots it
+        lacks; the scheduler only runs schedules that exist (a retired target's is forgotten)."""
+        targets = self._trickle_targets()
+        pool = self.registry.pool
+        warnings: list[str] = []
+        signups: dict[str, int] = {}
+        updates: dict[str, int] = {}
+        conn = await self._connect()
+        try:
+            settled = await self._settle(conn)
+            if schedule:
+                for target, t in targets.items():
+                    await self._schedule(conn, target, t)
+            due = await trickling.slots(pool, self.ds.name, states=["pending"], due_by=now or dt.datetime.now(dt.timezone.utc))
+            failed: dict[str, str] = {}
+            for slot in due:
+                wanted = targets.get(slot.target)
+                if wanted is None or slot.target in failed:
+                    continue  # no longer a trickle target (left pending), or failing this run
+                try:
+                    if slot.kind == "signup":
+                        r = await self._apply(conn, [wanted], slot=slot)
+                        signups[slot.target] = signups.get(slot.target, 0) + r.added.get(slot.target, 0)
+                        warnings.extend(r.warnings)
+                    elif await self._trickle_update(conn, slot):
+                        updates[slot.target] = updates.get(slot.target, 0) + 1
+                except DatastoreError as exc:  # a SeedError too: this target waits for the next run
+                    failed[slot.target] = f"trickle {slot.kind} not written, retried next run: {exc.message}"
+        finally:
+            await self._close(conn)
+        pending, next_due = await trickling.pending_counts(pool, self.ds.name)
+        if signups or updates or settled:
+            self.log.info("seed.trickled", signups=signups, updates=updates, settled=settled, pending=pending)
+        return trickling.TrickleResult(self.ds.name, signups, updates, settled, pending, next_due, warnings, failed)
+
+    async def _schedule(self, conn: asyncpg.Connection, target: str, t: TableTarget) -> None:
+        """Sign-up slots for the canaries ``target`` lacks, spread over ``trickle_over`` from now at
+        the hours of the week its real customers sign up (read quietly, written nowhere)."""
+        existing = await self._existing(target)
+        waiting = await trickling.slots(self.registry.pool, self.ds.name, states=["pending", "inflight"], target=target)
+        missing = t.count - len(existing) - sum(1 for s in waiting if s.kind == "signup")
+        if missing <= 0:
+            return
+        role = await self._role(conn)
+        tr = conn.transaction()
+        await tr.start()
+        try:
+            await conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
+            info = await introspect(conn, target, datastore=self.ds.name)
+            reason = unsupported_reason(info)
+            if reason:
+                raise SeedError(f"cannot seed {info.target}: it {reason}", target=info.target)
+            await self._quiet_reads(conn, info, role, may_alter=True)
+            created = created_column(info)
+            epochs: list[float] = []
+            if created:
+                epochs = [ts.timestamp() for ts in (parse_ts(r.get(created)) for r in await self._sample(conn, info, list(existing)))
+                          if ts is not None]
+        except asyncpg.PostgresError as exc:
+            raise SeedError(f"scheduling canaries for {target} in datastore {self.ds.name!r} failed: {_pg_message(exc)}") from None
+        finally:
+            await tr.rollback()
+        rng = self._target_rng(target, len(existing) + len(waiting))
+        times = trickling.arrival_times(rng, dt.datetime.now(dt.timezone.utc), t.trickle_over, missing, epochs)
+        await trickling.add_signups(self.registry.pool, self.ds.name, target, times)
+
+    async def _arrival(self, conn: asyncpg.Connection, info: TableInfo, prof: TableProfile, when: dt.datetime) -> RowContext:
+        """Key and creation time of a canary signing up now: the next value of the key's sequence (or
+        just above the largest key without one; a drawn key for uuid / text keys), created at the
+        transaction's time, cut to the column's precision."""
+        pk_col = info.column(info.primary_key[0])
+        created = created_column(info)
+        created_prof = prof.col(created) if created else None
+        precision = Precision.of(prof.created_epochs or (created_prof.numbers if created_prof is not None else ()))
+        at = precision.cut(when, self.rng) if created else None
+        if pk_col.base_type not in _INTEGER_TYPES:
+            return RowContext(pk=self._random_key(pk_col.base_type, prof, pk_col.name), created=at)
+        if info.pk_sequence:
+            return RowContext(pk=None, created=at)
+        top = await conn.fetchval(f"SELECT max({ident(pk_col.name)}) FROM {qualified(info.schema, info.name)}")
+        return RowContext(pk=str((int(top) if top is not None else 0) + self.rng.randint(1, 3)), created=at)
+
+    async def _signed_up(self, slot: trickling.Slot, deployments: Sequence[int], w: _TargetWork) -> None:
+        """A sign-up committed in both stores: the slot is done, and the canary's later update (if the
+        table's real rows get one) is scheduled."""
+        async with self.registry.pool.acquire() as ctl, ctl.transaction():
+            cid = await ctl.fetchval("SELECT min(id) FROM canaries WHERE deployment_id = ANY($1::bigint[])", list(deployments))
+            await trickling.mark(ctl, slot, "done", canary_id=cid)
+            delay = w.habit.delay(self.rng) if w.habit is not None and cid is not None else None
+            created = w.batches[0].contexts[0].created if w.batches[0].contexts else None
+            if delay is not None and cid is not None:
+                start = created or dt.datetime.now(dt.timezone.utc)
+                await trickling.add_update(ctl, self.ds.name, slot.target, cid, start + dt.timedelta(seconds=delay))
+
+    async def _settle(self, conn: asyncpg.Connection) -> int:
+        """Settle the slots an interrupted run left inflight, by what the datastore holds: a sign-up
+        whose row is there is done, one whose row is not is withdrawn from the registry and pending
+        again; an update whose new row is there is done (the canary's fingerprint follows), one whose
+        row is unchanged is pending again, one whose row someone else changed is dropped."""
+        inflight = await trickling.slots(self.registry.pool, self.ds.name, states=["inflight"])
+        if not inflight:
+            return 0
+        role = await self._role(conn)
+        for slot in inflight:
+            existing = await self._existing(slot.target)
+            if slot.kind == "signup":
+                rec = next(((pk, r) for pk, r in existing.items() if r.deployment_id == slot.deployment_id), None)
+            else:
+                rec = next(((pk, r) for pk, r in existing.items() if r.id == slot.canary_id), None)
+            text = None
+            if rec is not None:
+                _, texts = await self._read_quietly(conn, role, slot.target, [rec[0]])
+                text = texts.get(rec[0])
+            async with self.registry.pool.acquire() as ctl, ctl.transaction():
+                if slot.kind == "signup":
+                    if rec is not None and text is not None:
+                        await trickling.mark(ctl, slot, "done", canary_id=rec[1].id)
+                    else:
+                        if slot.deployment_id is not None:
+                            await self.registry.withdraw_deployments(ctl, [slot.deployment_id])
+                        await trickling.mark(ctl, slot, "pending")
+                    continue
+                fp = self._fingerprint(slot.target, rec[0], text) if rec is not None and text is not None else None
+                if rec is not None and fp is not None and fp == slot.fingerprint:
+                    await self.registry.set_fingerprint(ctl, rec[1].id, fp)
+                    await trickling.mark(ctl, slot, "done")
+                elif rec is not None and fp is not None and rec[1].fingerprint is not None and fp == bytes(rec[1].fingerprint):
+                    await trickling.mark(ctl, slot, "pending")
+                else:
+                    await trickling.mark(ctl, slot, "dropped")
+        return len(inflight)
+
+    async def _trickle_update(self, conn: asyncpg.Connection, slot: trickling.Slot) -> bool:
+        """A canary's later update, as its application would write it: the update column set to the
+        transaction's time, in its own transaction (the row's ``xmin`` moves on like a real customer's).
+        The row must still be the one fingerprinted (else the slot is dropped: verify reports it)."""
+        existing = await self._existing(slot.target)
+        rec = next(((pk, r) for pk, r in existing.items() if r.id == slot.canary_id), None)
+        if rec is None:
+            await trickling.mark(self.registry.pool, slot, "dropped")
+            return False
+        pk, record = rec
+        role = await self._role(conn)
+        dtr = conn.transaction()
+        await dtr.start()
+        try:
+            await conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
+            info = await introspect(conn, slot.target, datastore=self.ds.name)
+            col = next((c for c in info.columns if semantic_of(c) == Semantic.UPDATED), None)
+            forced_off = await self._quiet_reads(conn, info, role, may_alter=True)
+            texts = await self._row_texts(conn, info, [pk])
+            if col is None or pk not in texts or (
+                    record.fingerprint is not None and self._fingerprint(slot.target, pk, texts[pk]) != bytes(record.fingerprint)):
+                await dtr.rollback()
+                await trickling.mark(self.registry.pool, slot, "dropped")
+                return False
+            tbl = qualified(info.schema, info.name)
+            key = info.column(info.primary_key[0])
+            recent = await conn.fetch(f"SELECT extract(epoch FROM {ident(col.name)})::float8 AS e FROM {tbl}"
+                                      f" WHERE {ident(col.name)} IS NOT NULL ORDER BY {ident(key.name)} DESC LIMIT 200")
+            now = await conn.fetchval("SELECT now()")
+            at = Precision.of(r["e"] for r in recent).cut(now, self.rng)
+            await conn.execute(f"UPDATE {tbl} SET {ident(col.name)} = $1::timestamptz::{col.type}"
+                               f" WHERE {ident(key.name)} = $2::text::{key.type}", at, pk)
+            fp = self._fingerprint(slot.target, pk, (await self._row_texts(conn, info, [pk]))[pk])
+            if forced_off:
+                await conn.execute(f"ALTER TABLE {tbl} FORCE ROW LEVEL SECURITY")
+            async with self.registry.pool.acquire() as ctl:
+                await trickling.mark_inflight(ctl, slot, fingerprint=fp)
+        except BaseException as exc:
+            raise await self._abort(dtr, exc, "updating a trickle canary in", "changed") from None
+        try:
+            await dtr.commit()
+        except (asyncpg.PostgresError, OSError) as exc:
+            await trickling.mark(self.registry.pool, slot, "pending")
+            raise SeedError(f"datastore {self.ds.name!r} did not commit a canary's update: {_pg_message(exc)}") from None
+        async with self.registry.pool.acquire() as ctl, ctl.transaction():
+            await self.registry.set_fingerprint(ctl, record.id, fp)
+            await trickling.mark(ctl, slot, "done")
+        return True
 
     # -- copies -----------------------------------------------------------------------------------
     async def enroll(self, target: str, key: str, members: Mapping[str, int]) -> EnrollResult:
@@ -1143,6 +1399,7 @@ class PostgresSeeder:
         active: dict[str, Mapping[str, Any]] = {}  # canary table -> its active canaries by key
         try:
             role = await self._role(conn)
+            settling = await trickling.pending_fingerprints(self.registry.pool, self.ds.name)
             for target in await self._targets():
                 existing = await self._existing(target)
                 if not existing:
@@ -1158,7 +1415,8 @@ class PostgresSeeder:
                     checked += 1
                     if pk not in texts:
                         findings.append(Finding(rec.uid, target, "missing"))
-                    elif rec.fingerprint is not None and bytes(rec.fingerprint) != self._fingerprint(target, pk, texts[pk]):
+                    elif rec.fingerprint is not None and self._fingerprint(target, pk, texts[pk]) not in (
+                            bytes(rec.fingerprint), settling.get(rec.id)):
                         findings.append(Finding(rec.uid, target, "modified"))
                 findings.extend(await self._check_detection(conn, info, list(existing)))
             findings.extend(await self._verify_children(conn, active))
@@ -1366,6 +1624,7 @@ class PostgresSeeder:
                             f"DELETE FROM {tbl} WHERE {ident(pk_col.name)} = ANY($1::text[]::{pk_col.type}[])", delete
                         )
                         removed[target] = int(n.split()[-1])
+                        await conn.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the ALTERs below refuse pending deferred checks
                     elif target not in armed:
                         removed[target] = 0
                     if keep:
@@ -1415,6 +1674,7 @@ class PostgresSeeder:
             await self.registry.retire(ctl, retired_ids)
             await self.registry.retire_emptied_deployments(ctl, deployments)
             await detection_objects.remove(ctl, self.ds.name, cleanup)
+            await trickling.forget(ctl, self.ds.name, wanted)
         self.log.info("seed.retired", removed=removed, kept=len([k for k in kept if not force]))
         return RetireResult(self.ds.name, removed, kept if not force else [], child_rows, dropped)
 

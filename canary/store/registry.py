@@ -128,6 +128,10 @@ class Registry:
             [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows], [r[4] for r in rows])
         return int(status.split()[-1])
 
+    async def set_fingerprint(self, conn: asyncpg.Connection, canary_id: int, fingerprint: bytes) -> None:
+        """The canary's row was changed by canary itself (a trickle canary's later update)."""
+        await conn.execute("UPDATE canaries SET fingerprint = $2 WHERE id = $1", canary_id, fingerprint)
+
     async def retire(self, conn: asyncpg.Connection, canary_ids: Iterable[int], deployment_id: int | None = None) -> None:
         await conn.execute(
             "UPDATE canaries SET status = 'retired', retired_at = now() WHERE id = ANY($1::bigint[])", list(canary_ids)

@@ -34,6 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     common(p)
     p.set_defaults(func=cmd_seed)
 
+    p = sub.add_parser("trickle", help="write the trickle canaries due now, settling an interrupted run first "
+                       "(the listener's scheduler does this every seeding.trickle_interval)")
+    common(p)
+    p.set_defaults(func=cmd_trickle)
+
     p = sub.add_parser("verify", help="check every canary is present and unmodified and detection is installed (exit 1 if not)")
     common(p)
     p.set_defaults(func=cmd_verify)
@@ -95,7 +100,10 @@ async def cmd_plan(args: argparse.Namespace) -> int:
     def show(plan: Any) -> None:
         print(f"datastore {plan.datastore}: {plan.to_add} canaries to add")
         for t in plan.targets:
-            print(f"  {t.target}: {t.present} present, {t.wanted} wanted, {t.to_add} to add, {len(t.rows) - t.to_add} child rows")
+            if t.mode == "trickle":
+                print(f"  {t.target}: {t.present} present, {t.wanted} wanted, arriving over time (trickle): {t.schedule}")
+            else:
+                print(f"  {t.target}: {t.present} present, {t.wanted} wanted, {t.to_add} to add, {len(t.rows) - t.to_add} child rows")
             limit = len(t.rows) if args.rows < 0 else args.rows
             for row in list(t.rows)[:limit]:
                 print(f"    + {row.target} {json.dumps(dict(row.values), ensure_ascii=False, default=str)}")
@@ -128,6 +136,26 @@ async def cmd_seed(args: argparse.Namespace) -> int:
 
     _emit(args, results, show)
     return 0
+
+
+async def cmd_trickle(args: argparse.Namespace) -> int:
+    results = await _each(args, "trickle")
+
+    def show(r: Any) -> None:
+        done = [f"{t} +{n}" for t, n in r.signups.items()] + [f"{t} {n} updated" for t, n in r.updates.items()]
+        print(f"datastore {r.datastore}: {', '.join(done) or 'nothing due'}"
+              + (f"; {r.settled} interrupted slots settled" if r.settled else ""))
+        for t, n in r.pending.items():
+            print(f"  {t}: {n} to come")
+        if r.next_due is not None:
+            print(f"  next due {r.next_due:%Y-%m-%d %H:%M:%S} UTC")
+        for t, why in r.failed.items():
+            print(f"  failed: {t}: {why}")
+        for w in r.warnings:
+            print(f"  warning: {w}")
+
+    _emit(args, results, show)
+    return 1 if any(r.failed for r in results) else 0
 
 
 async def cmd_verify(args: argparse.Namespace) -> int:
