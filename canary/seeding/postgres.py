@@ -27,7 +27,7 @@ import itertools
 import json
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -126,6 +126,7 @@ class _TargetWork:
     pools: list[str] = field(default_factory=list)  # how large the owned contact pools must be to blend
     members_only: bool = False  # the policy is current: this run only adds keys to the tripwire's members
     habit: trickling.UpdateHabit | None = None  # how the table's real rows get updated after their insert
+    later: list[Batch] = field(default_factory=list)  # trickle: child rows written when their time comes
 
     @property
     def planned(self) -> list[PlannedRow]:
@@ -180,6 +181,7 @@ class PostgresSeeder:
         self.log = log.bind(datastore=datastore.name)
         self.tripwire = tripwire_for(datastore)
         self._sessions: dict[asyncpg.Connection, int] = {}  # open connection -> own_sessions id
+        self.arriving = False  # planning a trickle sign-up: child rows get no key until they are written
 
     def __repr__(self) -> str:
         return f"PostgresSeeder(datastore={self.ds.name!r})"
@@ -306,8 +308,8 @@ class PostgresSeeder:
         else:
             out.append("updates: the table has no update-time column to learn from; canaries are not updated afterwards")
         if w.info.children:
-            out.append("child rows: trickle canaries get no rows in the tables that reference this one (orders, "
-                       "addresses): not supported yet; use backdated mode where customers without them stand out")
+            out.append("child rows (orders and their lines): each arrives in its own transaction at a delay after sign-up "
+                       "drawn from real customers' (first and later orders), keys from the sequences then")
         return out
 
     def _target_plan(self, w: _TargetWork) -> TargetPlan:
@@ -407,11 +409,19 @@ class PostgresSeeder:
         top = Batch(info, [PlannedRow(info.target, r.values.get(pk_col.name) or "", r.values) for r in rows],
                     top_index=list(range(len(rows))), contexts=placements, regenerate=make)
         batches = [top]
-        if self.follow_foreign_keys and rows and arrival is None:
+        later: list[Batch] = []
+        if self.follow_foreign_keys and rows:
             sample_keys = [str(r[pk_col.name]) for r in sample if r.get(pk_col.name) is not None]
-            batches += await plan_children(
-                self, conn, role, top, sample_keys, locale, warnings, random.Random(self.rng.getrandbits(64))
-            )
+            self.arriving = arrival is not None  # children of a sign-up take their keys when written (children._own_keys)
+            try:
+                children = await plan_children(
+                    self, conn, role, top, sample_keys, locale, warnings, random.Random(self.rng.getrandbits(64)))
+            finally:
+                self.arriving = False
+            if arrival is None:
+                batches += children
+            else:  # a new customer has no orders yet: each comes at its own time (trickle 'child' slots)
+                later = children
         if contacts.beyond_mailboxes:
             warnings.append(f"{info.target}: the mailbox pool is exhausted ({len(pools.mailboxes)} configured, all in use); "
                             f"{contacts.beyond_mailboxes} canaries get addresses at "
@@ -441,7 +451,7 @@ class PostgresSeeder:
             roles = [sql for sql in (create_role_sql(cred[0], c) for c in creds) if sql]
             statements = roles + statements
         return _TargetWork(target, info, existing, batches, [(r.email, r.phone) for r in rows], statements, warnings, forced_off, creds,
-                           sizing, members_only, habit)
+                           sizing, members_only, habit, later)
 
     async def _value_counts(self, conn: asyncpg.Connection, info: TableInfo, keys: Mapping[str, Sequence[Any]]) -> dict[str, ValueCounts]:
         """Rows of the whole table per value of each column, and per value derived from it (what an
@@ -952,22 +962,25 @@ class PostgresSeeder:
         for target, pks in sorted(keys.items()):
             if not pks or (target not in infos and target not in armed):
                 continue
-            info = await introspect(conn, target, datastore=self.ds.name)
-            tw = self.tripwire
-            foreign = [p for p in info.policies if p[0] not in (tw.policy, tw.permissive)]
-            if foreign and not info.rls_enabled:
-                self.log.warning("seed.child_not_armed", table=target, reason="its policies are disabled")
-                continue
-            prior = armed.get(target)
-            pk_type, base_type = _key_types(info)
-            for stmt in self._detection_statements(info, base_type, sorted(pks)):
-                await conn.execute(stmt)
-            await self.tripwire.set_members(conn, target, pk_type, base_type, sorted(pks))
-            details = prior or {"rls_enabled_before": info.rls_enabled, "rls_forced_before": info.rls_forced,
-                                "permissive_policy": None if info.rls_enabled else tw.permissive, "schema_created": False}
-            details.update(child_of=sorted({w.info.target for w in works}), schema=tw.schema,
-                           function=f"{tw.schema}.{tw.function}", policy=tw.policy)
-            await detection_objects.record(ctl, self.ds.name, target, details)
+            await self._arm_child_table(conn, ctl, target, pks, sorted({w.info.target for w in works}), armed.get(target))
+
+    async def _arm_child_table(self, conn: asyncpg.Connection, ctl: asyncpg.Connection, target: str, pks: Collection[str],
+                               child_of: Sequence[str], prior: Mapping[str, Any] | None) -> None:
+        """The tripwire on one table holding rows written for canaries of ``child_of``, for keys ``pks``."""
+        info = await introspect(conn, target, datastore=self.ds.name)
+        tw = self.tripwire
+        foreign = [p for p in info.policies if p[0] not in (tw.policy, tw.permissive)]
+        if foreign and not info.rls_enabled:
+            self.log.warning("seed.child_not_armed", table=target, reason="its policies are disabled")
+            return
+        pk_type, base_type = _key_types(info)
+        for stmt in self._detection_statements(info, base_type, sorted(pks)):
+            await conn.execute(stmt)
+        await self.tripwire.set_members(conn, target, pk_type, base_type, sorted(pks))
+        details: dict[str, Any] = dict(prior) if prior else {"rls_enabled_before": info.rls_enabled, "rls_forced_before": info.rls_forced,
+                                             "permissive_policy": None if info.rls_enabled else tw.permissive, "schema_created": False}
+        details.update(child_of=sorted(set(child_of)), schema=tw.schema, function=f"{tw.schema}.{tw.function}", policy=tw.policy)
+        await detection_objects.record(ctl, self.ds.name, target, details)
 
     # -- trickle ----------------------------------------------------------------------------------
     def _trickle_targets(self) -> dict[str, TableTarget]:
@@ -983,6 +996,7 @@ class PostgresSeeder:
         warnings: list[str] = []
         signups: dict[str, int] = {}
         updates: dict[str, int] = {}
+        children: dict[str, int] = {}
         conn = await self._connect()
         try:
             settled = await self._settle(conn)
@@ -1000,6 +1014,9 @@ class PostgresSeeder:
                         r = await self._apply(conn, [wanted], slot=slot)
                         signups[slot.target] = signups.get(slot.target, 0) + r.added.get(slot.target, 0)
                         warnings.extend(r.warnings)
+                    elif slot.kind == "child":
+                        for table, n in (await self._trickle_child(conn, slot)).items():
+                            children[table] = children.get(table, 0) + n
                     elif await self._trickle_update(conn, slot):
                         updates[slot.target] = updates.get(slot.target, 0) + 1
                 except DatastoreError as exc:  # a SeedError too: this target waits for the next run
@@ -1007,9 +1024,9 @@ class PostgresSeeder:
         finally:
             await self._close(conn)
         pending, next_due = await trickling.pending_counts(pool, self.ds.name)
-        if signups or updates or settled:
-            self.log.info("seed.trickled", signups=signups, updates=updates, settled=settled, pending=pending)
-        return trickling.TrickleResult(self.ds.name, signups, updates, settled, pending, next_due, warnings, failed)
+        if signups or updates or children or settled:
+            self.log.info("seed.trickled", signups=signups, updates=updates, children=children, settled=settled, pending=pending)
+        return trickling.TrickleResult(self.ds.name, signups, updates, children, settled, pending, next_due, warnings, failed)
 
     async def _schedule(self, conn: asyncpg.Connection, target: str, t: TableTarget) -> None:
         """Sign-up slots for the canaries ``target`` lacks, spread over ``trickle_over`` from now at
@@ -1064,11 +1081,16 @@ class PostgresSeeder:
         async with self.registry.pool.acquire() as ctl, ctl.transaction():
             cid = await ctl.fetchval("SELECT min(id) FROM canaries WHERE deployment_id = ANY($1::bigint[])", list(deployments))
             await trickling.mark(ctl, slot, "done", canary_id=cid)
-            delay = w.habit.delay(self.rng) if w.habit is not None and cid is not None else None
-            created = w.batches[0].contexts[0].created if w.batches[0].contexts else None
-            if delay is not None and cid is not None:
-                start = created or dt.datetime.now(dt.timezone.utc)
-                await trickling.add_update(ctl, self.ds.name, slot.target, cid, start + dt.timedelta(seconds=delay))
+            if cid is None:
+                return
+            start = (w.batches[0].contexts[0].created if w.batches[0].contexts else None) or dt.datetime.now(dt.timezone.utc)
+            work: list[tuple[str, dt.datetime, int | None]] = []
+            delay = w.habit.delay(self.rng) if w.habit is not None else None
+            if delay is not None:
+                work.append(("update", start + dt.timedelta(seconds=delay), None))
+            for part, group in enumerate(_later_groups(w.later)):
+                work.append(("child", parse_ts(group["due"]) or start, part))
+            await trickling.add_later(ctl, self.ds.name, slot.target, cid, deployments[0] if deployments else None, work)
 
     async def _settle(self, conn: asyncpg.Connection) -> int:
         """Settle the slots an interrupted run left inflight, by what the datastore holds: a sign-up
@@ -1081,6 +1103,9 @@ class PostgresSeeder:
         role = await self._role(conn)
         for slot in inflight:
             existing = await self._existing(slot.target)
+            if slot.kind == "child":
+                await self._settle_child(conn, role, slot)
+                continue
             if slot.kind == "signup":
                 rec = next(((pk, r) for pk, r in existing.items() if r.deployment_id == slot.deployment_id), None)
             else:
@@ -1107,6 +1132,143 @@ class PostgresSeeder:
                 else:
                     await trickling.mark(ctl, slot, "dropped")
         return len(inflight)
+
+    async def _trickle_child(self, conn: asyncpg.Connection, slot: trickling.Slot) -> dict[str, int]:
+        """Write one group of a trickle canary's later rows (an order with its lines), planned at its
+        sign-up and kept in its deployment manifest: keys from the sequences now, times now (at the
+        planned values' precision, the lines as far after the order as planned), references to the
+        canary and to the rows just written. The tables are armed for the new rows, the rows join the
+        manifest (retire removes them) and the canary's values (a read of them is a read of it)."""
+        dep = slot.deployment_id
+        manifest = await self.registry.manifest(dep) if dep is not None else {}
+        groups = manifest.get("later") or []
+        existing = await self._existing(slot.target)
+        rec = next(((pk, r) for pk, r in existing.items() if r.id == slot.canary_id), None)
+        if rec is None or dep is None or slot.part is None or slot.part >= len(groups):
+            await trickling.mark(self.registry.pool, slot, "dropped")  # retired meanwhile, or nothing planned
+            return {}
+        canary_pk, record = rec
+        role = await self._role(conn)
+        dtr = conn.transaction()
+        await dtr.start()
+        written: list[dict[str, Any]] = []
+        try:
+            await conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
+            now = await conn.fetchval("SELECT now()")
+            infos: dict[str, TableInfo] = {}
+            forced: list[TableInfo] = []
+            inserted: list[dict[str, str | None]] = []
+            for row in groups[slot.part]["rows"]:
+                info = infos.get(row["target"])
+                if info is None:
+                    info = infos[row["target"]] = await introspect(conn, row["target"], datastore=self.ds.name)
+                    if await self._quiet_reads(conn, info, role, may_alter=True):
+                        forced.append(info)
+                fk, ref = row["fk"]
+                parent = inserted[row["parent"]] if row.get("parent") is not None else {ref: canary_pk}
+                values = _shifted(info, dict(row["values"]), now + dt.timedelta(seconds=float(row.get("after") or 0.0)))
+                values[fk] = parent.get(ref)
+                key = info.primary_key
+                if len(key) == 1 and info.column(key[0]).base_type in _INTEGER_TYPES and fk not in key:
+                    if info.pk_sequence:
+                        values.pop(key[0], None)
+                    else:
+                        top = await conn.fetchval(f"SELECT max({ident(key[0])}) FROM {qualified(info.schema, info.name)}")
+                        values[key[0]] = str((int(top) if top is not None else 0) + self.rng.randint(1, 3))
+                types = {c.name: c.type for c in info.columns}
+                cols = list(values)
+                new = await conn.fetchrow(
+                    f"INSERT INTO {qualified(info.schema, info.name)} ({', '.join(ident(c) for c in cols)}) OVERRIDING SYSTEM VALUE"
+                    f" VALUES ({', '.join(f'${i + 1}::text::{types[c]}' for i, c in enumerate(cols))})"
+                    f" RETURNING {', '.join(f'{ident(c.name)}::text' for c in info.columns)}", *[values[c] for c in cols])
+                got: dict[str, str | None] = dict(zip([c.name for c in info.columns], new.values()))
+                inserted.append(got)
+                pk_text = str(got[key[0]]) if len(key) == 1 else json.dumps([got[c] for c in key])
+                written.append({"target": info.target, "pk": pk_text, "key": list(key), "canary": canary_pk,
+                                "depth": int(row["depth"]), "part": slot.part})
+            await conn.execute("SET CONSTRAINTS ALL IMMEDIATE")  # arming is DDL: deferred checks first
+            async with self.registry.pool.acquire() as ctl:
+                ctr = ctl.transaction()
+                await ctr.start()
+                try:
+                    manifest = await self.registry.manifest(dep, ctl)
+                    manifest["child_rows"] = [*manifest.get("child_rows", ()), *written]
+                    await self.registry.update_manifest(ctl, dep, manifest)
+                    await self.registry.add_values(ctl, [
+                        (record.id, ValueKind.CHILD_ROW.value, location_key(self.ds.name, w["target"], key_text(w["pk"]))) for w in written])
+                    armed = await detection_objects.children(ctl, self.ds.name)
+                    keys = await self._child_keys(await self._all_existing())
+                    for target in sorted({w["target"] for w in written}):
+                        pks = {pk for _, pk, _ in keys.get(target, ())} | {w["pk"] for w in written if w["target"] == target}
+                        prior = armed.get(target)
+                        await self._arm_child_table(conn, ctl, target, pks, [*(prior or {}).get("child_of", ()), slot.target], prior)
+                    await trickling.mark_inflight(ctl, slot)
+                except BaseException:
+                    await ctr.rollback()
+                    raise
+                await ctr.commit()
+            await self.tripwire.install_line_key(conn, self.registry.keyring)
+            for info in forced:
+                await conn.execute(f"ALTER TABLE {qualified(info.schema, info.name)} FORCE ROW LEVEL SECURITY")
+        except BaseException as exc:
+            raise await self._abort(dtr, exc, "writing a trickle canary's rows in", "written") from None
+        try:
+            await dtr.commit()
+        except (asyncpg.PostgresError, OSError) as exc:
+            await self._unwrite_children(slot, record.id)
+            raise SeedError(f"datastore {self.ds.name!r} did not commit a canary's rows; they were withdrawn: {_pg_message(exc)}") from None
+        await trickling.mark(self.registry.pool, slot, "done")
+        out: dict[str, int] = {}
+        for w in written:
+            out[w["target"]] = out.get(w["target"], 0) + 1
+        return out
+
+    async def _all_existing(self) -> dict[str, Any]:
+        """Active canaries of every canary table of this datastore, by key (for their child rows)."""
+        out: dict[str, Any] = {}
+        for target in await self._targets():
+            out.update(await self._existing(target))
+        return out
+
+    async def _unwrite_children(self, slot: trickling.Slot, canary_id: int) -> None:
+        """Take the rows of a child slot that never committed out of the manifest and the canary's
+        values again; the slot is pending (the tripwire members of rows that do not exist are harmless
+        and go at the next arming)."""
+        async with self.registry.pool.acquire() as ctl, ctl.transaction():
+            if slot.deployment_id is not None:
+                manifest = await self.registry.manifest(slot.deployment_id, ctl)
+                gone = [r for r in manifest.get("child_rows", ()) if r.get("part") == slot.part]
+                manifest["child_rows"] = [r for r in manifest.get("child_rows", ()) if r.get("part") != slot.part]
+                await self.registry.update_manifest(ctl, slot.deployment_id, manifest)
+                await self.registry.remove_values(ctl, canary_id, [
+                    (ValueKind.CHILD_ROW.value, location_key(self.ds.name, r["target"], key_text(r["pk"]))) for r in gone])
+            await trickling.mark(ctl, slot, "pending")
+
+    async def _settle_child(self, conn: asyncpg.Connection, role: Role, slot: trickling.Slot) -> None:
+        """An inflight child slot: its rows are in the datastore (done) or not (withdrawn, pending)."""
+        manifest = await self.registry.manifest(slot.deployment_id) if slot.deployment_id is not None else {}
+        rows = [r for r in manifest.get("child_rows", ()) if r.get("part") == slot.part]
+        there = bool(rows) and await self._row_exists(conn, role, rows[0]["target"], rows[0]["pk"])
+        if there:
+            await trickling.mark(self.registry.pool, slot, "done")
+        elif slot.canary_id is not None:
+            await self._unwrite_children(slot, slot.canary_id)
+        else:
+            await trickling.mark(self.registry.pool, slot, "dropped")
+
+    async def _row_exists(self, conn: asyncpg.Connection, role: Role, target: str, pk: str) -> bool:
+        """Whether a row with this key text is in ``target``, read without firing detection."""
+        tr = conn.transaction()
+        await tr.start()
+        try:
+            info = await introspect(conn, target, datastore=self.ds.name)
+            await self._quiet_reads(conn, info, role, may_alter=True)
+            cols = info.primary_key
+            expr = f"{ident(cols[0])}::text" if len(cols) == 1 else f"json_build_array({', '.join(f'{ident(c)}::text' for c in cols)})::text"
+            return bool(await conn.fetchval(
+                f"SELECT EXISTS (SELECT FROM {qualified(info.schema, info.name)} WHERE {expr} = $1)", key_text(pk)))
+        finally:
+            await tr.rollback()
 
     async def _trickle_update(self, conn: asyncpg.Connection, slot: trickling.Slot) -> bool:
         """A canary's later update, as its application would write it: the update column set to the
@@ -1355,6 +1517,7 @@ class PostgresSeeder:
             "rls_before": {"enabled": details["rls_enabled_before"], "forced": details["rls_forced_before"]},
             "statements": w.statements,
             "roles": [{"role": c.fields["user"], "canary": p.pk} for p, c in zip(w.planned, w.creds) if c.type == CredentialType.PG_DSN],
+            "later": _later_groups(w.later),
             "seeded_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         }
         dep_id = await self.registry.create_deployment(ctl, self.ds.name, info.target, manifest) if w.planned else None
@@ -1677,6 +1840,53 @@ class PostgresSeeder:
             await trickling.forget(ctl, self.ds.name, wanted)
         self.log.info("seed.retired", removed=removed, kept=len([k for k in kept if not force]))
         return RetireResult(self.ds.name, removed, kept if not force else [], child_rows, dropped)
+
+
+def _later_groups(later: Sequence[Batch]) -> list[dict[str, Any]]:
+    """A trickle sign-up's child rows as groups written together later: each row of a first-level
+    batch (an order) with the rows of deeper batches that reference it (its lines), due at the
+    order's planned time; each deeper row keeps how long after it its own time was planned."""
+    groups: list[dict[str, Any]] = []
+    for b in later:
+        if b.depth != 1 or b.fk is None:
+            continue
+        for i, row in enumerate(b.rows):
+            due = b.contexts[i].created if i < len(b.contexts) else None
+            rows: list[dict[str, Any]] = [{"target": b.target, "depth": 1, "values": dict(row.values), "fk": list(b.fk),
+                                           "parent": None, "after": 0.0}]
+            for c in later:
+                if c.parent is not b or c.fk is None:
+                    continue
+                for j, crow in enumerate(c.rows):
+                    if c.parent_index[j] == i:
+                        t = c.contexts[j].created if j < len(c.contexts) else None
+                        rows.append({"target": c.target, "depth": c.depth, "values": dict(crow.values), "fk": list(c.fk),
+                                     "parent": 0, "after": (t - due).total_seconds() if t and due else 0.0})
+            groups.append({"due": due.isoformat() if due else None, "rows": rows})
+    return groups
+
+
+def _shifted(info: TableInfo, values: dict[str, Any], at: dt.datetime) -> dict[str, Any]:
+    """A planned child row moved to ``at``: its creation time becomes ``at`` at the precision the planned
+    value had, and its other times keep their distance to it (shipped a day after it was ordered)."""
+    created = created_column(info)
+    planned = parse_ts(values.get(created)) if created else None
+    if created is None or planned is None:
+        return values
+    unit = 1_000_000 if planned.microsecond == 0 else 1000 if planned.microsecond % 1000 == 0 else 1
+    at = at - dt.timedelta(microseconds=at.microsecond % unit)
+    if planned.tzinfo is None:  # a timestamp without time zone: written as UTC wall time
+        at = at.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    delta = at - planned
+    for c in info.columns:
+        if c.category != "D" or values.get(c.name) is None:
+            continue
+        when = parse_ts(values[c.name])
+        if when is None:
+            continue
+        moved = when + delta
+        values[c.name] = moved.date().isoformat() if c.base_type == "date" else moved.isoformat()
+    return values
 
 
 def _in_key_order(placed: list[RowContext | None], gap_of: Sequence[tuple[int, int] | None]) -> None:

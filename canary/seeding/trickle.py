@@ -39,12 +39,13 @@ class Slot:
     datastore: str
     target: str
     slot: int
-    kind: str  # signup | update
+    kind: str  # signup | update | child
     due_at: dt.datetime
     state: str
     canary_id: int | None
     deployment_id: int | None
     fingerprint: bytes | None
+    part: int | None = None  # child: the group of the deployment manifest's ``later`` rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,7 @@ class TrickleResult:
     datastore: str
     signups: dict[str, int]  # target -> canaries written this run
     updates: dict[str, int]  # target -> canary rows updated this run
+    children: dict[str, int]  # table -> rows written for canaries this run (orders, their lines)
     settled: int  # inflight slots of an interrupted run settled
     pending: dict[str, int]  # target -> slots still to come
     next_due: dt.datetime | None
@@ -108,12 +110,12 @@ class UpdateHabit:
 
 
 # -- the schedule in the control store (this module owns trickle_slots) -------------------------------
-_COLUMNS = "datastore, target, slot, kind, due_at, state, canary_id, deployment_id, fingerprint"
+_COLUMNS = "datastore, target, slot, kind, due_at, state, canary_id, deployment_id, fingerprint, part"
 
 
 def _slot(r: asyncpg.Record) -> Slot:
     return Slot(r["datastore"], r["target"], r["slot"], r["kind"], r["due_at"], r["state"], r["canary_id"],
-                r["deployment_id"], None if r["fingerprint"] is None else bytes(r["fingerprint"]))
+                r["deployment_id"], None if r["fingerprint"] is None else bytes(r["fingerprint"]), r["part"])
 
 
 async def signups_planned(db: asyncpg.Pool | asyncpg.Connection, datastore: str, target: str) -> int:
@@ -132,12 +134,16 @@ async def add_signups(pool: asyncpg.Pool, datastore: str, target: str, times: Se
             [(datastore, target, last + i + 1, t) for i, t in enumerate(times)])
 
 
-async def add_update(conn: asyncpg.Connection, datastore: str, target: str, canary_id: int, due: dt.datetime) -> None:
+async def add_later(conn: asyncpg.Connection, datastore: str, target: str, canary_id: int, deployment_id: int | None,
+                    work: Sequence[tuple[str, dt.datetime, int | None]]) -> None:
+    """Slots for a canary's later work: (kind 'update' | 'child', due, part) each."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"trickle:{datastore}:{target}")
     last = await conn.fetchval("SELECT coalesce(max(slot), 0) FROM trickle_slots WHERE datastore = $1 AND target = $2",
                                datastore, target)
-    await conn.execute(
-        "INSERT INTO trickle_slots (datastore, target, slot, kind, due_at, canary_id) VALUES ($1, $2, $3, 'update', $4, $5)",
-        datastore, target, last + 1, due, canary_id)
+    await conn.executemany(
+        "INSERT INTO trickle_slots (datastore, target, slot, kind, due_at, canary_id, deployment_id, part)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        [(datastore, target, last + i + 1, kind, due, canary_id, deployment_id, part) for i, (kind, due, part) in enumerate(work)])
 
 
 async def slots(db: asyncpg.Pool | asyncpg.Connection, datastore: str, *, states: Sequence[str], due_by: dt.datetime | None = None,

@@ -128,6 +128,18 @@ class Registry:
             [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows], [r[4] for r in rows])
         return int(status.split()[-1])
 
+    async def remove_values(self, conn: asyncpg.Connection, canary_id: int, values: Sequence[tuple[str, str]]) -> None:
+        """Take (kind, value) values from a canary again (rows written for it that never committed)."""
+        k = self.keyring
+        for kind, value in values:
+            await conn.execute("DELETE FROM canary_values WHERE canary_id = $1 AND kind = $2 AND value_idx = $3",
+                               canary_id, kind, k.blind_index(value, value_purpose(kind)))
+
+    async def update_manifest(self, conn: asyncpg.Connection, deployment_id: int, manifest: Mapping[str, Any]) -> None:
+        """Replace a deployment's manifest (a trickle canary's rows written later join it)."""
+        await conn.execute("UPDATE deployments SET manifest_enc = $2 WHERE id = $1", deployment_id,
+                           self.keyring.encrypt(json.dumps(manifest, default=str), MANIFEST))
+
     async def set_fingerprint(self, conn: asyncpg.Connection, canary_id: int, fingerprint: bytes) -> None:
         """The canary's row was changed by canary itself (a trickle canary's later update)."""
         await conn.execute("UPDATE canaries SET fingerprint = $2 WHERE id = $1", canary_id, fingerprint)
@@ -251,8 +263,8 @@ class Registry:
         rows = await (conn.fetch(q, datastore, label) if conn else self.pool.fetch(q, datastore, label))
         return [self._record(r) for r in rows]
 
-    async def manifest(self, deployment_id: int) -> dict[str, Any]:
-        blob = await self.pool.fetchval("SELECT manifest_enc FROM deployments WHERE id = $1", deployment_id)
+    async def manifest(self, deployment_id: int, conn: asyncpg.Connection | None = None) -> dict[str, Any]:
+        blob = await (conn or self.pool).fetchval("SELECT manifest_enc FROM deployments WHERE id = $1", deployment_id)
         return json.loads(self.keyring.decrypt_text(blob, MANIFEST)) if blob else {}
 
 

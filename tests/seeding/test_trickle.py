@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from seeder_helpers import checksum
+import pytest
+from seeder_helpers import ALL_SHOP_TABLES, Shop, add_orders, checksum, checksums
 from testkit import MakeConfig, OpenRuntime
 
+from canary.app.cli import main
 from canary.config import Config
-from canary.crypto import Keyring
+from canary.crypto import Keyring, generate_key, write_key_file
 from canary.health.scheduler import CoverageScheduler
 from canary.seeding import trickle
 from canary.seeding.postgres import PostgresSeeder
@@ -238,6 +240,56 @@ async def test_a_run_killed_before_or_after_the_datastore_commit_resumes_without
     assert await checksum(target_dsn, "public.members") == before
 
 
+async def test_a_trickle_customers_orders_come_later_each_in_its_own_transaction(
+    shop: Shop, make_config: MakeConfig, store: ControlStore, keyring: Keyring
+) -> None:
+    """A trickle customer has no orders at sign-up; its orders (with their lines) and addresses come
+    later, each group in its own transaction, keys from the sequences then, the order dated at its
+    writing, after the sign-up; they are tripwired like backdated canaries' (their keys are values of
+    the canary, the tables armed, verify clean), and retire removes every row of every table."""
+    await add_orders(shop.dsn, shop.owner)
+    before = await checksums(shop.dsn, ALL_SHOP_TABLES)
+    conn = await asyncpg.connect(shop.dsn)
+    try:
+        max_order = await conn.fetchval("SELECT max(id) FROM public.orders")
+    finally:
+        await conn.close()
+    registry = Registry(store.pool, keyring)
+    cfg = make_config(datastores=[{"name": "shop", "dsn": shop.dsn, "tables": [
+        {"table": "public.customers", "count": 8, "mode": "trickle", "trickle_over": "1s"}]}])
+    seeder = PostgresSeeder.from_config(cfg, "shop", registry, seed=21)
+    await seeder.trickle(schedule=True, now=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc))
+    signed = await seeder.trickle(now=FAR)  # the sign-ups: their orders are scheduled, for a later run
+    assert signed.signups == {"public.customers": 8} and signed.children == {}
+    pks = [int(c.location["pk"]) for c in await registry.active("shop")]
+    conn = await asyncpg.connect(shop.dsn)
+    try:
+        await conn.execute("SET row_security = off")
+        assert await conn.fetchval("SELECT count(*) FROM public.orders WHERE customer_id = ANY($1::bigint[])", pks) == 0
+        child_slots = await store.pool.fetch("SELECT due_at FROM trickle_slots WHERE kind = 'child' ORDER BY due_at")
+        assert child_slots, "real customers have orders: canaries get some later"
+        result = await seeder.trickle(now=FAR)
+        assert set(result.children) >= {"public.orders"} and not result.failed
+        orders = await conn.fetch(
+            "SELECT o.id, o.created_at, o.xmin::text AS x, c.created_at AS signup FROM public.orders o"
+            " JOIN public.customers c ON c.id = o.customer_id WHERE o.customer_id = ANY($1::bigint[]) ORDER BY o.id", pks)
+        items = await conn.fetchval("SELECT count(*) FROM public.order_items i JOIN public.orders o ON o.id = i.order_id"
+                                    " WHERE o.customer_id = ANY($1::bigint[])", pks)
+    finally:
+        await conn.close()
+    assert len(orders) == result.children["public.orders"] and items == result.children.get("public.order_items", 0)
+    assert all(o["id"] > max_order for o in orders), "order keys come from the sequence when written"
+    assert all(o["created_at"] >= o["signup"] for o in orders)
+    assert len({o["x"] for o in orders}) == len(orders), "each order in its own transaction"
+    values = [v for c in await registry.active("shop") for k, v in await registry.values_of(c.id) if k == "child_row"]
+    assert sum(1 for v in values if "public.orders" in v) == len(orders)
+    report = await seeder.verify()
+    assert report.ok, report.findings
+    assert (await seeder.trickle(now=FAR)).children == {}
+    await seeder.retire()
+    assert await checksums(shop.dsn, ALL_SHOP_TABLES) == before
+
+
 async def test_the_listener_scheduler_writes_due_sign_ups_and_reports_failures(
     target_dsn: str, make_config: MakeConfig, store: ControlStore, keyring: Keyring, open_test_runtime: OpenRuntime
 ) -> None:
@@ -285,6 +337,40 @@ def _with_runtime(sched: CoverageScheduler, rt: Any) -> CoverageScheduler:
 
 async def _count(store: ControlStore, sql: str) -> Any:
     return await store.pool.fetchval(sql)
+
+
+def test_the_cli_plans_schedules_and_runs_a_trickle(
+    target_dsn: str, control_dsn: str, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`canary plan` shows the schedule to come and the traces each sign-up leaves, `canary seed`
+    schedules, `canary trickle` writes nothing before its time and says what is to come."""
+    asyncio.run(_members(target_dsn))
+    write_key_file(data_dir / "master.key", generate_key())
+    conf = data_dir / "canary.toml"
+    conf.write_text(
+        f'[canary]\ndata_dir = "{data_dir}"\nmaster_key_file = "{data_dir / "master.key"}"\n[control]\ndsn = "{control_dsn}"\n'
+        f'[[datastores]]\nname = "shop"\ndsn = "{target_dsn}"\n[[datastores.tables]]\ntable = "public.members"\ncount = 4\n'
+        'mode = "trickle"\ntrickle_over = "30d"\n')
+    base = ["-c", str(conf), "--log-level", "error"]
+    assert main([*base, "plan"]) == 0
+    out = capsys.readouterr().out
+    assert "datastore shop: 0 canaries to add" in out and "arriving over time (trickle): 0 sign-ups" in out
+    assert "4 more to schedule over 30 days" in out and "trace: one transaction per canary" in out
+    assert main([*base, "seed"]) == 0
+    capsys.readouterr()
+    assert main([*base, "trickle", "--json"]) == 0
+    (doc,) = json.loads(capsys.readouterr().out)
+    assert doc["signups"] == {} and doc["pending"] == {"public.members": 4} and doc["next_due"]
+    assert main([*base, "trickle"]) == 0
+    assert "public.members: 4 to come" in capsys.readouterr().out
+
+
+async def _members(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(MEMBERS)
+    finally:
+        await conn.close()
 
 
 def test_arrivals_follow_the_hours_customers_sign_up_at() -> None:

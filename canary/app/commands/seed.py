@@ -142,7 +142,8 @@ async def cmd_trickle(args: argparse.Namespace) -> int:
     results = await _each(args, "trickle")
 
     def show(r: Any) -> None:
-        done = [f"{t} +{n}" for t, n in r.signups.items()] + [f"{t} {n} updated" for t, n in r.updates.items()]
+        done = ([f"{t} +{n}" for t, n in r.signups.items()] + [f"{t} {n} updated" for t, n in r.updates.items()]
+                + [f"{t} +{n} rows for canaries" for t, n in r.children.items()])
         print(f"datastore {r.datastore}: {', '.join(done) or 'nothing due'}"
               + (f"; {r.settled} interrupted slots settled" if r.settled else ""))
         for t, n in r.pending.items():
