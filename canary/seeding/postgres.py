@@ -23,7 +23,6 @@ import asyncio
 import bisect
 import dataclasses
 import datetime as dt
-import itertools
 import json
 import random
 import re
@@ -80,6 +79,13 @@ SAMPLE_ROWS = 2000
 COUNT_ALL_ROWS = 5_000_000
 INSERT_BATCH = 2000
 MAX_ATTEMPTS = 20
+#: gaps between real keys read for placement: a weighted sample of GAP_SAMPLE per row (at least MIN_GAPS)
+#: or, for dated rows, TIME_GAPS around each row's time, streamed FETCH_GAPS at a time (memory bounded by
+#: the rows placed, never by the table)
+GAP_SAMPLE = 8
+MIN_GAPS = 2000
+TIME_GAPS = 50
+FETCH_GAPS = 2000
 MANY_CANARIES = 1000  # per table: above this, readers pay noticeably for the policy (see bench/read_overhead.py)
 _INTEGER_TYPES = ("int2", "int4", "int8")
 _CONSTRAINT_ERRORS = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
@@ -666,16 +672,7 @@ class PostgresSeeder:
                     for i in range(n)]
         pk = ident(pk_col.name)
         tbl = qualified(info.schema, info.name)
-        created_expr = f"{ident(created)}::text" if created else "NULL::text"
-        gaps = await conn.fetch(
-            f"""
-            SELECT lo, hi, lo_c, hi_c FROM (
-                SELECT {pk} AS lo, lead({pk}) OVER w AS hi, {created_expr} AS lo_c, lead({created_expr}) OVER w AS hi_c
-                FROM {tbl} WHERE NOT ({pk} = ANY($1::bigint[])) WINDOW w AS (ORDER BY {pk})) s
-            WHERE hi - lo > 1
-            """,
-            [int(x) for x in exclude],
-        )
+        gaps = await self._gaps(conn, info, created, [int(x) for x in exclude], n, times)
         taken = {int(x) for x in exclude}
         ordered = sorted(taken)
         slots: list[tuple[int, int, dt.datetime | None, dt.datetime | None]] = []
@@ -725,13 +722,13 @@ class PostgresSeeder:
                     break
         elif capacity:
             want_n = min(n, capacity)
-            cum = list(itertools.accumulate(s[1] - s[0] - 1 for s in slots))
             attempts = 0
-            while len(chosen) < want_n and attempts < want_n * 50:
+            while len(chosen) < want_n and attempts < max(want_n * 50, len(slots) * 2):
+                # the gaps in the server's order (drawn by free keys): next to a real row, like a real row
+                # beside a deleted one; once every gap was tried, anywhere in a gap
+                a, b, a_c, b_c = slots[attempts % len(slots)]
+                key = free_key(a, b, attempts >= len(slots))
                 attempts += 1
-                a, b, a_c, b_c = slots[bisect.bisect_right(cum, self.rng.random() * cum[-1])]
-                # next to a real row, like a real row beside a deleted one (attempts > want: anywhere in the gap)
-                key = free_key(a, b, attempts > want_n * 2)
                 if key is None:
                     continue
                 chosen.add(key)
@@ -759,6 +756,48 @@ class PostgresSeeder:
             for p in holes:
                 placed[p] = RowContext(pk=None, created=self._cut(precision, now))
         return [c for c in placed if c is not None]
+
+    async def _gaps(self, conn: asyncpg.Connection, info: TableInfo, created: str | None, exclude: list[int], n: int,
+                    times: Sequence[dt.datetime | None] | None) -> list[asyncpg.Record]:
+        """Gaps between real keys (lo, hi and their times as text) where ``n`` rows may go, in memory
+        bounded by ``n``, not by the table: without ``times`` a sample of GAP_SAMPLE × n gaps (at least
+        MIN_GAPS) drawn by the server in proportion to their free keys (weighted sampling without
+        replacement: -ln(u) / weight), in that random order; with ``times``, streamed in time order,
+        for each wanted time the gap around it and the TIME_GAPS - 1 after it."""
+        pk = ident(info.primary_key[0])
+        created_expr = f"{ident(created)}::text" if created else "NULL::text"
+        gaps = (f"SELECT lo, hi, lo_c, hi_c FROM (SELECT {pk} AS lo, lead({pk}) OVER w AS hi, {created_expr} AS lo_c,"
+                f" lead({created_expr}) OVER w AS hi_c, {ident(created) if created else 'NULL'} AS at"
+                f" FROM {qualified(info.schema, info.name)} WHERE NOT ({pk} = ANY($1::bigint[])) WINDOW w AS (ORDER BY {pk})) s"
+                " WHERE hi - lo > 1")
+        if times is None:
+            return list(await conn.fetch(f"{gaps} ORDER BY -ln(1.0 - random()) / (hi - lo - 1) LIMIT $2",
+                                         exclude, max(n * GAP_SAMPLE, MIN_GAPS)))
+        wanted = sorted(t for t in times if t is not None)
+        if not wanted or created is None:
+            return []
+        keep: dict[int, asyncpg.Record] = {}
+        prev: asyncpg.Record | None = None
+        w = 0
+        tail = 0  # gaps still to keep after the last wanted time passed
+        async for g in conn.cursor(f"{gaps} AND lo_c IS NOT NULL AND hi_c IS NOT NULL ORDER BY at, lo", exclude, prefetch=FETCH_GAPS):
+            start = parse_ts(g["lo_c"])
+            if start is None:
+                continue
+            while w < len(wanted) and start > wanted[w]:
+                if prev is not None:
+                    keep[prev["lo"]] = prev
+                tail = TIME_GAPS - 1
+                w += 1
+            if tail > 0:
+                keep[g["lo"]] = g
+                tail -= 1
+            elif w >= len(wanted):
+                break
+            prev = g
+        if w < len(wanted) and prev is not None:  # wanted times after the last gap's start
+            keep[prev["lo"]] = prev
+        return list(keep.values())
 
     def _cut(self, precision: Precision, when: dt.datetime | None, lo: dt.datetime | None = None,
              hi: dt.datetime | None = None) -> dt.datetime | None:
