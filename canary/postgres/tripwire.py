@@ -34,6 +34,12 @@ a factor of two), and the mechanism (Kerckhoffs: the source is public).
 ``<> 1`` rather than ``= 0`` keeps the planner's selectivity estimate of the policy near 1, so plans
 and row estimates stay as without canary.
 
+A composite key (``(tenant_id, id)``, ``(id, created_at)``) is passed and hashed as the JSON array of
+its columns' text (:func:`key_sql`), timestamps and dates in one fixed form (UTC, ISO), so that no
+``TimeZone`` or ``DateStyle`` a reader sets changes which rows match. A partitioned table's policy
+holds for queries through it only: a query naming a partition is checked against the partition's
+policies, so every partition carries a copy of the policy, on the partitioned table's keys and filter.
+
 A table with its own row-level security keeps its policies as they are (canary adds only its
 RESTRICTIVE policy, which is true for every row, so what a role sees does not change). Because
 PostgreSQL runs restrictive policies before permissive ones, a guard copied from the table's own
@@ -81,6 +87,52 @@ def key_text(key: str) -> str:
         except ValueError:
             return key
     return key
+
+
+#: Key column types whose text PostgreSQL writes the same whatever the reader's session settings.
+STABLE_KEY_TYPES = frozenset({"int2", "int4", "int8", "numeric", "text", "varchar", "bpchar", "name", "citext", "uuid", "bool",
+                              "oid", "inet", "cidr", "macaddr", "macaddr8", "time", "timetz"})
+#: Types whose text follows ``TimeZone`` / ``DateStyle`` (a reader could set either so that no key
+#: matched): a composite key writes them in one fixed form instead (:func:`key_sql`).
+_FIXED_FORM = {
+    "timestamptz": "pg_catalog.to_char(pg_catalog.timezone('UTC'::text, {c}), 'YYYY-MM-DD HH24:MI:SS.US') OPERATOR(pg_catalog.||) '+00'",
+    "timestamp": "pg_catalog.to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US')",
+    "date": "pg_catalog.to_char(({c})::timestamp without time zone, 'YYYY-MM-DD')",
+}
+
+
+def key_type_supported(base_type: str, category: str, composite: bool) -> bool:
+    """Whether a key column of this (base) type can address canary rows: its text in the policy must not
+    depend on settings the reader chooses (an enum's label never does)."""
+    return base_type in STABLE_KEY_TYPES or category == "E" or (composite and base_type in _FIXED_FORM)
+
+
+def key_sql(columns: Sequence[str], types: Sequence[str], alias: str = "") -> str:
+    """The text of a row's key as the policy passes it (``columns`` unquoted, ``types`` their base types,
+    ``alias`` a table alias to qualify them with): one column's text, or for a composite key the JSON
+    array of its columns' text, timestamps and dates in one form whatever the session's ``TimeZone``
+    and ``DateStyle`` (UTC, ``YYYY-MM-DD HH24:MI:SS.US``): the form :func:`key_text` keeps."""
+    if len(columns) != len(types):
+        raise ValueError("key_sql needs the base type of every key column")
+    refs = [f"{ident(alias)}.{ident(c)}" if alias else ident(c) for c in columns]
+    if len(refs) == 1:
+        return f"({refs[0]})::text"
+    return f"(pg_catalog.json_build_array({', '.join(column_text_sql(r, b) for r, b in zip(refs, types))}))::text"
+
+
+def column_text_sql(ref: str, base_type: str) -> str:
+    """One column's text in a composite key (``ref`` an SQL column reference): timestamps and dates in
+    the form :func:`key_sql` fixes, other types as PostgreSQL writes them. The text casts back to the
+    column's type to the same value."""
+    fixed = _FIXED_FORM.get(base_type)
+    if fixed is None:
+        return f"({ref})::text"
+    return f"CASE WHEN pg_catalog.isfinite({ref}) THEN {fixed.format(c=ref)} ELSE ({ref})::text END"
+
+
+def policy_masks(qual: str) -> list[int]:
+    """The two filter masks (``bits - 1``) in a tripwire policy's USING text as the catalog renders it."""
+    return [int(m) for m in re.findall(r"& \(?(\d+)\)?(?:::bigint)?\)", qual)]
 
 
 def bits_for(n_keys: int) -> int:
@@ -269,10 +321,12 @@ $b$""")
                 f"DROP TABLE IF EXISTS {s(MEMBERS)}, {s(STATE)}, {s(SETTINGS)}"]
 
     def policy_sql(self, table: str, target: str, key_columns: str | Sequence[str], base_type: str, bits: int,
-                   guard: tuple[str, str] | None = None) -> str:
-        """The RESTRICTIVE policy on ``table`` (already quoted, schema-qualified). A composite key is
-        the JSON array of its columns as text (:func:`key_text`). ``guard`` (:func:`visibility_guard`)
-        is checked after the filter, before the function: rows the table's own policies hide are spared."""
+                   guard: tuple[str, str] | None = None, key_types: Sequence[str] = ()) -> str:
+        """The RESTRICTIVE policy on ``table`` (already quoted, schema-qualified; a partition of
+        ``target`` takes the same policy, on ``target``'s keys). A composite key is the JSON array of
+        its columns as text (:func:`key_sql`; ``key_types``: their base types). ``guard``
+        (:func:`visibility_guard`) is checked after the filter, before the function: rows the table's
+        own policies hide are spared."""
         t = literal(target)
         view = self.qualified(VIEW)
         seed = f"(SELECT v.seed FROM {view} AS v WHERE v.t = {t})"
@@ -282,7 +336,7 @@ $b$""")
             key, kind = f"({ident(cols[0])})::text", base_type
             h = hash_sql(ident(cols[0]), base_type, seed)
         else:
-            key, kind = f"(json_build_array({', '.join(f'({ident(c)})::text' for c in cols)}))::text", "text"
+            key, kind = key_sql(cols, key_types), "text"
             h = hash_sql(key, kind, seed)
         spare = f"OR NOT (coalesce({guard[0]}, false) AND 'g:{guard[1]}'::text <> '') " if guard else ""
         using = (f"get_bit({bm}, {h} & {bits - 1}) <> 1 "
@@ -291,6 +345,14 @@ $b$""")
         return f"CREATE POLICY {ident(self.policy)} ON {table} AS RESTRICTIVE FOR SELECT TO PUBLIC USING ({using})"
 
     # -- verify --------------------------------------------------------------------------------
+    def copy_altered(self, qual: str, target: str, masks: Sequence[int]) -> bool:
+        """Whether a copy of ``target``'s policy (on one of its partitions; USING text ``qual``) no
+        longer reads ``target``'s filter with the two ``masks`` of ``target``'s own policy and calls
+        the touch function."""
+        flat = qual.replace('"', "")
+        return (self.qualified(self.function).replace('"', "") not in flat or VIEW not in qual
+                or literal(target) not in qual or policy_masks(qual) != list(masks) or len(masks) != 2)
+
     async def problems(self, conn: asyncpg.Connection, keyring: Keyring) -> list[str]:
         """What is missing or outdated in the schema's shared objects (empty: all current). Checks
         that need the owner's rights are skipped for another role."""

@@ -16,6 +16,7 @@ import asyncpg
 
 from canary.errors import DatastoreError
 from canary.postgres.sql import parse_target
+from canary.postgres.tripwire import key_type_supported
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,31 @@ class Policy(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class Partition:
+    """A partition of a partitioned table, at any depth (a sub-partitioned one too). A query that names
+    it directly is checked against its own row-level security, never the partitioned table's."""
+
+    schema: str
+    name: str
+    oid: int
+    kind: str  # relkind: 'r' a leaf, 'p' partitioned itself, 'f' a foreign table
+    owner: str
+    rls_enabled: bool
+    rls_forced: bool
+    policies: tuple[Policy, ...]
+    constraint: str | None  # the rows it may hold (pg_get_partition_constraintdef, ancestors' included); None: any
+    estimated_rows: int = 0
+
+    @property
+    def target(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def leaf(self) -> bool:
+        return self.kind != "p"
+
+
+@dataclass(frozen=True, slots=True)
 class TableInfo:
     schema: str
     name: str
@@ -85,6 +111,9 @@ class TableInfo:
     triggers: tuple[str, ...] = ()
     estimated_rows: int = 0
     pk_sequence: str | None = None  # sequence behind a serial / identity primary key
+    key_sequences: tuple[tuple[str, str], ...] = ()  # (key column, its sequence) for serial / identity key columns
+    partitions: tuple[Partition, ...] = ()  # every partition below a partitioned table (relkind 'p'), parents first
+    partition_of: str | None = None  # the partitioned table this table is a partition of
     _by_name: dict[str, Column] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -113,13 +142,23 @@ class TableInfo:
         return [c for c in self.constraints if c.kind == "c"]
 
 
+_POLICIES = (
+    "SELECT polrelid, polname, polpermissive, polcmd::text AS cmd, pg_catalog.pg_get_expr(polqual, polrelid) AS qual,"
+    " ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE r::regrole::text END FROM unnest(polroles) AS r ORDER BY 1) AS roles"
+    " FROM pg_catalog.pg_policy WHERE polrelid = ANY($1::oid[]) ORDER BY polrelid, polname"
+)
+
+
 async def introspect(conn: asyncpg.Connection, target: str, *, datastore: str = "") -> TableInfo:
     """Describe ``schema.table``; :class:`UnsafeIdentifierError` / :class:`DatastoreError` otherwise."""
     schema, name = parse_target(target)
     rel = await conn.fetchrow(
         """
         SELECT c.oid, c.relkind::text AS relkind, c.relrowsecurity, c.relforcerowsecurity,
-               pg_catalog.pg_get_userbyid(c.relowner) AS owner, greatest(c.reltuples, 0)::bigint AS est
+               pg_catalog.pg_get_userbyid(c.relowner) AS owner, greatest(c.reltuples, 0)::bigint AS est,
+               (SELECT pn.nspname || '.' || pc.relname FROM pg_catalog.pg_inherits i
+                JOIN pg_catalog.pg_class pc ON pc.oid = i.inhparent JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
+                WHERE c.relispartition AND i.inhrelid = c.oid) AS parent
         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = $1 AND c.relname = $2
         """,
@@ -169,6 +208,8 @@ async def introspect(conn: asyncpg.Connection, target: str, *, datastore: str = 
         LEFT JOIN pg_catalog.pg_class fc ON fc.oid = con.confrelid
         LEFT JOIN pg_catalog.pg_namespace fn ON fn.oid = fc.relnamespace
         WHERE con.conrelid = $1 AND con.contype IN ('p', 'u', 'c', 'f', 'x')
+          -- not the clones PostgreSQL adds per partition of a partitioned referenced table
+          AND NOT (con.contype = 'f' AND con.conparentid <> 0 AND fc.relispartition)
         ORDER BY con.contype, con.conname
         """,
         oid,
@@ -194,11 +235,7 @@ async def introspect(conn: asyncpg.Connection, target: str, *, datastore: str = 
     for r in idx:
         if not r["partial"] and all(k > 0 for k in r["keys"]):
             constraints.append(Constraint(r["relname"], "i", tuple(names_by_num[k] for k in r["keys"]), "unique index"))
-    policies = await conn.fetch(
-        "SELECT polname, polpermissive, polcmd::text AS cmd, pg_catalog.pg_get_expr(polqual, polrelid) AS qual,"
-        " ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE r::regrole::text END FROM unnest(polroles) AS r ORDER BY 1) AS roles"
-        " FROM pg_catalog.pg_policy WHERE polrelid = $1 ORDER BY polname", oid
-    )
+    policies = await conn.fetch(_POLICIES, [oid])
     views = await conn.fetch(
         """
         SELECT DISTINCT v.oid::regclass::text AS view, v.relkind::text AS kind,
@@ -222,6 +259,7 @@ async def introspect(conn: asyncpg.Connection, target: str, *, datastore: str = 
         FROM pg_catalog.pg_constraint con
         JOIN pg_catalog.pg_class c ON c.oid = con.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         WHERE con.confrelid = $1 AND con.contype = 'f' AND con.conrelid <> $1
+          AND con.conparentid = 0  -- a partitioned child table once, not each of its partitions
         ORDER BY 1, 2
         """,
         oid,
@@ -230,27 +268,63 @@ async def introspect(conn: asyncpg.Connection, target: str, *, datastore: str = 
         "SELECT tgname FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND NOT tgisinternal ORDER BY tgname", oid
     )
     pk_cols = next((c.columns for c in constraints if c.kind == "p"), ())
-    seq = None
-    if len(pk_cols) == 1:
-        seq = await conn.fetchval(
-            """
-            SELECT s.oid::regclass::text FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class s ON s.oid = d.objid
-            JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-            WHERE d.refobjid = $1 AND a.attname = $2 AND s.relkind = 'S' AND d.deptype IN ('a', 'i')
-            """,
-            oid, pk_cols[0],
-        )
+    sequences = await conn.fetch(
+        """
+        SELECT a.attname::text AS col, s.oid::regclass::text AS seq
+        FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class s ON s.oid = d.objid
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+        WHERE d.refobjid = $1 AND a.attname = ANY($2::text[]) AND s.relkind = 'S' AND d.deptype IN ('a', 'i')
+        ORDER BY 1, 2
+        """,
+        oid, list(pk_cols),
+    ) if pk_cols else []
+    key_sequences = tuple(dict((r["col"], r["seq"]) for r in sequences).items())
+    partitions = await _partitions(conn, oid) if rel["relkind"] == "p" else ()
+    estimated = int(rel["est"])
+    if partitions:  # a partitioned table holds no rows itself: its leaves' estimates (it may never have been analysed)
+        estimated = max(estimated, sum(p.estimated_rows for p in partitions if p.leaf))
     return TableInfo(
         schema=schema, name=name, oid=oid, kind=rel["relkind"], owner=rel["owner"],
         rls_enabled=rel["relrowsecurity"], rls_forced=rel["relforcerowsecurity"],
         columns=columns, constraints=tuple(constraints),
-        policies=tuple(Policy(r["polname"], r["polpermissive"], r["cmd"], r["qual"], tuple(r["roles"])) for r in policies),
+        policies=tuple(_policy(r) for r in policies),
         views=tuple((r["view"], r["kind"], r["invoker"]) for r in views),
         children=tuple(Reference(r["child"], r["conname"], tuple(r["cols"]), tuple(r["refcols"])) for r in children),
         triggers=tuple(r["tgname"] for r in triggers),
-        estimated_rows=int(rel["est"]),
-        pk_sequence=seq,
+        estimated_rows=estimated,
+        pk_sequence=dict(key_sequences).get(pk_cols[0]) if len(pk_cols) == 1 else None,
+        key_sequences=key_sequences,
+        partitions=partitions,
+        partition_of=rel["parent"],
     )
+
+
+async def _partitions(conn: asyncpg.Connection, oid: int) -> tuple[Partition, ...]:
+    """Every partition below the partitioned table ``oid`` (sub-partitions too), parents first."""
+    rows = await conn.fetch(
+        """
+        SELECT c.oid, n.nspname::text AS schema, c.relname::text AS name, c.relkind::text AS kind,
+               pg_catalog.pg_get_userbyid(c.relowner) AS owner, c.relrowsecurity, c.relforcerowsecurity,
+               pg_catalog.pg_get_partition_constraintdef(c.oid) AS bound, greatest(c.reltuples, 0)::bigint AS est
+        FROM pg_catalog.pg_partition_tree($1::oid::regclass) t
+        JOIN pg_catalog.pg_class c ON c.oid = t.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.oid <> $1::oid
+        ORDER BY t.level, n.nspname, c.relname
+        """,
+        oid,
+    )
+    policies: dict[int, list[Policy]] = {}
+    for r in await conn.fetch(_POLICIES, [r["oid"] for r in rows]):
+        policies.setdefault(r["polrelid"], []).append(_policy(r))
+    return tuple(
+        Partition(r["schema"], r["name"], r["oid"], r["kind"], r["owner"], r["relrowsecurity"], r["relforcerowsecurity"],
+                  tuple(policies.get(r["oid"], ())), r["bound"], int(r["est"]))
+        for r in rows
+    )
+
+
+def _policy(r: asyncpg.Record) -> Policy:
+    return Policy(r["polname"], r["polpermissive"], r["cmd"], r["qual"], tuple(r["roles"]))
 
 
 def _column(r: asyncpg.Record) -> Column:
@@ -269,10 +343,23 @@ def _column(r: asyncpg.Record) -> Column:
 
 def unsupported_reason(info: TableInfo) -> str | None:
     """Why canary cannot seed this table, or None."""
-    if len(info.primary_key) != 1:
-        return "has no single-column primary key (canary rows are addressed by one key column)"
+    if info.partition_of:
+        return (f"is a partition of {info.partition_of} (reads through {info.partition_of} would not be detected): "
+                f"seed {info.partition_of}")
+    key = info.primary_key
+    if not key:
+        return "has no primary key (canary rows are addressed by their key)"
+    for name in key:
+        col = info.column(name)
+        if not key_type_supported(col.base_type, col.category, len(key) > 1):
+            return (f"has key column {name} of type {col.type}, whose text depends on the reading session's settings "
+                    "(canary rows are addressed by their key's text)")
     if info.kind == "p":
-        return "is partitioned (read detection must be installed per partition)"
+        if not any(p.leaf for p in info.partitions):
+            return "is partitioned and has no partition to hold rows"
+        foreign = [p.target for p in info.partitions if p.kind == "f"]
+        if foreign:
+            return f"has partitions that are foreign tables ({', '.join(foreign)}): row-level security cannot be installed on them"
     return None
 
 

@@ -329,11 +329,13 @@ async def _real_keys(conn: asyncpg.Connection, info: TableInfo, fk: str, parent_
 async def _own_keys(seeder: Any, conn: asyncpg.Connection, info: TableInfo, prof: TableProfile,
                     times: list[dt.datetime | None], warnings: list[str]) -> list[RowContext]:
     """Keys and times for child rows dated ``times``: for a single integer key, keys whose real
-    neighbours' times bracket each row's time (ids and dates agree like real rows'); left to the
-    synthesizer (composite keys) or the key's default otherwise."""
+    neighbours' times bracket each row's time (ids and dates agree like real rows'); for a composite
+    key, the next values of its sequence-backed columns (when the rows are written), the synthesizer's
+    for its other columns; a key drawn like real ones otherwise."""
     n = len(times)
     if len(info.primary_key) != 1:
-        return [RowContext(pk=None, created=t) for t in times]
+        sequenced = tuple((c, None) for c, _ in info.key_sequences)
+        return [RowContext(pk=None, created=t, key=sequenced) for t in times]
     col = info.column(info.primary_key[0])
     if col.base_type in ("int2", "int4", "int8") and getattr(seeder, "arriving", False):
         return [RowContext(pk=None, created=t) for t in times]  # a trickle sign-up's rows take their keys when written

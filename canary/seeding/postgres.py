@@ -23,6 +23,7 @@ import asyncio
 import bisect
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import random
 import re
@@ -44,14 +45,17 @@ from canary.postgres.tripwire import (
     MEMBERS,
     SETTINGS,
     bits_for,
+    column_text_sql,
     guard_signature,
+    key_sql,
     key_text,
+    policy_masks,
     tripwire_for,
     visibility_guard,
 )
 from canary.seeder import ApplyResult, Finding, Plan, PlannedRow, RetireResult, TargetPlan, VerifyReport
 from canary.seeding import trickle as trickling
-from canary.seeding.catalog import TableInfo, introspect, unsupported_reason
+from canary.seeding.catalog import Policy, TableInfo, introspect, unsupported_reason
 from canary.seeding.children import Batch, created_column, plan_children
 from canary.seeding.credentials import SecretColumns, create_role_sql, fill, infer_type, make_credential, secret_columns
 from canary.seeding.synth.contacts import ContactAllocator
@@ -67,7 +71,7 @@ from canary.seeding.synth.shapes import (
     quantile,
     semantic_of,
 )
-from canary.seeding.synth.synthesizer import RowContext, Synthesizer, SynthRow
+from canary.seeding.synth.synthesizer import RowContext, Synthesizer, SynthRow, timestamp_text
 from canary.seeding.synth.times import Precision, between
 from canary.store import describe_error, detection_objects, sessions
 from canary.store.registry import NewCanary, Registry, ValueKind, active_values, location_key, recognise, value_purpose
@@ -151,6 +155,52 @@ def _insert_sql(info: TableInfo, cols: Sequence[str], first: int = 1) -> str:
         f"SELECT {', '.join(f'u.c{i}::{types[c]}' for i, c in enumerate(cols))} "
         f"FROM unnest({', '.join(f'${first + i}::text[]' for i in range(len(cols)))}) AS u({', '.join(f'c{i}' for i in range(len(cols)))})"
     )
+
+
+def _key_types_of(info: TableInfo) -> list[str]:
+    """Base types of the primary key's columns, in key order."""
+    return [info.column(c).base_type for c in info.primary_key]
+
+
+def _key_values(key: str, n: int) -> list[str | None] | None:
+    """The column texts of a composite key's text (a JSON array of ``n`` texts), None if it is not one."""
+    try:
+        got = json.loads(key)
+    except ValueError:
+        return None
+    if not isinstance(got, list) or len(got) != n or not all(v is None or isinstance(v, str) for v in got):
+        return None
+    return got
+
+
+def _key_match(info: TableInfo, keys: Sequence[str], first: int = 1, alias: str = "",
+               columns: Sequence[str] | None = None) -> tuple[str, list[Any]]:
+    """A predicate true for the rows of ``info`` whose key text (:func:`key_sql`) is one of ``keys``, and
+    its arguments (``$first``...). It compares typed values, so the primary key's index serves it.
+    ``columns``: the key's columns (default: the primary key's)."""
+    cols = list(info.primary_key if columns is None else columns)
+    a = f"{ident(alias)}." if alias else ""
+    if len(cols) == 1:
+        col = info.column(cols[0])
+        return f"{a}{ident(col.name)} = ANY(${first}::text[]::{col.type}[])", [list(keys)]
+    # a key with a value still to come (from a sequence) is no row's: left out (a NULL would make NOT IN unknown)
+    tuples = [t for t in (_key_values(k, len(cols)) for k in keys) if t is not None and None not in t]
+    row = ", ".join(f"{a}{ident(c)}" for c in cols)
+    casts = ", ".join(f"u.c{i}::{info.column(c).type}" for i, c in enumerate(cols))
+    args = ", ".join(f"${first + i}::text[]" for i in range(len(cols)))
+    names = ", ".join(f"c{i}" for i in range(len(cols)))
+    return (f"({row}) IN (SELECT {casts} FROM unnest({args}) AS u({names}))",
+            [[t[i] for t in tuples] for i in range(len(cols))])
+
+
+def _rows_sql(info: TableInfo, columns: Sequence[str], expr: str) -> str:
+    """A query of ``expr`` (over ``columns`` by name, or qualified by ``r``) for rows given as one text
+    array per column (``$1``...), each cast to its column's type: one value per row, in order."""
+    casts = ", ".join(f"u.c{i}::{info.column(c).type} AS {ident(c)}" for i, c in enumerate(columns))
+    args = ", ".join(f"${i + 1}::text[]" for i in range(len(columns)))
+    names = ", ".join(f"c{i}" for i in range(len(columns)))
+    return (f"SELECT (SELECT {expr} FROM (SELECT {casts}) AS r) AS v"
+            f" FROM unnest({args}) WITH ORDINALITY AS u({names}, n) ORDER BY u.n")
 
 
 class PostgresSeeder:
@@ -343,7 +393,7 @@ class PostgresSeeder:
         if not new:
             return []
         tables = sorted({r.target for r in w.all_rows()})
-        appended = sum(1 for c in (w.batches[0].contexts or ()) if c.pk is None) if w.batches else 0
+        appended = sum(1 for c in (w.batches[0].contexts or ()) if c.pk is None or any(v is None for _, v in c.key)) if w.batches else 0
         out = [
             f"one transaction: the {len(w.all_rows())} rows this run writes ({', '.join(tables)}) share one transaction id"
             " (xmin), which any reader can select and group by",
@@ -372,10 +422,17 @@ class PostgresSeeder:
                 "but RLS is disabled; enabling RLS for detection would change what they allow",
                 target=info.target,
             )
+        for part in info.partitions:
+            own = [p for p in part.policies if p.name not in (self.tripwire.policy, self.tripwire.permissive)]
+            if own and not part.rls_enabled:
+                raise SeedError(
+                    f"cannot seed {info.target}: its partition {part.target} has row-level security policies "
+                    f"({', '.join(p.name for p in own)}) but RLS is disabled there; enabling RLS for detection would change "
+                    "what they allow", target=info.target,
+                )
         existing = await self._existing(info.target)
         warnings = self._coverage_warnings(info, role)
         to_add = 1 if arrival is not None else max(0, target.count - len(existing))
-        pk_col = info.column(info.primary_key[0])
         self.rng = self._target_rng(info.target, len(existing))
         await conn.execute("SELECT setseed($1)", self.rng.uniform(-1.0, 1.0))  # the sample, too, is reproducible
         forced_off = await self._quiet_reads(conn, info, role, may_alter=True)
@@ -383,9 +440,12 @@ class PostgresSeeder:
         prof = await asyncio.to_thread(profile, info, sample)
         locale = target.locale or infer_locale(prof.script, self.ds.locale)
         if arrival is not None:
+            why = _trickle_unsupported(info)
+            if why:
+                raise SeedError(f"cannot seed {info.target} in trickle mode: it {why}", target=info.target)
             placements = [await self._arrival(conn, info, prof, arrival)]
         else:
-            placements = await self._placements(conn, info, prof, list(existing), to_add, warnings) if to_add else []
+            placements = await self._placements(conn, info, prof, list(existing), to_add, warnings, sample=sample) if to_add else []
         cred = self._credential_setup(info, target, sample) if target.credential else None
         pools = self.pools if cred is None else ContactPools()
         used = await self._used_contacts()
@@ -415,12 +475,14 @@ class PostgresSeeder:
             return r
 
         rows = await asyncio.to_thread(lambda: [make(i) for i in range(len(placements))])
-        top = Batch(info, [PlannedRow(info.target, r.values.get(pk_col.name) or "", r.values) for r in rows],
-                    top_index=list(range(len(rows))), contexts=placements, regenerate=make)
+        top = Batch(info, [], top_index=list(range(len(rows))), contexts=placements, regenerate=make)
+        top.rows = [PlannedRow(info.target, top.key_of(r.values), r.values) for r in rows]
+        await self._key_texts(conn, top)
         batches = [top]
         later: list[Batch] = []
         if self.follow_foreign_keys and rows:
-            sample_keys = [str(r[pk_col.name]) for r in sample if r.get(pk_col.name) is not None]
+            pk = info.primary_key[0]  # tables referencing a composite key get no rows (plan_children says so)
+            sample_keys = [str(r[pk]) for r in sample if r.get(pk) is not None] if len(info.primary_key) == 1 else []
             self.arriving = arrival is not None  # children of a sign-up take their keys when written (children._own_keys)
             try:
                 children = await plan_children(
@@ -451,10 +513,10 @@ class PostgresSeeder:
         if len(all_pks) > MANY_CANARIES:
             warnings.append(f"{info.target}: {len(all_pks)} canaries in one table; every statement on it rebuilds the "
                             f"membership test (bench/read_overhead.py: 10,000 keys make key lookups several times slower)")
-        outdated = (not self._policy_present(info) or upgrading or self._guard_stale(info)
+        outdated = (not self._policy_present(info) or upgrading or self._guard_stale(info) or bool(self._partition_problems(info))
                     or bool(await self.tripwire.problems(conn, self.registry.keyring)))
         members_only = arrival is not None and bool(existing) and not outdated and bits_for(len(all_pks)) == bits_for(len(existing))
-        statements = (self._detection_statements(info, pk_col.base_type, all_pks, legacy)
+        statements = (self._detection_statements(info, _key_types(info)[1], all_pks, legacy)
                       if (to_add or outdated) and all_pks and not members_only else [])
         if creds and cred is not None:
             roles = [sql for sql in (create_role_sql(cred[0], c) for c in creds) if sql]
@@ -615,16 +677,21 @@ class PostgresSeeder:
                            f"(ALTER VIEW {view} SET (security_invoker = true))")
         if info.rls_enabled and not info.rls_forced and not any(p[0] == self.tripwire.policy for p in info.policies):
             out.append(f"{info.target} already uses row-level security without FORCE: reads by its owner ({info.owner}) are not detected")
+        for part in info.partitions:
+            if part.rls_enabled and not part.rls_forced and not any(p.name == self.tripwire.policy for p in part.policies):
+                out.append(f"partition {part.target} of {info.target} already uses row-level security without FORCE: "
+                           f"reads of it by its owner ({part.owner}) are not detected")
         return out
 
     def _skipped(self, info: TableInfo, prof: TableProfile) -> list[str]:
         """Columns left to their default: non-key unique columns with a default (a sequence), and
-        defaulted columns of types canary does not synthesise."""
-        pk = info.primary_key[0]
+        defaulted columns of types canary does not synthesise. Key columns never are: canary writes every
+        key explicitly (a sequence-backed one takes ``nextval`` when the rows are written), so that it
+        knows each row's key."""
         unique_cols = {cols[0] for cols in info.unique_sets() if len(cols) == 1}
         out = []
         for c in info.columns:
-            if c.name == pk or c.generated:
+            if c.name in info.primary_key or c.generated:
                 continue
             if c.identity or (c.default is not None and "nextval(" in c.default):
                 out.append(c.name)  # sequence-backed: the sequence's next value is what a real row gets
@@ -637,8 +704,6 @@ class PostgresSeeder:
     async def _sample(self, conn: asyncpg.Connection, info: TableInfo, exclude: list[str]) -> list[dict[str, str | None]]:
         """Up to SAMPLE_ROWS real rows as text (canaries excluded by key; the caller has made the
         transaction's reads bypass row-level security, see _quiet_reads)."""
-        pk = info.primary_key[0]
-        pk_type = info.column(pk).type
         cols = ", ".join(f"{ident(c.name)}::text" for c in info.columns)
         tbl = qualified(info.schema, info.name)
         if info.estimated_rows > SAMPLE_ROWS * 10:
@@ -646,18 +711,45 @@ class PostgresSeeder:
             src = f"{tbl} TABLESAMPLE BERNOULLI ({pct:.4f}) REPEATABLE ({self.rng.randint(0, 2**31 - 1)})"
         else:
             src = tbl
-        rows = await conn.fetch(
-            f"SELECT {cols} FROM {src} WHERE NOT ({ident(pk)} = ANY($1::text[]::{pk_type}[])) ORDER BY random() LIMIT {SAMPLE_ROWS}",
-            exclude,
-        )
+        canaries, args = _key_match(info, exclude)
+        rows = await conn.fetch(f"SELECT {cols} FROM {src} WHERE NOT ({canaries}) ORDER BY random() LIMIT {SAMPLE_ROWS}", *args)
         names = [c.name for c in info.columns]
         return [dict(zip(names, r.values())) for r in rows]
 
     async def _placements(
         self, conn: asyncpg.Connection, info: TableInfo, prof: TableProfile, exclude: list[str], n: int, warnings: list[str],
+        times: Sequence[dt.datetime | None] | None = None, sample: Sequence[Mapping[str, str | None]] = (),
+    ) -> list[RowContext]:
+        """Keys and creation times for n rows, interleaved with the real rows (:meth:`_interleaved`, or
+        :meth:`_composite_placements` for a composite key). In a partitioned table a row must also fall
+        in an existing partition: placements no partition would take are drawn again elsewhere (up to
+        three rounds; one with ``times``), never written."""
+        out: list[RowContext] = []
+        refused: list[str] = []
+        for attempt in range(3 if times is None else 1):
+            notes: list[str] = []
+            taken = [*exclude, *(c.pk for c in out if c.pk is not None), *refused]
+            if len(info.primary_key) > 1:
+                got = await self._composite_placements(conn, info, prof, taken, n - len(out), notes, sample)
+            else:
+                got = await self._interleaved(conn, info, prof, taken, n - len(out), notes, times)
+            if attempt == 0:
+                warnings.extend(notes)
+            fits = await self._routes(conn, info, got)
+            out += [c for c, ok in zip(got, fits) if ok]
+            refused += [c.pk for c, ok in zip(got, fits) if not ok and c.pk is not None]
+            if all(fits) or len(out) >= n:
+                break
+        if len(out) < n and refused:
+            warnings.append(f"{info.target}: {n - len(out)} of {n} rows found no place that a partition of the table would "
+                            "take; they are not written")
+        return out
+
+    async def _interleaved(
+        self, conn: asyncpg.Connection, info: TableInfo, prof: TableProfile, exclude: list[str], n: int, warnings: list[str],
         times: Sequence[dt.datetime | None] | None = None,
     ) -> list[RowContext]:
-        """Keys and creation times for n rows, interleaved with the real rows. A time is drawn between
+        """Keys and creation times for n rows of a table with a one-column key. A time is drawn between
         the real neighbours' times (never interpolated by key) at the column's own precision. With
         ``times`` (rows written for a canary, dated after it), each row takes a key whose neighbours'
         times bracket its time, so keys and dates agree the way real rows' do; where no free key is
@@ -690,12 +782,7 @@ class PostgresSeeder:
             self.rng.shuffle(keys)
             return next((k for k in keys if k not in chosen and k not in taken), None)
 
-        def drawn(lo_c: dt.datetime | None, hi_c: dt.datetime | None) -> dt.datetime | None:
-            """A time between the neighbours', at their precision (whole seconds where they have whole
-            seconds: a legacy import and today's rows differ, so the table-wide mix would not do)."""
-            if lo_c is None or hi_c is None or hi_c < lo_c:
-                return None
-            return Precision.of((lo_c.timestamp(), hi_c.timestamp())).cut(between(lo_c, hi_c, self.rng), self.rng, lo_c, hi_c)
+        drawn = self._between
 
         placed: list[RowContext | None] = [None] * n
         gap_of: list[tuple[int, int] | None] = [None] * n
@@ -799,6 +886,223 @@ class PostgresSeeder:
             keep[prev["lo"]] = prev
         return list(keep.values())
 
+    def _between(self, lo_c: dt.datetime | None, hi_c: dt.datetime | None) -> dt.datetime | None:
+        """A time between two neighbours', at their precision (whole seconds where they have whole
+        seconds: a legacy import and today's rows differ, so the table-wide mix would not do)."""
+        if lo_c is None or hi_c is None or hi_c < lo_c:
+            return None
+        return Precision.of((lo_c.timestamp(), hi_c.timestamp())).cut(between(lo_c, hi_c, self.rng), self.rng, lo_c, hi_c)
+
+    async def _composite_placements(
+        self, conn: asyncpg.Connection, info: TableInfo, prof: TableProfile, exclude: list[str], n: int, warnings: list[str],
+        sample: Sequence[Mapping[str, str | None]],
+    ) -> list[RowContext]:
+        """Keys and times for ``n`` rows of a table with a composite key, never a real row's key.
+
+        The key's free column is its last one that neither dates the row nor refers to another table
+        (such columns take values of real rows). When that is an integer (``id`` of ``(tenant_id, id)``
+        or of ``(id, created_at)``; of several integers, the one real rows repeat least), a row takes a
+        free value of that column in a gap between two neighbouring real rows, keeps the other key
+        columns of the lower one and is dated between their times (a dating column in the key takes
+        that time). Where real rows repeat that column's values across their other key columns (a
+        counter per tenant), the neighbours are rows of one tenant; where they do not (one sequence for
+        all), the row's value is free in the whole table, as real rows' are. Rows placed in one gap
+        take their values in the order of their times. Rows no gap holds take the column's next
+        sequence values (or values past the largest), the other key columns of a sampled real row, and
+        now as their time. Without such a column, see :meth:`_drawn_keys`."""
+        key = list(info.primary_key)
+        created = created_column(info)
+        dated = created if created in key else None
+        referring = {c for con in info.foreign_keys() for c in con.columns}
+        free = [c for c in key if c != dated and c not in referring]
+        if not free:
+            raise SeedError(f"cannot seed {info.target}: each of its key columns refers to another table or dates the row, "
+                            "so canary cannot choose a key no real row holds", target=info.target)
+        ints = [c for c in free if info.column(c).base_type in _INTEGER_TYPES]
+        if free[-1] not in ints:
+            return await self._drawn_keys(conn, info, prof, exclude, n, warnings, sample, free[-1], dated)
+        distinct = {c: len({r.get(c) for r in sample}) for c in ints}
+        seq = max(reversed(ints), key=lambda c: distinct[c])  # an id, not a tenant; on a tie the later column
+        lead = [c for c in key if c not in (seq, dated)]
+        created_prof = prof.col(created) if created else None
+        precision = Precision.of(prof.created_epochs or (created_prof.numbers if created_prof is not None else ()))
+        tbl = qualified(info.schema, info.name)
+        s = ident(seq)
+        repeats = bool(lead) and await conn.fetchval(
+            f"SELECT EXISTS (SELECT FROM (SELECT {s} AS v, lead({s}) OVER (ORDER BY {s}) AS nx FROM {tbl}) d WHERE d.nx = d.v)")
+        grouping = lead if repeats else []  # the columns within whose values the free values are counted
+        created_expr = f"{ident(created)}::text" if created else "NULL::text"
+        leads = "".join(f", {column_text_sql(ident(c), info.column(c).base_type)} AS l{i}" for i, c in enumerate(lead))
+        by = f"PARTITION BY {', '.join(ident(c) for c in grouping)} " if grouping else ""
+        canaries, args = _key_match(info, exclude)
+        gaps = await conn.fetch(
+            f"""
+            SELECT * FROM (
+                SELECT {s} AS lo, lead({s}) OVER w AS hi, {created_expr} AS lo_c, lead({created_expr}) OVER w AS hi_c{leads}
+                FROM {tbl} WHERE NOT ({canaries}) WINDOW w AS ({by}ORDER BY {s})) g
+            WHERE hi - lo > 1
+            """,
+            *args,
+        )
+        at = {c: i for i, c in enumerate(key)}
+        taken: dict[tuple[str | None, ...], list[int]] = {}  # group -> the values existing canaries hold in it
+        for k in exclude:
+            parts = _key_values(k, len(key))
+            if parts is not None and parts[at[seq]] is not None:
+                taken.setdefault(tuple(parts[at[c]] for c in grouping), []).append(int(str(parts[at[seq]])))
+        for held in taken.values():
+            held.sort()
+        slots: list[_Gap] = []
+        capacity = 0
+        for g in gaps:
+            others = tuple(g[f"l{i}"] for i in range(len(lead)))
+            group = tuple(others[lead.index(c)] for c in grouping)
+            lo, hi, lo_c, hi_c = int(g["lo"]), int(g["hi"]), parse_ts(g["lo_c"]), parse_ts(g["hi_c"])
+            if dated and (lo_c is None or hi_c is None or hi_c < lo_c):
+                continue  # the row's time is part of its key: only between two dated neighbours
+            inside = taken.get(group, [])
+            room = hi - lo - 1 - (bisect.bisect_left(inside, hi) - bisect.bisect_right(inside, lo))
+            if room > 0:
+                slots.append((group, others, lo, hi, lo_c, hi_c))
+                capacity += room
+        used = {(group, v) for group, held in taken.items() for v in held}
+        picks: dict[int, list[tuple[int, dt.datetime | None]]] = {}  # slot -> (value, time)
+        placed = 0
+        want = min(n, capacity)
+        if want:
+            cum = list(itertools.accumulate(slot[3] - slot[2] - 1 for slot in slots))
+            attempts = 0
+            while placed < want and attempts < want * 50:
+                attempts += 1
+                i = bisect.bisect_right(cum, self.rng.random() * cum[-1])
+                group, _, lo, hi, lo_c, hi_c = slots[i]
+                # next to a real row, like a real row beside a deleted one (attempts > want: anywhere in the gap)
+                values = [lo + 1, hi - 1] if attempts <= want * 2 else [self.rng.randint(lo + 1, hi - 1)]
+                self.rng.shuffle(values)
+                value = next((v for v in values if (group, v) not in used), None)
+                if value is None:
+                    continue
+                used.add((group, value))
+                picks.setdefault(i, []).append((value, self._between(lo_c, hi_c)))
+                placed += 1
+        rows: list[tuple[tuple[str | None, ...], int | None, dt.datetime | None]] = []
+        for i, members in picks.items():  # in one gap, values in the order of the rows' times
+            times = sorted((t for _, t in members), key=lambda t: (t is None, t or dt.datetime.min.replace(tzinfo=dt.timezone.utc)))
+            rows.extend((slots[i][1], v, t) for v, t in zip(sorted(v for v, _ in members), times))
+        if len(rows) < n:
+            rows += await self._appended(conn, info, seq, lead, grouping, n - len(rows), used, sample, precision, warnings, len(rows))
+        out: list[RowContext] = []
+        for others, value, when in rows:
+            vals: dict[str, str | None] = dict(zip(lead, others))
+            vals[seq] = None if value is None else str(value)
+            if dated:
+                vals[dated] = None if when is None else timestamp_text(info.column(dated).base_type, when)
+            out.append(RowContext(pk=json.dumps([vals[c] for c in key]), created=when, key=tuple((c, vals[c]) for c in key)))
+        return out
+
+    async def _appended(
+        self, conn: asyncpg.Connection, info: TableInfo, seq: str, lead: Sequence[str], grouping: Sequence[str], holes: int,
+        used: set[tuple[tuple[str | None, ...], int]], sample: Sequence[Mapping[str, str | None]], precision: Precision,
+        warnings: list[str], fitted: int,
+    ) -> list[tuple[tuple[str | None, ...], int | None, dt.datetime | None]]:
+        """Rows of a composite key that no gap holds: the other key columns of a sampled real row, ``seq``
+        from its sequence when the rows are written (None here), else past the largest value of the
+        group; dated now."""
+        n = fitted + holes
+        choices = [tuple(r.get(c) for c in lead) for r in sample] if lead else [()]
+        sequence = dict(info.key_sequences).get(seq)
+        if not choices:
+            warnings.append(f"{info.target}: only {fitted} of {n} rows fit between existing keys, and no sampled row gives "
+                            f"the others their {', '.join(lead)}")
+            return []
+        if sequence:
+            warnings.append(f"{info.target}: only {fitted} of {n} rows fit between existing keys; {holes} take the next values "
+                            f"of {sequence}, dated now")
+        else:
+            warnings.append(f"{info.target}: only {fitted} of {n} rows fit between existing keys; {holes} get values of {seq} "
+                            f"above the largest one{' of their ' + ', '.join(grouping) if grouping else ''} (no sequence), dated now")
+        now = self._cut(precision, dt.datetime.now(dt.timezone.utc))
+        top: dict[tuple[str | None, ...], int] = {}
+        out: list[tuple[tuple[str | None, ...], int | None, dt.datetime | None]] = []
+        for _ in range(holes):
+            others = self.rng.choice(choices)
+            if sequence:
+                out.append((others, None, now))
+                continue
+            group = tuple(others[list(lead).index(c)] for c in grouping)
+            if group not in top:
+                where = " AND ".join(f"{ident(c)} = ${i + 1}::{info.column(c).type}" for i, c in enumerate(grouping)) or "true"
+                found = await conn.fetchval(f"SELECT max({ident(seq)}) FROM {qualified(info.schema, info.name)} WHERE {where}", *group)
+                top[group] = max([int(found) if found is not None else self.rng.randint(0, 999), *(v for g, v in used if g == group)])
+            top[group] += self.rng.randint(1, 3)
+            out.append((others, top[group], now))
+        return out
+
+    async def _drawn_keys(
+        self, conn: asyncpg.Connection, info: TableInfo, prof: TableProfile, exclude: list[str], n: int, warnings: list[str],
+        sample: Sequence[Mapping[str, str | None]], last: str, dated: str | None,
+    ) -> list[RowContext]:
+        """Keys for a composite key whose free column ``last`` is not an integer to find gaps in
+        (``(tenant_id, token)``): the other key columns of a sampled real row, ``last`` drawn like real
+        rows' values (a UUID, or text in the shapes real values have), dated like real rows; a key a
+        real row or another canary holds is drawn again."""
+        key = list(info.primary_key)
+        col = info.column(last)
+        if col.base_type != "uuid" and col.category != "S":
+            raise SeedError(f"cannot seed {info.target}: canary cannot choose free values of its key column {last} ({col.type})",
+                            target=info.target)
+        lead = [c for c in key if c not in (last, dated)]
+        if lead and not sample:
+            warnings.append(f"{info.target}: no sampled row gives canary rows their {', '.join(lead)}; none placed")
+            return []
+        created = created_column(info)
+        created_prof = prof.col(created) if created else None
+        precision = Precision.of(prof.created_epochs or (created_prof.numbers if created_prof is not None else ()))
+        now = dt.datetime.now(dt.timezone.utc)
+        held = {key_text(k) for k in exclude}
+        types = _key_types_of(info)
+        tbl = qualified(info.schema, info.name)
+        exists = f"EXISTS (SELECT FROM {tbl} AS x WHERE {' AND '.join(f'x.{ident(c)} = r.{ident(c)}' for c in key)})"
+        out: list[RowContext] = []
+        for _ in range(5):  # rounds: candidates that collide are drawn again
+            if len(out) >= n:
+                break
+            candidates: list[tuple[dict[str, str | None], dt.datetime | None]] = []
+            for _ in range(n - len(out)):
+                base = self.rng.choice(list(sample)) if sample else {}
+                vals: dict[str, str | None] = {c: base.get(c) for c in lead}
+                vals[last] = self._random_key(col.base_type, prof, last)
+                when = self._cut(precision, self._created_like(prof, created)) if created else None
+                if dated:
+                    when = when or self._cut(precision, now)
+                    vals[dated] = timestamp_text(info.column(dated).base_type, when) if when is not None else None
+                candidates.append((vals, when))
+            args = [[v.get(c) for v, _ in candidates] for c in key]
+            found = await conn.fetch(_rows_sql(info, key, f"pg_catalog.json_build_array({key_sql(key, types, 'r')}, {exists})::text"),
+                                     *args)
+            for (vals, when), row in zip(candidates, found):
+                text, taken = json.loads(row["v"])
+                if taken or text in held:
+                    continue
+                held.add(text)
+                out.append(RowContext(pk=text, created=when, key=tuple((c, vals[c]) for c in key)))
+        if len(out) < n:
+            warnings.append(f"{info.target}: only {len(out)} of {n} drawn keys were free")
+        return out
+
+    async def _routes(self, conn: asyncpg.Connection, info: TableInfo, placed: Sequence[RowContext]) -> list[bool]:
+        """For each placement, whether a partition of ``info`` would take the row (always, for a plain
+        table): its key's values tested against every leaf partition's bounds, in the server. A key
+        column whose value a sequence gives later counts as unknown: where it decides, the row fits nowhere."""
+        leaves = [p for p in info.partitions if p.leaf]
+        if info.kind != "p" or not placed or any(p.constraint is None for p in leaves):
+            return [True] * len(placed)  # a partition without bounds (the only one, a default) takes any row
+        key = list(info.primary_key)
+        rows = [dict(c.key) if c.key else {key[0]: c.pk} for c in placed]
+        bounds = " OR ".join(f"({p.constraint})" for p in leaves) or "false"
+        found = await conn.fetch(_rows_sql(info, key, f"coalesce(({bounds}), false)"), *[[r.get(c) for r in rows] for c in key])
+        return [bool(r["v"]) for r in found]
+
     def _cut(self, precision: Precision, when: dt.datetime | None, lo: dt.datetime | None = None,
              hi: dt.datetime | None = None) -> dt.datetime | None:
         return None if when is None else precision.cut(when, self.rng, lo, hi)
@@ -830,26 +1134,59 @@ class PostgresSeeder:
             out |= {value.lower() for _, value in held}
         return out
 
-    def _guard(self, info: TableInfo, legacy: Sequence[str | None] = ()) -> tuple[str, str] | None:
-        """The guard that spares rows the table's own policies hide (:func:`visibility_guard`);
+    def _guard(self, policies: Sequence[Policy], legacy: Sequence[str | None] = ()) -> tuple[str, str] | None:
+        """The guard that spares rows a table's own ``policies`` hide (:func:`visibility_guard`);
         ``legacy``: canary 0.x's names of its own policies on this table."""
         tw = self.tripwire
         ours = {tw.policy, tw.permissive, *filter(None, legacy)} | {  # canary's, under any (older) name: they call its function
-            p.name for p in info.policies if p.qual and (f"{tw.function}(" in p.qual or f"{LEGACY_FUNCTION}(" in p.qual)}
-        return visibility_guard(info.policies, ours)
+            p.name for p in policies if p.qual and (f"{tw.function}(" in p.qual or f"{LEGACY_FUNCTION}(" in p.qual)}
+        return visibility_guard(policies, ours)
 
     def _guard_stale(self, info: TableInfo) -> bool:
         """Whether the tripwire's guard no longer matches the table's own policies."""
-        ours = next((p for p in info.policies if p.name == self.tripwire.policy), None)
+        return self._stale(info.policies)
+
+    def _stale(self, policies: Sequence[Policy]) -> bool:
+        ours = next((p for p in policies if p.name == self.tripwire.policy), None)
         if ours is None:
             return False
-        expected = self._guard(info)
+        expected = self._guard(policies)
         return guard_signature(ours.qual or "") != (expected[1] if expected else None)
+
+    def _partition_problems(self, info: TableInfo) -> list[str]:
+        """Partitions of ``info`` whose tripwire is not as canary installs it: ``partition_unarmed:<partition>``
+        (no policy, or row-level security off: a query that names the partition reads its canaries
+        unseen), ``partition_policy_altered:<partition>`` (it no longer calls the touch function with
+        ``info``'s filter) and ``partition_guard_stale:<partition>`` (its own policies changed)."""
+        tw = self.tripwire
+        ours = next((p for p in info.policies if p.name == tw.policy), None)
+        masks = policy_masks(ours.qual or "") if ours is not None else []
+        out = []
+        for part in info.partitions:
+            copy = next((p for p in part.policies if p.name == tw.policy), None)
+            if copy is None or copy.permissive or copy.cmd != "r" or not part.rls_enabled:
+                out.append(f"partition_unarmed:{part.target}")
+            elif ours is not None and tw.copy_altered(copy.qual or "", info.target, masks):
+                out.append(f"partition_policy_altered:{part.target}")
+            elif self._stale(part.policies):
+                out.append(f"partition_guard_stale:{part.target}")
+        return out
+
+    def _partition_state(self, info: TableInfo, prior: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Per partition of ``info`` (``schema.table``), its row-level-security state before canary armed
+        it: kept from ``prior`` details for the partitions armed before, read now for the others."""
+        out = dict((prior or {}).get("partitions") or {})
+        for part in info.partitions:
+            out.setdefault(part.target, {"rls_enabled_before": part.rls_enabled, "rls_forced_before": part.rls_forced,
+                                         "permissive_policy": None if part.rls_enabled else self.tripwire.permissive})
+        return out
 
     def _detection_statements(self, info: TableInfo, base_type: str, pks: Sequence[str],
                               legacy: tuple[str | None, str | None] = (None, None), key: str | None = None) -> list[str]:
         """The DDL that puts the tripwire on ``info`` for ``pks`` (whose membership and filter
-        :meth:`Tripwire.set_members` writes by COPY: no key is in these statements)."""
+        :meth:`Tripwire.set_members` writes by COPY: no key is in these statements), and a copy of its
+        policy, on ``info``'s keys, on every partition (a query naming a partition is checked against
+        the partition's policies only)."""
         tw = self.tripwire
         tbl = qualified(info.schema, info.name)
         present = {p[0] for p in info.policies}
@@ -863,14 +1200,26 @@ class PostgresSeeder:
             else:
                 out.append(f"ALTER POLICY {ident(old_permissive)} ON {tbl} RENAME TO {ident(tw.permissive)}")
                 present.add(tw.permissive)
-        out.append(tw.policy_sql(tbl, info.target, key or info.primary_key, base_type, bits_for(len(pks)), self._guard(info, legacy)))
-        ours = tw.permissive in present
-        if not info.rls_enabled or ours:
-            if not ours:
-                out.append(f"CREATE POLICY {ident(tw.permissive)} ON {tbl} AS PERMISSIVE FOR ALL TO PUBLIC USING (true) WITH CHECK (true)")
-            out.append(f"ALTER TABLE {tbl} ENABLE ROW LEVEL SECURITY")
-            out.append(f"ALTER TABLE {tbl} FORCE ROW LEVEL SECURITY")
+        cols = [key] if key else list(info.primary_key)
+        types = [info.column(c).base_type for c in cols]
+        bits = bits_for(len(pks))
+        out.append(tw.policy_sql(tbl, info.target, cols, base_type, bits, self._guard(info.policies, legacy), types))
+        out += self._rls_statements(tbl, info.rls_enabled, tw.permissive in present)
+        for part in info.partitions:
+            ptbl = qualified(part.schema, part.name)
+            out.append(f"DROP POLICY IF EXISTS {ident(tw.policy)} ON {ptbl}")
+            out.append(tw.policy_sql(ptbl, info.target, cols, base_type, bits, self._guard(part.policies), types))
+            out += self._rls_statements(ptbl, part.rls_enabled, any(p.name == tw.permissive for p in part.policies))
         return out
+
+    def _rls_statements(self, tbl: str, enabled: bool, ours: bool) -> list[str]:
+        """Row-level security on for a table canary arms: where it was off, with canary's permissive policy
+        (so the restrictive one hides nothing) and FORCE (so the owner's reads are checked too)."""
+        if enabled and not ours:
+            return []  # the table's own row-level security: left as it is
+        out = [] if ours else [
+            f"CREATE POLICY {ident(self.tripwire.permissive)} ON {tbl} AS PERMISSIVE FOR ALL TO PUBLIC USING (true) WITH CHECK (true)"]
+        return [*out, f"ALTER TABLE {tbl} ENABLE ROW LEVEL SECURITY", f"ALTER TABLE {tbl} FORCE ROW LEVEL SECURITY"]
 
     # -- apply ----------------------------------------------------------------------------------
     async def apply(self) -> ApplyResult:
@@ -905,9 +1254,9 @@ class PostgresSeeder:
                 await self._insert(conn, w)
                 if w.statements:  # keys drawn from a sequence are only known now
                     roles = [st for st in w.statements if st.startswith("CREATE ROLE")]
-                    base_type = w.info.column(w.info.primary_key[0]).base_type
                     w.statements = roles + self._detection_statements(
-                        w.info, base_type, list(w.existing) + [p.pk for p in w.planned], await self._legacy_policies(w.info.target))
+                        w.info, _key_types(w.info)[1], list(w.existing) + [p.pk for p in w.planned],
+                        await self._legacy_policies(w.info.target))
             async with self.registry.pool.acquire() as ctl:
                 ctr = ctl.transaction()
                 await ctr.start()
@@ -963,9 +1312,9 @@ class PostgresSeeder:
     async def _arm(self, conn: asyncpg.Connection, info: TableInfo, pks: Sequence[str]) -> None:
         """After the tripwire's DDL: its line key, this table's keys and filter, and the functions of
         older installs that no policy uses any more."""
-        col = info.column(info.primary_key[0])
+        pk_type, base_type = _key_types(info)
         await self.tripwire.install_line_key(conn, self.registry.keyring)
-        await self.tripwire.set_members(conn, info.target, col.type, col.base_type, pks)
+        await self.tripwire.set_members(conn, info.target, pk_type, base_type, pks)
         for schema in {self.tripwire.schema, *await detection_objects.schemas(self.registry.pool, self.ds.name)}:
             if (schema, LEGACY_FUNCTION) == (self.tripwire.schema, self.tripwire.function):
                 continue
@@ -1022,6 +1371,8 @@ class PostgresSeeder:
         details: dict[str, Any] = dict(prior) if prior else {"rls_enabled_before": info.rls_enabled, "rls_forced_before": info.rls_forced,
                                              "permissive_policy": None if info.rls_enabled else tw.permissive, "schema_created": False}
         details.update(child_of=sorted(set(child_of)), schema=tw.schema, function=f"{tw.schema}.{tw.function}", policy=tw.policy)
+        if info.partitions or details.get("partitions"):
+            details["partitions"] = self._partition_state(info, details)
         await detection_objects.record(ctl, self.ds.name, target, details)
 
     # -- trickle ----------------------------------------------------------------------------------
@@ -1084,7 +1435,7 @@ class PostgresSeeder:
         try:
             await conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
             info = await introspect(conn, target, datastore=self.ds.name)
-            reason = unsupported_reason(info)
+            reason = unsupported_reason(info) or _trickle_unsupported(info)
             if reason:
                 raise SeedError(f"cannot seed {info.target}: it {reason}", target=info.target)
             await self._quiet_reads(conn, info, role, may_alter=True)
@@ -1408,6 +1759,8 @@ class PostgresSeeder:
         sources = sorted({t for t in await self._targets() if t != target})
         details.update(copy=True, key=key, child_of=sorted(set(details.get("child_of", ())) | set(sources)),
                        schema=tw.schema, function=f"{tw.schema}.{tw.function}", policy=tw.policy)
+        if info.partitions or details.get("partitions"):
+            details["partitions"] = self._partition_state(info, details)
         async with self.registry.pool.acquire() as ctl, ctl.transaction():
             added = await self.registry.add_values(
                 ctl, [(cid, ValueKind.CHILD_ROW.value, location_key(self.ds.name, target, pk)) for pk, cid in members.items()])
@@ -1434,6 +1787,7 @@ class PostgresSeeder:
         for batch in w.batches:
             await self._prepare_batch(conn, batch)
         live = [b for b in w.batches if b.rows]
+        written = False
         if live and sum(len(b.rows) for b in live) <= INSERT_BATCH:
             parts: list[str] = []
             args: list[list[str | None]] = []
@@ -1444,11 +1798,14 @@ class PostgresSeeder:
             try:
                 async with conn.transaction():
                     await conn.execute(f"WITH {', '.join(parts)} SELECT 1", *args)
-                return
+                written = True
             except _CONSTRAINT_ERRORS:
                 pass
-        for level, batch in enumerate(w.batches):
-            await self._insert_batch(conn, batch, w.contacts if level == 0 else None)
+        if not written:
+            for level, batch in enumerate(w.batches):
+                await self._insert_batch(conn, batch, w.contacts if level == 0 else None)
+        for batch in w.batches:  # the values are final now
+            await self._key_texts(conn, batch)
 
     async def _prepare_batch(self, conn: asyncpg.Connection, batch: Batch) -> None:
         """Give a batch's rows their parent's final key, and keys from the sequence where they need one."""
@@ -1458,13 +1815,18 @@ class PostgresSeeder:
         pk = info.primary_key
         for i, row in enumerate(batch.rows):
             batch.rows[i] = self._finish(batch, i, dict(row.values))
-        if len(pk) == 1 and any(not r.values.get(pk[0]) for r in batch.rows):
-            pending = [i for i, r in enumerate(batch.rows) if not r.values.get(pk[0])]
-            if not info.pk_sequence:
-                raise SeedError(f"cannot choose keys for {len(pending)} rows of {info.target}: no free keys and no sequence")
-            keys = await conn.fetch("SELECT nextval($1::regclass)::text AS k FROM generate_series(1, $2)", info.pk_sequence, len(pending))
+        sequences = dict(info.key_sequences)
+        for col in pk:
+            pending = [i for i, r in enumerate(batch.rows) if not r.values.get(col)]
+            if not pending:
+                continue
+            if col not in sequences:
+                if len(pk) == 1:
+                    raise SeedError(f"cannot choose keys for {len(pending)} rows of {info.target}: no free keys and no sequence")
+                continue  # a composite key's column left empty: the table's NOT NULL refuses the row
+            keys = await conn.fetch("SELECT nextval($1::regclass)::text AS k FROM generate_series(1, $2)", sequences[col], len(pending))
             for i, k in zip(pending, keys):
-                batch.rows[i] = self._finish(batch, i, {**batch.rows[i].values, pk[0]: k["k"]})
+                batch.rows[i] = self._finish(batch, i, {**batch.rows[i].values, col: k["k"]})
 
     @staticmethod
     def _finish(batch: Batch, i: int, values: dict[str, str | None]) -> PlannedRow:
@@ -1508,20 +1870,30 @@ class PostgresSeeder:
                                 f"after {attempt + 1} attempts: {_pg_message(exc)}", target=info.target,
                             ) from None
                         fresh = await asyncio.to_thread(batch.regenerate, i)
-                        keep = {c: batch.rows[i].values.get(c) for c in pk} if len(pk) == 1 else {}
+                        # the key stays where it was placed (a composite one too) and keeps its sequence values
+                        keep = {c: batch.rows[i].values.get(c) for c in pk
+                                if len(pk) == 1 or batch.parent is None or c in dict(info.key_sequences)}
                         batch.rows[i] = self._finish(batch, i, {**fresh.values, **keep})
                         if contacts is not None:
                             contacts[i] = (fresh.email, fresh.phone)
 
     async def _row_texts(self, conn: asyncpg.Connection, info: TableInfo, pks: Sequence[str]) -> dict[str, str]:
-        """pk text -> the row as PostgreSQL renders it (``t::text``), for fingerprints."""
-        pk = ident(info.primary_key[0])
-        pk_type = info.column(info.primary_key[0]).type
-        rows = await conn.fetch(
-            f"SELECT t.{pk}::text AS k, t::text AS r FROM {qualified(info.schema, info.name)} t WHERE t.{pk} = ANY($1::text[]::{pk_type}[])",
-            list(pks),
-        )
+        """pk text (:func:`key_sql`) -> the row as PostgreSQL renders it (``t::text``), for fingerprints."""
+        match, args = _key_match(info, pks, alias="t")
+        key = key_sql(info.primary_key, _key_types_of(info), "t")
+        rows = await conn.fetch(f"SELECT {key} AS k, t::text AS r FROM {qualified(info.schema, info.name)} t WHERE {match}", *args)
         return {r["k"]: r["r"] for r in rows}
+
+    async def _key_texts(self, conn: asyncpg.Connection, batch: Batch) -> None:
+        """Give the rows of a batch with a composite key the text of their key as the policy computes it
+        (:func:`key_sql`), from their values as the table stores them (cast by the server)."""
+        info = batch.info
+        key = info.primary_key
+        if len(key) < 2 or not batch.rows:
+            return
+        sql = _rows_sql(info, key, key_sql(key, _key_types_of(info), "r"))
+        texts = await conn.fetch(sql, *[[row.values.get(c) for row in batch.rows] for c in key])
+        batch.rows = [dataclasses.replace(row, pk=t["v"]) for row, t in zip(batch.rows, texts)]
 
     def _fingerprint(self, target: str, pk: str, row_text: str) -> bytes:
         return self.registry.keyring.mac(row_text.encode(), "fingerprint:" + location_key(self.ds.name, target, pk))
@@ -1544,6 +1916,8 @@ class PostgresSeeder:
                 details["schema_owner_target"] = await detection_objects.first_created_schema(ctl, self.ds.name)
         details.update(schema=tw.schema, function=f"{tw.schema}.{tw.function}", policy=tw.policy,
                        permissive_policy=tw.permissive if details.get("permissive_policy") else None)
+        if info.partitions or details.get("partitions"):
+            details["partitions"] = self._partition_state(info, details)
         manifest = {
             "datastore": self.ds.name,
             "target": info.target,
@@ -1556,7 +1930,8 @@ class PostgresSeeder:
                 "schema": tw.schema, "function": details["function"], "policy": tw.policy,
                 "permissive_policy": details["permissive_policy"],
             },
-            "rls_before": {"enabled": details["rls_enabled_before"], "forced": details["rls_forced_before"]},
+            "rls_before": {"enabled": details["rls_enabled_before"], "forced": details["rls_forced_before"],
+                           "partitions": details.get("partitions", {})},
             "statements": w.statements,
             "roles": [{"role": c.fields["user"], "canary": p.pk} for p, c in zip(w.planned, w.creds) if c.type == CredentialType.PG_DSN],
             "later": _later_groups(w.later),
@@ -1727,19 +2102,9 @@ class PostgresSeeder:
         for (_, target), keys in sorted(entries.items(), key=lambda kv: -kv[0][0]):
             info = await introspect(conn, target, datastore=self.ds.name)
             forced_off = await self._quiet_reads(conn, info, role, may_alter=True)
-            cols = key_cols[target]
             tbl = qualified(info.schema, info.name)
-            if len(cols) == 1:
-                status = await conn.execute(
-                    f"DELETE FROM {tbl} WHERE {ident(cols[0])} = ANY($1::text[]::{info.column(cols[0]).type}[])", keys
-                )
-            else:
-                tuples = [json.loads(k) for k in keys]
-                row = ", ".join(f"{ident(c)}::text" for c in cols)
-                args = ", ".join(f"${i + 1}::text[]" for i in range(len(cols)))
-                status = await conn.execute(
-                    f"DELETE FROM {tbl} WHERE ({row}) IN (SELECT * FROM unnest({args}))", *[[t[i] for t in tuples] for i in range(len(cols))]
-                )
+            match, args = _key_match(info, keys, columns=key_cols[target])
+            status = await conn.execute(f"DELETE FROM {tbl} WHERE {match}", *args)
             if forced_off:
                 await conn.execute(f"ALTER TABLE {tbl} FORCE ROW LEVEL SECURITY")
             out[target] = out.get(target, 0) + int(status.split()[-1])
@@ -1767,9 +2132,31 @@ class PostgresSeeder:
             out.append(Finding("-", info.target, "row_level_security_disabled"))
         if self._guard_stale(info):  # the table's own policies changed: canary seed re-arms
             out.append(Finding("-", info.target, "detection_guard_stale"))
+        out.extend(Finding("-", info.target, p) for p in self._partition_problems(info))  # canary seed arms them
         return out
 
     # -- retire ---------------------------------------------------------------------------------
+    async def _disarm_partitions(self, conn: asyncpg.Connection, info: TableInfo, details: Mapping[str, Any], policy: str) -> int:
+        """Take the tripwire (policy ``policy``) off every partition of ``info``, and off former partitions
+        canary armed, each back to the row-level-security state recorded before canary first armed it.
+        Returns how many were armed."""
+        recorded: Mapping[str, Any] = details.get("partitions") or {}
+        armed = 0
+        for target in sorted({p.target for p in info.partitions} | set(recorded)):
+            tbl = qualified(*parse_target(target))
+            if await conn.fetchval("SELECT to_regclass($1)", tbl) is None:
+                continue  # dropped since
+            await conn.execute(f"DROP POLICY IF EXISTS {ident(policy)} ON {tbl}")
+            state = recorded.get(target)
+            if state is None:
+                continue  # attached after the last seeding: canary never armed it
+            if state.get("permissive_policy"):
+                await conn.execute(f"DROP POLICY IF EXISTS {ident(state['permissive_policy'])} ON {tbl}")
+            await conn.execute(f"ALTER TABLE {tbl} {'ENABLE' if state['rls_enabled_before'] else 'DISABLE'} ROW LEVEL SECURITY")
+            await conn.execute(f"ALTER TABLE {tbl} {'FORCE' if state['rls_forced_before'] else 'NO FORCE'} ROW LEVEL SECURITY")
+            armed += 1
+        return armed
+
     async def retire(self, *, force: bool = False, targets: Sequence[str] | None = None) -> RetireResult:
         """Remove exactly the seeded rows (fingerprint checked first) and the detection objects, and
         restore the table's row-level-security state. A modified canary is kept (and stays detected)
@@ -1822,25 +2209,20 @@ class PostgresSeeder:
                     gone = set(delete) | {pk for pk in existing if pk not in texts}
                     for table, n_child in (await self._delete_children(conn, role, existing, gone)).items():
                         child_rows[table] = child_rows.get(table, 0) + n_child
-                    if delete or keep:
-                        pk_col = info.column(info.primary_key[0])
                     if delete:
-                        n = await conn.execute(
-                            f"DELETE FROM {tbl} WHERE {ident(pk_col.name)} = ANY($1::text[]::{pk_col.type}[])", delete
-                        )
+                        match, args = _key_match(info, delete)
+                        n = await conn.execute(f"DELETE FROM {tbl} WHERE {match}", *args)
                         removed[target] = int(n.split()[-1])
                         await conn.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the ALTERs below refuse pending deferred checks
                     elif target not in armed:
                         removed[target] = 0
-                    if keep:
-                        for stmt in tw.setup_sql():
+                    if keep:  # the modified canaries stay detected: the tripwire again, on them alone
+                        pk_type, base_type = _key_types(info)
+                        current = await introspect(conn, target, datastore=self.ds.name)
+                        for stmt in self._detection_statements(current, base_type, keep):
                             await conn.execute(stmt)
-                        if restrictive != tw.policy:
-                            await conn.execute(f"DROP POLICY IF EXISTS {ident(tw.policy)} ON {tbl}")
-                        guard = self._guard(await introspect(conn, target, datastore=self.ds.name))
-                        await conn.execute(tw.policy_sql(tbl, target, pk_col.name, pk_col.base_type, bits_for(len(keep)), guard))
                         await tw.install_line_key(conn, self.registry.keyring)
-                        await tw.set_members(conn, target, pk_col.type, pk_col.base_type, keep)
+                        await tw.set_members(conn, target, pk_type, base_type, keep)
                         if forced_off:
                             await conn.execute(f"ALTER TABLE {tbl} FORCE ROW LEVEL SECURITY")
                         continue
@@ -1852,6 +2234,9 @@ class PostgresSeeder:
                     await conn.execute(f"ALTER TABLE {tbl} {'ENABLE' if enabled else 'DISABLE'} ROW LEVEL SECURITY")
                     await conn.execute(f"ALTER TABLE {tbl} {'FORCE' if forced else 'NO FORCE'} ROW LEVEL SECURITY")
                     dropped.append(f"policy {restrictive} on {target}")
+                    parts = await self._disarm_partitions(conn, info, details, restrictive)
+                    if parts:
+                        dropped.append(f"policy {restrictive} on {parts} partitions of {target}")
                     if await conn.fetchval("SELECT to_regclass($1)", tw.qualified(MEMBERS)) is not None:
                         await tw.remove(conn, target)
                     cleanup.append(target)
@@ -1882,6 +2267,14 @@ class PostgresSeeder:
             await trickling.forget(ctl, self.ds.name, wanted)
         self.log.info("seed.retired", removed=removed, kept=len([k for k in kept if not force]))
         return RetireResult(self.ds.name, removed, kept if not force else [], child_rows, dropped)
+
+
+def _trickle_unsupported(info: TableInfo) -> str | None:
+    """Why a table cannot take trickle canaries (it can take backdated ones), or None."""
+    if len(info.primary_key) != 1 or info.kind == "p":
+        return ("has a composite key or partitions: trickle mode writes single-key tables only for now "
+                "(use mode = \"backdated\")")
+    return None
 
 
 def _later_groups(later: Sequence[Batch]) -> list[dict[str, Any]]:
@@ -1929,6 +2322,10 @@ def _shifted(info: TableInfo, values: dict[str, Any], at: dt.datetime) -> dict[s
         moved = when + delta
         values[c.name] = moved.date().isoformat() if c.base_type == "date" else moved.isoformat()
     return values
+
+#: A gap between two neighbouring real rows of a composite key: (group, the lower row's other key
+#: columns, the two rows' values of the integer key column, their times).
+_Gap = tuple[tuple[str | None, ...], tuple[str | None, ...], int, int, dt.datetime | None, dt.datetime | None]
 
 
 def _in_key_order(placed: list[RowContext | None], gap_of: Sequence[tuple[int, int] | None]) -> None:

@@ -55,6 +55,7 @@ class RowContext:
 
     pk: str | None  # primary key value as text (None: the column default assigns it)
     created: dt.datetime | None = None  # timestamp consistent with the neighbouring real rows
+    key: tuple[tuple[str, str | None], ...] = ()  # a composite key's columns as placed (None: from the column's sequence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,17 @@ class SynthRow:
     values: dict[str, str | None]
     email: str | None
     phone: str | None
+
+
+def timestamp_text(base_type: str, value: dt.datetime) -> str:
+    """``value`` as the text written into a ``date`` / ``timestamp`` / ``timestamptz`` column."""
+    if base_type == "date":
+        return value.date().isoformat()
+    if base_type == "timestamp":
+        return value.replace(tzinfo=None).isoformat(sep=" ")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.isoformat(sep=" ")
 
 
 class Synthesizer:
@@ -167,7 +179,11 @@ class Synthesizer:
         self._place = None
         values: dict[str, str | None] = {}
         email = phone = None
+        placed = dict(ctx.key)
         for col in self.columns():
+            if col.name in placed:
+                values[col.name] = placed[col.name]
+                continue
             if col.name == self.pk:
                 values[col.name] = ctx.pk
                 continue
@@ -448,13 +464,7 @@ class Synthesizer:
         return got
 
     def _ts(self, col: Column, value: dt.datetime) -> str:
-        if col.base_type == "date":
-            return value.date().isoformat()
-        if col.base_type == "timestamp":
-            return value.replace(tzinfo=None).isoformat(sep=" ")
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
-        return value.isoformat(sep=" ")
+        return timestamp_text(col.base_type, value)
 
     def _typed(self, col: Column, prof: ColumnProfile | None) -> str | None:
         r = self.rng
