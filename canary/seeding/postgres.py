@@ -27,7 +27,7 @@ import itertools
 import json
 import random
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -221,6 +221,7 @@ class PostgresSeeder:
         statement_timeout: float = 300.0,
         follow_foreign_keys: bool = True,
         max_children: int = 20,
+        clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         self.ds = datastore
         if keyring is not None and keyring.key_id != registry.keyring.key_id:
@@ -238,6 +239,9 @@ class PostgresSeeder:
         self.tripwire = tripwire_for(datastore)
         self._sessions: dict[asyncpg.Connection, int] = {}  # open connection -> own_sessions id
         self.arriving = False  # planning a trickle sign-up: child rows get no key until they are written
+        #: trickle's time (default: the datastore transaction's now()); a simulated clock replays days in
+        #: seconds (bench/distinguishability.py --traces)
+        self.clock = clock
 
     def __repr__(self) -> str:
         return f"PostgresSeeder(datastore={self.ds.name!r})"
@@ -328,7 +332,7 @@ class PostgresSeeder:
             await tr.start()
             try:
                 await conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
-                now = await conn.fetchval("SELECT now()")
+                now = await self._now(conn)
                 works = [await self._prepare(conn, t, role, arrival=now if t.mode == "trickle" else None) for t in self.ds.tables]
             finally:
                 await tr.rollback()
@@ -1248,7 +1252,7 @@ class PostgresSeeder:
         committed_control: list[int] = []
         try:
             await conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
-            arrival = await conn.fetchval("SELECT now()") if slot is not None else None
+            arrival = await self._now(conn) if slot is not None else None
             works = [await self._prepare(conn, t, role, arrival=arrival) for t in targets]
             for w in works:
                 await self._insert(conn, w)
@@ -1396,7 +1400,7 @@ class PostgresSeeder:
             if schedule:
                 for target, t in targets.items():
                     await self._schedule(conn, target, t)
-            due = await trickling.slots(pool, self.ds.name, states=["pending"], due_by=now or dt.datetime.now(dt.timezone.utc))
+            due = await trickling.slots(pool, self.ds.name, states=["pending"], due_by=now or await self._now(conn))
             failed: dict[str, str] = {}
             for slot in due:
                 wanted = targets.get(slot.target)
@@ -1420,6 +1424,11 @@ class PostgresSeeder:
         if signups or updates or children or settled:
             self.log.info("seed.trickled", signups=signups, updates=updates, children=children, settled=settled, pending=pending)
         return trickling.TrickleResult(self.ds.name, signups, updates, children, settled, pending, next_due, warnings, failed)
+
+    async def _now(self, conn: asyncpg.Connection) -> dt.datetime:
+        """Trickle's present: the simulated clock's, else the transaction's ``now()`` (what a column
+        default would write)."""
+        return self.clock() if self.clock is not None else await conn.fetchval("SELECT now()")
 
     async def _schedule(self, conn: asyncpg.Connection, target: str, t: TableTarget) -> None:
         """Sign-up slots for the canaries ``target`` lacks, spread over ``trickle_over`` from now at
@@ -1449,7 +1458,7 @@ class PostgresSeeder:
         finally:
             await tr.rollback()
         rng = self._target_rng(target, len(existing) + len(waiting))
-        times = trickling.arrival_times(rng, dt.datetime.now(dt.timezone.utc), t.trickle_over, missing, epochs)
+        times = trickling.arrival_times(rng, await self._now(conn), t.trickle_over, missing, epochs)
         await trickling.add_signups(self.registry.pool, self.ds.name, target, times)
 
     async def _arrival(self, conn: asyncpg.Connection, info: TableInfo, prof: TableProfile, when: dt.datetime) -> RowContext:
@@ -1547,7 +1556,7 @@ class PostgresSeeder:
         written: list[dict[str, Any]] = []
         try:
             await conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
-            now = await conn.fetchval("SELECT now()")
+            now = await self._now(conn)
             infos: dict[str, TableInfo] = {}
             forced: list[TableInfo] = []
             inserted: list[dict[str, str | None]] = []
@@ -1691,7 +1700,7 @@ class PostgresSeeder:
             key = info.column(info.primary_key[0])
             recent = await conn.fetch(f"SELECT extract(epoch FROM {ident(col.name)})::float8 AS e FROM {tbl}"
                                       f" WHERE {ident(col.name)} IS NOT NULL ORDER BY {ident(key.name)} DESC LIMIT 200")
-            now = await conn.fetchval("SELECT now()")
+            now = await self._now(conn)
             at = Precision.of(r["e"] for r in recent).cut(now, self.rng)
             await conn.execute(f"UPDATE {tbl} SET {ident(col.name)} = $1::timestamptz::{col.type}"
                                f" WHERE {ident(key.name)} = $2::text::{key.type}", at, pk)

@@ -373,6 +373,24 @@ async def _members(dsn: str) -> None:
         await conn.close()
 
 
+async def test_a_simulated_clock_dates_the_schedule_and_the_rows(
+    target_dsn: str, make_config: MakeConfig, store: ControlStore, keyring: Keyring
+) -> None:
+    """With a clock (benchmarks replaying weeks in seconds), the schedule starts at the clock's time and
+    each sign-up is dated by it, not by the server's now()."""
+    await _members(target_dsn)
+    sim = [dt.datetime(2025, 6, 2, 9, 0, 0, 500_000, tzinfo=dt.timezone.utc)]
+    seeder = PostgresSeeder.from_config(_config(make_config, target_dsn, 3, over="1d"), "shop", Registry(store.pool, keyring),
+                                        seed=2, clock=lambda: sim[0])
+    await seeder.trickle(schedule=True)
+    due = [s["due_at"] for s in await _slots(store)]
+    assert all(sim[0] <= d < sim[0] + dt.timedelta(days=1) for d in due)
+    sim[0] = due[1] + dt.timedelta(milliseconds=250)
+    assert (await seeder.trickle()).signups == {"public.members": 2}
+    new = (await _rows(target_dsn))[-2:]
+    assert all(r["created_at"] == sim[0].replace(microsecond=0) for r in new)
+
+
 def test_arrivals_follow_the_hours_customers_sign_up_at() -> None:
     """Sign-ups drawn against a table whose customers sign up 09:00-18:00 UTC on weekdays land there
     far more often than a uniform draw would (5/14 of the week's hours); an empty profile is uniform."""
