@@ -23,7 +23,6 @@ import asyncio
 import bisect
 import dataclasses
 import datetime as dt
-import itertools
 import json
 import random
 import re
@@ -944,10 +943,10 @@ class PostgresSeeder:
             SELECT * FROM (
                 SELECT {s} AS lo, lead({s}) OVER w AS hi, {created_expr} AS lo_c, lead({created_expr}) OVER w AS hi_c{leads}
                 FROM {tbl} WHERE NOT ({canaries}) WINDOW w AS ({by}ORDER BY {s})) g
-            WHERE hi - lo > 1
+            WHERE hi - lo > 1 ORDER BY -ln(1.0 - random()) / (hi - lo - 1) LIMIT {int(max(n * GAP_SAMPLE, MIN_GAPS))}
             """,
             *args,
-        )
+        )  # a sample drawn by free keys, in that order (see _gaps)
         at = {c: i for i, c in enumerate(key)}
         taken: dict[tuple[str | None, ...], list[int]] = {}  # group -> the values existing canaries hold in it
         for k in exclude:
@@ -974,14 +973,13 @@ class PostgresSeeder:
         placed = 0
         want = min(n, capacity)
         if want:
-            cum = list(itertools.accumulate(slot[3] - slot[2] - 1 for slot in slots))
             attempts = 0
-            while placed < want and attempts < want * 50:
+            while placed < want and attempts < max(want * 50, len(slots) * 2):
+                i = attempts % len(slots)
                 attempts += 1
-                i = bisect.bisect_right(cum, self.rng.random() * cum[-1])
                 group, _, lo, hi, lo_c, hi_c = slots[i]
-                # next to a real row, like a real row beside a deleted one (attempts > want: anywhere in the gap)
-                values = [lo + 1, hi - 1] if attempts <= want * 2 else [self.rng.randint(lo + 1, hi - 1)]
+                # next to a real row, like a real row beside a deleted one (once every gap was tried: anywhere in it)
+                values = [lo + 1, hi - 1] if attempts <= len(slots) else [self.rng.randint(lo + 1, hi - 1)]
                 self.rng.shuffle(values)
                 value = next((v for v in values if (group, v) not in used), None)
                 if value is None:
