@@ -362,7 +362,9 @@ class PostgresSeeder:
                "precision (the end of the key range, as every new row)"]
         out.append(f"statistics: each sign-up also writes the tripwire's membership table ({w.target.table} keys in "
                    "the detection schema); its n_tup_ins in pg_stat_user_tables, which every role may read, moves in the "
-                   "same second as the table's, so a role polling both can tell which second a canary arrived in")
+                   "same second as the table's, so a role polling both can tell which second a canary arrived in",
+                   "reads: each sign-up first samples the table and counts its values (seq_scan / seq_tup_read in "
+                   "pg_stat_user_tables move in that second too)")
         h = w.habit
         if h is not None and h.delays:
             out.append(f"updates: {h.share:.0%} of real rows were updated after their insert; each canary gets one update "
