@@ -37,8 +37,9 @@ import datetime as dt
 import math
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -68,6 +69,7 @@ from us_frequencies import (
 
 from canary.drills.shop import SCHEMA
 
+T = TypeVar("T")
 CUSTOMER_COLUMNS = ["id", "full_name", "email", "phone", "address", "postal_code", "created_at", "updated_at"]
 ORDER_COLUMNS = ["id", "customer_id", "ordered_at", "total", "status", "ship_to"]
 EASTERN = ZoneInfo("America/New_York")
@@ -89,10 +91,10 @@ TOWN_NAMES = ("Springfield Franklin Clinton Greenville Salem Madison Georgetown 
               "Somerset Sparta Summit Tyrone Vienna Washington Wayne Westfield Wilson Yorktown")
 
 
-class Weighted:
+class Weighted(Generic[T]):
     """Weighted choice by cumulative weights (bisect)."""
 
-    def __init__(self, items: Sequence[object], weights: Sequence[float]) -> None:
+    def __init__(self, items: Sequence[T], weights: Sequence[float]) -> None:
         self.items = list(items)
         self.cum: list[float] = []
         total = 0.0
@@ -100,7 +102,7 @@ class Weighted:
             total += w
             self.cum.append(total)
 
-    def pick(self, rng: random.Random) -> object:
+    def pick(self, rng: random.Random) -> T:
         return self.items[bisect.bisect_left(self.cum, rng.random() * self.cum[-1])]
 
 
@@ -184,7 +186,7 @@ class IndependentUS:
         self._surnames(rng)
         self._first_names()
         self._places(rng)
-        self._streets: dict[tuple[str, str], tuple[Weighted, float]] = {}
+        self._streets: dict[tuple[str, str], tuple[Weighted[Street], float]] = {}
         self.freemail = [(d, s, k) for d, s, k in FREEMAIL]
         companies = sorted({f"{rng.choice(COMPANY_WORDS)}{rng.choice(COMPANY_TAILS)}{rng.choice(COMPANY_TLDS)}"
                             for _ in range(3000)})
@@ -235,7 +237,7 @@ class IndependentUS:
         self.endings = Weighted(list(found), list(found.values()))
 
     def _first_names(self) -> None:
-        self.first_top: dict[tuple[int, str], tuple[Weighted, float]] = {}
+        self.first_top: dict[tuple[int, str], tuple[Weighted[str], float]] = {}
         self.gender_of: dict[str, str] = {}
         for decade, (male_k, female_k, male, female) in FIRST_BY_DECADE.items():
             for sex, text, births in (("M", male, male_k), ("F", female, female_k)):
@@ -246,11 +248,11 @@ class IndependentUS:
                     self.gender_of.setdefault(n, sex)
         # beyond a decade's top 40: real names of the era (tail lists, other decades' heads) ranked on a
         # long curve, then coinages spelled like the sex's names (Markov), more of them for the young
-        self.first_tail: dict[tuple[str, str], Weighted] = {}
+        self.first_tail: dict[tuple[str, str], Weighted[str]] = {}
         self.first_chain: dict[str, Markov] = {}
         for sex, text in (("M", FIRST_TAIL_MALE), ("F", FIRST_TAIL_FEMALE)):
             entries = list(dict.fromkeys(text.split()))
-            heads = {d: FIRST_BY_DECADE[d][2 if sex == "M" else 3].split()[0::2] for d in FIRST_BY_DECADE}
+            heads = {d: (v[2] if sex == "M" else v[3]).split()[0::2] for d, v in FIRST_BY_DECADE.items()}
             every = [e.split(":")[0] for e in entries] + [n for d in heads for n in heads[d]]
             self.first_chain[sex] = Markov(list(dict.fromkeys(every)))
             for era, decades in (("o", (1940, 1950, 1960)), ("m", (1960, 1970, 1980)), ("y", (1980, 1990, 2000))):
@@ -296,9 +298,9 @@ class IndependentUS:
             for t, w in zip(towns, weights, strict=True):
                 z = rng.choice(z3s) * 100 + rng.randint(1, 99)
                 near = min(listed, key=lambda p: abs(int(p.zips[0]) - z))
-                codes = tuple(c for c in near.codes if c[1] < 2000) or near.codes[:1]
+                town_codes = tuple(c for c in near.codes if c[1] < 2000) or near.codes[:1]
                 extra = (f"{z + rng.randint(1, 3):05d}",) if w > weights[0] / 3 and rng.random() < 0.5 else ()
-                self.places_by_state[st].append(Place(t, st, (f"{z:05d}", *extra), codes, town_total * w / sum(weights), "t"))
+                self.places_by_state[st].append(Place(t, st, (f"{z:05d}", *extra), town_codes, town_total * w / sum(weights), "t"))
         self.states = Weighted(list(STATES), [v[1] for v in STATES.values()])
         self.place_in = {st: Weighted(ps, [p.pop for p in ps]) for st, ps in self.places_by_state.items()}
         self.zones = {st: ZoneInfo(v[2]) for st, v in STATES.items()}
@@ -312,7 +314,7 @@ class IndependentUS:
         self.street_names = Weighted(street_items, street_w)
         self.suffix = Weighted(SUFFIXES, [s[2] for s in SUFFIXES])
 
-    def streets(self, place: Place) -> tuple[Weighted, float]:
+    def streets(self, place: Place) -> tuple[Weighted[Street], float]:
         """The place's streets (built on first use, deterministic per place) and its apartment share."""
         key = (place.city, place.state)
         if key in self._streets:
@@ -326,16 +328,16 @@ class IndependentUS:
         while len(out) < n:
             x = r.random()
             if x < 0.62:
-                base = str(self.street_names.pick(r))
+                base = self.street_names.pick(r)
             elif x < 0.8:
                 num = r.randint(1, 160 if grid or quadrant else 40)
                 base = NUMBERED[num - 10] if 10 <= num <= 12 and r.random() < 0.5 else _ordinal(num)
             elif x < 0.93:
-                base = str(self.surname["g"].pick(r))
+                base = self.surname["g"].pick(r)
             else:
                 base = f"{r.choice(('Oak', 'Pine', 'Cedar', 'Willow', 'Maple', 'Fox', 'Deer', 'Quail', 'Eagle', 'Hidden', 'Autumn', 'Spring'))} " \
                        f"{r.choice(('Ridge', 'Creek', 'Hollow', 'Valley', 'Glen', 'Brook', 'Meadow', 'Pointe', 'Run', 'Crossing', 'Trace', 'Bend'))}"
-            ab, spelled, _ = self.suffix.pick(r)  # type: ignore[misc]
+            ab, spelled, _ = self.suffix.pick(r)
             if base in ("First", "Second", "Third", "Fourth", "Fifth", "Sixth", "Seventh", "Eighth", "Ninth") and r.random() < 0.35:
                 base = _ordinal(("First", "Second", "Third", "Fourth", "Fifth", "Sixth", "Seventh", "Eighth", "Ninth").index(base) + 1)
             name, full = f"{base} {ab}", f"{base} {spelled}"
@@ -382,10 +384,10 @@ class IndependentUS:
         if x < 0.15:
             return self.surname_chain["g"].make(r, 5, 12)
         if x < 0.35:
-            return r.choice(self.roots) + str(self.endings.pick(r))
+            return r.choice(self.roots) + self.endings.pick(r)
         if x < 0.65:
             return self.splice("g")
-        origin = str(self.tail_origin.pick(r))
+        origin = self.tail_origin.pick(r)
         roots, ends = TAIL_PARTS[origin]
         mid = r.choice(("", "", "", "er", "ing", "en", "s")) if origin == "english" else ""
         return r.choice(roots) + mid + r.choice(ends)
@@ -409,7 +411,7 @@ class IndependentUS:
             sur_group = group if group in ("h", "a") or r.random() > 0.1 else r.choice(("h", "g"))
             base = "g" if sur_group == "b" and r.random() < 0.3 else sur_group
             named = {"g": 0.42, "b": 0.5, "h": 0.7, "a": 0.88}[base]
-            last = str(self.surname[base].pick(r)) if r.random() < named else self.rare_surname(base)
+            last = self.surname[base].pick(r) if r.random() < named else self.rare_surname(base)
         first = self.first_name(sex, birth.year, group)
         nick = NICKNAMES.get(first)
         shown_first = r.choice(nick) if nick and r.random() < 0.07 else first
@@ -419,7 +421,7 @@ class IndependentUS:
         elif x < 0.09:
             full = f"{shown_first} {r.choice('ABCDEFGHJKLMNPRSTW')} {last}"
         elif group == "h" and x < 0.15:
-            second = str(self.surname["h"].pick(r))
+            second = self.surname["h"].pick(r)
             full = f"{shown_first} {last}-{second}" if r.random() < 0.4 else f"{shown_first} {last} {second}"
         elif sex == "F" and x < 0.105:
             full = f"{shown_first} {last}-{self.surname['g'].pick(r)}"
@@ -450,7 +452,7 @@ class IndependentUS:
         era = "o" if year < 1963 else "m" if year < 1985 else "y"
         if r.random() < {"o": 0.06, "m": 0.1, "y": 0.18}[era]:  # rare spellings and coinages
             return self.first_chain[sex].make(r, 3, 10)
-        return str(self.first_tail[(sex, era)].pick(r))
+        return self.first_tail[(sex, era)].pick(r)
 
     # -- contact points -------------------------------------------------------------------------
     def email_local(self, p: Person, area_code: str | None = None) -> str:
@@ -460,7 +462,7 @@ class IndependentUS:
         yyyy, yy = str(p.birth.year), f"{p.birth.year % 100:02d}"
         nn = r.choice((yy, yy, str(r.randint(1, 99)), str(r.randint(1, 9)), "1", "7", "13", "23", "22", "123",
                        f"{p.birth.month}{p.birth.day}", str(r.randint(100, 999))))
-        styles = (
+        styles: tuple[tuple[float, Callable[[], str]], ...] = (
             (17, lambda: f"{f}.{last}"), (11, lambda: f"{f}{last}"), (10, lambda: f"{f[0]}{last}"),
             (3, lambda: f"{f}_{last}"), (3, lambda: f"{f}{last[0]}"), (5, lambda: f"{f}.{last}{nn}"),
             (6, lambda: f"{f}{last}{nn}"), (6, lambda: f"{f[0]}{last}{nn}"), (4, lambda: f"{f}{yyyy}"),
@@ -470,15 +472,7 @@ class IndependentUS:
             (12, lambda: self._handle(nn)), (1.5, lambda: f"{f}{area_code or nn}"),
             (2, lambda: f"{f[0]}{last[0]}{r.randint(1, 9999)}"), (1, lambda: f"{f}.{last}.{yy}"),
         )
-        total = sum(w for w, _ in styles)
-        x = r.random() * total
-        for w, make in styles:
-            x -= w
-            if x <= 0:
-                local = make()
-                break
-        else:
-            local = f"{f}.{last}"
+        local: str = Weighted([make for _, make in styles], [w for w, _ in styles]).pick(r)()
         local = re.sub(r"[^a-z0-9._]", "", local)[:32].strip("._") or f
         if r.random() < 0.04:
             local = local[:1].upper() + local[1:]
@@ -505,7 +499,7 @@ class IndependentUS:
         if x < 0.03 and age < 27 and state in self.universities and r.random() < 0.8:
             return r.choice(self.universities[state])
         if x < 0.07 and 24 < age < 67:
-            return str(self.company.pick(r))
+            return self.company.pick(r)
         isps = [(d, s) for d, s, where in ISP_DOMAINS if where == "*" or state in where.split()]
         tilt = (age - 40) / 25
         names = [d for d, _, _ in self.freemail] + [d for d, _ in isps]
@@ -521,12 +515,11 @@ class IndependentUS:
             return r.choice(codes)
         if x < 0.86:
             other = self.place_in[place.state].pick(r)
-            assert isinstance(other, Place)
             return r.choice([c for c, y in other.codes if y <= got] or [other.codes[0][0]])
         while True:  # kept the number of a place one lived before
-            code, year, _ = self.all_codes.pick(r)  # type: ignore[misc]
+            code, year, _ = self.all_codes.pick(r)
             if year <= got:
-                return str(code)
+                return code
 
     def phone(self, code: str) -> str:
         r = self.rng
@@ -555,9 +548,8 @@ class IndependentUS:
 
     # -- places ---------------------------------------------------------------------------------
     def place(self, state: str | None = None) -> Place:
-        st = state or str(self.states.pick(self.rng))
+        st = state or self.states.pick(self.rng)
         p = self.place_in[st].pick(self.rng)
-        assert isinstance(p, Place)
         return p
 
     def address(self, place: Place, legacy: bool = False) -> tuple[str, str]:
@@ -578,7 +570,6 @@ class IndependentUS:
             zipc = r.choice(place.zips)
         else:
             s = streets.pick(r)
-            assert isinstance(s, Street)
             num = int(s.lo + (s.hi - s.lo) * r.random() ** 1.6)
             street = s.spelled if r.random() < 0.12 else s.name
             if r.random() < 0.06:
@@ -681,10 +672,9 @@ class IndependentUS:
         for _ in range(n - legacy_n):
             place = self.place()
             day = day_pick.pick(r)
-            assert isinstance(day, dt.date)
-            local = dt.datetime(day.year, day.month, day.day, int(hour_pick.pick(r)), r.randint(0, 59), r.randint(0, 59),  # type: ignore[call-overload]
-                                r.randint(0, 999_999), tzinfo=self.zones[place.state])
-            created = local.astimezone(dt.UTC)
+            wall = dt.datetime(day.year, day.month, day.day, hour_pick.pick(r), r.randint(0, 59), r.randint(0, 59),
+                               r.randint(0, 999_999), tzinfo=self.zones[place.state])
+            created = wall.astimezone(dt.UTC)
             if start < created < now:
                 fresh.append((created, False, place))
         fresh.sort(key=lambda t: t[0])
@@ -706,8 +696,10 @@ class IndependentUS:
             year = created.year
             birth_year = min(year - 18, int(r.triangular(1940, 2006, 1984)))
             birth = dt.date(birth_year, r.randint(1, 12), r.randint(1, 28))
-            shared = households and r.random() < 0.065
-            if shared:
+            address: str | None
+            postal: str | None
+            updated: dt.datetime | None
+            if households and r.random() < 0.065:
                 address, postal, place, landline, family = r.choice(households[-3000:])
                 p = self.person(birth, place.state, last=family if r.random() < 0.75 else None)
             else:
@@ -779,7 +771,7 @@ class IndependentUS:
                     when = when.replace(month=11, day=r.randint(24, 30))
                 if when > now:
                     break
-                subtotal = sum(int(prices.pick(r)) * (1 if r.random() < 0.85 else r.randint(2, 3))  # type: ignore[call-overload]
+                subtotal = sum(prices.pick(r) * (1 if r.random() < 0.85 else r.randint(2, 3))
                                for _ in range(1 + int(r.expovariate(0.9))))
                 discount = round(subtotal * r.choice((0.1, 0.15, 0.2))) if r.random() < 0.15 else 0
                 ship = 0 if subtotal - discount >= (5000 if when.year >= 2021 else 7500) else r.choice((599, 599, 799))
