@@ -138,7 +138,7 @@ def us_pools(seed: int = 5) -> dict[str, Any]:
     codes = IndependentUS(seed=seed + 2000).all_codes
     blocks: set[str] = set()
     while len(blocks) < 400:
-        code, _, _ = codes.pick(rng)  # type: ignore[misc]
+        code, _, _ = codes.pick(rng)
         exchange = rng.randint(200, 999)
         if exchange % 100 != 11 and exchange != 555:
             blocks.add(f"+1{code}{exchange}")
