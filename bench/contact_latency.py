@@ -61,7 +61,7 @@ class StaticResolver:
 
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 async def smtp_session(port: int, messages: list[bytes], rcpt: str, out: list[float]) -> None:
@@ -197,7 +197,7 @@ async def run(n: int, concurrency: int) -> None:
 
         events = await runtime.pool.fetchval("SELECT count(*) FROM events")
         await runner.cleanup()
-        print(f"contact latency: end of DATA / webhook receipt -> event committed and queued to the outbox")
+        print("contact latency: end of DATA / webhook receipt -> event committed and queued to the outbox")
         print(f"{n} messages per row; {events} events committed; target p99 < {TARGET_P99 * 1000:.0f} ms\n")
         print(f"{'channel':<24}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'mean ms':>9}{'p99/target':>12}")
         for label, vals in results.items():

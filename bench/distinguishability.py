@@ -1,29 +1,41 @@
 """Can a classifier tell canary customers from real ones?
 
-On its own embedded PostgreSQL, for two stand-ins of production data, both deliberately unlike the
+On its own embedded PostgreSQL, for three stand-ins of production data, all deliberately unlike the
 seeder's generator:
 
 - ``realistic``: :mod:`realistic_customers` (Korean census surname shares, mostly-unique phones and
   addresses in mixed formats, a long tail of e-mail domains, seasonality, legacy batches, id gaps);
+- ``independent``: :mod:`independent_customers`, en_US, from other real frequencies and another hand
+  (Census surnames, SSA first names by decade and sex, city / ZIP / area-code relations, US e-mail
+  providers by age and state, time zones, US seasonality): mostly cross-column correlations to learn;
 - ``shop``: ``canary.shop`` (the demo's fast generator: few distinct names/phones/addresses reused
   20-30 times each; kept so the effect of the data on the measure stays visible),
 
-1% canary customers are seeded by the real seeder (with child orders). Per-customer features are
-computed the way an insider with a full table dump would: shapes and lengths of every column, the
-frequency within the table of each value and of its parts (name, surname, e-mail local part and
-domain, phone block, address, region, road, rarest address token, region/postal-code pairs),
-e-mail/name consistency, id gaps to the neighbours, timestamps (hour, weekday, sub-second part,
-update batches) and order counts and totals. A gradient-boosting classifier (scikit-learn,
-stratified 5-fold) then tries to separate them; the benchmark prints the ROC AUC (0.5 =
-indistinguishable; target <= 0.55) and the five most telling single features.
+1% canary customers are seeded by the real seeder (with child orders; datastore locale ko_KR for the
+Korean tables, en_US for ``independent``). Per-customer features are computed the way an insider with
+a full table dump would: shapes and lengths of every column, the frequency within the table of each
+value and of its parts (name, surname, e-mail local part and domain, phone block, address, region,
+road, locality, rarest address token), of cross-column pairs (region/postal code, locality/postal
+code, region/phone area code, region/e-mail domain), e-mail/name consistency, id gaps to the
+neighbours, timestamps (hour, weekday, sub-second part, update batches) and order counts and totals.
+A gradient-boosting classifier (scikit-learn, stratified 5-fold) then tries to separate them; the
+benchmark prints the ROC AUC (0.5 = indistinguishable; target <= 0.55), the five most telling single
+features, and label-free rules a thief could apply without a classifier.
 
-Each generator is measured without contact pools (synthesis quality alone) and with realistic
-pools (what production uses: contact points must route back to us): 40 small domains we would own
-and owned numbers scattered over hundreds of 010 blocks; and with owned free-mail mailboxes at the
-table's own common providers (naver.com, gmail.com... in the table's proportions, forwarding to us)
-used before those domains.
+Each generator is measured without contact pools (synthesis quality alone) and with realistic pools
+shaped like its data (what production uses: contact points must route back to us): 40 small domains
+we would own and 800 owned numbers over 400 blocks (010 blocks for the Korean tables, exchanges in US
+area codes for ``independent``); and with owned free-mail mailboxes at the table's own common
+providers (naver.com / gmail.com, yahoo.com... in the table's proportions, forwarding to us) used
+before those domains.
 
-Usage: ``python bench/distinguishability.py [--customers 50000] [--rate 0.01] [--data realistic,shop]``
+``--traces`` first rewrites each table the way production wrote it (:mod:`history`: a transaction per
+signup, order and update, deleted accounts, vacuum) and adds physical-trace features (:mod:`traces`:
+xmin, xmax, heap block against key order, neighbours' keys and times, the key sequence), printing the
+AUC with and without them.
+
+Usage: ``python bench/distinguishability.py [--customers 50000] [--rate 0.01] [--data realistic,shop,independent]
+[--traces]``
 """
 
 from __future__ import annotations
@@ -37,16 +49,20 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import numpy as np
+from history import bulk_hint, replay
+from independent_customers import IndependentUS, create_independent_shop
 from realistic_customers import SURNAMES, RealisticKorea, create_realistic_shop
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
+from traces import fetch_traces, trace_features, trace_rules
 
 from canary.config import from_mapping
 from canary.crypto import Keyring, generate_key
@@ -58,7 +74,7 @@ from canary.store.embedded import PostgresServer
 from canary.store.registry import Registry
 
 
-def realistic_pools(seed: int = 5) -> dict[str, Any]:
+def korean_pools(seed: int = 5) -> dict[str, Any]:
     """40 plausible small-company / personal domains we would own (none of them a real customer's
     provider) and 800 owned mobile numbers scattered over 400 different 010 blocks."""
     rng = random.Random(seed)
@@ -75,18 +91,14 @@ def realistic_pools(seed: int = 5) -> dict[str, Any]:
     return {"email_domains": domains, "phone_numbers": phones}
 
 
-async def mailbox_pool(conn: asyncpg.Connection, n: int, seed: int = 7) -> list[dict[str, str]]:
+async def korean_mailboxes(conn: asyncpg.Connection, n: int, seed: int = 7) -> list[dict[str, str]]:
     """``n`` owned mailboxes at the table's own common free-mail providers, in the table's proportions
     (an operator opens them at naver.com, gmail.com...), each forwarding to a canary mail domain. The
     operator makes local parts up the way people do: from a made-up persona's romanised name (with
     birth digits...) or a handle (another population of :class:`RealisticKorea`, not the table's);
     the seeder then names each canary to fit its mailbox."""
     rng = random.Random(seed)
-    rows = await conn.fetch(
-        "SELECT lower(split_part(email, '@', 2)) AS d, count(*) AS n FROM customers WHERE email IS NOT NULL"
-        " GROUP BY 1 ORDER BY 2 DESC LIMIT 6"
-    )
-    domains, weights = [r["d"] for r in rows], [int(r["n"]) for r in rows]
+    domains, weights = await common_domains(conn)
     personas = RealisticKorea(seed=seed + 1000)
     out: list[dict[str, str]] = []
     seen: set[str] = set()
@@ -98,6 +110,94 @@ async def mailbox_pool(conn: asyncpg.Connection, n: int, seed: int = 7) -> list[
             seen.add(address.lower())
             out.append({"address": address, "forward_to": f"fw-{len(out):05d}@inbound.canary-mail.test"})
     return out
+
+
+async def common_domains(conn: asyncpg.Connection, k: int = 6) -> tuple[list[str], list[int]]:
+    """The table's ``k`` most common e-mail domains and their counts."""
+    rows = await conn.fetch(
+        "SELECT lower(split_part(email, '@', 2)) AS d, count(*) AS n FROM customers WHERE email IS NOT NULL"
+        " GROUP BY 1 ORDER BY 2 DESC LIMIT $1", k
+    )
+    return [r["d"] for r in rows], [int(r["n"]) for r in rows]
+
+
+def us_pools(seed: int = 5) -> dict[str, Any]:
+    """40 small domains we would own (family / studio / small-business names, none a real customer's
+    provider) and 800 owned numbers over 400 exchanges in US area codes, the codes drawn by the
+    population they serve (a VoIP provider sells numbers in any of them)."""
+    rng = random.Random(seed)
+    stems = ("maplecrest", "bluefinch", "harborlight", "tallpine", "quietbrook", "northfork", "redbarn", "copperkettle",
+             "stillwater", "ironbridge", "sagebrush", "westwind", "brightleaf", "foxglove", "oakhollow", "silverlake",
+             "goldenrod", "cobblestone", "driftwood", "wildflower")
+    tails = ("mail.com", ".net", "home.com", "studio.com", "family.net", ".us", "design.com", "works.com", "media.net", "co.com")
+    domains: list[str] = []
+    while len(domains) < 40:
+        d = f"{rng.choice(stems)}{rng.choice(tails)}".replace("..", ".")
+        if d not in domains:
+            domains.append(d)
+    codes = IndependentUS(seed=seed + 2000).all_codes
+    blocks: set[str] = set()
+    while len(blocks) < 400:
+        code, _, _ = codes.pick(rng)
+        exchange = rng.randint(200, 999)
+        if exchange % 100 != 11 and exchange != 555:
+            blocks.add(f"+1{code}{exchange}")
+    phones = sorted({f"{b}{rng.randint(0, 9999):04d}" for b in sorted(blocks) for _ in range(2)})
+    return {"email_domains": domains, "phone_numbers": phones}
+
+
+async def us_mailboxes(conn: asyncpg.Connection, n: int, seed: int = 7) -> list[dict[str, str]]:
+    """``n`` owned mailboxes at the table's own common free-mail providers (gmail.com, yahoo.com...),
+    in the table's proportions, each forwarding to a canary mail domain. Local parts are made up from
+    personas of another US population (:class:`IndependentUS` with another seed) the way US users
+    form them (first.last, birth years, nicknames, handles)."""
+    rng = random.Random(seed)
+    domains, weights = await common_domains(conn)
+    personas = IndependentUS(seed=seed + 1000)
+    out: list[dict[str, str]] = []
+    seen: set[str] = set()
+    while len(out) < n:
+        birth = dt.date(rng.randint(1950, 2004), rng.randint(1, 12), rng.randint(1, 28))
+        place = personas.place()
+        person = personas.person(birth, place.state)
+        local = personas.email_local(person, personas.area_code(place, birth, 2024))
+        address = f"{local}@{rng.choices(domains, weights)[0]}"
+        if address.lower() not in seen:
+            seen.add(address.lower())
+            out.append({"address": address, "forward_to": f"fw-{len(out):05d}@inbound.canary-mail.test"})
+    return out
+
+
+@dataclass(frozen=True)
+class Generator:
+    """A stand-in for production data, the datastore locale it is seeded with, and contact pools shaped
+    like it (``pools``: owned domains and numbers; ``mailboxes``: owned free-mail mailboxes)."""
+
+    create: Callable[[asyncpg.Connection, int], Awaitable[None]]
+    locale: str
+    pools: Callable[[], dict[str, Any]]
+    mailboxes: Callable[[asyncpg.Connection, int], Awaitable[list[dict[str, str]]]]
+    pools_label: str
+    bulk: str | None = None  # SQL: (last id, time) of the rows loaded in one bulk transaction (history.replay)
+
+
+async def _create_shop(conn: asyncpg.Connection, customers: int) -> None:
+    await create_shop(conn, customers, locale="ko_KR")
+
+
+# the launch migration: the rows created at the very first instant
+_KOREAN_LAUNCH = ("SELECT max(id), min(created_at) FROM customers"
+                  " WHERE created_at = (SELECT min(created_at) FROM customers)")
+# the legacy import: rows created before the most common updated_at of the first ids (the import's now())
+_US_IMPORT = ("WITH t AS (SELECT updated_at AS at FROM customers WHERE id < (SELECT min(id) + 100 FROM customers)"
+              " AND updated_at IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC LIMIT 1)"
+              " SELECT max(id), (SELECT at FROM t) FROM customers WHERE created_at < (SELECT at FROM t)")
+GENERATORS: dict[str, Generator] = {
+    "realistic": Generator(create_realistic_shop, "ko_KR", korean_pools, korean_mailboxes, "800 owned 010 numbers", _KOREAN_LAUNCH),
+    "shop": Generator(_create_shop, "ko_KR", korean_pools, korean_mailboxes, "800 owned 010 numbers"),
+    "independent": Generator(create_independent_shop, "en_US", us_pools, us_mailboxes, "800 owned numbers in US area codes",
+                             _US_IMPORT),
+}
 
 
 QUERY = """
@@ -113,9 +213,44 @@ FROM customers c ORDER BY c.id
 """
 
 
+_STATE_AT_END = re.compile(r"(?:,\s*|\s)([A-Za-z]{2})\.?(?:\s+\d{5}(?:-\d{4})?)?\s*$")
+
+
+def region_key(address: str) -> str:
+    """The address's top-level region as written: a US state code at its end (``..., Springfield, IL
+    62704`` -> ``IL``), else its first word (a Korean sido)."""
+    m = _STATE_AT_END.search(address)
+    if m:
+        return m.group(1).upper()
+    words = address.split()
+    return words[0] if words else ""
+
+
+def locality_key(address: str) -> str:
+    """The address's last two comma-separated parts without digits, lower case (``springfield|il``):
+    city and state in a US address, the detail in a Korean one."""
+    parts = [re.sub(r"[\d-]+", "", p).strip().lower() for p in address.split(",")]
+    return "|".join(parts[-2:]) if len(parts) > 1 else ""
+
+
+def area_of(digits: str) -> str:
+    """The area / trunk code of a phone number's digits (US: the three after an optional 1; else the
+    first three)."""
+    if len(digits) == 11 and digits.startswith("1"):
+        return digits[1:4]
+    return digits[:3]
+
+
+def name_parts(full: str) -> tuple[str, str]:
+    """(first, last) of a Latin-script name, lower-case letters only ('' for other scripts)."""
+    words = [re.sub(r"[^a-z]", "", w.lower()) for w in full.split() if w.isascii()]
+    words = [w for w in words if len(w) > 1 and w not in ("jr", "sr", "ii", "iii")]
+    return (words[0], words[-1]) if len(words) >= 2 else ("", "")
+
+
 def features(rows: Sequence[asyncpg.Record]) -> tuple[np.ndarray, list[str]]:
     """Per-customer features, frequency-encoded within the table (an insider sees the whole table)."""
-    def freq(values: list[str]) -> list[float]:
+    def freq(values: Sequence[object]) -> list[float]:
         counts = Counter(values)
         return [counts[v] / len(values) for v in values]
 
@@ -130,9 +265,14 @@ def features(rows: Sequence[asyncpg.Record]) -> tuple[np.ndarray, list[str]]:
     tokens = [re.sub(r"\d", "9", a).split() for a in addr]
     token_counts = Counter(t for ts in tokens for t in set(ts))
     romanised = {rom for _, roms, _ in SURNAMES for rom in roms if len(rom) > 1}
+    region = [region_key(a) for a in addr]
+    locality = [locality_key(a) for a in addr]
+    area = [area_of(d) for d in digits]
+    parts = [name_parts(n) for n in name]
+    digit_tail = [re.search(r"\d*$", x).group(0) for x in local]  # type: ignore[union-attr]
     created = [float(r["created"] or 0) for r in rows]
     updated = [r["updated"] for r in rows]
-    when = [dt.datetime.fromtimestamp(c, dt.timezone.utc) for c in created]
+    when = [dt.datetime.fromtimestamp(c, dt.UTC) for c in created]
     cols: dict[str, list[float]] = {
         "name_len": [len(n) for n in name],
         "name_shape_freq": freq([shape(n) for n in name]),
@@ -146,7 +286,11 @@ def features(rows: Sequence[asyncpg.Record]) -> tuple[np.ndarray, list[str]]:
         "email_has_surname": [float(any(w in romanised for w in re.findall(r"[a-z]+", x.lower()))
                                     or any(x.lower().startswith(s) or x.lower().endswith(s) for s in ("kim", "lee", "park", "choi")))
                               for x in local],
+        "email_has_name_part": [float(bool(f) and (f in x.lower() or la in x.lower() or x.lower().startswith(f[0] + la)))
+                                    for x, (f, la) in zip(local, parts, strict=True)],
+        "email_digit_tail_freq": freq(digit_tail),
         "email_domain_freq": freq(domain),
+        "email_domain_region_pair_freq": freq(list(zip(domain, region, strict=True))),
         "email_tld_freq": freq([d.rsplit(".", 2)[-1] if d.endswith(".kr") else d.rsplit(".", 1)[-1] for d in domain]),
         "phone_null": [float(not p) for p in phone],
         "phone_shape_freq": freq([shape(p) for p in phone]),
@@ -154,6 +298,7 @@ def features(rows: Sequence[asyncpg.Record]) -> tuple[np.ndarray, list[str]]:
         "phone_block_freq": freq([d[:7] for d in digits]),
         "phone_norm_block_freq": freq([d[-10:-4] for d in digits]),
         "phone_freq": freq(digits),
+        "phone_area_region_pair_freq": freq(list(zip(area, region, strict=True))),
         "addr_null": [float(not a) for a in addr],
         "addr_len": [len(a) for a in addr],
         "addr_tokens": [len(a.split()) for a in addr],
@@ -163,6 +308,9 @@ def features(rows: Sequence[asyncpg.Record]) -> tuple[np.ndarray, list[str]]:
         "addr_road_freq": freq([t[2] if len(t) > 2 else "" for t in tokens]),
         "addr_rarest_token": [float(min((token_counts[t] for t in ts), default=0)) for ts in tokens],
         "addr_postal_pair_freq": freq([f"{t[0] if t else ''}|{p[:2]}" for t, p in zip(tokens, postal)]),
+        "addr_locality_freq": freq(locality),
+        "addr_region_postal_pair_freq": freq([(g, p[:3]) for g, p in zip(region, postal, strict=True)]),
+        "addr_locality_postal_pair_freq": freq([(c, p[:3]) for c, p in zip(locality, postal, strict=True)]),
         "postal_len": [len(p) for p in postal],
         "postal_freq": freq(postal),
         "created": created,
@@ -216,12 +364,24 @@ def label_free(rows: Sequence[asyncpg.Record], orders: Sequence[asyncpg.Record])
     gaps = [r["upd_gap"] for r in rows]
     gap_counts = Counter(g for g in gaps if g is not None and g != 0)
     shared_gap = np.array([float(g is not None and g != 0 and gap_counts[g] > 1) for g in gaps])
+    # cross-column pairs held by no other row: an area code nobody else in the state has, a ZIP3 no one
+    # else in the city has (real rows have some: people move and keep their numbers)
+    addr = [r["address"] or "" for r in rows]
+    digits = [re.sub(r"\D", "", r["phone"] or "") for r in rows]
+    area_pairs = Counter((region_key(a), area_of(d)) for a, d in zip(addr, digits, strict=True) if a and d)
+    lonely_area = np.array([float(bool(a and d) and area_pairs[(region_key(a), area_of(d))] == 1)
+                            for a, d in zip(addr, digits, strict=True)])
+    postal = [r["postal_code"] or "" for r in rows]
+    zip_pairs = Counter((locality_key(a), p[:3]) for a, p in zip(addr, postal, strict=True) if a and p)
+    lonely_zip = np.array([float(bool(a and p) and zip_pairs[(locality_key(a), p[:3])] == 1)
+                           for a, p in zip(addr, postal, strict=True)])
     upd_frac = [r["updated"] is not None and r["updated"] % 1 != 0 for r in rows]
     upd_share = sum(upd_frac) / max(n, 1)
     upd_precision = np.array([float(f if upd_share < 0.5 else not f) for f in upd_frac])
     return {"created_on_the_line": derived, "created_out_of_id_order": out_of_order,
             "created_precision_rare": subsecond, "order_time_against_id_order": order_inv,
-            "update_gap_shared_exactly": shared_gap, "updated_precision_rare": upd_precision}
+            "update_gap_shared_exactly": shared_gap, "updated_precision_rare": upd_precision,
+            "area_code_alone_in_region": lonely_area, "postal3_alone_in_locality": lonely_zip}
 
 
 def auc(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
@@ -253,28 +413,44 @@ async def admin_each(server: PostgresServer, sql: str, names: Sequence[str]) -> 
         await admin.close()
 
 
-GENERATORS = ("realistic", "shop")
+@dataclass(frozen=True)
+class Outcome:
+    auc: float
+    auc_traces: float | None  # with the physical-trace features (``--traces``)
+
+
+def print_rules(rules: dict[str, np.ndarray], y: np.ndarray) -> None:
+    for name, flags in rules.items():
+        c, r = flags[y == 1].mean(), flags[y == 0].mean()
+        verdict = "TELL" if c > max(2 * r, r + 0.02) else "ok"
+        print(f"    {name:<30} canaries {c:6.1%}  real {r:6.1%}  {verdict}")
 
 
 async def run(
-    server: PostgresServer, data: str, customers: int, rate: float, pools: dict[str, Any] | None, label: str, top_n: int = 5
-) -> float:
+    server: PostgresServer, data: str, customers: int, rate: float, pools: dict[str, Any] | None, label: str,
+    top_n: int = 5, traces: bool = False,
+) -> Outcome:
+    gen = GENERATORS[data]
     db = f"dist_{int(time.time() * 1000) % 10**9}"
     await admin_each(server, 'CREATE DATABASE "{name}"', (db, db + "_ctl"))
     conn = await asyncpg.connect(server.dsn(db))
     t0 = time.perf_counter()
-    if data == "shop":
-        await create_shop(conn, customers, locale="ko_KR")
-    else:
-        await create_realistic_shop(conn, customers)
+    await gen.create(conn, customers)
+    history = ""
+    if traces:  # write the table the way production wrote it (its physical traces are the baseline)
+        upto, at = await bulk_hint(conn, gen.bulk)
+        stats = await replay(conn, bulk_upto=upto, bulk_at=at)
+        history = f", history replayed: {stats['transactions']:,.0f} transactions in {stats['seconds']:.1f}s"
+    built = time.perf_counter() - t0
     real = await conn.fetchval("SELECT count(*) FROM customers")
     count = max(1, round(real * rate))
     if pools is not None and pools.get("mailboxes") == "auto":
-        pools = {**pools, "mailboxes": await mailbox_pool(conn, count + count // 5)}
+        pools = {**pools, "mailboxes": await gen.mailboxes(conn, count + count // 5)}
     cfg = from_mapping({
         "control": {"dsn": server.dsn(db + "_ctl")},
         "seeding": pools or {},
-        "datastores": [{"name": "shop", "dsn": server.dsn(db), "locale": "en_US", "tables": [{"table": "public.customers", "count": count}]}],
+        "datastores": [{"name": "shop", "dsn": server.dsn(db), "locale": gen.locale,
+                        "tables": [{"table": "public.customers", "count": count}]}],
     })
     store = ControlStore(cfg)
     await store.open()
@@ -288,34 +464,46 @@ async def run(
         await store.close()
     rows = await conn.fetch(QUERY)
     orders = await conn.fetch(ORDERS)
+    trace_rows, seq_last = await fetch_traces(conn) if traces else ([], None)
     await conn.close()
+    await admin_each(server, 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', (db, db + "_ctl"))
     x, names = features(rows)
     y = np.array([1 if r["id"] in canary_ids else 0 for r in rows])
     score, _ = auc(x, y)
     top = single_feature_auc(x, y, names)[:top_n]
-    print(f"{data} data, {label}: {real:,} real + {int(y.sum()):,} canaries (built + seeded in {time.perf_counter() - t0:.1f}s, "
+    print(f"{data} data ({gen.locale}), {label}: {real:,} real + {int(y.sum()):,} canaries (built in {built:.1f}s{history}; "
           f"seeding {seeded:.1f}s)")
     for w in result.warnings:
         if "configured" not in w:
             print(f"  seeder warning: {w}")
     print(f"  ROC AUC (5-fold, gradient boosting, {x.shape[1]} features): {score:.3f}   target <= 0.55")
-    print(f"  most telling single features (AUC alone): " + ", ".join(f"{n} {d:.3f}" for n, d in top))
-    rules = label_free(rows, orders)
+    print("  most telling single features (AUC alone): " + ", ".join(f"{n} {d:.3f}" for n, d in top))
     print("  label-free rules, share flagged (canaries vs real rows; a tell when canaries are flagged more):")
-    for name, flags in rules.items():
-        c, r = flags[y == 1].mean(), flags[y == 0].mean()
-        verdict = "TELL" if c > max(2 * r, r + 0.02) else "ok"
-        print(f"    {name:<30} canaries {c:6.1%}  real {r:6.1%}  {verdict}")
-    await admin_each(server, 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', (db, db + "_ctl"))
-    return score
+    print_rules(label_free(rows, orders), y)
+    score_t = None
+    if traces:
+        if [r["id"] for r in trace_rows] != [r["id"] for r in rows]:
+            raise RuntimeError("trace rows and feature rows differ")
+        tx, tnames = trace_features(trace_rows, seq_last)
+        xt, all_names = np.hstack([x, tx]), names + tnames
+        score_t, _ = auc(xt, y)
+        top_t = single_feature_auc(xt, y, all_names)[:top_n]
+        print(f"  with physical traces ({tx.shape[1]} more features: xmin, xmax, ctid block, key and time neighbours, "
+              f"sequence): ROC AUC {score_t:.3f}")
+        print("  most telling single features with traces: " + ", ".join(f"{n} {d:.3f}" for n, d in top_t))
+        print("  label-free trace rules:")
+        print_rules(trace_rules(trace_rows), y)
+    return Outcome(score, score_t)
 
 
 async def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--customers", type=int, default=50_000)
     ap.add_argument("--rate", type=float, default=0.01)
-    ap.add_argument("--data", default=",".join(GENERATORS), help="comma-separated: realistic, shop")
+    ap.add_argument("--data", default=",".join(GENERATORS), help=f"comma-separated: {', '.join(GENERATORS)}")
     ap.add_argument("--top", type=int, default=5, help="single features to print per run")
+    ap.add_argument("--traces", action="store_true",
+                    help="replay each table's write history first and add physical-trace features (xmin, ctid...)")
     args = ap.parse_args(argv)
     wanted = [d for d in args.data.split(",") if d]
     unknown = set(wanted) - set(GENERATORS)
@@ -324,21 +512,27 @@ async def main(argv: Sequence[str] | None = None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="canary-dist-"))
     server = PostgresServer(tmp)
     await asyncio.to_thread(server.start)
-    results: list[tuple[str, float, float, float]] = []
+    results: list[tuple[str, Outcome, Outcome, Outcome]] = []
     try:
         for data in wanted:
-            plain = await run(server, data, args.customers, args.rate, None, "without contact pools", args.top)
-            pooled = await run(server, data, args.customers, args.rate, realistic_pools(), "with 40 owned domains + 800 owned numbers", args.top)
-            boxed = await run(server, data, args.customers, args.rate, {**realistic_pools(), "mailboxes": "auto"},
-                              "with owned mailboxes at the table's free-mail providers + 800 owned numbers", args.top)
+            gen = GENERATORS[data]
+            common = (args.customers, args.rate)
+            plain = await run(server, data, *common, None, "without contact pools", args.top, args.traces)
+            pooled = await run(server, data, *common, gen.pools(), f"with 40 owned domains + {gen.pools_label}", args.top, args.traces)
+            boxed = await run(server, data, *common, {**gen.pools(), "mailboxes": "auto"},
+                              f"with owned mailboxes at the table's free-mail providers + {gen.pools_label}", args.top, args.traces)
             results.append((data, plain, pooled, boxed))
     finally:
         await asyncio.to_thread(server.destroy)
         shutil.rmtree(tmp, ignore_errors=True)
-    print("\nROC AUC (0.5 = indistinguishable, target <= 0.55)")
-    print(f"  {'data':<10} {'no pools':>9} {'domains':>9} {'mailboxes':>10}")
+    print("\nROC AUC (0.5 = indistinguishable, target <= 0.55)" + ("; with physical traces after the slash" if args.traces else ""))
+    print(f"  {'data':<12} {'no pools':>13} {'domains':>13} {'mailboxes':>13}")
+
+    def cell(o: Outcome) -> str:
+        return f"{o.auc:.3f}" + (f" / {o.auc_traces:.3f}" if o.auc_traces is not None else "")
+
     for data, plain, pooled, boxed in results:
-        print(f"  {data:<10} {plain:>9.3f} {pooled:>9.3f} {boxed:>10.3f}")
+        print(f"  {data:<12} {cell(plain):>13} {cell(pooled):>13} {cell(boxed):>13}")
 
 
 if __name__ == "__main__":

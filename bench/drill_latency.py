@@ -61,7 +61,7 @@ async def drills(runs: int) -> None:
 
 
 def _events(n: int, batch: int) -> list[DetectionEvent]:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     return [DetectionEvent(kind=EventKind.CONTACTED, source="bench", key=event_key("b", n, i), group=f"g{n}-{i % 10}",
                            canary_id=None, observed_at=now, actor={"sender": f"s{i}@x.example"}) for i in range(batch)]
 

@@ -82,7 +82,7 @@ def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def run(server: PostgresServer, data_dir: Path, *, label: str, events: int, sources: int, per_incident: int,
@@ -105,7 +105,7 @@ async def run(server: PostgresServer, data_dir: Path, *, label: str, events: int
         "INSERT INTO canaries (uid, kind, datastore, label, location_enc, location_idx, key_id)"
         " SELECT 'b'||g, 'customer', 'shop', 'shop/public.customers', '\\x00', int8send(g), 'k'"
         " FROM generate_series(1, $1) g RETURNING id", events)]
-    t0 = dt.datetime.now(dt.timezone.utc)
+    t0 = dt.datetime.now(dt.UTC)
     evs = [DetectionEvent(kind=EventKind.READ, source="bench", key=event_key("bench", label, i),
                           group=f"{label}-q{i // per_incident}", canary_id=canary_ids[i],
                           observed_at=t0 + dt.timedelta(microseconds=i), actor={"user": "mallory"},

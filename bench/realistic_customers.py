@@ -1,3 +1,4 @@
+# ruff: noqa: SIM905 (word lists read best as one string)
 """Realistic Korean customer data for the distinguishability benchmark (stands in for production).
 
 Written independently of the seeder (nothing from ``canary.seeding``), with the quirks
@@ -71,7 +72,7 @@ SYLLABLES: dict[str, tuple[str, ...]] = {
     "원": ("won",), "빈": ("bin",), "규": ("kyu", "gyu"), "나": ("na",), "린": ("rin",), "율": ("yul",), "인": ("in",),
     "화": ("hwa",), "자": ("ja",), "순": ("soon", "sun"), "옥": ("ok",), "남": ("nam",), "기": ("ki", "gi"),
     "광": ("kwang",), "범": ("beom", "bum"), "욱": ("wook", "uk"), "람": ("ram",), "솔": ("sol",), "한": ("han",),
-    "세": ("se",), "가": ("ga",), "보": ("bo",), "누": ("nu",), "혜": ("hye",), "명": ("myung", "myeong"),
+    "세": ("se",), "가": ("ga",), "보": ("bo",), "누": ("nu",), "명": ("myung", "myeong"),
     "일": ("il",), "종": ("jong",), "창": ("chang",), "형": ("hyung", "hyeong"), "대": ("dae",), "병": ("byung",),
     "춘": ("chun",), "말": ("mal",), "분": ("bun",), "덕": ("duk", "deok"), "란": ("ran",), "향": ("hyang",),
 }
@@ -335,7 +336,7 @@ class RealisticKorea:
         created.sort()
         launch = start.replace(hour=0, minute=0, second=0, microsecond=0)
         created = [launch] * launch_batch + created
-        reconsent = dt.datetime(now.year - 1, 3, 15, 3, 0, tzinfo=dt.timezone.utc)
+        reconsent = dt.datetime(now.year - 1, 3, 15, 3, 0, tzinfo=dt.UTC)
         rows: list[tuple[object, ...]] = []
         emails: set[str] = set()
         households: list[tuple[str, str, str, str]] = []  # (address, postal, sido, landline)
@@ -414,7 +415,7 @@ async def create_realistic_shop(conn: asyncpg.Connection, customers: int, seed: 
     """The ``canary.shop`` schema filled with ``customers`` realistic Korean customers and their orders
     (about 3% of accounts closed and deleted with their orders: their ids are gaps)."""
     gen = RealisticKorea(seed)
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     rows = gen.customers(int(customers / 0.97), now)
     kept = [row for row in rows if gen.rng.random() >= 0.03]
     orders = gen.orders(kept, now)
