@@ -71,7 +71,7 @@ from canary.seeding.synth.shapes import (
     semantic_of,
 )
 from canary.seeding.synth.synthesizer import RowContext, Synthesizer, SynthRow, timestamp_text
-from canary.seeding.synth.times import Precision, between
+from canary.seeding.synth.times import EXACT, Precision, between
 from canary.store import describe_error, detection_objects, sessions
 from canary.store.registry import NewCanary, Registry, ValueKind, active_values, location_key, recognise, value_purpose
 
@@ -86,6 +86,8 @@ MAX_ATTEMPTS = 20
 #: or, for dated rows, TIME_GAPS around each row's time, streamed FETCH_GAPS at a time (memory bounded by
 #: the rows placed, never by the table)
 GAP_SAMPLE = 8
+#: rows newest by key whose times show the precision rows written today have
+RECENT_ROWS = 200
 MIN_GAPS = 2000
 TIME_GAPS = 50
 FETCH_GAPS = 2000
@@ -360,11 +362,11 @@ class PostgresSeeder:
                "like each sign-up's)",
                "key: the sequence's next value at that time and created at that transaction's time, at the table's "
                "precision (the end of the key range, as every new row)"]
-        out.append(f"statistics: each sign-up also writes the tripwire's membership table ({w.target.table} keys in "
+        out.extend([f"statistics: each sign-up also writes the tripwire's membership table ({w.target.table} keys in "
                    "the detection schema); its n_tup_ins in pg_stat_user_tables, which every role may read, moves in the "
                    "same second as the table's, so a role polling both can tell which second a canary arrived in",
                    "reads: each sign-up first samples the table and counts its values (seq_scan / seq_tup_read in "
-                   "pg_stat_user_tables move in that second too)")
+                   "pg_stat_user_tables move in that second too)"])
         h = w.habit
         if h is not None and h.delays:
             out.append(f"updates: {h.share:.0%} of real rows were updated after their insert; each canary gets one update "
@@ -829,6 +831,10 @@ class PostgresSeeder:
         _in_key_order(placed, gap_of)
         holes = [p for p in range(n) if placed[p] is None]
         now = dt.datetime.now(dt.timezone.utc)  # rows past the last key are the newest: dated now
+        if holes and created:  # at the precision today's rows have (a legacy import's whole days are history)
+            precision, newest = await self._recent_precision(conn, info, created)
+            now = precision.cut(now, self.rng, newest if newest is not None and newest <= now else None, now)
+            precision = EXACT
         if holes and not info.pk_sequence:
             top = await conn.fetchval(f"SELECT max({pk}) FROM {tbl}")
             key = int(top) if top is not None else self.rng.randint(0, 999)
@@ -1106,6 +1112,17 @@ class PostgresSeeder:
         bounds = " OR ".join(f"({p.constraint})" for p in leaves) or "false"
         found = await conn.fetch(_rows_sql(info, key, f"coalesce(({bounds}), false)"), *[[r.get(c) for r in rows] for c in key])
         return [bool(r["v"]) for r in found]
+
+    async def _recent_precision(self, conn: asyncpg.Connection, info: TableInfo, column: str) -> tuple[Precision, dt.datetime | None]:
+        """The precision of ``column`` among the RECENT_ROWS newest rows by key (what the application
+        writes today), and the latest of those times (read quietly by the caller's transaction)."""
+        key = ", ".join(f"{ident(c)} DESC" for c in info.primary_key)
+        rows = await conn.fetch(
+            f"SELECT extract(epoch FROM {ident(column)})::float8 AS e, {ident(column)}::text AS t FROM {qualified(info.schema, info.name)}"
+            f" WHERE {ident(column)} IS NOT NULL ORDER BY {key} LIMIT {RECENT_ROWS}")
+        times = [t for t in (parse_ts(r["t"]) for r in rows) if t is not None]
+        newest = max(times, default=None) if times and all(t.tzinfo is not None for t in times) else None
+        return Precision.of(r["e"] for r in rows), newest
 
     def _cut(self, precision: Precision, when: dt.datetime | None, lo: dt.datetime | None = None,
              hi: dt.datetime | None = None) -> dt.datetime | None:
@@ -1467,9 +1484,10 @@ class PostgresSeeder:
         transaction's time, cut to the column's precision."""
         pk_col = info.column(info.primary_key[0])
         created = created_column(info)
-        created_prof = prof.col(created) if created else None
-        precision = Precision.of(prof.created_epochs or (created_prof.numbers if created_prof is not None else ()))
-        at = precision.cut(when, self.rng) if created else None
+        at = None
+        if created:  # at the precision the newest rows have, never before the newest one
+            precision, newest = await self._recent_precision(conn, info, created)
+            at = precision.cut(when, self.rng, newest if newest is not None and newest <= when else None, when)
         if pk_col.base_type not in _INTEGER_TYPES:
             return RowContext(pk=self._random_key(pk_col.base_type, prof, pk_col.name), created=at)
         if info.pk_sequence:
@@ -1698,10 +1716,9 @@ class PostgresSeeder:
                 return False
             tbl = qualified(info.schema, info.name)
             key = info.column(info.primary_key[0])
-            recent = await conn.fetch(f"SELECT extract(epoch FROM {ident(col.name)})::float8 AS e FROM {tbl}"
-                                      f" WHERE {ident(col.name)} IS NOT NULL ORDER BY {ident(key.name)} DESC LIMIT 200")
+            precision, _ = await self._recent_precision(conn, info, col.name)
             now = await self._now(conn)
-            at = Precision.of(r["e"] for r in recent).cut(now, self.rng)
+            at = precision.cut(now, self.rng, None, now)
             await conn.execute(f"UPDATE {tbl} SET {ident(col.name)} = $1::timestamptz::{col.type}"
                                f" WHERE {ident(key.name)} = $2::text::{key.type}", at, pk)
             fp = self._fingerprint(slot.target, pk, (await self._row_texts(conn, info, [pk]))[pk])

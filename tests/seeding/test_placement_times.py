@@ -68,12 +68,31 @@ async def test_canary_times_are_drawn_in_order_at_the_neighbours_precision(
     assert checked >= 35 and on_line <= 1
 
 
+def test_whole_days_at_the_tables_own_hour_are_a_precision() -> None:
+    """A legacy import at Seoul midnight (15:00 UTC) is whole days at phase 15:00: a time drawn
+    between two of its rows is cut to a 15:00 between them; between live rows whole seconds stay
+    whole seconds; a grain that does not fit between the neighbours gives way to a finer one."""
+    base = dt.datetime(2020, 1, 1, 15, 0, tzinfo=dt.timezone.utc)
+    legacy = Precision.of([(base + dt.timedelta(days=i)).timestamp() for i in range(40)])
+    assert legacy.cumulative[0] == 1.0 and legacy.phases[0] == 15 * 3_600_000_000
+    rng = random.Random(3)
+    lo, hi = base + dt.timedelta(days=2), base + dt.timedelta(days=9)
+    for _ in range(50):
+        t = legacy.cut(between(lo, hi, rng), rng, lo, hi)
+        assert lo <= t <= hi and (t.hour, t.minute, t.second, t.microsecond) == (15, 0, 0, 0)
+    near = base + dt.timedelta(days=3, hours=2)
+    cut = legacy.cut(near + dt.timedelta(seconds=90.5), rng, near, near + dt.timedelta(minutes=5))
+    assert near <= cut <= near + dt.timedelta(minutes=5)  # no 15:00 fits: a finer grain
+    live = Precision.of([1_700_000_001.0 + 37 * i for i in range(40)])
+    assert live.cumulative[2] < 0.2 and live.cumulative[3] == 1.0
+
+
 def test_precision_is_learnt_and_cut_inside_the_bounds() -> None:
     """Precision.of counts whole seconds, milliseconds and microseconds; a cut time stays within the
     given neighbours; between() never returns a point outside them."""
     whole = 1_700_000_000.0
     p = Precision.of([whole] * 6 + [whole + 0.25] * 2 + [whole + 0.123456] * 2)
-    assert p.cumulative == (0.6, 0.8, 1.0)
+    assert p.cumulative == (0.0, 0.0, 0.0, 0.6, 0.8, 1.0)
     rng = random.Random(1)
     lo = dt.datetime(2024, 1, 1, 10, 0, 0, 900_000, tzinfo=dt.timezone.utc)
     hi = dt.datetime(2024, 1, 1, 10, 0, 1, 100_000, tzinfo=dt.timezone.utc)
