@@ -108,6 +108,12 @@ class TableTarget(_Model):
     def _over(cls, v: object) -> float:
         return parse_duration(v)
 
+    @model_validator(mode="after")
+    def _trickle_rows(self) -> TableTarget:
+        if self.mode == "trickle" and self.credential is not None:
+            raise ValueError("mode = \"trickle\" writes customer rows; credential canaries are placed backdated (leave mode out)")
+        return self
+
     @field_validator("table")
     @classmethod
     def _plain_name(cls, v: str) -> str:

@@ -146,3 +146,18 @@ def test_compose_file_structure() -> None:
     assert conf["datastores"][0]["jsonlog_dir"] == pg_log.split(":")[1]
     assert all("password" not in str(v).lower() or "_FILE" in str(v) for v in (pg.get("environment") or {}))
     assert os.path.basename(canary["command"][0]) == "canary"
+
+
+def test_trickle_mode_is_validated() -> None:
+    """trickle_over takes a duration; a trickle target of credential canaries is refused by name."""
+    ds = {"name": "shop", "dsn": "postgresql://u@localhost/shop"}
+    cfg = from_mapping({"datastores": [{**ds, "tables": [{"table": "customers", "mode": "trickle", "trickle_over": "3d"}]}]})
+    assert cfg.datastores[0].tables[0].trickle_over == 3 * 86400.0
+    with pytest.raises(ConfigError) as err:
+        from_mapping({"datastores": [{**ds, "tables": [{"table": "keys", "credential": "auto", "mode": "trickle"}]}]})
+    assert "datastores[0].tables[0]" in str(err.value) and "credential canaries" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        from_mapping({"datastores": [{**ds, "tables": [{"table": "customers", "mode": "sometimes"}]}]})
+    assert "mode" in str(err.value)
+    with pytest.raises(ConfigError):
+        from_mapping({"datastores": [{**ds, "tables": [{"table": "customers", "mode": "trickle", "trickle_over": "0s"}]}]})
