@@ -1404,7 +1404,22 @@ class PostgresSeeder:
         """Write what is due of the trickle targets' schedules (:mod:`canary.seeding.trickle`), each
         sign-up and each update in its own transaction; settle first what an interrupted run left
         inflight. ``schedule`` (``canary seed``) first gives each trickle target the sign-up slots it
-        lacks; the scheduler only runs schedules that exist (a retired target's is forgotten)."""
+        lacks; the scheduler only runs schedules that exist (a retired target's is forgotten). One run
+        per datastore at a time, across processes (a control-store advisory lock): another listener or
+        `canary trickle` meanwhile returns at once."""
+        pool = self.registry.pool
+        async with pool.acquire() as lock:
+            name = f"trickle:{self.ds.name}"
+            if not await lock.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", name):
+                pending, next_due = await trickling.pending_counts(pool, self.ds.name)
+                return trickling.TrickleResult(self.ds.name, {}, {}, {}, 0, pending, next_due,
+                                               ["another trickle run of this datastore is in progress; nothing done"])
+            try:
+                return await self._trickle(schedule, now)
+            finally:
+                await lock.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", name)
+
+    async def _trickle(self, schedule: bool, now: dt.datetime | None) -> trickling.TrickleResult:
         targets = self._trickle_targets()
         pool = self.registry.pool
         warnings: list[str] = []

@@ -391,6 +391,22 @@ async def test_a_simulated_clock_dates_the_schedule_and_the_rows(
     assert all(r["created_at"] == sim[0].replace(microsecond=0) for r in new)
 
 
+async def test_concurrent_runs_write_each_sign_up_once(
+    target_dsn: str, make_config: MakeConfig, store: ControlStore, keyring: Keyring
+) -> None:
+    """Two listeners (or a listener and `canary trickle`) running the same datastore's trickle at once:
+    one does the work, the other returns at once saying so; every sign-up is written exactly once."""
+    await _members(target_dsn)
+    cfg = _config(make_config, target_dsn, 4, over="1s")
+    one, two = (PostgresSeeder.from_config(cfg, "shop", Registry(store.pool, keyring), seed=s) for s in (1, 2))
+    await one.trickle(schedule=True, now=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc))
+    results = await asyncio.gather(one.trickle(now=FAR), two.trickle(now=FAR))
+    assert sorted(sum(r.signups.values()) for r in results) == [0, 4]
+    assert any("in progress" in w for r in results for w in r.warnings)
+    assert len(await Registry(store.pool, keyring).active("shop")) == 4 and len(await _rows(target_dsn)) == 1204
+    assert (await two.trickle(now=FAR)).signups == {}
+
+
 def test_arrivals_follow_the_hours_customers_sign_up_at() -> None:
     """Sign-ups drawn against a table whose customers sign up 09:00-18:00 UTC on weekdays land there
     far more often than a uniform draw would (5/14 of the week's hours); an empty profile is uniform."""
