@@ -189,6 +189,19 @@ async def pending_fingerprints(db: asyncpg.Pool | asyncpg.Connection, datastore:
     return {r["canary_id"]: bytes(r["fingerprint"]) for r in rows}
 
 
+async def summary(db: asyncpg.Pool | asyncpg.Connection) -> list[asyncpg.Record]:
+    """Per datastore and target: sign-ups written / to come, later updates and rows to come, the next
+    due time and the slots an interrupted run left inflight (``canary status``)."""
+    return list(await db.fetch(
+        "SELECT datastore, target,"
+        " count(*) FILTER (WHERE kind = 'signup' AND state = 'done') AS arrived,"
+        " count(*) FILTER (WHERE kind = 'signup' AND state IN ('pending', 'inflight')) AS to_come,"
+        " count(*) FILTER (WHERE kind <> 'signup' AND state IN ('pending', 'inflight')) AS later,"
+        " count(*) FILTER (WHERE state = 'inflight') AS inflight,"
+        " min(due_at) FILTER (WHERE state IN ('pending', 'inflight')) AS next_due"
+        " FROM trickle_slots GROUP BY 1, 2 ORDER BY 1, 2"))
+
+
 async def forget(conn: asyncpg.Connection, datastore: str, targets: Sequence[str]) -> None:
     """Drop the schedule of retired targets (slots not yet written never will be)."""
     await conn.execute("DELETE FROM trickle_slots WHERE datastore = $1 AND target = ANY($2::text[])", datastore, list(targets))

@@ -363,6 +363,8 @@ def test_the_cli_plans_schedules_and_runs_a_trickle(
     assert doc["signups"] == {} and doc["pending"] == {"public.members": 4} and doc["next_due"]
     assert main([*base, "trickle"]) == 0
     assert "public.members: 4 to come" in capsys.readouterr().out
+    assert main([*base, "status"]) == 0
+    assert "trickle shop/public.members: 0 arrived, 4 to come, 0 later updates / rows, next due" in capsys.readouterr().out
 
 
 async def _members(dsn: str) -> None:

@@ -1,7 +1,7 @@
 """``canary status``: what is deployed, whether detection is healthy, and how the last drill went.
 
 Read from the control store only (no master key needed): canary counts per datastore, label and
-kind (never values or locations), the last event per source, checkpoint ages, standbys whose log is
+kind (never values or locations), trickle schedules (what arrived, what is to come), the last event per source, checkpoint ages, standbys whose log is
 not ingested, the outbox backlog
 and dead letters, the detection objects recorded by the seeder, recent rejects, the last drill run,
 and drill tags that match no registered drill run (someone marked their traffic ``canary-drill:``;
@@ -19,6 +19,7 @@ import asyncpg
 
 from canary.app.commands import load_config
 from canary.postgres.jsonlog import behind_bytes
+from canary.seeding import trickle
 from canary.store import ControlStore, checkpoints, detection_objects, registry, rejects
 
 
@@ -60,6 +61,7 @@ async def gather(pool: asyncpg.Pool, stall_after: float = 60.0) -> dict[str, Any
         "  (SELECT 1 FROM drill_runs r WHERE i.drill = r.id OR i.drill LIKE r.id || '/%')"
         ") AS u ORDER BY created_at DESC LIMIT 20")
 
+    schedules = await trickle.summary(pool)
     gaps = await pool.fetch(
         "SELECT id, group_key, first_seen, last_seen FROM incidents WHERE status <> 'resolved'"
         " AND group_key LIKE 'standby-gap:%' ORDER BY id")
@@ -83,6 +85,9 @@ async def gather(pool: asyncpg.Pool, stall_after: float = 60.0) -> dict[str, Any
         "inventory": [{"datastore": r["datastore"], "label": r["label"], "kind": r["kind"], "count": r["n"],
                        "newest": r["newest"].isoformat()} for r in inventory],
         "retired_canaries": retired,
+        "trickle": [{"datastore": r["datastore"], "target": r["target"], "arrived": r["arrived"], "to_come": r["to_come"],
+                     "later_writes": r["later"], "inflight": r["inflight"],
+                     "next_due": r["next_due"].isoformat() if r["next_due"] else None} for r in schedules],
         "detection": {
             "sources": [{"source": r["source"], "last_event": r["last"].isoformat(), "last_event_age_s": age(r["last"]),
                          "events": r["n"], "events_24h": r["day"]} for r in sources],
@@ -129,6 +134,10 @@ def render_text(doc: dict[str, Any]) -> str:
         out.append(f"  {r['datastore']:<16} {r['label']:<40} {r['kind']:<11} {r['count']:>6}")
     if doc["retired_canaries"]:
         out.append(f"  ({doc['retired_canaries']} retired)")
+    for t in doc["trickle"]:
+        out.append(f"  trickle {t['datastore']}/{t['target']}: {t['arrived']} arrived, {t['to_come']} to come, "
+                   f"{t['later_writes']} later updates / rows" + (f", next due {t['next_due'][:19]}" if t["next_due"] else "")
+                   + (f", {t['inflight']} inflight (settled by the next run)" if t["inflight"] else ""))
     det = doc["detection"]
     out += ["", "Detection health", "  last event per source:"]
     out += [f"    {r['source']:<34} {_age(r['last_event_age_s']):>12}  ({r['events']} events, {r['events_24h']} in 24h)"
