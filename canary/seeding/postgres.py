@@ -1307,7 +1307,8 @@ class PostgresSeeder:
                                 await conn.execute(f"ALTER TABLE {qualified(b.info.schema, b.info.name)} FORCE ROW LEVEL SECURITY")
                             children[b.target] = children.get(b.target, 0) + len(b.rows)
                         added[w.info.target] = len(w.planned)
-                    await self._arm_children(conn, ctl, works)
+                    if slot is None:  # a sign-up writes no child rows (they come later, armed then)
+                        await self._arm_children(conn, ctl, works)
                 except BaseException:
                     await ctr.rollback()
                     raise
@@ -1377,8 +1378,10 @@ class PostgresSeeder:
             await self._arm_child_table(conn, ctl, target, pks, sorted({w.info.target for w in works}), armed.get(target))
 
     async def _arm_child_table(self, conn: asyncpg.Connection, ctl: asyncpg.Connection, target: str, pks: Collection[str],
-                               child_of: Sequence[str], prior: Mapping[str, Any] | None) -> None:
-        """The tripwire on one table holding rows written for canaries of ``child_of``, for keys ``pks``."""
+                               child_of: Sequence[str], prior: Mapping[str, Any] | None, added: int = 0) -> None:
+        """The tripwire on one table holding rows written for canaries of ``child_of``, for keys ``pks``.
+        ``added`` of them new to a table armed before: when its policy is current and its filter keeps
+        its size, only the members change (no DDL, no lock)."""
         info = await introspect(conn, target, datastore=self.ds.name)
         tw = self.tripwire
         foreign = [p for p in info.policies if p[0] not in (tw.policy, tw.permissive)]
@@ -1386,8 +1389,11 @@ class PostgresSeeder:
             self.log.warning("seed.child_not_armed", table=target, reason="its policies are disabled")
             return
         pk_type, base_type = _key_types(info)
-        for stmt in self._detection_statements(info, base_type, sorted(pks)):
-            await conn.execute(stmt)
+        current = (prior is not None and 0 < added < len(pks) and self._policy_present(info) and not self._guard_stale(info)
+                   and not self._partition_problems(info) and bits_for(len(pks)) == bits_for(len(pks) - added))
+        if not current:
+            for stmt in self._detection_statements(info, base_type, sorted(pks)):
+                await conn.execute(stmt)
         await self.tripwire.set_members(conn, target, pk_type, base_type, sorted(pks))
         details: dict[str, Any] = dict(prior) if prior else {"rls_enabled_before": info.rls_enabled, "rls_forced_before": info.rls_forced,
                                              "permissive_policy": None if info.rls_enabled else tw.permissive, "schema_created": False}
@@ -1634,9 +1640,11 @@ class PostgresSeeder:
                     armed = await detection_objects.children(ctl, self.ds.name)
                     keys = await self._child_keys(await self._all_existing())
                     for target in sorted({w["target"] for w in written}):
-                        pks = {pk for _, pk, _ in keys.get(target, ())} | {w["pk"] for w in written if w["target"] == target}
+                        new = {w["pk"] for w in written if w["target"] == target}
+                        pks = {pk for _, pk, _ in keys.get(target, ())} | new
                         prior = armed.get(target)
-                        await self._arm_child_table(conn, ctl, target, pks, [*(prior or {}).get("child_of", ()), slot.target], prior)
+                        await self._arm_child_table(conn, ctl, target, pks, [*(prior or {}).get("child_of", ()), slot.target], prior,
+                                                    added=len(new))
                     await trickling.mark_inflight(ctl, slot)
                 except BaseException:
                     await ctr.rollback()

@@ -275,12 +275,16 @@ async def test_a_trickle_customers_orders_come_later_each_in_its_own_transaction
             " JOIN public.customers c ON c.id = o.customer_id WHERE o.customer_id = ANY($1::bigint[]) ORDER BY o.id", pks)
         items = await conn.fetchval("SELECT count(*) FROM public.order_items i JOIN public.orders o ON o.id = i.order_id"
                                     " WHERE o.customer_id = ANY($1::bigint[])", pks)
+        policy_xmin = await conn.fetchval("SELECT xmin::text FROM pg_policy WHERE polrelid = 'public.orders'::regclass"
+                                          " AND polname = 'rowsec_r'")
     finally:
         await conn.close()
     assert len(orders) == result.children["public.orders"] and items == result.children.get("public.order_items", 0)
     assert all(o["id"] > max_order for o in orders), "order keys come from the sequence when written"
     assert all(o["created_at"] >= o["signup"] for o in orders)
     assert len({o["x"] for o in orders}) == len(orders), "each order in its own transaction"
+    first = min(orders, key=lambda o: int(o["x"]))
+    assert policy_xmin == first["x"], "the orders table is armed once; later orders only join its members"
     values = [v for c in await registry.active("shop") for k, v in await registry.values_of(c.id) if k == "child_row"]
     assert sum(1 for v in values if "public.orders" in v) == len(orders)
     report = await seeder.verify()
