@@ -37,7 +37,7 @@ from canary.config import Config, DatastoreConfig, TableTarget
 from canary.credentials.values import CREDENTIAL_KIND, Credential, CredentialFactory, CredentialType
 from canary.credentials.values import new_canary as new_credential_canary
 from canary.crypto import Keyring
-from canary.errors import DatastoreError, SeedError
+from canary.errors import CryptoError, DatastoreError, SeedError
 from canary.postgres.protocol import LEGACY_FUNCTION
 from canary.postgres.sql import ident, parse_target, qualified
 from canary.postgres.tripwire import (
@@ -137,7 +137,8 @@ class _TargetWork:
     pools: list[str] = field(default_factory=list)  # how large the owned contact pools must be to blend
     members_only: bool = False  # the policy is current: this run only adds keys to the tripwire's members
     habit: trickling.UpdateHabit | None = None  # how the table's real rows get updated after their insert
-    later: list[Batch] = field(default_factory=list)  # trickle: child rows written when their time comes
+    later: list[dict[str, Any]] = field(default_factory=list)  # trickle: child row groups written when their time comes
+    update_after: float | None = None  # trickle: seconds after sign-up of the canary's later update (None: none)
 
     @property
     def planned(self) -> list[PlannedRow]:
@@ -334,7 +335,7 @@ class PostgresSeeder:
             try:
                 await conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
                 now = await self._now(conn)
-                works = [await self._prepare(conn, t, role, arrival=now if t.mode == "trickle" else None) for t in self.ds.tables]
+                works = [await self._prepare(conn, t, role, arrivals=[now] if t.mode == "trickle" else None) for t in self.ds.tables]
             finally:
                 await tr.rollback()
         finally:
@@ -365,8 +366,8 @@ class PostgresSeeder:
         out.extend([f"statistics: each sign-up also writes the tripwire's membership table ({w.target.table} keys in "
                    "the detection schema); its n_tup_ins in pg_stat_user_tables, which every role may read, moves in the "
                    "same second as the table's, so a role polling both can tell which second a canary arrived in",
-                   "reads: each sign-up first samples the table and counts its values (seq_scan / seq_tup_read in "
-                   "pg_stat_user_tables move in that second too)"])
+                   "reads: each sign-up's row is made when the schedule is (that samples and counts the table); at "
+                   f"sign-up it reads the newest {RECENT_ROWS} rows by key and its own row (idx_scan moves then, seq_scan does not)"])
         h = w.habit
         if h is not None and h.delays:
             out.append(f"updates: {h.share:.0%} of real rows were updated after their insert; each canary gets one update "
@@ -414,8 +415,10 @@ class PostgresSeeder:
         return out
 
     async def _prepare(self, conn: asyncpg.Connection, target: TableTarget, role: Role,
-                       arrival: dt.datetime | None = None) -> _TargetWork:
-        """What seeding ``target`` writes; with ``arrival`` (a trickle sign-up), one canary created then."""
+                       arrivals: Sequence[dt.datetime] | None = None, prepared: Mapping[str, Any] | None = None) -> _TargetWork:
+        """What seeding ``target`` writes; with ``arrivals`` (trickle sign-ups), one canary created at each
+        of those times; with ``prepared`` (a sign-up's row made when it was scheduled), that row, created
+        at ``arrivals[0]``, without reading the table again."""
         info = await introspect(conn, target.table, datastore=self.ds.name)
         reason = unsupported_reason(info)
         if reason:
@@ -439,18 +442,28 @@ class PostgresSeeder:
                 )
         existing = await self._existing(info.target)
         warnings = self._coverage_warnings(info, role)
-        to_add = 1 if arrival is not None else max(0, target.count - len(existing))
-        self.rng = self._target_rng(info.target, len(existing))
-        await conn.execute("SELECT setseed($1)", self.rng.uniform(-1.0, 1.0))  # the sample, too, is reproducible
-        forced_off = await self._quiet_reads(conn, info, role, may_alter=True)
-        sample = await self._sample(conn, info, list(existing))
-        prof = await asyncio.to_thread(profile, info, sample)
-        locale = target.locale or infer_locale(prof.script, self.ds.locale)
-        if arrival is not None:
+        if arrivals is not None:
             why = _trickle_unsupported(info)
             if why:
                 raise SeedError(f"cannot seed {info.target} in trickle mode: it {why}", target=info.target)
-            placements = [await self._arrival(conn, info, prof, arrival)]
+        to_add = len(arrivals) if arrivals is not None else max(0, target.count - len(existing))
+        self.rng = self._target_rng(info.target, len(existing))
+        await conn.execute("SELECT setseed($1)", self.rng.uniform(-1.0, 1.0))  # the sample, too, is reproducible
+        forced_off = await self._quiet_reads(conn, info, role, may_alter=True)
+        if prepared is not None and arrivals:
+            top, contact = await self._prepared_row(conn, info, prepared, arrivals[0])
+            start = top.contexts[0].created or arrivals[0]
+            groups = [{**{k: v for k, v in g.items() if k != "after"},
+                      "due": (start + dt.timedelta(seconds=float(g.get("after") or 0.0))).isoformat()}
+                     for g in prepared.get("later") or () if isinstance(g, dict) and isinstance(g.get("rows"), list)]
+            w = _TargetWork(target, info, existing, [top], [contact], [], warnings, forced_off, later=groups,
+                            update_after=prepared.get("update_after"))
+            return await self._detection_work(conn, w, legacy, upgrading, to_add, arriving=True)
+        sample = await self._sample(conn, info, list(existing))
+        prof = await asyncio.to_thread(profile, info, sample)
+        locale = target.locale or infer_locale(prof.script, self.ds.locale)
+        if arrivals is not None:
+            placements = [await self._arrival(conn, info, prof, when) for when in arrivals]
         else:
             placements = await self._placements(conn, info, prof, list(existing), to_add, warnings, sample=sample) if to_add else []
         cred = self._credential_setup(info, target, sample) if target.credential else None
@@ -474,7 +487,7 @@ class PostgresSeeder:
 
         def make(i: int) -> SynthRow:
             r = synth.row(placements[i])
-            if arrival is not None and updated and updated in r.values:  # a new sign-up: not updated since
+            if arrivals is not None and updated and updated in r.values:  # a new sign-up: not updated since
                 r.values[updated] = None if habit.initial_null else r.values.get(created_column(info) or "", r.values[updated])
             if creds:
                 fill(r.values, cols, creds[i])
@@ -486,20 +499,20 @@ class PostgresSeeder:
         top.rows = [PlannedRow(info.target, top.key_of(r.values), r.values) for r in rows]
         await self._key_texts(conn, top)
         batches = [top]
-        later: list[Batch] = []
+        later: list[dict[str, Any]] = []
         if self.follow_foreign_keys and rows:
             pk = info.primary_key[0]  # tables referencing a composite key get no rows (plan_children says so)
             sample_keys = [str(r[pk]) for r in sample if r.get(pk) is not None] if len(info.primary_key) == 1 else []
-            self.arriving = arrival is not None  # children of a sign-up take their keys when written (children._own_keys)
+            self.arriving = arrivals is not None  # children of a sign-up take their keys when written (children._own_keys)
             try:
                 children = await plan_children(
                     self, conn, role, top, sample_keys, locale, warnings, random.Random(self.rng.getrandbits(64)))
             finally:
                 self.arriving = False
-            if arrival is None:
+            if arrivals is None:
                 batches += children
             else:  # a new customer has no orders yet: each comes at its own time (trickle 'child' slots)
-                later = children
+                later = _later_groups(children)
         if contacts.beyond_mailboxes:
             warnings.append(f"{info.target}: the mailbox pool is exhausted ({len(pools.mailboxes)} configured, all in use); "
                             f"{contacts.beyond_mailboxes} canaries get addresses at "
@@ -516,20 +529,59 @@ class PostgresSeeder:
             total = len(existing) + len(rows)
             warnings.extend(await self._pool_warnings(conn, info, prof, total, pools, on_domains=max(0, total - len(pools.mailboxes)),
                                                       sizing=sizing))
-        all_pks = list(existing) + [p.pk for p in top.rows]
+        w = _TargetWork(target, info, existing, batches, [(r.email, r.phone) for r in rows], [], warnings, forced_off, creds,
+                        sizing, False, habit, later)
+        w = await self._detection_work(conn, w, legacy, upgrading, to_add, arriving=arrivals is not None)
+        if creds and cred is not None:
+            w.statements = [sql for sql in (create_role_sql(cred[0], c) for c in creds) if sql] + w.statements
+        return w
+
+    async def _detection_work(self, conn: asyncpg.Connection, w: _TargetWork, legacy: tuple[str | None, str | None],
+                              upgrading: bool, to_add: int, *, arriving: bool) -> _TargetWork:
+        """The DDL ``w`` needs to put (or keep) the tripwire on its table: none when nothing is added and
+        nothing is outdated; for one more trickle sign-up on a current policy whose filter keeps its
+        size, only new members (no DDL, no lock)."""
+        info, existing = w.info, w.existing
+        all_pks = list(existing) + [p.pk for p in w.planned]
         if len(all_pks) > MANY_CANARIES:
-            warnings.append(f"{info.target}: {len(all_pks)} canaries in one table; every statement on it rebuilds the "
-                            f"membership test (bench/read_overhead.py: 10,000 keys make key lookups several times slower)")
+            w.warnings.append(f"{info.target}: {len(all_pks)} canaries in one table; every statement on it rebuilds the "
+                              f"membership test (bench/read_overhead.py: 10,000 keys make key lookups several times slower)")
         outdated = (not self._policy_present(info) or upgrading or self._guard_stale(info) or bool(self._partition_problems(info))
                     or bool(await self.tripwire.problems(conn, self.registry.keyring)))
-        members_only = arrival is not None and bool(existing) and not outdated and bits_for(len(all_pks)) == bits_for(len(existing))
-        statements = (self._detection_statements(info, _key_types(info)[1], all_pks, legacy)
-                      if (to_add or outdated) and all_pks and not members_only else [])
-        if creds and cred is not None:
-            roles = [sql for sql in (create_role_sql(cred[0], c) for c in creds) if sql]
-            statements = roles + statements
-        return _TargetWork(target, info, existing, batches, [(r.email, r.phone) for r in rows], statements, warnings, forced_off, creds,
-                           sizing, members_only, habit, later)
+        w.members_only = arriving and bool(existing) and not outdated and bits_for(len(all_pks)) == bits_for(len(existing))
+        w.statements = (self._detection_statements(info, _key_types(info)[1], all_pks, legacy)
+                        if (to_add or outdated) and all_pks and not w.members_only else [])
+        return w
+
+    async def _prepared_row(self, conn: asyncpg.Connection, info: TableInfo, payload: Mapping[str, Any],
+                            when: dt.datetime) -> tuple[Batch, tuple[str | None, str | None]]:
+        """A sign-up's row as made at scheduling (its payload), created ``when``: key from the sequence
+        (or just above the largest one; a drawn uuid / text key as made), the creation time at the
+        newest rows' precision, an update column as the table's new rows have it."""
+        values: dict[str, str | None] = dict(payload["values"])
+        key = info.column(info.primary_key[0])
+        created = created_column(info)
+        at = None
+        if created:
+            precision, newest = await self._recent_precision(conn, info, created)
+            at = precision.cut(when, self.rng, newest if newest is not None and newest <= when else None, when)
+            before = values.get(created)
+            values[created] = timestamp_text(info.column(created).base_type, at)
+            updated = next((c.name for c in info.columns if semantic_of(c) == Semantic.UPDATED), None)
+            if updated and values.get(updated) is not None and values.get(updated) == before:
+                values[updated] = values[created]
+        pk: str | None = values.get(key.name)
+        if key.base_type in _INTEGER_TYPES:
+            if info.pk_sequence:
+                pk = None
+            else:
+                top = await conn.fetchval(f"SELECT max({ident(key.name)}) FROM {qualified(info.schema, info.name)}")
+                pk = str((int(top) if top is not None else 0) + self.rng.randint(1, 3))
+            values[key.name] = pk
+        batch = Batch(info, [], top_index=[0], contexts=[RowContext(pk=pk, created=at)])
+        batch.rows = [PlannedRow(info.target, batch.key_of(values), values)]
+        await self._key_texts(conn, batch)
+        return batch, (payload.get("email"), payload.get("phone"))
 
     async def _value_counts(self, conn: asyncpg.Connection, info: TableInfo, keys: Mapping[str, Sequence[Any]]) -> dict[str, ValueCounts]:
         """Rows of the whole table per value of each column, and per value derived from it (what an
@@ -1146,8 +1198,13 @@ class PostgresSeeder:
         return dt.datetime.fromtimestamp(quantile(prof.created_epochs, self.rng), dt.timezone.utc)
 
     async def _used_contacts(self) -> set[str]:
-        """Owned phone numbers and mailboxes already handed to active canaries (found by blind index)."""
+        """Owned phone numbers and mailboxes already handed to active canaries (found by blind index),
+        or kept for trickle sign-ups still to come."""
         out: set[str] = set()
+        for slot in await trickling.slots(self.registry.pool, self.ds.name, states=["pending", "inflight"]):
+            payload = self._payload(slot) if slot.kind == "signup" else None
+            if payload is not None:
+                out |= {str(v).lower() for v in (payload.get("email"), payload.get("phone")) if v}
         for kind, owned in (("phone", self.pools.phone_numbers), ("email", tuple(a for a, _ in self.pools.mailboxes))):
             if not owned:
                 continue
@@ -1269,8 +1326,9 @@ class PostgresSeeder:
         committed_control: list[int] = []
         try:
             await conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
-            arrival = await self._now(conn) if slot is not None else None
-            works = [await self._prepare(conn, t, role, arrival=arrival) for t in targets]
+            arrivals = [await self._now(conn)] if slot is not None else None
+            prepared = self._payload(slot) if slot is not None else None
+            works = [await self._prepare(conn, t, role, arrivals=arrivals, prepared=prepared) for t in targets]
             for w in works:
                 await self._insert(conn, w)
                 if w.statements:  # keys drawn from a sequence are only known now
@@ -1446,7 +1504,15 @@ class PostgresSeeder:
                     continue  # no longer a trickle target (left pending), or failing this run
                 try:
                     if slot.kind == "signup":
-                        r = await self._apply(conn, [wanted], slot=slot)
+                        try:
+                            r = await self._apply(conn, [wanted], slot=slot)
+                        except SeedError:
+                            if slot.payload is None:
+                                raise
+                            # its row made ahead clashes with one written since: made afresh now
+                            await trickling.drop_payload(pool, slot)
+                            slot = dataclasses.replace(slot, payload=None)
+                            r = await self._apply(conn, [wanted], slot=slot)
                         signups[slot.target] = signups.get(slot.target, 0) + r.added.get(slot.target, 0)
                         warnings.extend(r.warnings)
                     elif slot.kind == "child":
@@ -1455,6 +1521,8 @@ class PostgresSeeder:
                     elif await self._trickle_update(conn, slot):
                         updates[slot.target] = updates.get(slot.target, 0) + 1
                 except DatastoreError as exc:  # a SeedError too: this target waits for the next run
+                    if slot.kind == "signup" and slot.payload is not None:  # made afresh next time
+                        await trickling.drop_payload(pool, slot)
                     failed[slot.target] = f"trickle {slot.kind} not written, retried next run: {exc.message}"
         finally:
             await self._close(conn)
@@ -1491,13 +1559,69 @@ class PostgresSeeder:
             if created:
                 epochs = [ts.timestamp() for ts in (parse_ts(r.get(created)) for r in await self._sample(conn, info, list(existing)))
                           if ts is not None]
+            rng = self._target_rng(target, len(existing) + len(waiting))
+            times = trickling.arrival_times(rng, await self._now(conn), t.trickle_over, missing, epochs)
+            # every sign-up's row is made now, so that its arrival reads nothing (no scan in the statistics then)
+            w = await self._prepare(conn, t, role, arrivals=times)
+            await self._clash_free(conn, w)
+            payloads = [self._keep_payload(w, i, rng) for i in range(len(w.planned))]
         except asyncpg.PostgresError as exc:
             raise SeedError(f"scheduling canaries for {target} in datastore {self.ds.name!r} failed: {_pg_message(exc)}") from None
         finally:
             await tr.rollback()
-        rng = self._target_rng(target, len(existing) + len(waiting))
-        times = trickling.arrival_times(rng, await self._now(conn), t.trickle_over, missing, epochs)
-        await trickling.add_signups(self.registry.pool, self.ds.name, target, times)
+        await trickling.add_signups(self.registry.pool, self.ds.name, target, times[:len(payloads)], payloads)
+
+    async def _clash_free(self, conn: asyncpg.Connection, w: _TargetWork) -> None:
+        """Make rows made ahead of time hold no value a real row (or another of them) holds in a unique
+        column: such a row is made again (up to MAX_ATTEMPTS times), read by the unique indexes only."""
+        info, top = w.info, w.batches[0]
+        uniques = [c.columns for c in info.constraints if c.kind in ("u", "i") and c.columns]
+        if not uniques or top.regenerate is None:
+            return
+        tbl = qualified(info.schema, info.name)
+        types = {c.name: c.type for c in info.columns}
+        held: set[tuple[tuple[str, ...], tuple[str | None, ...]]] = set()
+        for i in range(len(top.rows)):
+            for _ in range(MAX_ATTEMPTS):
+                clash = False
+                for cols in uniques:
+                    vals = tuple(top.rows[i].values.get(c) for c in cols)
+                    if any(v is None for v in vals):
+                        continue
+                    where = " AND ".join(f"{ident(c)} = ${n + 1}::text::{types[c]}" for n, c in enumerate(cols))
+                    if (cols, vals) in held or await conn.fetchval(f"SELECT EXISTS (SELECT FROM {tbl} WHERE {where})", *vals):
+                        clash = True
+                        break
+                if not clash:
+                    break
+                fresh = await asyncio.to_thread(top.regenerate, i)
+                top.rows[i] = PlannedRow(info.target, top.rows[i].pk, {**fresh.values, **{
+                    c: top.rows[i].values.get(c) for c in info.primary_key}})
+                w.contacts[i] = (fresh.email, fresh.phone)
+            held |= {(cols, tuple(top.rows[i].values.get(c) for c in cols)) for cols in uniques}
+
+    def _keep_payload(self, w: _TargetWork, i: int, rng: random.Random) -> bytes:
+        """Sign-up ``i`` of a scheduling run as stored until it arrives (encrypted: it holds the canary's
+        contact points): its values, its later rows (due so long after the sign-up) and update delay."""
+        row, ctx = w.planned[i], w.batches[0].contexts[i]
+        start = ctx.created
+        later = [{**{k: v for k, v in g.items() if k not in ("due", "canary")},
+                  "after": (parse_ts(g["due"]) - start).total_seconds() if g.get("due") and start else 0.0}  # type: ignore[operator]
+                 for g in w.later if g.get("canary") == i]
+        payload = {"values": dict(row.values), "email": w.contacts[i][0], "phone": w.contacts[i][1], "later": later,
+                   "update_after": w.habit.delay(rng) if w.habit is not None else None}
+        return self.registry.keyring.encrypt(json.dumps(payload, default=str), trickling.PAYLOAD)
+
+    def _payload(self, slot: trickling.Slot) -> dict[str, Any] | None:
+        """A sign-up's prepared row (None: none stored, or not readable with this key: made afresh)."""
+        if slot.payload is None:
+            return None
+        try:
+            doc = json.loads(self.registry.keyring.decrypt_text(slot.payload, trickling.PAYLOAD))
+        except (CryptoError, ValueError):
+            self.log.warning("trickle.payload_unreadable", target=slot.target, slot=slot.slot)
+            return None
+        return doc if isinstance(doc, dict) and isinstance(doc.get("values"), dict) else None
 
     async def _arrival(self, conn: asyncpg.Connection, info: TableInfo, prof: TableProfile, when: dt.datetime) -> RowContext:
         """Key and creation time of a canary signing up now: the next value of the key's sequence (or
@@ -1526,10 +1650,10 @@ class PostgresSeeder:
                 return
             start = (w.batches[0].contexts[0].created if w.batches[0].contexts else None) or dt.datetime.now(dt.timezone.utc)
             work: list[tuple[str, dt.datetime, int | None]] = []
-            delay = w.habit.delay(self.rng) if w.habit is not None else None
+            delay = w.update_after if w.update_after is not None else w.habit.delay(self.rng) if w.habit is not None else None
             if delay is not None:
                 work.append(("update", start + dt.timedelta(seconds=delay), None))
-            for part, group in enumerate(_later_groups(w.later)):
+            for part, group in enumerate(w.later):
                 work.append(("child", parse_ts(group["due"]) or start, part))
             await trickling.add_later(ctl, self.ds.name, slot.target, cid, deployments[0] if deployments else None, work)
 
@@ -1983,7 +2107,7 @@ class PostgresSeeder:
                            "partitions": details.get("partitions", {})},
             "statements": w.statements,
             "roles": [{"role": c.fields["user"], "canary": p.pk} for p, c in zip(w.planned, w.creds) if c.type == CredentialType.PG_DSN],
-            "later": _later_groups(w.later),
+            "later": w.later,
             "seeded_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         }
         dep_id = await self.registry.create_deployment(ctl, self.ds.name, info.target, manifest) if w.planned else None
@@ -2346,7 +2470,8 @@ def _later_groups(later: Sequence[Batch]) -> list[dict[str, Any]]:
                         t = c.contexts[j].created if j < len(c.contexts) else None
                         rows.append({"target": c.target, "depth": c.depth, "values": dict(crow.values), "fk": list(c.fk),
                                      "parent": 0, "after": (t - due).total_seconds() if t and due else 0.0})
-            groups.append({"due": due.isoformat() if due else None, "rows": rows})
+            groups.append({"due": due.isoformat() if due else None, "rows": rows,
+                           "canary": b.top_index[i] if i < len(b.top_index) else 0})
     return groups
 
 

@@ -1,6 +1,6 @@
 """Master-key rotation: re-encrypt and re-index everything the registry keeps under a new key.
 
-Covered: deployment manifests, canary locations (ciphertext + blind index), row fingerprints
+Covered: deployment manifests, trickle sign-ups' prepared rows, canary locations (ciphertext + blind index), row fingerprints
 (re-derived from the rows themselves, read from each datastore without firing detection), contact
 points / credentials (ciphertext + blind index) and mail evidence. Everything in the control store
 changes in ONE transaction (tables locked against concurrent writers), so a failure leaves the old
@@ -26,6 +26,7 @@ import structlog
 from canary.config import Config
 from canary.crypto import Keyring
 from canary.errors import CryptoError, DatastoreError
+from canary.seeding import trickle
 from canary.seeding.postgres import PostgresSeeder
 from canary.store.registry import Registry, location_key
 
@@ -44,6 +45,7 @@ async def rotate(config: Config, registry: Registry, new: Keyring) -> dict[str, 
     async with registry.pool.acquire() as conn, conn.transaction():
         has_mail = await conn.fetchval("SELECT to_regclass('contact_messages') IS NOT NULL")
         counts = await registry.rekey(conn, new, fingerprints, lock_also=["contact_messages"] if has_mail else [])
+        counts["trickle_slots"] = await trickle.rekey(conn, old, new)
         if has_mail:
             rows = await conn.fetch("SELECT id, raw_enc FROM contact_messages")
             await conn.executemany(

@@ -26,8 +26,11 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from canary.crypto import Keyring
 from canary.seeding.synth.shapes import quantile
 
+#: purpose of the encrypted sign-up payloads (rows made at scheduling; re-encrypted by key rotation)
+PAYLOAD = "trickle:payload"
 #: hours in a week: sign-up times follow the table's own hour-of-week profile
 WEEK_HOURS = 168
 #: a gap shorter than this between created and updated is the insert itself, not a later update
@@ -46,6 +49,7 @@ class Slot:
     deployment_id: int | None
     fingerprint: bytes | None
     part: int | None = None  # child: the group of the deployment manifest's ``later`` rows
+    payload: bytes | None = None  # signup: its row, made when scheduled (encrypted JSON, :data:`PAYLOAD`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +114,13 @@ class UpdateHabit:
 
 
 # -- the schedule in the control store (this module owns trickle_slots) -------------------------------
-_COLUMNS = "datastore, target, slot, kind, due_at, state, canary_id, deployment_id, fingerprint, part"
+_COLUMNS = "datastore, target, slot, kind, due_at, state, canary_id, deployment_id, fingerprint, part, payload"
 
 
 def _slot(r: asyncpg.Record) -> Slot:
     return Slot(r["datastore"], r["target"], r["slot"], r["kind"], r["due_at"], r["state"], r["canary_id"],
-                r["deployment_id"], None if r["fingerprint"] is None else bytes(r["fingerprint"]), r["part"])
+                r["deployment_id"], None if r["fingerprint"] is None else bytes(r["fingerprint"]), r["part"],
+                None if r["payload"] is None else bytes(r["payload"]))
 
 
 async def signups_planned(db: asyncpg.Pool | asyncpg.Connection, datastore: str, target: str) -> int:
@@ -123,15 +128,17 @@ async def signups_planned(db: asyncpg.Pool | asyncpg.Connection, datastore: str,
         "SELECT count(*) FROM trickle_slots WHERE datastore = $1 AND target = $2 AND kind = 'signup'", datastore, target))
 
 
-async def add_signups(pool: asyncpg.Pool, datastore: str, target: str, times: Sequence[dt.datetime]) -> None:
-    """Append sign-up slots (numbered after the target's last slot)."""
+async def add_signups(pool: asyncpg.Pool, datastore: str, target: str, times: Sequence[dt.datetime],
+                      payloads: Sequence[bytes | None] | None = None) -> None:
+    """Append sign-up slots (numbered after the target's last slot), each with its prepared row."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"trickle:{datastore}:{target}")
         last = await conn.fetchval("SELECT coalesce(max(slot), 0) FROM trickle_slots WHERE datastore = $1 AND target = $2",
                                    datastore, target)
+        rows = payloads if payloads is not None else [None] * len(times)
         await conn.executemany(
-            "INSERT INTO trickle_slots (datastore, target, slot, kind, due_at) VALUES ($1, $2, $3, 'signup', $4)",
-            [(datastore, target, last + i + 1, t) for i, t in enumerate(times)])
+            "INSERT INTO trickle_slots (datastore, target, slot, kind, due_at, payload) VALUES ($1, $2, $3, 'signup', $4, $5)",
+            [(datastore, target, last + i + 1, t, p) for i, (t, p) in enumerate(zip(times, rows))])
 
 
 async def add_later(conn: asyncpg.Connection, datastore: str, target: str, canary_id: int, deployment_id: int | None,
@@ -200,6 +207,21 @@ async def summary(db: asyncpg.Pool | asyncpg.Connection) -> list[asyncpg.Record]
         " count(*) FILTER (WHERE state = 'inflight') AS inflight,"
         " min(due_at) FILTER (WHERE state IN ('pending', 'inflight')) AS next_due"
         " FROM trickle_slots GROUP BY 1, 2 ORDER BY 1, 2"))
+
+
+async def drop_payload(db: asyncpg.Pool | asyncpg.Connection, s: Slot) -> None:
+    """Forget a sign-up's prepared row (it could not be written): the next run makes one afresh."""
+    await db.execute("UPDATE trickle_slots SET payload = NULL WHERE datastore = $1 AND target = $2 AND slot = $3",
+                     s.datastore, s.target, s.slot)
+
+
+async def rekey(conn: asyncpg.Connection, old: Keyring, new: Keyring) -> int:
+    """Re-encrypt every stored payload from ``old`` to ``new`` (in the rotation's transaction)."""
+    rows = await conn.fetch("SELECT datastore, target, slot, payload FROM trickle_slots WHERE payload IS NOT NULL FOR UPDATE")
+    await conn.executemany(
+        "UPDATE trickle_slots SET payload = $4 WHERE datastore = $1 AND target = $2 AND slot = $3",
+        [(r["datastore"], r["target"], r["slot"], new.encrypt(old.decrypt(bytes(r["payload"]), PAYLOAD), PAYLOAD)) for r in rows])
+    return len(rows)
 
 
 async def forget(conn: asyncpg.Connection, datastore: str, targets: Sequence[str]) -> None:

@@ -24,9 +24,11 @@ from testkit import MakeConfig, OpenRuntime
 from canary.app.cli import main
 from canary.config import Config
 from canary.crypto import Keyring, generate_key, write_key_file
+from canary.errors import CryptoError
 from canary.health.scheduler import CoverageScheduler
 from canary.seeding import trickle
 from canary.seeding.postgres import PostgresSeeder
+from canary.seeding.rotation import rotate
 from canary.store import ControlStore
 from canary.store.registry import Registry
 
@@ -102,7 +104,7 @@ async def test_trickle_canaries_arrive_one_by_one_like_sign_ups(
     t0 = dt.datetime.now(dt.timezone.utc)
     result = await seeder.trickle(now=FAR)
     t1 = dt.datetime.now(dt.timezone.utc)
-    assert result.signups == {"public.members": 6} and not result.failed
+    assert result.signups == {"public.members": 6} and not result.failed, result
     canaries = {int(c.location["pk"]) for c in await registry.active("shop")}
     assert len(canaries) == 6
     rows = {r["id"]: r for r in await _rows(target_dsn)}
@@ -411,6 +413,66 @@ async def test_concurrent_runs_write_each_sign_up_once(
     assert any("in progress" in w for r in results for w in r.warnings)
     assert len(await Registry(store.pool, keyring).active("shop")) == 4 and len(await _rows(target_dsn)) == 1204
     assert (await two.trickle(now=FAR)).signups == {}
+
+
+async def test_a_sign_up_made_ahead_reads_no_more_than_the_newest_rows(
+    target_dsn: str, make_config: MakeConfig, store: ControlStore, keyring: Keyring
+) -> None:
+    """Scheduling makes every sign-up's row (sampling and counting the table then); a sign-up itself
+    scans nothing: the table's seq_scan does not move while canaries arrive, its idx_scan does. A row
+    made ahead is stored encrypted (its contact points never in clear in the control store)."""
+    await _members(target_dsn)
+    seeder = PostgresSeeder.from_config(
+        make_config(seeding={"email_domains": ["canary-mail.example"]},
+                    datastores=[{"name": "shop", "dsn": target_dsn, "tables": [
+                        {"table": "public.members", "count": 3, "mode": "trickle", "trickle_over": "1s"}]}]),
+        "shop", Registry(store.pool, keyring), seed=4)
+    await seeder.trickle(schedule=True, now=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc))
+    payloads = await store.pool.fetch("SELECT payload FROM trickle_slots WHERE kind = 'signup'")
+    assert len(payloads) == 3 and all(p["payload"] is not None and b"canary-mail" not in p["payload"] for p in payloads)
+
+    async def scans() -> tuple[int, int]:
+        conn = await asyncpg.connect(target_dsn)
+        try:
+            row = await conn.fetchrow("SELECT seq_scan, idx_scan FROM pg_stat_user_tables WHERE relid = 'public.members'::regclass")
+            return int(row["seq_scan"]), int(row["idx_scan"] or 0)
+        finally:
+            await conn.close()
+
+    await asyncio.sleep(1.2)  # the scheduling session's statistics are flushed
+    before = await scans()
+    assert (await seeder.trickle(now=FAR)).signups == {"public.members": 3}
+    await asyncio.sleep(1.2)
+    after = await scans()
+    assert after[0] == before[0], "a sign-up made ahead scans no table"
+    assert after[1] > before[1]
+    emails = [v for c in await Registry(store.pool, keyring).active("shop") for k, v in await Registry(store.pool, keyring).values_of(c.id)
+              if k == "email"]
+    assert len(emails) == 3 and all(e.endswith("@canary-mail.example") for e in emails)
+
+
+async def test_rows_made_ahead_survive_a_key_rotation(
+    target_dsn: str, make_config: MakeConfig, store: ControlStore, keyring: Keyring
+) -> None:
+    """`canary rotate-key` re-encrypts the sign-ups' rows made ahead: after it, they arrive as made
+    (the same contact points), read with the new key; the old key opens none of them."""
+    await _members(target_dsn)
+    cfg = make_config(seeding={"email_domains": ["canary-mail.example"]}, datastores=[{"name": "shop", "dsn": target_dsn, "tables": [
+        {"table": "public.members", "count": 2, "mode": "trickle", "trickle_over": "1s"}]}])
+    old = Registry(store.pool, keyring)
+    await PostgresSeeder.from_config(cfg, "shop", old, seed=4).trickle(schedule=True, now=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc))
+    made = {json.loads(keyring.decrypt_text(bytes(r["payload"]), trickle.PAYLOAD))["email"]
+            for r in await store.pool.fetch("SELECT payload FROM trickle_slots")}
+    new_key = Keyring(generate_key())
+    summary = await rotate(cfg, old, new_key)
+    assert summary["counts"]["trickle_slots"] == 2
+    blobs = [bytes(r["payload"]) for r in await store.pool.fetch("SELECT payload FROM trickle_slots")]
+    with pytest.raises(CryptoError):
+        keyring.decrypt_text(blobs[0], trickle.PAYLOAD)
+    new = Registry(store.pool, new_key)
+    assert (await PostgresSeeder.from_config(cfg, "shop", new).trickle(now=FAR)).signups == {"public.members": 2}
+    used = {v for c in await new.active("shop") for k, v in await new.values_of(c.id) if k == "email"}
+    assert used == made
 
 
 def test_arrivals_follow_the_hours_customers_sign_up_at() -> None:

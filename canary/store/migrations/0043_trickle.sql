@@ -9,6 +9,7 @@ CREATE TABLE trickle_slots (
     slot          integer     NOT NULL,
     kind          text        NOT NULL CHECK (kind IN ('signup', 'update', 'child')),
     part          integer,                                                   -- child: which group of the manifest's 'later' rows
+    payload       bytea,                                                     -- signup: its row, made when scheduled (encrypted)
     due_at        timestamptz NOT NULL,
     state         text        NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'inflight', 'done', 'dropped')),
     canary_id     bigint      REFERENCES canaries (id) ON DELETE SET NULL,   -- signup: set when written; update: the canary
