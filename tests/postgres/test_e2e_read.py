@@ -28,7 +28,9 @@ async def test_select_and_copy_each_raise_one_incident_with_who_and_where(deploy
     assert "COPY" in incidents[1]["evidence"]["query"].upper()
     assert len(rows) == buf.getvalue().count(b"\n")  # the reader saw every row, canaries included
     outbox = await rt.pool.fetch("SELECT sink, action FROM outbox")
-    assert sorted((r["sink"], r["action"]) for r in outbox) == [("log", "trigger"), ("log", "trigger")]
+    # one page per incident; detections that land after it (a loaded machine) may add an update, never a page
+    assert sorted((r["sink"], r["action"]) for r in outbox if r["action"] == "trigger") == [("log", "trigger"), ("log", "trigger")]
+    assert {r["action"] for r in outbox} <= {"trigger", "update"}
 
 
 async def test_lookup_of_a_real_row_is_silent(deployed: dict[str, Any]) -> None:
