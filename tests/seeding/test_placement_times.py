@@ -121,3 +121,34 @@ async def test_plan_says_which_physical_traces_a_backdated_run_leaves(
     text = " | ".join(target.traces)
     assert "transaction id (xmin)" in text and "ctid" in text and "pg_stat_user_tables" in text and "never updated" in text
     assert any(t.startswith("keys: ") and "of 800 take the next sequence values" in t for t in target.traces)
+
+
+async def test_no_canary_is_updated_in_the_future(
+    target_dsn: str, make_config: MakeConfig, store: ControlStore, keyring: Keyring
+) -> None:
+    """Real rows' (updated - created) gaps reach weeks; a canary created yesterday takes only gaps that
+    end by now (or none), never an update time in the future."""
+    conn = await asyncpg.connect(target_dsn)
+    try:
+        await conn.execute("""
+            CREATE TABLE public.accounts (id bigserial PRIMARY KEY, full_name text NOT NULL, created_at timestamptz NOT NULL,
+                                          updated_at timestamptz NOT NULL);
+            SELECT setseed(0.3);
+            INSERT INTO public.accounts (id, full_name, created_at, updated_at)
+            SELECT g, 'Account ' || g, c, least(c + (random() * 60) * interval '1 day', now() - interval '1 minute')
+            FROM (SELECT g, date_trunc('second', now() - (3000 - g) * interval '20 minutes') AS c FROM generate_series(1, 3000) g) s
+            WHERE g % 3 <> 0;
+        """)
+    finally:
+        await conn.close()
+    cfg = make_config(datastores=[{"name": "shop", "dsn": target_dsn, "tables": [{"table": "public.accounts", "count": 60}]}])
+    await PostgresSeeder.from_config(cfg, "shop", Registry(store.pool, keyring), seed=8).apply()
+    pks = [int(c.location["pk"]) for c in await Registry(store.pool, keyring).active("shop")]
+    conn = await asyncpg.connect(target_dsn)
+    try:
+        await conn.execute("SET row_security = off")
+        rows = await conn.fetch("SELECT created_at, updated_at, now() AS now FROM public.accounts WHERE id = ANY($1::bigint[])", pks)
+    finally:
+        await conn.close()
+    assert len(rows) == 60
+    assert all(r["created_at"] <= r["updated_at"] <= r["now"] for r in rows)

@@ -4,6 +4,7 @@ placement the seeder chose. Deterministic for a given seed."""
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import json
 import random
@@ -399,9 +400,14 @@ class Synthesizer:
             created = next((parse_ts(done.get(c.name)) for c in self.info.columns if self.semantics[c.name] == Semantic.CREATED and done.get(c.name)), None)
             base = created or ctx.created
             if base is not None and self.profile.created_gap:
-                # a gap drawn from the real ones, interpolated: a copy of one row's exact gap would pair them
-                later = base + dt.timedelta(seconds=max(0.0, quantile(self.profile.created_gap, self.rng)))
-                return self._ts(col, self._precision(col, prof).cut(later, self.rng, lo=base))
+                # a gap drawn from the real ones, interpolated: a copy of one row's exact gap would pair them;
+                # only gaps that end by now (a row cannot have been updated in the future)
+                now = dt.datetime.now(base.tzinfo) if base.tzinfo is not None else dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+                gaps = self.profile.created_gap[:bisect.bisect_right(self.profile.created_gap, (now - base).total_seconds())]
+                if not gaps:
+                    return self._ts(col, base)
+                later = base + dt.timedelta(seconds=max(0.0, quantile(gaps, self.rng)))
+                return self._ts(col, self._precision(col, prof).cut(later, self.rng, lo=base, hi=max(base, now)))
             return self._ts(col, base or self._precision(col, prof).cut(self._sample_ts(prof), self.rng))
         if sem == Semantic.BIRTHDATE:
             if prof and prof.numbers:
