@@ -16,6 +16,8 @@ from canary.contact.smtp import SmtpSource
 from canary.crypto import Keyring
 from canary.errors import ConfigError
 from canary.seeding.postgres import PostgresSeeder
+from canary.store import ControlStore
+from canary.store.registry import Registry
 
 MAILBOXES = [{"address": f"sky.walker{i:02d}@naver.com", "forward_to": f"fw-{i:02d}@{MAIL_DOMAIN}"} for i in range(4)]
 
@@ -77,3 +79,24 @@ def test_mailbox_entries_must_be_e_mail_addresses(make_config: MakeConfig) -> No
         make_config(seeding={"mailboxes": [{"address": "a.b@naver.com", "forward_to": "not-an-address"}]})
     cfg = make_config(seeding={"mailboxes": [{"address": "A.b@NAVER.com", "forward_to": f"fw@{MAIL_DOMAIN}"}]})
     assert cfg.seeding.mailboxes[0].address == "A.b@naver.com"
+
+
+async def test_a_canary_is_named_as_its_mailbox_reads(shop: Shop, make_config: MakeConfig, store: ControlStore, keyring: Keyring) -> None:
+    """An owned mailbox ``first.last@`` (digits after it allowed) names its canary in a Latin-script
+    table: "trevon.mcgowan@gmail.com" belongs to Trevon Mcgowan, not to whoever the frequency match
+    drew (a name that does not match its own address is a tell)."""
+    boxes = [{"address": a, "forward_to": f"fw-{i}@{MAIL_DOMAIN}"}
+             for i, a in enumerate(["trevon.mcgowan@gmail.com", "ines_okafor88@yahoo.com", "x9handle@gmail.com"])]
+    cfg = make_config(seeding={"mailboxes": boxes, "email_domains": [MAIL_DOMAIN]},
+                      datastores=[{"name": "shop", "dsn": shop.dsn, "tables": [{"table": "public.customers", "count": 3}]}])
+    await PostgresSeeder.from_config(cfg, "shop", Registry(store.pool, keyring), seed=5).apply()
+    conn = await asyncpg.connect(shop.dsn)
+    try:
+        await conn.execute("SET row_security = off")
+        named = {r["email"]: r["full_name"] for r in await conn.fetch(
+            "SELECT email, full_name FROM public.customers WHERE email = ANY($1::text[])", [b["address"] for b in boxes])}
+    finally:
+        await conn.close()
+    assert named["trevon.mcgowan@gmail.com"] == "Trevon Mcgowan"
+    assert named["ines_okafor88@yahoo.com"] == "Ines Okafor"
+    assert "x9handle@gmail.com" in named

@@ -231,7 +231,12 @@ class Synthesizer:
     def _matched_person(self) -> dict[str, str]:
         box = self.contacts.next_mailbox() if self._has_email else None
         if box is not None:
-            fitted = self._person_for(box.rpartition("@")[0])
+            local = box.rpartition("@")[0]
+            fitted = self._person_for(local)
+            named = self._named_by(local)
+            if named is not None and (fitted is None or (fitted["first"].lower(), fitted["last"].lower()) != (
+                    named["first"].lower(), named["last"].lower())):
+                return named  # first.last of the mailbox, in a Latin-script table: the owner's name as it reads
             if fitted is not None:
                 return fitted
         if self._match_people is not None:
@@ -240,6 +245,16 @@ class Synthesizer:
                 col = self._match_people.keys[0][0]
                 return {"first": str(got["first"]), "last": str(got["last"]), "full": str(got[col])}
         return self._person()
+
+    def _named_by(self, local: str) -> dict[str, str] | None:
+        """The person a Latin-script mailbox names as ``first.last`` / ``first_last`` / ``first-last``
+        (digits after it allowed), capitalised; None otherwise (a handle, a single word, or a table
+        whose names are not in Latin letters)."""
+        m = re.fullmatch(r"([a-z]{2,})[._-]([a-z]{2,})\d*", local.lower())
+        if m is None or self.profile.script not in (None, "latin"):
+            return None
+        first, last = (w.capitalize() for w in m.groups())
+        return {"first": first, "last": last, "full": f"{first} {last}"}
 
     def _person_for(self, local: str) -> dict[str, str] | None:
         """A person whose names the mailbox's local part spells as fully as any candidate's (the
