@@ -11,12 +11,76 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from canary.seeding.catalog import TableInfo
-from canary.seeding.synth.shapes import MIN_SHARED, Semantic, semantic_of
+from canary.seeding.synth.shapes import MIN_SHARED, Semantic, Weighted, semantic_of
 
 _PLACE_FIRST = (Semantic.STATE, Semantic.CITY)
 _PLACE_TEXT = (Semantic.ADDRESS, Semantic.STREET)
 _PLACE_LAST = (Semantic.POSTCODE,)
 Token = tuple[int, str | None]  # (index into Splicer.columns, text; None for NULL)
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What new values of the location columns are made of, so that a canary's location can hold a
+    word or a postcode no other row holds as often as real rows do (a new apartment complex, a
+    postcode of the same district nobody in the table has yet): beginnings and endings of words
+    that at least ``k`` distinct sampled words share, and leading digits that ``k`` sampled values
+    of a digit column (a postcode) share."""
+
+    vocabulary: frozenset[str]  # the sampled address words (without digits: numbers are drawn anew anyway)
+    beginnings: frozenset[str]  # word beginnings k distinct words share
+    endings: Mapping[str, Weighted]  # last character -> word endings k distinct words share (by how many)
+    digits: Mapping[int, frozenset[str]]  # column index -> leading digits k sampled values share
+    longest: int  # longest sampled word
+
+    @classmethod
+    def of(cls, rows: Sequence[tuple[Token, ...]], text_index: int, k: int) -> Parts:
+        vocabulary = {t for row in rows for i, t in row if i == text_index and t and not any(ch.isdigit() for ch in t)}
+        begins: Counter[str] = Counter()
+        ends: Counter[str] = Counter()
+        for w in vocabulary:
+            begins.update(w[:c] for c in range(1, len(w)))
+            ends.update(w[c:] for c in range(1, len(w)))
+        endings: dict[str, Counter[str]] = {}
+        for e, n in ends.items():
+            if n >= k:
+                endings.setdefault(e[-1], Counter())[e] = n
+        digits: dict[int, Counter[str]] = {}
+        for row in rows:
+            for i, t in row:
+                if i != text_index and t and t.isascii() and sum(ch.isdigit() for ch in t) * 2 > len(t):
+                    d = re.sub(r"\D", "", t)
+                    digits.setdefault(i, Counter()).update(d[:c] for c in range(1, len(d)))
+        return cls(frozenset(vocabulary), frozenset(b for b, n in begins.items() if n >= k),
+                   {ch: Weighted.of(c) for ch, c in endings.items()},
+                   {i: frozenset(p for p, n in c.items() if n >= k) for i, c in digits.items()},
+                   max((len(w) for w in vocabulary), default=0))
+
+    def word(self, word: str, rng: random.Random) -> str | None:
+        """A new word like ``word``: one of its beginnings that k words share, then an ending with
+        its last character that k words share (None when none makes a word the sample lacks)."""
+        cuts = [c for c in range(1, len(word)) if word[:c] in self.beginnings]
+        ends = self.endings.get(word[-1:])
+        if not cuts or not ends:
+            return None
+        for _ in range(8):
+            got = word[: rng.choice(cuts)] + str(ends.pick(rng))
+            if got != word and got not in self.vocabulary and len(got) <= self.longest:
+                return got
+        return None
+
+    def number(self, index: int, value: str, rng: random.Random) -> str | None:
+        """``value`` (a postcode) with the digits after its longest shared leading digits drawn anew."""
+        shared = self.digits.get(index)
+        digits = re.sub(r"\D", "", value)
+        keep = max((c for c in range(1, len(digits)) if shared and digits[:c] in shared), default=0)
+        if not keep or keep >= len(digits):
+            return None
+        fresh = digits[:keep] + "".join(rng.choice(string.digits) for _ in range(len(digits) - keep))
+        if fresh == digits:
+            return None
+        it = iter(fresh)
+        return "".join(next(it) if ch.isdigit() else ch for ch in value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +105,8 @@ class Splicer:
     common: frozenset[Token]  # digit-masked tokens at least k sampled rows use
     held: Mapping[tuple[str | None, ...], int]  # address words -> sampled rows holding that address
     k: int = MIN_SHARED
+    parts: Parts | None = None  # what new words and postcodes are made of
+    shapes: frozenset[tuple[str | None, ...]] = frozenset()  # address words, digit runs masked, of the sampled rows
     memo: dict[tuple[Token, ...], Mapping[Token, list[int]]] = field(default_factory=dict, compare=False, repr=False)
     #: (prefix, position) -> the tokens the rows sharing the prefix have there, by class (memoised: on a
     #: table of distinct addresses every walk leaves the shared prefix at once and would otherwise
@@ -76,7 +142,38 @@ class Splicer:
             rows.append(tuple(seq))
         counts = Counter((t[0], _mask(t[1])) for row in rows for t in set(row) if t[1] is not None)
         held = Counter(tuple(t for i, t in row if i == t_index) for row in rows)
-        return cls(columns, tuple(rows), reverse, t_index, frozenset(t for t, n in counts.items() if n >= k), held, k)
+        return cls(columns, tuple(rows), reverse, t_index, frozenset(t for t, n in counts.items() if n >= k), held, k,
+                   Parts.of(rows, t_index, k), frozenset(_numbers_masked(words) for words in held))
+
+    def freshen(self, place: Mapping[str, str | None], rng: random.Random) -> dict[str, str | None] | None:
+        """``place`` (composed) with one part no sampled row has: a word of the address made of a
+        beginning and an ending many words share, or a postcode's trailing digits drawn anew (None
+        when neither works out). Real rows hold words and postcodes nobody else has; canaries whose
+        every part comes from a sampled row never would."""
+        if self.parts is None:
+            return None
+        text = self.columns[self.text_index]
+        out = dict(place)
+        numbers = [i for i, c in enumerate(self.columns) if i in self.parts.digits and out.get(c)]
+        if numbers and rng.random() < 0.5:
+            i = rng.choice(numbers)
+            got = self.parts.number(i, str(out[self.columns[i]]), rng)
+            if got is not None:
+                out[self.columns[i]] = got
+                return out
+        value = out.get(text)
+        if not value:
+            return None
+        ws = value.split(" ")
+        at = [j for j, w in enumerate(ws) if w and not any(ch.isdigit() for ch in w)] or [j for j, w in enumerate(ws) if w]
+        rng.shuffle(at)
+        for j in at[:3]:
+            got = self.parts.word(ws[j], rng)
+            if got is not None:
+                ws[j] = got
+                out[text] = " ".join(ws)
+                return out
+        return None
 
     def _cls(self, tok: Token) -> Token:
         got = self.classes.get(tok)
@@ -103,13 +200,18 @@ class Splicer:
             hit = self.pools[(prefix, j)] = grouped
         return hit
 
-    def compose(self, rng: random.Random) -> dict[str, str | None] | None:
-        """Values for the location columns, or None if no new combination came up."""
-        for attempt in range(10):
+    def compose(self, rng: random.Random, novel: bool = False) -> dict[str, str | None] | None:
+        """Values for the location columns, or None if no new combination came up. With ``novel``,
+        only an address whose words, numbers aside, no sampled row has (real rows mostly have such
+        addresses: most of a table's addresses are the only one of their kind, and the parts of
+        sampled rows add up to one of theirs far more often)."""
+        for attempt in range(10 if not novel else 20):
             seq = self._walk(rng, redraw=attempt >= 3)
             words = tuple(t for i, t in seq if i == self.text_index)
             if 0 < self.held.get(words, 0) < self.k:
                 continue  # a sampled row's own address
+            if novel and (not words or words[0] is None or _numbers_masked(words) in self.shapes):
+                continue
             out: dict[str, str | None] = {}
             for i, t in seq:
                 if i != self.text_index:
@@ -126,6 +228,7 @@ class Splicer:
         the parts of other rows keep adding up to a sampled row's own address)."""
         rows = self.rows
         cands: Sequence[int] = range(len(rows))
+        parent: Sequence[int] = cands  # the rows sharing the prefix one token shorter
         out: list[Token] = []
         i = 0
         while True:
@@ -135,12 +238,16 @@ class Splicer:
             same = self._group(tuple(out), cands, i)[r[i]]
             if len(same) >= self.k:
                 out.append(r[i])
-                cands = same
+                parent, cands = cands, same
                 i += 1
                 continue
+            # the next token from the rows sharing the prefix (a house number on this street), the
+            # ones after it from those sharing it but its last token (the rest of an address in this
+            # district): the few rows of one street would otherwise hand one row's parts over whole
             prefix = tuple(out)
             for j in range(i, len(r)):
-                col, text = rng.choice(self._pool(prefix, cands, j)[self._cls(r[j])])
+                pool = self._pool(prefix, cands, j) if j == i or len(prefix) < 2 else self._pool(prefix[:-1], parent, j)
+                col, text = rng.choice(pool[self._cls(r[j])])
                 out.append((col, _redraw_digits(text, rng) if redraw and text is not None and col == self.text_index else text))
             return tuple(out)
 
@@ -155,6 +262,10 @@ class Splicer:
                     groups.setdefault(self.rows[c][i], []).append(c)
             hit = self.memo[prefix] = groups
         return hit
+
+
+def _numbers_masked(words: tuple[str | None, ...]) -> tuple[str | None, ...]:
+    return tuple(re.sub(r"\d+", "9", w) if w else w for w in words)
 
 
 def _redraw_digits(text: str, rng: random.Random) -> str:

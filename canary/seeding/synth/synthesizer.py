@@ -22,7 +22,9 @@ from canary.errors import SeedError
 from canary.seeding.catalog import Column, TableInfo, check_hints
 from canary.seeding.synth.contacts import ContactAllocator, format_phone
 from canary.seeding.synth.frequency import (
+    Across,
     FrequencyMatch,
+    Rarest,
     ValueCounts,
     given_key,
     same,
@@ -32,6 +34,7 @@ from canary.seeding.synth.frequency import (
     word_count,
 )
 from canary.seeding.synth.profile import ColumnProfile, TableProfile
+from canary.seeding.synth.relations import Tally, words
 from canary.seeding.synth.romanize import spell, spellings
 from canary.seeding.synth.shapes import (
     MIN_SHARED,
@@ -47,6 +50,9 @@ from canary.seeding.synth.shapes import (
 from canary.seeding.synth.times import Precision
 
 SUPPORTED_LOCALES = ("en_US", "ko_KR", "ja_JP")
+#: draws of a column's value from its own distribution, at most, until one fits the row's other
+#: columns the way the table relates them (:meth:`Synthesizer.row`); then the best fitting one
+RELATION_TRIES = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +129,29 @@ class Synthesizer:
                 out[c].append(shape_key)
         return out
 
+    def tallies(self) -> list[Tally]:
+        """Counts over the whole table that :meth:`match_frequencies` uses besides single columns'
+        (``tallies`` there, by :attr:`Tally.name`): for the location columns composed together, the
+        pairs of their features the table relates (an address's first word with a postcode's leading
+        digits) and the words of the address (how common its rarest word is)."""
+        places = self.profile.places
+        if places is None:
+            return []
+        written = {c.name for c in self.columns()}
+        cols = [c for c in places.columns if c in written]
+        text = places.columns[places.text_index]
+        out = [Tally(f"{r.a}|{r.b}", (r.a, r.b)) for r in self.profile.relations.between(cols)]
+        if text in written:
+            out.append(Tally(f"words({text})", each_word=text))
+        return out
+
     def match_frequencies(self, counts: Mapping[str, Counter[str | None] | ValueCounts], sample: Sequence[Mapping[str, str | None]],
-                          candidates: int = 4000) -> None:
+                          candidates: int = 4000, tallies: Mapping[str, Counter[str | None] | ValueCounts] | None = None) -> None:
         """From now on, draw names and locations so that how many rows of the table share each of
         their values (``counts``: rows of the whole table per value of the columns
-        :meth:`frequency_columns` names) follows the sampled real rows' distribution."""
+        :meth:`frequency_columns` names; ``tallies``: the counts :meth:`tallies` describes, by name)
+        follows the sampled real rows' distribution, for single columns and for the pairs of
+        location features and the rarest address word, too."""
         name_col = next((c for c in self.frequency_columns() if self.semantics[c] == Semantic.FULL_NAME), None)
         if name_col is not None and name_col in counts and self.profile.names is not None:
             keys: tuple[tuple[str, Any], ...] = ((name_col, same), (name_col, surname_key), (name_col, given_key))
@@ -144,14 +168,27 @@ class Synthesizer:
             if text in counts:
                 keys = ((text, same), (text, shape_key)) + tuple((c, same) for c in places.columns if c != text and c in counts)
                 derived = tuple(_derive(counts[col], fn) for col, fn in keys)
+                for tally in self.tallies():
+                    got = (tallies or {}).get(tally.name)
+                    if got is None:
+                        continue
+                    keys += ((tally.each_word, Rarest(words)) if tally.each_word is not None else (tally.name, Across(tally)),)
+                    derived += (got,)
                 pool: list[Mapping[str, str | None]] = [p for p in (places.compose(self.rng) for _ in range(candidates)) if p]
+                pool += [p for p in (places.compose(self.rng, novel=True) for _ in range(candidates // 2)) if p]
+                # and locations with a word or postcode no sampled row has, for the real rows whose own
+                # are that rare in the table
+                pool += [f for f in (places.freshen(self.rng.choice(pool), self.rng) for _ in range(candidates // 2 if pool else 0)) if f]
                 # locations that at least k rows of the table share (a building many customers live in) are
                 # candidates too, each as often as sampled rows hold it
                 cols = [c for c in places.columns if c in counts]
                 pool += [{c: r.get(c) for c in cols} for r in sample
                          if r.get(text) is not None and all(counts[c][r.get(c)] >= MIN_SHARED for c in cols)]
                 traits = ((text, word_count),)
-                self._match_places = FrequencyMatch(keys, derived, FrequencyMatch.real_targets(keys, derived, sample, traits), pool, traits)
+                # rows without an address are targets, too: the composed locations decide where a
+                # canary has none (and then no postcode either, when the table's rows have none)
+                targets = FrequencyMatch.real_targets(keys, derived, sample, traits, nulls=True)
+                self._match_places = FrequencyMatch(keys, derived, targets, pool, traits)
 
     def columns(self) -> list[Column]:
         """Columns the seeder writes: all but generated ones and those it leaves to their default."""
@@ -163,10 +200,16 @@ class Synthesizer:
         return out
 
     def row(self, ctx: RowContext) -> SynthRow:
+        """One row. Values that come with the row's person, location, contact points or placement
+        are made first; every other column is then drawn from its own distribution until a value
+        fits the columns made before it the way the table relates them (rejection sampling from the
+        table's conditional distribution, :meth:`Relations.fit`; at most :data:`RELATION_TRIES`
+        draws, then the best fitting one)."""
         person = self._matched_person()
         self._place = None
         values: dict[str, str | None] = {}
         email = phone = None
+        free: list[Column] = []
         for col in self.columns():
             if col.name == self.pk:
                 values[col.name] = ctx.pk
@@ -177,33 +220,78 @@ class Synthesizer:
                 email = self._email(person, prof)
                 values[col.name] = email
                 continue
-            if sem == Semantic.PHONE:
-                shared = self.reuse.get(col.name)
-                if not self.contacts.phone_numbers and shared is not None and shared[0] and self.rng.random() < shared[1]:
-                    values[col.name] = str(shared[0].pick(self.rng))
-                    continue
+            if sem == Semantic.PHONE and self.contacts.phone_numbers:
                 phone_e164 = self.contacts.phone()
                 phone = phone_e164 or None
                 values[col.name] = self._phone(phone_e164, prof) if not self._null(col, prof) or phone_e164 else None
                 if values[col.name] is None:
                     phone = None
                 continue
-            if self._null(col, prof):
-                values[col.name] = None
+            if self._bound(col.name, sem):
+                values[col.name] = self._drawn(col, sem, prof, person, ctx, values)
                 continue
+            free.append(col)
+        relations = self.profile.relations
+        for col in free:
+            sem, prof = self.semantics[col.name], self.profile.col(col.name)
+            if not relations or not relations.constrains(col.name, values):
+                values[col.name] = self._drawn(col, sem, prof, person, ctx, values)
+                continue
+            best: tuple[float, str | None] | None = None
+            for _ in range(RELATION_TRIES):
+                value = self._drawn(col, sem, prof, person, ctx, values)
+                fit = relations.fit(col.name, value, values, values)
+                if self.rng.random() < fit:
+                    best = (fit, value)
+                    break
+                if best is None or fit > best[0]:
+                    best = (fit, value)
+            values[col.name] = best[1] if best is not None else None
+        return SynthRow({c.name: values.get(c.name) for c in self.columns()}, email, phone)
+
+    def _bound(self, name: str, sem: Semantic) -> bool:
+        """Whether a column's value comes with something else about the row (its person, location,
+        placement, its creation time) rather than from the column's own distribution."""
+        if sem in (Semantic.FIRST_NAME, Semantic.LAST_NAME, Semantic.FULL_NAME, Semantic.CREATED, Semantic.UPDATED):
+            return True
+        places = self.profile.places
+        return places is not None and name in places.columns
+
+    def _drawn(self, col: Column, sem: Semantic, prof: ColumnProfile | None, person: Mapping[str, str], ctx: RowContext,
+               done: Mapping[str, str | None]) -> str | None:
+        """A column's value: NULL at the column's rate (for location columns, where the composed
+        location has none), a value many real rows share at their rate, else a synthetic one."""
+        places = self.profile.places
+        if places is not None and col.name in places.columns:
+            place = self._composed()
+            if place:
+                got = place.get(col.name)
+                return self._fit(col, got) if got is not None else None
+        if sem == Semantic.PHONE:
             shared = self.reuse.get(col.name)
-            composed = (self.profile.places is not None and col.name in self.profile.places.columns  # shares consistently itself
-                        or (self._match_people is not None and col.name == self._match_people.keys[0][0]))
-            if shared is not None and shared[0] and not composed and self.rng.random() < shared[1]:
-                values[col.name] = str(shared[0].pick(self.rng))
-                continue
-            hint = self.hints.get(col.name)
-            if hint is not None and hint.allowed:
-                observed = [v for v in (prof.categorical.values if prof and prof.categorical else ()) if v in hint.allowed]
-                values[col.name] = str(prof.categorical.pick(self.rng)) if observed and len(observed) == len(prof.categorical.values) else self.rng.choice(hint.allowed)  # type: ignore[union-attr]
-                continue
-            values[col.name] = self._value(col, sem, prof, person, ctx, values)
-        return SynthRow(values, email, phone)
+            if shared is not None and shared[0] and self.rng.random() < shared[1]:
+                return str(shared[0].pick(self.rng))
+            return None if self._null(col, prof) else self._phone(None, prof)
+        if self._null(col, prof):
+            return None
+        shared = self.reuse.get(col.name)
+        composed = (places is not None and col.name in places.columns  # shares consistently itself
+                    or (self._match_people is not None and col.name == self._match_people.keys[0][0]))
+        if shared is not None and shared[0] and not composed and self.rng.random() < shared[1]:
+            return str(shared[0].pick(self.rng))
+        hint = self.hints.get(col.name)
+        if hint is not None and hint.allowed:
+            observed = [v for v in (prof.categorical.values if prof and prof.categorical else ()) if v in hint.allowed]
+            return str(prof.categorical.pick(self.rng)) if observed and len(observed) == len(prof.categorical.values) else self.rng.choice(hint.allowed)  # type: ignore[union-attr]
+        return self._value(col, sem, prof, person, ctx, done)
+
+    def _composed(self) -> dict[str, str | None]:
+        """This row's location columns, composed once per row (empty when nothing new came up)."""
+        if self._place is None:
+            places = self.profile.places
+            matched = self._match_places.draw(self.rng) if self._match_places is not None else None
+            self._place = dict(matched) if matched is not None else ((places.compose(self.rng) if places is not None else None) or {})
+        return self._place
 
     # -- helpers --------------------------------------------------------------------------------
     def _null(self, col: Column, prof: ColumnProfile | None) -> bool:
@@ -368,13 +456,6 @@ class Synthesizer:
             if prof and prof.categorical:
                 return str(prof.categorical.pick(self.rng))
             return self.rng.choice(col.enum_labels)
-        places = self.profile.places
-        if places is not None and col.name in places.columns:
-            if self._place is None:
-                matched = self._match_places.draw(self.rng) if self._match_places is not None else None
-                self._place = dict(matched) if matched is not None else (places.compose(self.rng) or {})
-            if self._place.get(col.name) is not None:
-                return self._fit(col, str(self._place[col.name]))
         if prof and prof.categorical and sem not in (Semantic.CREATED, Semantic.UPDATED, Semantic.BIRTHDATE):
             return self._fit(col, str(prof.categorical.pick(self.rng)))
         if sem == Semantic.CREATED:
