@@ -115,9 +115,10 @@ class Across:
     postcode's leading digits."""
 
     tally: Tally
+    at: int = 0  # which of the tally's feature sets
 
     def __call__(self, cand: Mapping[str, str | None]) -> str:
-        return self.tally.value(cand)
+        return self.tally.value(cand, self.at)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,8 @@ MIN_INFORMATION = 0.05
 MIN_NORMALIZED = 0.1
 #: shuffles of one side that measure the information of two features by chance
 PERMUTATIONS = 4
+#: a :class:`Tally` of a larger table counts a sample of its pages this many rows large
+TALLY_ROWS = 200_000
 
 _MASK = str.maketrans(string.digits, "9" * 10)
 _FORM_FROM = string.ascii_lowercase + string.ascii_uppercase + string.digits
@@ -87,7 +89,7 @@ class Feature:
         if k == Kind.VALUE:
             return value
         if k == Kind.HEAD:
-            return value.translate(_MASK).split(" ", 1)[0]
+            return value.split(" ", 1)[0].translate(_MASK)
         if k in (Kind.LEAD2, Kind.LEAD3):
             return _NON_DIGITS.sub("", value)[: 2 if k == Kind.LEAD2 else 3]
         if k == Kind.FORM:
@@ -112,9 +114,9 @@ class Feature:
         if k == Kind.VALUE:
             return expr
         if k == Kind.HEAD:
-            return f"split_part(translate({expr}, '0123456789', '9999999999'), ' ', 1)"
+            return f"translate(split_part({expr}, ' ', 1), '0123456789', '9999999999')"
         if k in (Kind.LEAD2, Kind.LEAD3):
-            return f"left(regexp_replace({expr}, '[^0-9]', '', 'g'), {2 if k == Kind.LEAD2 else 3})"
+            return f"left(translate({expr}, translate({expr}, '0123456789', ''), ''), {2 if k == Kind.LEAD2 else 3})"
         if k == Kind.FORM:
             return f"translate({expr}, '{_FORM_FROM}', '{_FORM_TO}')"
         if k == Kind.YEAR:
@@ -123,7 +125,7 @@ class Feature:
         if k == Kind.DOMAIN:
             return f"lower(substring({expr} from '@([^@]*)$'))"
         if k == Kind.DIGITS:
-            return f"translate(regexp_replace({local}, '[^0-9]', '', 'g'), '0123456789', '9999999999')"
+            return f"translate(translate({local}, translate({local}, '0123456789', ''), ''), '0123456789', '9999999999')"
         return f"coalesce(right(substring({local} from '([0-9]+)[^0-9]*$'), 2), {_when_local(expr)})"
 
 
@@ -132,7 +134,7 @@ def _when_local(expr: str) -> str:
 
 
 def joint(features: Sequence[Feature], row: Mapping[str, str | None]) -> str:
-    """The features of one row joined into one value (what :class:`Tally` counts)."""
+    """The features of one row joined into one value."""
     return SEP.join(NULL_PART if v is None else v for v in (f.of(row.get(f.column)) for f in features))
 
 
@@ -145,31 +147,46 @@ def words(value: str | None) -> frozenset[str]:
 
 @dataclass(frozen=True, slots=True)
 class Tally:
-    """Rows of the whole table per value derived from some columns, counted by the database (the
-    result is as large as the number of derived values, not the table): the joint value of features
-    of several columns (:func:`joint`), or with ``each_word``, per word of one column's values
-    (:func:`words`; a row counts once per word it holds)."""
+    """Rows of the whole table per joint value of each set of features in ``sets`` (:meth:`value`:
+    an address's first word with a postcode's leading digits), or with ``each_word``, per word of
+    that column's values (:func:`words`; a word a value holds twice counts twice), counted by the
+    database in one scan: the result is as large as the number of derived values, not the table. A
+    table of more than :data:`TALLY_ROWS` rows (``rows``: its estimate) is counted on a sample of
+    its pages and the counts scaled up, so the scan stays bounded: exact counts matter most for
+    small tables, where one canary in a handful of rows moves them."""
 
     name: str
-    features: tuple[Feature, ...] = ()
-    each_word: str | None = None  # the column whose words are counted
+    sets: tuple[tuple[Feature, ...], ...] = ()
+    each_word: str | None = None
+    rows: int = 0
 
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return (self.each_word,) if self.each_word is not None else tuple(dict.fromkeys(f.column for f in self.features))
+    def value(self, row: Mapping[str, str | None], at: int = 0) -> str:
+        """The joint value of the features of ``sets[at]`` of one row, as :meth:`query` counts it."""
+        return f"{at}{OTHER}{joint(self.sets[at], row)}"
 
     def query(self, table: str, text: Callable[[str], str]) -> str:
         """``SELECT v, n``: rows per derived value. ``table``: the quoted table; ``text(column)``: the
         quoted column as text."""
+        source, count = table, "count(*)"
+        if self.rows > TALLY_ROWS:
+            share = TALLY_ROWS / self.rows
+            source = f"{table} TABLESAMPLE SYSTEM ({100.0 * share:.6f}) REPEATABLE (0)"
+            count = f"round(count(*) / {share:.9f})::bigint"
         if self.each_word is not None:
-            col = text(self.each_word)
-            return (f"SELECT w AS v, count(*) AS n FROM {table}, LATERAL (SELECT DISTINCT w FROM unnest(string_to_array("
-                    f"translate({col}, '0123456789', '9999999999'), ' ')) AS w WHERE w <> '') AS words GROUP BY 1")
-        parts = [f"coalesce({f.sql(text(f.column))}, chr({ord(NULL_PART)}))" for f in self.features]
-        return f"SELECT {f' || chr({ord(SEP)}) || '.join(parts)} AS v, count(*) AS n FROM {table} GROUP BY 1"
-
-    def value(self, row: Mapping[str, str | None]) -> str:
-        return joint(self.features, row)
+            return (f"SELECT w AS v, {count} AS n FROM {source}, unnest(string_to_array("
+                    f"translate({text(self.each_word)}, '0123456789', '9999999999'), ' ')) AS w WHERE w <> '' GROUP BY 1")
+        features = list(dict.fromkeys(f for fs in self.sets for f in fs))
+        names = {f: f"x{i}" for i, f in enumerate(features)}
+        derived = ", ".join(f"{f.sql(text(f.column))} AS {names[f]}" for f in features)
+        cases = []
+        for at, fs in enumerate(self.sets):
+            mask = sum(1 << (len(features) - 1 - i) for i, f in enumerate(features) if f not in fs)  # GROUPING(): 1 = not grouped
+            parts = f" || chr({ord(SEP)}) || ".join(f"coalesce({names[f]}, chr({ord(NULL_PART)}))" for f in fs)
+            cases.append(f"WHEN {mask} THEN '{at}' || chr({ord(OTHER)}) || {parts}")
+        grouping = ", ".join(names[f] for f in features)
+        sets = ", ".join("(" + ", ".join(names[f] for f in fs) + ")" for fs in self.sets)
+        return (f"SELECT CASE GROUPING({grouping}) {' '.join(cases)} END AS v, {count} AS n "
+                f"FROM (SELECT {derived} FROM {source}) AS features GROUP BY GROUPING SETS ({sets})")
 
 
 def candidate_features(info: TableInfo, sample: Sequence[Mapping[str, str | None]]) -> list[Feature]:

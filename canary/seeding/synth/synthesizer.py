@@ -53,6 +53,8 @@ SUPPORTED_LOCALES = ("en_US", "ko_KR", "ja_JP")
 #: draws of a column's value from its own distribution, at most, until one fits the row's other
 #: columns the way the table relates them (:meth:`Synthesizer.row`); then the best fitting one
 RELATION_TRIES = 40
+#: pairs of related location features whose whole-table counts the match follows, at most
+MAX_JOINT = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,9 +142,12 @@ class Synthesizer:
         written = {c.name for c in self.columns()}
         cols = [c for c in places.columns if c in written]
         text = places.columns[places.text_index]
-        out = [Tally(f"{r.a}|{r.b}", (r.a, r.b)) for r in self.profile.relations.between(cols)]
-        if text in written:
-            out.append(Tally(f"words({text})", each_word=text))
+        if text not in written:
+            return []
+        related = self.profile.relations.between(cols)[:MAX_JOINT]
+        out = [Tally(f"words({text})", each_word=text, rows=self.info.estimated_rows)]
+        if related:
+            out.append(Tally("related(" + ", ".join(cols) + ")", tuple((r.a, r.b) for r in related), rows=self.info.estimated_rows))
         return out
 
     def match_frequencies(self, counts: Mapping[str, Counter[str | None] | ValueCounts], sample: Sequence[Mapping[str, str | None]],
@@ -172,8 +177,12 @@ class Synthesizer:
                     got = (tallies or {}).get(tally.name)
                     if got is None:
                         continue
-                    keys += ((tally.each_word, Rarest(words)) if tally.each_word is not None else (tally.name, Across(tally)),)
-                    derived += (got,)
+                    if tally.each_word is not None:
+                        keys += ((tally.each_word, Rarest(words)),)
+                        derived += (got,)
+                    for at, fs in enumerate(tally.sets):
+                        keys += ("|".join(str(f) for f in fs), Across(tally, at)),
+                        derived += (got,)
                 pool: list[Mapping[str, str | None]] = [p for p in (places.compose(self.rng) for _ in range(candidates)) if p]
                 pool += [p for p in (places.compose(self.rng, novel=True) for _ in range(candidates // 2)) if p]
                 # and locations with a word or postcode no sampled row has, for the real rows whose own
