@@ -7,7 +7,7 @@ import random
 import re
 import string
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from canary.seeding.catalog import TableInfo
@@ -106,13 +106,13 @@ class Splicer:
     held: Mapping[tuple[str | None, ...], int]  # address words -> sampled rows holding that address
     k: int = MIN_SHARED
     parts: Parts | None = None  # what new words and postcodes are made of
-    shapes: frozenset[tuple[str | None, ...]] = frozenset()  # address words, digit runs masked, of the sampled rows
     memo: dict[tuple[Token, ...], Mapping[Token, list[int]]] = field(default_factory=dict, compare=False, repr=False)
     #: (prefix, position) -> the tokens the rows sharing the prefix have there, by class (memoised: on a
     #: table of distinct addresses every walk leaves the shared prefix at once and would otherwise
     #: classify every sampled row's tokens again)
     pools: dict[tuple[tuple[Token, ...], int], Mapping[Token, list[Token]]] = field(default_factory=dict, compare=False, repr=False)
     classes: dict[Token, Token] = field(default_factory=dict, compare=False, repr=False)
+    spreads: dict[tuple[tuple[Token, ...], int, Token], int] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, info: TableInfo, sample: Sequence[Mapping[str, str | None]], k: int = MIN_SHARED) -> Splicer | None:
@@ -143,24 +143,31 @@ class Splicer:
         counts = Counter((t[0], _mask(t[1])) for row in rows for t in set(row) if t[1] is not None)
         held = Counter(tuple(t for i, t in row if i == t_index) for row in rows)
         return cls(columns, tuple(rows), reverse, t_index, frozenset(t for t, n in counts.items() if n >= k), held, k,
-                   Parts.of(rows, t_index, k), frozenset(_numbers_masked(words) for words in held))
+                   Parts.of(rows, t_index, k))
 
-    def freshen(self, place: Mapping[str, str | None], rng: random.Random) -> dict[str, str | None] | None:
-        """``place`` (composed) with one part no sampled row has: a word of the address made of a
-        beginning and an ending many words share, or a postcode's trailing digits drawn anew (None
-        when neither works out). Real rows hold words and postcodes nobody else has; canaries whose
-        every part comes from a sampled row never would."""
+    def freshen(self, place: Mapping[str, str | None], rng: random.Random, word: bool,
+                unseen: Callable[[str, str], bool] | None = None) -> dict[str, str | None] | None:
+        """``place`` (composed) with one part no sampled row has: with ``word``, a word of the address
+        made of a beginning and an ending many words share, else a postcode's trailing digits drawn
+        anew, until ``unseen(column, value)`` says no row of the table holds it (None when that does
+        not work out). Real rows hold words and postcodes nobody else has; canaries whose every part
+        comes from a sampled row never would."""
         if self.parts is None:
             return None
-        text = self.columns[self.text_index]
         out = dict(place)
-        numbers = [i for i, c in enumerate(self.columns) if i in self.parts.digits and out.get(c)]
-        if numbers and rng.random() < 0.5:
+        if not word:
+            numbers = [i for i, c in enumerate(self.columns) if i in self.parts.digits and out.get(c)]
+            if not numbers:
+                return None
             i = rng.choice(numbers)
-            got = self.parts.number(i, str(out[self.columns[i]]), rng)
-            if got is not None:
-                out[self.columns[i]] = got
-                return out
+            col = self.columns[i]
+            for _ in range(8):
+                got = self.parts.number(i, str(out[col]), rng)
+                if got is not None and (unseen is None or unseen(col, got)):
+                    out[col] = got
+                    return out
+            return None
+        text = self.columns[self.text_index]
         value = out.get(text)
         if not value:
             return None
@@ -201,16 +208,17 @@ class Splicer:
         return hit
 
     def compose(self, rng: random.Random, novel: bool = False) -> dict[str, str | None] | None:
-        """Values for the location columns, or None if no new combination came up. With ``novel``,
-        only an address whose words, numbers aside, no sampled row has (real rows mostly have such
-        addresses: most of a table's addresses are the only one of their kind, and the parts of
-        sampled rows add up to one of theirs far more often)."""
-        for attempt in range(10 if not novel else 20):
-            seq = self._walk(rng, redraw=attempt >= 3)
+        """Values for the location columns, or None if no new combination came up. With ``novel``, an
+        address whose street comes from the rows of a wider region than the walk shared (a street
+        name common in the table on a district the sample never pairs it with): most of a table's
+        addresses are the only one of their kind, where the parts of the few sampled rows of one
+        district add up to one of theirs far more often."""
+        for attempt in range(10):
+            seq = self._walk(rng, redraw=attempt >= 3, wide=novel)
             words = tuple(t for i, t in seq if i == self.text_index)
             if 0 < self.held.get(words, 0) < self.k:
                 continue  # a sampled row's own address
-            if novel and (not words or words[0] is None or _numbers_masked(words) in self.shapes):
+            if novel and (not words or words[0] is None):
                 continue
             out: dict[str, str | None] = {}
             for i, t in seq:
@@ -223,12 +231,14 @@ class Splicer:
             return out
         return None
 
-    def _walk(self, rng: random.Random, redraw: bool = False) -> tuple[Token, ...]:
+    def _walk(self, rng: random.Random, redraw: bool = False, wide: bool = False) -> tuple[Token, ...]:
         """One token sequence; with ``redraw``, the numbers of the rare part are drawn afresh (when
-        the parts of other rows keep adding up to a sampled row's own address)."""
+        the parts of other rows keep adding up to a sampled row's own address); with ``wide``, the
+        first token that leaves the shared prefix comes from the rows sharing all of it but its last
+        token, too (a street of this city that the sample has in another district only)."""
         rows = self.rows
         cands: Sequence[int] = range(len(rows))
-        parent: Sequence[int] = cands  # the rows sharing the prefix one token shorter
+        levels: list[Sequence[int]] = [cands]  # levels[n]: the rows sharing the first n tokens
         out: list[Token] = []
         i = 0
         while True:
@@ -238,19 +248,32 @@ class Splicer:
             same = self._group(tuple(out), cands, i)[r[i]]
             if len(same) >= self.k:
                 out.append(r[i])
-                parent, cands = cands, same
+                cands = same
+                levels.append(cands)
                 i += 1
                 continue
             # the next token from the rows sharing the prefix (a house number on this street), the
             # ones after it from those sharing it but its last token (the rest of an address in this
-            # district): the few rows of one street would otherwise hand one row's parts over whole
+            # district), each from wider groups (the region, the table) until at least k different
+            # tokens of its class are there to choose from: the few rows of one street would
+            # otherwise hand one row's parts over whole
             prefix = tuple(out)
             for j in range(i, len(r)):
-                pool = self._pool(prefix, cands, j) if j == i or len(prefix) < 2 else self._pool(prefix[:-1], parent, j)
-                col, text = rng.choice(pool[self._cls(r[j])])
+                cls = self._cls(r[j])
+                level = len(prefix) if (j == i and not wide) or len(prefix) < 2 else len(prefix) - 1
+                while level > 0 and r[j][1] is not None and self._spread(prefix[:level], levels[level], j, cls) < self.k:
+                    level -= 1
+                col, text = rng.choice(self._pool(prefix[:level], levels[level], j)[cls])
                 out.append((col, _redraw_digits(text, rng) if redraw and text is not None and col == self.text_index else text))
             return tuple(out)
 
+    def _spread(self, prefix: tuple[Token, ...], cands: Sequence[int], j: int, cls: Token) -> int:
+        """How many different tokens of class ``cls`` the rows sharing ``prefix`` have at ``j``."""
+        key = (prefix, j, cls)
+        got = self.spreads.get(key)
+        if got is None:
+            got = self.spreads[key] = len(set(self._pool(prefix, cands, j).get(cls, ())))
+        return got
 
     def _group(self, prefix: tuple[Token, ...], cands: Sequence[int], i: int) -> Mapping[Token, list[int]]:
         """Rows sharing ``prefix``, grouped by their next token (memoised: walks share prefixes)."""
@@ -262,10 +285,6 @@ class Splicer:
                     groups.setdefault(self.rows[c][i], []).append(c)
             hit = self.memo[prefix] = groups
         return hit
-
-
-def _numbers_masked(words: tuple[str | None, ...]) -> tuple[str | None, ...]:
-    return tuple(re.sub(r"\d+", "9", w) if w else w for w in words)
 
 
 def _redraw_digits(text: str, rng: random.Random) -> str:

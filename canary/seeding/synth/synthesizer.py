@@ -187,7 +187,11 @@ class Synthesizer:
                 pool += [p for p in (places.compose(self.rng, novel=True) for _ in range(candidates // 2)) if p]
                 # and locations with a word or postcode no sampled row has, for the real rows whose own
                 # are that rare in the table
-                pool += [f for f in (places.freshen(self.rng.choice(pool), self.rng) for _ in range(candidates // 2 if pool else 0)) if f]
+                def unseen(col: str, value: str) -> bool:
+                    return col not in counts or counts[col][value] == 0
+
+                pool += [f for f in (places.freshen(self.rng.choice(pool), self.rng, word=i % 3 == 0, unseen=unseen)
+                                     for i in range(candidates // 2 if pool else 0)) if f]
                 # locations that at least k rows of the table share (a building many customers live in) are
                 # candidates too, each as often as sampled rows hold it
                 cols = [c for c in places.columns if c in counts]
