@@ -17,8 +17,6 @@ from canary.seeding.synth.shapes import MIN_SHARED, Weighted, local_shape
 
 _TWO_SYLLABLE_SURNAMES = frozenset(k for k in SURNAME_SPELLINGS if len(k) == 2)
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
-_WORD = re.compile(r"[A-Za-z]+")
-_DIGITS = re.compile(r"[0-9]+")
 _KANA_HAN = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")  # the characters shapes.script_class calls あ and 漢
 
 
@@ -136,8 +134,6 @@ def email_uses(sample: Sequence[Mapping[str, str | None]], email_col: str, name_
     letters), and the local-part shapes of each kind: name-based addresses and handles differ."""
     uses: Counter[str] = Counter()
     shapes: dict[str, Counter[str]] = {}
-    handles: Counter[str] = Counter()
-    runs: dict[int, Counter[str]] = {}
     if not name_col:
         return {}
     for r in sample:
@@ -151,20 +147,9 @@ def email_uses(sample: Sequence[Mapping[str, str | None]], email_col: str, name_
         use = email_use(local, split[1], split[2])
         uses[use] += 1
         shapes.setdefault(use, Counter())[local_shape(local)] += 1
-        if use == "none":
-            handles.update(w.lower() for w in _WORD.findall(local))
-        for run in _DIGITS.findall(local):
-            runs.setdefault(len(run), Counter())[run] += 1
     if sum(uses.values()) < 10 * MIN_SHARED:
         return {}
-    digits = {}
-    for n, c in runs.items():
-        shared = {run: k for run, k in c.items() if k >= MIN_SHARED}
-        if shared:
-            digits[n] = (Weighted.of(shared), sum(shared.values()) / sum(c.values()))
-    return {"email_uses": Weighted.of(uses), "email_locals_by_use": {u: Weighted.of(c) for u, c in shapes.items()},
-            "email_handles": Weighted.of({w: k for w, k in handles.items() if k >= MIN_SHARED and len(w) > 1}),
-            "email_digits": digits}
+    return {"email_uses": Weighted.of(uses), "email_locals_by_use": {u: Weighted.of(c) for u, c in shapes.items()}}
 
 
 def email_use(local: str, surname: str, given: str) -> str:

@@ -43,8 +43,6 @@ class ColumnProfile:
     email_domains: Weighted = Weighted((), ())  # domain -> count (real mix, for reporting)
     email_uses: Weighted = Weighted((), ())  # which of the row's own names the local part spells: both / surname / given / none
     email_locals_by_use: Mapping[str, Weighted] = field(default_factory=dict)  # use -> local-part shape templates
-    email_handles: Weighted = Weighted((), ())  # words of handles (local parts that spell no name) k rows share
-    email_digits: Mapping[int, tuple[Weighted, float]] = field(default_factory=dict)  # run length -> runs k rows share, their share
     freemail_rate: float = 0.0
     plus_rate: float = 0.0
     case_styles: Weighted = Weighted((), ())  # lower / upper / title / mixed

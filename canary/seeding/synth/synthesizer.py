@@ -111,8 +111,6 @@ class Synthesizer:
         self._match_places: FrequencyMatch | None = None
         self._spelled: tuple[Sequence[Mapping[str, str | None]], dict[str, list[int]], dict[str, list[int]]] | None = None  # people by spellings
         self._has_email = any(self.semantics[c.name] == Semantic.EMAIL for c in info.columns)
-        mail = next((prof.col(c.name) for c in info.columns if self.semantics[c.name] == Semantic.EMAIL), None)
-        self._handles = mail.email_handles if mail is not None else Weighted((), ())
 
     def frequency_columns(self) -> list[str]:
         """Columns whose per-value row counts :meth:`match_frequencies` needs (full name, address,
@@ -388,19 +386,8 @@ class Synthesizer:
         return person["first"].lower(), person["last"].lower()
 
     def _handle(self) -> str:
-        """A handle word that spells no one's name: one that handles in the table use (many rows),
-        else a dictionary word (Faker's user names are built from names)."""
-        if self._handles:
-            return str(self._handles.pick(self.rng))
+        """A handle word that spells no one's name (Faker's user names are built from names)."""
         return re.sub(r"[^a-z]", "", self.latin.word().lower()) or "user"
-
-    def _digit_run(self, n: int, prof: ColumnProfile | None) -> str:
-        """``n`` digits of a local part: a run of that length many rows have (a birth year) as often
-        as the table's local parts have one, else random digits."""
-        shared = prof.email_digits.get(n) if prof is not None else None
-        if shared is not None and self.rng.random() < shared[1]:
-            return str(shared[0].pick(self.rng))
-        return "".join(self.rng.choice(string.digits) for _ in range(n))
 
     def _name_words(self, person: Mapping[str, str], use: str, slots: int) -> list[str]:
         """Words of a local part that spells the person's own names the way ``use`` says, for a
@@ -445,7 +432,7 @@ class Synthesizer:
             if tok == "w":
                 local.append(next(words, w1))
             elif tok[0] == "9":
-                local.append(self._digit_run(len(tok), prof))
+                local.append("".join(self.rng.choice(string.digits) for _ in tok))
             else:
                 local.append(tok)
         text = "".join(local)
