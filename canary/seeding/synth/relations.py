@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from canary.seeding.catalog import TableInfo
-from canary.seeding.synth.shapes import MIN_SHARED, Semantic, semantic_of
+from canary.seeding.synth.shapes import MIN_SHARED, Semantic, Weighted, semantic_of
 
 #: at most this many features are compared pairwise (O(features² × sample))
 MAX_FEATURES = 40
@@ -235,6 +235,8 @@ class _Encoded:
     codes: tuple[int, ...]  # bucket per sampled row
     buckets: tuple[str | None, ...]  # bucket per code (values k rows share, None for NULL, OTHER)
     entropy: float  # nats
+    rows: Counter[int]  # sampled rows per code
+    shuffled: tuple[tuple[int, ...], ...] = ()  # the codes in random orders (information by chance)
 
 
 def _encode(feature: Feature, sample: Sequence[Mapping[str, str | None]], k: int) -> _Encoded | None:
@@ -249,14 +251,14 @@ def _encode(feature: Feature, sample: Sequence[Mapping[str, str | None]], k: int
     other = index.get(OTHER, -1)
     codes = tuple(index.get(v, other) for v in raw)
     n = len(codes)
-    entropy = -sum(c / n * math.log(c / n) for c in Counter(codes).values())
-    return _Encoded(feature, codes, tuple(kept), entropy)
+    rows = Counter(codes)
+    entropy = -sum(c / n * math.log(c / n) for c in rows.values())
+    return _Encoded(feature, codes, tuple(kept), entropy, rows)
 
 
-def _information(a: Sequence[int], b: Sequence[int]) -> float:
-    """Mutual information of two bucket sequences, in nats."""
+def _information(a: Sequence[int], b: Sequence[int], rows: Mapping[int, int], cols: Mapping[int, int]) -> float:
+    """Mutual information of two bucket sequences (``rows``, ``cols``: their counts), in nats."""
     n = len(a)
-    rows, cols = Counter(a), Counter(b)
     return sum(o / n * math.log(o * n / (rows[i] * cols[j])) for (i, j), o in Counter(zip(a, b)).items())
 
 
@@ -274,9 +276,10 @@ class Relation:
     b_rows: Mapping[str | None, int]
     cells: Mapping[tuple[str | None, str | None], int]  # (bucket of a, bucket of b) -> rows, cells k rows share
     rows: int
-    smoothing: float = 2.0 * MIN_SHARED
+    smoothing: float = 1.0  # pseudo-rows of the other side's overall mix in every bucket's conditional
     _kept: dict[str | None, int] = field(default_factory=dict, compare=False, repr=False)
     _bounds: dict[tuple[bool, str | None], float] = field(default_factory=dict, compare=False, repr=False)
+    _given: dict[tuple[bool, str | None], Weighted] = field(default_factory=dict, compare=False, repr=False)
 
     def __str__(self) -> str:
         return f"{self.a} ~ {self.b} (NMI {self.normalized:.2f})"
@@ -288,6 +291,32 @@ class Relation:
     def _bucket(self, feature: Feature, buckets: Mapping[str | None, int], value: str | None) -> str | None:
         got = feature.of(value)
         return got if got in buckets else OTHER
+
+    def side(self, column: str) -> Feature:
+        """The feature of ``column`` (one of the two)."""
+        return self.a if column == self.a.column else self.b
+
+    def other(self, column: str) -> str:
+        """The column on the other side of ``column``."""
+        return self.b.column if column == self.a.column else self.a.column
+
+    def bucket(self, column: str, value: str | None) -> str | None:
+        """The bucket of ``column``'s side a value falls in (OTHER: one fewer than k rows share)."""
+        return self._bucket(self.a, self.a_rows, value) if column == self.a.column else self._bucket(self.b, self.b_rows, value)
+
+    def given(self, column: str, other: str | None) -> Weighted:
+        """The distribution of ``column``'s buckets given the other side's value ``other``: the
+        table's conditional distribution, smoothed towards ``column``'s own mix."""
+        key = (column == self.b.column, self._bucket(self.a, self.a_rows, other) if column == self.b.column
+               else self._bucket(self.b, self.b_rows, other))
+        got = self._given.get(key)
+        if got is None:
+            if key[0]:
+                got = Weighted.of({bb: self.lift(key[1], bb) * n for bb, n in self.b_rows.items()})
+            else:
+                got = Weighted.of({ba: self.lift(ba, key[1]) * n for ba, n in self.a_rows.items()})
+            self._given[key] = got
+        return got
 
     def lift(self, ba: str | None, bb: str | None) -> float:
         """P(a, b) / (P(a) P(b)) of two buckets, smoothed (1: as if independent)."""
@@ -307,13 +336,14 @@ class Relation:
         rejection from its marginal one)."""
         if column == self.b.column:
             ba, bb = self._bucket(self.a, self.a_rows, other), self._bucket(self.b, self.b_rows, value)
-            key, candidates = (True, ba), [self.lift(ba, x) for x in self.b_rows]
+            key = (True, ba)
         else:
             ba, bb = self._bucket(self.a, self.a_rows, value), self._bucket(self.b, self.b_rows, other)
-            key, candidates = (False, bb), [self.lift(x, bb) for x in self.a_rows]
+            key = (False, bb)
         bound = self._bounds.get(key)
         if bound is None:
-            bound = self._bounds[key] = max(candidates, default=1.0) or 1.0
+            lifts = [self.lift(ba, x) for x in self.b_rows] if key[0] else [self.lift(x, bb) for x in self.a_rows]
+            bound = self._bounds[key] = max(lifts, default=1.0) or 1.0
         return min(1.0, self.lift(ba, bb) / bound)
 
 
@@ -331,59 +361,67 @@ class Relations:
         cols = set(columns)
         return [r for r in self.relations if r.a.column in cols and r.b.column in cols]
 
-    def fit(self, column: str, value: str | None, row: Mapping[str, str | None], given: Iterable[str]) -> float:
-        """The product of :meth:`Relation.fit` of ``value`` for ``column`` over the relations with
-        the columns ``given`` (values in ``row``); 1.0 when there are none."""
+    def on(self, column: str, given: Iterable[str]) -> list[Relation]:
+        """The relations between ``column`` and the columns ``given``, strongest first."""
         done = set(given)
-        out = 1.0
-        for r in self.relations:
-            if column == r.a.column and r.b.column in done:
-                out *= r.fit(column, value, row.get(r.b.column))
-            elif column == r.b.column and r.a.column in done:
-                out *= r.fit(column, value, row.get(r.a.column))
-        return out
+        return [r for r in self.relations if column == r.a.column and r.b.column in done or column == r.b.column and r.a.column in done]
 
-    def constrains(self, column: str, given: Iterable[str]) -> bool:
-        done = set(given)
-        return any(column == r.a.column and r.b.column in done or column == r.b.column and r.a.column in done for r in self.relations)
+    def fit(self, column: str, value: str | None, row: Mapping[str, str | None], given: Iterable[str],
+            besides: Relation | None = None) -> float:
+        """The product of :meth:`Relation.fit` of ``value`` for ``column`` over the relations with
+        the columns ``given`` (values in ``row``), but ``besides``; 1.0 when there are none."""
+        out = 1.0
+        for r in self.on(column, given):
+            if r is not besides:
+                out *= r.fit(column, value, row.get(r.other(column)))
+        return out
 
     @classmethod
     def learn(cls, info: TableInfo, sample: Sequence[Mapping[str, str | None]], k: int = MIN_SHARED) -> Relations:
         """The relations the sampled rows show (none from fewer than 10 k rows): per two columns, the
-        pair of their features that shares the most information beyond chance, when that is at least
-        :data:`MIN_INFORMATION` and a :data:`MIN_NORMALIZED` share of the smaller feature's entropy.
-        Chance is measured, not assumed: the information of the same features with one side shuffled
-        (sparse buckets inflate it far beyond the asymptotic bias), a few times with a fixed seed."""
+        most informative pair of their features that shares at least :data:`MIN_INFORMATION` beyond
+        chance, and a :data:`MIN_NORMALIZED` share of the smaller feature's entropy. Chance is
+        measured, not assumed: the information of the same features with one side shuffled (sparse
+        buckets inflate it far beyond the asymptotic bias), a few times with a fixed seed."""
         n = len(sample)
         if n < 10 * k:
             return cls()
         encoded = [e for e in (_encode(f, sample, k) for f in candidate_features(info, sample)) if e is not None][:MAX_FEATURES]
         shuffler = random.Random(0)
-        best: dict[tuple[str, str], Relation] = {}
+        encoded = [_Encoded(e.feature, e.codes, e.buckets, e.entropy, e.rows,
+                            tuple(tuple(shuffler.sample(e.codes, n)) for _ in range(PERMUTATIONS))) for e in encoded]
+        # the pairs whose information could be beyond chance, most informative first; chance is
+        # measured for them in that order until MAX_RELATIONS pairs of columns are related
+        candidates: list[tuple[float, int, int]] = []
         for i, a in enumerate(encoded):
-            for b in encoded[i + 1:]:
+            for j in range(i + 1, len(encoded)):
+                b = encoded[j]
                 if a.feature.column == b.feature.column:
                     continue
-                observed = _information(a.codes, b.codes)
+                observed = _information(a.codes, b.codes, a.rows, b.rows)
                 bias = (len(a.buckets) - 1) * (len(b.buckets) - 1) / (2.0 * n)
-                if observed - bias < MIN_INFORMATION:
-                    continue
-                chance = [_information(a.codes, shuffler.sample(b.codes, n)) for _ in range(PERMUTATIONS)]
-                excess = observed - sum(chance) / len(chance)
-                normalized = excess / min(a.entropy, b.entropy)
-                if observed <= max(chance) or excess < MIN_INFORMATION or normalized < MIN_NORMALIZED:
-                    continue
-                pair = (a.feature.column, b.feature.column)
-                held = best.get(pair)
-                if held is not None and held.information >= excess:
-                    continue
-                cells = Counter(zip(a.codes, b.codes))
-                best[pair] = Relation(
-                    a.feature, b.feature, excess, normalized,
-                    a_rows={a.buckets[x]: c for x, c in Counter(a.codes).items()},
-                    b_rows={b.buckets[y]: c for y, c in Counter(b.codes).items()},
-                    cells={(a.buckets[x], b.buckets[y]): c for (x, y), c in cells.items() if c >= k},
-                    rows=n, smoothing=2.0 * k,
-                )
+                if observed - bias >= MIN_INFORMATION:
+                    candidates.append((observed, i, j))
+        best: dict[tuple[str, str], Relation] = {}
+        for observed, i, j in sorted(candidates, key=lambda c: (-c[0], c[1], c[2])):
+            if len(best) >= MAX_RELATIONS:
+                break
+            a, b = encoded[i], encoded[j]
+            pair = (a.feature.column, b.feature.column)
+            if pair in best:
+                continue
+            chance = [_information(a.codes, shuffled, a.rows, b.rows) for shuffled in b.shuffled]
+            excess = observed - sum(chance) / len(chance)
+            normalized = excess / min(a.entropy, b.entropy)
+            if observed <= max(chance) or excess < MIN_INFORMATION or normalized < MIN_NORMALIZED:
+                continue
+            cells = Counter(zip(a.codes, b.codes))
+            best[pair] = Relation(
+                a.feature, b.feature, excess, normalized,
+                a_rows={a.buckets[x]: c for x, c in a.rows.items()},
+                b_rows={b.buckets[y]: c for y, c in b.rows.items()},
+                cells={(a.buckets[x], b.buckets[y]): c for (x, y), c in cells.items() if c >= k},
+                rows=n,
+            )
         ranked = sorted(best.values(), key=lambda r: (-r.information, str(r)))
         return cls(tuple(ranked[:MAX_RELATIONS]))

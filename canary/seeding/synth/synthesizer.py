@@ -4,6 +4,7 @@ placement the seeder chose. Deterministic for a given seed."""
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import json
 import random
@@ -34,7 +35,7 @@ from canary.seeding.synth.frequency import (
     word_count,
 )
 from canary.seeding.synth.profile import ColumnProfile, TableProfile
-from canary.seeding.synth.relations import Tally, words
+from canary.seeding.synth.relations import OTHER, Feature, Kind, Tally, words
 from canary.seeding.synth.romanize import spell, spellings
 from canary.seeding.synth.shapes import (
     MIN_SHARED,
@@ -52,7 +53,7 @@ from canary.seeding.synth.times import Precision
 SUPPORTED_LOCALES = ("en_US", "ko_KR", "ja_JP")
 #: draws of a column's value from its own distribution, at most, until one fits the row's other
 #: columns the way the table relates them (:meth:`Synthesizer.row`); then the best fitting one
-RELATION_TRIES = 40
+RELATION_TRIES = 100
 #: pairs of related location features whose whole-table counts the match follows, at most
 MAX_JOINT = 3
 
@@ -244,23 +245,55 @@ class Synthesizer:
                 values[col.name] = self._drawn(col, sem, prof, person, ctx, values)
                 continue
             free.append(col)
-        relations = self.profile.relations
         for col in free:
-            sem, prof = self.semantics[col.name], self.profile.col(col.name)
-            if not relations or not relations.constrains(col.name, values):
-                values[col.name] = self._drawn(col, sem, prof, person, ctx, values)
-                continue
-            best: tuple[float, str | None] | None = None
-            for _ in range(RELATION_TRIES):
-                value = self._drawn(col, sem, prof, person, ctx, values)
-                fit = relations.fit(col.name, value, values, values)
-                if self.rng.random() < fit:
-                    best = (fit, value)
-                    break
-                if best is None or fit > best[0]:
-                    best = (fit, value)
-            values[col.name] = best[1] if best is not None else None
+            values[col.name] = self._fitted(col, person, ctx, values)
         return SynthRow({c.name: values.get(c.name) for c in self.columns()}, email, phone)
+
+    def _fitted(self, col: Column, person: Mapping[str, str], ctx: RowContext, values: Mapping[str, str | None]) -> str | None:
+        """A column's value drawn from the table's distribution given the columns made before it
+        (``values``): the bucket of the strongest relation's feature from its conditional
+        distribution (a region given the area code, a birth year given an e-mail's digits), a value
+        in that bucket (the bucket itself for a column of shared values, a date of that year, else
+        drawn until one falls in it), kept with the probability the other relations give it; after
+        :data:`RELATION_TRIES` draws, the best fitting one."""
+        sem, prof = self.semantics[col.name], self.profile.col(col.name)
+        relations = self.profile.relations
+        on = relations.on(col.name, values) if relations else []
+        if not on:
+            return self._drawn(col, sem, prof, person, ctx, values)
+        lead = on[0]
+        bucket = lead.given(col.name, values.get(lead.other(col.name))).pick(self.rng)
+        best: tuple[bool, float, str | None] | None = None
+        for _ in range(RELATION_TRIES):
+            made, value = self._in_bucket(col, lead.side(col.name), bucket, prof)
+            if not made:
+                value = self._drawn(col, sem, prof, person, ctx, values)
+            hit = lead.bucket(col.name, value) == bucket
+            fit = relations.fit(col.name, value, values, values, besides=lead)
+            if hit and self.rng.random() < fit:
+                return value
+            if best is None or (hit, fit) > best[:2]:
+                best = (hit, fit, value)
+        return best[2] if best is not None else None
+
+    def _in_bucket(self, col: Column, feature: Feature, bucket: str | None, prof: ColumnProfile | None) -> tuple[bool, str | None]:
+        """(True, a value of ``col`` whose ``feature`` is ``bucket``) when one can be made directly,
+        else (False, None): draw and see. Made directly: NULL for the NULL bucket of a nullable
+        column, the bucket itself for a column's shared values, a date of the bucket's year from the
+        column's own dates."""
+        if bucket is None:
+            return (True, None) if not col.not_null else (False, None)
+        if bucket is OTHER:
+            return False, None
+        if feature.kind == Kind.VALUE:
+            return True, self._fit(col, bucket)
+        if feature.kind == Kind.YEAR and prof is not None and prof.numbers and bucket.isdigit() and dt.MINYEAR <= int(bucket) < dt.MAXYEAR:
+            lo = dt.datetime(int(bucket), 1, 1, tzinfo=dt.timezone.utc).timestamp()
+            hi = dt.datetime(int(bucket) + 1, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+            inside = prof.numbers[bisect.bisect_left(prof.numbers, lo):bisect.bisect_left(prof.numbers, hi)]
+            if inside:
+                return True, self._ts(col, dt.datetime.fromtimestamp(quantile(inside, self.rng), dt.timezone.utc))
+        return False, None
 
     def _bound(self, name: str, sem: Semantic) -> bool:
         """Whether a column's value comes with something else about the row (its person, location,
