@@ -113,6 +113,7 @@ class Splicer:
     pools: dict[tuple[tuple[Token, ...], int], Mapping[Token, list[Token]]] = field(default_factory=dict, compare=False, repr=False)
     classes: dict[Token, Token] = field(default_factory=dict, compare=False, repr=False)
     spreads: dict[tuple[tuple[Token, ...], int, Token], int] = field(default_factory=dict, compare=False, repr=False)
+    by_ending: dict[tuple[tuple[Token, ...], int, Token], list[Token]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, info: TableInfo, sample: Sequence[Mapping[str, str | None]], k: int = MIN_SHARED) -> Splicer | None:
@@ -194,7 +195,7 @@ class Splicer:
         m = (tok[0], _mask(tok[1]))
         if m in self.common:
             return m
-        return (tok[0], "(" * tok[1].startswith("(") + "~" + tok[1][-1:])
+        return _ending(tok)
 
     def _pool(self, prefix: tuple[Token, ...], cands: Sequence[int], j: int) -> Mapping[Token, list[Token]]:
         hit = self.pools.get((prefix, j))
@@ -258,14 +259,38 @@ class Splicer:
             # tokens of its class are there to choose from: the few rows of one street would
             # otherwise hand one row's parts over whole
             prefix = tuple(out)
+            if wide:  # the last token the walk followed (a street), from the wider region's
+                got = self._wider(prefix[:-1], levels, len(prefix) - 1, prefix[-1], rng) if prefix else None
+                out[-1] = got or out[-1]
             for j in range(i, len(r)):
                 cls = self._cls(r[j])
-                level = len(prefix) if (j == i and not wide) or len(prefix) < 2 else len(prefix) - 1
+                level = len(prefix) if j == i or len(prefix) < 2 else len(prefix) - 1
                 while level > 0 and r[j][1] is not None and self._spread(prefix[:level], levels[level], j, cls) < self.k:
                     level -= 1
                 col, text = rng.choice(self._pool(prefix[:level], levels[level], j)[cls])
+                if wide and j == i:
+                    col, text = self._wider(prefix, levels, j, r[j], rng) or (col, text)
                 out.append((col, _redraw_digits(text, rng) if redraw and text is not None and col == self.text_index else text))
             return tuple(out)
+
+    def _wider(self, prefix: tuple[Token, ...], levels: Sequence[Sequence[int]], j: int, tok: Token, rng: random.Random) -> Token | None:
+        """A token for position ``j`` ending like ``tok`` from the rows sharing all of ``prefix`` but
+        its last token, when the rows sharing all of it have k different such tokens there (an open
+        vocabulary like a district's streets, not the districts of a city); else None."""
+        if tok[1] is None or len(prefix) < 2:
+            return None
+        ending = _ending(tok)
+        if len(set(self._endings(prefix, levels[len(prefix)], j, ending))) < self.k:
+            return None
+        return rng.choice(self._endings(prefix[:-1], levels[len(prefix) - 1], j, ending))
+
+    def _endings(self, prefix: tuple[Token, ...], cands: Sequence[int], j: int, ending: Token) -> list[Token]:
+        """The tokens at ``j`` of the rows sharing ``prefix`` that end like ``ending`` (memoised)."""
+        key = (prefix, j, ending)
+        got = self.by_ending.get(key)
+        if got is None:
+            got = self.by_ending[key] = [self.rows[c][j] for c in cands if len(self.rows[c]) > j and _ending(self.rows[c][j]) == ending]
+        return got
 
     def _spread(self, prefix: tuple[Token, ...], cands: Sequence[int], j: int, cls: Token) -> int:
         """How many different tokens of class ``cls`` the rows sharing ``prefix`` have at ``j``."""
@@ -285,6 +310,11 @@ class Splicer:
                     groups.setdefault(self.rows[c][i], []).append(c)
             hit = self.memo[prefix] = groups
         return hit
+
+
+def _ending(tok: Token) -> Token:
+    """A token's coarse class: its column, an opening parenthesis, its last character."""
+    return tok if tok[1] is None else (tok[0], "(" * tok[1].startswith("(") + "~" + tok[1][-1:])
 
 
 def _redraw_digits(text: str, rng: random.Random) -> str:
