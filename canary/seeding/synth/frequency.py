@@ -168,6 +168,8 @@ class FrequencyMatch:
     k: int = MIN_SHARED
     added: tuple[Counter[str | None], ...] = ()
     credit: Counter[int] = field(default_factory=Counter)  # primary count classes canaries reached by being joined
+    owed: Counter[int] = field(default_factory=Counter)  # primary count classes canaries left by being joined
+    _by_primary: dict[int, list[tuple[int, ...]]] = field(default_factory=dict)  # targets by primary class
     memo: dict[int, tuple[list[tuple[str | None, ...]], list[int]]] = field(default_factory=dict)  # id(candidate) -> key values, traits
     #: the pool by signature (count classes as if drawn now, then traits), kept up to date as canaries
     #: take values: a draw scores each distinct signature once instead of each candidate
@@ -278,13 +280,23 @@ class FrequencyMatch:
         if among is None:
             if not self._sig:
                 self._index()
+            owed = sorted(b for b, n in self.owed.items() if n > 0)
+            if owed:  # a class canaries left when another one joined them: a real row's of that class stands in
+                self.owed[owed[0]] -= 1
+                if not self._by_primary:
+                    for t in self.targets:
+                        self._by_primary.setdefault(t[0], []).append(t)
+                stand_in = rng.choice(self._by_primary.get(owed[0]) or self.targets)
+                choice = self._closest(rng, stand_in, exact=True)
+                if choice is None:  # nothing of that class is left to draw (its values are the canaries' own now)
+                    self.owed[owed[0]] = 0
             # a real row whose primary value one other row holds (a family's address) has no candidate
             # like it unless canaries share one (a canary never takes a value fewer than k rows hold):
             # its primary class is matched exactly or another real row's target stands in, since a
             # compromise there would only bend the other keys' classes
             joined_only = {count_bin(n) for n in range(2, self.k + 1)} - {count_bin(self.k + 1)}
             for _ in range(20):
-                if want[0] not in joined_only:
+                if choice is not None or want[0] not in joined_only:
                     break
                 choice = self._closest(rng, want, exact=True)
                 if choice is not None:
@@ -313,6 +325,7 @@ class FrequencyMatch:
         joined, real = self.added[0][primary], self.counts[0][primary]
         if joined and count_bin(real + joined) != count_bin(real + joined + 1):  # the canaries holding it move up, too
             self.credit[count_bin(real + joined + 1)] += joined
+            self.owed[count_bin(real + joined)] += joined
         for j, (c, a, vs) in enumerate(zip(self.counts, self.added, vals)):
             for v in vs:
                 moved = count_bin(c[v] + a[v] + 1) != count_bin(c[v] + a[v] + 2)

@@ -259,9 +259,8 @@ class Splicer:
             # tokens of its class are there to choose from: the few rows of one street would
             # otherwise hand one row's parts over whole
             prefix = tuple(out)
-            if wide:  # the last token the walk followed (a street), from the wider region's
-                got = self._wider(prefix[:-1], levels, len(prefix) - 1, prefix[-1], rng) if prefix else None
-                out[-1] = got or out[-1]
+            if wide and prefix:  # the last token the walk followed (a street), from the wider region's
+                out[-1] = self._wider(prefix[:-1], levels, len(prefix) - 1, prefix[-1], rng) or out[-1]
             for j in range(i, len(r)):
                 cls = self._cls(r[j])
                 level = len(prefix) if j == i or len(prefix) < 2 else len(prefix) - 1
