@@ -60,6 +60,7 @@ from canary.seeding.credentials import SecretColumns, create_role_sql, fill, inf
 from canary.seeding.synth.contacts import ContactAllocator
 from canary.seeding.synth.frequency import ValueCounts
 from canary.seeding.synth.profile import FREEMAIL, TableProfile, profile
+from canary.seeding.synth.relations import Tally
 from canary.seeding.synth.shapes import (
     MIN_SHARED,
     Semantic,
@@ -476,7 +477,8 @@ class PostgresSeeder:
         synth = Synthesizer(info, prof, locale=locale, contacts=contacts, seed=self.rng.getrandbits(64), skip=skipped, reuse=reuse)
         if placements and info.estimated_rows <= COUNT_ALL_ROWS:
             counts = await self._value_counts(conn, info, synth.frequency_keys())
-            await asyncio.to_thread(synth.match_frequencies, counts, sample)
+            tallies = await self._tallies(conn, info, synth.tallies())
+            await asyncio.to_thread(synth.match_frequencies, counts, sample, tallies=tallies)
         creds: list[Credential] = []
         if cred is not None:
             factory, ctype, cols = cred
@@ -589,15 +591,27 @@ class PostgresSeeder:
         out: dict[str, ValueCounts] = {}
         for name, derivations in keys.items():
             counts = out[name] = ValueCounts(derivations, expected=info.estimated_rows)
-            sql = f"SELECT {ident(name)}::text AS v, count(*) AS n FROM {qualified(info.schema, info.name)} GROUP BY 1"
-            # an explicit cursor, closed before the seeder's DDL in the same transaction
-            await conn.execute(f"DECLARE canary_counts NO SCROLL CURSOR FOR {sql}")
-            try:
-                while batch := await conn.fetch("FETCH 20000 FROM canary_counts"):
-                    await asyncio.to_thread(counts.add_all, [(r["v"], int(r["n"])) for r in batch])
-            finally:
-                await conn.execute("CLOSE canary_counts")
+            await self._stream_counts(conn, f"SELECT {ident(name)}::text AS v, count(*) AS n FROM {qualified(info.schema, info.name)} GROUP BY 1",
+                                      counts)
         return out
+
+    async def _tallies(self, conn: asyncpg.Connection, info: TableInfo, tallies: Sequence[Tally]) -> dict[str, ValueCounts]:
+        """Rows of the whole table per value derived from several columns (:class:`Tally`), counted by
+        the database, streamed like :meth:`_value_counts`."""
+        out: dict[str, ValueCounts] = {}
+        for tally in tallies:
+            out[tally.name] = ValueCounts(expected=info.estimated_rows)
+            await self._stream_counts(conn, tally.query(qualified(info.schema, info.name), lambda c: f"{ident(c)}::text"), out[tally.name])
+        return out
+
+    async def _stream_counts(self, conn: asyncpg.Connection, sql: str, counts: ValueCounts) -> None:
+        # an explicit cursor, closed before the seeder's DDL in the same transaction
+        await conn.execute(f"DECLARE canary_counts NO SCROLL CURSOR FOR {sql}")
+        try:
+            while batch := await conn.fetch("FETCH 20000 FROM canary_counts"):
+                await asyncio.to_thread(counts.add_all, [(r["v"], int(r["n"])) for r in batch])
+        finally:
+            await conn.execute("CLOSE canary_counts")
 
     async def _shared_values(
         self, conn: asyncpg.Connection, info: TableInfo, sample: list[dict[str, str | None]], skipped: Sequence[str], pools: ContactPools

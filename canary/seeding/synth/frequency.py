@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from canary.seeding.synth.names import split_name
+from canary.seeding.synth.relations import Tally
 from canary.seeding.synth.shapes import MIN_SHARED
 
 _COUNT_BINS = (2, 3, 5, 10, 30, 100, 300, 1000, 3000)
@@ -77,6 +78,14 @@ class ValueCounts:
         return self if fn is same else self.derived_counts[fn]
 
 
+def _moves(counts: Counter[str | None] | ValueCounts, added: Counter[str | None], value: str | None) -> bool:
+    """Whether one more row holding ``value`` moves the canaries that hold it to another count class."""
+    if not added[value]:
+        return False
+    n = counts[value] + added[value]
+    return count_bin(n) != count_bin(n + 1)
+
+
 def surname_key(name: str | None) -> str | None:
     split = split_name(name) if name else None
     return split[1] if split else name
@@ -99,21 +108,59 @@ def shape_key(text: str | None) -> str | None:
     return re.sub(r"\d+", "9", text) if text else text
 
 
+@dataclass(frozen=True, slots=True)
+class Across:
+    """A key derived from several columns of a candidate (its column in :attr:`FrequencyMatch.keys`
+    is only a label): the joint value a :class:`Tally` counts, an address's first word with a
+    postcode's leading digits."""
+
+    tally: Tally
+    at: int = 0  # which of the tally's feature sets
+
+    def __call__(self, cand: Mapping[str, str | None]) -> str:
+        return self.tally.value(cand, self.at)
+
+
+@dataclass(frozen=True, slots=True)
+class Rarest:
+    """A key with several values per candidate, counted by the least common of them: a text's rarest
+    word (``fn``: the words of a value)."""
+
+    fn: Callable[[str | None], frozenset[str]]
+
+
+def key_values(col: str, fn: Any, cand: Mapping[str, str | None]) -> tuple[str | None, ...]:
+    """The values a key derives from a candidate (one, or with :class:`Rarest` each word)."""
+    if isinstance(fn, Across):
+        return (fn(cand),)
+    if isinstance(fn, Rarest):
+        return tuple(sorted(fn.fn(cand.get(col))))
+    return (fn(cand.get(col)),)
+
+
+def held(counts: Counter[str | None] | ValueCounts, added: Counter[str | None] | None, values: Sequence[str | None]) -> int:
+    """Rows holding a key's values: the least held of them (0 for none)."""
+    if added is None:
+        return min((counts[v] for v in values), default=0)
+    return min((counts[v] + added[v] for v in values), default=0)
+
+
 @dataclass
 class FrequencyMatch:
     """Draws candidates (a person's names, a row's location columns) so that how many rows of the
     table hold each of their values matches how many rows hold a real row's values.
 
     ``keys``: (column, derivation) pairs an insider can count (the full name and its surname; the
-    address, its digit-masked shape and the postcode); ``counts``: rows of the whole table per derived
-    value; ``targets``: the real rows' count classes (:func:`count_bin`) per key, one tuple per sampled
+    address, its digit-masked shape and the postcode; pairs of columns' features the table relates,
+    :class:`Across`; an address's rarest word, :class:`Rarest`); ``counts``: rows of the whole table per
+    derived value; ``targets``: the real rows' count classes (:func:`count_bin`) per key, one tuple per sampled
     row. Each canary takes a random real row's classes and the candidate closest to them. The primary
     value (the first key) is taken only when no real row holds it or at least ``k`` do (never a value
     that identifies a person); values canaries already hold count too, so two canaries may share a
     fresh value where real rows come in pairs (a family's address).
     """
 
-    keys: tuple[tuple[str, Any], ...]
+    keys: tuple[tuple[str, Any], ...]  # (column, derivation); an Across derivation reads several columns, Rarest several values
     counts: tuple[Counter[str | None] | ValueCounts, ...]
     targets: tuple[tuple[int, ...], ...]
     pool: list[Mapping[str, str | None]]
@@ -121,7 +168,9 @@ class FrequencyMatch:
     k: int = MIN_SHARED
     added: tuple[Counter[str | None], ...] = ()
     credit: Counter[int] = field(default_factory=Counter)  # primary count classes canaries reached by being joined
-    memo: dict[int, tuple[list[str | None], list[int]]] = field(default_factory=dict)  # id(candidate) -> key values, traits
+    owed: Counter[int] = field(default_factory=Counter)  # primary count classes canaries left by being joined
+    _by_primary: dict[int, list[tuple[int, ...]]] = field(default_factory=dict)  # targets by primary class
+    memo: dict[int, tuple[list[tuple[str | None, ...]], list[int]]] = field(default_factory=dict)  # id(candidate) -> key values, traits
     #: the pool by signature (count classes as if drawn now, then traits), kept up to date as canaries
     #: take values: a draw scores each distinct signature once instead of each candidate
     _buckets: dict[tuple[int, ...], list[int]] = field(default_factory=dict)
@@ -133,8 +182,20 @@ class FrequencyMatch:
         self.added = tuple(Counter() for _ in self.keys)
 
     def _signature(self, i: int) -> tuple[int, ...]:
+        """Count classes as if drawn now, traits, then how many classes of canaries drawn before it
+        would change."""
         vals, traits = self._derived(self.pool[i])
-        return tuple(count_bin(c[v] + a[v] + 1) for c, a, v in zip(self.counts, self.added, vals)) + tuple(traits)
+        return self._bins(vals) + tuple(traits) + (self._disturbs(vals),)
+
+    def _bins(self, vals: Sequence[tuple[str | None, ...]]) -> tuple[int, ...]:
+        """Count classes of a candidate's key values as if it were drawn now."""
+        return tuple(count_bin(held(c, a, v) + 1) for c, a, v in zip(self.counts, self.added, vals))
+
+    def _disturbs(self, vals: Sequence[tuple[str | None, ...]]) -> int:
+        """Keys (but the primary one, whose joins :attr:`credit` makes up for) on which drawing the
+        candidate would move canaries drawn before it to another count class: a canary that matched
+        a real row's "nobody else has this postcode" must not lose that to a later one."""
+        return sum(1 for c, a, vs in zip(self.counts[1:], self.added[1:], vals[1:]) if any(_moves(c, a, v) for v in vs))
 
     def _index(self) -> None:
         """Bucket the pool once (candidates whose primary value fewer than k real rows hold are left out)."""
@@ -143,10 +204,11 @@ class FrequencyMatch:
         self._slot = [0] * len(self.pool)
         for i, cand in enumerate(self.pool):
             vals, _ = self._derived(cand)
-            if 0 < self.counts[0][vals[0]] < self.k:
+            if 0 < self.counts[0][vals[0][0]] < self.k:
                 continue
-            for holders, v in zip(self._holders, vals):
-                holders.setdefault(v, []).append(i)
+            for holders, vs in zip(self._holders, vals):
+                for v in vs:
+                    holders.setdefault(v, []).append(i)
             self._put(i, self._signature(i))
 
     def _put(self, i: int, sig: tuple[int, ...]) -> None:
@@ -169,14 +231,17 @@ class FrequencyMatch:
             del self._buckets[old]
         self._put(i, new)
 
-    def _closest(self, rng: random.Random, want: tuple[int, ...]) -> Mapping[str, str | None] | None:
-        """A candidate of the whole pool at the least distance from ``want``, uniform among the closest."""
+    def _closest(self, rng: random.Random, want: tuple[int, ...], exact: bool = False) -> Mapping[str, str | None] | None:
+        """A candidate of the whole pool at the least distance from ``want``, uniform among the
+        closest (with ``exact``, only among those of its primary class)."""
         if not self._sig:
             self._index()
         best: float | None = None
         tied: list[list[int]] = []
         for sig, bucket in self._buckets.items():
-            d = sum(abs(x - w) for x, w in zip(sig, want))
+            if exact and sig[0] != want[0]:
+                continue
+            d = sum(abs(x - w) for x, w in zip(sig, want)) + sig[-1]
             if best is None or d < best:
                 best, tied = d, [bucket]
             elif d == best:
@@ -191,13 +256,13 @@ class FrequencyMatch:
             r -= len(bucket)
         return None
 
-    def _values(self, cand: Mapping[str, str | None]) -> list[str | None]:
+    def _values(self, cand: Mapping[str, str | None]) -> list[tuple[str | None, ...]]:
         return self._derived(cand)[0]
 
-    def _derived(self, cand: Mapping[str, str | None]) -> tuple[list[str | None], list[int]]:
+    def _derived(self, cand: Mapping[str, str | None]) -> tuple[list[tuple[str | None, ...]], list[int]]:
         hit = self.memo.get(id(cand))
         if hit is None:
-            hit = self.memo[id(cand)] = ([fn(cand.get(col)) for col, fn in self.keys], [fn(cand.get(col)) for col, fn in self.traits])
+            hit = self.memo[id(cand)] = ([key_values(col, fn, cand) for col, fn in self.keys], [fn(cand.get(col)) for col, fn in self.traits])
         return hit
 
     def draw(self, rng: random.Random, tries: int = 600,
@@ -213,17 +278,42 @@ class FrequencyMatch:
             want = rng.choice(self.targets)
         choice: Mapping[str, str | None] | None = None
         if among is None:
-            choice = self._closest(rng, want)
+            if not self._sig:
+                self._index()
+            owed = sorted(b for b, n in self.owed.items() if n > 0)
+            if owed:  # a class canaries left when another one joined them: a real row's of that class stands in
+                self.owed[owed[0]] -= 1
+                if not self._by_primary:
+                    for t in self.targets:
+                        self._by_primary.setdefault(t[0], []).append(t)
+                stand_in = rng.choice(self._by_primary.get(owed[0]) or self.targets)
+                choice = self._closest(rng, stand_in, exact=True)
+                if choice is None:  # nothing of that class is left to draw (its values are the canaries' own now)
+                    self.owed[owed[0]] = 0
+            # a real row whose primary value one other row holds (a family's address) has no candidate
+            # like it unless canaries share one (a canary never takes a value fewer than k rows hold):
+            # its primary class is matched exactly or another real row's target stands in, since a
+            # compromise there would only bend the other keys' classes
+            joined_only = {count_bin(n) for n in range(2, self.k + 1)} - {count_bin(self.k + 1)}
+            for _ in range(20):
+                if choice is not None or want[0] not in joined_only:
+                    break
+                choice = self._closest(rng, want, exact=True)
+                if choice is not None:
+                    break
+                want = rng.choice(self.targets)
+            if choice is None:
+                choice = self._closest(rng, want)
         else:
             best: tuple[int, float] | None = None
             sample = list(among) if len(among) <= tries else rng.sample(list(among), tries)
             n_keys = len(self.keys)
             for cand in sample:
                 vals, traits = self._derived(cand)
-                real = self.counts[0][vals[0]]
+                real = self.counts[0][vals[0][0]]
                 if 0 < real < self.k:
                     continue
-                score = sum(abs(count_bin(c[v] + a[v] + 1) - w) for c, a, v, w in zip(self.counts, self.added, vals, want[:n_keys]))
+                score = sum(abs(b - w) for b, w in zip(self._bins(vals), want[:n_keys])) + self._disturbs(vals)
                 score += sum(abs(t - w) for t, w in zip(traits, want[n_keys:]))
                 rank = (score, rng.random())
                 if best is None or rank < best:
@@ -231,22 +321,30 @@ class FrequencyMatch:
         if choice is None:
             return None
         vals = self._values(choice)
-        joined, real = self.added[0][vals[0]], self.counts[0][vals[0]]
+        primary = vals[0][0]
+        joined, real = self.added[0][primary], self.counts[0][primary]
         if joined and count_bin(real + joined) != count_bin(real + joined + 1):  # the canaries holding it move up, too
             self.credit[count_bin(real + joined + 1)] += joined
-        for j, (c, a, v) in enumerate(zip(self.counts, self.added, vals)):
-            moved = count_bin(c[v] + a[v] + 1) != count_bin(c[v] + a[v] + 2)
-            a[v] += 1
-            if moved and self._sig:  # the candidates holding v now count one more row
-                for i in self._holders[j].get(v, ()):
-                    self._move(i)
+            self.owed[count_bin(real + joined)] += joined
+        for j, (c, a, vs) in enumerate(zip(self.counts, self.added, vals)):
+            for v in vs:
+                moved = count_bin(c[v] + a[v] + 1) != count_bin(c[v] + a[v] + 2)
+                was = _moves(c, a, v)
+                a[v] += 1
+                if (moved or was != _moves(c, a, v)) and self._sig:  # the candidates holding v now count one more row
+                    for i in self._holders[j].get(v, ()):
+                        self._move(i)
         return choice
 
     @staticmethod
     def real_targets(keys: Sequence[tuple[str, Any]], counts: Sequence[Counter[str | None] | ValueCounts],
-                     sample: Sequence[Mapping[str, str | None]], traits: Sequence[tuple[str, Any]] = ()) -> tuple[tuple[int, ...], ...]:
+                     sample: Sequence[Mapping[str, str | None]], traits: Sequence[tuple[str, Any]] = (),
+                     nulls: bool = False) -> tuple[tuple[int, ...], ...]:
+        """The sampled rows' count classes (and traits); rows whose primary column is NULL only with
+        ``nulls`` (when candidates may have a NULL there, too: a location without an address)."""
         first = keys[0][0]
         return tuple(
-            tuple(count_bin(c[fn(r.get(col))]) for (col, fn), c in zip(keys, counts)) + tuple(fn(r.get(col)) for col, fn in traits)
-            for r in sample if r.get(first) is not None
+            tuple(count_bin(held(c, None, key_values(col, fn, r))) for (col, fn), c in zip(keys, counts))
+            + tuple(fn(r.get(col)) for col, fn in traits)
+            for r in sample if nulls or r.get(first) is not None
         )

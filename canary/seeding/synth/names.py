@@ -13,27 +13,29 @@ from typing import Any
 from faker import Faker
 
 from canary.seeding.synth.romanize import SURNAME_SPELLINGS, spellings
-from canary.seeding.synth.shapes import MIN_SHARED, Weighted, local_shape, script_class
+from canary.seeding.synth.shapes import MIN_SHARED, Weighted, local_shape
 
 _TWO_SYLLABLE_SURNAMES = frozenset(k for k in SURNAME_SPELLINGS if len(k) == 2)
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")
+_KANA_HAN = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")  # the characters shapes.script_class calls あ and 漢
 
 
 def split_name(name: str) -> tuple[str, str, str] | None:
     """(layout, surname, given name) of a full name: ``ko`` 김민준, ``ko_sp`` 김 민준, ``ja`` 佐藤 健,
     ``en`` John Smith; None for a single word in a Latin script or anything else."""
-    text = " ".join(name.split())
-    if not text:
+    words = name.split()
+    if not words:
         return None
-    hangul = bool(re.search(r"[\uac00-\ud7a3]", text))
-    words = text.split(" ")
+    hangul = _HANGUL.search(name) is not None
     if hangul and len(words) == 1:
+        text = words[0]
         cut = 2 if len(text) >= 4 and text[:2] in _TWO_SYLLABLE_SURNAMES else 1
         return ("ko", text[:cut], text[cut:]) if len(text) > cut else None
     if len(words) < 2:
         return None
     if hangul:
         return ("ko_sp", words[0], "".join(words[1:]))
-    if any(script_class(ch) in ("あ", "漢") for ch in text):
+    if _KANA_HAN.search(name) is not None:
         return ("ja", words[0], " ".join(words[1:]))
     return ("en", words[-1], " ".join(words[:-1]))
 

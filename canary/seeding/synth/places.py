@@ -7,16 +7,80 @@ import random
 import re
 import string
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from canary.seeding.catalog import TableInfo
-from canary.seeding.synth.shapes import MIN_SHARED, Semantic, semantic_of
+from canary.seeding.synth.shapes import MIN_SHARED, Semantic, Weighted, semantic_of
 
 _PLACE_FIRST = (Semantic.STATE, Semantic.CITY)
 _PLACE_TEXT = (Semantic.ADDRESS, Semantic.STREET)
 _PLACE_LAST = (Semantic.POSTCODE,)
 Token = tuple[int, str | None]  # (index into Splicer.columns, text; None for NULL)
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What new values of the location columns are made of, so that a canary's location can hold a
+    word or a postcode no other row holds as often as real rows do (a new apartment complex, a
+    postcode of the same district nobody in the table has yet): beginnings and endings of words
+    that at least ``k`` distinct sampled words share, and leading digits that ``k`` sampled values
+    of a digit column (a postcode) share."""
+
+    vocabulary: frozenset[str]  # the sampled address words (without digits: numbers are drawn anew anyway)
+    beginnings: frozenset[str]  # word beginnings k distinct words share
+    endings: Mapping[str, Weighted]  # last character -> word endings k distinct words share (by how many)
+    digits: Mapping[int, frozenset[str]]  # column index -> leading digits k sampled values share
+    longest: int  # longest sampled word
+
+    @classmethod
+    def of(cls, rows: Sequence[tuple[Token, ...]], text_index: int, k: int) -> Parts:
+        vocabulary = {t for row in rows for i, t in row if i == text_index and t and not any(ch.isdigit() for ch in t)}
+        begins: Counter[str] = Counter()
+        ends: Counter[str] = Counter()
+        for w in vocabulary:
+            begins.update(w[:c] for c in range(1, len(w)))
+            ends.update(w[c:] for c in range(1, len(w)))
+        endings: dict[str, Counter[str]] = {}
+        for e, n in ends.items():
+            if n >= k:
+                endings.setdefault(e[-1], Counter())[e] = n
+        digits: dict[int, Counter[str]] = {}
+        for row in rows:
+            for i, t in row:
+                if i != text_index and t and t.isascii() and sum(ch.isdigit() for ch in t) * 2 > len(t):
+                    d = re.sub(r"\D", "", t)
+                    digits.setdefault(i, Counter()).update(d[:c] for c in range(1, len(d)))
+        return cls(frozenset(vocabulary), frozenset(b for b, n in begins.items() if n >= k),
+                   {ch: Weighted.of(c) for ch, c in endings.items()},
+                   {i: frozenset(p for p, n in c.items() if n >= k) for i, c in digits.items()},
+                   max((len(w) for w in vocabulary), default=0))
+
+    def word(self, word: str, rng: random.Random) -> str | None:
+        """A new word like ``word``: one of its beginnings that k words share, then an ending with
+        its last character that k words share (None when none makes a word the sample lacks)."""
+        cuts = [c for c in range(1, len(word)) if word[:c] in self.beginnings]
+        ends = self.endings.get(word[-1:])
+        if not cuts or not ends:
+            return None
+        for _ in range(8):
+            got = word[: rng.choice(cuts)] + str(ends.pick(rng))
+            if got != word and got not in self.vocabulary and len(got) <= self.longest:
+                return got
+        return None
+
+    def number(self, index: int, value: str, rng: random.Random) -> str | None:
+        """``value`` (a postcode) with the digits after its longest shared leading digits drawn anew."""
+        shared = self.digits.get(index)
+        digits = re.sub(r"\D", "", value)
+        keep = max((c for c in range(1, len(digits)) if shared and digits[:c] in shared), default=0)
+        if not keep or keep >= len(digits):
+            return None
+        fresh = digits[:keep] + "".join(rng.choice(string.digits) for _ in range(len(digits) - keep))
+        if fresh == digits:
+            return None
+        it = iter(fresh)
+        return "".join(next(it) if ch.isdigit() else ch for ch in value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +105,15 @@ class Splicer:
     common: frozenset[Token]  # digit-masked tokens at least k sampled rows use
     held: Mapping[tuple[str | None, ...], int]  # address words -> sampled rows holding that address
     k: int = MIN_SHARED
+    parts: Parts | None = None  # what new words and postcodes are made of
     memo: dict[tuple[Token, ...], Mapping[Token, list[int]]] = field(default_factory=dict, compare=False, repr=False)
     #: (prefix, position) -> the tokens the rows sharing the prefix have there, by class (memoised: on a
     #: table of distinct addresses every walk leaves the shared prefix at once and would otherwise
     #: classify every sampled row's tokens again)
     pools: dict[tuple[tuple[Token, ...], int], Mapping[Token, list[Token]]] = field(default_factory=dict, compare=False, repr=False)
     classes: dict[Token, Token] = field(default_factory=dict, compare=False, repr=False)
+    spreads: dict[tuple[tuple[Token, ...], int, Token], int] = field(default_factory=dict, compare=False, repr=False)
+    by_ending: dict[tuple[tuple[Token, ...], int, Token], list[Token]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, info: TableInfo, sample: Sequence[Mapping[str, str | None]], k: int = MIN_SHARED) -> Splicer | None:
@@ -76,7 +143,45 @@ class Splicer:
             rows.append(tuple(seq))
         counts = Counter((t[0], _mask(t[1])) for row in rows for t in set(row) if t[1] is not None)
         held = Counter(tuple(t for i, t in row if i == t_index) for row in rows)
-        return cls(columns, tuple(rows), reverse, t_index, frozenset(t for t, n in counts.items() if n >= k), held, k)
+        return cls(columns, tuple(rows), reverse, t_index, frozenset(t for t, n in counts.items() if n >= k), held, k,
+                   Parts.of(rows, t_index, k))
+
+    def freshen(self, place: Mapping[str, str | None], rng: random.Random, word: bool,
+                unseen: Callable[[str, str], bool] | None = None) -> dict[str, str | None] | None:
+        """``place`` (composed) with one part no sampled row has: with ``word``, a word of the address
+        made of a beginning and an ending many words share, else a postcode's trailing digits drawn
+        anew, until ``unseen(column, value)`` says no row of the table holds it (None when that does
+        not work out). Real rows hold words and postcodes nobody else has; canaries whose every part
+        comes from a sampled row never would."""
+        if self.parts is None:
+            return None
+        out = dict(place)
+        if not word:
+            numbers = [i for i, c in enumerate(self.columns) if i in self.parts.digits and out.get(c)]
+            if not numbers:
+                return None
+            i = rng.choice(numbers)
+            col = self.columns[i]
+            for _ in range(8):
+                got = self.parts.number(i, str(out[col]), rng)
+                if got is not None and (unseen is None or unseen(col, got)):
+                    out[col] = got
+                    return out
+            return None
+        text = self.columns[self.text_index]
+        value = out.get(text)
+        if not value:
+            return None
+        ws = value.split(" ")
+        at = [j for j, w in enumerate(ws) if w and not any(ch.isdigit() for ch in w)] or [j for j, w in enumerate(ws) if w]
+        rng.shuffle(at)
+        for j in at[:3]:
+            got = self.parts.word(ws[j], rng)
+            if got is not None:
+                ws[j] = got
+                out[text] = " ".join(ws)
+                return out
+        return None
 
     def _cls(self, tok: Token) -> Token:
         got = self.classes.get(tok)
@@ -90,7 +195,7 @@ class Splicer:
         m = (tok[0], _mask(tok[1]))
         if m in self.common:
             return m
-        return (tok[0], "(" * tok[1].startswith("(") + "~" + tok[1][-1:])
+        return _ending(tok)
 
     def _pool(self, prefix: tuple[Token, ...], cands: Sequence[int], j: int) -> Mapping[Token, list[Token]]:
         hit = self.pools.get((prefix, j))
@@ -103,13 +208,19 @@ class Splicer:
             hit = self.pools[(prefix, j)] = grouped
         return hit
 
-    def compose(self, rng: random.Random) -> dict[str, str | None] | None:
-        """Values for the location columns, or None if no new combination came up."""
+    def compose(self, rng: random.Random, novel: bool = False) -> dict[str, str | None] | None:
+        """Values for the location columns, or None if no new combination came up. With ``novel``, an
+        address whose street comes from the rows of a wider region than the walk shared (a street
+        name common in the table on a district the sample never pairs it with): most of a table's
+        addresses are the only one of their kind, where the parts of the few sampled rows of one
+        district add up to one of theirs far more often."""
         for attempt in range(10):
-            seq = self._walk(rng, redraw=attempt >= 3)
+            seq = self._walk(rng, redraw=attempt >= 3, wide=novel)
             words = tuple(t for i, t in seq if i == self.text_index)
             if 0 < self.held.get(words, 0) < self.k:
                 continue  # a sampled row's own address
+            if novel and (not words or words[0] is None):
+                continue
             out: dict[str, str | None] = {}
             for i, t in seq:
                 if i != self.text_index:
@@ -121,11 +232,14 @@ class Splicer:
             return out
         return None
 
-    def _walk(self, rng: random.Random, redraw: bool = False) -> tuple[Token, ...]:
+    def _walk(self, rng: random.Random, redraw: bool = False, wide: bool = False) -> tuple[Token, ...]:
         """One token sequence; with ``redraw``, the numbers of the rare part are drawn afresh (when
-        the parts of other rows keep adding up to a sampled row's own address)."""
+        the parts of other rows keep adding up to a sampled row's own address); with ``wide``, the
+        first token that leaves the shared prefix comes from the rows sharing all of it but its last
+        token, too (a street of this city that the sample has in another district only)."""
         rows = self.rows
         cands: Sequence[int] = range(len(rows))
+        levels: list[Sequence[int]] = [cands]  # levels[n]: the rows sharing the first n tokens
         out: list[Token] = []
         i = 0
         while True:
@@ -136,14 +250,54 @@ class Splicer:
             if len(same) >= self.k:
                 out.append(r[i])
                 cands = same
+                levels.append(cands)
                 i += 1
                 continue
+            # the next token from the rows sharing the prefix (a house number on this street), the
+            # ones after it from those sharing it but its last token (the rest of an address in this
+            # district), each from wider groups (the region, the table) until at least k different
+            # tokens of its class are there to choose from: the few rows of one street would
+            # otherwise hand one row's parts over whole
             prefix = tuple(out)
+            if wide and prefix:  # the last token the walk followed (a street), from the wider region's
+                out[-1] = self._wider(prefix[:-1], levels, len(prefix) - 1, prefix[-1], rng) or out[-1]
             for j in range(i, len(r)):
-                col, text = rng.choice(self._pool(prefix, cands, j)[self._cls(r[j])])
+                cls = self._cls(r[j])
+                level = len(prefix) if j == i or len(prefix) < 2 else len(prefix) - 1
+                while level > 0 and r[j][1] is not None and self._spread(prefix[:level], levels[level], j, cls) < self.k:
+                    level -= 1
+                col, text = rng.choice(self._pool(prefix[:level], levels[level], j)[cls])
+                if wide and j == i:
+                    col, text = self._wider(prefix, levels, j, r[j], rng) or (col, text)
                 out.append((col, _redraw_digits(text, rng) if redraw and text is not None and col == self.text_index else text))
             return tuple(out)
 
+    def _wider(self, prefix: tuple[Token, ...], levels: Sequence[Sequence[int]], j: int, tok: Token, rng: random.Random) -> Token | None:
+        """A token for position ``j`` ending like ``tok`` from the rows sharing all of ``prefix`` but
+        its last token, when the rows sharing all of it have k different such tokens there (an open
+        vocabulary like a district's streets, not the districts of a city); else None."""
+        if tok[1] is None or len(prefix) < 2:
+            return None
+        ending = _ending(tok)
+        if len(set(self._endings(prefix, levels[len(prefix)], j, ending))) < self.k:
+            return None
+        return rng.choice(self._endings(prefix[:-1], levels[len(prefix) - 1], j, ending))
+
+    def _endings(self, prefix: tuple[Token, ...], cands: Sequence[int], j: int, ending: Token) -> list[Token]:
+        """The tokens at ``j`` of the rows sharing ``prefix`` that end like ``ending`` (memoised)."""
+        key = (prefix, j, ending)
+        got = self.by_ending.get(key)
+        if got is None:
+            got = self.by_ending[key] = [self.rows[c][j] for c in cands if len(self.rows[c]) > j and _ending(self.rows[c][j]) == ending]
+        return got
+
+    def _spread(self, prefix: tuple[Token, ...], cands: Sequence[int], j: int, cls: Token) -> int:
+        """How many different tokens of class ``cls`` the rows sharing ``prefix`` have at ``j``."""
+        key = (prefix, j, cls)
+        got = self.spreads.get(key)
+        if got is None:
+            got = self.spreads[key] = len(set(self._pool(prefix, cands, j).get(cls, ())))
+        return got
 
     def _group(self, prefix: tuple[Token, ...], cands: Sequence[int], i: int) -> Mapping[Token, list[int]]:
         """Rows sharing ``prefix``, grouped by their next token (memoised: walks share prefixes)."""
@@ -155,6 +309,11 @@ class Splicer:
                     groups.setdefault(self.rows[c][i], []).append(c)
             hit = self.memo[prefix] = groups
         return hit
+
+
+def _ending(tok: Token) -> Token:
+    """A token's coarse class: its column, an opening parenthesis, its last character."""
+    return tok if tok[1] is None else (tok[0], "(" * tok[1].startswith("(") + "~" + tok[1][-1:])
 
 
 def _redraw_digits(text: str, rng: random.Random) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from canary.seeding.catalog import TableInfo
 from canary.seeding.synth.names import NameModel, email_uses
 from canary.seeding.synth.places import Splicer
+from canary.seeding.synth.relations import Relations
 from canary.seeding.synth.shapes import (
     MIN_SHARED,
     Semantic,
@@ -59,6 +60,7 @@ class TableProfile:
     script: str | None = None
     places: Splicer | None = None  # location columns (address, postcode, city...) composed together
     names: NameModel | None = None  # full names: layouts, shared surnames and given names, syllables
+    relations: Relations = Relations()  # which columns' features depend on each other, and how
 
     def col(self, name: str) -> ColumnProfile | None:
         return self.columns.get(name)
@@ -162,4 +164,5 @@ def profile(info: TableInfo, sample: Sequence[Mapping[str, str | None]]) -> Tabl
     main_script = Counter(scripts).most_common(1)[0][0] if scripts else None
     return TableProfile(columns=cols, rows=n, created_gap=tuple(sorted(gaps)), created_epochs=tuple(sorted(epochs)), script=main_script,
                         places=Splicer.of(info, sample),
-                        names=NameModel.of([str(r[name_col]) for r in sample if r.get(name_col)]) if name_col else None)
+                        names=NameModel.of([str(r[name_col]) for r in sample if r.get(name_col)]) if name_col else None,
+                        relations=Relations.learn(info, sample))

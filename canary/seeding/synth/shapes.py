@@ -189,8 +189,10 @@ def shared_digit_prefixes(values: Iterable[str], k: int = MIN_SHARED) -> dict[st
 
 
 def draw_digits(template: str, prefixes: Mapping[str, int], rng: random.Random) -> str:
-    """Fill the 9s of ``template`` digit by digit, following shared prefixes as long as some
-    continuation is shared, then uniformly at random."""
+    """Fill the 9s of ``template`` digit by digit, following shared prefixes as often as the values
+    do, then uniformly at random: the values with a prefix whose next digits fewer than k of them
+    share take one of those other digits (a prefix is not followed more often than the values follow
+    it, so a block of numbers is as crowded as the table's are)."""
     n = template.count("9")
     digits = ""
     while len(digits) < n:
@@ -198,7 +200,11 @@ def draw_digits(template: str, prefixes: Mapping[str, int], rng: random.Random) 
         total = sum(nxt.values())
         if not total:
             break
-        x = rng.random() * total
+        rest = max(0, prefixes.get(digits, total) - total) if digits else 0
+        x = rng.random() * (total + rest)
+        if x >= total:
+            digits += rng.choice([d for d, c in nxt.items() if not c] or string.digits)
+            break
         for d, c in nxt.items():
             x -= c
             if x < 0:

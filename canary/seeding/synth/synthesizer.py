@@ -23,7 +23,9 @@ from canary.errors import SeedError
 from canary.seeding.catalog import Column, TableInfo, check_hints
 from canary.seeding.synth.contacts import ContactAllocator, format_phone
 from canary.seeding.synth.frequency import (
+    Across,
     FrequencyMatch,
+    Rarest,
     ValueCounts,
     given_key,
     same,
@@ -33,6 +35,7 @@ from canary.seeding.synth.frequency import (
     word_count,
 )
 from canary.seeding.synth.profile import ColumnProfile, TableProfile
+from canary.seeding.synth.relations import OTHER, Feature, Kind, Tally, words
 from canary.seeding.synth.romanize import spell, spellings
 from canary.seeding.synth.shapes import (
     MIN_SHARED,
@@ -48,6 +51,11 @@ from canary.seeding.synth.shapes import (
 from canary.seeding.synth.times import Precision
 
 SUPPORTED_LOCALES = ("en_US", "ko_KR", "ja_JP")
+#: draws of a column's value from its own distribution, at most, until one fits the row's other
+#: columns the way the table relates them (:meth:`Synthesizer.row`); then the best fitting one
+RELATION_TRIES = 100
+#: pairs of related location features whose whole-table counts the match follows, at most
+MAX_JOINT = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +144,32 @@ class Synthesizer:
                 out[c].append(shape_key)
         return out
 
+    def tallies(self) -> list[Tally]:
+        """Counts over the whole table that :meth:`match_frequencies` uses besides single columns'
+        (``tallies`` there, by :attr:`Tally.name`): for the location columns composed together, the
+        pairs of their features the table relates (an address's first word with a postcode's leading
+        digits) and the words of the address (how common its rarest word is)."""
+        places = self.profile.places
+        if places is None:
+            return []
+        written = {c.name for c in self.columns()}
+        cols = [c for c in places.columns if c in written]
+        text = places.columns[places.text_index]
+        if text not in written:
+            return []
+        related = self.profile.relations.between(cols)[:MAX_JOINT]
+        out = [Tally(f"words({text})", each_word=text, rows=self.info.estimated_rows)]
+        if related:
+            out.append(Tally("related(" + ", ".join(cols) + ")", tuple((r.a, r.b) for r in related), rows=self.info.estimated_rows))
+        return out
+
     def match_frequencies(self, counts: Mapping[str, Counter[str | None] | ValueCounts], sample: Sequence[Mapping[str, str | None]],
-                          candidates: int = 4000) -> None:
+                          candidates: int = 4000, tallies: Mapping[str, Counter[str | None] | ValueCounts] | None = None) -> None:
         """From now on, draw names and locations so that how many rows of the table share each of
         their values (``counts``: rows of the whole table per value of the columns
-        :meth:`frequency_columns` names) follows the sampled real rows' distribution."""
+        :meth:`frequency_columns` names; ``tallies``: the counts :meth:`tallies` describes, by name)
+        follows the sampled real rows' distribution, for single columns and for the pairs of
+        location features and the rarest address word, too."""
         name_col = next((c for c in self.frequency_columns() if self.semantics[c] == Semantic.FULL_NAME), None)
         if name_col is not None and name_col in counts and self.profile.names is not None:
             keys: tuple[tuple[str, Any], ...] = ((name_col, same), (name_col, surname_key), (name_col, given_key))
@@ -157,14 +186,35 @@ class Synthesizer:
             if text in counts:
                 keys = ((text, same), (text, shape_key)) + tuple((c, same) for c in places.columns if c != text and c in counts)
                 derived = tuple(_derive(counts[col], fn) for col, fn in keys)
+                for tally in self.tallies():
+                    got = (tallies or {}).get(tally.name)
+                    if got is None:
+                        continue
+                    if tally.each_word is not None:
+                        keys += ((tally.each_word, Rarest(words)),)
+                        derived += (got,)
+                    for at, fs in enumerate(tally.sets):
+                        keys += ("|".join(str(f) for f in fs), Across(tally, at)),
+                        derived += (got,)
                 pool: list[Mapping[str, str | None]] = [p for p in (places.compose(self.rng) for _ in range(candidates)) if p]
+                pool += [p for p in (places.compose(self.rng, novel=True) for _ in range(candidates // 2)) if p]
+                # and locations with a word or postcode no sampled row has, for the real rows whose own
+                # are that rare in the table
+                def unseen(col: str, value: str) -> bool:
+                    return col not in counts or counts[col][value] == 0
+
+                pool += [f for f in (places.freshen(self.rng.choice(pool), self.rng, word=i % 3 == 0, unseen=unseen)
+                                     for i in range(candidates // 2 if pool else 0)) if f]
                 # locations that at least k rows of the table share (a building many customers live in) are
                 # candidates too, each as often as sampled rows hold it
                 cols = [c for c in places.columns if c in counts]
                 pool += [{c: r.get(c) for c in cols} for r in sample
                          if r.get(text) is not None and all(counts[c][r.get(c)] >= MIN_SHARED for c in cols)]
                 traits = ((text, word_count),)
-                self._match_places = FrequencyMatch(keys, derived, FrequencyMatch.real_targets(keys, derived, sample, traits), pool, traits)
+                # rows without an address are targets, too: the composed locations decide where a
+                # canary has none (and then no postcode either, when the table's rows have none)
+                targets = FrequencyMatch.real_targets(keys, derived, sample, traits, nulls=True)
+                self._match_places = FrequencyMatch(keys, derived, targets, pool, traits)
 
     def columns(self) -> list[Column]:
         """Columns the seeder writes: all but generated ones and those it leaves to their default."""
@@ -176,11 +226,17 @@ class Synthesizer:
         return out
 
     def row(self, ctx: RowContext) -> SynthRow:
+        """One row. Values that come with the row's person, location, contact points or placement
+        are made first; every other column is then drawn from its own distribution until a value
+        fits the columns made before it the way the table relates them (rejection sampling from the
+        table's conditional distribution, :meth:`Relations.fit`; at most :data:`RELATION_TRIES`
+        draws, then the best fitting one)."""
         person = self._matched_person()
         self._place = None
         values: dict[str, str | None] = {}
         email = phone = None
         placed = dict(ctx.key)
+        free: list[Column] = []
         for col in self.columns():
             if col.name in placed:
                 values[col.name] = placed[col.name]
@@ -194,33 +250,110 @@ class Synthesizer:
                 email = self._email(person, prof)
                 values[col.name] = email
                 continue
-            if sem == Semantic.PHONE:
-                shared = self.reuse.get(col.name)
-                if not self.contacts.phone_numbers and shared is not None and shared[0] and self.rng.random() < shared[1]:
-                    values[col.name] = str(shared[0].pick(self.rng))
-                    continue
+            if sem == Semantic.PHONE and self.contacts.phone_numbers:
                 phone_e164 = self.contacts.phone()
                 phone = phone_e164 or None
                 values[col.name] = self._phone(phone_e164, prof) if not self._null(col, prof) or phone_e164 else None
                 if values[col.name] is None:
                     phone = None
                 continue
-            if self._null(col, prof):
-                values[col.name] = None
+            if self._bound(col.name, sem):
+                values[col.name] = self._drawn(col, sem, prof, person, ctx, values)
                 continue
+            free.append(col)
+        for col in free:
+            values[col.name] = self._fitted(col, person, ctx, values)
+        return SynthRow({c.name: values.get(c.name) for c in self.columns()}, email, phone)
+
+    def _fitted(self, col: Column, person: Mapping[str, str], ctx: RowContext, values: Mapping[str, str | None]) -> str | None:
+        """A column's value drawn from the table's distribution given the columns made before it
+        (``values``): the bucket of the strongest relation's feature from its conditional
+        distribution (a region given the area code, a birth year given an e-mail's digits), a value
+        in that bucket (the bucket itself for a column of shared values, a date of that year, else
+        drawn until one falls in it), kept with the probability the other relations give it; after
+        :data:`RELATION_TRIES` draws, the best fitting one."""
+        sem, prof = self.semantics[col.name], self.profile.col(col.name)
+        relations = self.profile.relations
+        on = relations.on(col.name, values) if relations else []
+        if not on:
+            return self._drawn(col, sem, prof, person, ctx, values)
+        lead = on[0]
+        bucket = lead.given(col.name, values.get(lead.other(col.name))).pick(self.rng)
+        best: tuple[bool, float, str | None] | None = None
+        for _ in range(RELATION_TRIES):
+            made, value = self._in_bucket(col, lead.side(col.name), bucket, prof)
+            if not made:
+                value = self._drawn(col, sem, prof, person, ctx, values)
+            hit = lead.bucket(col.name, value) == bucket
+            fit = relations.fit(col.name, value, values, values, besides=lead)
+            if hit and self.rng.random() < fit:
+                return value
+            if best is None or (hit, fit) > best[:2]:
+                best = (hit, fit, value)
+        return best[2] if best is not None else None
+
+    def _in_bucket(self, col: Column, feature: Feature, bucket: str | None, prof: ColumnProfile | None) -> tuple[bool, str | None]:
+        """(True, a value of ``col`` whose ``feature`` is ``bucket``) when one can be made directly,
+        else (False, None): draw and see. Made directly: NULL for the NULL bucket of a nullable
+        column, the bucket itself for a column's shared values, a date of the bucket's year from the
+        column's own dates."""
+        if bucket is None:
+            return (True, None) if not col.not_null else (False, None)
+        if bucket is OTHER:
+            return False, None
+        if feature.kind == Kind.VALUE:
+            return True, self._fit(col, bucket)
+        if feature.kind == Kind.YEAR and prof is not None and prof.numbers and bucket.isdigit() and dt.MINYEAR <= int(bucket) < dt.MAXYEAR:
+            lo = dt.datetime(int(bucket), 1, 1, tzinfo=dt.timezone.utc).timestamp()
+            hi = dt.datetime(int(bucket) + 1, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+            inside = prof.numbers[bisect.bisect_left(prof.numbers, lo):bisect.bisect_left(prof.numbers, hi)]
+            if inside:
+                return True, self._ts(col, dt.datetime.fromtimestamp(quantile(inside, self.rng), dt.timezone.utc))
+        return False, None
+
+    def _bound(self, name: str, sem: Semantic) -> bool:
+        """Whether a column's value comes with something else about the row (its person, location,
+        placement, its creation time) rather than from the column's own distribution."""
+        if sem in (Semantic.FIRST_NAME, Semantic.LAST_NAME, Semantic.FULL_NAME, Semantic.CREATED, Semantic.UPDATED):
+            return True
+        places = self.profile.places
+        return places is not None and name in places.columns
+
+    def _drawn(self, col: Column, sem: Semantic, prof: ColumnProfile | None, person: Mapping[str, str], ctx: RowContext,
+               done: Mapping[str, str | None]) -> str | None:
+        """A column's value: NULL at the column's rate (for location columns, where the composed
+        location has none), a value many real rows share at their rate, else a synthetic one."""
+        places = self.profile.places
+        if places is not None and col.name in places.columns:
+            place = self._composed()
+            if place:
+                got = place.get(col.name)
+                return self._fit(col, got) if got is not None else None
+        if sem == Semantic.PHONE:
             shared = self.reuse.get(col.name)
-            composed = (self.profile.places is not None and col.name in self.profile.places.columns  # shares consistently itself
-                        or (self._match_people is not None and col.name == self._match_people.keys[0][0]))
-            if shared is not None and shared[0] and not composed and self.rng.random() < shared[1]:
-                values[col.name] = str(shared[0].pick(self.rng))
-                continue
-            hint = self.hints.get(col.name)
-            if hint is not None and hint.allowed:
-                observed = [v for v in (prof.categorical.values if prof and prof.categorical else ()) if v in hint.allowed]
-                values[col.name] = str(prof.categorical.pick(self.rng)) if observed and len(observed) == len(prof.categorical.values) else self.rng.choice(hint.allowed)  # type: ignore[union-attr]
-                continue
-            values[col.name] = self._value(col, sem, prof, person, ctx, values)
-        return SynthRow(values, email, phone)
+            if shared is not None and shared[0] and self.rng.random() < shared[1]:
+                return str(shared[0].pick(self.rng))
+            return None if self._null(col, prof) else self._phone(None, prof)
+        if self._null(col, prof):
+            return None
+        shared = self.reuse.get(col.name)
+        composed = (places is not None and col.name in places.columns  # shares consistently itself
+                    or (self._match_people is not None and col.name == self._match_people.keys[0][0]))
+        if shared is not None and shared[0] and not composed and self.rng.random() < shared[1]:
+            return str(shared[0].pick(self.rng))
+        hint = self.hints.get(col.name)
+        if hint is not None and hint.allowed:
+            observed = [v for v in (prof.categorical.values if prof and prof.categorical else ()) if v in hint.allowed]
+            return str(prof.categorical.pick(self.rng)) if observed and len(observed) == len(prof.categorical.values) else self.rng.choice(hint.allowed)  # type: ignore[union-attr]
+        return self._value(col, sem, prof, person, ctx, done)
+
+    def _composed(self) -> dict[str, str | None]:
+        """This row's location columns, composed once per row (empty when nothing new came up)."""
+        if self._place is None:
+            places = self.profile.places
+            matched = self._match_places.draw(self.rng) if self._match_places is not None else None
+            self._place = dict(matched) if matched is not None else ((places.compose(self.rng) if places is not None else None) or {})
+        return self._place
 
     # -- helpers --------------------------------------------------------------------------------
     def _null(self, col: Column, prof: ColumnProfile | None) -> bool:
@@ -400,13 +533,6 @@ class Synthesizer:
             if prof and prof.categorical:
                 return str(prof.categorical.pick(self.rng))
             return self.rng.choice(col.enum_labels)
-        places = self.profile.places
-        if places is not None and col.name in places.columns:
-            if self._place is None:
-                matched = self._match_places.draw(self.rng) if self._match_places is not None else None
-                self._place = dict(matched) if matched is not None else (places.compose(self.rng) or {})
-            if self._place.get(col.name) is not None:
-                return self._fit(col, str(self._place[col.name]))
         if prof and prof.categorical and sem not in (Semantic.CREATED, Semantic.UPDATED, Semantic.BIRTHDATE):
             return self._fit(col, str(prof.categorical.pick(self.rng)))
         if sem == Semantic.CREATED:
