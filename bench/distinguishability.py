@@ -552,6 +552,7 @@ async def run(
         print(f"  with physical traces ({tx.shape[1]} more features: xmin, xmax, ctid block, key and time neighbours, "
               f"sequence): ROC AUC {score_t:.3f} (the traces alone: {alone:.3f})")
         print("  most telling single features with traces: " + ", ".join(f"{n} {d:.3f}" for n, d in top_t))
+        print("  most telling trace features: " + ", ".join(f"{n} {d:.3f}" for n, d in single_feature_auc(tx[keep], y, tnames)[:top_n]))
         print("  label-free trace rules:")
         print_rules({k: v[keep] for k, v in trace_rules(trace_rows).items()}, y)
     return Outcome(score, score_t)
