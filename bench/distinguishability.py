@@ -32,10 +32,18 @@ before those domains.
 ``--traces`` first rewrites each table the way production wrote it (:mod:`history`: a transaction per
 signup, order and update, deleted accounts, vacuum) and adds physical-trace features (:mod:`traces`:
 xmin, xmax, heap block against key order, neighbours' keys and times, the key sequence), printing the
-AUC with and without them.
+AUC with and without them (and with the traces alone).
+
+``--mode trickle`` measures trickle seeding (``mode = "trickle"``): the canaries arrive *during* the
+replayed history (:mod:`trickled`): one sign-up per ``1 / rate`` real ones over the window holding the
+last ``--window`` share of the table's sign-ups, each written by the seeder at its due time on a
+simulated clock, with its later update and orders at theirs, while the real rows take their keys from
+the same sequences. The control store runs on its own cluster (transaction ids are cluster-wide). The
+measure is over the rows created in the window (features are still the whole table's); a line says
+first what no write pattern hides: every trickle canary is younger than the window's start.
 
 Usage: ``python bench/distinguishability.py [--customers 50000] [--rate 0.01] [--data realistic,shop,independent]
-[--traces]``
+[--pools none,domains,mailboxes] [--traces] [--mode backdated|trickle] [--window 0.2]``
 """
 
 from __future__ import annotations
@@ -56,17 +64,19 @@ from typing import Any
 
 import asyncpg
 import numpy as np
-from history import bulk_hint, replay
+from history import Replay, bulk_hint, replay
 from independent_customers import IndependentUS, create_independent_shop
 from realistic_customers import SURNAMES, RealisticKorea, create_realistic_shop
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from traces import fetch_traces, trace_features, trace_rules
+from trickled import SimClock, trickle_through, trickle_window
 
 from canary.config import from_mapping
 from canary.crypto import Keyring, generate_key
 from canary.drills.shop import create_shop
+from canary.logs import configure
 from canary.seeding.postgres import PostgresSeeder
 from canary.seeding.synth.shapes import local_shape, shape
 from canary.store import ControlStore
@@ -426,39 +436,73 @@ def print_rules(rules: dict[str, np.ndarray], y: np.ndarray) -> None:
         print(f"    {name:<30} canaries {c:6.1%}  real {r:6.1%}  {verdict}")
 
 
+@dataclass(frozen=True)
+class Mode:
+    """How the canaries are written: ``backdated`` (all at once after the history, ``traces``: after a
+    replayed one) or ``trickle`` (arriving during the replayed history over the window holding the
+    last ``window`` share of sign-ups, the control store on ``control``, its own cluster: transaction
+    ids are cluster-wide and production's control store is not the datastore's cluster)."""
+
+    name: str = "backdated"
+    traces: bool = False
+    window: float = 0.2
+    control: PostgresServer | None = None
+
+
 async def run(
     server: PostgresServer, data: str, customers: int, rate: float, pools: dict[str, Any] | None, label: str,
-    top_n: int = 5, traces: bool = False,
+    top_n: int = 5, mode: Mode = Mode(),
 ) -> Outcome:
     gen = GENERATORS[data]
+    trickle = mode.name == "trickle"
+    traces = mode.traces or trickle
     db = f"dist_{int(time.time() * 1000) % 10**9}"
-    await admin_each(server, 'CREATE DATABASE "{name}"', (db, db + "_ctl"))
+    ctl_server = mode.control if trickle and mode.control is not None else server
+    await admin_each(server, 'CREATE DATABASE "{name}"', (db,))
+    await admin_each(ctl_server, 'CREATE DATABASE "{name}"', (db + "_ctl",))
     conn = await asyncpg.connect(server.dsn(db))
     t0 = time.perf_counter()
     await gen.create(conn, customers)
     history = ""
-    if traces:  # write the table the way production wrote it (its physical traces are the baseline)
-        upto, at = await bulk_hint(conn, gen.bulk)
+    upto, at = await bulk_hint(conn, gen.bulk)
+    if traces and not trickle:  # write the table the way production wrote it (its physical traces are the baseline)
         stats = await replay(conn, bulk_upto=upto, bulk_at=at)
         history = f", history replayed: {stats['transactions']:,.0f} transactions in {stats['seconds']:.1f}s"
     built = time.perf_counter() - t0
     real = await conn.fetchval("SELECT count(*) FROM customers")
-    count = max(1, round(real * rate))
+    window = await trickle_window(conn, mode.window, rate) if trickle else None
+    count = window.canaries if window is not None else max(1, round(real * rate))
     if pools is not None and pools.get("mailboxes") == "auto":
         pools = {**pools, "mailboxes": await gen.mailboxes(conn, count + count // 5)}
+    table: dict[str, Any] = {"table": "public.customers", "count": count}
+    if window is not None:
+        table |= {"mode": "trickle", "trickle_over": window.over}
     cfg = from_mapping({
-        "control": {"dsn": server.dsn(db + "_ctl")},
+        "control": {"dsn": ctl_server.dsn(db + "_ctl")},
         "seeding": pools or {},
-        "datastores": [{"name": "shop", "dsn": server.dsn(db), "locale": gen.locale,
-                        "tables": [{"table": "public.customers", "count": count}]}],
+        "datastores": [{"name": "shop", "dsn": server.dsn(db), "locale": gen.locale, "tables": [table]}],
     })
     store = ControlStore(cfg)
     await store.open()
+    warnings: list[str] = []
     try:
         registry = Registry(store.pool, Keyring(generate_key()))
         t1 = time.perf_counter()
-        result = await PostgresSeeder.from_config(cfg, "shop", registry).apply()
-        seeded = time.perf_counter() - t1
+        if window is not None:
+            clock = SimClock(window.start)
+            seeder = PostgresSeeder.from_config(cfg, "shop", registry, clock=clock)
+            async with Replay(conn, bulk_upto=upto, bulk_at=at, renumber=True) as hist:
+                trickled = await trickle_through(hist, seeder, clock, window)
+            stats = hist.stats()
+            warnings = list(trickled.warnings)
+            history = (f", history replayed with the canaries arriving: {stats['transactions']:,.0f} transactions in "
+                       f"{stats['seconds'] - trickled.seconds:.1f}s")
+            seeding = (f"trickle: {trickled.signups} sign-ups, {trickled.updates} updates, {trickled.children} orders in "
+                       f"{trickled.calls} runs, {trickled.seconds:.1f}s; {trickled.left} slots due after the end not written")
+        else:
+            result = await PostgresSeeder.from_config(cfg, "shop", registry).apply()
+            warnings = list(result.warnings)
+            seeding = f"seeding {time.perf_counter() - t1:.1f}s"
         canary_ids = {int(r.location["pk"]) for r in await registry.active("shop")}
     finally:
         await store.close()
@@ -466,34 +510,55 @@ async def run(
     orders = await conn.fetch(ORDERS)
     trace_rows, seq_last = await fetch_traces(conn) if traces else ([], None)
     await conn.close()
-    await admin_each(server, 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', (db, db + "_ctl"))
+    await admin_each(server, 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', (db,))
+    await admin_each(ctl_server, 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', (db + "_ctl",))
     x, names = features(rows)
     y = np.array([1 if r["id"] in canary_ids else 0 for r in rows])
+    # the rows measured: all, or (trickle) those created in the window; features are the whole table's
+    since = window.start.timestamp() if window is not None else -np.inf
+    created = np.array([float(r["created"]) if r["created"] is not None else -np.inf for r in rows])
+    keep = created >= since
+    rules = {k: v[keep] for k, v in label_free(rows, orders).items()}
+    x, y = x[keep], y[keep]
     score, _ = auc(x, y)
     top = single_feature_auc(x, y, names)[:top_n]
-    print(f"{data} data ({gen.locale}), {label}: {real:,} real + {int(y.sum()):,} canaries (built in {built:.1f}s{history}; "
-          f"seeding {seeded:.1f}s)")
-    for w in result.warnings:
+    if window is not None:
+        print(f"{data} data ({gen.locale}), trickle, {label}: {int((y == 0).sum()):,} real + {int(y.sum()):,} canaries created in "
+              f"the window {window.start:%Y-%m-%d %H:%M} .. {window.end:%Y-%m-%d %H:%M} UTC ({window.over / 86400:.0f} days, "
+              f"the last {mode.window:.0%} of {real:,} real sign-ups) (built in {built:.1f}s{history}; {seeding})")
+        younger = int((created[np.isin([r["id"] for r in rows], list(canary_ids))] >= since).sum())
+        print(f"  deployment date: {younger} of {len(canary_ids)} canaries were created after the window start, as every trickle "
+              f"canary is (no write pattern hides it); the window holds {int((y == 0).sum()) / real:.1%} of all real rows, "
+              "so who knows or guesses when canary was deployed looks at those only (the measure below does too)")
+    else:
+        print(f"{data} data ({gen.locale}), {label}: {real:,} real + {int(y.sum()):,} canaries (built in {built:.1f}s{history}; "
+              f"{seeding})")
+    for w in warnings:
         if "configured" not in w:
             print(f"  seeder warning: {w}")
     print(f"  ROC AUC (5-fold, gradient boosting, {x.shape[1]} features): {score:.3f}   target <= 0.55")
     print("  most telling single features (AUC alone): " + ", ".join(f"{n} {d:.3f}" for n, d in top))
     print("  label-free rules, share flagged (canaries vs real rows; a tell when canaries are flagged more):")
-    print_rules(label_free(rows, orders), y)
+    print_rules(rules, y)
     score_t = None
     if traces:
         if [r["id"] for r in trace_rows] != [r["id"] for r in rows]:
             raise RuntimeError("trace rows and feature rows differ")
         tx, tnames = trace_features(trace_rows, seq_last)
-        xt, all_names = np.hstack([x, tx]), names + tnames
+        xt, all_names = np.hstack([x, tx[keep]]), names + tnames
         score_t, _ = auc(xt, y)
+        alone, _ = auc(tx[keep], y)
         top_t = single_feature_auc(xt, y, all_names)[:top_n]
         print(f"  with physical traces ({tx.shape[1]} more features: xmin, xmax, ctid block, key and time neighbours, "
-              f"sequence): ROC AUC {score_t:.3f}")
+              f"sequence): ROC AUC {score_t:.3f} (the traces alone: {alone:.3f})")
         print("  most telling single features with traces: " + ", ".join(f"{n} {d:.3f}" for n, d in top_t))
+        print("  most telling trace features: " + ", ".join(f"{n} {d:.3f}" for n, d in single_feature_auc(tx[keep], y, tnames)[:top_n]))
         print("  label-free trace rules:")
-        print_rules(trace_rules(trace_rows), y)
+        print_rules({k: v[keep] for k, v in trace_rules(trace_rows).items()}, y)
     return Outcome(score, score_t)
+
+
+POOLS = ("none", "domains", "mailboxes")
 
 
 async def main(argv: Sequence[str] | None = None) -> None:
@@ -501,38 +566,64 @@ async def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--customers", type=int, default=50_000)
     ap.add_argument("--rate", type=float, default=0.01)
     ap.add_argument("--data", default=",".join(GENERATORS), help=f"comma-separated: {', '.join(GENERATORS)}")
+    ap.add_argument("--pools", default=",".join(POOLS), help=f"comma-separated: {', '.join(POOLS)}")
     ap.add_argument("--top", type=int, default=5, help="single features to print per run")
     ap.add_argument("--traces", action="store_true",
                     help="replay each table's write history first and add physical-trace features (xmin, ctid...)")
+    ap.add_argument("--mode", choices=("backdated", "trickle"), default="backdated",
+                    help="backdated: all canaries at once after the history; trickle: arriving during it (implies --traces)")
+    ap.add_argument("--window", type=float, default=0.2,
+                    help="trickle: the window is the last WINDOW share of the table's sign-ups, with RATE canaries per real one")
     args = ap.parse_args(argv)
     wanted = [d for d in args.data.split(",") if d]
     unknown = set(wanted) - set(GENERATORS)
     if unknown:
         ap.error(f"unknown data generator(s): {', '.join(sorted(unknown))}")
+    kinds = [k for k in args.pools.split(",") if k]
+    if set(kinds) - set(POOLS):
+        ap.error(f"unknown pools: {', '.join(sorted(set(kinds) - set(POOLS)))}")
+    if not 0 < args.window <= 1:
+        ap.error("--window is a share of the sign-ups, in (0, 1]")
     tmp = Path(tempfile.mkdtemp(prefix="canary-dist-"))
-    server = PostgresServer(tmp)
+    server = PostgresServer(tmp / "data")
+    control = PostgresServer(tmp / "control") if args.mode == "trickle" else None
     await asyncio.to_thread(server.start)
-    results: list[tuple[str, Outcome, Outcome, Outcome]] = []
+    if control is not None:
+        configure("error", "console")  # not a line per sign-up
+        await asyncio.to_thread(control.start)
+    mode = Mode(args.mode, args.traces or args.mode == "trickle", args.window, control)
+    results: list[tuple[str, dict[str, Outcome]]] = []
     try:
         for data in wanted:
             gen = GENERATORS[data]
             common = (args.customers, args.rate)
-            plain = await run(server, data, *common, None, "without contact pools", args.top, args.traces)
-            pooled = await run(server, data, *common, gen.pools(), f"with 40 owned domains + {gen.pools_label}", args.top, args.traces)
-            boxed = await run(server, data, *common, {**gen.pools(), "mailboxes": "auto"},
-                              f"with owned mailboxes at the table's free-mail providers + {gen.pools_label}", args.top, args.traces)
-            results.append((data, plain, pooled, boxed))
+            outcomes: dict[str, Outcome] = {}
+            if "none" in kinds:
+                outcomes["none"] = await run(server, data, *common, None, "without contact pools", args.top, mode)
+            if "domains" in kinds:
+                outcomes["domains"] = await run(server, data, *common, gen.pools(), f"with 40 owned domains + {gen.pools_label}",
+                                                args.top, mode)
+            if "mailboxes" in kinds:
+                outcomes["mailboxes"] = await run(
+                    server, data, *common, {**gen.pools(), "mailboxes": "auto"},
+                    f"with owned mailboxes at the table's free-mail providers + {gen.pools_label}", args.top, mode)
+            results.append((data, outcomes))
     finally:
-        await asyncio.to_thread(server.destroy)
+        for s in (server, control):
+            if s is not None:
+                await asyncio.to_thread(s.destroy)
         shutil.rmtree(tmp, ignore_errors=True)
-    print("\nROC AUC (0.5 = indistinguishable, target <= 0.55)" + ("; with physical traces after the slash" if args.traces else ""))
+    print(f"\nROC AUC ({args.mode}{', rows of the trickle window' if args.mode == 'trickle' else ''}; 0.5 = indistinguishable, "
+          "target <= 0.55)" + ("; with physical traces after the slash" if mode.traces else ""))
     print(f"  {'data':<12} {'no pools':>13} {'domains':>13} {'mailboxes':>13}")
 
-    def cell(o: Outcome) -> str:
+    def cell(o: Outcome | None) -> str:
+        if o is None:
+            return "-"
         return f"{o.auc:.3f}" + (f" / {o.auc_traces:.3f}" if o.auc_traces is not None else "")
 
-    for data, plain, pooled, boxed in results:
-        print(f"  {data:<12} {cell(plain):>13} {cell(pooled):>13} {cell(boxed):>13}")
+    for data, outcomes in results:
+        print(f"  {data:<12} " + " ".join(f"{cell(outcomes.get(k)):>13}" for k in POOLS))
 
 
 if __name__ == "__main__":
