@@ -112,6 +112,8 @@ class Synthesizer:
         self._match_places: FrequencyMatch | None = None
         self._spelled: tuple[Sequence[Mapping[str, str | None]], dict[str, list[int]], dict[str, list[int]]] | None = None  # people by spellings
         self._has_email = any(self.semantics[c.name] == Semantic.EMAIL for c in info.columns)
+        mail = next((prof.col(c.name) for c in info.columns if self.semantics[c.name] == Semantic.EMAIL), None)
+        self._handle_lengths = mail.handle_lengths if mail is not None else Weighted((), ())
 
     def frequency_columns(self) -> list[str]:
         """Columns whose per-value row counts :meth:`match_frequencies` needs (full name, address,
@@ -419,8 +421,15 @@ class Synthesizer:
         return person["first"].lower(), person["last"].lower()
 
     def _handle(self) -> str:
-        """A handle word that spells no one's name (Faker's user names are built from names)."""
-        return re.sub(r"[^a-z]", "", self.latin.word().lower()) or "user"
+        """A handle word that spells no one's name (Faker's user names are built from names), as long
+        as the words of the table's handles are."""
+        want = int(self._handle_lengths.pick(self.rng)) if self._handle_lengths else 0
+        word = ""
+        for _ in range(30 if want else 1):
+            word = re.sub(r"[^a-z]", "", self.latin.word().lower())
+            if not want or len(word) == want:
+                break
+        return word or "user"
 
     def _name_words(self, person: Mapping[str, str], use: str, slots: int) -> list[str]:
         """Words of a local part that spells the person's own names the way ``use`` says, for a
