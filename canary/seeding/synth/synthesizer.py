@@ -47,6 +47,7 @@ from canary.seeding.synth.shapes import (
     quantile,
     script_class,
     semantic_of,
+    shape,
 )
 from canary.seeding.synth.times import Precision
 
@@ -112,6 +113,7 @@ class Synthesizer:
         self._match_places: FrequencyMatch | None = None
         self._spelled: tuple[Sequence[Mapping[str, str | None]], dict[str, list[int]], dict[str, list[int]]] | None = None  # people by spellings
         self._has_email = any(self.semantics[c.name] == Semantic.EMAIL for c in info.columns)
+        self._fits: dict[tuple[str, int], Weighted] = {}  # phone formats an owned number fits, by its start and length
         mail = next((prof.col(c.name) for c in info.columns if self.semantics[c.name] == Semantic.EMAIL), None)
         self._handle_lengths = mail.handle_lengths if mail is not None else Weighted((), ())
 
@@ -237,11 +239,12 @@ class Synthesizer:
                 values[col.name] = email
                 continue
             if sem == Semantic.PHONE and self.contacts.phone_numbers:
+                if self._null(col, prof):  # as many rows without a number as the table has (none is handed out)
+                    values[col.name] = None
+                    continue
                 phone_e164 = self.contacts.phone()
                 phone = phone_e164 or None
-                values[col.name] = self._phone(phone_e164, prof) if not self._null(col, prof) or phone_e164 else None
-                if values[col.name] is None:
-                    phone = None
+                values[col.name] = self._phone(phone_e164, prof)
                 continue
             if self._bound(col.name, sem):
                 values[col.name] = self._drawn(col, sem, prof, person, ctx, values)
@@ -380,14 +383,18 @@ class Synthesizer:
             self._spelled = (pool, surs, givens)
         pool, surs, givens = self._spelled
         low = re.sub(r"[^a-z]", "", local.lower())
-        cover: Counter[int] = Counter()
+        found: list[dict[int, int]] = []
         for index in (surs, givens):
             best: dict[int, int] = {}
             for sp, ids in index.items():
                 if sp in low:
                     for i in ids:
                         best[i] = max(best.get(i, 0), len(sp))
-            cover.update(best)
+            found.append(best)
+        # two letters of a surname inside a longer word ("ha" in happy, "an" in angel) spell no one: the
+        # local part is a handle, as real rows' handles are, and the person is drawn as for any row
+        cover = Counter({i: n + found[1].get(i, 0) for i, n in found[0].items() if found[1].get(i) or n > 2 or len(low) - n <= 2})
+        cover.update({i: n for i, n in found[1].items() if i not in found[0]})
         if not cover:
             return None
         top = max(cover.values())
@@ -500,7 +507,19 @@ class Synthesizer:
                         text = self.rng.choice(fitting) + text[len(head.group(0)):]
                 return text
             return str(self.fake.phone_number())
+        formats = self._formats(e164, prof)
+        if formats:  # a format of the table's that holds this number's digits (a landline's would not)
+            template = str(formats.pick(self.rng))
         return format_phone(e164, template or "+" + "9" * (len(e164) - 1), self.locale)
+
+    def _formats(self, e164: str, prof: ColumnProfile | None) -> Weighted:
+        """The table's phone formats (as often as it has them) that an owned number fits exactly."""
+        key = (e164[:5], len(e164))
+        got = self._fits.get(key)
+        if got is None:
+            got = self._fits[key] = Weighted.of({t: w for t, w in zip(prof.shapes.values, _weights(prof.shapes))
+                                                 if shape(format_phone(e164, str(t), self.locale)) == t}) if prof else Weighted((), ())
+        return got
 
     def _value(
         self, col: Column, sem: Semantic, prof: ColumnProfile | None, person: Mapping[str, str], ctx: RowContext,
