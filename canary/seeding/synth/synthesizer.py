@@ -322,8 +322,8 @@ class Synthesizer:
             shared = self.reuse.get(col.name)
             if shared is not None and shared[0] and self.rng.random() < shared[1]:
                 return str(shared[0].pick(self.rng))
-            return None if self._null(col, prof) else self._phone(None, prof)
-        if self._null(col, prof):
+            return None if self._null(col, prof, done) else self._phone(None, prof)
+        if self._null(col, prof, done):
             return None
         shared = self.reuse.get(col.name)
         composed = (places is not None and col.name in places.columns  # shares consistently itself
@@ -345,9 +345,18 @@ class Synthesizer:
         return self._place
 
     # -- helpers --------------------------------------------------------------------------------
-    def _null(self, col: Column, prof: ColumnProfile | None) -> bool:
+    def _null(self, col: Column, prof: ColumnProfile | None, done: Mapping[str, str | None] | None = None) -> bool:
+        """Whether a value is NULL: at the column's rate, or where the table relates the column's
+        NULLs to a column made before it (``done``: an update time that rows of the launch year lack
+        more often), at the rate the table has given that column's value."""
         if col.not_null or prof is None or not prof.sampled:
             return False
+        made = done or {}
+        for r in self.profile.relations.on(col.name, made) if made and self.profile.relations else ():
+            given = r.given(col.name, made.get(r.other(col.name)))
+            if None in given.values:
+                at = given.values.index(None)
+                return self.rng.random() < (given.cum[at] - (given.cum[at - 1] if at else 0.0)) / given.cum[-1]
         return self.rng.random() < prof.null_rate
 
     def _matched_person(self) -> dict[str, str]:
