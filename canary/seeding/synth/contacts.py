@@ -35,15 +35,22 @@ class ContactAllocator:
     def email(self, local: str, fallback_domain: str) -> str:
         """``local@domain``, unique; pool domains are used evenly (the least used so far first), so
         that each holds as few canaries as the pool allows. Owned mailboxes (``mailboxes``) come
-        first, each once, in their configured order."""
+        first, each once, in their configured order. A local part already taken gets other trailing
+        digits of the same length (its shape stays), else digits appended."""
         for box in self.mailboxes:
             if box.lower() not in self.used:
                 self.used.add(box.lower())
                 return box
         if self.mailboxes:
             self.beyond_mailboxes += 1
+        digits = re.search(r"\d+$", local)
         for attempt in range(50):
-            cand_local = local if attempt == 0 else f"{local}{self.rng.randint(1, 9999)}"
+            if attempt == 0:
+                cand_local = local
+            elif digits is not None and attempt < 40:  # taken: other digits of the same length keep its shape
+                cand_local = local[:digits.start()] + "".join(self.rng.choice("0123456789") for _ in digits.group(0))
+            else:
+                cand_local = f"{local}{self.rng.randint(1, 9999)}"
             domain = self._least_used_domain() if self.email_domains else fallback_domain
             value = f"{cand_local}@{domain}"
             if value.lower() not in self.used:

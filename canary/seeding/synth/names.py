@@ -17,6 +17,7 @@ from canary.seeding.synth.shapes import MIN_SHARED, Weighted, local_shape
 
 _TWO_SYLLABLE_SURNAMES = frozenset(k for k in SURNAME_SPELLINGS if len(k) == 2)
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
+_WORD = re.compile(r"[A-Za-z]+")
 _KANA_HAN = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")  # the characters shapes.script_class calls あ and 漢
 
 
@@ -134,6 +135,7 @@ def email_uses(sample: Sequence[Mapping[str, str | None]], email_col: str, name_
     letters), and the local-part shapes of each kind: name-based addresses and handles differ."""
     uses: Counter[str] = Counter()
     shapes: dict[str, Counter[str]] = {}
+    lengths: Counter[int] = Counter()
     if not name_col:
         return {}
     for r in sample:
@@ -147,9 +149,12 @@ def email_uses(sample: Sequence[Mapping[str, str | None]], email_col: str, name_
         use = email_use(local, split[1], split[2])
         uses[use] += 1
         shapes.setdefault(use, Counter())[local_shape(local)] += 1
+        if use == "none":
+            lengths.update(len(w) for w in _WORD.findall(local))
     if sum(uses.values()) < 10 * MIN_SHARED:
         return {}
-    return {"email_uses": Weighted.of(uses), "email_locals_by_use": {u: Weighted.of(c) for u, c in shapes.items()}}
+    return {"email_uses": Weighted.of(uses), "email_locals_by_use": {u: Weighted.of(c) for u, c in shapes.items()},
+            "handle_lengths": Weighted.of({n: c for n, c in lengths.items() if c >= MIN_SHARED})}
 
 
 def email_use(local: str, surname: str, given: str) -> str:

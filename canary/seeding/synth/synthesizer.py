@@ -47,6 +47,7 @@ from canary.seeding.synth.shapes import (
     quantile,
     script_class,
     semantic_of,
+    shape,
 )
 from canary.seeding.synth.times import Precision
 
@@ -124,6 +125,9 @@ class Synthesizer:
         self._match_places: FrequencyMatch | None = None
         self._spelled: tuple[Sequence[Mapping[str, str | None]], dict[str, list[int]], dict[str, list[int]]] | None = None  # people by spellings
         self._has_email = any(self.semantics[c.name] == Semantic.EMAIL for c in info.columns)
+        self._fits: dict[tuple[str, int], Weighted] = {}  # phone formats an owned number fits, by its start and length
+        mail = next((prof.col(c.name) for c in info.columns if self.semantics[c.name] == Semantic.EMAIL), None)
+        self._handle_lengths = mail.handle_lengths if mail is not None else Weighted((), ())
 
     def frequency_columns(self) -> list[str]:
         """Columns whose per-value row counts :meth:`match_frequencies` needs (full name, address,
@@ -251,11 +255,12 @@ class Synthesizer:
                 values[col.name] = email
                 continue
             if sem == Semantic.PHONE and self.contacts.phone_numbers:
+                if self._null(col, prof):  # as many rows without a number as the table has (none is handed out)
+                    values[col.name] = None
+                    continue
                 phone_e164 = self.contacts.phone()
                 phone = phone_e164 or None
-                values[col.name] = self._phone(phone_e164, prof) if not self._null(col, prof) or phone_e164 else None
-                if values[col.name] is None:
-                    phone = None
+                values[col.name] = self._phone(phone_e164, prof)
                 continue
             if self._bound(col.name, sem):
                 values[col.name] = self._drawn(col, sem, prof, person, ctx, values)
@@ -333,8 +338,8 @@ class Synthesizer:
             shared = self.reuse.get(col.name)
             if shared is not None and shared[0] and self.rng.random() < shared[1]:
                 return str(shared[0].pick(self.rng))
-            return None if self._null(col, prof) else self._phone(None, prof)
-        if self._null(col, prof):
+            return None if self._null(col, prof, done) else self._phone(None, prof)
+        if self._null(col, prof, done):
             return None
         shared = self.reuse.get(col.name)
         composed = (places is not None and col.name in places.columns  # shares consistently itself
@@ -356,9 +361,18 @@ class Synthesizer:
         return self._place
 
     # -- helpers --------------------------------------------------------------------------------
-    def _null(self, col: Column, prof: ColumnProfile | None) -> bool:
+    def _null(self, col: Column, prof: ColumnProfile | None, done: Mapping[str, str | None] | None = None) -> bool:
+        """Whether a value is NULL: at the column's rate, or where the table relates the column's
+        NULLs to a column made before it (``done``: an update time that rows of the launch year lack
+        more often), at the rate the table has given that column's value."""
         if col.not_null or prof is None or not prof.sampled:
             return False
+        made = done or {}
+        for r in self.profile.relations.on(col.name, made) if made and self.profile.relations else ():
+            given = r.given(col.name, made.get(r.other(col.name)))
+            if None in given.values:
+                at = given.values.index(None)
+                return self.rng.random() < (given.cum[at] - (given.cum[at - 1] if at else 0.0)) / given.cum[-1]
         return self.rng.random() < prof.null_rate
 
     def _matched_person(self) -> dict[str, str]:
@@ -409,14 +423,18 @@ class Synthesizer:
             self._spelled = (pool, surs, givens)
         pool, surs, givens = self._spelled
         low = re.sub(r"[^a-z]", "", local.lower())
-        cover: Counter[int] = Counter()
+        found: list[dict[int, int]] = []
         for index in (surs, givens):
             best: dict[int, int] = {}
             for sp, ids in index.items():
                 if sp in low:
                     for i in ids:
                         best[i] = max(best.get(i, 0), len(sp))
-            cover.update(best)
+            found.append(best)
+        # two letters of a surname inside a longer word ("ha" in happy, "an" in angel) spell no one: the
+        # local part is a handle, as real rows' handles are, and the person is drawn as for any row
+        cover = Counter({i: n + found[1].get(i, 0) for i, n in found[0].items() if found[1].get(i) or n > 2 or len(low) - n <= 2})
+        cover.update({i: n for i, n in found[1].items() if i not in found[0]})
         if not cover:
             return None
         top = max(cover.values())
@@ -450,8 +468,15 @@ class Synthesizer:
         return person["first"].lower(), person["last"].lower()
 
     def _handle(self) -> str:
-        """A handle word that spells no one's name (Faker's user names are built from names)."""
-        return re.sub(r"[^a-z]", "", self.latin.word().lower()) or "user"
+        """A handle word that spells no one's name (Faker's user names are built from names), as long
+        as the words of the table's handles are."""
+        want = int(self._handle_lengths.pick(self.rng)) if self._handle_lengths else 0
+        word = ""
+        for _ in range(30 if want else 1):
+            word = re.sub(r"[^a-z]", "", self.latin.word().lower())
+            if not want or len(word) == want:
+                break
+        return word or "user"
 
     def _name_words(self, person: Mapping[str, str], use: str, slots: int) -> list[str]:
         """Words of a local part that spells the person's own names the way ``use`` says, for a
@@ -522,7 +547,19 @@ class Synthesizer:
                         text = self.rng.choice(fitting) + text[len(head.group(0)):]
                 return text
             return str(self.fake.phone_number())
+        formats = self._formats(e164, prof)
+        if formats:  # a format of the table's that holds this number's digits (a landline's would not)
+            template = str(formats.pick(self.rng))
         return format_phone(e164, template or "+" + "9" * (len(e164) - 1), self.locale)
+
+    def _formats(self, e164: str, prof: ColumnProfile | None) -> Weighted:
+        """The table's phone formats (as often as it has them) that an owned number fits exactly."""
+        key = (e164[:5], len(e164))
+        got = self._fits.get(key)
+        if got is None:
+            got = self._fits[key] = Weighted.of({t: w for t, w in zip(prof.shapes.values, _weights(prof.shapes))
+                                                 if shape(format_phone(e164, str(t), self.locale)) == t}) if prof else Weighted((), ())
+        return got
 
     def _value(
         self, col: Column, sem: Semantic, prof: ColumnProfile | None, person: Mapping[str, str], ctx: RowContext,
