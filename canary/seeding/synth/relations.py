@@ -334,11 +334,15 @@ class Relation:
         its lift over the best fitting value's, 1 for the best, near 0 for a pair the table lacks (the
         probability to accept ``value`` when drawing it from the table's conditional distribution by
         rejection from its marginal one)."""
+        return self.fit_bucket(column, self.bucket(column, value), other)
+
+    def fit_bucket(self, column: str, bucket: str | None, other: str | None) -> float:
+        """:meth:`fit` of a value in ``bucket`` (one of ``column``'s side)."""
         if column == self.b.column:
-            ba, bb = self._bucket(self.a, self.a_rows, other), self._bucket(self.b, self.b_rows, value)
+            ba, bb = self._bucket(self.a, self.a_rows, other), bucket
             key = (True, ba)
         else:
-            ba, bb = self._bucket(self.a, self.a_rows, value), self._bucket(self.b, self.b_rows, other)
+            ba, bb = bucket, self._bucket(self.b, self.b_rows, other)
             key = (False, bb)
         bound = self._bounds.get(key)
         if bound is None:
