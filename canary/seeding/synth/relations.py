@@ -149,7 +149,8 @@ def words(value: str | None) -> frozenset[str]:
 class Tally:
     """Rows of the whole table per joint value of each set of features in ``sets`` (:meth:`value`:
     an address's first word with a postcode's leading digits), or with ``each_word``, per word of
-    that column's values (:func:`words`; a word a value holds twice counts twice), counted by the
+    that column's values (:func:`words`, but a word one value holds twice counts twice here: words
+    seldom repeat within an address, and counting them per row would cost the scan), counted by the
     database in one scan: the result is as large as the number of derived values, not the table. A
     table of more than :data:`TALLY_ROWS` rows (``rows``: its estimate) is counted on a sample of
     its pages and the counts scaled up, so the scan stays bounded: exact counts matter most for

@@ -53,8 +53,8 @@ from canary.seeding.synth.shapes import (
 from canary.seeding.synth.times import Precision
 
 SUPPORTED_LOCALES = ("en_US", "ko_KR", "ja_JP")
-#: draws of a column's value from its own distribution, at most, until one fits the row's other
-#: columns the way the table relates them (:meth:`Synthesizer.row`); then the best fitting one
+#: tries, at most, to draw a column's value from the table's distribution given the columns made
+#: before it (:meth:`Synthesizer.row`); then the best fitting one
 RELATION_TRIES = 40
 #: pairs of related location features whose whole-table counts the match follows, at most
 MAX_JOINT = 3
@@ -221,10 +221,9 @@ class Synthesizer:
 
     def row(self, ctx: RowContext) -> SynthRow:
         """One row. Values that come with the row's person, location, contact points or placement
-        are made first; every other column is then drawn from its own distribution until a value
-        fits the columns made before it the way the table relates them (rejection sampling from the
-        table's conditional distribution, :meth:`Relations.fit`; at most :data:`RELATION_TRIES`
-        draws, then the best fitting one)."""
+        are made first (their NULLs where the table relates them to a column made before, at the
+        table's rate given it); every other column is then drawn from the table's distribution
+        given the columns made before it, the way the table relates them (:meth:`_fitted`)."""
         person = self._matched_person()
         self._place = None
         values: dict[str, str | None] = {}
