@@ -124,6 +124,23 @@ def test_birth_year_follows_the_digits_of_the_email() -> None:
     assert sum(b is not None and b[2:4] == y for y, b in related) >= 0.9 * len(related)
 
 
+def test_gender_follows_the_first_name() -> None:
+    """A gender column that the first names determine is learned as related to them and drawn from
+    the table's conditional distribution given a canary's first name."""
+    names = {"James": "M", "Robert": "M", "John": "M", "David": "M", "Mary": "F", "Linda": "F", "Susan": "F", "Karen": "F"}
+    rng = random.Random(4)
+    sample = [{"id": str(i), "first_name": (first := rng.choice(list(names))), "last_name": rng.choice(("Smith", "Jones", "Brown")),
+               "gender": names[first]} for i in range(1200)]
+    info = _info(_col("first_name"), _col("last_name"), _col("gender"))
+    prof = profile(info, sample)
+    assert any({r.a.column, r.b.column} == {"first_name", "gender"} for r in prof.relations.relations), prof.relations
+    synth = Synthesizer(info, prof, locale="en_US", contacts=ContactAllocator(), seed=3)
+    rows = [synth.row(RowContext(pk=str(10_000 + i))).values for i in range(200)]
+    known = [r for r in rows if r["first_name"] in names]
+    assert len(known) >= 100 and sum(names[str(r["first_name"])] != r["gender"] for r in known) <= 0.02 * len(known), known
+    assert {r["gender"] for r in rows} == {"M", "F"}
+
+
 def test_rows_stay_deterministic_for_a_seed() -> None:
     """Drawing columns until they fit the table's relations keeps the synthesizer deterministic."""
     sample = _phones(1500)

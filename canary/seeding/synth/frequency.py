@@ -9,7 +9,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from canary.seeding.synth.names import split_name
 from canary.seeding.synth.relations import Tally
@@ -78,7 +78,27 @@ class ValueCounts:
         return self if fn is same else self.derived_counts[fn]
 
 
-def _moves(counts: Counter[str | None] | ValueCounts, added: Counter[str | None], value: str | None) -> bool:
+class Counts(Protocol):
+    """Rows per value (a Counter, :class:`ValueCounts`)."""
+
+    def __getitem__(self, value: str | None, /) -> int: ...
+
+
+class _Remembered:
+    """Counts looked up once per value (a value :class:`ValueCounts` holds once is a Bloom filter probe)."""
+
+    def __init__(self, counts: Counts) -> None:
+        self.counts = counts
+        self.seen: dict[str | None, int] = {}
+
+    def __getitem__(self, value: str | None, /) -> int:
+        got = self.seen.get(value)
+        if got is None:
+            got = self.seen[value] = self.counts[value]
+        return got
+
+
+def _moves(counts: Counts, added: Counter[str | None], value: str | None) -> bool:
     """Whether one more row holding ``value`` moves the canaries that hold it to another count class."""
     if not added[value]:
         return False
@@ -138,7 +158,7 @@ def key_values(col: str, fn: Any, cand: Mapping[str, str | None]) -> tuple[str |
     return (fn(cand.get(col)),)
 
 
-def held(counts: Counter[str | None] | ValueCounts, added: Counter[str | None] | None, values: Sequence[str | None]) -> int:
+def held(counts: Counts, added: Counter[str | None] | None, values: Sequence[str | None]) -> int:
     """Rows holding a key's values: the least held of them (0 for none)."""
     if added is None:
         return min((counts[v] for v in values), default=0)
@@ -161,7 +181,7 @@ class FrequencyMatch:
     """
 
     keys: tuple[tuple[str, Any], ...]  # (column, derivation); an Across derivation reads several columns, Rarest several values
-    counts: tuple[Counter[str | None] | ValueCounts, ...]
+    counts: tuple[Counts, ...]
     targets: tuple[tuple[int, ...], ...]
     pool: list[Mapping[str, str | None]]
     traits: tuple[tuple[str, Any], ...] = ()  # (column, class function) compared as they are: word counts
@@ -174,12 +194,14 @@ class FrequencyMatch:
     #: the pool by signature (count classes as if drawn now, then traits), kept up to date as canaries
     #: take values: a draw scores each distinct signature once instead of each candidate
     _buckets: dict[tuple[int, ...], list[int]] = field(default_factory=dict)
+    _firsts: dict[int, dict[tuple[int, ...], None]] = field(default_factory=dict)  # signatures by primary class
     _sig: list[tuple[int, ...] | None] = field(default_factory=list)
     _slot: list[int] = field(default_factory=list)  # position of each candidate in its bucket
     _holders: list[dict[str | None, list[int]]] = field(default_factory=list)  # per key: value -> candidates
 
     def __post_init__(self) -> None:
         self.added = tuple(Counter() for _ in self.keys)
+        self.counts = tuple(_Remembered(c) for c in self.counts)
 
     def _signature(self, i: int) -> tuple[int, ...]:
         """Count classes as if drawn now, traits, then how many classes of canaries drawn before it
@@ -212,7 +234,10 @@ class FrequencyMatch:
             self._put(i, self._signature(i))
 
     def _put(self, i: int, sig: tuple[int, ...]) -> None:
-        bucket = self._buckets.setdefault(sig, [])
+        bucket = self._buckets.get(sig)
+        if bucket is None:
+            bucket = self._buckets[sig] = []
+            self._firsts.setdefault(sig[0], {})[sig] = None
         self._sig[i], self._slot[i] = sig, len(bucket)
         bucket.append(i)
 
@@ -229,6 +254,7 @@ class FrequencyMatch:
             bucket[at], self._slot[last] = last, at
         if not bucket:
             del self._buckets[old]
+            del self._firsts[old[0]][old]
         self._put(i, new)
 
     def _closest(self, rng: random.Random, want: tuple[int, ...], exact: bool = False) -> Mapping[str, str | None] | None:
@@ -236,16 +262,27 @@ class FrequencyMatch:
         closest (with ``exact``, only among those of its primary class)."""
         if not self._sig:
             self._index()
+        same = self._buckets.get((*want, 0))  # candidates exactly like it (no other signature is as close)
+        if same:
+            return self.pool[same[rng.randrange(len(same))]]
         best: float | None = None
         tied: list[list[int]] = []
-        for sig, bucket in self._buckets.items():
-            if exact and sig[0] != want[0]:
-                continue
-            d = sum(abs(x - w) for x, w in zip(sig, want)) + sig[-1]
-            if best is None or d < best:
-                best, tied = d, [bucket]
-            elif d == best:
-                tied.append(bucket)
+        # primary classes nearest first: a signature is at least as far as its primary class
+        firsts = ([want[0]] if want[0] in self._firsts else []) if exact else sorted(self._firsts, key=lambda f: (abs(f - want[0]), f))
+        for first in firsts:
+            if best is not None and abs(first - want[0]) > best:
+                break
+            for sig in self._firsts[first]:
+                d = sig[-1]
+                for x, w in zip(sig, want):
+                    d += x - w if x >= w else w - x
+                    if best is not None and d > best:
+                        break
+                else:
+                    if best is None or d < best:
+                        best, tied = d, [self._buckets[sig]]
+                    elif d == best:
+                        tied.append(self._buckets[sig])
         total = sum(len(b) for b in tied)
         if not total:
             return None
@@ -337,7 +374,7 @@ class FrequencyMatch:
         return choice
 
     @staticmethod
-    def real_targets(keys: Sequence[tuple[str, Any]], counts: Sequence[Counter[str | None] | ValueCounts],
+    def real_targets(keys: Sequence[tuple[str, Any]], counts: Sequence[Counts],
                      sample: Sequence[Mapping[str, str | None]], traits: Sequence[tuple[str, Any]] = (),
                      nulls: bool = False) -> tuple[tuple[int, ...], ...]:
         """The sampled rows' count classes (and traits); rows whose primary column is NULL only with

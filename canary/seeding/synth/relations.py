@@ -149,7 +149,8 @@ def words(value: str | None) -> frozenset[str]:
 class Tally:
     """Rows of the whole table per joint value of each set of features in ``sets`` (:meth:`value`:
     an address's first word with a postcode's leading digits), or with ``each_word``, per word of
-    that column's values (:func:`words`; a word a value holds twice counts twice), counted by the
+    that column's values (:func:`words`, but a word one value holds twice counts twice here: words
+    seldom repeat within an address, and counting them per row would cost the scan), counted by the
     database in one scan: the result is as large as the number of derived values, not the table. A
     table of more than :data:`TALLY_ROWS` rows (``rows``: its estimate) is counted on a sample of
     its pages and the counts scaled up, so the scan stays bounded: exact counts matter most for
@@ -334,11 +335,15 @@ class Relation:
         its lift over the best fitting value's, 1 for the best, near 0 for a pair the table lacks (the
         probability to accept ``value`` when drawing it from the table's conditional distribution by
         rejection from its marginal one)."""
+        return self.fit_bucket(column, self.bucket(column, value), other)
+
+    def fit_bucket(self, column: str, bucket: str | None, other: str | None) -> float:
+        """:meth:`fit` of a value in ``bucket`` (one of ``column``'s side)."""
         if column == self.b.column:
-            ba, bb = self._bucket(self.a, self.a_rows, other), self._bucket(self.b, self.b_rows, value)
+            ba, bb = self._bucket(self.a, self.a_rows, other), bucket
             key = (True, ba)
         else:
-            ba, bb = self._bucket(self.a, self.a_rows, value), self._bucket(self.b, self.b_rows, other)
+            ba, bb = bucket, self._bucket(self.b, self.b_rows, other)
             key = (False, bb)
         bound = self._bounds.get(key)
         if bound is None:

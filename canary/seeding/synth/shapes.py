@@ -188,14 +188,14 @@ def shared_digit_prefixes(values: Iterable[str], k: int = MIN_SHARED) -> dict[st
     return {sh: {p: n for p, n in c.items() if n >= k} for sh, c in out.items() if any(n >= k for n in c.values())}
 
 
-def draw_digits(template: str, prefixes: Mapping[str, int], rng: random.Random) -> str:
-    """Fill the 9s of ``template`` digit by digit, following shared prefixes as often as the values
-    do, then uniformly at random: the values with a prefix whose next digits fewer than k of them
-    share take one of those other digits (a prefix is not followed more often than the values follow
-    it, so a block of numbers is as crowded as the table's are)."""
+def draw_digits(template: str, prefixes: Mapping[str, int], rng: random.Random, start: str = "") -> str:
+    """Fill the 9s of ``template`` digit by digit (after the digits ``start``), following shared
+    prefixes as often as the values do, then uniformly at random: the values with a prefix whose next
+    digits fewer than k of them share take one of those other digits (a prefix is not followed more
+    often than the values follow it, so a block of numbers is as crowded as the table's are)."""
     n = template.count("9")
-    digits = ""
-    while len(digits) < n:
+    digits = start[:n]
+    while len(digits) < n and (digits in prefixes or not digits):
         nxt = {d: prefixes.get(digits + d, 0) for d in string.digits}
         total = sum(nxt.values())
         if not total:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import json
+import math
 import random
 import re
 import string
@@ -52,9 +53,9 @@ from canary.seeding.synth.shapes import (
 from canary.seeding.synth.times import Precision
 
 SUPPORTED_LOCALES = ("en_US", "ko_KR", "ja_JP")
-#: draws of a column's value from its own distribution, at most, until one fits the row's other
-#: columns the way the table relates them (:meth:`Synthesizer.row`); then the best fitting one
-RELATION_TRIES = 100
+#: tries, at most, to draw a column's value from the table's distribution given the columns made
+#: before it (:meth:`Synthesizer.row`); then the best fitting one
+RELATION_TRIES = 40
 #: pairs of related location features whose whole-table counts the match follows, at most
 MAX_JOINT = 3
 
@@ -128,6 +129,7 @@ class Synthesizer:
         self._fits: dict[tuple[str, int], Weighted] = {}  # phone formats an owned number fits, by its start and length
         mail = next((prof.col(c.name) for c in info.columns if self.semantics[c.name] == Semantic.EMAIL), None)
         self._handle_lengths = mail.handle_lengths if mail is not None else Weighted((), ())
+        self._words: dict[int, list[str]] | None = None  # Faker's dictionary words by length
 
     def frequency_columns(self) -> list[str]:
         """Columns whose per-value row counts :meth:`match_frequencies` needs (full name, address,
@@ -231,10 +233,9 @@ class Synthesizer:
 
     def row(self, ctx: RowContext) -> SynthRow:
         """One row. Values that come with the row's person, location, contact points or placement
-        are made first; every other column is then drawn from its own distribution until a value
-        fits the columns made before it the way the table relates them (rejection sampling from the
-        table's conditional distribution, :meth:`Relations.fit`; at most :data:`RELATION_TRIES`
-        draws, then the best fitting one)."""
+        are made first (their NULLs where the table relates them to a column made before, at the
+        table's rate given it); every other column is then drawn from the table's distribution
+        given the columns made before it, the way the table relates them (:meth:`_fitted`)."""
         person = self._matched_person()
         self._place = None
         values: dict[str, str | None] = {}
@@ -273,28 +274,43 @@ class Synthesizer:
     def _fitted(self, col: Column, person: Mapping[str, str], ctx: RowContext, values: Mapping[str, str | None]) -> str | None:
         """A column's value drawn from the table's distribution given the columns made before it
         (``values``): the bucket of the strongest relation's feature from its conditional
-        distribution (a region given the area code, a birth year given an e-mail's digits), a value
-        in that bucket (the bucket itself for a column of shared values, a date of that year, else
-        drawn until one falls in it), kept with the probability the other relations give it; after
-        :data:`RELATION_TRIES` draws, the best fitting one."""
+        distribution (a region given the area code, a birth year given an e-mail's digits), kept
+        with the probability the other relations on that feature give it, then a value in that
+        bucket (the bucket itself for a column of shared values, a date of that year, a number
+        of that format or leading digits, else drawn until one falls in it), kept with the
+        probability the relations on other features give it; after :data:`RELATION_TRIES` tries,
+        the best fitting one (columns made before may contradict each other)."""
         sem, prof = self.semantics[col.name], self.profile.col(col.name)
         relations = self.profile.relations
         on = relations.on(col.name, values) if relations else []
         if not on:
             return self._drawn(col, sem, prof, person, ctx, values)
-        lead = on[0]
-        bucket = lead.given(col.name, values.get(lead.other(col.name))).pick(self.rng)
+        lead, name = on[0], col.name
+        feature = lead.side(name)
+        given = lead.given(name, values.get(lead.other(name)))
+        alike = [r for r in on[1:] if r.side(name) == feature]  # judged by the bucket alone
+        others = [r for r in on[1:] if r.side(name) != feature]
         best: tuple[bool, float, str | None] | None = None
+        best_bucket: tuple[float, str | None] | None = None
         for _ in range(RELATION_TRIES):
-            made, value = self._in_bucket(col, lead.side(col.name), bucket, prof)
+            bucket = given.pick(self.rng)
+            fit = math.prod(r.fit_bucket(name, bucket, values.get(r.other(name))) for r in alike)
+            if best_bucket is None or fit > best_bucket[0]:
+                best_bucket = (fit, bucket)
+            if self.rng.random() >= fit:
+                continue
+            made, value = self._in_bucket(col, feature, bucket, prof)
             if not made:
                 value = self._drawn(col, sem, prof, person, ctx, values)
-            hit = lead.bucket(col.name, value) == bucket
-            fit = relations.fit(col.name, value, values, values, besides=lead)
+            hit = lead.bucket(name, value) == bucket
+            fit = math.prod(r.fit(name, value, values.get(r.other(name))) for r in others)
             if hit and self.rng.random() < fit:
                 return value
             if best is None or (hit, fit) > best[:2]:
                 best = (hit, fit, value)
+        if best is None and best_bucket is not None:  # no bucket was kept: a value in the best fitting one
+            made, value = self._in_bucket(col, feature, best_bucket[1], prof)
+            return value if made else self._drawn(col, sem, prof, person, ctx, values)
         return best[2] if best is not None else None
 
     def _in_bucket(self, col: Column, feature: Feature, bucket: str | None, prof: ColumnProfile | None) -> tuple[bool, str | None]:
@@ -308,6 +324,16 @@ class Synthesizer:
             return False, None
         if feature.kind == Kind.VALUE:
             return True, self._fit(col, bucket)
+        if feature.kind in (Kind.LEAD2, Kind.LEAD3, Kind.FORM) and prof is not None and prof.digit_prefixes:
+            # numbers (a phone, a postcode): a format of the column's, its digits from the bucket on
+            formats = {str(t): w for t, w in zip(prof.shapes.values, _weights(prof.shapes)) if set(str(t)) <= set("9+-(). x")}
+            if feature.kind == Kind.FORM:
+                return (True, draw_digits(bucket, prof.digit_prefixes.get(bucket, {}), self.rng)) if bucket in formats else (False, None)
+            held = {t: prof.digit_prefixes.get(t, {}).get(bucket, 0) for t in formats}
+            if any(held.values()):
+                template = str(Weighted.of({t: n for t, n in held.items() if n}).pick(self.rng))
+                return True, draw_digits(template, prof.digit_prefixes[template], self.rng, start=bucket)
+            return False, None
         if feature.kind == Kind.YEAR and prof is not None and prof.numbers and bucket.isdigit() and dt.MINYEAR <= int(bucket) < dt.MAXYEAR:
             lo = dt.datetime(int(bucket), 1, 1, tzinfo=dt.timezone.utc).timestamp()
             hi = dt.datetime(int(bucket) + 1, 1, 1, tzinfo=dt.timezone.utc).timestamp()
@@ -470,13 +496,15 @@ class Synthesizer:
     def _handle(self) -> str:
         """A handle word that spells no one's name (Faker's user names are built from names), as long
         as the words of the table's handles are."""
-        want = int(self._handle_lengths.pick(self.rng)) if self._handle_lengths else 0
-        word = ""
-        for _ in range(30 if want else 1):
-            word = re.sub(r"[^a-z]", "", self.latin.word().lower())
-            if not want or len(word) == want:
-                break
-        return word or "user"
+        if self._handle_lengths:
+            if self._words is None:
+                self._words = {}
+                for w in sorted({re.sub(r"[^a-z]", "", w.lower()) for w in self.latin.get_words_list()}):
+                    self._words.setdefault(len(w), []).append(w)
+            fitting = self._words.get(int(self._handle_lengths.pick(self.rng)))
+            if fitting:
+                return self.rng.choice(fitting)
+        return re.sub(r"[^a-z]", "", self.latin.word().lower()) or "user"
 
     def _name_words(self, person: Mapping[str, str], use: str, slots: int) -> list[str]:
         """Words of a local part that spells the person's own names the way ``use`` says, for a
