@@ -97,6 +97,11 @@ _INTEGER_TYPES = ("int2", "int4", "int8")
 _CONSTRAINT_ERRORS = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
 
 
+class RowClash(SeedError):
+    """A row could not be written without violating a constraint (its values are made again, or, for a
+    row made ahead, made afresh); never a lock or a lost connection."""
+
+
 @dataclass(frozen=True, slots=True)
 class Role:
     name: str
@@ -464,7 +469,9 @@ class PostgresSeeder:
         prof = await asyncio.to_thread(profile, info, sample)
         locale = target.locale or infer_locale(prof.script, self.ds.locale)
         if arrivals is not None:
-            placements = [await self._arrival(conn, info, prof, when) for when in arrivals]
+            key = info.column(info.primary_key[0])
+            placements = [await self._arrival(conn, info, None if key.base_type in _INTEGER_TYPES
+                                              else self._random_key(key.base_type, prof, key.name), when) for when in arrivals]
         else:
             placements = await self._placements(conn, info, prof, list(existing), to_add, warnings, sample=sample) if to_add else []
         cred = self._credential_setup(info, target, sample) if target.credential else None
@@ -562,25 +569,16 @@ class PostgresSeeder:
         newest rows' precision, an update column as the table's new rows have it."""
         values: dict[str, str | None] = dict(payload["values"])
         key = info.column(info.primary_key[0])
+        ctx = await self._arrival(conn, info, values.get(key.name), when)
+        values[key.name] = ctx.pk
         created = created_column(info)
-        at = None
-        if created:
-            precision, newest = await self._recent_precision(conn, info, created)
-            at = precision.cut(when, self.rng, newest if newest is not None and newest <= when else None, when)
+        if created and ctx.created is not None:
             before = values.get(created)
-            values[created] = timestamp_text(info.column(created).base_type, at)
+            values[created] = timestamp_text(info.column(created).base_type, ctx.created)
             updated = next((c.name for c in info.columns if semantic_of(c) == Semantic.UPDATED), None)
             if updated and values.get(updated) is not None and values.get(updated) == before:
                 values[updated] = values[created]
-        pk: str | None = values.get(key.name)
-        if key.base_type in _INTEGER_TYPES:
-            if info.pk_sequence:
-                pk = None
-            else:
-                top = await conn.fetchval(f"SELECT max({ident(key.name)}) FROM {qualified(info.schema, info.name)}")
-                pk = str((int(top) if top is not None else 0) + self.rng.randint(1, 3))
-            values[key.name] = pk
-        batch = Batch(info, [], top_index=[0], contexts=[RowContext(pk=pk, created=at)])
+        batch = Batch(info, [], top_index=[0], contexts=[ctx])
         batch.rows = [PlannedRow(info.target, batch.key_of(values), values)]
         await self._key_texts(conn, batch)
         return batch, (payload.get("email"), payload.get("phone"))
@@ -1520,7 +1518,7 @@ class PostgresSeeder:
                     if slot.kind == "signup":
                         try:
                             r = await self._apply(conn, [wanted], slot=slot)
-                        except SeedError:
+                        except RowClash:
                             if slot.payload is None:
                                 raise
                             # its row made ahead clashes with one written since: made afresh now
@@ -1534,9 +1532,8 @@ class PostgresSeeder:
                             children[table] = children.get(table, 0) + n
                     elif await self._trickle_update(conn, slot):
                         updates[slot.target] = updates.get(slot.target, 0) + 1
-                except DatastoreError as exc:  # a SeedError too: this target waits for the next run
-                    if slot.kind == "signup" and slot.payload is not None:  # made afresh next time
-                        await trickling.drop_payload(pool, slot)
+                except DatastoreError as exc:  # a SeedError too (a lock, the datastore down): the slot and the
+                    # row made for it wait for the next run (a long SELECT must not make every run sample again)
                     failed[slot.target] = f"trickle {slot.kind} not written, retried next run: {exc.message}"
         finally:
             await self._close(conn)
@@ -1637,18 +1634,18 @@ class PostgresSeeder:
             return None
         return doc if isinstance(doc, dict) and isinstance(doc.get("values"), dict) else None
 
-    async def _arrival(self, conn: asyncpg.Connection, info: TableInfo, prof: TableProfile, when: dt.datetime) -> RowContext:
-        """Key and creation time of a canary signing up now: the next value of the key's sequence (or
-        just above the largest key without one; a drawn key for uuid / text keys), created at the
-        transaction's time, cut to the column's precision."""
+    async def _arrival(self, conn: asyncpg.Connection, info: TableInfo, drawn: str | None, when: dt.datetime) -> RowContext:
+        """Key and creation time of a canary signing up ``when``: the next value of the key's sequence
+        (or just above the largest key without one; ``drawn`` for uuid / text keys), created then at
+        the precision the newest rows have, never before the newest one."""
         pk_col = info.column(info.primary_key[0])
         created = created_column(info)
         at = None
-        if created:  # at the precision the newest rows have, never before the newest one
+        if created:
             precision, newest = await self._recent_precision(conn, info, created)
             at = precision.cut(when, self.rng, newest if newest is not None and newest <= when else None, when)
         if pk_col.base_type not in _INTEGER_TYPES:
-            return RowContext(pk=self._random_key(pk_col.base_type, prof, pk_col.name), created=at)
+            return RowContext(pk=drawn, created=at)
         if info.pk_sequence:
             return RowContext(pk=None, created=at)
         top = await conn.fetchval(f"SELECT max({ident(pk_col.name)}) FROM {qualified(info.schema, info.name)}")
@@ -2052,7 +2049,7 @@ class PostgresSeeder:
                         break
                     except _CONSTRAINT_ERRORS as exc:
                         if attempt == MAX_ATTEMPTS - 1 or batch.regenerate is None:
-                            raise SeedError(
+                            raise RowClash(
                                 f"cannot write a row into {info.target} that satisfies its constraints "
                                 f"after {attempt + 1} attempts: {_pg_message(exc)}", target=info.target,
                             ) from None

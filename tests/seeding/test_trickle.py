@@ -475,6 +475,34 @@ async def test_rows_made_ahead_survive_a_key_rotation(
     assert used == made
 
 
+async def test_a_reader_holding_the_table_delays_a_sign_up_but_keeps_its_row(
+    target_dsn: str, make_config: MakeConfig, store: ControlStore, keyring: Keyring
+) -> None:
+    """A role that only SELECTs can hold the table (a long query) while the first sign-up needs to arm
+    it: the run fails on its lock timeout, says why, and keeps the row made ahead (no run samples the
+    table again); once the query ends the next run writes that very row."""
+    await _members(target_dsn)
+    cfg = make_config(seeding={"lock_timeout": "0.5s", "email_domains": ["canary-mail.example"]},
+                      datastores=[{"name": "shop", "dsn": target_dsn, "tables": [
+                          {"table": "public.members", "count": 1, "mode": "trickle", "trickle_over": "1s"}]}])
+    registry = Registry(store.pool, keyring)
+    seeder = PostgresSeeder.from_config(cfg, "shop", registry, seed=4)
+    await seeder.trickle(schedule=True, now=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc))
+    blob = bytes(await store.pool.fetchval("SELECT payload FROM trickle_slots"))
+    made = json.loads(keyring.decrypt_text(blob, trickle.PAYLOAD))["email"]
+    reader = await asyncpg.connect(target_dsn)
+    try:
+        await reader.execute("BEGIN; SELECT count(*) FROM public.members")  # ACCESS SHARE until the end
+        held = await seeder.trickle(now=FAR)
+        await reader.execute("ROLLBACK")
+    finally:
+        await reader.close()
+    assert held.signups == {} and "locked by another session" in held.failed["public.members"]
+    assert bytes(await store.pool.fetchval("SELECT payload FROM trickle_slots")) == blob
+    assert (await seeder.trickle(now=FAR)).signups == {"public.members": 1}
+    assert [v for c in await registry.active("shop") for k, v in await registry.values_of(c.id) if k == "email"] == [made]
+
+
 def test_arrivals_follow_the_hours_customers_sign_up_at() -> None:
     """Sign-ups drawn against a table whose customers sign up 09:00-18:00 UTC on weekdays land there
     far more often than a uniform draw would (5/14 of the week's hours); an empty profile is uniform."""
