@@ -81,6 +81,42 @@ def test_fine_first_addresses_are_walked_from_the_coarse_end() -> None:
     assert all(m and re.fullmatch(r"\d+ (Oak|Elm|Pine|Main|Lake) (St|Ave) (Springfield|Riverside)", m["street"] or "") for m in made)
 
 
+US_TOWNS = {("Springfield", "IL"): "627", ("Peoria", "IL"): "616", ("Walnut Creek", "CA"): "945", ("Fresno", "CA"): "937",
+            ("Salem", "OR"): "973", ("Ashland", "OR"): "975", ("Mount Vernon", "WA"): "982", ("Tacoma", "WA"): "984"}
+
+
+def test_cities_stay_whole_and_postcodes_stay_with_their_city() -> None:
+    """Addresses written street line first with comma-separated city and state, in several spellings
+    ("Springfield, IL", "SPRINGFIELD IL", "Springfield, IL 62704"): a composed address names a city the
+    sample has in that state, whole (its words never spliced with another town's, even for a town
+    fewer than k sampled rows hold), and its postcode comes from that city's rows, not the state's."""
+    rng = random.Random(8)
+    towns = list(US_TOWNS)
+    sample = []
+    for i in range(900):
+        city, st = towns[0] if i % 300 == 7 else rng.choice(towns[1:])  # Springfield: 3 rows only
+        zipc = f"{US_TOWNS[(city, st)]}{rng.randint(0, 99):02d}"
+        line = f"{rng.randint(1, 9999)} {rng.choice(['Oak', 'Elm', 'Pine', 'Main', 'Lake', 'Cedar'])} {rng.choice(['St', 'Ave', 'Dr'])}"
+        text = rng.choice((f"{line}, {city}, {st}", f"{line}, {city} {st}", f"{line}, {city}, {st} {zipc}"))
+        sample.append({"id": str(i), "address": text.upper() if i % 9 == 0 else text, "postal_code": zipc})
+    info = _info("address", "postal_code")
+    splicer = Splicer.of(info, sample)
+    assert splicer is not None and splicer.reverse
+    town = re.compile(r".*, (?P<city>[A-Za-z ]+?),? (?P<st>[A-Z]{2})( \d{5})?", re.I)
+    seen = 0
+    for i in range(300):
+        made = splicer.compose(random.Random(i))
+        if not made or not made["address"]:
+            continue
+        m = town.fullmatch(made["address"])
+        assert m is not None, made
+        key = (m["city"].title(), m["st"].upper())
+        assert key in US_TOWNS, made
+        assert (made["postal_code"] or "")[:3] == US_TOWNS[key], made
+        seen += 1
+    assert seen > 200
+
+
 def test_digit_prefixes_are_k_anonymous_and_followed() -> None:
     """Only digit prefixes at least MIN_SHARED values share are kept; drawn numbers follow the real
     prefix mix (mostly 010, some 02) and are not copies."""

@@ -74,6 +74,30 @@ def test_area_code_determines_region_and_canaries_keep_it(order: tuple[str, str]
     assert {r["status"] for r in rows} == {"active", "dormant", "closed"}
 
 
+def test_many_area_codes_per_state_at_the_end_of_an_address_are_related() -> None:
+    """Fifty states written at the end of a US address, eight area codes each, in 2,000 rows: the
+    sparse table's asymptotic chance (400 x 50 cells) exceeds what it observes, yet the relation of
+    the phone's area code with the address's last word is learned (chance is measured by shuffling),
+    and canaries take an area code of their own state."""
+    rng = random.Random(6)
+    states = [f"{a}{b}" for a in "ACGIMNOTVW" for b in "AKLTZ"]
+    codes = {st: [str(200 + 8 * i + j) for j in range(8)] for i, st in enumerate(states)}
+    sample: list[dict[str, str | None]] = []
+    for i in range(2000):
+        st = rng.choice(states)
+        zipc = f" {rng.randint(10000, 99999)}" if rng.random() < 0.2 else ""
+        sample.append({"id": str(i), "phone": f"({rng.choice(codes[st])}) {rng.randint(200, 999)}-{rng.randint(0, 9999):04d}",
+                       "address": f"{rng.randint(1, 999)} Oak St, Town{rng.randint(1, 400)}, {st}{zipc}"})
+    info = _info(_col("phone"), _col("address"))
+    prof = profile(info, sample)
+    assert any({str(r.a), str(r.b)} == {"lead3(phone)", "tail(address)"} for r in prof.relations.relations), prof.relations
+    synth = Synthesizer(info, prof, locale="en_US", contacts=ContactAllocator(), seed=4)
+    rows = [synth.row(RowContext(pk=str(10_000 + i))).values for i in range(200)]
+    state = {c: st for st, cs in codes.items() for c in cs}
+    fits = sum(state.get((r["phone"] or "")[1:4]) == Feature("address", Kind.TAIL).of(r["address"]) for r in rows)
+    assert fits >= 0.8 * len(rows), fits  # by chance: 2%
+
+
 def test_independent_columns_relate_to_nothing() -> None:
     """Columns drawn independently of each other (region, status, a phone with random area codes, a
     signup date, an e-mail) yield no relation: chance is measured by shuffling, not assumed."""
@@ -156,7 +180,9 @@ async def test_feature_sql_counts_what_python_derives(target_dsn: str) -> None:
     several '@', no digits), and a tally of several feature pairs in one GROUPING SETS scan counts
     exactly the joint values Python derives per row; the words tally counts each word's rows."""
     values = ["010-1234-5678", "+82 10-9876-5432", "02 300 1234", "서울특별시 강남구 테헤란로 12", " 12 Main St", "", "a b  c",
-              "kim.minji92@naver.com", "x@y@Z.COM", "no-at-sign", "é1ü2@Ünï.kr", "1992-03-05", "2024-12-31 23:59:59+09", None]
+              "kim.minji92@naver.com", "x@y@Z.COM", "no-at-sign", "é1ü2@Ünï.kr", "1992-03-05", "2024-12-31 23:59:59+09",
+              "12 Main St, Springfield, IL 62704", "PO Box 7 Dover DE 19901-0001", "4 Elm Rd, Troy, New York", "9 Oak Ave,", "IL\n",
+              "x\ny 12", "a  b 1 x2 ", "a" * 300 + " " + "b" * 300 + " 1", "z " + "1a" * 150 + " q", None]
     conn = await asyncpg.connect(target_dsn)
     try:
         await conn.execute("CREATE TABLE t (id serial PRIMARY KEY, a text, b text)")

@@ -114,6 +114,7 @@ class Splicer:
     classes: dict[Token, Token] = field(default_factory=dict, compare=False, repr=False)
     spreads: dict[tuple[tuple[Token, ...], int, Token], int] = field(default_factory=dict, compare=False, repr=False)
     by_ending: dict[tuple[tuple[Token, ...], int, Token], list[Token]] = field(default_factory=dict, compare=False, repr=False)
+    fine: dict[tuple[Token, ...], int] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, info: TableInfo, sample: Sequence[Mapping[str, str | None]], k: int = MIN_SHARED) -> Splicer | None:
@@ -246,13 +247,22 @@ class Splicer:
             r = rows[rng.choice(cands)]
             if i >= len(r):
                 return tuple(out)
-            same = self._group(tuple(out), cands, i)[r[i]]
+            same = self._group(tuple(out), cands, i)[_norm(r[i])]
             if len(same) >= self.k:
                 out.append(r[i])
                 cands = same
                 levels.append(cands)
                 i += 1
                 continue
+            # coarse fields of the address (a city before the comma that ends the street line) are
+            # taken whole from this row: a town the sample holds fewer than k times is still a real
+            # town; its parts spliced with another's would be a city nobody lives in
+            fine = self._fine_start(r)
+            while i < fine:
+                out.append(r[i])
+                cands = self._group(tuple(out[:-1]), cands, i)[_norm(r[i])]
+                levels.append(cands)
+                i += 1
             # the next token from the rows sharing the prefix (a house number on this street), the
             # ones after it from those sharing it but its last token (the rest of an address in this
             # district), each from wider groups (the region, the table) until at least k different
@@ -263,6 +273,11 @@ class Splicer:
                 out[-1] = self._wider(prefix[:-1], levels, len(prefix) - 1, prefix[-1], rng) or out[-1]
             for j in range(i, len(r)):
                 cls = self._cls(r[j])
+                if r[j][0] != self.text_index and r[j][1] is not None:
+                    # another column's part (a postcode) from the rows sharing the most of the prefix:
+                    # it names no one, and from a wider region it would not fit (another city's ZIP)
+                    out.append(self._nearest(prefix, levels, j, cls, rng) or r[j])
+                    continue
                 level = len(prefix) if j == i or len(prefix) < 2 else len(prefix) - 1
                 while level > 0 and r[j][1] is not None and self._spread(prefix[:level], levels[level], j, cls) < self.k:
                     level -= 1
@@ -291,6 +306,30 @@ class Splicer:
             got = self.by_ending[key] = [self.rows[c][j] for c in cands if len(self.rows[c]) > j and _ending(self.rows[c][j]) == ending]
         return got
 
+    def _nearest(self, prefix: tuple[Token, ...], levels: Sequence[Sequence[int]], j: int, cls: Token,
+                 rng: random.Random) -> Token | None:
+        """A token of class ``cls`` at ``j`` from the rows sharing the longest part of ``prefix`` that
+        has one (None when no row has one)."""
+        for level in range(len(prefix), -1, -1):
+            pool = self._pool(prefix[:level], levels[level], j).get(cls)
+            if pool:
+                return rng.choice(pool)
+        return None
+
+    def _fine_start(self, row: tuple[Token, ...]) -> int:
+        """Where the finest comma-separated field of a row's address starts (its street line); the
+        fields before it are coarse (a city, a state). Without commas: where the address starts."""
+        got = self.fine.get(row)
+        if got is None:
+            text = [j for j, (i, t) in enumerate(row) if i == self.text_index]
+            commas = [j for j in text if (row[j][1] or "").endswith(",")]
+            if not text or not commas:
+                got = text[0] if text else 0
+            else:
+                got = commas[-1] if self.reverse else min(commas[-1] + 1, text[-1])
+            self.fine[row] = got
+        return got
+
     def _spread(self, prefix: tuple[Token, ...], cands: Sequence[int], j: int, cls: Token) -> int:
         """How many different tokens of class ``cls`` the rows sharing ``prefix`` have at ``j``."""
         key = (prefix, j, cls)
@@ -306,9 +345,15 @@ class Splicer:
             groups: dict[Token, list[int]] = {}
             for c in cands:
                 if len(self.rows[c]) > i:
-                    groups.setdefault(self.rows[c][i], []).append(c)
+                    groups.setdefault(_norm(self.rows[c][i]), []).append(c)
             hit = self.memo[prefix] = groups
         return hit
+
+
+def _norm(tok: Token) -> Token:
+    """A token as rows share it, whatever its case and trailing punctuation ("Springfield," and
+    "SPRINGFIELD" are one city)."""
+    return tok if tok[1] is None else (tok[0], tok[1].rstrip(",.;").casefold())
 
 
 def _ending(tok: Token) -> Token:

@@ -48,6 +48,13 @@ _FORM_TO = "a" * 26 + "A" * 26 + "9" * 10
 _FORM = str.maketrans(_FORM_FROM, _FORM_TO)
 _NON_DIGITS = re.compile(r"[^0-9]")
 _LAST_DIGITS = re.compile(r"([0-9]+)[^0-9]*$")
+#: The last word without digits, followed only by words with digits (``…, Springfield, IL 62704`` ->
+#: ``IL``), searched in " " + the value's last :data:`TAIL_CHARS` characters. One pattern for Python and
+#: PostgreSQL's regular expressions: its match is unique (a whole word) and each word can match only
+#: one way (no backtracking blow-up on hostile text), so both engines find the same one.
+_TAIL_SQL = " ([^ 0-9]+)(?: +[^ 0-9]*[0-9][^ ]*)* *$"
+TAIL_CHARS = 256
+_TAIL = re.compile(_TAIL_SQL[:-1] + r"\Z")
 #: joins the parts of a value derived from several columns; stands for NULL in such a value
 SEP, NULL_PART = "\x1f", "\x1e"
 #: the bucket of feature values fewer than ``k`` sampled rows share
@@ -60,6 +67,7 @@ class Kind(enum.StrEnum):
     NULL = "null"  # whether the value is NULL
     VALUE = "value"  # the value itself (columns whose values many rows share: status, gender, region)
     HEAD = "head"  # the first word, digits masked (an address's region, a Latin name's given name)
+    TAIL = "tail"  # the last word without digits, trailing , . ; cut (a US address's state, before any ZIP)
     LEAD2 = "lead2"  # the first two digits (a postcode's area)
     LEAD3 = "lead3"  # the first three digits (a phone's area or mobile code)
     FORM = "form"  # ASCII letters and digits masked: 010-1234-5678 -> 999-9999-9999
@@ -90,6 +98,9 @@ class Feature:
             return value
         if k == Kind.HEAD:
             return value.split(" ", 1)[0].translate(_MASK)
+        if k == Kind.TAIL:
+            m = _TAIL.search(" " + value[-TAIL_CHARS:])
+            return m.group(1).rstrip(",.;") if m else None
         if k in (Kind.LEAD2, Kind.LEAD3):
             return _NON_DIGITS.sub("", value)[: 2 if k == Kind.LEAD2 else 3]
         if k == Kind.FORM:
@@ -115,6 +126,8 @@ class Feature:
             return expr
         if k == Kind.HEAD:
             return f"translate(split_part({expr}, ' ', 1), '0123456789', '9999999999')"
+        if k == Kind.TAIL:
+            return f"rtrim(substring(' ' || right({expr}, {TAIL_CHARS}) from '{_TAIL_SQL}'), ',.;')"
         if k in (Kind.LEAD2, Kind.LEAD3):
             return f"left(translate({expr}, translate({expr}, '0123456789', ''), ''), {2 if k == Kind.LEAD2 else 3})"
         if k == Kind.FORM:
@@ -219,7 +232,7 @@ def candidate_features(info: TableInfo, sample: Sequence[Mapping[str, str | None
             elif sem == Semantic.POSTCODE or digits * 2 > length:
                 kinds = [Kind.LEAD2, Kind.FORM]
             elif multiword:
-                kinds = [Kind.HEAD]
+                kinds = [Kind.HEAD, Kind.TAIL]
             elif sem in (Semantic.FIRST_NAME, Semantic.CITY, Semantic.STATE, Semantic.COUNTRY) or distinct * 2 <= len(present):
                 kinds = [Kind.VALUE]
             elif sum(len(v) for v in present) <= 24 * len(present):
@@ -395,9 +408,11 @@ class Relations:
         shuffler = random.Random(0)
         encoded = [_Encoded(e.feature, e.codes, e.buckets, e.entropy, e.rows,
                             tuple(tuple(shuffler.sample(e.codes, n)) for _ in range(PERMUTATIONS))) for e in encoded]
-        # the pairs whose information could be beyond chance, most informative first; chance is
-        # measured for them in that order until MAX_RELATIONS pairs of columns are related
-        candidates: list[tuple[float, int, int]] = []
+        # the pairs whose information could be beyond chance, most informative first (less the
+        # asymptotic bias: it ranks, but does not filter, since it overstates chance for sparse
+        # buckets, such as 300 area codes against 50 states); chance is measured for them in that
+        # order until MAX_RELATIONS pairs of columns are related
+        candidates: list[tuple[float, float, int, int]] = []
         for i, a in enumerate(encoded):
             for j in range(i + 1, len(encoded)):
                 b = encoded[j]
@@ -405,10 +420,10 @@ class Relations:
                     continue
                 observed = _information(a.codes, b.codes, a.rows, b.rows)
                 bias = (len(a.buckets) - 1) * (len(b.buckets) - 1) / (2.0 * n)
-                if observed - bias >= MIN_INFORMATION:
-                    candidates.append((observed, i, j))
+                if observed >= MIN_INFORMATION:
+                    candidates.append((observed - bias, observed, i, j))
         best: dict[tuple[str, str], Relation] = {}
-        for observed, i, j in sorted(candidates, key=lambda c: (-c[0], c[1], c[2])):
+        for _, observed, i, j in sorted(candidates, key=lambda c: (-c[0], c[2], c[3])):
             if len(best) >= MAX_RELATIONS:
                 break
             a, b = encoded[i], encoded[j]
