@@ -1,5 +1,7 @@
 """Contacts recorded: the raw message kept encrypted, a replay cache shared by every listener, the
-canary a recipient address belongs to, and one committed event per canary contacted.
+canary a recipient address belongs to, and one committed event per canary contacted; and probes: a
+canary address named to the MX (RCPT, VRFY, EXPN) without a message delivered to it, a warning
+grouped per peer, and a peer's flood of such commands (counts only).
 
 Evidence holds what the sender controls: subject, URLs, attachment hashes, the claimed Received chain
 head, verdicts, the sender and the peer; never the canary's own address or number.

@@ -27,6 +27,7 @@ from testkit import MakeConfig
 
 from canary.contact.smtp import RCPT_OK, VRFY_REPLY, SmtpSource, Tarpit, peer_key
 from canary.crypto import Keyring
+from canary.errors import ConfigError
 
 SENDER = "probe@phish.test"
 NOBODY = f"nobody@{MAIL_DOMAIN}"
@@ -271,3 +272,17 @@ def test_tarpit_state_is_bounded_and_windowed() -> None:
     again = [pit.count("2001:db8::9", "expn") for _ in range(4)]
     assert [p.crossed for p in again] == [False, False, False, True]
     assert again[-1].counts == {"rcpt": 0, "vrfy": 0, "expn": 4} and again[-1].window_start > paces[0].window_start
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("smtp_tarpit_max", "2m", "at most 30s"),
+    ("smtp_probe_window", "0s", "between 1s and 1d"),
+    ("smtp_probe_limit", 0, "greater than or equal to 1"),
+    ("smtp_tarpit_peers", 2, "greater than or equal to 16"),
+])
+def test_tarpit_settings_are_validated(make_config: MakeConfig, field: str, value: object, message: str) -> None:
+    """A tarpit delay the session timeout would cut short, an empty window, a zero allowance or a
+    peer table too small to hold a flood are refused with the key path."""
+    with pytest.raises(ConfigError) as err:
+        make_config(contact={"mail_domains": [MAIL_DOMAIN], field: value})
+    assert f"contact.{field}" in str(err.value) and message in str(err.value)
