@@ -98,12 +98,13 @@ class _Peer:
     start: float
     started_at: dt.datetime
     counts: dict[str, int] = field(default_factory=lambda: {"rcpt": 0, "vrfy": 0, "expn": 0})
+    carry: int = 0  # the previous window's excess: a peer that keeps probing stays slowed down
     reported: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def total(self) -> int:
-        return sum(self.counts.values())
+        return sum(self.counts.values()) + self.carry
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +124,9 @@ class Tarpit:
 
     Beyond ``limit`` commands in ``window`` seconds the n-th extra reply waits ``n * step`` seconds, at
     most ``max_delay``; one peer's waits are served one at a time (a lock per peer), so opening more
-    connections does not buy a peer more replies, and no other peer waits. State is kept for the
+    connections does not buy a peer more replies, and no other peer waits. A window that ended over
+    the limit passes its excess to the next one (a peer cannot wait out the ramp and start afresh
+    while it keeps probing); a peer quiet for a whole window starts clean. State is kept for the
     ``peers`` most recently active peers (LRU): spoofed or rotating addresses evict the oldest
     entries instead of growing memory. It counts commands, never their addresses, so it treats
     canaries and other addresses alike."""
@@ -142,7 +145,8 @@ class Tarpit:
         now = self._clock()
         peer = self._state.get(key)
         if peer is None or now - peer.start >= self.window:
-            peer = _Peer(start=now, started_at=dt.datetime.now(dt.timezone.utc),
+            carry = max(0, peer.total - self.limit) if peer is not None and now - peer.start < 2 * self.window else 0
+            peer = _Peer(start=now, started_at=dt.datetime.now(dt.timezone.utc), carry=carry,
                          lock=peer.lock if peer is not None else asyncio.Lock())
         self._state[key] = peer
         self._state.move_to_end(key)
