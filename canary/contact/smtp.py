@@ -224,7 +224,10 @@ class _SMTP(SMTP):
     async def smtp_EXPN(self, arg: str) -> None:
         """Same answer for every argument (aiosmtpd has no EXPN hook); a named address is a probe."""
         if arg:
-            address, _ = self._getaddr(arg)
+            try:
+                address, _ = self._getaddr(arg)
+            except (IndexError, ValueError):  # aiosmtpd's parser fails on e.g. a lone "<"
+                address = None
             await self._source.pace(self, "expn")
             if address:
                 self.note("expn", address)

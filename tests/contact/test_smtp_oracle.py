@@ -177,6 +177,7 @@ async def test_vrfy_and_expn_answer_alike_and_a_canary_named_is_a_probe(env: Con
                    (f"<{CANARY_EMAIL}>", f"<{NOBODY}>", "jiho.park", "nobody", "someone@elsewhere.test")}
         assert len(answers) == 1, answers
         assert answers.pop()[:3] == (b"252" if cmd == "VRFY" else b"502")
+    assert (await d.say("EXPN <"))[:3] == b"502"
     assert (await d.say(f"VRFY <{CANARY_EMAIL}>")) == VRFY_REPLY.encode() + b"\r\n"
     await d.close()
     await _settled(smtp)
