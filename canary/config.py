@@ -254,6 +254,34 @@ class ContactConfig(_Model):
     vonage_signature_method: Literal["md5hash", "md5", "sha1", "sha256", "sha512"] = "sha256"
     signature_max_age: float = 300.0  # timestamped signatures older than this are stale
     known_senders: tuple[KnownSenderRule, ...] = ()
+    # SMTP probing (RCPT / VRFY / EXPN) per peer (IPv4 address, IPv6 /64): beyond `smtp_probe_limit`
+    # commands per `smtp_probe_window`, each reply waits `smtp_tarpit_step` seconds more than the last,
+    # at most `smtp_tarpit_max` (kept below the clients' usual 10 s command timeout); state is kept for
+    # the `smtp_tarpit_peers` most recent peers.
+    smtp_probe_limit: int = Field(default=20, ge=1, le=100_000)
+    smtp_probe_window: float = 60.0
+    smtp_tarpit_step: float = 0.25
+    smtp_tarpit_max: float = 5.0
+    smtp_tarpit_peers: int = Field(default=10_000, ge=16, le=1_000_000)
+
+    @field_validator("smtp_probe_window", "smtp_tarpit_step", "smtp_tarpit_max", mode="before")
+    @classmethod
+    def _tarpit_dur(cls, v: object) -> float:
+        return parse_duration(v)
+
+    @field_validator("smtp_probe_window")
+    @classmethod
+    def _probe_window(cls, v: float) -> float:
+        if not 1.0 <= v <= 86_400.0:
+            raise ValueError("must be between 1s and 1d")
+        return v
+
+    @field_validator("smtp_tarpit_max")
+    @classmethod
+    def _tarpit_max(cls, v: float) -> float:
+        if v > 30.0:
+            raise ValueError("must be at most 30s (the session times out after 60s of silence)")
+        return v
 
     @field_validator("proxy_timeout", "dns_timeout", "signature_max_age", mode="before")
     @classmethod

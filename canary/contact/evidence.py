@@ -1,5 +1,7 @@
 """Contacts recorded: the raw message kept encrypted, a replay cache shared by every listener, the
-canary a recipient address belongs to, and one committed event per canary contacted.
+canary a recipient address belongs to, and one committed event per canary contacted; and probes: a
+canary address named to the MX (RCPT, VRFY, EXPN) without a message delivered to it, a warning
+grouped per peer, and a peer's flood of such commands (counts only).
 
 Evidence holds what the sender controls: subject, URLs, attachment hashes, the claimed Received chain
 head, verdicts, the sender and the peer; never the canary's own address or number.
@@ -95,15 +97,16 @@ class ReplayCache:
 
 # -- recipients ---------------------------------------------------------------------------------------
 async def canary_for_address(runtime: SourceContext, address: str, domains: Sequence[str]) -> CanaryRecord | None:
-    """The canary owning an address in a canary mail domain (``local+tag@`` also matches ``local@``)."""
+    """The canary owning an address in a canary mail domain (``local+tag@`` also matches ``local@``).
+
+    The lookups made depend on the address's spelling only (``local+tag@`` always costs two, the
+    second not skipped when the first finds a canary), so the time taken says nothing of the answer."""
     if not in_domains(address_domain(address), domains):
         return None
-    found = await runtime.registry.by_value("email", address)
-    if found is None:
-        local, _, domain = address.partition("@")
-        if "+" in local:
-            found = await runtime.registry.by_value("email", f"{local.split('+', 1)[0]}@{domain}")
-    return found
+    local, _, domain = address.partition("@")
+    candidates = [address] + ([f"{local.split('+', 1)[0]}@{domain}"] if "+" in local else [])
+    found = [await runtime.registry.by_value("email", a) for a in candidates]
+    return next((c for c in found if c is not None), None)
 
 
 # -- events -------------------------------------------------------------------------------------------
@@ -157,6 +160,62 @@ async def record_mail(
     ]
     await asyncio.gather(*(runtime.submit(e) for e in events))
     return events
+
+
+#: Probe kinds: the SMTP command that named an address without a message being delivered to it.
+PROBES = ("rcpt", "vrfy", "expn")
+#: A peer naming more addresses than allowed within the window (a report about the peer, no canary).
+FLOOD = "rcpt_flood"
+
+
+def probe_group(peer: str) -> str:
+    """The incident group of one probing peer: its probes and its flood report are one incident."""
+    return f"smtp-probe:{peer}"
+
+
+async def record_probes(
+    runtime: SourceContext, *, source: str, session: str, peer: str, client_ip: str | None, helo: str | None,
+    sender: str | None, named: Sequence[tuple[str, CanaryRecord]], counts: Mapping[str, int],
+) -> list[DetectionEvent]:
+    """Commit one lower-severity event per (probe kind, canary) named in one SMTP session without a
+    message delivered to it; returns after commit.
+
+    Grouped per peer (``peer`` is the tarpit's key: the IPv4 address or IPv6 /64), so a peer walking a
+    list of addresses is one incident growing by canary, not one page per address. Keyed by the
+    session, so a canary named twice in a session (or flushed twice) is one event. The evidence holds
+    the command and counts only, never an address: the canary's address is a secret."""
+    now = dt.datetime.now(dt.timezone.utc)
+    events = [
+        DetectionEvent(
+            kind=EventKind.CONTACTED, source=source, key=event_key("smtp-probe", session, probe, c.id),
+            group=probe_group(peer), canary_id=c.id, observed_at=now,
+            actor={"sender": sender} if sender else {}, origin={"client_addr": client_ip, "helo": helo},
+            evidence={"probe": probe, "peer": peer, "helo": helo, "counts": dict(counts)},
+            severity=Severity.WARNING,
+        )
+        for probe, c in named
+    ]
+    await asyncio.gather(*(runtime.submit(e) for e in events))
+    return events
+
+
+async def record_flood(
+    runtime: SourceContext, *, source: str, peer: str, client_ip: str | None, helo: str | None,
+    window_start: dt.datetime, counts: Mapping[str, int], limit: int, window: float,
+) -> DetectionEvent:
+    """Commit the report that a peer named more addresses than ``limit`` within one window (once per
+    peer and window: the key is the peer and the window's start). Counts only: whether any of the
+    addresses is a canary is for the probe events, decided after the session."""
+    event = DetectionEvent(
+        kind=EventKind.CONTACTED, source=source, key=event_key(FLOOD, peer, window_start.isoformat()),
+        group=probe_group(peer), canary_id=None, observed_at=dt.datetime.now(dt.timezone.utc),
+        origin={"client_addr": client_ip, "helo": helo},
+        evidence={"probe": FLOOD, "signal": FLOOD, "peer": peer, "helo": helo, "counts": dict(counts),
+                  "limit": limit, "window": window},
+        severity=Severity.WARNING,
+    )
+    await runtime.submit(event)
+    return event
 
 
 async def record_phone(

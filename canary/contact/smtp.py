@@ -1,11 +1,29 @@
 """The canary MX: an SMTP server (aiosmtpd) on the listener's own event loop.
 
-It accepts mail only for canary recipients in the configured mail domains (``550`` for anyone else),
-enforces the size limit (``552``), offers STARTTLS when a certificate is configured and understands
-the PROXY protocol (v1/v2) when it sits behind a load balancer. For each message it records the
-envelope, the peer address and HELO, our own Received line (the only hop we can vouch for), the
-claimed Received chain head, SPF and DKIM verdicts (computed in worker threads with a timeout),
-subject, URLs and attachment hashes, and keeps the raw message encrypted. ``250`` is sent only
+No recipient oracle. An insider who can open a connection must not learn which addresses are
+canaries, so every address in the canary mail domains gets the same ``250`` to RCPT (nothing is
+looked up before replying: the reply and its timing depend on the address's domain only), VRFY
+answers ``252`` (RFC 5321 §3.5.3: "cannot verify, will accept") and EXPN ``502`` for every address.
+Addresses outside our domains are refused as relaying (``550 5.7.1``), which says nothing about
+canaries. Whether a recipient is a canary is decided at the end of DATA: mail to canaries is recorded
+(below); mail to no canary is accepted with the same ``250`` and discarded, as a catch-all domain
+does. Refusing it (``550`` at end of DATA) would need refusing canary mail too, losing the phisher's
+follow-ups, and a bounce would be backscatter and an oracle by mail. Both paths parse the message and
+compute SPF / DKIM, as every MX does; what differs is the commit of a contact, which only a sender
+who has just paged on-call can time.
+
+A probe is a signal. Addresses named by RCPT (in a transaction that delivered no message: RSET, a
+new HELO, a refused DATA, the session ending), VRFY or EXPN are looked up after the reply, in the
+background, and each canary among them becomes a lower-severity (warning) CONTACTED event grouped
+per peer (:func:`canary.contact.evidence.record_probes`). Every RCPT / VRFY / EXPN counts toward the
+peer's allowance (:class:`Tarpit`): beyond it replies are delayed progressively and the flood is
+reported once per window (counts only).
+
+For each message it records the envelope, the peer address and HELO, our own Received line (the only
+hop we can vouch for), the claimed Received chain head, SPF and DKIM verdicts (computed in worker
+threads with a timeout), subject, URLs and attachment hashes, and keeps the raw message encrypted.
+It enforces the size limit (``552``), offers STARTTLS when a certificate is configured and
+understands the PROXY protocol (v1/v2) when it sits behind a load balancer. ``250`` is sent only
 after the events are committed; a store failure answers ``451`` so the sender retries.
 """
 
@@ -15,7 +33,12 @@ import asyncio
 import datetime as dt
 import email.utils
 import ipaddress
+import secrets
 import ssl
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
 from typing import Any, AnyStr
 
 import structlog
@@ -23,8 +46,15 @@ from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from canary.config import ContactConfig
-from canary.contact.evidence import COMMIT_ERRORS, MailFacts, canary_for_address, record_mail
-from canary.contact.mime import mail_address, parse_mail_async
+from canary.contact.evidence import (
+    COMMIT_ERRORS,
+    MailFacts,
+    canary_for_address,
+    record_flood,
+    record_mail,
+    record_probes,
+)
+from canary.contact.mime import address_domain, in_domains, mail_address, parse_mail_async
 from canary.contact.senders import KnownSenders, expected_contact
 from canary.contact.verdicts import DnspythonResolver, Resolver, mail_verdicts
 from canary.plugins import SourceType
@@ -37,12 +67,110 @@ NAME = "smtp"
 SESSION_TIMEOUT = 60.0
 #: Replies aiosmtpd produces itself, without a handler hook: counted as rejects here.
 _INTERNAL_REJECTS = {"552": "message_too_big", "500": "line_too_long"}
+#: Recipients one transaction may name (RFC 5321 §4.5.3.1.8: at least 100 must be accepted).
+MAX_RECIPIENTS = 100
+#: Addresses a session names before they are looked up in the background (bounds its memory).
+PROBE_BATCH = 256
+#: Probe batches looked up at once, so a probing storm cannot starve deliveries of connections.
+PROBE_CONCURRENCY = 4
+RCPT_OK = "250 2.1.5 OK"
+RELAY_DENIED = "550 5.7.1 Relay access denied"
+VRFY_REPLY = "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery"
+EXPN_REPLY = "502 5.5.1 EXPN not available"
 
 
+# -- tarpit -------------------------------------------------------------------------------------------
+def peer_key(ip: str | None) -> str:
+    """Whom the allowance belongs to: an IPv4 address, or an IPv6 /64 (one host's share of addresses)."""
+    if not ip:
+        return "unknown"
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return "unknown"
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network((addr, 64), strict=False))
+    return str(addr.ipv4_mapped or addr) if isinstance(addr, ipaddress.IPv6Address) else str(addr)
+
+
+@dataclass
+class _Peer:
+    start: float
+    started_at: dt.datetime
+    counts: dict[str, int] = field(default_factory=lambda: {"rcpt": 0, "vrfy": 0, "expn": 0})
+    carry: int = 0  # the previous window's excess: a peer that keeps probing stays slowed down
+    reported: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values()) + self.carry
+
+
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """What one counted command costs its peer: a delay, and whether it crossed the allowance."""
+
+    peer: str
+    delay: float
+    crossed: bool
+    counts: dict[str, int]
+    window_start: dt.datetime
+    lock: asyncio.Lock
+
+
+class Tarpit:
+    """Per-peer allowance of RCPT / VRFY / EXPN commands in a fixed window.
+
+    Beyond ``limit`` commands in ``window`` seconds the n-th extra reply waits ``n * step`` seconds, at
+    most ``max_delay``; one peer's waits are served one at a time (a lock per peer), so opening more
+    connections does not buy a peer more replies, and no other peer waits. A window that ended over
+    the limit passes its excess to the next one (a peer cannot wait out the ramp and start afresh
+    while it keeps probing); a peer quiet for a whole window starts clean. State is kept for the
+    ``peers`` most recently active peers (LRU): spoofed or rotating addresses evict the oldest
+    entries instead of growing memory. It counts commands, never their addresses, so it treats
+    canaries and other addresses alike."""
+
+    def __init__(self, limit: int, window: float, step: float, max_delay: float, peers: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window, self.step, self.max_delay, self.peers = limit, window, step, max_delay, peers
+        self._clock = clock
+        self._state: OrderedDict[str, _Peer] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._state)
+
+    def count(self, ip: str | None, kind: str) -> Pace:
+        key = peer_key(ip)
+        now = self._clock()
+        peer = self._state.get(key)
+        if peer is None or now - peer.start >= self.window:
+            carry = max(0, peer.total - self.limit) if peer is not None and now - peer.start < 2 * self.window else 0
+            peer = _Peer(start=now, started_at=dt.datetime.now(dt.timezone.utc), carry=carry,
+                         lock=peer.lock if peer is not None else asyncio.Lock())
+        self._state[key] = peer
+        self._state.move_to_end(key)
+        while len(self._state) > self.peers:
+            self._state.popitem(last=False)
+        peer.counts[kind] += 1
+        excess = peer.total - self.limit
+        crossed = excess > 0 and not peer.reported
+        peer.reported = peer.reported or crossed
+        delay = min(self.max_delay, self.step * excess) if excess > 0 else 0.0
+        return Pace(key, delay, crossed, dict(peer.counts), peer.started_at, peer.lock)
+
+    @staticmethod
+    async def wait(pace: Pace) -> None:
+        if pace.delay > 0:
+            async with pace.lock:
+                await asyncio.sleep(pace.delay)
+
+
+# -- protocol -----------------------------------------------------------------------------------------
 class _Envelope(Envelope):
     def __init__(self) -> None:
         super().__init__()
-        self.canaries: list[CanaryRecord] = []
+        self.settled = False  # delivered (or already handed over as probes)
 
 
 class _SMTP(SMTP):
@@ -52,6 +180,11 @@ class _SMTP(SMTP):
         self._source = source
         self.proxied_ip: str | None = None  # from the PROXY header; survives STARTTLS (the session does not)
         self.proxy_ok = False
+        self.token = secrets.token_hex(8)  # names this connection in probe event keys
+        self.counts = {"rcpt": 0, "vrfy": 0, "expn": 0}
+        self.helo: str | None = None
+        self.sender: str | None = None
+        self._pending: dict[tuple[str, str], None] = {}  # (probe, address), in order, not yet looked up
         super().__init__(handler, **kwargs)
 
     async def _handle_client(self) -> None:
@@ -61,7 +194,44 @@ class _SMTP(SMTP):
             await self._source.runtime.reject(NAME, "bad_proxy_header", "missing or invalid PROXY protocol header")
 
     def _create_envelope(self) -> Envelope:
+        # aiosmtpd makes a new envelope on RSET, HELO / EHLO, STARTTLS and after DATA: the recipients
+        # of one that delivered nothing were probes
+        self._abandon(getattr(self, "envelope", None))
         return _Envelope()
+
+    def _abandon(self, envelope: Envelope | None) -> None:
+        if isinstance(envelope, _Envelope) and not envelope.settled:
+            envelope.settled = True
+            for rcpt in envelope.rcpt_tos:
+                self.note("rcpt", rcpt)
+
+    def note(self, probe: str, address: str) -> None:
+        """Remember an address named by ``probe`` for the lookup after the session (ours only)."""
+        for addr in self._source.named(address):
+            self._pending.setdefault((probe, addr), None)
+        if len(self._pending) >= PROBE_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand the addresses named so far to the background lookup (never delays a reply)."""
+        if not self._pending:
+            return
+        batch, self._pending = list(self._pending), {}
+        self._source.spawn(self._source.settle_probes(
+            batch, session=self.token, client_ip=self.client_ip, helo=self.helo, sender=self.sender,
+            counts=dict(self.counts)))
+
+    async def smtp_EXPN(self, arg: str) -> None:
+        """Same answer for every argument (aiosmtpd has no EXPN hook); a named address is a probe."""
+        if arg:
+            try:
+                address, _ = self._getaddr(arg)
+            except (IndexError, ValueError):  # aiosmtpd's parser fails on e.g. a lone "<"
+                address = None
+            await self._source.pace(self, "expn")
+            if address:
+                self.note("expn", address)
+        await self.push(EXPN_REPLY)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._source.connections.add(self)
@@ -69,6 +239,10 @@ class _SMTP(SMTP):
 
     def connection_lost(self, error: Exception | None) -> None:
         self._source.connections.discard(self)
+        if self.session is not None and self.session.host_name:
+            self.helo = self.session.host_name
+        self._abandon(self.envelope)
+        self.flush()
         super().connection_lost(error)
 
     async def push(self, status: AnyStr) -> None:
@@ -109,23 +283,28 @@ class _Handler:
     async def handle_RCPT(
         self, server: _SMTP, session: Session, envelope: _Envelope, address: str, rcpt_options: list[str]
     ) -> str:
+        """One answer for every address in our domains, before and without any lookup (see the module)."""
         rt = self.src.runtime
+        await self.src.pace(server, "rcpt")
         addr = mail_address(address)
         if addr is None:
             await rt.reject(NAME, "bad_recipient", f"malformed recipient {address[:100]!r}")
             return "553 5.1.3 Malformed recipient address"
-        try:
-            canary = await canary_for_address(rt, addr, self.src.config.mail_domains)
-        except COMMIT_ERRORS:
-            log.exception("smtp.lookup_failed", peer=server.client_ip)
-            return "451 4.3.0 Temporary lookup failure, try again later"
-        if canary is None:
-            await rt.reject(NAME, "unknown_recipient", f"{addr[:100]} from {server.client_ip}")
-            return "550 5.1.1 Recipient address rejected: mailbox unavailable"
-        if all(c.id != canary.id for c in envelope.canaries):
-            envelope.canaries.append(canary)
+        if not in_domains(address_domain(addr), self.src.config.mail_domains):
+            await rt.reject(NAME, "relay_denied", f"{addr[:100]} from {server.client_ip}")
+            return RELAY_DENIED
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return "452 4.5.3 Too many recipients"
+        server.helo, server.sender = session.host_name or server.helo, envelope.mail_from or server.sender
         envelope.rcpt_tos.append(address)
-        return "250 2.1.5 OK"
+        return RCPT_OK
+
+    async def handle_VRFY(self, server: _SMTP, session: Session, envelope: Envelope, address: str) -> str:
+        """``252`` for every address (RFC 5321 §3.5.3); an address of ours is a probe."""
+        await self.src.pace(server, "vrfy")
+        server.helo = session.host_name or server.helo
+        server.note("vrfy", address)
+        return VRFY_REPLY
 
     async def handle_DATA(self, server: _SMTP, session: Session, envelope: _Envelope) -> str:
         src = self.src
@@ -138,6 +317,11 @@ class _Handler:
             src.resolver, raw, client_ip=ip, mail_from=envelope.mail_from or "", helo=helo,
             timeout=src.config.dns_timeout,
         )
+        try:
+            canaries = await src.canaries_of(envelope.rcpt_tos)
+        except COMMIT_ERRORS:
+            log.exception("smtp.lookup_failed", peer=ip)
+            return "451 4.3.0 Temporary lookup failure, try again later"
         tls = "ESMTPS" if session.ssl else ("ESMTP" if session.extended_smtp else "SMTP")
         received = (
             f"from {helo or 'unknown'} ([{ip}]) by {server.hostname} (canary) with {tls}; "
@@ -148,13 +332,15 @@ class _Handler:
             received=received, extra={"tls": bool(session.ssl), "proxied": server.proxied_ip is not None},
             contact_points=[a for a in (mail_address(r) for r in envelope.rcpt_tos) if a],
         )
-        try:
-            events = await record_mail(src.runtime, facts, envelope.canaries, src.known, parsed)
-        except COMMIT_ERRORS:
-            log.exception("smtp.commit_failed", peer=ip)
-            return "451 4.3.0 Temporary failure, try again later"
-        log.info("smtp.contact", peer=ip, canaries=[c.id for c in envelope.canaries], spf=verdicts.spf,
-                 dkim=verdicts.dkim, expected=bool(events and events[0].evidence.get("expected")))
+        if canaries:
+            try:
+                events = await record_mail(src.runtime, facts, canaries, src.known, parsed)
+            except COMMIT_ERRORS:
+                log.exception("smtp.commit_failed", peer=ip)
+                return "451 4.3.0 Temporary failure, try again later"
+            log.info("smtp.contact", peer=ip, canaries=[c.id for c in canaries], spf=verdicts.spf,
+                     dkim=verdicts.dkim, expected=bool(events and events[0].evidence.get("expected")))
+        envelope.settled = True  # delivered (or discarded: no canary among the recipients)
         if parsed.malformed:
             await src.runtime.reject(NAME, "malformed_mime", f"{parsed.malformed} (peer {ip})")
             return f"554 5.6.0 Message is malformed: {parsed.malformed}"
@@ -177,18 +363,97 @@ class SmtpSource:
         self.known = KnownSenders(config.known_senders)
         self.connections: set[_SMTP] = set()
         self.port: int | None = None
+        self.tarpit = Tarpit(config.smtp_probe_limit, config.smtp_probe_window, config.smtp_tarpit_step,
+                             config.smtp_tarpit_max, config.smtp_tarpit_peers)
         self._server: asyncio.Server | None = None
         self._runtime: Any = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lookups: asyncio.Semaphore | None = None
 
     @property
     def runtime(self) -> Any:
         return self._runtime
+
+    # -- probes and the tarpit ----------------------------------------------------------------------
+    def named(self, address: str) -> Iterator[str]:
+        """The addresses of ours that an RCPT / VRFY / EXPN argument names: an address in a canary mail
+        domain, or a bare local part (``VRFY minji.kim``) in each of them."""
+        domains = self.config.mail_domains
+        if "@" not in address:
+            local = address.strip().lower()
+            if local and len(local) <= 64 and not any(c.isspace() or c in "<>,;" for c in local):
+                yield from (f"{local}@{d}" for d in domains)
+            return
+        addr = mail_address(address)
+        if addr is not None and in_domains(address_domain(addr), domains):
+            yield addr
+
+    async def pace(self, server: _SMTP, kind: str) -> None:
+        """Count one RCPT / VRFY / EXPN against the peer, report a flood once, wait if over the limit."""
+        server.counts[kind] += 1
+        pace = self.tarpit.count(server.client_ip, kind)
+        if pace.crossed:
+            log.warning("smtp.probe_flood", peer=pace.peer, counts=pace.counts)
+            self.spawn(self._report_flood(pace, server.client_ip, server.helo or
+                                          (server.session.host_name if server.session else None)))
+        await self.tarpit.wait(pace)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def settled(self) -> None:
+        """Wait until every probe batch and flood report handed to the background is committed (or failed)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def canaries_of(self, recipients: list[str]) -> list[CanaryRecord]:
+        """The canaries among an envelope's recipients (each looked up the same way, once)."""
+        found: list[CanaryRecord] = []
+        for addr in dict.fromkeys(a for a in (mail_address(r) for r in recipients) if a):
+            c = await canary_for_address(self.runtime, addr, self.config.mail_domains)
+            if c is not None and all(c.id != f.id for f in found):
+                found.append(c)
+        return found
+
+    async def settle_probes(self, batch: list[tuple[str, str]], *, session: str, client_ip: str | None,
+                            helo: str | None, sender: str | None, counts: dict[str, int]) -> None:
+        """Look up the addresses one session named without delivering to them; commit a probe event
+        for each canary among them. Failures are logged (peer only, never an address)."""
+        rt = self.runtime
+        assert self._lookups is not None
+        try:
+            async with self._lookups:
+                cache: dict[str, CanaryRecord | None] = {}
+                named: list[tuple[str, CanaryRecord]] = []
+                for probe, addr in batch:
+                    if addr not in cache:
+                        cache[addr] = await canary_for_address(rt, addr, self.config.mail_domains)
+                    c = cache[addr]
+                    if c is not None and (probe, c) not in named:
+                        named.append((probe, c))
+                if named:
+                    await record_probes(rt, source=NAME, session=session, peer=peer_key(client_ip),
+                                        client_ip=client_ip, helo=helo, sender=sender, named=named, counts=counts)
+                    log.info("smtp.probe", peer=client_ip, canaries=sorted({c.id for _, c in named}), counts=counts)
+        except COMMIT_ERRORS:
+            log.exception("smtp.probe_unrecorded", peer=client_ip, addresses=len(batch))
+
+    async def _report_flood(self, pace: Pace, client_ip: str | None, helo: str | None) -> None:
+        try:
+            await record_flood(self.runtime, source=NAME, peer=pace.peer, client_ip=client_ip, helo=helo,
+                               window_start=pace.window_start, counts=pace.counts, limit=self.tarpit.limit,
+                               window=self.tarpit.window)
+        except COMMIT_ERRORS:
+            log.exception("smtp.flood_unrecorded", peer=pace.peer)
 
     def routes(self) -> list[web.RouteDef]:
         return []
 
     async def start(self, runtime: SourceContext) -> None:
         self._runtime = runtime
+        self._lookups = asyncio.Semaphore(PROBE_CONCURRENCY)
         cfg = self.config
         tls: ssl.SSLContext | None = None
         if cfg.tls_cert is not None and cfg.tls_key is not None:
@@ -218,6 +483,8 @@ class SmtpSource:
                 conn.transport.close()
         await self._server.wait_closed()
         self._server = None
+        await asyncio.sleep(0)  # closed connections hand their probes over in connection_lost
+        await self.settled()  # bounded by the listener's shutdown grace
 
 
 def _tls_context(cfg: ContactConfig) -> ssl.SSLContext:

@@ -37,7 +37,7 @@ from canary.crypto import Keyring
 SENDER_DOMAIN = "phish.test"
 SENDER = f"security@{SENDER_DOMAIN}"
 
-env = contact_fixture({"smtp": True, "smtp_port": 0, "max_message_size": 64 * 1024,
+env = contact_fixture({"smtp": True, "smtp_port": 0, "max_message_size": 64 * 1024, "smtp_probe_limit": 100_000,
                        "known_senders": [{"name": "own-esp", "senders": ["@corp.test"]},
                                          {"name": "relay", "networks": ["198.51.100.0/24"]}]})
 
@@ -56,6 +56,15 @@ def _message(to: str = CANARY_EMAIL, sender: str = SENDER, subject: str = "Your 
     if attachment is not None:
         msg.add_attachment(attachment, maintype="application", subtype="pdf", filename="invoice.pdf")
     return msg
+
+
+async def _settled(smtp: SmtpSource) -> None:
+    """Wait until the server has seen every connection close and committed what they handed over."""
+    for _ in range(500):
+        if not smtp.connections:
+            break
+        await asyncio.sleep(0.01)
+    await smtp.settled()
 
 
 async def _serve(env: ContactEnv, resolver: StaticResolver) -> SmtpSource:
@@ -115,22 +124,29 @@ async def test_tampered_dkim_and_spf_fail_are_reported(env: ContactEnv) -> None:
     assert (ev["evidence"]["spf"], ev["evidence"]["dkim"]) == ("fail", "fail")
 
 
-async def test_non_canary_recipients_get_550_and_are_counted(env: ContactEnv) -> None:
-    """Unknown mailboxes in the canary domain and other domains are refused with 550, counted in
-    /metrics, and nothing is recorded; a mixed envelope delivers to the canary only."""
+async def test_non_canary_recipients_are_accepted_and_discarded(env: ContactEnv) -> None:
+    """An unknown mailbox in the canary domain gets the same 250 as a canary at RCPT and at the end of
+    DATA, and the message is discarded (no event, no probe, no reject that would tell it apart);
+    another domain is refused as relaying (550 5.7.1) and counted; a mixed envelope is recorded for
+    the canary only."""
     smtp = await _serve(env, StaticResolver())
-    for rcpt in (f"nobody@{MAIL_DOMAIN}", "someone@elsewhere.test"):
-        with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as info:
-            await aiosmtplib.send(_message(to=rcpt).as_bytes(), sender=SENDER, recipients=[rcpt], hostname="127.0.0.1",
-                                  port=smtp.port, timeout=10)
-        assert info.value.recipients[0].code == 550
+    errors, reply = await aiosmtplib.send(_message(to=f"nobody@{MAIL_DOMAIN}").as_bytes(), sender=SENDER,
+                                          recipients=[f"nobody@{MAIL_DOMAIN}"], hostname="127.0.0.1",
+                                          port=smtp.port, timeout=10)
+    assert errors == {} and reply == "2.0.0 OK"
+    with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as info:
+        await aiosmtplib.send(_message(to="someone@elsewhere.test").as_bytes(), sender=SENDER,
+                              recipients=["someone@elsewhere.test"], hostname="127.0.0.1", port=smtp.port, timeout=10)
+    assert (info.value.recipients[0].code, info.value.recipients[0].message) == (550, "5.7.1 Relay access denied")
     errors, _ = await aiosmtplib.send(_message().as_bytes(), sender=SENDER, recipients=[CANARY_EMAIL, f"x@{MAIL_DOMAIN}"],
                                       hostname="127.0.0.1", port=smtp.port, timeout=10)
-    assert errors[f"x@{MAIL_DOMAIN}"].code == 550
-    assert [e["canary_id"] for e in await env.events()] == [env.canary_id]
+    assert errors == {}
+    await _settled(smtp)
+    assert [(e["canary_id"], e["severity"]) for e in await env.events()] == [(env.canary_id, "critical")]
     text = await env.metrics()
-    assert metric(text, "canary_rejects_total", source="smtp", reason="unknown_recipient") == 3
-    assert metric(text, "canary_requests_total", component="smtp", code="550") == 3
+    assert metric(text, "canary_rejects_total", source="smtp", reason="relay_denied") == 1
+    assert metric(text, "canary_rejects_total", source="smtp", reason="unknown_recipient") == 0
+    assert metric(text, "canary_requests_total", component="smtp", code="550") == 1
 
 
 async def test_plus_address_and_two_canaries_in_one_message(env: ContactEnv) -> None:
@@ -264,15 +280,17 @@ async def test_starttls_required(make_config: MakeConfig, keyring: Keyring) -> N
 
 
 async def test_flood_of_1000_messages(env: ContactEnv) -> None:
-    """1,000 messages over 20 concurrent connections (a third to unknown mailboxes, some oversized or
-    malformed): every reply code is right, /metrics counts them, the listener stays healthy, and
-    every genuine contact is recorded exactly once."""
+    """1,000 messages over 20 concurrent connections (a third to unknown mailboxes, accepted and
+    discarded like canary mail, some oversized or malformed): every reply code is right, /metrics
+    counts them, the listener stays healthy, and every genuine contact is recorded exactly once."""
     smtp = await _serve(env, StaticResolver())
     expected = {"250": 0, "550": 0, "552": 0, "554": 0}
     plan = []
+    discarded = 0
     for i in range(1000):
         if i % 3 == 0:
-            plan.append(("550", f"unknown{i}@{MAIL_DOMAIN}", _message(to="x", subject=f"m{i}").as_bytes()))
+            discarded += 1
+            plan.append(("250", f"unknown{i}@{MAIL_DOMAIN}", _message(to="x", subject=f"m{i}").as_bytes()))
         elif i % 50 == 1:
             plan.append(("552", CANARY_EMAIL, _message(subject=f"m{i}", attachment=b"B" * 70_000).as_bytes()))
         elif i % 50 == 2:
@@ -300,12 +318,12 @@ async def test_flood_of_1000_messages(env: ContactEnv) -> None:
         await client.quit()
 
     await asyncio.gather(*(worker(plan[i::20]) for i in range(20)))
-    assert got == expected
-    genuine = expected["250"] + expected["554"]
+    assert got == expected and expected["550"] == 0
+    genuine = expected["250"] - discarded + expected["554"]
+    await _settled(smtp)
     assert await env.runtime.pool.fetchval("SELECT count(*) FROM events WHERE source = 'smtp'") == genuine
     text = await env.metrics()
     assert metric(text, "canary_events_total", source="smtp", kind="contacted") == genuine
-    assert metric(text, "canary_rejects_total", source="smtp", reason="unknown_recipient") == expected["550"]
     assert metric(text, "canary_rejects_total", source="smtp", reason="message_too_big") == expected["552"]
     assert metric(text, "canary_rejects_total", source="smtp", reason="malformed_mime") == expected["554"]
     async with __import__("aiohttp").ClientSession() as s, s.get(env.base_url + "/healthz") as r:
@@ -314,7 +332,8 @@ async def test_flood_of_1000_messages(env: ContactEnv) -> None:
 
 async def test_oversized_data_without_size_parameter_gets_552(env: ContactEnv) -> None:
     """A client that does not declare SIZE and streams too much DATA gets 552 after the final dot;
-    the session stays usable and the reject is counted."""
+    the session stays usable and the reject is counted. No message was delivered, so the canary
+    named by RCPT is recorded as a probe (warning), not as a contact."""
     smtp = await _serve(env, StaticResolver())
     reader, writer = await asyncio.open_connection("127.0.0.1", smtp.port)
     assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"220")
@@ -324,7 +343,9 @@ async def test_oversized_data_without_size_parameter_gets_552(env: ContactEnv) -
                                                big + b".\r\n", b"NOOP\r\n", b"QUIT\r\n"])
     assert [r[:3] for r in replies] == [b"250", b"250", b"250", b"354", b"552", b"250", b"221"]
     writer.close()
-    assert await env.events() == []
+    await _settled(smtp)
+    [ev] = await env.events()
+    assert (ev["canary_id"], ev["severity"], ev["evidence"]["probe"]) == (env.canary_id, "warning", "rcpt")
     assert metric(await env.metrics(), "canary_rejects_total", source="smtp", reason="message_too_big") == 1
 
 
