@@ -163,14 +163,17 @@ class PgHoneypotProtocol(asyncio.Protocol):
 
     @property
     def sheddable(self) -> bool:
-        """Waiting for its client (not while a SCRAM proof is being checked)."""
-        return not self._closing and self.state != "verifying"
+        """Waiting for its client or closing anyway (not while a SCRAM proof is being checked)."""
+        return self._closing or self.state != "verifying"
 
-    def shed(self) -> None:
-        """Closed to make room for a new connection (counted by the gate's owner)."""
+    def shed(self) -> bool:
+        """Close to make room for a new connection (counted by the gate's owner unless already closing)."""
+        if self._closing:
+            return False
         if self.attempt is not None:
             self.attempt.ended = "shed"
         self._close()
+        return True
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

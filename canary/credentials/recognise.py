@@ -130,13 +130,15 @@ def peer_key(address: str) -> str:
 
 
 class Sheddable(Protocol):
-    """A connection the gate may close to make room: ``sheddable`` is false while it is being answered
-    (a SCRAM proof being checked, an HTTP request waiting out its floor), never while it waits for the client."""
+    """A connection the gate may close to make room: ``sheddable`` is false only while it is being
+    answered (a SCRAM proof being checked, an HTTP request waiting out its floor), true while it waits
+    for its client or is already closing. ``shed`` closes it; False if it was already closing (its
+    slot was free anyway: not counted as a shed)."""
 
     @property
     def sheddable(self) -> bool: ...
 
-    def shed(self) -> None: ...
+    def shed(self) -> bool: ...
 
 
 C = TypeVar("C", bound=Sheddable)
@@ -191,8 +193,8 @@ class ConnectionGate(Generic[C]):
             return False
         victim_peer = self._all.get(victim, peer)
         self.release(victim)
-        self.on_pressure(reason, victim_peer)
-        victim.shed()
+        if victim.shed():
+            self.on_pressure(reason, victim_peer)
         return True
 
     def progress(self, conn: C) -> None:

@@ -111,12 +111,15 @@ class _Guard(asyncio.Protocol):
 
     @property
     def sheddable(self) -> bool:
-        """Waiting for its client (not while one of its requests is being answered)."""
-        return not self.busy and self.transport is not None and not self.transport.is_closing()
+        """Waiting for its client or closing anyway (not while one of its requests is being answered)."""
+        return not self.busy or self.transport is None or self.transport.is_closing()
 
-    def shed(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
+    def shed(self) -> bool:
+        """Abort to make room for a new connection; False if it was closing anyway."""
+        if self.transport is None or self.transport.is_closing():
+            return False
+        self.transport.abort()
+        return True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -251,8 +254,9 @@ class TokenHoneypot:
         finally:
             if guard is not None:  # a completed request re-arms its connection's idle timer
                 guard.busy -= 1
-                guard.arm()
-                self.guards.progress(guard)
+                if guard.transport is not None and not guard.transport.is_closing():
+                    guard.arm()
+                    self.guards.progress(guard)
 
     async def _answer(self, request: web.Request, loop: asyncio.AbstractEventLoop, started: float) -> web.Response:
         observed = dt.datetime.now(dt.timezone.utc)
