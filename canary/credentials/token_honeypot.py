@@ -3,7 +3,8 @@
 Credentials are taken from ``Authorization`` (``Bearer``, ``token``, ``Basic``, AWS SigV4's
 ``Credential=AKIA…``), configured API-key headers and configured query parameters. Every request
 gets the same answer (status, headers, body shape) whether or not it carried a canary, and the answer
-is sent after a fixed floor (``min_response_time``) while the lookup runs in the background: the
+is sent after a fixed floor (``min_response_time``); the lookup starts as the answer is written and
+runs in the background (not during the floor, where its I/O would make canary answers faster): the
 response is not an acknowledgement to anyone, so answering first and committing right after is
 fine; a failed commit is retried with backoff and counted (:class:`BackgroundReporter`).
 
@@ -262,9 +263,7 @@ class TokenHoneypot:
         observed = dt.datetime.now(dt.timezone.utc)
         request_id = uuid.uuid4().hex
         creds = extract_credentials(request.headers, request.query, self._api_headers, self.options.query_params)
-        if creds:
-            snapshot = self._snapshot(request, request_id, observed)
-            self.reporter.spawn(lambda: self._events_for(creds, snapshot))
+        snapshot = self._snapshot(request, request_id, observed) if creds else None
         known = request.path.startswith(self._prefixes)
         status = self.options.status if known else 404
         body = (self.options.body if known else self.options.not_found_body).replace("{request_id}", request_id)
@@ -275,6 +274,11 @@ class TokenHoneypot:
         wait = self.options.min_response_time - (loop.time() - started)
         if wait > 0:
             await asyncio.sleep(wait)
+        if snapshot is not None:
+            # The lookup starts only now, as the answer is written: run during the floor, its database
+            # round trips wake the event loop near the floor's end, which answered canary tokens
+            # measurably sooner (about 0.3 ms in 11) than other tokens.
+            self.reporter.spawn(lambda: self._events_for(creds, snapshot))
         return web.Response(status=status, text=body, content_type=self.options.content_type, headers=headers)
 
     def _snapshot(self, request: web.Request, request_id: str, observed: dt.datetime) -> dict[str, Any]:
