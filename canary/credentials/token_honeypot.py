@@ -272,13 +272,15 @@ class TokenHoneypot:
             headers.pop("WWW-Authenticate", None)
         self.runtime.metrics.requests.labels(component=EVENT_SOURCE, code=str(status)).inc()
         wait = self.options.min_response_time - (loop.time() - started)
-        if wait > 0:
-            await asyncio.sleep(wait)
-        if snapshot is not None:
-            # The lookup starts only now, as the answer is written: run during the floor, its database
-            # round trips wake the event loop near the floor's end, which answered canary tokens
-            # measurably sooner (about 0.3 ms in 11) than other tokens.
-            self.reporter.spawn(lambda: self._events_for(creds, snapshot))
+        try:
+            if wait > 0:
+                await asyncio.sleep(wait)
+        finally:  # even if the wait is cancelled (a client that leaves, a shutdown): nothing is lost
+            if snapshot is not None:
+                # The lookup starts only now, as the answer is written: run during the floor, its database
+                # round trips wake the event loop near the floor's end, which answered canary tokens
+                # measurably sooner (about 0.3 ms in 11) than other tokens.
+                self.reporter.spawn(lambda: self._events_for(creds, snapshot))
         return web.Response(status=status, text=body, content_type=self.options.content_type, headers=headers)
 
     def _snapshot(self, request: web.Request, request_id: str, observed: dt.datetime) -> dict[str, Any]:

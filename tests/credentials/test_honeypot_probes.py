@@ -194,3 +194,27 @@ async def test_token_shown_to_a_check_only_endpoint_is_a_probe(runtime: Runtime)
     assert len(probes) == 4 and {(e["severity"], e["canary_id"]) for e in probes} == {("error", cid)}
     assert len({e["incident_id"] for e in probes}) == 1 and used["incident_id"] != probes[0]["incident_id"]
     assert (used["severity"], used["canary_id"]) == ("critical", cid)
+
+
+async def test_token_event_survives_a_client_that_leaves_before_the_answer(runtime: Runtime) -> None:
+    """A client that presents a canary token and disconnects before the response floor has passed
+    still raises its USED event, and so does one whose request is cut short by the honeypot
+    stopping (the lookup starts when the answer is due or abandoned, whatever happened)."""
+    tok = CredentialFactory(runtime.keyring).github_token()
+    [cid] = await register(runtime, tok)
+    hp = TokenHoneypot(HttpHoneypotConfig(enabled=True, port=0, min_response_time=1.0))
+    await hp.start(runtime)
+    request = f"GET /api/v1/repos HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok.secret}\r\n\r\n".encode()
+    writers = []
+    for _ in range(2):
+        _, writer = await asyncio.open_connection("127.0.0.1", hp.port)
+        writer.write(request)
+        await writer.drain()
+        writers.append(writer)
+    await asyncio.sleep(0.1)
+    writers[0].transport.abort()  # the first leaves; the second is still waiting when the honeypot stops
+    await asyncio.sleep(0.05)
+    await hp.stop()
+    writers[1].close()
+    events = await _events(runtime)
+    assert len(events) == 2 and {(e["canary_id"], e["severity"]) for e in events} == {(cid, "critical")}
