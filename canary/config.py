@@ -337,11 +337,27 @@ class HttpHoneypotConfig(_Model):
     idle_timeout: float = 10.0  # a connection must complete a request within this (slow-loris)
     max_field_size: int = Field(default=8190, ge=256, le=65536)
     max_headers: int = Field(default=64, ge=8, le=1024)
+    #: connections one peer (IPv4 address / IPv6 /64) may hold; beyond it (or max_connections) the
+    #: connection idle the longest is closed to make room, so held connections cannot starve probes
+    max_connections_per_peer: int = Field(default=16, ge=1, le=100_000)
+    #: a HEALTH event per episode of shed / refused connections; an episode ends after this long without one
+    pressure_quiet: float = 300.0
+    #: paths that only check a token (who-am-I, introspection): a canary token here is a probe (ERROR), not USED
+    probe_paths: tuple[str, ...] = ("/user", "/me", "/whoami", "/api/v1/me", "/api/v1/user", "/api/v1/whoami",
+                                    "/v1/me", "/v2/me", "/api/auth.test", "/oauth/introspect", "/oauth/tokeninfo",
+                                    "/introspect", "/tokeninfo", "/api/v1/auth/verify", "/v1/auth/verify")
 
-    @field_validator("min_response_time", "idle_timeout", mode="before")
+    @field_validator("min_response_time", "idle_timeout", "pressure_quiet", mode="before")
     @classmethod
     def _dur(cls, v: object) -> float:
         return parse_duration(v)
+
+    @field_validator("probe_paths")
+    @classmethod
+    def _probe_paths(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not p.startswith("/") for p in v):
+            raise ValueError("probe paths must start with '/'")
+        return tuple(p.rstrip("/") or "/" for p in v)
 
 
 class PgHoneypotConfig(_Model):
@@ -352,10 +368,17 @@ class PgHoneypotConfig(_Model):
     port: int = Field(default=6543, ge=0, le=65535)
     auth: Literal["scram-sha-256", "password"] = "scram-sha-256"
     max_connections: int = Field(default=64, ge=1, le=10_000)
-    auth_timeout: float = 10.0
+    auth_timeout: float = 10.0  # from the startup packet to the verdict
     alert_unknown_users: bool = True  # any login attempt here is suspicious (warning without a canary)
+    #: time from connect to the startup packet (clients send it at once; idle connections go early)
+    startup_timeout: float = 3.0
+    #: connections one peer (IPv4 address / IPv6 /64) may hold; beyond it (or max_connections) the
+    #: connection idle the longest is closed to make room, so held connections cannot starve probes
+    max_connections_per_peer: int = Field(default=8, ge=1, le=10_000)
+    #: a HEALTH event per episode of shed / refused connections; an episode ends after this long without one
+    pressure_quiet: float = 300.0
 
-    @field_validator("auth_timeout", mode="before")
+    @field_validator("auth_timeout", "startup_timeout", "pressure_quiet", mode="before")
     @classmethod
     def _dur(cls, v: object) -> float:
         return parse_duration(v)

@@ -6,11 +6,23 @@ SCRAM-SHA-256), then rejects exactly as a real server does: ``FATAL 28P01 passwo
 failed for user "…"``. For canary users the password is derived from the user name, so the honeypot
 computes the SCRAM server side itself and records whether the attempt used the canary password.
 
+Every user gets the same answers in the same time: the SASL request, a server-first message with a
+salt derived from the user name (as a real server mocks one for a role that does not exist) and the
+same iteration count, a PBKDF2 of the same cost, and the same failure. Whether the user is a canary
+is looked up only after the answer.
+
+A connection that names a user and then leaves before presenting a password or SCRAM proof is a
+*probe* (the credential was checked, not used): a canary user's probe is an ERROR, another user's an
+INFO, both grouped per peer; a presented password or proof is USED (CRITICAL for a canary user).
+
 Everything is bounded: startup packets at 10000 bytes (PostgreSQL's ``MAX_STARTUP_PACKET_LENGTH``),
-authentication messages at 8 KiB, the whole handshake by ``auth_timeout`` (slow-loris), and the
-number of concurrent connections (``FATAL 53300 sorry, too many clients already`` beyond it).
-Malformed input is counted through ``runtime.reject`` and the connection closed; nothing a client
-sends can stop the listener.
+authentication messages at 8 KiB, the time to send the startup packet by ``startup_timeout`` and
+the rest of the handshake by ``auth_timeout`` (slow-loris). Held connections cannot starve real
+probes: :class:`~canary.credentials.recognise.ConnectionGate` caps connections per peer and in all,
+closing the connection idle the longest to admit a new one, and answers ``FATAL 53300 sorry, too
+many clients already`` only when every held connection is being answered; every shed or refusal is
+counted and an episode of them raises one HEALTH event. Malformed input is counted through
+``runtime.reject`` and the connection closed; nothing a client sends can stop the listener.
 """
 
 from __future__ import annotations
@@ -28,7 +40,7 @@ import structlog
 from aiohttp import web
 
 from canary.config import Config
-from canary.credentials.recognise import BackgroundReporter, fingerprint
+from canary.credentials.recognise import BackgroundReporter, ConnectionGate, PressureWatch, fingerprint, peer_key
 from canary.credentials.values import (
     SCRAM_ITERATIONS,
     CredentialFactory,
@@ -128,6 +140,13 @@ class Attempt:
     password_fingerprint: str | None = None
     scram_user: str | None = None
     reported: bool = False
+    ended: str = "client"  # who ended the connection: client | honeypot (verdict, bad input) | timeout | shed
+    verified: asyncio.Event = field(default_factory=asyncio.Event)  # set once a SCRAM proof was checked
+
+    @property
+    def presented(self) -> bool:
+        """A password or SCRAM proof reached the honeypot (use, not a probe)."""
+        return self.stage in ("password", "scram_final")
 
 
 class PgHoneypotProtocol(asyncio.Protocol):
@@ -140,6 +159,21 @@ class PgHoneypotProtocol(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._scram: dict[str, str] = {}
         self._closing = False
+        self.peer = ""
+
+    @property
+    def sheddable(self) -> bool:
+        """Waiting for its client or closing anyway (not while a SCRAM proof is being checked)."""
+        return self._closing or self.state != "verifying"
+
+    def shed(self) -> bool:
+        """Close to make room for a new connection (counted by the gate's owner unless already closing)."""
+        if self._closing:
+            return False
+        if self.attempt is not None:
+            self.attempt.ended = "shed"
+        self._close()
+        return True
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -147,16 +181,15 @@ class PgHoneypotProtocol(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername") or ("", 0)
         self.attempt = Attempt(uuid.uuid4().hex, (str(peer[0]), int(peer[1])), dt.datetime.now(dt.timezone.utc))
-        self.hp.connections.add(self)
-        if len(self.hp.connections) > self.hp.max_connections:
-            self.hp.count_reject("too_many_connections", f"peer={peer[0]}")
+        self.peer = peer_key(str(peer[0]))
+        if not self.hp.connections.admit(self, self.peer):
             self._fail(error_response("53300", "sorry, too many clients already", routine="ProcessStartupPacket",
                                       file="postmaster.c", line="2441"), report=False)
             return
-        self._timer = asyncio.get_running_loop().call_later(self.hp.auth_timeout, self._timed_out)
+        self._timer = asyncio.get_running_loop().call_later(self.hp.startup_timeout, self._timed_out)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.hp.connections.discard(self)
+        self.hp.connections.release(self)
         if self._timer is not None:
             self._timer.cancel()
         self._report()
@@ -190,6 +223,7 @@ class PgHoneypotProtocol(asyncio.Protocol):
             return False
         packet = bytes(self.buf[4:length])
         del self.buf[:length]
+        self.hp.connections.progress(self)
         (code,) = struct.unpack_from("!I", packet)
         assert self.attempt is not None and self.transport is not None
         if code in (SSL_REQUEST, GSSENC_REQUEST):
@@ -218,6 +252,9 @@ class PgHoneypotProtocol(asyncio.Protocol):
         params = parse_startup_params(packet[4:])
         self.attempt.params = params
         self.attempt.stage = "startup"
+        if self._timer is not None:  # the startup packet is in: the handshake now has auth_timeout
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(self.hp.auth_timeout, self._timed_out)
         if not params.get("user"):
             self.hp.count_reject("no_user", "startup packet without user")
             self._fail(error_response("28000", "no PostgreSQL user name specified in startup packet",
@@ -251,6 +288,7 @@ class PgHoneypotProtocol(asyncio.Protocol):
             return False
         body = bytes(self.buf[5:1 + length])
         del self.buf[:1 + length]
+        self.hp.connections.progress(self)
         assert self.attempt is not None
         if self.state == "password":
             if not body.endswith(b"\x00"):
@@ -314,9 +352,12 @@ class PgHoneypotProtocol(asyncio.Protocol):
         assert self.attempt is not None
         user = self.attempt.params["user"]
         salt = self.hp.factory.scram_salt(user)
-        salted = await asyncio.to_thread(scram_salted_password, self.hp.factory.pg_password(user), salt)
-        stored, _ = scram_keys(salted)
-        self.attempt.password_matches = scram_proof_matches(stored, auth_message, proof)
+        try:
+            salted = await asyncio.to_thread(scram_salted_password, self.hp.factory.pg_password(user), salt)
+            stored, _ = scram_keys(salted)
+            self.attempt.password_matches = scram_proof_matches(stored, auth_message, proof)
+        finally:
+            self.attempt.verified.set()
         if not self._closing:
             self._auth_failed()
 
@@ -324,10 +365,14 @@ class PgHoneypotProtocol(asyncio.Protocol):
         if self._closing:
             return
         assert self.attempt is not None
-        self.hp.count_reject("auth_timeout", f"peer={self.attempt.peer[0]} stage={self.attempt.stage}")
+        self.attempt.ended = "timeout"
+        reason = "startup_timeout" if self.state in ("startup", "startup_after_ssl") else "auth_timeout"
+        self.hp.count_reject(reason, f"peer={self.attempt.peer[0]} stage={self.attempt.stage}")
         self._close()
 
     def _fail(self, message: bytes, *, report: bool = True) -> None:
+        if self.attempt is not None:
+            self.attempt.ended = "honeypot"
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(message)
         if not report and self.attempt is not None:
@@ -361,6 +406,9 @@ class PgHoneypot:
         max_connections: int = 64,
         auth_timeout: float = 10.0,
         alert_unknown_users: bool = True,
+        startup_timeout: float = 3.0,
+        max_connections_per_peer: int = 8,
+        pressure_quiet: float = 300.0,
     ) -> None:
         if auth_method not in ("scram-sha-256", "password"):
             raise ValueError(f"unsupported auth method {auth_method!r}")
@@ -370,11 +418,15 @@ class PgHoneypot:
         self.auth_method = auth_method
         self.max_connections = max_connections
         self.auth_timeout = auth_timeout
+        self.startup_timeout = startup_timeout
         self.alert_unknown_users = alert_unknown_users
-        self.connections: set[PgHoneypotProtocol] = set()
+        self.pressure_quiet = pressure_quiet
+        self.connections: ConnectionGate[PgHoneypotProtocol] = ConnectionGate(
+            max_connections, max_connections_per_peer, self._pressure)
         self.runtime: SourceContext  # set by start()
         self.factory: CredentialFactory
         self.reporter: BackgroundReporter
+        self.pressure: PressureWatch
         self._server: asyncio.base_events.Server | None = None
 
     def routes(self) -> list[web.RouteDef]:
@@ -388,6 +440,8 @@ class PgHoneypot:
         self._server = await loop.create_server(lambda: PgHoneypotProtocol(self), self.host, self.port,
                                                 reuse_address=True)
         self.port = int(self._server.sockets[0].getsockname()[1])
+        self.pressure = PressureWatch(self.reporter, f"pg_honeypot:{self.port}", f"{self.host}:{self.port}",
+                                      quiet=self.pressure_quiet)
         log.info("pg_honeypot.listening", host=self.host, port=self.port, auth=self.auth_method)
 
     async def stop(self) -> None:
@@ -402,24 +456,40 @@ class PgHoneypot:
     def count_reject(self, reason: str, sample: str) -> None:
         self.reporter.spawn(lambda: self.runtime.reject(EVENT_SOURCE, reason, sample))
 
+    def _pressure(self, reason: str, peer: str) -> None:
+        self.count_reject(reason, f"peer={peer}")
+        self.pressure.note(reason, peer)
+
     async def events_for(self, a: Attempt) -> list[DetectionEvent]:
+        """USED when a password or proof was presented (CRITICAL for a canary user, WARNING for another
+        user); a probe otherwise (ERROR / INFO), grouped per peer so a sweep of users is one incident."""
         user = a.params["user"]
         matches = await recognise(self.runtime.registry, [(ValueKind.DSN_USER, user), (ValueKind.PG_ROLE, user)])
         match = next(iter(matches.values()), None)
         if match is None and not self.alert_unknown_users:
             return []
+        if a.presented and a.password_matches is None and a.stage == "scram_final":
+            try:  # the client left while its proof was being checked: wait for the verdict
+                await asyncio.wait_for(a.verified.wait(), 30)
+            except TimeoutError:
+                pass
         params = {k: v for k, v in a.params.items() if k not in ("user", "database", "application_name")
                   and "pass" not in k.lower()}
+        if a.presented:
+            group, severity = f"pg-honeypot:{a.peer[0]}:{user}", Severity.CRITICAL if match else Severity.WARNING
+        else:
+            group, severity = f"pg-honeypot-probe:{peer_key(a.peer[0])}", Severity.ERROR if match else Severity.INFO
         return [
             DetectionEvent(
                 kind=EventKind.USED, source=EVENT_SOURCE, key=event_key("pg-honeypot", a.conn_id),
-                group=f"pg-honeypot:{a.peer[0]}:{user}", canary_id=match.canary_id if match else None,
-                observed_at=a.started, severity=Severity.CRITICAL if match else Severity.WARNING,
+                group=group, canary_id=match.canary_id if match else None,
+                observed_at=a.started, severity=severity,
                 actor={"user": user, "scram_user": a.scram_user},
                 origin={"client_addr": a.peer[0], "client_port": a.peer[1], "database": a.params.get("database", user),
                         "application_name": a.params.get("application_name"), "honeypot": f"{self.host}:{self.port}"},
                 evidence={k: v for k, v in {
                     "credential": "postgres_login", "canary": match.uid if match else None, "auth_method": a.method,
+                    "signal": "used" if a.presented else "probe", "ended_by": a.ended,
                     "stage": a.stage, "password_matches_canary": a.password_matches,
                     "password_fingerprint": a.password_fingerprint, "ssl_requested": a.ssl_requested,
                     "gssenc_requested": a.gssenc_requested, "startup_params": params,
@@ -433,7 +503,9 @@ def _honeypot(config: Config) -> list[Component]:
     if not pg.enabled:
         return []
     return [PgHoneypot(pg.host, pg.port, auth_method=pg.auth, max_connections=pg.max_connections,
-                       auth_timeout=pg.auth_timeout, alert_unknown_users=pg.alert_unknown_users)]
+                       auth_timeout=pg.auth_timeout, alert_unknown_users=pg.alert_unknown_users,
+                       startup_timeout=pg.startup_timeout, max_connections_per_peer=pg.max_connections_per_peer,
+                       pressure_quiet=pg.pressure_quiet)]
 
 
 SOURCE = SourceType("pg_honeypot", _honeypot)
