@@ -368,10 +368,13 @@ class PgHoneypotConfig(_Model):
     port: int = Field(default=6543, ge=0, le=65535)
     auth: Literal["scram-sha-256", "password"] = "scram-sha-256"
     max_connections: int = Field(default=64, ge=1, le=10_000)
-    auth_timeout: float = 10.0  # from the startup packet to the verdict
+    #: from the startup packet to the verdict. Both timeouts default to PostgreSQL's own
+    #: authentication_timeout (1 min): a shorter one would tell the honeypot from a server to anyone who
+    #: holds a connection open; held connections cannot starve probes anyway (they are shed, above)
+    auth_timeout: float = 60.0
     alert_unknown_users: bool = True  # any login attempt here is suspicious (warning without a canary)
-    #: time from connect to the startup packet (clients send it at once; idle connections go early)
-    startup_timeout: float = 3.0
+    #: time from connect to the startup packet
+    startup_timeout: float = 60.0
     #: connections one peer (IPv4 address / IPv6 /64) may hold; beyond it (or max_connections) the
     #: connection idle the longest is closed to make room, so held connections cannot starve probes
     max_connections_per_peer: int = Field(default=8, ge=1, le=10_000)

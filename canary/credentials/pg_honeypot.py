@@ -404,9 +404,9 @@ class PgHoneypot:
         *,
         auth_method: str = "scram-sha-256",
         max_connections: int = 64,
-        auth_timeout: float = 10.0,
+        auth_timeout: float = 60.0,
         alert_unknown_users: bool = True,
-        startup_timeout: float = 3.0,
+        startup_timeout: float = 60.0,
         max_connections_per_peer: int = 8,
         pressure_quiet: float = 300.0,
     ) -> None:
