@@ -7,8 +7,11 @@ from __future__ import annotations
 import datetime as dt
 
 import aiohttp
+import pytest
 from aiohttp import web
 from alerting_servers import PagerDutyServer, Seen, drained
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from testkit import MakeConfig
 
 from canary.config import Config
@@ -16,6 +19,7 @@ from canary.events import DetectionEvent, EventKind, event_key
 from canary.outbox import Dispatcher
 from canary.pipeline import Pipeline
 from canary.runtime import build_sinks
+from canary.sinks._http import parse_retry_after
 from canary.store import ControlStore
 
 KEY = "R0UT1NGK3Y000000000000000000000P"
@@ -119,3 +123,23 @@ async def test_a_sink_that_throttles_again_mid_ramp_is_paused_again(store: Contr
     assert in_window == [], _offsets(pd.requests, again)
     later = [t for t in at if t >= again + 0.9]
     assert len(later) >= 2 and later[1] - later[0] >= INTERVAL - 0.1, _offsets(pd.requests, again)  # a probe alone
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("120", 120.0), (" 7 ", 7.0), ("1.5", 1.5), ("99999999999999999999", 3600.0), ("0", 0.0),
+     ("Mon, 01 Jan 0001 00:00:00 GMT", 0.0), ("Mon, 01 Jan 9999 00:00:00 GMT", 3600.0),
+     ("\u00b9", None), ("\u0663", None), ("-5", None), ("soon", None), ("", None), (None, None)],
+)
+def test_retry_after_values_parse_to_bounded_seconds(header: str | None, seconds: float | None) -> None:
+    """Retry-After as delta-seconds (with a fraction too) or HTTP-date becomes seconds in [0, 3600];
+    anything else (Unicode digits float() refuses, negatives, words) is ignored, never an exception."""
+    assert parse_retry_after(header) == seconds
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=40))
+def test_no_retry_after_header_raises(header: str) -> None:
+    """Whatever a receiver writes in Retry-After, parsing it gives None or seconds in [0, 3600]."""
+    got = parse_retry_after(header)
+    assert got is None or 0.0 <= got <= 3600.0
