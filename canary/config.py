@@ -159,6 +159,12 @@ class ListenerConfig(_Model):
     #: a log source behind its input that has not advanced for this long is stalled (HEALTH, /healthz 503)
     stall_after: float = 60.0
     watch_interval: float = 5.0
+    #: reverse proxies whose forwarding header names the client (canary/proxies.py); empty: the TCP peer is the client
+    trusted_proxies: tuple[str, ...] = ()
+    proxy_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"  # the one header those proxies write
+    #: who sees /healthz in detail (components, lag, counts); anyone else gets only {"status": ...}
+    health_detail_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    health_token: Secret | None = None  # or who presents it (Authorization: Bearer ...)
 
     @field_validator("shutdown_grace", "jsonlog_poll", "reject_retention", "retention_interval", "stall_after",
                      "watch_interval", mode="before")
@@ -166,7 +172,7 @@ class ListenerConfig(_Model):
     def _dur(cls, v: object) -> float:
         return parse_duration(v)
 
-    @field_validator("metrics_allow")
+    @field_validator("metrics_allow", "trusted_proxies", "health_detail_allow")
     @classmethod
     def _nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for net in v:

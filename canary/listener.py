@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import ipaddress
+import hashlib
+import hmac
 import signal
 import time
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from aiohttp import web
 from canary import plugins
 from canary.events import DetectionEvent, EventKind, Severity, event_key
 from canary.outbox import report_dead_letters
+from canary.proxies import TrustedProxies, networks
 from canary.runtime import Runtime, close_runtime
 from canary.tasks import stop_task
 from canary.typing import Component, Lagging, SourceLag
@@ -47,7 +49,10 @@ class Listener:
         self._stalled: dict[str, float] = {}  # component -> monotonic time its stall was reported
         self._watch: asyncio.Task[None] | None = None
         self._watch_stop = asyncio.Event()
-        self._nets = [ipaddress.ip_network(n, strict=False) for n in runtime.config.listener.metrics_allow]
+        conf = runtime.config.listener
+        self.proxies = TrustedProxies.from_config(conf)
+        self._metrics_nets = networks(conf.metrics_allow)
+        self._health_nets = networks(conf.health_detail_allow)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1024 * 1024)
@@ -152,7 +157,23 @@ class Listener:
             except asyncio.TimeoutError:
                 pass
 
+    def _health_detail_allowed(self, request: web.Request) -> bool:
+        """Whether this caller may see /healthz in detail: from ``listener.health_detail_allow`` (through
+        trusted proxies only), or presenting ``listener.health_token`` (compared in constant time)."""
+        if self.proxies.allowed(request, self._health_nets):
+            return True
+        token = self.runtime.config.listener.health_token
+        header = request.headers.get("Authorization", "")
+        scheme, _, presented = header.partition(" ")
+        if not token or scheme.lower() != "bearer" or not presented.strip():
+            return False
+        # digests of equal length: the comparison takes the same time whatever the token's length
+        digest = hashlib.sha256(presented.strip().encode("utf-8", "surrogateescape")).digest()
+        return hmac.compare_digest(digest, hashlib.sha256(token.reveal().encode()).digest())
+
     async def _healthz(self, request: web.Request) -> web.Response:
+        """Overall status for anyone (200 ok / 503 degraded, nothing else: component names and ports
+        would tell a caller which services are traps); the detail for allowed callers only."""
         rt = self.runtime
         try:
             await rt.pool.fetchval("SELECT 1", timeout=2)
@@ -162,24 +183,25 @@ class Listener:
         lags = self.lags()
         stalled = self.stalled(lags)
         healthy = db == "ok" and not stalled
-        body = {
-            "status": "ok" if healthy else "degraded",
+        status = 200 if healthy else 503
+        body: dict[str, object] = {"status": "ok" if healthy else "degraded"}
+        if not self._health_detail_allowed(request):
+            if "Authorization" in request.headers:
+                await rt.reject("listener", "bad_health_token", f"peer={self.proxies.client(request)}")
+            return web.json_response(body, status=status, headers={"Cache-Control": "no-store"})
+        body.update({
             "control_store": db,
             "components": {c.name: c in self._started for c in self.components},
             "lag": {name: {"behind_bytes": lag.behind_bytes, "behind_seconds": round(lag.behind_seconds, 1)}
                     for name, lag in lags.items()},
             "stalled": stalled,
             "pipeline": {"recorded": rt.pipeline.stats.recorded, "duplicates": rt.pipeline.stats.duplicates},
-        }
-        return web.json_response(body, status=200 if healthy else 503)
+        })
+        return web.json_response(body, status=status, headers={"Cache-Control": "no-store"})
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        peer = request.remote or ""
-        try:
-            allowed = any(ipaddress.ip_address(peer) in n for n in self._nets)
-        except ValueError:
-            allowed = False
-        if not allowed:
+        """Prometheus metrics, for clients in ``listener.metrics_allow`` (through trusted proxies only)."""
+        if not self.proxies.allowed(request, self._metrics_nets):
             return web.Response(status=403, text="forbidden\n")
         rt = self.runtime
         try:

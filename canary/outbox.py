@@ -5,6 +5,13 @@ A dispatcher claims due rows with ``FOR UPDATE SKIP LOCKED`` and leases them by 
 mid-send, the lease expires and any dispatcher (this one after a restart, or another listener) sends
 again; the alert's dedup key makes that idempotent at PagerDuty/Opsgenie and the ``webhook-id`` at
 webhook receivers. Notifications of one incident reach a sink in sequence order.
+
+A sink that throttles (429, or any answer with Retry-After) is paced (:class:`Pace`): nothing is sent
+to it until the pause ends, then exactly one probe; each round of requests that all succeed lets the
+next round, at least ``pace_interval`` later, hold twice as many (slow start: 1, 2, 4, ...), until a
+round of ``pace_limit`` succeeds and the sink is unpaced. Another 429 pauses it again and starts over
+with a probe. Rows are claimed for a paced sink only as many as its round has room for, so a pause
+never ends in a burst of everything that queued up during it. Pacing is per dispatcher process.
 """
 
 from __future__ import annotations
@@ -50,6 +57,8 @@ RETURNING o.id, o.sink, o.payload, o.attempts, o.first_attempt_at, o.created_at
 """
 
 
+_PENDING = "SELECT EXISTS (SELECT 1 FROM outbox WHERE sink = $1 AND status = 'pending')"
+
 _MARK_DELIVERED = (
     "BEGIN; SET LOCAL synchronous_commit = off; "
     "UPDATE outbox SET status = 'delivered', delivered_at = clock_timestamp(), last_error = NULL WHERE id = {id}; "
@@ -64,6 +73,33 @@ def backoff(attempts: int, initial: float, maximum: float, retry_after: float | 
     if retry_after is not None:
         delay = max(delay, retry_after)
     return delay
+
+
+#: Seconds between the starts of two rounds of a paced sink, and the round size that ends pacing.
+PACE_INTERVAL = 1.0
+PACE_LIMIT = 32
+
+
+@dataclass
+class Pace:
+    """The slow start of one throttled sink: the current round may send ``size`` requests, starting
+    at ``start`` (loop time). A round ends when each request sent in it has an outcome and either it
+    sent ``size`` or nothing is left pending for the sink."""
+
+    start: float
+    size: int = 1
+    sent: int = 0  # claimed in this round (reserved before the claim)
+    ok: int = 0
+    failed: int = 0
+    claimed_at: float = 0.0  # loop time of the round's last claim
+    drained: bool = False  # a claim of this round found nothing pending for the sink
+
+    def room(self, now: float) -> int:
+        return 0 if now < self.start else self.size - self.sent
+
+    @property
+    def outstanding(self) -> int:
+        return self.sent - self.ok - self.failed
 
 
 @dataclass
@@ -86,6 +122,8 @@ class Dispatcher:
         poll: float = 1.0,
         on_dead: OnDead | None = None,
         metrics: Metrics | None = None,
+        pace_interval: float = PACE_INTERVAL,
+        pace_limit: int = PACE_LIMIT,
     ) -> None:
         self.pool = pool
         self.sinks = dict(sinks)
@@ -101,7 +139,9 @@ class Dispatcher:
         self._stopping = False
         self._rng = random.Random()
         self._sem = asyncio.Semaphore(max(config.workers, 1) * 8)
-        self._paused: dict[str, float] = {}  # sink -> loop time until which it asked us to hold off
+        self.pace_interval = pace_interval
+        self.pace_limit = max(pace_limit, 1)
+        self._pace: dict[str, Pace] = {}  # throttled sinks and their slow start
 
     @property
     def send_deadline(self) -> float:
@@ -163,42 +203,116 @@ class Dispatcher:
             if n == 0 and not self._stopping:
                 self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self.poll)
+                    await asyncio.wait_for(self._wake.wait(), self._idle())
                 except asyncio.TimeoutError:
                     pass
 
     async def run_once(self) -> int:
-        """Claim and deliver one batch of due notifications; returns how many were claimed."""
+        """Claim and deliver one batch of due notifications; returns how many were claimed. Sinks that
+        are not paced share one claim of up to ``batch`` rows; a paced sink gets its own claim of at
+        most the room left in its round, reserved before the claim."""
         lease = self.lease
-        active = [s for s in self.sinks if not self._paused_for(s)]
-        if not active:
+        now = asyncio.get_running_loop().time()
+        claims: list[tuple[list[str], int, Pace | None]] = []
+        free = [s for s in self.sinks if s not in self._pace]
+        if free:
+            claims.append((free, self.batch, None))
+        for sink, pace in list(self._pace.items()):
+            self._expire_round(sink, pace, now)
+            room = pace.room(now)
+            if room > 0:
+                pace.sent += room  # reserved now: another worker's run_once cannot take the same room
+                pace.claimed_at = now
+                claims.append(([sink], room, pace))
+        if not claims:
             return 0
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(_CLAIM, active, self.batch, lease)
+        rows: list[tuple[asyncpg.Record, Pace | None]] = []
+        done: set[int] = set()  # claims made (index in claims)
+        try:
+            async with self.pool.acquire() as conn:
+                for i, (sinks, limit, ticket) in enumerate(claims):
+                    got = await conn.fetch(_CLAIM, sinks, limit, lease)
+                    done.add(i)
+                    rows += [(r, ticket) for r in got]
+                    if ticket is not None and len(got) < limit:
+                        ticket.sent -= limit - len(got)  # give back the room there was nothing to claim for
+                        ticket.drained = not await conn.fetchval(_PENDING, sinks[0])
+        finally:
+            for i, (_, limit, ticket) in enumerate(claims):
+                if ticket is not None and i not in done:  # the claim failed: nothing was taken
+                    ticket.sent = max(ticket.sent - limit, 0)
+        for sinks, _, ticket in claims:
+            if ticket is not None:
+                self._round_done(sinks[0], ticket, asyncio.get_running_loop().time())
         if rows:
-            await asyncio.gather(*(self._deliver(r) for r in rows))
+            await asyncio.gather(*(self._deliver(r, ticket) for r, ticket in rows))
         return len(rows)
 
-    async def _deliver(self, row: asyncpg.Record) -> None:
+    def _idle(self) -> float:
+        """How long an idle worker waits for a NOTIFY: the poll interval, or less when a paced sink's
+        next round starts sooner."""
+        now = asyncio.get_running_loop().time()
+        starts = [p.start - now for p in self._pace.values() if p.start > now]
+        return max(min([self.poll, *starts]), 0.01)
+
+    def _expire_round(self, sink: str, pace: Pace, now: float) -> None:
+        """A round whose requests never got an outcome (a worker died between claim and send: the rows
+        come back when their lease ends) is closed as failed, so the sink is not held forever."""
+        if pace.outstanding > 0 and now - pace.claimed_at > self.lease:
+            log.warning("outbox.pace_round_lost", sink=sink, lost=pace.outstanding)
+            pace.failed += pace.outstanding
+            self._round_done(sink, pace, now)
+
+    def _round_done(self, sink: str, pace: Pace, now: float) -> None:
+        """End the round if it is over: unpace the sink after a clean round of ``pace_limit`` or with
+        nothing left to send; else the next round, twice as large after a clean one."""
+        if self._pace.get(sink) is not pace or pace.outstanding > 0 or not (pace.sent >= pace.size or pace.drained):
+            return
+        if pace.failed == 0 and (pace.drained or pace.size >= self.pace_limit):
+            del self._pace[sink]
+            log.info("outbox.sink_unpaced", sink=sink)
+            self._wake.set()
+            return
+        if pace.sent == 0:  # drained before its first request, after a failure: nothing to learn
+            pace.drained = False
+            return
+        size = pace.size * 2 if pace.failed == 0 else pace.size
+        pace.start, pace.size = max(now, pace.start + self.pace_interval), size
+        pace.sent = pace.ok = pace.failed = 0
+        pace.drained = False
+        self._wake.set()
+
+    def _outcome(self, sink: str, pace: Pace | None, ok: bool) -> None:
+        """Count a paced request's outcome in its round (a round of a pace since replaced is ignored)."""
+        if pace is None or self._pace.get(sink) is not pace:
+            return
+        if ok:
+            pace.ok += 1
+        else:
+            pace.failed += 1
+        self._round_done(sink, pace, asyncio.get_running_loop().time())
+
+    async def _deliver(self, row: asyncpg.Record, pace: Pace | None = None) -> None:
         sink = self.sinks[row["sink"]]
         alert = Alert.from_json(row["payload"])
         async with self._sem:
-            hold = self._paused_for(row["sink"])
-            if hold:  # a sibling in this batch was told 429 / Retry-After: do not hammer the sink
+            hold = self._held(row["sink"], pace)
+            if hold:  # the sink throttled since this row was claimed: do not hammer it
                 await self._defer(row, hold)
                 return
             try:
                 await asyncio.wait_for(sink.send(alert), self.send_deadline)
             except DeliveryError as exc:
-                await self._failed(row, alert, exc)
+                await self._failed(row, alert, exc, pace)
                 return
             except asyncio.TimeoutError:
-                await self._failed(row, alert, DeliveryError(row["sink"], "send timed out"))
+                await self._failed(row, alert, DeliveryError(row["sink"], "send timed out"), pace)
                 return
             except Exception as exc:  # a sink bug must not lose the alert: record and retry
                 log.exception("outbox.sink_crashed", sink=row["sink"], outbox_id=row["id"])
-                await self._failed(row, alert, DeliveryError(row["sink"], f"sink raised {type(exc).__name__}"))
+                await self._failed(row, alert, DeliveryError(row["sink"], f"sink raised {type(exc).__name__}"), pace)
                 return
+        self._outcome(row["sink"], pace, ok=True)
         async with self.pool.acquire() as conn:
             # One round trip, without waiting for the WAL flush: if this mark is lost in a crash the
             # notification is sent again, which the dedup key / webhook-id makes harmless.
@@ -216,16 +330,14 @@ class Dispatcher:
         if self.metrics is not None:
             self.metrics.deliveries.labels(sink=sink, outcome=outcome).inc()
 
-    def _paused_for(self, sink: str) -> float:
-        """Seconds this sink still asked us to wait (0 when it may be called)."""
-        until = self._paused.get(sink)
-        if until is None:
+    def _held(self, sink: str, pace: Pace | None) -> float:
+        """Seconds a row claimed under ``pace`` (None: claimed unpaced) must wait before it may be sent:
+        0 unless the sink was throttled after the claim (its pace is not the one the row was claimed
+        under). A row deferred this way is handed back and claimed again within a round."""
+        current = self._pace.get(sink)
+        if current is None or current is pace:
             return 0.0
-        left = until - asyncio.get_running_loop().time()
-        if left <= 0:
-            del self._paused[sink]
-            return 0.0
-        return left
+        return max(current.start - asyncio.get_running_loop().time(), self.pace_interval, 0.05)
 
     async def _defer(self, row: asyncpg.Record, delay: float) -> None:
         """Hand a claimed row back unsent (not counted as an attempt) until the sink's pause ends."""
@@ -237,16 +349,17 @@ class Dispatcher:
             )
         self._count(row["sink"], "deferred")
 
-    async def _failed(self, row: asyncpg.Record, alert: Alert, exc: DeliveryError) -> None:
+    async def _failed(self, row: asyncpg.Record, alert: Alert, exc: DeliveryError, pace: Pace | None = None) -> None:
         self.stats.failed_attempts += 1
         self._count(row["sink"], "failed")
         age = (dt.datetime.now(dt.timezone.utc) - row["first_attempt_at"]).total_seconds()
         dead = exc.permanent or age >= self.config.dead_letter_after
         delay = backoff(row["attempts"], self.config.retry_initial, self.config.retry_max, exc.retry_after, self._rng)
         if not dead and (exc.retry_after is not None or exc.status == 429):
-            # the receiver is throttling this integration: hold every notification for it, not just this one
-            until = asyncio.get_running_loop().time() + delay
-            self._paused[row["sink"]] = max(self._paused.get(row["sink"], 0.0), until)
+            # the receiver is throttling this integration: hold every notification for it, then probe
+            self._throttled(row["sink"], delay)
+        else:
+            self._outcome(row["sink"], pace, ok=False)
         async with self.pool.acquire() as conn:
             await conn.execute(
                 """
@@ -263,6 +376,17 @@ class Dispatcher:
             self._count(row["sink"], "dead")
             if self.on_dead is not None:
                 await self.on_dead(row["sink"], alert, exc)
+
+
+    def _throttled(self, sink: str, delay: float) -> None:
+        """Pause ``sink`` for ``delay`` seconds, then slow-start it from one probe (a later pause end
+        already set is kept: two 429s in flight together pause once)."""
+        until = asyncio.get_running_loop().time() + delay
+        current = self._pace.get(sink)
+        if current is not None and current.size == 1 and current.sent == 0 and current.start >= until:
+            return
+        self._pace[sink] = Pace(start=until)
+        log.warning("outbox.sink_throttled", sink=sink, pause_s=round(delay, 2))
 
 
 def dead_letter_event(sink: str, alert: Alert, error: DeliveryError) -> DetectionEvent:

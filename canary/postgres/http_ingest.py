@@ -4,26 +4,37 @@ with ``json_lines``, rsyslog ``omhttp``): ``POST /ingest/jsonlog?node=<node>`` w
 records (``Content-Encoding: gzip`` accepted).
 
 The node must be known (a datastore's node name or ``[[coverage.nodes]]``); its datastore and name go
-into every event. The answer comes only after the events are committed: 200 with counts, so a
-shipper retries on anything else (401 bad token, 400 unknown node, 413 too large, 503 store down).
-Bad lines are rejected and counted individually; they do not fail the batch (a retry would not fix
-them).
+into every event. The answer comes only after the events are committed: 200 with counts
+``{"node", "lines", "events", "quarantined"}``, so a shipper retries on anything else (401 bad token,
+400 unknown node or nothing usable in the body, 413 too large, 503 store down).
+
+Bad input is never a 5xx: a shipper retries a 5xx forever, and one poisoned line would block the
+node's log (and hide the reads shipped with it). A line that is not JSON is rejected; a record
+PostgreSQL could not have written, or one that fails for its content (a value the store refuses, a
+value that cannot be hashed), is quarantined: rejected with its reason and counted in
+``quarantined``, while the rest of the batch commits. 503 means the control store itself is
+unavailable (connection refused or lost, pool closed, timeout, shutting down), never a record.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping, Sequence
-from typing import Any
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
+from canary.pipeline import refused
 from canary.plugins import SourceType
 from canary.postgres.lines import LineSplitter, LongLine
 from canary.postgres.processor import PgLogProcessor
 from canary.postgres.record import RecordContext, RecordHandler
+from canary.proxies import TrustedProxies
 from canary.secret import Secret
 from canary.typing import SourceContext
 
@@ -32,6 +43,7 @@ log = structlog.get_logger("canary.sources.http_ingest")
 PATH = "/ingest/jsonlog"
 BATCH_LINES = 2000
 READ_CHUNK = 256 * 1024
+T = TypeVar("T")
 
 
 class HttpIngest:
@@ -49,6 +61,7 @@ class HttpIngest:
         self.handlers = handlers
         self.runtime: SourceContext  # set by start()
         self._processors: dict[str, PgLogProcessor] = {}
+        self._proxies = TrustedProxies()
 
     def __repr__(self) -> str:
         return f"HttpIngest(nodes={sorted(self.nodes)!r})"
@@ -65,6 +78,7 @@ class HttpIngest:
 
     async def start(self, runtime: SourceContext) -> None:
         self.runtime = runtime
+        self._proxies = TrustedProxies.from_config(runtime.config.listener)
 
     async def stop(self) -> None:
         return None
@@ -81,7 +95,7 @@ class HttpIngest:
 
     async def handle(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
-            await self.runtime.reject(self.name, "bad_token", request.remote or "")
+            await self.runtime.reject(self.name, "bad_token", self._proxies.client(request))
             self._count(401)
             return web.json_response({"error": "invalid or missing bearer token"}, status=401,
                                      headers={"WWW-Authenticate": 'Bearer realm="canary-ingest"'})
@@ -97,38 +111,172 @@ class HttpIngest:
         if processor is None:
             processor = PgLogProcessor(self.runtime, RecordContext(self.nodes[node], node, f"http:{node}"), self.handlers)
             self._processors[node] = processor
+        source = f"http:{node}"
         splitter = LineSplitter("body")
         lines: list[bytes | LongLine] = []
-        total = accepted = events = 0
+        batch = Batch()
+        total = 0
         try:
-            async for chunk in request.content.iter_chunked(READ_CHUNK):
+            while True:
+                try:
+                    chunk = await request.content.read(READ_CHUNK)
+                except (ValueError, HttpProcessingError, web.RequestPayloadError) as exc:  # a line over aiohttp's limit, bad gzip
+                    await self.runtime.reject(source, "bad_body", f"{type(exc).__name__}: {str(exc)[:200]}")
+                    batch.unreadable = True
+                    batch.quarantined += 1  # the rest of the body, whatever it held
+                    break
+                if not chunk:
+                    lines += splitter.finish()
+                    break
                 total += len(chunk)
                 if total > self.max_body:
                     self._count(413)
                     return web.json_response({"error": f"body larger than {self.max_body} bytes",
-                                              "committed_events": events}, status=413)
+                                              "committed_events": batch.events}, status=413)
                 for line in splitter.feed(chunk):
                     if isinstance(line, LongLine):  # counted; its detection fields are still read
-                        await self.runtime.reject(f"http:{node}", "line_too_long", f"{line.length} bytes | {line.head[:200]!r}")
+                        await self.runtime.reject(source, "line_too_long", f"{line.length} bytes | {line.head[:200]!r}")
                     lines.append(line)
                 if len(lines) >= BATCH_LINES:
-                    events += await processor.process_lines(lines)
-                    accepted += len(lines)
+                    await self._process(processor, source, lines, batch)
                     lines = []
-            lines += splitter.finish()
             if lines:
-                events += await processor.process_lines(lines)
-                accepted += len(lines)
-        except ValueError as exc:  # aiohttp: line longer than its buffer limit, bad gzip stream
-            await self.runtime.reject(f"http:{node}", "bad_body", str(exc)[:200])
-            self._count(400)
-            return web.json_response({"error": "body is not readable NDJSON", "committed_events": events}, status=400)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                await self._process(processor, source, lines, batch)
+        except UNAVAILABLE as exc:
+            if not unavailable(exc):  # a per-record error _process did not isolate: never the store's fault
+                raise
             log.error("http_ingest.store_failed", node=node, error=type(exc).__name__)
             self._count(503)
-            return web.json_response({"error": "control store unavailable; retry"}, status=503, headers={"Retry-After": "5"})
+            return web.json_response({"error": "control store unavailable; retry", "committed_events": batch.events},
+                                     status=503, headers={"Retry-After": "5"})
+        body = {"node": node, "lines": batch.lines, "events": batch.events, "quarantined": batch.quarantined}
+        if batch.usable == 0 and (batch.lines or batch.unreadable):
+            self._count(400)  # nothing a retry could make usable: the shipper should drop it, not resend it
+            return web.json_response({**body, "error": "body is not readable NDJSON jsonlog"}, status=400)
         self._count(200)
-        return web.json_response({"node": node, "lines": accepted, "events": events})
+        return web.json_response(body)
+
+    async def _process(self, processor: PgLogProcessor, source: str, lines: Sequence[bytes | LongLine], batch: Batch) -> None:
+        """Commit what ``lines`` hold. Lines that are not JSON go to the processor as such (rejected,
+        one HEALTH event); records PostgreSQL could not have written (text no database can store) are
+        quarantined before any work; the rest are processed together, and if a record still fails for
+        its content the batch is halved until it stands alone and is quarantined. Raises only when the
+        control store is unavailable."""
+        records: list[Mapping[str, Any]] = []
+        unparsable: list[bytes | LongLine] = []
+        for line in lines:
+            if isinstance(line, bytes) and not line.strip():
+                continue
+            batch.lines += 1
+            try:
+                record = processor.parse_line(line)
+            except (ValueError, UnicodeDecodeError, RecursionError, TypeError):
+                unparsable.append(line)
+                continue
+            why = unstorable(line, record)
+            if why is not None:
+                await self.runtime.reject(source, why[0], f"{why[1]} | {_record_sample(record)}")
+                batch.quarantined += 1
+                continue
+            records.append(record)
+        batch.usable += len(records)
+        if unparsable:
+            batch.quarantined += len(unparsable)
+            batch.events += await self._isolated(source, unparsable, processor.process_lines, _line_sample, batch,
+                                               counted=False)
+        if records:
+            batch.events += await self._isolated(source, records, processor.process_records, _record_sample, batch,
+                                               counted=True)
+
+    async def _isolated(self, source: str, items: Sequence[T], run: Callable[[Sequence[T]], Awaitable[int]],
+                        sample: Callable[[T], str], batch: Batch, *, counted: bool) -> int:
+        """``run(items)``; on a failure that is not the store's (see :func:`unavailable`), each half
+        again, until the item that fails alone is quarantined (rejected with its error). Returns the
+        events submitted. Rejects of the failed attempts' other items may be counted again."""
+        try:
+            return await run(items)
+        except Exception as exc:  # noqa: BLE001 - what is not the store's fault is the input's: isolate it
+            if unavailable(exc):
+                raise
+            failure: Exception = exc
+        if len(items) == 1:
+            why = f"{type(failure).__name__}: {str(failure)[:200]}".encode("utf-8", "backslashreplace").decode()
+            await self.runtime.reject(source, "quarantined_record", f"{why} | {sample(items[0])}")
+            if counted:
+                batch.quarantined += 1
+            log.warning("http_ingest.record_quarantined", source=source, error=type(failure).__name__)
+            return 0
+        mid = len(items) // 2
+        return (await self._isolated(source, items[:mid], run, sample, batch, counted=counted)
+                + await self._isolated(source, items[mid:], run, sample, batch, counted=counted))
+
+
+@dataclass
+class Batch:
+    """What one request brought: lines (not blank), records usable, events submitted, lines quarantined."""
+
+    lines: int = 0
+    usable: int = 0
+    events: int = 0
+    quarantined: int = 0
+    unreadable: bool = False  # the body stopped being readable (bad gzip, a line over aiohttp's limit)
+
+
+#: Exceptions that may mean the control store (or the listener) cannot take anything now.
+UNAVAILABLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RuntimeError)
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether a failure is the control store's (connection refused or lost, pool closed, timeout, the
+    pipeline stopping: answer 503, the shipper retries) rather than the input's: a data error,
+    integrity violation or value the driver cannot encode (:func:`canary.pipeline.refused`), or a bug
+    tripped by one record, which no retry would ever get past."""
+    if refused(exc):
+        return False
+    return isinstance(exc, OSError | asyncpg.PostgresError | asyncpg.InterfaceError) or type(exc) is RuntimeError
+
+
+_INT32 = (-(2**31), 2**31 - 1)
+_INT64 = (-(2**63), 2**63 - 1)
+#: The integer fields of PostgreSQL's jsonlog and the range each is written from (elog.c). Other fields
+#: that hold numbers are not PostgreSQL's and are dropped unread (record.well_typed).
+INT_RANGES = {"pid": _INT32, "leader_pid": _INT32, "remote_port": (0, 65535), "txid": (0, 2**32 - 1),
+              "internal_position": _INT32, "cursor_position": _INT32, "file_line_num": _INT32,
+              "line_num": _INT64, "query_id": _INT64}
+
+
+def unstorable(line: bytes | LongLine, record: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(reason, detail) when a record can be no PostgreSQL log line, for a value no database column
+    could hold: a lone UTF-16 surrogate (only a ``\\u`` escape can make one; PostgreSQL writes text as
+    UTF-8), or an integer outside the range PostgreSQL writes that field from. Such a value fails
+    wherever it is hashed or stored, so it is set aside before it can fail a batch."""
+    for key, value in record.items():
+        if key in INT_RANGES and isinstance(value, int) and not isinstance(value, bool):
+            low, high = INT_RANGES[key]
+            if not low <= value <= high:
+                return "quarantined_number", f"{key[:40]!r} out of range"
+    if isinstance(line, bytes) and b"\\u" not in line:
+        return None
+    for key, value in record.items():
+        for text in (key, value):
+            if isinstance(text, str):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    return "quarantined_text", f"lone surrogate in {key.encode('utf-8', 'backslashreplace').decode()[:40]!r}"
+    return None
+
+
+def _record_sample(record: Mapping[str, Any]) -> str:
+    try:
+        return json.dumps(record, default=str)[:300]  # ASCII: surrogates and NUL stay escapes
+    except (ValueError, TypeError, RecursionError):
+        return repr(sorted(map(str, record)))[:300]
+
+
+def _line_sample(line: bytes | LongLine) -> str:
+    head = line.head if isinstance(line, LongLine) else line
+    return head[:300].decode("utf-8", "replace")
 
 
 SOURCE = SourceType("http_ingest", lambda config: [HttpIngest.from_config(config)] if config.coverage.ingest_token is not None else [])

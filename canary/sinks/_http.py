@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import email.utils
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,16 +21,21 @@ from canary.secret import Secret, resolve_secret
 RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
+_DELTA = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+
 def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), capped at 1 hour."""
+    """Seconds to wait from a Retry-After header (delta-seconds, also with a fraction as some APIs send
+    it, or HTTP-date), capped at 1 hour; None for anything else. Never raises: the header is the
+    receiver's to write (``str.isdigit`` also accepts digits like '¹' that ``float`` refuses)."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _DELTA.fullmatch(value):
         return min(float(value), 3600.0)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)

@@ -50,7 +50,8 @@ async def receiver() -> AsyncIterator[tuple[str, list[tuple[dict[str, str], byte
 async def test_health_metrics_and_signed_delivery(store: ControlStore, make_config: MakeConfig, keyring: Keyring,
                                                  receiver: tuple[str, list[tuple[dict[str, str], bytes]]]) -> None:
     """An event submitted to a running listener reaches the webhook sink signed per Standard Webhooks,
-    /healthz reports the store, and /metrics counts the event (loopback only)."""
+    /healthz reports the store in detail to loopback (only the status to a caller that says it forwards
+    for someone), and /metrics counts the event (loopback only)."""
     url, got = receiver
     cfg = make_config(sinks=[{"name": "hook", "type": "webhook", "url": url, "secret": SECRET}])
     runtime = await open_runtime(cfg, keyring=keyring, store=store)
@@ -73,6 +74,8 @@ async def test_health_metrics_and_signed_delivery(store: ControlStore, make_conf
             async with http.get(server.make_url("/healthz")) as resp:
                 health = await resp.json()
                 assert resp.status == 200 and health["control_store"] == "ok"
+            async with http.get(server.make_url("/healthz"), headers={"X-Forwarded-For": "127.0.0.1"}) as resp:
+                assert await resp.json() == {"status": "ok"}  # a forwarding stranger sees no detail
             async with http.get(server.make_url("/metrics")) as resp:
                 text = await resp.text()
                 assert resp.status == 200

@@ -234,7 +234,7 @@ async def test_http_ingest_commits_before_answering(runtime: Runtime, ingest: st
                              headers={"Authorization": "Bearer t0ken-for-tests", "Content-Encoding": "gzip",
                                       "Content-Type": "application/x-ndjson"}) as resp:
             assert resp.status == 200, await resp.text()
-            assert await resp.json() == {"node": "standby-1", "lines": 3, "events": 3}
+            assert await resp.json() == {"node": "standby-1", "lines": 3, "events": 3, "quarantined": 1}
     rows = await runtime.pool.fetch("SELECT * FROM events ORDER BY kind")
     assert [r["kind"] for r in rows] == ["health", "read", "read"] and {r["origin"]["node"] for r in rows} == {"standby-1"}
     assert {r["source"] for r in rows} == {"http:standby-1"}
