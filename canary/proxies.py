@@ -165,3 +165,21 @@ class TrustedProxies:
         if forwarded_by_stranger(request, self.nets):
             return False
         return within(resolve(request, self.nets, self.header), allow)
+
+
+def peer_key(address: str | None) -> str:
+    """The unit a per-peer allowance counts (connection caps, the SMTP tarpit, probe incidents): an
+    IPv4 address, or an IPv6 /64 (one host commonly holds a whole /64, so a cap per IPv6 address would
+    cap nothing); IPv4-mapped IPv6 counts as IPv4. No address: ``unknown``; text that is not one: itself
+    (cut to 64 characters)."""
+    if not address:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)

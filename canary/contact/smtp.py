@@ -58,6 +58,7 @@ from canary.contact.mime import address_domain, in_domains, mail_address, parse_
 from canary.contact.senders import KnownSenders, expected_contact
 from canary.contact.verdicts import DnspythonResolver, Resolver, mail_verdicts
 from canary.plugins import SourceType
+from canary.proxies import peer_key
 from canary.store.registry import CanaryRecord
 from canary.typing import SourceContext
 
@@ -80,19 +81,6 @@ EXPN_REPLY = "502 5.5.1 EXPN not available"
 
 
 # -- tarpit -------------------------------------------------------------------------------------------
-def peer_key(ip: str | None) -> str:
-    """Whom the allowance belongs to: an IPv4 address, or an IPv6 /64 (one host's share of addresses)."""
-    if not ip:
-        return "unknown"
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return "unknown"
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is None:
-        return str(ipaddress.IPv6Network((addr, 64), strict=False))
-    return str(addr.ipv4_mapped or addr) if isinstance(addr, ipaddress.IPv6Address) else str(addr)
-
-
 @dataclass
 class _Peer:
     start: float

@@ -40,7 +40,7 @@ import structlog
 from aiohttp import web
 
 from canary.config import Config
-from canary.credentials.recognise import BackgroundReporter, ConnectionGate, PressureWatch, fingerprint, peer_key
+from canary.credentials.recognise import BackgroundReporter, ConnectionGate, PressureWatch, fingerprint
 from canary.credentials.values import (
     SCRAM_ITERATIONS,
     CredentialFactory,
@@ -50,6 +50,7 @@ from canary.credentials.values import (
 )
 from canary.events import DetectionEvent, EventKind, Severity, event_key
 from canary.plugins import SourceType
+from canary.proxies import peer_key
 from canary.store.registry import ValueKind, recognise
 from canary.typing import Component, SourceContext
 

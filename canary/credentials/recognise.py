@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
-import ipaddress
 import time
 import weakref
 from collections import OrderedDict
@@ -115,20 +114,6 @@ class BackgroundReporter:
 
 
 # -- connection admission: honeypots that cannot be starved -----------------------------------------
-def peer_key(address: str) -> str:
-    """The unit a per-peer connection cap counts: an IPv4 address, or an IPv6 /64 (one host commonly
-    holds a whole /64, so a cap per IPv6 address would cap nothing); IPv4-mapped IPv6 counts as IPv4."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return address[:64]
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
-
-
 class Sheddable(Protocol):
     """A connection the gate may close to make room: ``sheddable`` is false only while it is being
     answered (a SCRAM proof being checked, an HTTP request waiting out its floor), true while it waits

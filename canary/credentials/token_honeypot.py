@@ -42,11 +42,11 @@ from canary.credentials.recognise import (
     ConnectionGate,
     PressureWatch,
     fingerprint,
-    peer_key,
     presented_candidates,
 )
 from canary.events import DetectionEvent, EventKind, Severity, event_key
 from canary.plugins import SourceType
+from canary.proxies import peer_key
 from canary.store.registry import ValueKind, recognise
 from canary.typing import SourceContext
 

@@ -25,9 +25,10 @@ from contact_support import (
 )
 from testkit import MakeConfig
 
-from canary.contact.smtp import RCPT_OK, VRFY_REPLY, SmtpSource, Tarpit, peer_key
+from canary.contact.smtp import RCPT_OK, VRFY_REPLY, SmtpSource, Tarpit
 from canary.crypto import Keyring
 from canary.errors import ConfigError
+from canary.proxies import peer_key
 
 SENDER = "probe@phish.test"
 NOBODY = f"nobody@{MAIL_DOMAIN}"
