@@ -36,7 +36,7 @@ from canary.seeding.synth.frequency import (
     word_count,
 )
 from canary.seeding.synth.profile import ColumnProfile, TableProfile
-from canary.seeding.synth.relations import OTHER, Feature, Kind, Tally, words
+from canary.seeding.synth.relations import OTHER, Feature, Kind, Relation, Tally, words
 from canary.seeding.synth.romanize import spell, spellings
 from canary.seeding.synth.shapes import (
     MIN_SHARED,
@@ -124,6 +124,7 @@ class Synthesizer:
         self._place: dict[str, str | None] | None = None  # this row's composed location columns
         self._match_people: FrequencyMatch | None = None
         self._match_places: FrequencyMatch | None = None
+        self._place_index: dict[int, dict[str | None, list[Mapping[str, str | None]]]] = {}  # by relation: bucket -> locations
         self._spelled: tuple[Sequence[Mapping[str, str | None]], dict[str, list[int]], dict[str, list[int]]] | None = None  # people by spellings
         self._has_email = any(self.semantics[c.name] == Semantic.EMAIL for c in info.columns)
         self._fits: dict[tuple[str, int], Weighted] = {}  # phone formats an owned number fits, by its start and length
@@ -242,7 +243,10 @@ class Synthesizer:
         email = phone = None
         placed = dict(ctx.key)
         free: list[Column] = []
-        for col in self.columns():
+        # contact points first: an owned number or mailbox is what it is, and the location is then
+        # drawn to go with it the way the table's rows do (an area code's state) rather than the reverse
+        contact = (Semantic.EMAIL, Semantic.PHONE)
+        for col in sorted(self.columns(), key=lambda c: self.semantics[c.name] not in contact):
             if col.name in placed:
                 values[col.name] = placed[col.name]
                 continue
@@ -356,7 +360,7 @@ class Synthesizer:
         location has none), a value many real rows share at their rate, else a synthetic one."""
         places = self.profile.places
         if places is not None and col.name in places.columns:
-            place = self._composed()
+            place = self._composed(done)
             if place:
                 got = place.get(col.name)
                 return self._fit(col, got) if got is not None else None
@@ -378,13 +382,48 @@ class Synthesizer:
             return str(prof.categorical.pick(self.rng)) if observed and len(observed) == len(prof.categorical.values) else self.rng.choice(hint.allowed)  # type: ignore[union-attr]
         return self._value(col, sem, prof, person, ctx, done)
 
-    def _composed(self) -> dict[str, str | None]:
-        """This row's location columns, composed once per row (empty when nothing new came up)."""
+    def _composed(self, done: Mapping[str, str | None]) -> dict[str, str | None]:
+        """This row's location columns, composed once per row (empty when nothing new came up), going
+        with the columns made before (``done``: an owned phone number's area code) where the table
+        relates them: the bucket of the strongest such relation's location feature is drawn from the
+        table's conditional distribution given that column, and the location from those in it."""
         if self._place is None:
             places = self.profile.places
-            matched = self._match_places.draw(self.rng) if self._match_places is not None else None
-            self._place = dict(matched) if matched is not None else ((places.compose(self.rng) if places is not None else None) or {})
+            want = self._place_bucket(done)
+            matched = None
+            if self._match_places is not None:
+                among = self._places_in(*want) if want is not None else None
+                matched = self._match_places.draw(self.rng, among=among or None)
+            if matched is None and places is not None:
+                for _ in range(RELATION_TRIES if want is not None else 1):
+                    matched = places.compose(self.rng)
+                    if want is None or matched is None or want[0].bucket(want[1], matched.get(want[1])) == want[2]:
+                        break
+            self._place = dict(matched or {})
         return self._place
+
+    def _place_bucket(self, done: Mapping[str, str | None]) -> tuple[Relation, str, str | None] | None:
+        """(relation, location column, bucket) a location should fall in given ``done``, or None."""
+        places, relations = self.profile.places, self.profile.relations
+        if places is None or not relations or not done:
+            return None
+        on = sorted((r for c in places.columns for r in relations.on(c, [n for n in done if n not in places.columns])),
+                    key=lambda r: -r.information)
+        if not on:
+            return None
+        r = on[0]
+        col = r.a.column if r.a.column in places.columns else r.b.column
+        return r, col, r.given(col, done.get(r.other(col))).pick(self.rng)
+
+    def _places_in(self, r: Relation, col: str, bucket: str | None) -> list[Mapping[str, str | None]]:
+        """The candidate locations whose ``col`` falls in ``bucket`` of ``r`` (indexed once per relation)."""
+        assert self._match_places is not None
+        index = self._place_index.get(id(r))
+        if index is None:
+            index = self._place_index[id(r)] = {}
+            for cand in self._match_places.pool:
+                index.setdefault(r.bucket(col, cand.get(col)), []).append(cand)
+        return index.get(bucket, [])
 
     # -- helpers --------------------------------------------------------------------------------
     def _null(self, col: Column, prof: ColumnProfile | None, done: Mapping[str, str | None] | None = None) -> bool:
