@@ -98,6 +98,26 @@ def test_many_area_codes_per_state_at_the_end_of_an_address_are_related() -> Non
     assert fits >= 0.8 * len(rows), fits  # by chance: 2%
 
 
+def test_a_location_goes_with_an_owned_number() -> None:
+    """An owned number's area code is what it is: the location is drawn to go with it the way the
+    table's rows do (a state whose customers have that area code), whichever column comes first."""
+    rng = random.Random(2)
+    states = {"IL": ("217", "309", "312"), "OR": ("503", "541", "971"), "TX": ("210", "214", "512"), "NY": ("212", "315", "518")}
+    sample: list[dict[str, str | None]] = []
+    for i in range(1200):
+        st = rng.choice(list(states))
+        sample.append({"id": str(i), "phone": f"({rng.choice(states[st])}) {rng.randint(200, 999)}-{rng.randint(0, 9999):04d}",
+                       "address": f"{rng.randint(1, 999)} {rng.choice(['Oak', 'Elm', 'Pine'])} St, Town{rng.randint(1, 30)}, {st}"})
+    owned = [f"+1{code}555{n:04d}" for code in ("503", "212") for n in range(100)]
+    area = {c: st for st, cs in states.items() for c in cs}
+    info = _info(_col("phone"), _col("address"))
+    prof = profile(info, sample)
+    synth = Synthesizer(info, prof, locale="en_US", contacts=ContactAllocator(phone_numbers=owned), seed=5)
+    rows = [synth.row(RowContext(pk=str(10_000 + i))).values for i in range(150)]
+    fits = sum(area[re.sub(r"\D", "", r["phone"] or "")[-10:][:3]] == (r["address"] or "")[-2:] for r in rows)
+    assert fits >= 0.8 * len(rows), fits  # by chance: a quarter
+
+
 def test_independent_columns_relate_to_nothing() -> None:
     """Columns drawn independently of each other (region, status, a phone with random area codes, a
     signup date, an e-mail) yield no relation: chance is measured by shuffling, not assumed."""
