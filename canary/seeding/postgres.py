@@ -928,13 +928,31 @@ class PostgresSeeder:
         for each wanted time the gap around it and the TIME_GAPS - 1 after it."""
         pk = ident(info.primary_key[0])
         created_expr = f"{ident(created)}::text" if created else "NULL::text"
-        gaps = (f"SELECT lo, hi, lo_c, hi_c FROM (SELECT {pk} AS lo, lead({pk}) OVER w AS hi, {created_expr} AS lo_c,"
-                f" lead({created_expr}) OVER w AS hi_c, {ident(created) if created else 'NULL'} AS at"
+        t = f"{ident(created)}::timestamptz" if created else "NULL::timestamptz"
+        span = f"extract(epoch FROM lead({t}) OVER w - {t})"
+        around = f"extract(epoch FROM lead({t}, 2) OVER w - lag({t}) OVER w)"  # from the row before lo to the one after hi
+        gaps = (f"SELECT lo, hi, lo_c, hi_c, span, around FROM (SELECT {pk} AS lo, lead({pk}) OVER w AS hi, {created_expr} AS lo_c,"
+                f" lead({created_expr}) OVER w AS hi_c, {ident(created) if created else 'NULL'} AS at, {span} AS span,"
+                f" {around} AS around"
                 f" FROM {qualified(info.schema, info.name)} WHERE NOT ({pk} = ANY($1::bigint[])) WINDOW w AS (ORDER BY {pk})) s"
                 " WHERE hi - lo > 1")
         if times is None:
-            return list(await conn.fetch(f"{gaps} ORDER BY -ln(1.0 - random()) / (hi - lo - 1) LIMIT $2",
-                                         exclude, max(n * GAP_SAMPLE, MIN_GAPS)))
+            # in proportion to free keys, and to how long the stretch between the neighbours is against
+            # the two beside it as far as the table's gaps need it. A key freed by a deleted row sits
+            # in a stretch as long as two arrivals, where a row put there falls as real rows do; a key
+            # freed by a rollback sits between two consecutive arrivals, and a row put there makes that
+            # stretch twice as busy as the rows around. Where the gaps' stretches are as long as the
+            # ones beside them (ratio of sums m = 1: rollbacks), gaps are drawn length-biased (an
+            # interval so drawn from a Poisson stream is as long as two); where they are twice as long
+            # (m = 2: deletions), not; in between, by the power 2 - m. Relative to the local pace, so
+            # that quiet years are not favoured over busy ones.
+            relative = "coalesce(greatest(span, 1.0) / greatest((around - span) / 2.0, 1.0), 1.0)"
+            return list(await conn.fetch(
+                f"WITH g AS MATERIALIZED ({gaps}), m AS (SELECT coalesce(sum(span) FILTER (WHERE around > span)"
+                f" / nullif(sum((around - span) / 2.0) FILTER (WHERE around > span), 0), 2.0) AS m FROM g)"
+                f" SELECT lo, hi, lo_c, hi_c FROM g, m"
+                f" ORDER BY -ln(1.0 - random()) / ((hi - lo - 1) * power({relative}, greatest(0.0, least(1.0, 2.0 - m)))) LIMIT $2",
+                exclude, max(n * GAP_SAMPLE, MIN_GAPS)))
         wanted = sorted(t for t in times if t is not None)
         if not wanted or created is None:
             return []

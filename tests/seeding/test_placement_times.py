@@ -152,3 +152,45 @@ async def test_no_canary_is_updated_in_the_future(
         await conn.close()
     assert len(rows) == 60
     assert all(r["created_at"] <= r["updated_at"] <= r["now"] for r in rows)
+
+
+ROLLBACKS = """
+CREATE TABLE public.signups (id bigserial PRIMARY KEY, email text NOT NULL UNIQUE, created_at timestamptz NOT NULL);
+SELECT setseed(0.17);
+INSERT INTO public.signups (id, email, created_at)
+SELECT g + 32 * (g / 400), 'user' || g || '@example.org', timestamptz '2022-01-01 00:00+00' + t * interval '1 second'
+FROM (SELECT g, sum(CASE WHEN g % 10 <> 3 THEN -ln(1.0 - random()) * 600 ELSE 0 END) OVER (ORDER BY g) AS t
+      FROM generate_series(1, 8000) g) s
+WHERE g % 10 <> 3;
+SELECT setval('public.signups_id_seq', 9000);
+"""
+
+
+async def test_canaries_keep_the_pace_of_the_rows_around_them(
+    target_dsn: str, make_config: MakeConfig, store: ControlStore, keyring: Keyring
+) -> None:
+    """Sign-ups at a steady pace whose skipped keys are rolled-back inserts and, every 400 sign-ups, 32
+    keys a restart lost from the sequence's cache (no sign-up behind any of them): a canary put in
+    such a gap must not make its stretch busier than the table's. The time from the
+    row before a canary is about as long as the time between real rows (median 0.65 to 1.5 times), where
+    drawing gaps by free keys alone crowds canaries into the lost keys' stretches."""
+    conn = await asyncpg.connect(target_dsn)
+    try:
+        await conn.execute(ROLLBACKS)
+    finally:
+        await conn.close()
+    cfg = make_config(datastores=[{"name": "shop", "dsn": target_dsn, "tables": [{"table": "public.signups", "count": 150}]}])
+    await PostgresSeeder.from_config(cfg, "shop", Registry(store.pool, keyring), seed=5).apply()
+    canaries = {int(c.location["pk"]) for c in await Registry(store.pool, keyring).active("shop")}
+    conn = await asyncpg.connect(target_dsn)
+    try:
+        await conn.execute("SET row_security = off")
+        rows = await conn.fetch("SELECT id, extract(epoch FROM created_at - lag(created_at) OVER (ORDER BY id))::float8 AS since"
+                                " FROM public.signups ORDER BY id")
+    finally:
+        await conn.close()
+    canary = sorted(r["since"] for r in rows if r["id"] in canaries and r["since"] is not None)
+    real = sorted(r["since"] for r in rows if r["id"] not in canaries and r["since"] is not None)
+    assert len(canary) >= 140
+    ratio = canary[len(canary) // 2] / real[len(real) // 2]
+    assert 0.65 <= ratio <= 1.5, ratio  # gaps drawn by free keys alone: 0.32
