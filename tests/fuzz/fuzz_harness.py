@@ -28,7 +28,7 @@ import psutil
 import structlog
 from aiohttp import web
 from hypothesis import HealthCheck, settings
-from testkit import STDOUT_SINK, TEST_KEYRING, create_database, drop_database
+from testkit import TEST_KEYRING, create_database, drop_database
 
 from canary.config import from_mapping
 from canary.listener import Listener
@@ -80,6 +80,9 @@ class FuzzServer:
     escapes: list[str] = field(default_factory=list)
     canaries: dict[str, Any] = field(default_factory=dict)
     rss_before: float = 0.0
+
+    def __repr__(self) -> str:  # hypothesis prints the arguments of a failing example
+        return f"FuzzServer({self.surface!r}, port={self.port})"
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
         """Run ``coro`` on the server loop and return its result (from the test thread)."""
@@ -168,7 +171,7 @@ def fuzz_server(
     runner: web.AppRunner | None = None
     try:
         cfg = from_mapping({"canary": {"data_dir": str(data_dir)}, "control": {"dsn": pg_server.dsn(db)},
-                            "sinks": [STDOUT_SINK], **sections})
+                            "sinks": [], **sections})
 
         async def start() -> FuzzServer:
             nonlocal runner
