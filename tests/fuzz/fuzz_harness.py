@@ -258,7 +258,7 @@ def http_raw(port: int, request: bytes, *, half_close: bool = True) -> HttpAnswe
             s.sendall(request)
             if half_close:
                 s.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:  # the server may close first (broken pipe, reset, not connected)
             pass
         raw = read_to_eof(s)
     return parse_answer(raw) if raw else None

@@ -124,7 +124,7 @@ def test_fuzzed_syslog_never_stops_the_receiver(server: FuzzServer, datagrams: l
             try:
                 s.sendall(b"".join(frames))
                 s.shutdown(socket.SHUT_WR)
-            except (BrokenPipeError, ConnectionResetError):
+            except OSError:  # the server may close first (broken pipe, reset, not connected)
                 pass
             read_to_eof(s)  # the receiver closes after our EOF (a socket timeout fails the example)
         server.tally.messages += len(frames)
