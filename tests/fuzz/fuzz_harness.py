@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import psutil
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from hypothesis import HealthCheck, settings
 from testkit import TEST_KEYRING, create_database, drop_database
 
@@ -84,6 +85,9 @@ class FuzzServer:
     def __repr__(self) -> str:  # hypothesis prints the arguments of a failing example
         return f"FuzzServer({self.surface!r}, port={self.port})"
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # hypothesis's pretty printer
+        printer.text(repr(self))
+
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
         """Run ``coro`` on the server loop and return its result (from the test thread)."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -123,6 +127,8 @@ class _Recorder(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):  # aiohttp refusing a malformed request (a 4xx it answers): no escape
+            return
         self.sink.append(f"{record.name}: {record.getMessage()[:200]} {exc!r}")
 
 
