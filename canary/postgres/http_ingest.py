@@ -119,7 +119,7 @@ class HttpIngest:
             if lines:
                 events += await processor.process_lines(lines)
                 accepted += len(lines)
-        except ValueError as exc:  # aiohttp: line longer than its buffer limit, bad gzip stream
+        except (ValueError, web.RequestPayloadError) as exc:  # aiohttp: line over its buffer limit, bad gzip stream
             await self.runtime.reject(f"http:{node}", "bad_body", str(exc)[:200])
             self._count(400)
             return web.json_response({"error": "body is not readable NDJSON", "committed_events": events}, status=400)
