@@ -129,6 +129,8 @@ class _Recorder(logging.Handler):
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, HttpProcessingError):  # aiohttp refusing a malformed request (a 4xx it answers): no escape
             return
+        if isinstance(exc, web.RequestPayloadError) and not record.getMessage().startswith("Error handling request"):
+            return  # aiohttp discarding the unread, undecodable body of a request already answered
         self.sink.append(f"{record.name}: {record.getMessage()[:200]} {exc!r}")
 
 
@@ -274,7 +276,7 @@ def http_request(port: int, method: str, target: str, headers: Sequence[tuple[st
     """A well-framed HTTP/1.1 request (Content-Length, Connection: close) with any header values."""
     lines = [f"{method} {target} HTTP/1.1".encode("latin-1", "replace"), b"Host: 127.0.0.1", b"Connection: close",
              f"Content-Length: {len(body)}".encode()]
-    lines += [f"{k}: {v}".encode("utf-8", "surrogateescape") for k, v in headers]
+    lines += [f"{k}: {v}".encode("utf-8", "surrogatepass") for k, v in headers]
     answer = http_raw(port, b"\r\n".join(lines) + b"\r\n\r\n" + body, half_close=False)
     assert answer is not None, f"{method} {target[:80]}: connection closed without an answer"
     return answer
