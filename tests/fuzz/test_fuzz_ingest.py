@@ -96,6 +96,8 @@ def _encode(body: bytes, encoding: str) -> tuple[bytes, list[tuple[str, str]]]:
 @example(body=b"\n".join([b"[" * 40_000 + b"]" * 40_000, b"{}", b"\xff\xfe"]), encoding="none", node="primary", auth=f"Bearer {TOKEN}")
 @example(body=b"", encoding="bomb", node="primary", auth=f"Bearer {TOKEN}")
 @example(body=b"{}", encoding="gzip-lie", node="primary", auth=f"Bearer {TOKEN}")  # was a 500: undecodable gzip escaped
+@example(body=json.dumps({**_record(11, 1), "timestamp": "0001-01-01 00:00:00 UTC"}).encode(), encoding="none", node="primary",
+         auth=f"Bearer {TOKEN}")  # a (forged) line of year 1: its event's time window overflowed and failed the whole batch
 @given(body=_body, encoding=_encoding,
        node=st.sampled_from(["primary", "standby-1", "", "intruder"]) | text,
        auth=st.sampled_from([f"Bearer {TOKEN}", f"bearer {TOKEN} ", "Bearer", "", f"Basic {TOKEN}", f"Bearer {TOKEN}x"]) | text)
