@@ -94,7 +94,7 @@ class FuzzServer:
 
     def assert_clean(self) -> None:
         """Nothing escaped since the server started (the list names what did)."""
-        assert not self.escapes, f"{len(self.escapes)} escape(s): {self.escapes[:5]}"
+        assert not self.escapes, f"{len(self.escapes)} escape(s): {sorted(set(self.escapes))[:8]}"
 
     def fetchval(self, sql: str, *args: Any) -> Any:
         return self.call(self.runtime.pool.fetchval(sql, *args))
@@ -203,6 +203,8 @@ def fuzz_server(
         finally:
             ACTIVE.remove(server)
             t = server.tally
+            if escapes:
+                (data_dir.parent / f"canary-fuzz-{surface}-escapes.txt").write_text("\n".join(sorted(set(escapes))))
             print(f"\nfuzz[{surface}] examples={t.examples} connections={t.connections} messages={t.messages} "
                   f"rejects={server.rejects():.0f} rss_before={server.rss_before:.1f}MiB rss_after={rss_mib():.1f}MiB "
                   f"escapes={len(escapes)}")
