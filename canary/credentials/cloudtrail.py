@@ -290,7 +290,11 @@ class CloudTrailWebhook:
         if not hmac.compare_digest(presented, self._key):
             await rt.reject(EVENT_SOURCE, "bad_api_key", f"peer={request.remote}")
             return web.json_response({"error": "unauthorized"}, status=401)
-        raw = await request.read()
+        try:
+            raw = await request.read()
+        except web.RequestPayloadError as exc:  # a body not in its Content-Encoding (was a 500)
+            await rt.reject(EVENT_SOURCE, "malformed_eventbridge_event", f"unreadable body: {str(exc).strip()[:200]}")
+            return web.json_response({"error": "malformed body: cannot be decoded"}, status=400)
         try:
             records = records_from_document(json.loads(raw))
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: JSON nested too deep

@@ -73,8 +73,9 @@ def _bytes(doc: Any, key: str) -> bytes:
     return json.dumps(doc).replace(_KEY, key).encode("utf-8", "surrogatepass")
 
 
-def _post(s: FuzzServer, body: bytes, api_key: str = API_KEY) -> int:
-    answer = http_request(s.port, "POST", HTTP_PATH, [("X-Canary-Api-Key", api_key), ("Content-Type", "application/json")], body)
+def _post(s: FuzzServer, body: bytes, api_key: str = API_KEY, encoding: str | None = None) -> int:
+    headers = [("X-Canary-Api-Key", api_key), ("Content-Type", "application/json")]
+    answer = http_request(s.port, "POST", HTTP_PATH, headers + ([("Content-Encoding", encoding)] if encoding else []), body)
     s.tally.connections += 1
     return answer.status
 
@@ -105,18 +106,23 @@ def _drop(s: FuzzServer, name: str, data: bytes) -> str:
 
 @fuzz_settings(150)
 @example(doc={"Records": [{"userIdentity": {"accessKeyId": _KEY}, "eventTime": "0001-01-01T00:00:00+14:00"}]}, raw=None,
-         api_key=API_KEY)
+         api_key=API_KEY, encoding=None)
 @example(doc={"detail-type": "AWS API Call via CloudTrail", "detail": {"userIdentity": {"accessKeyId": _KEY},
                                                                        "eventTime": "9999-12-31T23:59:59-14:00"}},
-         raw=None, api_key=API_KEY)
-@example(doc={"detail-type": ["AWS API Call via CloudTrail"], "detail": {}}, raw=None, api_key=API_KEY)  # was a TypeError: 500
-@example(doc=None, raw=b"[" * 100_000 + b"]" * 100_000, api_key=API_KEY)  # was a RecursionError: 500
-@given(doc=_document, raw=st.none() | json_bytes, api_key=st.sampled_from([API_KEY, API_KEY, "", "x"]))
-def test_fuzzed_eventbridge_bodies_never_get_a_5xx(server: FuzzServer, doc: Any, raw: bytes | None, api_key: str) -> None:
+         raw=None, api_key=API_KEY, encoding=None)
+@example(doc={"detail-type": ["AWS API Call via CloudTrail"], "detail": {}}, raw=None, api_key=API_KEY,
+         encoding=None)  # was a TypeError: 500
+@example(doc=None, raw=b"[" * 100_000 + b"]" * 100_000, api_key=API_KEY, encoding=None)  # was a RecursionError: 500
+@example(doc=None, raw=b"{}", api_key=API_KEY, encoding="gzip")  # an undecodable body was RequestPayloadError: 500
+@given(doc=_document, raw=st.none() | json_bytes, api_key=st.sampled_from([API_KEY, API_KEY, "", "x"]),
+       encoding=st.sampled_from([None, None, None, "gzip", "deflate"]))
+def test_fuzzed_eventbridge_bodies_never_get_a_5xx(server: FuzzServer, doc: Any, raw: bytes | None, api_key: str,
+                                                   encoding: str | None) -> None:
     """Any body: 200 (processed), 400 (malformed) or 401 (wrong key), never a 5xx; nothing escapes."""
     server.tally.examples += 1
     server.tally.messages += 1
-    status = _post(server, raw if raw is not None else _bytes(doc, server.canaries["key"]), api_key)
+    body = raw if raw is not None else _bytes(doc, server.canaries["key"])
+    status = _post(server, gzip.compress(body) if encoding == "gzip" and raw is None else body, api_key, encoding)
     assert status in (200, 400, 401), status
     if server.tally.examples % GENUINE_EVERY == 0:
         _genuine(server)
