@@ -22,7 +22,7 @@ from canary.runtime import Runtime
 
 #: Seconds one message of at most ~10 MB may take to parse on this (loaded, 2-core) machine.
 PARSE_BOUND = 5.0
-TRIED = {"examples": 0}
+TRIED = {"examples": 0, "rss_before": 0.0}
 
 
 def _many_parts(n: int) -> bytes:
@@ -43,6 +43,7 @@ def test_parse_mail_never_raises_and_is_bounded(raw: bytes) -> None:
     """Any message: a ParsedMail within PARSE_BOUND seconds, evidence within its limits, and
     ``malformed`` set for a message no mail client would read."""
     TRIED["examples"] += 1
+    TRIED["rss_before"] = TRIED["rss_before"] or rss_mib()
     t0 = time.perf_counter()
     parsed = parse_mail(raw)
     took = time.perf_counter() - t0
@@ -55,7 +56,7 @@ def test_parse_mail_never_raises_and_is_bounded(raw: bytes) -> None:
 
 def test_report_mime_tally() -> None:
     """Prints how many messages the property above parsed (run with -s) and the process RSS."""
-    print(f"\nfuzz[mime] examples={TRIED['examples']} rss={rss_mib():.1f}MiB")
+    print(f"\nfuzz[mime] examples={TRIED['examples']} rss_before={TRIED['rss_before']:.1f}MiB rss_after={rss_mib():.1f}MiB")
 
 
 def _collect(n: int) -> list[bytes]:
