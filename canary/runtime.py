@@ -16,7 +16,7 @@ import structlog
 from canary import plugins
 from canary.config import Config
 from canary.crypto import Keyring, load_key
-from canary.events import DetectionEvent
+from canary.events import DetectionEvent, storable_text
 from canary.metrics import Metrics
 from canary.outbox import Dispatcher
 from canary.pipeline import Pipeline
@@ -111,7 +111,9 @@ class Runtime:
         if not self._sampler.admit((source, reason)):
             return
         text = sample.decode("utf-8", "replace") if isinstance(sample, bytes) else sample
-        text = (text or "").replace("\x00", "\\x00")  # PostgreSQL text cannot hold NUL
+        # PostgreSQL text holds neither NUL (kept visible as \x00) nor lone surrogates (a path or header
+        # aiohttp decoded with surrogateescape): either lost the sample
+        text = storable_text((text or "").replace("\x00", "\\x00"), REJECT_SAMPLE_BYTES)
         skipped = self._sampler.take_skipped((source, reason))
         log.warning("input.rejected", source=source, reason=reason, **({"unsampled_since_last": skipped} if skipped else {}))
         try:

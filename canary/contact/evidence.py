@@ -148,11 +148,13 @@ async def record_mail(
     if rule:
         evidence.update(expected=True, known_sender_rule=rule)
     evidence = redact(evidence, facts.contact_points)
+    # a sender may spell the canary's own address (From: or MAIL FROM: it): the actor, the group and
+    # so the incident title never do
+    actor = redact({"sender": sender, "from": parsed.from_addr}, facts.contact_points)
     events = [
         DetectionEvent(
-            kind=EventKind.CONTACTED, source=facts.source, key=event_key("mail", ident, c.id), group=f"mail:{sender}",
-            canary_id=c.id, observed_at=now,
-            actor={"sender": sender, "from": parsed.from_addr},
+            kind=EventKind.CONTACTED, source=facts.source, key=event_key("mail", ident, c.id),
+            group=f"mail:{actor['sender']}", canary_id=c.id, observed_at=now, actor=actor,
             origin={"client_addr": facts.client_ip, "helo": facts.helo},
             evidence=evidence, severity=Severity.INFO if rule else Severity.CRITICAL,
         )
@@ -224,7 +226,7 @@ async def record_phone(
     recording_url: str | None = None, extra: Mapping[str, Any] | None = None, contact_point: str | None = None,
 ) -> DetectionEvent:
     """Commit one SMS / call event (returns after commit). ``contact_point`` (the canary number) is
-    redacted from the evidence."""
+    redacted from the evidence and from the caller (a spoofed caller id)."""
     rule = known.match_caller(caller)
     evidence: dict[str, Any] = {
         "channel": channel, "provider_id": ident, "text": text, "call_status": call_status,
@@ -234,6 +236,7 @@ async def record_phone(
     if rule:
         evidence.update(expected=True, known_sender_rule=rule)
     evidence = redact(evidence, [contact_point] if contact_point else [])
+    caller = redact(caller, [contact_point] if contact_point else [])  # a spoofed caller id may be the canary's number
     event = DetectionEvent(
         kind=EventKind.CONTACTED, source=source, key=event_key(source, channel, ident, canary.id),
         group=f"phone:{caller or 'unknown'}", canary_id=canary.id, observed_at=dt.datetime.now(dt.timezone.utc),

@@ -50,11 +50,14 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
         raise BodyTooLarge(f"declared body of {request.content_length} bytes exceeds {limit}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"body exceeds {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(f"body exceeds {limit} bytes")
+            chunks.append(chunk)
+    except web.RequestPayloadError as exc:  # e.g. a Content-Encoding the body is not in (was a 500)
+        raise ParseError("webhook", f"body cannot be read: {str(exc).strip()[:100]}") from None
     return b"".join(chunks)
 
 

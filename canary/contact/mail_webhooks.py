@@ -475,21 +475,32 @@ class SesInbound(_MailWebhook):
             raise ParseError(self.name, "Received notification lacks mail/receipt")
         content = note.get("content")
         if isinstance(content, str):
-            encoding = str((receipt.get("action") or {}).get("encoding", "UTF8")).upper()
+            encoding = str(_obj(receipt.get("action")).get("encoding", "UTF8")).upper()
             try:
                 raw = base64.b64decode(content, validate=True) if encoding == "BASE64" else content.encode("utf-8")
             except binascii.Error:
                 raise ParseError(self.name, "content is not valid base64") from None
         else:  # no content (e.g. an S3 action): headers only
-            hdrs = mail.get("headers") or []
-            raw = "".join(f"{h.get('name')}: {h.get('value')}\r\n" for h in hdrs if isinstance(h, dict)).encode() + b"\r\n"
-        verdicts = Verdicts(spf=str((receipt.get("spfVerdict") or {}).get("status", "none")).lower(),
-                            dkim=str((receipt.get("dkimVerdict") or {}).get("status", "none")).lower(), by=self.name)
-        recipients = receipt.get("recipients") or mail.get("destination") or []
+            hdrs = _list(mail.get("headers"))
+            raw = "".join(f"{h.get('name')}: {h.get('value')}\r\n" for h in hdrs if isinstance(h, dict)).encode(
+                "utf-8", "surrogatepass") + b"\r\n"
+        verdicts = Verdicts(spf=str(_obj(receipt.get("spfVerdict")).get("status", "none")).lower(),
+                            dkim=str(_obj(receipt.get("dkimVerdict")).get("status", "none")).lower(), by=self.name)
+        recipients = _list(receipt.get("recipients")) or _list(mail.get("destination"))
         return Delivery(
             raw=raw, recipients=[str(r) for r in recipients], mail_from=str(mail.get("source") or ""),
             client_ip=received_ip(_top_received(raw)), verdicts=verdicts, provider_id=str(mail.get("messageId") or "") or None,
         )
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    """A JSON object field of a notification, or {} when it is absent or something else."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    """A JSON array field of a notification, or [] when it is absent or something else."""
+    return value if isinstance(value, list) else []
 
 
 def _webhooks(config: Config) -> list[Component]:

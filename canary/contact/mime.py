@@ -12,12 +12,13 @@ import asyncio
 import email.errors
 import hashlib
 import ipaddress
+import itertools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
+from email.policy import EmailPolicy
 from email.utils import getaddresses, parseaddr
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -25,6 +26,15 @@ from urllib.parse import quote, quote_plus
 MAX_URLS = 50
 MAX_ATTACHMENTS = 50
 PREVIEW_CHARS = 280
+#: Header values are parsed up to this many characters: the standard library's structured header
+#: parser is quadratic in a value's length (a 700 KB subject of encoded words takes over a minute),
+#: and RFC 5322 lines end at 998 characters anyway.
+MAX_HEADER_CHARS = 8192
+#: MIME parts read for evidence; a message whose body has more part boundaries than this is parsed
+#: for its headers only (the parser itself is superlinear in the number of parts).
+MAX_PARTS = 1000
+#: To / Cc header fields read for recipients.
+MAX_RECIPIENT_FIELDS = 20
 
 _URL = re.compile(r"""(?i)\bhttps?://[^\s<>"'`]+""")
 _URL_TRAIL = ".,;:!?)]}'\""
@@ -104,18 +114,40 @@ def _text_of(part: EmailMessage) -> str:
     return content if isinstance(content, str) else ""
 
 
+class _BoundedPolicy(EmailPolicy):
+    """``policy.default`` parsing at most :data:`MAX_HEADER_CHARS` of each header value it is asked for
+    (cut after the last comma before the limit, so an address list keeps whole addresses)."""
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        return super().header_fetch_parse(name, _bounded(value) if isinstance(value, str) else value)
+
+
+def _bounded(value: str) -> str:
+    if len(value) <= MAX_HEADER_CHARS:
+        return value
+    cut = value.rfind(",", 0, MAX_HEADER_CHARS)
+    return value[:cut if cut > 0 else MAX_HEADER_CHARS]
+
+
+_POLICY = _BoundedPolicy()
+
+
 def parse_mail(raw: bytes) -> ParsedMail:
-    """Parse one RFC 5322 message into evidence. Never raises: problems end up in ``malformed``."""
+    """Parse one RFC 5322 message into evidence. Never raises: problems end up in ``malformed``.
+    The work is bounded whatever the message holds (header lengths, part count, nesting depth)."""
     if b"\x00" in raw:
         return ParsedMail(malformed="message contains NUL bytes")
-    msg = BytesParser(policy=policy.default).parsebytes(raw)
-    assert isinstance(msg, EmailMessage)
-    if not msg.keys():
-        return ParsedMail(malformed="message has no header fields")
     defects: list[str] = []
     fatal: str | None = None
     try:
-        parts = list(msg.walk())
+        too_many_parts = raw.count(b"\n--") > MAX_PARTS
+        msg = BytesParser(policy=_POLICY).parsebytes(raw, headersonly=too_many_parts)
+        assert isinstance(msg, EmailMessage)
+        if not msg.keys():
+            return ParsedMail(malformed="message has no header fields")
+        if too_many_parts:
+            defects.append("TooManyParts")
+        parts = list(itertools.islice(msg.walk(), MAX_PARTS)) if not too_many_parts else [msg]
         for part in parts:
             for d in part.defects:
                 defects.append(type(d).__name__)
@@ -125,15 +157,16 @@ def parse_mail(raw: bytes) -> ParsedMail:
         from_addr = parseaddr(str(msg.get("from", "") or ""))[1] or None
         message_id = str(msg.get("message-id", "") or "").strip() or None
         date = str(msg.get("date", "") or "") or None
-        recipients = tuple(
-            a.lower() for _, a in getaddresses([str(v) for k in ("to", "cc") for v in msg.get_all(k, [])]) if "@" in a
-        )
-        received = msg.get_all("received", [])
+        fields = [_bounded(str(v)) for k, v in itertools.islice(
+            ((k, v) for k, v in msg.raw_items() if k.lower() in ("to", "cc")), MAX_RECIPIENT_FIELDS)]
+        recipients = tuple(a.lower() for _, a in getaddresses(fields) if "@" in a)
+        received_count = sum(1 for k in msg if k.lower() == "received")
+        received_top = msg.get("received")
         urls: list[str] = extract_urls(subject)
         attachments: list[Attachment] = []
         preview = ""
         for part in parts:
-            if part.is_multipart():
+            if part.is_multipart() or (too_many_parts and part is msg):
                 continue
             ctype = part.get_content_type()
             if part.get_content_maintype() == "text" and not part.is_attachment():
@@ -147,12 +180,14 @@ def parse_mail(raw: bytes) -> ParsedMail:
                 payload = part.get_payload(decode=True)
                 data = payload if isinstance(payload, bytes) else b""
                 attachments.append(Attachment(part.get_filename(), ctype, len(data), hashlib.sha256(data).hexdigest()))
+    except RecursionError:  # the parsers recurse once per level of MIME / message/rfc822 nesting
+        return ParsedMail(malformed="MIME nesting is too deep", defects=tuple(defects[:20]))
     except (ValueError, TypeError, IndexError, LookupError, email.errors.MessageError) as exc:
-        return ParsedMail(malformed=f"unparseable header or part ({type(exc).__name__})", defects=tuple(defects))
+        return ParsedMail(malformed=f"unparseable header or part ({type(exc).__name__})", defects=tuple(defects[:20]))
     return ParsedMail(
         message_id=message_id, subject=subject[:998], from_addr=from_addr, date=date, urls=tuple(urls[:MAX_URLS]),
-        attachments=tuple(attachments), received_top=" ".join(str(received[0]).split())[:998] if received else None,
-        received_count=len(received), recipients=recipients, preview=preview, defects=tuple(defects[:20]),
+        attachments=tuple(attachments), received_top=" ".join(str(received_top).split())[:998] if received_top else None,
+        received_count=received_count, recipients=recipients, preview=preview, defects=tuple(defects[:20]),
         malformed=fatal,
     )
 

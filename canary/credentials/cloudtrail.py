@@ -69,8 +69,8 @@ def records_from_document(doc: Any) -> list[Mapping[str, Any]]:
     for ev in events:
         if not isinstance(ev, Mapping) or "detail-type" not in ev:
             raise CloudTrailFormatError("expected a CloudTrail log file or EventBridge events")
-        if ev["detail-type"] not in CLOUDTRAIL_DETAIL_TYPES:
-            continue  # other EventBridge events are not CloudTrail records
+        if not isinstance(ev["detail-type"], str) or ev["detail-type"] not in CLOUDTRAIL_DETAIL_TYPES:
+            continue  # other EventBridge events are not CloudTrail records (a list or object here was a TypeError: 500)
         detail = ev.get("detail")
         if not isinstance(detail, Mapping):
             raise CloudTrailFormatError("EventBridge CloudTrail event without a detail object")
@@ -82,14 +82,23 @@ def _text(value: Any) -> str | None:
     return str(value)[:_MAX_FIELD] if value not in (None, "") else None
 
 
+#: eventTime before CloudTrail existed, or over a day ahead of ours, is not believed (the event is
+#: observed now): a time near datetime's limits overflowed the pipeline's grouping window, which
+#: answered the webhook 503 forever and stopped the directory scan at that file.
+EARLIEST_EVENT_TIME = dt.datetime(2006, 1, 1, tzinfo=dt.timezone.utc)
+
+
 def parse_event_time(value: Any) -> dt.datetime:
+    now = dt.datetime.now(dt.timezone.utc)
     if isinstance(value, str) and value:
         try:
             parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
-        except ValueError:
-            pass
-    return dt.datetime.now(dt.timezone.utc)
+            parsed = parsed.astimezone(dt.timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+        except (ValueError, OverflowError):
+            return now
+        if EARLIEST_EVENT_TIME <= parsed <= now + dt.timedelta(days=1):
+            return parsed
+    return now
 
 
 class CloudTrailProcessor:
@@ -230,7 +239,7 @@ class CloudTrailDirectorySource:
             try:
                 doc = await asyncio.to_thread(read_log_file, Path(path))
                 records = records_from_document(doc)
-            except (OSError, EOFError, zlib.error, ValueError) as exc:  # JSON, gzip and format errors
+            except (OSError, EOFError, zlib.error, ValueError, RecursionError) as exc:  # JSON (deep nesting too), gzip, format
                 if time.time() - mtime < self.settle:
                     continue  # may still be being written; try again on the next scan
                 await self.runtime.reject(self.name, "malformed_cloudtrail_file", f"{path}: {type(exc).__name__}: {exc}"[:400])
@@ -281,10 +290,14 @@ class CloudTrailWebhook:
         if not hmac.compare_digest(presented, self._key):
             await rt.reject(EVENT_SOURCE, "bad_api_key", f"peer={request.remote}")
             return web.json_response({"error": "unauthorized"}, status=401)
-        raw = await request.read()
+        try:
+            raw = await request.read()
+        except web.RequestPayloadError as exc:  # a body not in its Content-Encoding (was a 500)
+            await rt.reject(EVENT_SOURCE, "malformed_eventbridge_event", f"unreadable body: {str(exc).strip()[:200]}")
+            return web.json_response({"error": "malformed body: cannot be decoded"}, status=400)
         try:
             records = records_from_document(json.loads(raw))
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: JSON nested too deep
             await rt.reject(EVENT_SOURCE, "malformed_eventbridge_event", f"{type(exc).__name__}: {exc} | {raw[:300]!r}")
             return web.json_response({"error": f"malformed body: {exc}"[:200]}, status=400)
         assert self.processor is not None

@@ -254,7 +254,7 @@ class PgLogProcessor:
             events.append(
                 DetectionEvent(
                     kind=d.kind, source=self.ctx.source, key=d.key, group=d.group, canary_id=canary_id,
-                    observed_at=d.observed_at, detected_at=now, actor=_clean(d.actor), origin=_clean(d.origin),
+                    observed_at=_observed(d.observed_at, now), detected_at=now, actor=_clean(d.actor), origin=_clean(d.origin),
                     evidence=_clean(d.evidence), severity=d.severity, drill=d.drill,
                 )
             )
@@ -291,3 +291,16 @@ def _dump(record: Mapping[str, Any]) -> str:
 def _sample(line: bytes | str, exc: BaseException) -> str:
     text = line.decode("utf-8", "replace") if isinstance(line, bytes) else str(line)
     return f"{type(exc).__name__}: {exc} | {text[:300]}"
+
+
+#: Claimed record times before this are not believed (nor are times over a day ahead of ours).
+EARLIEST_OBSERVED = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def _observed(at: dt.datetime, now: dt.datetime) -> dt.datetime:
+    """A record's own time, or ``now`` when it is implausible: a line stamped 0001-01-01 made the
+    pipeline's grouping window overflow and failed its whole batch (a tail retrying it forever)."""
+    try:
+        return at if EARLIEST_OBSERVED <= at <= now + dt.timedelta(days=1) else now
+    except (TypeError, OverflowError):  # naive, or not comparable within datetime's range
+        return now

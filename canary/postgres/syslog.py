@@ -86,7 +86,10 @@ def parse_syslog(data: bytes, *, now: dt.datetime | None = None) -> SyslogMessag
         ts_raw = m.group(3).decode("ascii", "replace")
         try:
             ts = dt.datetime.fromisoformat(ts_raw.replace("Z", "+00:00")) if ts_raw != "-" else (now or _utcnow())
-        except ValueError:
+            # in UTC now: a stamp whose UTC time is outside datetime's years (0001-01-01T00:00+01:00)
+            # is refused here, not when the record is built (that killed the worker, and with it syslog)
+            ts = ts.astimezone(dt.timezone.utc) if ts.tzinfo else ts.replace(tzinfo=dt.timezone.utc)
+        except (ValueError, OverflowError):
             raise SyslogFormatError(f"bad RFC 5424 timestamp {ts_raw[:40]!r}") from None
         msg = m.group(9) or b""
         if msg.startswith(b"\xef\xbb\xbf"):
@@ -388,7 +391,7 @@ class SyslogSource:
                     (msg.host, parse_long(LongLine(msg.msg.encode("utf-8", "surrogateescape"), long.tail, long.length)))]
             else:
                 done = self._assembler.feed(msg, now)
-        except (ValueError, RecursionError) as exc:
+        except (ValueError, OverflowError, RecursionError) as exc:
             await self.runtime.reject(self.name, "malformed_log_line", f"{type(exc).__name__}: {exc} | {msg.msg[:300]}")
             return
         for host, rec in done:
