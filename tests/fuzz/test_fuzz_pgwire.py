@@ -30,10 +30,10 @@ AUTH_TIMEOUT = 2.0
 
 @pytest.fixture(scope="module")
 def server(pg_server: PostgresServer) -> Iterator[FuzzServer]:
-    password = PgHoneypot("127.0.0.1", 0, auth_method="password", auth_timeout=AUTH_TIMEOUT)
+    password = PgHoneypot("127.0.0.1", 0, auth_method="password", auth_timeout=AUTH_TIMEOUT, startup_timeout=AUTH_TIMEOUT)
 
     def components(rt: Any) -> list[Any]:
-        return [PgHoneypot("127.0.0.1", 0, auth_timeout=AUTH_TIMEOUT)]
+        return [PgHoneypot("127.0.0.1", 0, auth_timeout=AUTH_TIMEOUT, startup_timeout=AUTH_TIMEOUT)]
 
     async def setup(s: FuzzServer) -> None:
         await password.start(s.runtime)
@@ -154,7 +154,7 @@ def test_fuzzed_pg_wire_is_answered_and_closed(server: FuzzServer, conversation:
 
 
 def test_slow_and_oversized_clients_are_cut_off(server: FuzzServer) -> None:
-    """A client that stops mid-packet is closed after auth_timeout; one that floods after a valid
+    """A client that stops mid-packet is closed after startup_timeout; one that floods after a valid
     startup is closed at its first invalid message (the buffer never holds the flood)."""
     hp: PgHoneypot = server.canaries["scram"]
     t0 = time.monotonic()
