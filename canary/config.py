@@ -159,6 +159,10 @@ class ListenerConfig(_Model):
     #: a log source behind its input that has not advanced for this long is stalled (HEALTH, /healthz 503)
     stall_after: float = 60.0
     watch_interval: float = 5.0
+    #: a request body (webhook, log ingest, CloudTrail) must arrive within this; a slower one is answered 408
+    #: (aiohttp has no body timeout: a client trickling a body, or a body that never decodes in its
+    #: Content-Encoding, would otherwise hold its handler until it hangs up)
+    body_timeout: float = 30.0
     #: reverse proxies whose forwarding header names the client (canary/proxies.py); empty: the TCP peer is the client
     trusted_proxies: tuple[str, ...] = ()
     proxy_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"  # the one header those proxies write
@@ -167,7 +171,7 @@ class ListenerConfig(_Model):
     health_token: Secret | None = None  # or who presents it (Authorization: Bearer ...)
 
     @field_validator("shutdown_grace", "jsonlog_poll", "reject_retention", "retention_interval", "stall_after",
-                     "watch_interval", mode="before")
+                     "watch_interval", "body_timeout", mode="before")
     @classmethod
     def _dur(cls, v: object) -> float:
         return parse_duration(v)

@@ -3,6 +3,7 @@ timestamp freshness, and counted refusals of requests that fail."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,20 +45,29 @@ class BodyTooLarge(Exception):
     """The request body exceeded the configured limit (answered 413)."""
 
 
-async def read_limited(request: web.Request, limit: int) -> bytes:
-    """The raw body, refusing more than ``limit`` bytes (independent of the app's client_max_size)."""
+class BodyTimeout(Exception):
+    """The request body did not arrive within ``listener.body_timeout`` (answered 408)."""
+
+
+async def read_limited(request: web.Request, limit: int, timeout: float) -> bytes:
+    """The raw body, refusing more than ``limit`` bytes (independent of the app's client_max_size) or
+    a body that has not arrived within ``timeout`` seconds (a trickled body, or one aiohttp waits on
+    forever because it does not decode in its Content-Encoding)."""
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge(f"declared body of {request.content_length} bytes exceeds {limit}")
     chunks: list[bytes] = []
     size = 0
     try:
-        async for chunk in request.content.iter_chunked(64 * 1024):
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge(f"body exceeds {limit} bytes")
-            chunks.append(chunk)
+        async with asyncio.timeout(timeout):
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge(f"body exceeds {limit} bytes")
+                chunks.append(chunk)
     except web.RequestPayloadError as exc:  # e.g. a Content-Encoding the body is not in (was a 500)
         raise ParseError("webhook", f"body cannot be read: {str(exc).strip()[:100]}") from None
+    except TimeoutError:
+        raise BodyTimeout(f"body not received within {timeout:g}s ({size} bytes read)") from None
     return b"".join(chunks)
 
 
@@ -102,14 +112,16 @@ def fresh(timestamp: str | float | None, max_age: float, now: float | None = Non
 
 
 #: Request errors that are answered (and counted) rather than raised.
-REFUSED = (BodyTooLarge, SignatureError, ParseError)
+REFUSED = (BodyTooLarge, BodyTimeout, SignatureError, ParseError)
 
 
 async def refusal(runtime: SourceContext, component: str, exc: Exception, signature_status: int = 403) -> web.Response:
-    """Answer one of :data:`REFUSED`: 413 too big, ``signature_status`` (or the error's own status)
-    for authentication failures by reason, 400 for malformed bodies."""
+    """Answer one of :data:`REFUSED`: 413 too big, 408 too slow, ``signature_status`` (or the error's
+    own status) for authentication failures by reason, 400 for malformed bodies."""
     if isinstance(exc, BodyTooLarge):
         return await refuse(runtime, component, 413, "too_big", str(exc))
+    if isinstance(exc, BodyTimeout):
+        return await refuse(runtime, component, 408, "body_timeout", str(exc))
     if isinstance(exc, SignatureError):
         status = exc.fields.get("status", signature_status)
         return await refuse(runtime, component, int(status) if isinstance(status, int) else signature_status,

@@ -118,7 +118,7 @@ class _MailWebhook(ABC):
     async def _handle(self, request: web.Request) -> web.Response:
         rt = self._rt
         try:
-            body = await read_limited(request, 2 * self.config.max_message_size)
+            body = await read_limited(request, 2 * self.config.max_message_size, rt.config.listener.body_timeout)
             delivery = await self.parse(request, body)
         except REFUSED as exc:
             return await refusal(rt, self.name, exc)

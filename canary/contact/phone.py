@@ -105,7 +105,7 @@ class _PhoneSource:
         return None
 
     async def _body(self, request: web.Request) -> bytes:
-        return await read_limited(request, MAX_BODY)
+        return await read_limited(request, MAX_BODY, self._rt.config.listener.body_timeout)
 
     async def _canary(self, number: str | None) -> Any:
         e164 = normalize_phone(number)

@@ -290,11 +290,16 @@ class CloudTrailWebhook:
         if not hmac.compare_digest(presented, self._key):
             await rt.reject(EVENT_SOURCE, "bad_api_key", f"peer={request.remote}")
             return web.json_response({"error": "unauthorized"}, status=401)
+        timeout = rt.config.listener.body_timeout
         try:
-            raw = await request.read()
+            async with asyncio.timeout(timeout):
+                raw = await request.read()
         except web.RequestPayloadError as exc:  # a body not in its Content-Encoding (was a 500)
             await rt.reject(EVENT_SOURCE, "malformed_eventbridge_event", f"unreadable body: {str(exc).strip()[:200]}")
             return web.json_response({"error": "malformed body: cannot be decoded"}, status=400)
+        except TimeoutError:  # trickled, or never decodable: aiohttp would wait until the client hangs up
+            await rt.reject(EVENT_SOURCE, "body_timeout", f"body not received within {timeout:g}s")
+            return web.json_response({"error": f"body not received within {timeout:g}s"}, status=408)
         try:
             records = records_from_document(json.loads(raw))
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: JSON nested too deep

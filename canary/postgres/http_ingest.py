@@ -6,7 +6,8 @@ records (``Content-Encoding: gzip`` accepted).
 The node must be known (a datastore's node name or ``[[coverage.nodes]]``); its datastore and name go
 into every event. The answer comes only after the events are committed: 200 with counts
 ``{"node", "lines", "events", "quarantined"}``, so a shipper retries on anything else (401 bad token,
-400 unknown node or nothing usable in the body, 413 too large, 503 store down).
+400 unknown node or nothing usable in the body, 408 body not received within ``listener.body_timeout``
+(the complete lines that did arrive are committed), 413 too large, 503 store down).
 
 Bad input is never a 5xx: a shipper retries a 5xx forever, and one poisoned line would block the
 node's log (and hide the reads shipped with it). A line that is not JSON is rejected; a record
@@ -18,6 +19,7 @@ unavailable (connection refused or lost, pool closed, timeout, shutting down), n
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -116,14 +118,21 @@ class HttpIngest:
         lines: list[bytes | LongLine] = []
         batch = Batch()
         total = 0
+        timeout = self.runtime.config.listener.body_timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         try:
             while True:
                 try:
-                    chunk = await request.content.read(READ_CHUNK)
+                    chunk = await asyncio.wait_for(request.content.read(READ_CHUNK), max(0.0, deadline - loop.time()))
                 except (ValueError, HttpProcessingError, web.RequestPayloadError) as exc:  # a line over aiohttp's limit, bad gzip
                     await self.runtime.reject(source, "bad_body", f"{type(exc).__name__}: {str(exc)[:200]}")
                     batch.unreadable = True
                     batch.quarantined += 1  # the rest of the body, whatever it held
+                    break
+                except TimeoutError:  # trickled, or never decodable: the lines complete so far are kept
+                    await self.runtime.reject(source, "body_timeout", f"body not received within {timeout:g}s ({total} bytes)")
+                    batch.timed_out = True
                     break
                 if not chunk:
                     lines += splitter.finish()
@@ -150,6 +159,9 @@ class HttpIngest:
             return web.json_response({"error": "control store unavailable; retry", "committed_events": batch.events},
                                      status=503, headers={"Retry-After": "5"})
         body = {"node": node, "lines": batch.lines, "events": batch.events, "quarantined": batch.quarantined}
+        if batch.timed_out:  # what arrived is committed; the shipper sends the batch again (duplicates are no events)
+            self._count(408)
+            return web.json_response({**body, "error": f"body not received within {timeout:g}s"}, status=408)
         if batch.usable == 0 and (batch.lines or batch.unreadable):
             self._count(400)  # nothing a retry could make usable: the shipper should drop it, not resend it
             return web.json_response({**body, "error": "body is not readable NDJSON jsonlog"}, status=400)
@@ -220,6 +232,7 @@ class Batch:
     events: int = 0
     quarantined: int = 0
     unreadable: bool = False  # the body stopped being readable (bad gzip, a line over aiohttp's limit)
+    timed_out: bool = False  # the body did not arrive within listener.body_timeout
 
 
 #: Exceptions that may mean the control store (or the listener) cannot take anything now.
