@@ -52,6 +52,22 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+#: the range event times are kept in (clamped): wide enough for any time a source believes, narrow
+#: enough that a window of days around it never overflows a datetime
+EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.timezone.utc)
+LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def plausible_time(when: dt.datetime) -> dt.datetime:
+    """``when`` with a time zone (UTC for a naive one), clamped to [EARLIEST, LATEST]."""
+    if when.tzinfo is None or when.utcoffset() is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    try:
+        return min(max(when, EARLIEST), LATEST)
+    except OverflowError:  # comparing an aware time whose UTC value is outside datetime's range
+        return EARLIEST if when.year < 1900 else LATEST
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class DetectionEvent:
     """One detection: what happened to which canary, who did it, from where, when, and the evidence.
@@ -84,6 +100,9 @@ class DetectionEvent:
             object.__setattr__(self, "drill", storable_text(self.drill))
         for name in ("actor", "origin", "evidence"):
             object.__setattr__(self, name, storable(getattr(self, name)))
+        # a time an input claimed is kept, but inside the range where the pipeline's windows (and
+        # PostgreSQL) can count around it: year 1 or 9999 would overflow a window and fail the batch
+        object.__setattr__(self, "observed_at", plausible_time(self.observed_at))
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -11,7 +11,7 @@ from testkit import MakeConfig
 
 from canary.drilltags import register_markers, register_run
 from canary.errors import EventRefused, IncidentError
-from canary.events import DetectionEvent, EventKind, event_key
+from canary.events import EARLIEST, DetectionEvent, EventKind, event_key
 from canary.incidents import change_status
 from canary.pipeline import Pipeline
 from canary.store import ControlStore
@@ -161,6 +161,22 @@ async def test_an_event_the_store_refuses_fails_alone(store: ControlStore, make_
     assert "54000" in str(refused.value) or "ProgramLimitExceeded" in str(refused.value)
     assert await store.pool.fetchval("SELECT count(*) FROM events") == 6
     assert p.stats.refused == 1
+
+
+async def test_an_event_dated_at_the_start_of_time_commits_with_its_batch(store: ControlStore, make_config: MakeConfig) -> None:
+    """An event whose time an input claimed as the earliest datetime there is (year 1) commits with the
+    others of its batch, its time kept at the earliest the pipeline can window (1900), not an
+    OverflowError failing them all."""
+    cfg = make_config(sinks=[{"name": "out", "type": "stdout"}])
+    p = Pipeline(store.pool, cfg)
+    p.start()
+    ancient = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    old = DetectionEvent(kind=EventKind.READ, source="test", key=event_key("t", "ancient"), group="ancient", canary_id=None,
+                         observed_at=ancient, actor={}, origin={})
+    await asyncio.wait_for(p.submit_many([_ev(1), old, _ev(2)]), 60)
+    await p.stop()
+    assert await store.pool.fetchval("SELECT count(*) FROM events") == 3
+    assert await store.pool.fetchval("SELECT observed_at FROM events WHERE key = $1", old.key) == EARLIEST
 
 
 def test_event_facts_are_made_storable() -> None:
