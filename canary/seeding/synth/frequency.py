@@ -343,7 +343,7 @@ class FrequencyMatch:
                 choice = self._closest(rng, want)
         else:
             best: tuple[int, float] | None = None
-            sample = list(among) if len(among) <= tries else rng.sample(list(among), tries)
+            sample = among if len(among) <= tries else rng.sample(among, tries)
             n_keys = len(self.keys)
             for cand in sample:
                 vals, traits = self._derived(cand)

@@ -393,7 +393,7 @@ class Synthesizer:
             matched = None
             if self._match_places is not None:
                 among = self._places_in(*want) if want is not None else None
-                matched = self._match_places.draw(self.rng, among=among or None)
+                matched = self._match_places.draw(self.rng, among=among or None, tries=RELATION_TRIES)
             if matched is None and places is not None:
                 for _ in range(RELATION_TRIES if want is not None else 1):
                     matched = places.compose(self.rng)
