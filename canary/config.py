@@ -357,7 +357,15 @@ class HttpHoneypotConfig(_Model):
                                     "/v1/me", "/v2/me", "/api/auth.test", "/oauth/introspect", "/oauth/tokeninfo",
                                     "/introspect", "/tokeninfo", "/api/v1/auth/verify", "/v1/auth/verify")
 
-    @field_validator("min_response_time", "idle_timeout", "pressure_quiet", mode="before")
+    #: requests presenting a credential one peer may make per probe_window; beyond it each answer waits
+    #: tarpit_step more (at most tarpit_max) and the flood is reported once per window
+    probe_limit: int = Field(default=30, ge=1, le=100_000)
+    probe_window: float = Field(default=60.0, ge=1.0, le=86_400.0)
+    tarpit_step: float = Field(default=0.25, ge=0.0, le=30.0)
+    tarpit_max: float = Field(default=5.0, ge=0.0, le=30.0)
+
+    @field_validator("min_response_time", "idle_timeout", "pressure_quiet", "probe_window", "tarpit_step", "tarpit_max",
+                     mode="before")
     @classmethod
     def _dur(cls, v: object) -> float:
         return parse_duration(v)

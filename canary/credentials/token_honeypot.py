@@ -47,6 +47,7 @@ from canary.credentials.recognise import (
 from canary.events import DetectionEvent, EventKind, Severity, event_key
 from canary.plugins import SourceType
 from canary.proxies import peer_key
+from canary.tarpit import Pace, Tarpit
 from canary.store.registry import ValueKind, recognise
 from canary.typing import SourceContext
 
@@ -57,6 +58,7 @@ HANDLED = web.RequestKey("canary_honeypot_handled", bool)
 _SIGV4 = re.compile(r"Credential=([A-Z0-9]{16,128})/", re.I)
 _MAX_HEADER_EVIDENCE = 512
 _DROP_HEADERS = {"authorization", "cookie", "proxy-authorization"}
+TARPIT_PEERS = 10_000  # peers whose allowance is remembered (the least recent forgotten first)
 
 
 def extract_credentials(
@@ -190,6 +192,8 @@ class TokenHoneypot:
         self._api_headers = tuple(options.api_key_headers)
         self._drop = _DROP_HEADERS | {h.lower() for h in options.api_key_headers}
         self._probe_paths = frozenset(options.probe_paths)
+        self.tarpit = Tarpit(options.probe_limit, options.probe_window, options.tarpit_step, options.tarpit_max,
+                             TARPIT_PEERS, kinds=("credential",))
 
     def routes(self) -> list[web.RouteDef]:
         return []
@@ -271,10 +275,17 @@ class TokenHoneypot:
         if not known:
             headers.pop("WWW-Authenticate", None)
         self.runtime.metrics.requests.labels(component=EVENT_SOURCE, code=str(status)).inc()
+        # a peer presenting credentials beyond its allowance waits longer, whatever they are (a tarpit,
+        # the same for canaries and other values), and its flood is reported once per window
+        pace = self.tarpit.count(request.remote, "credential") if creds else None
+        if pace is not None and pace.crossed:
+            self.reporter.spawn(lambda: self._flood(pace, request.remote or ""))
         wait = self.options.min_response_time - (loop.time() - started)
         try:
             if wait > 0:
                 await asyncio.sleep(wait)
+            if pace is not None:
+                await self.tarpit.wait(pace)
         finally:  # even if the wait is cancelled (a client that leaves, a shutdown): nothing is lost
             if snapshot is not None:
                 # The lookup starts only now, as the answer is written: run during the floor, its database
@@ -282,6 +293,17 @@ class TokenHoneypot:
                 # measurably sooner (about 0.3 ms in 11) than other tokens.
                 self.reporter.spawn(lambda: self._events_for(creds, snapshot))
         return web.Response(status=status, text=body, content_type=self.options.content_type, headers=headers)
+
+    async def _flood(self, pace: Pace, remote: str) -> list[DetectionEvent]:
+        """The report that a peer presented more credentials than its allowance in one window (counts
+        only; whether any was a canary is for the events of each request), in the peer's probe incident."""
+        return [DetectionEvent(
+            kind=EventKind.USED, source=EVENT_SOURCE, key=event_key("token-honeypot-flood", pace.peer, pace.window_start.isoformat()),
+            group=f"token-honeypot-probe:{pace.peer}", canary_id=None, observed_at=dt.datetime.now(dt.timezone.utc),
+            severity=Severity.WARNING, origin={"client_addr": remote},
+            evidence={"signal": "probe_flood", "peer": pace.peer, "counts": pace.counts, "limit": self.tarpit.limit,
+                      "window": self.tarpit.window},
+        )]
 
     def _snapshot(self, request: web.Request, request_id: str, observed: dt.datetime) -> dict[str, Any]:
         headers = {

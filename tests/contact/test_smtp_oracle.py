@@ -25,10 +25,11 @@ from contact_support import (
 )
 from testkit import MakeConfig
 
-from canary.contact.smtp import RCPT_OK, VRFY_REPLY, SmtpSource, Tarpit
+from canary.contact.smtp import RCPT_OK, VRFY_REPLY, SmtpSource
 from canary.crypto import Keyring
 from canary.errors import ConfigError
 from canary.proxies import peer_key
+from canary.tarpit import Tarpit
 
 SENDER = "probe@phish.test"
 NOBODY = f"nobody@{MAIL_DOMAIN}"
@@ -262,7 +263,7 @@ def test_tarpit_state_is_bounded_and_windowed() -> None:
     IPv6 /64 is one peer; the next window starts from the last one's excess (still slowed, reported
     again at once), a window after a quiet one starts clean."""
     now = [0.0]
-    pit = Tarpit(limit=3, window=60.0, step=0.1, max_delay=1.0, peers=16, clock=lambda: now[0])
+    pit = Tarpit(limit=3, window=60.0, step=0.1, max_delay=1.0, peers=16, kinds=("rcpt", "vrfy", "expn"), clock=lambda: now[0])
     for i in range(5000):
         pit.count(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", "rcpt")
     assert len(pit) == 16

@@ -25,7 +25,7 @@ from canary.store import ControlStore
 
 
 async def _honeypot(rt: Runtime, **kw: object) -> TokenHoneypot:
-    hp = TokenHoneypot(HttpHoneypotConfig(enabled=True, port=0, **{"min_response_time": 0.01, **kw}))  # type: ignore[arg-type]
+    hp = TokenHoneypot(HttpHoneypotConfig(enabled=True, port=0, **{"min_response_time": 0.01, "probe_limit": 100_000, **kw}))  # type: ignore[arg-type]
     await hp.start(rt)
     return hp
 
@@ -169,7 +169,7 @@ async def test_listener_starts_enabled_honeypots(make_config: MakeConfig, store:
     include both honeypots; disabled (the default), neither."""
     from canary.listener import default_components
 
-    rt = await open_runtime(make_config(honeypot={"http": {"enabled": True, "port": 0},
+    rt = await open_runtime(make_config(honeypot={"http": {"enabled": True, "port": 0, "probe_limit": 100_000},
                                                   "postgres": {"enabled": True, "port": 0}}), keyring=keyring, store=store)
     names = [c.name.split(":")[0] for c in default_components(rt)]
     assert {"token_honeypot", "pg_honeypot"} <= set(names)

@@ -83,8 +83,8 @@ async def test_pg_answers_are_identical_for_canary_and_other_users(runtime: Runt
     assert same, (m_canary, m_other)
 
 
-async def _http(port: int, path: str, token: str) -> tuple[bytes, float]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def _http(port: int, path: str, token: str, source: str | None = None) -> tuple[bytes, float]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0) if source else None)
     started = time.perf_counter()
     writer.write(f"GET {path} HTTP/1.1\r\nHost: api.internal\r\nAuthorization: Bearer {token}\r\n"
                  "User-Agent: curl/8.5.0\r\nConnection: close\r\n\r\n".encode())
@@ -110,7 +110,7 @@ async def test_http_answers_are_identical_for_canary_and_other_tokens(runtime: R
     request id (status, every header, body), and the same median answer time."""
     tok = CredentialFactory(runtime.keyring).github_token()
     await register(runtime, tok)
-    hp = TokenHoneypot(HttpHoneypotConfig(enabled=True, port=0, min_response_time=0.01))
+    hp = TokenHoneypot(HttpHoneypotConfig(enabled=True, port=0, probe_limit=100_000, min_response_time=0.01))
     await hp.start(runtime)
     answers: dict[str, set[bytes]] = {"canary": set(), "other": set()}
     times: dict[str, list[float]] = {"canary": [], "other": []}
@@ -180,7 +180,7 @@ async def test_token_shown_to_a_check_only_endpoint_is_a_probe(runtime: Runtime)
     at ERROR, one incident per peer; the same token on an API path is a CRITICAL USED of its own."""
     tok = CredentialFactory(runtime.keyring).github_token()
     [cid] = await register(runtime, tok)
-    hp = TokenHoneypot(HttpHoneypotConfig(enabled=True, port=0, min_response_time=0.01))
+    hp = TokenHoneypot(HttpHoneypotConfig(enabled=True, port=0, probe_limit=100_000, min_response_time=0.01))
     await hp.start(runtime)
     for path in ("/api/v1/me", "/api/v1/me/", "/v1/auth/verify", "/api/v1/me"):
         answer, _ = await _http(hp.port, path, tok.secret)
@@ -202,7 +202,7 @@ async def test_token_event_survives_a_client_that_leaves_before_the_answer(runti
     stopping (the lookup starts when the answer is due or abandoned, whatever happened)."""
     tok = CredentialFactory(runtime.keyring).github_token()
     [cid] = await register(runtime, tok)
-    hp = TokenHoneypot(HttpHoneypotConfig(enabled=True, port=0, min_response_time=1.0))
+    hp = TokenHoneypot(HttpHoneypotConfig(enabled=True, port=0, probe_limit=100_000, min_response_time=1.0))
     await hp.start(runtime)
     request = f"GET /api/v1/repos HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok.secret}\r\n\r\n".encode()
     writers = []
@@ -218,3 +218,30 @@ async def test_token_event_survives_a_client_that_leaves_before_the_answer(runti
     writers[1].close()
     events = await _events(runtime)
     assert len(events) == 2 and {(e["canary_id"], e["severity"]) for e in events} == {(cid, "critical")}
+
+
+async def test_a_peer_walking_a_list_of_tokens_is_tarpitted_and_reported_once(runtime: Runtime) -> None:
+    """Beyond probe_limit credentials per window one peer's answers wait tarpit_step longer each (at
+    most tarpit_max), canary or not, while another peer is answered at once; the flood is one warning
+    USED event (counts only, no canary) in the peer's probe incident, and the canary token presented
+    during the flood still raises its own event."""
+    factory = CredentialFactory(runtime.keyring)
+    tok = factory.github_token()
+    [cid] = await register(runtime, tok)
+    hp = TokenHoneypot(HttpHoneypotConfig(enabled=True, port=0, min_response_time=0.01, probe_limit=4, tarpit_step=0.2,
+                                          tarpit_max=0.6))
+    await hp.start(runtime)
+    took = []
+    for i in range(9):
+        _, t = await _http(hp.port, "/api/v1/orders", tok.secret if i == 7 else factory.github_token().secret)
+        took.append(t)
+    _, other = await _http(hp.port, "/api/v1/orders", factory.github_token().secret, source="127.0.0.2")
+    await hp.stop()
+    assert max(took[:4]) < 0.15 and other < 0.15, (took, other)
+    assert all(want <= t < want + 0.15 for t, want in zip(took[4:], (0.2, 0.4, 0.6, 0.6, 0.6), strict=True)), took
+    events = await _events(runtime)
+    [flood] = [e for e in events if e["evidence"]["signal"] == "probe_flood"]
+    assert (flood["kind"], flood["severity"], flood["canary_id"], flood["group_key"]) == (
+        "used", "warning", None, "token-honeypot-probe:127.0.0.1")
+    assert flood["evidence"]["counts"] == {"credential": 5} and flood["evidence"]["limit"] == 4
+    assert [e["canary_id"] for e in events if e["evidence"]["signal"] == "used"] == [cid]

@@ -162,7 +162,7 @@ async def test_token_honeypot_sheds_per_peer_and_still_alerts(runtime: Runtime) 
     raises its USED event, and one HEALTH event reports the shedding."""
     tok = CredentialFactory(runtime.keyring).github_token()
     [cid] = await register(runtime, tok)
-    hp = TokenHoneypot(HttpHoneypotConfig(enabled=True, port=0, min_response_time=0.01, idle_timeout=60,
+    hp = TokenHoneypot(HttpHoneypotConfig(enabled=True, port=0, probe_limit=100_000, min_response_time=0.01, idle_timeout=60,
                                           max_connections_per_peer=4))
     await hp.start(runtime)
     conns, closed = await _hold(hp.port, ["127.0.0.1"] * 20)
@@ -184,7 +184,7 @@ async def test_token_honeypot_sheds_per_peer_and_still_alerts(runtime: Runtime) 
 async def test_token_honeypot_refuses_only_while_every_connection_is_answered(runtime: Runtime) -> None:
     """With one slot held by a request waiting out its response floor, a new connection is refused
     (reset) and counted; the HEALTH event reports one refusal; the held request is answered."""
-    hp = TokenHoneypot(HttpHoneypotConfig(enabled=True, port=0, min_response_time=0.6, max_connections=1))
+    hp = TokenHoneypot(HttpHoneypotConfig(enabled=True, port=0, probe_limit=100_000, min_response_time=0.6, max_connections=1))
     await hp.start(runtime)
     held_r, held_w = await asyncio.open_connection("127.0.0.1", hp.port)
     held_w.write(b"GET /api/v1/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

@@ -24,7 +24,7 @@ from canary.credentials.values import CredentialFactory
 from canary.store.embedded import PostgresServer
 
 GENUINE_EVERY = 40
-OPTIONS = HttpHoneypotConfig(enabled=True, port=0, min_response_time=0.005, idle_timeout=3.0)
+OPTIONS = HttpHoneypotConfig(enabled=True, port=0, min_response_time=0.005, idle_timeout=3.0, probe_limit=100_000)
 
 
 @pytest.fixture(scope="module")
