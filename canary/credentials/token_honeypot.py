@@ -47,8 +47,8 @@ from canary.credentials.recognise import (
 from canary.events import DetectionEvent, EventKind, Severity, event_key
 from canary.plugins import SourceType
 from canary.proxies import peer_key
-from canary.tarpit import Pace, Tarpit
 from canary.store.registry import ValueKind, recognise
+from canary.tarpit import Pace, Tarpit
 from canary.typing import SourceContext
 
 log = structlog.get_logger("canary.sources.token_honeypot")
