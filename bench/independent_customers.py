@@ -729,13 +729,13 @@ class IndependentUS:
                 postal = None
             if is_legacy:
                 u = r.random()
-                later = import_at + dt.timedelta(seconds=r.lognormvariate(16.0, 1.6))
+                later = import_at + dt.timedelta(seconds=min(r.lognormvariate(16.0, 1.6), 3e9))
                 updated = import_at if u < 0.62 or (u >= 0.75 and later > now) else backfill if u < 0.75 else later
                 full = p.full.upper() if r.random() < 0.18 else p.full
                 rows.append((pk, full, email, phone, address, postal, created, updated))
             else:
                 u = r.random()
-                later = created + dt.timedelta(seconds=r.lognormvariate(14.5, 2.2))
+                later = created + dt.timedelta(seconds=min(r.lognormvariate(14.5, 2.2), 3e9))  # beyond ~95 years: never
                 if u < 0.45 and later <= now:  # (an update not made yet leaves the row as inserted)
                     updated = later
                 elif u < 0.55 and created < backfill:
