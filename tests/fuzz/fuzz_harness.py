@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import shutil
 import socket
 import tempfile
@@ -252,7 +253,8 @@ def parse_answer(raw: bytes) -> HttpAnswer:
     head, _, body = raw.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     parts = lines[0].split(b" ", 2)
-    assert len(parts) >= 2 and parts[0].startswith(b"HTTP/1."), f"not an HTTP answer: {raw[:200]!r}"
+    # aiohttp answers in the version the request line claims (``GET / HTTP/2.0`` -> ``HTTP/2.0 401``)
+    assert len(parts) >= 2 and re.fullmatch(rb"HTTP/[0-9]\.[0-9]", parts[0]), f"not an HTTP answer: {raw[:200]!r}"
     headers = {}
     for line in lines[1:]:
         k, _, v = line.partition(b":")
