@@ -3,6 +3,7 @@ port, a static DNS resolver (no DNS here) and DKIM keys published through it."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from testkit import MakeConfig
 
+from canary.contact.smtp import SmtpSource
 from canary.crypto import Keyring
 from canary.listener import Listener
 from canary.runtime import Runtime, open_runtime
@@ -134,3 +136,12 @@ def contact_fixture(contact: Mapping[str, Any], **sections: Any) -> Any:
             await close_contact_env(e)
 
     return env
+
+
+async def smtp_settled(smtp: SmtpSource) -> None:
+    """Wait until the MX has seen every connection close and committed what they handed over."""
+    for _ in range(500):
+        if not smtp.connections:
+            break
+        await asyncio.sleep(0.01)
+    await smtp.settled()

@@ -12,12 +12,13 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 import asyncpg
+from aiohttp import web
 
 from canary.config import Config
 from canary.crypto import Keyring
 from canary.postgres.read import line_key, line_mac
 from canary.runtime import Runtime
-from canary.store.embedded import PostgresServer
+from canary.store.embedded import PostgresServer, free_port
 from canary.store.registry import NewCanary, location_key
 
 STDOUT_SINK = {"name": "out", "type": "stdout"}
@@ -88,6 +89,38 @@ def signed(record: dict[str, Any], keyring: Keyring = TEST_KEYRING) -> dict[str,
     """A hand-written CY001 jsonlog record with the MAC the genuine touch function would add."""
     detail = str(record["detail"])
     record["hint"] = line_mac(line_key(keyring, str(json.loads(detail)["ds"])), detail)
+    return record
+
+
+@asynccontextmanager
+async def serving(runtime: Runtime, components: Sequence[Any]) -> AsyncIterator[int]:
+    """The routes of ``components`` (started on ``runtime``) in one aiohttp app on a free loopback
+    port, yielded; the app is cleaned up afterwards."""
+    app = web.Application()
+    for comp in components:
+        await comp.start(runtime)
+        app.router.add_routes(comp.routes())
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield port
+    finally:
+        await runner.cleanup()
+
+
+def read_record(pk: int | str, pid: int, *, query: str = "select 1", keyring: Keyring = TEST_KEYRING,
+                fields: dict[str, object] | None = None) -> dict[str, Any]:
+    """A signed CY001 jsonlog record: mallory read canary row ``pk`` of public.customers on shop from
+    10.1.2.3 in backend ``pid`` (its detail's time unique per pid); ``fields`` replace the record's own
+    after signing."""
+    detail = {"v": 1, "ds": "shop", "t": "public.customers", "k": str(pk), "u": "mallory", "q": query,
+              "ts": f"2026-11-23T15:24:13.{pid:06d}+00:00", "a": "10.1.2.3", "p": pid}
+    record = signed({"timestamp": "2026-11-23 15:24:13.620 UTC", "user": "mallory", "dbname": "shop", "pid": pid,
+                     "remote_host": "10.1.2.3", "session_id": f"6b045a9d.{pid:x}", "error_severity": "LOG",
+                     "state_code": "CY001", "message": "row access audit", "detail": json.dumps(detail)}, keyring)
+    record.update(fields or {})
     return record
 
 

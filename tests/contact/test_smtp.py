@@ -23,6 +23,7 @@ from contact_support import (
     dkim_keys,
     metric,
     open_contact_env,
+    smtp_settled,
 )
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -56,15 +57,6 @@ def _message(to: str = CANARY_EMAIL, sender: str = SENDER, subject: str = "Your 
     if attachment is not None:
         msg.add_attachment(attachment, maintype="application", subtype="pdf", filename="invoice.pdf")
     return msg
-
-
-async def _settled(smtp: SmtpSource) -> None:
-    """Wait until the server has seen every connection close and committed what they handed over."""
-    for _ in range(500):
-        if not smtp.connections:
-            break
-        await asyncio.sleep(0.01)
-    await smtp.settled()
 
 
 async def _serve(env: ContactEnv, resolver: StaticResolver) -> SmtpSource:
@@ -141,7 +133,7 @@ async def test_non_canary_recipients_are_accepted_and_discarded(env: ContactEnv)
     errors, _ = await aiosmtplib.send(_message().as_bytes(), sender=SENDER, recipients=[CANARY_EMAIL, f"x@{MAIL_DOMAIN}"],
                                       hostname="127.0.0.1", port=smtp.port, timeout=10)
     assert errors == {}
-    await _settled(smtp)
+    await smtp_settled(smtp)
     assert [(e["canary_id"], e["severity"]) for e in await env.events()] == [(env.canary_id, "critical")]
     text = await env.metrics()
     assert metric(text, "canary_rejects_total", source="smtp", reason="relay_denied") == 1
@@ -320,7 +312,7 @@ async def test_flood_of_1000_messages(env: ContactEnv) -> None:
     await asyncio.gather(*(worker(plan[i::20]) for i in range(20)))
     assert got == expected and expected["550"] == 0
     genuine = expected["250"] - discarded + expected["554"]
-    await _settled(smtp)
+    await smtp_settled(smtp)
     assert await env.runtime.pool.fetchval("SELECT count(*) FROM events WHERE source = 'smtp'") == genuine
     text = await env.metrics()
     assert metric(text, "canary_events_total", source="smtp", kind="contacted") == genuine
@@ -343,7 +335,7 @@ async def test_oversized_data_without_size_parameter_gets_552(env: ContactEnv) -
                                                big + b".\r\n", b"NOOP\r\n", b"QUIT\r\n"])
     assert [r[:3] for r in replies] == [b"250", b"250", b"250", b"354", b"552", b"250", b"221"]
     writer.close()
-    await _settled(smtp)
+    await smtp_settled(smtp)
     [ev] = await env.events()
     assert (ev["canary_id"], ev["severity"], ev["evidence"]["probe"]) == (env.canary_id, "warning", "rcpt")
     assert metric(await env.metrics(), "canary_rejects_total", source="smtp", reason="message_too_big") == 1

@@ -22,6 +22,7 @@ from contact_support import (
     close_contact_env,
     contact_fixture,
     open_contact_env,
+    smtp_settled,
 )
 from testkit import MakeConfig
 
@@ -83,15 +84,6 @@ async def _serve(e: ContactEnv) -> SmtpSource:
     return smtp
 
 
-async def _settled(smtp: SmtpSource) -> None:
-    """Wait until the server has seen every connection close and committed what they handed over."""
-    for _ in range(500):
-        if not smtp.connections:
-            break
-        await asyncio.sleep(0.01)
-    await smtp.settled()
-
-
 async def _session(smtp: SmtpSource, source: str = "127.0.0.1", helo: str = "probe.test") -> Dialogue:
     d = await Dialogue.open(smtp.port or 0, source)
     assert (await d.say(f"EHLO {helo}")).startswith(b"250")
@@ -121,7 +113,7 @@ async def test_rcpt_reply_and_timing_do_not_tell_canaries_apart(env: ContactEnv)
     print(f"RCPT median canary {med_c * 1e3:.3f} ms, other {med_o * 1e3:.3f} ms")
     assert abs(med_c - med_o) < max(0.0005, 0.25 * max(med_c, med_o))
     await d.close()
-    await _settled(smtp)
+    await smtp_settled(smtp)
 
     async with env.runtime.pool.acquire() as conn, conn.transaction():
         await conn.execute("LOCK TABLE canary_values IN ACCESS EXCLUSIVE MODE")
@@ -132,7 +124,7 @@ async def test_rcpt_reply_and_timing_do_not_tell_canaries_apart(env: ContactEnv)
         await d.close()
         await asyncio.sleep(0.2)
         assert smtp._tasks, "the probe lookup waits for the lock, behind the replies"
-    await _settled(smtp)
+    await smtp_settled(smtp)
     probes = await env.runtime.pool.fetch(
         "SELECT canary_id, severity, evidence FROM events WHERE evidence->>'probe' = 'rcpt' ORDER BY id")
     assert {r["canary_id"] for r in probes} == {env.canary_id, env.other_id}
@@ -153,7 +145,7 @@ async def test_rcpt_without_data_is_one_warning_incident_per_peer(env: ContactEn
     assert (await d.say("RSET")).startswith(b"250")
     assert (await d.say("NOOP")).startswith(b"250")
     await d.close()
-    await _settled(smtp)
+    await smtp_settled(smtp)
 
     events = await env.events()
     assert sorted(e["canary_id"] for e in events) == sorted([env.canary_id, env.other_id, env.other_id])
@@ -182,7 +174,7 @@ async def test_vrfy_and_expn_answer_alike_and_a_canary_named_is_a_probe(env: Con
     assert (await d.say("EXPN <"))[:3] == b"502"
     assert (await d.say(f"VRFY <{CANARY_EMAIL}>")) == VRFY_REPLY.encode() + b"\r\n"
     await d.close()
-    await _settled(smtp)
+    await smtp_settled(smtp)
     got = sorted((e["evidence"]["probe"], e["canary_id"]) for e in await env.events())
     assert got == sorted([("vrfy", env.canary_id), ("vrfy", env.other_id), ("expn", env.canary_id),
                           ("expn", env.other_id)])
@@ -234,7 +226,7 @@ async def test_flood_is_tarpitted_and_reported_once_other_peers_unaffected(tarpi
     assert max(b_times) < 0.15
     await a.close()
     await b.close()
-    await _settled(smtp)
+    await smtp_settled(smtp)
 
     floods = await e.runtime.pool.fetch("SELECT * FROM events WHERE evidence->>'probe' = 'rcpt_flood'")
     assert len(floods) == 1
@@ -250,7 +242,7 @@ async def test_flood_is_tarpitted_and_reported_once_other_peers_unaffected(tarpi
         f"From: {SENDER}\r\nTo: {CANARY_EMAIL}\r\nSubject: held order\r\n\r\nhttps://x.phish.test/\r\n".encode(),
         sender=SENDER, recipients=[CANARY_EMAIL], hostname="127.0.0.1", port=smtp.port, timeout=10)
     assert errors == {} and reply == "2.0.0 OK" and time.perf_counter() - sent_at >= 0.6  # still tarpitted
-    await _settled(smtp)
+    await smtp_settled(smtp)
     [contact] = await e.runtime.pool.fetch("SELECT * FROM events WHERE severity = 'critical'")
     assert contact["canary_id"] == e.canary_id and contact["group_key"] == f"mail:{SENDER}"
     assert contact["evidence"]["subject"] == "held order"

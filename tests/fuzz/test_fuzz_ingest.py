@@ -16,7 +16,7 @@ from fuzz_harness import FuzzServer, fuzz_server, fuzz_settings, http_request
 from fuzz_strategies import json_bytes, json_value, text
 from hypothesis import example, given
 from hypothesis import strategies as st
-from testkit import customer_canary, signed
+from testkit import customer_canary, read_record
 
 from canary.postgres.http_ingest import PATH, HttpIngest
 from canary.secret import Secret
@@ -26,14 +26,6 @@ TOKEN = "t0ken-for-fuzz-tests"
 NODES = {"primary": "shop", "standby-1": "shop"}
 MAX_BODY = 64 * 1024
 GENUINE_EVERY = 30
-
-
-def _record(pk: int, pid: int) -> dict[str, Any]:
-    detail = {"v": 1, "ds": "shop", "t": "public.customers", "k": str(pk), "u": "mallory", "q": "select 1",
-              "ts": f"2026-11-23T15:24:13.{pid:06d}+00:00", "p": pid}
-    return signed({"timestamp": "2026-11-23 15:24:13.620 UTC", "user": "mallory", "dbname": "shop", "pid": pid,
-                   "remote_host": "10.1.2.3", "session_id": "s", "error_severity": "LOG", "state_code": "CY001",
-                   "message": "row access audit", "detail": json.dumps(detail)})
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +53,7 @@ def _post(s: FuzzServer, body: bytes, *, node: str = "primary", auth: str = f"Be
 def _genuine(s: FuzzServer) -> None:
     s.canaries["pid"] += 1
     before = s.fetchval("SELECT count(*) FROM events WHERE kind = 'read' AND source = 'http:primary'")
-    status = _post(s, json.dumps(_record(11, s.canaries["pid"])).encode() + b"\n")
+    status = _post(s, json.dumps(read_record(11, s.canaries["pid"])).encode() + b"\n")
     assert status == 200
     s.tally.messages += 1
     s.wait_for("SELECT count(*) > $1 FROM events WHERE kind = 'read' AND source = 'http:primary'", before)
@@ -96,7 +88,7 @@ def _encode(body: bytes, encoding: str) -> tuple[bytes, list[tuple[str, str]]]:
 @example(body=b"\n".join([b"[" * 40_000 + b"]" * 40_000, b"{}", b"\xff\xfe"]), encoding="none", node="primary", auth=f"Bearer {TOKEN}")
 @example(body=b"", encoding="bomb", node="primary", auth=f"Bearer {TOKEN}")
 @example(body=b"{}", encoding="gzip-lie", node="primary", auth=f"Bearer {TOKEN}")  # was a 500: undecodable gzip escaped
-@example(body=json.dumps({**_record(11, 1), "timestamp": "0001-01-01 00:00:00 UTC"}).encode(), encoding="none", node="primary",
+@example(body=json.dumps({**read_record(11, 1), "timestamp": "0001-01-01 00:00:00 UTC"}).encode(), encoding="none", node="primary",
          auth=f"Bearer {TOKEN}")  # a (forged) line of year 1: its event's time window overflowed and failed the whole batch
 @given(body=_body, encoding=_encoding,
        node=st.sampled_from(["primary", "standby-1", "", "intruder"]) | text,

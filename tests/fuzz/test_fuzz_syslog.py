@@ -17,21 +17,13 @@ from fuzz_harness import FuzzServer, connect, fuzz_server, fuzz_settings, read_t
 from fuzz_strategies import json_value, text
 from hypothesis import example, given
 from hypothesis import strategies as st
-from testkit import customer_canary, signed
+from testkit import customer_canary, read_record
 
 from canary.postgres.syslog import MAX_MESSAGE, SyslogSource
 from canary.store.embedded import PostgresServer
 
 NODES = {"primary": "shop", "standby-1": "shop"}
 GENUINE_EVERY = 15
-
-
-def _record(pk: int, pid: int) -> dict[str, Any]:
-    detail = {"v": 1, "ds": "shop", "t": "public.customers", "k": str(pk), "u": "mallory", "q": "select 1",
-              "ts": f"2026-11-23T15:24:13.{pid:06d}+00:00", "p": pid}
-    return signed({"timestamp": "2026-11-23 15:24:13.620 UTC", "user": "mallory", "dbname": "shop", "pid": pid,
-                   "remote_host": "10.1.2.3", "session_id": "s", "error_severity": "LOG", "state_code": "CY001",
-                   "message": "row access audit", "detail": json.dumps(detail)})
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +50,7 @@ def _genuine(s: FuzzServer) -> None:
     """A signed read over UDP becomes a read event within PROMPT seconds (the worker is alive and not behind)."""
     s.canaries["pid"] += 1
     before = s.fetchval("SELECT count(*) FROM events WHERE kind = 'read' AND source = 'syslog'")
-    msg = f"<134>1 2026-11-23T15:24:13.620Z primary postgres {s.canaries['pid']} - - {json.dumps(_record(11, s.canaries['pid']))}"
+    msg = f"<134>1 2026-11-23T15:24:13.620Z primary postgres {s.canaries['pid']} - - {json.dumps(read_record(11, s.canaries['pid']))}"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
         u.sendto(msg.encode(), ("127.0.0.1", _source(s).bound["udp"]))
     s.tally.messages += 1
@@ -78,7 +70,7 @@ _pg_body = st.builds(
 ) | st.builds(lambda seq, body: f"[{seq}-2] {body}", st.integers(0, 3), text)
 _payload = (_pg_body | st.builds(lambda v: json.dumps(v), json_value) | text
             | st.integers(1, 20_000).map(lambda n: "{" + '"a":[' * n + "]" * n + "}")
-            | st.builds(lambda r: json.dumps(r), st.builds(_record, st.integers(0, 50), st.integers(0, 10**6))))
+            | st.builds(lambda r: json.dumps(r), st.builds(read_record, st.integers(0, 50), st.integers(0, 10**6))))
 _rfc5424 = st.builds(
     lambda pri, ver, ts, host, app, procid, sd, msg: f"<{pri}>{ver} {ts} {host} {app} {procid} - {sd} {msg}".encode(
         "utf-8", "surrogatepass"),

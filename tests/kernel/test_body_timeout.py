@@ -11,15 +11,13 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web
-from testkit import STDOUT_SINK, MakeConfig, OpenRuntime
+from testkit import STDOUT_SINK, MakeConfig, OpenRuntime, serving
 
 from canary.contact.mail_webhooks import MailgunInbound
 from canary.credentials.cloudtrail import CloudTrailWebhook
 from canary.postgres.http_ingest import PATH, HttpIngest
 from canary.runtime import Runtime
 from canary.secret import Secret
-from canary.store.embedded import free_port
 
 TIMEOUT = 1.0
 TOKEN = "t0ken-for-body-timeout"
@@ -39,16 +37,8 @@ async def port(runtime: Runtime) -> AsyncIterator[int]:
     """Log ingest, a Mailgun route and the CloudTrail webhook on one loopback port."""
     comps = [HttpIngest(Secret(TOKEN), {"primary": "shop"}), MailgunInbound(runtime.config.contact),
              CloudTrailWebhook("/cloudtrail/events", KEY)]
-    app = web.Application()
-    for comp in comps:
-        await comp.start(runtime)
-        app.router.add_routes(comp.routes())
-    runner = web.AppRunner(app)
-    await runner.setup()
-    p = free_port()
-    await web.TCPSite(runner, "127.0.0.1", p).start()
-    yield p
-    await runner.cleanup()
+    async with serving(runtime, comps) as p:
+        yield p
 
 
 async def _post(port: int, path: str, headers: dict[str, str], body: bytes, *, declared: int, hold: float) -> tuple[int, float]:

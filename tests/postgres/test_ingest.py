@@ -15,8 +15,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import pytest
-from aiohttp import web
-from testkit import STDOUT_SINK, CanaryRows, MakeConfig, OpenRuntime, customer_canary, signed
+from testkit import STDOUT_SINK, CanaryRows, MakeConfig, OpenRuntime, customer_canary, serving, signed
 
 from canary.crypto import Keyring
 from canary.postgres.http_ingest import PATH, HttpIngest
@@ -24,7 +23,7 @@ from canary.postgres.syslog import Assembler, SyslogFormatError, SyslogSource, p
 from canary.runtime import Runtime, close_runtime, open_runtime
 from canary.secret import Secret
 from canary.store import ControlStore
-from canary.store.embedded import PostgresServer, free_port
+from canary.store.embedded import PostgresServer
 
 NODES = {"primary": "shop", "standby-1": "shop"}
 
@@ -213,16 +212,8 @@ async def test_real_postgres_line_over_syslog(runtime: Runtime, pg_server: Postg
 
 @pytest.fixture
 async def ingest(runtime: Runtime) -> AsyncIterator[str]:
-    comp = HttpIngest(Secret("t0ken-for-tests"), NODES, max_body=64 * 1024)
-    await comp.start(runtime)
-    app = web.Application()
-    app.router.add_routes(comp.routes())
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}{PATH}"
-    await runner.cleanup()
+    async with serving(runtime, [HttpIngest(Secret("t0ken-for-tests"), NODES, max_body=64 * 1024)]) as port:
+        yield f"http://127.0.0.1:{port}{PATH}"
 
 
 async def test_http_ingest_commits_before_answering(runtime: Runtime, ingest: str) -> None:

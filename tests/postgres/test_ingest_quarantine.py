@@ -11,13 +11,11 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp import web
-from testkit import STDOUT_SINK, CanaryRows, MakeConfig, OpenRuntime, customer_canary, signed
+from testkit import STDOUT_SINK, CanaryRows, MakeConfig, OpenRuntime, customer_canary, read_record, serving
 
 from canary.postgres.http_ingest import PATH, HttpIngest
 from canary.runtime import Runtime
 from canary.secret import Secret
-from canary.store.embedded import free_port
 
 TOKEN = "t0ken-for-quarantine-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -26,14 +24,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def read_line(pk: int | str, *, pid: int = 4242, fields: dict[str, object] | None = None) -> bytes:
     """A signed CY001 jsonlog line: a read of canary row ``pk`` of public.customers on shop (``fields``
     replace the record's own after signing)."""
-    detail = {"v": 1, "ds": "shop", "t": "public.customers", "k": str(pk), "u": "mallory", "q": "select * from customers",
-              "ts": "2026-11-23T15:24:13.620276+00:00", "a": "10.1.2.3", "p": pid}
-    record = signed({"timestamp": "2026-11-23 15:24:13.620 UTC", "user": "mallory", "dbname": "shop", "pid": pid,
-                     "remote_host": "10.1.2.3", "session_id": f"6b045a9d.{pid:x}", "error_severity": "LOG",
-                     "state_code": "CY001", "message": "row access audit", "detail": json.dumps(detail),
-                     "application_name": "psql"})
-    record.update(fields or {})
-    return json.dumps(record).encode()
+    return json.dumps(read_record(pk, pid, query="select * from customers", fields={"application_name": "psql", **(fields or {})})).encode()
 
 
 def plain_line(n: int) -> bytes:
@@ -66,16 +57,8 @@ async def runtime(open_test_runtime: OpenRuntime, make_config: MakeConfig, canar
 @pytest.fixture
 async def ingest(runtime: Runtime) -> AsyncIterator[str]:
     """The ingest endpoint on a loopback port, for node 'primary' of datastore shop."""
-    comp = HttpIngest(Secret(TOKEN), {"primary": "shop"}, max_body=4 * 1024 * 1024)
-    await comp.start(runtime)
-    app = web.Application()
-    app.router.add_routes(comp.routes())
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}{PATH}"
-    await runner.cleanup()
+    async with serving(runtime, [HttpIngest(Secret(TOKEN), {"primary": "shop"}, max_body=4 * 1024 * 1024)]) as port:
+        yield f"http://127.0.0.1:{port}{PATH}"
 
 
 async def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict[str, object], str]:
