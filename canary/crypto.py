@@ -116,8 +116,12 @@ class Keyring:
 
     # -- blind indexes and derivation ----------------------------------------------------
     def blind_index(self, value: str, purpose: str) -> bytes:
-        """HMAC of the normalised value, domain-separated by purpose (16 bytes)."""
-        msg = purpose.encode() + b"\x00" + normalize(value).encode()
+        """HMAC of the normalised value, domain-separated by purpose (16 bytes).
+
+        Any ``str`` has an index, so a value decoded from hostile bytes (lone surrogates from
+        ``surrogateescape``) is simply no canary instead of an exception: ``surrogatepass`` encodes
+        every valid string exactly as UTF-8 does and lone surrogates to bytes no valid string has."""
+        msg = purpose.encode() + b"\x00" + normalize(value).encode("utf-8", "surrogatepass")
         return hmac.new(self._index, msg, hashlib.sha256).digest()[:16]
 
     def blind_indexer(self, purpose: str) -> Callable[[str], bytes]:
@@ -132,7 +136,7 @@ class Keyring:
 
         def index(value: str) -> bytes:
             h = inner.copy()
-            h.update((value.strip().lower() if value.isascii() else normalize(value)).encode())
+            h.update((value.strip().lower() if value.isascii() else normalize(value)).encode("utf-8", "surrogatepass"))
             o = outer.copy()
             o.update(h.digest())
             return o.digest()[:16]

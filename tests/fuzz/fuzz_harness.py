@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import shutil
 import socket
@@ -40,9 +41,10 @@ from canary.typing import Component
 
 T = TypeVar("T")
 
-#: The settings of every surface (CI's profile still derandomizes); examples are counted per surface.
+#: The settings of every surface (the gate profile derandomizes; conftest.py); examples are counted per surface.
+#: CANARY_FUZZ_SCALE multiplies every budget for a longer hunt.
 def fuzz_settings(max_examples: int) -> settings:
-    return settings(max_examples=max_examples, deadline=None, database=None,
+    return settings(max_examples=max(1, int(max_examples * float(os.environ.get("CANARY_FUZZ_SCALE", "1")))), deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 
 

@@ -40,6 +40,17 @@ def test_blind_index_is_normalised_keyed_and_domain_separated(keyring: Keyring) 
     assert len(a) == 16
 
 
+def test_every_string_has_a_blind_index(keyring: Keyring) -> None:
+    """Text decoded from hostile bytes (lone surrogates from surrogateescape, as an SMTP RCPT of
+    b"\\xed\\xa0\\x80@..." gives) is no canary, never an exception; both index paths agree and valid
+    text keeps its UTF-8 index."""
+    hostile = b"\xed\xa0\x80@canary-mail.test".decode("utf-8", "surrogateescape")
+    indexer = keyring.blind_indexer("value:email")
+    assert keyring.blind_index(hostile, "value:email") == indexer(hostile)
+    assert keyring.blind_index(hostile, "value:email") != keyring.blind_index("@canary-mail.test", "value:email")
+    assert keyring.blind_index("김민지@canary-mail.test", "value:email") == indexer("김민지@canary-mail.test")
+
+
 def test_derivation_is_deterministic_per_key(keyring: Keyring) -> None:
     """Credential material is re-derivable from the master key alone."""
     assert keyring.derive("token", "cy_1") == keyring.derive("token", "cy_1")
