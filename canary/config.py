@@ -169,9 +169,13 @@ class ListenerConfig(_Model):
     #: who sees /healthz in detail (components, lag, counts); anyone else gets only {"status": ...}
     health_detail_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     health_token: Secret | None = None  # or who presents it (Authorization: Bearer ...)
+    #: several listeners on one control store: the once-per-cluster components (scheduled checks, heartbeat,
+    #: sweep, retention) run only in the one holding this lease; renewed every third of it, taken over by
+    #: another listener this long after its holder died
+    leader_lease: float = Field(default=15.0, ge=1.0, le=3600.0)
 
     @field_validator("shutdown_grace", "jsonlog_poll", "reject_retention", "retention_interval", "stall_after",
-                     "watch_interval", "body_timeout", mode="before")
+                     "watch_interval", "body_timeout", "leader_lease", mode="before")
     @classmethod
     def _dur(cls, v: object) -> float:
         return parse_duration(v)

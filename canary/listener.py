@@ -4,6 +4,14 @@ outbox dispatcher, with ``/healthz`` and ``/metrics``.
 Lifecycle (arq-style): startup opens shared resources, starts the pipeline and dispatcher, then each
 component. SIGTERM/SIGINT stop intake first (components), flush the pipeline (every accepted event is
 committed), give the dispatcher a bounded grace, then close the store.
+
+Scale-out: several listener processes (same configuration, each its own port) may share one control
+store; a log shipper can send to any of them. What every process may do alone is safe to repeat (the
+pipeline dedupes events by key and locks each incident group, the dispatchers claim outbox rows with
+``SKIP LOCKED``). A component that must run once per cluster declares ``cluster_singleton = True``
+(the scheduled checks and heartbeat, retention): it is started only in the listener holding the
+``leader`` lease in the control store (:mod:`canary.store.leases`), and stopped there as soon as the
+lease cannot be renewed, before another listener can take it over. It must be restartable.
 """
 
 from __future__ import annotations
@@ -12,7 +20,10 @@ import asyncio
 import datetime as dt
 import hashlib
 import hmac
+import os
+import secrets
 import signal
+import socket
 import time
 from collections.abc import Sequence
 
@@ -24,12 +35,20 @@ from canary.events import DetectionEvent, EventKind, Severity, event_key
 from canary.outbox import report_dead_letters
 from canary.proxies import TrustedProxies, networks
 from canary.runtime import Runtime, close_runtime
+from canary.store import leases
 from canary.tasks import stop_task
 from canary.typing import Component, Lagging, SourceLag
 
 log = structlog.get_logger("canary.listener")
 
 RUNTIME_KEY = web.AppKey("runtime", Runtime)
+#: The lease whose holder runs the cluster-singleton components.
+LEADER_LEASE = "leader"
+
+
+def cluster_singleton(component: Component) -> bool:
+    """Whether ``component`` runs once per cluster (in the leader) rather than in every listener."""
+    return getattr(component, "cluster_singleton", False) is True
 
 
 def default_components(runtime: Runtime) -> list[Component]:
@@ -49,6 +68,10 @@ class Listener:
         self._stalled: dict[str, float] = {}  # component -> monotonic time its stall was reported
         self._watch: asyncio.Task[None] | None = None
         self._watch_stop = asyncio.Event()
+        self.holder = f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.leader = False
+        self._lead: asyncio.Task[None] | None = None
+        self._lead_stop = asyncio.Event()
         conf = runtime.config.listener
         self.proxies = TrustedProxies.from_config(conf)
         self._metrics_nets = networks(conf.metrics_allow)
@@ -77,25 +100,90 @@ class Listener:
         rt.dispatcher.on_dead = report_dead_letters(rt.submit)
         await rt.dispatcher.start()
         for comp in self.components:
-            await comp.start(rt)
-            self._started.append(comp)
-            rt.metrics.up.labels(component=comp.name).set(1)
-            log.info("component.started", component=comp.name)
+            if not cluster_singleton(comp):
+                await self._start_component(comp)
         self._watch_stop.clear()
         self._watch = asyncio.create_task(self._watch_lag(), name="lag-watch")
+        if any(cluster_singleton(c) for c in self.components):
+            self._lead_stop.clear()
+            self._lead = asyncio.create_task(self._leadership(), name="leader-lease")
 
     async def stop(self) -> None:
         rt = self.runtime
+        await stop_task(self._lead, self._lead_stop)
+        self._lead = None
         await stop_task(self._watch, self._watch_stop)
         self._watch = None
         for comp in reversed(self._started):
-            try:
-                await asyncio.wait_for(comp.stop(), rt.config.listener.shutdown_grace)
-            except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - keep stopping the rest
-                log.exception("component.stop_failed", component=comp.name)
-            rt.metrics.up.labels(component=comp.name).set(0)
+            await self._stop_component(comp)
         self._started.clear()
+        if self.leader:
+            self.leader = False
+            try:
+                await asyncio.wait_for(leases.release(rt.pool, LEADER_LEASE, self.holder), 5.0)
+            except Exception as exc:  # noqa: BLE001 - shutting down: the lease expires by itself
+                log.warning("leader.release_failed", error=type(exc).__name__)
         await close_runtime(rt)
+
+    async def _start_component(self, comp: Component) -> None:
+        await comp.start(self.runtime)
+        self._started.append(comp)
+        self.runtime.metrics.up.labels(component=comp.name).set(1)
+        log.info("component.started", component=comp.name)
+
+    async def _stop_component(self, comp: Component) -> None:
+        try:
+            await asyncio.wait_for(comp.stop(), self.runtime.config.listener.shutdown_grace)
+        except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - keep stopping the rest
+            log.exception("component.stop_failed", component=comp.name)
+        self.runtime.metrics.up.labels(component=comp.name).set(0)
+
+    # -- leadership -------------------------------------------------------------------------------
+    async def _leadership(self) -> None:
+        """Take or renew the leader lease every third of ``listener.leader_lease``; start the
+        cluster-singleton components on taking it, stop them on losing it. A renewal that fails (the
+        store is unreachable) counts as held only while the last successful one lasts, less one
+        period: the singletons stop before any other listener can take the lease over."""
+        ttl = self.runtime.config.listener.leader_lease
+        period = ttl / 3
+        held_until = 0.0  # monotonic time the last successful renewal lasts to
+        while not self._lead_stop.is_set():
+            asked = time.monotonic()
+            try:
+                held = await asyncio.wait_for(leases.acquire(self.runtime.pool, LEADER_LEASE, self.holder, ttl), period)
+                if held:
+                    held_until = asked + ttl
+            except Exception as exc:  # noqa: BLE001 - the store may be down: decide by the last renewal
+                log.warning("leader.renew_failed", error=type(exc).__name__)
+                held = self.leader and time.monotonic() + period < held_until
+            try:
+                if held:
+                    await self._lead_start()  # also what failed to start last time
+                elif not held and self.leader:
+                    await self._lead_end()
+            except Exception:  # noqa: BLE001 - retried at the next period
+                log.exception("leader.transition_failed")
+            try:
+                await asyncio.wait_for(self._lead_stop.wait(), period)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _lead_start(self) -> None:
+        if not self.leader:
+            self.leader = True
+            self.runtime.metrics.leader.set(1)
+            log.info("leader.acquired", holder=self.holder)
+        for comp in self.components:
+            if cluster_singleton(comp) and comp not in self._started:
+                await self._start_component(comp)
+
+    async def _lead_end(self) -> None:
+        self.leader = False
+        self.runtime.metrics.leader.set(0)
+        log.warning("leader.lost", holder=self.holder)
+        for comp in [c for c in reversed(self._started) if cluster_singleton(c)]:
+            await self._stop_component(comp)
+            self._started.remove(comp)
 
     # -- lag ------------------------------------------------------------------------------------
     def lags(self) -> dict[str, SourceLag]:
@@ -195,6 +283,7 @@ class Listener:
             "lag": {name: {"behind_bytes": lag.behind_bytes, "behind_seconds": round(lag.behind_seconds, 1)}
                     for name, lag in lags.items()},
             "stalled": stalled,
+            "leader": self.leader,
             "pipeline": {"recorded": rt.pipeline.stats.recorded, "duplicates": rt.pipeline.stats.duplicates},
         })
         return web.json_response(body, status=status, headers={"Cache-Control": "no-store"})

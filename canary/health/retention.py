@@ -18,6 +18,7 @@ log = structlog.get_logger("canary.retention")
 
 class Retention:
     name = "retention"
+    cluster_singleton = True  # once per cluster: only the listener holding the leader lease runs it
 
     def __init__(self) -> None:
         self._task: asyncio.Task[None] | None = None

@@ -49,6 +49,7 @@ class CoverageScheduler:
     """Component ``scheduler``: runs the coverage jobs and submits what they find."""
 
     name = "scheduler"
+    cluster_singleton = True  # once per cluster: only the listener holding the leader lease runs it
 
     def __init__(self, *, extra_jobs: Sequence[tuple[str, float, Job]] = ()) -> None:
         self.activity = checks.SelfActivity()
