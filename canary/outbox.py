@@ -6,6 +6,14 @@ mid-send, the lease expires and any dispatcher (this one after a restart, or ano
 again; the alert's dedup key makes that idempotent at PagerDuty/Opsgenie and the ``webhook-id`` at
 webhook receivers. Notifications of one incident reach a sink in sequence order.
 
+With several listeners every one runs a dispatcher on the same outbox. A row is sent by one of them
+at a time (its lease); the guarantee is at-least-once, not exactly-once: a listener that dies after
+the sink answered but before it marked the row leaves the row to be sent again when the lease ends,
+and the receiver's dedup (PagerDuty ``dedup_key``, Opsgenie alias, Standard Webhooks ``webhook-id``)
+makes that one page. ``attempts`` fences a lease: a dispatcher whose lease ended (a paused process)
+cannot record a failure or hand back a row another dispatcher has claimed since (a delivery is still
+recorded: it happened).
+
 A sink that throttles (429, or any answer with Retry-After) is paced (:class:`Pace`): nothing is sent
 to it until the pause ends, then exactly one probe; each round of requests that all succeed lets the
 next round, at least ``pace_interval`` later, hold twice as many (slow start: 1, 2, 4, ...), until a
@@ -344,8 +352,9 @@ class Dispatcher:
         async with self.pool.acquire() as conn:
             await conn.execute(
                 "UPDATE outbox SET attempts = greatest(attempts - 1, 0),"
-                " next_attempt_at = clock_timestamp() + make_interval(secs => $2) WHERE id = $1",
-                row["id"], delay,
+                " next_attempt_at = clock_timestamp() + make_interval(secs => $2)"
+                " WHERE id = $1 AND attempts = $3 AND status = 'pending'",  # still our lease
+                row["id"], delay, row["attempts"],
             )
         self._count(row["sink"], "deferred")
 
@@ -361,14 +370,18 @@ class Dispatcher:
         else:
             self._outcome(row["sink"], pace, ok=False)
         async with self.pool.acquire() as conn:
-            await conn.execute(
+            ours = await conn.fetchval(
                 """
                 UPDATE outbox SET status = CASE WHEN $2 THEN 'dead' ELSE 'pending' END,
                        next_attempt_at = clock_timestamp() + make_interval(secs => $3), last_error = $4
-                WHERE id = $1
+                WHERE id = $1 AND attempts = $5 AND status = 'pending'
+                RETURNING true
                 """,
-                row["id"], dead, delay, exc.message[:1000],
+                row["id"], dead, delay, exc.message[:1000], row["attempts"],
             )
+        if not ours:  # our lease ended and another dispatcher claimed (or delivered) the row since
+            log.warning("outbox.lease_lost", sink=row["sink"], incident_id=alert.incident_id, attempts=row["attempts"])
+            return
         log.warning("outbox.delivery_failed", sink=row["sink"], incident_id=alert.incident_id, attempts=row["attempts"],
                     error=exc.message[:300], retry_in_s=None if dead else round(delay, 2), dead=dead)
         if dead:
