@@ -12,7 +12,7 @@ working. Run by :mod:`canary.scheduler`; each check returns events, the schedule
 
 canary's own activity (heartbeats, and the seeder's verify reads that pgaudit logs) must not page.
 :class:`SelfActivity` is a pipeline suppression rule: it suppresses (records, never drops) a heartbeat
-only when its nonce is one this process issued. The verify's reads are recorded as suppressed
+only when its nonce carries canary's MAC (so every listener of a cluster recognises the leader's). The verify's reads are recorded as suppressed
 because the seeder registers its session (:mod:`canary.store.sessions`), never by application name.
 """
 
@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hmac
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -31,6 +31,7 @@ import structlog
 
 from canary import plugins
 from canary.config import DatastoreConfig
+from canary.crypto import Keyring
 from canary.errors import DatastoreError
 from canary.events import DetectionEvent, EventKind, Severity, event_key
 from canary.postgres.audit import audit_state
@@ -50,27 +51,45 @@ def _now() -> dt.datetime:
 
 # -- canary's own activity -------------------------------------------------------------------------
 
-@dataclass
 class SelfActivity:
-    """Heartbeat nonces issued in this process (a pipeline suppress rule)."""
+    """Heartbeat nonces canary issued (a pipeline suppression rule), recognised by any listener.
 
-    nonces: dict[str, tuple[str, dt.datetime]] = field(default_factory=dict)  # nonce -> (node, issued)
-    remember: dt.timedelta = NONCE_MEMORY
+    A nonce is its issue time, a random part and a MAC over both and the node under a key derived
+    from the master key: every listener process sharing the control store (scale-out) recognises the
+    heartbeats the leader issued, with nothing stored, and nobody without the key can make a forged
+    ``CY009`` line pass for one. It is recognised for ``remember`` after it was issued, so heartbeats
+    that arrive late (after an ingestion stall recovers) are still ours."""
+
+    PURPOSE = "heartbeat-nonce"
+
+    def __init__(self, keyring: Keyring, remember: dt.timedelta = NONCE_MEMORY) -> None:
+        self._keyring = keyring
+        self.remember = remember
+
+    def _mac(self, node: str, head: str) -> str:
+        return self._keyring.blind_index(f"{node}\x00{head}", self.PURPOSE)[:8].hex()
 
     def new_nonce(self, node: str) -> str:
-        """A fresh nonce; issued nonces are remembered for ``remember`` so heartbeats that arrive late
-        (after an ingestion stall recovers) are still recognised as ours."""
-        now = _now()
-        self.nonces = {n: v for n, v in self.nonces.items() if now - v[1] < self.remember}
-        nonce = secrets.token_hex(16)
-        self.nonces[nonce] = (node, now)
-        return nonce
+        """A fresh nonce for ``node`` (32 hex digits: 8 of time, 8 random, 16 of MAC)."""
+        head = f"{int(_now().timestamp()) & 0xFFFFFFFF:08x}{secrets.token_hex(4)}"
+        return head + self._mac(node, head)
+
+    def issued(self, nonce: object, node: object) -> bool:
+        """Whether canary issued ``nonce`` for ``node`` within ``remember`` (and not in the future)."""
+        if not isinstance(nonce, str) or not isinstance(node, str) or len(nonce) != 32:
+            return False
+        try:
+            stamp = int(nonce[:8], 16)
+        except ValueError:
+            return False
+        age = _now().timestamp() - stamp
+        if not -300 <= age <= self.remember.total_seconds():
+            return False
+        return hmac.compare_digest(nonce[16:], self._mac(node, nonce[:16].lower()))
 
     def __call__(self, event: DetectionEvent) -> str | None:
         if event.kind is EventKind.HEALTH and event.group.startswith("heartbeat:"):
-            nonce = event.evidence.get("nonce")
-            issued = self.nonces.get(nonce) if isinstance(nonce, str) else None
-            return HEARTBEAT_RULE if issued is not None and event.origin.get("node") == issued[0] else None
+            return HEARTBEAT_RULE if self.issued(event.evidence.get("nonce"), event.origin.get("node")) else None
         return None
 
 

@@ -13,8 +13,10 @@
   :mod:`canary.seeding.trickle`); a slot that cannot be written is a HEALTH event and is retried.
 
 Jobs never overlap themselves (``max_instances=1``, ``coalesce``) and a failing job is logged and
-reported as a HEALTH event, never allowed to stop the scheduler. The component also installs the
-:class:`canary.checks.SelfActivity` suppression rule in the pipeline while it runs.
+reported as a HEALTH event, never allowed to stop the scheduler. It runs in one listener of a cluster
+(``cluster_singleton``: the holder of the leader lease). Its heartbeats may be ingested by any listener,
+so :class:`HeartbeatRecognition`, which runs in every listener, installs the
+:class:`canary.health.checks.SelfActivity` suppression rule that recognises them by their MAC.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class CoverageScheduler:
     cluster_singleton = True  # once per cluster: only the listener holding the leader lease runs it
 
     def __init__(self, *, extra_jobs: Sequence[tuple[str, float, Job]] = ()) -> None:
-        self.activity = checks.SelfActivity()
+        self.activity: checks.SelfActivity  # set by start() (it needs the runtime's keyring)
         self.extra_jobs = list(extra_jobs)
         self.runtime: SourceContext  # set by start()
         self._scheduler: AsyncIOScheduler | None = None
@@ -166,7 +168,7 @@ class CoverageScheduler:
 
     async def start(self, runtime: SourceContext) -> None:
         self.runtime = runtime
-        runtime.add_suppress(self.activity)
+        self.activity = checks.SelfActivity(runtime.keyring)
         sched = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=dt.timezone.utc)
         now = dt.datetime.now(dt.timezone.utc)
         for name, interval, job in self.jobs():
@@ -180,14 +182,36 @@ class CoverageScheduler:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
-        if hasattr(self, "runtime"):
-            self.runtime.remove_suppress(self.activity)
 
 
-def _scheduler(config: Config) -> list[Component]:
+class HeartbeatRecognition:
+    """Component ``heartbeat-rule`` (every listener): suppresses (records, never drops) the heartbeats
+    canary issued, whichever listener of the cluster ingests them."""
+
+    name = "heartbeat-rule"
+
+    def __init__(self) -> None:
+        self.rule: checks.SelfActivity | None = None
+        self.runtime: SourceContext | None = None
+
+    def routes(self) -> list[web.RouteDef]:
+        return []
+
+    async def start(self, runtime: SourceContext) -> None:
+        self.runtime, self.rule = runtime, checks.SelfActivity(runtime.keyring)
+        runtime.add_suppress(self.rule)
+
+    async def stop(self) -> None:
+        if self.runtime is not None and self.rule is not None:
+            self.runtime.remove_suppress(self.rule)
+
+
+def scheduler_components(config: Config) -> list[Component]:
     cov = config.coverage
     trickles = any(t.mode == "trickle" for ds in config.datastores for t in ds.tables)
-    return [CoverageScheduler()] if cov.checks or cov.watch_dirs or cov.buckets or cov.sweep or trickles else []
+    if not (cov.checks or cov.watch_dirs or cov.buckets or cov.sweep or trickles):
+        return []
+    return [HeartbeatRecognition(), CoverageScheduler()] if cov.checks else [CoverageScheduler()]
 
 
-SOURCE = SourceType("scheduler", _scheduler)
+SOURCE = SourceType("scheduler", scheduler_components)

@@ -15,9 +15,11 @@ from aiohttp import web
 from seeder_helpers import Shop
 from testkit import STDOUT_SINK, MakeConfig, OpenRuntime
 
+from canary.crypto import Keyring, generate_key
 from canary.events import DetectionEvent, Severity
 from canary.health.checks import SelfActivity, check_webhook
-from canary.health.scheduler import CoverageScheduler
+from canary.health.scheduler import CoverageScheduler, HeartbeatRecognition, scheduler_components
+from canary.listener import cluster_singleton
 from canary.postgres.heartbeat import heartbeat_detection
 from canary.postgres.jsonlog import JsonlogSource
 from canary.postgres.record import RecordContext
@@ -113,9 +115,9 @@ async def test_stopping_log_ingestion_trips_the_dead_mans_switch(runtime: Runtim
     """While the jsonlog tail runs, heartbeats arrive and are recorded but suppressed (nothing paged);
     once the tail stops, a HEALTH/ERROR 'log_ingestion_stalled' event follows within interval + bound."""
     tail = JsonlogSource("shop", "shop", pg_server.log_dir, poll=0.05)
-    sched = CoverageScheduler()
+    sched, rule = CoverageScheduler(), HeartbeatRecognition()
     sched.jobs = lambda: [(n, i, j) for n, i, j in CoverageScheduler.jobs(sched) if n.startswith("heartbeat:")]  # type: ignore[method-assign]
-    await _running(runtime, tail, sched)
+    await _running(runtime, tail, rule, sched)
     try:
         arrived = await _wait_for(runtime, "SELECT * FROM events WHERE group_key = 'heartbeat:shop'")
         assert arrived, "heartbeat never ingested"
@@ -127,6 +129,7 @@ async def test_stopping_log_ingestion_trips_the_dead_mans_switch(runtime: Runtim
         took = asyncio.get_running_loop().time() - stopped
     finally:
         await sched.stop()
+        await rule.stop()
         await tail.stop()
     assert rows and rows[0]["severity"] == "error"
     assert took < INTERVAL + 1.0 + 1.5
@@ -145,17 +148,24 @@ def _hb_event(nonce: str, node: str) -> DetectionEvent:
                           origin=d.origin, evidence=d.evidence, severity=d.severity)
 
 
-def test_only_heartbeats_this_process_issued_are_suppressed() -> None:
-    """A heartbeat with an issued nonce from the right node is suppressed; a forged nonce and the right
-    nonce from another node are not."""
-    act = SelfActivity()
+def test_only_heartbeats_canary_issued_are_suppressed(keyring: Keyring) -> None:
+    """A heartbeat whose nonce canary issued for that node is suppressed by any listener holding the
+    master key (the leader issues, another listener may ingest it); a forged nonce, the right nonce from
+    another node, a nonce under another key and one older than ``remember`` are not."""
+    act = SelfActivity(keyring)
     nonce = act.new_nonce("primary")
+    assert len(nonce) == 32 and int(nonce, 16) >= 0
     assert act(_hb_event(nonce, "primary")) == "canary-heartbeat"
+    assert SelfActivity(keyring)(_hb_event(nonce, "primary")) == "canary-heartbeat"  # another listener
     assert act(_hb_event("0" * 32, "primary")) is None
+    assert act(_hb_event(nonce[:16] + "0" * 16, "primary")) is None
     assert act(_hb_event(nonce, "standby")) is None
-    act.remember = dt.timedelta(0)
-    act.new_nonce("primary")  # prunes what is older than ``remember``
-    assert act(_hb_event(nonce, "primary")) is None
+    assert SelfActivity(Keyring(generate_key()))(_hb_event(nonce, "primary")) is None
+    old_head = f"{int(dt.datetime.now(dt.timezone.utc).timestamp()) - 7 * 3600:08x}" + nonce[8:16]
+    stale = old_head + act._mac("primary", old_head)
+    assert act(_hb_event(stale, "primary")) is None
+    future_head = f"{int(dt.datetime.now(dt.timezone.utc).timestamp()) + 3600:08x}" + nonce[8:16]
+    assert act(_hb_event(future_head + act._mac("primary", future_head), "primary")) is None
     with pytest.raises(ValueError):
         heartbeat_detection({"state_code": "CY009", "detail": "not-a-nonce", "timestamp": "2026-11-23 15:24:13 UTC"},
                             RecordContext("shop", "n", "s"))
@@ -219,3 +229,12 @@ async def test_a_failing_job_becomes_a_health_event_and_the_scheduler_keeps_runn
     assert rows and rows[0]["kind"] == "health" and rows[0]["severity"] == "error"
     assert "OSError" in rows[0]["evidence"]["error"] or "Connection" in rows[0]["evidence"]["error"]
     assert sched.runs["broken"] >= 2
+
+
+def test_every_listener_recognises_heartbeats_only_the_leader_issues(make_config: MakeConfig) -> None:
+    """With checks on, the scheduler (which issues heartbeats) runs once per cluster, and the rule that
+    recognises them runs in every listener: a heartbeat ingested by a listener that is not the leader
+    is still canary's own (scale-out)."""
+    comps = scheduler_components(make_config(coverage={"checks": True}))
+    assert [(c.name, cluster_singleton(c)) for c in comps] == [("heartbeat-rule", False), ("scheduler", True)]
+    assert [c.name for c in scheduler_components(make_config(coverage={"sweep": True}))] == ["scheduler"]

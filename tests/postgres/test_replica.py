@@ -147,7 +147,7 @@ async def test_heartbeat_on_the_read_only_standby_is_ingested(runtime: Runtime) 
     log tail ingests it; with no tail the same check reports the stalled ingestion."""
     node = runtime.config.coverage.nodes[0]
     assert node.jsonlog_dir is not None and node.dsn is not None
-    activity = SelfActivity()
+    activity = SelfActivity(runtime.keyring)
     runtime.pipeline.suppress.append(activity)
     tail = JsonlogSource("shop", node.name, node.jsonlog_dir, poll=0.05)
     await tail.start(runtime)
