@@ -86,6 +86,7 @@ class ServerRole:
     bypassrls: bool
     createrole: bool
     read_settings: bool  # superuser or pg_read_all_settings: may read shared_preload_libraries
+    read_stats: bool  # superuser or pg_read_all_stats (pg_monitor): sees other roles' WAL senders in full
     provider: str
     detected: bool  # provider read from the server's roles (not configured)
 
@@ -118,10 +119,12 @@ async def server_role(conn: asyncpg.Connection, configured: str = "auto") -> Ser
     """The connected role's rights (from the catalog) and the provider."""
     r = await conn.fetchrow(
         "SELECT rolname, rolsuper, rolbypassrls, rolcreaterole,"
-        " rolsuper OR pg_catalog.pg_has_role(current_user, 'pg_read_all_settings', 'USAGE') AS read_settings"
+        " rolsuper OR pg_catalog.pg_has_role(current_user, 'pg_read_all_settings', 'USAGE') AS read_settings,"
+        " rolsuper OR pg_catalog.pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS read_stats"
         " FROM pg_catalog.pg_roles WHERE rolname = current_user")
     name, detected = await provider(conn, configured)
-    return ServerRole(r["rolname"], r["rolsuper"], r["rolbypassrls"], r["rolcreaterole"], r["read_settings"], name, detected)
+    return ServerRole(r["rolname"], r["rolsuper"], r["rolbypassrls"], r["rolcreaterole"], r["read_settings"],
+                      r["read_stats"], name, detected)
 
 
 async def read_settings(conn: asyncpg.Connection) -> dict[str, str]:
@@ -197,6 +200,12 @@ async def requirements(conn: asyncpg.Connection, role: ServerRole, audit_role: s
             why.append("without the DDL guard, DDL log lines report a dropped policy or disabled row security as it happens "
                        "(not log_statement = 'ddl': it logs CREATE ROLE statements whole, the credential canaries' secrets with them)")
         need("pgaudit.log", "includes " + ", ".join(sorted(missing | classes)), "; ".join(why), required=False)
+    if not role.read_stats:
+        out.append(ServerSetting(
+            "role membership", "pg_monitor", f"{role.name} is not a member of pg_read_all_stats",
+            f"GRANT pg_monitor TO {role.name} (as the provider's admin)",
+            "pg_stat_replication hides other roles' WAL senders' client addresses and replay positions from it: the "
+            "replication watch cannot tell a configured standby from an unknown one", False))
     if role.managed:
         notes.append(f"{role.name} is not a superuser (provider {role.provider}{', detected' if role.detected else ''}): "
                      f"server settings above are set in {where}, never by canary; the tripwire needs {role.name} to own "

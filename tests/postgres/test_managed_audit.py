@@ -141,6 +141,7 @@ async def test_audit_setup_without_superuser_or_settings_privilege(cloudsql: Adm
         named = {s.setting: s for s in settings}
         assert named["pgaudit.role"].required and "database flags" in named["pgaudit.role"].where
         assert named["pgaudit.log"].value == "includes ddl, role" and not named["pgaudit.log"].required
+        assert named["role membership"].value == "pg_monitor" and not named["role membership"].required
         assert any("until pgaudit.log includes ddl" in n for n in notes)
         azure = await mg.server_role(admin, "azure")
         _, notes = await mg.requirements(admin, azure, "canary_auditor")
