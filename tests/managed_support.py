@@ -23,10 +23,11 @@ from canary.store.embedded import PostgresServer
 
 PG15 = Path("/usr/lib/postgresql/15/bin")
 PGAUDIT = Path("/usr/lib/postgresql/15/lib/pgaudit.so")
-#: provider -> (its admin group role, the predefined roles its admin holds). RDS: rds_superuser holds
-#: pg_monitor (and so pg_read_all_settings), pg_signal_backend and, since PostgreSQL 14, pg_read_all_data /
-#: pg_write_all_data; the Cloud SQL-like admin here lacks pg_monitor / pg_read_all_settings, so it cannot
-#: read shared_preload_libraries (the case where it differs).
+#: provider -> (its admin group role, the predefined roles its admin holds here). The providers' pages say the
+#: admin is NOSUPERUSER CREATEROLE CREATEDB in the provider's group role, not which predefined roles it holds:
+#: the RDS-like admin gets the full set (pg_monitor, so pg_read_all_settings / pg_read_all_stats, with
+#: pg_read_all_data, pg_write_all_data, pg_signal_backend); the Cloud SQL-like one lacks pg_monitor and
+#: pg_read_all_settings, so it cannot read shared_preload_libraries (the case where it differs).
 PROVIDERS = {
     "rds": ("rds_superuser", ("pg_read_all_data", "pg_write_all_data", "pg_monitor", "pg_signal_backend",
                               "pg_read_all_settings")),

@@ -21,9 +21,12 @@ What that changes for canary, measured on PostgreSQL 15 as a role like the provi
   objects is reported from pgaudit's DDL session lines (``pgaudit.log`` includes ``ddl``; not
   ``log_statement = 'ddl'``, which writes the passwords of ``CREATE ROLE`` - credential canaries - in
   clear) and the scheduled verify confirms the damage;
-* ``shared_preload_libraries`` is readable only with ``pg_read_all_settings`` (RDS grants it through
-  ``pg_monitor``); without it, pgaudit's own settings in ``pg_settings`` say whether the library is
-  loaded (a placeholder an unloaded library leaves is not listed there).
+* ``shared_preload_libraries`` is readable only with ``pg_read_all_settings`` (or ``pg_monitor``); the
+  providers' pages do not list which predefined roles their admin holds, so canary reads the role's
+  memberships from the catalog and, without that one, takes pgaudit's own settings in ``pg_settings`` as
+  the sign that the library is loaded (a placeholder an unloaded library leaves is not listed there);
+  likewise a role outside ``pg_read_all_stats`` is told the replication watch cannot see other roles'
+  WAL senders in full.
 
 The provider (:func:`provider`) only chooses the words: which console, which parameter names (Cloud SQL
 loads pgaudit with the flag ``cloudsql.enable_pgaudit``, Azure also allow-lists it in ``azure.extensions``,
@@ -31,7 +34,11 @@ RDS accepts only ``rds_pgaudit`` as ``pgaudit.role``). What canary does follows 
 read from the catalog: a role named ``rds_superuser`` created on a self-managed server changes a message,
 never what is installed or checked.
 
-Sources (provider documentation):
+Sources (documentation):
+
+* PostgreSQL: https://www.postgresql.org/docs/14/predefined-roles.html (``pg_read_all_data`` /
+  ``pg_write_all_data`` do not have BYPASSRLS), https://www.postgresql.org/docs/current/sql-createeventtrigger.html
+  (only superusers create event triggers);
 
 * RDS: https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/Appendix.PostgreSQL.CommonDBATasks.Roles.rds_superuser.html
   (``postgres`` is NOSUPERUSER CREATEDB CREATEROLE, member of rds_superuser),
