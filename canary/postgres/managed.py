@@ -188,12 +188,9 @@ async def requirements(conn: asyncpg.Connection, role: ServerRole, audit_role: s
     dest = {d.strip() for d in s.get("log_destination", "stderr").split(",")}
     prefix = s.get("log_line_prefix", "")
     if not dest & {"jsonlog", "csvlog"} and "%e" not in prefix and s.get("log_error_verbosity") != "verbose":
-        if role.provider in ("rds", "aurora"):  # RDS fixes log_line_prefix; verbose puts the SQLSTATE in the message
-            need("log_error_verbosity", "verbose", "stderr lines carry no SQLSTATE (log_line_prefix is fixed on RDS): "
-                 "the read lines are recognised by SQLSTATE CY001 (or set log_destination = csvlog)")
-        else:
-            need("log_line_prefix", f"includes %e (now {prefix!r})", "stderr lines carry no SQLSTATE: the read lines are "
-                 "recognised by SQLSTATE CY001 (or log_error_verbosity = verbose, or log_destination = csvlog / jsonlog)")
+        need("log_line_prefix", f"includes %e (now {prefix!r})", "stderr lines carry no SQLSTATE: the read lines are "
+             "recognised by SQLSTATE CY001 (or log_error_verbosity = verbose, which writes it in the message; or "
+             "log_destination = csvlog / jsonlog)")
     out.extend(_pgaudit(s, role, audit_role, audit_configured, where))
     note, ddl = await _ddl_guard(conn, s, role)
     notes.extend(note)
