@@ -140,6 +140,11 @@ class DatastoreConfig(_Model):
     detection_policy: str = Field(default="", pattern=r"^$|" + _IDENT.pattern)
     permissive_policy: str = Field(default="", pattern=r"^$|" + _IDENT.pattern)
     tables: tuple[TableTarget, ...] = ()
+    #: where the server runs: "self" (postgresql.conf), "rds" / "aurora" (parameter groups), "cloudsql" (database
+    #: flags), "azure" (server parameters); "auto" reads it from the provider's admin role (rds_superuser,
+    #: cloudsqlsuperuser, azure_pg_admin). It only words the settings plan / verify ask for: what canary does
+    #: follows the DSN role's own rights (canary.postgres.managed)
+    provider: Literal["auto", "self", "rds", "aurora", "cloudsql", "azure"] = "auto"
 
     @property
     def node_name(self) -> str:

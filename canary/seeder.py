@@ -49,9 +49,25 @@ class TargetPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerSetting:
+    """A server-level setting detection relies on that is not as it must be. A managed admin role
+    (``rds_superuser``, ``cloudsqlsuperuser``, ``azure_pg_admin``) cannot set it itself: ``where`` names
+    the provider's place for it (parameter group, database flags, server parameters)."""
+
+    setting: str  # "log_connections", "shared_preload_libraries", ...
+    value: str  # what it must be ("on", "includes pgaudit")
+    current: str  # what the server reports ("off", "unreadable by <role>")
+    where: str  # where to set it
+    why: str  # the detection lost without it (and what covers it meanwhile)
+    required: bool = True  # False: advice (a path stays open or less precise), verify still passes
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     datastore: str
     targets: Sequence[TargetPlan]
+    settings: Sequence[ServerSetting] = ()  # server settings to set (in the provider's console) for full detection
+    notes: Sequence[str] = ()  # detection that works differently under this role, and what covers it
 
     @property
     def to_add(self) -> int:
@@ -85,6 +101,8 @@ class VerifyReport:
     datastore: str
     checked: int
     findings: Sequence[Finding]
+    settings: Sequence[ServerSetting] = ()  # server settings detection relies on that are not as they must be
+    notes: Sequence[str] = ()
 
     @property
     def ok(self) -> bool:

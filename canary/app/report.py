@@ -21,9 +21,11 @@ import asyncpg
 
 from canary.config import Config, DatastoreConfig
 from canary.health import replication
+from canary.postgres import managed
 from canary.postgres.audit import audit_state
 from canary.postgres.backstop import Snapshot, read_snapshot
 from canary.postgres.paths import PrivilegedObject, privileged_objects
+from canary.seeder import ServerSetting
 from canary.store import checkpoints, detection_objects, registry
 
 COVERED, PARTLY, OPEN = "covered", "partly", "not covered"
@@ -69,6 +71,8 @@ class Facts:
     customers: int = 0
     sweep: dict[str, Any] | None = None  # the copy sweep's saved position (run_at, passes, ...)
     copies: list[str] = field(default_factory=list)  # copies enrolled in the tripwire
+    server: list[ServerSetting] = field(default_factory=list)  # server settings detection relies on, not as they must be
+    notes: list[str] = field(default_factory=list)  # how detection differs under the DSN's role (managed admin)
 
 
 async def _facts(config: Config, pool: asyncpg.Pool, ds: DatastoreConfig, timeout: float,
@@ -99,6 +103,9 @@ async def _facts(config: Config, pool: asyncpg.Pool, ds: DatastoreConfig, timeou
         f.audited = state.audited
         f.audit_problems = state.problems(config.coverage.pgaudit_role, f.targets) if state.loaded else ["pgaudit_not_loaded"]
         f.objects = await privileged_objects(conn, f.targets, f.snapshot, await detection_objects.schemas(pool, ds.name))
+        role = await managed.server_role(conn, ds.provider)
+        f.server, f.notes = await managed.requirements(conn, role, config.coverage.pgaudit_role,
+                                                       audit_configured=f.audit_configured)
     except (asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
         f.reachable, f.error = False, type(exc).__name__
     finally:
@@ -152,6 +159,13 @@ def paths_of(config: Config, ds: DatastoreConfig, f: Facts) -> list[Path]:
     else:
         tw = (COVERED, f"row security on {', '.join(armed)} reports every canary row returned, via {log}")
     out.append(Path("direct_read", "SELECT and COPY TO by ordinary roles", tw[0], tw[1], configured))
+    if f.reachable:
+        required = [s for s in f.server if s.required]
+        st = (OPEN if required else PARTLY if f.server else COVERED,
+              "; ".join(f"set {s.setting} = {s.value} (now {s.current}) in {s.where}" for s in f.server)
+              or "every server setting detection relies on is as it must be")
+        out.append(Path("server_settings", "Server settings detection relies on (log_*, pgaudit.*)", st[0], st[1],
+                        configured))
     dump_why = ("pg_dump turns row security off and fails on an armed table; that error is an export event"
                 if tw[0] != OPEN else tw[1])
     out.append(Path("dump_ordinary", "pg_dump by ordinary roles", tw[0], dump_why, configured))
@@ -288,6 +302,7 @@ async def coverage_report(config: Config, pool: asyncpg.Pool, *, datastore: str 
                                    for o in f.objects],
             "replication": [{"kind": s["kind"], "name": s["name"], "first_seen": s["first_seen"].isoformat()}
                             for s in f.seen],
+            "settings": [asdict(s) for s in f.server], "notes": list(f.notes),
         })
     return {"datastores": stores, "open_claims": sum(p["open_claim"] for s in stores for p in s["paths"])}
 
@@ -304,6 +319,12 @@ def render_markdown(doc: dict[str, Any]) -> str:
         for p in s["paths"]:
             flag = " ⚠ claimed" if p["open_claim"] else ""
             out.append(f"| {p['title']} | {_MARK[p['status']]}{flag} | {_cell(p['why'])} |")
+        if s.get("settings"):
+            out += ["", "Server settings to set (a managed admin role cannot set them itself):", ""]
+            out += [f"- {'required' if x['required'] else 'advised'}: `{x['setting']}` = {x['value']} (now {x['current']}) "
+                    f"in {x['where']}: {x['why']}" for x in s["settings"]]
+        if s.get("notes"):
+            out += ["", *(f"Note: {n}" for n in s["notes"])]
         if s["privileged_objects"]:
             out += ["", "Objects that read canary tables without row security:", ""]
             out += [f"- {o['kind']} `{o['name']}` (owner {o['owner']}): {o['why']}; covered by: {o['covered_by']}"

@@ -34,6 +34,7 @@ from canary.config import DatastoreConfig
 from canary.crypto import Keyring
 from canary.errors import DatastoreError
 from canary.events import DetectionEvent, EventKind, Severity, event_key
+from canary.postgres import managed
 from canary.postgres.audit import audit_state
 from canary.postgres.heartbeat import emit_heartbeat
 from canary.store import detection_objects, registry
@@ -154,23 +155,29 @@ async def check_canaries(runtime: SourceContext, ds: DatastoreConfig, audit_role
 
 
 async def _check_audit(runtime: SourceContext, ds: DatastoreConfig, role: str, at: dt.datetime, timeout: float) -> list[DetectionEvent]:
-    """pgaudit object audit still covers every canary table (only where it was configured)."""
+    """pgaudit object audit still covers every canary table (only where it was configured), and the server
+    settings detection relies on are as they must be: one HEALTH / ERROR event per required setting that
+    is not (a managed server's come from the provider's console; the event says where)."""
     targets = await detection_objects.targets(runtime.pool, ds.name)
     if not targets:
         return []
+    configured = bool(await runtime.pool.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM coverage_audit WHERE datastore = $1 AND role = $2)", ds.name, role))
     try:
         conn = await asyncpg.connect(ds.dsn.reveal(), timeout=timeout, command_timeout=timeout)
     except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         return [_health(ds.node_name, ds.name, "datastore_unreachable", at, Severity.ERROR, {"error": type(exc).__name__})]
     try:
         state = await audit_state(conn, role)
+        settings, _ = await managed.requirements(conn, await managed.server_role(conn, ds.provider), role)
     finally:
         await conn.close()
-    configured = await runtime.pool.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM coverage_audit WHERE datastore = $1 AND role = $2)", ds.name, role)
-    if not configured:
-        return []
-    return [_tamper(ds, "pgaudit", p, at, None, None) for p in state.problems(role, targets)]
+    out = [_health(ds.node_name, ds.name, f"server_setting:{s.setting}", at, Severity.ERROR,
+                   {"setting": s.setting, "value": s.value, "current": s.current, "where": s.where, "why": s.why})
+           for s in settings if s.required]
+    if configured:
+        out.extend(_tamper(ds, "pgaudit", p, at, None, None) for p in state.problems(role, targets))
+    return out
 
 
 def _tamper(ds: DatastoreConfig, target: str, problem: str, at: dt.datetime, canary_id: int | None,

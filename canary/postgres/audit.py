@@ -230,9 +230,18 @@ def _table(target: str) -> str:
     return f"{_quote(schema or 'public')}.{_quote(table)}"
 
 
+async def pgaudit_loaded(conn: asyncpg.Connection) -> bool:
+    """pgaudit is in ``shared_preload_libraries``. A role without ``pg_read_all_settings`` (a managed admin
+    may lack it) cannot read that setting; it still sees pgaudit's own settings, which ``pg_settings`` lists
+    only when the library is loaded (a placeholder left by ``SET pgaudit.x`` without it is not listed)."""
+    libs = await conn.fetchval("SELECT setting FROM pg_catalog.pg_settings WHERE name = 'shared_preload_libraries'")
+    if libs is not None:
+        return "pgaudit" in [x.strip().strip('"') for x in str(libs).split(",")]
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_settings WHERE name = 'pgaudit.log_level')"))
+
+
 async def audit_state(conn: asyncpg.Connection, role: str) -> AuditState:
-    libs = str(await conn.fetchval("SELECT current_setting('shared_preload_libraries')") or "")
-    loaded = "pgaudit" in [x.strip().strip('"') for x in libs.split(",")]
+    loaded = await pgaudit_loaded(conn)
     ext = bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pgaudit')"))
     setting = await conn.fetchval("SELECT current_setting('pgaudit.role', true)") if loaded else None
     classes = _classes(await conn.fetchval("SELECT current_setting('pgaudit.log', true)")) if loaded else frozenset()
@@ -271,23 +280,37 @@ async def configure_object_audit(
 ) -> AuditState:
     """Create the audit role (NOLOGIN, no other rights), grant it SELECT on ``tables`` and on the
     (schema, name) relations in ``objects`` (views and copies that read canary rows without row
-    security, :func:`canary.postgres.paths.audit_grants`), set
-    ``pgaudit.role`` cluster-wide (ALTER SYSTEM + reload) and create the extension. Needs a superuser.
-    Raises :class:`DatastoreError` when pgaudit is not in ``shared_preload_libraries``."""
-    libs = str(await conn.fetchval("SELECT current_setting('shared_preload_libraries')") or "")
-    if "pgaudit" not in libs:
+    security, :func:`canary.postgres.paths.audit_grants`), create the extension and, as a superuser, set
+    ``pgaudit.role`` cluster-wide (ALTER SYSTEM + reload).
+
+    A managed admin role (not a superuser: RDS, Cloud SQL, Azure) does the role and the grants, and the
+    extension where the provider lets it; ``pgaudit.role``, ``pgaudit.log_parameter`` and ``pgaudit.log``
+    come from the provider's console (:func:`canary.postgres.managed.requirements` names them), so the
+    state returned says what is still missing. Raises :class:`DatastoreError` when pgaudit is not in
+    ``shared_preload_libraries``."""
+    if not await pgaudit_loaded(conn):
         raise DatastoreError(
             "pgaudit is not loaded: add it to shared_preload_libraries (and install postgresql-NN-pgaudit), then restart"
+            " (on RDS / Aurora: the parameter group; Cloud SQL: the flag cloudsql.enable_pgaudit = on; Azure: azure.extensions"
+            " and shared_preload_libraries in the server parameters)"
         )
+    superuser = bool(await conn.fetchval("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user"))
     r = _quote(role)
     async with conn.transaction():
         if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)", role):
             await conn.execute(f"CREATE ROLE {r} NOLOGIN NOINHERIT")
-        await conn.execute("CREATE EXTENSION IF NOT EXISTS pgaudit")
+        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pgaudit')"):
+            try:
+                async with conn.transaction():  # a savepoint: a refusal leaves the grants below standing
+                    await conn.execute("CREATE EXTENSION pgaudit")
+            except asyncpg.InsufficientPrivilegeError:
+                pass  # not a trusted extension here: audit_state reports pgaudit_extension_missing
         for t in tables:
             await conn.execute(f"GRANT SELECT ON {_table(t)} TO {r}")
         for schema, name in objects:
             await conn.execute(f"GRANT SELECT ON {qualified(schema, name)} TO {r}")
+    if not superuser:
+        return await audit_state(conn, role)
     await conn.execute(f"ALTER SYSTEM SET pgaudit.role = '{role}'")
     await conn.execute("ALTER SYSTEM SET pgaudit.log_parameter = off")  # parameters may hold canary values
     classes = _classes(await conn.fetchval("SELECT current_setting('pgaudit.log', true)"))

@@ -38,8 +38,10 @@ from canary.credentials.values import CREDENTIAL_KIND, Credential, CredentialFac
 from canary.credentials.values import new_canary as new_credential_canary
 from canary.crypto import Keyring
 from canary.errors import CryptoError, DatastoreError, SeedError
+from canary.postgres import managed
 from canary.postgres.protocol import LEGACY_FUNCTION
 from canary.postgres.sql import ident, parse_target, qualified
+from canary.postgres.tamper import AUDIT_ROLE_DEFAULT
 from canary.postgres.tripwire import (
     MEMBERS,
     SETTINGS,
@@ -52,7 +54,7 @@ from canary.postgres.tripwire import (
     tripwire_for,
     visibility_guard,
 )
-from canary.seeder import ApplyResult, Finding, Plan, PlannedRow, RetireResult, TargetPlan, VerifyReport
+from canary.seeder import ApplyResult, Finding, Plan, PlannedRow, RetireResult, ServerSetting, TargetPlan, VerifyReport
 from canary.seeding import trickle as trickling
 from canary.seeding.catalog import Policy, TableInfo, introspect, unsupported_reason
 from canary.seeding.children import Batch, created_column, plan_children
@@ -230,8 +232,10 @@ class PostgresSeeder:
         follow_foreign_keys: bool = True,
         max_children: int = 20,
         clock: Callable[[], dt.datetime] | None = None,
+        audit_role: str = AUDIT_ROLE_DEFAULT,
     ) -> None:
         self.ds = datastore
+        self.audit_role = audit_role  # [coverage] pgaudit_role: whose settings plan / verify check
         if keyring is not None and keyring.key_id != registry.keyring.key_id:
             raise SeedError("the keyring given to the seeder is not the registry's keyring")
         self.registry = registry
@@ -263,6 +267,7 @@ class PostgresSeeder:
         kwargs.setdefault("lock_timeout", s.lock_timeout)
         kwargs.setdefault("follow_foreign_keys", s.follow_foreign_keys)
         kwargs.setdefault("max_children", s.max_children)
+        kwargs.setdefault("audit_role", config.coverage.pgaudit_role)
         return cls(config.datastore(name), registry, pools=pools, **kwargs)
 
     # -- connection ---------------------------------------------------------------------------
@@ -315,9 +320,11 @@ class PostgresSeeder:
             await conn.execute("SET LOCAL row_security = off")
             return False
         is_owner = await conn.fetchval("SELECT pg_catalog.pg_has_role(current_user, $1, 'USAGE')", info.owner)
-        if not is_owner:
+        if not is_owner:  # pg_read_all_data / pg_write_all_data (a managed admin's) do not bypass row security
             raise SeedError(
-                f"role {role.name} must own {info.target} (or be a superuser / BYPASSRLS) to seed it", target=info.target
+                f"role {role.name} must own {info.target} (or be a member of its owner {info.owner}, or a superuser / "
+                f"BYPASSRLS) to seed it: ALTER TABLE {info.target} OWNER TO {role.name}, or GRANT {info.owner} TO "
+                f"{role.name}", target=info.target
             )
         if info.rls_forced:
             if not may_alter:
@@ -344,6 +351,7 @@ class PostgresSeeder:
                 works = [await self._prepare(conn, t, role, arrivals=[now] if t.mode == "trickle" else None) for t in self.ds.tables]
             finally:
                 await tr.rollback()
+            settings, notes = await self._server(conn)
         finally:
             await self._close(conn)
         pending, _ = await trickling.pending_counts(self.registry.pool, self.ds.name)
@@ -360,7 +368,13 @@ class PostgresSeeder:
                     f"{missing} more to schedule over {w.target.trickle_over / 86400:g} days (`canary seed`); "
                     f"the row shown is what a sign-up now would write"))
             plans.append(p)
-        return Plan(self.ds.name, plans)
+        return Plan(self.ds.name, plans, settings, notes)
+
+    async def _server(self, conn: asyncpg.Connection) -> tuple[list[ServerSetting], list[str]]:
+        """The server settings detection relies on that are not as they must be, worded for the datastore's
+        provider, and how detection differs under the DSN's role (a managed admin is not a superuser)."""
+        role = await managed.server_role(conn, self.ds.provider)
+        return await managed.requirements(conn, role, self.audit_role)
 
     @staticmethod
     def _trickle_traces(w: _TargetWork) -> list[str]:
@@ -2205,9 +2219,10 @@ class PostgresSeeder:
             if active:  # the schema's shared objects: once, reported with the first canary table
                 first = next(iter(active))
                 findings.extend(Finding("-", first, p) for p in await self.tripwire.problems(conn, self.registry.keyring))
+            settings, notes = await self._server(conn)
         finally:
             await self._close(conn)
-        return VerifyReport(self.ds.name, checked, findings)
+        return VerifyReport(self.ds.name, checked, findings, settings, notes)
 
     async def _verify_children(self, conn: asyncpg.Connection, active: Mapping[str, Mapping[str, Any]]) -> list[Finding]:
         """The tripwire on tables holding rows written for active canaries catches all of those rows."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import asyncpg
@@ -20,6 +21,7 @@ from canary.health.checks import audited_tables, check_canaries, record_audit_co
 from canary.health.copies import copy_rows
 from canary.health.filescan import load_patterns, scan_file
 from canary.health.sweep import Budget, CopySweep
+from canary.postgres import managed
 from canary.postgres.audit import configure_object_audit
 from canary.postgres.backstop import read_snapshot
 from canary.postgres.paths import audit_grants, privileged_objects
@@ -94,8 +96,15 @@ async def cmd_audit(args: argparse.Namespace) -> int:
             objects = await privileged_objects(conn, tables, snapshot, await detection_objects.schemas(rt.pool, ds.name))
             grants = audit_grants(objects)
             state = await configure_object_audit(conn, rt.config.coverage.pgaudit_role, tables, objects=grants)
-            if not args.no_event_trigger:
-                await install_event_trigger(conn, ds.detection_schema, ds.name)
+            trigger = not args.no_event_trigger
+            if trigger:
+                try:
+                    async with conn.transaction():  # the guard function goes too when the trigger is refused
+                        await install_event_trigger(conn, ds.detection_schema, ds.name)
+                except asyncpg.InsufficientPrivilegeError:
+                    trigger = False  # superusers only (RDS / Cloud SQL let their admin): the settings below say what covers it
+            role = await managed.server_role(conn, ds.provider)
+            settings, notes = await managed.requirements(conn, role, rt.config.coverage.pgaudit_role, audit_configured=True)
         except asyncpg.PostgresError as exc:
             raise DatastoreError(f"{ds.name}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
         finally:
@@ -107,11 +116,12 @@ async def cmd_audit(args: argparse.Namespace) -> int:
         problems = state.problems(rt.config.coverage.pgaudit_role, audited)
         print(json.dumps({
             "datastore": ds.name, "tables": tables, "role": rt.config.coverage.pgaudit_role,
-            "event_trigger": not args.no_event_trigger, "problems": problems,
+            "event_trigger": trigger, "problems": problems,
+            "settings": [asdict(x) for x in settings], "notes": notes,
             "privileged_objects": [{"kind": o.kind, "name": o.name, "owner": o.owner, "why": o.why, "covered_by": o.cover}
                                    for o in objects],
         }, indent=2))
-        return 1 if problems else 0
+        return 1 if problems or any(x.required for x in settings) else 0
     finally:
         await close_runtime(rt, grace=1)
 

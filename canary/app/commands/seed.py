@@ -119,6 +119,7 @@ async def cmd_plan(args: argparse.Namespace) -> int:
                 print(f"    pool: {need}")
             for trace in t.traces:
                 print(f"    trace: {trace}")
+        _server(plan)
 
     _emit(args, plans, show)
     return 0
@@ -166,9 +167,19 @@ async def cmd_verify(args: argparse.Namespace) -> int:
         print(f"datastore {r.datastore}: {r.checked} canaries checked, {'OK' if r.ok else f'{len(r.findings)} problems'}")
         for f in r.findings:
             print(f"  {f.target} {f.canary_uid}: {f.problem}")
+        _server(r)
 
     _emit(args, reports, show)
-    return 0 if all(r.ok for r in reports) else 1
+    return 0 if all(r.ok and not any(s.required for s in r.settings) for r in reports) else 1
+
+
+def _server(result: Any) -> None:
+    """The server settings a plan / verify found missing (set where each says: a managed admin role cannot)
+    and how detection differs under the datastore's role."""
+    for s in result.settings:
+        print(f"  {'required' if s.required else 'advised'}: set {s.setting} = {s.value} (now {s.current}) in {s.where}: {s.why}")
+    for note in result.notes:
+        print(f"  note: {note}")
 
 
 async def cmd_retire(args: argparse.Namespace) -> int:
