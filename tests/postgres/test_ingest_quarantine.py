@@ -5,15 +5,20 @@ the control store is really unavailable."""
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import aiohttp
 import pytest
 from testkit import STDOUT_SINK, CanaryRows, MakeConfig, OpenRuntime, customer_canary, read_record, serving
 
+from canary.events import EventKind
 from canary.postgres.http_ingest import PATH, HttpIngest
+from canary.postgres.processor import default_handlers
+from canary.postgres.record import Detection, RecordContext
 from canary.runtime import Runtime
 from canary.secret import Secret
 
@@ -33,15 +38,16 @@ def plain_line(n: int) -> bytes:
                        "message": f"duration: {n}.0 ms", "state_code": "00000"}).encode()
 
 
-#: Poison lines: (name, line, reject reason). The first two can be no PostgreSQL line and are set aside
-#: before any work; the third passes every check (its MAC is good) and fails only when its key is hashed.
+#: Poison lines: (name, line, reject reason). The first three can be no PostgreSQL line and are set aside
+#: before any work; the last passes every check (its MAC is good) and names no canary: its row key, a lone
+#: surrogate, has a blind index like any text (it once failed the batch where it was hashed).
 POISON = [
     ("lone_surrogate_user",
      json.dumps({"error_severity": "FATAL", "state_code": "28P01", "user": "ops\udc80", "pid": 7, "remote_host": "10.6.6.6",
                  "message": 'password authentication failed for user "ops"', "timestamp": "2026-11-23 15:24:13.620 UTC"}).encode(),
      "quarantined_text"),
     ("pid_out_of_range", read_line(33, pid=5, fields={"pid": 10**40}), "quarantined_number"),
-    ("surrogate_inside_signed_detail", read_line("\udc80", pid=6), "quarantined_record"),
+    ("surrogate_inside_signed_detail", read_line("\udc80", pid=6), "unknown_canary"),
 ]
 
 
@@ -81,7 +87,7 @@ async def test_a_poison_line_is_quarantined_and_the_reads_still_detected(runtime
     lines[3], lines[11], lines[17] = read_line(11, pid=11), poison, read_line(22, pid=22)
     status, body, _ = await post(ingest, b"\n".join(lines))
     assert status == 200, body
-    assert body == {"node": "primary", "lines": 20, "events": 2, "quarantined": 1}
+    assert body == {"node": "primary", "lines": 20, "events": 2, "quarantined": int(reason != "unknown_canary")}
     rows = await runtime.pool.fetch("SELECT kind, canary_id, actor FROM events ORDER BY id")
     assert [r["kind"] for r in rows] == ["read", "read"] and len({r["canary_id"] for r in rows}) == 2
     assert await reasons(runtime) == [reason]
@@ -97,9 +103,30 @@ async def test_every_poison_at_once_in_a_large_batch(runtime: Runtime, ingest: s
     lines[5], lines[1999], lines[2999] = read_line(11, pid=11), read_line(22, pid=22), read_line(33, pid=33)
     status, body, _ = await post(ingest, gzip.compress(b"\n".join(lines)), {"Content-Encoding": "gzip"})
     assert status == 200, body
-    assert body == {"node": "primary", "lines": 3000, "events": 3, "quarantined": 6}
+    assert body == {"node": "primary", "lines": 3000, "events": 3, "quarantined": 2 * sum(p[2] != "unknown_canary" for p in POISON)}
     assert await runtime.pool.fetchval("SELECT count(DISTINCT canary_id) FROM events WHERE kind = 'read'") == 3
     assert sorted(await reasons(runtime)) == sorted([p[2] for p in POISON] * 2)
+
+
+def _buggy(record: Mapping[str, Any], ctx: RecordContext) -> Detection | None:
+    """A handler with a bug that shows only when its detection is resolved (a value that is no text)."""
+    if record.get("message") != "buggy":
+        return None
+    return Detection(kind=EventKind.READ, key="buggy", group="buggy", observed_at=dt.datetime.now(dt.timezone.utc),
+                     values=(("email", 12345),))  # type: ignore[arg-type]
+
+
+async def test_a_record_that_fails_the_batch_is_isolated_and_quarantined(runtime: Runtime) -> None:
+    """Whatever fails a batch for one record's sake (here a handler bug surfacing at resolution) halves
+    the batch until that record stands alone: it is quarantined, every other read commits."""
+    lines = [plain_line(i) for i in range(40)]
+    lines[5], lines[21], lines[33] = read_line(11, pid=11), json.dumps({"message": "buggy", "pid": 1}).encode(), read_line(22, pid=22)
+    async with serving(runtime, [HttpIngest(Secret(TOKEN), {"primary": "shop"}, handlers=(*default_handlers(), _buggy))]) as port:
+        status, body, _ = await post(f"http://127.0.0.1:{port}{PATH}", b"\n".join(lines))
+    assert status == 200, body
+    assert body == {"node": "primary", "lines": 40, "events": 2, "quarantined": 1}
+    assert await reasons(runtime) == ["quarantined_record"]
+    assert await runtime.pool.fetchval("SELECT count(DISTINCT canary_id) FROM events WHERE kind = 'read'") == 2
 
 
 @pytest.mark.parametrize(
