@@ -488,7 +488,7 @@ def _decode_record(item: object) -> tuple[str, Any]:
         return "bad_record", "no base64 data"
     try:
         compressed = base64.b64decode(data, validate=True)
-    except binascii.Error as exc:
+    except (binascii.Error, ValueError) as exc:  # ValueError: a non-ASCII string
         return "bad_base64", f"{type(exc).__name__}: {str(exc)[:200]}"
     try:
         payload = gunzip(compressed)

@@ -345,7 +345,7 @@ def _log_entry(raw: bytes) -> tuple[dict[str, Any] | None, tuple[str, str]]:
         return None, ("bad_push", f"message {message_id!r} has no data")
     try:
         payload = base64.b64decode(data, validate=True)
-    except binascii.Error as exc:
+    except (binascii.Error, ValueError) as exc:  # ValueError: a non-ASCII string
         return None, ("bad_base64", f"message {message_id!r}: {exc}")
     try:
         entry = json.loads(payload)
