@@ -151,9 +151,9 @@ class EventIds:
             fallback = next((t for t in self._times if t), None)
             for i, record in enumerate(records):
                 r = dict(record)
-                if "line_num" not in r:  # no %l in the prefix: the events name the line (63 bits: a jsonlog int64)
+                if type(r.get("line_num")) is not int:  # no %l in the prefix: the events name the line (63 bits: an int64)
                     r["line_num"] = int.from_bytes(hashlib.sha256(base + i.to_bytes(4, "big")).digest()[:8], "big") >> 1
-                if "timestamp" not in r and fallback:
+                if not r.get("timestamp") and fallback:
                     r["timestamp"] = fallback
                 out.append(r)
             self._pending, self._times = [], []
