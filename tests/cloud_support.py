@@ -65,10 +65,12 @@ def firehose_body(records: Sequence[dict[str, Any]], request_id: str) -> dict[st
 
 
 def firehose_headers(request_id: str, *, key: str | None = ACCESS_KEY, gzipped: bool = True) -> dict[str, str]:
-    headers = {"X-Amz-Firehose-Protocol-Version": "1.0", "X-Amz-Firehose-Request-Id": request_id,
+    headers = {"X-Amz-Firehose-Protocol-Version": "1.0",
                "X-Amz-Firehose-Source-Arn": "arn:aws:firehose:eu-west-1:123456789012:deliverystream/rds-logs",
                "X-Amz-Firehose-Common-Attributes": json.dumps({"commonAttributes": {"env": "prod"}}),
                "Content-Type": "application/json"}
+    if request_id:
+        headers["X-Amz-Firehose-Request-Id"] = request_id
     if key is not None:
         headers["X-Amz-Firehose-Access-Key"] = key
     if gzipped:
@@ -79,7 +81,7 @@ def firehose_headers(request_id: str, *, key: str | None = ACCESS_KEY, gzipped: 
 async def post_firehose(url: str, records: Sequence[dict[str, Any]], *, key: str | None = ACCESS_KEY, gzipped: bool = True,
                         request_id: str | None = None, raw: bytes | None = None) -> tuple[int, dict[str, Any], aiohttp.typedefs.LooseHeaders]:
     """POST a delivery as Firehose does; (status, JSON answer, headers)."""
-    request_id = request_id or str(uuid.uuid4())
+    request_id = str(uuid.uuid4()) if request_id is None else request_id  # "": no header
     body = raw if raw is not None else json.dumps(firehose_body(records, request_id)).encode()
     async with aiohttp.ClientSession(auto_decompress=False) as http:
         async with http.post(url, data=gzip.compress(body) if gzipped else body,

@@ -419,7 +419,8 @@ class FirehoseReceiver:
             if exc.status == 413:  # permanent for Firehose: the batch is gone, so say so loudly
                 log.warning("firehose.batch_too_large", request_id=request_id, limit=self.max_body)
             return self._answer(request_id, exc.status, exc.detail)
-        records, problem = _request_records(raw)
+        records, problem, body_id = _request_records(raw)
+        request_id = request_id or body_id  # the header and the body carry the same id; echo whichever came
         if records is None:
             await self.runtime.reject(self.name, "bad_request", f"{problem} | {raw[:200]!r}")
             return self._answer(request_id, 400, f"not a Firehose delivery request: {problem}")
@@ -500,18 +501,20 @@ def _decode_record(item: object) -> tuple[str, Any]:
         return "bad_message", f"not JSON ({type(exc).__name__}: {str(exc)[:160]})"
 
 
-def _request_records(raw: bytes) -> tuple[list[object] | None, str]:
-    """The ``records`` of a Firehose request body, or (None, why not)."""
+def _request_records(raw: bytes) -> tuple[list[object] | None, str, str]:
+    """(the ``records`` of a Firehose request body or None, why not, its ``requestId`` or "")."""
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError) as exc:
-        return None, f"body is not JSON ({type(exc).__name__})"
+        return None, f"body is not JSON ({type(exc).__name__})", ""
     if not isinstance(body, dict):
-        return None, "body is not a JSON object"
+        return None, "body is not a JSON object", ""
+    request_id = body.get("requestId")
+    request_id = request_id[:256] if isinstance(request_id, str) else ""
     records = body.get("records")
     if not isinstance(records, list):
-        return None, "no records array"
-    return records, ""
+        return None, "no records array", request_id
+    return records, "", request_id
 
 
 def _subscription_message(message: object) -> tuple[str, str, list[CloudEvent]] | str:

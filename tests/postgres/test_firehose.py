@@ -123,6 +123,14 @@ async def test_a_wrong_access_key_is_401_and_nothing_is_stored(runtime: Runtime,
     assert 'canary_rejects_total{reason="bad_access_key",source="firehose"} 1.0' in runtime.metrics.render().decode()
 
 
+async def test_the_body_request_id_is_echoed_when_the_header_has_none(runtime: Runtime, url: str) -> None:
+    """The request id is in the header and, for convenience, the body: without the header the
+    answer echoes the body's."""
+    raw = json.dumps({"requestId": "from-body", "timestamp": 1, "records": [firehose_record(control_message())]}).encode()
+    status, body, _ = await post_firehose(url, [], raw=raw, request_id="")
+    assert (status, body["requestId"]) == (200, "from-body")
+
+
 async def test_a_control_message_alone_is_acknowledged_and_ignored(runtime: Runtime, url: str) -> None:
     """The subscription's CONTROL_MESSAGE is answered 200 and is neither an event nor a reject."""
     status, body, _ = await post_firehose(url, [firehose_record(control_message())])
