@@ -210,7 +210,7 @@ async def verify_token(header: str, keys: Jwks, http: aiohttp.ClientSession, pol
         claims = dict(jwt.decode(token, key, algorithms=["RS256"]).claims)
         JWTClaimsRegistry(leeway=policy.leeway, iss={"essential": True, "value": policy.issuer},
                           exp={"essential": True}, iat={"essential": True}).validate(claims)
-    except (JoseError, ValueError, TypeError) as exc:
+    except (JoseError, ValueError, TypeError, RecursionError) as exc:  # whatever claims a forger wrote
         raise TokenRefused(401, "bad_token", f"{type(exc).__name__}: {str(exc)[:160]}") from None
     aud = claims.get("aud")
     if not (aud == policy.audience or (isinstance(aud, list) and policy.audience in aud)):
