@@ -16,6 +16,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -549,6 +550,105 @@ class BucketConfig(_Model):
     secret_access_key: Secret
 
 
+class CloudLogTarget(_Model):
+    """Where the lines of one cloud log stream come from: the datastore and node its events name, and
+    how that server writes its log (``format``: a :func:`canary.postgres.formats.record_decoder` name;
+    ``log_line_prefix``: the server's setting, for the formats that use it)."""
+
+    datastore: str
+    node: str = ""  # default: the datastore's node name
+    format: str = Field(default="stderr", pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    log_line_prefix: str = Field(default="", max_length=1000)
+
+
+def _https_or_loopback(url: str) -> bool:
+    """Keys that authenticate log deliveries are fetched over TLS, or from this host."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return True
+    if parts.scheme != "http" or not parts.hostname:
+        return False
+    try:
+        return ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:
+        return parts.hostname == "localhost"
+
+
+class FirehoseStream(CloudLogTarget):
+    """``[[coverage.firehose.streams]]``: a CloudWatch Logs group (exact name, or a pattern with ``*``
+    and ``?``) whose subscription filter feeds the Firehose stream, e.g. ``/aws/rds/instance/shop-db/postgresql``."""
+
+    log_group: str = Field(min_length=1, max_length=512)
+
+
+class FirehoseConfig(_Model):
+    """``[coverage.firehose]``: the Amazon Data Firehose HTTP endpoint destination (CloudWatch Logs of
+    RDS / Aurora -> subscription filter -> Firehose -> POST ``path``), guarded by ``access_key``
+    (the stream's configured access key, sent as ``X-Amz-Firehose-Access-Key``)."""
+
+    path: str = "/ingest/firehose"
+    access_key: Secret | None = None  # enables the endpoint
+    #: Firehose's own ceiling is 64 MiB before compression; it drops a batch answered 413 for good
+    max_body: int = Field(default=64 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    streams: tuple[FirehoseStream, ...] = ()
+
+    @model_validator(mode="after")
+    def _guarded(self) -> FirehoseConfig:
+        if not self.path.startswith("/"):
+            raise ValueError("path must start with /")
+        if self.streams and self.access_key is None:
+            raise ValueError("streams need access_key (the Firehose stream's HTTP endpoint access key)")
+        return self
+
+
+class PubSubDatabase(CloudLogTarget):
+    """``[[coverage.pubsub.databases]]``: a Cloud SQL instance by its ``resource.labels.database_id``
+    (``project:instance``). Cloud SQL writes its server log as stderr lines with its own prefix."""
+
+    database_id: str = Field(pattern=r"^[^:\s]{1,128}:[^:\s]{1,128}$")
+    log_line_prefix: str = Field(default="%m [%p]: [%l-1] db=%d,user=%u ", max_length=1000)
+
+
+class PubSubConfig(_Model):
+    """``[coverage.pubsub]``: a Pub/Sub push subscription's endpoint (Cloud SQL -> Cloud Logging sink
+    -> Pub/Sub topic -> push to ``path``), authenticated by the OIDC token Pub/Sub signs: RS256 under
+    the keys of ``jwks_url`` (or ``jwks_file``), issued by ``issuer`` for ``audience`` (and, when set,
+    for ``service_account``, with ``email_verified``)."""
+
+    path: str = "/ingest/pubsub"
+    audience: str = ""  # the push subscription's OIDC audience; enables the endpoint
+    issuer: str = "https://accounts.google.com"
+    service_account: str = ""  # the push subscription's service account e-mail (the token's email claim)
+    jwks_url: str = "https://www.googleapis.com/oauth2/v3/certs"
+    jwks_file: Path | None = None  # keys read from a file instead of jwks_url
+    jwks_max_age: float = 3600.0  # keys are fetched again after this
+    jwks_min_interval: float = 30.0  # at most one fetch per interval for tokens naming an unknown key
+    leeway: int = Field(default=60, ge=0, le=600)  # seconds of clock skew allowed on exp / iat / nbf
+    #: a Pub/Sub message is at most 10 MB (base64 in JSON: about 13.4 MB)
+    max_body: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    databases: tuple[PubSubDatabase, ...] = ()
+
+    @field_validator("jwks_max_age", "jwks_min_interval", mode="before")
+    @classmethod
+    def _dur(cls, v: object) -> float:
+        return parse_duration(v)
+
+    @field_validator("jwks_file")
+    @classmethod
+    def _expand(cls, v: Path | None) -> Path | None:
+        return v.expanduser() if v is not None else None
+
+    @model_validator(mode="after")
+    def _guarded(self) -> PubSubConfig:
+        if not self.path.startswith("/"):
+            raise ValueError("path must start with /")
+        if self.databases and not self.audience:
+            raise ValueError("databases need audience (the push subscription's OIDC token audience)")
+        if self.audience and self.jwks_file is None and not _https_or_loopback(self.jwks_url):
+            raise ValueError("jwks_url must be https:// (http:// only to a loopback address), or give jwks_file")
+        return self
+
+
 class CoverageConfig(_Model):
     """``[coverage]``: replicas and other log paths, exported-file scanning, scheduled checks, the copy
     sweep."""
@@ -583,6 +683,8 @@ class CoverageConfig(_Model):
     sweep_max_bytes: int = Field(default=2 * 1024**3, ge=8192)  # buffer pages the sweep may touch, in bytes
     sweep_blocks: int = Field(default=1024, ge=1, le=131072)  # heap blocks read per query (8 MiB at 8 KiB pages)
     sweep_max_bytes_per_second: int = Field(default=64 * 1024**2, ge=0)  # I/O rate cap; 0: none
+    firehose: FirehoseConfig = FirehoseConfig()  # Amazon RDS / Aurora logs via CloudWatch Logs -> Firehose
+    pubsub: PubSubConfig = PubSubConfig()  # Cloud SQL logs via Cloud Logging -> Pub/Sub push
 
     @field_validator("scan_interval", "check_interval", "heartbeat_interval", "heartbeat_timeout", "webhook_timeout",
                      "sweep_interval", "sweep_max_seconds", mode="before")
@@ -647,6 +749,17 @@ class Config(_Model):
             if node.name in nodes:
                 raise ValueError(f"coverage.nodes[{i}].name: duplicate node name {node.name!r}")
             nodes.add(node.name)
+        return self
+
+    @model_validator(mode="after")
+    def _cloud_log_targets(self) -> Config:
+        names = {d.name for d in self.datastores}
+        targets: list[tuple[str, CloudLogTarget]] = [
+            *((f"coverage.firehose.streams[{i}]", t) for i, t in enumerate(self.coverage.firehose.streams)),
+            *((f"coverage.pubsub.databases[{i}]", t) for i, t in enumerate(self.coverage.pubsub.databases))]
+        for where, target in targets:
+            if target.datastore not in names:
+                raise ValueError(f"{where}.datastore: no datastore named {target.datastore!r}")
         return self
 
     def datastore(self, name: str) -> DatastoreConfig:

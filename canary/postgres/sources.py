@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 from canary.plugins import SourceType
-from canary.postgres import http_ingest, jsonlog, syslog
+from canary.postgres import firehose, http_ingest, jsonlog, pubsub, syslog
 
 SOURCES: tuple[SourceType, ...] = (
     jsonlog.SOURCE,
     syslog.SOURCE,
     http_ingest.SOURCE,
+    firehose.SOURCE,
+    pubsub.SOURCE,
 )

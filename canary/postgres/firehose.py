@@ -1,0 +1,542 @@
+"""Amazon RDS / Aurora PostgreSQL logs delivered by Amazon Data Firehose: the HTTP endpoint
+destination of a Firehose stream fed by a CloudWatch Logs subscription filter on the instance's log
+group (``/aws/rds/instance/<id>/postgresql``, ``/aws/rds/cluster/<id>/postgresql``).
+
+The wire format is Firehose's, as documented in "HTTP Endpoint Delivery Request and Response
+Specifications" (https://docs.aws.amazon.com/firehose/latest/dev/httpdeliveryrequestresponse.html):
+
+- ``POST <coverage.firehose.path>`` with ``X-Amz-Firehose-Request-Id`` (kept across retries),
+  ``X-Amz-Firehose-Access-Key`` (the stream's access key, copied verbatim: compared in constant time),
+  ``X-Amz-Firehose-Common-Attributes`` (metadata; not needed here, ignored), ``Content-Type:
+  application/json``, ``Content-Encoding: gzip`` when the stream compresses, and a body
+  ``{"requestId", "timestamp", "records": [{"data": <base64>}, ...]}``.
+- The answer is ``application/json``, uncompressed, ``{"requestId": <echoed>, "timestamp": <ms>}``
+  plus ``"errorMessage"`` on failure. Only 200 is a delivery; 413 is a permanent failure (the batch is
+  dropped, not even written to the error bucket); every other status is retried with backoff until the
+  stream's retry duration ends, then the batch goes to the S3 error bucket.
+
+Each record's data is a CloudWatch Logs subscription message, gzip-compressed (CloudWatch Logs
+"Subscription filters": "log events ... are Base64 encoded and compressed with the GZIP format"):
+``{"messageType": "DATA_MESSAGE" | "CONTROL_MESSAGE", "owner", "logGroup", "logStream",
+"subscriptionFilters", "logEvents": [{"id", "timestamp", "message"}]}``. A CONTROL_MESSAGE (sent when
+the subscription is created, to check the destination) carries no log events and is skipped.
+
+So we answer 200 only after every event of the request is committed, 503 (retried) when the control
+store is down, 408 (retried) when the body is too slow, 401 for a wrong access key, 413 only past
+``coverage.firehose.max_body`` (Firehose's own ceiling by default, so a genuine batch never is), 400
+(retried, then kept in the error bucket) for a body that is no Firehose request at all. A bad record
+inside a genuine request (not base64, not gzip, not a subscription message, a log group no
+``[[coverage.firehose.streams]]`` maps) is rejected with its reason (counted, sampled) and the rest of
+the request is committed and answered 200: no retry could make it better, and a retried batch would
+hold back the reads shipped with it.
+
+Each (log group, log stream) is its own decoder stream (``canary.postgres.formats``): a stderr entry
+whose DETAIL / STATEMENT lines are separate log events is put back together. Log event ids make
+the records idempotent where the server's prefix gives no ``%l``: such a record's ``line_num`` is
+derived from the ids of the log events that made it (:class:`EventIds`), so a retried batch yields
+the same event keys and no duplicate events. The CloudWatch event time stands in for a record's own
+``timestamp`` only when the format has none.
+
+Shared with :mod:`canary.postgres.pubsub` (the same problem from Google's side): :class:`LogTarget`,
+:func:`decode_events`, :func:`commit_records`, :func:`read_body`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+import fnmatch
+import hashlib
+import hmac
+import json
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from canary.config import CloudLogTarget, Config
+from canary.errors import ConfigError
+from canary.events import DetectionEvent, EventKind, Severity, event_key
+from canary.plugins import SourceType
+from canary.postgres.formats import record_decoder
+from canary.postgres.http_ingest import UNAVAILABLE, Batch, unavailable, unstorable
+from canary.postgres.processor import PgLogProcessor
+from canary.postgres.record import RecordContext, RecordHandler
+from canary.proxies import TrustedProxies
+from canary.secret import Secret
+from canary.typing import SourceContext
+
+log = structlog.get_logger("canary.sources.firehose")
+
+#: Records committed per call: bounds memory and transaction size for a 10,000-record request.
+COMMIT_BATCH = 2000
+#: A record's data decompressed: CloudWatch Logs batches are at most 1 MiB of events, so 8 MiB is
+#: generous, and a gzip bomb stops here.
+MAX_RECORD = 8 * 1024 * 1024
+READ_CHUNK = 256 * 1024
+#: ``unstorable`` reads only lines holding an escape; decoded records are always checked in full.
+_CHECK_ALL = b"\\u"
+
+
+# -- shared with pubsub ------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class LogTarget:
+    """Where one cloud log stream's lines come from, resolved from the configuration."""
+
+    datastore: str
+    node: str
+    format: str
+    prefix: str | None
+
+    @classmethod
+    def of(cls, config: Config, target: CloudLogTarget, where: str) -> LogTarget:
+        """The target, its node defaulted to the datastore's; a format no decoder reads is a
+        :class:`ConfigError` at start, not a stream of rejects later."""
+        node = target.node or config.datastore(target.datastore).node_name
+        try:
+            record_decoder(target.format, target.log_line_prefix or None)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.format", str(exc)) from None
+        return cls(target.datastore, node, target.format, target.log_line_prefix or None)
+
+
+@dataclass(frozen=True, slots=True)
+class CloudEvent:
+    """One log event as the cloud delivered it: its id (CloudWatch event id, Cloud Logging insertId),
+    its text, and the delivery's time for it (a jsonlog-style timestamp, or None)."""
+
+    id: str
+    message: str
+    timestamp: str | None = None
+
+
+@dataclass
+class Decoded:
+    records: list[dict[str, Any]] = field(default_factory=list)
+    malformed: list[str] = field(default_factory=list)  # samples of lines that belong to no record
+
+
+class EventIds:
+    """Ids for the records of one decoder stream, from the log events that made them.
+
+    A decoder returns a record when its entry is complete, which for multi-line formats is when the
+    next entry starts; which line began it is the decoder's business. What is certain: the lines fed
+    since the previous emission (the current one included) are fed for no other emission. So a
+    record's id is the hash of those lines' (event id, line index) pairs, and of its place among the
+    records emitted together; the entry still held at the end is named by the last line. The same
+    events in the same order (a retried delivery) give the same ids; different emissions never share
+    one."""
+
+    def __init__(self) -> None:
+        self._pending: list[str] = []
+        self._times: list[str | None] = []
+        self._last = ""
+
+    def line(self, event: CloudEvent, index: int) -> None:
+        self._last = f"{event.id}#{index}"
+        self._pending.append(self._last)
+        self._times.append(event.timestamp)
+
+    def emit(self, records: Sequence[Mapping[str, Any]], out: list[dict[str, Any]], *, final: bool = False) -> None:
+        if records:
+            parts = ["flush", *self._pending, self._last] if final else self._pending
+            base = hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).digest()
+            fallback = next((t for t in self._times if t), None)
+            for i, record in enumerate(records):
+                r = dict(record)
+                if type(r.get("line_num")) is not int:  # no %l in the prefix: the events name the line (63 bits: an int64)
+                    r["line_num"] = int.from_bytes(hashlib.sha256(base + i.to_bytes(4, "big")).digest()[:8], "big") >> 1
+                if not r.get("timestamp") and fallback:
+                    r["timestamp"] = fallback
+                out.append(r)
+            self._pending, self._times = [], []
+
+
+class StreamDecoder:
+    """A decoder stream (one log stream of one target) with its :class:`EventIds`."""
+
+    def __init__(self, target: LogTarget) -> None:
+        self.target = target
+        self._decoder = record_decoder(target.format, target.prefix)
+        self._ids = EventIds()
+
+    def feed(self, event: CloudEvent, out: Decoded) -> None:
+        for index, line in enumerate(event.message.split("\n")):
+            line = line.removesuffix("\r")
+            if not line.strip():
+                continue
+            self._ids.line(event, index)
+            try:
+                records = self._decoder.feed(line)
+            except Exception as exc:  # noqa: BLE001 - a line no record can hold is rejected, whatever the decoder raised
+                out.malformed.append(f"{type(exc).__name__}: {str(exc)[:120]} | {line[:300]}")
+                continue
+            self._ids.emit(records, out.records)
+
+    def flush(self, out: Decoded) -> None:
+        try:
+            records = self._decoder.flush()
+        except Exception as exc:  # noqa: BLE001 - as in feed
+            out.malformed.append(f"{type(exc).__name__}: {str(exc)[:200]} | (held entry)")
+            return
+        self._ids.emit(records, out.records, final=True)
+
+
+def decode_events(target: LogTarget, events: Sequence[CloudEvent]) -> Decoded:
+    """The records of ``events`` (one stream, in order), decoded in one stream and flushed."""
+    out = Decoded()
+    stream = StreamDecoder(target)
+    for event in events:
+        stream.feed(event, out)
+    stream.flush(out)
+    return out
+
+
+class Processors:
+    """One :class:`PgLogProcessor` per (datastore, node), made on first use: the backstop's catalog
+    snapshot and the session facts of a node live in its processor."""
+
+    def __init__(self, prefix: str, handlers: Sequence[RecordHandler] | None) -> None:
+        self.prefix = prefix
+        self.handlers = handlers
+        self._by_node: dict[tuple[str, str], PgLogProcessor] = {}
+
+    def source(self, target: LogTarget) -> str:
+        return f"{self.prefix}:{target.node}"
+
+    def get(self, runtime: SourceContext, target: LogTarget) -> PgLogProcessor:
+        key = (target.datastore, target.node)
+        processor = self._by_node.get(key)
+        if processor is None:
+            processor = PgLogProcessor(runtime, RecordContext(target.datastore, target.node, self.source(target)), self.handlers)
+            self._by_node[key] = processor
+        return processor
+
+
+async def commit_records(runtime: SourceContext, processor: PgLogProcessor, source: str, decoded: Decoded, batch: Batch) -> None:
+    """Commit ``decoded``: lines that belong to no record are rejected (``malformed_log_line``) and
+    raise one HEALTH event (on a detection source such a line may have been a detection); records
+    PostgreSQL could not have written are quarantined before any work; the rest are processed
+    together, halved on a failure that is not the store's until the record that fails alone is
+    quarantined. Raises only when the control store is unavailable (:func:`unavailable`)."""
+    extra: list[DetectionEvent] = []
+    if decoded.malformed:
+        for sample in decoded.malformed:
+            await runtime.reject(source, "malformed_log_line", sample)
+        batch.quarantined += len(decoded.malformed)
+        batch.lines += len(decoded.malformed)
+        extra.append(_unparsable_event(processor.ctx, decoded.malformed))
+    records: list[dict[str, Any]] = []
+    for record in decoded.records:
+        batch.lines += 1
+        why = unstorable(_CHECK_ALL, record)
+        if why is not None:
+            await runtime.reject(source, why[0], f"{why[1]} | {_sample(record)}")
+            batch.quarantined += 1
+            continue
+        records.append(record)
+    batch.usable += len(records)
+    if extra:
+        batch.events += await _isolated(runtime, processor, source, [], batch, extra)
+    for start in range(0, len(records), COMMIT_BATCH):
+        batch.events += await _isolated(runtime, processor, source, records[start:start + COMMIT_BATCH], batch, ())
+
+
+async def _isolated(runtime: SourceContext, processor: PgLogProcessor, source: str, records: Sequence[Mapping[str, Any]],
+                    batch: Batch, extra: Sequence[DetectionEvent]) -> int:
+    try:
+        return await processor.process_records(records, extra)
+    except Exception as exc:  # noqa: BLE001 - what is not the store's fault is the input's: isolate it
+        if unavailable(exc):
+            raise
+        failure: Exception = exc
+    if len(records) <= 1:
+        why = f"{type(failure).__name__}: {str(failure)[:200]}".encode("utf-8", "backslashreplace").decode()
+        await runtime.reject(source, "quarantined_record", f"{why} | {_sample(records[0]) if records else '(health event)'}")
+        batch.quarantined += len(records)
+        log.warning("cloudlog.record_quarantined", source=source, error=type(failure).__name__)
+        return 0
+    mid = len(records) // 2
+    return (await _isolated(runtime, processor, source, records[:mid], batch, extra)
+            + await _isolated(runtime, processor, source, records[mid:], batch, ()))
+
+
+def _unparsable_event(ctx: RecordContext, samples: Sequence[str]) -> DetectionEvent:
+    now = dt.datetime.now(dt.timezone.utc)
+    return DetectionEvent(
+        kind=EventKind.HEALTH, source=ctx.source, key=event_key("pg-unparsable", ctx.source, now.isoformat(), samples[0]),
+        group=f"pg-unparsable:{ctx.source}", canary_id=None, observed_at=now, detected_at=now,
+        origin={"node": ctx.node, "datastore": ctx.datastore},
+        evidence={"problem": "log lines that belong to no record", "lines": len(samples), "sample": samples[0][:200]},
+        severity=Severity.ERROR,
+    )
+
+
+def _sample(record: Mapping[str, Any]) -> str:
+    try:
+        return json.dumps(record, default=str)[:300]
+    except (ValueError, TypeError, RecursionError):
+        return repr(sorted(map(str, record)))[:300]
+
+
+class BodyError(Exception):
+    """The body could not be read: ``status`` 413 (too large), 408 (too slow) or 400 (undecodable)."""
+
+    def __init__(self, status: int, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.reason, self.detail = status, reason, detail
+
+
+async def read_body(request: web.Request, limit: int, timeout: float) -> bytes:
+    """The body as decoded by its Content-Encoding, at most ``limit`` bytes, within ``timeout``
+    seconds (``listener.body_timeout``: aiohttp has no body timeout of its own)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyError(413, "body_too_large", f"declared {request.content_length} bytes, limit {limit}")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        try:
+            chunk = await asyncio.wait_for(request.content.read(READ_CHUNK), max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            raise BodyError(408, "body_timeout", f"body not received within {timeout:g}s ({size} bytes)") from None
+        except (ValueError, HttpProcessingError, web.RequestPayloadError) as exc:  # bad gzip, a line over aiohttp's limit
+            raise BodyError(400, "bad_body", f"{type(exc).__name__}: {str(exc)[:200]}") from None
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise BodyError(413, "body_too_large", f"more than {limit} bytes")
+        chunks.append(chunk)
+
+
+def gunzip(data: bytes, limit: int = MAX_RECORD) -> bytes:
+    """``data`` decompressed (gzip, members concatenated), at most ``limit`` bytes: ValueError beyond
+    it, for a truncated stream, or for data that is not gzip."""
+    out = bytearray()
+    while data:
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            out += inflater.decompress(data, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise ValueError(f"not gzip: {exc}") from None
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise ValueError(f"more than {limit} bytes decompressed")
+        if not inflater.eof:
+            raise ValueError("truncated gzip")
+        data = inflater.unused_data
+    return bytes(out)
+
+
+def millis_timestamp(ms: object) -> str | None:
+    """A CloudWatch event time (ms since the epoch) as jsonlog writes times, or None."""
+    if not isinstance(ms, int) or isinstance(ms, bool) or not 0 <= ms < 253402300800000:
+        return None
+    at = dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc)
+    return at.strftime("%Y-%m-%d %H:%M:%S.") + f"{at.microsecond // 1000:03d} UTC"
+
+
+# -- Firehose ----------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class StreamRule:
+    """A ``[[coverage.firehose.streams]]`` entry: a log group name or pattern and its target."""
+
+    log_group: str
+    target: LogTarget
+
+    def matches(self, group: str) -> bool:
+        return group == self.log_group or (any(c in self.log_group for c in "*?[") and fnmatch.fnmatchcase(group, self.log_group))
+
+
+class FirehoseReceiver:
+    """Component ``firehose``: the HTTP endpoint destination of Firehose streams."""
+
+    name = "firehose"
+
+    def __init__(self, access_key: Secret, rules: Sequence[StreamRule], *, path: str = "/ingest/firehose",
+                 max_body: int = 64 * 1024 * 1024, handlers: Sequence[RecordHandler] | None = None) -> None:
+        if not access_key or not access_key.reveal():
+            raise ValueError("the Firehose endpoint needs a non-empty access key")
+        self._key = access_key.reveal().encode("utf-8", "surrogatepass")
+        self.rules = tuple(rules)
+        self.path = path
+        self.max_body = max_body
+        self.processors = Processors("firehose", handlers)
+        self.runtime: SourceContext  # set by start()
+        self._proxies = TrustedProxies()
+
+    def __repr__(self) -> str:
+        return f"FirehoseReceiver(path={self.path!r}, log_groups={[r.log_group for r in self.rules]!r})"
+
+    @classmethod
+    def from_config(cls, config: Config) -> FirehoseReceiver:
+        fh = config.coverage.firehose
+        assert fh.access_key is not None
+        rules = [StreamRule(s.log_group, LogTarget.of(config, s, f"coverage.firehose.streams[{i}]")) for i, s in enumerate(fh.streams)]
+        return cls(fh.access_key, rules, path=fh.path, max_body=fh.max_body)
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post(self.path, self.handle)]
+
+    async def start(self, runtime: SourceContext) -> None:
+        self.runtime = runtime
+        self._proxies = TrustedProxies.from_config(runtime.config.listener)
+
+    async def stop(self) -> None:
+        return None
+
+    def target(self, group: str) -> LogTarget | None:
+        return next((r.target for r in self.rules if r.matches(group)), None)
+
+    def _answer(self, request_id: str, status: int, error: str | None = None, headers: Mapping[str, str] | None = None) -> web.Response:
+        self.runtime.metrics.requests.labels(component=self.name, code=str(status)).inc()
+        body: dict[str, Any] = {"requestId": request_id, "timestamp": int(time.time() * 1000)}
+        if error is not None:
+            body["errorMessage"] = error
+        return web.json_response(body, status=status, headers=headers)
+
+    def _authorized(self, request: web.Request) -> bool:
+        presented = request.headers.get("X-Amz-Firehose-Access-Key", "")
+        return hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), self._key)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        request_id = request.headers.get("X-Amz-Firehose-Request-Id", "")[:256]
+        if not self._authorized(request):
+            await self.runtime.reject(self.name, "bad_access_key", self._proxies.client(request))
+            return self._answer(request_id, 401, "invalid or missing X-Amz-Firehose-Access-Key")
+        try:
+            raw = await read_body(request, self.max_body, self.runtime.config.listener.body_timeout)
+        except BodyError as exc:
+            await self.runtime.reject(self.name, exc.reason, exc.detail)
+            if exc.status == 413:  # permanent for Firehose: the batch is gone, so say so loudly
+                log.warning("firehose.batch_too_large", request_id=request_id, limit=self.max_body)
+            return self._answer(request_id, exc.status, exc.detail)
+        records, problem, body_id = _request_records(raw)
+        request_id = request_id or body_id  # the header and the body carry the same id; echo whichever came
+        if records is None:
+            await self.runtime.reject(self.name, "bad_request", f"{problem} | {raw[:200]!r}")
+            return self._answer(request_id, 400, f"not a Firehose delivery request: {problem}")
+        batch = Batch()
+        try:
+            await self._process(records, batch)
+        except UNAVAILABLE as exc:
+            if not unavailable(exc):  # a per-record error the isolation did not catch: never the store's fault
+                raise
+            log.error("firehose.store_failed", request_id=request_id, error=type(exc).__name__)
+            return self._answer(request_id, 503, "control store unavailable; retry", {"Retry-After": "5"})
+        return self._answer(request_id, 200)
+
+    async def _process(self, records: Sequence[object], batch: Batch) -> None:
+        """Decode every record's subscription message, feed its events to the stream's decoder, and
+        commit the records as they complete (each target's in batches of :data:`COMMIT_BATCH`)."""
+        streams: dict[tuple[LogTarget, str], StreamDecoder] = {}
+        ready: dict[LogTarget, Decoded] = {}
+        for index, item in enumerate(records):
+            message = await self._message(index, item, batch)
+            if message is None:
+                continue
+            group, stream_name, events = message
+            target = self.target(group)
+            if target is None:
+                await self.runtime.reject(self.name, "unknown_log_group", group[:200])
+                batch.quarantined += 1
+                continue
+            decoder = streams.get((target, stream_name))
+            if decoder is None:
+                decoder = streams[(target, stream_name)] = StreamDecoder(target)
+            out = ready.setdefault(target, Decoded())
+            for event in events:
+                decoder.feed(event, out)
+            if len(out.records) + len(out.malformed) >= COMMIT_BATCH:
+                await self._commit(target, ready.pop(target), batch)
+        for (target, _), decoder in streams.items():
+            decoder.flush(ready.setdefault(target, Decoded()))
+        for target, out in ready.items():
+            await self._commit(target, out, batch)
+
+    async def _commit(self, target: LogTarget, decoded: Decoded, batch: Batch) -> None:
+        if decoded.records or decoded.malformed:
+            await commit_records(self.runtime, self.processors.get(self.runtime, target), self.processors.source(target), decoded, batch)
+
+    async def _message(self, index: int, item: object, batch: Batch) -> tuple[str, str, list[CloudEvent]] | None:
+        """(log group, log stream, events) of one Firehose record; None for a CONTROL_MESSAGE or a
+        record that is none (rejected with its reason, counted as quarantined)."""
+        reason, detail = _decode_record(item)
+        if not reason:
+            parsed = _subscription_message(detail)
+            if not isinstance(parsed, str):
+                return parsed
+            if parsed == "control":
+                return None
+            reason, detail = "bad_message", parsed
+        await self.runtime.reject(self.name, reason, f"record {index}: {str(detail)[:300]}")
+        batch.quarantined += 1
+        return None
+
+
+def _decode_record(item: object) -> tuple[str, Any]:
+    """("", the parsed subscription message) of a Firehose record, or (reason, why)."""
+    data = item.get("data") if isinstance(item, dict) else None
+    if not isinstance(data, str):
+        return "bad_record", "no base64 data"
+    try:
+        compressed = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:  # ValueError: a non-ASCII string
+        return "bad_base64", f"{type(exc).__name__}: {str(exc)[:200]}"
+    try:
+        payload = gunzip(compressed)
+    except ValueError as exc:
+        return "bad_gzip", str(exc)[:200]
+    try:
+        return "", json.loads(payload)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        return "bad_message", f"not JSON ({type(exc).__name__}: {str(exc)[:160]})"
+
+
+def _request_records(raw: bytes) -> tuple[list[object] | None, str, str]:
+    """(the ``records`` of a Firehose request body or None, why not, its ``requestId`` or "")."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        return None, f"body is not JSON ({type(exc).__name__})", ""
+    if not isinstance(body, dict):
+        return None, "body is not a JSON object", ""
+    request_id = body.get("requestId")
+    request_id = request_id[:256] if isinstance(request_id, str) else ""
+    records = body.get("records")
+    if not isinstance(records, list):
+        return None, "no records array", request_id
+    return records, "", request_id
+
+
+def _subscription_message(message: object) -> tuple[str, str, list[CloudEvent]] | str:
+    """(log group, log stream, events) of a DATA_MESSAGE; "control" for a CONTROL_MESSAGE; else why
+    the message is none."""
+    if not isinstance(message, dict):
+        return "not a JSON object"
+    kind = message.get("messageType")
+    if kind == "CONTROL_MESSAGE":
+        return "control"
+    if kind != "DATA_MESSAGE":
+        return f"messageType {str(kind)[:40]!r}"
+    group, stream, events = message.get("logGroup"), message.get("logStream"), message.get("logEvents")
+    if not isinstance(group, str) or not isinstance(stream, str) or not isinstance(events, list):
+        return "logGroup, logStream or logEvents missing"
+    out: list[CloudEvent] = []
+    for event in events:
+        if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("message"), str):
+            return "a log event without id or message"
+        out.append(CloudEvent(event["id"][:100], event["message"], millis_timestamp(event.get("timestamp"))))
+    return group, stream, out
+
+
+SOURCE = SourceType("firehose", lambda config: [FirehoseReceiver.from_config(config)]
+                    if config.coverage.firehose.access_key is not None else [])
