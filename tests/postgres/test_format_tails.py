@@ -11,16 +11,18 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from seeder_helpers import Shop, shop_database
-from testkit import STDOUT_SINK, MakeConfig, OpenRuntime, fresh_database, incidents_when, read_record, signed
+from testkit import STDOUT_SINK, MakeConfig, OpenRuntime, fresh_database, incidents_when, read_record, serving, signed
 
 from canary.crypto import Keyring
 from canary.events import EventKind
 from canary.health.checks import record_audit_configured
 from canary.postgres.audit import configure_object_audit
 from canary.postgres.heartbeat import heartbeat_detection
+from canary.postgres.http_ingest import PGLOG_PATH, HttpIngest
 from canary.postgres.jsonlog import JsonlogSource, tail_for
 from canary.postgres.login import login_detection
 from canary.postgres.read import read_detection
@@ -238,3 +240,33 @@ def test_a_heartbeat_is_known_by_its_message_without_sqlstate() -> None:
     found = heartbeat_detection(well_typed(record), CTX)
     assert found is not None and found.evidence["nonce"] == "0" * 32
     assert heartbeat_detection(well_typed({**record, "message": "other"}), CTX) is None
+
+
+async def test_the_servers_own_lines_posted_to_pglog_page(text_server: PostgresServer, shop: Shop, open_test_runtime: OpenRuntime,
+                                                          make_config: MakeConfig) -> None:
+    """What the server wrote for a read, in each format, posted as it is to ``POST /ingest/pglog`` (the
+    node's configured format, or ``&format=``) is committed: 200, and the canaries' reads are events."""
+    cfg = make_config(sinks=[STDOUT_SINK], coverage={"ingest_token": "tok"}, datastores=[{
+        "name": "shop", "dsn": shop.dsn, "node": "primary", "log_format": "stderr", "log_line_prefix": RDS_PREFIX,
+        "tables": [{"table": "public.customers", "count": 3}]}])
+    rt = await open_test_runtime(cfg)
+    await PostgresSeeder(cfg.datastores[0], rt.registry, seed=5).apply()
+    files = {fmt: max(text_server.log_dir.glob(f"*.{ext}")) for fmt, ext in (("stderr", "log"), ("csvlog", "csv"))}
+    start = {fmt: path.stat().st_size for fmt, path in files.items()}
+    reader = await asyncpg.connect(shop.reader_dsn)
+    try:
+        await reader.fetch("SELECT * FROM customers")
+    finally:
+        await reader.close()
+    await asyncio.sleep(0.5)  # the collector writes both files
+    ingest = HttpIngest.from_config(cfg)
+    async with serving(rt, [ingest]) as port, aiohttp.ClientSession() as http:
+        for fmt, query in (("stderr", ""), ("csvlog", "&format=csvlog")):
+            body = files[fmt].read_bytes()[start[fmt]:]
+            async with http.post(f"http://127.0.0.1:{port}{PGLOG_PATH}?node=primary{query}", data=body,
+                                 headers={"Authorization": "Bearer tok"}) as resp:
+                answer = await resp.json()
+            assert resp.status == 200, answer
+            assert answer["events"] == 3 and answer["quarantined"] == 0, answer
+    reads = await rt.pool.fetch("SELECT DISTINCT canary_id FROM events WHERE kind = 'read' AND source = 'http:primary'")
+    assert len(reads) == 3  # the csvlog copy of the same read is the same events (same keys): nothing twice
