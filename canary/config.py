@@ -127,12 +127,34 @@ class TableTarget(_Model):
         return v
 
 
+#: PostgreSQL log formats canary reads (canary.postgres.formats.LogFormat)
+LogFormatName = Literal["jsonlog", "stderr", "csvlog"]
+
+
+def _log_dir_alias(data: object) -> object:
+    """``jsonlog_dir`` is the old name of ``log_dir`` (a jsonlog directory): accepted, never both."""
+    if not isinstance(data, Mapping) or "jsonlog_dir" not in data:
+        return data
+    out = dict(data)
+    if out.get("log_dir") is not None:
+        raise ValueError("give log_dir or jsonlog_dir (its old name), not both")
+    if out.get("log_format", "jsonlog") != "jsonlog":
+        raise ValueError(f"jsonlog_dir holds jsonlog; for log_format = {out['log_format']!r} name the directory log_dir")
+    out["log_dir"] = out.pop("jsonlog_dir")
+    return out
+
+
 class DatastoreConfig(_Model):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     kind: Literal["postgres"] = "postgres"
     dsn: Secret
     node: str = ""  # node name reported in events; default: the datastore name
-    jsonlog_dir: Path | None = None  # where the server writes jsonlog files (tailed by the listener)
+    #: the server's log directory, tailed by the listener (``jsonlog_dir``: the name it had when only
+    #: jsonlog was read, still accepted); what it holds: ``log_format``, and for stderr ``log_line_prefix``
+    log_dir: Path | None = None
+    log_format: LogFormatName = "jsonlog"
+    log_line_prefix: str = Field(default="%m [%p] ", max_length=1000)
+    log_pattern: str = ""  # file names tailed in log_dir; default by format: *.json, *.log, *.csv
     locale: str = "en_US"
     #: names of canary's detection objects in the datastore: a private schema (no USAGE for PUBLIC),
     #: the touch function, and the policies on each table (default: ``<schema>_r`` / ``<schema>_p``)
@@ -147,9 +169,19 @@ class DatastoreConfig(_Model):
     #: follows the DSN role's own rights (canary.postgres.managed)
     provider: Literal["auto", "self", "rds", "aurora", "cloudsql", "azure"] = "auto"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_dir_name(cls, data: object) -> object:
+        return _log_dir_alias(data)
+
     @property
     def node_name(self) -> str:
         return self.node or self.name
+
+    @property
+    def jsonlog_dir(self) -> Path | None:
+        """The tailed log directory, whatever its format (the name readers used before ``log_dir``)."""
+        return self.log_dir
 
 
 class ListenerConfig(_Model):
@@ -524,7 +556,11 @@ class NodeConfig(_Model):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     datastore: str
-    jsonlog_dir: Path | None = None  # tail this node's own jsonlog directory
+    log_dir: Path | None = None  # tail this node's own log directory (``jsonlog_dir`` still accepted)
+    #: the format of this node's log, in log_dir and at POST /ingest/pglog?node=<name> (and its prefix)
+    log_format: LogFormatName = "jsonlog"
+    log_line_prefix: str = Field(default="%m [%p] ", max_length=1000)
+    log_pattern: str = ""
     dsn: Secret | None = None  # for the heartbeat on this node (a standby is read-only: DO + RAISE LOG works)
     #: the addresses this node replicates from the primary with (CIDRs): its WAL sender is expected,
     #: and a standby seen on the primary from here has its log ingested
@@ -536,6 +572,16 @@ class NodeConfig(_Model):
         for net in v:
             ipaddress.ip_network(net, strict=False)
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_dir_name(cls, data: object) -> object:
+        return _log_dir_alias(data)
+
+    @property
+    def jsonlog_dir(self) -> Path | None:
+        """The tailed log directory, whatever its format (the name readers used before ``log_dir``)."""
+        return self.log_dir
 
 
 class BucketConfig(_Model):

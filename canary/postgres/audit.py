@@ -39,6 +39,7 @@ from canary.postgres.record import (
     Detection,
     RecordContext,
     drill_tag,
+    entry_parts,
     is_export,
     parse_pg_timestamp,
     read_group,
@@ -160,7 +161,7 @@ def rls_error_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detect
     return Detection(
         kind=EventKind.EXPORTED,
         key=event_key("pg-rls-error", ctx.node, record.get("session_id"), c["pid"], record.get("line_num"),
-                      record.get("timestamp")),
+                      record.get("timestamp"), *entry_parts(record)),
         group=c["group"],
         observed_at=c["observed_at"],
         actor=c["actor"],

@@ -20,8 +20,10 @@ _NONCE = re.compile(r"^[0-9a-f]{32}$")
 
 
 def heartbeat_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detection | None:
-    """A ``CY009`` heartbeat line: this node's log reached canary."""
-    if record.get("state_code") != HEARTBEAT_SQLSTATE:
+    """A ``CY009`` heartbeat line: this node's log reached canary (in a format without SQLSTATEs, the
+    heartbeat's message: what makes it a heartbeat is the fresh nonce the check waits for)."""
+    code = record.get("state_code")
+    if code != HEARTBEAT_SQLSTATE and (code is not None or record.get("message") != HEARTBEAT_MESSAGE):
         return None
     nonce = record.get("detail")
     if not isinstance(nonce, str) or not _NONCE.match(nonce):

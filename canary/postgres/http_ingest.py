@@ -3,6 +3,14 @@ with ``json_lines``, rsyslog ``omhttp``): ``POST /ingest/jsonlog?node=<node>`` w
 ``Authorization: Bearer <coverage.ingest_token>`` and a body of newline-delimited PostgreSQL jsonlog
 records (``Content-Encoding: gzip`` accepted).
 
+``POST /ingest/pglog?node=<node>[&format=jsonlog|stderr|csvlog]`` takes the server's log lines as it
+writes them in any format canary reads (:mod:`canary.postgres.formats`), by default the node's
+configured ``log_format`` (stderr lines are parsed by the node's ``log_line_prefix``; a shipper cannot
+choose another). An entry spanning lines (stderr's DETAIL / STATEMENT lines, csvlog's quoted
+newlines) must arrive whole in one request: each request's decoder is flushed at its end, and a csvlog
+record cut off there is rejected. A line that belongs to no entry is rejected and quarantined like a
+line that is not JSON.
+
 The node must be known (a datastore's node name or ``[[coverage.nodes]]``); its datastore and name go
 into every event. The answer comes only after the events are committed: 200 with counts
 ``{"node", "lines", "events", "quarantined"}``, so a shipper retries on anything else (401 bad token,
@@ -33,6 +41,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from canary.pipeline import refused
 from canary.plugins import SourceType
+from canary.postgres.formats import LogFormat, RecordDecoder, completed, record_decoder
 from canary.postgres.lines import LineSplitter, LongLine
 from canary.postgres.processor import PgLogProcessor
 from canary.postgres.record import RecordContext, RecordHandler
@@ -43,6 +52,8 @@ from canary.typing import SourceContext
 log = structlog.get_logger("canary.sources.http_ingest")
 
 PATH = "/ingest/jsonlog"
+#: Any format: ``?format=`` or the node's ``log_format``.
+PGLOG_PATH = "/ingest/pglog"
 BATCH_LINES = 2000
 READ_CHUNK = 256 * 1024
 T = TypeVar("T")
@@ -54,11 +65,16 @@ class HttpIngest:
     name = "http-ingest"
 
     def __init__(self, token: Secret, nodes: Mapping[str, str], *, max_body: int = 16 * 1024 * 1024,
-                 handlers: Sequence[RecordHandler] | None = None) -> None:
+                 handlers: Sequence[RecordHandler] | None = None,
+                 formats: Mapping[str, tuple[str, str | None]] | None = None) -> None:
         if not token:
             raise ValueError("the HTTP ingest endpoint needs a non-empty bearer token")
         self._token = token
         self.nodes = dict(nodes)
+        #: node -> (its log_format, its log_line_prefix): what /ingest/pglog reads by default
+        self.formats = {node: (LogFormat(f), prefix) for node, (f, prefix) in (formats or {}).items()}
+        for fmt, prefix in self.formats.values():
+            record_decoder(fmt, prefix)  # a prefix canary cannot parse by fails here, at start
         self.max_body = max_body
         self.handlers = handlers
         self.runtime: SourceContext  # set by start()
@@ -73,10 +89,12 @@ class HttpIngest:
         cov = config.coverage
         nodes = {ds.node_name: ds.name for ds in config.datastores}
         nodes.update({n.name: n.datastore for n in cov.nodes})
-        return cls(cov.ingest_token, nodes, max_body=cov.ingest_max_body)
+        formats = {ds.node_name: (ds.log_format, ds.log_line_prefix) for ds in config.datastores}
+        formats.update({n.name: (n.log_format, n.log_line_prefix) for n in cov.nodes})
+        return cls(cov.ingest_token, nodes, max_body=cov.ingest_max_body, formats=formats)
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.post(PATH, self.handle)]
+        return [web.post(PATH, self.handle), web.post(PGLOG_PATH, self.handle)]
 
     async def start(self, runtime: SourceContext) -> None:
         self.runtime = runtime
@@ -106,6 +124,17 @@ class HttpIngest:
             await self.runtime.reject(self.name, "unknown_node", node[:100])
             self._count(400)
             return web.json_response({"error": f"unknown node {node[:100]!r}; configure it in [[coverage.nodes]]"}, status=400)
+        fmt, prefix = self.formats.get(node, (LogFormat.JSONLOG, None))
+        if request.path == PGLOG_PATH and "format" in request.query:
+            try:
+                fmt = LogFormat(request.query["format"])
+            except ValueError:
+                await self.runtime.reject(self.name, "unknown_format", request.query["format"][:100])
+                self._count(400)
+                return web.json_response({"error": f"unknown format; expected one of {', '.join(LogFormat)}"}, status=400)
+        elif request.path != PGLOG_PATH:
+            fmt = LogFormat.JSONLOG
+        decoder = None if fmt is LogFormat.JSONLOG else record_decoder(fmt, prefix)
         if request.content_length is not None and request.content_length > self.max_body:
             self._count(413)
             return web.json_response({"error": f"body larger than {self.max_body} bytes"}, status=413)
@@ -147,10 +176,10 @@ class HttpIngest:
                         await self.runtime.reject(source, "line_too_long", f"{line.length} bytes | {line.head[:200]!r}")
                     lines.append(line)
                 if len(lines) >= BATCH_LINES:
-                    await self._process(processor, source, lines, batch)
+                    await self._process(processor, source, lines, batch, decoder)
                     lines = []
-            if lines:
-                await self._process(processor, source, lines, batch)
+            if lines or decoder is not None:  # an entry held when the body was cut off is not complete: not flushed
+                await self._process(processor, source, lines, batch, decoder, final=not (batch.timed_out or batch.unreadable))
         except UNAVAILABLE as exc:
             if not unavailable(exc):  # a per-record error _process did not isolate: never the store's fault
                 raise
@@ -164,16 +193,21 @@ class HttpIngest:
             return web.json_response({**body, "error": f"body not received within {timeout:g}s"}, status=408)
         if batch.usable == 0 and (batch.lines or batch.unreadable):
             self._count(400)  # nothing a retry could make usable: the shipper should drop it, not resend it
-            return web.json_response({**body, "error": "body is not readable NDJSON jsonlog"}, status=400)
+            return web.json_response({**body, "error": f"body is not readable {'NDJSON jsonlog' if decoder is None else fmt}"},
+                                     status=400)
         self._count(200)
         return web.json_response(body)
 
-    async def _process(self, processor: PgLogProcessor, source: str, lines: Sequence[bytes | LongLine], batch: Batch) -> None:
+    async def _process(self, processor: PgLogProcessor, source: str, lines: Sequence[bytes | LongLine], batch: Batch,
+                       decoder: RecordDecoder | None = None, *, final: bool = False) -> None:
         """Commit what ``lines`` hold. Lines that are not JSON go to the processor as such (rejected,
         one HEALTH event); records PostgreSQL could not have written (text no database can store) are
         quarantined before any work; the rest are processed together, and if a record still fails for
         its content the batch is halved until it stands alone and is quarantined. Raises only when the
-        control store is unavailable."""
+        control store is unavailable. With a ``decoder`` (stderr, csvlog) lines become records through
+        it (``final``: the request's last batch, whose held entry is complete)."""
+        if decoder is not None:
+            return await self._process_text(processor, source, lines, batch, decoder, final)
         records: list[Mapping[str, Any]] = []
         unparsable: list[bytes | LongLine] = []
         for line in lines:
@@ -199,6 +233,47 @@ class HttpIngest:
         if records:
             batch.events += await self._isolated(source, records, processor.process_records, _record_sample, batch,
                                                counted=True)
+
+    async def _process_text(self, processor: PgLogProcessor, source: str, lines: Sequence[bytes | LongLine], batch: Batch,
+                            decoder: RecordDecoder, final: bool) -> None:
+        """:meth:`_process` for a format whose entries span lines: a line that belongs to no entry is
+        rejected and quarantined (one HEALTH event per batch), a record with a number PostgreSQL
+        cannot write is quarantined, the rest are committed (isolated as in :meth:`_process`)."""
+        found: list[Mapping[str, Any]] = []
+        samples: list[str] = []
+        for line in lines:
+            if not (isinstance(line, bytes) and not line.strip()):
+                batch.lines += 1
+            try:
+                found += decoder.feed(line)
+            except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+                found += completed(exc)
+                samples.append(f"{type(exc).__name__}: {exc} | {_line_sample(line)}")
+        if final:
+            try:
+                found += decoder.flush()
+            except ValueError as exc:
+                found += completed(exc)
+                samples.append(f"{type(exc).__name__}: {exc}")
+        records: list[Mapping[str, Any]] = []
+        for record in found:
+            why = unstorable(b"", record)
+            if why is not None:
+                await self.runtime.reject(source, why[0], f"{why[1]} | {_record_sample(record)}")
+                batch.quarantined += 1
+            else:
+                records.append(record)
+        batch.usable += len(records)
+        if samples:
+            batch.quarantined += len(samples)
+            for sample in samples:
+                await self.runtime.reject(source, "malformed_log_line", sample[:400])
+            health = processor._unparsable_event(samples)
+            batch.events += await self._isolated(source, [health], lambda items: processor.process_records([], items),
+                                                 lambda e: e.group, batch, counted=False)
+        if records:
+            batch.events += await self._isolated(source, records, processor.process_records, _record_sample, batch,
+                                                 counted=True)
 
     async def _isolated(self, source: str, items: Sequence[T], run: Callable[[Sequence[T]], Awaitable[int]],
                         sample: Callable[[T], str], batch: Batch, *, counted: bool) -> int:

@@ -1,7 +1,12 @@
-"""Tail a PostgreSQL server's jsonlog directory (``log_destination = 'jsonlog'``).
+"""Tail a PostgreSQL server's log directory: ``jsonlog`` (``*.json``), ``csvlog`` (``*.csv``) or
+``stderr`` (``*.log``, parsed by the server's ``log_line_prefix``), each through its decoder
+(:mod:`canary.postgres.formats`).
 
 The logging collector names files by time (``postgresql-%Y%m%d-%H%M%S.json``), so name order is
-write order. The tail follows rotation (finishes the old file, moves to the next), notices truncation,
+write order. An entry of stderr or csvlog may span lines: the tail holds it until the next line shows
+it complete, or (stderr) until the file has been quiet for :data:`ENTRY_WAIT`; its checkpoint never
+passes the first line of an entry not yet committed, and a file's last entry is complete when the next
+file begins (the collector writes an entry whole into one file). The tail follows rotation (finishes the old file, moves to the next), notices truncation,
 reads the detection fields of over-long lines from their head and tail (counted), and commits a checkpoint (file, inode, offset) only after the events
 of the bytes before it are committed. After a crash it re-reads from the checkpoint; event keys make
 that idempotent. With no checkpoint it starts at the end of the newest file: canary reports what
@@ -13,14 +18,17 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
 
-from canary.config import Config
+from canary.config import Config, DatastoreConfig, NodeConfig
+from canary.errors import ConfigError
 from canary.plugins import SourceType
+from canary.postgres.formats import FILE_PATTERNS, LogFormat, RecordDecoder, completed, record_decoder
 from canary.postgres.lines import LineSplitter, LongLine
 from canary.postgres.processor import PgLogProcessor
 from canary.postgres.record import RecordContext, RecordHandler
@@ -31,6 +39,8 @@ from canary.typing import Component, SourceContext, SourceLag
 log = structlog.get_logger("canary.sources.jsonlog")
 
 CHUNK = 4 * 1024 * 1024
+#: Seconds a complete stderr entry waits for a further line (DETAIL, STATEMENT ...) when the file is quiet.
+ENTRY_WAIT = 0.5
 
 
 class JsonlogSource:
@@ -42,17 +52,24 @@ class JsonlogSource:
         *,
         poll: float = 0.1,
         handlers: Sequence[RecordHandler] | None = None,
-        pattern: str = "*.json",
+        pattern: str | None = None,
         from_start: bool = False,
+        log_format: str | LogFormat = LogFormat.JSONLOG,
+        prefix: str | None = None,
     ) -> None:
-        self.name = f"jsonlog:{node}"
+        self.format = LogFormat(log_format)
+        self.name = f"{self.format}:{node}"  # jsonlog tails keep their name (and checkpoint)
         self.datastore = datastore
         self.node = node
         self.directory = Path(directory)
         self.poll = poll
         self.handlers = tuple(handlers) if handlers is not None else None
-        self.pattern = pattern
+        self.pattern = pattern or FILE_PATTERNS[self.format]
         self.from_start = from_start
+        self.prefix = prefix
+        self.decoder: RecordDecoder = record_decoder(self.format, prefix)  # ValueError: a prefix it cannot parse by
+        self._entry_at: int | None = None  # offset of the first line of the entry the decoder holds
+        self._quiet_since = time.monotonic()
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._path: Path | None = None
@@ -92,7 +109,7 @@ class JsonlogSource:
             try:
                 st = path.stat()
                 if st.st_ino == pos["inode"] and st.st_size >= pos["offset"]:
-                    self._path, self._inode, self._offset = path, st.st_ino, int(pos["offset"])
+                    self._open(path, int(pos["offset"]))  # the line splitter counts from there too
                     return
             except OSError:
                 pass
@@ -107,6 +124,8 @@ class JsonlogSource:
             self._open(last, 0 if self.from_start else last.stat().st_size)
 
     def _open(self, path: Path, offset: int) -> None:
+        self.decoder = record_decoder(self.format, self.prefix)  # an entry never spans files
+        self._entry_at = None
         self._path, self._offset = path, offset
         self._lines.reset(offset, path.name)
         try:
@@ -119,7 +138,8 @@ class JsonlogSource:
             return
         await checkpoints.save(
             self.runtime.pool, self.name,
-            {"path": str(self._path), "inode": self._inode, "offset": self._lines.line_start},
+            {"path": str(self._path), "inode": self._inode, "pattern": self.pattern,
+             "offset": self._entry_at if self._entry_at is not None else self._lines.line_start},
         )
 
     def lag(self) -> SourceLag:
@@ -165,7 +185,7 @@ class JsonlogSource:
         try:
             st = self._path.stat()
         except FileNotFoundError:
-            return self._advance()
+            return await self._advance()
         if st.st_ino != self._inode:  # replaced under the same name
             self._open(self._path, 0)
             st = self._path.stat()
@@ -173,10 +193,11 @@ class JsonlogSource:
             log.warning("jsonlog.truncated", source=self.name, path=str(self._path))
             self._open(self._path, 0)
         if st.st_size == self._offset:
-            return self._advance()
+            return await self._quiet() or await self._advance()
         data = await asyncio.to_thread(_read, self._path, self._offset, CHUNK)
         if not data:
-            return self._advance()
+            return await self._quiet() or await self._advance()
+        first = self._lines.line_start
         lines = self._lines.feed(data)
         for line in lines:
             if isinstance(line, LongLine):  # counted; its detection fields are still read
@@ -185,14 +206,77 @@ class JsonlogSource:
         processor = self.processor
         assert processor is not None
         self.runtime.metrics.lines.labels(source=self.name).inc(n_lines)
-        await processor.process_lines(lines)  # raises if the store is down: position not advanced
+        restart = self._entry_at if self._entry_at is not None else first
+        try:
+            if self.format is LogFormat.JSONLOG:
+                await processor.process_lines(lines)  # raises if the store is down: position not advanced
+            else:
+                await self._decode(processor, lines, first)
+        except BaseException:
+            self._rewind(restart)  # read again from the first line not committed
+            raise
         self._offset += len(data)
-        self._progress_at = time.monotonic()
+        self._progress_at = self._quiet_since = time.monotonic()
         await self._checkpoint()
         return True
 
-    def _advance(self) -> bool:
-        """Move to the next file when the current one is finished and a newer one exists."""
+    async def _decode(self, processor: PgLogProcessor, lines: Sequence[bytes | LongLine], first: int) -> None:
+        """Feed ``lines`` (the first at offset ``first``) to the decoder and commit the records it
+        completes; a line that belongs to no record is rejected (counted, sampled; one HEALTH event)."""
+        records: list[Mapping[str, Any]] = []
+        samples: list[str] = []
+        pos, entry_at, decoder = first, self._entry_at, self.decoder
+        for line in lines:
+            try:
+                records += decoder.feed(line)
+            except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+                records += completed(exc)
+                samples.append(_sample(line, exc))
+            if decoder.entry_lines == 0:
+                entry_at = None
+            elif decoder.entry_lines == 1 or entry_at is None:
+                entry_at = pos  # this line began the entry now held
+            pos += (line.length if isinstance(line, LongLine) else len(line)) + 1
+        for sample in samples:
+            await self.runtime.reject(self.name, "malformed_log_line", sample)
+        extra = [processor._unparsable_event(samples)] if samples else []
+        await processor.process_records(records, extra)  # raises if the store is down: position not advanced
+        self._entry_at = entry_at
+
+    async def _quiet(self) -> bool:
+        """A complete entry held while the file is quiet is committed after :data:`ENTRY_WAIT`."""
+        if not self.decoder.idle_flush or self.decoder.entry_lines == 0:
+            return False
+        if time.monotonic() - self._quiet_since < ENTRY_WAIT:
+            return False
+        await self._flush()
+        return True
+
+    async def _flush(self) -> None:
+        """Commit the entry the decoder holds (one cut off at the end of its file is rejected)."""
+        restart = self._entry_at if self._entry_at is not None else self._lines.line_start
+        try:
+            records = list(self.decoder.flush())
+        except ValueError as exc:  # a csvlog record cut off at the end of its file
+            records = completed(exc)
+            await self.runtime.reject(self.name, "malformed_log_line", _sample(b"", exc))
+        try:
+            if records and self.processor is not None:
+                await self.processor.process_records(records)
+        except BaseException:
+            self._rewind(restart)
+            raise
+        self._entry_at = None
+        await self._checkpoint()
+
+    def _rewind(self, offset: int) -> None:
+        """Forget what was read past ``offset`` (its events were not committed): read it again."""
+        if self._path is not None:
+            self._open(self._path, offset)
+
+    async def _advance(self) -> bool:
+        """Move to the next file when the current one is finished and a newer one exists (the
+        entry still held is complete: the collector writes an entry whole into one file)."""
         if self._path is None:
             return False
         newer = [p for p in self._files() if p.name > self._path.name]
@@ -200,14 +284,19 @@ class JsonlogSource:
             return False
         if self._lines.line_start < self._offset:
             log.warning("jsonlog.incomplete_last_line", source=self.name, path=str(self._path))
+        if self.decoder.entry_lines:
+            await self._flush()
         self._open(newer[0], 0)
         return True
 
 
-def behind_bytes(position: dict[str, object], pattern: str = "*.json") -> int | None:
-    """Bytes of a jsonlog directory a position has not reached (None: not a jsonlog position, or its
-    directory cannot be read), from the files as they are now: the tail's lag, and ``canary status``."""
+def behind_bytes(position: dict[str, object], pattern: str | None = None) -> int | None:
+    """Bytes of a log directory a position has not reached (None: not a file tail's position, or its
+    directory cannot be read), from the files as they are now: the tail's lag, and ``canary status``
+    (the files of the position's own pattern, ``*.json`` for positions saved before it was kept)."""
     path, offset = position.get("path"), position.get("offset")
+    saved = position.get("pattern")
+    pattern = pattern or (saved if isinstance(saved, str) and saved else "*.json")
     if not isinstance(path, str) or not isinstance(offset, int):
         return None
     current = Path(path)
@@ -231,14 +320,28 @@ def _read(path: Path, offset: int, size: int) -> bytes:
         os.close(fd)
 
 
+def _sample(line: bytes | LongLine, exc: BaseException) -> str:
+    head = line.head if isinstance(line, LongLine) else line
+    where = f"{line.length} bytes at {line.position or '?'} | " if isinstance(line, LongLine) else ""
+    return f"{where}{type(exc).__name__}: {exc} | {head[:300].decode('utf-8', 'replace')}"
+
+
+def tail_for(datastore: str, node: str, spec: DatastoreConfig | NodeConfig, poll: float) -> JsonlogSource:
+    """The tail of one configured log directory (its format, prefix and file pattern)."""
+    assert spec.log_dir is not None
+    try:
+        return JsonlogSource(datastore, node, spec.log_dir, poll=poll, pattern=spec.log_pattern or None,
+                             log_format=spec.log_format, prefix=spec.log_line_prefix)
+    except ValueError as exc:
+        raise ConfigError("log_line_prefix", f"node {node!r}: {exc}") from None
+
+
 def _tails(config: Config) -> list[Component]:
-    """A tail per datastore with a ``jsonlog_dir``, and per ``[[coverage.nodes]]`` entry with one
-    (replicas' own logs)."""
+    """A tail per datastore with a ``log_dir`` (``jsonlog_dir``), and per ``[[coverage.nodes]]`` entry
+    with one (replicas' own logs)."""
     poll = config.listener.jsonlog_poll
-    tails: list[Component] = [JsonlogSource(ds.name, ds.node_name, ds.jsonlog_dir, poll=poll)
-                              for ds in config.datastores if ds.jsonlog_dir is not None]
-    tails += [JsonlogSource(node.datastore, node.name, node.jsonlog_dir, poll=poll)
-              for node in config.coverage.nodes if node.jsonlog_dir is not None]
+    tails: list[Component] = [tail_for(ds.name, ds.node_name, ds, poll) for ds in config.datastores if ds.log_dir is not None]
+    tails += [tail_for(node.datastore, node.name, node, poll) for node in config.coverage.nodes if node.log_dir is not None]
     return tails
 
 

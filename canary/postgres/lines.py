@@ -25,6 +25,8 @@ class LongLine:
     tail: bytes
     length: int
     position: str = ""
+    #: how many ``"`` the whole line held (csvlog: whether the line ends inside a quoted field)
+    quotes: int = 0
 
 
 class _LongBuilder:
@@ -35,8 +37,10 @@ class _LongBuilder:
         self.head = b""
         self.tail = b""
         self.length = 0
+        self.quotes = 0
 
     def add(self, data: bytes) -> None:
+        self.quotes += data.count(b'"')
         if len(self.head) < LONG_HEAD:
             self.head += data[:LONG_HEAD - len(self.head)]
         self.tail = (self.tail + data[-LONG_TAIL:])[-LONG_TAIL:]
@@ -79,7 +83,7 @@ class LineSplitter:
                 self._long = None
             elif nl - start > MAX_LINE:
                 lines.append(LongLine(buf[start:start + LONG_HEAD], buf[max(start, nl - LONG_TAIL):nl], nl - start,
-                                      f"{self.where}:{base + start}"))
+                                      f"{self.where}:{base + start}", buf.count(b'"', start, nl)))
             else:
                 lines.append(buf[start:nl])
             start = nl + 1
@@ -102,4 +106,4 @@ class LineSplitter:
         return out
 
     def _finish(self, b: _LongBuilder) -> LongLine:
-        return LongLine(b.head, b.tail, b.length, f"{self.where}:{b.start}")
+        return LongLine(b.head, b.tail, b.length, f"{self.where}:{b.start}", b.quotes)

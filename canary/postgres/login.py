@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from canary.events import EventKind, Severity, event_key
-from canary.postgres.record import Detection, RecordContext, drill_tag, parse_pg_timestamp
+from canary.postgres.record import Detection, RecordContext, drill_tag, entry_parts, parse_pg_timestamp
 from canary.store.registry import ValueKind
 
 _AUTHORIZED = re.compile(
@@ -45,7 +45,7 @@ def _outcome(record: Mapping[str, Any]) -> tuple[str, str, str | None, str | Non
         if m is None:
             raise ValueError("unrecognised 'connection authorized' line")
         return "connected", m.group("user"), m.group("db"), m.group("app")
-    if severity != "FATAL" or code not in ("28P01", "28000"):
+    if severity != "FATAL" or code not in ("28P01", "28000", None):  # None: a format without SQLSTATEs
         return None
     for outcome, pattern in (("password_failed", _PASSWORD_FAILED), ("login_not_permitted", _NOT_PERMITTED),
                              ("no_hba_entry", _NO_HBA)):
@@ -62,12 +62,15 @@ def login_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detection 
         return None
     outcome, user_from_message, db, app = found
     user = record.get("user") if isinstance(record.get("user"), str) and record.get("user") else user_from_message
+    if user != user_from_message:
+        # both are the name the client sent; a stderr prefix holding another was forged by one
+        raise ValueError("the role in the log line prefix is not the role in its message")
     dbname = db or record.get("dbname")
     remote = record.get("remote_host")
     session = record.get("session_id") or record.get("pid")
     return Detection(
         kind=EventKind.USED,
-        key=event_key("pg-login", ctx.node, session, record.get("line_num"), outcome),
+        key=event_key("pg-login", ctx.node, session, record.get("line_num"), outcome, *entry_parts(record)),
         group=f"pg-login:{ctx.node}:{user}:{remote or ''}",
         observed_at=parse_pg_timestamp(record.get("timestamp")),
         actor={"user": user, "application_name": app or record.get("application_name")},

@@ -25,7 +25,7 @@ from typing import Any
 
 from canary.crypto import Keyring
 from canary.events import EventKind, Severity, event_key
-from canary.postgres.protocol import READ_SQLSTATE
+from canary.postgres.protocol import LOG_MESSAGE, READ_SQLSTATE
 from canary.postgres.record import (
     MAX_QUERY,
     Detection,
@@ -35,6 +35,7 @@ from canary.postgres.record import (
     is_export,
     parse_pg_timestamp,
     read_group,
+    suspect,
 )
 from canary.store.registry import location_key
 
@@ -61,12 +62,25 @@ def line_mac(key: bytes, detail: str) -> str:
 
 
 def read_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detection | None:
-    """A ``CY001`` line from the touch function: a canary row was returned to a reader."""
-    if record.get("state_code") != READ_SQLSTATE:
+    """A ``CY001`` line from the touch function: a canary row was returned to a reader.
+
+    A format that carries no SQLSTATE (stderr without ``%e`` and without ``log_error_verbosity =
+    verbose``) still brings the line: the touch function's message with a detail whose MAC holds is
+    the touch function's (any other ``row visibility`` line is anyone's ``RAISE``, and nothing).
+    A suspect record (right after a broken stderr line) speaks only with a valid MAC, and then for
+    who and where by its signed detail, never by its prefix."""
+    code = record.get("state_code")
+    if code != READ_SQLSTATE and (code is not None or record.get("message") != LOG_MESSAGE):
         return None
     detail, why = _authentic_detail(record, ctx)
     if detail is None:
+        if code is None:
+            return None
+        if suspect(record):
+            raise ValueError(f"CY001 line right after a broken log line is not genuine: {why}")
         return forged_detection(record, ctx, "read", why, severity=Severity.CRITICAL)
+    if suspect(record):
+        record = {k: v for k, v in record.items() if k not in ("user", "dbname", "remote_host", "application_name")}
     target, pk = detail["t"], detail["k"]
     datastore = detail["ds"]
     query = str(detail.get("q") or "")[:MAX_QUERY]

@@ -59,7 +59,11 @@ RecordHandler = Callable[[Mapping[str, Any], RecordContext], Detection | None]
 
 
 def parse_pg_timestamp(value: object) -> dt.datetime:
-    """jsonlog timestamps look like ``2026-11-23 15:24:13.620 UTC``."""
+    """jsonlog timestamps look like ``2026-11-23 15:24:13.620 UTC`` (stderr's ``%t`` and csvlog's without
+    the milliseconds). A record without one (a stderr ``log_line_prefix`` without ``%t`` / ``%m`` /
+    ``%n``) happened about when canary reads it: now."""
+    if value is None:
+        return dt.datetime.now(dt.timezone.utc)
     if not isinstance(value, str) or not value:
         raise ValueError("missing timestamp")
     text = value.strip()
@@ -85,15 +89,31 @@ _INT_FIELDS = frozenset({"pid", "leader_pid", "line_num", "remote_port", "txid",
 
 def well_typed(record: Mapping[str, Any]) -> dict[str, Any]:
     """``record`` with only the fields of the types PostgreSQL writes (numbers where it writes numbers,
-    strings elsewhere): what arrives over a network may hold anything, and handlers trust the types."""
+    strings elsewhere): what arrives over a network may hold anything, and handlers trust the types.
+    The decoders' own marks stay: ``_truncated``, ``_suspect`` (true) and ``_entry_id`` (text)."""
     out: dict[str, Any] = {}
     for key, value in record.items():
         if key in _INT_FIELDS:
             if isinstance(value, int) and not isinstance(value, bool):
                 out[key] = value
-        elif isinstance(value, str) or (key == "_truncated" and value is True):
+        elif isinstance(value, str) or (key in ("_truncated", "_suspect") and value is True):
             out[key] = value
     return out
+
+
+def entry_parts(record: Mapping[str, Any]) -> tuple[object, ...]:
+    """What tells one record from another where the format has no session id and line number (a
+    stderr prefix without ``%c`` / ``%l``): the digest of the entry's own text (its time and pid
+    included), for event keys that stay the same when the entry is read again. Nothing for records
+    that have them, so their keys are what they always were."""
+    entry = record.get("_entry_id")
+    return (entry,) if isinstance(entry, str) and entry else ()
+
+
+def suspect(record: Mapping[str, Any]) -> bool:
+    """Whether the record came right after a broken stderr line: its prefix may have been written by
+    a client-chosen name (canary.postgres.stderr), so only a MAC-signed detail is believed."""
+    return record.get("_suspect") is True
 
 
 def raised_by_plpgsql(record: Mapping[str, Any]) -> bool:
@@ -113,7 +133,8 @@ def forged_detection(record: Mapping[str, Any], ctx: RecordContext, claimed: str
     observed = _timestamp_or_now(record.get("timestamp"))
     return Detection(
         kind=EventKind.TAMPER,
-        key=event_key("pg-forged", ctx.node, session, record.get("line_num"), record.get("timestamp"), claimed),
+        key=event_key("pg-forged", ctx.node, session, record.get("line_num"), record.get("timestamp"), claimed,
+                      *entry_parts(record)),
         group=f"pg-forged:{ctx.node}:{session}",
         observed_at=observed,
         actor={"user": record.get("user"), "application_name": record.get("application_name")},

@@ -29,6 +29,7 @@ from canary.postgres.record import (
     Detection,
     RecordContext,
     drill_tag,
+    entry_parts,
     forged_detection,
     parse_pg_timestamp,
     read_group,
@@ -111,7 +112,8 @@ def replication_detection(record: Mapping[str, Any], ctx: RecordContext) -> Dete
     sync_m = _SYNC_SLOT.match(slot) if slot else None
     return Detection(
         kind=kind,
-        key=event_key("pg-replication", ctx.node, record.get("session_id"), pid, record.get("line_num"), record.get("timestamp")),
+        key=event_key("pg-replication", ctx.node, record.get("session_id"), pid, record.get("line_num"), record.get("timestamp"),
+                      *entry_parts(record)),
         group=group,
         observed_at=parse_pg_timestamp(record.get("timestamp")),
         actor={"user": user, "application_name": app},

@@ -40,7 +40,16 @@ from canary.events import EventKind, Severity, event_key
 from canary.postgres.audit import parse_audit
 from canary.postgres.protocol import FUNCTION, LEGACY_FUNCTION, TAMPER_SQLSTATE
 from canary.postgres.read import authentic_detail
-from canary.postgres.record import MAX_QUERY, Detection, RecordContext, drill_tag, forged_detection, parse_pg_timestamp
+from canary.postgres.record import (
+    MAX_QUERY,
+    Detection,
+    RecordContext,
+    drill_tag,
+    entry_parts,
+    forged_detection,
+    parse_pg_timestamp,
+    suspect,
+)
 from canary.postgres.sql import ident, literal, qualified
 
 EVENT_TRIGGER = "ddl_audit"  # an ordinary name: a reader can list event triggers
@@ -49,6 +58,8 @@ GUARD_FUNCTION = "ddl_log"
 #: Objects named in one line (a DROP SCHEMA ... CASCADE can drop thousands; the line stays bounded).
 MAX_OBJECTS = 40
 LEGACY_GUARD_FUNCTION = "ddl_guard"
+#: The message of the event trigger's lines (their detail holds the objects, the hint its MAC).
+TRIGGER_MESSAGE = "ddl audit"
 AUDIT_ROLE_DEFAULT = "canary_auditor"
 _NOISE = re.compile(r"'(?:[^']|'')*'|\$([A-Za-z_]*)\$.*?\$\1\$|--[^\n]*|/\*.*?\*/", re.S)
 
@@ -96,7 +107,7 @@ def _detection(record: Mapping[str, Any], ctx: RecordContext, findings: list[str
     return Detection(
         kind=EventKind.TAMPER,
         key=event_key("pg-ddl", signal, ctx.node, record.get("session_id"), pid, record.get("line_num"),
-                      record.get("timestamp"), query[:200]),
+                      record.get("timestamp"), query[:200], *entry_parts(record)),
         group=f"tamper:{ctx.node}:{record.get('dbname') or ''}:{pid}",
         observed_at=parse_pg_timestamp(record.get("timestamp")),
         actor={"user": record.get("user"), "application_name": app},
@@ -142,11 +153,17 @@ def _function_name(identity: str) -> str:
 def trigger_detection(record: Mapping[str, Any], ctx: RecordContext) -> Detection | None:
     """``CY002`` lines from the event trigger: the objects touched by one DDL command. A line whose MAC
     does not verify (a ``RAISE`` imitating the trigger, or a trigger whose key table was dropped) is a
-    forgery by the session that wrote it."""
-    if record.get("state_code") != TAMPER_SQLSTATE:
+    forgery by the session that wrote it. Without SQLSTATEs (stderr without ``%e``, not verbose) the
+    trigger's message is the sign: signed, or ``unsigned`` (the trigger lost its key table), or anyone's."""
+    code = record.get("state_code")
+    if code != TAMPER_SQLSTATE and (code is not None or record.get("message") != TRIGGER_MESSAGE):
         return None
     detail, why = authentic_detail(record, ctx)
     if detail is None or not isinstance(detail.get("event"), str):
+        if suspect(record):
+            raise ValueError(f"CY002 line right after a broken log line is not genuine: {why}")
+        if code is None and record.get("hint") != "unsigned":
+            return None
         return forged_detection(record, ctx, "tamper", why or "detail names no DDL event")
     query = str(detail.get("q") or "")
     objects = [o for o in detail.get("objs") or [] if isinstance(o, dict)]
