@@ -11,16 +11,19 @@ and the store share this host's clock), and the request round trip (the answer c
 Prints records/s, loss check (events stored = records sent, one incident per batch) and p50/p99
 latencies for 1 and 3 listeners side by side, with the ratio.
 
-The request body is built by one small function (:func:`jsonlog_request`): another format (a Kinesis
-Firehose delivery, say) is a different builder with the same signature.
+The request body is built by one small function per path (``--via``): :func:`jsonlog_request` (Vector /
+Fluent Bit NDJSON to ``/ingest/jsonlog``) or :func:`firehose_request` (an Amazon Data Firehose HTTP
+endpoint delivery: each Firehose record a gzip-compressed CloudWatch Logs subscription message of 100
+log events, as RDS's log group subscription sends them, to ``/ingest/firehose``).
 
-    python bench/ingest_scale.py [--records 40000] [--batch 400] [--concurrency 6] [--listeners 3]
+    python bench/ingest_scale.py [--records 40000] [--batch 400] [--concurrency 6] [--listeners 3] [--via firehose]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import datetime as dt
 import gzip
 import json
@@ -32,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +55,10 @@ from canary.store.registry import NewCanary, Registry, location_key
 ROOT = Path(__file__).resolve().parents[1]
 KEY = bytes(range(32))
 TOKEN = "bench-ingest-token-0123456789"
+FIREHOSE_KEY = "bench-firehose-access-key-0123"
+LOG_GROUP = "/aws/rds/instance/shop-db/postgresql"
+#: log events per CloudWatch Logs subscription message (one Firehose record)
+EVENTS_PER_MESSAGE = 100
 NODE = "primary"
 CANARIES = 50
 
@@ -73,6 +81,29 @@ def jsonlog_request(records: Sequence[dict[str, Any]], node: str) -> Request:
     body = gzip.compress(b"".join(json.dumps(r).encode() + b"\n" for r in records), compresslevel=1)
     return Request(f"{PATH}?node={node}", {"Authorization": f"Bearer {TOKEN}", "Content-Encoding": "gzip",
                                            "Content-Type": "application/x-ndjson"}, body)
+
+
+def firehose_request(records: Sequence[dict[str, Any]], node: str) -> Request:
+    """An Amazon Data Firehose HTTP endpoint delivery (docs: "HTTP Endpoint Delivery Request and Response
+    Specifications"): gzip JSON body, each record's data base64 of a gzip CloudWatch Logs subscription
+    message whose log events are the server's log lines (jsonlog here; the log group maps to the node)."""
+    request_id = str(uuid.uuid4())
+    now_ms = int(time.time() * 1000)
+    out = []
+    for start in range(0, len(records), EVENTS_PER_MESSAGE):
+        chunk = records[start:start + EVENTS_PER_MESSAGE]
+        message = {"messageType": "DATA_MESSAGE", "owner": "123456789012", "logGroup": LOG_GROUP,
+                   "logStream": f"{node}.postgresql.log", "subscriptionFilters": ["canary"],
+                   "logEvents": [{"id": f"{now_ms:020d}{start + i:036d}", "timestamp": now_ms, "message": json.dumps(r)}
+                                 for i, r in enumerate(chunk)]}
+        out.append({"data": base64.b64encode(gzip.compress(json.dumps(message).encode(), compresslevel=1)).decode()})
+    body = gzip.compress(json.dumps({"requestId": request_id, "timestamp": now_ms, "records": out}).encode(), compresslevel=1)
+    return Request("/ingest/firehose", {"X-Amz-Firehose-Request-Id": request_id, "X-Amz-Firehose-Access-Key": FIREHOSE_KEY,
+                                        "X-Amz-Firehose-Protocol-Version": "1.0", "Content-Type": "application/json",
+                                        "Content-Encoding": "gzip"}, body)
+
+
+BUILDERS: dict[str, RequestBuilder] = {"jsonlog": jsonlog_request, "firehose": firehose_request}
 
 
 def read_record(keyring: Keyring, pk: int, pid: int, role: str) -> dict[str, Any]:
@@ -107,6 +138,13 @@ pool_max = 8
 [coverage]
 ingest_token = "{TOKEN}"
 ingest_max_body = 67108864
+[coverage.firehose]
+access_key = "{FIREHOSE_KEY}"
+[[coverage.firehose.streams]]
+log_group = "{LOG_GROUP}"
+datastore = "shop"
+node = "{NODE}"
+format = "jsonlog"
 [[coverage.nodes]]
 name = "{NODE}"
 datastore = "shop"
@@ -205,15 +243,16 @@ async def main() -> None:
     ap.add_argument("--batch", type=int, default=400, help="records per request")
     ap.add_argument("--concurrency", type=int, default=6, help="requests in flight")
     ap.add_argument("--listeners", type=int, default=3)
+    ap.add_argument("--via", choices=sorted(BUILDERS), default="jsonlog", help="the ingest path and its wire format")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="canary-bench-ingest-"))
     server = PostgresServer(tmp / "pg")
     await asyncio.to_thread(server.start)
     try:
-        print(f"ingest scale-out: {args.records:,} signed CY001 records, {args.batch} per request (gzip NDJSON), "
+        print(f"ingest scale-out: {args.records:,} signed CY001 records, {args.batch} per request ({args.via}), "
               f"{args.concurrency} requests in flight, {os.cpu_count()} CPUs shared by PostgreSQL, listeners and shipper")
         results = [await run(server, tmp, listeners=n, records=args.records, batch=args.batch, concurrency=args.concurrency,
-                             build=jsonlog_request) for n in (1, args.listeners)]
+                             build=BUILDERS[args.via]) for n in (1, args.listeners)]
         print(f"  {'listeners':>9} {'records/s':>10} {'stored':>8} {'incidents':>10} {'non-200':>8} "
               f"{'p50 req->incident':>18} {'p99 req->incident':>18} {'p99 round trip':>15}")
         for r in results:
