@@ -1,4 +1,4 @@
-"""Cluster leases (``leases``, migration 0002): one holder at a time per name, on the control store's clock.
+"""Cluster leases (``leases``, migration 0070): one holder at a time per name, on the control store's clock.
 
 Several listener processes share one control store. Most of their work is safe to do in each of them
 (ingest and the pipeline dedupe by event key and lock per incident group; the outbox claims rows with
