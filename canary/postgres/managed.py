@@ -188,9 +188,9 @@ async def requirements(conn: asyncpg.Connection, role: ServerRole, audit_role: s
     dest = {d.strip() for d in s.get("log_destination", "stderr").split(",")}
     prefix = s.get("log_line_prefix", "")
     if not dest & {"jsonlog", "csvlog"} and "%e" not in prefix and s.get("log_error_verbosity") != "verbose":
-        need("log_line_prefix", f"includes %e (now {prefix!r})", "stderr lines carry no SQLSTATE: the read lines are "
-             "recognised by SQLSTATE CY001 (or log_error_verbosity = verbose, which writes it in the message; or "
-             "log_destination = csvlog / jsonlog)")
+        need("log_line_prefix", f"includes %e (now {prefix!r})", "stderr lines carry no SQLSTATE: canary's own lines are "
+             "then known by their text and MAC alone, and other records by their text; with %e (or log_error_verbosity "
+             "= verbose, or log_destination = csvlog) every record carries its SQLSTATE", required=False)
     out.extend(_pgaudit(s, role, audit_role, audit_configured, where))
     note, ddl = await _ddl_guard(conn, s, role)
     notes.extend(note)
