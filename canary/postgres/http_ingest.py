@@ -44,7 +44,7 @@ from canary.plugins import SourceType
 from canary.postgres.formats import LogFormat, RecordDecoder, completed, record_decoder
 from canary.postgres.lines import LineSplitter, LongLine
 from canary.postgres.processor import PgLogProcessor
-from canary.postgres.record import RecordContext, RecordHandler
+from canary.postgres.record import INT_RANGES, RecordContext, RecordHandler
 from canary.proxies import TrustedProxies
 from canary.secret import Secret
 from canary.typing import SourceContext
@@ -323,14 +323,6 @@ def unavailable(exc: BaseException) -> bool:
         return False
     return isinstance(exc, OSError | asyncpg.PostgresError | asyncpg.InterfaceError) or type(exc) is RuntimeError
 
-
-_INT32 = (-(2**31), 2**31 - 1)
-_INT64 = (-(2**63), 2**63 - 1)
-#: The integer fields of PostgreSQL's jsonlog and the range each is written from (elog.c). Other fields
-#: that hold numbers are not PostgreSQL's and are dropped unread (record.well_typed).
-INT_RANGES = {"pid": _INT32, "leader_pid": _INT32, "remote_port": (0, 65535), "txid": (0, 2**32 - 1),
-              "internal_position": _INT32, "cursor_position": _INT32, "file_line_num": _INT32,
-              "line_num": _INT64, "query_id": _INT64}
 
 
 def unstorable(line: bytes | LongLine, record: Mapping[str, Any]) -> tuple[str, str] | None:

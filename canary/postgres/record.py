@@ -82,9 +82,13 @@ def drill_tag(application_name: object) -> str | None:
     return None
 
 
-#: jsonlog fields the server writes as numbers; every other field it writes is a string.
-_INT_FIELDS = frozenset({"pid", "leader_pid", "line_num", "remote_port", "txid", "query_id", "internal_position",
-                         "cursor_position", "file_line_num"})
+_INT32 = (-(2**31), 2**31 - 1)
+_INT64 = (-(2**63), 2**63 - 1)
+#: The integer fields of PostgreSQL's jsonlog and the range each is written from (elog.c); every other
+#: field it writes is a string.
+INT_RANGES = {"pid": _INT32, "leader_pid": _INT32, "remote_port": (0, 65535), "txid": (0, 2**32 - 1),
+              "internal_position": _INT32, "cursor_position": _INT32, "file_line_num": _INT32,
+              "line_num": _INT64, "query_id": _INT64}
 
 
 def well_typed(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -93,8 +97,8 @@ def well_typed(record: Mapping[str, Any]) -> dict[str, Any]:
     The decoders' own marks stay: ``_truncated``, ``_suspect`` (true) and ``_entry_id`` (text)."""
     out: dict[str, Any] = {}
     for key, value in record.items():
-        if key in _INT_FIELDS:
-            if isinstance(value, int) and not isinstance(value, bool):
+        if key in INT_RANGES:
+            if isinstance(value, int) and not isinstance(value, bool) and INT_RANGES[key][0] <= value <= INT_RANGES[key][1]:
                 out[key] = value
         elif isinstance(value, str) or (key in ("_truncated", "_suspect") and value is True):
             out[key] = value

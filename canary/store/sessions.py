@@ -64,11 +64,15 @@ async def close_session(db: asyncpg.Pool | asyncpg.Connection, session: int) -> 
 
 
 def _pid(event: DetectionEvent) -> int | None:
+    """The server pid an event names, when it can be one (a positive int4: what own_sessions stores). A
+    claimed pid beyond that (a forged syslog line's) is no session of ours, never a failed query that
+    would refuse the event with it."""
     pid = event.origin.get("pid")
     try:
-        return int(pid) if pid is not None and not isinstance(pid, bool) else None
-    except (TypeError, ValueError):
+        value = int(pid) if pid is not None and not isinstance(pid, bool) else None
+    except (TypeError, ValueError, OverflowError):
         return None
+    return value if value is not None and 0 < value <= 2**31 - 1 else None
 
 
 async def own_events(conn: asyncpg.Connection, events: Sequence[DetectionEvent]) -> dict[int, str]:

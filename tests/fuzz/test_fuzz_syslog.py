@@ -97,6 +97,9 @@ _frame = (
 @fuzz_settings(150)
 @example(datagrams=[b"<134>1 0001-01-01T00:00:00+01:00 primary postgres 1 - - [1-1] LOG:  x"], frames=[])
 @example(datagrams=[b"<134>1 9999-12-31T23:59:59-01:00 primary postgres 1 - - [1-1] LOG:  x"], frames=[])
+#: a pid beyond int4 on a forged line failed the own-sessions lookup: its TAMPER event was refused
+@example(datagrams=[b"<134>1 2026-11-23T15:24:13Z primary postgres 99999999999999999999 - - [1-1] "
+                    b"user=x,db=y,app=z,client=10.0.0.1,sqlstate=CY001 LOG:  row access audit"], frames=[])
 @given(datagrams=st.lists(_message, max_size=6), frames=st.lists(_frame, max_size=4))
 def test_fuzzed_syslog_never_stops_the_receiver(server: FuzzServer, datagrams: list[bytes], frames: list[bytes]) -> None:
     """Hostile datagrams and TCP frames: the TCP connection is closed once the sender is done (no hang),

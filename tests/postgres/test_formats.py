@@ -6,6 +6,7 @@ import pytest
 
 from canary.postgres.formats import LogFormat, record_decoder
 from canary.postgres.lines import LongLine
+from canary.postgres.record import well_typed
 
 
 def test_jsonlog_decoder_reads_objects_and_long_lines() -> None:
@@ -27,3 +28,11 @@ def test_bad_lines_and_unknown_formats_are_named() -> None:
         d.feed("{not json")
     with pytest.raises(ValueError, match="unknown log format 'syslog-ng'.*jsonlog"):
         record_decoder("syslog-ng")
+
+
+def test_records_keep_only_what_postgresql_writes() -> None:
+    """Numbers where the server writes numbers, within the range it writes them from (a pid beyond int4
+    once failed the own-sessions query and with it the forged line's TAMPER event); strings elsewhere."""
+    record = well_typed({"pid": 10**20, "leader_pid": -5, "remote_port": 70000, "line_num": 3, "user": "app",
+                         "message": 7, "txid": True, "_truncated": True, "query_id": -(2**63)})
+    assert record == {"leader_pid": -5, "line_num": 3, "user": "app", "_truncated": True, "query_id": -(2**63)}
