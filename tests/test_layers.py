@@ -17,7 +17,7 @@ from canary.plugins import SourceType
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "canary"
-FAMILIES_AND_ABOVE = {"app", "drills", "health", "seeding", "postgres", "contact", "credentials", "sinks"}
+FAMILIES_AND_ABOVE = {"app", "web", "drills", "health", "seeding", "postgres", "contact", "credentials", "sinks"}
 
 
 def _modules() -> dict[str, Path]:
