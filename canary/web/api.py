@@ -8,7 +8,8 @@ document included.
 Secrets: answers name canaries by id, label, datastore, table and kind. A canary's location (row key)
 and values (addresses, numbers, tokens), and the rows a seeding plan would write, are in an answer only
 when the token has the ``reveal`` scope *and* the request says ``?reveal=true``; each such answer is
-written to the audit log (which canaries, not their values) in the transaction that reads them. Events
+written to the audit log (which canaries, not their values) before the values are decrypted: no audit
+entry, no values. Events
 keep what their sources recorded, which already replaces canary contact points (``contact.evidence.redact``).
 
 Pages are keysets, never OFFSET: incidents newest first by (opened_at, id), events / notes / canaries /

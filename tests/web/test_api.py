@@ -18,6 +18,7 @@ from seeder_helpers import Shop
 from testkit import CanaryRows, MakeConfig, OpenRuntime
 from web_support import EMAILS, PHONES, PUBLIC_URL, ROW_KEYS, ApiUnderTest, make_api, secrets_in
 
+from canary.listener import default_components
 from canary.store import api_tokens
 from canary.web.api import PREFIX, Api
 
@@ -248,3 +249,12 @@ async def test_token_last_used_is_recorded(api: ApiUnderTest) -> None:
     assert re.fullmatch(r"cy_api_[0-9a-f]{12}_[0-9a-f]{64}", api.tokens["read"])
     assert api.tokens["read"].encode() not in b"".join(
         bytes(r["secret_hash"]) for r in await api.rt.pool.fetch("SELECT secret_hash FROM api_tokens"))
+
+
+async def test_the_listener_serves_the_api_unless_disabled(open_test_runtime: OpenRuntime, make_config: MakeConfig) -> None:
+    """The API is one of the listener's default components (registered like a source); [api] enabled =
+    false leaves it out."""
+    on = await open_test_runtime()
+    assert "api" in [c.name for c in default_components(on)]
+    off = await open_test_runtime(make_config(api={"enabled": False}))
+    assert "api" not in [c.name for c in default_components(off)]
