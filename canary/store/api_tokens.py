@@ -1,4 +1,4 @@
-"""API tokens (table ``api_tokens``, migration 0003; this module is its only owner).
+"""API tokens (table ``api_tokens``, migration 0080; this module is its only owner).
 
 A token is ``cy_api_<id>_<secret>``: ``id`` (12 hex digits) is public and finds the row, ``secret`` (64
 hex digits, 256 random bits) is known only to its holder. The store keeps SHA-256 of the whole token,

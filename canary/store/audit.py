@@ -1,4 +1,4 @@
-"""The audit log (table ``audit_log``, migration 0003; this module is its only owner): every state
+"""The audit log (table ``audit_log``, migration 0080; this module is its only owner): every state
 change made through the API or the CLI (acknowledge, resolve, note, replay, token create / revoke) and
 every reveal of a canary's values, with who (``token:<id> (<name>)`` or ``cli:<user>``), what (action,
 target, details), when and from where (the client address behind trusted proxies). Details never hold
