@@ -46,6 +46,8 @@ class Alert:
     drill: str | None = None
     source: str = ""
     sequence: int = 0  # notification number within the incident (0 = trigger)
+    #: the incident's page, <listener.public_url>/incidents/<id> (None when public_url is not set)
+    link: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -67,6 +69,7 @@ class Alert:
             "drill": self.drill,
             "source": self.source,
             "sequence": self.sequence,
+            "link": self.link,
         }
 
     @classmethod
@@ -90,6 +93,7 @@ class Alert:
             drill=data.get("drill"),
             source=str(data.get("source") or ""),
             sequence=int(data.get("sequence") or 0),
+            link=str(data["link"]) if data.get("link") else None,
         )
 
 
@@ -127,8 +131,15 @@ _PREFIXES = {AlertAction.TRIGGER: "", AlertAction.UPDATE: "ESCALATED: ", AlertAc
              AlertAction.RESOLVE: "RESOLVED: "}
 
 
-def alert_for(inc: Mapping[str, Any], canaries: Sequence[Mapping[str, Any]], action: AlertAction, sequence: int) -> Alert:
-    """The notification for an incident row (``incidents.*``) and its canary labels."""
+def incident_link(public_url: str, incident_id: int) -> str | None:
+    """The incident's page: ``<public_url>/incidents/<id>`` (the console's; None without a public URL)."""
+    return f"{public_url.rstrip('/')}/incidents/{int(incident_id)}" if public_url else None
+
+
+def alert_for(inc: Mapping[str, Any], canaries: Sequence[Mapping[str, Any]], action: AlertAction, sequence: int,
+              public_url: str = "") -> Alert:
+    """The notification for an incident row (``incidents.*``) and its canary labels; with ``public_url``
+    (``listener.public_url``) it links to the incident's page."""
     count = len(inc["canary_ids"])
     where = ", ".join(str(c["label"]) for c in canaries[:3])
     summary = f"{inc['title']}: {count} canar{'y' if count == 1 else 'ies'} in {inc['event_count']} event(s)"
@@ -153,4 +164,5 @@ def alert_for(inc: Mapping[str, Any], canaries: Sequence[Mapping[str, Any]], act
         drill=inc["drill"],
         source=inc["source"],
         sequence=sequence,
+        link=incident_link(public_url, inc["id"]),
     )

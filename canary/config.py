@@ -187,7 +187,9 @@ class DatastoreConfig(_Model):
 class ListenerConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(default=8088, ge=0, le=65535)
-    public_url: str = ""  # how providers reach us (webhook signatures are computed over it)
+    #: how providers and people reach us: webhook signatures are computed over it, and every alert links to
+    #: <public_url>/incidents/<id> when it is set
+    public_url: str = ""
     shutdown_grace: float = 10.0
     jsonlog_poll: float = 0.1
     metrics_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
@@ -224,6 +226,34 @@ class ListenerConfig(_Model):
         for net in v:
             ipaddress.ip_network(net, strict=False)
         return v
+
+
+class ApiConfig(_Model):
+    """``[api]``: the REST API under ``/api/v1`` on the listener (canary/web). Callers present an API token
+    (``canary token create``) as ``Authorization: Bearer cy_api_<id>_<secret>``."""
+
+    enabled: bool = True
+    token_expiry: float = 90 * 86400.0  # `canary token create` without --expires
+    token_max_expiry: float = 366 * 86400.0  # no token lives longer than this
+    #: failed authentications a peer (IPv4 address / IPv6 /64) may make per window before each further one is
+    #: answered auth_fail_step seconds later than the last (at most auth_fail_max): guessing tokens is slow
+    auth_fail_limit: int = Field(default=20, ge=1, le=100_000)
+    auth_fail_window: float = 300.0
+    auth_fail_step: float = 0.5
+    auth_fail_max: float = 10.0
+    page_max: int = Field(default=500, ge=1, le=10_000)  # most items one page may hold (?limit=)
+
+    @field_validator("token_expiry", "token_max_expiry", "auth_fail_window", "auth_fail_step", "auth_fail_max",
+                     mode="before")
+    @classmethod
+    def _dur(cls, v: object) -> float:
+        return parse_duration(v)
+
+    @model_validator(mode="after")
+    def _expiry(self) -> ApiConfig:
+        if not 0 < self.token_expiry <= self.token_max_expiry:
+            raise ValueError("token_expiry must be positive and at most token_max_expiry")
+        return self
 
 
 class SinkConfig(_PluginModel):
@@ -766,6 +796,7 @@ class Config(_Model):
     seeding: SeedingConfig = SeedingConfig()
     datastores: tuple[DatastoreConfig, ...] = ()
     sinks: tuple[SinkConfig, ...] = ()
+    api: ApiConfig = ApiConfig()
     source_path: Path | None = None
 
     @model_validator(mode="after")

@@ -80,6 +80,7 @@ class Listener:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1024 * 1024)
         app[RUNTIME_KEY] = self.runtime
+        app[LISTENER_KEY] = self  # the API's health route reads the detail /healthz gives allowed callers
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
         for comp in self.components:
@@ -259,9 +260,9 @@ class Listener:
         digest = hashlib.sha256(presented.strip().encode("utf-8", "surrogateescape")).digest()
         return hmac.compare_digest(digest, hashlib.sha256(token.reveal().encode()).digest())
 
-    async def _healthz(self, request: web.Request) -> web.Response:
-        """Overall status for anyone (200 ok / 503 degraded, nothing else: component names and ports
-        would tell a caller which services are traps); the detail for allowed callers only."""
+    async def health(self) -> tuple[bool, dict[str, object]]:
+        """(healthy, the detail): control store, components, lag, stalls, leadership, pipeline counts. For
+        allowed callers of /healthz and the API's health route only."""
         rt = self.runtime
         try:
             await rt.pool.fetchval("SELECT 1", timeout=2)
@@ -271,13 +272,8 @@ class Listener:
         lags = self.lags()
         stalled = self.stalled(lags)
         healthy = db == "ok" and not stalled
-        status = 200 if healthy else 503
-        body: dict[str, object] = {"status": "ok" if healthy else "degraded"}
-        if not self._health_detail_allowed(request):
-            if "Authorization" in request.headers:
-                await rt.reject("listener", "bad_health_token", f"peer={self.proxies.client(request)}")
-            return web.json_response(body, status=status, headers={"Cache-Control": "no-store"})
-        body.update({
+        return healthy, {
+            "status": "ok" if healthy else "degraded",
             "control_store": db,
             "components": {c.name: c in self._started for c in self.components},
             "lag": {name: {"behind_bytes": lag.behind_bytes, "behind_seconds": round(lag.behind_seconds, 1)}
@@ -285,8 +281,18 @@ class Listener:
             "stalled": stalled,
             "leader": self.leader,
             "pipeline": {"recorded": rt.pipeline.stats.recorded, "duplicates": rt.pipeline.stats.duplicates},
-        })
-        return web.json_response(body, status=status, headers={"Cache-Control": "no-store"})
+        }
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        """Overall status for anyone (200 ok / 503 degraded, nothing else: component names and ports
+        would tell a caller which services are traps); the detail for allowed callers only."""
+        healthy, detail = await self.health()
+        status = 200 if healthy else 503
+        if not self._health_detail_allowed(request):
+            if "Authorization" in request.headers:
+                await self.runtime.reject("listener", "bad_health_token", f"peer={self.proxies.client(request)}")
+            return web.json_response({"status": detail["status"]}, status=status, headers={"Cache-Control": "no-store"})
+        return web.json_response(detail, status=status, headers={"Cache-Control": "no-store"})
 
     async def _metrics(self, request: web.Request) -> web.Response:
         """Prometheus metrics, for clients in ``listener.metrics_allow`` (through trusted proxies only)."""
@@ -303,6 +309,10 @@ class Listener:
         except Exception:  # noqa: BLE001 - stale gauges are better than no metrics
             pass
         return web.Response(body=rt.metrics.render(), headers={"Content-Type": rt.metrics.content_type})
+
+
+#: the listener serving an app (set in :meth:`Listener.app`)
+LISTENER_KEY = web.AppKey("listener", Listener)
 
 
 async def serve(listener: Listener, host: str, port: int, *, ready: asyncio.Event | None = None) -> None:

@@ -348,7 +348,7 @@ class Pipeline:
         out_inc, out_sink, out_seq, out_action, out_payload = [], [], [], [], []
         notified = []
         for inc, action, sequence, _, lift in due:
-            alert = alert_for(inc, labels.get(inc["id"], []), action, sequence)
+            alert = alert_for(inc, labels.get(inc["id"], []), action, sequence, self.config.listener.public_url)
             targets = sinks_for(self.config.sinks, alert.severity, alert.drill, only=inc["route"])
             if inc["source"] == DEAD_LETTER_SOURCE:  # a dead letter about a sink goes to the others
                 targets = [s for s in targets if s != inc["actor"].get("sink")]

@@ -52,6 +52,7 @@ BUILTIN_SOURCES = (
     "canary.credentials.sources",
     "canary.contact.sources",
     "canary.health.sources",  # the scheduler starts last: its first heartbeat needs the log tails running
+    "canary.web.sources",  # the REST API (/api/v1)
 )
 BUILTIN_SEEDERS = ("canary.seeding.postgres",)
 

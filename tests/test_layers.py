@@ -17,7 +17,7 @@ from canary.plugins import SourceType
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "canary"
-FAMILIES_AND_ABOVE = {"app", "drills", "health", "seeding", "postgres", "contact", "credentials", "sinks"}
+FAMILIES_AND_ABOVE = {"app", "web", "drills", "health", "seeding", "postgres", "contact", "credentials", "sinks"}
 
 
 def _modules() -> dict[str, Path]:
@@ -111,7 +111,7 @@ def test_registries_list_every_builtin_once() -> None:
     """The built-in source types, sink types and seeder kinds are registered, each once."""
     assert set(plugins.source_types()) >= {"retention", "scheduler", "jsonlog", "syslog", "http_ingest",
                                             "token_honeypot", "pg_honeypot", "cloudtrail", "smtp",
-                                            "mail_webhooks", "phone"}
+                                            "mail_webhooks", "phone", "api"}
     assert set(plugins.sink_types()) >= {"stdout", "webhook", "pagerduty", "syslog"}
     assert set(plugins.seeder_types()) == {"postgres"}
 

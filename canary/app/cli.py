@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "canary.app.commands.contact",
     "canary.app.commands.drill",
     "canary.app.commands.status",
+    "canary.app.commands.token",
 )
 
 

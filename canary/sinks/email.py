@@ -86,7 +86,7 @@ def build_message(alert: Alert, options: Options) -> EmailMessage:
         msg["In-Reply-To"] = msg["References"] = f"<{alert.dedup_key}.0@{domain}>"
     msg["X-Canary-Incident"] = str(alert.incident_id)
     msg["X-Canary-Action"] = str(alert.action)
-    lines = [alert.summary, "", f"Severity: {alert.severity}", f"Canaries: {alert.canary_count} in {alert.event_count} event(s)",
+    lines = [alert.summary, *([f"Incident: {alert.link}"] if alert.link else []), "", f"Severity: {alert.severity}", f"Canaries: {alert.canary_count} in {alert.event_count} event(s)",
              f"First seen: {alert.first_seen.isoformat()}", f"Last seen: {alert.last_seen.isoformat()}"]
     for title, data in (("Actor", alert.actor), ("Origin", alert.origin), ("Evidence", alert.evidence)):
         items = [f"  {k}: {v}" for k, v in data.items() if v not in (None, "")]

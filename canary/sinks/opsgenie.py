@@ -77,6 +77,8 @@ def _details(alert: Alert) -> dict[str, str]:
                 out[f"{prefix}.{k}"] = str(v)[:DETAIL_VALUE_MAX]
     if alert.drill:
         out["drill"] = alert.drill
+    if alert.link:  # the Create Alert API has no link field: the incident's page goes in details
+        out["incident_url"] = alert.link
     return out
 
 

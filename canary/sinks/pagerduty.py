@@ -8,6 +8,8 @@ the open alert) and a replay after a crash all land on the same alert; ``resolve
 throttled and ``5xx`` on its own trouble (both retried with backoff by the outbox).
 
 The routing key is a :class:`~canary.config.Secret`; it is only ever placed in the request body.
+With ``listener.public_url`` set, a trigger carries the incident's page in ``links`` (``[{"href", "text"}]``,
+a top-level field of the event: https://developer.pagerduty.com/docs/events-api-v2/trigger-events/).
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ def event_body(alert: Alert, routing_key: str, options: PagerDutyOptions) -> dic
             },
         }
         body["client"] = "canary"
+        if alert.link:
+            body["links"] = [{"href": alert.link, "text": f"Canary incident {alert.incident_id}"}]
     return body
 
 

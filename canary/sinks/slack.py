@@ -7,6 +7,8 @@ control characters (``<!channel>``, ``<https://x|label>``, ``<@U123>``), so they
 webhook URL holds the token and is a :class:`~canary.config.Secret`; errors name only its host.
 Slack answers ``200 ok``; ``400 invalid_payload``, ``403``, ``404 channel_not_found`` and
 ``410 channel_is_archived`` are permanent, ``429`` (with ``Retry-After``) and ``5xx`` are retried.
+With ``listener.public_url`` set, an ``actions`` block holds a link button to the incident's page (Block Kit
+button element, ``url`` at most 3000 characters: https://docs.slack.dev/reference/block-kit/block-elements/button-element).
 """
 
 from __future__ import annotations
@@ -63,6 +65,10 @@ def message(alert: Alert) -> dict[str, Any]:
         text = json.dumps(dict(alert.evidence), ensure_ascii=False, default=str)
         evidence = escape(text.replace("```", "\u02cb\u02cb\u02cb"))[: SECTION_MAX - 30]
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Evidence*\n```{evidence}```"}})
+    if alert.link and len(alert.link) <= 3000:
+        blocks.append({"type": "actions", "elements": [{"type": "button", "action_id": "open_incident",
+                                                        "text": {"type": "plain_text", "text": "Open incident"},
+                                                        "url": alert.link}]})
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": escape(
         f"incident {alert.incident_id} · {alert.action} #{alert.sequence} · first seen {alert.first_seen.isoformat()}"
         + (f" · drill {alert.drill}" if alert.drill else "")

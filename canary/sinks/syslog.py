@@ -95,6 +95,8 @@ def cef_message(alert: Alert, vendor: str, product: str) -> str:
         ext += [("cs2Label", "query"), ("cs2", query)]
     if alert.drill:
         ext += [("cs3Label", "drill"), ("cs3", alert.drill)]
+    if alert.link:
+        ext += [("cs4Label", "incidentUrl"), ("cs4", alert.link)]
     header = "|".join(cef_header_escape(v) for v in (vendor, product, VERSION, f"canary:{alert.kind}:{alert.action}", alert.title))
     extension = " ".join(f"{k}={cef_value_escape(v)}" for k, v in ext)
     return f"CEF:0|{header}|{CEF_SEVERITY[alert.severity]}|{extension}"
@@ -135,7 +137,8 @@ def format_message(alert: Alert, options: Options, now: dt.datetime | None = Non
         _header_token(str(os.getpid()), 128), _header_token(f"incident.{alert.action}", 32),
     ])
     params = {"incident": alert.incident_id, "dedup": alert.dedup_key, "action": alert.action, "seq": alert.sequence,
-              "kind": alert.kind, "severity": alert.severity, "canaries": alert.canary_count, "events": alert.event_count}
+              "kind": alert.kind, "severity": alert.severity, "canaries": alert.canary_count, "events": alert.event_count,
+              **({"link": alert.link} if alert.link else {})}
     sd = f"[canary@{options.enterprise_id} " + " ".join(f'{k}="{sd_escape(v)}"' for k, v in params.items()) + "]"
     if options.format == "cef":
         body = cef_message(alert, options.cef_vendor, options.cef_product)

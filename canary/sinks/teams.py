@@ -6,6 +6,8 @@ Attacker-influenced text goes into ``RichTextBlock``/``TextRun`` elements, which
 render literally (no Markdown, so no injected links); only canary's own labels use ``TextBlock``.
 The workflow URL carries its signature in the query string and is a :class:`Secret`. Workflows
 answer ``202 Accepted``; ``4xx`` (except 408/429) are permanent, ``429`` and ``5xx`` are retried.
+With ``listener.public_url`` set, the card's ``actions`` hold an ``Action.OpenUrl`` to the incident's page
+(https://learn.microsoft.com/adaptive-cards/schema-explorer/action-open-url).
 """
 
 from __future__ import annotations
@@ -63,7 +65,10 @@ def card(alert: Alert) -> dict[str, Any]:
         body.append(_labelled("canary", f"{c.get('label')} × {c.get('count')}"))
     if alert.drill:
         body.append(_labelled("drill", alert.drill))
-    return {"$schema": CARD_SCHEMA, "type": "AdaptiveCard", "version": CARD_VERSION, "body": body}
+    out: dict[str, Any] = {"$schema": CARD_SCHEMA, "type": "AdaptiveCard", "version": CARD_VERSION, "body": body}
+    if alert.link:
+        out["actions"] = [{"type": "Action.OpenUrl", "title": "Open incident", "url": alert.link}]
+    return out
 
 
 def message(alert: Alert) -> dict[str, Any]:

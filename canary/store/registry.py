@@ -263,6 +263,17 @@ class Registry:
         rows = await (conn.fetch(q, datastore, label) if conn else self.pool.fetch(q, datastore, label))
         return [self._record(r) for r in rows]
 
+    async def reveal(self, ids: Sequence[int]) -> dict[int, tuple[Mapping[str, Any], list[tuple[str, str]]]]:
+        """Canary id -> (location, values as (kind, plaintext)): what the API shows only to a ``reveal``
+        token that asks (and audits). Unknown ids are absent."""
+        rows = await self.pool.fetch("SELECT * FROM canaries WHERE id = ANY($1::bigint[]) ORDER BY id", list(ids))
+        values = await self.pool.fetch(
+            "SELECT canary_id, kind, value_enc FROM canary_values WHERE canary_id = ANY($1::bigint[]) ORDER BY id", list(ids))
+        out: dict[int, tuple[Mapping[str, Any], list[tuple[str, str]]]] = {r["id"]: (self._record(r).location, []) for r in rows}
+        for v in values:
+            out[v["canary_id"]][1].append((v["kind"], self.keyring.decrypt_text(v["value_enc"], value_purpose(v["kind"]))))
+        return out
+
     async def manifest(self, deployment_id: int, conn: asyncpg.Connection | None = None) -> dict[str, Any]:
         blob = await (conn or self.pool).fetchval("SELECT manifest_enc FROM deployments WHERE id = $1", deployment_id)
         return json.loads(self.keyring.decrypt_text(blob, MANIFEST)) if blob else {}
@@ -311,6 +322,16 @@ async def inventory(db: asyncpg.Pool | asyncpg.Connection) -> list[asyncpg.Recor
     return list(await db.fetch(
         "SELECT datastore, label, kind, count(*) AS n, max(created_at) AS newest FROM canaries"
         " WHERE status = 'active' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"))
+
+
+async def page(db: asyncpg.Pool | asyncpg.Connection, *, after: int | None, limit: int, datastore: str | None = None,
+               label: str | None = None, status: str | None = None) -> list[asyncpg.Record]:
+    """(id, uid, kind, datastore, label, status, created_at, retired_at) of canaries with ids above ``after``
+    (keyset), at most ``limit``, optionally of one datastore / label / status: never locations or values."""
+    return list(await db.fetch(
+        "SELECT id, uid, kind, datastore, label, status, created_at, retired_at FROM canaries"
+        " WHERE ($1::bigint IS NULL OR id > $1) AND ($2::text IS NULL OR datastore = $2) AND ($3::text IS NULL OR label = $3)"
+        " AND ($4::text IS NULL OR status = $4) ORDER BY id LIMIT $5", after, datastore, label, status, limit))
 
 
 async def retired_count(db: asyncpg.Pool | asyncpg.Connection) -> int:

@@ -18,9 +18,7 @@ from typing import Any
 import asyncpg
 
 from canary.app.commands import load_config
-from canary.errors import IncidentError
-from canary.incidents import change_status
-from canary.pipeline import OUTBOX_CHANNEL
+from canary.incidents import change_status, replay_dead
 from canary.store import ControlStore
 
 STATUSES = ("open", "acknowledged", "resolved")
@@ -114,9 +112,12 @@ async def cmd_list(args: argparse.Namespace) -> int:
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
-    store = await _open(args)
+    cfg = load_config(args)
+    store = await ControlStore(cfg).open()
+    by = args.by or getpass.getuser()
     try:
-        sent = await change_status(store.pool, args.incident, args.status, by=args.by or getpass.getuser(), note=args.note)
+        sent = await change_status(store.pool, args.incident, args.status, by=by, note=args.note,
+                                   public_url=cfg.listener.public_url, audit_as=(f"cli:{by}", None))
     finally:
         await store.close()
     verb = "acknowledged" if args.status == "acknowledged" else "resolved"
@@ -143,33 +144,16 @@ async def cmd_dead(args: argparse.Namespace) -> int:
     return 0
 
 
-async def replay(pool: asyncpg.Pool, ids: Sequence[int], *, every: bool = False, sink: str | None = None) -> list[int]:
-    """Make dead letters pending again with a fresh retry horizon; returns the ids replayed."""
-    if not ids and not every:
-        raise IncidentError("name the dead letters to replay (outbox ids) or use --all")
-    async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            """
-            UPDATE outbox SET status = 'pending', attempts = 0, first_attempt_at = NULL,
-                              next_attempt_at = clock_timestamp()
-            WHERE status = 'dead' AND ($1 OR id = ANY($2::bigint[])) AND ($3::text IS NULL OR sink = $3)
-            RETURNING id
-            """,
-            every, list(ids), sink,
-        )
-        replayed = sorted(r["id"] for r in rows)
-        missing = sorted(set(ids) - set(replayed))
-        if missing:
-            raise IncidentError(f"not dead letters (or not found): {', '.join(map(str, missing))}")
-        if replayed:
-            await conn.execute("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
-    return replayed
+async def replay(pool: asyncpg.Pool, ids: Sequence[int], *, every: bool = False, sink: str | None = None,
+                 by: str | None = None) -> list[int]:
+    """Make dead letters pending again with a fresh retry horizon; returns the ids replayed (audited as ``cli:<by>``)."""
+    return await replay_dead(pool, ids, every=every, sink=sink, audit_as=(f"cli:{by}", None) if by else None)
 
 
 async def cmd_replay(args: argparse.Namespace) -> int:
     store = await _open(args)
     try:
-        replayed = await replay(store.pool, args.ids, every=args.all, sink=args.sink)
+        replayed = await replay(store.pool, args.ids, every=args.all, sink=args.sink, by=getpass.getuser())
     finally:
         await store.close()
     print(f"replayed {len(replayed)} dead letter(s)" + (f": {', '.join(map(str, replayed))}" if replayed else ""))
