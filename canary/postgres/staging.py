@@ -470,9 +470,12 @@ class Staging:
         settings = self.settings
         async with runtime.pool.acquire() as conn, conn.transaction():
             entries = await log_staging.stage(conn, self.name, stream, lines)
-            dropped = await log_staging.trim(conn, self.name, stream, settings.stream_lines, settings.max_lines) if entries else 0
-        if dropped:
-            await self._overflow(processor, source, stream, dropped)
+            in_stream, in_all = (await log_staging.trim(conn, self.name, stream, settings.stream_lines, settings.max_lines)
+                                 if entries else (0, 0))
+        if in_stream:
+            await self._overflow(processor, source, stream, in_stream)
+        if in_all:
+            await self._overflow(processor, source, None, in_all)
         for entry in entries:
             await self._settle(stream, entry, target)
 
@@ -512,18 +515,21 @@ class Staging:
                                  decoded, Batch())
         await log_staging.settle(conn, self.name, claim.stream, claim.entry, [x.id for e in complete for x in e])
 
-    async def _overflow(self, processor: PgLogProcessor, source: str, stream: str, dropped: int) -> None:
-        await self.runtime.reject(source, "staging_overflow", f"{dropped} staged lines dropped | stream {stream[:200]}")
+    async def _overflow(self, processor: PgLogProcessor, source: str, stream: str | None, dropped: int) -> None:
+        """Count dropped lines and raise one HEALTH event per window: for ``stream`` (over
+        ``stream_lines``) or, with None, for all streams (over ``max_lines``)."""
+        where = f"stream {stream[:200]}" if stream is not None else "all streams"
+        await self.runtime.reject(source, "staging_overflow", f"{dropped} staged lines dropped | {where}")
         now = dt.datetime.now(dt.timezone.utc)
         window = int(now.timestamp()) // OVERFLOW_WINDOW
         ctx = processor.ctx
         await self.runtime.submit(DetectionEvent(
-            kind=EventKind.HEALTH, source=source, key=event_key("log-staging-overflow", source, stream, window),
+            kind=EventKind.HEALTH, source=source, key=event_key("log-staging-overflow", source, stream or "*", window),
             group=f"log-staging:{source}", canary_id=None, observed_at=now, detected_at=now,
             origin={"node": ctx.node, "datastore": ctx.datastore},
             evidence={"problem": "partial log lines dropped: more waited than [coverage.log_staging] allows",
-                      "dropped": dropped, "stream": stream[:200], "stream_lines": self.settings.stream_lines,
-                      "max_lines": self.settings.max_lines},
+                      "dropped": dropped, "stream": stream[:200] if stream is not None else "*",
+                      "limit": self.settings.stream_lines if stream is not None else self.settings.max_lines},
             severity=Severity.WARNING,
         ))
 

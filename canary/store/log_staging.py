@@ -108,12 +108,21 @@ WITH waiting AS (
 UPDATE log_staging_lines SET done_at = clock_timestamp(), text = NULL WHERE id IN (SELECT id FROM over)
 """
 
+_EMPTY_GROUPS = """
+DELETE FROM log_staging_groups g WHERE NOT EXISTS (
+    SELECT 1 FROM log_staging_lines l
+    WHERE l.source = g.source AND l.stream = g.stream AND l.entry = g.entry AND l.done_at IS NULL)
+"""
 
-async def trim(conn: asyncpg.Connection, source: str, stream: str, stream_lines: int, max_lines: int) -> int:
+
+async def trim(conn: asyncpg.Connection, source: str, stream: str, stream_lines: int, max_lines: int) -> tuple[int, int]:
     """Drop the oldest waiting lines beyond ``stream_lines`` in the stream and ``max_lines`` in all
-    (they become tombstones); how many were dropped."""
-    dropped = int((await conn.execute(_DROP_STREAM, source, stream, stream_lines)).split()[-1])
-    return dropped + int((await conn.execute(_DROP_ALL, max_lines)).split()[-1])
+    (they become tombstones); how many were dropped (in the stream, in all)."""
+    in_stream = int((await conn.execute(_DROP_STREAM, source, stream, stream_lines)).split()[-1])
+    in_all = int((await conn.execute(_DROP_ALL, max_lines)).split()[-1])
+    if in_stream or in_all:  # groups left with nothing waiting go too: a flood of one-line groups leaves no rows behind
+        await conn.execute(_EMPTY_GROUPS)
+    return in_stream, in_all
 
 
 _GROUP = "SELECT stream, entry, first_at, last_at, clock_timestamp() AS now FROM log_staging_groups"
