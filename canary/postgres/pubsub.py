@@ -235,7 +235,7 @@ class PubSubPush:
         self.path = path
         self.max_body = max_body
         self.processors = Processors("pubsub", handlers)
-        self.staging = Staging(self.name, staging or LogStagingConfig(), self.processors, self.databases.get)
+        self.staging = Staging(self.name, staging or LogStagingConfig(), self.processors, self.databases.get, ordered=False)
         self.runtime: SourceContext  # set by start()
         self._proxies = TrustedProxies()
 

@@ -358,13 +358,15 @@ def _classify(prefix: Prefix, line: str) -> tuple[str, int | None, int | None]:
     return (severity if severity in FIELD_LINES else "primary"), pid, num
 
 
-def split_entries(lines: Sequence[StagedLine], *, numbered: bool, final: bool,
-                  aged: dt.datetime | None = None) -> tuple[list[list[StagedLine]], list[StagedLine]]:
+def split_entries(lines: Sequence[StagedLine], *, numbered: bool, final: bool, aged: dt.datetime | None = None,
+                  ordered: bool = True) -> tuple[list[list[StagedLine]], list[StagedLine]]:
     """(complete entries in order, lines still waiting) of one group's waiting ``lines`` (in order).
 
     ``numbered``: a backend's lines by ``%l``; an entry continues only with the next number. Otherwise
-    stream order. ``final`` (the group is quiet): everything is processed as it stands. Entries whose
-    lines all arrived before ``aged`` are processed however they stand."""
+    stream order, which says an entry is complete only where the delivery is ``ordered`` (a Pub/Sub
+    push may bring a later line before an earlier one: there only quiet and age complete entries that
+    ``%l`` does not number). ``final`` (the group is quiet): everything is processed as it stands.
+    Entries whose lines all arrived before ``aged`` are processed however they stand."""
     entries: list[list[StagedLine]] = []
     for line in lines:
         gap = numbered and entries and (line.line_num is None or entries[-1][-1].line_num is None
@@ -379,6 +381,8 @@ def split_entries(lines: Sequence[StagedLine], *, numbered: bool, final: bool,
     for i, entry in enumerate(entries):
         if aged is not None and all(x.received_at < aged for x in entry):
             done[i] = True
+        elif not numbered and not ordered:
+            done[i] = False
         elif entry[0].kind not in _STARTS:  # its first line may still come
             done[i] = False
         elif entry[0].kind == "broken" or any(x.kind == "STATEMENT" for x in entry):
@@ -423,10 +427,13 @@ Resolver = Callable[[str], LogTarget | None]
 class Staging:
     """Staged stderr lines of one component (``name``: firehose, pubsub): :meth:`receive` in a request,
     a flusher loop (:meth:`start`) for quiet and old groups. ``resolve`` maps a stream back to its
-    target (the configuration may have changed since a line was staged)."""
+    target (the configuration may have changed since a line was staged); ``ordered``: whether a
+    stream's lines arrive in the order written (CloudWatch, Firehose) or not (Pub/Sub)."""
 
-    def __init__(self, name: str, settings: LogStagingConfig, processors: Processors, resolve: Resolver) -> None:
+    def __init__(self, name: str, settings: LogStagingConfig, processors: Processors, resolve: Resolver, *,
+                 ordered: bool = True) -> None:
         self.name = name
+        self.ordered = ordered
         self.settings = settings
         self.processors = processors
         self.resolve = resolve
@@ -508,7 +515,7 @@ class Staging:
             return
         quiet = claim.last_at < claim.now - dt.timedelta(seconds=self.settings.quiet)
         aged = claim.now - dt.timedelta(seconds=self.settings.max_age)
-        complete, _ = split_entries(lines, numbered=claim.entry != "", final=quiet, aged=aged)
+        complete, _ = split_entries(lines, numbered=claim.entry != "", final=quiet, aged=aged, ordered=self.ordered)
         if complete:
             decoded = decode_entries(target, complete)
             await commit_records(self.runtime, self.processors.get(self.runtime, target), self.processors.source(target),

@@ -267,6 +267,14 @@ COMPLETION: list[tuple[str, list[StagedLine], bool, list[list[int]]]] = [
 ]
 
 
+def test_unordered_deliveries_complete_unnumbered_entries_only_when_quiet() -> None:
+    """Where pushes may arrive in any order (Pub/Sub) and the prefix has no %l, a later line says
+    nothing about an earlier entry: only quiet or age complete it."""
+    lines = [_line(1, "primary"), _line(2, "DETAIL"), _line(3, "primary"), _line(4, "primary")]
+    assert split_entries(lines, numbered=False, final=False, ordered=False)[0] == []
+    assert len(split_entries(lines, numbered=False, final=True, ordered=False)[0]) == 3
+
+
 @pytest.mark.parametrize(("name", "lines", "numbered", "complete"), COMPLETION, ids=[c[0] for c in COMPLETION])
 def test_what_completes_an_entry(name: str, lines: list[StagedLine], numbered: bool, complete: list[list[int]]) -> None:
     """The next entry (by %l, or in stream order), a STATEMENT line or age complete an entry; a gap, a
