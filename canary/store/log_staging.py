@@ -94,7 +94,8 @@ _DROP_STREAM = """
 WITH waiting AS (
     SELECT id FROM log_staging_lines WHERE source = $1 AND stream = $2 AND done_at IS NULL
 ), over AS (
-    SELECT id FROM waiting ORDER BY id LIMIT greatest((SELECT count(*) FROM waiting) - $3, 0)
+    SELECT id FROM log_staging_lines WHERE id IN (SELECT id FROM waiting)
+    ORDER BY id LIMIT greatest((SELECT count(*) FROM waiting) - $3, 0) FOR UPDATE SKIP LOCKED
 )
 UPDATE log_staging_lines SET done_at = clock_timestamp(), text = NULL WHERE id IN (SELECT id FROM over)
 """
@@ -103,15 +104,20 @@ _DROP_ALL = """
 WITH waiting AS (
     SELECT id FROM log_staging_lines WHERE done_at IS NULL
 ), over AS (
-    SELECT id FROM waiting ORDER BY id LIMIT greatest((SELECT count(*) FROM waiting) - $1, 0)
+    SELECT id FROM log_staging_lines WHERE id IN (SELECT id FROM waiting)
+    ORDER BY id LIMIT greatest((SELECT count(*) FROM waiting) - $1, 0) FOR UPDATE SKIP LOCKED
 )
 UPDATE log_staging_lines SET done_at = clock_timestamp(), text = NULL WHERE id IN (SELECT id FROM over)
 """
 
+#: Lines and groups another transaction holds are skipped: trimming never waits for a group being
+#: processed (which may be waiting for these lines), so it cannot deadlock with it.
 _EMPTY_GROUPS = """
-DELETE FROM log_staging_groups g WHERE NOT EXISTS (
-    SELECT 1 FROM log_staging_lines l
-    WHERE l.source = g.source AND l.stream = g.stream AND l.entry = g.entry AND l.done_at IS NULL)
+DELETE FROM log_staging_groups WHERE ctid IN (
+    SELECT g.ctid FROM log_staging_groups g WHERE NOT EXISTS (
+        SELECT 1 FROM log_staging_lines l
+        WHERE l.source = g.source AND l.stream = g.stream AND l.entry = g.entry AND l.done_at IS NULL)
+    FOR UPDATE SKIP LOCKED)
 """
 
 
