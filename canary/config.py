@@ -725,6 +725,37 @@ class PubSubConfig(_Model):
         return self
 
 
+class LogStagingConfig(_Model):
+    """``[coverage.log_staging]``: stderr lines of cloud log deliveries (Firehose, Pub/Sub) that may
+    belong to an unfinished entry wait in the control store (:mod:`canary.postgres.staging`). An entry
+    with no line for ``quiet`` is processed as it stands; nothing waits longer than ``max_age``. At most
+    ``stream_lines`` lines wait per stream and ``max_lines`` in all (the oldest beyond are dropped,
+    counted, and raise a HEALTH event); processed lines are remembered for ``remember`` so that a
+    redelivery is a no-op."""
+
+    quiet: float = 2.0
+    max_age: float = 60.0
+    stream_lines: int = Field(default=5000, ge=10, le=1_000_000)
+    max_lines: int = Field(default=50_000, ge=10, le=10_000_000)
+    remember: float = 600.0
+
+    @field_validator("quiet", "max_age", "remember", mode="before")
+    @classmethod
+    def _dur(cls, v: object) -> float:
+        d = parse_duration(v)
+        if d <= 0:
+            raise ValueError("must be positive")
+        return d
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LogStagingConfig:
+        if self.max_age < self.quiet:
+            raise ValueError("max_age must be at least quiet")
+        if self.max_lines < self.stream_lines:
+            raise ValueError("max_lines must be at least stream_lines")
+        return self
+
+
 class CoverageConfig(_Model):
     """``[coverage]``: replicas and other log paths, exported-file scanning, scheduled checks, the copy
     sweep."""
@@ -761,6 +792,7 @@ class CoverageConfig(_Model):
     sweep_max_bytes_per_second: int = Field(default=64 * 1024**2, ge=0)  # I/O rate cap; 0: none
     firehose: FirehoseConfig = FirehoseConfig()  # Amazon RDS / Aurora logs via CloudWatch Logs -> Firehose
     pubsub: PubSubConfig = PubSubConfig()  # Cloud SQL logs via Cloud Logging -> Pub/Sub push
+    log_staging: LogStagingConfig = LogStagingConfig()  # split stderr entries of both, assembled in the store
 
     @field_validator("scan_interval", "check_interval", "heartbeat_interval", "heartbeat_timeout", "webhook_timeout",
                      "sweep_interval", "sweep_max_seconds", mode="before")

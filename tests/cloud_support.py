@@ -40,12 +40,14 @@ def event_id() -> str:
 
 
 def cloudwatch_message(messages: Sequence[str], *, log_group: str = LOG_GROUP, log_stream: str = "postgresql.log.2026-11-23-15",
-                       ids: Sequence[str] | None = None, message_type: str = "DATA_MESSAGE") -> dict[str, Any]:
-    """A CloudWatch Logs subscription message: one log event per message (timestamps in ms)."""
+                       ids: Sequence[str] | None = None, message_type: str = "DATA_MESSAGE",
+                       first_ms: int = 1795965853620) -> dict[str, Any]:
+    """A CloudWatch Logs subscription message: one log event per message (timestamps in ms, one
+    apart from ``first_ms``)."""
     ids = list(ids) if ids is not None else [event_id() for _ in messages]
     return {"messageType": message_type, "owner": "123456789012", "logGroup": log_group, "logStream": log_stream,
             "subscriptionFilters": ["canary"],
-            "logEvents": [{"id": i, "timestamp": 1795965853620 + n, "message": m} for n, (i, m) in enumerate(zip(ids, messages, strict=True))]}
+            "logEvents": [{"id": i, "timestamp": first_ms + n, "message": m} for n, (i, m) in enumerate(zip(ids, messages, strict=True))]}
 
 
 def control_message() -> dict[str, Any]:

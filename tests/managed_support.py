@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +39,13 @@ SETTINGS = {"pgaudit.log": "ddl, role", "pgaudit.log_parameter": "off", "log_con
 
 
 @contextmanager
-def managed_server() -> Iterator[PostgresServer]:
-    """A PostgreSQL 15 server of its own (its settings change per test), pgaudit preloaded, jsonlog."""
+def managed_server(settings: Mapping[str, str | int | bool] | None = None) -> Iterator[PostgresServer]:
+    """A PostgreSQL 15 server of its own (its settings change per test), pgaudit preloaded, jsonlog;
+    ``settings`` add to or replace those at start (``log_destination``, ``log_line_prefix`` ...)."""
     if not (PG15 / "postgres").exists() or not PGAUDIT.exists():
         pytest.skip("Debian PostgreSQL 15 with pgaudit is not installed")
     server = PostgresServer(Path(tempfile.mkdtemp(prefix="canary-managed-")), bin_dir=PG15,
-                            settings={"log_connections": True, "shared_preload_libraries": "pgaudit"})
+                            settings={"log_connections": True, "shared_preload_libraries": "pgaudit", **(settings or {})})
     server.start()
     try:
         yield server

@@ -30,15 +30,17 @@ inside a genuine request (not base64, not gzip, not a subscription message, a lo
 the request is committed and answered 200: no retry could make it better, and a retried batch would
 hold back the reads shipped with it.
 
-Each (log group, log stream) is its own decoder stream (``canary.postgres.formats``): a stderr entry
-whose DETAIL / STATEMENT lines are separate log events is put back together. Log event ids make
+Each (log group, log stream) is a stream. A stderr stream's lines are staged in the control store
+before the 200 (:mod:`canary.postgres.staging`): an entry whose DETAIL / HINT lines come in the next
+request, maybe to another listener sharing the store, is put back together there, its lines ordered by
+the CloudWatch event time and id. jsonlog and csvlog streams are decoded per request. Log event ids make
 the records idempotent where the server's prefix gives no ``%l``: such a record's ``line_num`` is
-derived from the ids of the log events that made it (:class:`EventIds`), so a retried batch yields
-the same event keys and no duplicate events. The CloudWatch event time stands in for a record's own
-``timestamp`` only when the format has none.
+derived from the ids of the log events that made it, so a retried batch yields the same event keys and
+no duplicate events. The CloudWatch event time stands in for a record's own ``timestamp`` only when
+the format has none.
 
-Shared with :mod:`canary.postgres.pubsub` (the same problem from Google's side): :class:`LogTarget`,
-:func:`decode_events`, :func:`commit_records`, :func:`read_body`.
+Shared with :mod:`canary.postgres.pubsub`: :func:`read_body` (and, from :mod:`canary.postgres.staging`,
+:class:`LogTarget`, :func:`decode_events`, :func:`commit_records`).
 """
 
 from __future__ import annotations
@@ -48,242 +50,43 @@ import base64
 import binascii
 import datetime as dt
 import fnmatch
-import hashlib
 import hmac
 import json
 import time
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from canary.config import CloudLogTarget, Config
-from canary.errors import ConfigError
-from canary.events import DetectionEvent, EventKind, Severity, event_key
+from canary.config import Config, LogStagingConfig
 from canary.plugins import SourceType
-from canary.postgres.formats import record_decoder
-from canary.postgres.http_ingest import UNAVAILABLE, Batch, unavailable, unstorable
-from canary.postgres.processor import PgLogProcessor
-from canary.postgres.record import RecordContext, RecordHandler
+from canary.postgres.http_ingest import UNAVAILABLE, Batch, unavailable
+from canary.postgres.record import RecordHandler
+from canary.postgres.staging import (
+    COMMIT_BATCH,
+    CloudEvent,
+    Decoded,
+    LogTarget,
+    Processors,
+    Staging,
+    StreamDecoder,
+    commit_records,
+    stages,
+)
 from canary.proxies import TrustedProxies
 from canary.secret import Secret
 from canary.typing import SourceContext
 
 log = structlog.get_logger("canary.sources.firehose")
 
-#: Records committed per call: bounds memory and transaction size for a 10,000-record request.
-COMMIT_BATCH = 2000
 #: A record's data decompressed: CloudWatch Logs batches are at most 1 MiB of events, so 8 MiB is
 #: generous, and a gzip bomb stops here.
 MAX_RECORD = 8 * 1024 * 1024
 READ_CHUNK = 256 * 1024
-#: ``unstorable`` reads only lines holding an escape; decoded records are always checked in full.
-_CHECK_ALL = b"\\u"
-
-
-# -- shared with pubsub ------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class LogTarget:
-    """Where one cloud log stream's lines come from, resolved from the configuration."""
-
-    datastore: str
-    node: str
-    format: str
-    prefix: str | None
-
-    @classmethod
-    def of(cls, config: Config, target: CloudLogTarget, where: str) -> LogTarget:
-        """The target, its node defaulted to the datastore's; a format no decoder reads is a
-        :class:`ConfigError` at start, not a stream of rejects later."""
-        node = target.node or config.datastore(target.datastore).node_name
-        try:
-            record_decoder(target.format, target.log_line_prefix or None)
-        except ValueError as exc:
-            raise ConfigError(f"{where}.format", str(exc)) from None
-        return cls(target.datastore, node, target.format, target.log_line_prefix or None)
-
-
-@dataclass(frozen=True, slots=True)
-class CloudEvent:
-    """One log event as the cloud delivered it: its id (CloudWatch event id, Cloud Logging insertId),
-    its text, and the delivery's time for it (a jsonlog-style timestamp, or None)."""
-
-    id: str
-    message: str
-    timestamp: str | None = None
-
-
-@dataclass
-class Decoded:
-    records: list[dict[str, Any]] = field(default_factory=list)
-    malformed: list[str] = field(default_factory=list)  # samples of lines that belong to no record
-
-
-class EventIds:
-    """Ids for the records of one decoder stream, from the log events that made them.
-
-    A decoder returns a record when its entry is complete, which for multi-line formats is when the
-    next entry starts; which line began it is the decoder's business. What is certain: the lines fed
-    since the previous emission (the current one included) are fed for no other emission. So a
-    record's id is the hash of those lines' (event id, line index) pairs, and of its place among the
-    records emitted together; the entry still held at the end is named by the last line. The same
-    events in the same order (a retried delivery) give the same ids; different emissions never share
-    one."""
-
-    def __init__(self) -> None:
-        self._pending: list[str] = []
-        self._times: list[str | None] = []
-        self._last = ""
-
-    def line(self, event: CloudEvent, index: int) -> None:
-        self._last = f"{event.id}#{index}"
-        self._pending.append(self._last)
-        self._times.append(event.timestamp)
-
-    def emit(self, records: Sequence[Mapping[str, Any]], out: list[dict[str, Any]], *, final: bool = False) -> None:
-        if records:
-            parts = ["flush", *self._pending, self._last] if final else self._pending
-            base = hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).digest()
-            fallback = next((t for t in self._times if t), None)
-            for i, record in enumerate(records):
-                r = dict(record)
-                if type(r.get("line_num")) is not int:  # no %l in the prefix: the events name the line (63 bits: an int64)
-                    r["line_num"] = int.from_bytes(hashlib.sha256(base + i.to_bytes(4, "big")).digest()[:8], "big") >> 1
-                if not r.get("timestamp") and fallback:
-                    r["timestamp"] = fallback
-                out.append(r)
-            self._pending, self._times = [], []
-
-
-class StreamDecoder:
-    """A decoder stream (one log stream of one target) with its :class:`EventIds`."""
-
-    def __init__(self, target: LogTarget) -> None:
-        self.target = target
-        self._decoder = record_decoder(target.format, target.prefix)
-        self._ids = EventIds()
-
-    def feed(self, event: CloudEvent, out: Decoded) -> None:
-        for index, line in enumerate(event.message.split("\n")):
-            line = line.removesuffix("\r")
-            if not line.strip():
-                continue
-            self._ids.line(event, index)
-            try:
-                records = self._decoder.feed(line)
-            except Exception as exc:  # noqa: BLE001 - a line no record can hold is rejected, whatever the decoder raised
-                out.malformed.append(f"{type(exc).__name__}: {str(exc)[:120]} | {line[:300]}")
-                continue
-            self._ids.emit(records, out.records)
-
-    def flush(self, out: Decoded) -> None:
-        try:
-            records = self._decoder.flush()
-        except Exception as exc:  # noqa: BLE001 - as in feed
-            out.malformed.append(f"{type(exc).__name__}: {str(exc)[:200]} | (held entry)")
-            return
-        self._ids.emit(records, out.records, final=True)
-
-
-def decode_events(target: LogTarget, events: Sequence[CloudEvent]) -> Decoded:
-    """The records of ``events`` (one stream, in order), decoded in one stream and flushed."""
-    out = Decoded()
-    stream = StreamDecoder(target)
-    for event in events:
-        stream.feed(event, out)
-    stream.flush(out)
-    return out
-
-
-class Processors:
-    """One :class:`PgLogProcessor` per (datastore, node), made on first use: the backstop's catalog
-    snapshot and the session facts of a node live in its processor."""
-
-    def __init__(self, prefix: str, handlers: Sequence[RecordHandler] | None) -> None:
-        self.prefix = prefix
-        self.handlers = handlers
-        self._by_node: dict[tuple[str, str], PgLogProcessor] = {}
-
-    def source(self, target: LogTarget) -> str:
-        return f"{self.prefix}:{target.node}"
-
-    def get(self, runtime: SourceContext, target: LogTarget) -> PgLogProcessor:
-        key = (target.datastore, target.node)
-        processor = self._by_node.get(key)
-        if processor is None:
-            processor = PgLogProcessor(runtime, RecordContext(target.datastore, target.node, self.source(target)), self.handlers)
-            self._by_node[key] = processor
-        return processor
-
-
-async def commit_records(runtime: SourceContext, processor: PgLogProcessor, source: str, decoded: Decoded, batch: Batch) -> None:
-    """Commit ``decoded``: lines that belong to no record are rejected (``malformed_log_line``) and
-    raise one HEALTH event (on a detection source such a line may have been a detection); records
-    PostgreSQL could not have written are quarantined before any work; the rest are processed
-    together, halved on a failure that is not the store's until the record that fails alone is
-    quarantined. Raises only when the control store is unavailable (:func:`unavailable`)."""
-    extra: list[DetectionEvent] = []
-    if decoded.malformed:
-        for sample in decoded.malformed:
-            await runtime.reject(source, "malformed_log_line", sample)
-        batch.quarantined += len(decoded.malformed)
-        batch.lines += len(decoded.malformed)
-        extra.append(_unparsable_event(processor.ctx, decoded.malformed))
-    records: list[dict[str, Any]] = []
-    for record in decoded.records:
-        batch.lines += 1
-        why = unstorable(_CHECK_ALL, record)
-        if why is not None:
-            await runtime.reject(source, why[0], f"{why[1]} | {_sample(record)}")
-            batch.quarantined += 1
-            continue
-        records.append(record)
-    batch.usable += len(records)
-    if extra:
-        batch.events += await _isolated(runtime, processor, source, [], batch, extra)
-    for start in range(0, len(records), COMMIT_BATCH):
-        batch.events += await _isolated(runtime, processor, source, records[start:start + COMMIT_BATCH], batch, ())
-
-
-async def _isolated(runtime: SourceContext, processor: PgLogProcessor, source: str, records: Sequence[Mapping[str, Any]],
-                    batch: Batch, extra: Sequence[DetectionEvent]) -> int:
-    try:
-        return await processor.process_records(records, extra)
-    except Exception as exc:  # noqa: BLE001 - what is not the store's fault is the input's: isolate it
-        if unavailable(exc):
-            raise
-        failure: Exception = exc
-    if len(records) <= 1:
-        why = f"{type(failure).__name__}: {str(failure)[:200]}".encode("utf-8", "backslashreplace").decode()
-        await runtime.reject(source, "quarantined_record", f"{why} | {_sample(records[0]) if records else '(health event)'}")
-        batch.quarantined += len(records)
-        log.warning("cloudlog.record_quarantined", source=source, error=type(failure).__name__)
-        return 0
-    mid = len(records) // 2
-    return (await _isolated(runtime, processor, source, records[:mid], batch, extra)
-            + await _isolated(runtime, processor, source, records[mid:], batch, ()))
-
-
-def _unparsable_event(ctx: RecordContext, samples: Sequence[str]) -> DetectionEvent:
-    now = dt.datetime.now(dt.timezone.utc)
-    return DetectionEvent(
-        kind=EventKind.HEALTH, source=ctx.source, key=event_key("pg-unparsable", ctx.source, now.isoformat(), samples[0]),
-        group=f"pg-unparsable:{ctx.source}", canary_id=None, observed_at=now, detected_at=now,
-        origin={"node": ctx.node, "datastore": ctx.datastore},
-        evidence={"problem": "log lines that belong to no record", "lines": len(samples), "sample": samples[0][:200]},
-        severity=Severity.ERROR,
-    )
-
-
-def _sample(record: Mapping[str, Any]) -> str:
-    try:
-        return json.dumps(record, default=str)[:300]
-    except (ValueError, TypeError, RecursionError):
-        return repr(sorted(map(str, record)))[:300]
 
 
 class BodyError(Exception):
@@ -362,7 +165,8 @@ class FirehoseReceiver:
     name = "firehose"
 
     def __init__(self, access_key: Secret, rules: Sequence[StreamRule], *, path: str = "/ingest/firehose",
-                 max_body: int = 64 * 1024 * 1024, handlers: Sequence[RecordHandler] | None = None) -> None:
+                 max_body: int = 64 * 1024 * 1024, handlers: Sequence[RecordHandler] | None = None,
+                 staging: LogStagingConfig | None = None) -> None:
         if not access_key or not access_key.reveal():
             raise ValueError("the Firehose endpoint needs a non-empty access key")
         self._key = access_key.reveal().encode("utf-8", "surrogatepass")
@@ -370,6 +174,7 @@ class FirehoseReceiver:
         self.path = path
         self.max_body = max_body
         self.processors = Processors("firehose", handlers)
+        self.staging = Staging(self.name, staging or LogStagingConfig(), self.processors, self._staged_target)
         self.runtime: SourceContext  # set by start()
         self._proxies = TrustedProxies()
 
@@ -381,7 +186,7 @@ class FirehoseReceiver:
         fh = config.coverage.firehose
         assert fh.access_key is not None
         rules = [StreamRule(s.log_group, LogTarget.of(config, s, f"coverage.firehose.streams[{i}]")) for i, s in enumerate(fh.streams)]
-        return cls(fh.access_key, rules, path=fh.path, max_body=fh.max_body)
+        return cls(fh.access_key, rules, path=fh.path, max_body=fh.max_body, staging=config.coverage.log_staging)
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post(self.path, self.handle)]
@@ -389,12 +194,21 @@ class FirehoseReceiver:
     async def start(self, runtime: SourceContext) -> None:
         self.runtime = runtime
         self._proxies = TrustedProxies.from_config(runtime.config.listener)
+        await self.staging.start(runtime)
 
     async def stop(self) -> None:
-        return None
+        await self.staging.stop()
 
     def target(self, group: str) -> LogTarget | None:
         return next((r.target for r in self.rules if r.matches(group)), None)
+
+    def _staged_target(self, stream: str) -> LogTarget | None:
+        """The target of a staging stream key (:func:`stream_key`), as configured now."""
+        try:
+            group = json.loads(stream)[0]
+        except (ValueError, IndexError, KeyError, TypeError):
+            return None
+        return self.target(group) if isinstance(group, str) else None
 
     def _answer(self, request_id: str, status: int, error: str | None = None, headers: Mapping[str, str] | None = None) -> web.Response:
         self.runtime.metrics.requests.labels(component=self.name, code=str(status)).inc()
@@ -435,9 +249,11 @@ class FirehoseReceiver:
         return self._answer(request_id, 200)
 
     async def _process(self, records: Sequence[object], batch: Batch) -> None:
-        """Decode every record's subscription message, feed its events to the stream's decoder, and
-        commit the records as they complete (each target's in batches of :data:`COMMIT_BATCH`)."""
+        """Decode every record's subscription message; stage a stderr stream's events (its complete
+        entries processed), feed another stream's to its decoder and commit the records as they
+        complete (each target's in batches of :data:`COMMIT_BATCH`)."""
         streams: dict[tuple[LogTarget, str], StreamDecoder] = {}
+        staged: dict[tuple[LogTarget, str], list[CloudEvent]] = {}
         ready: dict[LogTarget, Decoded] = {}
         for index, item in enumerate(records):
             message = await self._message(index, item, batch)
@@ -448,6 +264,9 @@ class FirehoseReceiver:
             if target is None:
                 await self.runtime.reject(self.name, "unknown_log_group", group[:200])
                 batch.quarantined += 1
+                continue
+            if stages(target):
+                staged.setdefault((target, stream_key(group, stream_name)), []).extend(events)
                 continue
             decoder = streams.get((target, stream_name))
             if decoder is None:
@@ -461,6 +280,9 @@ class FirehoseReceiver:
             decoder.flush(ready.setdefault(target, Decoded()))
         for target, out in ready.items():
             await self._commit(target, out, batch)
+        for (target, key), events in staged.items():
+            batch.lines += len(events)
+            await self.staging.receive(key, target, events, batch)
 
     async def _commit(self, target: LogTarget, decoded: Decoded, batch: Batch) -> None:
         if decoded.records or decoded.malformed:
@@ -534,8 +356,17 @@ def _subscription_message(message: object) -> tuple[str, str, list[CloudEvent]] 
     for event in events:
         if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("message"), str):
             return "a log event without id or message"
-        out.append(CloudEvent(event["id"][:100], event["message"], millis_timestamp(event.get("timestamp"))))
+        ms = event.get("timestamp")
+        ms = ms if isinstance(ms, int) and not isinstance(ms, bool) and 0 <= ms < 10**15 else 0
+        ident = event["id"][:100]
+        out.append(CloudEvent(ident, event["message"], millis_timestamp(ms or None),
+                              f"{ms:015d}|{ident.rjust(64, '0') if ident.isdigit() else ident}"))
     return group, stream, out
+
+
+def stream_key(group: str, stream: str) -> str:
+    """The staging stream of a CloudWatch log stream: its log group and name."""
+    return json.dumps([group, stream], ensure_ascii=False)
 
 
 SOURCE = SourceType("firehose", lambda config: [FirehoseReceiver.from_config(config)]

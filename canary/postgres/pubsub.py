@@ -35,10 +35,11 @@ that can never be processed (not a push body, not base64, not a LogEntry, anothe
 (counted, sampled) and acknowledged (204), or Pub/Sub would push it for a week. Everything else is
 acknowledged (204, no body: what a message held is not told back) only after its events commit.
 
-Each LogEntry is decoded on its own (Pub/Sub pushes one per request, and acknowledging means
-committed, so no entry can wait for the next): an entry whose DETAIL / STATEMENT lines Cloud SQL wrote
-as separate LogEntries is decoded without them. ``insertId`` names the record where the prefix gives
-no line number (:class:`canary.postgres.firehose.EventIds`).
+A stderr LogEntry is one line of an entry whose other lines (DETAIL, HINT, ...) Cloud SQL wrote as
+other LogEntries, pushed in other requests, in any order, maybe twice: it is staged in the control
+store before the 204 and its entry processed once complete (:mod:`canary.postgres.staging`; ordered by
+``%l``, a redelivery a no-op). A jsonPayload (jsonlog) entry is a whole record and is decoded at once.
+``insertId`` names the record where the prefix gives no line number.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import datetime as dt
 import hmac
 import json
 import math
@@ -64,19 +66,12 @@ from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
 from joserfc.jwt import JWTClaimsRegistry
 
-from canary.config import Config
+from canary.config import Config, LogStagingConfig
 from canary.plugins import SourceType
-from canary.postgres.firehose import (
-    BodyError,
-    CloudEvent,
-    LogTarget,
-    Processors,
-    commit_records,
-    decode_events,
-    read_body,
-)
+from canary.postgres.firehose import BodyError, read_body
 from canary.postgres.http_ingest import UNAVAILABLE, Batch, unavailable
 from canary.postgres.record import RecordHandler
+from canary.postgres.staging import CloudEvent, LogTarget, Processors, Staging, commit_records, decode_events, stages
 from canary.proxies import TrustedProxies
 from canary.typing import SourceContext
 
@@ -230,7 +225,8 @@ class PubSubPush:
     name = "pubsub"
 
     def __init__(self, policy: TokenPolicy, keys: Jwks, databases: Mapping[str, LogTarget], *, path: str = "/ingest/pubsub",
-                 max_body: int = 16 * 1024 * 1024, handlers: Sequence[RecordHandler] | None = None) -> None:
+                 max_body: int = 16 * 1024 * 1024, handlers: Sequence[RecordHandler] | None = None,
+                 staging: LogStagingConfig | None = None) -> None:
         if not policy.audience:
             raise ValueError("the Pub/Sub endpoint needs the push subscription's audience")
         self.policy = policy
@@ -239,6 +235,7 @@ class PubSubPush:
         self.path = path
         self.max_body = max_body
         self.processors = Processors("pubsub", handlers)
+        self.staging = Staging(self.name, staging or LogStagingConfig(), self.processors, self.databases.get, ordered=False)
         self.runtime: SourceContext  # set by start()
         self._proxies = TrustedProxies()
 
@@ -251,7 +248,7 @@ class PubSubPush:
         databases = {d.database_id: LogTarget.of(config, d, f"coverage.pubsub.databases[{i}]") for i, d in enumerate(ps.databases)}
         return cls(TokenPolicy(ps.issuer, ps.audience, ps.service_account, ps.leeway),
                    Jwks(ps.jwks_url, ps.jwks_file, max_age=ps.jwks_max_age, min_interval=ps.jwks_min_interval),
-                   databases, path=ps.path, max_body=ps.max_body)
+                   databases, path=ps.path, max_body=ps.max_body, staging=config.coverage.log_staging)
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post(self.path, self.handle)]
@@ -259,9 +256,10 @@ class PubSubPush:
     async def start(self, runtime: SourceContext) -> None:
         self.runtime = runtime
         self._proxies = TrustedProxies.from_config(runtime.config.listener)
+        await self.staging.start(runtime)
 
     async def stop(self) -> None:
-        return None
+        await self.staging.stop()
 
     def _answer(self, status: int, error: str = "", headers: Mapping[str, str] | None = None) -> web.Response:
         self.runtime.metrics.requests.labels(component=self.name, code=str(status)).inc()
@@ -318,6 +316,10 @@ class PubSubPush:
         when = timestamp if isinstance(timestamp, str) and len(timestamp) <= 64 else None
         ident = insert_id[:200] if isinstance(insert_id, str) else ""
         text, json_payload = entry.get("textPayload"), entry.get("jsonPayload")
+        if isinstance(text, str) and stages(target):  # a line of an entry whose other lines come in other pushes
+            batch.lines += 1
+            await self.staging.receive(str(database_id), target, [CloudEvent(ident, text, when, _order(when, ident))], batch)
+            return
         if isinstance(text, str):
             decoded = decode_events(target, [CloudEvent(ident, text, when)])
         elif isinstance(json_payload, dict):  # a structured payload is a jsonlog record, whatever the text format
@@ -328,6 +330,19 @@ class PubSubPush:
             batch.quarantined += 1
             return
         await commit_records(self.runtime, self.processors.get(self.runtime, target), self.processors.source(target), decoded, batch)
+
+
+def _order(timestamp: str | None, insert_id: str) -> str:
+    """A text that sorts LogEntries as written: the RFC 3339 time (fractions of any length) at a fixed
+    microsecond width, then the insertId."""
+    at = ""
+    if timestamp:
+        try:
+            parsed = dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+            at = parsed.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+        except (ValueError, OverflowError):
+            at = ""
+    return f"{at}|{insert_id}"
 
 
 def _log_entry(raw: bytes) -> tuple[dict[str, Any] | None, tuple[str, str]]:

@@ -36,7 +36,8 @@ from testkit import (
 from canary.config import from_mapping
 from canary.errors import ConfigError
 from canary.postgres import firehose
-from canary.postgres.firehose import CloudEvent, FirehoseReceiver, LogTarget, decode_events, gunzip
+from canary.postgres.firehose import FirehoseReceiver, gunzip
+from canary.postgres.staging import CloudEvent, LogTarget, decode_events
 from canary.runtime import Runtime
 
 SHOP = {"name": "shop", "dsn": "postgresql://canary@127.0.0.1:1/shop", "node": "primary"}
