@@ -728,18 +728,24 @@ class PubSubConfig(_Model):
 class LogStagingConfig(_Model):
     """``[coverage.log_staging]``: stderr lines of cloud log deliveries (Firehose, Pub/Sub) that may
     belong to an unfinished entry wait in the control store (:mod:`canary.postgres.staging`). An entry
-    with no line for ``quiet`` is processed as it stands; nothing waits longer than ``max_age``. At most
+    with no line for ``quiet`` (``firehose_quiet`` for Firehose streams) is processed as it stands (an
+    entry that ends with its STATEMENT line, as canary's read lines do, or is followed by the next one,
+    needs no wait); nothing waits longer than ``max_age``. At most
     ``stream_lines`` lines wait per stream and ``max_lines`` in all (the oldest beyond are dropped,
     counted, and raise a HEALTH event); processed lines are remembered for ``remember`` so that a
     redelivery is a no-op."""
 
-    quiet: float = 2.0
-    max_age: float = 60.0
+    quiet: float = 10.0
+    #: the quiet of Firehose streams (RDS: no %l, so lines are grouped in stream order): Firehose holds
+    #: lines up to its buffering interval (60 s by default, up to 900 s), so the rest of an entry cut at
+    #: the end of one delivery comes with the next; set it above the stream's buffering interval
+    firehose_quiet: float = 120.0
+    max_age: float = 300.0
     stream_lines: int = Field(default=5000, ge=10, le=1_000_000)
     max_lines: int = Field(default=50_000, ge=10, le=10_000_000)
     remember: float = 600.0
 
-    @field_validator("quiet", "max_age", "remember", mode="before")
+    @field_validator("quiet", "firehose_quiet", "max_age", "remember", mode="before")
     @classmethod
     def _dur(cls, v: object) -> float:
         d = parse_duration(v)
@@ -749,8 +755,8 @@ class LogStagingConfig(_Model):
 
     @model_validator(mode="after")
     def _ordered(self) -> LogStagingConfig:
-        if self.max_age < self.quiet:
-            raise ValueError("max_age must be at least quiet")
+        if self.max_age < max(self.quiet, self.firehose_quiet):
+            raise ValueError("max_age must be at least quiet and firehose_quiet")
         if self.max_lines < self.stream_lines:
             raise ValueError("max_lines must be at least stream_lines")
         return self

@@ -159,6 +159,12 @@ class StreamRule:
         return group == self.log_group or (any(c in self.log_group for c in "*?[") and fnmatch.fnmatchcase(group, self.log_group))
 
 
+def firehose_staging(settings: LogStagingConfig) -> LogStagingConfig:
+    """Staging for Firehose streams: ``quiet`` is ``firehose_quiet``, longer than Firehose's buffering
+    interval, so an entry cut between two deliveries waits for its rest instead of being read half."""
+    return settings.model_copy(update={"quiet": settings.firehose_quiet})
+
+
 class FirehoseReceiver:
     """Component ``firehose``: the HTTP endpoint destination of Firehose streams."""
 
@@ -174,7 +180,7 @@ class FirehoseReceiver:
         self.path = path
         self.max_body = max_body
         self.processors = Processors("firehose", handlers)
-        self.staging = Staging(self.name, staging or LogStagingConfig(), self.processors, self._staged_target)
+        self.staging = Staging(self.name, staging or firehose_staging(LogStagingConfig()), self.processors, self._staged_target)
         self.runtime: SourceContext  # set by start()
         self._proxies = TrustedProxies()
 
@@ -186,7 +192,7 @@ class FirehoseReceiver:
         fh = config.coverage.firehose
         assert fh.access_key is not None
         rules = [StreamRule(s.log_group, LogTarget.of(config, s, f"coverage.firehose.streams[{i}]")) for i, s in enumerate(fh.streams)]
-        return cls(fh.access_key, rules, path=fh.path, max_body=fh.max_body, staging=config.coverage.log_staging)
+        return cls(fh.access_key, rules, path=fh.path, max_body=fh.max_body, staging=firehose_staging(config.coverage.log_staging))
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post(self.path, self.handle)]

@@ -67,7 +67,7 @@ def server(pg_server: PostgresServer) -> Iterator[FuzzServer]:
                 {"log_group": NUMBERED_GROUP, "datastore": "shop", "node": "shop-db", "format": "stderr"}]},
             "pubsub": {"audience": AUDIENCE, "service_account": SERVICE_ACCOUNT, "jwks_file": str(keys),
                        "databases": [{"database_id": DATABASE_ID, "datastore": "shop", "node": "shop-sql"}]},
-            "log_staging": {"quiet": "0.3s", "max_age": "5s", "stream_lines": STREAM_LINES, "max_lines": MAX_LINES},
+            "log_staging": {"quiet": "0.3s", "firehose_quiet": "0.3s", "max_age": "5s", "stream_lines": STREAM_LINES, "max_lines": MAX_LINES},
         },
     }
 

@@ -38,6 +38,7 @@ from testkit import (
 )
 
 from canary.config import Config
+from canary.errors import ConfigError
 from canary.postgres.firehose import FirehoseReceiver
 from canary.postgres.protocol import LOG_MESSAGE
 from canary.postgres.pubsub import PubSubPush
@@ -85,7 +86,7 @@ def cloud_config(make_config: MakeConfig, jwks_url: str = "http://127.0.0.1:9/ce
         "firehose": {"access_key": "fh-access-key-for-tests", "streams": STREAMS},
         "pubsub": {"audience": AUDIENCE, "service_account": SERVICE_ACCOUNT, "jwks_url": jwks_url,
                    "databases": [{"database_id": DATABASE_ID, "datastore": "shop", "node": "shop-sql"}]},
-        "log_staging": {"quiet": "0.5s", **staging}})
+        "log_staging": {"quiet": "0.5s", "firehose_quiet": staging.get("quiet", "0.5s"), **staging}})
 
 
 @pytest.fixture
@@ -285,3 +286,14 @@ def test_what_completes_an_entry(name: str, lines: list[StagedLine], numbered: b
     assert sorted([x.id for e in done for x in e] + [x.id for x in waiting]) == [x.id for x in lines]
     everything, _ = split_entries(lines, numbered=numbered, final=True)
     assert [x.id for e in everything for x in e] == [x.id for x in lines]
+
+
+def test_firehose_streams_wait_past_firehoses_buffering_interval(make_config: MakeConfig) -> None:
+    """By default a Firehose stream's partial entry waits longer than Firehose buffers a delivery (60 s by
+    default), so an entry cut between two deliveries is read whole; Pub/Sub's per-backend groups keep the
+    short quiet; max_age must cover both."""
+    config = make_config(datastores=[SHOP], coverage={"firehose": {"access_key": "fh-access-key-for-tests", "streams": STREAMS}})
+    assert FirehoseReceiver.from_config(config).staging.settings.quiet == 120.0
+    assert config.coverage.log_staging.quiet == 10.0 and config.coverage.log_staging.max_age >= 120.0
+    with pytest.raises(ConfigError, match="max_age must be at least quiet and firehose_quiet"):
+        make_config(coverage={"log_staging": {"firehose_quiet": "600s", "max_age": "300s"}})
