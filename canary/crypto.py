@@ -74,6 +74,16 @@ def load_key(path: Path) -> bytes:
     return _decode(path.read_text(), str(path))
 
 
+def same(a: str | bytes, b: str | bytes) -> bool:
+    """Constant-time equality of a presented secret, token or MAC with the expected one, whatever the
+    sender put in it: text is compared as its UTF-8 (lone surrogates encoded, not refused), so a
+    non-ASCII or undecodable value is simply unequal (``hmac.compare_digest`` raises TypeError on
+    non-ASCII text, which turned a forged signature into a 500 or hid a forged line)."""
+    left = a.encode("utf-8", "surrogatepass") if isinstance(a, str) else a
+    right = b.encode("utf-8", "surrogatepass") if isinstance(b, str) else b
+    return hmac.compare_digest(left, right)
+
+
 def normalize(value: str) -> str:
     """Canonical form for blind indexes: NFKC, trimmed, case-folded."""
     return unicodedata.normalize("NFKC", value).strip().casefold()

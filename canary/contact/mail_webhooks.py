@@ -44,6 +44,7 @@ from canary.contact.http import REFUSED, counted, fresh, parse_form, read_limite
 from canary.contact.mime import Attachment, extract_urls, mail_address, parse_mail_async, received_ip
 from canary.contact.senders import KnownSenders, expected_contact
 from canary.contact.verdicts import Verdicts
+from canary.crypto import same
 from canary.errors import ConfigError, ParseError, SignatureError
 from canary.plugins import SourceType
 from canary.store.registry import CanaryRecord
@@ -282,8 +283,9 @@ class MailgunInbound(_MailWebhook):
         ts, token, sig = _field(fields, "timestamp"), _field(fields, "token"), _field(fields, "signature")
         if not (ts and token and sig):
             raise _sig_error("missing_signature", "timestamp, token and signature are required", 406)
-        expected = hmac.new(self._signing_key.reveal().encode(), (ts + token).encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, sig.lower()):
+        expected = hmac.new(self._signing_key.reveal().encode(), (ts + token).encode("utf-8", "surrogatepass"),
+                            hashlib.sha256).hexdigest()
+        if not same(expected, sig.lower()):
             raise _sig_error("bad_signature", "HMAC-SHA256 of timestamp+token does not match", 406)
         if not fresh(ts, self.config.signature_max_age):
             raise _sig_error("stale", f"timestamp {ts[:20]!r} is outside {self.config.signature_max_age:.0f}s", 406)

@@ -32,6 +32,7 @@ from canary.contact.evidence import COMMIT_ERRORS, ReplayCache, record_phone
 from canary.contact.http import REFUSED, counted, fresh, read_limited, refusal, refuse
 from canary.contact.mime import normalize_phone
 from canary.contact.senders import KnownSenders, expected_contact
+from canary.crypto import same
 from canary.errors import ConfigError, ParseError, SignatureError
 from canary.plugins import SourceType
 from canary.typing import Component, SourceContext
@@ -70,7 +71,7 @@ def verify_twilio(auth_token: str, url: str, params: list[tuple[str, str]], sign
     if not signature:
         raise SignatureError("no X-Twilio-Signature header", reason="missing_signature")
     for candidate in _url_variants(url):
-        if hmac.compare_digest(twilio_signature(auth_token, candidate, params), signature):
+        if same(twilio_signature(auth_token, candidate, params), signature):
             return
     raise SignatureError(f"X-Twilio-Signature does not verify for {url}", reason="bad_signature")
 
@@ -229,7 +230,7 @@ class VonageInbound(_PhoneSource):
         if not sig:
             raise SignatureError("no sig parameter", reason="missing_signature")
         expected = vonage_signature(self._secret.reveal(), self.config.vonage_signature_method, p)
-        if not hmac.compare_digest(expected, sig.lower()):
+        if not same(expected, sig.lower()):
             raise SignatureError("sig does not verify", reason="bad_signature")
         if not fresh(p.get("timestamp"), self.config.signature_max_age):
             raise SignatureError("timestamp is missing or stale", reason="stale")

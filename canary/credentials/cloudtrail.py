@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import gzip
-import hmac
 import json
 import os
 import time
@@ -34,6 +33,7 @@ import structlog
 from aiohttp import web
 
 from canary.config import Config
+from canary.crypto import same
 from canary.events import DetectionEvent, EventKind, Severity, event_key
 from canary.plugins import SourceType
 from canary.store.registry import ValueKind, recognise
@@ -286,8 +286,7 @@ class CloudTrailWebhook:
 
     async def _handle(self, request: web.Request) -> web.Response:
         rt = self.runtime
-        presented = request.headers.get(self.header, "").encode()
-        if not hmac.compare_digest(presented, self._key):
+        if not same(request.headers.get(self.header, ""), self._key):
             await rt.reject(EVENT_SOURCE, "bad_api_key", f"peer={request.remote}")
             return web.json_response({"error": "unauthorized"}, status=401)
         timeout = rt.config.listener.body_timeout

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import hmac
 import secrets
 import struct
 import uuid
@@ -48,6 +47,7 @@ from canary.credentials.values import (
     scram_proof_matches,
     scram_salted_password,
 )
+from canary.crypto import same
 from canary.events import DetectionEvent, EventKind, Severity, event_key
 from canary.plugins import SourceType
 from canary.proxies import peer_key
@@ -343,7 +343,7 @@ class PgHoneypotProtocol(asyncio.Protocol):
     def _check_cleartext(self, password: str) -> None:
         assert self.attempt is not None
         expected = self.hp.factory.pg_password(self.attempt.params["user"])
-        self.attempt.password_matches = hmac.compare_digest(password.encode(), expected.encode())
+        self.attempt.password_matches = same(password, expected)
         self.attempt.password_fingerprint = fingerprint(self.hp.factory.keyring, password)
         self._auth_failed()
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hmac
 import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -31,7 +30,7 @@ import structlog
 
 from canary import plugins
 from canary.config import DatastoreConfig
-from canary.crypto import Keyring
+from canary.crypto import Keyring, same
 from canary.errors import DatastoreError
 from canary.events import DetectionEvent, EventKind, Severity, event_key
 from canary.postgres import managed
@@ -86,7 +85,7 @@ class SelfActivity:
         age = _now().timestamp() - stamp
         if not -300 <= age <= self.remember.total_seconds():
             return False
-        return hmac.compare_digest(nonce[16:], self._mac(node, nonce[:16].lower()))
+        return same(nonce[16:], self._mac(node, nonce[:16].lower()))
 
     def __call__(self, event: DetectionEvent) -> str | None:
         if event.kind is EventKind.HEALTH and event.group.startswith("heartbeat:"):

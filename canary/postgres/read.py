@@ -23,7 +23,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from canary.crypto import Keyring
+from canary.crypto import Keyring, same
 from canary.events import EventKind, Severity, event_key
 from canary.postgres.protocol import LOG_MESSAGE, READ_SQLSTATE
 from canary.postgres.record import (
@@ -141,7 +141,7 @@ def authentic_detail(record: Mapping[str, Any], ctx: RecordContext) -> tuple[dic
         return None, "detail names no datastore"
     if ctx.keyring is None:
         return None, "no key to check the MAC with"
-    if not hmac.compare_digest(mac.strip().lower(), line_mac(line_key(ctx.keyring, datastore), raw)):
+    if not same(mac.strip().lower(), line_mac(line_key(ctx.keyring, datastore), raw)):
         return None, "MAC does not verify"
     if record.get("pid") is not None and detail.get("p") is not None and str(record.get("pid")) != str(detail.get("p")):
         return None, "line replayed from another backend"

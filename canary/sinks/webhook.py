@@ -20,6 +20,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from canary.alerts import Alert
+from canary.crypto import same
 from canary.secret import Secret, resolve_secret
 from canary.sinks._http import post
 
@@ -49,7 +50,7 @@ def verify(secret: str, headers: dict[str, str], body: bytes, tolerance: int = 3
     expected = sign(key, msg_id, int(ts), body).split(",", 1)[1]
     for candidate in headers.get("webhook-signature", "").split():
         version, _, sig = candidate.partition(",")
-        if version == "v1" and hmac.compare_digest(sig, expected):
+        if version == "v1" and same(sig, expected):
             return True
     return False
 

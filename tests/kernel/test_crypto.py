@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from canary.crypto import ENV_MASTER_KEY, Keyring, generate_key, load_key, write_key_file
+from canary.crypto import ENV_MASTER_KEY, Keyring, generate_key, load_key, same, write_key_file
 from canary.errors import CryptoError, MasterKeyError
 
 
@@ -49,6 +49,14 @@ def test_every_string_has_a_blind_index(keyring: Keyring) -> None:
     assert keyring.blind_index(hostile, "value:email") == indexer(hostile)
     assert keyring.blind_index(hostile, "value:email") != keyring.blind_index("@canary-mail.test", "value:email")
     assert keyring.blind_index("김민지@canary-mail.test", "value:email") == indexer("김민지@canary-mail.test")
+
+
+def test_same_compares_anything_a_sender_sends() -> None:
+    """Presented signatures and tokens are compared in constant time whatever they hold: non-ASCII or
+    undecodable text is unequal, never a TypeError (which answered a forged Twilio signature with 500)."""
+    assert same("abc", "abc") and same(b"abc", "abc") and not same("abc", "abd")
+    assert not same("\x80", "ab") and not same("é" * 3, "abc")
+    assert not same(b"\xed\xa0\x80".decode("utf-8", "surrogateescape"), "abc")
 
 
 def test_derivation_is_deterministic_per_key(keyring: Keyring) -> None:
