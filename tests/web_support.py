@@ -21,6 +21,7 @@ from canary.listener import Listener
 from canary.runtime import Runtime
 from canary.store import api_tokens
 from canary.web.api import ApiComponent
+from canary.web.console import ConsoleComponent
 
 PD_KEY = "R0UT1NGK3Y000000000000000000000C"
 PUBLIC_URL = "https://canary.example.com"
@@ -76,12 +77,14 @@ async def read_event(rt: Runtime, n: int, canary_id: int | None, *, group: str, 
 
 @asynccontextmanager
 async def make_api(open_test_runtime: OpenRuntime, make_config: MakeConfig, canary_rows: CanaryRows, shop: Shop,
+                   *, with_console: bool = False, listener_config: dict[str, Any] | None = None,
                    **api: Any) -> AsyncIterator[ApiUnderTest]:
-    """A listener serving the API (config: ``api`` overrides [api]), two canaries read (two incidents paged
-    to a local PagerDuty), tokens of every scope and some that must fail."""
+    """A listener serving the API (config: ``api`` overrides [api], ``listener_config`` [listener]; with the
+    console too if ``with_console``), two canaries read (two incidents paged to a local PagerDuty), tokens
+    of every scope and some that must fail."""
     async with PagerDutyServer(PD_KEY) as pd:
         cfg = make_config(
-            listener={"public_url": PUBLIC_URL},
+            listener={"public_url": PUBLIC_URL, **(listener_config or {})},
             alerting={"retry_initial": 0.05, "retry_max": 0.2, "sink_timeout": 2},
             sinks=[{"name": "pd", "type": "pagerduty", "routing_key": PD_KEY, "url": pd.url}],
             datastores=[{"name": "shop", "dsn": shop.dsn, "tables": [{"table": "public.customers", "count": 5}]}],
@@ -99,7 +102,8 @@ async def make_api(open_test_runtime: OpenRuntime, make_config: MakeConfig, cana
             tokens[name] = text
             if name == "revoked":
                 await api_tokens.revoke(rt.pool, token.id)
-        listener = Listener(rt, [ApiComponent()])
+        rest = ApiComponent()
+        listener = Listener(rt, [rest, ConsoleComponent(rest.api)] if with_console else [rest])
         server = TestServer(listener.app(), host="127.0.0.1")
         await server.start_server()
         try:
