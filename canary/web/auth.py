@@ -55,11 +55,17 @@ def cookie_name(listener: ListenerConfig) -> str:
 
 
 def same_origin(request: web.Request, public_url: str = "") -> bool:
-    """Whether a state-changing browser request comes from this console: its Origin (or, without one,
-    Sec-Fetch-Site) names this host or ``listener.public_url``'s; ``Origin: null`` never does."""
+    """Whether a state-changing browser request comes from this console: its Origin names this host or
+    ``listener.public_url``'s. Without an Origin (not a browser, or an old one) Sec-Fetch-Site must not say
+    another site. ``Origin: null`` is what a browser sends for a form posted from a page with
+    ``Referrer-Policy: no-referrer`` (the console's own pages: Fetch, "serializing a request origin"), so it
+    is believed only with ``Sec-Fetch-Site: same-origin``, which browsers send whatever the policy."""
     origin = request.headers.get("Origin")
+    site = request.headers.get("Sec-Fetch-Site")
     if origin is None:
-        return request.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none")
+        return site in (None, "same-origin", "none")
+    if origin == "null":
+        return site == "same-origin"
     parts = urlsplit(origin)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return False

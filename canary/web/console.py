@@ -103,6 +103,7 @@ class Console:
         return [
             web.get("/", self.home),
             web.get("/static/{name}", self.static_file),
+            web.get("/favicon.ico", self.no_icon),
             web.get("/signin", self.signin_form),
             web.post("/signin", self.signin),
             web.post("/signout", self.signout),
@@ -189,6 +190,9 @@ class Console:
     # -- sign in / out ---------------------------------------------------------------------
     async def home(self, request: web.Request) -> web.StreamResponse:
         return redirect("/incidents")
+
+    async def no_icon(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(status=204, headers={**HEADERS, "Cache-Control": "max-age=86400"})
 
     async def static_file(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
@@ -346,9 +350,10 @@ class Console:
         ev_rows = []
         for ev in events["items"]:
             ev_rows.append(tag("article", join([
-                tag("p", join([when(ev["observed_at"]), " ", badge("sev", ev["severity"]), " ", ev["kind"], " · ", ev["source"],
-                               " · ", labels.get(ev["canary_id"], "no canary") if ev["canary_id"] else "no canary",
-                               " ", badge("muted", "suppressed: " + ev["suppressed_by"]) if ev["suppressed_by"] else ""]),
+                tag("div", join([tag("div", when(ev["observed_at"])),
+                                 tag("div", join([badge("sev", ev["severity"]), " ", ev["kind"], " · ", ev["source"]])),
+                                 tag("div", labels.get(ev["canary_id"], "no canary") if ev["canary_id"] else "no canary"),
+                                 badge("muted", "suppressed: " + ev["suppressed_by"]) if ev["suppressed_by"] else ""]),
                     class_="evhead"),
                 mapping(ev["evidence"] or {})]), class_="event"))
         more = (link(render.query(f"/incidents/{iid}", {"events": events["next_cursor"]}), "later events →", class_="next")

@@ -93,7 +93,8 @@ def facts(pairs: Iterable[tuple[str, Any]]) -> Html:
 def mapping(data: Mapping[str, Any]) -> Html:
     """Hostile key / value data (evidence, actor, origin) as a definition list; long or nested values in <pre>."""
     items = []
-    for k, v in data.items():
+    first = ("query", "statement", "message", "table")
+    for k, v in sorted(data.items(), key=lambda kv: (first.index(kv[0]) if kv[0] in first else len(first), kv[0])):
         if isinstance(v, (dict, list)):
             text = json.dumps(v, ensure_ascii=False, indent=1, sort_keys=True, default=str)
             value: Html = tag("pre", text)
@@ -124,8 +125,8 @@ def page(title: str, body: Html, *, principal: Any = None, active: str = "", fla
         if principal.has("admin"):
             items.append(("audit", "/audit", "Audit"))
         links = join(link(href, label, class_="active" if key == active else None) for key, href, label in items)
-        who = tag("span", f"{principal.name} · {', '.join(s for s in ('admin', 'operate', 'read') if principal.has(s))[:40]}",
-                  class_="who")
+        scope = next((s for s in ("admin", "operate", "read") if principal.has(s)), "")
+        who = tag("span", f"{principal.name} · {scope}{' + reveal' if principal.has('reveal') else ''}", class_="who")
         out = form("/signout", principal.csrf, "Sign out", cls="quiet")
         nav = tag("nav", join([link("/incidents", "canary", class_="brand"), tag("div", links, class_="links"), who, out]))
     note = tag("p", flash, class_="flash") if flash else Html("")
@@ -139,7 +140,7 @@ def page(title: str, body: Html, *, principal: Any = None, active: str = "", fla
 
 
 # -- the timeline -------------------------------------------------------------------------------
-W, H, PAD_L, PAD_R, PAD_T, PAD_B = 760, 132, 36, 12, 18, 26
+W, H, PAD_L, PAD_R, PAD_T, PAD_B = 760, 140, 36, 12, 32, 26
 
 
 def timeline(start: dt.datetime, end: dt.datetime, counts: Sequence[int],
@@ -167,11 +168,16 @@ def timeline(start: dt.datetime, end: dt.datetime, counts: Sequence[int],
         parts.append(tag("rect", tag("title", f"{c} event{'s' if c != 1 else ''} from {t0:%H:%M:%S}Z"),
                          x=f"{PAD_L + i * bw + 0.5:.1f}", y=f"{PAD_T + inner_h - h:.1f}", width=f"{max(bw - 1, 1):.1f}",
                          height=f"{h:.1f}", class_="bar"))
-    for name, at in markers:
+    last_x, row = -1e9, 0
+    for name, at in sorted(markers, key=lambda m: m[1]):
         x = PAD_L + inner_w * min(max((at - start).total_seconds() / span, 0.0), 1.0)
+        row = (row + 1) % 2 if x - last_x < 90 else 0  # labels of close markers on alternate rows
+        last_x = x
+        y = PAD_T - 6 - 13 * row
+        anchor = "end" if x > W - PAD_R - 40 else "start" if x < PAD_L + 40 else "middle"
         parts.append(tag("g", join([
             tag("title", f"{name} {at.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M:%S}Z"),
-            Html(f'<line x1="{x:.1f}" y1="{PAD_T - 4}" x2="{x:.1f}" y2="{PAD_T + inner_h}"/>'),
-            tag("text", name, x=f"{x:.1f}", y=PAD_T - 6, text_anchor="middle")]), class_=f"marker {name}"))
+            Html(f'<line x1="{x:.1f}" y1="{y + 2}" x2="{x:.1f}" y2="{PAD_T + inner_h}"/>'),
+            tag("text", name, x=f"{x:.1f}", y=y, text_anchor=anchor)]), class_=f"marker {name}"))
     return tag("svg", join(parts), viewBox=f"0 0 {W} {H}", class_="timeline", role="img",
                aria_label=f"{sum(counts)} events over {span:.0f}s")
