@@ -7,14 +7,19 @@ shows no canary value."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
+import os
 import re
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import pytest
 from alerting_servers import drained
 from seeder_helpers import Shop
@@ -308,3 +313,40 @@ async def test_list_filters_and_keyset_next_links(console: ApiUnderTest) -> None
     assert status == 400 and "status" in text
     _, _, text, _ = await fetch(console, "GET", "/incidents?drill=true", cookie=s.cookie)
     assert "No incidents match." in text
+
+
+async def test_demo_keep_leaves_a_console_to_look_at() -> None:
+    """`canary demo --keep` prints the console's URL and an admin token after its report and keeps the
+    listener serving: the token signs in, the console lists the demo's incidents (linked from the alerts);
+    Ctrl-C (SIGINT) then retires the canaries, leaves the shop as it was and exits 0."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "canary", "demo", "--keep", "--customers", "3000", "--canaries", "10", "--slo", "5",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.stdout is not None
+    out: list[str] = []
+    try:
+        url = token = ""
+        while not token:
+            line = (await asyncio.wait_for(proc.stdout.readline(), 240)).decode()
+            assert line, "".join(out)
+            out.append(line)
+            if m := re.search(r"console:\s+(http://127\.0\.0\.1:\d+)/incidents", line):
+                url = m.group(1)
+            if m := re.search(r"token:\s+(cy_api_\w+)", line):
+                token = m.group(1)
+        assert url and "verdict: every step detected" in "".join(out)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{url}/api/v1/incidents", headers={"Authorization": f"Bearer {token}"}) as resp:
+                items = (await resp.json())["items"]
+            assert resp.status == 200 and len(items) == 2 and all(it["link"].startswith(f"{url}/incidents/") for it in items)
+            async with http.post(f"{url}/signin", data={"token": token}, allow_redirects=False) as resp:
+                assert resp.status == 303
+                cookie = resp.headers["Set-Cookie"].split(";")[0]
+            async with http.get(items[0]["link"], headers={"Cookie": cookie}) as resp:
+                assert resp.status == 200 and "svc_reporting" in await resp.text()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, _ = await asyncio.wait_for(proc.communicate(), 120)
+    text = "".join(out) + rest.decode()
+    assert proc.returncode == 0, text
+    assert "identical to before seeding: yes" in text and token not in rest.decode()
