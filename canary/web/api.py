@@ -2,8 +2,10 @@
 
 Every route is declared once in :meth:`Api.table` (method, path, scope, parameters, body and response
 schema); the aiohttp routes and the OpenAPI 3.1 document at ``/api/v1/openapi.json`` are both made from
-that table (:mod:`canary.web.spec`). Every route needs an API token (:mod:`canary.web.auth`), the
-document included.
+that table (:mod:`canary.web.spec`). Every route needs an API token or a console session
+(:mod:`canary.web.auth`), the document included; a session's POSTs also need its CSRF token
+(``X-CSRF-Token``). Handlers return their JSON data (the wrapper answers it), so the console
+(:mod:`canary.web.console`) renders exactly what the API returns.
 
 Secrets: answers name canaries by id, label, datastore, table and kind. A canary's location (row key)
 and values (addresses, numbers, tokens), and the rows a seeding plan would write, are in an answer only

@@ -58,14 +58,16 @@ def same_origin(request: web.Request, public_url: str = "") -> bool:
     """Whether a state-changing browser request comes from this console: its Origin names this host or
     ``listener.public_url``'s. Without an Origin (not a browser, or an old one) Sec-Fetch-Site must not say
     another site. ``Origin: null`` is what a browser sends for a form posted from a page with
-    ``Referrer-Policy: no-referrer`` (the console's own pages: Fetch, "serializing a request origin"), so it
-    is believed only with ``Sec-Fetch-Site: same-origin``, which browsers send whatever the policy."""
+    ``Referrer-Policy: no-referrer`` (the console's own pages: Fetch, "serializing a request origin"), so
+    then Sec-Fetch-Site decides, which browsers send whatever the policy, but only to secure origins
+    (HTTPS, loopback): on plain http elsewhere (``listener.cookie_secure = false``) there is nothing to
+    tell, and the synchronizer token and SameSite=Strict alone stand against cross-site posts."""
     origin = request.headers.get("Origin")
     site = request.headers.get("Sec-Fetch-Site")
     if origin is None:
         return site in (None, "same-origin", "none")
     if origin == "null":
-        return site == "same-origin"
+        return site in (None, "same-origin")
     parts = urlsplit(origin)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return False

@@ -212,7 +212,8 @@ class Console:
                 tag("label", "API token", for_="token"),
                 Html('<input id="token" name="token" type="password" autocomplete="off" spellcheck="false" required autofocus'
                      ' placeholder="cy_api_…">'),
-                tag("button", "Sign in", type="submit")]), method="post", action="/signin", class_="signin")]), class_="card narrow")
+                tag("button", "Sign in", type="submit", class_="primary")]), method="post", action="/signin", class_="signin")]),
+            class_="card narrow")
         return render.page("Sign in", body)
 
     async def signin_form(self, request: web.Request) -> web.StreamResponse:

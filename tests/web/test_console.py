@@ -160,7 +160,8 @@ async def test_post_needs_the_csrf_token_and_this_origin(console: ApiUnderTest) 
     assert other.csrf != s.csrf
     here = {"Origin": console.base}
     for data, headers in (({}, here), ({"csrf": "0" * 64}, here), ({"csrf": other.csrf}, here),
-                          ({"csrf": s.csrf}, {"Origin": "https://evil.example"}), ({"csrf": s.csrf}, {"Origin": "null"}),
+                          ({"csrf": s.csrf}, {"Origin": "https://evil.example"}),
+                          ({"csrf": s.csrf}, {"Origin": "https://evil.example", "Sec-Fetch-Site": "same-origin"}),
                           ({"csrf": s.csrf}, {"Sec-Fetch-Site": "cross-site"}),
                           ({"csrf": s.csrf}, {"Origin": "null", "Sec-Fetch-Site": "cross-site"})):
         status, _, text, _ = await fetch(console, "POST", f"/incidents/{iid}/acknowledge", cookie=s.cookie, data=data,
@@ -294,6 +295,17 @@ async def test_plain_cookie_only_when_cookie_secure_is_off(open_test_runtime: Op
         value = cookies[0].split(";")[0].split("=", 1)[1]
         assert (await fetch(c, "GET", "/canaries", cookie=f"canary_session={value}"))[0] == 200
         assert (await fetch(c, "GET", "/canaries", cookie=f"__Host-canary_session={value}"))[0] == 303
+        # plain http off loopback: a browser sends Origin: null (no-referrer page) and no Sec-Fetch-Site;
+        # the synchronizer token decides
+        _, _, text, _ = await fetch(c, "GET", "/incidents", cookie=f"canary_session={value}")
+        m = re.search(r'name="csrf" value="([0-9a-f]{64})"', text)
+        assert m is not None
+        status, *_ = await fetch(c, "POST", "/signout", cookie=f"canary_session={value}", data={"csrf": "0" * 64},
+                                 headers={"Origin": "null"})
+        assert status == 403
+        status, *_ = await fetch(c, "POST", "/signout", cookie=f"canary_session={value}", data={"csrf": m.group(1)},
+                                 headers={"Origin": "null"})
+        assert status == 303 and (await fetch(c, "GET", "/canaries", cookie=f"canary_session={value}"))[0] == 303
 
 
 async def test_list_filters_and_keyset_next_links(console: ApiUnderTest) -> None:
