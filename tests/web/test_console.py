@@ -26,6 +26,7 @@ from seeder_helpers import Shop
 from testkit import CanaryRows, MakeConfig, OpenRuntime
 from web_support import ApiUnderTest, make_api, secrets_in
 
+from canary.drills.runner import DrillResult, StepResult, StepStatus, _incident_json
 from canary.events import DetectionEvent, EventKind, event_key
 from canary.store import api_tokens, browser_sessions
 from canary.web.api import PREFIX
@@ -362,3 +363,36 @@ async def test_demo_keep_leaves_a_console_to_look_at() -> None:
     text = "".join(out) + rest.decode()
     assert proc.returncode == 0, text
     assert "identical to before seeding: yes" in text and token not in rest.decode()
+
+
+def _drill_result() -> DrillResult:
+    """What `canary drill run` stores: one passed step (its name hostile)."""
+    t0 = dt.datetime(2026, 6, 1, 3, tzinfo=dt.timezone.utc)
+    step = StepResult(1, "bulk <read>", "sql", "read", 1.0, 2.0, status=StepStatus.PASSED, started_at=t0,
+                      ended_at=t0, detected_at=t0 + dt.timedelta(seconds=0.31), paged_at=t0 + dt.timedelta(seconds=0.35),
+                      detect_s=0.31, page_s=0.35, incidents=[_incident_json({
+                          "id": 1, "kind": "read", "severity": "critical", "title": "Canary data read", "source": "jsonlog",
+                          "created_at": t0, "drill": "dr-0123456789ab", "event_count": 1, "canaries": 1,
+                          "labels": ["shop/public.customers"], "suppressed_by": None, "actor": {"role": "svc_reporting"},
+                          "origin": {}, "evidence": {"query": "select 1"}})], paged_sinks=["pd"])
+    return DrillResult("dr-0123456789ab", "insider-export", "an insider exports customers", "demo", t0,
+                       t0 + dt.timedelta(seconds=9), steps=[step])
+
+
+async def test_drills_with_their_reports(console: ApiUnderTest) -> None:
+    """The drills page lists runs with their worst time to detect; a run's page shows its steps and links
+    the HTML report the drills produce, served with a policy that allows its inline styles but no script."""
+    await console.rt.pool.execute(
+        "INSERT INTO drill_runs (id, playbook, mode, status, finished_at, steps_total, detected, result)"
+        " VALUES ('dr-0123456789ab', 'insider-export', 'demo', 'passed', clock_timestamp(), 1, 1, $1)",
+        _drill_result().to_json())
+    s = await sign_in(console, "read")
+    _, _, text, _ = await fetch(console, "GET", "/drills", cookie=s.cookie)
+    assert '<a href="/drills/dr-0123456789ab">dr-0123456789ab</a>' in text and "0.31s" in text
+    status, _, text, _ = await fetch(console, "GET", "/drills/dr-0123456789ab", cookie=s.cookie)
+    assert status == 200 and "bulk &lt;read&gt;" in text and 'href="/drills/dr-0123456789ab/report"' in text
+    status, headers, text, _ = await fetch(console, "GET", "/drills/dr-0123456789ab/report", cookie=s.cookie)
+    assert status == 200 and "insider-export" in text
+    csp = headers["Content-Security-Policy"]
+    assert "script-src" not in csp and "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+    assert (await fetch(console, "GET", "/drills/dr-nope", cookie=s.cookie))[0] == 404
