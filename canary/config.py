@@ -213,6 +213,11 @@ class ListenerConfig(_Model):
     #: sweep, retention) run only in the one holding this lease; renewed every third of it, taken over by
     #: another listener this long after its holder died
     leader_lease: float = Field(default=15.0, ge=1.0, le=3600.0)
+    #: the console's session cookie is ``__Host-canary_session`` (Secure: browsers send it over HTTPS, and over
+    #: plain http only to loopback, which Chromium and Firefox treat as secure); false only for a console on
+    #: plain http at a non-loopback address: then it is ``canary_session`` without Secure (still HttpOnly,
+    #: SameSite=Strict), which anyone on the path can read
+    cookie_secure: bool = True
 
     @field_validator("shutdown_grace", "jsonlog_poll", "reject_retention", "retention_interval", "stall_after",
                      "watch_interval", "body_timeout", "leader_lease", mode="before")
@@ -242,9 +247,14 @@ class ApiConfig(_Model):
     auth_fail_step: float = 0.5
     auth_fail_max: float = 10.0
     page_max: int = Field(default=500, ge=1, le=10_000)  # most items one page may hold (?limit=)
+    console: bool = True  # the console (server-rendered pages at /) beside the API
+    #: a console session (signed in with a token) ends this long after sign-in (never after its token), or
+    #: when unused for session_idle, or when its token is revoked
+    session_max: float = 12 * 3600.0
+    session_idle: float = 3600.0
 
     @field_validator("token_expiry", "token_max_expiry", "auth_fail_window", "auth_fail_step", "auth_fail_max",
-                     mode="before")
+                     "session_max", "session_idle", mode="before")
     @classmethod
     def _dur(cls, v: object) -> float:
         return parse_duration(v)
@@ -253,6 +263,8 @@ class ApiConfig(_Model):
     def _expiry(self) -> ApiConfig:
         if not 0 < self.token_expiry <= self.token_max_expiry:
             raise ValueError("token_expiry must be positive and at most token_max_expiry")
+        if not 0 < self.session_idle <= self.session_max:
+            raise ValueError("session_idle must be positive and at most session_max")
         return self
 
 

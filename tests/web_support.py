@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,6 +22,7 @@ from canary.listener import Listener
 from canary.runtime import Runtime
 from canary.store import api_tokens
 from canary.web.api import ApiComponent
+from canary.web.console import ConsoleComponent
 
 PD_KEY = "R0UT1NGK3Y000000000000000000000C"
 PUBLIC_URL = "https://canary.example.com"
@@ -76,12 +78,22 @@ async def read_event(rt: Runtime, n: int, canary_id: int | None, *, group: str, 
 
 @asynccontextmanager
 async def make_api(open_test_runtime: OpenRuntime, make_config: MakeConfig, canary_rows: CanaryRows, shop: Shop,
-                   **api: Any) -> AsyncIterator[ApiUnderTest]:
-    """A listener serving the API (config: ``api`` overrides [api]), two canaries read (two incidents paged
-    to a local PagerDuty), tokens of every scope and some that must fail."""
+                   *, with_console: bool = False, listener_config: dict[str, Any] | None = None,
+                   serve_public_url: bool = False, **api: Any) -> AsyncIterator[ApiUnderTest]:
+    """A listener serving the API (config: ``api`` overrides [api], ``listener_config`` [listener]; with the
+    console too if ``with_console``; ``serve_public_url``: listening at its own public_url, so alert links
+    open), two canaries read (two incidents paged to a local PagerDuty), tokens of every scope and some
+    that must fail."""
+    port = 0
+    public_url = PUBLIC_URL
+    if serve_public_url:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        public_url = f"http://127.0.0.1:{port}"
     async with PagerDutyServer(PD_KEY) as pd:
         cfg = make_config(
-            listener={"public_url": PUBLIC_URL},
+            listener={"public_url": public_url, **(listener_config or {})},
             alerting={"retry_initial": 0.05, "retry_max": 0.2, "sink_timeout": 2},
             sinks=[{"name": "pd", "type": "pagerduty", "routing_key": PD_KEY, "url": pd.url}],
             datastores=[{"name": "shop", "dsn": shop.dsn, "tables": [{"table": "public.customers", "count": 5}]}],
@@ -99,8 +111,9 @@ async def make_api(open_test_runtime: OpenRuntime, make_config: MakeConfig, cana
             tokens[name] = text
             if name == "revoked":
                 await api_tokens.revoke(rt.pool, token.id)
-        listener = Listener(rt, [ApiComponent()])
-        server = TestServer(listener.app(), host="127.0.0.1")
+        rest = ApiComponent()
+        listener = Listener(rt, [rest, ConsoleComponent(rest.api)] if with_console else [rest])
+        server = TestServer(listener.app(), host="127.0.0.1", port=port or None)
         await server.start_server()
         try:
             async with aiohttp.ClientSession() as http:

@@ -6,15 +6,23 @@ outbox -> a signed webhook to a local receiver that verifies the Standard Webhoo
 plays an insider export as an ordinary role and reports, per incident, time-to-detect (statement
 start -> incident committed) and time-to-page (statement start -> webhook received and verified).
 Everything is removed afterwards; the master key is ephemeral and never written to disk.
+
+``--keep`` leaves the listener running after the report with the console and API on
+http://127.0.0.1:8088 (or a free port), alert links pointing at it, and prints an admin-scope API token made
+for the demo (shown once; paste it into the sign-in page). Ctrl-C then retires the canaries and removes
+everything as without ``--keep``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import io
 import secrets
 import shutil
+import signal
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -22,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from aiohttp import web
 
 from canary.app.report import coverage_report, summary
 from canary.config import Config, from_mapping
@@ -31,7 +40,7 @@ from canary.drills.shop import create_shop
 from canary.listener import Listener
 from canary.runtime import close_runtime, open_runtime
 from canary.seeding.postgres import PostgresSeeder
-from canary.store import ControlStore
+from canary.store import ControlStore, api_tokens
 from canary.store.embedded import PostgresServer
 
 INSIDER_ROLE = "svc_reporting"
@@ -39,6 +48,7 @@ DEMO_MAIL_DOMAINS = [f"{name}.test" for name in (
     "hanmaeum-mail", "dasol-net", "bitnuri", "saeron-post", "gaon-inbox", "nuri-web", "mirae-mail", "haneul-net")]
 DEMO_PHONES = [f"+1{area}55501{n:02d}" for area in (201, 202, 203, 205, 206, 207, 208, 209, 210, 212, 213, 214) for n in (10, 11)]
 INSIDER_APP = "reporting-etl"
+CONSOLE_PORT = 8088
 
 
 @dataclass
@@ -65,16 +75,28 @@ async def run_demo(*, customers: int = 100_000, canaries: int = 20, slo: float =
     try:
         await asyncio.to_thread(server.start)
         _print(f"  embedded PostgreSQL up on 127.0.0.1:{server.port} (jsonlog)        {time.perf_counter() - t0:5.1f}s")
-        return await _run(server, tmp, customers=customers, canaries=canaries, slo=slo)
+        return await _run(server, tmp, customers=customers, canaries=canaries, slo=slo,
+                          console_port=_free_port(CONSOLE_PORT) if keep else None)
     finally:
         await asyncio.to_thread(server.stop)
-        if keep:
-            _print(f"  kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
-async def _run(server: PostgresServer, tmp: Path, *, customers: int, canaries: int, slo: float) -> int:
+def _free_port(preferred: int) -> int:
+    """``preferred`` if nothing listens there on loopback, else a free port."""
+    for port in (preferred, 0):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            got: int = probe.getsockname()[1]
+            return got
+    raise OSError("no free port on 127.0.0.1")
+
+
+async def _run(server: PostgresServer, tmp: Path, *, customers: int, canaries: int, slo: float,
+               console_port: int | None = None) -> int:
     admin = await asyncpg.connect(server.dsn())
     try:
         await admin.execute('CREATE DATABASE "canary"')
@@ -89,7 +111,8 @@ async def _run(server: PostgresServer, tmp: Path, *, customers: int, canaries: i
     cfg = from_mapping({
         "canary": {"data_dir": str(tmp), "node_name": "demo", "log_format": "console"},
         "control": {"dsn": server.dsn("canary")},
-        "listener": {"jsonlog_poll": "50ms"},
+        "listener": {"jsonlog_poll": "50ms",
+                     **({"public_url": f"http://127.0.0.1:{console_port}"} if console_port is not None else {})},
         "alerting": {"retry_initial": "200ms"},
         "datastores": [{
             "name": "shop", "dsn": server.dsn("shop"), "node": "shop-primary", "jsonlog_dir": str(server.log_dir),
@@ -115,13 +138,19 @@ async def _run(server: PostgresServer, tmp: Path, *, customers: int, canaries: i
     await store.open()
     runtime = await open_runtime(cfg, keyring=keyring, store=store)
     listener = Listener(runtime)
+    runner: web.AppRunner | None = None
     seeded = False
     try:
         t = time.perf_counter()
         result = await seed(cfg, runtime)
         seeded = True
         _print(f"  seeded {sum(result.added.values())} canary customers into shop/public.customers     {time.perf_counter() - t:5.1f}s")
-        await listener.start()
+        if console_port is None:
+            await listener.start()
+        else:  # the same listener, served over HTTP (its app's startup starts it)
+            runner = web.AppRunner(listener.app(), handle_signals=False, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", console_port).start()
         steps = [
             Step("insider bulk read", "SELECT * FROM customers", "read"),
             Step("insider export", "COPY customers TO STDOUT", "exported"),
@@ -140,6 +169,8 @@ async def _run(server: PostgresServer, tmp: Path, *, customers: int, canaries: i
         for _, title, status in summary(doc):
             _print(f"    {status:<13} {title}")
         _print("")
+        if console_port is not None:
+            await _keep_serving(runtime, console_port)
         t = time.perf_counter()
         retired = await retire(cfg, runtime)
         async with _connect(server.dsn("shop")) as shop2:
@@ -154,8 +185,31 @@ async def _run(server: PostgresServer, tmp: Path, *, customers: int, canaries: i
     finally:
         if seeded:
             await retire(cfg, runtime)
-        await listener.stop() if listener._started else await _close(runtime)
+        if runner is not None:
+            await runner.cleanup()  # its shutdown stops the listener and closes the runtime
+        else:
+            await listener.stop() if listener._started else await _close(runtime)
         await receiver.stop()
+
+
+async def _keep_serving(runtime: Any, port: int) -> None:
+    """Print the console's address and a demo admin token (once), then wait for Ctrl-C / SIGTERM."""
+    expires = await runtime.pool.fetchval("SELECT clock_timestamp()") + dt.timedelta(hours=12)
+    _, token = await api_tokens.create(runtime.pool, "demo", ["admin"], expires, "demo")
+    _print(f"  console:  http://127.0.0.1:{port}/incidents   (API: http://127.0.0.1:{port}/api/v1/openapi.json)")
+    _print(f"  token:    {token}")
+    _print("            admin scope, valid 12 hours, shown only now: paste it into the sign-in page")
+    _print("  the listener keeps running (play more reads against the shop, acknowledge in the console); Ctrl-C ends the demo")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    _print("\n  stopping: retiring the canaries and removing the demo")
 
 
 async def _close(runtime: Any) -> None:

@@ -2,8 +2,10 @@
 
 Every route is declared once in :meth:`Api.table` (method, path, scope, parameters, body and response
 schema); the aiohttp routes and the OpenAPI 3.1 document at ``/api/v1/openapi.json`` are both made from
-that table (:mod:`canary.web.spec`). Every route needs an API token (:mod:`canary.web.auth`), the
-document included.
+that table (:mod:`canary.web.spec`). Every route needs an API token or a console session
+(:mod:`canary.web.auth`), the document included; a session's POSTs also need its CSRF token
+(``X-CSRF-Token``). Handlers return their JSON data (the wrapper answers it), so the console
+(:mod:`canary.web.console`) renders exactly what the API returns.
 
 Secrets: answers name canaries by id, label, datastore, table and kind. A canary's location (row key)
 and values (addresses, numbers, tokens), and the rows a seeding plan would write, are in an answer only
@@ -45,12 +47,11 @@ from canary.errors import CanaryError, IncidentError
 from canary.events import EventKind, Severity
 from canary.incidents import add_note, change_status, notes, replay_dead
 from canary.listener import LISTENER_KEY
-from canary.plugins import SourceType
 from canary.proxies import TrustedProxies
 from canary.store import api_tokens, audit, checkpoints, detection_objects, registry
 from canary.typing import SourceContext
 from canary.web import spec
-from canary.web.auth import Authenticator, Principal
+from canary.web.auth import Authenticator, Principal, cookie_name, csrf_ok, same_origin
 from canary.web.spec import JSON, BadParam, Call, Param, Route
 
 log = structlog.get_logger("canary.web")
@@ -197,7 +198,7 @@ class Api:
     def start(self, rt: SourceContext) -> None:
         self.rt = rt
         self.proxies = TrustedProxies.from_config(rt.config.listener)
-        self.auth = Authenticator(rt.pool, rt.config.api, self.proxies, rt.reject)
+        self.auth = Authenticator(rt.pool, rt.config.api, self.proxies, rt.reject, cookie=cookie_name(rt.config.listener))
 
     @property
     def runtime(self) -> SourceContext:
@@ -213,12 +214,17 @@ class Api:
             rt = self.runtime
             assert self.auth is not None
             principal = await self.auth.authenticate(request)
+            if route.method == "POST" and principal.kind == "session" and not (
+                    same_origin(request, rt.config.listener.public_url)
+                    and csrf_ok(principal, request.headers.get("X-CSRF-Token"))):
+                return error(403, "a console session must send its CSRF token (X-CSRF-Token) from its own origin")
             if not principal.has(route.scope):
                 return error(403, f"this token lacks the {route.scope!r} scope")
             try:
                 params = route.parse(request)
                 body = await self._body(request, rt) if route.body is not None else {}
-                return await route.handler(Call(request, principal, params, body))
+                got = await route.handler(Call(request, principal, params, body))
+                return got if isinstance(got, web.StreamResponse) else answer(got, route.status)
             except BadParam as exc:
                 return error(400, str(exc))
             except NotFound:
@@ -232,6 +238,10 @@ class Api:
 
         handle.__name__ = route.operation_id
         return handle
+
+    def route(self, method: str, path: str) -> Route:
+        """The declared route (the console parses its filters with the API's own parameters)."""
+        return next(r for r in self.routes if (r.method, r.path) == (method, path))
 
     async def _body(self, request: web.Request, rt: SourceContext) -> dict[str, Any]:
         if request.content_length is not None and request.content_length > BODY_MAX:
@@ -341,7 +351,7 @@ class Api:
                 "drill": r["drill"], "suppressed_by": r["suppressed_by"],
                 "link": incident_link(self.runtime.config.listener.public_url, r["id"])}
 
-    async def incidents(self, call: Call) -> web.StreamResponse:
+    async def incidents(self, call: Call) -> Any:
         p, limit = call.params, self._limit(call)
         where: list[str] = []
         args: list[Any] = []
@@ -372,9 +382,9 @@ class Api:
                + (" WHERE " + " AND ".join(where) if where else "")
                + f" ORDER BY created_at DESC, id DESC LIMIT {arg(limit + 1)}")
         rows = await self.runtime.pool.fetch(sql, *args)
-        return answer(page([self._incident_item(r) for r in rows], limit, lambda it: (it["opened_at"], it["id"])))
+        return page([self._incident_item(r) for r in rows], limit, lambda it: (it["opened_at"], it["id"]))
 
-    async def incident(self, call: Call) -> web.StreamResponse:
+    async def incident(self, call: Call) -> Any:
         pool, iid = self.runtime.pool, call.params["id"]
         r = await pool.fetchrow("SELECT *, origin->>'datastore' AS datastore FROM incidents WHERE id = $1", iid)
         if r is None:
@@ -385,13 +395,13 @@ class Api:
         out["canaries"] = (await registry.incident_labels(pool, [iid])).get(iid, [])
         out["deliveries"] = [dict(d) for d in await pool.fetch(
             "SELECT sink, status, count(*) AS count FROM outbox WHERE incident_id = $1 GROUP BY 1, 2 ORDER BY 1, 2", iid)]
-        return answer(out)
+        return out
 
     async def _exists(self, iid: int) -> None:
         if await self.runtime.pool.fetchval("SELECT 1 FROM incidents WHERE id = $1", iid) is None:
             raise NotFound
 
-    async def incident_events(self, call: Call) -> web.StreamResponse:
+    async def incident_events(self, call: Call) -> Any:
         iid, limit = call.params["id"], self._limit(call)
         await self._exists(iid)
         after = decode_cursor(call.params["cursor"], "id")[0] if "cursor" in call.params else None
@@ -399,9 +409,9 @@ class Api:
             "SELECT id, kind, source, severity, canary_id, observed_at, detected_at, recorded_at, actor, origin, evidence,"
             " drill, suppressed_by FROM events WHERE incident_id = $1 AND ($2::bigint IS NULL OR id > $2) ORDER BY id LIMIT $3",
             iid, after, limit + 1)
-        return answer(page([dict(r) for r in rows], limit, lambda it: (it["id"],)))
+        return page([dict(r) for r in rows], limit, lambda it: (it["id"],))
 
-    async def _status(self, call: Call, status: str) -> web.StreamResponse:
+    async def _status(self, call: Call, status: str) -> Any:
         note = call.body.get("note")
         if note is not None and (not isinstance(note, str) or len(note) > NOTE_MAX or "\x00" in note):
             raise BadParam("note", f"a string of at most {NOTE_MAX} characters")
@@ -409,31 +419,31 @@ class Api:
         rt = self.runtime
         sent = await change_status(rt.pool, call.params["id"], status, by=actor, note=note,
                                    public_url=rt.config.listener.public_url, audit_as=(actor, client))
-        return answer({"incident": call.params["id"], "status": status, "notifications": sent})
+        return {"incident": call.params["id"], "status": status, "notifications": sent}
 
-    async def acknowledge(self, call: Call) -> web.StreamResponse:
+    async def acknowledge(self, call: Call) -> Any:
         return await self._status(call, "acknowledged")
 
-    async def resolve(self, call: Call) -> web.StreamResponse:
+    async def resolve(self, call: Call) -> Any:
         return await self._status(call, "resolved")
 
-    async def notes(self, call: Call) -> web.StreamResponse:
+    async def notes(self, call: Call) -> Any:
         iid, limit = call.params["id"], self._limit(call)
         await self._exists(iid)
         after = decode_cursor(call.params["cursor"], "id")[0] if "cursor" in call.params else None
         rows = await notes(self.runtime.pool, iid, after=after, limit=limit + 1)
-        return answer(page([dict(r) for r in rows], limit, lambda it: (it["id"],)))
+        return page([dict(r) for r in rows], limit, lambda it: (it["id"],))
 
-    async def add_note(self, call: Call) -> web.StreamResponse:
+    async def add_note(self, call: Call) -> Any:
         body = call.body.get("body")
         if not isinstance(body, str) or not body.strip() or len(body) > NOTE_MAX or "\x00" in body:
             raise BadParam("body", f"a non-empty string of at most {NOTE_MAX} characters")
         actor, client = self._who(call)
         note_id = await add_note(self.runtime.pool, call.params["id"], body, author=actor, audit_as=(actor, client))
-        return answer({"id": note_id, "author": actor, "body": body}, status=201)
+        return {"id": note_id, "author": actor, "body": body}
 
     # -- canaries --------------------------------------------------------------------------
-    async def inventory(self, call: Call) -> web.StreamResponse:
+    async def inventory(self, call: Call) -> Any:
         pool = self.runtime.pool
         rows = await registry.inventory(pool)
         installed = {(r["datastore"], r["target"]): r["installed_at"] for r in await detection_objects.installed(pool)}
@@ -455,7 +465,7 @@ class Api:
             h = health.get(name)
             out.append({"name": name, "tables": tables, "open_health_incidents": h["n"] if h else 0,
                         "last_health_incident": h["last"] if h else None})
-        return answer({"datastores": out})
+        return {"datastores": out}
 
     async def _revealed(self, call: Call, items: list[dict[str, Any]]) -> None:
         """Add location and values to ``items`` and audit it (which canaries, never what)."""
@@ -477,7 +487,7 @@ class Api:
         return {"id": r["id"], "label": r["label"], "datastore": r["datastore"], "table": r["label"].split("/", 1)[-1],
                 "kind": r["kind"], "status": r["status"], "created_at": r["created_at"], "retired_at": r["retired_at"]}
 
-    async def canaries(self, call: Call) -> web.StreamResponse:
+    async def canaries(self, call: Call) -> Any:
         p, limit = call.params, self._limit(call)
         reveal = self._reveal(call)
         after = decode_cursor(p["cursor"], "id")[0] if "cursor" in p else None
@@ -486,9 +496,9 @@ class Api:
         out = page([self._canary_item(r) for r in rows], limit, lambda it: (it["id"],))
         if reveal:
             await self._revealed(call, out["items"])
-        return answer(out)
+        return out
 
-    async def canary(self, call: Call) -> web.StreamResponse:
+    async def canary(self, call: Call) -> Any:
         reveal = self._reveal(call)
         rows = await registry.page(self.runtime.pool, after=call.params["id"] - 1, limit=1)
         if not rows or rows[0]["id"] != call.params["id"]:
@@ -496,7 +506,7 @@ class Api:
         item = self._canary_item(rows[0])
         if reveal:
             await self._revealed(call, [item])
-        return answer(item)
+        return item
 
     async def plan(self, call: Call) -> web.StreamResponse:
         rt = self.runtime
@@ -525,7 +535,7 @@ class Api:
                        "settings": [dataclasses.asdict(s) for s in plan.settings], "notes": list(plan.notes)})
 
     # -- health ----------------------------------------------------------------------------
-    async def health(self, call: Call) -> web.StreamResponse:
+    async def health(self, call: Call) -> Any:
         listener = call.request.app.get(LISTENER_KEY)
         pool = self.runtime.pool
         detail: dict[str, Any] = dict((await listener.health())[1]) if listener is not None else {"status": "unknown"}
@@ -536,7 +546,7 @@ class Api:
         row = await pool.fetchrow("SELECT count(*) FILTER (WHERE status = 'pending') AS pending,"
                                   " count(*) FILTER (WHERE status = 'dead') AS dead FROM outbox WHERE status <> 'delivered'")
         detail["outbox"] = dict(row)
-        return answer(detail)
+        return detail
 
     # -- drills ----------------------------------------------------------------------------
     @staticmethod
@@ -552,13 +562,13 @@ class Api:
                 "detected": r["detected"], "missed": r["missed"], "skipped": r["skipped"],
                 "time_to_detect_s": worst("time_to_detect_s"), "time_to_page_s": worst("time_to_page_s")}
 
-    async def drills(self, call: Call) -> web.StreamResponse:
+    async def drills(self, call: Call) -> Any:
         limit = self._limit(call)
         at, last = decode_cursor(call.params["cursor"], "time_text") if "cursor" in call.params else (None, None)
         rows = await self.runtime.pool.fetch(
             "SELECT * FROM drill_runs WHERE ($1::timestamptz IS NULL OR (started_at, id) < ($1, $2::text))"
             " ORDER BY started_at DESC, id DESC LIMIT $3", at, last, limit + 1)
-        return answer(page([self._drill_item(r) for r in rows], limit, lambda it: (it["started_at"], it["id"])))
+        return page([self._drill_item(r) for r in rows], limit, lambda it: (it["started_at"], it["id"]))
 
     async def drill(self, call: Call) -> web.StreamResponse:
         r = await self.runtime.pool.fetchrow("SELECT * FROM drill_runs WHERE id = $1", call.params["id"])
@@ -575,7 +585,7 @@ class Api:
         return web.Response(text=text, content_type=ctype, headers={**_NO_STORE, "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})
 
     # -- sinks -----------------------------------------------------------------------------
-    async def sinks(self, call: Call) -> web.StreamResponse:
+    async def sinks(self, call: Call) -> Any:
         rt = self.runtime
         counts = await rt.pool.fetch(
             "SELECT sink, count(*) FILTER (WHERE status = 'pending') AS pending,"
@@ -590,18 +600,18 @@ class Api:
         for name, c in sorted(by_sink.items()):  # sinks removed from the configuration with rows left
             items.append({"name": name, "type": None, "configured": False, "pending": c["pending"],
                           "delivered": c["delivered"], "dead": c["dead"], "oldest_pending": c["oldest_pending"]})
-        return answer({"items": items})
+        return {"items": items}
 
-    async def dead(self, call: Call) -> web.StreamResponse:
+    async def dead(self, call: Call) -> Any:
         limit = self._limit(call)
         after = decode_cursor(call.params["cursor"], "id")[0] if "cursor" in call.params else None
         rows = await self.runtime.pool.fetch(
             "SELECT id, incident_id, sink, action, sequence, attempts, last_error, created_at FROM outbox"
             " WHERE status = 'dead' AND ($1::bigint IS NULL OR id > $1) AND ($2::text IS NULL OR sink = $2) ORDER BY id LIMIT $3",
             after, call.params.get("sink"), limit + 1)
-        return answer(page([dict(r) for r in rows], limit, lambda it: (it["id"],)))
+        return page([dict(r) for r in rows], limit, lambda it: (it["id"],))
 
-    async def replay(self, call: Call) -> web.StreamResponse:
+    async def replay(self, call: Call) -> Any:
         b = call.body
         ids = b.get("ids", [])
         every = b.get("all", False)
@@ -617,17 +627,17 @@ class Api:
             raise BadParam("ids", "name the dead letters to replay or say all: true")
         actor, client = self._who(call)
         replayed = await replay_dead(self.runtime.pool, ids, every=every, sink=sink, audit_as=(actor, client))
-        return answer({"replayed": replayed})
+        return {"replayed": replayed}
 
     # -- admin -----------------------------------------------------------------------------
-    async def tokens(self, call: Call) -> web.StreamResponse:
-        return answer({"items": [dataclasses.asdict(t) for t in await api_tokens.listing(self.runtime.pool)]})
+    async def tokens(self, call: Call) -> Any:
+        return {"items": [dataclasses.asdict(t) for t in await api_tokens.listing(self.runtime.pool)]}
 
-    async def audit_log(self, call: Call) -> web.StreamResponse:
+    async def audit_log(self, call: Call) -> Any:
         limit = self._limit(call)
         before = decode_cursor(call.params["cursor"], "id")[0] if "cursor" in call.params else None
         rows = await audit.page(self.runtime.pool, before=before, limit=limit + 1, action=call.params.get("action"))
-        return answer(page([dict(r) for r in rows], limit, lambda it: (it["id"],)))
+        return page([dict(r) for r in rows], limit, lambda it: (it["id"],))
 
 
 class ApiComponent:
@@ -647,5 +657,3 @@ class ApiComponent:
     async def stop(self) -> None:
         return None
 
-
-SOURCE = SourceType("api", lambda config: [ApiComponent()] if config.api.enabled else [])

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiohttp import web
+from multidict import MultiMapping
 
 Scope = Literal["read", "operate", "admin"]
 JSON = dict[str, Any]
@@ -117,7 +118,8 @@ class Call:
     body: Mapping[str, Any]
 
 
-Handler = Callable[[Call], Awaitable[web.StreamResponse]]
+#: a handler answers a response, or the JSON data of its route's status (which the console reads too)
+Handler = Callable[[Call], Awaitable[web.StreamResponse | Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,17 +146,21 @@ class Route:
         return self.method.lower() + "_" + "_".join(words).replace("-", "_").replace(".", "_")
 
     def parse(self, request: web.Request) -> dict[str, Any]:
+        return self.parse_values(request.query, request.match_info)
+
+    def parse_values(self, query: MultiMapping[str], match_info: Mapping[str, str]) -> dict[str, Any]:
+        """The parameters of a query string and path (the console hands its filter form's fields here)."""
         out: dict[str, Any] = {}
         for p in self.params:
             if p.where == "query":
-                values = request.query.getall(p.name, [])
+                values = query.getall(p.name, [])
             else:
-                values = [request.match_info[p.name]] if p.name in request.match_info else []
+                values = [match_info[p.name]] if p.name in match_info else []
             if len(values) > 1:
                 raise BadParam(p.name, "given more than once")
             if values:
                 out[p.name] = p.parse(values[0])
-        unknown = sorted(set(request.query) - {p.name for p in self.params if p.where == "query"})
+        unknown = sorted(set(query) - {p.name for p in self.params if p.where == "query"})
         if unknown:
             raise BadParam(unknown[0][:40], "unknown parameter")
         return out

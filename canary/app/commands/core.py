@@ -66,7 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--customers", type=int, default=100_000, help="real-looking customers to create (default 100000)")
     p.add_argument("--canaries", type=int, default=20, help="canary customers to seed (default 20)")
     p.add_argument("--slo", type=float, default=1.0, help="seconds within which each incident must be detected (default 1.0)")
-    p.add_argument("--keep", action="store_true", help="keep the demo's data directory instead of deleting it")
+    p.add_argument("--keep", action="store_true",
+                   help="after the report, keep the listener running with the console (URL and an admin token printed) until Ctrl-C")
     p.set_defaults(func=cmd_demo)
 
 
