@@ -433,7 +433,8 @@ class Console:
         got = await self.api.inventory(self._call(request, who, {}))
         sections = []
         for ds in got["datastores"]:
-            healthy = ds["open_health_incidents"] == 0
+            unarmed = [t["table"] for t in ds["tables"] if not t["detection_installed_at"]]
+            healthy = ds["open_health_incidents"] == 0 and not unarmed
             rows = [(t["table"], t["kind"], t["count"], when(t["newest"]),
                      badge("health", "armed") if t["detection_installed_at"] else badge("health", "unarmed"),
                      when(t["detection_installed_at"]) if t["detection_installed_at"] else "detection not installed")
@@ -441,7 +442,9 @@ class Console:
             sections.append(tag("section", join([
                 tag("h2", join([ds["name"], " ", badge("health", "healthy" if healthy else "degraded")])),
                 tag("p", join([f"{ds['open_health_incidents']} open health incident(s); last: ", ds["last_health_incident"]]),
-                    class_="muted") if not healthy else Html(""),
+                    class_="muted") if ds["open_health_incidents"] else Html(""),
+                tag("p", f"Canaries without detection installed in: {', '.join(unarmed)} (run canary seed).",
+                    class_="muted") if unarmed else Html(""),
                 table(("table", "kind", "canaries", "newest", "health", "detection installed"), rows,
                       empty="No canaries in this datastore.")]), class_="card"))
         body = join([tag("h1", "Canaries"), tag("p", "Counts per datastore and table; values are never shown here.", class_="muted"),
