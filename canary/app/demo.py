@@ -32,11 +32,11 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from canary.app.report import coverage_report, summary
 from canary.config import Config, from_mapping
 from canary.crypto import Keyring, generate_key
 from canary.drills.receiver import Receiver
 from canary.drills.shop import create_shop
+from canary.health.coverage_report import coverage_report, summary
 from canary.listener import Listener
 from canary.runtime import close_runtime, open_runtime
 from canary.seeding.postgres import PostgresSeeder

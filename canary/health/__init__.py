@@ -1,2 +1,3 @@
 """canary watching itself: scheduled checks (canaries and detection intact, heartbeats, webhooks),
-export-file scans, and retention of its own bookkeeping."""
+export-file scans, retention of its own bookkeeping, and the coverage report (every exfiltration path
+per datastore, covered / partly / not covered and why: coverage_report.py)."""

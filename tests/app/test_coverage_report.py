@@ -13,7 +13,7 @@ from seeder_helpers import Shop
 from testkit import MakeConfig, OpenRuntime
 
 from canary.app.cli import main
-from canary.app.report import COVERED, OPEN, PARTLY, coverage_report, render_markdown
+from canary.health.coverage_report import COVERED, OPEN, PARTLY, coverage_report, render_markdown
 from canary.health.sweep import CopySweep
 from canary.seeding.postgres import PostgresSeeder
 from canary.store.embedded import PostgresServer

@@ -15,10 +15,10 @@ from pathlib import Path
 import asyncpg
 
 from canary.app.commands import load_config
-from canary.app.report import coverage_report, render_markdown
 from canary.errors import DatastoreError
 from canary.health.checks import audited_tables, check_canaries, record_audit_configured
 from canary.health.copies import copy_rows
+from canary.health.coverage_report import coverage_report, render_markdown
 from canary.health.filescan import load_patterns, scan_file
 from canary.health.sweep import Budget, CopySweep
 from canary.postgres import managed

@@ -7,6 +7,11 @@ the direct paths, ``coverage audit`` run for privileged reads and views, ``cover
 replication, ``[[coverage.nodes]]`` for standbys, watched directories / buckets for export files,
 contact points for contact, credential canaries for their use) and that is not covered makes the
 command exit non-zero, so CI and cron notice an open path.
+
+It lives in the health family (it reads the signal families' libraries: replication, managed settings,
+pgaudit state, the backstop's catalog snapshot, privileged paths) so that both the CLI (``canary
+coverage report``) and the REST API / console (``GET /api/v1/coverage``, :mod:`canary.web.api`) can
+use it.
 """
 
 from __future__ import annotations
