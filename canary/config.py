@@ -252,9 +252,14 @@ class ApiConfig(_Model):
     #: when unused for session_idle, or when its token is revoked
     session_max: float = 12 * 3600.0
     session_idle: float = 3600.0
+    #: GET /api/v1/coverage (and the console's Coverage page) reads every datastore's catalog: its answer is
+    #: kept this long per listener process and computed once at a time, so callers cannot load the datastores
+    coverage_ttl: float = 60.0
+    #: connect / query timeout per datastore while computing it (an unreachable one is reported, not waited on)
+    coverage_timeout: float = 10.0
 
     @field_validator("token_expiry", "token_max_expiry", "auth_fail_window", "auth_fail_step", "auth_fail_max",
-                     "session_max", "session_idle", mode="before")
+                     "session_max", "session_idle", "coverage_ttl", "coverage_timeout", mode="before")
     @classmethod
     def _dur(cls, v: object) -> float:
         return parse_duration(v)
@@ -265,6 +270,10 @@ class ApiConfig(_Model):
             raise ValueError("token_expiry must be positive and at most token_max_expiry")
         if not 0 < self.session_idle <= self.session_max:
             raise ValueError("session_idle must be positive and at most session_max")
+        if not 0 < self.coverage_ttl <= 86400:
+            raise ValueError("coverage_ttl must be positive and at most 1d")
+        if not 0 < self.coverage_timeout <= 300:
+            raise ValueError("coverage_timeout must be positive and at most 5m")
         return self
 
 

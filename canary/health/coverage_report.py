@@ -299,7 +299,7 @@ async def coverage_report(config: Config, pool: asyncpg.Pool, *, datastore: str 
         f = await _facts(config, pool, ds, timeout, inventory)
         paths = paths_of(config, ds, f)
         stores.append({
-            "datastore": ds.name, "node": ds.node_name, "reachable": f.reachable,
+            "datastore": ds.name, "node": ds.node_name, "reachable": f.reachable, "error": f.error or None,
             "canaries": {"customers": f.customers, "credentials": f.credentials},
             "paths": [{**asdict(p), "open_claim": p.open_claim} for p in paths],
             "privileged_roles": dict(sorted((f.snapshot.uncovered if f.snapshot else {}).items())),

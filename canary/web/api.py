@@ -21,6 +21,12 @@ pages sees every item that existed when it started exactly once, whatever arrive
 
 State changes (acknowledge, resolve, note, replay) reuse the CLI's code (:mod:`canary.incidents`), so
 sinks are notified as ``canary alerts ack`` does, and are audited with the token and client address.
+The coverage report (``GET /coverage``: every exfiltration path per datastore, covered / partly / not
+covered and why, :mod:`canary.health.coverage_report`) connects to every datastore and reads its catalog,
+so a read-scope caller must not be able to turn requests into datastore load: :class:`CoverageCache` keeps
+one answer per process for ``api.coverage_ttl`` and computes it once at a time; ``?refresh=true`` (operate
+scope) asks for a fresh one. A datastore that cannot be reached is a datastore marked unreachable in a 200.
+
 Starting a drill is not offered here: a drill stands up deployments and traffic that do not belong in
 the listener process (``canary drill run``); the API lists runs and serves their reports.
 """
@@ -33,7 +39,8 @@ import binascii
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -45,6 +52,7 @@ from canary.alerts import incident_link
 from canary.drills import report as drill_report
 from canary.errors import CanaryError, IncidentError
 from canary.events import EventKind, Severity
+from canary.health.coverage_report import COVERED, OPEN, PARTLY, coverage_report
 from canary.incidents import add_note, change_status, notes, replay_dead
 from canary.listener import LISTENER_KEY
 from canary.proxies import TrustedProxies
@@ -176,6 +184,26 @@ TOKEN = obj(["id", "name", "scopes"], id=S, name=S, scopes={"type": "array", "it
 HEALTH = obj(["status"], status=S, control_store=S, components=ANY_OBJ, lag=ANY_OBJ, stalled={"type": "array", "items": S},
              leader=B, pipeline=ANY_OBJ, checkpoints={"type": "array", "items": obj(source=S, updated_at=T, age_s={"type": "number"})},
              outbox=obj(pending=I, dead=I))
+COVERAGE_PATH = obj(["path", "title", "status", "why", "claimed", "open_claim"], path=S, title=S,
+                    status={"type": "string", "enum": [COVERED, PARTLY, OPEN]}, why=S,
+                    claimed={"type": "boolean", "description": "the configuration says canary covers this path"},
+                    open_claim={"type": "boolean", "description": "claimed and not covered"})
+COVERAGE_STORE = obj(
+    ["datastore", "reachable", "paths"], datastore=S, node=S, reachable=B,
+    error={"type": ["string", "null"], "description": "why the datastore could not be read (an error class), if it could not"},
+    canaries=obj(customers=I, credentials=I), paths={"type": "array", "items": COVERAGE_PATH},
+    privileged_roles={"type": "object", "additionalProperties": S,
+                      "description": "roles row security never binds, and why (superuser, bypassrls, ...)"},
+    privileged_objects={"type": "array", "items": obj(kind=S, name=S, owner=S, why=S, covered_by=S)},
+    replication={"type": "array", "items": obj(kind=S, name=S, first_seen=T)},
+    settings={"type": "array", "items": {"type": "object", "properties": {  # obj() takes `required` itself
+        "setting": S, "value": S, "current": S, "where": S, "why": S, "required": B}}},
+    notes={"type": "array", "items": S})
+COVERAGE = obj(["computed_at", "age_s", "max_age_s", "open_claims", "datastores"], computed_at=T,
+               age_s={"type": "number", "description": "seconds since this report was computed"},
+               max_age_s={"type": "number", "description": "api.coverage_ttl: how long one report is served"},
+               open_claims={"type": "integer", "description": "paths the configuration claims that are not covered"},
+               datastores={"type": "array", "items": COVERAGE_STORE})
 STATUS_CHANGE = obj(["incident", "status", "notifications"], incident=I, status=S, notifications=I)
 
 LIMIT = Param("limit", "int", description="items per page (default 50)", minimum=1, maximum=10_000)
@@ -184,12 +212,66 @@ REVEAL = Param("reveal", "bool", description="show canary values (needs the reve
 INCIDENT_ID = Param("id", "int", "path", "incident id", minimum=1, maximum=2**63 - 1)
 
 
+class CoverageCache:
+    """The coverage report of every configured datastore, computed at most once per ``ttl`` seconds and
+    never twice at once (per process).
+
+    Computing it opens a connection to each datastore and reads its catalog; served straight, a caller
+    repeating GET /coverage would load the datastores. One computation runs at a time (callers arriving
+    meanwhile wait for it: single flight) and its answer serves everyone for ``ttl``. It runs as a task of
+    its own, so a caller that hangs up does not cancel it for the others; a failure (the control store
+    down) is not kept: the next call tries again. ``computations`` counts the computations started."""
+
+    def __init__(self, ttl: float, compute: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        self.ttl = ttl
+        self._compute = compute
+        self._doc: dict[str, Any] | None = None
+        self._at = 0.0  # time.monotonic() when the kept report was started
+        self._wall = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+        self._task: asyncio.Task[tuple[dict[str, Any], float, dt.datetime]] | None = None
+        self.computations = 0
+
+    async def get(self, *, fresh: bool = False) -> tuple[dict[str, Any], float, dt.datetime]:
+        """The report, the monotonic time and the wall time its computation started. ``fresh``: not the kept
+        one; a computation already under way serves it too (there is never a second one at the same time)."""
+        if not fresh and self._doc is not None and time.monotonic() - self._at < self.ttl:
+            return self._doc, self._at, self._wall
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="canary-coverage-report")
+            self._task.add_done_callback(_retrieved)
+        return await asyncio.shield(self._task)
+
+    async def _run(self) -> tuple[dict[str, Any], float, dt.datetime]:
+        at, wall = time.monotonic(), dt.datetime.now(dt.timezone.utc)
+        self.computations += 1
+        try:
+            doc = await self._compute()
+        finally:
+            self._task = None
+        self._doc, self._at, self._wall = doc, at, wall
+        return doc, at, wall
+
+    async def close(self) -> None:
+        """Cancel a computation under way (the listener stops)."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """Mark a finished computation's failure as seen (its callers may all have hung up; they got it if not)."""
+    if not task.cancelled():
+        task.exception()
+
+
 class Api:
     """The handlers, over one runtime; :meth:`table` is the route table."""
 
     def __init__(self) -> None:
         self.rt: SourceContext | None = None
         self.auth: Authenticator | None = None
+        self.coverage_cache: CoverageCache | None = None
         self.proxies = TrustedProxies()
         self.routes = self.table()
         self.document = spec.openapi(self.routes, prefix=PREFIX, version=VERSION)
@@ -199,6 +281,13 @@ class Api:
         self.rt = rt
         self.proxies = TrustedProxies.from_config(rt.config.listener)
         self.auth = Authenticator(rt.pool, rt.config.api, self.proxies, rt.reject, cookie=cookie_name(rt.config.listener))
+        cfg = rt.config
+        self.coverage_cache = CoverageCache(
+            cfg.api.coverage_ttl, lambda: coverage_report(cfg, rt.pool, timeout=cfg.api.coverage_timeout))
+
+    async def close(self) -> None:
+        if self.coverage_cache is not None:
+            await self.coverage_cache.close()
 
     @property
     def runtime(self) -> SourceContext:
@@ -319,6 +408,11 @@ class Api:
                                  notes={"type": "array", "items": S}),
                   (Param("name", where="path", max_length=63), REVEAL), body=obj(), tag="canaries", reveals=True),
             Route("GET", "/health", "read", "detection health: components, lag, checkpoints, outbox", self.health, HEALTH,
+                  tag="health"),
+            Route("GET", "/coverage", "read", "every exfiltration path per datastore: covered / partly / not covered, and why"
+                  " (cached for api.coverage_ttl)", self.coverage, COVERAGE,
+                  (Param("datastore", description="only this datastore", max_length=63),
+                   Param("refresh", "bool", description="compute it now, not from the cache (needs the operate scope)")),
                   tag="health"),
             Route("GET", "/drills", "read", "drill runs, newest first (keyset pages)", self.drills, spec.page_schema(DRILL),
                   (LIMIT, CURSOR), tag="drills"),
@@ -548,6 +642,23 @@ class Api:
         detail["outbox"] = dict(row)
         return detail
 
+    async def coverage(self, call: Call) -> Any:
+        cache = self.coverage_cache
+        if cache is None:
+            raise web.HTTPServiceUnavailable(text='{"error": "starting"}', content_type="application/json")
+        refresh = bool(call.params.get("refresh"))
+        if refresh and not call.principal.has("operate"):
+            raise web.HTTPForbidden(text=json.dumps({"error": "refresh needs the 'operate' scope"}),
+                                    content_type="application/json")
+        doc, at, wall = await cache.get(fresh=refresh)
+        stores = doc["datastores"]
+        if "datastore" in call.params:
+            stores = [s for s in stores if s["datastore"] == call.params["datastore"]]
+            if not stores:
+                raise NotFound
+        return {"computed_at": wall, "age_s": round(time.monotonic() - at, 1), "max_age_s": cache.ttl,
+                "open_claims": sum(p["open_claim"] for s in stores for p in s["paths"]), "datastores": stores}
+
     # -- drills ----------------------------------------------------------------------------
     @staticmethod
     def _drill_item(r: Mapping[str, Any]) -> dict[str, Any]:
@@ -655,5 +766,5 @@ class ApiComponent:
         self.api.start(runtime)
 
     async def stop(self) -> None:
-        return None
+        await self.api.close()
 
