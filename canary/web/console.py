@@ -38,6 +38,7 @@ from multidict import MultiDict
 
 from canary.errors import IncidentError
 from canary.events import EventKind, Severity
+from canary.health.coverage_report import COVERED, OPEN, PARTLY
 from canary.store import registry
 from canary.typing import SourceContext
 from canary.web import render
@@ -452,6 +453,10 @@ class Console:
         return self._show("Canaries", body, who, "canaries")
 
     async def coverage(self, request: web.Request, who: Principal, _: Mapping[str, str]) -> web.StreamResponse:
+        params = self.api.route("GET", "/coverage").parse(request)
+        if params.get("refresh") and not who.has("operate"):
+            raise Refused(403, "Recomputing the coverage report needs the 'operate' scope.")
+        report = await self.api.coverage(self._call(request, who, params))
         h = await self.api.health(self._call(request, who, {}))
         comps = h.get("components") or {}
         comp_rows = [(name, badge("health", v if isinstance(v, str) else "ok" if v else "down")
@@ -460,6 +465,8 @@ class Console:
         ck_rows = [(c["source"], when(c["updated_at"]), f"{c['age_s']:.0f}s") for c in h.get("checkpoints", [])]
         body = join([
             tag("h1", join(["Coverage and sources ", badge("health", h.get("status", "unknown"))])),
+            _coverage_report(report, operate=who.has("operate")),
+            tag("h2", "Sources", class_="part"),
             tag("div", join([
                 tag("section", join([tag("h2", "Listener"), facts([
                     ("status", badge("health", h.get("status"))), ("control store", h.get("control_store")),
@@ -577,6 +584,61 @@ class Console:
         body = join([tag("h1", "Audit log"), table(("when", "who", "from", "action", "target", "details"), rows,
                                                     empty="Nothing audited yet."), more])
         return self._show("Audit", body, who, "audit")
+
+
+#: how the console groups a datastore's paths (the report's statuses), most urgent first, and their badge classes
+_GROUPS = ((OPEN, "Not covered", "open"), (PARTLY, "Partly covered", "partly"), (COVERED, "Covered", "covered"))
+
+
+def _coverage_report(report: Mapping[str, Any], *, operate: bool) -> Html:
+    """The coverage report (GET /api/v1/coverage): per datastore its paths grouped not covered / partly /
+    covered, each with why; the server settings to set, notes, and objects that read canary tables without
+    row security. Every text goes through :func:`e` (role, view and function names come from the datastore)."""
+    claims = int(report.get("open_claims", 0))
+    head = tag("p", join([
+        "Every way data can leave each datastore and whether canary sees it, computed ", when(report.get("computed_at")),
+        f" (kept {float(report.get('max_age_s', 0)):.0f}s). ",
+        badge("cover", "open") if claims else Html(""),
+        f" {claims} path{'s' if claims != 1 else ''} the configuration claims to cover {'are' if claims != 1 else 'is'} open. "
+        if claims else "No path the configuration claims to cover is open. ",
+        link("/coverage?refresh=true", "Recompute now") if operate else Html("")]), class_="muted")
+    sections = [head]
+    for s in report.get("datastores", []):
+        paths = [p for p in s.get("paths", []) if isinstance(p, Mapping)]
+        counts = {status: sum(1 for p in paths if p.get("status") == status) for status, _, _ in _GROUPS}
+        title = join([s.get("datastore"), " ", badge("health", "reachable" if s.get("reachable") else "unreachable")])
+        parts: list[Html] = [tag("h2", title),
+                             tag("p", f"Node {s.get('node')}: {counts[OPEN]} not covered, {counts[PARTLY]} partly, "
+                                      f"{counts[COVERED]} covered; "
+                                      f"{(s.get('canaries') or {}).get('customers', 0)} customer and "
+                                      f"{(s.get('canaries') or {}).get('credentials', 0)} credential canaries.", class_="muted")]
+        if not s.get("reachable"):
+            parts.append(tag("p", f"The datastore cannot be read ({s.get('error') or 'unknown error'}): the paths below are "
+                                  "not verified.", class_="error"))
+        for status, label, slug in _GROUPS:
+            rows = [(join([p.get("title"), " ", badge("cover", "claimed") if p.get("open_claim") else ""]), p.get("why"))
+                    for p in paths if p.get("status") == status]
+            if rows:
+                parts.append(tag("h3", join([badge("cover", slug), f" {label} ({len(rows)})"])))
+                parts.append(table(("path", "why"), rows, cls="grid coverage"))
+        settings = [x for x in s.get("settings") or [] if isinstance(x, Mapping)]
+        if settings:
+            parts.append(tag("h3", "Server settings to set"))
+            parts.append(table(("setting", "must be", "now", "where", "why"), [
+                (join([tag("code", x.get("setting")), " ", tag("span", "required", class_="badge sev-error") if x.get("required")
+                       else tag("span", "advised", class_="badge sev-info")]),
+                 x.get("value"), x.get("current"), x.get("where"), x.get("why")) for x in settings]))
+        for note in s.get("notes") or []:
+            parts.append(tag("p", note, class_="muted"))
+        objects = [o for o in s.get("privileged_objects") or [] if isinstance(o, Mapping)]
+        if objects:
+            parts.append(tag("h3", "Objects that read canary tables without row security"))
+            parts.append(table(("kind", "object", "owner", "why", "covered by"), [
+                (o.get("kind"), tag("code", o.get("name")), o.get("owner"), o.get("why"), o.get("covered_by")) for o in objects]))
+        sections.append(tag("section", join(parts), class_="card coverage"))
+    if not report.get("datastores"):
+        sections.append(tag("p", "No datastore is configured.", class_="empty"))
+    return join(sections)
 
 
 def _select(name: str, choices: tuple[str, ...], current: str | None, labels: Mapping[str, str] | None = None) -> Html:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -268,3 +269,40 @@ async def test_an_unreachable_datastore_is_reported_with_200(shop: Shop, open_te
         assert data["open_claims"] >= 2
         assert "hunter2" not in text and "127.0.0.1" not in text
 
+
+async def test_console_shows_the_report_grouped_and_escaped(shop: Shop, pg_server: PostgresServer,
+                                                           open_test_runtime: OpenRuntime, make_config: MakeConfig) -> None:
+    """The Coverage page shows, per datastore, its paths under Not covered / Partly covered / Covered with
+    their reasons, the objects without row security, then the source health (components, checkpoints);
+    a view named with markup appears escaped; the page carries the strict policy and no inline script or
+    style; it is served from the API's cache (no second computation); the recompute link is offered to
+    operate sessions only, and a read session asking for it is refused."""
+    _, rt = await _seeded(shop, pg_server, open_test_runtime, make_config)
+    async with serving(rt) as srv:
+        status, headers, text = await srv.page("/coverage", "read")
+        assert status == 200, text
+        assert "default-src 'none'" in headers["Content-Security-Policy"] and "unsafe-inline" not in headers["Content-Security-Policy"]
+        assert re.findall(r"<script(?![^>]*\ssrc=)[^>]*>", text) == [] and not re.search(r"<[^>]*\s(style|on[a-z]+)=", text)
+        assert "<img" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
+        sections = re.findall(r'<section class="card coverage">(.*?)</section>', text, re.S)
+        assert len(sections) == 1 and "shop" in sections[0]
+        shop_html = sections[0]
+        heads = re.findall(r"<h3>(.*?)</h3>", shop_html)
+        order = [label for label in ("Not covered", "Partly covered", "Covered") if any(label + " (" in h for h in heads)]
+        assert order[0] == "Not covered" and "Covered" in order
+        not_covered = shop_html.split("Not covered (", 1)[1].split("<h3>", 1)[0]
+        assert "SECURITY DEFINER functions owned by privileged roles" in not_covered
+        assert "public.export_customers()" in not_covered
+        covered = shop_html.split("Covered (", 1)[1].split("<h3>", 1)[0]
+        assert "SELECT and COPY TO by ordinary roles" in covered and "row security on public.customers" in covered
+        assert "Objects that read canary tables without row security" in shop_html
+        assert text.index('class="card coverage"') < text.index(">Components<") < text.index(">Checkpoints<")
+        assert "Recompute now" not in text and srv.computations == 1
+        status, _, _ = await srv.page("/coverage", "operate")
+        assert status == 200 and srv.computations == 1
+        status, _, text = await srv.page("/coverage", "operate")
+        assert 'href="/coverage?refresh=true"' in text
+        status, _, text = await srv.page("/coverage?refresh=true", "operate")
+        assert status == 200 and srv.computations == 2
+        status, _, text = await srv.page("/coverage?refresh=true", "read")
+        assert status == 403 and "operate" in text and srv.computations == 2
