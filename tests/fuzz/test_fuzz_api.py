@@ -63,7 +63,7 @@ def _auth(s: FuzzServer, choice: str, junk: str) -> list[tuple[str, str]]:
 _param_value = st.sampled_from(["", "0", "-1", "1", "99999999999999999999", "1e9", "true", "false", "null", "open",
                                 "'; DROP TABLE incidents; --", "%00", "\u0000", "é", "2026-13-45", "../..", "a" * 3000]) | text
 _query = st.lists(st.tuples(st.sampled_from(["limit", "cursor", "status", "kind", "severity", "datastore", "since", "until",
-                                             "drill", "reveal", "format", "suppressed", "x"]) | text, _param_value), max_size=5)
+                                             "drill", "reveal", "format", "suppressed", "refresh", "x"]) | text, _param_value), max_size=5)
 _path_value = st.sampled_from(["1", "0", "-1", "99999999999999999999", "abc", "%2e%2e", "%00", "%ED%A0%80", "shop"]) | text
 
 
