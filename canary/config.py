@@ -252,9 +252,12 @@ class ApiConfig(_Model):
     #: when unused for session_idle, or when its token is revoked
     session_max: float = 12 * 3600.0
     session_idle: float = 3600.0
+    #: a drill started through the API or console (POST /api/v1/drills) that runs longer than this is stopped
+    #: and recorded as an error (its steps bound themselves; this bounds a run that hangs)
+    drill_timeout: float = Field(default=3600.0, gt=0)
 
     @field_validator("token_expiry", "token_max_expiry", "auth_fail_window", "auth_fail_step", "auth_fail_max",
-                     "session_max", "session_idle", mode="before")
+                     "session_max", "session_idle", "drill_timeout", mode="before")
     @classmethod
     def _dur(cls, v: object) -> float:
         return parse_duration(v)
