@@ -21,8 +21,8 @@ pages sees every item that existed when it started exactly once, whatever arrive
 
 State changes (acknowledge, resolve, note, replay) reuse the CLI's code (:mod:`canary.incidents`), so
 sinks are notified as ``canary alerts ack`` does, and are audited with the token and client address.
-Starting a drill is not offered here: a drill stands up deployments and traffic that do not belong in
-the listener process (``canary drill run``); the API lists runs and serves their reports.
+``POST /drills`` runs a playbook against the configured deployment in this listener, one at a time
+(:mod:`canary.web.drill_runs`); the demo deployment stays with ``canary drill run --demo``.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from canary.store import api_tokens, audit, checkpoints, detection_objects, regi
 from canary.typing import SourceContext
 from canary.web import spec
 from canary.web.auth import Authenticator, Principal, cookie_name, csrf_ok, same_origin
+from canary.web.drill_runs import RUN_BODY, RUN_STARTED, DrillRuns
 from canary.web.spec import JSON, BadParam, Call, Param, Route
 
 log = structlog.get_logger("canary.web")
@@ -191,6 +192,7 @@ class Api:
         self.rt: SourceContext | None = None
         self.auth: Authenticator | None = None
         self.proxies = TrustedProxies()
+        self.drill_runs = DrillRuns(PREFIX, self._who)
         self.routes = self.table()
         self.document = spec.openapi(self.routes, prefix=PREFIX, version=VERSION)
 
@@ -199,6 +201,7 @@ class Api:
         self.rt = rt
         self.proxies = TrustedProxies.from_config(rt.config.listener)
         self.auth = Authenticator(rt.pool, rt.config.api, self.proxies, rt.reject, cookie=cookie_name(rt.config.listener))
+        self.drill_runs.start(rt)
 
     @property
     def runtime(self) -> SourceContext:
@@ -322,6 +325,8 @@ class Api:
                   tag="health"),
             Route("GET", "/drills", "read", "drill runs, newest first (keyset pages)", self.drills, spec.page_schema(DRILL),
                   (LIMIT, CURSOR), tag="drills"),
+            Route("POST", "/drills", "operate", "run a playbook against the configured deployment (one at a time; 409 when"
+                  " it cannot run now)", self.drill_runs.handle, RUN_STARTED, body=RUN_BODY, status=202, tag="drills"),
             Route("GET", "/drills/{id}", "read", "one drill run and its report (?format=json|md|html)", self.drill,
                   obj(["run", "report"], run=DRILL, report=ANY_OBJ),
                   (Param("id", where="path", max_length=64), Param("format", "enum", choices=tuple(drill_report.FORMATS))),
@@ -655,5 +660,5 @@ class ApiComponent:
         self.api.start(runtime)
 
     async def stop(self) -> None:
-        return None
+        await self.api.drill_runs.stop()  # a drill still running records itself as stopped
 
