@@ -23,7 +23,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from seeder_helpers import Shop
 from testkit import MakeConfig, OpenRuntime
-from web_support import ApiUnderTest
+from web_support import ApiUnderTest, make_api
 
 from canary.config import Config
 from canary.crypto import write_key_file
@@ -246,3 +246,55 @@ async def test_stopping_the_listener_records_the_running_drill(
     assert row["status"] == "error" and row["finished_at"] is not None
     assert json.loads(row["result"])["error"] == "the listener stopped during the run"  # a plain connection: jsonb as text
 
+
+async def test_the_console_runs_a_playbook_from_the_drills_page(open_test_runtime: OpenRuntime, make_config: MakeConfig,
+                                                               canary_rows: Any, shop: Shop,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """An operate session's Drills page has a Run form (CSRF token, a select of playbook names); a read
+    session's has none and its POST is 403; a POST without the CSRF token is 403; a known playbook
+    redirects to the new run's page; an unknown one is 400 and a run the listener cannot do is 409,
+    each with the reason."""
+    monkeypatch.delenv(ENV_INSIDER_DSN, raising=False)
+    async with make_api(open_test_runtime, make_config, canary_rows, shop, with_console=True) as c:
+        here = {"Origin": c.base}
+
+        async def fetch(method: str, path: str, cookie: str, data: Any = None) -> tuple[int, Any, str]:
+            async with c.http.request(method, c.base + path, data=data, headers={"Cookie": cookie, **here},
+                                      allow_redirects=False) as resp:
+                return resp.status, resp.headers, await resp.text()
+
+        async def sign_in(token: str) -> tuple[str, str]:
+            async with c.http.post(c.base + "/signin", data={"token": c.tokens[token], "next": "/drills"}, headers=here,
+                                   allow_redirects=False) as resp:
+                assert resp.status == 303
+                cookie = resp.headers.getall("Set-Cookie")[0].split(";", 1)[0]
+            _, _, page = await fetch("GET", "/drills", cookie)
+            m = re.search(r'name="csrf" value="([0-9a-f]{64})"', page)
+            assert m is not None
+            return cookie, m.group(1)
+
+        reader, reader_csrf = await sign_in("read")
+        _, _, page = await fetch("GET", "/drills", reader)
+        assert 'action="/drills/run"' not in page
+        status, _, text = await fetch("POST", "/drills/run", reader, {"csrf": reader_csrf, "playbook": "privileged-dump"})
+        assert status == 403 and "operate" in text
+        cookie, csrf = await sign_in("operate")
+        _, _, page = await fetch("GET", "/drills", cookie)
+        assert 'action="/drills/run"' in page and '<select name="playbook"' in page
+        assert all(f'<option value="{n}">' in page for n in ("insider-export", "privileged-dump", "breach"))
+        status, _, text = await fetch("POST", "/drills/run", cookie, {"playbook": "privileged-dump"})
+        assert status == 403 and "CSRF" in text
+        assert await c.rt.pool.fetchval("SELECT count(*) FROM drill_runs") == 0
+        status, _, text = await fetch("POST", "/drills/run", cookie, {"csrf": csrf, "playbook": "../etc/passwd"})
+        assert status == 400 and "no playbook named" in text
+        status, _, text = await fetch("POST", "/drills/run", cookie, {"csrf": csrf, "playbook": "insider-export"})
+        assert status == 409 and ENV_INSIDER_DSN in text
+        status, headers, _ = await fetch("POST", "/drills/run", cookie, {"csrf": csrf, "playbook": "privileged-dump"})
+        assert status == 303
+        run_id = headers["Location"].removeprefix("/drills/")
+        assert re.fullmatch(r"dr-[0-9a-f]{12}", run_id)
+        status, _, page = await fetch("GET", headers["Location"], cookie)
+        assert status == 200 and run_id in page
+        entry = await c.rt.pool.fetchrow("SELECT actor, details FROM audit_log WHERE action = 'drill.run'")
+        assert entry["actor"].startswith("session:") and entry["details"]["playbook"] == "privileged-dump"
+        await finished(c.call, run_id, c.tokens["read"])
