@@ -159,7 +159,7 @@ class DrillRuns:
                 await audit.record(conn, actor=actor, client=client, action="drill.run", target=f"drill:{run_id}",
                                    details={"playbook": book.name, "datastore": ds.name})
             started_at = dt.datetime.now(dt.timezone.utc)
-            self.task = asyncio.create_task(self._run(rt, run_id, book, ds.name, started_at), name=f"drill:{run_id}")
+            self.task = asyncio.create_task(self._run(rt, run_id, book, ds.name, started_at, actor), name=f"drill:{run_id}")
         except BaseException:
             self.current = None
             raise
@@ -173,11 +173,13 @@ class DrillRuns:
             raise CannotRun(f"{running} is still running in this listener: one at a time")
 
     # -- the run -------------------------------------------------------------------------------
-    async def _run(self, rt: SourceContext, run_id: str, book: Playbook, datastore: str, started_at: dt.datetime) -> None:
+    async def _run(self, rt: SourceContext, run_id: str, book: Playbook, datastore: str, started_at: dt.datetime,
+                   actor: str) -> None:
         """The run, in the background: whatever ends it is recorded in its row, nothing escapes."""
         try:
             async with asyncio.timeout(rt.config.api.drill_timeout):
                 async with deployment.configured(rt.config, datastore) as target:
+                    target.notes.append(f"started in the listener by {actor} (POST {self.prefix}/drills)")
                     result = await DrillRunner(target, book, run_id=run_id, registered=True).run()
             log.info("drill.api_run_finished", run_id=run_id, playbook=book.name, status=result.status)
         except asyncio.CancelledError:

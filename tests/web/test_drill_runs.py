@@ -208,6 +208,7 @@ async def test_a_run_against_the_configured_shop_is_detected_reported_and_audite
         assert all(st["paged_sinks"] == ["oncall"] and st["incidents"][0]["actor"]["user"] == shop.reader
                    for st in report["steps"])
         assert report["steps"][0]["incidents"][0]["origin"]["node"] == "api-primary"
+        assert f"started in the listener by token:{op.split('_')[2]} (operate) (POST /api/v1/drills)" in report["notes"]
         status, html, _ = await s.call("GET", headers["Location"] + "?format=html", s.tokens["read"])
         assert status == 200 and "insider-export" in html
         [entry] = await s.rt.pool.fetch("SELECT * FROM audit_log WHERE action = 'drill.run'")
