@@ -530,6 +530,7 @@ class Console:
             tag("h1", join(["Drill ", run["id"], " ", badge("drill-status", run["status"])])),
             facts([("playbook", run["playbook"]), ("mode", run["mode"]), ("started", when(run["started_at"])),
                    ("finished", when(run["finished_at"]) if run["finished_at"] else "running"),
+                   ("error", result.get("error")),  # why a run started from here ended as an error
                    ("report", link(f"/drills/{quote(run['id'], safe='')}/report", "full report (HTML)") if result else None)]),
             tag("section", join([tag("h2", "Steps"), table(("step", "status", "detect (s)", "page (s)", "detail"), step_rows,
                                                             empty="No steps recorded.")]), class_="card"),

@@ -253,8 +253,8 @@ async def test_the_console_runs_a_playbook_from_the_drills_page(open_test_runtim
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """An operate session's Drills page has a Run form (CSRF token, a select of playbook names); a read
     session's has none and its POST is 403; a POST without the CSRF token is 403; a known playbook
-    redirects to the new run's page; an unknown one is 400 and a run the listener cannot do is 409,
-    each with the reason."""
+    redirects to the new run's page (which says why the run ended as an error); an unknown one is 400 and
+    a run the listener cannot do is 409, each with the reason; the start is audited as the session."""
     monkeypatch.delenv(ENV_INSIDER_DSN, raising=False)
     async with make_api(open_test_runtime, make_config, canary_rows, shop, with_console=True) as c:
         here = {"Origin": c.base}
@@ -294,8 +294,8 @@ async def test_the_console_runs_a_playbook_from_the_drills_page(open_test_runtim
         assert status == 303
         run_id = headers["Location"].removeprefix("/drills/")
         assert re.fullmatch(r"dr-[0-9a-f]{12}", run_id)
-        status, _, page = await fetch("GET", headers["Location"], cookie)
-        assert status == 200 and run_id in page
         entry = await c.rt.pool.fetchrow("SELECT actor, details FROM audit_log WHERE action = 'drill.run'")
         assert entry["actor"].startswith("session:") and entry["details"]["playbook"] == "privileged-dump"
-        await finished(c.call, run_id, c.tokens["read"])
+        await finished(c.call, run_id, c.tokens["read"])  # an error: this deployment has no master key file
+        status, _, page = await fetch("GET", headers["Location"], cookie)
+        assert status == 200 and run_id in page and "<dt>error</dt><dd>MasterKeyError: no master key" in page
