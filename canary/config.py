@@ -257,9 +257,12 @@ class ApiConfig(_Model):
     coverage_ttl: float = 60.0
     #: connect / query timeout per datastore while computing it (an unreachable one is reported, not waited on)
     coverage_timeout: float = 10.0
+    #: a drill started through the API or console (POST /api/v1/drills) that runs longer than this is stopped
+    #: and recorded as an error (its steps bound themselves; this bounds a run that hangs)
+    drill_timeout: float = Field(default=3600.0, gt=0)
 
     @field_validator("token_expiry", "token_max_expiry", "auth_fail_window", "auth_fail_step", "auth_fail_max",
-                     "session_max", "session_idle", "coverage_ttl", "coverage_timeout", mode="before")
+                     "session_max", "session_idle", "coverage_ttl", "coverage_timeout", "drill_timeout", mode="before")
     @classmethod
     def _dur(cls, v: object) -> float:
         return parse_duration(v)

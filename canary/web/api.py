@@ -27,8 +27,8 @@ so a read-scope caller must not be able to turn requests into datastore load: :c
 one answer per process for ``api.coverage_ttl`` and computes it once at a time; ``?refresh=true`` (operate
 scope) asks for a fresh one. A datastore that cannot be reached is a datastore marked unreachable in a 200.
 
-Starting a drill is not offered here: a drill stands up deployments and traffic that do not belong in
-the listener process (``canary drill run``); the API lists runs and serves their reports.
+``POST /drills`` runs a playbook against the configured deployment in this listener, one at a time
+(:mod:`canary.web.drill_runs`); the demo deployment stays with ``canary drill run --demo``.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ from canary.store import api_tokens, audit, checkpoints, detection_objects, regi
 from canary.typing import SourceContext
 from canary.web import spec
 from canary.web.auth import Authenticator, Principal, cookie_name, csrf_ok, same_origin
+from canary.web.drill_runs import RUN_BODY, RUN_STARTED, DrillRuns
 from canary.web.spec import JSON, BadParam, Call, Param, Route
 
 log = structlog.get_logger("canary.web")
@@ -273,6 +274,7 @@ class Api:
         self.auth: Authenticator | None = None
         self.coverage_cache: CoverageCache | None = None
         self.proxies = TrustedProxies()
+        self.drill_runs = DrillRuns(PREFIX, self._who)
         self.routes = self.table()
         self.document = spec.openapi(self.routes, prefix=PREFIX, version=VERSION)
 
@@ -284,6 +286,7 @@ class Api:
         cfg = rt.config
         self.coverage_cache = CoverageCache(
             cfg.api.coverage_ttl, lambda: coverage_report(cfg, rt.pool, timeout=cfg.api.coverage_timeout))
+        self.drill_runs.start(rt)
 
     async def close(self) -> None:
         if self.coverage_cache is not None:
@@ -416,6 +419,8 @@ class Api:
                   tag="health"),
             Route("GET", "/drills", "read", "drill runs, newest first (keyset pages)", self.drills, spec.page_schema(DRILL),
                   (LIMIT, CURSOR), tag="drills"),
+            Route("POST", "/drills", "operate", "run a playbook against the configured deployment (one at a time; 409 when"
+                  " it cannot run now)", self.drill_runs.handle, RUN_STARTED, body=RUN_BODY, status=202, tag="drills"),
             Route("GET", "/drills/{id}", "read", "one drill run and its report (?format=json|md|html)", self.drill,
                   obj(["run", "report"], run=DRILL, report=ANY_OBJ),
                   (Param("id", where="path", max_length=64), Param("format", "enum", choices=tuple(drill_report.FORMATS))),
@@ -766,5 +771,6 @@ class ApiComponent:
         self.api.start(runtime)
 
     async def stop(self) -> None:
+        await self.api.drill_runs.stop()  # a drill still running records itself as stopped
         await self.api.close()
 

@@ -10,7 +10,7 @@ no-referrer`` and ``Cache-Control: no-store``.
 Who: a person signs in by pasting an API token (``canary token create``); that makes a browser session
 (:mod:`canary.store.browser_sessions`) with the token's scopes, in the cookie described in
 :mod:`canary.web.auth`. Failed sign-ins count in the API's per-peer tarpit. A page without a valid session
-redirects to the sign-in page and back. Every POST (acknowledge, resolve, note, replay, sign out) carries
+redirects to the sign-in page and back. Every POST (acknowledge, resolve, note, replay, run a drill, sign out) carries
 the session's CSRF token in a hidden field and must come from this origin, else 403; read-scope sessions
 see no buttons and get 403 on POST.
 
@@ -44,6 +44,7 @@ from canary.typing import SourceContext
 from canary.web import render
 from canary.web.api import STATUSES, Api, NotFound
 from canary.web.auth import Principal, cookie_name, csrf_ok, same_origin
+from canary.web.drill_runs import CannotRun
 from canary.web.render import Html, badge, e, facts, form, join, link, mapping, table, tag, when
 from canary.web.spec import BadParam, Call
 
@@ -116,6 +117,7 @@ class Console:
             web.get("/canaries", p(self.canaries, "read")),
             web.get("/coverage", p(self.coverage, "read")),
             web.get("/drills", p(self.drills, "read")),
+            web.post("/drills/run", p(self.run_drill, "operate", post=True)),
             web.get("/drills/{id}", p(self.drill, "read")),
             web.get("/drills/{id}/report", p(self.drill_report, "read")),
             web.get("/sinks", p(self.sinks, "read")),
@@ -493,10 +495,29 @@ class Console:
                  f"{d['time_to_page_s']:.2f}s" if d["time_to_page_s"] is not None else "—") for d in got["items"]]
         more = (link(render.query("/drills", {"cursor": got["next_cursor"]}), "next page →", class_="next")
                 if got["next_cursor"] else Html(""))
-        body = join([tag("h1", "Drills"), tag("p", "Run drills with canary drill run; their reports are kept here.", class_="muted"),
+        body = join([tag("h1", "Drills"), tag("p", "Run drills here or with canary drill run; their reports are kept here.",
+                                              class_="muted"), await self._run_form(who),
                      table(("run", "playbook", "mode", "status", "started", "detected", "missed", "skipped", "worst detect",
                             "worst page"), rows, empty="No drill has run."), more])
         return self._show("Drills", body, who, "drills")
+
+    async def _run_form(self, who: Principal) -> Html:
+        """Operate scope: run a playbook (by name) against a configured datastore (POST /api/v1/drills)."""
+        datastores = [d.name for d in self.rt.config.datastores]
+        if not who.has("operate") or not datastores:
+            return Html("")
+        fields = join([_select("playbook", tuple(await self.api.drill_runs.names()), None),
+                       _select("datastore", tuple(datastores), None) if len(datastores) > 1 else Html("")])
+        return form("/drills/run", who.csrf, "Run", fields=fields,
+                    confirm="Run this drill now? Its reads and messages are real traffic and page on-call (marked [DRILL]).")
+
+    async def run_drill(self, request: web.Request, who: Principal, fields: Mapping[str, str]) -> web.StreamResponse:
+        body = {k: fields[k] for k in ("playbook", "datastore") if fields.get(k)}
+        try:
+            run = await self.api.drill_runs.launch(self._call(request, who, {}, body))
+        except CannotRun as exc:
+            raise Refused(409, str(exc)) from None
+        return redirect(f"/drills/{quote(run.id, safe='')}")
 
     async def _drill_row(self, request: web.Request) -> asyncpg.Record:
         run_id = request.match_info["id"]
@@ -516,6 +537,7 @@ class Console:
             tag("h1", join(["Drill ", run["id"], " ", badge("drill-status", run["status"])])),
             facts([("playbook", run["playbook"]), ("mode", run["mode"]), ("started", when(run["started_at"])),
                    ("finished", when(run["finished_at"]) if run["finished_at"] else "running"),
+                   ("error", result.get("error")),  # why a run started from here ended as an error
                    ("report", link(f"/drills/{quote(run['id'], safe='')}/report", "full report (HTML)") if result else None)]),
             tag("section", join([tag("h2", "Steps"), table(("step", "status", "detect (s)", "page (s)", "detail"), step_rows,
                                                             empty="No steps recorded.")]), class_="card"),

@@ -47,6 +47,8 @@ def _body(path: str, method: str) -> Any:
         return {"body": "looked at it"}
     if path.endswith("/replay"):
         return {"all": True}
+    if path == "/drills":  # starts a run (202) in the background; tests/web/test_drill_runs.py follows it
+        return {"playbook": "privileged-dump"}
     return {}
 
 
