@@ -54,6 +54,7 @@ import datetime as dt
 import random
 import re
 import shutil
+import statistics
 import tempfile
 import time
 from collections import Counter
@@ -451,7 +452,7 @@ class Mode:
 
 async def run(
     server: PostgresServer, data: str, customers: int, rate: float, pools: dict[str, Any] | None, label: str,
-    top_n: int = 5, mode: Mode = Mode(),
+    top_n: int = 5, mode: Mode = Mode(), seed: int | None = None,
 ) -> Outcome:
     gen = GENERATORS[data]
     trickle = mode.name == "trickle"
@@ -490,7 +491,7 @@ async def run(
         t1 = time.perf_counter()
         if window is not None:
             clock = SimClock(window.start)
-            seeder = PostgresSeeder.from_config(cfg, "shop", registry, clock=clock)
+            seeder = PostgresSeeder.from_config(cfg, "shop", registry, clock=clock, seed=seed)
             async with Replay(conn, bulk_upto=upto, bulk_at=at, renumber=True) as hist:
                 trickled = await trickle_through(hist, seeder, clock, window)
             stats = hist.stats()
@@ -500,7 +501,7 @@ async def run(
             seeding = (f"trickle: {trickled.signups} sign-ups, {trickled.updates} updates, {trickled.children} orders in "
                        f"{trickled.calls} runs, {trickled.seconds:.1f}s; {trickled.left} slots due after the end not written")
         else:
-            result = await PostgresSeeder.from_config(cfg, "shop", registry).apply()
+            result = await PostgresSeeder.from_config(cfg, "shop", registry, seed=seed).apply()
             warnings = list(result.warnings)
             seeding = f"seeding {time.perf_counter() - t1:.1f}s"
         canary_ids = {int(r.location["pk"]) for r in await registry.active("shop")}
@@ -574,7 +575,14 @@ async def main(argv: Sequence[str] | None = None) -> None:
                     help="backdated: all canaries at once after the history; trickle: arriving during it (implies --traces)")
     ap.add_argument("--window", type=float, default=0.2,
                     help="trickle: the window is the last WINDOW share of the table's sign-ups, with RATE canaries per real one")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="the seeder's random seed (default: a fresh one per run); with --repeat, runs use SEED, SEED+1, ...")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="seed each table REPEAT times (the data stays the same) and report mean +- sd of the AUCs: the "
+                         "seeder's own randomness moves a single AUC by several hundredths")
     args = ap.parse_args(argv)
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
     wanted = [d for d in args.data.split(",") if d]
     unknown = set(wanted) - set(GENERATORS)
     if unknown:
@@ -592,21 +600,25 @@ async def main(argv: Sequence[str] | None = None) -> None:
         configure("error", "console")  # not a line per sign-up
         await asyncio.to_thread(control.start)
     mode = Mode(args.mode, args.traces or args.mode == "trickle", args.window, control)
-    results: list[tuple[str, dict[str, Outcome]]] = []
+    results: list[tuple[str, dict[str, list[Outcome]]]] = []
     try:
         for data in wanted:
             gen = GENERATORS[data]
             common = (args.customers, args.rate)
-            outcomes: dict[str, Outcome] = {}
-            if "none" in kinds:
-                outcomes["none"] = await run(server, data, *common, None, "without contact pools", args.top, mode)
-            if "domains" in kinds:
-                outcomes["domains"] = await run(server, data, *common, gen.pools(), f"with 40 owned domains + {gen.pools_label}",
-                                                args.top, mode)
-            if "mailboxes" in kinds:
-                outcomes["mailboxes"] = await run(
-                    server, data, *common, {**gen.pools(), "mailboxes": "auto"},
-                    f"with owned mailboxes at the table's free-mail providers + {gen.pools_label}", args.top, mode)
+            outcomes: dict[str, list[Outcome]] = {}
+            for i in range(args.repeat):
+                seed = None if args.seed is None else args.seed + i
+                tag = f" (run {i + 1} of {args.repeat}, seed {seed if seed is not None else 'fresh'})" if args.repeat > 1 else ""
+                if "none" in kinds:
+                    outcomes.setdefault("none", []).append(
+                        await run(server, data, *common, None, "without contact pools" + tag, args.top, mode, seed))
+                if "domains" in kinds:
+                    outcomes.setdefault("domains", []).append(await run(
+                        server, data, *common, gen.pools(), f"with 40 owned domains + {gen.pools_label}" + tag, args.top, mode, seed))
+                if "mailboxes" in kinds:
+                    outcomes.setdefault("mailboxes", []).append(await run(
+                        server, data, *common, {**gen.pools(), "mailboxes": "auto"},
+                        f"with owned mailboxes at the table's free-mail providers + {gen.pools_label}" + tag, args.top, mode, seed))
             results.append((data, outcomes))
     finally:
         for s in (server, control):
@@ -615,15 +627,24 @@ async def main(argv: Sequence[str] | None = None) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nROC AUC ({args.mode}{', rows of the trickle window' if args.mode == 'trickle' else ''}; 0.5 = indistinguishable, "
           "target <= 0.55)" + ("; with physical traces after the slash" if mode.traces else ""))
-    print(f"  {'data':<12} {'no pools':>13} {'domains':>13} {'mailboxes':>13}")
 
-    def cell(o: Outcome | None) -> str:
-        if o is None:
+    def spread(values: list[float]) -> str:
+        if len(values) == 1:
+            return f"{values[0]:.3f}"
+        return f"{statistics.mean(values):.3f}±{statistics.stdev(values):.3f}"
+
+    def cell(runs: list[Outcome] | None) -> str:
+        if not runs:
             return "-"
-        return f"{o.auc:.3f}" + (f" / {o.auc_traces:.3f}" if o.auc_traces is not None else "")
+        traces = [o.auc_traces for o in runs if o.auc_traces is not None]
+        return spread([o.auc for o in runs]) + (f" / {spread(traces)}" if traces else "")
 
+    width = 13 if args.repeat == 1 else 27
+    if args.repeat > 1:
+        print(f"  (mean ± sd over {args.repeat} seedings of the same data)")
+    print(f"  {'data':<12} " + " ".join(f"{h:>{width}}" for h in ("no pools", "domains", "mailboxes")))
     for data, outcomes in results:
-        print(f"  {data:<12} " + " ".join(f"{cell(outcomes.get(k)):>13}" for k in POOLS))
+        print(f"  {data:<12} " + " ".join(f"{cell(outcomes.get(k)):>{width}}" for k in POOLS))
 
 
 if __name__ == "__main__":
