@@ -139,6 +139,8 @@ class Route:
     reveals: bool = False  # takes ?reveal=true (values only with the reveal scope; audited)
     content: str = "application/json"
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: error answers beyond 400 / 401 / 403 / 404 that the route gives, by status (documented in OpenAPI)
+    errors: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def operation_id(self) -> str:
@@ -182,6 +184,8 @@ def openapi(routes: Sequence[Route], *, prefix: str, version: str, title: str = 
             responses[code] = {"description": why, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
         if "{" in r.path:
             responses["404"] = {"description": "not found", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        for code, why in r.errors.items():
+            responses[code] = {"description": why, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
         op: JSON = {"operationId": r.operation_id, "summary": r.summary, "tags": [r.tag] if r.tag else [],
                     "parameters": [p.document() for p in r.params], "responses": responses,
                     "security": [{"bearer": []}], "x-canary-scope": r.scope}

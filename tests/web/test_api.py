@@ -133,6 +133,11 @@ async def test_openapi_document_is_valid_and_matches_the_served_routes(api: ApiU
     served = {(r.method, r.path) for r in (rd for rd in app.aiohttp_routes())}
     assert documented == served
     assert all(op["x-canary-scope"] in ("read", "operate", "admin") for ops in doc["paths"].values() for op in ops.values())
+    # the answers beyond 2xx / 400 / 401 / 403 / 404 that routes give are documented too
+    paths = doc["paths"]
+    assert {"202", "409"} <= set(paths[f"{PREFIX}/drills"]["post"]["responses"])
+    for route in (f"{PREFIX}/incidents/{{id}}/acknowledge", f"{PREFIX}/incidents/{{id}}/resolve", f"{PREFIX}/sinks/dead/replay"):
+        assert "409" in paths[route]["post"]["responses"], route
 
 
 async def test_ack_and_resolve_notify_the_paged_sink_and_are_audited(api: ApiUnderTest) -> None:
