@@ -205,6 +205,9 @@ class ListenerConfig(_Model):
     body_timeout: float = 30.0
     #: reverse proxies whose forwarding header names the client (canary/proxies.py); empty: the TCP peer is the client
     trusted_proxies: tuple[str, ...] = ()
+    #: open connections one peer (an IPv4 address / IPv6 /64; trusted proxies exempt) may hold on the HTTP
+    #: port; beyond, a new one is closed at once (canary/conncap.py). 0: no cap
+    max_connections_per_peer: int = Field(default=128, ge=0, le=1_000_000)
     proxy_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"  # the one header those proxies write
     #: who sees /healthz in detail (components, lag, counts); anyone else gets only {"status": ...}
     health_detail_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")

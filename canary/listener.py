@@ -31,6 +31,7 @@ import structlog
 from aiohttp import web
 
 from canary import plugins
+from canary.conncap import CappedSite, PeerConnections
 from canary.events import DetectionEvent, EventKind, Severity, event_key
 from canary.outbox import report_dead_letters
 from canary.proxies import TrustedProxies, networks
@@ -315,12 +316,29 @@ class Listener:
 LISTENER_KEY = web.AppKey("listener", Listener)
 
 
+def connection_cap(listener: Listener) -> PeerConnections:
+    """The per-peer connection cap of ``listener``'s HTTP port (``listener.max_connections_per_peer``;
+    trusted proxies exempt); each refusal is counted and sampled."""
+    rt = listener.runtime
+    conf = rt.config.listener
+    tasks: set[asyncio.Task[None]] = set()
+
+    def refused(peer: str) -> None:
+        rt.metrics.connections_refused.inc()
+        if len(tasks) < 16:  # samples are best effort; a flood must not become a flood of tasks
+            task = asyncio.get_running_loop().create_task(rt.reject("listener", "connection_cap", f"peer={peer}"))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    return PeerConnections(conf.max_connections_per_peer, networks(conf.trusted_proxies), refused)
+
+
 async def serve(listener: Listener, host: str, port: int, *, ready: asyncio.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT, then shut down gracefully."""
     app = listener.app()
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = CappedSite(runner, host, port, connection_cap(listener))
     await site.start()
     log.info("listener.started", host=host, port=port, components=[c.name for c in listener.components])
     stop = asyncio.Event()

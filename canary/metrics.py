@@ -26,6 +26,9 @@ class Metrics:
         self.quiet = Counter(
             "canary_backstop_quiet_total", "Object-audit lines left quiet: why=tripwire (row security covers the session)"
             " or why=privileged_reads (the setting)", ["source", "why"], registry=r)
+        self.connections_refused = Counter(
+            "canary_connections_refused_total", "Connections to the listener's HTTP port closed at once: the peer held"
+            " listener.max_connections_per_peer already", registry=r)
         self.leader = Gauge("canary_leader", "1 in the listener holding the leader lease (runs the once-per-cluster"
                             " jobs)", registry=r)
         self.up = Gauge("canary_component_up", "1 when a listener component is running", ["component"], registry=r)
