@@ -35,7 +35,9 @@ import email.utils
 import ipaddress
 import secrets
 import ssl
+import traceback
 from collections.abc import Coroutine, Iterator
+from pathlib import Path
 from typing import Any, AnyStr
 
 import structlog
@@ -132,6 +134,15 @@ class _SMTP(SMTP):
         self._source.spawn(self._source.settle_probes(
             batch, session=self.token, client_ip=self.client_ip, helo=self.helo, sender=self.sender,
             counts=dict(self.counts)))
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's address parser, with every way the email package's parser fails on hostile text
+        answered as the syntax error it is (``RCPT TO:<a@``, ``MAIL FROM:<@a:`` raised IndexError there,
+        which aiosmtpd turns into the internal-error answer)."""
+        try:
+            return super()._getaddr(arg)
+        except (IndexError, ValueError, TypeError):
+            return None, None
 
     async def smtp_EXPN(self, arg: str) -> None:
         """Same answer for every argument (aiosmtpd has no EXPN hook); a named address is a probe."""
@@ -259,8 +270,11 @@ class _Handler:
         return "250 2.0.0 OK"
 
     async def handle_exception(self, error: Exception) -> str:
-        log.error("smtp.session_error", error=type(error).__name__)
-        await self.src.runtime.reject(NAME, "internal_error", type(error).__name__)
+        # where it failed (code locations only: the message may hold what the peer sent)
+        frames = traceback.extract_tb(error.__traceback__)[-3:]
+        where = " < ".join(f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in reversed(frames))
+        log.error("smtp.session_error", error=type(error).__name__, where=where)
+        await self.src.runtime.reject(NAME, "internal_error", f"{type(error).__name__} at {where}"[:300])
         return "451 4.3.0 Internal error, try again later"
 
 

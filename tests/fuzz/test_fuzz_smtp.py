@@ -164,6 +164,8 @@ _body = messages | st.just(deep_multipart(900)) | st.just(deep_rfc822(20_000))
          body=deep_rfc822(20_000))  # the MIME parser's RecursionError became the 451 internal-error answer
 @example(commands=[b"EHLO x", b"MAIL FROM:<a@phish.test>", b"RCPT TO:<\xed\xa0\x80@canary-mail.test>", b"VRFY \xed\xa0\x80",
                    b"QUIT"], body=b"")  # lone surrogates from surrogateescape crashed the probe lookup's blind index
+@example(commands=[b"EHLO x", b"MAIL FROM:<a@", b"MAIL FROM:<a@phish.test>", b"RCPT TO:<@a:", b"RCPT TO:a@", b"VRFY <a@",
+                   b"QUIT"], body=b"")  # the email package's address parser raised IndexError: the internal-error answer
 @given(commands=st.lists(_command, max_size=10), body=_body)
 def test_fuzzed_smtp_sessions_get_well_formed_replies(server: FuzzServer, commands: list[bytes], body: bytes) -> None:
     """Any command sequence (and DATA body): well-formed replies, never the internal-error answer, the
