@@ -68,6 +68,7 @@ from canary.postgres.http_ingest import UNAVAILABLE, Batch, unavailable
 from canary.postgres.record import RecordHandler
 from canary.postgres.staging import (
     COMMIT_BATCH,
+    CloudEndpoint,
     CloudEvent,
     Decoded,
     LogTarget,
@@ -77,9 +78,7 @@ from canary.postgres.staging import (
     commit_records,
     stages,
 )
-from canary.proxies import TrustedProxies
 from canary.secret import Secret
-from canary.typing import SourceContext
 
 log = structlog.get_logger("canary.sources.firehose")
 
@@ -165,7 +164,7 @@ def firehose_staging(settings: LogStagingConfig) -> LogStagingConfig:
     return settings.model_copy(update={"quiet": settings.firehose_quiet})
 
 
-class FirehoseReceiver:
+class FirehoseReceiver(CloudEndpoint):
     """Component ``firehose``: the HTTP endpoint destination of Firehose streams."""
 
     name = "firehose"
@@ -181,8 +180,6 @@ class FirehoseReceiver:
         self.max_body = max_body
         self.processors = Processors("firehose", handlers)
         self.staging = Staging(self.name, staging or firehose_staging(LogStagingConfig()), self.processors, self._staged_target)
-        self.runtime: SourceContext  # set by start()
-        self._proxies = TrustedProxies()
 
     def __repr__(self) -> str:
         return f"FirehoseReceiver(path={self.path!r}, log_groups={[r.log_group for r in self.rules]!r})"
@@ -193,17 +190,6 @@ class FirehoseReceiver:
         assert fh.access_key is not None
         rules = [StreamRule(s.log_group, LogTarget.of(config, s, f"coverage.firehose.streams[{i}]")) for i, s in enumerate(fh.streams)]
         return cls(fh.access_key, rules, path=fh.path, max_body=fh.max_body, staging=firehose_staging(config.coverage.log_staging))
-
-    def routes(self) -> list[web.RouteDef]:
-        return [web.post(self.path, self.handle)]
-
-    async def start(self, runtime: SourceContext) -> None:
-        self.runtime = runtime
-        self._proxies = TrustedProxies.from_config(runtime.config.listener)
-        await self.staging.start(runtime)
-
-    async def stop(self) -> None:
-        await self.staging.stop()
 
     def target(self, group: str) -> LogTarget | None:
         return next((r.target for r in self.rules if r.matches(group)), None)

@@ -71,9 +71,16 @@ from canary.plugins import SourceType
 from canary.postgres.firehose import BodyError, read_body
 from canary.postgres.http_ingest import UNAVAILABLE, Batch, unavailable
 from canary.postgres.record import RecordHandler
-from canary.postgres.staging import CloudEvent, LogTarget, Processors, Staging, commit_records, decode_events, stages
-from canary.proxies import TrustedProxies
-from canary.typing import SourceContext
+from canary.postgres.staging import (
+    CloudEndpoint,
+    CloudEvent,
+    LogTarget,
+    Processors,
+    Staging,
+    commit_records,
+    decode_events,
+    stages,
+)
 
 log = structlog.get_logger("canary.sources.pubsub")
 
@@ -219,7 +226,7 @@ async def verify_token(header: str, keys: Jwks, http: aiohttp.ClientSession, pol
     return claims
 
 
-class PubSubPush:
+class PubSubPush(CloudEndpoint):
     """Component ``pubsub``: the push endpoint of Cloud SQL log subscriptions."""
 
     name = "pubsub"
@@ -236,8 +243,6 @@ class PubSubPush:
         self.max_body = max_body
         self.processors = Processors("pubsub", handlers)
         self.staging = Staging(self.name, staging or LogStagingConfig(), self.processors, self.databases.get, ordered=False)
-        self.runtime: SourceContext  # set by start()
-        self._proxies = TrustedProxies()
 
     def __repr__(self) -> str:
         return f"PubSubPush(path={self.path!r}, databases={sorted(self.databases)!r})"
@@ -249,17 +254,6 @@ class PubSubPush:
         return cls(TokenPolicy(ps.issuer, ps.audience, ps.service_account, ps.leeway),
                    Jwks(ps.jwks_url, ps.jwks_file, max_age=ps.jwks_max_age, min_interval=ps.jwks_min_interval),
                    databases, path=ps.path, max_body=ps.max_body, staging=config.coverage.log_staging)
-
-    def routes(self) -> list[web.RouteDef]:
-        return [web.post(self.path, self.handle)]
-
-    async def start(self, runtime: SourceContext) -> None:
-        self.runtime = runtime
-        self._proxies = TrustedProxies.from_config(runtime.config.listener)
-        await self.staging.start(runtime)
-
-    async def stop(self) -> None:
-        await self.staging.stop()
 
     def _answer(self, status: int, error: str = "", headers: Mapping[str, str] | None = None) -> web.Response:
         self.runtime.metrics.requests.labels(component=self.name, code=str(status)).inc()

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from aiohttp import web
 
 from canary.config import CloudLogTarget, Config, LogStagingConfig
 from canary.errors import ConfigError
@@ -52,6 +53,7 @@ from canary.postgres.http_ingest import UNAVAILABLE, Batch, unavailable, unstora
 from canary.postgres.processor import PgLogProcessor
 from canary.postgres.record import RecordContext, RecordHandler
 from canary.postgres.stderr import FIELD_LINES, MalformedLine, Prefix, compile_prefix
+from canary.proxies import TrustedProxies
 from canary.store import log_staging
 from canary.store.log_staging import NewLine, StagedLine
 from canary.tasks import stop_task
@@ -558,3 +560,30 @@ class Staging:
                 await asyncio.wait_for(self._stopping.wait(), interval)
             except TimeoutError:
                 pass
+
+
+class CloudEndpoint:
+    """What the cloud log endpoints share (:mod:`canary.postgres.firehose`, :mod:`canary.postgres.pubsub`):
+    one POST route at ``path``, the client address behind trusted proxies, and their :class:`Staging`,
+    whose flusher runs while the component does. A subclass sets ``name``, ``path`` and ``staging`` and
+    writes :meth:`handle`."""
+
+    name: str
+    path: str
+    staging: Staging
+    runtime: SourceContext  # set by start()
+    _proxies: TrustedProxies = TrustedProxies()
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post(self.path, self.handle)]
+
+    async def handle(self, request: web.Request) -> web.Response:
+        raise NotImplementedError
+
+    async def start(self, runtime: SourceContext) -> None:
+        self.runtime = runtime
+        self._proxies = TrustedProxies.from_config(runtime.config.listener)
+        await self.staging.start(runtime)
+
+    async def stop(self) -> None:
+        await self.staging.stop()
