@@ -9,6 +9,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from canary.attack import attack_json
 from canary.events import DetectionEvent, EventKind, Severity
 
 
@@ -48,6 +49,11 @@ class Alert:
     sequence: int = 0  # notification number within the incident (0 = trigger)
     #: the incident's page, <listener.public_url>/incidents/<id> (None when public_url is not set)
     link: str | None = None
+    #: ATT&CK techniques this incident is evidence of (canary.attack: {"id", "name", "url", "tactics"})
+    attack: Sequence[Mapping[str, Any]] = ()
+    #: what is known about the client address (canary.enrich: {"address", "country", "city", "asn",
+    #: "as_org", "rdns", "internal"}); empty when nothing is
+    enrichment: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,6 +76,8 @@ class Alert:
             "source": self.source,
             "sequence": self.sequence,
             "link": self.link,
+            "attack": [dict(t) for t in self.attack],
+            "enrichment": dict(self.enrichment),
         }
 
     @classmethod
@@ -94,6 +102,8 @@ class Alert:
             source=str(data.get("source") or ""),
             sequence=int(data.get("sequence") or 0),
             link=str(data["link"]) if data.get("link") else None,
+            attack=tuple(data.get("attack") or ()),
+            enrichment=dict(data.get("enrichment") or {}),
         )
 
 
@@ -165,4 +175,5 @@ def alert_for(inc: Mapping[str, Any], canaries: Sequence[Mapping[str, Any]], act
         source=inc["source"],
         sequence=sequence,
         link=incident_link(public_url, inc["id"]),
+        attack=tuple(attack_json(inc["kind"], inc["source"], inc["evidence"])),
     )

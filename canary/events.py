@@ -121,6 +121,20 @@ class DetectionEvent:
         }
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """A committed event as the event feed (``canary/feed.py``) hands it to sinks that take every
+    event (SIEMs): the store's id (stable: the receiver's idempotency key), the incident it joined,
+    the canary it is about (``{"uid", "label", "kind"}``, never a value) and, when a rule suppressed
+    it, the rule's name."""
+
+    id: int
+    event: DetectionEvent
+    incident_id: int | None = None
+    canary: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    suppressed_by: str | None = None
+
+
 def event_key(*parts: object) -> str:
     """A stable idempotency key from the parts that identify one signal."""
     blob = json.dumps([str(p) for p in parts], separators=(",", ":"), ensure_ascii=False)

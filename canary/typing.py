@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from canary.alerts import Alert
     from canary.config import Config
     from canary.crypto import Keyring
-    from canary.events import DetectionEvent
+    from canary.events import DetectionEvent, StoredEvent
     from canary.metrics import Metrics
     from canary.store.registry import Registry
 
@@ -39,6 +39,20 @@ class Sink(Protocol):
     name: str
 
     async def send(self, alert: Alert) -> None: ...
+
+
+@runtime_checkable
+class EventSink(Sink, Protocol):
+    """A sink that also takes every committed event (SIEMs), through the event feed (``canary/feed.py``):
+    ``send_events`` delivers one batch (at most ``event_batch``) or raises :class:`canary.errors.DeliveryError`,
+    and the feed sends the same batch again (at-least-once: ``StoredEvent.id`` is the receiver's
+    idempotency key). ``events`` selects what the feed sends: ``"unsuppressed"`` (the default),
+    ``"all"`` (suppressed events too, with the rule's name) or ``"none"`` (incidents only)."""
+
+    events: str
+    event_batch: int
+
+    async def send_events(self, events: Sequence[StoredEvent]) -> None: ...
 
 
 class SinkFactory(Protocol):
