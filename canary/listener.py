@@ -33,6 +33,7 @@ from aiohttp import web
 from canary import plugins
 from canary.conncap import CappedSite, PeerConnections
 from canary.events import DetectionEvent, EventKind, Severity, event_key
+from canary.feed import EventFeed
 from canary.outbox import report_dead_letters
 from canary.proxies import TrustedProxies, networks
 from canary.runtime import Runtime, close_runtime
@@ -70,6 +71,7 @@ class Listener:
         self._watch: asyncio.Task[None] | None = None
         self._watch_stop = asyncio.Event()
         self.holder = f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.feed: EventFeed | None = None  # SIEM sinks' event feed, while running
         self.leader = False
         self._lead: asyncio.Task[None] | None = None
         self._lead_stop = asyncio.Event()
@@ -101,6 +103,8 @@ class Listener:
         rt.pipeline.start()
         rt.dispatcher.on_dead = report_dead_letters(rt.submit)
         await rt.dispatcher.start()
+        self.feed = EventFeed(rt.pool, rt.sinks, rt.config.alerting, holder=self.holder, submit=rt.submit, metrics=rt.metrics)
+        await self.feed.start()
         for comp in self.components:
             if not cluster_singleton(comp):
                 await self._start_component(comp)
@@ -119,6 +123,9 @@ class Listener:
         for comp in reversed(self._started):
             await self._stop_component(comp)
         self._started.clear()
+        if self.feed is not None:
+            await self.feed.stop(grace=rt.config.listener.shutdown_grace)
+            self.feed = None
         if self.leader:
             self.leader = False
             try:

@@ -15,3 +15,12 @@ async def stop_task(task: asyncio.Task[None] | None, stopping: asyncio.Event, gr
     except asyncio.TimeoutError:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def wait_or_stop(stopping: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds`` unless ``stopping`` is set first; whether it was."""
+    try:
+        await asyncio.wait_for(stopping.wait(), seconds)
+    except asyncio.TimeoutError:
+        return False
+    return True

@@ -21,6 +21,7 @@ from canary.app.commands import load_config
 from canary.postgres.jsonlog import behind_bytes
 from canary.seeding import trickle
 from canary.store import ControlStore, checkpoints, detection_objects, registry, rejects
+from canary.store import feed as feed_store
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -42,6 +43,7 @@ async def gather(pool: asyncpg.Pool, stall_after: float = 60.0) -> dict[str, Any
     outbox = await pool.fetchrow(
         "SELECT count(*) FILTER (WHERE status = 'pending') AS pending, count(*) FILTER (WHERE status = 'dead') AS dead,"
         " min(created_at) FILTER (WHERE status = 'pending') AS oldest_pending FROM outbox")
+    feeds = await feed_store.status(pool)
     objects = await detection_objects.installed(pool)
     rejected = await rejects.summary(pool)
     incidents = await pool.fetchrow(
@@ -101,6 +103,9 @@ async def gather(pool: asyncpg.Pool, stall_after: float = 60.0) -> dict[str, Any
                              for r in gaps],
         },
         "outbox": {"pending": outbox["pending"], "dead": outbox["dead"], "oldest_pending_age_s": age(outbox["oldest_pending"])},
+        # SIEM sinks' event feeds (canary/feed.py): delivered, waiting, refused for good, failing since
+        "event_feeds": [{"sink": f["sink"], "delivered": f["delivered"], "waiting": f["waiting"], "dead": f["dead"],
+                         "failing_for_s": age(f["failing_since"]), "last_error": f["last_error"]} for f in feeds],
         "incidents": {"open": incidents["open"], "acknowledged": incidents["ack"], "open_not_drill": incidents["open_real"],
                       "suppressed": incidents["suppressed"]},
         "last_drill": drill,
@@ -155,9 +160,12 @@ def render_text(doc: dict[str, Any]) -> str:
     if det["rejects_24h"]:
         out.append("  rejected inputs (24h): " + ", ".join(f"{r['source']}/{r['reason']}={r['count']}" for r in det["rejects_24h"]))
     ob = doc["outbox"]
-    out += ["", f"Outbox: {ob['pending']} pending (oldest {_age(ob['oldest_pending_age_s'])}), {ob['dead']} dead",
-            f"Incidents: {doc['incidents']['open']} open ({doc['incidents']['open_not_drill']} not drills), "
-            f"{doc['incidents']['acknowledged']} acknowledged, {doc['incidents']['suppressed']} suppressed (alerts list --all)", ""]
+    out += ["", f"Outbox: {ob['pending']} pending (oldest {_age(ob['oldest_pending_age_s'])}), {ob['dead']} dead"]
+    for f in doc["event_feeds"]:
+        out.append(f"  event feed {f['sink']}: {f['delivered']} delivered, {f['waiting']} waiting, {f['dead']} refused"
+                   + (f"; FAILING since {_age(f['failing_for_s'])}: {f['last_error']}" if f["failing_for_s"] is not None else ""))
+    out += [f"Incidents: {doc['incidents']['open']} open ({doc['incidents']['open_not_drill']} not drills), "
+             f"{doc['incidents']['acknowledged']} acknowledged, {doc['incidents']['suppressed']} suppressed (alerts list --all)", ""]
     d = doc["last_drill"]
     if d is None:
         out.append("Last drill: none recorded")

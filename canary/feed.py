@@ -1,0 +1,219 @@
+"""The event feed: every committed event to the sinks that take events (SIEMs, :class:`canary.typing.EventSink`),
+in commit-safe order, at least once, nothing lost.
+
+Incidents reach SIEM sinks through the outbox like every sink (a Detection Finding per notification);
+the events behind them come here. Per sink, one listener at a time (lease ``feed:<sink>``) reads the
+events past the sink's cursor (``canary/store/feed.py``: ordered by inserting transaction and id, never
+past a transaction still running), sends them in batches of the sink's ``event_batch`` and moves the
+cursor only after the sink accepted the batch, compare-and-set so a listener whose lease lapsed cannot
+move it. A listener killed mid-send resends that batch: ``StoredEvent.id`` is the receiver's idempotency
+key (Elasticsearch ``_id``, Security Lake object name) or the documented duplicate (Splunk HEC, Sentinel).
+
+Failures:
+* retryable (timeouts, 429 with Retry-After, 5xx): the same batch again after backoff; nothing is
+  dropped however long the sink is down. Past ``alerting.dead_letter_after`` one HEALTH event per episode
+  says the sink has not taken events since when.
+* permanent for a batch: the batch is split in halves until the refused events stand alone. A lone
+  event the sink refuses while it accepted others is a poison event: recorded in ``feed_dead`` (with a
+  HEALTH event) and passed. When the sink accepts nothing (a revoked token, a deleted index), nothing is
+  passed: the feed holds its cursor, backs off to ``retry_max`` and reports it once, and resumes where it
+  stopped once the sink is fixed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+import asyncpg
+import structlog
+
+from canary import tasks
+from canary.config import AlertingConfig
+from canary.errors import DeliveryError
+from canary.events import DetectionEvent, EventKind, Severity, StoredEvent, event_key
+from canary.metrics import Metrics
+from canary.outbox import backoff
+from canary.store import feed as store
+from canary.store import leases
+from canary.typing import EventSink, Sink
+
+log = structlog.get_logger("canary.feed")
+
+FEED_SOURCE = "feed"  # source of HEALTH events about the feed itself (never reported about again)
+
+Submit = Callable[[DetectionEvent], Awaitable[None]]
+
+
+def event_sinks(sinks: Mapping[str, Sink]) -> dict[str, EventSink]:
+    """The sinks that take events (and have not turned the feed off)."""
+    return {name: s for name, s in sinks.items() if isinstance(s, EventSink) and s.events != "none"}
+
+
+class _Refused(Exception):
+    """Every event of a batch was refused for good and none accepted: the sink is broken, not the data."""
+
+    def __init__(self, error: DeliveryError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class EventFeed:
+    def __init__(self, pool: asyncpg.Pool, sinks: Mapping[str, Sink], config: AlertingConfig, *, holder: str,
+                 submit: Submit | None = None, metrics: Metrics | None = None, poll: float = 1.0) -> None:
+        self.pool = pool
+        self.sinks = event_sinks(sinks)
+        self.config = config
+        self.holder = holder
+        self.submit = submit
+        self.metrics = metrics
+        self.poll = poll
+        self.delivered: dict[str, int] = {name: 0 for name in self.sinks}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+        self._rng = random.Random()
+
+    @property
+    def lease(self) -> float:
+        """How long a feed's lease lasts: past a whole send with room for the cursor write."""
+        return self.config.sink_timeout * 2.4 + 10.0
+
+    async def start(self) -> None:
+        self._stop.clear()
+        self._tasks = [asyncio.create_task(self._run(name, sink), name=f"feed-{name}") for name, sink in self.sinks.items()]
+
+    async def stop(self, grace: float = 5.0) -> None:
+        self._stop.set()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=grace)
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._tasks = []
+        for name in self.sinks:
+            try:
+                await asyncio.wait_for(leases.release(self.pool, f"feed:{name}", self.holder), 2.0)
+            except Exception:  # noqa: BLE001 - shutting down: the lease expires by itself
+                pass
+
+    async def _run(self, name: str, sink: EventSink) -> None:
+        failures = 0
+        reported = False  # this failure episode was reported
+        while not self._stop.is_set():
+            delay = self.poll
+            try:
+                moved = await self.run_once(name, sink)
+                failures, reported = 0, False
+                delay = 0.0 if moved else self.poll
+            except (DeliveryError, _Refused) as exc:
+                error = exc.error if isinstance(exc, _Refused) else exc
+                failures += 1
+                delay = backoff(failures, self.config.retry_initial, self.config.retry_max, error.retry_after, self._rng)
+                if isinstance(exc, _Refused):
+                    delay = max(delay, min(self.config.retry_max, 60.0))
+                reported = await self._failing(name, error, refused=isinstance(exc, _Refused), reported=reported)
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                log.error("feed.store_failed", sink=name, error=type(exc).__name__)
+            except Exception:  # noqa: BLE001 - the feed must outlive any bug: the cursor did not move
+                log.exception("feed.worker_error", sink=name)
+            if delay > 0 and await tasks.wait_or_stop(self._stop, delay):
+                return
+
+    async def run_once(self, name: str, sink: EventSink) -> int:
+        """Deliver the next batch if this listener holds the sink's lease; how many events the cursor
+        passed (0: nothing new, or another listener feeds this sink)."""
+        if not await leases.acquire(self.pool, f"feed:{name}", self.holder, self.lease):
+            return 0
+        cursor = await store.start(self.pool, name)
+        batch, end = await store.read(self.pool, cursor, sink.event_batch)
+        wanted = [e for _, e in batch if sink.events == "all" or e.suppressed_by is None]
+        dead: list[tuple[StoredEvent, DeliveryError]] = []
+        if wanted:
+            await self._deliver(name, sink, wanted, dead)
+        if dead:
+            await store.dead(self.pool, name, [e.id for e, _ in dead], dead[0][1].message)
+            for e, err in dead:
+                log.error("feed.event_refused", sink=name, event_id=e.id, error=err.message[:300])
+                await self._report_dead(name, e, err)
+        if (end.txid, end.id) == (cursor.txid, cursor.id):
+            return 0
+        if not await store.advance(self.pool, name, cursor, end, len(wanted) - len(dead)):
+            log.warning("feed.cursor_moved_elsewhere", sink=name)
+            return 0
+        self.delivered[name] = self.delivered.get(name, 0) + len(wanted) - len(dead)
+        if self.metrics is not None and wanted:
+            self.metrics.deliveries.labels(sink=name, outcome="event_delivered").inc(len(wanted) - len(dead))
+        return len(batch) or 1
+
+    async def _deliver(self, name: str, sink: EventSink, events: Sequence[StoredEvent],
+                       dead: list[tuple[StoredEvent, DeliveryError]]) -> None:
+        """Send ``events``; a permanent refusal splits the batch until the refused events stand alone
+        (collected in ``dead`` when the sink accepted any other event of the batch, else the whole
+        batch is held: :class:`_Refused`). Retryable errors propagate: the whole batch is sent again."""
+        accepted = await self._send_split(name, sink, events, dead)
+        if dead and not accepted:
+            raise _Refused(dead[0][1])
+
+    async def _send_split(self, name: str, sink: EventSink, events: Sequence[StoredEvent],
+                          dead: list[tuple[StoredEvent, DeliveryError]]) -> int:
+        try:
+            await asyncio.wait_for(sink.send_events(events), self.config.sink_timeout * 1.2 + 0.5)
+            return len(events)
+        except asyncio.TimeoutError:
+            raise DeliveryError(name, "send timed out") from None
+        except DeliveryError as exc:
+            if not exc.permanent:
+                raise
+            if len(events) == 1:
+                dead.append((events[0], exc))
+                return 0
+            half = len(events) // 2
+            left = await self._send_split(name, sink, events[:half], dead)
+            return left + await self._send_split(name, sink, events[half:], dead)
+        except Exception as exc:  # a sink bug: retried like a transient failure, the batch is kept
+            log.exception("feed.sink_crashed", sink=name)
+            raise DeliveryError(name, f"sink raised {type(exc).__name__}") from None
+
+    async def _failing(self, name: str, error: DeliveryError, *, refused: bool, reported: bool) -> bool:
+        """Record the failure; report the episode once it is old enough (refused: at once). Whether
+        the episode has been reported."""
+        log.warning("feed.delivery_failed", sink=name, error=error.message[:300], refused=refused)
+        if self.metrics is not None:
+            self.metrics.deliveries.labels(sink=name, outcome="event_failed").inc()
+        try:
+            await store.failing(self.pool, name, error.message)
+            since = await self.pool.fetchval("SELECT failing_since FROM feed_cursors WHERE sink = $1", name)
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+            return reported
+        if reported or since is None or self.submit is None:
+            return reported
+        age = (dt.datetime.now(dt.timezone.utc) - since).total_seconds()
+        if not refused and age < self.config.dead_letter_after:
+            return False
+        problem = (f"SIEM sink {name} refuses every event ({error.message[:200]}); events are kept and sent when it accepts them"
+                   if refused else f"SIEM sink {name} has not accepted events for {int(age)} s; events are kept")
+        await self._health(event_key("feed-failing", name, since.isoformat()), name, problem,
+                           {"error": error.message[:300], "failing_since": since.isoformat()})
+        return True
+
+    async def _report_dead(self, name: str, event: StoredEvent, error: DeliveryError) -> None:
+        if event.event.source == FEED_SOURCE:  # a report about the feed refused by the feed: no loop
+            return
+        await self._health(event_key("feed-dead", name, event.id), name,
+                           f"SIEM sink {name} refused event {event.id} for good",
+                           {"event_id": event.id, "error": error.message[:300]})
+
+    async def _health(self, key: str, name: str, problem: str, evidence: dict[str, object]) -> None:
+        if self.submit is None:
+            return
+        now = dt.datetime.now(dt.timezone.utc)
+        try:
+            await self.submit(DetectionEvent(
+                kind=EventKind.HEALTH, source=FEED_SOURCE, key=key, group=f"feed:{name}", canary_id=None,
+                observed_at=now, severity=Severity.ERROR, actor={"sink": name},
+                evidence={"problem": problem, **evidence},
+            ))
+        except Exception:  # noqa: BLE001 - logged; the feed goes on
+            log.exception("feed.health_event_failed", sink=name)

@@ -1,0 +1,210 @@
+"""The event feed to SIEM sinks: every committed event once and in order, never past a transaction still
+running, resent after a failure, a poison event recorded and passed, a sink that refuses everything
+held (nothing lost) and resumed, one listener per sink, suppressed events only when asked."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import ClassVar
+
+from testkit import MakeConfig
+
+from canary.alerts import Alert
+from canary.config import AlertingConfig
+from canary.errors import DeliveryError
+from canary.events import DetectionEvent, EventKind, StoredEvent, event_key
+from canary.feed import EventFeed, event_sinks
+from canary.pipeline import Pipeline
+from canary.store import ControlStore
+from canary.store import feed as feed_store
+from canary.typing import EventSink
+
+T0 = dt.datetime(2026, 3, 1, 3, 0, tzinfo=dt.timezone.utc)
+CFG = AlertingConfig(retry_initial=0.02, retry_max=0.1, sink_timeout=2.0, dead_letter_after=0.2)
+
+
+class SiemSink:
+    """An in-process receiver with the EventSink contract; ``refuse(event)`` -> an error to raise."""
+
+    type: ClassVar[str] = "test_siem"
+
+    def __init__(self, name: str = "siem", events: str = "unsuppressed", batch: int = 50) -> None:
+        self.name, self.events, self.event_batch = name, events, batch
+        self.batches: list[list[int]] = []
+        self.refuse: Callable[[StoredEvent], DeliveryError | None] = lambda e: None
+        self.down = 0  # the next n sends fail retryably
+
+    async def send(self, alert: Alert) -> None:
+        return None
+
+    async def send_events(self, events: Sequence[StoredEvent]) -> None:
+        if self.down > 0:
+            self.down -= 1
+            raise DeliveryError(self.name, "HTTP 503: busy", status=503)
+        for e in events:
+            err = self.refuse(e)
+            if err is not None:
+                raise err
+        self.batches.append([e.id for e in events])
+
+    @property
+    def ids(self) -> list[int]:
+        return [i for b in self.batches for i in b]
+
+
+def _events(n: int, prefix: str, **kw: object) -> list[DetectionEvent]:
+    return [DetectionEvent(kind=EventKind.READ, source="feedtest", key=event_key(prefix, i), group=f"{prefix}-g",
+                           canary_id=None, observed_at=T0 + dt.timedelta(seconds=i), actor={"user": "mallory"},
+                           origin={"client_addr": "10.0.0.9"}, evidence={"n": i, **kw})
+            for i in range(n)]
+
+
+async def _ids(store: ControlStore, prefix: str) -> list[int]:
+    rows = await store.pool.fetch("SELECT id FROM events WHERE source = 'feedtest' AND group_key = $1 ORDER BY id", f"{prefix}-g")
+    return [int(r["id"]) for r in rows]
+
+
+async def _drain(feed: EventFeed, sink: EventSink, rounds: int = 50) -> None:
+    for _ in range(rounds):
+        if not await feed.run_once(sink.name, sink):
+            return
+
+
+async def test_every_event_once_in_order_and_a_restart_resumes(store: ControlStore, make_config: MakeConfig) -> None:
+    cfg = make_config()
+    sink = SiemSink(batch=7)
+    feed = EventFeed(store.pool, {"siem": sink}, CFG, holder="a")
+    await feed_store.start(store.pool, "siem")  # the sink starts at the present: earlier events are not backfilled
+    pipe = Pipeline(store.pool, cfg)
+    await pipe.record(_events(30, "one"))
+    await _drain(feed, sink)
+    assert sink.ids == await _ids(store, "one")
+    assert all(len(b) <= 7 for b in sink.batches)
+    # a new feed (another process after a restart) goes on from the cursor: no event twice
+    again = EventFeed(store.pool, {"siem": sink}, CFG, holder="a")
+    await pipe.record(_events(5, "two"))
+    await _drain(again, sink)
+    assert sink.ids == await _ids(store, "one") + await _ids(store, "two")
+    status = {r["sink"]: r for r in await feed_store.status(store.pool)}
+    assert status["siem"]["delivered"] == 35 and status["siem"]["waiting"] == 0
+
+
+async def test_an_event_of_a_transaction_still_running_is_never_passed(store: ControlStore, make_config: MakeConfig) -> None:
+    """Ids are taken before commit: an event committed late with a lower id than one already fed would be
+    skipped by an id cursor. The feed stops below the oldest running transaction instead."""
+    cfg = make_config()
+    sink = SiemSink()
+    feed = EventFeed(store.pool, {"siem": sink}, CFG, holder="a")
+    await feed_store.start(store.pool, "siem")
+    slow = await store.pool.acquire()
+    try:
+        tx = slow.transaction()
+        await tx.start()
+        await slow.execute(
+            "INSERT INTO events (key, kind, source, group_key, severity, observed_at, detected_at)"
+            " VALUES ('late-1', 'read', 'feedtest', 'late-g', 'critical', now(), now())")
+        await Pipeline(store.pool, cfg).record(_events(3, "early"))
+        await _drain(feed, sink)
+        assert sink.ids == []  # the early events wait behind the running transaction
+        await tx.commit()
+    finally:
+        await store.pool.release(slow)
+    await _drain(feed, sink)
+    late = await store.pool.fetchval("SELECT id FROM events WHERE key = 'late-1'")
+    assert sorted(sink.ids) == sorted([late, *await _ids(store, "early")])
+
+
+async def test_a_sink_that_is_down_gets_the_same_batch_again(store: ControlStore, make_config: MakeConfig) -> None:
+    sink = SiemSink()
+    feed = EventFeed(store.pool, {"siem": sink}, CFG, holder="a", poll=0.02)
+    await feed_store.start(store.pool, "siem")
+    await Pipeline(store.pool, make_config()).record(_events(10, "down"))
+    sink.down = 3
+    await feed.start()
+    try:
+        for _ in range(200):
+            if len(sink.ids) >= 10:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await feed.stop()
+    assert sink.ids == await _ids(store, "down")
+
+
+async def test_a_poison_event_is_recorded_and_passed(store: ControlStore, make_config: MakeConfig) -> None:
+    sink = SiemSink()
+    health: list[DetectionEvent] = []
+
+    async def submit(e: DetectionEvent) -> None:
+        health.append(e)
+
+    sink.refuse = lambda e: (DeliveryError("siem", "HTTP 400: mapper_parsing_exception", permanent=True, status=400)
+                             if e.event.evidence.get("n") == 4 else None)
+    feed = EventFeed(store.pool, {"siem": sink}, CFG, holder="a", submit=submit)
+    await feed_store.start(store.pool, "siem")
+    await Pipeline(store.pool, make_config()).record(_events(9, "poison"))
+    await _drain(feed, sink)
+    ids = await _ids(store, "poison")
+    assert sorted(sink.ids) == sorted(i for i in ids if i != ids[4])
+    dead = await store.pool.fetch("SELECT event_id, error FROM feed_dead WHERE sink = 'siem'")
+    assert [r["event_id"] for r in dead] == [ids[4]] and "mapper_parsing" in dead[0]["error"]
+    assert len(health) == 1 and health[0].kind is EventKind.HEALTH and health[0].evidence["event_id"] == ids[4]
+
+
+async def test_a_sink_that_refuses_everything_loses_nothing(store: ControlStore, make_config: MakeConfig) -> None:
+    """A revoked token: every event refused for good. Nothing is dead-lettered, one HEALTH event says
+    so, and once the sink accepts again every event arrives."""
+    sink = SiemSink()
+    health: list[DetectionEvent] = []
+
+    async def submit(e: DetectionEvent) -> None:
+        health.append(e)
+
+    sink.refuse = lambda e: DeliveryError("siem", "HTTP 403: invalid token", permanent=True, status=403)
+    feed = EventFeed(store.pool, {"siem": sink}, CFG, holder="a", submit=submit, poll=0.02)
+    await feed_store.start(store.pool, "siem")
+    await Pipeline(store.pool, make_config()).record(_events(6, "revoked"))
+    await feed.start()
+    try:
+        for _ in range(100):
+            if health:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+        assert sink.ids == [] and len(health) == 1 and "refuses every event" in health[0].evidence["problem"]
+        assert await store.pool.fetchval("SELECT count(*) FROM feed_dead") == 0
+    finally:
+        await feed.stop()
+    sink.refuse = lambda e: None
+    await _drain(EventFeed(store.pool, {"siem": sink}, CFG, holder="a"), sink)
+    assert sink.ids == await _ids(store, "revoked")
+
+
+async def test_one_listener_feeds_a_sink_at_a_time(store: ControlStore, make_config: MakeConfig) -> None:
+    a, b = SiemSink(), SiemSink()
+    fa = EventFeed(store.pool, {"siem": a}, CFG, holder="listener-a")
+    fb = EventFeed(store.pool, {"siem": b}, CFG, holder="listener-b")
+    await feed_store.start(store.pool, "siem")
+    await Pipeline(store.pool, make_config()).record(_events(12, "lease"))
+    await fa.run_once("siem", a)
+    assert await fb.run_once("siem", b) == 0  # a holds the lease
+    await _drain(fa, a)
+    assert a.ids == await _ids(store, "lease") and b.ids == []
+
+
+async def test_suppressed_events_only_when_asked(store: ControlStore, make_config: MakeConfig) -> None:
+    cfg = make_config()
+    plain, everything = SiemSink("plain"), SiemSink("everything", events="all")
+    off = SiemSink("off", events="none")
+    assert set(event_sinks({"plain": plain, "everything": everything, "off": off})) == {"plain", "everything"}
+    feed = EventFeed(store.pool, {"plain": plain, "everything": everything}, CFG, holder="a")
+    for name in ("plain", "everything"):
+        await feed_store.start(store.pool, name)
+    pipe = Pipeline(store.pool, cfg, suppress=[lambda e: "ours" if e.evidence.get("n") == 1 else None])
+    await pipe.record(_events(3, "sup"))
+    await _drain(feed, plain)
+    await _drain(feed, everything)
+    ids = await _ids(store, "sup")
+    assert plain.ids == [ids[0], ids[2]] and everything.ids == ids
