@@ -7,7 +7,7 @@ made-up attribute fails like a wrong type, a missing required attribute or a val
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -54,3 +54,22 @@ def validate_ocsf(record: Mapping[str, Any]) -> None:
     errors = sorted(validator.iter_errors(record), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     if errors:
         raise OcsfInvalid(class_uid, [(e.json_path, e.message) for e in errors])
+    deprecated = list(_deprecated(record, validator.schema, validator.schema.get("$defs", {}), "$"))
+    if deprecated:
+        raise OcsfInvalid(class_uid, [(path, "deprecated in this OCSF version") for path in deprecated])
+
+
+def _deprecated(value: Any, schema: Mapping[str, Any], defs: Mapping[str, Any], path: str) -> Iterator[str]:
+    """Paths of attributes the version marks deprecated (valid, but a consumer may already ignore them)."""
+    if "$ref" in schema:
+        schema = defs[schema["$ref"].rsplit("/", 1)[-1]]
+    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        for i, item in enumerate(value):
+            yield from _deprecated(item, schema["items"], defs, f"{path}[{i}]")
+    elif isinstance(value, Mapping):
+        for name, item in value.items():
+            attribute = schema.get("properties", {}).get(name)
+            if isinstance(attribute, Mapping):
+                if attribute.get("deprecated"):
+                    yield f"{path}.{name}"
+                yield from _deprecated(item, attribute, defs, f"{path}.{name}")

@@ -298,6 +298,10 @@ def test_the_validator_reports_paths() -> None:
         validate_ocsf(record)
     paths = {path for path, _ in caught.value.errors}
     assert {"$", "$.evidences[0].src_endpoint.ip", "$.finding_info"} <= paths
+    record = detection_finding(make_alert(attack=attack_json("read")))
+    record["finding_info"]["attacks"][0]["tactics"] = [{"uid": "TA0009"}]  # valid, but deprecated in 1.1.0
+    with pytest.raises(OcsfInvalid, match=r"attacks\[0\]\.tactics: deprecated"):
+        validate_ocsf(record)
 
 
 def test_mapping_is_fast() -> None:
