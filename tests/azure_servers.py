@@ -25,7 +25,7 @@ import time
 import uuid
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -54,7 +54,7 @@ class _Server:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def __aenter__(self) -> _Server:
+    async def __aenter__(self) -> Self:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         self.routes(app)
         # the raw body, as sent: the ingestion endpoint inflates gzip itself, within its size limit
@@ -120,7 +120,7 @@ class EntraServer(_Server):
         if request.content_type != "application/x-www-form-urlencoded":
             return self._error(400, "invalid_request", 900144, "The request body must contain the following "
                                "parameter: 'grant_type'.")
-        form = await request.post()
+        form = {k: str(v) for k, v in (await request.post()).items()}
         if request.match_info["tenant"] != self.tenant:
             return self._error(400, "invalid_request", 90002, f"Tenant '{request.match_info['tenant']}' not found.")
         for name in ("grant_type", "client_id", "scope"):

@@ -71,7 +71,7 @@ def test_registered_and_options_validated() -> None:
     """The sink type is registered; a malformed DCR id, a non-URL endpoint, an empty secret or an unsafe
     stream name is a config error at its key path; the secret never appears in the options' repr."""
     assert "sentinel" in plugins.sink_types()
-    base = dict(tenant_id=TENANT, client_id=CLIENT, client_secret=SECRET, endpoint="https://x.eastus-1.ingest.monitor.azure.com",
+    base: dict[str, Any] = dict(tenant_id=TENANT, client_id=CLIENT, client_secret=SECRET, endpoint="https://x.eastus-1.ingest.monitor.azure.com",
                 dcr_immutable_id=DCR)
     good = plugins.sink_options(SinkConfig(name="s", type="sentinel", **base), 0)
     assert (good.events, good.event_batch, good.format, good.gzip) == ("unsuppressed", 500, "ocsf", True)
