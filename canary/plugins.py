@@ -36,6 +36,7 @@ BUILTIN_SINKS = (
     "canary.sinks.stdout",
     "canary.sinks.webhook",
     "canary.sinks.splunk",
+    "canary.sinks.sentinel",
 )
 _OPTIONAL_SINKS = (
     "canary.sinks.pagerduty",
