@@ -884,8 +884,12 @@ class EnrichmentConfig(_Model):
     city_db: Path | None = None
     #: a MaxMind ASN or ISP database (GeoLite2-ASN.mmdb, GeoIP2-ISP.mmdb); unset: no autonomous system
     asn_db: Path | None = None
-    #: reverse DNS (PTR, shown only when forward-confirmed) through the system's resolvers or rdns_nameservers
+    #: reverse DNS (PTR, shown only when forward-confirmed) through the system's resolvers or rdns_nameservers,
+    #: for addresses in internal_networks (their zones are the company's)
     rdns: bool = True
+    #: also for other addresses. Off by default: the PTR query reaches the DNS server of whoever holds the
+    #: address's reverse zone, and one arriving just after they touched data tells them it was a canary
+    rdns_external: bool = False
     #: a lookup (PTR and its forward check) taking longer is abandoned: an alert waits at most this long for it
     rdns_timeout: float = 0.5
     rdns_nameservers: tuple[str, ...] = ()  # "10.0.0.2", "10.0.0.2:5353", "[::1]:53"; empty: /etc/resolv.conf

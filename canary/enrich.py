@@ -8,7 +8,10 @@ https://dev.maxmind.com/geoip/docs/databases/asn). A file that is missing, corru
 kind is a :class:`~canary.errors.ConfigError` naming its key when the enricher is built, never a
 surprise at the first alert; a key left unset turns that lookup off.
 
-Reverse DNS goes through dnspython's asyncio resolver rather than ``getnameinfo`` in a thread: a
+Reverse DNS is asked only for internal addresses unless ``rdns_external`` is set: a PTR query for an
+outside address ends at the DNS server of whoever holds its reverse zone, possibly the attacker, and a
+query arriving right after they touched some rows would tell them a canary was among them.
+It goes through dnspython's asyncio resolver rather than ``getnameinfo`` in a thread: a
 lookup is cancelled for real when ``rdns_timeout`` ends (a thread would keep running to the system
 resolver's own timeout), so an attacker whose PTR zone never answers cannot hold threads or delay an
 alert beyond the timeout; at most :data:`RDNS_CONCURRENCY` lookups run at once. The PTR answer is
@@ -215,7 +218,7 @@ class Enricher:
         if not internal:
             out.update(self._geo(ip))
         ttl = self.config.cache_ttl
-        if self._resolver is not None:
+        if self._resolver is not None and (internal or self.config.rdns_external):
             try:
                 name = await asyncio.wait_for(self._rdns(ip), self.timeout)
             except (asyncio.TimeoutError, dns.exception.DNSException, OSError, ValueError) as exc:
@@ -267,8 +270,11 @@ class Enricher:
         if self._rdns_slots is None:
             self._rdns_slots = asyncio.Semaphore(RDNS_CONCURRENCY)
         async with self._rdns_slots:
-            answer = await self._resolver.resolve(dns.reversename.from_address(str(ip)), "PTR",
-                                                  raise_on_no_answer=False, lifetime=self.timeout, search=False)
+            try:
+                answer = await self._resolver.resolve(dns.reversename.from_address(str(ip)), "PTR",
+                                                      raise_on_no_answer=False, lifetime=self.timeout, search=False)
+            except dns.resolver.NXDOMAIN:  # a definite answer: no name (cached like any other)
+                return None
             names = [hostname(r.target) for r in (answer.rrset or ())][:PTR_NAMES_MAX]
             for name in names:
                 if name is None:

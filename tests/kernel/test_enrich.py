@@ -177,7 +177,7 @@ async def test_internal_networks_are_marked_and_not_looked_up(dbs: tuple[Path, P
 async def test_rdns_is_forward_confirmed_and_validated(dbs: tuple[Path, Path], dns_server: DnsServer) -> None:
     """127.0.0.1 reads as localhost; a PTR name is shown only when its A / AAAA records include the address
     (a forged bank name is not) and only when it is a hostname (a label with a space or markup is not)."""
-    e = _enricher(dbs, rdns=True, rdns_nameservers=[dns_server.address], rdns_timeout=2)
+    e = _enricher(dbs, rdns=True, rdns_external=True, rdns_nameservers=[dns_server.address], rdns_timeout=2)
     assert await e.enrich("127.0.0.1") == {"address": "127.0.0.1", "rdns": "localhost", "internal": True}
     assert (await e.enrich("203.0.113.7"))["rdns"] == "ns.kt.example"
     assert (await e.enrich("2001:db8::1"))["rdns"] == "v6.kddi.example"
@@ -191,10 +191,21 @@ async def test_rdns_is_forward_confirmed_and_validated(dbs: tuple[Path, Path], d
     e.close()
 
 
+async def test_outside_addresses_get_no_dns_query_by_default(dbs: tuple[Path, Path], dns_server: DnsServer) -> None:
+    """Without rdns_external an outside address causes no DNS query at all (its reverse zone's owner would see
+    it right after the alert: a canary oracle); internal addresses are still named."""
+    e = _enricher(dbs, rdns=True, rdns_nameservers=[dns_server.address], rdns_timeout=2)
+    assert "rdns" not in await e.enrich("203.0.113.7") and (await e.enrich("203.0.113.7"))["country"] == "KR"
+    assert "rdns" not in await e.enrich("2001:db8::1")
+    assert dns_server.queries == []
+    assert (await e.enrich("127.0.0.1"))["rdns"] == "localhost"
+    e.close()
+
+
 async def test_rdns_timeout_bounds_the_caller_and_is_cached(silent_dns: DnsServer) -> None:
     """A resolver that never answers costs at most rdns_timeout, also for 100 addresses at once (more than
     the concurrent lookups allowed); the failure is cached, so the next alert does not wait again."""
-    e = _enricher(rdns=True, rdns_nameservers=[silent_dns.address], rdns_timeout=0.3)
+    e = _enricher(rdns=True, rdns_external=True, rdns_nameservers=[silent_dns.address], rdns_timeout=0.3)
     start = time.monotonic()
     got = await e.enrich("203.0.113.7")
     first = time.monotonic() - start
@@ -224,7 +235,7 @@ async def test_garbage_never_raises(enricher: Enricher, garbage: object) -> None
 async def test_cache_is_bounded_lru(dns_server: DnsServer) -> None:
     """The cache holds at most cache_size addresses; a hit asks nothing of DNS and keeps the address recent,
     the least recently used is forgotten and looked up again."""
-    e = _enricher(rdns=True, rdns_nameservers=[dns_server.address], rdns_timeout=2, cache_size=3)
+    e = _enricher(rdns=True, rdns_external=True, rdns_nameservers=[dns_server.address], rdns_timeout=2, cache_size=3)
     for i in range(1, 6):
         await e.enrich(f"192.0.2.{i}")
     assert e.cached == 3
@@ -242,7 +253,7 @@ async def test_cache_is_bounded_lru(dns_server: DnsServer) -> None:
 
 async def test_concurrent_lookups_of_one_address_share_one(dns_server: DnsServer) -> None:
     """Fifty alerts from one new address at once make one PTR query, not fifty."""
-    e = _enricher(rdns=True, rdns_nameservers=[dns_server.address], rdns_timeout=2)
+    e = _enricher(rdns=True, rdns_external=True, rdns_nameservers=[dns_server.address], rdns_timeout=2)
     results = await asyncio.gather(*(e.enrich("203.0.113.7") for _ in range(50)))
     assert all(r == results[0] for r in results) and results[0]["rdns"] == "ns.kt.example"
     assert dns_server.queries.count(("7.113.0.203.in-addr.arpa.", "PTR")) == 1
@@ -306,7 +317,7 @@ async def test_dispatcher_sends_the_alert_enriched(store: ControlStore, make_con
     """An incident from 203.0.113.7 reaches the sink with its enrichment beside its ATT&CK techniques, even
     when reverse DNS never answers (delivery waits at most rdns_timeout for it)."""
     cfg = make_config(sinks=[{"name": "out", "type": "stdout"}], alerting={"retry_initial": 0.05, "workers": 1},
-                      enrichment={"city_db": str(dbs[0]), "asn_db": str(dbs[1]),
+                      enrichment={"city_db": str(dbs[0]), "asn_db": str(dbs[1]), "rdns_external": True,
                                   "rdns_nameservers": [silent_dns.address], "rdns_timeout": 0.2})
     event = DetectionEvent(kind=EventKind.USED, source="pg_honeypot", key=event_key("d", 1), group="d-1",
                            canary_id=None, observed_at=dt.datetime.now(dt.timezone.utc),
