@@ -849,6 +849,92 @@ class CoverageConfig(_Model):
         return tuple(p.expanduser() for p in v)
 
 
+#: the networks whose addresses are ours (enrichment marks them internal and skips geo lookups): RFC 1918,
+#: loopback, link-local (IPv4 169.254/16, IPv6 fe80::/10), RFC 6598 shared space (carrier NAT, also VPN
+#: overlays such as Tailscale), IPv6 unique local (fc00::/7) and loopback
+DEFAULT_INTERNAL_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16",
+                             "100.64.0.0/10", "::1/128", "fe80::/10", "fc00::/7")
+
+
+def split_server(server: str) -> tuple[str, int]:
+    """A DNS server ``"10.0.0.2"``, ``"10.0.0.2:5353"``, ``"::1"`` or ``"[::1]:5353"`` -> (address, port);
+    ValueError for anything else."""
+    host, port = server, 53
+    if server.startswith("["):
+        host, _, rest = server[1:].partition("]")
+        if rest:
+            if not rest.startswith(":") or not rest[1:].isdigit():
+                raise ValueError(f"not a DNS server address: {server!r}")
+            port = int(rest[1:])
+    elif server.count(":") == 1:
+        host, _, text = server.partition(":")
+        if not text.isdigit():
+            raise ValueError(f"not a DNS server address: {server!r}")
+        port = int(text)
+    ipaddress.ip_address(host)
+    if not 0 < port < 65536:
+        raise ValueError(f"port out of range in {server!r}")
+    return host, port
+
+
+class EnrichmentConfig(_Model):
+    """``[enrichment]``: what alerts and SIEM events say about a client address (canary/enrich.py)."""
+
+    #: a MaxMind City or Country database (GeoLite2-City.mmdb, GeoIP2-City.mmdb, ...); unset: no geolocation
+    city_db: Path | None = None
+    #: a MaxMind ASN or ISP database (GeoLite2-ASN.mmdb, GeoIP2-ISP.mmdb); unset: no autonomous system
+    asn_db: Path | None = None
+    #: reverse DNS (PTR, shown only when forward-confirmed) through the system's resolvers or rdns_nameservers,
+    #: for addresses in internal_networks (their zones are the company's)
+    rdns: bool = True
+    #: also for other addresses. Off by default: the PTR query reaches the DNS server of whoever holds the
+    #: address's reverse zone, and one arriving just after they touched data tells them it was a canary
+    rdns_external: bool = False
+    #: a lookup (PTR and its forward check) taking longer is abandoned: an alert waits at most this long for it
+    rdns_timeout: float = 0.5
+    rdns_nameservers: tuple[str, ...] = ()  # "10.0.0.2", "10.0.0.2:5353", "[::1]:53"; empty: /etc/resolv.conf
+    internal_networks: tuple[str, ...] = DEFAULT_INTERNAL_NETWORKS
+    cache_size: int = Field(default=4096, ge=1, le=1_000_000)  # addresses remembered (least recently used go)
+    cache_ttl: float = 3600.0
+
+    @field_validator("city_db", "asn_db")
+    @classmethod
+    def _db(cls, v: Path | None) -> Path | None:
+        if v is None:
+            return None
+        v = v.expanduser()
+        if not v.is_file():
+            raise ValueError(f"database file {v} does not exist")
+        return v
+
+    @field_validator("rdns_timeout", "cache_ttl", mode="before")
+    @classmethod
+    def _dur(cls, v: object) -> float:
+        return parse_duration(v)
+
+    @field_validator("rdns_nameservers")
+    @classmethod
+    def _servers(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for server in v:
+            split_server(server)
+        return v
+
+    @field_validator("internal_networks")
+    @classmethod
+    def _nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for net in v:
+            ipaddress.ip_network(net, strict=False)
+        return v
+
+    @model_validator(mode="after")
+    def _bounds(self) -> EnrichmentConfig:
+        if not 0 < self.rdns_timeout <= 10:
+            raise ValueError("rdns_timeout must be positive and at most 10s")
+        if not 0 < self.cache_ttl <= 7 * 86400:
+            raise ValueError("cache_ttl must be positive and at most 7d")
+        return self
+
+
 class Config(_Model):
     canary: CoreConfig = CoreConfig()
     control: ControlConfig = ControlConfig()
@@ -862,6 +948,7 @@ class Config(_Model):
     datastores: tuple[DatastoreConfig, ...] = ()
     sinks: tuple[SinkConfig, ...] = ()
     api: ApiConfig = ApiConfig()
+    enrichment: EnrichmentConfig = EnrichmentConfig()
     source_path: Path | None = None
 
     @model_validator(mode="after")

@@ -36,6 +36,7 @@ import structlog
 
 from canary.alerts import Alert
 from canary.config import AlertingConfig
+from canary.enrich import Enricher
 from canary.errors import DeliveryError
 from canary.events import DetectionEvent, EventKind, Severity, event_key
 from canary.metrics import Metrics
@@ -132,6 +133,7 @@ class Dispatcher:
         metrics: Metrics | None = None,
         pace_interval: float = PACE_INTERVAL,
         pace_limit: int = PACE_LIMIT,
+        enricher: Enricher | None = None,
     ) -> None:
         self.pool = pool
         self.sinks = dict(sinks)
@@ -150,6 +152,7 @@ class Dispatcher:
         self.pace_interval = pace_interval
         self.pace_limit = max(pace_limit, 1)
         self._pace: dict[str, Pace] = {}  # throttled sinks and their slow start
+        self.enricher = enricher  # what is known about the client address, added just before each send
 
     @property
     def send_deadline(self) -> float:
@@ -308,6 +311,7 @@ class Dispatcher:
             if hold:  # the sink throttled since this row was claimed: do not hammer it
                 await self._defer(row, hold)
                 return
+            alert = await self._enriched(alert)
             try:
                 await asyncio.wait_for(sink.send(alert), self.send_deadline)
             except DeliveryError as exc:
@@ -332,6 +336,19 @@ class Dispatcher:
             self.stats.latencies.append(latency)
         log.info("outbox.delivered", sink=row["sink"], incident_id=alert.incident_id, sequence=alert.sequence,
                  attempts=row["attempts"], latency_s=round(latency, 4))
+
+    async def _enriched(self, alert: Alert) -> Alert:
+        """``alert`` with its enrichment (kept if it already has one). Enrichment is decoration: it gets
+        at most ``rdns_timeout`` (plus a little), and a failure sends the alert as it is."""
+        if self.enricher is None or alert.enrichment:
+            return alert
+        try:
+            return await asyncio.wait_for(self.enricher.enrich_alert(alert), self.enricher.timeout + 0.25)
+        except asyncio.TimeoutError:
+            log.warning("outbox.enrichment_timed_out", incident_id=alert.incident_id)
+        except Exception:  # noqa: BLE001 - never let decoration cost a delivery
+            log.exception("outbox.enrichment_failed", incident_id=alert.incident_id)
+        return alert
 
     def _count(self, sink: str, outcome: str) -> None:
         self.stats.by_sink[sink][outcome] += 1

@@ -5,6 +5,10 @@ SMTP replies are translated at this boundary: ``4xx`` and connection failures ar
 outbox, ``5xx`` (recipient or sender refused, authentication failed) are permanent. The password
 is a :class:`Secret` and never appears in errors. One message per notification; the incident's
 dedup key is in ``Message-ID``-derived headers so mail clients thread updates of one incident.
+
+The message is ``multipart/alternative``: a plain-text body and an HTML body with the same lines, every
+value HTML-escaped (attacker text cannot add markup or links); both name the ATT&CK techniques and what is
+known about the client address (``ATT&CK: T1078 Valid Accounts``, ``From: 203.0.113.7 (KR, Seoul, ...)``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import email.utils
+import html
 import re
 import ssl
 from email.message import EmailMessage
@@ -26,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from canary.alerts import Alert, AlertAction
 from canary.errors import DeliveryError
 from canary.secret import Secret, resolve_secret
+from canary.sinks._context import attack_line, from_line
 from canary.sinks._tls import client_tls_context
 
 log = structlog.get_logger("canary.sinks.email")
@@ -86,18 +92,40 @@ def build_message(alert: Alert, options: Options) -> EmailMessage:
         msg["In-Reply-To"] = msg["References"] = f"<{alert.dedup_key}.0@{domain}>"
     msg["X-Canary-Incident"] = str(alert.incident_id)
     msg["X-Canary-Action"] = str(alert.action)
-    lines = [alert.summary, *([f"Incident: {alert.link}"] if alert.link else []), "", f"Severity: {alert.severity}", f"Canaries: {alert.canary_count} in {alert.event_count} event(s)",
-             f"First seen: {alert.first_seen.isoformat()}", f"Last seen: {alert.last_seen.isoformat()}"]
-    for title, data in (("Actor", alert.actor), ("Origin", alert.origin), ("Evidence", alert.evidence)):
-        items = [f"  {k}: {v}" for k, v in data.items() if v not in (None, "")]
-        if items:
-            lines += ["", f"{title}:", *items]
+    facts = [("Severity", str(alert.severity)), ("Canaries", f"{alert.canary_count} in {alert.event_count} event(s)"),
+             ("ATT&CK", attack_line(alert)), ("From", from_line(alert)),
+             ("First seen", alert.first_seen.isoformat()), ("Last seen", alert.last_seen.isoformat())]
+    facts = [(k, v) for k, v in facts if v]
+    sections = [(title, [(str(k), str(v)) for k, v in data.items() if v not in (None, "")])
+                for title, data in (("Actor", alert.actor), ("Origin", alert.origin), ("Evidence", alert.evidence))]
     if alert.canaries:
-        lines += ["", "Canaries:", *(f"  {c.get('label')} x {c.get('count')}" for c in alert.canaries)]
+        sections.append(("Canaries", [(str(c.get("label")), f"x {c.get('count')}") for c in alert.canaries]))
+    sections = [(title, items) for title, items in sections if items]
+
+    lines = [alert.summary, *([f"Incident: {alert.link}"] if alert.link else []), "", *(f"{k}: {v}" for k, v in facts)]
+    for title, items in sections:
+        lines += ["", f"{title}:", *(f"  {k}: {v}" if title != "Canaries" else f"  {k} {v}" for k, v in items)]
     if alert.drill:
         lines += ["", f"This is drill {alert.drill}."]
     msg.set_content("\n".join(lines) + "\n")
+    msg.add_alternative(_html(alert, facts, sections), subtype="html")
     return msg
+
+
+def _html(alert: Alert, facts: list[tuple[str, str]], sections: list[tuple[str, list[tuple[str, str]]]]) -> str:
+    """The HTML body: the same content as the text body, every value escaped; the only link is ours."""
+    e = html.escape
+    rows = "".join(f"<tr><th align=\"left\">{e(k)}</th><td>{e(v)}</td></tr>" for k, v in facts)
+    parts = [f"<h2>{e(alert.title)}</h2>", f"<p>{e(alert.summary)}</p>"]
+    if alert.link:
+        parts.append(f"<p><a href=\"{e(alert.link, quote=True)}\">Open incident {alert.incident_id}</a></p>")
+    parts.append(f"<table>{rows}</table>")
+    for title, items in sections:
+        body = "".join(f"<tr><th align=\"left\">{e(k)}</th><td><code>{e(v)}</code></td></tr>" for k, v in items)
+        parts.append(f"<h3>{e(title)}</h3><table>{body}</table>")
+    if alert.drill:
+        parts.append(f"<p><em>This is drill {e(alert.drill)}.</em></p>")
+    return "<!DOCTYPE html><html><body>" + "".join(parts) + "</body></html>\n"
 
 
 class EmailSink:

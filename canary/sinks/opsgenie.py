@@ -6,6 +6,10 @@ trigger deduplicate. An escalation adds a note to the alert, and ``acknowledge``
 on it by alias (``/v2/alerts/{alias}/close?identifierType=alias``). Opsgenie accepts requests with
 ``202`` and processes them asynchronously; ``400``/``401``/``402``/``403``/``404``/``422`` are
 permanent, ``429`` and ``5xx`` are retried.
+
+The ATT&CK technique ids are tags (``T1078``; Opsgenie keeps at most 20 tags of at most 50 characters:
+https://docs.opsgenie.com/docs/alerts-and-alert-fields), their names and the client address's
+enrichment are in ``details`` (``attack``, ``from``, ``from.country`` ...).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from canary.alerts import Alert, AlertAction
 from canary.events import Severity
 from canary.secret import Secret, required_secret
+from canary.sinks._context import attack_line, from_line, technique_ids
 from canary.sinks._http import HttpSink, post, validate_http_url
 
 REGIONS = {"us": "https://api.opsgenie.com", "eu": "https://api.eu.opsgenie.com"}
@@ -27,6 +32,8 @@ ALIAS_MAX = 512
 DESCRIPTION_MAX = 15000
 NOTE_MAX = 25000
 DETAIL_VALUE_MAX = 8000
+TAGS_MAX = 20
+TAG_MAX = 50
 PRIORITIES = {Severity.CRITICAL: "P1", Severity.ERROR: "P2", Severity.WARNING: "P3", Severity.INFO: "P5"}
 
 
@@ -75,11 +82,28 @@ def _details(alert: Alert) -> dict[str, str]:
         for k, v in data.items():
             if v not in (None, ""):
                 out[f"{prefix}.{k}"] = str(v)[:DETAIL_VALUE_MAX]
+    if alert.attack:
+        out["attack"] = attack_line(alert)[:DETAIL_VALUE_MAX]
+    if alert.enrichment.get("address"):
+        out["from"] = from_line(alert)[:DETAIL_VALUE_MAX]
+        for k, v in alert.enrichment.items():
+            if k != "address" and v not in (None, ""):
+                out[f"from.{k}"] = str(v)[:DETAIL_VALUE_MAX]
     if alert.drill:
         out["drill"] = alert.drill
     if alert.link:  # the Create Alert API has no link field: the incident's page goes in details
         out["incident_url"] = alert.link
     return out
+
+
+def _tags(alert: Alert, options: OpsgenieOptions) -> list[str]:
+    """The configured tags, the drill and the ATT&CK technique ids: distinct, within Opsgenie's limits."""
+    tags: list[str] = []
+    for tag in (*options.tags, *([f"drill:{alert.drill}"] if alert.drill else []), *technique_ids(alert)):
+        tag = tag[:TAG_MAX]
+        if tag and tag not in tags:
+            tags.append(tag)
+    return tags[:TAGS_MAX]
 
 
 def create_body(alert: Alert, options: OpsgenieOptions) -> dict[str, Any]:
@@ -90,7 +114,7 @@ def create_body(alert: Alert, options: OpsgenieOptions) -> dict[str, Any]:
         "message": alert.title[:MESSAGE_MAX],
         "alias": alert.dedup_key[:ALIAS_MAX],
         "description": description[:DESCRIPTION_MAX],
-        "tags": list(options.tags) + ([f"drill:{alert.drill}"] if alert.drill else []),
+        "tags": _tags(alert, options),
         "details": _details(alert),
         "entity": ", ".join(str(c.get("label")) for c in alert.canaries[:3]) or alert.source,
         "source": "canary",

@@ -10,6 +10,8 @@ throttled and ``5xx`` on its own trouble (both retried with backoff by the outbo
 The routing key is a :class:`~canary.config.Secret`; it is only ever placed in the request body.
 With ``listener.public_url`` set, a trigger carries the incident's page in ``links`` (``[{"href", "text"}]``,
 a top-level field of the event: https://developer.pagerduty.com/docs/events-api-v2/trigger-events/).
+``custom_details`` (free-form JSON) carries the ATT&CK techniques (``attack``) and what is known about the
+client address (``enrichment``).
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ def event_body(alert: Alert, routing_key: str, options: PagerDutyOptions) -> dic
                 "canaries": [dict(c) for c in alert.canaries],
                 "evidence": dict(alert.evidence),
                 "drill": alert.drill,
+                "attack": [dict(t) for t in alert.attack],  # ATT&CK techniques (id, name, url, tactics)
+                "enrichment": dict(alert.enrichment),  # the client address: country, city, AS, rDNS, internal
             },
         }
         body["client"] = "canary"

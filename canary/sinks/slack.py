@@ -9,6 +9,7 @@ Slack answers ``200 ok``; ``400 invalid_payload``, ``403``, ``404 channel_not_fo
 ``410 channel_is_archived`` are permanent, ``429`` (with ``Retry-After``) and ``5xx`` are retried.
 With ``listener.public_url`` set, an ``actions`` block holds a link button to the incident's page (Block Kit
 button element, ``url`` at most 3000 characters: https://docs.slack.dev/reference/block-kit/block-elements/button-element).
+Below the summary, ``ATT&CK: T1078 Valid Accounts`` and ``From: 203.0.113.7 (KR, Seoul, AS4766 Korea Telecom)``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from canary.alerts import Alert, AlertAction
+from canary.sinks._context import attack_line, from_line
 from canary.sinks._http import SecretUrlOptions, SecretUrlSink
 
 SECTION_MAX = 3000  # Slack's limit for a section's text
@@ -59,6 +61,10 @@ def message(alert: Alert) -> dict[str, Any]:
         {"type": "section", "text": {"type": "mrkdwn", "text": f"{icon} {escape(alert.summary)}"[:SECTION_MAX]}},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
     ]
+    context = [f"*{label}:* {escape(text)}" for label, text in (("ATT&amp;CK", attack_line(alert)),
+                                                                   ("From", from_line(alert))) if text]
+    if context:
+        blocks.insert(2, {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(context)[:SECTION_MAX]}})
     if where:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Where*\n{where}"[:SECTION_MAX]}})
     if alert.evidence:

@@ -7,7 +7,11 @@ so a newline inside the message cannot split it. UDP datagrams are capped (``udp
 
 CEF: ``CEF:0|Vendor|Product|Version|SignatureID|Name|Severity|Extension``; header fields escape
 ``\\`` and ``|``, extension values escape ``\\`` and ``=`` and encode line breaks as ``\\n``/``\\r``,
-so attacker-supplied text (a query, a user name) cannot forge fields.
+so attacker-supplied text (a query, a user name) cannot forge fields. What is known about the client
+address goes in ``shost`` (sourceHostName: the forward-confirmed reverse-DNS name) and ``cs6`` (label
+``sourceContext``: country, city, AS); the ATT&CK technique ids in ``cs5`` (label ``attackTechniques``,
+comma-separated) -- the CEF dictionary has no ATT&CK key, and cs1-cs6 with their ``csNLabel`` are its
+device custom strings. RFC 5424 structured data carries the ids as ``attack="T1078 T1552"``.
 
 A TCP/TLS connection is kept open between alerts and re-opened when the receiver closed it.
 """
@@ -29,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from canary.alerts import Alert
 from canary.errors import DeliveryError
 from canary.events import Severity
+from canary.sinks._context import from_line, technique_ids
 from canary.sinks._tls import client_tls_context
 
 FACILITIES = {
@@ -97,6 +102,12 @@ def cef_message(alert: Alert, vendor: str, product: str) -> str:
         ext += [("cs3Label", "drill"), ("cs3", alert.drill)]
     if alert.link:
         ext += [("cs4Label", "incidentUrl"), ("cs4", alert.link)]
+    if alert.attack:
+        ext += [("cs5Label", "attackTechniques"), ("cs5", ",".join(technique_ids(alert)))]
+    if alert.enrichment.get("rdns"):
+        ext.append(("shost", alert.enrichment["rdns"]))
+    if alert.enrichment.get("address"):
+        ext += [("cs6Label", "sourceContext"), ("cs6", from_line(alert))]
     header = "|".join(cef_header_escape(v) for v in (vendor, product, VERSION, f"canary:{alert.kind}:{alert.action}", alert.title))
     extension = " ".join(f"{k}={cef_value_escape(v)}" for k, v in ext)
     return f"CEF:0|{header}|{CEF_SEVERITY[alert.severity]}|{extension}"
@@ -138,7 +149,8 @@ def format_message(alert: Alert, options: Options, now: dt.datetime | None = Non
     ])
     params = {"incident": alert.incident_id, "dedup": alert.dedup_key, "action": alert.action, "seq": alert.sequence,
               "kind": alert.kind, "severity": alert.severity, "canaries": alert.canary_count, "events": alert.event_count,
-              **({"link": alert.link} if alert.link else {})}
+              **({"link": alert.link} if alert.link else {}),
+              **({"attack": " ".join(technique_ids(alert))} if alert.attack else {})}
     sd = f"[canary@{options.enterprise_id} " + " ".join(f'{k}="{sd_escape(v)}"' for k, v in params.items()) + "]"
     if options.format == "cef":
         body = cef_message(alert, options.cef_vendor, options.cef_product)

@@ -8,6 +8,7 @@ The workflow URL carries its signature in the query string and is a :class:`Secr
 answer ``202 Accepted``; ``4xx`` (except 408/429) are permanent, ``429`` and ``5xx`` are retried.
 With ``listener.public_url`` set, the card's ``actions`` hold an ``Action.OpenUrl`` to the incident's page
 (https://learn.microsoft.com/adaptive-cards/schema-explorer/action-open-url).
+Below the summary, ``ATT&CK: T1078 Valid Accounts`` and ``From: 203.0.113.7 (KR, Seoul, AS4766 Korea Telecom)``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pydantic import BaseModel
 
 from canary.alerts import Alert, AlertAction
 from canary.events import Severity
+from canary.sinks._context import attack_line, from_line
 from canary.sinks._http import SecretUrlOptions, SecretUrlSink
 
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
@@ -50,6 +52,7 @@ def card(alert: Alert) -> dict[str, Any]:
     body: list[dict[str, Any]] = [
         literal(_PREFIX[alert.action] + alert.title, size="Large", weight="Bolder", color=_COLORS[alert.severity]),
         literal(alert.summary),
+        *(_labelled(label, text) for label, text in (("ATT&CK", attack_line(alert)), ("From", from_line(alert))) if text),
         {"type": "FactSet", "facts": [
             {"title": "Severity", "value": str(alert.severity)},
             {"title": "Canaries", "value": f"{alert.canary_count} in {alert.event_count} event(s)"},

@@ -27,8 +27,10 @@ from cryptography.x509.oid import NameOID
 
 from canary import plugins
 from canary.alerts import AlertAction
+from canary.attack import attack_json
 from canary.config import SinkConfig
 from canary.errors import DeliveryError
+from canary.events import EventKind
 from canary.sinks import syslog as syslog_sink
 
 
@@ -112,7 +114,7 @@ async def test_email_is_sent_over_starttls_and_threads_updates(smtp_server: tupl
     first = email.message_from_bytes(env.content, policy=email.policy.default)  # type: ignore[arg-type]
     second = email.message_from_bytes(inbox.messages[1][0].content, policy=email.policy.default)  # type: ignore[arg-type]
     assert first["Subject"].startswith("[canary] Canary data read")
-    assert first["Bcc"] is None and "victim@evil.example" in first.get_content()
+    assert first["Bcc"] is None and "victim@evil.example" in first.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert second["In-Reply-To"] == first["Message-ID"] and second["Subject"].startswith("[canary] [ESCALATED]")
 
 
@@ -273,3 +275,49 @@ def test_cef_message_cannot_forge_fields() -> None:
     assert pairs["act"] == "trigger" and pairs["suser"] == "mallory"
     assert pairs["cs2"] == "SELECT 1 act\\=resolve suser\\=admin\\nCEF:0|x"
     assert pairs["externalId"] == alert.dedup_key and pairs["cn1"] == "3"
+
+
+ENRICHED = {"address": "203.0.113.7", "country": "KR", "city": "Seoul", "asn": 4766, "as_org": "Korea Telecom",
+            "rdns": "ns.kt.example", "internal": False}
+FROM = "203.0.113.7 (KR, Seoul, AS4766 Korea Telecom, ns.kt.example)"
+
+
+def _attacked(**overrides: Any) -> Any:
+    """A credential-use alert as the dispatcher sends it: ATT&CK from alert_for, enrichment from canary.enrich."""
+    return make_alert(**{"kind": EventKind.USED, "enrichment": ENRICHED,
+                         "attack": tuple(attack_json(EventKind.USED, "pg_honeypot", {})), **overrides})
+
+
+async def test_email_text_and_html_bodies_name_attack_and_origin(smtp_server: tuple[Controller, Inbox], tls_files: tuple[Path, Path], http: aiohttp.ClientSession) -> None:
+    """The mail is multipart/alternative; both bodies carry the ATT&CK line and the client address's
+    enrichment, and the HTML body escapes attacker text (no markup, no link but the incident's)."""
+    controller, inbox = smtp_server
+    sink = _sink("email", http, host="127.0.0.1", port=controller.port, ca_file=str(tls_files[0]),
+                 from_addr="canary@corp.example", to=["oncall@corp.example"])
+    await sink.send(_attacked(actor={"user": '<a href="https://evil.example">reset</a><script>x()</script>'},
+                              link="https://canary.corp.example/incidents/7"))
+    msg = email.message_from_bytes(inbox.messages[0][0].content, policy=email.policy.default)  # type: ignore[arg-type]
+    assert msg.get_content_type() == "multipart/alternative"
+    text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    page = msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "ATT&CK: T1078 Valid Accounts, T1552 Unsecured Credentials" in text and f"From: {FROM}" in text
+    assert "T1078 Valid Accounts" in page and "ATT&amp;CK" in page and FROM in page
+    assert "<script" not in page and "evil.example\"" not in page and "&lt;script&gt;" in page
+    assert re.findall(r'href="([^"]*)"', page) == ["https://canary.corp.example/incidents/7"]
+
+
+def test_cef_and_structured_data_carry_attack_and_origin() -> None:
+    """CEF: technique ids in cs5 (attackTechniques), the confirmed rDNS name in shost, the address's context
+    in cs6 (sourceContext), escaped; RFC 5424 structured data: attack="T1078 T1552"."""
+    alert = _attacked(enrichment={**ENRICHED, "as_org": "Evil=Org act=resolve"})
+    cef_opts = syslog_sink.Options.model_validate({"host": "127.0.0.1", "format": "cef"})
+    line = syslog_sink.format_message(alert, cef_opts).decode()
+    ext = re.split(r"(?<!\\)\|", line[line.index("CEF:0|"):], maxsplit=7)[7]
+    pairs = dict(re.findall(r"(\w+)=((?:[^=\\]|\\.)*?)(?=\s\w+=|$)", ext))
+    assert pairs["cs5Label"] == "attackTechniques" and pairs["cs5"] == "T1078,T1552"
+    assert pairs["shost"] == "ns.kt.example" and pairs["src"] == "10.0.0.9" and pairs["act"] == "trigger"
+    assert pairs["cs6Label"] == "sourceContext"
+    assert pairs["cs6"] == "203.0.113.7 (KR, Seoul, AS4766 Evil\\=Org act\\=resolve, ns.kt.example)"
+    plain = syslog_sink.format_message(alert, syslog_sink.Options.model_validate({"host": "127.0.0.1"})).decode()
+    m = _RFC5424.match(plain)
+    assert m and 'attack="T1078 T1552"' in m["sd"]

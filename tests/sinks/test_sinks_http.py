@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import aiohttp
 import pytest
-from alerting_servers import OpsgenieServer, PagerDutyServer, SlackServer, TeamsServer, make_alert
+from aiohttp import web
+from alerting_servers import OpsgenieServer, PagerDutyServer, RecordingServer, SlackServer, TeamsServer, make_alert
 from structlog.testing import capture_logs
 
 from canary import plugins
-from canary.alerts import AlertAction
+from canary.alerts import Alert, AlertAction
+from canary.attack import attack_json
 from canary.config import SinkConfig
 from canary.errors import ConfigError, DeliveryError
-from canary.sinks import opsgenie, pagerduty, slack, teams
+from canary.events import EventKind
+from canary.sinks import opsgenie, pagerduty, slack, teams, webhook
 
 ROUTING_KEY = "R0UT1NGK3Y000000000000000000000A"
 GENIE_KEY = "eb243592-faa2-4ba2-a551q-1afdf565c889"
@@ -218,3 +222,78 @@ async def test_acknowledge_reaches_pagerduty_and_opsgenie(http: aiohttp.ClientSe
     assert pd.requests[-1].json() == {"routing_key": ROUTING_KEY, "event_action": "acknowledge", "dedup_key": ack.dedup_key}
     assert og.alerts[ack.dedup_key]["status"] == "acknowledged"
     assert og.requests[-1].path == f"/v2/alerts/{ack.dedup_key}/acknowledge"
+
+
+ENRICHED = {"address": "203.0.113.7", "country": "KR", "country_name": "South Korea", "city": "Seoul", "asn": 4766,
+            "as_org": "Korea Telecom", "rdns": "ns.kt.example", "internal": False}
+FROM = "203.0.113.7 (KR, Seoul, AS4766 Korea Telecom, ns.kt.example)"
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def _attacked(**overrides: Any) -> Alert:
+    """A credential-use alert as the dispatcher sends it: ATT&CK from alert_for, enrichment from canary.enrich."""
+    fields: dict[str, Any] = {"kind": EventKind.USED, "source": "pg_honeypot", "enrichment": ENRICHED,
+                              "attack": tuple(attack_json(EventKind.USED, "pg_honeypot", {}))}
+    return make_alert(**{**fields, **overrides})  # type: ignore[no-any-return]
+
+
+class _WebhookReceiver(RecordingServer):
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/hook", self.hook)
+
+    async def hook(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+
+async def test_attack_and_enrichment_reach_every_http_sink(http: aiohttp.ClientSession) -> None:
+    """The ATT&CK technique ids and the client address's enrichment are in every HTTP sink's payload:
+    PagerDuty custom_details, Opsgenie tags and details, a Slack and a Teams line, the webhook's data."""
+    alert = _attacked()
+    async with PagerDutyServer(ROUTING_KEY) as pd, OpsgenieServer(GENIE_KEY) as og, SlackServer() as sl, \
+            TeamsServer() as tm, _WebhookReceiver() as wh:
+        await _sink("pagerduty", http, routing_key=ROUTING_KEY, url=pd.url).send(alert)
+        await _sink("opsgenie", http, api_key=GENIE_KEY, base_url=og.base).send(alert)
+        await _sink("slack", http, url=sl.url).send(alert)
+        await _sink("teams", http, url=tm.url).send(alert)
+        await _sink("webhook", http, url=wh.base + "/hook", secret=WEBHOOK_SECRET).send(alert)
+    details = pd.requests[0].json()["payload"]["custom_details"]
+    assert [t["id"] for t in details["attack"]] == ["T1078", "T1552"]
+    assert details["attack"][0]["url"] == "https://attack.mitre.org/techniques/T1078/"
+    assert details["enrichment"] == ENRICHED
+    created = og.requests[0].json()
+    assert created["tags"] == ["canary", "T1078", "T1552"]
+    assert created["details"]["attack"] == "T1078 Valid Accounts, T1552 Unsecured Credentials"
+    assert created["details"]["from"] == FROM and created["details"]["from.asn"] == "4766"
+    assert all(isinstance(v, str) for v in created["details"].values())  # Opsgenie details: a map of strings
+    blocks = sl.requests[0].json()["blocks"]
+    texts = [b["text"]["text"] for b in blocks if b["type"] == "section" and "text" in b]
+    assert f"*ATT&amp;CK:* T1078 Valid Accounts, T1552 Unsecured Credentials\n*From:* {FROM}" in texts
+    card = tm.requests[0].json()["attachments"][0]["content"]
+    lines = ["".join(i["text"] for i in b["inlines"]) for b in card["body"] if b["type"] == "RichTextBlock"]
+    assert "ATT&CK: T1078 Valid Accounts, T1552 Unsecured Credentials" in lines and f"From: {FROM}" in lines
+    seen = wh.requests[0]
+    assert webhook.verify(WEBHOOK_SECRET, {k.lower(): v for k, v in seen.headers.items()}, seen.body)
+    data = json.loads(seen.body)["data"]
+    assert [t["id"] for t in data["attack"]] == ["T1078", "T1552"] and data["enrichment"] == ENRICHED
+
+
+async def test_enrichment_text_is_escaped_and_tags_stay_within_opsgenie_limits(http: aiohttp.ClientSession) -> None:
+    """An AS name from a database cannot mention @channel in Slack; Opsgenie gets at most 20 tags of at most
+    50 characters even with many configured tags, and the technique ids are not lost to duplicates."""
+    alert = _attacked(enrichment={**ENRICHED, "as_org": "<!channel> & co"})
+    async with SlackServer() as sl, OpsgenieServer(GENIE_KEY) as og:
+        await _sink("slack", http, url=sl.url).send(alert)
+        await _sink("opsgenie", http, api_key=GENIE_KEY, base_url=og.base,
+                    tags=["T1078", *(f"team-{i}-" + "x" * 60 for i in range(25))]).send(alert)
+    text = "\n".join(b["text"]["text"] for b in sl.requests[0].json()["blocks"] if b["type"] == "section" and "text" in b)
+    assert "AS4766 &lt;!channel&gt; &amp; co" in text and "<!channel>" not in text
+    tags = og.requests[0].json()["tags"]
+    assert len(tags) == 20 and all(len(t) <= 50 for t in tags) and tags[0] == "T1078" and len(set(tags)) == 20
+
+
+async def test_stdout_alert_line_carries_attack_and_enrichment(http: aiohttp.ClientSession) -> None:
+    """The stdout sink's JSON line (Alert.to_json) has the techniques and the enrichment."""
+    with capture_logs() as logs:
+        await _sink("stdout", http).send(_attacked())
+    line = next(e for e in logs if e["event"] == "alert")
+    assert [t["id"] for t in line["attack"]] == ["T1078", "T1552"] and line["enrichment"]["city"] == "Seoul"

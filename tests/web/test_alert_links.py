@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from email.message import EmailMessage
 from typing import Any
 
 import pytest
@@ -16,14 +17,19 @@ from canary.sinks import email, opsgenie, pagerduty, slack, syslog, teams
 LINK = "https://canary.example.com/incidents/7"
 
 
+def _mail_bodies(msg: EmailMessage) -> str:
+    """The text and the HTML body of a multipart/alternative alert mail, one after the other."""
+    return "".join(part.get_content() for part in msg.iter_parts())
+
+
 def _renderings(alert: Alert) -> dict[str, Any]:
     return {
         "pagerduty": pagerduty.event_body(alert, "k" * 32, pagerduty.PagerDutyOptions(routing_key="k" * 32)),
         "opsgenie": opsgenie.create_body(alert, opsgenie.OpsgenieOptions(api_key="x")),
         "slack": slack.message(alert),
         "teams": teams.message(alert),
-        "email": email.build_message(alert, email.Options(host="mx.example.com", from_addr="canary@example.com",
-                                                          to=("oncall@example.com",))).get_content(),
+        "email": _mail_bodies(email.build_message(alert, email.Options(host="mx.example.com", from_addr="canary@example.com",
+                                                                       to=("oncall@example.com",)))),
         "syslog": syslog.format_message(alert, syslog.Options(host="siem", format="cef")).decode(),
         "webhook": alert.to_json(),
     }
