@@ -133,6 +133,8 @@ class StoredEvent:
     incident_id: int | None = None
     canary: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     suppressed_by: str | None = None
+    #: what is known about the client address (canary.enrich), added by the feed; empty when nothing is
+    enrichment: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def event_key(*parts: object) -> str:

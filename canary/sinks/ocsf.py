@@ -361,6 +361,13 @@ def event_record(stored: StoredEvent) -> dict[str, Any]:
                                               "value": address})
         record["unmapped"] = {"attacks": attacks, "canary": _event_facts(stored)}
         record = _compact(record)
+    if stored.enrichment:
+        src = record.get("src_endpoint")
+        if isinstance(src, dict) and src.get("ip"):
+            known = _endpoint(event.origin, stored.enrichment) or {}
+            src.update({k: v for k, v in known.items() if k in ("hostname", "location")})
+        if found := _enrichments(event.origin, stored.enrichment):
+            record["enrichments"] = found
     record["metadata"] = _metadata(f"event/{stored.id}", "events", correlation=stored.incident_id, drill=event.drill,
                                    suppressed=stored.suppressed_by is not None, processed=_ms(event.detected_at))
     record["message"] = incident_title(event)[:MAX_STRING]
