@@ -28,6 +28,7 @@ import base64
 import datetime as dt
 import ipaddress
 import json
+import ssl
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -66,8 +67,9 @@ class BulkError(Exception):
 class ElasticServer:
     def __init__(self, *, flavor: str = "elasticsearch", api_key: tuple[str, str] | None = None,
                  basic: tuple[str, str] | None = None, max_content_length: int = 100 * 1024 * 1024,
-                 pipelines: tuple[str, ...] = ()) -> None:
+                 pipelines: tuple[str, ...] = (), ssl_context: ssl.SSLContext | None = None) -> None:
         self.flavor = flavor
+        self.ssl_context = ssl_context
         self.api_key = api_key
         self.basic = basic
         self.max_content_length = max_content_length
@@ -84,7 +86,7 @@ class ElasticServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{self.port}"
 
     def docs(self, index: str) -> dict[str, dict[str, Any]]:
         return self.indices.get(index, {})
@@ -96,7 +98,7 @@ class ElasticServer:
             app.router.add_route(method, "/{index}/_bulk", self.bulk)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self

@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import ipaddress
 import json
+import ssl
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from alerting_servers import make_alert
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from elastic_server import ElasticServer
 from structlog.testing import capture_logs
 
@@ -341,3 +348,37 @@ async def test_hostile_strings_survive_as_json(http: aiohttp.ClientSession, host
     for request in es.requests[:2]:
         lines = request.body.split(b"\n")[:-1]
         assert len(lines) % 2 == 0 and all("create" in json.loads(line) for line in lines[::2])
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (a cluster with its own CA, as Elasticsearch sets itself up)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "es-http")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    d = tmp_path_factory.mktemp("es-tls")
+    (d / "ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (d / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
+    return d / "ca.pem", d / "key.pem"
+
+
+async def test_private_ca_is_trusted_only_through_ca_file(http: aiohttp.ClientSession,
+                                                          tls_files: tuple[Path, Path]) -> None:
+    """Over https the cluster's certificate is verified: with its CA in ca_file the batch is delivered;
+    without it the connection is refused as untrusted (retryable, no secret in the error)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(tls_files[0]), str(tls_files[1]))
+    async with ElasticServer(api_key=(KEY_ID, KEY), ssl_context=context) as es:
+        await _sink(http, url=es.url, api_key=ENCODED, ca_file=str(tls_files[0])).send(make_alert())
+        with pytest.raises(DeliveryError) as untrusted:
+            await _sink(http, url=es.url, api_key=ENCODED).send(make_alert())
+    assert es.url.startswith("https://") and len(es.docs(ALERTS)) == 1 and len(es.requests) == 1
+    assert not untrusted.value.permanent and "Certificate" in str(untrusted.value) and KEY not in str(untrusted.value)
