@@ -24,6 +24,7 @@ prove each document arrived exactly once.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import ipaddress
@@ -67,9 +68,10 @@ class BulkError(Exception):
 class ElasticServer:
     def __init__(self, *, flavor: str = "elasticsearch", api_key: tuple[str, str] | None = None,
                  basic: tuple[str, str] | None = None, max_content_length: int = 100 * 1024 * 1024,
-                 pipelines: tuple[str, ...] = (), ssl_context: ssl.SSLContext | None = None) -> None:
+                 pipelines: tuple[str, ...] = (), ssl_context: ssl.SSLContext | None = None, answer_piece: int = 0) -> None:
         self.flavor = flavor
         self.ssl_context = ssl_context
+        self.answer_piece = answer_piece  # > 0: the answer streamed in pieces of this size, as a busy node does
         self.api_key = api_key
         self.basic = basic
         self.max_content_length = max_content_length
@@ -130,7 +132,7 @@ class ElasticServer:
         return web.json_response({"error": {"root_cause": [error], **error}, "status": 401}, status=401,
                                  headers={"WWW-Authenticate": 'ApiKey, Basic realm="security" charset="UTF-8"'})
 
-    async def bulk(self, request: web.Request) -> web.Response:
+    async def bulk(self, request: web.Request) -> web.StreamResponse:
         length = request.content_length
         if length is not None and length > self.max_content_length:
             return web.Response(status=413)
@@ -157,7 +159,18 @@ class ElasticServer:
         pipeline = request.query.get("pipeline")
         items = [self._apply(action, meta, source, pipeline) for action, meta, source in ops]
         errors = any("error" in next(iter(i.values())) for i in items)
-        return web.json_response({"took": int((time.monotonic() - started) * 1000), "errors": errors, "items": items})
+        answer = {"took": int((time.monotonic() - started) * 1000), "errors": errors, "items": items}
+        if not self.answer_piece:
+            return web.json_response(answer)
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        data = json.dumps(answer).encode()
+        for at in range(0, len(data), self.answer_piece):
+            await response.write(data[at:at + self.answer_piece])
+            await asyncio.sleep(0.001)
+        await response.write_eof()
+        return response
 
     def _parse(self, body: bytes, path_index: str | None) -> list[tuple[str, dict[str, Any], Any]]:
         if not body:

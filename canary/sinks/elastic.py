@@ -260,14 +260,16 @@ class ElasticSink(HttpSink):
                         retry_after=parse_retry_after(resp.headers.get("Retry-After")),
                         permanent=resp.status not in RETRYABLE and 400 <= resp.status < 500, status=resp.status)
                 limit = 65536 + _ANSWER_PER_ITEM * len(chunk)
-                raw = await resp.content.read(limit + 1)
+                raw = bytearray()
+                async for piece in resp.content.iter_chunked(65536):  # read() may return a part only
+                    raw += piece
+                    if len(raw) > limit:
+                        raise DeliveryError(self.name, f"bulk answer larger than {limit} bytes")
         except asyncio.TimeoutError:
             raise DeliveryError(self.name, f"no response within {self.options.timeout:.1f}s") from None
         except aiohttp.ClientError as exc:
             raise DeliveryError(self.name, describe_client_error(exc, origin)) from None
-        if len(raw) > limit:
-            raise DeliveryError(self.name, f"bulk answer larger than {limit} bytes")
-        return self._items(raw, len(chunk))
+        return self._items(bytes(raw), len(chunk))
 
     def _items(self, raw: bytes, expected: int) -> list[tuple[int, object]]:
         try:

@@ -257,9 +257,10 @@ async def test_unreachable_cluster_is_retryable(http: aiohttp.ClientSession) -> 
 
 
 async def test_batch_of_500_events_is_one_request(http: aiohttp.ClientSession) -> None:
-    """The feed's default batch (500 events) is one _bulk request of 1000 lines, and all 500 are stored."""
+    """The feed's default batch (500 events) is one _bulk request of 1000 lines, and all 500 are stored; the
+    answer (one item each) is read whole even when it arrives in small pieces."""
     batch = [_event(i) for i in range(500)]
-    async with ElasticServer(api_key=(KEY_ID, KEY)) as es:
+    async with ElasticServer(api_key=(KEY_ID, KEY), answer_piece=4096) as es:
         sink = _sink(http, url=es.url, api_key=ENCODED)
         assert sink.event_batch == 500
         started = time.perf_counter()
