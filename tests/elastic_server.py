@@ -1,5 +1,5 @@
 """A local server speaking the ``_bulk`` API as Elasticsearch and OpenSearch document it, for the
-``elasticsearch`` sink's tests (https://www.elastic.co/docs/api/doc/elasticsearch/operation/operation-bulk,
+``elasticsearch`` sink's tests (https://www.elastic.co/guide/en/elasticsearch/reference/current/docs-bulk.html,
 https://docs.opensearch.org/latest/api-reference/document-apis/bulk/).
 
 It checks what the real servers check and answers as they answer:

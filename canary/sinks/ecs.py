@@ -2,7 +2,9 @@
 sink (``canary/sinks/elastic.py``) and any other sink that speaks ECS.
 
 Field names and types follow the ECS field reference (https://www.elastic.co/docs/reference/ecs, release
-:data:`ECS_VERSION`; the types below checked against its ``generated/csv/fields.csv``): ``@timestamp`` date,
+:data:`ECS_VERSION`; the types checked against the ECS repository's ``generated/csv/fields.csv`` of v8.17.0
+and v9.4.0; allowed categorisation values: https://elastic.co/docs/reference/ecs/ecs-allowed-values-event-kind
+and .../ecs-allowed-values-event-type): ``@timestamp`` date,
 ``event.severity`` long, ``source.ip`` ip, ``source.as.number`` long, the rest keyword. ``event.kind`` is
 ``alert`` for incident notifications ("an alert or notable event, triggered by a detection rule executing
 externally to the Elastic Stack") and ``event`` for single detections; categorisation uses the allowed

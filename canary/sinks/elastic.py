@@ -1,7 +1,7 @@
 """Elasticsearch / OpenSearch through the ``_bulk`` API: incident notifications and committed events as
 Elastic Common Schema documents (``canary/sinks/ecs.py``).
 
-Wire format (Elasticsearch Bulk API, https://www.elastic.co/docs/api/doc/elasticsearch/operation/operation-bulk,
+Wire format (Elasticsearch Bulk API, https://www.elastic.co/guide/en/elasticsearch/reference/current/docs-bulk.html,
 and OpenSearch's, https://docs.opensearch.org/latest/api-reference/document-apis/bulk/): ``POST <url>/_bulk``
 with ``Content-Type: application/x-ndjson``, one action line and one source line per document, the last
 line ending in ``\\n``. The answer is ``{"took", "errors", "items": [{"create": {"_index", "_id", "status",
@@ -20,9 +20,9 @@ error's type, never by the document or the receiver's reason (which quotes the d
 permanent. Requests are cut at ``max_bytes`` before sending.
 
 Authentication: ``api_key`` sends ``Authorization: ApiKey <base64(id:api_key)>`` (the ``encoded`` value the
-create-API-key call returns, or ``id:api_key``, encoded here: https://www.elastic.co/docs/api/doc/elasticsearch/authentication);
+create-API-key call returns, or ``id:api_key``, encoded here: https://elastic.co/docs/api/doc/elasticsearch/authentication);
 ``username`` / ``password`` send HTTP Basic. ``flavor = "opensearch"`` refuses ``api_key``: OpenSearch's
-security plugin authenticates REST clients with HTTP Basic (https://docs.opensearch.org/latest/security/).
+security plugin authenticates REST clients with HTTP Basic (https://docs.opensearch.org/1.2/security-plugin/index).
 
 Targets: by default the data streams ``logs-canary.alerts-default`` and ``logs-canary.events-default``
 (Elasticsearch's built-in ``logs-*-*`` template makes them data streams with ECS mappings; on OpenSearch
