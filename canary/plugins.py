@@ -37,6 +37,7 @@ BUILTIN_SINKS = (
     "canary.sinks.webhook",
     "canary.sinks.splunk",
     "canary.sinks.sentinel",
+    "canary.sinks.elastic",
 )
 _OPTIONAL_SINKS = (
     "canary.sinks.pagerduty",
