@@ -23,6 +23,7 @@ Failures:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -32,6 +33,7 @@ import structlog
 
 from canary import tasks
 from canary.config import AlertingConfig
+from canary.enrich import Enricher
 from canary.errors import DeliveryError
 from canary.events import DetectionEvent, EventKind, Severity, StoredEvent, event_key
 from canary.metrics import Metrics
@@ -62,7 +64,8 @@ class _Refused(Exception):
 
 class EventFeed:
     def __init__(self, pool: asyncpg.Pool, sinks: Mapping[str, Sink], config: AlertingConfig, *, holder: str,
-                 submit: Submit | None = None, metrics: Metrics | None = None, poll: float = 1.0) -> None:
+                 submit: Submit | None = None, metrics: Metrics | None = None, poll: float = 1.0,
+                 enricher: Enricher | None = None) -> None:
         self.pool = pool
         self.sinks = event_sinks(sinks)
         self.config = config
@@ -70,6 +73,7 @@ class EventFeed:
         self.submit = submit
         self.metrics = metrics
         self.poll = poll
+        self.enricher = enricher
         self.delivered: dict[str, int] = {name: 0 for name in self.sinks}
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
@@ -128,7 +132,7 @@ class EventFeed:
             return 0
         cursor = await store.start(self.pool, name)
         batch, end = await store.read(self.pool, cursor, sink.event_batch)
-        wanted = [e for _, e in batch if sink.events == "all" or e.suppressed_by is None]
+        wanted = await self._enriched([e for _, e in batch if sink.events == "all" or e.suppressed_by is None])
         dead: list[tuple[StoredEvent, DeliveryError]] = []
         if wanted:
             await self._deliver(name, sink, wanted, dead)
@@ -146,6 +150,25 @@ class EventFeed:
         if self.metrics is not None and wanted:
             self.metrics.deliveries.labels(sink=name, outcome="event_delivered").inc(len(wanted) - len(dead))
         return len(batch) or 1
+
+    async def _enriched(self, events: list[StoredEvent]) -> list[StoredEvent]:
+        """``events`` with what is known about their client addresses: one lookup per address of the
+        batch (cached across batches), all within one ``rdns_timeout``; a lookup that fails or takes
+        longer leaves its events as they are (a SIEM gets the event late never)."""
+        if self.enricher is None or not events:
+            return events
+        addresses = {e.event.origin.get("client_addr") for e in events} - {None, ""}
+        if not addresses:
+            return events
+        keys = list(addresses)
+        try:
+            found = await asyncio.wait_for(
+                asyncio.gather(*(self.enricher.enrich(a) for a in keys)), self.enricher.timeout + 0.25)
+        except Exception:  # noqa: BLE001 - enrichment is a nicety: never hold the feed for it
+            return events
+        known = {a: f for a, f in zip(keys, found, strict=True) if f}
+        return [dataclasses.replace(e, enrichment=known[a]) if (a := e.event.origin.get("client_addr")) in known else e
+                for e in events]
 
     async def _deliver(self, name: str, sink: EventSink, events: Sequence[StoredEvent],
                        dead: list[tuple[StoredEvent, DeliveryError]]) -> None:

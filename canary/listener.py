@@ -103,7 +103,8 @@ class Listener:
         rt.pipeline.start()
         rt.dispatcher.on_dead = report_dead_letters(rt.submit)
         await rt.dispatcher.start()
-        self.feed = EventFeed(rt.pool, rt.sinks, rt.config.alerting, holder=self.holder, submit=rt.submit, metrics=rt.metrics)
+        self.feed = EventFeed(rt.pool, rt.sinks, rt.config.alerting, holder=self.holder, submit=rt.submit,
+                              metrics=rt.metrics, enricher=rt.enricher)
         await self.feed.start()
         for comp in self.components:
             if not cluster_singleton(comp):

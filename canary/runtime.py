@@ -18,6 +18,7 @@ from canary.config import Config
 from canary.crypto import Keyring, load_key
 from canary.events import DetectionEvent, storable_text
 from canary.metrics import Metrics
+from canary.enrich import Enricher
 from canary.outbox import Dispatcher
 from canary.pipeline import Pipeline
 from canary.store import ControlStore, rejects
@@ -68,6 +69,7 @@ class Runtime:
     http: aiohttp.ClientSession
     sinks: dict[str, Sink]
     metrics: Metrics = field(default_factory=Metrics)
+    enricher: Enricher | None = None  # [enrichment]: what alerts and SIEM events say about client addresses
     _sampler: RejectSampler = field(default_factory=lambda: RejectSampler(60))
 
     def __post_init__(self) -> None:
@@ -143,13 +145,15 @@ async def open_runtime(
     store = store or ControlStore(config)
     if store._pool is None:
         await store.open()
+    enricher = Enricher(config.enrichment)  # a bad database file fails here, before anything starts
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.alerting.sink_timeout))
     sinks = build_sinks(config, http)
     metrics = Metrics()
     pipeline = Pipeline(store.pool, config, suppress=[*plugins.suppress_rules(), *suppress])
     runtime = Runtime(
         config=config, store=store, keyring=keyring, registry=Registry(store.pool, keyring), pipeline=pipeline,
-        dispatcher=Dispatcher(store.pool, sinks, config.alerting, metrics=metrics), http=http, sinks=sinks, metrics=metrics,
+        dispatcher=Dispatcher(store.pool, sinks, config.alerting, metrics=metrics, enricher=enricher), http=http,
+        sinks=sinks, metrics=metrics, enricher=enricher,
     )
     return runtime
 
@@ -167,5 +171,7 @@ async def close_runtime(runtime: Runtime, *, grace: float | None = None) -> None
         except Exception as exc:  # noqa: BLE001 - shutting down: report and go on
             log.warning("sink.close_failed", sink=name, error=f"{type(exc).__name__}: {exc}")
     await runtime.http.close()
+    if runtime.enricher is not None:
+        runtime.enricher.close()
     await asyncio.sleep(0)  # let aiohttp close its connectors
     await runtime.store.close()
