@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 BUILTIN_SINKS = (
     "canary.sinks.stdout",
     "canary.sinks.webhook",
+    "canary.sinks.security_lake",
 )
 _OPTIONAL_SINKS = (
     "canary.sinks.pagerduty",
