@@ -96,6 +96,8 @@ MAX_FIELDS = 256
 #: Security Lake: data pages at most 1 MB uncompressed; our objects stay far below 256 MB row groups
 DATA_PAGE_SIZE = 1 << 20
 ROW_GROUP_ROWS = 10_000
+#: the newest OCSF version Security Lake accepts from custom sources
+SUPPORTED_OCSF = (1, 3)
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 #: refresh assumed-role credentials this long before they expire
 _REFRESH_MARGIN = dt.timedelta(minutes=5)
@@ -420,6 +422,12 @@ def event_day(epoch_ms: int | None, fallback: dt.datetime) -> str:
     return f"{when.year:04d}{when.month:02d}{when.day:02d}"
 
 
+def _version(text: str) -> tuple[int, int]:
+    """(major, minor) of an OCSF version such as ``1.3.0`` or ``1.0.0-rc.2``."""
+    parts = re.findall(r"[0-9]+", text)[:2]
+    return (int(parts[0]), int(parts[1])) if len(parts) == 2 else (0, 0)
+
+
 # ---- S3 ---------------------------------------------------------------------------------------------
 
 
@@ -471,17 +479,14 @@ class _Clients:
                                       aws_secret_access_key=creds["SecretAccessKey"],
                                       aws_session_token=creds["SessionToken"])
                 expires = creds["Expiration"]
-            if cached:
-                cached[0].close()
+            # a replaced client is not closed: another worker thread may still be writing with it
             self._clients[role] = (client, expires)
             return client
 
     def forget(self, source: SourceOptions) -> None:
         """Drop a role's client (its token expired before we thought)."""
         with self._lock:
-            cached = self._clients.pop(source.role_arn or self._options.role_arn, None)
-        if cached:
-            cached[0].close()
+            self._clients.pop(source.role_arn or self._options.role_arn, None)
 
     def put(self, put: _Put) -> None:
         body = parquet_object(put.records, self._options.compression)
@@ -536,6 +541,9 @@ class SecurityLakeSink:
         self.skipped: Counter[int] = Counter()
         self._warned: set[int] = set()
         self._clients = _Clients(name, options)
+        if _version(ocsf.OCSF_VERSION) > SUPPORTED_OCSF:
+            log.warning("security_lake_ocsf_version", sink=name, ocsf_version=ocsf.OCSF_VERSION,
+                        reason="Security Lake custom sources support OCSF 1.3 and earlier")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"

@@ -218,7 +218,7 @@ def test_hostile_records_always_write() -> None:
     for _ in range(30):
         deep = {"d": deep}
     records = [
-        {"class_uid": 2004, "time": 3, "k\ud800": "v\udfff", "k\ud801": 1, "wide": {f"c{i}": i for i in range(5000)},
+        {"class_uid": 2004, "time": 3, "k" + chr(0xD800): "v\udfff", "k" + chr(0xD801): 1, "wide": {f"c{i}": i for i in range(5000)},
          "deep": deep, "big": 1 << 80, "nan": float("nan"), "list": [1, "a", {"b": None}], "tuple": ("x",)},
         {"class_uid": 2004, "time": 1, "wide": {"c1": "x"}, "big": 5, "list": [], "nested": [[{"a": [1]}]]},
     ]
@@ -382,6 +382,17 @@ def test_defaults_and_shorthand() -> None:
     sink = _sink(None, sources={2004: "canary-findings"})
     assert (sink.events, sink.event_batch) == ("unsuppressed", 5000)
     assert sink.options.sources[2004].location == "ext/canary-findings"
+
+
+@pytest.mark.parametrize(("version", "warned"), [("1.3.0", False), ("1.0.0-rc.2", False), ("1.4.0", True),
+                                                  ("2.0.0", True)])
+def test_an_ocsf_version_newer_than_security_lake_takes_is_warned_about(monkeypatch: pytest.MonkeyPatch,
+                                                                        version: str, warned: bool) -> None:
+    """Security Lake takes OCSF 1.3 and earlier from custom sources: a sink built against a newer mapping says so."""
+    monkeypatch.setattr(ocsf, "OCSF_VERSION", version)
+    with capture_logs() as logs:
+        _sink(None)
+    assert [e["event"] for e in logs] == (["security_lake_ocsf_version"] if warned else [])
 
 
 async def test_records_read_back_validate_as_ocsf(s3: S3Server) -> None:
