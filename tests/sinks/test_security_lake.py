@@ -153,23 +153,29 @@ async def test_classes_without_a_source_are_skipped_and_counted(s3: S3Server) ->
 
 
 async def test_alert_notifications_are_detection_finding_objects(s3: S3Server) -> None:
-    """Each notification is one small Detection Finding object (eventDay of the finding's time), keyed by
-    incident, notification and action: a retried notification overwrites, the next one adds."""
+    """Each notification is one small Detection Finding object under the eventDay of the finding's time,
+    keyed by incident, notification and action: a retried notification overwrites, the next one adds."""
     sink = _sink(s3)
     trigger = make_alert()
-    resolve = make_alert(action=AlertAction.RESOLVE, sequence=2,
-                         last_seen=dt.datetime(2026, 5, 3, 0, 0, 1, tzinfo=UTC))
+    update = make_alert(action=AlertAction.UPDATE, sequence=1, canary_count=120,
+                        last_seen=dt.datetime(2026, 5, 3, 0, 0, 1, tzinfo=UTC))
     await sink.send(trigger)
     await sink.send(trigger)
-    await sink.send(resolve)
+    await sink.send(update)
+    await sink.send(make_alert(action=AlertAction.RESOLVE, sequence=2))
     objects = s3.objects(BUCKET)
-    assert sorted(objects) == [
+    resolve_key = next(k for k in objects if k.endswith("-resolve.parquet"))
+    assert sorted(objects) == sorted([
         _prefix("ext/canary-findings", "20260501") + "i7-n0-trigger.parquet",
-        _prefix("ext/canary-findings", "20260503") + "i7-n2-resolve.parquet",
-    ]
-    rows = _read(objects[min(objects)])
+        _prefix("ext/canary-findings", "20260503") + "i7-n1-update.parquet",
+        resolve_key,
+    ])
+    rows = _read(objects[_prefix("ext/canary-findings", "20260501") + "i7-n0-trigger.parquet"])
     assert [restore(r) for r in rows] == [ocsf.detection_finding(trigger)]
     assert rows[0]["class_uid"] == 2004
+    [resolved] = _read(objects[resolve_key])  # its time is the mapping's (when it was resolved): so is its day
+    day = dt.datetime.fromtimestamp(resolved["time"] / 1000, tz=UTC).strftime("%Y%m%d")
+    assert resolve_key == _prefix("ext/canary-findings", day) + "i7-n2-resolve.parquet"
 
 
 def _leaves(schema: Any, prefix: str = "") -> dict[str, str]:
