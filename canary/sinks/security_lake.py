@@ -30,7 +30,9 @@ How canary maps onto that:
   derived from the batch: ``canary-<sink>-e<first id>-<last id>-<hash of the ids>.parquet`` for events,
   ``canary-<sink>-i<incident>-n<notification>-<action>.parquet`` for an alert; a resend overwrites the
   object instead of adding a duplicate. Two canary deployments sharing a lake give their sinks different
-  names.
+  names. One exception: an acknowledge / resolve finding's time is when it was mapped, so a retry that
+  crosses midnight UTC lands in the next eventDay as a second copy of the same finding (same
+  ``finding_info.uid`` and activity), which readers can tell apart.
 * **Object size and rate.** ``send_events`` writes one object per (class, eventDay) of the batch; its size
   is tuned with ``event_batch`` (default 5000 here, at most 10000). The feed sends what is committed
   without waiting for a full batch, so a quiet deployment writes small objects more often than every
