@@ -38,6 +38,7 @@ BUILTIN_SINKS = (
     "canary.sinks.splunk",
     "canary.sinks.sentinel",
     "canary.sinks.elastic",
+    "canary.sinks.security_lake",
 )
 _OPTIONAL_SINKS = (
     "canary.sinks.pagerduty",
