@@ -45,6 +45,7 @@ import dataclasses
 import datetime as dt
 import io
 import json
+import logging
 import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
@@ -136,6 +137,10 @@ class Iam:
 
     def _iam(self) -> Any:
         if self._client is None:
+            # botocore logs response bodies at DEBUG, and CreateAccessKey's holds the secret: never let
+            # a debug log level reach them
+            for name in ("botocore", "boto3", "urllib3"):
+                logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger(name).getEffectiveLevel()))
             try:
                 session = boto3.Session(profile_name=self.profile, region_name=self.config.region)
             except botocore.exceptions.BotoCoreError as exc:

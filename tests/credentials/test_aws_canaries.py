@@ -230,8 +230,9 @@ async def test_provision_seed_use_retire(shop: Shop, make_config: MakeConfig, ru
 async def test_empty_pool_refuses_and_honeypot_only_says_so(shop: Shop, make_config: MakeConfig, runtime: Runtime,
                                                            cli_config: Path, data_dir: Path) -> None:
     """With no AWS pool keys a seed (and its plan) of an aws_key target is refused with an error naming
-    the ways out; with honeypot_only = true derived fakes are written and `canary seed plan` warns that
-    they can fire only at canary's own honeypot, never at AWS."""
+    the ways out; with honeypot_only = true derived fakes are written and `canary plan` warns that
+    they can fire only at canary's own honeypot, never at AWS. A provision with a path IAM would not
+    take is refused before any IAM call, naming the option."""
     registry = Registry(runtime.pool, runtime.keyring)
     with pytest.raises(SeedError, match=r"AWS key pool has 0 unplaced.*provision aws.*honeypot_only"):
         await PostgresSeeder.from_config(_seed_config(make_config, shop.dsn), "shop", registry).plan()
@@ -245,6 +246,8 @@ async def test_empty_pool_refuses_and_honeypot_only_says_so(shop: Shop, make_con
     assert "honeypot_only: these 2 AWS keys are derived fakes" in out and "never when used against AWS" in out
     result = await PostgresSeeder.from_config(_seed_config(make_config, shop.dsn, honeypot_only=True), "shop", registry).apply()
     assert result.added == {"public.service_tokens": 2} and await aws.pool_entries(registry) == []
+    rc, out, err = await _canary(cli_config, "credential", "provision", "aws", "--count", "1", "--path", "canary")
+    assert rc != 0 and "--path: Value error, an IAM path starts and ends with /" in out + err
 
 
 async def test_pool_add_from_file_never_echoes(runtime: Runtime, cli_config: Path, data_dir: Path, iam_endpoint: str) -> None:

@@ -10,8 +10,10 @@ import json
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from canary.app.commands import load_config
-from canary.config import Config
+from canary.config import AwsIamConfig, Config
 from canary.credentials import aws
 from canary.credentials.values import CredentialFactory, new_canary
 from canary.crypto import Keyring, load_key
@@ -133,7 +135,15 @@ async def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _iam(cfg: Config, args: argparse.Namespace) -> aws.Iam:
-    return aws.Iam(cfg.credentials.aws, endpoint_url=args.endpoint_url, profile=args.profile)
+    """The IAM client of [credentials.aws] with the command line's overrides, validated like the file."""
+    overrides = {k: v for k, v in (("path", getattr(args, "path", None)), ("name_pattern", getattr(args, "name_pattern", None)),
+                                   ("tag", getattr(args, "tag", None))) if v is not None}
+    try:
+        settings = AwsIamConfig.model_validate({**cfg.credentials.aws.model_dump(), **overrides})
+    except ValidationError as exc:
+        raise CanaryError("; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
+                                    for e in exc.errors())) from None
+    return aws.Iam(settings, endpoint_url=args.endpoint_url, profile=args.profile)
 
 
 def _line(e: aws.PoolEntry) -> str:
@@ -148,8 +158,7 @@ async def cmd_provision(args: argparse.Namespace) -> int:
         raise CanaryError("--count must be between 1 and 100")
     cfg, store, registry = await _open(args)
     try:
-        made = await aws.provision(_iam(cfg, args), registry, args.count, path=args.path, pattern=args.name_pattern,
-                                   tag=args.tag, on_user=lambda e: print(f"provisioned {_line(e)}", flush=True))
+        made = await aws.provision(_iam(cfg, args), registry, args.count, on_user=lambda e: print(f"provisioned {_line(e)}", flush=True))
         unplaced = sum(1 for e in await aws.pool_entries(registry) if e.state == "unplaced")
     finally:
         await store.close()
