@@ -28,13 +28,15 @@ import asyncpg
 import boto3
 import pytest
 import structlog
+from credential_support import register
 from moto.server import ThreadedMotoServer
 from seeder_helpers import Shop
 from testkit import MakeConfig
 
 from canary.config import Config, from_mapping
 from canary.credentials import aws
-from canary.credentials.cloudtrail import CloudTrailDirectorySource
+from canary.credentials.cloudtrail import CloudTrailDirectorySource, CloudTrailProcessor
+from canary.credentials.values import CredentialFactory
 from canary.crypto import write_key_file
 from canary.errors import ConfigError, SeedError
 from canary.runtime import Runtime
@@ -315,3 +317,18 @@ def test_drawn_names_look_like_service_accounts() -> None:
         _, first, second = name.split("-")
         assert aws.USER_NAME.match(name) and first in aws.WORDS and second in aws.WORDS and first != second
     assert len(taken) == 200
+
+
+async def test_service_name_in_source_address_is_not_a_client_address(runtime: Runtime) -> None:
+    """A CloudTrail record whose sourceIPAddress is an AWS service's name (a call the service made on
+    the key holder's behalf) raises the event with that name as origin.aws_service and no client
+    address; an IP address stays the client address."""
+    cred = CredentialFactory(runtime.keyring).aws_key()
+    await register(runtime, cred, table="public.integrations")
+    user = {"UserId": "AIDAEXAMPLE0000000000", "Arn": f"arn:aws:iam::{ACCOUNT}:user/svc-etl-sync", "UserName": "svc-etl-sync"}
+    by_service = {**_get_caller_identity(cred.secret, user, "2026-12-02T05:00:00Z"), "sourceIPAddress": "athena.amazonaws.com",
+                  "userAgent": "athena.amazonaws.com"}
+    by_ip = {**_get_caller_identity(cred.secret, user, "2026-12-02T05:00:01Z"), "sourceIPAddress": "2001:db8::7"}
+    events = await CloudTrailProcessor(runtime).events_for([by_service, by_ip], "test")
+    assert [e.origin.get("client_addr") for e in events] == [None, "2001:db8::7"]
+    assert events[0].origin["aws_service"] == "athena.amazonaws.com" and "aws_service" not in events[1].origin
