@@ -103,6 +103,10 @@ class TableTarget(_Model):
     #: later updates as real customers' rows get them), run by the listener's scheduler.
     mode: Literal["backdated", "trickle"] = "backdated"
     trickle_over: float = Field(default=14 * 86400.0, gt=0)
+    #: AWS keys: by default they come from the AWS canary key pool (real IAM users, detected through
+    #: CloudTrail); ``true`` writes derived fake keys instead, which exist nowhere in AWS and fire only
+    #: when presented to canary's own honeypot
+    honeypot_only: bool = False
 
     @field_validator("trickle_over", mode="before")
     @classmethod
@@ -533,8 +537,54 @@ class CloudTrailConfig(_Model):
         return self
 
 
+_IAM_PATH = re.compile(r"^/([\x21-\x7e]{1,510}/)?$")
+
+
+class AwsIamConfig(_Model):
+    """``[credentials.aws]``: how ``canary credential provision aws`` reaches IAM. Credentials come from
+    boto3's normal chain (environment, shared files, instance role) or ``profile`` (which may name a
+    ``role_arn`` to assume). New users get ``path`` and names drawn from ``name_pattern`` (``{word}``:
+    a service-ish word, ``{n}``: a digit); ``tag`` (``key=value``) only if set."""
+
+    endpoint_url: str | None = None  # a non-AWS IAM endpoint (tests, a proxy)
+    profile: str | None = None
+    region: str = "us-east-1"
+    path: str = "/"
+    name_pattern: str = "svc-{word}-{word}"
+    tag: str | None = None
+    timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _dur(cls, v: object) -> float:
+        return parse_duration(v)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not _IAM_PATH.match(v):
+            raise ValueError("an IAM path starts and ends with / (e.g. \"/\" or \"/service/\")")
+        return v
+
+    @field_validator("name_pattern")
+    @classmethod
+    def _pattern(cls, v: str) -> str:
+        bare = v.replace("{word}", "").replace("{n}", "")
+        if "{word}" not in v or not re.fullmatch(r"[\w+=,.@-]*", bare) or len(v.replace("{word}", "x" * 12)) > 64:
+            raise ValueError("needs {word} and only IAM user-name characters (letters, digits, _+=,.@-), at most 64 long")
+        return v
+
+    @field_validator("tag")
+    @classmethod
+    def _tag(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[\w.:/=+@ -]{1,128}=[\w.:/=+@ -]{0,256}", v):
+            raise ValueError("must be key=value")
+        return v
+
+
 class CredentialsConfig(_Model):
     cloudtrail: CloudTrailConfig = CloudTrailConfig()
+    aws: AwsIamConfig = AwsIamConfig()
 
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")

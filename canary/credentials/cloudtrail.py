@@ -13,7 +13,12 @@ Two inputs, one processor:
   otherwise), 401 for a wrong key, 400 for malformed bodies (both counted).
 
 Each matching record raises ``EventKind.USED`` with eventName, eventSource, sourceIPAddress,
-userAgent, awsRegion and errorCode/errorMessage; the key is CloudTrail's ``eventID``.
+userAgent, awsRegion and errorCode/errorMessage; the key is CloudTrail's ``eventID``. The caller's
+``sourceIPAddress`` becomes the incident's client address only when it is an IP address: for calls an
+AWS service makes on the caller's behalf CloudTrail writes the service's name there (e.g.
+``athena.amazonaws.com``; see "CloudTrail record contents",
+https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-record-contents.html),
+which is kept as ``origin.aws_service`` instead.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import gzip
+import ipaddress
 import json
 import os
 import time
@@ -101,6 +107,17 @@ def parse_event_time(value: Any) -> dt.datetime:
     return now
 
 
+def _source_address(value: Any) -> tuple[str | None, str | None]:
+    """(client IP, AWS service name) from ``sourceIPAddress``: one of them, or neither."""
+    text = _text(value)
+    if text is None:
+        return None, None
+    try:
+        return str(ipaddress.ip_address(text)), None
+    except ValueError:
+        return None, text
+
+
 class CloudTrailProcessor:
     """Turns CloudTrail records into committed USED events for canary access keys."""
 
@@ -124,15 +141,16 @@ class CloudTrailProcessor:
             if match is None:
                 continue
             ident = rec["userIdentity"]
-            ip = _text(rec.get("sourceIPAddress"))
+            ip, service = _source_address(rec.get("sourceIPAddress"))
             eid = _text(rec.get("eventID")) or event_key(json.dumps(rec, sort_keys=True, default=str))
             events.append(DetectionEvent(
-                kind=EventKind.USED, source=self.source, key=event_key("cloudtrail", eid), group=f"cloudtrail:{match.canary_id}:{ip}",
+                kind=EventKind.USED, source=self.source, key=event_key("cloudtrail", eid), group=f"cloudtrail:{match.canary_id}:{ip or service}",
                 canary_id=match.canary_id, observed_at=parse_event_time(rec.get("eventTime")), severity=Severity.CRITICAL,
                 actor={"user": _text(ident.get("userName")) or _text(ident.get("arn")) or key_id, "arn": _text(ident.get("arn")),
                        "account_id": _text(ident.get("accountId")), "identity_type": _text(ident.get("type")),
                        "access_key_id": key_id},
-                origin={"client_addr": ip, "user_agent": _text(rec.get("userAgent")), "aws_region": _text(rec.get("awsRegion"))},
+                origin={k: v for k, v in {"client_addr": ip, "aws_service": service, "user_agent": _text(rec.get("userAgent")),
+                                          "aws_region": _text(rec.get("awsRegion"))}.items() if v is not None or k == "client_addr"},
                 evidence={k: v for k, v in {
                     "credential": "aws_key_id", "canary": match.uid, "event_name": _text(rec.get("eventName")),
                     "event_source": _text(rec.get("eventSource")), "error_code": _text(rec.get("errorCode")),

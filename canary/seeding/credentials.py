@@ -7,6 +7,11 @@ table's existing secrets use (``credential = "auto"``) or the configured one. Co
 are filled consistently: ``*_prefix`` with the token's first characters, ``last4`` / ``last_four``
 with its last four, and for AWS key pairs the access-key-id column.
 
+AWS key pairs are real: each comes from the AWS canary key pool (:mod:`canary.credentials.aws`, IAM
+users without permissions whose use CloudTrail records). With too few unplaced keys the seed is
+refused, unless the target says ``honeypot_only = true``: then the key is a derived shape that exists
+nowhere in AWS and fires only when presented to canary's own honeypot, and ``plan`` says so.
+
 ``pg_dsn`` credentials point at the datastore itself with a login role created for the canary: it
 has no privileges and its password is already expired (``VALID UNTIL`` in the past), so it looks
 dormant and can never log in, but every attempt is logged by the server with the role's name.
@@ -16,14 +21,17 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from canary.config import TableTarget
+from canary.credentials.aws import PooledKey, take_unplaced
 from canary.credentials.values import Credential, CredentialFactory, CredentialType, scram_verifier
 from canary.errors import SeedError
 from canary.postgres.sql import ident, literal
 from canary.seeding.catalog import TableInfo
+from canary.store.registry import Registry
 
 EXPIRED = "2000-01-01 00:00:00+00"
 _SECRET_NAME = re.compile(r"token|secret|api_?key|^key$|_key$|password|passwd|dsn|connection|conn_?str|credential|^value$", re.I)
@@ -103,6 +111,26 @@ def make_credential(factory: CredentialFactory, cred_type: CredentialType, datas
         database = unquote(parts.path.lstrip("/")) or "postgres"
         return factory.pg_dsn(parts.hostname or "localhost", parts.port or 5432, database, cred_id)
     return factory.bearer(cred_id)
+
+
+async def credentials_for(registry: Registry, factory: CredentialFactory, cred_type: CredentialType, target: TableTarget,
+                          table: str, datastore_dsn: str, cred_id: Callable[[], str],
+                          n: int) -> tuple[list[Credential], list[PooledKey], list[str]]:
+    """``n`` credentials for ``table``: (credentials, the pool keys among them, warnings for the plan).
+    AWS keys come from the pool (SeedError when it is short) unless the target is ``honeypot_only``."""
+    if cred_type != CredentialType.AWS_KEY or n == 0:
+        return [make_credential(factory, cred_type, datastore_dsn, cred_id()) for _ in range(n)], [], []
+    if target.honeypot_only:
+        return [factory.aws_key(cred_id()) for _ in range(n)], [], [
+            f"{table}: honeypot_only: these {n} AWS keys are derived fakes that exist nowhere in AWS; they can fire only "
+            "when presented to canary's own honeypot, never when used against AWS (CloudTrail never sees them)"]
+    pooled = await take_unplaced(registry, n)
+    if len(pooled) < n:
+        raise SeedError(
+            f"{table}: {n} AWS canary keys needed but the AWS key pool has {len(pooled)} unplaced; add real ones "
+            "(`canary credential provision aws --count N`, or `canary credential pool add aws --from FILE`), or set "
+            "honeypot_only = true on the target for fakes that fire only at canary's own honeypot", target=table)
+    return [p.credential for p in pooled], pooled, []
 
 
 def fill(values: dict[str, str | None], cols: SecretColumns, cred: Credential) -> None:

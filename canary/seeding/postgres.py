@@ -34,6 +34,8 @@ import asyncpg
 import structlog
 
 from canary.config import Config, DatastoreConfig, TableTarget
+from canary.credentials.aws import PooledKey
+from canary.credentials.aws import place as place_pooled
 from canary.credentials.values import CREDENTIAL_KIND, Credential, CredentialFactory, CredentialType
 from canary.credentials.values import new_canary as new_credential_canary
 from canary.crypto import Keyring
@@ -58,7 +60,7 @@ from canary.seeder import ApplyResult, Finding, Plan, PlannedRow, RetireResult, 
 from canary.seeding import trickle as trickling
 from canary.seeding.catalog import Policy, TableInfo, introspect, unsupported_reason
 from canary.seeding.children import Batch, created_column, plan_children
-from canary.seeding.credentials import SecretColumns, create_role_sql, fill, infer_type, make_credential, secret_columns
+from canary.seeding.credentials import SecretColumns, create_role_sql, credentials_for, fill, infer_type, secret_columns
 from canary.seeding.synth.contacts import ContactAllocator
 from canary.seeding.synth.frequency import ValueCounts
 from canary.seeding.synth.profile import FREEMAIL, TableProfile, profile
@@ -147,6 +149,7 @@ class _TargetWork:
     habit: trickling.UpdateHabit | None = None  # how the table's real rows get updated after their insert
     later: list[dict[str, Any]] = field(default_factory=list)  # trickle: child row groups written when their time comes
     update_after: float | None = None  # trickle: seconds after sign-up of the canary's later update (None: none)
+    pooled: list[PooledKey] = field(default_factory=list)  # AWS pool keys behind creds (same order), moved into the rows
 
     @property
     def planned(self) -> list[PlannedRow]:
@@ -501,9 +504,12 @@ class PostgresSeeder:
             tallies = await self._tallies(conn, info, synth.tallies())
             await asyncio.to_thread(synth.match_frequencies, counts, sample, tallies=tallies)
         creds: list[Credential] = []
+        pooled: list[PooledKey] = []
         if cred is not None:
             factory, ctype, cols = cred
-            creds = [make_credential(factory, ctype, self.ds.dsn.reveal(), self._cred_id()) for _ in placements]
+            creds, pooled, notes = await credentials_for(self.registry, factory, ctype, target, info.target, self.ds.dsn.reveal(),
+                                                         self._cred_id, len(placements))
+            warnings.extend(notes)
 
         updated = next((c.name for c in info.columns if semantic_of(c) == Semantic.UPDATED), None)
         habit = trickling.UpdateHabit.of(prof.created_gap, sum(1 for r in sample if updated and r.get(updated) is None))
@@ -553,7 +559,7 @@ class PostgresSeeder:
             warnings.extend(await self._pool_warnings(conn, info, prof, total, pools, on_domains=max(0, total - len(pools.mailboxes)),
                                                       sizing=sizing))
         w = _TargetWork(target, info, existing, batches, [(r.email, r.phone) for r in rows], [], warnings, forced_off, creds,
-                        sizing, False, habit, later)
+                        sizing, False, habit, later, pooled=pooled)
         w = await self._detection_work(conn, w, legacy, upgrading, to_add, arriving=arrivals is not None)
         if creds and cred is not None:
             w.statements = [sql for sql in (create_role_sql(cred[0], c) for c in creds) if sql] + w.statements
@@ -2160,13 +2166,18 @@ class PostgresSeeder:
                 rows_of.setdefault(b.top_index[j], []).append(
                     (ValueKind.CHILD_ROW.value, location_key(self.ds.name, b.target, key_text(r.pk))))
         canaries = []
+        placed: list[tuple[PooledKey, NewCanary]] = []
         for i, (p, (email, phone)) in enumerate(zip(w.planned, w.contacts)):
             location = {"target": info.target, "pk": p.pk, "deployment": dep_id}
             lookup = location_key(self.ds.name, info.target, p.pk)
             fp = self._fingerprint(info.target, p.pk, texts[p.pk])
             if w.creds:
                 entry = new_credential_canary(w.creds[i], self.ds.name, self._label(info.target), location=location, lookup=lookup)
-                canaries.append(dataclasses.replace(entry, fingerprint=fp, values=[*entry.values, *rows_of.get(i, [])]))
+                entry = dataclasses.replace(entry, fingerprint=fp, values=[*entry.values, *rows_of.get(i, [])])
+                if w.pooled:  # an AWS pool key: its canary moves into this row
+                    placed.append((w.pooled[i], entry))
+                else:
+                    canaries.append(entry)
                 continue
             values = [(k, v) for k, v in (("email", email), ("email", (self.pools.forward_to(email) or "").lower()), ("phone", phone)) if v]
             values += rows_of.get(i, [])
@@ -2177,6 +2188,7 @@ class PostgresSeeder:
                 )
             )
         await self.registry.add(ctl, canaries, dep_id)
+        await place_pooled(self.registry, ctl, placed, dep_id)
         await detection_objects.record(ctl, self.ds.name, info.target, details)
         return dep_id
 

@@ -154,6 +154,26 @@ class Registry:
         if deployment_id is not None:
             await conn.execute("UPDATE deployments SET status = 'retired', retired_at = now() WHERE id = $1", deployment_id)
 
+    async def relocate(self, conn: asyncpg.Connection, canary_id: int, canary: NewCanary, deployment_id: int | None,
+                       *, from_label: str) -> bool:
+        """Move an active canary still labelled ``from_label`` (a pooled credential not yet placed) to
+        where ``canary`` says, keeping its uid and values. False when it is no longer there to move
+        (placed or retired by someone else meanwhile)."""
+        k = self.keyring
+        status = await conn.execute(
+            "UPDATE canaries SET datastore = $2, label = $3, location_enc = $4, location_idx = $5, fingerprint = $6,"
+            " deployment_id = $7, key_id = $8 WHERE id = $1 AND status = 'active' AND label = $9",
+            canary_id, canary.datastore, canary.label, k.encrypt(json.dumps(canary.location, default=str), LOCATION),
+            k.blind_index(canary.lookup, LOCATION), canary.fingerprint, deployment_id, k.key_id, from_label,
+        )
+        return str(status).split()[-1] == "1"
+
+    async def set_location(self, conn: asyncpg.Connection, canary_id: int, location: Mapping[str, Any]) -> None:
+        """Replace a canary's location with one naming the same target and pk (its index stays valid),
+        e.g. to note that a credential was deleted where it was issued."""
+        await conn.execute("UPDATE canaries SET location_enc = $2, key_id = $3 WHERE id = $1", canary_id,
+                           self.keyring.encrypt(json.dumps(location, default=str), LOCATION), self.keyring.key_id)
+
     async def retire_emptied_deployments(self, conn: asyncpg.Connection, deployment_ids: Iterable[int]) -> None:
         """Mark retired each of these deployments that has no active canary left."""
         for dep in deployment_ids:
@@ -261,6 +281,12 @@ class Registry:
     async def active(self, datastore: str | None = None, label: str | None = None, conn: asyncpg.Connection | None = None) -> list[CanaryRecord]:
         q = "SELECT * FROM canaries WHERE status = 'active' AND ($1::text IS NULL OR datastore = $1) AND ($2::text IS NULL OR label = $2) ORDER BY id"
         rows = await (conn.fetch(q, datastore, label) if conn else self.pool.fetch(q, datastore, label))
+        return [self._record(r) for r in rows]
+
+    async def of_kind(self, kind: str, conn: asyncpg.Connection | None = None) -> list[CanaryRecord]:
+        """Every canary of ``kind``, active or retired, oldest first."""
+        q = "SELECT * FROM canaries WHERE kind = $1 ORDER BY id"
+        rows = await (conn.fetch(q, kind) if conn else self.pool.fetch(q, kind))
         return [self._record(r) for r in rows]
 
     async def reveal(self, ids: Sequence[int]) -> dict[int, tuple[Mapping[str, Any], list[tuple[str, str]]]]:

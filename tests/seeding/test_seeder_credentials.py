@@ -94,7 +94,7 @@ def _num(text: str | None) -> object:
 def _config(make_config: MakeConfig, dsn: str) -> Config:
     return make_config(datastores=[{"name": "shop", "dsn": dsn, "tables": [
         {"table": "public.api_keys", "count": 3, "credential": "auto"},
-        {"table": "public.service_tokens", "count": 2, "credential": "aws_key"},
+        {"table": "public.service_tokens", "count": 2, "credential": "aws_key", "honeypot_only": True},
         {"table": "public.app_settings", "count": 1, "credential": "pg_dsn", "column": "value"},
     ]}])
 
