@@ -146,9 +146,9 @@ class CloudTrailProcessor:
             events.append(DetectionEvent(
                 kind=EventKind.USED, source=self.source, key=event_key("cloudtrail", eid), group=f"cloudtrail:{match.canary_id}:{ip or service}",
                 canary_id=match.canary_id, observed_at=parse_event_time(rec.get("eventTime")), severity=Severity.CRITICAL,
-                actor={"user": _text(ident.get("userName")) or _text(ident.get("arn")) or key_id, "arn": _text(ident.get("arn")),
-                       "account_id": _text(ident.get("accountId")), "identity_type": _text(ident.get("type")),
-                       "access_key_id": key_id},
+                # never the key id: it is the canary's own value (the evidence names the canary by uid)
+                actor={"user": _text(ident.get("userName")) or _text(ident.get("arn")) or "unknown", "arn": _text(ident.get("arn")),
+                       "account_id": _text(ident.get("accountId")), "identity_type": _text(ident.get("type"))},
                 origin={k: v for k, v in {"client_addr": ip, "aws_service": service, "user_agent": _text(rec.get("userAgent")),
                                           "aws_region": _text(rec.get("awsRegion"))}.items() if v is not None or k == "client_addr"},
                 evidence={k: v for k, v in {

@@ -70,8 +70,8 @@ def _with_key(record: dict[str, Any], key_id: str, event_id: str) -> dict[str, A
 
 async def test_log_files_in_a_directory_raise_events_once(runtime: Runtime, tmp_path: Path) -> None:
     """A gzip'd and a plain CloudTrail log file in a bucket-like tree: records with the canary key
-    raise USED events carrying eventName, sourceIPAddress, userAgent, awsRegion and errorCode; other
-    keys raise nothing; a second scan reads nothing again."""
+    raise USED events carrying eventName, sourceIPAddress, userAgent, awsRegion and errorCode (never the
+    key id); other keys raise nothing; a second scan reads nothing again."""
     key_id, cid = await _aws_canary(runtime)
     day = tmp_path / "AWSLogs" / "123456789012" / "CloudTrail" / "us-east-1" / "2023" / "07" / "19"
     day.mkdir(parents=True)
@@ -91,6 +91,9 @@ async def test_log_files_in_a_directory_raise_events_once(runtime: Runtime, tmp_
     assert first["actor"]["user"] == "Mateo" and "error_code" not in first["evidence"]
     assert second["evidence"]["error_code"] == "AccessDenied" and second["evidence"]["event_name"] == "CreateUser"
     assert await runtime.pool.fetchval("SELECT count(*) FROM cloudtrail_files WHERE status = 'done'") == 2
+    # the key id is the canary's own value: no event (so no alert, SIEM record or incident) carries it
+    for r in rows:
+        assert key_id not in json.dumps([r["actor"], r["origin"], r["evidence"]], default=str)
 
 
 async def test_malformed_files_are_retried_then_rejected(runtime: Runtime, tmp_path: Path) -> None:
