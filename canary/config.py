@@ -107,6 +107,9 @@ class TableTarget(_Model):
     #: CloudTrail); ``true`` writes derived fake keys instead, which exist nowhere in AWS and fire only
     #: when presented to canary's own honeypot
     honeypot_only: bool = False
+    #: how the secret column keeps tokens: as presented (plain) or a hash of them; auto: the form most of its
+    #: existing values have (64 / 128 hex digits, base64 of 32 bytes)
+    stored_as: Literal["auto", "plain", "sha256_hex", "sha256_base64", "sha512_hex"] = "auto"
 
     @field_validator("trickle_over", mode="before")
     @classmethod
@@ -117,6 +120,8 @@ class TableTarget(_Model):
     def _trickle_rows(self) -> TableTarget:
         if self.mode == "trickle" and self.credential is not None:
             raise ValueError("mode = \"trickle\" writes customer rows; credential canaries are placed backdated (leave mode out)")
+        if self.stored_as not in ("auto", "plain") and self.credential in ("aws_key", "pg_dsn"):
+            raise ValueError(f"stored_as = \"{self.stored_as}\": {self.credential} credentials are written as presented")
         return self
 
     @field_validator("table")

@@ -16,9 +16,9 @@ import structlog
 from canary import plugins
 from canary.config import Config
 from canary.crypto import Keyring, load_key
+from canary.enrich import Enricher
 from canary.events import DetectionEvent, storable_text
 from canary.metrics import Metrics
-from canary.enrich import Enricher
 from canary.outbox import Dispatcher
 from canary.pipeline import Pipeline
 from canary.store import ControlStore, rejects

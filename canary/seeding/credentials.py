@@ -12,6 +12,13 @@ users without permissions whose use CloudTrail records). With too few unplaced k
 refused, unless the target says ``honeypot_only = true``: then the key is a derived shape that exists
 nowhere in AWS and fires only when presented to canary's own honeypot, and ``plan`` says so.
 
+Token stores (session tokens, refresh tokens, API keys) often keep only a hash of the token. With
+``stored_as`` (or ``auto``: the form most of the column's existing values have: 64 or 128 hex digits,
+base64 of 32 bytes) the row gets the token's hash in that form, as the identity system would have
+written it, and the presentable token stays encrypted in the registry: a token taken from a backup, a
+log or the identity system's memory fires when presented at the gateway check or the honeypot, and so
+does the stored hash presented as if it were a token.
+
 ``pg_dsn`` credentials point at the datastore itself with a login role created for the canary: it
 has no privileges and its password is already expired (``VALID UNTIL`` in the past), so it looks
 dormant and can never log in, but every attempt is logged by the server with the role's name.
@@ -19,6 +26,11 @@ dormant and can never log in, but every attempt is logged by the server with the
 
 from __future__ import annotations
 
+import base64
+import binascii
+import dataclasses
+import enum
+import hashlib
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -31,7 +43,7 @@ from canary.credentials.values import Credential, CredentialFactory, CredentialT
 from canary.errors import SeedError
 from canary.postgres.sql import ident, literal
 from canary.seeding.catalog import TableInfo
-from canary.store.registry import Registry
+from canary.store.registry import Registry, ValueKind
 
 EXPIRED = "2000-01-01 00:00:00+00"
 _SECRET_NAME = re.compile(r"token|secret|api_?key|^key$|_key$|password|passwd|dsn|connection|conn_?str|credential|^value$", re.I)
@@ -40,12 +52,68 @@ _PREFIX_NAME = re.compile(r"prefix", re.I)
 _LAST4_NAME = re.compile(r"last_?(4|four)", re.I)
 
 
+class Storage(enum.StrEnum):
+    """How a table keeps its tokens: as presented, or a hash of them (hex or base64 of the digest)."""
+
+    PLAIN = "plain"
+    SHA256_HEX = "sha256_hex"
+    SHA256_BASE64 = "sha256_base64"
+    SHA512_HEX = "sha512_hex"
+
+
 @dataclass(frozen=True, slots=True)
 class SecretColumns:
     secret: str
     key_id: str | None = None  # AWS access key id
     prefix: str | None = None
     last4: str | None = None
+    storage: Storage = Storage.PLAIN  # what the secret column holds of the token
+
+
+def _storage_of(value: str) -> Storage:
+    if re.fullmatch(r"[0-9a-f]{64}|[0-9A-F]{64}", value):
+        return Storage.SHA256_HEX
+    if re.fullmatch(r"[0-9a-f]{128}|[0-9A-F]{128}", value):
+        return Storage.SHA512_HEX
+    if re.fullmatch(r"[A-Za-z0-9+/]{43}=", value):
+        try:
+            if len(base64.b64decode(value, validate=True)) == 32:
+                return Storage.SHA256_BASE64
+        except (binascii.Error, ValueError):
+            pass
+    return Storage.PLAIN
+
+
+def infer_storage(values: Sequence[str]) -> Storage:
+    """The form most of a column's existing secrets have (plain when most are none of the hashes)."""
+    votes = Counter(_storage_of(v) for v in values)
+    if not votes:
+        return Storage.PLAIN
+    form, n = votes.most_common(1)[0]
+    return form if n * 2 > len(values) else Storage.PLAIN
+
+
+def stored_form(token: str, storage: Storage) -> str:
+    """What a table that keeps ``storage`` holds for ``token`` (its UTF-8 bytes hashed)."""
+    data = token.encode("utf-8")
+    if storage is Storage.SHA256_HEX:
+        return hashlib.sha256(data).hexdigest()
+    if storage is Storage.SHA512_HEX:
+        return hashlib.sha512(data).hexdigest()
+    if storage is Storage.SHA256_BASE64:
+        return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+    return token
+
+
+def stored_credential(cred: Credential, storage: Storage) -> Credential:
+    """``cred`` as a table that keeps ``storage`` holds it: the row gets ``fields["stored"]``, and the
+    registry knows both the presentable token and the stored hash (presented as if it were a token, it
+    is the hash stolen from the table). Plain storage and AWS keys / DSNs are as they are."""
+    if storage is Storage.PLAIN or cred.type in (CredentialType.AWS_KEY, CredentialType.PG_DSN, CredentialType.PG_ROLE):
+        return cred
+    stored = stored_form(cred.secret, storage)
+    return dataclasses.replace(cred, fields={**cred.fields, "stored": stored},
+                               values=(*cred.values, (ValueKind.TOKEN, stored)))
 
 
 def infer_type(values: Sequence[str]) -> CredentialType:
@@ -140,7 +208,7 @@ def fill(values: dict[str, str | None], cols: SecretColumns, cred: Credential) -
         if cols.key_id:
             values[cols.key_id] = cred.fields["access_key_id"]
     else:
-        values[cols.secret] = cred.secret
+        values[cols.secret] = cred.fields.get("stored") or cred.secret
     shown = cred.fields.get("access_key_id") or cred.secret
     if cols.prefix:
         values[cols.prefix] = shown[:8]

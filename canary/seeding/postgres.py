@@ -60,7 +60,17 @@ from canary.seeder import ApplyResult, Finding, Plan, PlannedRow, RetireResult, 
 from canary.seeding import trickle as trickling
 from canary.seeding.catalog import Policy, TableInfo, introspect, unsupported_reason
 from canary.seeding.children import Batch, created_column, plan_children
-from canary.seeding.credentials import SecretColumns, create_role_sql, credentials_for, fill, infer_type, secret_columns
+from canary.seeding.credentials import (
+    SecretColumns,
+    Storage,
+    create_role_sql,
+    credentials_for,
+    fill,
+    infer_storage,
+    infer_type,
+    secret_columns,
+    stored_credential,
+)
 from canary.seeding.synth.contacts import ContactAllocator
 from canary.seeding.synth.frequency import ValueCounts
 from canary.seeding.synth.profile import FREEMAIL, TableProfile, profile
@@ -510,6 +520,12 @@ class PostgresSeeder:
             creds, pooled, notes = await credentials_for(self.registry, factory, ctype, target, info.target, self.ds.dsn.reveal(),
                                                          self._cred_id, len(placements))
             warnings.extend(notes)
+            if cols.storage is not Storage.PLAIN and ctype not in (CredentialType.AWS_KEY, CredentialType.PG_DSN):
+                creds = [stored_credential(c, cols.storage) for c in creds]
+                warnings.append(
+                    f"{info.target}.{cols.secret} keeps {cols.storage} of each token"
+                    f"{' (as most of its values do)' if target.stored_as == 'auto' else ''}: the rows get that hash, the "
+                    "presentable tokens stay encrypted in the registry and fire when presented (gateway check, honeypot)")
 
         updated = next((c.name for c in info.columns if semantic_of(c) == Semantic.UPDATED), None)
         habit = trickling.UpdateHabit.of(prof.created_gap, sum(1 for r in sample if updated and r.get(updated) is None))
@@ -739,12 +755,17 @@ class PostgresSeeder:
 
     def _credential_setup(self, info: TableInfo, target: TableTarget, sample: list[dict[str, str | None]]) -> tuple[CredentialFactory, CredentialType, SecretColumns]:
         ctype = target.credential or "auto"
+        probe = secret_columns(info, CredentialType.BEARER, target.column)
+        existing = [str(r[probe.secret]) for r in sample if r.get(probe.secret)]
+        storage = Storage(target.stored_as) if target.stored_as != "auto" else infer_storage(existing)
         if ctype == "auto":
-            probe = secret_columns(info, CredentialType.BEARER, target.column)
-            resolved = infer_type([str(r[probe.secret]) for r in sample if r.get(probe.secret)])
+            resolved = infer_type(existing) if storage is Storage.PLAIN else CredentialType.BEARER
         else:
             resolved = CredentialType(ctype)
-        return CredentialFactory(self.registry.keyring), resolved, secret_columns(info, resolved, target.column)
+        if resolved in (CredentialType.AWS_KEY, CredentialType.PG_DSN):
+            storage = Storage.PLAIN  # presented as written: a hash of them would be no credential
+        cols = dataclasses.replace(secret_columns(info, resolved, target.column), storage=storage)
+        return CredentialFactory(self.registry.keyring), resolved, cols
 
     def _policy_present(self, info: TableInfo) -> bool:
         return any(p[0] == self.tripwire.policy for p in info.policies) and info.rls_enabled
