@@ -20,9 +20,11 @@ from testkit import MakeConfig
 
 from canary.config import GatewayConfig
 from canary.credentials.gateway import GatewayCheck, authorization_values, cookie_values, query_values, redact_query
+from canary.credentials.sources import SOURCES
 from canary.credentials.values import CredentialFactory
 from canary.crypto import Keyring, generate_key
 from canary.errors import ConfigError
+from canary.plugins import build_components
 from canary.runtime import Runtime
 from canary.store import checkpoints
 from canary.store.registry import retired_value_indexes, value_purpose
@@ -282,11 +284,14 @@ async def test_a_stop_longer_than_gap_after_is_one_health_gap(runtime: Runtime, 
     gw = await _gateway(runtime, started, mark_interval=0.2, gap_after=1.0)
     assert await _settled(runtime, gw) == []
     await gw.stop()
+    stopped = await checkpoints.load(runtime.pool, "gateway-check:test-node")
+    assert stopped is not None and stopped["at"] > mark["at"]
     await asyncio.sleep(1.3)
     gw = await _gateway(runtime, started, mark_interval=0.2, gap_after=1.0)
     [ev] = await _settled(runtime, gw, 1)
     assert ev["kind"] == "health" and ev["severity"] == "error" and ev["evidence"]["signal"] == "gateway_gap"
-    assert ev["evidence"]["from"] == mark["at"] or ev["evidence"]["seconds"] >= 1.0
+    assert ev["evidence"]["from"] == stopped["at"] and 1.0 < ev["evidence"]["seconds"] < 5.0
+    assert ev["group_key"] == "gateway-gap:test-node"
     assert ev["evidence"]["ended_by"] == "clean stop" and "gateway check was down from" in ev["evidence"]["problem"]
 
 
@@ -338,3 +343,31 @@ async def test_retired_tokens_survive_key_rotation(runtime: Runtime) -> None:
         counts = await runtime.registry.rekey(conn, new, {})
     assert counts["retired_values"] == 1
     assert await retired_value_indexes(runtime.pool, ["token"]) == {new.blind_index(tok.secret, purpose): (cid, "token")}
+
+
+def test_config_enables_the_gateway_component(make_config: MakeConfig) -> None:
+    """The gateway check is off by default; ``[credentials.gateway] enabled = true`` starts one component
+    on its own port (no routes on the listener), named after the node for its liveness mark."""
+    assert not [c for c in build_components(SOURCES, make_config()) if isinstance(c, GatewayCheck)]
+    cfg = make_config(canary={"node_name": "edge-7"}, credentials={"gateway": {"enabled": True, "port": 9191}})
+    [gw] = [c for c in build_components(SOURCES, cfg) if isinstance(c, GatewayCheck)]
+    assert gw.routes() == [] and gw.port == 9191 and gw.mark_source == "gateway-check:edge-7"
+
+
+async def test_a_crash_leaves_a_running_mark_and_the_gap_says_so(runtime: Runtime, started: list[GatewayCheck]) -> None:
+    """A check that dies without stopping (its loops and server torn down, no stopped mark: what a kill
+    leaves) is reported at the next start from its last running mark, as ended by a crash."""
+    gw = await _gateway(runtime, started, mark_interval=0.2, gap_after=1.0)
+    await asyncio.sleep(0.3)
+    for task in gw._tasks:
+        task.cancel()
+    await asyncio.gather(*gw._tasks, return_exceptions=True)
+    assert gw._runner is not None
+    await gw._runner.cleanup()
+    gw._runner = None
+    last = await checkpoints.load(runtime.pool, "gateway-check:test-node")
+    assert last is not None and last["state"] == "running"
+    await asyncio.sleep(1.2)
+    gw = await _gateway(runtime, started, mark_interval=0.2, gap_after=1.0)
+    [ev] = await _settled(runtime, gw, 1)
+    assert ev["evidence"]["from"] == last["at"] and ev["evidence"]["ended_by"].startswith("crash")
