@@ -587,9 +587,68 @@ class AwsIamConfig(_Model):
         return v
 
 
+class GatewayConfig(_Model):
+    """``[credentials.gateway]``: the gateway check (canary/credentials/gateway.py), on its own port: API
+    gateways that already ask an external service on every request (NGINX ``auth_request``, Envoy
+    ``ext_authz`` HTTP service) ask canary too. Every request is answered 200 (allow) from memory;
+    canary tokens (of active and retired canaries) found in the carriers below are committed afterwards
+    as USED events with the gateway's facts. Only requests from ``gateways`` are believed."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8090, ge=0, le=65535)
+    #: NGINX: the auth location proxies to this path (original URI / method in X-Original-URI / -Method);
+    #: Envoy: the ext_authz ``path_prefix`` (Envoy appends the original path and query to it)
+    path: str = "/gateway/check"
+    #: networks of the gateways allowed to call the check; anyone else gets the same 200, is counted, never believed
+    gateways: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    #: where the gateway names its client: X-Forwarded-For (read right to left through ``gateways``) or X-Real-IP
+    client_header: Literal["x-forwarded-for", "x-real-ip"] = "x-forwarded-for"
+    #: Authorization schemes inspected: Bearer / token / a bare value, Basic (user and password)
+    authorization: tuple[Literal["bearer", "basic"], ...] = ("bearer", "basic")
+    headers: tuple[str, ...] = ("X-API-Key", "X-Auth-Token", "X-Access-Token", "Api-Key", "Private-Token")
+    cookies: tuple[str, ...] = ("access_token", "auth_token", "token")
+    query_params: tuple[str, ...] = ("api_key", "apikey", "access_token", "token", "key")
+    #: per request at most this many candidate values are looked up, each at most max_value_length characters
+    max_candidates: int = Field(default=16, ge=1, le=64)
+    max_value_length: int = Field(default=4096, ge=16, le=16384)
+    #: the canary tokens kept in memory are read again this often (a new canary is recognised after at most this)
+    refresh_interval: float = 30.0
+    #: hits waiting to be committed; beyond it a hit is dropped (counted, and one HEALTH event)
+    max_pending: int = Field(default=10_000, ge=1, le=1_000_000)
+    #: while the check runs it marks itself alive in the control store this often; at start, a mark older than
+    #: gap_after means traffic passed unchecked (one HEALTH event naming the gap)
+    mark_interval: float = 5.0
+    gap_after: float = 15.0
+
+    @field_validator("refresh_interval", "mark_interval", "gap_after", mode="before")
+    @classmethod
+    def _dur(cls, v: object) -> float:
+        d = parse_duration(v)
+        if d <= 0:
+            raise ValueError("must be positive")
+        return d
+
+    @field_validator("gateways")
+    @classmethod
+    def _nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for net in v:
+            ipaddress.ip_network(net, strict=False)
+        return v
+
+    @model_validator(mode="after")
+    def _sane(self) -> GatewayConfig:
+        if not self.path.startswith("/") or self.path != self.path.rstrip("/") or "?" in self.path:
+            raise ValueError("path must start with / and end without / or ?")
+        if self.gap_after <= self.mark_interval:
+            raise ValueError("gap_after must be longer than mark_interval (a mark is up to mark_interval old)")
+        return self
+
+
 class CredentialsConfig(_Model):
     cloudtrail: CloudTrailConfig = CloudTrailConfig()
     aws: AwsIamConfig = AwsIamConfig()
+    gateway: GatewayConfig = GatewayConfig()
 
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")

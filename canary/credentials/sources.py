@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from canary.credentials import cloudtrail, pg_honeypot, token_honeypot
+from canary.credentials import cloudtrail, gateway, pg_honeypot, token_honeypot
 from canary.plugins import SourceType
 
 SOURCES: tuple[SourceType, ...] = (
     token_honeypot.SOURCE,
     pg_honeypot.SOURCE,
     cloudtrail.SOURCE,
+    gateway.SOURCE,
 )

@@ -22,6 +22,9 @@ from canary.errors import CryptoError
 
 LOCATION = "location"
 MANIFEST = "manifest"
+#: value kinds a retired canary keeps (in ``retired_values``): credentials that are still a signal when
+#: presented after retirement; contact points are released for reuse
+KEPT_WHEN_RETIRED = ("token", "aws_key_id", "aws_secret")
 
 
 def location_key(datastore: str, target: str, pk: object) -> str:
@@ -149,6 +152,10 @@ class Registry:
             "UPDATE canaries SET status = 'retired', retired_at = now() WHERE id = ANY($1::bigint[])", list(canary_ids)
         )
         await conn.execute(
+            "INSERT INTO retired_values (canary_id, kind, value_enc, value_idx, key_id)"
+            " SELECT canary_id, kind, value_enc, value_idx, key_id FROM canary_values"
+            " WHERE canary_id = ANY($1::bigint[]) AND kind = ANY($2::text[])", list(canary_ids), list(KEPT_WHEN_RETIRED))
+        await conn.execute(
             "DELETE FROM canary_values WHERE canary_id = ANY($1::bigint[])", list(canary_ids)
         )
         if deployment_id is not None:
@@ -201,7 +208,8 @@ class Registry:
         caller's transaction then rolls back). Returns rows rewritten per table."""
         old = self.keyring
         counts: dict[str, int] = {}
-        await conn.execute(f"LOCK TABLE {', '.join(['deployments', 'canaries', 'canary_values', *lock_also])} IN EXCLUSIVE MODE")
+        await conn.execute(
+            f"LOCK TABLE {', '.join(['deployments', 'canaries', 'canary_values', 'retired_values', *lock_also])} IN EXCLUSIVE MODE")
         rows = await conn.fetch("SELECT id, manifest_enc FROM deployments")
         await conn.executemany(
             "UPDATE deployments SET manifest_enc = $2, key_id = $3 WHERE id = $1",
@@ -236,6 +244,16 @@ class Registry:
         await conn.execute("UPDATE canary_values SET value_idx = '\\x00'::bytea || int8send(id)")
         await conn.executemany("UPDATE canary_values SET value_enc = $2, value_idx = $3, key_id = $4 WHERE id = $1", value_updates)
         counts["canary_values"] = len(rows)
+        rows = await conn.fetch("SELECT id, kind, value_enc, value_idx FROM retired_values")
+        retired: list[tuple[Any, bytes, bytes, str]] = []
+        for r in rows:
+            purpose = value_purpose(r["kind"])
+            value = old.decrypt_text(r["value_enc"], purpose)
+            if old.blind_index(value, purpose) != bytes(r["value_idx"]):
+                raise CryptoError(f"retired value {r['id']}: stored index does not match its value; rotation aborted, nothing changed")
+            retired.append((r["id"], new.encrypt(value, purpose), new.blind_index(value, purpose), new.key_id))
+        await conn.executemany("UPDATE retired_values SET value_enc = $2, value_idx = $3, key_id = $4 WHERE id = $1", retired)
+        counts["retired_values"] = len(rows)
         return counts
 
     # -- reading -------------------------------------------------------------------------------
@@ -383,6 +401,17 @@ async def value_indexes(db: asyncpg.Pool | asyncpg.Connection, kinds: Sequence[s
     rows = await db.fetch(
         "SELECT v.value_idx, v.canary_id, v.kind FROM canary_values v JOIN canaries c ON c.id = v.canary_id"
         " WHERE c.status = 'active' AND v.kind = ANY($1::text[]) ORDER BY v.id", list(kinds),
+    )
+    return {bytes(r["value_idx"]): (int(r["canary_id"]), str(r["kind"])) for r in rows}
+
+
+async def retired_value_indexes(db: asyncpg.Pool | asyncpg.Connection, kinds: Sequence[str]) -> dict[bytes, tuple[int, str]]:
+    """Blind index -> (canary id, kind) of retired canaries' kept credentials (``KEPT_WHEN_RETIRED``)
+    of these kinds, as :func:`value_indexes` gives them for active canaries: a retired credential
+    presented again is still a signal."""
+    rows = await db.fetch(
+        "SELECT v.value_idx, v.canary_id, v.kind FROM retired_values v JOIN canaries c ON c.id = v.canary_id"
+        " WHERE c.status = 'retired' AND v.kind = ANY($1::text[]) ORDER BY v.id", list(kinds),
     )
     return {bytes(r["value_idx"]): (int(r["canary_id"]), str(r["kind"])) for r in rows}
 
