@@ -26,6 +26,7 @@ from canary.crypto import Keyring, generate_key
 from canary.errors import ConfigError
 from canary.plugins import build_components
 from canary.runtime import Runtime
+from canary.seeding.credentials import Storage, stored_credential
 from canary.store import checkpoints
 from canary.store.registry import retired_value_indexes, value_purpose
 
@@ -371,3 +372,19 @@ async def test_a_crash_leaves_a_running_mark_and_the_gap_says_so(runtime: Runtim
     gw = await _gateway(runtime, started, mark_interval=0.2, gap_after=1.0)
     [ev] = await _settled(runtime, gw, 1)
     assert ev["evidence"]["from"] == last["at"] and ev["evidence"]["ended_by"].startswith("crash")
+
+
+async def test_a_token_store_canary_fires_by_its_token_and_by_its_stolen_hash(runtime: Runtime, started: list[GatewayCheck]) -> None:
+    """A canary in a token store that keeps sha256 hex of each token (the seeder writes the hash, the
+    registry keeps the token): the token presented at the gateway pages, and so does the hash taken
+    from a backup and presented as if it were the token."""
+    cred = stored_credential(CredentialFactory(runtime.keyring).bearer(), Storage.SHA256_HEX)
+    [cid] = await register(runtime, cred)
+    gw = await _gateway(runtime, started)
+    async with aiohttp.ClientSession() as s:
+        for i, presented in enumerate((cred.secret, cred.fields["stored"])):
+            headers = {"Authorization": f"Bearer {presented}", "X-Request-Id": f"ts-{i}", "X-Forwarded-For": "198.51.100.4"}
+            async with s.get(f"http://127.0.0.1:{gw.port}{PATH}", headers=headers) as r:
+                assert r.status == 200
+    events = await _settled(runtime, gw, 2)
+    assert [(e["canary_id"], e["kind"]) for e in events] == [(cid, "used"), (cid, "used")]
