@@ -39,30 +39,34 @@ derived from the ids of the log events that made it, so a retried batch yields t
 no duplicate events. The CloudWatch event time stands in for a record's own ``timestamp`` only when
 the format has none.
 
-Shared with :mod:`canary.postgres.pubsub`: :func:`read_body` (and, from :mod:`canary.postgres.staging`,
-:class:`LogTarget`, :func:`decode_events`, :func:`commit_records`).
+The Firehose wire format itself (body reading, records, subscription messages, the answer) is
+:mod:`canary.firehose`'s, shared with the CloudTrail receiver; :func:`canary.firehose.read_body` also
+serves :mod:`canary.postgres.pubsub` (and, from :mod:`canary.postgres.staging`, :class:`LogTarget`,
+:func:`decode_events`, :func:`commit_records`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import datetime as dt
 import fnmatch
-import hmac
 import json
-import time
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from canary.config import Config, LogStagingConfig
+from canary.firehose import (
+    BodyError,
+    answer,
+    authorized,
+    decode_record,
+    header_request_id,
+    read_body,
+    request_records,
+    subscription_message,
+)
 from canary.plugins import SourceType
 from canary.postgres.http_ingest import UNAVAILABLE, Batch, unavailable
 from canary.postgres.record import RecordHandler
@@ -81,62 +85,6 @@ from canary.postgres.staging import (
 from canary.secret import Secret
 
 log = structlog.get_logger("canary.sources.firehose")
-
-#: A record's data decompressed: CloudWatch Logs batches are at most 1 MiB of events, so 8 MiB is
-#: generous, and a gzip bomb stops here.
-MAX_RECORD = 8 * 1024 * 1024
-READ_CHUNK = 256 * 1024
-
-
-class BodyError(Exception):
-    """The body could not be read: ``status`` 413 (too large), 408 (too slow) or 400 (undecodable)."""
-
-    def __init__(self, status: int, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.reason, self.detail = status, reason, detail
-
-
-async def read_body(request: web.Request, limit: int, timeout: float) -> bytes:
-    """The body as decoded by its Content-Encoding, at most ``limit`` bytes, within ``timeout``
-    seconds (``listener.body_timeout``: aiohttp has no body timeout of its own)."""
-    if request.content_length is not None and request.content_length > limit:
-        raise BodyError(413, "body_too_large", f"declared {request.content_length} bytes, limit {limit}")
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        try:
-            chunk = await asyncio.wait_for(request.content.read(READ_CHUNK), max(0.0, deadline - loop.time()))
-        except TimeoutError:
-            raise BodyError(408, "body_timeout", f"body not received within {timeout:g}s ({size} bytes)") from None
-        except (ValueError, HttpProcessingError, web.RequestPayloadError) as exc:  # bad gzip, a line over aiohttp's limit
-            raise BodyError(400, "bad_body", f"{type(exc).__name__}: {str(exc)[:200]}") from None
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > limit:
-            raise BodyError(413, "body_too_large", f"more than {limit} bytes")
-        chunks.append(chunk)
-
-
-def gunzip(data: bytes, limit: int = MAX_RECORD) -> bytes:
-    """``data`` decompressed (gzip, members concatenated), at most ``limit`` bytes: ValueError beyond
-    it, for a truncated stream, or for data that is not gzip."""
-    out = bytearray()
-    while data:
-        inflater = zlib.decompressobj(wbits=31)
-        try:
-            out += inflater.decompress(data, limit + 1 - len(out))
-        except zlib.error as exc:
-            raise ValueError(f"not gzip: {exc}") from None
-        if len(out) > limit or inflater.unconsumed_tail:
-            raise ValueError(f"more than {limit} bytes decompressed")
-        if not inflater.eof:
-            raise ValueError("truncated gzip")
-        data = inflater.unused_data
-    return bytes(out)
-
 
 def millis_timestamp(ms: object) -> str | None:
     """A CloudWatch event time (ms since the epoch) as jsonlog writes times, or None."""
@@ -204,18 +152,11 @@ class FirehoseReceiver(CloudEndpoint):
 
     def _answer(self, request_id: str, status: int, error: str | None = None, headers: Mapping[str, str] | None = None) -> web.Response:
         self.runtime.metrics.requests.labels(component=self.name, code=str(status)).inc()
-        body: dict[str, Any] = {"requestId": request_id, "timestamp": int(time.time() * 1000)}
-        if error is not None:
-            body["errorMessage"] = error
-        return web.json_response(body, status=status, headers=headers)
-
-    def _authorized(self, request: web.Request) -> bool:
-        presented = request.headers.get("X-Amz-Firehose-Access-Key", "")
-        return hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), self._key)
+        return answer(request_id, status, error, headers)
 
     async def handle(self, request: web.Request) -> web.Response:
-        request_id = request.headers.get("X-Amz-Firehose-Request-Id", "")[:256]
-        if not self._authorized(request):
+        request_id = header_request_id(request)
+        if not authorized(request, self._key):
             await self.runtime.reject(self.name, "bad_access_key", self._proxies.client(request))
             return self._answer(request_id, 401, "invalid or missing X-Amz-Firehose-Access-Key")
         try:
@@ -225,7 +166,7 @@ class FirehoseReceiver(CloudEndpoint):
             if exc.status == 413:  # permanent for Firehose: the batch is gone, so say so loudly
                 log.warning("firehose.batch_too_large", request_id=request_id, limit=self.max_body)
             return self._answer(request_id, exc.status, exc.detail)
-        records, problem, body_id = _request_records(raw)
+        records, problem, body_id = request_records(raw)
         request_id = request_id or body_id  # the header and the body carry the same id; echo whichever came
         if records is None:
             await self.runtime.reject(self.name, "bad_request", f"{problem} | {raw[:200]!r}")
@@ -283,7 +224,7 @@ class FirehoseReceiver(CloudEndpoint):
     async def _message(self, index: int, item: object, batch: Batch) -> tuple[str, str, list[CloudEvent]] | None:
         """(log group, log stream, events) of one Firehose record; None for a CONTROL_MESSAGE or a
         record that is none (rejected with its reason, counted as quarantined)."""
-        reason, detail = _decode_record(item)
+        reason, detail = decode_record(item)
         if not reason:
             parsed = _subscription_message(detail)
             if not isinstance(parsed, str):
@@ -296,64 +237,16 @@ class FirehoseReceiver(CloudEndpoint):
         return None
 
 
-def _decode_record(item: object) -> tuple[str, Any]:
-    """("", the parsed subscription message) of a Firehose record, or (reason, why)."""
-    data = item.get("data") if isinstance(item, dict) else None
-    if not isinstance(data, str):
-        return "bad_record", "no base64 data"
-    try:
-        compressed = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError) as exc:  # ValueError: a non-ASCII string
-        return "bad_base64", f"{type(exc).__name__}: {str(exc)[:200]}"
-    try:
-        payload = gunzip(compressed)
-    except ValueError as exc:
-        return "bad_gzip", str(exc)[:200]
-    try:
-        return "", json.loads(payload)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        return "bad_message", f"not JSON ({type(exc).__name__}: {str(exc)[:160]})"
-
-
-def _request_records(raw: bytes) -> tuple[list[object] | None, str, str]:
-    """(the ``records`` of a Firehose request body or None, why not, its ``requestId`` or "")."""
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        return None, f"body is not JSON ({type(exc).__name__})", ""
-    if not isinstance(body, dict):
-        return None, "body is not a JSON object", ""
-    request_id = body.get("requestId")
-    request_id = request_id[:256] if isinstance(request_id, str) else ""
-    records = body.get("records")
-    if not isinstance(records, list):
-        return None, "no records array", request_id
-    return records, "", request_id
-
-
 def _subscription_message(message: object) -> tuple[str, str, list[CloudEvent]] | str:
-    """(log group, log stream, events) of a DATA_MESSAGE; "control" for a CONTROL_MESSAGE; else why
-    the message is none."""
-    if not isinstance(message, dict):
-        return "not a JSON object"
-    kind = message.get("messageType")
-    if kind == "CONTROL_MESSAGE":
-        return "control"
-    if kind != "DATA_MESSAGE":
-        return f"messageType {str(kind)[:40]!r}"
-    group, stream, events = message.get("logGroup"), message.get("logStream"), message.get("logEvents")
-    if not isinstance(group, str) or not isinstance(stream, str) or not isinstance(events, list):
-        return "logGroup, logStream or logEvents missing"
-    out: list[CloudEvent] = []
-    for event in events:
-        if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("message"), str):
-            return "a log event without id or message"
-        ms = event.get("timestamp")
-        ms = ms if isinstance(ms, int) and not isinstance(ms, bool) and 0 <= ms < 10**15 else 0
-        ident = event["id"][:100]
-        out.append(CloudEvent(ident, event["message"], millis_timestamp(ms or None),
-                              f"{ms:015d}|{ident.rjust(64, '0') if ident.isdigit() else ident}"))
-    return group, stream, out
+    """(log group, log stream, events as staging's CloudEvents) of a DATA_MESSAGE; "control" for a
+    CONTROL_MESSAGE; else why the message is none."""
+    parsed = subscription_message(message)
+    if isinstance(parsed, str):
+        return parsed
+    group, stream, events = parsed
+    return group, stream, [
+        CloudEvent(e.id, e.message, millis_timestamp(e.timestamp or None),
+                   f"{e.timestamp:015d}|{e.id.rjust(64, '0') if e.id.isdigit() else e.id}") for e in events]
 
 
 def stream_key(group: str, stream: str) -> str:

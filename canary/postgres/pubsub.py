@@ -67,8 +67,8 @@ from joserfc.jwk import RSAKey
 from joserfc.jwt import JWTClaimsRegistry
 
 from canary.config import Config, LogStagingConfig
+from canary.firehose import BodyError, read_body
 from canary.plugins import SourceType
-from canary.postgres.firehose import BodyError, read_body
 from canary.postgres.http_ingest import UNAVAILABLE, Batch, unavailable
 from canary.postgres.record import RecordHandler
 from canary.postgres.staging import (

@@ -37,6 +37,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from testkit import customer_canary, read_record
 
+from canary import firehose as kernel_firehose
 from canary.postgres import firehose, pubsub
 from canary.store.embedded import PostgresServer
 
@@ -116,7 +117,7 @@ def _pack(message: Any, how: str) -> Any:
     if how == "truncated":
         return {"data": base64.b64encode(gzip.compress(raw)[:7]).decode()}
     if how == "bomb":
-        return {"data": base64.b64encode(gzip.compress(b"[" * (firehose.MAX_RECORD + 10))).decode()}
+        return {"data": base64.b64encode(gzip.compress(b"[" * (kernel_firehose.MAX_RECORD + 10))).decode()}
     if how == "plain":
         return {"data": base64.b64encode(raw).decode()}
     return {"data": raw.decode("utf-8", "replace")}  # not base64

@@ -33,10 +33,12 @@ from testkit import (
     serving,
 )
 
+from canary import firehose as kernel_firehose
 from canary.config import from_mapping
 from canary.errors import ConfigError
+from canary.firehose import gunzip
 from canary.postgres import firehose
-from canary.postgres.firehose import FirehoseReceiver, gunzip
+from canary.postgres.firehose import FirehoseReceiver
 from canary.postgres.staging import CloudEvent, LogTarget, decode_events
 from canary.runtime import Runtime
 
@@ -151,7 +153,7 @@ async def test_bad_records_are_quarantined_and_the_rest_committed(runtime: Runti
         {"data": base64.b64encode(b"plain text, no gzip").decode()},
         firehose_record(good),
         {"data": base64.b64encode(packed[: len(packed) // 2]).decode()},
-        {"data": base64.b64encode(gzip.compress(b" " * (firehose.MAX_RECORD + 1))).decode()},
+        {"data": base64.b64encode(gzip.compress(b" " * (kernel_firehose.MAX_RECORD + 1))).decode()},
         {"data": base64.b64encode(gzip.compress(b'{"messageType": "DATA_MESSAGE", "logEvents": 7}')).decode()},
         firehose_record(cloudwatch_message([read_line(33, 33)], log_group="/aws/rds/instance/other-db/postgresql")),
         {"nodata": True},
