@@ -527,6 +527,10 @@ class CloudTrailConfig(_Model):
     http_path: str = ""
     api_key: Secret | None = None
     api_key_header: str = "X-Canary-Api-Key"
+    #: a trail sent to CloudWatch Logs, subscribed to an Amazon Data Firehose stream whose HTTP endpoint is
+    #: <listener>/<firehose_path>; firehose_access_key is the stream's access key
+    firehose_path: str = "/ingest/firehose/cloudtrail"
+    firehose_access_key: Secret | None = None
 
     @field_validator("poll", mode="before")
     @classmethod
@@ -539,6 +543,8 @@ class CloudTrailConfig(_Model):
             raise ValueError("http_path must start with /")
         if self.http_path and self.api_key is None:
             raise ValueError("http_path needs api_key (EventBridge API destinations send it as a header)")
+        if not self.firehose_path.startswith("/") or self.firehose_path == self.http_path:
+            raise ValueError("firehose_path must start with / and differ from http_path")
         return self
 
 

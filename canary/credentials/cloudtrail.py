@@ -7,6 +7,11 @@ Two inputs, one processor:
   [...]}`` JSON, gzip'd (``.json.gz``, as CloudTrail delivers them) or not. A file is marked done in
   ``cloudtrail_files`` only after its events are committed; a file that does not parse is retried
   while it may still be being written and rejected (counted) once it is older than ``settle``.
+* :class:`CloudTrailFirehose` receives a trail sent to CloudWatch Logs: a subscription filter on the
+  trail's log group feeds an Amazon Data Firehose stream whose HTTP endpoint is ``firehose_path`` on the
+  listener (:mod:`canary.firehose`: the stream's access key in constant time, 200 only after commit,
+  503 while the store is down). Each log event's message is one CloudTrail record; a record that is
+  not one is rejected (counted) and the rest committed.
 * :class:`CloudTrailWebhook` accepts EventBridge events (``"detail-type": "AWS API Call via
   CloudTrail"``, the record in ``detail``), one or a JSON array, POSTed by an EventBridge API
   destination with an API-key header. It answers 200 only after commit (so EventBridge retries
@@ -35,13 +40,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import structlog
 from aiohttp import web
 
+from canary import firehose
 from canary.config import Config
 from canary.crypto import same
 from canary.events import DetectionEvent, EventKind, Severity, event_key
+from canary.pipeline import refused
 from canary.plugins import SourceType
+from canary.secret import Secret
 from canary.store.registry import ValueKind, recognise
 from canary.tasks import stop_task
 from canary.typing import Component, SourceContext
@@ -332,6 +341,94 @@ class CloudTrailWebhook:
         return web.json_response({"records": len(records), "events": n})
 
 
+class CloudTrailFirehose:
+    """The HTTP endpoint of a Firehose stream fed by a CloudWatch Logs subscription on a trail's log group
+    (``POST <firehose_path>``)."""
+
+    def __init__(self, path: str, access_key: Secret, *, max_body: int = firehose.MAX_BODY) -> None:
+        self.name = f"cloudtrail-firehose:{path}"
+        self.path = path
+        self._key = access_key.reveal().encode("utf-8", "surrogatepass")
+        self.max_body = max_body
+        self.runtime: SourceContext  # set by start()
+        self.processor: CloudTrailProcessor | None = None
+
+    def __repr__(self) -> str:
+        return f"CloudTrailFirehose(path={self.path!r})"
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post(self.path, self._handle)]
+
+    async def start(self, runtime: SourceContext) -> None:
+        self.runtime = runtime
+        self.processor = CloudTrailProcessor(runtime, EVENT_SOURCE)
+
+    async def stop(self) -> None:
+        return None
+
+    def _answer(self, request_id: str, status: int, error: str | None = None, headers: Mapping[str, str] | None = None) -> web.Response:
+        self.runtime.metrics.requests.labels(component="cloudtrail-firehose", code=str(status)).inc()
+        return firehose.answer(request_id, status, error, headers)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        rt = self.runtime
+        request_id = firehose.header_request_id(request)
+        if not firehose.authorized(request, self._key):
+            await rt.reject(self.name, "bad_access_key", f"peer={request.remote}")
+            return self._answer(request_id, 401, "invalid or missing X-Amz-Firehose-Access-Key")
+        try:
+            raw = await firehose.read_body(request, self.max_body, rt.config.listener.body_timeout)
+        except firehose.BodyError as exc:
+            await rt.reject(self.name, exc.reason, exc.detail)
+            return self._answer(request_id, exc.status, exc.detail)
+        items, problem, body_id = firehose.request_records(raw)
+        request_id = request_id or body_id
+        if items is None:
+            await rt.reject(self.name, "bad_request", f"{problem} | {raw[:200]!r}")
+            return self._answer(request_id, 400, f"not a Firehose delivery request: {problem}")
+        records, groups = await self._records(items)
+        assert self.processor is not None
+        try:
+            await self.processor.process(records, "firehose:" + ",".join(sorted(groups))[:200])
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RuntimeError) as exc:
+            if refused(exc):  # the store refused what these records made: no retry gets past it
+                await rt.reject(self.name, "refused_by_store", f"{type(exc).__name__}: {str(exc)[:200]}")
+                return self._answer(request_id, 200)
+            log.error("cloudtrail.firehose_store_failed", request_id=request_id, error=type(exc).__name__)
+            return self._answer(request_id, 503, "control store unavailable; retry", {"Retry-After": "5"})
+        return self._answer(request_id, 200)
+
+    async def _records(self, items: Sequence[object]) -> tuple[list[Mapping[str, Any]], set[str]]:
+        """The CloudTrail records of a request's Firehose records (each a subscription message whose log
+        events are records), and their log groups; anything else rejected with its reason."""
+        out: list[Mapping[str, Any]] = []
+        groups: set[str] = set()
+        for index, item in enumerate(items):
+            reason, message = firehose.decode_record(item)
+            if reason:
+                await self.runtime.reject(self.name, reason, f"record {index}: {str(message)[:300]}")
+                continue
+            parsed = firehose.subscription_message(message)
+            if parsed == "control":
+                continue
+            if isinstance(parsed, str):
+                await self.runtime.reject(self.name, "bad_message", f"record {index}: {parsed[:300]}")
+                continue
+            group, _, events = parsed
+            groups.add(group[:100])
+            for event in events:
+                try:
+                    record = json.loads(event.message)
+                except (ValueError, RecursionError) as exc:
+                    await self.runtime.reject(self.name, "not_a_cloudtrail_record", f"{type(exc).__name__}: {event.message[:200]}")
+                    continue
+                if not isinstance(record, Mapping) or not isinstance(record.get("eventVersion"), str):
+                    await self.runtime.reject(self.name, "not_a_cloudtrail_record", event.message[:200])
+                    continue
+                out.append(record)
+        return out, groups
+
+
 def _sources(config: Config) -> list[Component]:
     ct = config.credentials.cloudtrail
     out: list[Component] = []
@@ -339,6 +436,8 @@ def _sources(config: Config) -> list[Component]:
         out.append(CloudTrailDirectorySource(ct.directory, poll=ct.poll))
     if ct.http_path and ct.api_key is not None:
         out.append(CloudTrailWebhook(ct.http_path, ct.api_key.reveal(), ct.api_key_header))
+    if ct.firehose_access_key is not None and ct.firehose_access_key.reveal():
+        out.append(CloudTrailFirehose(ct.firehose_path, ct.firehose_access_key))
     return out
 
 

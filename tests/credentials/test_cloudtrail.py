@@ -3,6 +3,7 @@ userIdentity.accessKeyId is a canary raise USED events with the API call's detai
 
 from __future__ import annotations
 
+import base64
 import copy
 import gzip
 import json
@@ -18,11 +19,12 @@ from aiohttp.test_utils import TestServer
 from credential_support import register
 from testkit import MakeConfig
 
-from canary.credentials.cloudtrail import CloudTrailDirectorySource, CloudTrailWebhook, records_from_document
+from canary.credentials.cloudtrail import CloudTrailDirectorySource, CloudTrailFirehose, CloudTrailWebhook, records_from_document
 from canary.credentials.sources import SOURCES
 from canary.credentials.values import CredentialFactory
 from canary.plugins import build_components
 from canary.runtime import Runtime
+from canary.secret import Secret
 
 # Shaped after the documented examples in the CloudTrail user guide ("CloudTrail log file examples":
 # an IAM user running ec2 StartInstances, and an error-code record).
@@ -159,3 +161,62 @@ def test_config_enables_cloudtrail_components(make_config: MakeConfig, tmp_path:
     comps = build_components(SOURCES, cfg)
     assert {type(c).__name__ for c in comps} == {"CloudTrailDirectorySource", "CloudTrailWebhook"}
     assert "k-123" not in repr(comps)
+
+
+def _firehose_request(request_id: str, messages: list[dict[str, Any]], extra: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A Firehose HTTP endpoint request whose records are gzip'd CloudWatch Logs subscription messages."""
+    data = [{"data": base64.b64encode(gzip.compress(json.dumps(m).encode())).decode()} for m in messages]
+    return {"requestId": request_id, "timestamp": 1689801448000, "records": data + (extra or [])}
+
+
+def _subscription(records: list[dict[str, Any]], group: str = "aws-cloudtrail-logs-123456789012") -> dict[str, Any]:
+    """A DATA_MESSAGE of a trail's log group: each log event's message is one CloudTrail record."""
+    return {"messageType": "DATA_MESSAGE", "owner": "123456789012", "logGroup": group,
+            "logStream": "123456789012_CloudTrail_us-east-1", "subscriptionFilters": ["to-canary"],
+            "logEvents": [{"id": f"3719565416{i:04d}", "timestamp": 1689801448000 + i, "message": json.dumps(r)}
+                          for i, r in enumerate(records)]}
+
+
+async def test_a_trail_through_cloudwatch_logs_and_firehose_pages(runtime: Runtime) -> None:
+    """A trail sent to CloudWatch Logs and on through a Firehose stream: the canary key's call becomes
+    one USED event with the caller's address and user agent, answered 200 (request id echoed) only
+    after commit; Firehose's retry of the same request adds nothing; a control message is skipped, a
+    broken record or a log event that is no CloudTrail record is rejected and the rest committed; a
+    wrong access key is 401."""
+    key_id, cid = await _aws_canary(runtime)
+    receiver = CloudTrailFirehose("/ingest/firehose/cloudtrail", Secret("fh-access-key"))
+    await receiver.start(runtime)
+    app = web.Application()
+    app.router.add_routes(receiver.routes())
+    used = _with_key(START_INSTANCES, key_id, "ev-fh-1")
+    body = _firehose_request("req-1", [
+        {"messageType": "CONTROL_MESSAGE", "owner": "CloudwatchLogs", "logGroup": "", "logStream": "",
+         "subscriptionFilters": [], "logEvents": [{"id": "", "timestamp": 1, "message": "CWL CONTROL MESSAGE"}]},
+        _subscription([START_INSTANCES, used]),
+        {**_subscription([]), "logEvents": [{"id": "1", "timestamp": 1, "message": "not json"},
+                                             {"id": "2", "timestamp": 1, "message": "[1, 2]"}]},
+    ], extra=[{"data": "%%%not base64"}])
+    headers = {"X-Amz-Firehose-Access-Key": "fh-access-key", "X-Amz-Firehose-Request-Id": "req-1"}
+    async with TestServer(app, host="127.0.0.1") as server, aiohttp.ClientSession() as s:
+        url = str(server.make_url("/ingest/firehose/cloudtrail"))
+        for _ in range(2):  # Firehose retries a request it got no 200 for: the same request again
+            async with s.post(url, json=body, headers=headers) as r:
+                answer = await r.json()
+                assert r.status == 200 and answer["requestId"] == "req-1" and "errorMessage" not in answer
+        async with s.post(url, json=body, headers={**headers, "X-Amz-Firehose-Access-Key": "wrong"}) as r:
+            assert r.status == 401 and (await r.json())["requestId"] == "req-1"
+    [ev] = await runtime.pool.fetch("SELECT * FROM events")
+    assert ev["canary_id"] == cid and ev["kind"] == "used"
+    assert ev["origin"]["client_addr"] == "192.0.2.0" and ev["origin"]["user_agent"].startswith("aws-cli/2.13.5")
+    assert ev["evidence"]["via"] == "firehose:aws-cloudtrail-logs-123456789012"
+    assert key_id not in json.dumps([ev["actor"], ev["origin"], ev["evidence"]], default=str)
+    reasons = sorted(r["reason"] for r in await runtime.pool.fetch("SELECT reason FROM rejects"))
+    assert reasons == ["bad_access_key", "bad_base64", "bad_base64", "not_a_cloudtrail_record",
+                       "not_a_cloudtrail_record", "not_a_cloudtrail_record", "not_a_cloudtrail_record"]
+
+
+def test_config_enables_the_firehose_receiver(make_config: MakeConfig) -> None:
+    cfg = make_config(credentials={"cloudtrail": {"firehose_access_key": "fh-123"}})
+    [comp] = build_components(SOURCES, cfg)
+    assert isinstance(comp, CloudTrailFirehose) and comp.path == "/ingest/firehose/cloudtrail"
+    assert "fh-123" not in repr(comp)
