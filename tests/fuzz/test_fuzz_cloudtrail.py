@@ -1,12 +1,14 @@
 """Fuzzing the CloudTrail sources (canary/credentials/cloudtrail.py): EventBridge bodies posted to the
 webhook (random JSON, event lists, records with hostile userIdentity / eventTime / eventID, wrong keys)
-and log files dropped in the watched directory (plain, gzip, truncated gzip, not JSON, not CloudTrail).
+log files dropped in the watched directory (plain, gzip, truncated gzip, not JSON, not CloudTrail), and
+Firehose deliveries of a trail's CloudWatch Logs (mangled records, subscription messages, log events).
 The webhook never answers 5xx while the store is up, every file is settled (done or rejected) by the
 next scans (a file that failed the scan would stop the directory behind it), nothing escapes, and a
 canary key used afterwards is detected through both inputs."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import os
@@ -25,12 +27,15 @@ from fuzz_strategies import json_bytes, json_value, text
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from canary.credentials.cloudtrail import CloudTrailDirectorySource, CloudTrailWebhook
+from canary.credentials.cloudtrail import CloudTrailDirectorySource, CloudTrailFirehose, CloudTrailWebhook
 from canary.credentials.values import CredentialFactory
+from canary.secret import Secret
 from canary.store.embedded import PostgresServer
 
 HTTP_PATH = "/cloudtrail/events"
 API_KEY = "ct-api-key-for-fuzz"
+FIREHOSE_PATH = "/ingest/firehose/cloudtrail"
+FIREHOSE_KEY = "ct-firehose-key-for-fuzz"
 GENUINE_EVERY = 30
 
 
@@ -39,7 +44,8 @@ def server(pg_server: PostgresServer) -> Iterator[FuzzServer]:
     directory = Path(tempfile.mkdtemp(prefix="canary-fuzz-ct-"))
 
     def components(rt: Any) -> list[Any]:
-        return [CloudTrailWebhook(HTTP_PATH, API_KEY), CloudTrailDirectorySource(directory, poll=0.05, settle=0.0)]
+        return [CloudTrailWebhook(HTTP_PATH, API_KEY), CloudTrailDirectorySource(directory, poll=0.05, settle=0.0),
+                CloudTrailFirehose(FIREHOSE_PATH, Secret(FIREHOSE_KEY))]
 
     async def setup(s: FuzzServer) -> None:
         cred = CredentialFactory(s.runtime.keyring).aws_key()
@@ -168,8 +174,61 @@ def test_fuzzed_log_files_are_all_settled(server: FuzzServer, files: list[tuple[
     server.assert_clean()
 
 
+def _firehose_record(message: Any, mangle: str) -> dict[str, Any]:
+    """One Firehose record carrying ``message`` (a subscription message or anything), honest or mangled."""
+    data = json.dumps(message).encode("utf-8", "surrogatepass")
+    if mangle == "plain":  # not gzip
+        return {"data": base64.b64encode(data).decode()}
+    if mangle == "truncated":
+        z = gzip.compress(data)
+        return {"data": base64.b64encode(z[: max(1, len(z) // 2)]).decode()}
+    if mangle == "not-base64":
+        return {"data": data.decode("utf-8", "replace")}
+    return {"data": base64.b64encode(gzip.compress(data)).decode()}
+
+
+_log_event = st.fixed_dictionaries({"id": text | json_value, "timestamp": st.integers() | json_value,
+                                    "message": st.builds(json.dumps, _record | json_value) | text | json_value})
+_subscription = st.fixed_dictionaries(
+    {"messageType": st.sampled_from(["DATA_MESSAGE", "CONTROL_MESSAGE"]) | json_value,
+     "logGroup": text | json_value, "logStream": text | json_value,
+     "logEvents": st.lists(_log_event, max_size=4) | json_value}) | json_value
+
+
+def _firehose_post(s: FuzzServer, body: bytes, key: str = FIREHOSE_KEY) -> int:
+    headers = [("X-Amz-Firehose-Access-Key", key), ("X-Amz-Firehose-Request-Id", "fuzz"), ("Content-Type", "application/json")]
+    s.tally.connections += 1
+    return http_request(s.port, "POST", FIREHOSE_PATH, headers, body).status
+
+
+@fuzz_settings(100)
+@given(records=st.lists(st.tuples(_subscription, st.sampled_from(["gzip", "gzip", "plain", "truncated", "not-base64"])), max_size=4),
+       raw=st.none() | json_bytes, key=st.sampled_from([FIREHOSE_KEY, FIREHOSE_KEY, "", "x"]))
+def test_fuzzed_firehose_deliveries_never_get_a_5xx(server: FuzzServer, records: list[tuple[Any, str]], raw: bytes | None,
+                                                    key: str) -> None:
+    """Any Firehose delivery of a trail's CloudWatch Logs: 200 (the good records committed, the rest
+    rejected), 400 (no Firehose request) or 401 (wrong access key), never a 5xx; nothing escapes."""
+    server.tally.examples += 1
+    server.tally.messages += len(records)
+    body = raw if raw is not None else json.dumps(
+        {"requestId": "fuzz", "timestamp": 1, "records": [_firehose_record(m, how) for m, how in records]}).replace(
+        _KEY, server.canaries["key"]).encode()
+    status = _firehose_post(server, body, key)
+    assert status in (200, 400, 401), status
+    server.assert_clean()
+
+
 def test_canary_key_is_detected_after_the_fuzzing(server: FuzzServer) -> None:
-    """After the fuzzing, a canary key in an EventBridge event and in a gzip'd log file both raise events."""
+    """After the fuzzing, a canary key in an EventBridge event, in a gzip'd log file and in a Firehose
+    delivery all raise events."""
+    before = server.fetchval("SELECT count(*) FROM events WHERE canary_id = $1", server.canaries["cid"])
+    rec = json.loads(_genuine_event(server))["detail"]
+    rec["eventVersion"] = "1.08"
+    message = {"messageType": "DATA_MESSAGE", "owner": "123456789012", "logGroup": "trail", "logStream": "s",
+               "subscriptionFilters": ["f"], "logEvents": [{"id": "1", "timestamp": 1, "message": json.dumps(rec)}]}
+    body = json.dumps({"requestId": "genuine", "timestamp": 1, "records": [_firehose_record(message, "gzip")]}).encode()
+    assert _firehose_post(server, body) == 200
+    server.wait_for("SELECT count(*) > $2 FROM events WHERE canary_id = $1", server.canaries["cid"], before)
     _genuine(server)
     before = server.fetchval("SELECT count(*) FROM events WHERE canary_id = $1", server.canaries["cid"])
     rec = json.loads(_genuine_event(server))["detail"]
