@@ -19,7 +19,12 @@ from aiohttp.test_utils import TestServer
 from credential_support import register
 from testkit import MakeConfig
 
-from canary.credentials.cloudtrail import CloudTrailDirectorySource, CloudTrailFirehose, CloudTrailWebhook, records_from_document
+from canary.credentials.cloudtrail import (
+    CloudTrailDirectorySource,
+    CloudTrailFirehose,
+    CloudTrailWebhook,
+    records_from_document,
+)
 from canary.credentials.sources import SOURCES
 from canary.credentials.values import CredentialFactory
 from canary.plugins import build_components
