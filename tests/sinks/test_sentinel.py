@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 from alerting_servers import make_alert
 from azure_servers import EntraServer, IngestionServer
+from ocsf_support import validate_ocsf
 from structlog.testing import capture_logs
 
 from canary import plugins
@@ -115,6 +116,8 @@ async def test_one_token_for_many_sends_and_documented_request(http: aiohttp.Cli
     assert first["CanaryLabel"] == "shop/public.customers" and first["SuppressedBy"] is None
     assert second["SuppressedBy"] == "expected_contact" and first["AttackTechniques"]
     assert isinstance(first["Details"]["time"], int) and "metadata" in first["Details"]
+    for record in (trigger, resolve, first, second):  # the OCSF record each row carries is valid OCSF
+        validate_ocsf(record["Details"])
 
 
 async def test_canary_format_and_plain_json(http: aiohttp.ClientSession, azure: tuple[EntraServer, IngestionServer]) -> None:
