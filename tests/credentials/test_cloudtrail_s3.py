@@ -9,6 +9,7 @@ import datetime as dt
 import gzip
 import json
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from s3_server import ACCOUNT, S3Server
 from structlog.testing import capture_logs
 from testkit import MakeConfig
 
-from canary.credentials import cloudtrail
+from canary.credentials import cloudtrail, cloudtrail_s3
 from canary.credentials.cloudtrail_s3 import CloudTrailS3Source, TrailPrefix, delivered_at
 from canary.credentials.sources import SOURCES
 from canary.credentials.values import CredentialFactory
@@ -338,3 +339,69 @@ def test_key_names_and_config(make_config: MakeConfig) -> None:
                                                   "s3_external_id": EXTERNAL_ID, "s3_accounts": [f"{ORG}/{ACCOUNT}"]}})
     assert cfg.credentials.cloudtrail.s3_lookback == 300 and cfg.credentials.cloudtrail.s3_poll == 60
     assert EXTERNAL_ID not in repr(build_components(SOURCES, cfg))
+
+
+async def test_a_file_named_in_the_future_does_not_move_the_listing_past_real_files(runtime: Runtime, s3: S3Server) -> None:
+    """Someone who can write the bucket plants a file named two days ahead: it is read, but the checkpoint
+    stays at the present, so a real file delivered afterwards (named before it) is still listed and read."""
+    key_id, _ = await _aws_canary(runtime)
+    _put(s3, _key(_ago(-2 * 24 * 60)), _record(key_id, "ev-future"))
+    src = _source(s3)
+    src.attach(runtime)
+    assert (await src.poll()).events == 1
+    assert await runtime.pool.fetchval("SELECT count(*) FROM checkpoints WHERE source LIKE 'cloudtrail-s3:%CloudTrail%'") == 0
+    _put(s3, _key(_ago(1)), _record(key_id, "ev-real"))
+    assert (await src.poll()).events == 1
+    assert [r["evidence"]["event_id"] for r in await _events(runtime)] == ["ev-future", "ev-real"]
+
+
+async def test_a_refused_file_is_health_and_read_once_it_can_be(runtime: Runtime, s3: S3Server) -> None:
+    """GetObject refused for one file (as a KMS key or object ACL would) while the listing works: the other
+    files are read, the episode is one HEALTH event, and the refused file stays unmarked in the listing
+    window, so it is read once access is granted (and the episode ends)."""
+    key_id, _ = await _aws_canary(runtime)
+    refused = _put(s3, _key(_ago(40)), _record(key_id, "ev-refused"))
+    _put(s3, _key(_ago(5)), _record(key_id, "ev-readable"))
+    arn = _reader_role(s3, ["s3:ListBucket", "s3:GetObject"])
+    s3.client("iam").put_role_policy(RoleName="cloudtrail-reader", PolicyName="deny-one", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "s3:GetObject",
+                                                "Resource": f"arn:aws:s3:::{BUCKET}/{refused}"}]}))
+    src = _source(s3, role_arn=arn, external_id=Secret(EXTERNAL_ID), lookback=60)
+    src.attach(runtime)
+    s3.enforce_iam(after=1)
+    first = await src.poll()
+    second = await src.poll()
+    s3.reset_auth()
+    assert (first.files, first.unreadable, second.files, second.unreadable) == (1, 1, 0, 1)
+    assert first.error is not None and first.error.code == "AccessDenied"
+    assert [r["evidence"]["event_id"] for r in await _events(runtime)] == ["ev-readable"]
+    assert len(await _events(runtime, "health")) == 1
+    s3.client("iam").delete_role_policy(RoleName="cloudtrail-reader", PolicyName="deny-one")
+    s3.enforce_iam(after=0)
+    third = await src.poll()
+    s3.reset_auth()
+    assert (third.files, third.unreadable, third.error) == (1, 0, None)
+    assert [r["evidence"]["event_id"] for r in await _events(runtime)] == ["ev-readable", "ev-refused"]
+    assert len(await _events(runtime, "health")) == 1
+
+
+async def test_unreachable_s3_is_retried_and_an_episode_only_when_it_lasts(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connection errors are retried at the next poll without a HEALTH event; TRANSIENT_EPISODE_AFTER
+    failed polls in a row are one."""
+    monkeypatch.setattr(cloudtrail_s3, "TRANSIENT_EPISODE_AFTER", 3)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE000000000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-real-secret-0000")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    src = CloudTrailS3Source(BUCKET, endpoint_url=f"http://127.0.0.1:{port}", regions=[REGION], accounts=[ACCOUNT])
+    src.attach(runtime)
+    for _ in range(2):
+        result = await src.poll()
+        assert result.error is not None and not result.error.refused and result.error.code == "EndpointConnectionError"
+    assert await _events(runtime, "health") == []
+    await src.poll()
+    await src.poll()
+    [health] = await _events(runtime, "health")
+    assert health["evidence"]["code"] == "EndpointConnectionError"
