@@ -93,6 +93,9 @@ TRANSIENT_EPISODE_AFTER = 5
 #: at most this many (account, Region) prefixes, and keys listed per prefix and poll
 MAX_PREFIXES = 5000
 MAX_LISTED = 10_000
+#: files fetched at once (worker threads), and their compressed bytes (a larger file is fetched alone)
+FETCH_TOGETHER = 4
+FETCH_TOGETHER_BYTES = 16 * 1024 * 1024
 _PAGE = 1000
 _SLOW_POLL_MAX = 900.0
 _REFRESH_MARGIN = dt.timedelta(minutes=5)
@@ -307,6 +310,7 @@ class CloudTrailS3Source:
         self.runtime: SourceContext  # set by attach()
         self.processor: cloudtrail.CloudTrailProcessor | None = None
         self._prefixes: list[TrailPrefix] = []
+        self._positions: dict[str, dt.datetime | None] = {}  # checkpoints read or written (one reader per cluster)
         self._listed_at = float("-inf")
         self._turn = 0
         self._failures = 0  # retryable failures in a row
@@ -328,6 +332,7 @@ class CloudTrailS3Source:
 
     async def start(self, runtime: SourceContext) -> None:
         self.attach(runtime)
+        self._positions.clear()  # another listener may have moved them while this one was not the leader
         self._stopping.clear()
         self._task = asyncio.create_task(self._run(), name=self.name)
 
@@ -392,8 +397,10 @@ class CloudTrailS3Source:
     async def _poll_prefix(self, p: TrailPrefix, budget: _Budget, result: PollResult) -> None:
         now = dt.datetime.now(dt.UTC)
         ckpt_source = f"{self.name}:{p.prefix}"
-        saved = await checkpoints.load(self.runtime.pool, ckpt_source)
-        newest = _parse_time(saved.get("delivered")) if saved else None
+        if ckpt_source not in self._positions:
+            saved = await checkpoints.load(self.runtime.pool, ckpt_source)
+            self._positions[ckpt_source] = _parse_time(saved.get("delivered")) if saved else None
+        newest = self._positions[ckpt_source]
         start = min(newest, now) - self.lookback if newest is not None else now - FIRST_READ_BACK
         params: dict[str, Any] = {"Prefix": p.prefix, "StartAfter": p.start_after(start), "MaxKeys": _PAGE}
         advanced = newest
@@ -406,27 +413,34 @@ class CloudTrailS3Source:
                            if isinstance(o, Mapping) and isinstance(o.get("Key"), str) and o["Key"].endswith((".json.gz", ".json"))]
                 listed += len(page.get("Contents") or [])
                 done = await self._done([self._uri(k) for k, _ in objects])
+                admitted: list[tuple[str, int]] = []
                 for key, size in objects:
                     if self._uri(key) in done:
                         continue
                     if not budget.admit(size):
-                        return
-                    at = delivered_at(key)
-                    try:
-                        await self._read(key, size, result)
-                    except S3ReadError as err:
-                        if not err.refused:
-                            raise  # throttled, unreachable: the next poll tries again from here
-                        # this object only (a KMS key we may not use, an object ACL): the others are still read,
-                        # this one stays in the listing window (for at most FIRST_READ_BACK) until it can be
-                        log.warning("cloudtrail_s3.file_refused", source=self.name, file=self._uri(key), code=err.code)
-                        result.unreadable += 1
-                        result.error = err
-                        if at is not None and at <= now and (held is None or at < held):
-                            held = at
-                        continue
-                    if at is not None and at <= now and (advanced is None or at > advanced):
-                        advanced = at
+                        break
+                    admitted.append((key, size))
+                for chunk in _chunks(admitted):
+                    # fetched together (S3's latency dominates), committed one by one in key order
+                    outcomes = await asyncio.gather(*(self._fetch(k, n) for k, n in chunk), return_exceptions=True)
+                    for (key, size), outcome in zip(chunk, outcomes, strict=True):
+                        at = delivered_at(key)
+                        if isinstance(outcome, S3ReadError) and outcome.refused:
+                            # this object only (a KMS key we may not use, an object ACL): the others are still
+                            # read, this one stays in the listing window (at most FIRST_READ_BACK) until it can be
+                            log.warning("cloudtrail_s3.file_refused", source=self.name, file=self._uri(key), code=outcome.code)
+                            result.unreadable += 1
+                            result.error = outcome
+                            if at is not None and at <= now and (held is None or at < held):
+                                held = at
+                            continue
+                        if isinstance(outcome, BaseException):
+                            raise outcome  # throttled, unreachable: the next poll tries again from here
+                        await self._commit(key, size, outcome, result)
+                        if at is not None and at <= now and (advanced is None or at > advanced):
+                            advanced = at
+                if budget.spent:
+                    return
                 token = page.get("NextContinuationToken")
                 if not page.get("IsTruncated") or not isinstance(token, str):
                     return
@@ -437,31 +451,36 @@ class CloudTrailS3Source:
                 position = max(min(held, position or held), now - FIRST_READ_BACK)
             if position is not None and position != newest:
                 await checkpoints.save(self.runtime.pool, ckpt_source, {"delivered": position.isoformat()})
+                self._positions[ckpt_source] = position
 
-    async def _read(self, key: str, size: int, result: PollResult) -> None:
-        """Read, commit and mark one file; a file that cannot be CloudTrail (or vanished) is rejected and
-        marked; S3's refusal or failure raises :class:`S3ReadError` (nothing marked)."""
-        assert self.processor is not None
-        uri = self._uri(key)
+    async def _fetch(self, key: str, size: int) -> list[Mapping[str, Any]] | tuple[str, str]:
+        """One file's records, or (reason, detail) when it is no CloudTrail file or vanished; S3's refusal or
+        failure raises :class:`S3ReadError`."""
         try:
             if size > cloudtrail.MAX_FILE_BYTES:
                 raise FileTooLarge(f"{size} bytes compressed")
             raw = await asyncio.to_thread(self.s3.get, key)
-            records = await asyncio.to_thread(decode_log_file, raw)
+            return await asyncio.to_thread(decode_log_file, raw)
         except S3ReadError as err:
             if err.code != "NoSuchKey":
                 raise
             # deleted between the listing and the read: whoever did may have wanted it unread
-            await self._rejected(uri, size, "cloudtrail_file_vanished", err.code, result)
-            return
+            return "cloudtrail_file_vanished", err.code
         except FileTooLarge as exc:
-            await self._rejected(uri, size, "cloudtrail_file_too_large", str(exc), result)
-            return
+            return "cloudtrail_file_too_large", str(exc)
         except (OSError, EOFError, zlib.error, ValueError, RecursionError) as exc:  # gzip, JSON (deep nesting too), format
-            await self._rejected(uri, size, "malformed_cloudtrail_file", f"{type(exc).__name__}: {exc}", result)
+            return "malformed_cloudtrail_file", f"{type(exc).__name__}: {exc}"
+
+    async def _commit(self, key: str, size: int, fetched: list[Mapping[str, Any]] | tuple[str, str],
+                      result: PollResult) -> None:
+        """Commit a file's events, then mark it done; or reject and mark it."""
+        assert self.processor is not None
+        uri = self._uri(key)
+        if isinstance(fetched, tuple):
+            await self._rejected(uri, size, *fetched, result)
             return
-        result.events += await self.processor.process(records, uri)
-        await self._mark(uri, size, "done", len(records))
+        result.events += await self.processor.process(fetched, uri)
+        await self._mark(uri, size, "done", len(fetched))
         result.files += 1
 
     async def _rejected(self, uri: str, size: int, reason: str, detail: str, result: PollResult) -> None:
@@ -555,7 +574,7 @@ class CloudTrailS3Source:
         what = "refused" if err.refused else f"failed {self._failures} polls in a row"
         return DetectionEvent(
             kind=EventKind.HEALTH, source=cloudtrail.EVENT_SOURCE, key=event_key("cloudtrail-s3-unreadable", self.name, since),
-            group=f"cloudtrail-s3:{self.name}", canary_id=None, observed_at=dt.datetime.now(dt.UTC),
+            group=self.name, canary_id=None, observed_at=dt.datetime.now(dt.UTC),
             severity=Severity.ERROR, origin={"bucket": self.bucket},
             evidence={"signal": "cloudtrail_s3_unreadable", "code": err.code, "error": err.detail, "since": since,
                       "problem": f"CloudTrail bucket {self.bucket} cannot be read ({err.code}, {what}): use of AWS canary "
@@ -571,6 +590,18 @@ def _parse_time(value: Any) -> dt.datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
+
+
+def _chunks(files: list[tuple[str, int]]) -> list[list[tuple[str, int]]]:
+    """Files fetched together: at most FETCH_TOGETHER, and FETCH_TOGETHER_BYTES unless one file is alone."""
+    out: list[list[tuple[str, int]]] = []
+    for key, size in files:
+        last = out[-1] if out else None
+        if last is not None and len(last) < FETCH_TOGETHER and sum(n for _, n in last) + size <= FETCH_TOGETHER_BYTES:
+            last.append((key, size))
+        else:
+            out.append([(key, size)])
+    return out
 
 
 def _size(value: Any) -> int:
