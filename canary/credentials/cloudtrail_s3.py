@@ -18,14 +18,16 @@ How :class:`CloudTrailS3Source` reads the bucket:
   accounts are one level deeper), Regions under ``<account>/CloudTrail/``; listed again every
   :data:`DISCOVER_EVERY` seconds for new Regions and member accounts. Listed names that are no account,
   organization or Region id are ignored (junk from whoever else may write the bucket).
-* **Listing from a checkpoint.** Keys sort by delivery time within a Region prefix, so each prefix keeps a
-  checkpoint (:mod:`canary.store.checkpoints`): the delivery time of the newest file read. A poll lists
-  with ``StartAfter`` set to the key name of that time minus ``s3_lookback`` (a file may land a few minutes
-  after a later one) and skips the files ``cloudtrail_files`` already holds. S3 lists from ``StartAfter``
-  on in key order, so the days after the checkpoint come in the same listing and years of older logs are
-  never listed again. A first poll starts :data:`FIRST_READ_BACK` ago. The checkpoint never passes the
-  present: a file named in the future (by someone else who can write the bucket) is read, but cannot make
-  later polls start past the real files.
+* **Listing from a checkpoint.** Keys sort by delivery time within a day's folder, so each Region prefix
+  keeps a checkpoint (:mod:`canary.store.checkpoints`): the delivery time of the newest file read (or, when
+  a listing found nothing newer, ``s3_lookback`` before the clock). A poll walks the day folders from the
+  checkpoint's day to today, listing only names that begin as CloudTrail's do
+  (``<account>_CloudTrail_<region>_``), in the first folder with ``StartAfter`` set to the name of a file
+  delivered ``s3_lookback`` before the checkpoint (a file may land a few minutes after a later one), and
+  skips the files ``cloudtrail_files`` already holds: years of older logs are never listed again, and
+  whatever else someone who may write the bucket puts in a folder is never listed at all. A first poll
+  starts :data:`FIRST_READ_BACK` ago. The checkpoint never passes the present: a file named in the future
+  is read, but cannot make later polls start past the real files.
 * **Bounded.** At most ``s3_max_objects`` files and ``s3_max_bytes`` (compressed) are read per poll, the
   prefixes taking turns at going first; a poll that stopped at a bound is followed by another at once. A
   file over :data:`canary.credentials.cloudtrail.MAX_FILE_BYTES` (compressed or decompressed) is rejected
@@ -98,6 +100,7 @@ FETCH_TOGETHER = 4
 FETCH_TOGETHER_BYTES = 16 * 1024 * 1024
 _PAGE = 1000
 _SLOW_POLL_MAX = 900.0
+_CLOCK_SKEW = dt.timedelta(minutes=10)  # a day's folder is listed from this long before our clock reaches it
 _REFRESH_MARGIN = dt.timedelta(minutes=5)
 
 _ACCOUNT = re.compile(r"^[0-9]{12}$")
@@ -176,6 +179,10 @@ class TrailPrefix:
     prefix: str
     account: str
     region: str
+
+    def names(self, day: dt.date) -> str:
+        """The common beginning of the names of the files CloudTrail delivers on ``day``."""
+        return f"{self.prefix}{day:%Y/%m/%d}/{self.account}_CloudTrail_{self.region}_"
 
     def start_after(self, at: dt.datetime) -> str:
         """The key name of a file delivered at ``at``, cut before its unique part: every file delivered in
@@ -402,51 +409,66 @@ class CloudTrailS3Source:
             self._positions[ckpt_source] = _parse_time(saved.get("delivered")) if saved else None
         newest = self._positions[ckpt_source]
         start = min(newest, now) - self.lookback if newest is not None else now - FIRST_READ_BACK
-        params: dict[str, Any] = {"Prefix": p.prefix, "StartAfter": p.start_after(start), "MaxKeys": _PAGE}
         advanced = newest
         held: dt.datetime | None = None  # the first file S3 refused to give: later polls list from it again
-        listed = 0
+        complete = False  # every file named up to now was listed
         try:
-            while listed < MAX_LISTED and not self._stopping.is_set():
-                page = await asyncio.to_thread(self.s3.call, "list_objects_v2", **params)
-                objects = [(o["Key"], _size(o.get("Size"))) for o in page.get("Contents") or []
-                           if isinstance(o, Mapping) and isinstance(o.get("Key"), str) and o["Key"].endswith((".json.gz", ".json"))]
-                listed += len(page.get("Contents") or [])
-                done = await self._done([self._uri(k) for k, _ in objects])
-                admitted: list[tuple[str, int]] = []
-                for key, size in objects:
-                    if self._uri(key) in done:
-                        continue
-                    if not budget.admit(size):
-                        break
-                    admitted.append((key, size))
-                for chunk in _chunks(admitted):
-                    # fetched together (S3's latency dominates), committed one by one in key order
-                    outcomes = await asyncio.gather(*(self._fetch(k, n) for k, n in chunk), return_exceptions=True)
-                    for (key, size), outcome in zip(chunk, outcomes, strict=True):
-                        at = delivered_at(key)
-                        if isinstance(outcome, S3ReadError) and outcome.refused:
-                            # this object only (a KMS key we may not use, an object ACL): the others are still
-                            # read, this one stays in the listing window (at most FIRST_READ_BACK) until it can be
-                            log.warning("cloudtrail_s3.file_refused", source=self.name, file=self._uri(key), code=outcome.code)
-                            result.unreadable += 1
-                            result.error = outcome
-                            if at is not None and at <= now and (held is None or at < held):
-                                held = at
+            for day in _days(start, now + _CLOCK_SKEW):
+                # only CloudTrail's own file names: whatever else someone put in the folder is never listed
+                params: dict[str, Any] = {"Prefix": p.names(day), "MaxKeys": _PAGE}
+                if day == start.date():
+                    params["StartAfter"] = p.start_after(start)
+                listed = 0
+                while True:
+                    if self._stopping.is_set() or listed >= MAX_LISTED:
+                        return
+                    page = await asyncio.to_thread(self.s3.call, "list_objects_v2", **params)
+                    contents = page.get("Contents") or []
+                    listed += len(contents)
+                    objects = [(o["Key"], _size(o.get("Size"))) for o in contents
+                               if isinstance(o, Mapping) and isinstance(o.get("Key"), str) and o["Key"].endswith(".json.gz")]
+                    done = await self._done([self._uri(k) for k, _ in objects])
+                    admitted: list[tuple[str, int]] = []
+                    for key, size in objects:
+                        if self._uri(key) in done:
+                            at = delivered_at(key)
+                            if at is not None and at <= now and (advanced is None or at > advanced):
+                                advanced = at
                             continue
-                        if isinstance(outcome, BaseException):
-                            raise outcome  # throttled, unreachable: the next poll tries again from here
-                        await self._commit(key, size, outcome, result)
-                        if at is not None and at <= now and (advanced is None or at > advanced):
-                            advanced = at
-                if budget.spent:
-                    return
-                token = page.get("NextContinuationToken")
-                if not page.get("IsTruncated") or not isinstance(token, str):
-                    return
-                params["ContinuationToken"] = token
+                        if not budget.admit(size):
+                            break
+                        admitted.append((key, size))
+                    for chunk in _chunks(admitted):
+                        # fetched together (S3's latency dominates), committed one by one in key order
+                        outcomes = await asyncio.gather(*(self._fetch(k, n) for k, n in chunk), return_exceptions=True)
+                        for (key, size), outcome in zip(chunk, outcomes, strict=True):
+                            at = delivered_at(key)
+                            if isinstance(outcome, S3ReadError) and outcome.refused:
+                                # this object only (a KMS key we may not use, an object ACL): the others are still
+                                # read, this one stays in the listing window (at most FIRST_READ_BACK) until it can be
+                                log.warning("cloudtrail_s3.file_refused", source=self.name, file=self._uri(key),
+                                            code=outcome.code)
+                                result.unreadable += 1
+                                result.error = outcome
+                                if at is not None and at <= now and (held is None or at < held):
+                                    held = at
+                                continue
+                            if isinstance(outcome, BaseException):
+                                raise outcome  # throttled, unreachable: the next poll tries again from here
+                            await self._commit(key, size, outcome, result)
+                            if at is not None and at <= now and (advanced is None or at > advanced):
+                                advanced = at
+                    if budget.spent:
+                        return
+                    token = page.get("NextContinuationToken")
+                    if not page.get("IsTruncated") or not isinstance(token, str):
+                        break
+                    params["ContinuationToken"] = token
+            complete = True
         finally:
             position = advanced
+            if complete:  # nothing else was delivered: an idle Region's window moves on with the clock
+                position = now - self.lookback if position is None else max(position, now - self.lookback)
             if held is not None:
                 position = max(min(held, position or held), now - FIRST_READ_BACK)
             if position is not None and position != newest:
@@ -590,6 +612,12 @@ def _parse_time(value: Any) -> dt.datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
+
+
+def _days(start: dt.datetime, end: dt.datetime) -> list[dt.date]:
+    """The UTC days from ``start``'s to ``end``'s."""
+    first, last = start.date(), end.date()
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 def _chunks(files: list[tuple[str, int]]) -> list[list[tuple[str, int]]]:

@@ -343,14 +343,17 @@ def test_key_names_and_config(make_config: MakeConfig) -> None:
 
 
 async def test_a_file_named_in_the_future_does_not_move_the_listing_past_real_files(runtime: Runtime, s3: S3Server) -> None:
-    """Someone who can write the bucket plants a file named two days ahead: it is read, but the checkpoint
-    stays at the present, so a real file delivered afterwards (named before it) is still listed and read."""
+    """Someone who can write the bucket plants a file named minutes ahead: it is read, but the checkpoint
+    stays behind the present (s3_lookback before the clock once a listing found everything), so a real file delivered afterwards (named before it) is still listed and read.
+    Files in a day's folder not named as CloudTrail names them are never listed (so never read)."""
     key_id, _ = await _aws_canary(runtime)
-    _put(s3, _key(_ago(-2 * 24 * 60)), _record(key_id, "ev-future"))
+    _put(s3, _key(_ago(-5)), _record(key_id, "ev-future"))
+    _put(s3, f"AWSLogs/{ACCOUNT}/CloudTrail/{REGION}/{_ago(0):%Y/%m/%d}/zzz-planted.json.gz", _record(key_id, "ev-planted"))
     src = _source(s3)
     src.attach(runtime)
     assert (await src.poll()).events == 1
-    assert await runtime.pool.fetchval("SELECT count(*) FROM checkpoints WHERE source LIKE 'cloudtrail-s3:%CloudTrail%'") == 0
+    saved = await runtime.pool.fetchval("SELECT position->>'delivered' FROM checkpoints WHERE source LIKE 'cloudtrail-s3:%CloudTrail%'")
+    assert _ago(16) <= dt.datetime.fromisoformat(saved) <= _ago(14)
     _put(s3, _key(_ago(1)), _record(key_id, "ev-real"))
     assert (await src.poll()).events == 1
     assert [r["evidence"]["event_id"] for r in await _events(runtime)] == ["ev-future", "ev-real"]
