@@ -28,8 +28,9 @@ How :class:`CloudTrailS3Source` reads the bucket:
   whatever else someone who may write the bucket puts in a folder is never listed at all. A first poll
   starts :data:`FIRST_READ_BACK` ago. The checkpoint never passes the present: a file named in the future
   is read, but cannot make later polls start past the real files.
-* **Bounded.** At most ``s3_max_objects`` files and ``s3_max_bytes`` (compressed) are read per poll, the
-  prefixes taking turns at going first; a poll that stopped at a bound is followed by another at once. A
+* **Bounded.** At most ``s3_max_objects`` files and ``s3_max_bytes`` (compressed; a larger file is read
+  alone) per poll, the prefixes taking turns at going first; a poll that stopped at a bound is followed by
+  another at once. Up to :data:`FETCH_TOGETHER` files are fetched at once and committed in key order. A
   file over :data:`canary.credentials.cloudtrail.MAX_FILE_BYTES` (compressed or decompressed) is rejected
   (``cloudtrail_file_too_large``), one that is not gzip'd CloudTrail JSON too
   (``malformed_cloudtrail_file``): counted, marked, never read again.
