@@ -547,6 +547,46 @@ class CloudTrailConfig(_Model):
             raise ValueError("firehose_path must start with / and differ from http_path")
         return self
 
+    # the trail's bucket read directly (canary/credentials/cloudtrail_s3.py): ListObjectsV2 + GetObject
+    s3_bucket: str = ""
+    s3_prefix: str = ""  # the trail's S3 key prefix; "": keys start at AWSLogs/
+    s3_accounts: tuple[str, ...] = ()  # "123456789012" or "o-<org id>/123456789012"; empty: listed
+    s3_regions: tuple[str, ...] = ()  # empty: listed
+    s3_poll: float = 60.0
+    s3_endpoint_url: str | None = None  # S3 (and STS for s3_role_arn) elsewhere: tests, a proxy
+    s3_profile: str | None = None
+    s3_role_arn: str | None = None
+    s3_external_id: Secret | None = None
+    s3_lookback: float = 900.0  # re-list this far before the newest file read: late deliveries
+    s3_max_objects: int = Field(default=500, ge=1)  # per poll
+    s3_max_bytes: int = Field(default=512 * 1024 * 1024, ge=1)  # compressed, per poll
+
+    @field_validator("s3_poll", "s3_lookback", mode="before")
+    @classmethod
+    def _s3_dur(cls, v: object) -> float:
+        return parse_duration(v)
+
+    @model_validator(mode="after")
+    def _s3(self) -> CloudTrailConfig:
+        if self.s3_bucket and not _S3_BUCKET.match(self.s3_bucket):
+            raise ValueError(f"s3_bucket {self.s3_bucket!r} is not an S3 bucket name")
+        for account in self.s3_accounts:
+            if not _S3_ACCOUNT.match(account):
+                raise ValueError(f"s3_accounts: {account!r} is neither an account id nor o-<org id>/<account id>")
+        for region in self.s3_regions:
+            if not _AWS_REGION.match(region):
+                raise ValueError(f"s3_regions: {region!r} is not an AWS Region name")
+        if self.s3_external_id is not None and not self.s3_role_arn:
+            raise ValueError("s3_external_id needs s3_role_arn")
+        if self.s3_poll <= 0 or self.s3_lookback > 86400:
+            raise ValueError("s3_poll must be positive and s3_lookback at most 1d")
+        return self
+
+
+_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_S3_ACCOUNT = re.compile(r"^(o-[a-z0-9]{10,32}/)?[0-9]{12}$")
+_AWS_REGION = re.compile(r"^[a-z]{2,4}(-[a-z]+)+-[0-9]{1,2}$")
+
 
 _IAM_PATH = re.compile(r"^/([\x21-\x7e]{1,510}/)?$")
 

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from canary.credentials import cloudtrail, gateway, pg_honeypot, token_honeypot
+from canary.credentials import cloudtrail, cloudtrail_s3, gateway, pg_honeypot, token_honeypot
 from canary.plugins import SourceType
 
 SOURCES: tuple[SourceType, ...] = (
     token_honeypot.SOURCE,
     pg_honeypot.SOURCE,
     cloudtrail.SOURCE,
+    cloudtrail_s3.SOURCE,
     gateway.SOURCE,
 )
