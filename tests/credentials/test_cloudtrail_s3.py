@@ -412,12 +412,14 @@ async def test_unreachable_s3_is_retried_and_an_episode_only_when_it_lasts(
 
 
 def test_the_example_config_block_is_valid(make_config: MakeConfig, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The commented [credentials.cloudtrail] s3_* block in config/canary.example.toml, uncommented, is a
-    valid configuration that builds the S3 source."""
+    """The commented [credentials.cloudtrail] block in config/canary.example.toml, uncommented, is a valid
+    configuration that builds the S3 source (and the directory, EventBridge and Firehose inputs)."""
     text = (Path(__file__).parents[2] / "config" / "canary.example.toml").read_text()
     block = text.split("# [credentials.cloudtrail]\n", 1)[1].split("\n\n", 1)[0]
     section = tomllib.loads("\n".join(line.removeprefix("# ") for line in block.splitlines()))
     monkeypatch.setenv("CANARY_CLOUDTRAIL_EXTERNAL_ID", EXTERNAL_ID)
+    monkeypatch.setenv("CANARY_EVENTBRIDGE_KEY", "eventbridge-key")
+    monkeypatch.setenv("CANARY_CLOUDTRAIL_FIREHOSE_KEY", "firehose-key")
     cfg = make_config(credentials={"cloudtrail": section})
     [src] = [c for c in build_components(SOURCES, cfg) if isinstance(c, CloudTrailS3Source)]
     assert src.bucket == "corp-cloudtrail-logs" and src.s3.role_arn and src.lookback == dt.timedelta(minutes=15)
