@@ -73,8 +73,15 @@ async def test_forged_read_lines_are_one_tamper_incident_per_session(deployed: d
     inc = incidents[0]
     assert inc["actor"]["user"] == role and inc["origin"]["client_addr"] == "127.0.0.1"
     assert inc["canary_ids"] == []
-    events = await rt.pool.fetch("SELECT evidence FROM events WHERE incident_id = $1", inc["id"])
+    # the tail commits the lines in batches: the incident opens with the first, the rest join it
+    deadline = time.monotonic() + 10
+    while True:
+        events = await rt.pool.fetch("SELECT evidence FROM events WHERE incident_id = $1", inc["id"])
+        if len(events) >= 30 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
     assert len(events) == 30 and {e["evidence"]["signal"] for e in events} == {"forged_log_line"}
+    assert [i["kind"] for i in await incidents_when(rt, 1)] == ["tamper"]  # still one incident
     other = await asyncpg.connect(deployed["reader_dsn"])
     try:
         await _raise(other, errcode=READ_SQLSTATE, detail=_fake_detail("1"))
