@@ -208,3 +208,39 @@ async def test_suppressed_events_only_when_asked(store: ControlStore, make_confi
     await _drain(feed, everything)
     ids = await _ids(store, "sup")
     assert plain.ids == [ids[0], ids[2]] and everything.ids == ids
+
+
+class _CountingFeed(EventFeed):
+    """The real feed, counting its rounds (each one takes the lease and reads the store)."""
+
+    rounds = 0
+
+    async def run_once(self, name: str, sink: EventSink) -> int:
+        self.rounds += 1
+        return await super().run_once(name, sink)
+
+
+async def test_an_idle_feed_waits_its_poll_however_the_horizon_moves(store: ControlStore, make_config: MakeConfig) -> None:
+    """With no events to send, a round that only moves the cursor up to the horizon reports nothing passed, so
+    the feed waits ``poll`` before the next. Its own lease and cursor writes move the horizon every round: a
+    feed that took that as progress read the store without pause (hundreds of rounds a second, two
+    transaction ids each, when idle). Events committed meanwhile still arrive."""
+    sink = SiemSink()
+    await feed_store.start(store.pool, "siem")
+    async with store.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_current_xact_id()")  # another transaction ends: the horizon moves past the cursor
+    probe = EventFeed(store.pool, {"siem": sink}, CFG, holder="a")
+    assert await probe.run_once("siem", sink) == 0  # the cursor moved, but past no event
+    feed = _CountingFeed(store.pool, {"siem": sink}, CFG, holder="a", poll=0.25)
+    await feed.start()
+    try:
+        await asyncio.sleep(1.0)
+        assert feed.rounds <= 8  # one round per poll (and a round after each round that moved events)
+        await Pipeline(store.pool, make_config()).record(_events(3, "idle"))
+        for _ in range(100):
+            if len(sink.ids) == 3:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await feed.stop()
+    assert sink.ids == await _ids(store, "idle")
