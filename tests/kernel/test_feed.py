@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
@@ -244,3 +245,39 @@ async def test_an_idle_feed_waits_its_poll_however_the_horizon_moves(store: Cont
     finally:
         await feed.stop()
     assert sink.ids == await _ids(store, "idle")
+
+
+async def test_no_event_is_passed_while_its_transaction_commits_during_a_read(store: ControlStore) -> None:
+    """A read that finds nothing below the horizon must move the cursor only to that same horizon: one taken
+    by a later statement may be past a transaction that committed in between, whose events were never read
+    and would be skipped for good. Transactions commit while the feed reads without pause; every event is
+    read, none twice."""
+    cursor = await feed_store.start(store.pool, "race")
+    inserted: list[int] = []
+    read: list[int] = []
+    done = asyncio.Event()
+    rng = random.Random(5)
+
+    async def commit_slowly() -> None:
+        for i in range(150):
+            async with store.pool.acquire() as conn:
+                tx = conn.transaction()
+                await tx.start()
+                inserted.append(await conn.fetchval(
+                    "INSERT INTO events (key, kind, source, group_key, severity, observed_at, detected_at)"
+                    " VALUES ($1, 'read', 'feedtest', 'race-g', 'critical', now(), now()) RETURNING id", f"race-{i}"))
+                await asyncio.sleep(rng.random() * 0.003)
+                await tx.commit()
+        done.set()
+
+    async def follow() -> None:
+        nonlocal cursor
+        while True:
+            finished = done.is_set()
+            batch, cursor = await feed_store.read(store.pool, cursor, 100)
+            read.extend(e.id for _, e in batch)
+            if finished and not batch:
+                return
+
+    await asyncio.gather(commit_slowly(), follow())
+    assert sorted(read) == sorted(inserted)
