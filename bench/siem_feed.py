@@ -501,6 +501,10 @@ def summary(results: dict[str, list[Result]]) -> None:
     if incidents and two:
         print(f"pipeline commit rate, 2 SIEM sinks feeding vs the same sinks taking incidents only: {two / incidents:.2f}x "
               f"({two:,.0f} vs {incidents:,.0f} ev/s)")
+    enriched = rate("two_enriched")
+    if two and enriched:
+        print(f"pipeline commit rate, 2 SIEM sinks feeding, enrichment on vs off: {enriched / two:.2f}x "
+              f"({enriched:,.0f} vs {two:,.0f} ev/s)")
     for i in range(2):
         plain, rich = sink("two", i), sink("two_enriched", i)
         if plain is None or rich is None:
