@@ -149,7 +149,7 @@ class EventFeed:
         self.delivered[name] = self.delivered.get(name, 0) + len(wanted) - len(dead)
         if self.metrics is not None and wanted:
             self.metrics.deliveries.labels(sink=name, outcome="event_delivered").inc(len(wanted) - len(dead))
-        return len(batch) or 1
+        return len(batch)  # 0 when only the horizon moved (this feed's own writes move it): wait the poll
 
     async def _enriched(self, events: list[StoredEvent]) -> list[StoredEvent]:
         """``events`` with what is known about their client addresses: one lookup per address of the

@@ -31,19 +31,23 @@ ON CONFLICT (sink) DO NOTHING
 
 _LOAD = "SELECT txid::text::bigint AS txid, id FROM feed_cursors WHERE sink = $1"
 
+#: One statement, so the rows and the horizon come from one snapshot: the horizon of a read that found nothing
+#: must be the one its WHERE used (a later snapshot's may be past a transaction that committed meanwhile,
+#: whose events this read did not see). With no rows the answer is one row of only the horizon.
 _READ = """
-SELECT e.id, e.txid::text::bigint AS txid, e.key, e.kind, e.source, e.canary_id, e.group_key, e.incident_id,
-       e.severity, e.observed_at, e.detected_at, e.actor, e.origin, e.evidence, e.drill, e.suppressed_by,
-       c.uid AS canary_uid, c.label AS canary_label, c.kind AS canary_kind,
-       pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon
-FROM events e LEFT JOIN canaries c ON c.id = e.canary_id
-WHERE e.txid IS NOT NULL AND (e.txid, e.id) > ($1::text::xid8, $2::bigint)
-  AND e.txid < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY e.txid, e.id
-LIMIT $3
+SELECT s.horizon::text::bigint AS horizon, r.*
+FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) s
+LEFT JOIN LATERAL (
+    SELECT e.id, e.txid::text::bigint AS txid, e.key, e.kind, e.source, e.canary_id, e.group_key, e.incident_id,
+           e.severity, e.observed_at, e.detected_at, e.actor, e.origin, e.evidence, e.drill, e.suppressed_by,
+           c.uid AS canary_uid, c.label AS canary_label, c.kind AS canary_kind
+    FROM events e LEFT JOIN canaries c ON c.id = e.canary_id
+    WHERE e.txid IS NOT NULL AND (e.txid, e.id) > ($1::text::xid8, $2::bigint) AND e.txid < s.horizon
+    ORDER BY e.txid, e.id
+    LIMIT $3
+) r ON true
+ORDER BY r.txid, r.id
 """
-
-_HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 
 _ADVANCE = """
 UPDATE feed_cursors SET txid = $4::text::xid8, id = $5, delivered = delivered + $6, failing_since = NULL,
@@ -82,12 +86,12 @@ async def read(db: asyncpg.Pool | asyncpg.Connection, after: Cursor, limit: int,
     """Up to ``limit`` events past ``after`` in feed order, each with its own position, and the
     position the cursor may move to when all of them are delivered: the last one's when the read was
     full, else the horizon (every event below it has been read)."""
-    rows = await db.fetch(_READ, str(after.txid), after.id, limit)
+    answer = await db.fetch(_READ, str(after.txid), after.id, limit)
+    rows = [r for r in answer if r["id"] is not None]
     out = [(Cursor(int(r["txid"]), int(r["id"])), _stored(r)) for r in rows]
     if len(rows) >= limit:
         return out, out[-1][0]
-    horizon = int(rows[0]["horizon"]) if rows else int(await db.fetchval(_HORIZON))
-    end = Cursor(horizon, 0)
+    end = Cursor(int(answer[0]["horizon"]), 0)
     return out, (end if (end.txid, end.id) > (after.txid, after.id) else after)
 
 

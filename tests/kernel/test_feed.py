@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
@@ -208,3 +209,75 @@ async def test_suppressed_events_only_when_asked(store: ControlStore, make_confi
     await _drain(feed, everything)
     ids = await _ids(store, "sup")
     assert plain.ids == [ids[0], ids[2]] and everything.ids == ids
+
+
+class _CountingFeed(EventFeed):
+    """The real feed, counting its rounds (each one takes the lease and reads the store)."""
+
+    rounds = 0
+
+    async def run_once(self, name: str, sink: EventSink) -> int:
+        self.rounds += 1
+        return await super().run_once(name, sink)
+
+
+async def test_an_idle_feed_waits_its_poll_however_the_horizon_moves(store: ControlStore, make_config: MakeConfig) -> None:
+    """With no events to send, a round that only moves the cursor up to the horizon reports nothing passed, so
+    the feed waits ``poll`` before the next. Its own lease and cursor writes move the horizon every round: a
+    feed that took that as progress read the store without pause (hundreds of rounds a second, two
+    transaction ids each, when idle). Events committed meanwhile still arrive."""
+    sink = SiemSink()
+    await feed_store.start(store.pool, "siem")
+    async with store.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_current_xact_id()")  # another transaction ends: the horizon moves past the cursor
+    probe = EventFeed(store.pool, {"siem": sink}, CFG, holder="a")
+    assert await probe.run_once("siem", sink) == 0  # the cursor moved, but past no event
+    feed = _CountingFeed(store.pool, {"siem": sink}, CFG, holder="a", poll=0.25)
+    await feed.start()
+    try:
+        await asyncio.sleep(1.0)
+        assert feed.rounds <= 8  # one round per poll (and a round after each round that moved events)
+        await Pipeline(store.pool, make_config()).record(_events(3, "idle"))
+        for _ in range(100):
+            if len(sink.ids) == 3:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await feed.stop()
+    assert sink.ids == await _ids(store, "idle")
+
+
+async def test_no_event_is_passed_while_its_transaction_commits_during_a_read(store: ControlStore) -> None:
+    """A read that finds nothing below the horizon must move the cursor only to that same horizon: one taken
+    by a later statement may be past a transaction that committed in between, whose events were never read
+    and would be skipped for good. Transactions commit while the feed reads without pause; every event is
+    read, none twice."""
+    cursor = await feed_store.start(store.pool, "race")
+    inserted: list[int] = []
+    read: list[int] = []
+    done = asyncio.Event()
+    rng = random.Random(5)
+
+    async def commit_slowly() -> None:
+        for i in range(150):
+            async with store.pool.acquire() as conn:
+                tx = conn.transaction()
+                await tx.start()
+                inserted.append(await conn.fetchval(
+                    "INSERT INTO events (key, kind, source, group_key, severity, observed_at, detected_at)"
+                    " VALUES ($1, 'read', 'feedtest', 'race-g', 'critical', now(), now()) RETURNING id", f"race-{i}"))
+                await asyncio.sleep(rng.random() * 0.003)
+                await tx.commit()
+        done.set()
+
+    async def follow() -> None:
+        nonlocal cursor
+        while True:
+            finished = done.is_set()
+            batch, cursor = await feed_store.read(store.pool, cursor, 100)
+            read.extend(e.id for _, e in batch)
+            if finished and not batch:
+                return
+
+    await asyncio.gather(commit_slowly(), follow())
+    assert sorted(read) == sorted(inserted)
