@@ -38,6 +38,7 @@ from canary.errors import DeliveryError
 from canary.events import DetectionEvent, EventKind, Severity, StoredEvent, event_key
 from canary.metrics import Metrics
 from canary.outbox import backoff
+from canary.pipeline import EVENTS_CHANNEL
 from canary.store import feed as store
 from canary.store import leases
 from canary.typing import EventSink, Sink
@@ -77,6 +78,8 @@ class EventFeed:
         self.delivered: dict[str, int] = {name: 0 for name in self.sinks}
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
+        self._wake: dict[str, asyncio.Event] = {}  # per sink: events were committed since it last looked
+        self._listen_conn: asyncpg.Connection | None = None
         self._rng = random.Random()
 
     @property
@@ -86,10 +89,46 @@ class EventFeed:
 
     async def start(self) -> None:
         self._stop.clear()
+        if not self.sinks:
+            return
+        try:  # woken when the pipeline commits events (else it looks every poll)
+            self._listen_conn = await self.pool.acquire()
+            await self._listen_conn.add_listener(EVENTS_CHANNEL, self._notified)
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            log.warning("feed.listen_failed", error=type(exc).__name__)
+            await self._release_listen()
         self._tasks = [asyncio.create_task(self._run(name, sink), name=f"feed-{name}") for name, sink in self.sinks.items()]
+
+    def _notified(self, *_: object) -> None:
+        for wake in self._wake.values():
+            wake.set()
+
+    async def _release_listen(self) -> None:
+        conn, self._listen_conn = self._listen_conn, None
+        if conn is None:
+            return
+        try:
+            await conn.remove_listener(EVENTS_CHANNEL, self._notified)
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+            pass
+        await self.pool.release(conn)
+
+    async def _idle(self, name: str, delay: float) -> bool:
+        """Wait ``delay`` seconds, or less when events are committed meanwhile; whether the feed stops."""
+        wake = self._wake.setdefault(name, asyncio.Event())
+        stop = asyncio.ensure_future(self._stop.wait())
+        woken = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait((stop, woken), timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            woken.cancel()
+        wake.clear()
+        return self._stop.is_set()
 
     async def stop(self, grace: float = 5.0) -> None:
         self._stop.set()
+        await self._release_listen()
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=grace)
             for t in pending:
@@ -122,7 +161,7 @@ class EventFeed:
                 log.error("feed.store_failed", sink=name, error=type(exc).__name__)
             except Exception:  # noqa: BLE001 - the feed must outlive any bug: the cursor did not move
                 log.exception("feed.worker_error", sink=name)
-            if delay > 0 and await tasks.wait_or_stop(self._stop, delay):
+            if delay > 0 and await (self._idle(name, delay) if failures == 0 else tasks.wait_or_stop(self._stop, delay)):
                 return
 
     async def run_once(self, name: str, sink: EventSink) -> int:

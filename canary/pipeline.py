@@ -37,6 +37,7 @@ from canary.typing import SuppressRule
 log = structlog.get_logger("canary.pipeline")
 
 OUTBOX_CHANNEL = "canary_outbox"
+EVENTS_CHANNEL = "canary_events"  # notified when events are committed (the SIEM event feed listens)
 DEAD_LETTER_SOURCE = "outbox"  # source of HEALTH events about undeliverable notifications
 #: A suppression rule: returns the rule name that suppresses the event, or None.
 
@@ -272,8 +273,11 @@ class Pipeline:
         await conn.execute(_GROW_INCIDENTS, ids, lasts, firsts, counts, all_sup, flat_inc, flat_canary)
         # 6. notifications
         notified = await self._enqueue(conn, ids)
+        # delivered at commit (and once per transaction, however many batches it holds)
         if notified:
-            await conn.execute("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
+            await conn.execute("SELECT pg_notify($1, ''), pg_notify($2, '')", OUTBOX_CHANNEL, EVENTS_CHANNEL)
+        else:
+            await conn.execute("SELECT pg_notify($1, '')", EVENTS_CHANNEL)
         return notified
 
     async def _decide(self, conn: asyncpg.Connection, evs: Sequence[DetectionEvent], own: dict[int, str]) -> list[Decision]:

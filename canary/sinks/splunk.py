@@ -88,6 +88,9 @@ _ADVICE = {
 _INDEX = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 
+#: seconds before the first indexer-acknowledgement poll of a delivery (then doubling up to ack_poll)
+FIRST_ACK_POLL = 0.05
+
 class SplunkHecOptions(EventFeedOptions):
     url: str  # the collector's base URL, e.g. https://splunk.example.com:8088
     token: Secret
@@ -318,19 +321,23 @@ class SplunkHecSink(HttpSink):
                              status=status)
 
     async def _await_acks(self, ack_ids: list[int]) -> None:
-        """Poll the channel every ``ack_poll`` until every id is acknowledged; past ``ack_timeout`` a
-        retryable error (the caller resends the whole delivery). Permanent refusals end it at once."""
+        """Poll the channel until every id is acknowledged: the first poll soon (:data:`FIRST_ACK_POLL`, an
+        indexer often has a small batch by then), each next one twice as late up to ``ack_poll``, so one
+        batch in flight is not held a whole ``ack_poll`` per delivery. Past ``ack_timeout`` a retryable
+        error (the caller resends the whole delivery). Permanent refusals end it at once."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options.ack_timeout
         pending = set(ack_ids)
         trouble = ""
+        wait = min(FIRST_ACK_POLL, self.options.ack_poll)
         while pending:
             now = loop.time()
             if now >= deadline:
                 raise DeliveryError(self.name, f"{len(pending)} of {len(ack_ids)} request(s) not acknowledged by the "
                                     f"indexers within {self.options.ack_timeout:g}s{trouble}; the batch is sent again "
                                     "(at least once: it may be indexed twice)")
-            await asyncio.sleep(min(self.options.ack_poll, deadline - now))
+            await asyncio.sleep(min(wait, deadline - now))
+            wait = min(wait * 2, self.options.ack_poll)
             body = json.dumps({"acks": sorted(pending)}).encode()
             status, answer, text, retry_after = await self._request_polled(body)
             if status is None:

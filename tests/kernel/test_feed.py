@@ -281,3 +281,24 @@ async def test_no_event_is_passed_while_its_transaction_commits_during_a_read(st
 
     await asyncio.gather(commit_slowly(), follow())
     assert sorted(read) == sorted(inserted)
+
+
+async def test_committed_events_wake_an_idle_feed(store: ControlStore, make_config: MakeConfig) -> None:
+    """The pipeline notifies when it commits events: a feed idle for a long poll sends them at once."""
+    sink = SiemSink()
+    feed = EventFeed(store.pool, {"siem": sink}, CFG, holder="a", poll=60.0)
+    await feed.start()
+    try:
+        for _ in range(100):  # the feed has looked once and is idle
+            if await store.pool.fetchval("SELECT count(*) FROM feed_cursors WHERE sink = 'siem'"):
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+        await Pipeline(store.pool, make_config()).record(_events(4, "wake"))
+        for _ in range(150):
+            if len(sink.ids) == 4:
+                break
+            await asyncio.sleep(0.02)
+        assert sink.ids == await _ids(store, "wake")  # within 3 s, not the 60 s poll
+    finally:
+        await feed.stop()
