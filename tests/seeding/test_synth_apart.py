@@ -150,3 +150,31 @@ def test_an_area_code_written_after_a_country_code_goes_with_its_state() -> None
     assert fits >= 0.9 * len(rows), fits  # by chance: one in forty
     international = sum((r["phone"] or "").startswith(("+", "1")) for r in rows)
     assert 0.2 * len(rows) <= international <= 0.5 * len(rows), international  # real rows: 35%
+
+
+def test_a_pair_nobody_has_as_often_as_real_rows_have_one() -> None:
+    """Where one customer in ten moved and kept a number from another state, a canary's (state, area
+    code) pair is one nobody in the table has about as often as a real row's is, and otherwise one at
+    least k rows hold: never one that one or two real rows hold (it would copy a rare combination)."""
+    rng = random.Random(8)
+    states = [f"{a}{b}" for a in "ACGIMNO" for b in "AKL"]
+    codes = {st: tuple(str(201 + 3 * i + j) for j in range(3)) for i, st in enumerate(states)}
+    every = [c for cs in codes.values() for c in cs]
+    table: list[Row] = []
+    for i in range(6000):
+        st = rng.choice(states)
+        code = rng.choice(every) if rng.random() < 0.1 else rng.choice(codes[st])
+        table.append({"id": str(i), "phone": f"({code}) {rng.randint(200, 999)}-{rng.randint(0, 9999):04d}",
+                      "address": f"{rng.randint(1, 999)} {rng.choice(['Oak', 'Elm', 'Pine', 'Main'])} St, Town{rng.randint(1, 40)}, {st}"})
+    sample = table[:2000]
+    info = _info("address", "phone")
+    prof = profile(info, sample)
+    synth = Synthesizer(info, prof, locale="en_US", contacts=ContactAllocator(), seed=9)
+    _matched(synth, table, sample)
+    rows = [synth.row(RowContext(pk=str(10_000 + i))).values for i in range(400)]
+    pair = Counter(((r["address"] or "")[-2:], (r["phone"] or "")[1:4]) for r in table)
+    real_alone = sum(pair[((r["address"] or "")[-2:], (r["phone"] or "")[1:4])] == 1 for r in table) / len(table)
+    held = [pair[((r["address"] or "")[-2:], (r["phone"] or "")[1:4])] for r in rows]
+    alone = sum(h == 0 for h in held) / len(held)
+    assert 0.4 * real_alone <= alone <= 1.6 * real_alone, (alone, real_alone)
+    assert not [h for h in held if 0 < h < MIN_SHARED]

@@ -58,6 +58,9 @@ SUPPORTED_LOCALES = ("en_US", "ko_KR", "ja_JP")
 RELATION_TRIES = 40
 #: pairs of related location features whose whole-table counts the match follows, at most
 MAX_JOINT = 3
+#: pseudo-rows at the table's overall rate in the rate at which a contact point's pair with the
+#: location is one nobody else has, given one side's value (:meth:`Apart.alone`)
+ALONE_PRIOR = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,35 +85,33 @@ class Apart:
     code and the address's region, by the strongest relation or weak dependence between the two
     columns) is one no other row of the table has, and how many rows of the whole table hold each
     pair (``counts``, set ``at`` of ``tally``). A canary's pair is one at least k rows of the table hold,
-    or, as often as a real row's with the same value on the side made first is alone in its pair, one
-    no row holds: never one fewer than k rows hold (it would copy a rare combination), and never
-    alone more often than real rows (an area code nobody in its region has is what a thief looks
-    for)."""
+    or, as often as real rows are alone in theirs (:meth:`alone`), one no row holds: never one fewer
+    than k rows hold (it would copy a rare combination), and never alone more often than real rows
+    (an area code nobody in its region has is what a thief looks for)."""
 
     contact: Feature
     place: Feature
     tally: Tally
     at: int  # the set of ``tally`` counting the pairs; the next one counts the contact's feature alone
     counts: Counter[str | None] | ValueCounts
-    by_contact: dict[str | None, tuple[int, int]]  # the contact's feature -> (sampled rows alone in their pair, sampled rows)
-    by_place: dict[str | None, tuple[int, int]]
+    overall: float  # the share of sampled rows (with both sides) alone in their pair
+    by_place: dict[str | None, tuple[int, int]]  # the location's feature -> (sampled rows alone in their pair, sampled rows)
     related: bool  # a relation joins the two columns (a value drawn by it already goes with the other side)
     added: Counter[str] = field(default_factory=Counter)  # canaries' pairs so far
 
     @classmethod
     def of(cls, contact: Feature, place: Feature, tally: Tally, at: int, counts: Counter[str | None] | ValueCounts,
            sample: Sequence[Mapping[str, str | None]], related: bool) -> Apart:
-        by_contact: dict[str | None, tuple[int, int]] = {}
         by_place: dict[str | None, tuple[int, int]] = {}
         for r in sample:
-            c, p = contact.of(r.get(contact.column)), place.of(r.get(place.column))
-            if c is None or p is None:
+            p = place.of(r.get(place.column))
+            if contact.of(r.get(contact.column)) is None or p is None:
                 continue
-            alone = int(counts[tally.value(r, at)] <= 1)
-            for index, key in ((by_contact, c), (by_place, p)):
-                a, n = index.get(key, (0, 0))
-                index[key] = (a + alone, n + 1)
-        return cls(contact, place, tally, at, counts, by_contact, by_place, related)
+            a, n = by_place.get(p, (0, 0))
+            by_place[p] = (a + int(counts[tally.value(r, at)] <= 1), n + 1)
+        rows = sum(n for _, n in by_place.values())
+        overall = sum(a for a, _ in by_place.values()) / rows if rows else 0.0
+        return cls(contact, place, tally, at, counts, overall, by_place, related)
 
     def held(self, row: Mapping[str, str | None]) -> int | None:
         """Rows of the table (and canaries so far) holding ``row``'s pair; None when it lacks one side."""
@@ -120,15 +121,16 @@ class Apart:
         return self.counts[v] + self.added[v]
 
     def alone(self, rng: random.Random, made: Mapping[str, str | None]) -> bool:
-        """Whether this row's pair is to be one no other row holds: at the rate of the sampled rows with
-        the made side's value (all sampled rows when fewer than k have it)."""
-        if self.contact.column in made:
-            a, n = self.by_contact.get(self.contact.of(made[self.contact.column]), (0, 0))
-        else:
-            a, n = self.by_place.get(self.place.of(made.get(self.place.column)), (0, 0))
-        if n < MIN_SHARED:
-            a, n = sum(x for x, _ in self.by_contact.values()), sum(y for _, y in self.by_contact.values())
-        return n > 0 and rng.random() < a / n
+        """Whether this row's pair is to be one no other row holds. A contact point made after the
+        location: at the rate of the sampled rows with the location's value, smoothed with
+        :data:`ALONE_PRIOR` rows at the rate of all sampled rows (a rate from a handful of rows would
+        overstate it as often as not). A location made after the contact point (an owned number, whose
+        area codes are the pool's mix, not the table's): at the rate of all sampled rows, so that
+        canaries are alone in their pair as often as real rows are."""
+        if self.place.column not in made:
+            return rng.random() < self.overall
+        a, n = self.by_place.get(self.place.of(made.get(self.place.column)), (0, 0))
+        return rng.random() < (a + ALONE_PRIOR * self.overall) / (n + ALONE_PRIOR)
 
     def share(self, row: Mapping[str, str | None]) -> float:
         """Of the table's rows with ``row``'s contact feature (an area code), the share that hold its
@@ -381,7 +383,7 @@ class Synthesizer:
         aparts = [a for a in self._apart if a.contact.column == col.name and a.place.column in values]
         if not aparts:
             return self._fitted(col, person, ctx, values)
-        alone = [a.alone(self.rng, values) for a in aparts]
+        alone = [aparts[0].alone(self.rng, values)] * len(aparts)  # one decision: someone who moved is new to both
         sem, prof = self.semantics[col.name], self.profile.col(col.name)
         best: tuple[tuple[int, int], str | None] | None = None
         fitting: dict[str, float] = {}
@@ -573,6 +575,7 @@ class Synthesizer:
         every candidate fits or none does (the frequency match then draws from all of them as usual)."""
         assert self._match_places is not None
         out: Sequence[Mapping[str, str | None]] | None = among
+        decided: dict[str, bool] = {}  # by contact column: one decision for all its pairs
         for apart in self._apart:
             if not apart.related or apart.contact.of(done.get(apart.contact.column)) is None:
                 continue  # a weak dependence: restricting the locations would bend how common they are more than it helps
@@ -581,7 +584,9 @@ class Synthesizer:
                 index = self._apart_index[id(apart)] = {}
                 for cand in self._match_places.pool:
                     index.setdefault(apart.place.of(cand.get(apart.place.column)), []).append(cand)
-            alone = apart.alone(self.rng, done)
+            if apart.contact.column not in decided:
+                decided[apart.contact.column] = apart.alone(self.rng, done)
+            alone = decided[apart.contact.column]
             fitting = {v for v in index if Apart.fits(apart.held({**done, apart.place.column: index[v][0].get(apart.place.column)}), alone)}
             if len(fitting) == len(index) or fitting <= {None}:
                 continue  # every location fits (a mobile number), or none does: the match draws as it would
