@@ -81,6 +81,32 @@ def test_fine_first_addresses_are_walked_from_the_coarse_end() -> None:
     assert all(m and re.fullmatch(r"\d+ (Oak|Elm|Pine|Main|Lake) (St|Ave) (Springfield|Riverside)", m["street"] or "") for m in made)
 
 
+def test_a_new_word_is_never_the_region() -> None:
+    """A location freshened with a word no sampled row has gets a new street or building word, never
+    a new region (the address's coarse end: its first word, or a state at the end of a fine-first
+    one): real rows' regions are a few that everybody shares."""
+    rng = random.Random(4)
+    syllables = "가나다라마바사아자차카타파하서부경"
+    sample = [{"id": str(i), "address": f"{region} {rng.choice(syllables)}{rng.choice(syllables)}{rng.choice(('로', '길', '시', '도'))} "
+               f"{rng.randint(1, 300)}"} for i, region in enumerate(rng.choice(list(REGIONS)) for _ in range(600))]
+    splicer = Splicer.of(_info("address"), sample)
+    assert splicer is not None and not splicer.reverse
+    regions = {(r["address"] or "").split(" ")[0] for r in sample}
+    made = [m for m in (splicer.freshen(splicer.compose(rng) or {}, rng, word=True) for _ in range(300)) if m]
+    assert len(made) >= 100
+    assert all((m["address"] or "").split(" ")[0] in regions for m in made)
+    rng = random.Random(6)
+    us = [{"id": str(i), "street": f"{rng.randint(1, 999)} {rng.choice(['Oak', 'Elm', 'Pine', 'Ash', 'Lake', 'Park'])}"
+           f"{rng.choice(['wood', 'field', 'brook', 'dale', 'view'])} "
+           f"{rng.choice(['St', 'Ave', 'Rd'])}, {rng.choice(['Springfield', 'Riverside', 'Fairview'])}, {rng.choice(['IL', 'IN', 'IA'])}"}
+          for i in range(600)]
+    splicer = Splicer.of(_info("street"), us)
+    assert splicer is not None and splicer.reverse
+    made = [m for m in (splicer.freshen(splicer.compose(rng) or {}, rng, word=True) for _ in range(300)) if m]
+    assert len(made) >= 100
+    assert all((m["street"] or "").split(" ")[-1] in {"IL", "IN", "IA"} for m in made)
+
+
 US_TOWNS = {("Springfield", "IL"): "627", ("Peoria", "IL"): "616", ("Walnut Creek", "CA"): "945", ("Fresno", "CA"): "937",
             ("Salem", "OR"): "973", ("Ashland", "OR"): "975", ("Mount Vernon", "WA"): "982", ("Tacoma", "WA"): "984"}
 

@@ -202,7 +202,8 @@ async def test_feature_sql_counts_what_python_derives(target_dsn: str) -> None:
     values = ["010-1234-5678", "+82 10-9876-5432", "02 300 1234", "서울특별시 강남구 테헤란로 12", " 12 Main St", "", "a b  c",
               "kim.minji92@naver.com", "x@y@Z.COM", "no-at-sign", "é1ü2@Ünï.kr", "1992-03-05", "2024-12-31 23:59:59+09",
               "12 Main St, Springfield, IL 62704", "PO Box 7 Dover DE 19901-0001", "4 Elm Rd, Troy, New York", "9 Oak Ave,", "IL\n",
-              "x\ny 12", "a  b 1 x2 ", "a" * 300 + " " + "b" * 300 + " 1", "z " + "1a" * 150 + " q", None]
+              "x\ny 12", "a  b 1 x2 ", "a" * 300 + " " + "b" * 300 + " 1", "z " + "1a" * 150 + " q", "+1 (406) 555-0100",
+              "1-406-555-0100", "  +380 44 123 4567", "\t+7 495 12", "+", "+9", "+82", "14065550100", "0", None]
     conn = await asyncpg.connect(target_dsn)
     try:
         await conn.execute("CREATE TABLE t (id serial PRIMARY KEY, a text, b text)")

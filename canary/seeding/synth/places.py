@@ -153,7 +153,8 @@ class Splicer:
         made of a beginning and an ending many words share, else a postcode's trailing digits drawn
         anew, until ``unseen(column, value)`` says no row of the table holds it (None when that does
         not work out). Real rows hold words and postcodes nobody else has; canaries whose every part
-        comes from a sampled row never would."""
+        comes from a sampled row never would. The word at the address's coarse end (its region or
+        state) is kept: real rows' new words are streets and buildings, not regions."""
         if self.parts is None:
             return None
         out = dict(place)
@@ -175,6 +176,8 @@ class Splicer:
             return None
         ws = value.split(" ")
         at = [j for j, w in enumerate(ws) if w and not any(ch.isdigit() for ch in w)] or [j for j, w in enumerate(ws) if w]
+        if len(at) > 1:  # the coarse end's word (a region, a state) is one of a few everybody shares: never a new one
+            at.remove(at[-1] if self.reverse else at[0])
         rng.shuffle(at)
         for j in at[:3]:
             got = self.parts.word(ws[j], rng)

@@ -7,7 +7,8 @@ sampled rows share.
 Nothing is hand-listed: every pair of features of two columns is measured on the sample (mutual
 information over buckets at least ``k`` rows share, less what the same features share by chance), and
 the pairs that depend on each other beyond chance are kept, the most informative pair per two
-columns. The cost is bounded: at most :data:`MAX_FEATURES` features of a fixed small set of
+columns (and, where that is too little to draw one from the other, as a weak dependence: a few
+landlines among mobiles, whose area codes still go with the region). The cost is bounded: at most :data:`MAX_FEATURES` features of a fixed small set of
 extractors, each pair one pass over the sample.
 
 Every feature has a Python form (for sampled and synthesised values, all PostgreSQL text) and the
@@ -39,6 +40,9 @@ MIN_INFORMATION = 0.05
 MIN_NORMALIZED = 0.1
 #: shuffles of one side that measure the information of two features by chance
 PERMUTATIONS = 4
+#: a pair of features too weakly related to draw one from the other is still a dependence
+#: (:attr:`Relations.weak`) when its information exceeds chance by this many of chance's standard deviations
+WEAK_SIGMAS = 4.0
 #: a :class:`Tally` of a larger table counts a sample of its pages this many rows large
 TALLY_ROWS = 200_000
 
@@ -48,6 +52,10 @@ _FORM_TO = "a" * 26 + "A" * 26 + "9" * 10
 _FORM = str.maketrans(_FORM_FROM, _FORM_TO)
 _NON_DIGITS = re.compile(r"[^0-9]")
 _LAST_DIGITS = re.compile(r"([0-9]+)[^0-9]*$")
+#: the two-digit country calling codes (ITU-T E.164; 1 and 7 are the one-digit ones, all others have three)
+_CC2 = ("20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46", "47", "48", "49", "51", "52",
+        "53", "54", "55", "56", "57", "58", "60", "61", "62", "63", "64", "65", "66", "81", "82", "84", "86", "90", "91", "92",
+        "93", "94", "95", "98")
 #: The last word without digits, followed only by words with digits (``…, Springfield, IL 62704`` ->
 #: ``IL``), searched in " " + the value's last :data:`TAIL_CHARS` characters. One pattern for Python and
 #: PostgreSQL's regular expressions: its match is unique (a whole word) and each word can match only
@@ -70,6 +78,7 @@ class Kind(enum.StrEnum):
     TAIL = "tail"  # the last word without digits, trailing , . ; cut (a US address's state, before any ZIP)
     LEAD2 = "lead2"  # the first two digits (a postcode's area)
     LEAD3 = "lead3"  # the first three digits (a phone's area or mobile code)
+    AREA = "area"  # a phone's first three digits as dialled within its country (the area code whatever the format)
     FORM = "form"  # ASCII letters and digits masked: 010-1234-5678 -> 999-9999-9999
     YEAR = "year"  # a date's year
     DOMAIN = "domain"  # an e-mail's domain
@@ -103,6 +112,8 @@ class Feature:
             return m.group(1).rstrip(",.;") if m else None
         if k in (Kind.LEAD2, Kind.LEAD3):
             return _NON_DIGITS.sub("", value)[: 2 if k == Kind.LEAD2 else 3]
+        if k == Kind.AREA:
+            return _area(value)
         if k == Kind.FORM:
             return value.translate(_FORM)
         if k == Kind.YEAR:
@@ -130,6 +141,12 @@ class Feature:
             return f"rtrim(substring(' ' || right({expr}, {TAIL_CHARS}) from '{_TAIL_SQL}'), ',.;')"
         if k in (Kind.LEAD2, Kind.LEAD3):
             return f"left(translate({expr}, translate({expr}, '0123456789', ''), ''), {2 if k == Kind.LEAD2 else 3})"
+        if k == Kind.AREA:
+            d = f"translate({expr}, translate({expr}, '0123456789', ''), '')"
+            cc2 = ", ".join(f"'{c}'" for c in _CC2)
+            return (f"(CASE WHEN ltrim({expr}, ' ') LIKE '+%' THEN substr({d}, CASE WHEN left({d}, 1) IN ('1', '7') THEN 2"
+                    f" WHEN left({d}, 2) IN ({cc2}) THEN 3 ELSE 4 END, 3)"
+                    f" WHEN {d} LIKE '0%' OR (length({d}) = 11 AND {d} LIKE '1%') THEN substr({d}, 2, 3) ELSE left({d}, 3) END)")
         if k == Kind.FORM:
             return f"translate({expr}, '{_FORM_FROM}', '{_FORM_TO}')"
         if k == Kind.YEAR:
@@ -140,6 +157,24 @@ class Feature:
         if k == Kind.DIGITS:
             return f"translate(translate({local}, translate({local}, '0123456789', ''), ''), '0123456789', '9999999999')"
         return f"coalesce(right(substring({local} from '([0-9]+)[^0-9]*$'), 2), {_when_local(expr)})"
+
+
+def _area(value: str) -> str:
+    """The first three digits of a phone number as dialled within its country: after the country
+    calling code of an international number (``+1 (406) 555-0100``, ``+82 10-1234-5678``), the trunk
+    prefix 0 (``010-1234-5678``) or the North American long-distance 1 (``1-406-555-0100``), so that one
+    area code is one value whatever format a row wrote it in."""
+    cut = area_start(value)
+    return _NON_DIGITS.sub("", value)[cut:cut + 3]
+
+
+def area_start(value: str) -> int:
+    """Where :attr:`Kind.AREA` starts among a phone number's digits (after the country calling code,
+    the trunk 0 or the North American 1)."""
+    digits = _NON_DIGITS.sub("", value)
+    if value.lstrip(" ").startswith("+"):
+        return 1 if digits[:1] in ("1", "7") else 2 if digits[:2] in _CC2 else 3
+    return 1 if digits.startswith("0") or (len(digits) == 11 and digits.startswith("1")) else 0
 
 
 def _when_local(expr: str) -> str:
@@ -228,7 +263,7 @@ def candidate_features(info: TableInfo, sample: Sequence[Mapping[str, str | None
             length = sum(len(v) for v in present[:200])
             multiword = sum(" " in v.strip() for v in present[:200]) * 2 > len(present[:200])
             if sem == Semantic.PHONE or (digits * 2 > length and sem != Semantic.POSTCODE):
-                kinds = [Kind.LEAD3, Kind.FORM]
+                kinds = [Kind.LEAD3, Kind.AREA, Kind.FORM] if sem == Semantic.PHONE else [Kind.LEAD3, Kind.FORM]
             elif sem == Semantic.POSTCODE or digits * 2 > length:
                 kinds = [Kind.LEAD2, Kind.FORM]
             elif multiword:
@@ -370,9 +405,30 @@ class Relations:
     """The relations a table's columns have, strongest first."""
 
     relations: tuple[Relation, ...] = ()
+    #: pairs of features of two columns that no relation joins, whose dependence is beyond chance but too
+    #: weak (or too sparse: a few landlines among mobiles) to draw one from the other: their pairs'
+    #: whole-table counts are still followed (a canary's area code is one its region's rows have), most
+    #: informative first
+    weak: tuple[tuple[Feature, Feature], ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.relations)
+
+    def dependence(self, column: str, others: Iterable[str]) -> tuple[Feature, Feature] | None:
+        """(feature of ``column``, feature of one of ``others``) of the strongest relation or weak
+        dependence between them, or None."""
+        cols = set(others)
+        for r in self.relations:
+            if r.a.column == column and r.b.column in cols:
+                return r.a, r.b
+            if r.b.column == column and r.a.column in cols:
+                return r.b, r.a
+        for a, b in self.weak:
+            if a.column == column and b.column in cols:
+                return a, b
+            if b.column == column and a.column in cols:
+                return b, a
+        return None
 
     def between(self, columns: Iterable[str]) -> list[Relation]:
         """Relations both of whose columns are in ``columns``."""
@@ -400,7 +456,9 @@ class Relations:
         most informative pair of their features that shares at least :data:`MIN_INFORMATION` beyond
         chance, and a :data:`MIN_NORMALIZED` share of the smaller feature's entropy. Chance is
         measured, not assumed: the information of the same features with one side shuffled (sparse
-        buckets inflate it far beyond the asymptotic bias), a few times with a fixed seed."""
+        buckets inflate it far beyond the asymptotic bias), a few times with a fixed seed. Pairs of
+        columns left unrelated whose best pair of features still exceeds every shuffle, by
+        :data:`WEAK_SIGMAS` of their spread, are :attr:`weak` dependences."""
         n = len(sample)
         if n < 10 * k:
             return cls()
@@ -443,5 +501,18 @@ class Relations:
                 cells={(a.buckets[x], b.buckets[y]): c for (x, y), c in cells.items() if c >= k},
                 rows=n,
             )
-        ranked = sorted(best.values(), key=lambda r: (-r.information, str(r)))
-        return cls(tuple(ranked[:MAX_RELATIONS]))
+        ranked = sorted(best.values(), key=lambda r: (-r.information, str(r)))[:MAX_RELATIONS]
+        related = {r.columns for r in ranked}
+        weak: dict[tuple[str, str], tuple[float, Feature, Feature]] = {}
+        for _, observed, i, j in candidates:
+            a, b = encoded[i], encoded[j]
+            pair = (a.feature.column, b.feature.column)
+            if pair in related:
+                continue
+            chance = [_information(a.codes, shuffled, a.rows, b.rows) for shuffled in b.shuffled]
+            mean = sum(chance) / len(chance)
+            spread = math.sqrt(sum((c - mean) ** 2 for c in chance) / max(len(chance) - 1, 1))
+            excess = observed - mean
+            if observed > max(chance) and excess > WEAK_SIGMAS * spread and excess > weak.get(pair, (0.0,))[0]:
+                weak[pair] = (excess, a.feature, b.feature)
+        return cls(tuple(ranked), tuple((a, b) for _, a, b in sorted(weak.values(), key=lambda w: (-w[0], str(w[1]), str(w[2])))))

@@ -14,7 +14,7 @@ import string
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from faker import Faker
@@ -36,7 +36,7 @@ from canary.seeding.synth.frequency import (
     word_count,
 )
 from canary.seeding.synth.profile import ColumnProfile, TableProfile
-from canary.seeding.synth.relations import OTHER, Feature, Kind, Relation, Tally, words
+from canary.seeding.synth.relations import OTHER, Feature, Kind, Relation, Tally, area_start, words
 from canary.seeding.synth.romanize import spell, spellings
 from canary.seeding.synth.shapes import (
     MIN_SHARED,
@@ -58,6 +58,9 @@ SUPPORTED_LOCALES = ("en_US", "ko_KR", "ja_JP")
 RELATION_TRIES = 40
 #: pairs of related location features whose whole-table counts the match follows, at most
 MAX_JOINT = 3
+#: pseudo-rows at the table's overall rate in the rate at which a contact point's pair with the
+#: location is one nobody else has, given one side's value (:meth:`Apart.alone`)
+ALONE_PRIOR = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,74 @@ class SynthRow:
     values: dict[str, str | None]
     email: str | None
     phone: str | None
+
+
+@dataclass(slots=True)
+class Apart:
+    """How often a real row's pair of a contact point's feature and a location feature (a phone's area
+    code and the address's region, by the strongest relation or weak dependence between the two
+    columns) is one no other row of the table has, and how many rows of the whole table hold each
+    pair (``counts``, set ``at`` of ``tally``). A canary's pair is one at least k rows of the table hold,
+    or, as often as real rows are alone in theirs (:meth:`alone`), one no row holds: never one fewer
+    than k rows hold (it would copy a rare combination), and never alone more often than real rows
+    (an area code nobody in its region has is what a thief looks for)."""
+
+    contact: Feature
+    place: Feature
+    tally: Tally
+    at: int  # the set of ``tally`` counting the pairs; the next one counts the contact's feature alone
+    counts: Counter[str | None] | ValueCounts
+    overall: float  # the share of sampled rows (with both sides) alone in their pair
+    by_place: dict[str | None, tuple[int, int]]  # the location's feature -> (sampled rows alone in their pair, sampled rows)
+    related: bool  # a relation joins the two columns (a value drawn by it already goes with the other side)
+    added: Counter[str] = field(default_factory=Counter)  # canaries' pairs so far
+
+    @classmethod
+    def of(cls, contact: Feature, place: Feature, tally: Tally, at: int, counts: Counter[str | None] | ValueCounts,
+           sample: Sequence[Mapping[str, str | None]], related: bool) -> Apart:
+        by_place: dict[str | None, tuple[int, int]] = {}
+        for r in sample:
+            p = place.of(r.get(place.column))
+            if contact.of(r.get(contact.column)) is None or p is None:
+                continue
+            a, n = by_place.get(p, (0, 0))
+            by_place[p] = (a + int(counts[tally.value(r, at)] <= 1), n + 1)
+        rows = sum(n for _, n in by_place.values())
+        overall = sum(a for a, _ in by_place.values()) / rows if rows else 0.0
+        return cls(contact, place, tally, at, counts, overall, by_place, related)
+
+    def held(self, row: Mapping[str, str | None]) -> int | None:
+        """Rows of the table (and canaries so far) holding ``row``'s pair; None when it lacks one side."""
+        if self.contact.of(row.get(self.contact.column)) is None or self.place.of(row.get(self.place.column)) is None:
+            return None
+        v = self.tally.value(row, self.at)
+        return self.counts[v] + self.added[v]
+
+    def alone(self, rng: random.Random, made: Mapping[str, str | None]) -> bool:
+        """Whether this row's pair is to be one no other row holds. A contact point made after the
+        location: at the rate of the sampled rows with the location's value, smoothed with
+        :data:`ALONE_PRIOR` rows at the rate of all sampled rows (a rate from a handful of rows would
+        overstate it as often as not). A location made after the contact point (an owned number, whose
+        area codes are the pool's mix, not the table's): at the rate of all sampled rows, so that
+        canaries are alone in their pair as often as real rows are."""
+        if self.place.column not in made:
+            return rng.random() < self.overall
+        a, n = self.by_place.get(self.place.of(made.get(self.place.column)), (0, 0))
+        return rng.random() < (a + ALONE_PRIOR * self.overall) / (n + ALONE_PRIOR)
+
+    def share(self, row: Mapping[str, str | None]) -> float:
+        """Of the table's rows with ``row``'s contact feature (an area code), the share that hold its
+        location feature, too (the region): drawn from the contact's own distribution and kept in
+        proportion to it, a contact point follows the location the way the table's do."""
+        return self.counts[self.tally.value(row, self.at)] / max(self.counts[self.tally.value(row, self.at + 1)], 1)
+
+    @staticmethod
+    def fits(held: int | None, alone: bool) -> bool:
+        return held is None or (held == 0 if alone else held >= MIN_SHARED)
+
+    def add(self, row: Mapping[str, str | None]) -> None:
+        if self.held(row) is not None:
+            self.added[self.tally.value(row, self.at)] += 1
 
 
 def timestamp_text(base_type: str, value: dt.datetime) -> str:
@@ -131,6 +202,8 @@ class Synthesizer:
         mail = next((prof.col(c.name) for c in info.columns if self.semantics[c.name] == Semantic.EMAIL), None)
         self._handle_lengths = mail.handle_lengths if mail is not None else Weighted((), ())
         self._words: dict[int, list[str]] | None = None  # Faker's dictionary words by length
+        self._apart: list[Apart] = []  # contact points' pairs with the location (match_frequencies)
+        self._apart_index: dict[int, dict[str | None, list[Mapping[str, str | None]]]] = {}  # by Apart: place feature -> locations
 
     def frequency_columns(self) -> list[str]:
         """Columns whose per-value row counts :meth:`match_frequencies` needs (full name, address,
@@ -168,7 +241,23 @@ class Synthesizer:
         out = [Tally(f"words({text})", each_word=text, rows=self.info.estimated_rows)]
         if related:
             out.append(Tally("related(" + ", ".join(cols) + ")", tuple((r.a, r.b) for r in related), rows=self.info.estimated_rows))
+        pairs = self._contact_pairs(cols)
+        if pairs:
+            out.append(Tally("apart(" + ", ".join(cols) + ")", tuple(fs for c, p in pairs for fs in ((c, p), (c,))),
+                             rows=self.info.estimated_rows))
         return out
+
+    def _contact_pairs(self, places: Sequence[str]) -> tuple[tuple[Feature, Feature], ...]:
+        """(contact point's feature, location feature) of each contact column (phone, e-mail) and each
+        location column the table relates it to, even weakly (:attr:`Relations.weak`)."""
+        out = []
+        for c in self.columns():
+            if self.semantics[c.name] in (Semantic.PHONE, Semantic.EMAIL) and c.name not in places:
+                for p in places:
+                    got = self.profile.relations.dependence(c.name, [p])
+                    if got is not None:
+                        out.append(got)
+        return tuple(out)
 
     def match_frequencies(self, counts: Mapping[str, Counter[str | None] | ValueCounts], sample: Sequence[Mapping[str, str | None]],
                           candidates: int = 4000, tallies: Mapping[str, Counter[str | None] | ValueCounts] | None = None) -> None:
@@ -196,6 +285,12 @@ class Synthesizer:
                 for tally in self.tallies():
                     got = (tallies or {}).get(tally.name)
                     if got is None:
+                        continue
+                    if tally.name.startswith("apart("):
+                        related = self.profile.relations
+                        self._apart = [Apart.of(fs[0], fs[1], tally, at, got, sample,
+                                                any(r.side(fs[0].column) == fs[0] for r in related.on(fs[0].column, [fs[1].column])))
+                                       for at, fs in enumerate(tally.sets) if len(fs) == 2]
                         continue
                     if tally.each_word is not None:
                         keys += ((tally.each_word, Rarest(words)),)
@@ -272,8 +367,47 @@ class Synthesizer:
                 continue
             free.append(col)
         for col in free:
-            values[col.name] = self._fitted(col, person, ctx, values)
+            values[col.name] = self._apart_fitted(col, person, ctx, values)
+        for apart in self._apart:
+            apart.add(values)
         return SynthRow({c.name: values.get(c.name) for c in self.columns()}, email, phone)
+
+    def _apart_fitted(self, col: Column, person: Mapping[str, str], ctx: RowContext, values: Mapping[str, str | None]) -> str | None:
+        """:meth:`_fitted`, and for a contact point made after the location, drawn again until its pair
+        with the location is as common as a real row's (:class:`Apart`; one no row has is drawn from
+        the column's own distribution, the relation aside). Where no relation joins the
+        two (the value comes from the column's own distribution), :data:`RELATION_TRIES` values are
+        drawn and one of those that fit is kept in proportion to :meth:`Apart.share` (a landline of
+        the row's region as often as the region's rows have one); with none fitting, the most common
+        pair of them."""
+        aparts = [a for a in self._apart if a.contact.column == col.name and a.place.column in values]
+        if not aparts:
+            return self._fitted(col, person, ctx, values)
+        alone = [aparts[0].alone(self.rng, values)] * len(aparts)  # one decision: someone who moved is new to both
+        sem, prof = self.semantics[col.name], self.profile.col(col.name)
+        best: tuple[tuple[int, int], str | None] | None = None
+        fitting: dict[str, float] = {}
+        for _ in range(RELATION_TRIES):
+            # a pair no row has: a number from anywhere, as someone who moved keeps theirs
+            value = self._drawn(col, sem, prof, person, ctx, values) if any(alone) else self._fitted(col, person, ctx, values)
+            if value is None and best is None:
+                return None  # as many rows without one as the table has
+            if value is None:
+                continue
+            row = {**values, col.name: value}
+            held = [a.held(row) for a in aparts]
+            fits = sum(Apart.fits(h, al) for h, al in zip(held, alone, strict=True))
+            if fits == len(aparts):
+                weighed = [a for a, h, al in zip(aparts, held, alone, strict=True) if not (a.related or al or h is None)]
+                if not weighed:
+                    return value
+                fitting[value] = math.prod(a.share(row) for a in weighed)
+            rank = (fits, sum(-(h or 0) if al else (h or 0) for h, al in zip(held, alone, strict=True)))
+            if best is None or rank > best[0]:
+                best = (rank, value)
+        if fitting and sum(fitting.values()) > 0:
+            return str(Weighted.of(fitting).pick(self.rng))
+        return best[1] if best is not None else None
 
     def _fitted(self, col: Column, person: Mapping[str, str], ctx: RowContext, values: Mapping[str, str | None]) -> str | None:
         """A column's value drawn from the table's distribution given the columns made before it
@@ -320,7 +454,8 @@ class Synthesizer:
     def _in_bucket(self, col: Column, feature: Feature, bucket: str | None, prof: ColumnProfile | None) -> tuple[bool, str | None]:
         """(True, a value of ``col`` whose ``feature`` is ``bucket``) when one can be made directly,
         else (False, None): draw and see. Made directly: NULL for the NULL bucket of a nullable
-        column, the bucket itself for a column's shared values, a date of the bucket's year from the
+        column, the bucket itself for a column's shared values, a number with the bucket's leading
+        digits or area code in one of the column's formats, a date of the bucket's year from the
         column's own dates."""
         if bucket is None:
             return (True, None) if not col.not_null else (False, None)
@@ -337,6 +472,20 @@ class Synthesizer:
             if any(held.values()):
                 template = str(Weighted.of({t: n for t, n in held.items() if n}).pick(self.rng))
                 return True, draw_digits(template, prof.digit_prefixes[template], self.rng, start=bucket)
+            return False, None
+        if feature.kind == Kind.AREA and prof is not None and prof.shapes and bucket.isdigit():
+            # a number in one of the column's formats (its country code or trunk prefix as the table
+            # writes them), the area code put where the format has it
+            formats = {str(t): w for t, w in zip(prof.shapes.values, _weights(prof.shapes)) if set(str(t)) <= set("9+-(). x")}
+            if formats:
+                template = str(Weighted.of(formats).pick(self.rng))
+                drawn = draw_digits(template, prof.digit_prefixes.get(template, {}), self.rng)
+                at = [i for i, ch in enumerate(drawn) if ch.isdigit()][area_start(drawn):]
+                if len(at) >= len(bucket):
+                    chars = list(drawn)
+                    for i, d in zip(at, bucket, strict=False):
+                        chars[i] = d
+                    return True, "".join(chars)
             return False, None
         if feature.kind == Kind.YEAR and prof is not None and prof.numbers and bucket.isdigit() and dt.MINYEAR <= int(bucket) < dt.MAXYEAR:
             lo = dt.datetime(int(bucket), 1, 1, tzinfo=dt.timezone.utc).timestamp()
@@ -393,6 +542,7 @@ class Synthesizer:
             matched = None
             if self._match_places is not None:
                 among = self._places_in(*want) if want is not None else None
+                among = self._apart_places(done, among or None) or among
                 matched = self._match_places.draw(self.rng, among=among or None, tries=RELATION_TRIES)
             if matched is None and places is not None:
                 for _ in range(RELATION_TRIES if want is not None else 1):
@@ -414,6 +564,38 @@ class Synthesizer:
         r = on[0]
         col = r.a.column if r.a.column in places.columns else r.b.column
         return r, col, r.given(col, done.get(r.other(col))).pick(self.rng)
+
+    def _apart_places(self, done: Mapping[str, str | None],
+                      among: Sequence[Mapping[str, str | None]] | None) -> list[Mapping[str, str | None]] | None:
+        """Of the candidate locations (``among``; all of them when none of those fits), those whose pair
+        with each contact point made before (``done``: an owned number) that a relation joins to the
+        location is as common as a real row's
+        (:class:`Apart`): an area code too rare in the sample to have a bucket of its own still goes
+        with a region the table's rows have it in. None when there is no such contact point, or when
+        every candidate fits or none does (the frequency match then draws from all of them as usual)."""
+        assert self._match_places is not None
+        out: Sequence[Mapping[str, str | None]] | None = among
+        decided: dict[str, bool] = {}  # by contact column: one decision for all its pairs
+        for apart in self._apart:
+            if not apart.related or apart.contact.of(done.get(apart.contact.column)) is None:
+                continue  # a weak dependence: restricting the locations would bend how common they are more than it helps
+            index = self._apart_index.get(id(apart))
+            if index is None:
+                index = self._apart_index[id(apart)] = {}
+                for cand in self._match_places.pool:
+                    index.setdefault(apart.place.of(cand.get(apart.place.column)), []).append(cand)
+            if apart.contact.column not in decided:
+                decided[apart.contact.column] = apart.alone(self.rng, done)
+            alone = decided[apart.contact.column]
+            fitting = {v for v in index if Apart.fits(apart.held({**done, apart.place.column: index[v][0].get(apart.place.column)}), alone)}
+            if len(fitting) == len(index) or fitting <= {None}:
+                continue  # every location fits (a mobile number), or none does: the match draws as it would
+            got = [c for c in out if apart.place.of(c.get(apart.place.column)) in fitting] if out is not None else []
+            if not got:
+                got = [c for v in fitting for c in index[v]]
+            if got:
+                out = got
+        return list(out) if out is not None and out is not among else None
 
     def _places_in(self, r: Relation, col: str, bucket: str | None) -> list[Mapping[str, str | None]]:
         """The candidate locations whose ``col`` falls in ``bucket`` of ``r`` (indexed once per relation)."""

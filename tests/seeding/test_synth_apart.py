@@ -1,0 +1,180 @@
+"""A canary's contact point goes with its location the way the whole table's rows do (synth/relations.py
+Kind.AREA and Relations.weak, synth/synthesizer.py Apart): an area code is one value whatever format a
+row wrote it in, a dependence too sparse to draw from (a few landlines among mobiles) is still found,
+and a canary's (region, area code) pair is one the table has, whichever of the two is made first, or
+one nobody has only as often as real rows' are."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+import pytest
+
+from canary.seeding.catalog import Column, Constraint, TableInfo
+from canary.seeding.synth.contacts import ContactAllocator
+from canary.seeding.synth.profile import profile
+from canary.seeding.synth.relations import Feature, Kind, words
+from canary.seeding.synth.shapes import MIN_SHARED
+from canary.seeding.synth.synthesizer import RowContext, Synthesizer
+
+Row = dict[str, str | None]
+LANDLINES = {"서울특별시": "02", "부산광역시": "051", "대구광역시": "053", "인천광역시": "032", "광주광역시": "062", "대전광역시": "042",
+             "울산광역시": "052", "세종특별자치시": "044", "경기도": "031", "강원특별자치도": "033", "충청북도": "043", "충청남도": "041",
+             "전북특별자치도": "063", "전라남도": "061", "경상북도": "054", "경상남도": "055", "제주특별자치도": "064"}
+ROADS = ("중앙로", "희망로", "평화로", "시청로", "번영로", "태평로")
+
+
+def _col(name: str) -> Column:
+    return Column(name=name, type="text", category="S", base_type="text", not_null=False, default=None, identity="",
+                  generated=False, max_length=None, numeric_precision=None, numeric_scale=None)
+
+
+def _info(*names: str) -> TableInfo:
+    pk = Column(name="id", type="int8", category="N", base_type="int8", not_null=True, default=None, identity="",
+                generated=False, max_length=None, numeric_precision=None, numeric_scale=None)
+    return TableInfo("public", "customers", 1, "r", "owner", False, False, (pk, *(_col(n) for n in names)),
+                     (Constraint("customers_pkey", "p", ("id",), "PRIMARY KEY (id)"),), (), ())
+
+
+def _matched(synth: Synthesizer, table: Sequence[Mapping[str, str | None]], sample: Sequence[Row]) -> None:
+    """Feed the synthesizer the whole table's counts and tallies, as the seeder counts them in SQL."""
+    counts = {c: Counter(r.get(c) for r in table) for c in synth.frequency_columns()}
+    tallies: dict[str, Counter[str | None]] = {}
+    for t in synth.tallies():
+        if t.each_word is not None:
+            tallies[t.name] = Counter(w for r in table for w in words(r.get(t.each_word)))
+        else:
+            tallies[t.name] = Counter(t.value(r, at) for r in table for at in range(len(t.sets)))
+    synth.match_frequencies(counts, sample, candidates=1500, tallies=tallies)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("phone", "area"), [
+    ("(406) 555-0100", "406"), ("406-555-0100", "406"), ("4065550100", "406"), ("+14065550100", "406"), ("+1 (406) 555-0100", "406"),
+    ("1-406-555-0100", "406"), ("010-1234-5678", "101"), ("+82 10-1234-5678", "101"), ("+821012345678", "101"),
+    ("02-312-4567", "231"), ("+44 20 7946 0000", "207"), ("+7 495 123-45-67", "495"), ("+380 44 123 4567", "441"), ("", ""),
+    ("no digits", ""), ("555-0100", "555"),
+])
+def test_area_is_the_area_code_whatever_the_format(phone: str, area: str) -> None:
+    """The area feature reads the digits after a country calling code (one to three digits, by the
+    E.164 list), a trunk 0 or a North American long-distance 1: one area code, one value."""
+    assert Feature("phone", Kind.AREA).of(phone) == area
+
+
+def _korean(n: int, seed: int) -> list[Row]:
+    """Mobiles (96%) that say nothing of the region, and landlines whose area code is the region's."""
+    rng = random.Random(seed)
+    rows: list[Row] = []
+    for i in range(n):
+        region = rng.choices(list(LANDLINES), weights=(19, 6, 5, 6, 3, 3, 2, 1, 27, 3, 3, 4, 3, 3, 5, 6, 1))[0]
+        if rng.random() < 0.04:
+            phone = f"{LANDLINES[region]}-{rng.randint(200, 999)}-{rng.randint(0, 9999):04d}"
+        else:
+            phone = f"010-{rng.randint(2000, 9999)}-{rng.randint(0, 9999):04d}"
+        rows.append({"id": str(i), "phone": phone,
+                     "address": f"{region} {rng.choice(ROADS)} {rng.randint(1, 300)}, {rng.randint(101, 112)}동 {rng.randint(1, 20)}0{rng.randint(1, 4)}호"})
+    return rows
+
+
+def test_a_landline_among_mobiles_goes_with_its_region() -> None:
+    """A few landlines among mobiles: too little information to relate the phone to the region, but
+    a dependence beyond chance (Relations.weak); a canary's phone, made after its address, is a
+    landline as often as real rows' are and then one of its own region (a (region, area code) pair at
+    least k rows of the table hold), never another region's."""
+    table = _korean(6000, seed=3)
+    sample = table[:2000]
+    info = _info("address", "phone")
+    prof = profile(info, sample)
+    assert not prof.relations.on("phone", ["address"]), prof.relations
+    assert prof.relations.dependence("phone", ["address"]) is not None, prof.relations.weak
+    synth = Synthesizer(info, prof, locale="ko_KR", contacts=ContactAllocator(), seed=4)
+    _matched(synth, table, sample)
+    rows = [synth.row(RowContext(pk=str(10_000 + i))).values for i in range(300)]
+    region, lead3 = Feature("address", Kind.HEAD), Feature("phone", Kind.LEAD3)
+    pairs = Counter((region.of(r["address"]), lead3.of(r["phone"])) for r in table)
+    held = [pairs[(region.of(r["address"]), lead3.of(r["phone"]))] for r in rows if r["phone"] and r["address"]]
+    assert len(held) >= 250
+    assert min(held) >= MIN_SHARED, sorted(held)[:5]
+    landlines = sum(not (r["phone"] or "").startswith("010") for r in rows)
+    assert 3 <= landlines <= 30  # real rows: 4%
+
+
+def test_an_owned_number_of_an_area_code_rare_in_the_sample_gets_its_region() -> None:
+    """An owned number whose area code too few sampled rows hold to have a bucket of its own (631, one
+    row in a hundred of New York's) still gets a region the table's rows have it in: the whole
+    table's (area code, state) pairs decide, not the relation's catch-all bucket."""
+    rng = random.Random(7)
+    codes = {"NY": ("212", "718"), "IL": ("312", "773"), "TX": ("214", "512"), "OR": ("503", "541"), "FL": ("305", "407")}
+    table: list[Row] = []
+    for i in range(5000):
+        st = rng.choice(list(codes))
+        code = "631" if st == "NY" and rng.random() < 0.03 else rng.choice(codes[st])
+        table.append({"id": str(i), "phone": f"({code}) {rng.randint(200, 999)}-{rng.randint(0, 9999):04d}",
+                      "address": f"{rng.randint(1, 999)} {rng.choice(['Oak', 'Elm', 'Pine', 'Main'])} St, Town{rng.randint(1, 40)}, {st}"})
+    sample = [r for r in table if not (r["phone"] or "").startswith("(631)")][:1500] + [r for r in table if (r["phone"] or "").startswith("(631)")][:2]
+    info = _info("phone", "address")
+    prof = profile(info, sample)
+    relation = prof.relations.on("address", ["phone"])[0]
+    assert relation.bucket("phone", "(631) 555-0100") != "631"  # the catch-all bucket
+    owned = [f"+1631555{n:04d}" for n in range(120)]
+    synth = Synthesizer(info, prof, locale="en_US", contacts=ContactAllocator(phone_numbers=owned), seed=5)
+    _matched(synth, table, sample)
+    rows = [synth.row(RowContext(pk=str(10_000 + i))).values for i in range(100)]
+    states = Counter((r["address"] or "")[-2:] for r in rows if r["phone"])
+    assert states["NY"] >= 0.9 * sum(states.values()), states  # by chance: a fifth
+
+
+def test_an_area_code_written_after_a_country_code_goes_with_its_state() -> None:
+    """A US-like table writing a third of its numbers with the country code (+1 (503) ..., 1-503-...): the
+    area code is related to the state whatever the format, and canaries take an area code of their
+    state in the table's own mix of formats."""
+    rng = random.Random(4)
+    states = [f"{a}{b}" for a in "ACGIMNOTVW" for b in "AKLZ"]
+    codes = {st: tuple(str(201 + 3 * i + j) for j in range(3)) for i, st in enumerate(states)}
+    formats = ("({a}) {x}-{n}", "{a}-{x}-{n}", "+1 ({a}) {x}-{n}", "1-{a}-{x}-{n}", "+1{a}{x}{n}")
+    sample: list[Row] = []
+    for i in range(2000):
+        st = rng.choice(list(codes))
+        phone = rng.choices(formats, weights=(40, 25, 15, 10, 10))[0].format(a=rng.choice(codes[st]), x=rng.randint(200, 999),
+                                                                              n=f"{rng.randint(0, 9999):04d}")
+        sample.append({"id": str(i), "phone": phone, "address": f"{rng.randint(1, 999)} Oak St, Town{rng.randint(1, 60)}, {st}"})
+    info = _info("address", "phone")
+    prof = profile(info, sample)
+    assert prof.relations.dependence("phone", ["address"]) == (Feature("phone", Kind.AREA), Feature("address", Kind.TAIL))
+    synth = Synthesizer(info, prof, locale="en_US", contacts=ContactAllocator(), seed=6)
+    rows = [synth.row(RowContext(pk=str(10_000 + i))).values for i in range(200)]
+    state = {c: st for st, cs in codes.items() for c in cs}
+    area = Feature("phone", Kind.AREA)
+    fits = sum(state.get(area.of(r["phone"] or "")) == (r["address"] or "")[-2:] for r in rows if r["phone"])
+    assert fits >= 0.9 * len(rows), fits  # by chance: one in forty
+    international = sum((r["phone"] or "").startswith(("+", "1")) for r in rows)
+    assert 0.2 * len(rows) <= international <= 0.5 * len(rows), international  # real rows: 35%
+
+
+def test_a_pair_nobody_has_as_often_as_real_rows_have_one() -> None:
+    """Where one customer in ten moved and kept a number from another state, a canary's (state, area
+    code) pair is one nobody in the table has about as often as a real row's is, and otherwise one at
+    least k rows hold: never one that one or two real rows hold (it would copy a rare combination)."""
+    rng = random.Random(8)
+    states = [f"{a}{b}" for a in "ACGIMNO" for b in "AKL"]
+    codes = {st: tuple(str(201 + 3 * i + j) for j in range(3)) for i, st in enumerate(states)}
+    every = [c for cs in codes.values() for c in cs]
+    table: list[Row] = []
+    for i in range(6000):
+        st = rng.choice(states)
+        code = rng.choice(every) if rng.random() < 0.1 else rng.choice(codes[st])
+        table.append({"id": str(i), "phone": f"({code}) {rng.randint(200, 999)}-{rng.randint(0, 9999):04d}",
+                      "address": f"{rng.randint(1, 999)} {rng.choice(['Oak', 'Elm', 'Pine', 'Main'])} St, Town{rng.randint(1, 40)}, {st}"})
+    sample = table[:2000]
+    info = _info("address", "phone")
+    prof = profile(info, sample)
+    synth = Synthesizer(info, prof, locale="en_US", contacts=ContactAllocator(), seed=9)
+    _matched(synth, table, sample)
+    rows = [synth.row(RowContext(pk=str(10_000 + i))).values for i in range(400)]
+    pair = Counter(((r["address"] or "")[-2:], (r["phone"] or "")[1:4]) for r in table)
+    real_alone = sum(pair[((r["address"] or "")[-2:], (r["phone"] or "")[1:4])] == 1 for r in table) / len(table)
+    held = [pair[((r["address"] or "")[-2:], (r["phone"] or "")[1:4])] for r in rows]
+    alone = sum(h == 0 for h in held) / len(held)
+    assert 0.4 * real_alone <= alone <= 1.6 * real_alone, (alone, real_alone)
+    assert not [h for h in held if 0 < h < MIN_SHARED]
