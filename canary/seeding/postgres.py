@@ -643,7 +643,7 @@ class PostgresSeeder:
         await conn.execute(f"DECLARE canary_counts NO SCROLL CURSOR FOR {sql}")
         try:
             while batch := await conn.fetch("FETCH 20000 FROM canary_counts"):
-                await asyncio.to_thread(counts.add_all, [(r["v"], int(r["n"])) for r in batch])
+                await asyncio.to_thread(counts.add_all, batch)  # records unpack as (v, n)
         finally:
             await conn.execute("CLOSE canary_counts")
 

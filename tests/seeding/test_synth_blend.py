@@ -204,6 +204,27 @@ def test_frequency_match_follows_real_count_classes_without_copying_rare_values(
     assert all(count_bin(table[v] + values.count(v)) in (count_bin(1), count_bin(2), count_bin(41 + shared - 1)) for v in values)
 
 
+def test_value_counts_batches_set_the_slots_lookups_read() -> None:
+    """A streamed batch (records or pairs: values one row holds, values many hold, a scaled-down
+    sample's count below 1) sets exactly the filter bits :meth:`ValueCounts._slots` names and sums
+    each derived value weighted by its rows, as counting one value at a time would."""
+    rows = [(f"Person {i} {('Kim', 'Lee', 'Park')[i % 3]}", 1) for i in range(5_000)] + [("Shared Name Park", 7), ("Scaled Kim", 0)]
+    counts = ValueCounts([same, surname_key], expected=5_000)
+    counts.add_all(rows)
+    expected = bytearray(len(counts.filter))
+    for value, n in rows:
+        if n < 2:
+            for b in counts._slots(value):
+                expected[b >> 3] |= 1 << (b & 7)
+    assert counts.filter == expected
+    assert counts.multi == {"Shared Name Park": 7}
+    surnames: Counter[str | None] = Counter()
+    for value, n in rows:
+        surnames[surname_key(value)] += n
+    assert counts.derived(surname_key) == surnames
+    assert all(counts[v] == 1 for v, n in rows if n == 1)
+
+
 def test_value_counts_are_exact_for_shared_values_and_bounded_for_distinct_ones() -> None:
     """ValueCounts keeps values two or more rows hold exactly and those one row holds in a Bloom filter
     (bounded: 16 MB at most whatever the table), sums derived values as rows stream by, and says 0 for

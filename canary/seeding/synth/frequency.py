@@ -7,7 +7,7 @@ import bisect
 import random
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -55,17 +55,37 @@ class ValueCounts:
     def add(self, value: str | None, n: int) -> None:
         self.add_all(((value, n),))
 
-    def add_all(self, rows: Sequence[tuple[str | None, int]]) -> None:
-        """:meth:`add` for many (the loop of a streamed count, kept tight)."""
-        multi, filt, derived = self.multi, self.filter, list(self.derived_counts.items())
+    def add_all(self, rows: Iterable[tuple[str | None, int]]) -> None:
+        """:meth:`add` for many (a batch of a streamed count: records or pairs). Costs a few Python
+        operations per value, none of them a call: an all-distinct column of millions of rows streams
+        through here, so the filter's bits are set inline (the same slots as :meth:`_slots`) and the
+        derived values of values one row holds are counted by ``Counter.update``."""
+        multi, filt, bits, derived = self.multi, self.filter, self.bits, list(self.derived_counts.items())
+        singles: list[str | None] = []  # held by one row
+        filtered: list[str | None] = []  # in the filter: those, and any count below 2 (a scaled-down sample's)
         for value, n in rows:
+            if n == 1:
+                singles.append(value)
+                continue
             if n >= 2:
                 multi[value] = n
             else:
-                for b in self._slots(value):
-                    filt[b >> 3] |= 1 << (b & 7)
+                filtered.append(value)
             for fn, counter in derived:
                 counter[fn(value)] += n
+        filtered += singles
+        for h in map(hash, filtered):  # _slots unrolled (HASHES = 4)
+            lo, hi = h & 0xFFFFFFFF, ((h >> 32) & 0xFFFFFFFF) | 1
+            b = lo % bits
+            filt[b >> 3] |= 1 << (b & 7)
+            b = (lo + hi) % bits
+            filt[b >> 3] |= 1 << (b & 7)
+            b = (lo + 2 * hi) % bits
+            filt[b >> 3] |= 1 << (b & 7)
+            b = (lo + 3 * hi) % bits
+            filt[b >> 3] |= 1 << (b & 7)
+        for fn, counter in derived:
+            counter.update(map(fn, singles))
 
     def __getitem__(self, value: str | None) -> int:
         n = self.multi.get(value)
