@@ -218,6 +218,7 @@ class FrequencyMatch:
     _sig: list[tuple[int, ...] | None] = field(default_factory=list)
     _slot: list[int] = field(default_factory=list)  # position of each candidate in its bucket
     _holders: list[dict[str | None, list[int]]] = field(default_factory=list)  # per key: value -> candidates
+    _at: dict[int, int] = field(default_factory=dict)  # id(candidate) -> its place in the pool
 
     def __post_init__(self) -> None:
         self.added = tuple(Counter() for _ in self.keys)
@@ -245,6 +246,7 @@ class FrequencyMatch:
         self._sig = [None] * len(self.pool)
         self._slot = [0] * len(self.pool)
         for i, cand in enumerate(self.pool):
+            self._at.setdefault(id(cand), i)
             vals, _ = self._derived(cand)
             if 0 < self.counts[0][vals[0][0]] < self.k:
                 continue
@@ -365,13 +367,24 @@ class FrequencyMatch:
             best: tuple[int, float] | None = None
             sample = among if len(among) <= tries else rng.sample(among, tries)
             n_keys = len(self.keys)
+            if not self._sig:
+                self._index()
             for cand in sample:
-                vals, traits = self._derived(cand)
-                real = self.counts[0][vals[0][0]]
-                if 0 < real < self.k:
-                    continue
-                score = sum(abs(b - w) for b, w in zip(self._bins(vals), want[:n_keys])) + self._disturbs(vals)
-                score += sum(abs(t - w) for t, w in zip(traits, want[n_keys:]))
+                at = self._at.get(id(cand))
+                if at is not None:  # a candidate of the pool: its signature is kept current (_move), scored as _closest does
+                    sig = self._sig[at]
+                    if sig is None:  # its primary value fewer than k real rows hold
+                        continue
+                    score = sig[-1]
+                    for x, w in zip(sig, want):
+                        score += x - w if x >= w else w - x
+                else:
+                    vals, traits = self._derived(cand)
+                    real = self.counts[0][vals[0][0]]
+                    if 0 < real < self.k:
+                        continue
+                    score = sum(abs(b - w) for b, w in zip(self._bins(vals), want[:n_keys])) + self._disturbs(vals)
+                    score += sum(abs(t - w) for t, w in zip(traits, want[n_keys:]))
                 rank = (score, rng.random())
                 if best is None or rank < best:
                     best, choice = rank, cand
