@@ -227,9 +227,9 @@ def test_value_counts_batches_set_the_slots_lookups_read() -> None:
 
 def test_draws_among_candidates_score_them_as_drawn_now() -> None:
     """A draw among some of the pool (the locations of one relation's bucket) scores each from its
-    signature, kept current as canaries take values: over a run where canaries' values cross count
-    classes, it picks what scoring each candidate afresh picks (candidates outside the pool are
-    scored afresh)."""
+    signature, kept current as canaries take values, once draws have scored as many candidates as
+    the pool holds: over a run where canaries' values cross count classes, it picks what scoring
+    each candidate afresh picks (candidates outside the pool are always scored afresh)."""
     table: Counter[str | None] = Counter({f"v{i}": i % 4 for i in range(60)})
     heads: Counter[str | None] = Counter()
     for v, n in table.items():
@@ -257,6 +257,7 @@ def test_draws_among_candidates_score_them_as_drawn_now() -> None:
         got_a.append(a and a["v"])
         got_b.append(b and b["v"])
     assert got_a == got_b
+    assert indexed._sig and indexed._scored < 300 * 40  # the first draws scored afresh, the rest by signature
     assert sum(count_bin(table[v] + n) > count_bin(table[v] + 1) for v, n in Counter(got_a).items()) >= 10  # classes crossed
 
 

@@ -219,6 +219,7 @@ class FrequencyMatch:
     _slot: list[int] = field(default_factory=list)  # position of each candidate in its bucket
     _holders: list[dict[str | None, list[int]]] = field(default_factory=list)  # per key: value -> candidates
     _at: dict[int, int] = field(default_factory=dict)  # id(candidate) -> its place in the pool
+    _scored: int = 0  # candidates of draws among some scored afresh, before the pool was indexed
 
     def __post_init__(self) -> None:
         self.added = tuple(Counter() for _ in self.keys)
@@ -367,10 +368,10 @@ class FrequencyMatch:
             best: tuple[int, float] | None = None
             sample = among if len(among) <= tries else rng.sample(among, tries)
             n_keys = len(self.keys)
-            if not self._sig:
+            if not self._sig and self._scored >= len(self.pool):  # indexing the pool costs what scoring it once does
                 self._index()
             for cand in sample:
-                at = self._at.get(id(cand))
+                at = self._at.get(id(cand)) if self._sig else None
                 if at is not None:  # a candidate of the pool: its signature is kept current (_move), scored as _closest does
                     sig = self._sig[at]
                     if sig is None:  # its primary value fewer than k real rows hold
@@ -385,6 +386,7 @@ class FrequencyMatch:
                         continue
                     score = sum(abs(b - w) for b, w in zip(self._bins(vals), want[:n_keys])) + self._disturbs(vals)
                     score += sum(abs(t - w) for t, w in zip(traits, want[n_keys:]))
+                    self._scored += 1
                 rank = (score, rng.random())
                 if best is None or rank < best:
                     best, choice = rank, cand
