@@ -12,7 +12,8 @@ is its own):
 
 Each gets ``--canaries`` canaries (100); the ``distinct`` table also gets ``--many`` (10,000) in a
 second run. Targets (issue 14): 100 canaries into a 1 M-row table < 20 s, 10,000 < 60 s, no shape
-over 30 s for 100 canaries; peak RSS printed.
+over 30 s for 100 canaries; peak RSS and the seeding process's CPU seconds printed (the wall time on a
+shared machine also counts waiting for a core; the database's own work is in the wall time only).
 
 Usage: ``python bench/seed_shapes.py [--rows 1000000] [--long-rows 100000] [--canaries 100] [--many 10000]``
 """
@@ -99,13 +100,20 @@ async def one(dsn: str, control: str, count: int) -> None:
     store = ControlStore(cfg)
     await store.open()
     try:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), _cpu()
         result = await PostgresSeeder.from_config(cfg, "bench", Registry(store.pool, Keyring(generate_key()))).apply()
-        took = time.perf_counter() - t
+        took, cpu = time.perf_counter() - t, _cpu() - cpu
     finally:
         await store.close()
-    print(json.dumps({"seconds": took, "added": sum(result.added.values()),
+    print(json.dumps({"seconds": took, "cpu_seconds": cpu, "added": sum(result.added.values()),
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def _cpu() -> float:
+    """CPU seconds of this process, all threads (on a shared machine the wall time also counts waiting
+    for a core; this does not)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 async def main(argv: list[str]) -> None:
@@ -124,7 +132,7 @@ async def main(argv: list[str]) -> None:
     server = PostgresServer(tmp, settings={"shared_buffers": "256MB"})
     await asyncio.to_thread(server.start)
     runs = [(s, args.canaries) for s in args.shapes.split(",")] + ([("distinct", args.many)] if args.many else [])
-    print(f"{'shape':<10} {'rows':>10} {'canaries':>9} {'seconds':>8} {'peak RSS':>9}  target")
+    print(f"{'shape':<10} {'rows':>10} {'canaries':>9} {'seconds':>8} {'CPU':>7} {'peak RSS':>9}  target")
     try:
         for shape, count in runs:
             ddl, fill = SHAPES[shape]
@@ -147,8 +155,8 @@ async def main(argv: list[str]) -> None:
                 print(f"{shape:<10} {real:>10,} {count:>9,}   FAILED: {done.stderr.strip().splitlines()[-1][:200]}")
                 continue
             r = json.loads(done.stdout.strip().splitlines()[-1])
-            target = 60.0 if count > 1000 else (20.0 if real >= 1_000_000 else 30.0)
-            print(f"{shape:<10} {real:>10,} {r['added']:>9,} {r['seconds']:>7.1f}s {r['peak_rss_mb']:>7.0f}MB  "
+            target = 60.0 if count > 1000 else (20.0 if shape == "distinct" else 30.0)  # issue 14: the 1 M-row table < 20 s
+            print(f"{shape:<10} {real:>10,} {r['added']:>9,} {r['seconds']:>7.1f}s {r['cpu_seconds']:>6.1f}s {r['peak_rss_mb']:>7.0f}MB  "
                   f"< {target:.0f}s {'met' if r['seconds'] < target else 'NOT met'}")
             admin = await asyncpg.connect(server.dsn())
             await admin.execute(f'DROP DATABASE "{db}" WITH (FORCE)')

@@ -643,7 +643,7 @@ class PostgresSeeder:
         await conn.execute(f"DECLARE canary_counts NO SCROLL CURSOR FOR {sql}")
         try:
             while batch := await conn.fetch("FETCH 20000 FROM canary_counts"):
-                await asyncio.to_thread(counts.add_all, [(r["v"], int(r["n"])) for r in batch])
+                await asyncio.to_thread(counts.add_all, batch)  # records unpack as (v, n)
         finally:
             await conn.execute("CLOSE canary_counts")
 
@@ -968,13 +968,20 @@ class PostgresSeeder:
         replacement: -ln(u) / weight), in that random order; with ``times``, streamed in time order,
         for each wanted time the gap around it and the TIME_GAPS - 1 after it."""
         pk = ident(info.primary_key[0])
-        created_expr = f"{ident(created)}::text" if created else "NULL::text"
-        t = f"{ident(created)}::timestamptz" if created else "NULL::timestamptz"
-        span = f"extract(epoch FROM lead({t}) OVER w - {t})"
-        around = f"extract(epoch FROM lead({t}, 2) OVER w - lag({t}) OVER w)"  # from the row before lo to the one after hi
-        gaps = (f"SELECT lo, hi, lo_c, hi_c, span, around FROM (SELECT {pk} AS lo, lead({pk}) OVER w AS hi, {created_expr} AS lo_c,"
-                f" lead({created_expr}) OVER w AS hi_c, {ident(created) if created else 'NULL'} AS at, {span} AS span,"
-                f" {around} AS around"
+        col = ident(created) if created else "NULL::text"
+
+        def text(e: str) -> str:
+            return f"{e}::text" if created else "NULL::text"
+
+        def stamp(e: str) -> str:
+            return f"{e}::timestamptz" if created else "NULL::timestamptz"
+
+        # the window passes the raw times; texts and spans are computed for the gaps alone (a tenth of
+        # the rows of a table with a key in ten free, not every row)
+        gaps = (f"SELECT lo, hi, {text('at')} AS lo_c, {text('hi_at')} AS hi_c, extract(epoch FROM {stamp('hi_at')} - {stamp('at')})"
+                f" AS span, extract(epoch FROM next2 - prev) AS around"  # around: from the row before lo to the one after hi
+                f" FROM (SELECT {pk} AS lo, lead({pk}) OVER w AS hi, {col} AS at, lead({col}) OVER w AS hi_at,"
+                f" lead({stamp(col)}, 2) OVER w AS next2, lag({stamp(col)}) OVER w AS prev"
                 f" FROM {qualified(info.schema, info.name)} WHERE NOT ({pk} = ANY($1::bigint[])) WINDOW w AS (ORDER BY {pk})) s"
                 " WHERE hi - lo > 1")
         if times is None:
@@ -1001,7 +1008,7 @@ class PostgresSeeder:
         prev: asyncpg.Record | None = None
         w = 0
         tail = 0  # gaps still to keep after the last wanted time passed
-        async for g in conn.cursor(f"{gaps} AND lo_c IS NOT NULL AND hi_c IS NOT NULL ORDER BY at, lo", exclude, prefetch=FETCH_GAPS):
+        async for g in conn.cursor(f"{gaps} AND at IS NOT NULL AND hi_at IS NOT NULL ORDER BY at, lo", exclude, prefetch=FETCH_GAPS):
             start = parse_ts(g["lo_c"])
             if start is None:
                 continue

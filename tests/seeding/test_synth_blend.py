@@ -230,6 +230,63 @@ def test_frequency_match_follows_real_count_classes_without_copying_rare_values(
     assert all(count_bin(table[v] + values.count(v)) in (count_bin(1), count_bin(2), count_bin(41 + shared - 1)) for v in values)
 
 
+def test_value_counts_batches_set_the_slots_lookups_read() -> None:
+    """A streamed batch (records or pairs: values one row holds, values many hold, a scaled-down
+    sample's count below 1) sets exactly the filter bits :meth:`ValueCounts._slots` names and sums
+    each derived value weighted by its rows, as counting one value at a time would."""
+    rows = [(f"Person {i} {('Kim', 'Lee', 'Park')[i % 3]}", 1) for i in range(5_000)] + [("Shared Name Park", 7), ("Scaled Kim", 0)]
+    counts = ValueCounts([same, surname_key], expected=5_000)
+    counts.add_all(rows)
+    expected = bytearray(len(counts.filter))
+    for value, n in rows:
+        if n < 2:
+            for b in counts._slots(value):
+                expected[b >> 3] |= 1 << (b & 7)
+    assert counts.filter == expected
+    assert counts.multi == {"Shared Name Park": 7}
+    surnames: Counter[str | None] = Counter()
+    for value, n in rows:
+        surnames[surname_key(value)] += n
+    assert counts.derived(surname_key) == surnames
+    assert all(counts[v] == 1 for v, n in rows if n == 1)
+
+
+def test_draws_among_candidates_score_them_as_drawn_now() -> None:
+    """A draw among some of the pool (the locations of one relation's bucket) scores each from its
+    signature, kept current as canaries take values, once draws have scored as many candidates as
+    the pool holds: over a run where canaries' values cross count classes, it picks what scoring
+    each candidate afresh picks (candidates outside the pool are always scored afresh)."""
+    table: Counter[str | None] = Counter({f"v{i}": i % 4 for i in range(60)})
+    heads: Counter[str | None] = Counter()
+    for v, n in table.items():
+        heads[str(v)[:2]] += n
+    sample = [{"v": f"v{i}"} for i in range(0, 60, 2)]
+
+    def head(v: str | None) -> str | None:
+        return v[:2] if v else v
+
+    keys = (("v", same), ("v", head))
+    traits = (("v", len),)
+
+    def matcher() -> FrequencyMatch:
+        pool = [{"v": f"v{i}"} for i in range(60)] + [{"v": f"n{i}"} for i in range(40)]
+        return FrequencyMatch(keys, (table, heads), FrequencyMatch.real_targets(keys, (table, heads), sample, traits), pool, traits, k=2)
+
+    indexed, afresh = matcher(), matcher()
+    copies = [dict(c) for c in afresh.pool]  # not the pool's candidates (kept alive: candidates are memoised by id)
+    pick, rng_a, rng_b = random.Random(5), random.Random(9), random.Random(9)
+    got_a, got_b = [], []
+    for _ in range(300):
+        at = pick.sample(range(100), 45)
+        a = indexed.draw(rng_a, among=[indexed.pool[i] for i in at], tries=40)
+        b = afresh.draw(rng_b, among=[copies[i] for i in at], tries=40)
+        got_a.append(a and a["v"])
+        got_b.append(b and b["v"])
+    assert got_a == got_b
+    assert indexed._sig and indexed._scored < 300 * 40  # the first draws scored afresh, the rest by signature
+    assert sum(count_bin(table[v] + n) > count_bin(table[v] + 1) for v, n in Counter(got_a).items()) >= 10  # classes crossed
+
+
 def test_value_counts_are_exact_for_shared_values_and_bounded_for_distinct_ones() -> None:
     """ValueCounts keeps values two or more rows hold exactly and those one row holds in a Bloom filter
     (bounded: 16 MB at most whatever the table), sums derived values as rows stream by, and says 0 for

@@ -7,7 +7,7 @@ import bisect
 import random
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -55,17 +55,37 @@ class ValueCounts:
     def add(self, value: str | None, n: int) -> None:
         self.add_all(((value, n),))
 
-    def add_all(self, rows: Sequence[tuple[str | None, int]]) -> None:
-        """:meth:`add` for many (the loop of a streamed count, kept tight)."""
-        multi, filt, derived = self.multi, self.filter, list(self.derived_counts.items())
+    def add_all(self, rows: Iterable[tuple[str | None, int]]) -> None:
+        """:meth:`add` for many (a batch of a streamed count: records or pairs). Costs a few Python
+        operations per value, none of them a call: an all-distinct column of millions of rows streams
+        through here, so the filter's bits are set inline (the same slots as :meth:`_slots`) and the
+        derived values of values one row holds are counted by ``Counter.update``."""
+        multi, filt, bits, derived = self.multi, self.filter, self.bits, list(self.derived_counts.items())
+        singles: list[str | None] = []  # held by one row
+        filtered: list[str | None] = []  # in the filter: those, and any count below 2 (a scaled-down sample's)
         for value, n in rows:
+            if n == 1:
+                singles.append(value)
+                continue
             if n >= 2:
                 multi[value] = n
             else:
-                for b in self._slots(value):
-                    filt[b >> 3] |= 1 << (b & 7)
+                filtered.append(value)
             for fn, counter in derived:
                 counter[fn(value)] += n
+        filtered += singles
+        for h in map(hash, filtered):  # _slots unrolled (HASHES = 4)
+            lo, hi = h & 0xFFFFFFFF, ((h >> 32) & 0xFFFFFFFF) | 1
+            b = lo % bits
+            filt[b >> 3] |= 1 << (b & 7)
+            b = (lo + hi) % bits
+            filt[b >> 3] |= 1 << (b & 7)
+            b = (lo + 2 * hi) % bits
+            filt[b >> 3] |= 1 << (b & 7)
+            b = (lo + 3 * hi) % bits
+            filt[b >> 3] |= 1 << (b & 7)
+        for fn, counter in derived:
+            counter.update(map(fn, singles))
 
     def __getitem__(self, value: str | None) -> int:
         n = self.multi.get(value)
@@ -198,6 +218,8 @@ class FrequencyMatch:
     _sig: list[tuple[int, ...] | None] = field(default_factory=list)
     _slot: list[int] = field(default_factory=list)  # position of each candidate in its bucket
     _holders: list[dict[str | None, list[int]]] = field(default_factory=list)  # per key: value -> candidates
+    _at: dict[int, int] = field(default_factory=dict)  # id(candidate) -> its place in the pool
+    _scored: int = 0  # candidates of draws among some scored afresh, before the pool was indexed
 
     def __post_init__(self) -> None:
         self.added = tuple(Counter() for _ in self.keys)
@@ -225,6 +247,7 @@ class FrequencyMatch:
         self._sig = [None] * len(self.pool)
         self._slot = [0] * len(self.pool)
         for i, cand in enumerate(self.pool):
+            self._at.setdefault(id(cand), i)
             vals, _ = self._derived(cand)
             if 0 < self.counts[0][vals[0][0]] < self.k:
                 continue
@@ -345,13 +368,25 @@ class FrequencyMatch:
             best: tuple[int, float] | None = None
             sample = among if len(among) <= tries else rng.sample(among, tries)
             n_keys = len(self.keys)
+            if not self._sig and self._scored >= len(self.pool):  # indexing the pool costs what scoring it once does
+                self._index()
             for cand in sample:
-                vals, traits = self._derived(cand)
-                real = self.counts[0][vals[0][0]]
-                if 0 < real < self.k:
-                    continue
-                score = sum(abs(b - w) for b, w in zip(self._bins(vals), want[:n_keys])) + self._disturbs(vals)
-                score += sum(abs(t - w) for t, w in zip(traits, want[n_keys:]))
+                at = self._at.get(id(cand)) if self._sig else None
+                if at is not None:  # a candidate of the pool: its signature is kept current (_move), scored as _closest does
+                    sig = self._sig[at]
+                    if sig is None:  # its primary value fewer than k real rows hold
+                        continue
+                    score = sig[-1]
+                    for x, w in zip(sig, want):
+                        score += x - w if x >= w else w - x
+                else:
+                    vals, traits = self._derived(cand)
+                    real = self.counts[0][vals[0][0]]
+                    if 0 < real < self.k:
+                        continue
+                    score = sum(abs(b - w) for b, w in zip(self._bins(vals), want[:n_keys])) + self._disturbs(vals)
+                    score += sum(abs(t - w) for t, w in zip(traits, want[n_keys:]))
+                    self._scored += 1
                 rank = (score, rng.random())
                 if best is None or rank < best:
                     best, choice = rank, cand
