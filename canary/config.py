@@ -650,8 +650,9 @@ class GatewayConfig(_Model):
     gateways: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     #: where the gateway names its client: X-Forwarded-For (read right to left through ``gateways``) or X-Real-IP
     client_header: Literal["x-forwarded-for", "x-real-ip"] = "x-forwarded-for"
-    #: Authorization schemes inspected: Bearer / token / a bare value, Basic (user and password)
-    authorization: tuple[Literal["bearer", "basic"], ...] = ("bearer", "basic")
+    #: Authorization schemes inspected: Bearer / token / a bare value, Basic (user and password), AWS (the access
+    #: key id of a SigV4 / SigV2 signature, and of a presigned URL's X-Amz-Credential / AWSAccessKeyId)
+    authorization: tuple[Literal["bearer", "basic", "aws"], ...] = ("bearer", "basic", "aws")
     headers: tuple[str, ...] = ("X-API-Key", "X-Auth-Token", "X-Access-Token", "Api-Key", "Private-Token")
     cookies: tuple[str, ...] = ("access_token", "auth_token", "token")
     query_params: tuple[str, ...] = ("api_key", "apikey", "access_token", "token", "key")

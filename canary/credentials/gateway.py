@@ -81,7 +81,9 @@ _TIMINGS = 16_384
 # -- candidates: where a credential is presented ----------------------------------------------------
 def authorization_values(values: Sequence[str], schemes: Sequence[str]) -> list[tuple[str, str]]:
     """(where, value) of the credentials in Authorization header values: ``Bearer`` / ``token`` or a
-    value without a scheme (with "bearer"), Basic user and password (with "basic")."""
+    value without a scheme (with "bearer"), Basic user and password (with "basic"), the access key id of
+    an AWS SigV4 / SigV2 signature (with "aws": a canary AWS key used against the company's own
+    S3-compatible or AWS-fronting API)."""
     found: list[tuple[str, str]] = []
     for auth in values[:2]:
         scheme, _, rest = auth.strip().partition(" ")
@@ -99,8 +101,46 @@ def authorization_values(values: Sequence[str], schemes: Sequence[str]) -> list[
                     found.append(("authorization:basic-user", user))
                 if password:
                     found.append(("authorization:basic-password", password))
+        elif s == "aws4-hmac-sha256" and rest:  # AWS Signature Version 4: Credential=<key id>/<date>/<region>/...
+            if "aws" in schemes and (key_id := _sigv4_key_id(rest)):
+                found.append(("authorization:aws-sigv4", key_id))
+        elif s == "aws" and rest:  # Signature Version 2: AWS <key id>:<signature>
+            if "aws" in schemes and (key_id := rest.partition(":")[0].strip()):
+                found.append(("authorization:aws-sigv2", key_id))
         elif scheme and not rest and "bearer" in schemes:
             found.append(("authorization:raw", scheme))
+    return found
+
+
+def _sigv4_key_id(params: str) -> str | None:
+    """The access key id of a SigV4 Authorization header's (or a presigned URL's) Credential."""
+    for part in params.split(",", 8)[:8]:
+        name, _, value = part.strip().partition("=")
+        if name == "Credential" and value:
+            return value.partition("/")[0] or None
+    return None
+
+
+#: query parameters of AWS presigned URLs that carry a credential (never kept in evidence)
+AWS_QUERY_CREDENTIALS = frozenset({"X-Amz-Credential", "X-Amz-Signature", "X-Amz-Security-Token", "AWSAccessKeyId",
+                                   "Signature"})
+
+
+def presigned_values(query: str) -> list[tuple[str, str]]:
+    """(where, value) of an AWS presigned URL's access key id (``X-Amz-Credential``, SigV4; ``AWSAccessKeyId``,
+    SigV2), whatever the gateway is configured to read from the query."""
+    found: list[tuple[str, str]] = []
+    if "X-Amz-Credential=" not in query and "AWSAccessKeyId=" not in query:
+        return found
+    for pair in query.split("&", _MAX_PAIRS)[:_MAX_PAIRS]:
+        raw_name, _, raw_value = pair.partition("=")
+        name = unquote_plus(raw_name)
+        if name == "X-Amz-Credential" and raw_value:
+            key_id = unquote_plus(raw_value).partition("/")[0]
+            if key_id:
+                found.append(("query:x-amz-credential", key_id))
+        elif name == "AWSAccessKeyId" and raw_value:
+            found.append(("query:awsaccesskeyid", unquote_plus(raw_value)))
     return found
 
 
@@ -357,6 +397,8 @@ class GatewayCheck:
                 found.append((f"header:{name.lower()}", value))
         found += cookie_values(headers.getall("Cookie", []), self._cookies)
         found += query_values(route.partition("?")[2], self._queries)
+        if "aws" in self.options.authorization:
+            found += presigned_values(route.partition("?")[2])
         out: list[tuple[str, str]] = []
         seen: set[str] = set()
         limit = self.options.max_value_length
@@ -434,7 +476,7 @@ class GatewayCheck:
             severity=Severity.CRITICAL,
             actor={"user": user or user_agent or "unknown", "user_agent": user_agent},
             origin={"client_addr": client, "gateway": f.peer, "method": f.method[:32],
-                    "path": redact_query(f.route, self._queries)[:_MAX_FIELD], "host": headers.get("Host", "")[:256],
+                    "path": redact_query(f.route, self._queries | AWS_QUERY_CREDENTIALS)[:_MAX_FIELD], "host": headers.get("Host", "")[:256],
                     "user_agent": user_agent},
             evidence={"signal": "used", "credential": hit.kind, "presented_in": hit.where, "canary_status": hit.status,
                       "credential_fingerprint": fingerprint(self.runtime.keyring, hit.value),

@@ -388,3 +388,26 @@ async def test_a_token_store_canary_fires_by_its_token_and_by_its_stolen_hash(ru
                 assert r.status == 200
     events = await _settled(runtime, gw, 2)
     assert [(e["canary_id"], e["kind"]) for e in events] == [(cid, "used"), (cid, "used")]
+
+
+@pytest.mark.parametrize(("where", "request_kw"), [
+    ("authorization:aws-sigv4", lambda k: {"Authorization": f"AWS4-HMAC-SHA256 Credential={k}/20260301/us-east-1/s3/aws4_request, "
+                                                            "SignedHeaders=host;x-amz-date, Signature=" + "ab" * 32}),
+    ("authorization:aws-sigv2", lambda k: {"Authorization": f"AWS {k}:frJIUN8DYpKDtOLCwo//yllqDzg="}),
+    ("query:x-amz-credential", lambda k: {"X-Original-URI": f"/bucket/report.csv?X-Amz-Algorithm=AWS4-HMAC-SHA256&"
+                                                           f"X-Amz-Credential={k}%2F20260301%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=ab"}),
+])
+async def test_a_canary_aws_key_signing_a_request_to_the_gateway_pages(runtime: Runtime, started: list[GatewayCheck], where: str,
+                                                                      request_kw: Callable[[str], dict[str, str]]) -> None:
+    """A canary AWS key used against the company's own S3-compatible or AWS-fronting API: its access key id
+    in a SigV4 / SigV2 Authorization header or a presigned URL is a USED event; the key id is in no column."""
+    cred = CredentialFactory(runtime.keyring).aws_key()
+    key_id = cred.fields["access_key_id"]
+    [cid] = await register(runtime, cred, table="public.integrations")
+    gw = await _gateway(runtime, started)
+    headers = {"X-Original-URI": "/bucket/report.csv", "X-Request-Id": f"aws-{where}", **request_kw(key_id)}
+    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{gw.port}{PATH}", headers=headers) as r:
+        assert r.status == 200
+    [ev] = await _settled(runtime, gw, 1)
+    assert ev["canary_id"] == cid and ev["evidence"]["presented_in"] == where
+    assert key_id not in str(dict(ev))
