@@ -34,6 +34,7 @@ jsonlog and csvlog streams carry whole entries per event and are decoded directl
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import datetime as dt
 import hashlib
@@ -562,7 +563,7 @@ class Staging:
                 pass
 
 
-class CloudEndpoint:
+class CloudEndpoint(abc.ABC):
     """What the cloud log endpoints share (:mod:`canary.postgres.firehose`, :mod:`canary.postgres.pubsub`):
     one POST route at ``path``, the client address behind trusted proxies, and their :class:`Staging`,
     whose flusher runs while the component does. A subclass sets ``name``, ``path`` and ``staging`` and
@@ -577,8 +578,9 @@ class CloudEndpoint:
     def routes(self) -> list[web.RouteDef]:
         return [web.post(self.path, self.handle)]
 
+    @abc.abstractmethod
     async def handle(self, request: web.Request) -> web.Response:
-        raise NotImplementedError
+        """Answer one delivery (the subclass's wire format)."""
 
     async def start(self, runtime: SourceContext) -> None:
         self.runtime = runtime
