@@ -56,6 +56,26 @@ def parse_duration(value: object) -> float:
             return float(m.group(1)) * _UNITS[m.group(2)]
     raise ValueError("expected a duration such as 30, '250ms', '30s', '5m', '2h'")
 
+# validators many models share: field_validator(<fields>, mode="before")(duration_option) and so on
+def duration_option(cls: type, v: object) -> float:
+    """A duration option ("500ms", "5m", seconds as a number) in seconds."""
+    return parse_duration(v)
+
+
+def positive_duration_option(cls: type, v: object) -> float:
+    d = parse_duration(v)
+    if d <= 0:
+        raise ValueError("must be positive")
+    return d
+
+
+def network_list(cls: type, v: tuple[str, ...]) -> tuple[str, ...]:
+    """CIDR networks (host bits allowed), each checked."""
+    for net in v:
+        ipaddress.ip_network(net, strict=False)
+    return v
+
+
 
 class CoreConfig(_Model):
     data_dir: Path = Path("~/.local/share/canary")
@@ -231,18 +251,10 @@ class ListenerConfig(_Model):
     #: SameSite=Strict), which anyone on the path can read
     cookie_secure: bool = True
 
-    @field_validator("shutdown_grace", "jsonlog_poll", "reject_retention", "retention_interval", "stall_after",
-                     "watch_interval", "body_timeout", "leader_lease", mode="before")
-    @classmethod
-    def _dur(cls, v: object) -> float:
-        return parse_duration(v)
+    _dur = field_validator("shutdown_grace", "jsonlog_poll", "reject_retention", "retention_interval", "stall_after",
+                     "watch_interval", "body_timeout", "leader_lease", mode="before")(duration_option)
 
-    @field_validator("metrics_allow", "trusted_proxies", "health_detail_allow")
-    @classmethod
-    def _nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for net in v:
-            ipaddress.ip_network(net, strict=False)
-        return v
+    _nets = field_validator("metrics_allow", "trusted_proxies", "health_detail_allow")(network_list)
 
 
 class ApiConfig(_Model):
@@ -273,11 +285,8 @@ class ApiConfig(_Model):
     #: and recorded as an error (its steps bound themselves; this bounds a run that hangs)
     drill_timeout: float = Field(default=3600.0, gt=0)
 
-    @field_validator("token_expiry", "token_max_expiry", "auth_fail_window", "auth_fail_step", "auth_fail_max",
-                     "session_max", "session_idle", "coverage_ttl", "coverage_timeout", "drill_timeout", mode="before")
-    @classmethod
-    def _dur(cls, v: object) -> float:
-        return parse_duration(v)
+    _dur = field_validator("token_expiry", "token_max_expiry", "auth_fail_window", "auth_fail_step", "auth_fail_max",
+                     "session_max", "session_idle", "coverage_ttl", "coverage_timeout", "drill_timeout", mode="before")(duration_option)
 
     @model_validator(mode="after")
     def _expiry(self) -> ApiConfig:
@@ -309,10 +318,7 @@ class AlertingConfig(_Model):
     workers: int = Field(default=4, ge=1, le=64)
     rules: tuple[RuleConfig, ...] = ()  # routing and suppression, first match wins (canary/rules.py)
 
-    @field_validator("group_window", "retry_initial", "retry_max", "dead_letter_after", "sink_timeout", mode="before")
-    @classmethod
-    def _dur(cls, v: object) -> float:
-        return parse_duration(v)
+    _dur = field_validator("group_window", "retry_initial", "retry_max", "dead_letter_after", "sink_timeout", mode="before")(duration_option)
 
 
 class KnownSenderRule(_Model):
@@ -325,12 +331,7 @@ class KnownSenderRule(_Model):
     callers: tuple[str, ...] = ()
     networks: tuple[str, ...] = ()
 
-    @field_validator("networks")
-    @classmethod
-    def _nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for net in v:
-            ipaddress.ip_network(net, strict=False)
-        return v
+    _nets = field_validator("networks")(network_list)
 
     @model_validator(mode="after")
     def _not_empty(self) -> KnownSenderRule:
@@ -401,10 +402,7 @@ class ContactConfig(_Model):
             raise ValueError("must be at most 30s (the session times out after 60s of silence)")
         return v
 
-    @field_validator("proxy_timeout", "dns_timeout", "signature_max_age", mode="before")
-    @classmethod
-    def _dur(cls, v: object) -> float:
-        return parse_duration(v)
+    _dur = field_validator("proxy_timeout", "dns_timeout", "signature_max_age", mode="before")(duration_option)
 
     @field_validator("mail_domains")
     @classmethod
@@ -472,11 +470,8 @@ class HttpHoneypotConfig(_Model):
     tarpit_step: float = Field(default=0.25, ge=0.0, le=30.0)
     tarpit_max: float = Field(default=5.0, ge=0.0, le=30.0)
 
-    @field_validator("min_response_time", "idle_timeout", "pressure_quiet", "probe_window", "tarpit_step", "tarpit_max",
-                     mode="before")
-    @classmethod
-    def _dur(cls, v: object) -> float:
-        return parse_duration(v)
+    _dur = field_validator("min_response_time", "idle_timeout", "pressure_quiet", "probe_window", "tarpit_step", "tarpit_max",
+                     mode="before")(duration_option)
 
     @field_validator("probe_paths")
     @classmethod
@@ -507,10 +502,7 @@ class PgHoneypotConfig(_Model):
     #: a HEALTH event per episode of shed / refused connections; an episode ends after this long without one
     pressure_quiet: float = 300.0
 
-    @field_validator("auth_timeout", "startup_timeout", "pressure_quiet", mode="before")
-    @classmethod
-    def _dur(cls, v: object) -> float:
-        return parse_duration(v)
+    _dur = field_validator("auth_timeout", "startup_timeout", "pressure_quiet", mode="before")(duration_option)
 
 
 class HoneypotConfig(_Model):
@@ -532,10 +524,7 @@ class CloudTrailConfig(_Model):
     firehose_path: str = "/ingest/firehose/cloudtrail"
     firehose_access_key: Secret | None = None
 
-    @field_validator("poll", mode="before")
-    @classmethod
-    def _dur(cls, v: object) -> float:
-        return parse_duration(v)
+    _dur = field_validator("poll", mode="before")(duration_option)
 
     @model_validator(mode="after")
     def _guarded(self) -> CloudTrailConfig:
@@ -605,10 +594,7 @@ class AwsIamConfig(_Model):
     tag: str | None = None
     timeout: float = Field(default=30.0, gt=0)
 
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _dur(cls, v: object) -> float:
-        return parse_duration(v)
+    _dur = field_validator("timeout", mode="before")(duration_option)
 
     @field_validator("path")
     @classmethod
@@ -668,20 +654,9 @@ class GatewayConfig(_Model):
     mark_interval: float = 5.0
     gap_after: float = 15.0
 
-    @field_validator("refresh_interval", "mark_interval", "gap_after", mode="before")
-    @classmethod
-    def _dur(cls, v: object) -> float:
-        d = parse_duration(v)
-        if d <= 0:
-            raise ValueError("must be positive")
-        return d
+    _dur = field_validator("refresh_interval", "mark_interval", "gap_after", mode="before")(positive_duration_option)
 
-    @field_validator("gateways")
-    @classmethod
-    def _nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for net in v:
-            ipaddress.ip_network(net, strict=False)
-        return v
+    _nets = field_validator("gateways")(network_list)
 
     @model_validator(mode="after")
     def _sane(self) -> GatewayConfig:
@@ -732,10 +707,7 @@ class SeedingConfig(_Model):
     max_children: int = Field(default=20, ge=0, le=1000)  # per canary and child table
     trickle_interval: float = Field(default=300.0, gt=0)  # how often the scheduler writes due trickle canaries
 
-    @field_validator("lock_timeout", "trickle_interval", mode="before")
-    @classmethod
-    def _dur(cls, v: object) -> float:
-        return parse_duration(v)
+    _dur = field_validator("lock_timeout", "trickle_interval", mode="before")(duration_option)
 
     @field_validator("email_domains")
     @classmethod
@@ -784,12 +756,7 @@ class NodeConfig(_Model):
     #: and a standby seen on the primary from here has its log ingested
     replication_from: tuple[str, ...] = ()
 
-    @field_validator("replication_from")
-    @classmethod
-    def _nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for net in v:
-            ipaddress.ip_network(net, strict=False)
-        return v
+    _nets = field_validator("replication_from")(network_list)
 
     @model_validator(mode="before")
     @classmethod
@@ -892,10 +859,7 @@ class PubSubConfig(_Model):
     max_body: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     databases: tuple[PubSubDatabase, ...] = ()
 
-    @field_validator("jwks_max_age", "jwks_min_interval", mode="before")
-    @classmethod
-    def _dur(cls, v: object) -> float:
-        return parse_duration(v)
+    _dur = field_validator("jwks_max_age", "jwks_min_interval", mode="before")(duration_option)
 
     @field_validator("jwks_file")
     @classmethod
@@ -933,13 +897,7 @@ class LogStagingConfig(_Model):
     max_lines: int = Field(default=50_000, ge=10, le=10_000_000)
     remember: float = 600.0
 
-    @field_validator("quiet", "firehose_quiet", "max_age", "remember", mode="before")
-    @classmethod
-    def _dur(cls, v: object) -> float:
-        d = parse_duration(v)
-        if d <= 0:
-            raise ValueError("must be positive")
-        return d
+    _dur = field_validator("quiet", "firehose_quiet", "max_age", "remember", mode="before")(positive_duration_option)
 
     @model_validator(mode="after")
     def _ordered(self) -> LogStagingConfig:
@@ -988,21 +946,10 @@ class CoverageConfig(_Model):
     pubsub: PubSubConfig = PubSubConfig()  # Cloud SQL logs via Cloud Logging -> Pub/Sub push
     log_staging: LogStagingConfig = LogStagingConfig()  # split stderr entries of both, assembled in the store
 
-    @field_validator("scan_interval", "check_interval", "heartbeat_interval", "heartbeat_timeout", "webhook_timeout",
-                     "sweep_interval", "sweep_max_seconds", mode="before")
-    @classmethod
-    def _dur(cls, v: object) -> float:
-        d = parse_duration(v)
-        if d <= 0:
-            raise ValueError("must be positive")
-        return d
+    _dur = field_validator("scan_interval", "check_interval", "heartbeat_interval", "heartbeat_timeout", "webhook_timeout",
+                     "sweep_interval", "sweep_max_seconds", mode="before")(positive_duration_option)
 
-    @field_validator("syslog_allow")
-    @classmethod
-    def _nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for net in v:
-            ipaddress.ip_network(net, strict=False)
-        return v
+    _nets = field_validator("syslog_allow")(network_list)
 
     @field_validator("watch_dirs")
     @classmethod
@@ -1068,10 +1015,7 @@ class EnrichmentConfig(_Model):
             raise ValueError(f"database file {v} does not exist")
         return v
 
-    @field_validator("rdns_timeout", "cache_ttl", mode="before")
-    @classmethod
-    def _dur(cls, v: object) -> float:
-        return parse_duration(v)
+    _dur = field_validator("rdns_timeout", "cache_ttl", mode="before")(duration_option)
 
     @field_validator("rdns_nameservers")
     @classmethod
@@ -1080,12 +1024,7 @@ class EnrichmentConfig(_Model):
             split_server(server)
         return v
 
-    @field_validator("internal_networks")
-    @classmethod
-    def _nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for net in v:
-            ipaddress.ip_network(net, strict=False)
-        return v
+    _nets = field_validator("internal_networks")(network_list)
 
     @model_validator(mode="after")
     def _bounds(self) -> EnrichmentConfig:

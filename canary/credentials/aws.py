@@ -45,7 +45,6 @@ import dataclasses
 import datetime as dt
 import io
 import json
-import logging
 import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
@@ -58,6 +57,7 @@ import botocore.config
 import botocore.exceptions
 import structlog
 
+from canary import aws
 from canary.config import AwsIamConfig
 from canary.credentials.values import CREDENTIAL_KIND, Credential, CredentialType, new_cred_id
 from canary.errors import CanaryError, SeedError
@@ -137,10 +137,7 @@ class Iam:
 
     def _iam(self) -> Any:
         if self._client is None:
-            # botocore logs response bodies at DEBUG, and CreateAccessKey's holds the secret: never let
-            # a debug log level reach them
-            for name in ("botocore", "boto3", "urllib3"):
-                logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger(name).getEffectiveLevel()))
+            aws.quiet_botocore()  # CreateAccessKey's answer holds the secret
             try:
                 session = boto3.Session(profile_name=self.profile, region_name=self.config.region)
             except botocore.exceptions.BotoCoreError as exc:

@@ -28,6 +28,7 @@ which is kept as ``origin.aws_service`` instead.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import datetime as dt
 import gzip
@@ -256,9 +257,7 @@ class CloudTrailDirectorySource:
         candidates = await asyncio.to_thread(self._candidates)
         if not candidates:
             return 0
-        done = {r["path"] for r in await self.runtime.pool.fetch(
-            "SELECT path FROM cloudtrail_files WHERE source = $1 AND path = ANY($2::text[])",
-            self.name, [p for p, _, _ in candidates])}
+        done = await files_done(self.runtime.pool, self.name, [p for p, _, _ in candidates])
         finished = 0
         for path, size, mtime in candidates:
             if path in done or self._stopping.is_set():
@@ -270,36 +269,47 @@ class CloudTrailDirectorySource:
                 if time.time() - mtime < self.settle:
                     continue  # may still be being written; try again on the next scan
                 await self.runtime.reject(self.name, "malformed_cloudtrail_file", f"{path}: {type(exc).__name__}: {exc}"[:400])
-                await self._mark(path, size, "rejected", 0)
+                await mark_file(self.runtime.pool, self.name, path, size, "rejected", 0)
                 finished += 1
                 continue
             await self.processor.process(records, f"file:{os.path.relpath(path, self.directory)}")
-            await self._mark(path, size, "done", len(records))
+            await mark_file(self.runtime.pool, self.name, path, size, "done", len(records))
             finished += 1
         return finished
 
-    async def _mark(self, path: str, size: int, status: str, records: int) -> None:
-        await self.runtime.pool.execute(
-            "INSERT INTO cloudtrail_files (source, path, size, status, records) VALUES ($1, $2, $3, $4, $5)"
-            " ON CONFLICT (source, path) DO UPDATE SET size = excluded.size, status = excluded.status,"
-            " records = excluded.records, processed_at = now()",
-            self.name, path, size, status, records,
-        )
 
 
-class CloudTrailWebhook:
-    """EventBridge API-destination endpoint on the listener (``POST <http_path>``)."""
+async def files_done(pool: asyncpg.Pool, source: str, paths: Sequence[str]) -> set[str]:
+    """Which of ``paths`` (files, s3:// URIs) ``source`` has finished (done or rejected)."""
+    if not paths:
+        return set()
+    rows = await pool.fetch("SELECT path FROM cloudtrail_files WHERE source = $1 AND path = ANY($2::text[])",
+                            source, list(paths))
+    return {r["path"] for r in rows}
 
-    def __init__(self, path: str, api_key: str, header: str = "X-Canary-Api-Key") -> None:
-        self.name = f"cloudtrail-http:{path}"
+
+async def mark_file(pool: asyncpg.Pool, source: str, path: str, size: int, status: str, records: int) -> None:
+    """Record a file as finished (after its events are committed): ``done`` or ``rejected``."""
+    await pool.execute(
+        "INSERT INTO cloudtrail_files (source, path, size, status, records) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (source, path) DO UPDATE SET size = excluded.size, status = excluded.status,"
+        " records = excluded.records, processed_at = now()",
+        source, path, size, status, records,
+    )
+
+
+class _CloudTrailEndpoint(abc.ABC):
+    """A POST route on the listener whose deliveries hold CloudTrail records (EventBridge, Firehose); the
+    repr names the path only (the key is a secret)."""
+
+    def __init__(self, name: str, path: str) -> None:
+        self.name = name
         self.path = path
-        self._key = api_key.encode()
-        self.header = header
         self.runtime: SourceContext  # set by start()
         self.processor: CloudTrailProcessor | None = None
 
     def __repr__(self) -> str:
-        return f"CloudTrailWebhook(path={self.path!r})"
+        return f"{type(self).__name__}(path={self.path!r})"
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post(self.path, self._handle)]
@@ -310,6 +320,19 @@ class CloudTrailWebhook:
 
     async def stop(self) -> None:
         return None
+
+    @abc.abstractmethod
+    async def _handle(self, request: web.Request) -> web.Response:
+        """Answer one delivery."""
+
+
+class CloudTrailWebhook(_CloudTrailEndpoint):
+    """EventBridge API-destination endpoint on the listener (``POST <http_path>``)."""
+
+    def __init__(self, path: str, api_key: str, header: str = "X-Canary-Api-Key") -> None:
+        super().__init__(f"cloudtrail-http:{path}", path)
+        self._key = api_key.encode()
+        self.header = header
 
     async def _handle(self, request: web.Request) -> web.Response:
         rt = self.runtime
@@ -341,30 +364,14 @@ class CloudTrailWebhook:
         return web.json_response({"records": len(records), "events": n})
 
 
-class CloudTrailFirehose:
+class CloudTrailFirehose(_CloudTrailEndpoint):
     """The HTTP endpoint of a Firehose stream fed by a CloudWatch Logs subscription on a trail's log group
     (``POST <firehose_path>``)."""
 
     def __init__(self, path: str, access_key: Secret, *, max_body: int = firehose.MAX_BODY) -> None:
-        self.name = f"cloudtrail-firehose:{path}"
-        self.path = path
+        super().__init__(f"cloudtrail-firehose:{path}", path)
         self._key = access_key.reveal().encode("utf-8", "surrogatepass")
         self.max_body = max_body
-        self.runtime: SourceContext  # set by start()
-        self.processor: CloudTrailProcessor | None = None
-
-    def __repr__(self) -> str:
-        return f"CloudTrailFirehose(path={self.path!r})"
-
-    def routes(self) -> list[web.RouteDef]:
-        return [web.post(self.path, self._handle)]
-
-    async def start(self, runtime: SourceContext) -> None:
-        self.runtime = runtime
-        self.processor = CloudTrailProcessor(runtime, EVENT_SOURCE)
-
-    async def stop(self) -> None:
-        return None
 
     def _answer(self, request_id: str, status: int, error: str | None = None, headers: Mapping[str, str] | None = None) -> web.Response:
         self.runtime.metrics.requests.labels(component="cloudtrail-firehose", code=str(status)).inc()

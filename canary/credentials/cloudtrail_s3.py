@@ -60,7 +60,6 @@ import datetime as dt
 import gzip
 import io
 import json
-import logging
 import re
 import threading
 import time
@@ -76,6 +75,7 @@ import structlog
 import urllib3.exceptions
 from aiohttp import web
 
+from canary import aws
 from canary.config import Config
 from canary.credentials import cloudtrail
 from canary.events import DetectionEvent, EventKind, Severity, event_key
@@ -102,19 +102,12 @@ FETCH_TOGETHER_BYTES = 16 * 1024 * 1024
 _PAGE = 1000
 _SLOW_POLL_MAX = 900.0
 _CLOCK_SKEW = dt.timedelta(minutes=10)  # a day's folder is listed from this long before our clock reaches it
-_REFRESH_MARGIN = dt.timedelta(minutes=5)
 
 _ACCOUNT = re.compile(r"^[0-9]{12}$")
 _ORG = re.compile(r"^o-[a-z0-9]{10,32}$")
 _REGION = re.compile(r"^[a-z]{2,4}(-[a-z]+)+-[0-9]{1,2}$")
 _DELIVERED = re.compile(r"_CloudTrail_[a-z0-9-]+_([0-9]{8}T[0-9]{4})Z_[^/]*$")
 
-#: S3 / STS answers a later poll may not get (everything else that is a 4xx is a refusal)
-RETRYABLE_CODES = frozenset({
-    "SlowDown", "Throttling", "ThrottlingException", "RequestThrottled", "RequestLimitExceeded", "RequestTimeout",
-    "InternalError", "ServiceUnavailable", "ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired",
-})
-_EXPIRED = frozenset({"ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired", "InvalidToken"})
 
 
 class S3ReadError(Exception):
@@ -139,7 +132,7 @@ def translate(exc: Exception) -> S3ReadError:
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0) or None
         code = str(error.get("Code") or status or "Unknown")[:64]
         message = re.sub(r"\s+", " ", str(error.get("Message") or ""))[:200]
-        retryable = code in RETRYABLE_CODES or status is None or status in (408, 429) or status >= 500
+        retryable = code in aws.RETRYABLE_CODES or status is None or status in (408, 429) or status >= 500
         return S3ReadError(code, f"HTTP {status}{': ' + message if message else ''}", refused=not retryable)
     refused = isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError
                          | botocore.exceptions.ProfileNotFound | botocore.exceptions.ParamValidationError
@@ -211,30 +204,20 @@ class _S3:
         return f"_S3(bucket={self.bucket!r}, profile={self.profile!r}, role_arn={self.role_arn!r})"
 
     def _make(self) -> tuple[Any, dt.datetime | None]:
-        # botocore logs response bodies at DEBUG, and AssumeRole's holds credentials
-        for name in ("botocore", "boto3", "urllib3"):
-            logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger(name).getEffectiveLevel()))
+        aws.quiet_botocore()
         session = boto3.session.Session(profile_name=self.profile)
         region = session.region_name or "us-east-1"  # S3 answers a bucket in another Region with a redirect botocore follows
         config = botocore.config.Config(connect_timeout=10, read_timeout=60, user_agent_extra="canary-cloudtrail-s3",
                                         retries={"total_max_attempts": 2, "mode": "standard"})
         if self.role_arn is None:
             return session.client("s3", region_name=region, endpoint_url=self.endpoint_url, config=config), None
-        args: dict[str, Any] = {"RoleArn": self.role_arn, "RoleSessionName": self._session_name}
-        if self._external_id is not None:
-            args["ExternalId"] = self._external_id.reveal()
-        sts = session.client("sts", region_name=region, endpoint_url=self.endpoint_url, config=config)
-        creds = sts.assume_role(**args)["Credentials"]
-        client = session.client("s3", region_name=region, endpoint_url=self.endpoint_url, config=config,
-                                aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                                aws_session_token=creds["SessionToken"])
-        expires = creds.get("Expiration")
-        return client, expires if isinstance(expires, dt.datetime) else None
+        return aws.assumed_client(session, "s3", role_arn=self.role_arn, session_name=self._session_name,
+                                  external_id=self._external_id.reveal() if self._external_id is not None else None,
+                                  region_name=region, endpoint_url=self.endpoint_url, config=config)
 
     def _current(self) -> Any:
         with self._lock:
-            now = dt.datetime.now(dt.UTC)
-            if self._client is None or (self._expires is not None and self._expires - _REFRESH_MARGIN <= now):
+            if self._client is None or aws.stale(self._expires):
                 self._client, self._expires = self._make()
             return self._client
 
@@ -248,7 +231,7 @@ class _S3:
             result: dict[str, Any] = getattr(self._current(), operation)(Bucket=self.bucket, **params)
             return result
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-            if isinstance(exc, botocore.exceptions.ClientError) and exc.response.get("Error", {}).get("Code") in _EXPIRED:
+            if aws.expired(exc):
                 self._forget()
             raise translate(exc) from None
 
@@ -512,19 +495,10 @@ class CloudTrailS3Source:
         result.rejected += 1
 
     async def _done(self, uris: list[str]) -> set[str]:
-        if not uris:
-            return set()
-        rows = await self.runtime.pool.fetch(
-            "SELECT path FROM cloudtrail_files WHERE source = $1 AND path = ANY($2::text[])", self.name, uris)
-        return {r["path"] for r in rows}
+        return await cloudtrail.files_done(self.runtime.pool, self.name, uris)
 
     async def _mark(self, uri: str, size: int, status: str, records: int) -> None:
-        await self.runtime.pool.execute(
-            "INSERT INTO cloudtrail_files (source, path, size, status, records) VALUES ($1, $2, $3, $4, $5)"
-            " ON CONFLICT (source, path) DO UPDATE SET size = excluded.size, status = excluded.status,"
-            " records = excluded.records, processed_at = now()",
-            self.name, uri, size, status, records,
-        )
+        await cloudtrail.mark_file(self.runtime.pool, self.name, uri, size, status, records)
 
     def _uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"

@@ -79,6 +79,7 @@ import pyarrow.parquet as pq
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from canary import aws
 from canary.alerts import Alert
 from canary.errors import DeliveryError
 from canary.events import StoredEvent
@@ -101,8 +102,6 @@ ROW_GROUP_ROWS = 10_000
 #: the newest OCSF version Security Lake accepts from custom sources
 SUPPORTED_OCSF = (1, 3)
 _INT64 = (-(1 << 63), (1 << 63) - 1)
-#: refresh assumed-role credentials this long before they expire
-_REFRESH_MARGIN = dt.timedelta(minutes=5)
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
@@ -112,13 +111,6 @@ _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}")
 _EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}")
 
-#: S3 / STS error codes that a later attempt can succeed past
-RETRYABLE_CODES = frozenset({
-    "SlowDown", "RequestTimeout", "ServiceUnavailable", "InternalError", "Throttling", "ThrottlingException",
-    "RequestThrottled", "RequestLimitExceeded", "TooManyRequestsException", "RequestTimeTooSkewed",
-    "ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired", "OperationAborted", "IDPCommunicationError",
-})
-_EXPIRED = frozenset({"ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired", "InvalidToken"})
 
 
 def _external_id(cls: object, value: object) -> Secret | None:
@@ -448,6 +440,7 @@ class _Clients:
         self._sink = sink
         self._options = options
         self._lock = threading.Lock()
+        aws.quiet_botocore()  # AssumeRole's answer holds the provider role's credentials
         self._session = boto3.session.Session()
         self._config = botocore.config.Config(
             connect_timeout=options.timeout, read_timeout=options.timeout, retries={"total_max_attempts": 1},
@@ -462,25 +455,20 @@ class _Clients:
     def s3(self, source: SourceOptions) -> Any:
         role = source.role_arn or self._options.role_arn
         external_id = source.external_id or self._options.external_id
-        now = dt.datetime.now(dt.UTC)
         with self._lock:
             cached = self._clients.get(role)
-            if cached and (cached[1] is None or cached[1] - _REFRESH_MARGIN > now):
+            if cached and not aws.stale(cached[1]):
                 return cached[0]
             if not role:
                 client, expires = self._client("s3"), None
             else:
-                args: dict[str, Any] = {"RoleArn": role, "RoleSessionName": f"canary-{self._sink}"[:64]}
-                if external_id:
-                    args["ExternalId"] = external_id.reveal()
                 try:
-                    creds = self._client("sts").assume_role(**args)["Credentials"]
+                    client, expires = aws.assumed_client(
+                        self._session, "s3", role_arn=role, session_name=f"canary-{self._sink}",
+                        external_id=external_id.reveal() if external_id else None, region_name=self._options.region,
+                        endpoint_url=self._options.endpoint_url or None, config=self._config)
                 except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
                     raise translate(self._sink, exc, "assuming the provider role") from None
-                client = self._client("s3", aws_access_key_id=creds["AccessKeyId"],
-                                      aws_secret_access_key=creds["SecretAccessKey"],
-                                      aws_session_token=creds["SessionToken"])
-                expires = creds["Expiration"]
             # a replaced client is not closed: another worker thread may still be writing with it
             self._clients[role] = (client, expires)
             return client
@@ -496,7 +484,7 @@ class _Clients:
         try:
             client.put_object(Bucket=self._options.bucket, Key=put.key, Body=body)
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-            if isinstance(exc, botocore.exceptions.ClientError) and exc.response.get("Error", {}).get("Code") in _EXPIRED:
+            if aws.expired(exc):
                 self.forget(put.source)
             raise translate(self._sink, exc, f"writing to custom source {put.source.location}") from None
 
@@ -516,7 +504,7 @@ def translate(sink: str, exc: Exception, doing: str) -> DeliveryError:
         code = str(error.get("Code") or "Unknown")
         status = int(meta.get("HTTPStatusCode") or 0) or None
         message = re.sub(r"\s+", " ", str(error.get("Message") or ""))[:200]
-        retryable = (code in RETRYABLE_CODES or status is None or status in (408, 429) or status >= 500)
+        retryable = (code in aws.RETRYABLE_CODES or status is None or status in (408, 429) or status >= 500)
         retry_after = parse_retry_after((meta.get("HTTPHeaders") or {}).get("retry-after"))
         return DeliveryError(sink, f"{doing}: {code} (HTTP {status}){': ' + message if message else ''}",
                              retry_after=retry_after, permanent=not retryable, status=status)
