@@ -15,7 +15,8 @@ Failures:
   says the sink has not taken events since when.
 * permanent for a batch: the batch is split in halves until the refused events stand alone. A lone
   event the sink refuses while it accepted others is a poison event: recorded in ``feed_dead`` (with a
-  HEALTH event) and passed. When the sink accepts nothing (a revoked token, a deleted index), nothing is
+  HEALTH event) and passed. A refusal of the caller (401 / 403 / 404: a revoked token, a deleted index) is
+  never split. When the sink accepts nothing, nothing is
   passed: the feed holds its cursor, backs off to ``retry_max`` and reports it once, and resumes where it
   stopped once the sink is fixed.
 """
@@ -44,6 +45,9 @@ from canary.store import leases
 from canary.typing import EventSink, Sink
 
 log = structlog.get_logger("canary.feed")
+
+#: statuses that refuse the caller, not the data (a revoked token, a deleted index): the batch is held whole
+SINK_REFUSALS = frozenset({401, 403, 404})
 
 FEED_SOURCE = "feed"  # source of HEALTH events about the feed itself (never reported about again)
 
@@ -228,6 +232,8 @@ class EventFeed:
         except DeliveryError as exc:
             if not exc.permanent:
                 raise
+            if exc.status in SINK_REFUSALS:  # the sink refuses us, not these events: splitting would only hammer it
+                raise _Refused(exc) from None
             if len(events) == 1:
                 dead.append((events[0], exc))
                 return 0

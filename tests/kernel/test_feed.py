@@ -163,7 +163,13 @@ async def test_a_sink_that_refuses_everything_loses_nothing(store: ControlStore,
     async def submit(e: DetectionEvent) -> None:
         health.append(e)
 
-    sink.refuse = lambda e: DeliveryError("siem", "HTTP 403: invalid token", permanent=True, status=403)
+    attempts: list[int] = []
+
+    def revoked(e: StoredEvent) -> DeliveryError:
+        attempts.append(e.id)
+        return DeliveryError("siem", "HTTP 403: invalid token", permanent=True, status=403)
+
+    sink.refuse = revoked
     feed = EventFeed(store.pool, {"siem": sink}, CFG, holder="a", submit=submit, poll=0.02)
     await feed_store.start(store.pool, "siem")
     await Pipeline(store.pool, make_config()).record(_events(6, "revoked"))
@@ -176,6 +182,7 @@ async def test_a_sink_that_refuses_everything_loses_nothing(store: ControlStore,
         await asyncio.sleep(0.2)
         assert sink.ids == [] and len(health) == 1 and "refuses every event" in health[0].evidence["problem"]
         assert await store.pool.fetchval("SELECT count(*) FROM feed_dead") == 0
+        assert len(attempts) <= 10  # a refusal of the caller is not split event by event (one request per attempt)
     finally:
         await feed.stop()
     sink.refuse = lambda e: None
