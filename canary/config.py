@@ -315,10 +315,14 @@ class AlertingConfig(_Model):
     retry_max: float = 300.0
     dead_letter_after: float = 86400.0  # seconds of failed attempts before an alert is dead-lettered
     sink_timeout: float = 10.0
+    #: committed events held back from SIEM feeds this long by a transaction still running on the control
+    #: store's server (the feed never passes one) raise a HEALTH event naming that transaction's session
+    feed_held_after: float = 120.0
     workers: int = Field(default=4, ge=1, le=64)
     rules: tuple[RuleConfig, ...] = ()  # routing and suppression, first match wins (canary/rules.py)
 
     _dur = field_validator("group_window", "retry_initial", "retry_max", "dead_letter_after", "sink_timeout", mode="before")(duration_option)
+    _held = field_validator("feed_held_after", mode="before")(positive_duration_option)
 
 
 class KnownSenderRule(_Model):

@@ -19,6 +19,11 @@ Failures:
   never split. When the sink accepts nothing, nothing is
   passed: the feed holds its cursor, backs off to ``retry_max`` and reports it once, and resumes where it
   stopped once the sink is fixed.
+
+Held back: the feed never passes a transaction still running, so one left open on the control store's server
+(by anyone who can write there, or a forgotten PREPARE TRANSACTION) holds every feed back; events are
+delayed, never lost, and paging does not wait for the feed. Committed events held back longer than
+``alerting.feed_held_after`` raise one HEALTH event per holding transaction, naming its session.
 """
 
 from __future__ import annotations
@@ -85,6 +90,8 @@ class EventFeed:
         self._wake: dict[str, asyncio.Event] = {}  # per sink: events were committed since it last looked
         self._listen_conn: asyncpg.Connection | None = None
         self._rng = random.Random()
+        self._held_checked = 0.0  # loop time of the last look for events held back (one look serves every sink)
+        self._held_reported: set[str] = set()  # holding transactions reported (bounded: cleared when nothing is held)
 
     @property
     def lease(self) -> float:
@@ -184,6 +191,8 @@ class EventFeed:
             for e, err in dead:
                 log.error("feed.event_refused", sink=name, event_id=e.id, error=err.message[:300])
                 await self._report_dead(name, e, err)
+        if len(batch) < sink.event_batch:  # the read reached the horizon: is anything waiting behind it?
+            await self._look_for_held()
         if (end.txid, end.id) == (cursor.txid, cursor.id):
             return 0
         if not await store.advance(self.pool, name, cursor, end, len(wanted) - len(dead)):
@@ -193,6 +202,42 @@ class EventFeed:
         if self.metrics is not None and wanted:
             self.metrics.deliveries.labels(sink=name, outcome="event_delivered").inc(len(wanted) - len(dead))
         return len(batch)  # 0 when only the horizon moved (this feed's own writes move it): wait the poll
+
+    async def _look_for_held(self) -> None:
+        """Report committed events held back past ``feed_held_after`` by a transaction still running: one
+        HEALTH event per holding transaction (keyed by its start and session, so every sink and listener
+        reporting it makes one event), naming the session as far as the store's role may see it."""
+        now = asyncio.get_running_loop().time()
+        if now - self._held_checked < min(5.0, self.config.feed_held_after / 4):
+            return
+        self._held_checked = now
+        found = await store.held(self.pool)
+        if found is None:
+            self._held_reported.clear()
+            return
+        if found.seconds < self.config.feed_held_after:
+            return
+        holder = found.holder
+        who = str(holder.get("gid") or holder.get("pid") or "unknown")
+        key = event_key("feed-held", who, str(holder.get("xact_start") or holder.get("prepared") or ""))
+        if key in self._held_reported:
+            return
+        if len(self._held_reported) >= 1000:  # holders that keep taking over from one another: forget the oldest
+            self._held_reported.clear()
+        self._held_reported.add(key)
+        what = (f"prepared transaction {holder['gid']!r}" if "gid" in holder else
+                f"session pid {holder['pid']} ({holder.get('usename', '?')}@{holder.get('client_addr') or 'local'}, "
+                f"application {holder.get('application_name', '')!r})" if "pid" in holder else
+                "a transaction this role cannot see")
+        log.warning("feed.held_back", waiting=found.waiting, seconds=round(found.seconds), **{
+            k: v for k, v in holder.items() if k in ("pid", "usename", "application_name", "client_addr", "gid")})
+        await self._health(key, "held", f"SIEM feeds held back {int(found.seconds)} s by a transaction left open "
+                           f"on the control store's server: {what}; {found.waiting} events wait (kept, sent when it ends)",
+                           {"waiting": found.waiting, "held_for_s": round(found.seconds, 1), "holder": holder},
+                           actor={a: holder[k] for k, a in (("usename", "user"), ("prepared_by", "user"), ("pid", "pid"),
+                                                            ("application_name", "application_name"), ("gid", "gid"))
+                                  if k in holder},
+                           origin={"client_addr": holder["client_addr"]} if holder.get("client_addr") else None)
 
     async def _enriched(self, events: list[StoredEvent]) -> list[StoredEvent]:
         """``events`` with what is known about their client addresses: one lookup per address of the
@@ -273,14 +318,15 @@ class EventFeed:
                            f"SIEM sink {name} refused event {event.id} for good",
                            {"event_id": event.id, "error": error.message[:300]})
 
-    async def _health(self, key: str, name: str, problem: str, evidence: dict[str, object]) -> None:
+    async def _health(self, key: str, name: str, problem: str, evidence: dict[str, object],
+                      actor: dict[str, object] | None = None, origin: dict[str, object] | None = None) -> None:
         if self.submit is None:
             return
         now = dt.datetime.now(dt.timezone.utc)
         try:
             await self.submit(DetectionEvent(
                 kind=EventKind.HEALTH, source=FEED_SOURCE, key=key, group=f"feed:{name}", canary_id=None,
-                observed_at=now, severity=Severity.ERROR, actor={"sink": name},
+                observed_at=now, severity=Severity.ERROR, actor=actor or {"sink": name}, origin=origin or {},
                 evidence={"problem": problem, **evidence},
             ))
         except Exception:  # noqa: BLE001 - logged; the feed goes on

@@ -36,9 +36,10 @@ def _start(tmp: Path, bin_dir: Path | None, **settings: str | int) -> PostgresSe
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
-    """The embedded PostgreSQL (pgserver's binaries), configured for jsonlog, for the whole session."""
+    """The embedded PostgreSQL (pgserver's binaries), configured for jsonlog, for the whole session; prepared
+    transactions allowed (a test holds the event feed back with one)."""
     tmp = Path(tempfile.mkdtemp(prefix="canary-pg-"))
-    server = _start(tmp, None)
+    server = _start(tmp, None, max_prepared_transactions=4)
     yield server
     server.destroy()
 

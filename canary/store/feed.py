@@ -113,6 +113,44 @@ async def dead(db: asyncpg.Pool | asyncpg.Connection, sink: str, event_ids: Sequ
                          [(sink, int(i), error[:1000]) for i in event_ids])
 
 
+#: Committed events the horizon holds back (their transaction ended after an older one that still runs), and
+#: who holds the horizon: the backend whose transaction is the oldest running (pg_stat_activity shows what the
+#: reading role may see of it), or a prepared transaction (which outlives its session).
+_HELD = """
+SELECT w.n, extract(epoch FROM clock_timestamp() - w.since) AS held_for,
+       a.pid, a.usename, a.datname, a.application_name, a.client_addr::text AS client_addr, a.xact_start, a.state,
+       p.gid, p.owner AS prepared_by, p.prepared
+FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) h
+CROSS JOIN LATERAL (SELECT count(*) AS n, min(detected_at) AS since
+                    FROM (SELECT detected_at FROM events WHERE txid IS NOT NULL AND txid >= h.horizon
+                          ORDER BY txid, id LIMIT 10000) first) w
+LEFT JOIN pg_stat_activity a ON a.backend_xid = xid(h.horizon)
+LEFT JOIN pg_prepared_xacts p ON p.transaction = xid(h.horizon)
+WHERE w.n > 0
+"""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Held:
+    """Events that wait behind a transaction still running: how many (the first 10,000 counted), for how
+    long, and who holds them."""
+
+    waiting: int
+    seconds: float
+    holder: dict[str, Any]
+
+
+async def held(db: asyncpg.Pool | asyncpg.Connection) -> Held | None:
+    """The committed events the oldest transaction still running holds back from every feed, or None."""
+    row = await db.fetchrow(_HELD)
+    if row is None:
+        return None
+    holder = {k: (v.isoformat() if hasattr(v, "isoformat") else v)
+              for k in ("pid", "usename", "datname", "application_name", "client_addr", "xact_start", "state",
+                        "gid", "prepared_by", "prepared") if (v := row[k]) is not None}
+    return Held(int(row["n"]), float(row["held_for"] or 0.0), holder)
+
+
 async def status(db: asyncpg.Pool | asyncpg.Connection) -> list[dict[str, Any]]:
     """Per sink: delivered count, events waiting (up to 100,000 counted), failing since, last error,
     dead events."""

@@ -309,3 +309,66 @@ async def test_committed_events_wake_an_idle_feed(store: ControlStore, make_conf
         assert sink.ids == await _ids(store, "wake")  # within 3 s, not the 60 s poll
     finally:
         await feed.stop()
+
+
+async def test_a_transaction_left_open_is_reported_by_who_holds_the_feed_back(store: ControlStore, make_config: MakeConfig,
+                                                                              ) -> None:
+    """An insider who can write on the control store's server holds every feed back with one open transaction
+    (the feed never passes it). Events are kept; past feed_held_after one HEALTH event names the session."""
+    cfg = make_config()
+    seen: list[DetectionEvent] = []
+
+    async def submit(e: DetectionEvent) -> None:
+        seen.append(e)
+
+    sink = SiemSink()
+    held_cfg = CFG.model_copy(update={"feed_held_after": 0.3})
+    feed = EventFeed(store.pool, {"siem": sink}, held_cfg, holder="a", submit=submit)
+    await feed_store.start(store.pool, "siem")
+    slow = await store.pool.acquire()
+    try:
+        await slow.execute("SET application_name = 'mallory-batch'")
+        tx = slow.transaction()
+        await tx.start()
+        await slow.execute("SELECT pg_current_xact_id()")  # holds the horizon from here on
+        await Pipeline(store.pool, cfg).record(_events(4, "held"))
+        await _drain(feed, sink)
+        assert sink.ids == [] and seen == []  # held, but not yet for long
+        for _ in range(3):
+            await asyncio.sleep(0.35)
+            feed._held_checked = 0.0  # each round looks (the feed looks at most every feed_held_after / 4)
+            await _drain(feed, sink)
+        assert len(seen) == 1  # once per holding transaction, however many rounds see it
+        report = seen[0]
+        assert report.kind is EventKind.HEALTH and report.evidence["waiting"] >= 4
+        assert report.actor["application_name"] == "mallory-batch" and report.actor["pid"] == slow.get_server_pid()
+        assert "mallory-batch" in report.evidence["problem"]
+        await tx.commit()
+    finally:
+        await store.pool.release(slow)
+    await _drain(feed, sink)
+    assert sink.ids == await _ids(store, "held")  # nothing lost
+
+
+async def test_a_prepared_transaction_holding_the_feed_is_named(store: ControlStore, make_config: MakeConfig) -> None:
+    """A prepared transaction outlives its session: pg_stat_activity no longer shows it, pg_prepared_xacts does."""
+    seen: list[DetectionEvent] = []
+
+    async def submit(e: DetectionEvent) -> None:
+        seen.append(e)
+
+    feed = EventFeed(store.pool, {"siem": SiemSink()}, CFG.model_copy(update={"feed_held_after": 0.2}), holder="a",
+                     submit=submit)
+    conn = await store.pool.acquire()
+    try:
+        await conn.execute("BEGIN; SELECT pg_current_xact_id(); PREPARE TRANSACTION 'mallory-gid'")
+    finally:
+        await store.pool.release(conn)
+    try:
+        await Pipeline(store.pool, make_config()).record(_events(2, "prep"))
+        await asyncio.sleep(0.3)
+        await feed._look_for_held()
+        assert len(seen) == 1 and seen[0].actor["gid"] == "mallory-gid"
+        assert "prepared transaction 'mallory-gid'" in seen[0].evidence["problem"]
+    finally:
+        await store.pool.execute("ROLLBACK PREPARED 'mallory-gid'")
