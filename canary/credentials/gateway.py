@@ -12,7 +12,8 @@ Hot path, the same for hits and misses: the candidate values are bounded (``max_
 most ``max_value_length``), every one is HMACed for every presented kind (``Keyring.blind_indexer``)
 and looked up in a dict of blind indexes (:func:`canary.store.registry.value_indexes`, and
 :func:`~canary.store.registry.retired_value_indexes` for retired canaries, whose tokens are still a
-signal), re-read every ``refresh_interval``. No await happens before the answer: a hit is put on a
+signal), re-read at once when the registry changes (NOTIFY ``canary_values`` on commit, migration 0130:
+a token seeded a second ago is recognised) and every ``refresh_interval`` besides. No await happens before the answer: a hit is put on a
 bounded queue (``max_pending``; when full the hit is dropped, counted as a reject ``queue_full`` and
 reported as one HEALTH event) that a worker commits with retries, so a control-store outage delays
 an alert but neither slows nor blocks traffic. One request is one event per canary (key: the gateway's
@@ -53,6 +54,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
+import asyncpg
 import structlog
 from aiohttp import web
 from multidict import CIMultiDictProxy
@@ -64,7 +66,7 @@ from canary.events import DetectionEvent, EventKind, Severity, event_key
 from canary.plugins import SourceType
 from canary.proxies import networks, parse_address, peer_key, resolve_hops, within
 from canary.store import checkpoints
-from canary.store.registry import retired_value_indexes, value_indexes, value_purpose
+from canary.store.registry import VALUES_CHANNEL, retired_value_indexes, value_indexes, value_purpose
 from canary.typing import SourceContext
 
 log = structlog.get_logger("canary.sources.gateway")
@@ -76,6 +78,7 @@ _MAX_PAIRS = 64  # query parameters / cookies read per request
 _BATCH = 100  # events committed per round trip
 #: recent check durations kept in memory (seconds, handler entry to answer), for the bench
 _TIMINGS = 16_384
+_RELOAD_GAP = 0.25  # seconds at least between two reloads (a burst of registry notifications is one reload)
 
 
 # -- candidates: where a credential is presented ----------------------------------------------------
@@ -243,6 +246,8 @@ class GatewayCheck:
         self._secret_headers = frozenset(
             h.lower() for h in ("Authorization", "Cookie", "Proxy-Authorization", "X-Original-URI", *options.headers))
         self._map: dict[bytes, tuple[int, str, str]] = {}
+        self._changed = asyncio.Event()  # the registry notified a change: reload
+        self._listen_conn: asyncpg.Connection | None = None
         self._indexers: list[tuple[str, Callable[[str], bytes]]] = []
         self._queue: asyncio.Queue[Hit | DetectionEvent] = asyncio.Queue(options.max_pending)
         self.dropped = 0
@@ -269,6 +274,7 @@ class GatewayCheck:
         self._indexers = [(str(kind), runtime.keyring.blind_indexer(value_purpose(str(kind)))) for kind in PRESENTED_KINDS]
         self._ok = runtime.metrics.requests.labels(component=EVENT_SOURCE, code="200")
         self._timing = check_seconds(runtime.metrics)
+        await self._listen()  # before the load: a change committed between the two is not missed
         await self.load()
         gap = await self._gap()
         server = web.Server(self._handle, access_log=None, max_line_size=16384, max_field_size=16384, max_headers=128,
@@ -291,6 +297,7 @@ class GatewayCheck:
         for task in self._tasks[1:]:  # refresh and mark loops
             task.cancel()
         await asyncio.gather(*self._tasks[1:], return_exceptions=True)
+        await self._unlisten()
         try:
             await asyncio.wait_for(self._queue.join(), timeout=5.0)
         except asyncio.TimeoutError:
@@ -317,12 +324,63 @@ class GatewayCheck:
         self.loaded_at = time.monotonic()
 
     async def _refresh(self) -> None:
+        """Reload when the registry notifies a change, and every ``refresh_interval`` (a lost notification,
+        a listening connection that broke). Notifications arriving during a load cause one more load; a burst
+        of them (a seed run registering thousands) costs at most one load per ``_RELOAD_GAP``."""
         while True:
-            await asyncio.sleep(self.options.refresh_interval)
             try:
+                await asyncio.wait_for(self._changed.wait(), self.options.refresh_interval)
+            except TimeoutError:
+                pass
+            self._changed.clear()
+            try:
+                if not self._listening():
+                    await self._unlisten()
+                    await self._listen()
                 await self.load()
             except Exception as exc:  # noqa: BLE001 - the store may be down: keep checking against what we have
                 log.warning("gateway.refresh_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            await asyncio.sleep(_RELOAD_GAP)
+
+    async def _listen(self) -> None:
+        """Listen for registry changes on a connection of its own (without one, the interval still reloads)."""
+        try:
+            conn = await self.runtime.pool.acquire()
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as exc:
+            log.warning("gateway.listen_failed", error=type(exc).__name__)
+            return
+        try:
+            await conn.add_listener(VALUES_CHANNEL, self._notified)
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            log.warning("gateway.listen_failed", error=type(exc).__name__)
+            await self.runtime.pool.release(conn)
+            return
+        conn.add_termination_listener(self._notified)  # a lost connection: reload, which listens again
+        self._listen_conn = conn
+
+    def _notified(self, *_: object) -> None:
+        self._changed.set()
+
+    def _listening(self) -> bool:
+        conn = self._listen_conn
+        try:
+            return conn is not None and not conn.is_closed()
+        except asyncpg.InterfaceError:  # the pool took back a connection the server ended
+            return False
+
+    async def _unlisten(self) -> None:
+        conn, self._listen_conn = self._listen_conn, None
+        if conn is None:
+            return
+        try:
+            conn.remove_termination_listener(self._notified)
+            await conn.remove_listener(VALUES_CHANNEL, self._notified)
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+            pass
+        try:
+            await self.runtime.pool.release(conn)
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+            pass
 
     async def _mark(self) -> None:
         while True:

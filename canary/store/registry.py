@@ -394,6 +394,10 @@ async def active_values(
     ))
 
 
+#: notified (migration 0130) when a transaction that changed which values are canaries commits
+VALUES_CHANNEL = "canary_values"
+
+
 async def value_indexes(db: asyncpg.Pool | asyncpg.Connection, kinds: Sequence[str]) -> dict[bytes, tuple[int, str]]:
     """Blind index -> (canary id, kind) of active canaries' values of these kinds: no key and no
     plaintext needed; hash a candidate with ``Keyring.blind_index(value, value_purpose(kind))`` and

@@ -363,6 +363,7 @@ async def test_a_crash_leaves_a_running_mark_and_the_gap_says_so(runtime: Runtim
     for task in gw._tasks:
         task.cancel()
     await asyncio.gather(*gw._tasks, return_exceptions=True)
+    await gw._unlisten()  # the dead process's connection ends with it (here: back to the test's pool)
     assert gw._runner is not None
     await gw._runner.cleanup()
     gw._runner = None
@@ -411,3 +412,36 @@ async def test_a_canary_aws_key_signing_a_request_to_the_gateway_pages(runtime: 
     [ev] = await _settled(runtime, gw, 1)
     assert ev["canary_id"] == cid and ev["evidence"]["presented_in"] == where
     assert key_id not in str(dict(ev))
+
+
+async def test_a_token_seeded_while_the_check_runs_is_recognised_at_once(runtime: Runtime, started: list[GatewayCheck]) -> None:
+    """The registry notifies on commit (migration 0130): a canary registered after the check started is a hit
+    within a second, not after refresh_interval (an hour here); a retired one stays a hit."""
+    gw = await _gateway(runtime, started, refresh_interval=3600)
+    tok = CredentialFactory(runtime.keyring).github_token()
+    loaded = gw.loaded_at
+    [cid] = await register(runtime, tok)
+    deadline = time.monotonic() + 5
+    while gw.loaded_at == loaded and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert gw.loaded_at != loaded, "no reload after the registry changed"
+    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{gw.port}{PATH}",
+                                                   headers={"Authorization": f"Bearer {tok.secret}"}) as r:
+        assert r.status == 200
+    [ev] = await _settled(runtime, gw, 1)
+    assert ev["canary_id"] == cid and ev["evidence"]["canary_status"] == "active"
+    # the listening connection breaks: the next reload listens again (terminated by the server)
+    old = gw._listen_conn
+    assert old is not None
+    await runtime.pool.execute("SELECT pg_terminate_backend($1)", old.get_server_pid())
+    deadline = time.monotonic() + 5
+    while (gw._listen_conn is None or gw._listen_conn is old) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert gw._listen_conn is not None and gw._listen_conn is not old
+    other = CredentialFactory(runtime.keyring).github_token()
+    loaded = gw.loaded_at
+    await register(runtime, other)
+    deadline = time.monotonic() + 5
+    while gw.loaded_at == loaded and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert gw.loaded_at != loaded, "no reload after the listening connection was replaced"
