@@ -382,6 +382,16 @@ class ContactConfig(_Model):
     smtp_tarpit_step: float = 0.25
     smtp_tarpit_max: float = 5.0
     smtp_tarpit_peers: int = Field(default=10_000, ge=16, le=1_000_000)
+    #: what the greeting says after the host name ("220 <smtp_hostname> <smtp_banner>"): an ordinary
+    #: MX's words, never "canary" (a banner naming it tells every prober the domain is a trap)
+    smtp_banner: str = Field(default="ESMTP", min_length=1, max_length=200)
+
+    @field_validator("smtp_banner")
+    @classmethod
+    def _banner(cls, v: str) -> str:
+        if not v.isprintable() or not v.isascii() or "canary" in v.lower():
+            raise ValueError("must be printable ASCII on one line and must not say 'canary'")
+        return v
 
     @field_validator("smtp_probe_window", "smtp_tarpit_step", "smtp_tarpit_max", mode="before")
     @classmethod

@@ -391,7 +391,7 @@ class SmtpSource:
         def factory() -> _SMTP:
             return _SMTP(
                 self, handler, data_size_limit=cfg.max_message_size, enable_SMTPUTF8=True, hostname=hostname,
-                ident="canary ESMTP", tls_context=tls, require_starttls=cfg.require_starttls, timeout=SESSION_TIMEOUT,
+                ident=cfg.smtp_banner, tls_context=tls, require_starttls=cfg.require_starttls, timeout=SESSION_TIMEOUT,
                 proxy_protocol_timeout=cfg.proxy_timeout if cfg.proxy_protocol else None, loop=loop,
             )
 
