@@ -455,6 +455,12 @@ class HttpHoneypotConfig(_Model):
     content_type: str = "application/json"
     body: str = '{"error":"invalid_token","error_description":"The access token is invalid or has expired","request_id":"{request_id}"}'
     not_found_body: str = '{"error":"not_found","request_id":"{request_id}"}'
+    #: the answer to a request that cannot be parsed (oversized / too many headers, a bad request line):
+    #: the imitated server's own error page ({status}: "400 Bad Request", {server}: the Server header);
+    #: the default is nginx's, byte for byte
+    error_body: str = ("<html>\r\n<head><title>{status}</title></head>\r\n<body>\r\n<center><h1>{status}</h1></center>"
+                       "\r\n<hr><center>{server}</center>\r\n</body>\r\n</html>\r\n")
+    error_content_type: str = "text/html"
     headers: dict[str, str] = {"Server": "nginx", "WWW-Authenticate": 'Bearer realm="internal", error="invalid_token"'}
     api_key_headers: tuple[str, ...] = ("X-API-Key", "X-Auth-Token", "X-Access-Token", "Api-Key", "Private-Token")
     query_params: tuple[str, ...] = ("api_key", "apikey", "access_token", "token", "key")
