@@ -361,6 +361,9 @@ class ContactConfig(_Model):
     require_starttls: bool = False
     proxy_protocol: bool = False
     proxy_timeout: float = 5.0
+    #: the load balancers whose PROXY header is believed (required with proxy_protocol): a header from
+    #: any other peer would let it name another client, dodge its tarpit and file its probes elsewhere
+    proxy_from: tuple[str, ...] = ()
     dns_timeout: float = 5.0
     sendgrid_verification_key: str | None = None  # base64 DER ECDSA public key of the parse security policy
     sendgrid_basic_auth: Secret | None = None  # "user:password" embedded in the parse URL
@@ -414,6 +417,8 @@ class ContactConfig(_Model):
 
     _dur = field_validator("proxy_timeout", "dns_timeout", "signature_max_age", mode="before")(duration_option)
 
+    _proxy_nets = field_validator("proxy_from")(network_list)
+
     @field_validator("mail_domains")
     @classmethod
     def _domains(cls, v: tuple[str, ...]) -> tuple[str, ...]:
@@ -440,6 +445,9 @@ class ContactConfig(_Model):
             raise ValueError("require_starttls needs tls_cert and tls_key")
         if self.smtp and not self.mail_domains:
             raise ValueError("the SMTP server needs at least one entry in mail_domains")
+        if self.proxy_protocol and not self.proxy_from:
+            raise ValueError("proxy_protocol needs proxy_from: the networks of the load balancers whose PROXY "
+                             "header is believed")
         return self
 
 

@@ -23,8 +23,10 @@ For each message it records the envelope, the peer address and HELO, our own Rec
 hop we can vouch for), the claimed Received chain head, SPF and DKIM verdicts (computed in worker
 threads with a timeout), subject, URLs and attachment hashes, and keeps the raw message encrypted.
 It enforces the size limit (``552``), offers STARTTLS when a certificate is configured and
-understands the PROXY protocol (v1/v2) when it sits behind a load balancer. ``250`` is sent only
-after the events are committed; a store failure answers ``451`` so the sender retries.
+understands the PROXY protocol (v1/v2) when it sits behind a load balancer, believing it only from
+``contact.proxy_from`` (anyone else sending one is dropped and counted: it would name another client).
+``250`` is sent only after the events are committed; a store failure answers ``451`` so the sender
+retries.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from canary.contact.mime import address_domain, in_domains, mail_address, parse_
 from canary.contact.senders import KnownSenders, expected_contact
 from canary.contact.verdicts import DnspythonResolver, Resolver, mail_verdicts
 from canary.plugins import SourceType
-from canary.proxies import peer_key
+from canary.proxies import networks, parse_address, peer_key, within
 from canary.store.registry import CanaryRecord
 from canary.tarpit import Pace, Tarpit
 from canary.typing import SourceContext
@@ -94,6 +96,7 @@ class _SMTP(SMTP):
         self._source = source
         self.proxied_ip: str | None = None  # from the PROXY header; survives STARTTLS (the session does not)
         self.proxy_ok = False
+        self.proxy_refusal = "bad_proxy_header"
         self.token = secrets.token_hex(8)  # names this connection in probe event keys
         self.counts = {"rcpt": 0, "vrfy": 0, "expn": 0}
         self.helo: str | None = None
@@ -105,7 +108,13 @@ class _SMTP(SMTP):
         await super()._handle_client()
         if self._proxy_timeout is not None and not self.proxy_ok:
             # aiosmtpd drops a connection without a valid PROXY header before any hook runs
-            await self._source.runtime.reject(NAME, "bad_proxy_header", "missing or invalid PROXY protocol header")
+            await self._source.runtime.reject(NAME, self.proxy_refusal,
+                                              f"missing, invalid or untrusted PROXY protocol header (peer {self._peer_ip})")
+
+    @property
+    def _peer_ip(self) -> str | None:
+        peer = self.session.peer if self.session else None
+        return str(peer[0]) if isinstance(peer, tuple) and peer else None
 
     def _create_envelope(self) -> Envelope:
         # aiosmtpd makes a new envelope on RSET, HELO / EHLO, STARTTLS and after DATA: the recipients
@@ -180,10 +189,7 @@ class _SMTP(SMTP):
 
     @property
     def client_ip(self) -> str | None:
-        if self.proxied_ip:
-            return self.proxied_ip
-        peer = self.session.peer if self.session else None
-        return str(peer[0]) if isinstance(peer, tuple) and peer else None
+        return self.proxied_ip or self._peer_ip
 
 
 class _Handler:
@@ -193,8 +199,12 @@ class _Handler:
         self.src = source
 
     async def handle_PROXY(self, server: _SMTP, session: Session, envelope: Envelope, proxy_data: Any) -> bool:
-        if proxy_data is None or not proxy_data.valid:
+        if not within(parse_address(server._peer_ip or ""), self.src.proxy_nets):
+            # only our load balancers may say whom they forward: from anyone else the header is a forgery
+            server.proxy_refusal = "untrusted_proxy_header"
             return False  # counted when the connection ends (server.proxy_ok stays False)
+        if proxy_data is None or not proxy_data.valid:
+            return False
         if proxy_data.src_addr is not None:
             try:
                 server.proxied_ip = str(ipaddress.ip_address(proxy_data.src_addr))
@@ -287,6 +297,7 @@ class SmtpSource:
         self.config = config
         self.resolver: Resolver = resolver or DnspythonResolver()
         self.known = KnownSenders(config.known_senders)
+        self.proxy_nets = networks(config.proxy_from)
         self.connections: set[_SMTP] = set()
         self.port: int | None = None
         self.tarpit = Tarpit(config.smtp_probe_limit, config.smtp_probe_window, config.smtp_tarpit_step,

@@ -213,7 +213,8 @@ async def _dialogue(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
 async def test_proxy_protocol_client_address(make_config: MakeConfig, keyring: Keyring) -> None:
     """Behind a load balancer, the client address comes from the PROXY v1 header; a connection
     without a valid header is dropped and counted."""
-    e = await open_contact_env(make_config, keyring, {"smtp": True, "smtp_port": 0, "proxy_protocol": True})
+    e = await open_contact_env(make_config, keyring, {"smtp": True, "smtp_port": 0, "proxy_protocol": True,
+                                                       "proxy_from": ["127.0.0.0/8"]})
     try:
         smtp = await _serve(e, StaticResolver())
         reader, writer = await asyncio.open_connection("127.0.0.1", smtp.port)

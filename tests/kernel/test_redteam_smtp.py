@@ -21,12 +21,15 @@ from contact_support import (
     StaticResolver,
     close_contact_env,
     contact_fixture,
+    metric,
+    open_contact_env,
     smtp_settled,
 )
 from testkit import MakeConfig
 
 from canary.contact.smtp import RCPT_OK, SmtpSource
 from canary.crypto import Keyring
+from canary.errors import ConfigError
 from canary.runtime import open_runtime
 from canary.store.registry import NewCanary
 
@@ -162,3 +165,30 @@ async def test_the_mx_does_not_introduce_itself_as_a_canary(env: ContactEnv) -> 
     await d.close()
     assert not any(b"canary" in r.lower() for r in replies), replies
     await smtp_settled(smtp)
+
+
+async def test_a_proxy_header_is_believed_only_from_the_load_balancers(make_config: MakeConfig, keyring: Keyring) -> None:
+    """With the PROXY protocol on, a peer outside ``contact.proxy_from`` that sends a PROXY header
+    naming another client is dropped before the greeting and counted (``untrusted_proxy_header``):
+    it cannot name another peer in an event, nor spread its probes over forged peers to stay under
+    the tarpit. Turning the PROXY protocol on without ``proxy_from`` is a configuration error."""
+    with pytest.raises(ConfigError, match="proxy_from"):
+        make_config(contact={"mail_domains": [MAIL_DOMAIN], "smtp": True, "proxy_protocol": True})
+    e = await open_contact_env(make_config, keyring, {"smtp": True, "smtp_port": 0, "proxy_protocol": True,
+                                                       "proxy_from": ["192.0.2.0/24"], "smtp_probe_limit": 100_000})
+    try:
+        smtp = await _serve(e)
+        reader, writer = await asyncio.open_connection("127.0.0.1", smtp.port)
+        writer.write(b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 25\r\nEHLO forged.test\r\nMAIL FROM:<a@forged.test>\r\n"
+                     + f"RCPT TO:<{CANARY_EMAIL}>\r\nQUIT\r\n".encode())
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # closed without a banner
+        writer.close()
+        await smtp_settled(smtp)
+        assert await e.events() == []
+        for _ in range(100):  # counted as the connection's handler ends, just after the close
+            if metric(await e.metrics(), "canary_rejects_total", source="smtp", reason="untrusted_proxy_header"):
+                break
+            await asyncio.sleep(0.02)
+        assert metric(await e.metrics(), "canary_rejects_total", source="smtp", reason="untrusted_proxy_header") == 1
+    finally:
+        await close_contact_env(e)
