@@ -385,6 +385,10 @@ class ContactConfig(_Model):
     smtp_tarpit_step: float = 0.25
     smtp_tarpit_max: float = 5.0
     smtp_tarpit_peers: int = Field(default=10_000, ge=16, le=1_000_000)
+    #: open SMTP connections one peer (IPv4 address / IPv6 /64; proxy_from exempt) may hold: beyond, a new
+    #: one is closed at once and counted. Sessions live 60 s per line, so without a cap one peer's idle
+    #: connections would take every file descriptor of the listener (webhooks and ingest included)
+    smtp_max_connections_per_peer: int = Field(default=32, ge=1, le=100_000)
     #: what the greeting says after the host name ("220 <smtp_hostname> <smtp_banner>"): an ordinary
     #: MX's words, never "canary" (a banner naming it tells every prober the domain is a trap)
     smtp_banner: str = Field(default="ESMTP", min_length=1, max_length=200)

@@ -22,6 +22,9 @@ reported once per window (counts only).
 For each message it records the envelope, the peer address and HELO, our own Received line (the only
 hop we can vouch for), the claimed Received chain head, SPF and DKIM verdicts (computed in worker
 threads with a timeout), subject, URLs and attachment hashes, and keeps the raw message encrypted.
+Each peer (IPv4 address / IPv6 /64; ``proxy_from`` exempt) may hold ``smtp_max_connections_per_peer``
+open sessions; one beyond is closed before the greeting and counted, so no peer's idle sessions can
+take the descriptors every other delivery (and the listener's HTTP port) needs.
 It enforces the size limit (``552``), offers STARTTLS when a certificate is configured and
 understands the PROXY protocol (v1/v2) when it sits behind a load balancer, believing it only from
 ``contact.proxy_from`` (anyone else sending one is dropped and counted: it would name another client).
@@ -47,6 +50,7 @@ from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from canary.config import ContactConfig
+from canary.conncap import PeerConnections
 from canary.contact.evidence import (
     COMMIT_ERRORS,
     MailFacts,
@@ -102,6 +106,8 @@ class _SMTP(SMTP):
         self.helo: str | None = None
         self.sender: str | None = None
         self._pending: dict[tuple[str, str], None] = {}  # (probe, address), in order, not yet looked up
+        self._cap_key: str | None = None  # the peer this connection counts against (admitted), once
+        self._refused = False  # closed at once: the peer holds its allowance of connections
         super().__init__(handler, **kwargs)
 
     async def _handle_client(self) -> None:
@@ -166,10 +172,27 @@ class _SMTP(SMTP):
         await self.push(EXPN_REPLY)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # called again after STARTTLS (by the TLS layer): the connection was admitted the first time
+        if self._cap_key is None:
+            peer = transport.get_extra_info("peername")
+            address = peer[0] if isinstance(peer, (tuple, list)) and peer else None
+            self._cap_key = self._source.caps.admit(address if isinstance(address, str) else None)
+            if self._cap_key is None:  # before aiosmtpd sees it: no greeting, no session, no timer
+                self._refused = True
+                if isinstance(transport, asyncio.Transport):
+                    transport.abort()
+                else:
+                    transport.close()
+                return
         self._source.connections.add(self)
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return
+        if self._cap_key is not None:
+            self._source.caps.release(self._cap_key)
+            self._cap_key = None
         self._source.connections.discard(self)
         if self.session is not None and self.session.host_name:
             self.helo = self.session.host_name
@@ -298,6 +321,7 @@ class SmtpSource:
         self.resolver: Resolver = resolver or DnspythonResolver()
         self.known = KnownSenders(config.known_senders)
         self.proxy_nets = networks(config.proxy_from)
+        self.caps = PeerConnections(config.smtp_max_connections_per_peer, self.proxy_nets, self._cap_refused)
         self.connections: set[_SMTP] = set()
         self.port: int | None = None
         self.tarpit = Tarpit(config.smtp_probe_limit, config.smtp_probe_window, config.smtp_tarpit_step,
@@ -376,6 +400,12 @@ class SmtpSource:
                     log.info("smtp.probe", peer=client_ip, canaries=sorted({c.id for _, c in named}), counts=counts)
         except COMMIT_ERRORS:
             log.exception("smtp.probe_unrecorded", peer=client_ip, addresses=len(batch))
+
+    def _cap_refused(self, peer: str) -> None:
+        """A connection beyond the peer's allowance was closed: counted and sampled (best effort: a
+        flood of refusals must not become a flood of tasks)."""
+        if self._runtime is not None and len(self._tasks) < 16:
+            self.spawn(self._runtime.reject(NAME, "connection_cap", f"peer={peer}"))
 
     async def _report_flood(self, pace: Pace, client_ip: str | None, helo: str | None) -> None:
         try:

@@ -268,6 +268,8 @@ async def test_starttls_required(make_config: MakeConfig, keyring: Keyring) -> N
                               port=smtp.port, start_tls=True, tls_context=ctx, timeout=10)
         [ev] = await e.events()
         assert ev["evidence"]["tls"] is True and " with ESMTPS; " in ev["evidence"]["received"]
+        await smtp_settled(smtp)
+        assert smtp.caps.open == {}  # a session that turned to TLS gave its connection back to the peer's allowance
     finally:
         await close_contact_env(e)
 

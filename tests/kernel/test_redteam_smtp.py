@@ -192,3 +192,39 @@ async def test_a_proxy_header_is_believed_only_from_the_load_balancers(make_conf
         assert metric(await e.metrics(), "canary_rejects_total", source="smtp", reason="untrusted_proxy_header") == 1
     finally:
         await close_contact_env(e)
+
+
+async def test_one_peer_cannot_hold_every_smtp_connection(make_config: MakeConfig, keyring: Keyring) -> None:
+    """A peer holding ``smtp_max_connections_per_peer`` idle sessions gets no more: the next is closed
+    before the greeting and counted (``connection_cap``). Meanwhile mail to a canary from another
+    peer is delivered and recorded, and once the peer closes a session it may open one again."""
+    e = await open_contact_env(make_config, keyring, {"smtp": True, "smtp_port": 0, "smtp_max_connections_per_peer": 4})
+    try:
+        smtp = await _serve(e)
+        held = [await Dialogue.open(smtp.port or 0) for _ in range(4)]  # each greeted, then silent
+        reader, writer = await asyncio.open_connection("127.0.0.1", smtp.port)
+        try:
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+        except ConnectionResetError:
+            pass
+        writer.close()
+        r2, w2 = await asyncio.open_connection("127.0.0.1", smtp.port, local_addr=("127.0.0.2", 0))
+        d = Dialogue(r2, w2)
+        assert (await d.reply()).startswith(b"220")
+        for line in ("EHLO other.test", "MAIL FROM:<a@other.test>", f"RCPT TO:<{CANARY_EMAIL}>"):
+            assert (await d.say(line)).startswith(b"250")
+        assert (await d.say("DATA")).startswith(b"354")
+        assert (await d.say("Subject: held\r\n\r\nhi\r\n.")).startswith(b"250 2.0.0")
+        await d.close()
+        await held.pop().close()
+        await asyncio.sleep(0.05)
+        again = await Dialogue.open(smtp.port or 0)  # the peer is back under its allowance
+        for dialogue in [*held, again]:
+            await dialogue.close()
+        await smtp_settled(smtp)
+        [event] = await e.events()
+        assert (event["canary_id"], event["severity"], event["origin"]["client_addr"]) == (e.canary_id, "critical", "127.0.0.2")
+        assert metric(await e.metrics(), "canary_rejects_total", source="smtp", reason="connection_cap") == 1
+        assert smtp.caps.open == {}
+    finally:
+        await close_contact_env(e)
