@@ -365,6 +365,9 @@ class ContactConfig(_Model):
     require_starttls: bool = False
     proxy_protocol: bool = False
     proxy_timeout: float = 5.0
+    #: the load balancers whose PROXY header is believed (required with proxy_protocol): a header from
+    #: any other peer would let it name another client, dodge its tarpit and file its probes elsewhere
+    proxy_from: tuple[str, ...] = ()
     dns_timeout: float = 5.0
     sendgrid_verification_key: str | None = None  # base64 DER ECDSA public key of the parse security policy
     sendgrid_basic_auth: Secret | None = None  # "user:password" embedded in the parse URL
@@ -386,6 +389,20 @@ class ContactConfig(_Model):
     smtp_tarpit_step: float = 0.25
     smtp_tarpit_max: float = 5.0
     smtp_tarpit_peers: int = Field(default=10_000, ge=16, le=1_000_000)
+    #: open SMTP connections one peer (IPv4 address / IPv6 /64; proxy_from exempt) may hold: beyond, a new
+    #: one is closed at once and counted. Sessions live 60 s per line, so without a cap one peer's idle
+    #: connections would take every file descriptor of the listener (webhooks and ingest included)
+    smtp_max_connections_per_peer: int = Field(default=32, ge=1, le=100_000)
+    #: what the greeting says after the host name ("220 <smtp_hostname> <smtp_banner>"): an ordinary
+    #: MX's words, never "canary" (a banner naming it tells every prober the domain is a trap)
+    smtp_banner: str = Field(default="ESMTP", min_length=1, max_length=200)
+
+    @field_validator("smtp_banner")
+    @classmethod
+    def _banner(cls, v: str) -> str:
+        if not v.isprintable() or not v.isascii() or "canary" in v.lower():
+            raise ValueError("must be printable ASCII on one line and must not say 'canary'")
+        return v
 
     @field_validator("smtp_probe_window", "smtp_tarpit_step", "smtp_tarpit_max", mode="before")
     @classmethod
@@ -407,6 +424,8 @@ class ContactConfig(_Model):
         return v
 
     _dur = field_validator("proxy_timeout", "dns_timeout", "signature_max_age", mode="before")(duration_option)
+
+    _proxy_nets = field_validator("proxy_from")(network_list)
 
     @field_validator("mail_domains")
     @classmethod
@@ -434,6 +453,9 @@ class ContactConfig(_Model):
             raise ValueError("require_starttls needs tls_cert and tls_key")
         if self.smtp and not self.mail_domains:
             raise ValueError("the SMTP server needs at least one entry in mail_domains")
+        if self.proxy_protocol and not self.proxy_from:
+            raise ValueError("proxy_protocol needs proxy_from: the networks of the load balancers whose PROXY "
+                             "header is believed")
         return self
 
 
@@ -449,6 +471,12 @@ class HttpHoneypotConfig(_Model):
     content_type: str = "application/json"
     body: str = '{"error":"invalid_token","error_description":"The access token is invalid or has expired","request_id":"{request_id}"}'
     not_found_body: str = '{"error":"not_found","request_id":"{request_id}"}'
+    #: the answer to a request that cannot be parsed (oversized / too many headers, a bad request line):
+    #: the imitated server's own error page ({status}: "400 Bad Request", {server}: the Server header);
+    #: the default is nginx's, byte for byte
+    error_body: str = ("<html>\r\n<head><title>{status}</title></head>\r\n<body>\r\n<center><h1>{status}</h1></center>"
+                       "\r\n<hr><center>{server}</center>\r\n</body>\r\n</html>\r\n")
+    error_content_type: str = "text/html"
     headers: dict[str, str] = {"Server": "nginx", "WWW-Authenticate": 'Bearer realm="internal", error="invalid_token"'}
     api_key_headers: tuple[str, ...] = ("X-API-Key", "X-Auth-Token", "X-Access-Token", "Api-Key", "Private-Token")
     query_params: tuple[str, ...] = ("api_key", "apikey", "access_token", "token", "key")

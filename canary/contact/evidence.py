@@ -18,7 +18,15 @@ from typing import Any
 
 import asyncpg
 
-from canary.contact.mime import ParsedMail, address_domain, in_domains, mail_address, parse_mail_async, redact
+from canary.contact.mime import (
+    ParsedMail,
+    address_domain,
+    in_domains,
+    mail_address,
+    mailbox,
+    parse_mail_async,
+    redact,
+)
 from canary.contact.senders import KnownSenders
 from canary.contact.verdicts import Verdicts
 from canary.events import DetectionEvent, EventKind, Severity, event_key
@@ -97,13 +105,16 @@ class ReplayCache:
 
 # -- recipients ---------------------------------------------------------------------------------------
 async def canary_for_address(runtime: SourceContext, address: str, domains: Sequence[str]) -> CanaryRecord | None:
-    """The canary owning an address in a canary mail domain (``local+tag@`` also matches ``local@``).
+    """The canary owning an address in a canary mail domain (``local+tag@`` also matches ``local@``),
+    in any spelling an MTA delivers to the same mailbox (:func:`~canary.contact.mime.mailbox`: a
+    quoted local part, the domain's A-label or root dot), so no spelling reaches a canary unseen.
 
     The lookups made depend on the address's spelling only (``local+tag@`` always costs two, the
     second not skipped when the first finds a canary), so the time taken says nothing of the answer."""
     if not in_domains(address_domain(address), domains):
         return None
-    local, _, domain = address.partition("@")
+    local, _, domain = mailbox(address, domains).rpartition("@")
+    address = f"{local}@{domain}"
     candidates = [address] + ([f"{local.split('+', 1)[0]}@{domain}"] if "+" in local else [])
     found = [await runtime.registry.by_value("email", a) for a in candidates]
     return next((c for c in found if c is not None), None)

@@ -221,9 +221,35 @@ def address_domain(address: str) -> str:
     return address.rsplit("@", 1)[-1].lower()
 
 
-def in_domains(domain: str, domains: Iterable[str]) -> bool:
+def domain_key(domain: str) -> str:
+    """A domain as compared: lower case, no root dot, internationalised labels as their A-labels
+    (``xn--…``, RFC 5890), so ``메일.test`` and ``XN--H32BQ4V.TEST.`` are one domain: a sender's MTA
+    without SMTPUTF8 writes a Unicode domain in its A-label form, and the MX must know it as its own.
+    Text the IDNA codec refuses (an empty or over-long label) is compared as it is."""
     domain = domain.lower().rstrip(".")
-    return any(domain == d or domain.endswith("." + d) for d in domains)
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain
+
+
+def in_domains(domain: str, domains: Iterable[str]) -> bool:
+    key = domain_key(domain)
+    return any(key == k or key.endswith("." + k) for k in map(domain_key, domains))
+
+
+def mailbox(address: str, domains: Iterable[str]) -> str:
+    """The spelling under which the mailbox an address names is registered: a quoted local part by
+    its content (RFC 5322 §3.2.4; ``"minji.kim"@`` is ``minji.kim@``) and the domain as configured in
+    ``domains`` when it is one of them in another spelling (A-label, root dot, capitals)."""
+    local, _, domain = address.rpartition("@")
+    if len(local) >= 2 and local[0] == local[-1] == '"':
+        local = local[1:-1]
+    key = domain_key(domain)
+    domain = next((d for d in domains if domain_key(d) == key), domain.lower().rstrip("."))
+    return f"{local}@{domain}"
 
 
 def normalize_phone(number: str | None) -> str | None:
@@ -244,9 +270,19 @@ def _variants(point: str) -> set[str]:
     if point.startswith("+"):
         out.add(point[1:])
     if "@" in point:
-        local, _, domain = point.partition("@")
+        local, _, domain = point.rpartition("@")
+        if len(local) >= 2 and local[0] == local[-1] == '"':
+            out |= _variants(f"{local[1:-1]}@{domain}")
         if "+" in local:
             out |= _variants(f"{local.split('+', 1)[0]}@{domain}")
+        labels = domain_key(domain)
+        if labels != domain.lower():  # the other IDNA spelling of the domain (A-label / Unicode)
+            out.add(f"{local}@{labels}")
+        elif "xn--" in labels:
+            try:
+                out.add(f"{local}@{labels.encode('ascii').decode('idna')}")
+            except UnicodeError:
+                pass
     return {v for v in out if len(v) >= 6}
 
 

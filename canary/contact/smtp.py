@@ -22,9 +22,14 @@ reported once per window (counts only).
 For each message it records the envelope, the peer address and HELO, our own Received line (the only
 hop we can vouch for), the claimed Received chain head, SPF and DKIM verdicts (computed in worker
 threads with a timeout), subject, URLs and attachment hashes, and keeps the raw message encrypted.
+Each peer (IPv4 address / IPv6 /64; ``proxy_from`` exempt) may hold ``smtp_max_connections_per_peer``
+open sessions; one beyond is closed before the greeting and counted, so no peer's idle sessions can
+take the descriptors every other delivery (and the listener's HTTP port) needs.
 It enforces the size limit (``552``), offers STARTTLS when a certificate is configured and
-understands the PROXY protocol (v1/v2) when it sits behind a load balancer. ``250`` is sent only
-after the events are committed; a store failure answers ``451`` so the sender retries.
+understands the PROXY protocol (v1/v2) when it sits behind a load balancer, believing it only from
+``contact.proxy_from`` (anyone else sending one is dropped and counted: it would name another client).
+``250`` is sent only after the events are committed; a store failure answers ``451`` so the sender
+retries.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from canary.config import ContactConfig
+from canary.conncap import PeerConnections
 from canary.contact.evidence import (
     COMMIT_ERRORS,
     MailFacts,
@@ -57,7 +63,7 @@ from canary.contact.mime import address_domain, in_domains, mail_address, parse_
 from canary.contact.senders import KnownSenders, expected_contact
 from canary.contact.verdicts import DnspythonResolver, Resolver, mail_verdicts
 from canary.plugins import SourceType
-from canary.proxies import peer_key
+from canary.proxies import networks, parse_address, peer_key, within
 from canary.store.registry import CanaryRecord
 from canary.tarpit import Pace, Tarpit
 from canary.typing import SourceContext
@@ -94,18 +100,27 @@ class _SMTP(SMTP):
         self._source = source
         self.proxied_ip: str | None = None  # from the PROXY header; survives STARTTLS (the session does not)
         self.proxy_ok = False
+        self.proxy_refusal = "bad_proxy_header"
         self.token = secrets.token_hex(8)  # names this connection in probe event keys
         self.counts = {"rcpt": 0, "vrfy": 0, "expn": 0}
         self.helo: str | None = None
         self.sender: str | None = None
         self._pending: dict[tuple[str, str], None] = {}  # (probe, address), in order, not yet looked up
+        self._cap_key: str | None = None  # the peer this connection counts against (admitted), once
+        self._refused = False  # closed at once: the peer holds its allowance of connections
         super().__init__(handler, **kwargs)
 
     async def _handle_client(self) -> None:
         await super()._handle_client()
         if self._proxy_timeout is not None and not self.proxy_ok:
             # aiosmtpd drops a connection without a valid PROXY header before any hook runs
-            await self._source.runtime.reject(NAME, "bad_proxy_header", "missing or invalid PROXY protocol header")
+            await self._source.runtime.reject(NAME, self.proxy_refusal,
+                                              f"missing, invalid or untrusted PROXY protocol header (peer {self._peer_ip})")
+
+    @property
+    def _peer_ip(self) -> str | None:
+        peer = self.session.peer if self.session else None
+        return str(peer[0]) if isinstance(peer, tuple) and peer else None
 
     def _create_envelope(self) -> Envelope:
         # aiosmtpd makes a new envelope on RSET, HELO / EHLO, STARTTLS and after DATA: the recipients
@@ -157,10 +172,27 @@ class _SMTP(SMTP):
         await self.push(EXPN_REPLY)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # called again after STARTTLS (by the TLS layer): the connection was admitted the first time
+        if self._cap_key is None:
+            peer = transport.get_extra_info("peername")
+            address = peer[0] if isinstance(peer, (tuple, list)) and peer else None
+            self._cap_key = self._source.caps.admit(address if isinstance(address, str) else None)
+            if self._cap_key is None:  # before aiosmtpd sees it: no greeting, no session, no timer
+                self._refused = True
+                if isinstance(transport, asyncio.Transport):
+                    transport.abort()
+                else:
+                    transport.close()
+                return
         self._source.connections.add(self)
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return
+        if self._cap_key is not None:
+            self._source.caps.release(self._cap_key)
+            self._cap_key = None
         self._source.connections.discard(self)
         if self.session is not None and self.session.host_name:
             self.helo = self.session.host_name
@@ -180,10 +212,7 @@ class _SMTP(SMTP):
 
     @property
     def client_ip(self) -> str | None:
-        if self.proxied_ip:
-            return self.proxied_ip
-        peer = self.session.peer if self.session else None
-        return str(peer[0]) if isinstance(peer, tuple) and peer else None
+        return self.proxied_ip or self._peer_ip
 
 
 class _Handler:
@@ -193,8 +222,12 @@ class _Handler:
         self.src = source
 
     async def handle_PROXY(self, server: _SMTP, session: Session, envelope: Envelope, proxy_data: Any) -> bool:
-        if proxy_data is None or not proxy_data.valid:
+        if not within(parse_address(server._peer_ip or ""), self.src.proxy_nets):
+            # only our load balancers may say whom they forward: from anyone else the header is a forgery
+            server.proxy_refusal = "untrusted_proxy_header"
             return False  # counted when the connection ends (server.proxy_ok stays False)
+        if proxy_data is None or not proxy_data.valid:
+            return False
         if proxy_data.src_addr is not None:
             try:
                 server.proxied_ip = str(ipaddress.ip_address(proxy_data.src_addr))
@@ -287,6 +320,8 @@ class SmtpSource:
         self.config = config
         self.resolver: Resolver = resolver or DnspythonResolver()
         self.known = KnownSenders(config.known_senders)
+        self.proxy_nets = networks(config.proxy_from)
+        self.caps = PeerConnections(config.smtp_max_connections_per_peer, self.proxy_nets, self._cap_refused)
         self.connections: set[_SMTP] = set()
         self.port: int | None = None
         self.tarpit = Tarpit(config.smtp_probe_limit, config.smtp_probe_window, config.smtp_tarpit_step,
@@ -366,6 +401,12 @@ class SmtpSource:
         except COMMIT_ERRORS:
             log.exception("smtp.probe_unrecorded", peer=client_ip, addresses=len(batch))
 
+    def _cap_refused(self, peer: str) -> None:
+        """A connection beyond the peer's allowance was closed: counted and sampled (best effort: a
+        flood of refusals must not become a flood of tasks)."""
+        if self._runtime is not None and len(self._tasks) < 16:
+            self.spawn(self._runtime.reject(NAME, "connection_cap", f"peer={peer}"))
+
     async def _report_flood(self, pace: Pace, client_ip: str | None, helo: str | None) -> None:
         try:
             await record_flood(self.runtime, source=NAME, peer=pace.peer, client_ip=client_ip, helo=helo,
@@ -391,7 +432,7 @@ class SmtpSource:
         def factory() -> _SMTP:
             return _SMTP(
                 self, handler, data_size_limit=cfg.max_message_size, enable_SMTPUTF8=True, hostname=hostname,
-                ident="canary ESMTP", tls_context=tls, require_starttls=cfg.require_starttls, timeout=SESSION_TIMEOUT,
+                ident=cfg.smtp_banner, tls_context=tls, require_starttls=cfg.require_starttls, timeout=SESSION_TIMEOUT,
                 proxy_protocol_timeout=cfg.proxy_timeout if cfg.proxy_protocol else None, loop=loop,
             )
 

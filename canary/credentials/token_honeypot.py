@@ -30,12 +30,14 @@ import datetime as dt
 import logging
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from http import HTTPStatus
 from typing import Any
 
 import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_protocol import RequestHandler
 
 from canary.credentials.recognise import (
     BackgroundReporter,
@@ -172,6 +174,26 @@ class _Guard(asyncio.Protocol):
             self.inner.connection_lost(exc)
 
 
+class _DisguisedHandler(RequestHandler):
+    """aiohttp's connection handler, except for the answer to a request it cannot parse (oversized or
+    too many headers, a bad request line or Transfer-Encoding). aiohttp makes that one itself, with
+    ``Server: Python/3.x aiohttp/3.x`` and a diagnostic text no nginx sends: one bad request would tell
+    whoever sent it that the API is a trap. Here it is the honeypot's :meth:`TokenHoneypot.error_response`:
+    the same status, the configured headers and error page, as the imitated server words its own."""
+
+    __slots__ = ("_error_response",)
+
+    def __init__(self, error_response: Callable[[int], web.Response], manager: web.Server, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._error_response = error_response
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # part of an answer is out: the connection is broken
+            raise ConnectionError("response already started")
+        return self._error_response(status)
+
+
 class TokenHoneypot:
     """The honeypot as a listener Component (own aiohttp server; no routes on the listener)."""
 
@@ -210,17 +232,21 @@ class TokenHoneypot:
                 if not request.get(HANDLED):  # answered by aiohttp itself: unparseable or oversized request
                     honeypot.count_reject("bad_http_request", f"status={response.status} peer={request.remote}")
 
-        self._runner = web.AppRunner(
-            app, handle_signals=False, access_log_class=_Access, access_log=logging.getLogger("canary.token_honeypot"),
+        handler_args: dict[str, Any] = dict(
+            access_log_class=_Access, access_log=logging.getLogger("canary.token_honeypot"),
             max_field_size=self.options.max_field_size, max_line_size=self.options.max_field_size,
             max_headers=self.options.max_headers, keepalive_timeout=2 * self.options.idle_timeout,
         )
+        self._runner = web.AppRunner(app, handle_signals=False, **handler_args)
         await self._runner.setup()
         server = self._runner.server
         assert server is not None
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Guard(self, server()), self.options.host, self.port,
-                                                reuse_address=True)
+
+        def protocol() -> _Guard:
+            return _Guard(self, _DisguisedHandler(self.error_response, server, loop=loop, **handler_args))
+
+        self._server = await loop.create_server(protocol, self.options.host, self.port, reuse_address=True)
         self.port = int(self._server.sockets[0].getsockname()[1])
         self.pressure = PressureWatch(self.reporter, f"token_honeypot:{self.port}", f"{self.options.host}:{self.port}",
                                       quiet=self.options.pressure_quiet)
@@ -238,6 +264,19 @@ class TokenHoneypot:
             await self._runner.cleanup()
             self._runner = None
         await self.reporter.drain(timeout=5.0)
+
+    def error_response(self, status: int) -> web.Response:
+        """The answer to a request that could not be read: the configured headers (``Server``) and
+        ``error_body`` (nginx's own error page by default), closing the connection as aiohttp does."""
+        try:
+            phrase = f"{status} {HTTPStatus(status).phrase}"
+        except ValueError:
+            phrase = str(status)
+        headers = {k: v for k, v in self._headers.items() if k.lower() != "www-authenticate"}
+        body = self.options.error_body.replace("{status}", phrase).replace("{server}", headers.get("Server", ""))
+        response = web.Response(status=status, text=body, content_type=self.options.error_content_type, headers=headers)
+        response.force_close()
+        return response
 
     def count_reject(self, reason: str, sample: str) -> None:
         self.reporter.spawn(lambda: self.runtime.reject(EVENT_SOURCE, reason, sample))

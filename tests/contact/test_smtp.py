@@ -213,7 +213,8 @@ async def _dialogue(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
 async def test_proxy_protocol_client_address(make_config: MakeConfig, keyring: Keyring) -> None:
     """Behind a load balancer, the client address comes from the PROXY v1 header; a connection
     without a valid header is dropped and counted."""
-    e = await open_contact_env(make_config, keyring, {"smtp": True, "smtp_port": 0, "proxy_protocol": True})
+    e = await open_contact_env(make_config, keyring, {"smtp": True, "smtp_port": 0, "proxy_protocol": True,
+                                                       "proxy_from": ["127.0.0.0/8"]})
     try:
         smtp = await _serve(e, StaticResolver())
         reader, writer = await asyncio.open_connection("127.0.0.1", smtp.port)
@@ -267,6 +268,8 @@ async def test_starttls_required(make_config: MakeConfig, keyring: Keyring) -> N
                               port=smtp.port, start_tls=True, tls_context=ctx, timeout=10)
         [ev] = await e.events()
         assert ev["evidence"]["tls"] is True and " with ESMTPS; " in ev["evidence"]["received"]
+        await smtp_settled(smtp)
+        assert smtp.caps.open == {}  # a session that turned to TLS gave its connection back to the peer's allowance
     finally:
         await close_contact_env(e)
 

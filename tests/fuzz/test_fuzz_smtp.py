@@ -35,7 +35,8 @@ def server(pg_server: PostgresServer) -> Iterator[FuzzServer]:
     contact = {"mail_domains": [MAIL_DOMAIN], "smtp": True, "smtp_port": 0, "max_message_size": MAX_SIZE,
                "dns_timeout": 1.0}
     resolver = StaticResolver({("phish.test", "TXT"): [(b"v=spf1 ip4:127.0.0.0/8 -all",)]})
-    proxied = SmtpSource(ContactConfig(**{**contact, "proxy_protocol": True, "proxy_timeout": 0.25}), resolver=resolver)
+    proxied = SmtpSource(ContactConfig(**{**contact, "proxy_protocol": True, "proxy_timeout": 0.25,
+                                        "proxy_from": ["127.0.0.0/8"]}), resolver=resolver)
 
     def components(rt: Any) -> list[Any]:
         return [SmtpSource(rt.config.contact, resolver=resolver)]
