@@ -80,3 +80,17 @@ def test_the_coarse_key_is_the_address_without_its_street_line(address: str | No
     digits, in lower case (a US city and state; a Korean address's unit and parenthesised dong and
     building); "" without a comma."""
     assert coarse_key(address) == key
+
+
+def test_fields_after_a_coarse_first_street_line_are_not_copied_with_it() -> None:
+    """In an address written coarse first ("region road 12, 101동 1203호 (dong, complex)") the comma
+    fields after the street line are finer parts (a unit, the dong and complex), not a town to keep
+    whole: a composed address never carries a sampled row's street line, number and unit together
+    (all of it but its last field, which copying the fields whole would hand over)."""
+    sample = _apartments(300)
+    splicer = Splicer.of(_info("address", "postal_code"), sample)
+    assert splicer is not None
+    lines = {(r["address"] or "").split(" (")[0] for r in sample}
+    made = [m for m in (splicer.compose(random.Random(i)) for i in range(300)) if m and m["address"]]
+    assert len(made) > 200
+    assert not [m for m in made if (m["address"] or "").split(" (")[0] in lines]
