@@ -16,6 +16,7 @@ from canary.seeding.synth.shapes import MIN_SHARED, Semantic, Weighted, semantic
 _PLACE_FIRST = (Semantic.STATE, Semantic.CITY)
 _PLACE_TEXT = (Semantic.ADDRESS, Semantic.STREET)
 _PLACE_LAST = (Semantic.POSTCODE,)
+_DIGITS_DASHES = re.compile(r"[\d-]+")
 Token = tuple[int, str | None]  # (index into Splicer.columns, text; None for NULL)
 
 
@@ -115,6 +116,7 @@ class Splicer:
     spreads: dict[tuple[tuple[Token, ...], int, Token], int] = field(default_factory=dict, compare=False, repr=False)
     by_ending: dict[tuple[tuple[Token, ...], int, Token], list[Token]] = field(default_factory=dict, compare=False, repr=False)
     fine: dict[tuple[Token, ...], int] = field(default_factory=dict, compare=False, repr=False)
+    follows: dict[tuple[tuple[Token, ...], int, Token, Token], list[Token]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, info: TableInfo, sample: Sequence[Mapping[str, str | None]], k: int = MIN_SHARED) -> Splicer | None:
@@ -284,11 +286,34 @@ class Splicer:
                 level = len(prefix) if j == i or len(prefix) < 2 else len(prefix) - 1
                 while level > 0 and r[j][1] is not None and self._spread(prefix[:level], levels[level], j, cls) < self.k:
                     level -= 1
-                col, text = rng.choice(self._pool(prefix[:level], levels[level], j)[cls])
+                # and from the rows holding the word before it where k different words follow that one:
+                # words go together (a dong and the apartment complex named after it)
+                follow = self._follow(prefix[:level], levels[level], j, out[-1], cls) if j > i else None
+                col, text = rng.choice(follow or self._pool(prefix[:level], levels[level], j)[cls])
                 if wide and j == i:
                     col, text = self._wider(prefix, levels, j, r[j], rng) or (col, text)
                 out.append((col, _redraw_digits(text, rng) if redraw and text is not None and col == self.text_index else text))
             return tuple(out)
+
+    def _follow(self, prefix: tuple[Token, ...], cands: Sequence[int], j: int, prev: Token, cls: Token) -> list[Token] | None:
+        """The tokens of class ``cls`` at ``j`` of the rows sharing ``prefix`` whose token before it
+        is the word ``prev`` (whatever its case), when they are at least k different ones; else those of the
+        whole sample, again only when k different ones (None otherwise: the class's pool decides).
+        Drawing each word from its own pool would combine one row's dong with another's apartment
+        complex: a pair of words no real row has, and the (locality, postcode) pairs built on it
+        rarer than real rows'. At least k different words to choose from, so no row's pair of
+        words is handed over as the only one (memoised)."""
+        if prev[1] is None or any(ch.isdigit() for ch in prev[1]):
+            return None  # numbers are drawn anew: nothing goes with one (following them would chain one row's words)
+        for at, among in ((prefix, cands), ((), range(len(self.rows)))):
+            key = (at, j, cls, _norm(prev))
+            got = self.follows.get(key)
+            if got is None:
+                got = self.follows[key] = [self.rows[c][j] for c in among if len(self.rows[c]) > j
+                                           and _norm(self.rows[c][j - 1]) == _norm(prev) and self._cls(self.rows[c][j]) == cls]
+            if len({_norm(t) for t in got}) >= self.k:
+                return got
+        return None
 
     def _wider(self, prefix: tuple[Token, ...], levels: Sequence[Sequence[int]], j: int, tok: Token, rng: random.Random) -> Token | None:
         """A token for position ``j`` ending like ``tok`` from the rows sharing all of ``prefix`` but
@@ -328,8 +353,20 @@ class Splicer:
             commas = [j for j in text if (row[j][1] or "").endswith(",")]
             if not text or not commas:
                 got = text[0] if text else 0
+            elif self.reverse:
+                got = commas[-1]
             else:
-                got = commas[-1] if self.reverse else min(commas[-1] + 1, text[-1])
+                # written coarse first: the fields before the one holding the first number (its street
+                # line); the fields after it are finer still (a unit, a parenthesised dong and building),
+                # never a town to keep whole (that copied one row's street, number and unit)
+                got = text[0]
+                for j in text:
+                    word = row[j][1] or ""
+                    if any(ch.isdigit() for ch in word):
+                        break
+                    if word.endswith(","):
+                        got = j + 1
+                got = min(got, text[-1])
             self.fine[row] = got
         return got
 
@@ -351,6 +388,18 @@ class Splicer:
                     groups.setdefault(_norm(self.rows[c][i]), []).append(c)
             hit = self.memo[prefix] = groups
         return hit
+
+
+def coarse_key(text: str | None) -> str | None:
+    """The place of an address as an insider counts it: its last two comma-separated fields without
+    digits or dashes, in lower case (``12 Main St, Springfield, IL`` -> ``springfield|il``; a Korean
+    address's unit and parenthesised dong and building), "" for an address without a comma. How
+    many rows share it tells how common a canary's town is: a composed address must be in a town
+    as common as a real row's, not only on a street as common."""
+    if not text:
+        return text
+    fields = [_DIGITS_DASHES.sub("", f).strip().lower() for f in text.split(",")]
+    return "|".join(fields[-2:]) if len(fields) > 1 else ""
 
 
 def _norm(tok: Token) -> Token:

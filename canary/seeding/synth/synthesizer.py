@@ -35,6 +35,7 @@ from canary.seeding.synth.frequency import (
     text_length,
     word_count,
 )
+from canary.seeding.synth.places import coarse_key
 from canary.seeding.synth.profile import ColumnProfile, TableProfile
 from canary.seeding.synth.relations import OTHER, Feature, Kind, Relation, Tally, area_start, words
 from canary.seeding.synth.romanize import spell, spellings
@@ -56,6 +57,10 @@ SUPPORTED_LOCALES = ("en_US", "ko_KR", "ja_JP")
 #: tries, at most, to draw a column's value from the table's distribution given the columns made
 #: before it (:meth:`Synthesizer.row`); then the best fitting one
 RELATION_TRIES = 40
+#: candidate locations scored when the location must fall in a bucket (go with an owned number or
+#: mailbox): the best of a few would follow the pool's count classes (mostly composed addresses on a
+#: street some row has), not the real rows'; scoring an indexed candidate costs a few additions
+PLACE_TRIES = 600
 #: pairs of related location features whose whole-table counts the match follows, at most
 MAX_JOINT = 3
 #: pseudo-rows at the table's overall rate in the rate at which a contact point's pair with the
@@ -221,7 +226,7 @@ class Synthesizer:
             if self.semantics[c] == Semantic.FULL_NAME:
                 out[c] += [surname_key, given_key]
             elif self.profile.places is not None and c == self.profile.places.columns[self.profile.places.text_index]:
-                out[c].append(shape_key)
+                out[c] += [shape_key, coarse_key]
         return out
 
     def tallies(self) -> list[Tally]:
@@ -280,7 +285,7 @@ class Synthesizer:
         if places is not None:
             text = places.columns[places.text_index]
             if text in counts:
-                keys = ((text, same), (text, shape_key)) + tuple((c, same) for c in places.columns if c != text and c in counts)
+                keys = ((text, same), (text, shape_key), (text, coarse_key)) + tuple((c, same) for c in places.columns if c != text and c in counts)
                 derived = tuple(_derive(counts[col], fn) for col, fn in keys)
                 for tally in self.tallies():
                     got = (tallies or {}).get(tally.name)
@@ -299,7 +304,11 @@ class Synthesizer:
                         keys += ("|".join(str(f) for f in fs), Across(tally, at)),
                         derived += (got,)
                 pool: list[Mapping[str, str | None]] = [p for p in (places.compose(self.rng) for _ in range(candidates)) if p]
-                pool += [p for p in (places.compose(self.rng, novel=True) for _ in range(candidates // 2)) if p]
+                # addresses on a street no row of the table has in that place (most real rows' street is
+                # the only one of its kind in its town: the table holds a few of a town's people), in
+                # any town: a novel address whose shape some row holds is one more composed one
+                shapes = derived[1]
+                pool += [p for p in (places.compose(self.rng, novel=True) for _ in range(candidates)) if p and shapes[shape_key(p.get(text))] == 0]
                 # and locations with a word or postcode no sampled row has, for the real rows whose own
                 # are that rare in the table
                 def unseen(col: str, value: str) -> bool:
@@ -543,7 +552,7 @@ class Synthesizer:
             if self._match_places is not None:
                 among = self._places_in(*want) if want is not None else None
                 among = self._apart_places(done, among or None) or among
-                matched = self._match_places.draw(self.rng, among=among or None, tries=RELATION_TRIES)
+                matched = self._match_places.draw(self.rng, among=among or None, tries=PLACE_TRIES)
             if matched is None and places is not None:
                 for _ in range(RELATION_TRIES if want is not None else 1):
                     matched = places.compose(self.rng)

@@ -1,0 +1,96 @@
+"""Composed locations whose words go together the way the table's do (a dong and the apartment
+complex named after it), counted by the part of the address an insider counts a place by."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+
+import pytest
+
+from canary.seeding.catalog import Column, Constraint, TableInfo
+from canary.seeding.synth.places import Splicer, coarse_key
+
+DONGS = ("역삼동", "논현동", "서초동", "반포동")
+BRANDS = tuple(f"{a}{b}" for a in ("래미", "푸르", "힐스", "아이", "센트", "리버", "e편한", "롯데") for b in ("안", "지오", "파크", "빌", "뷰", "캐슬"))
+REGIONS = {"서울특별시 강남구": "06", "서울특별시 서초구": "65"}
+ROADS = ("테헤란로", "봉은사로", "반포대로", "서초대로")
+
+
+def _col(name: str) -> Column:
+    return Column(name=name, type="text", category="S", base_type="text", not_null=False, default=None, identity="",
+                  generated=False, max_length=None, numeric_precision=None, numeric_scale=None)
+
+
+def _info(*names: str) -> TableInfo:
+    pk = Column(name="id", type="int8", category="N", base_type="int8", not_null=True, default=None, identity="",
+                generated=False, max_length=None, numeric_precision=None, numeric_scale=None)
+    return TableInfo("public", "customers", 1, "r", "owner", False, False, (pk, *(_col(n) for n in names)),
+                     (Constraint("customers_pkey", "p", ("id",), "PRIMARY KEY (id)"),), (), ())
+
+
+def _apartments(n: int, seed: int = 5) -> list[dict[str, str | None]]:
+    """Korean apartment addresses whose parenthesised building is named after its dong (``(역삼동,
+    역삼래미안)``), as real ones are; the dong does not follow the road (it is drawn on its own)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        region = rng.choice(list(REGIONS))
+        dong = rng.choice(DONGS)
+        text = (f"{region} {rng.choice(ROADS)} {rng.randint(1, 300)}, {rng.randint(101, 112)}동 {rng.randint(1, 25)}0"
+                f"{rng.randint(1, 4)}호 ({dong}, {dong[:2]}{rng.choice(BRANDS)})")
+        out.append({"id": str(i), "address": text, "postal_code": f"{REGIONS[region]}{rng.randint(0, 999):03d}"})
+    return out
+
+
+def test_words_that_go_together_in_the_table_stay_together() -> None:
+    """A word after the walk left the shared prefix comes from the rows holding the word before it
+    (when at least k different words follow that one), so a composed address names an apartment
+    complex of its own dong, as every real row does, and never one dong's complex in another (here
+    most complexes are words fewer than k rows hold, drawn by their ending, not taken with the row)."""
+    sample = _apartments(300)
+    splicer = Splicer.of(_info("address", "postal_code"), sample)
+    assert splicer is not None and not splicer.reverse
+    pairs = Counter(re.search(r"\((\S+), (\S+)\)$", r["address"] or "").groups() for r in sample)  # type: ignore[union-attr]
+    paren = re.compile(r".*\((?P<dong>\S+), (?P<apt>\S+)\)")
+    seen = 0
+    for i in range(300):
+        made = splicer.compose(random.Random(i))
+        m = paren.fullmatch((made or {}).get("address") or "")
+        if m is None:
+            continue
+        seen += 1
+        assert m["apt"].startswith(m["dong"][:2]), made
+        assert pairs[(m["dong"], m["apt"])] >= 1, made
+    assert seen > 200
+
+
+@pytest.mark.parametrize(("address", "key"), [
+    ("12 Main St, Springfield, IL", "springfield|il"),
+    ("12 MAIN ST, Apt 4, SPRINGFIELD, IL 62704", "springfield|il"),
+    ("12 Main St, Springfield IL", "main st|springfield il"),
+    ("12 Main St Springfield IL 62704", ""),
+    ("서울특별시 강남구 테헤란로 12, 101동 1203호 (역삼동, 역삼래미안)", "동 호 (역삼동|역삼래미안)"),
+    ("", ""),
+    (None, None),
+])
+def test_the_coarse_key_is_the_address_without_its_street_line(address: str | None, key: str | None) -> None:
+    """An address's place as an insider counts it: its last two comma-separated fields, without
+    digits, in lower case (a US city and state; a Korean address's unit and parenthesised dong and
+    building); "" without a comma."""
+    assert coarse_key(address) == key
+
+
+def test_fields_after_a_coarse_first_street_line_are_not_copied_with_it() -> None:
+    """In an address written coarse first ("region road 12, 101동 1203호 (dong, complex)") the comma
+    fields after the street line are finer parts (a unit, the dong and complex), not a town to keep
+    whole: a composed address never carries a sampled row's street line, number and unit together
+    (all of it but its last field, which copying the fields whole would hand over)."""
+    sample = _apartments(300)
+    splicer = Splicer.of(_info("address", "postal_code"), sample)
+    assert splicer is not None
+    lines = {(r["address"] or "").split(" (")[0] for r in sample}
+    made = [m for m in (splicer.compose(random.Random(i)) for i in range(300)) if m and m["address"]]
+    assert len(made) > 200
+    assert not [m for m in made if (m["address"] or "").split(" (")[0] in lines]
