@@ -3,13 +3,15 @@ and owned numbers rendered in a table's phone shape."""
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from canary.errors import SeedError
+from canary.seeding.synth.shapes import MIN_SHARED
 
 
 @dataclass
@@ -26,27 +28,39 @@ class ContactAllocator:
     phone_numbers: Sequence[str] = ()
     used: set[str] = field(default_factory=set)
     rng: random.Random = field(default_factory=random.Random)
-    mailboxes: Sequence[str] = ()  # owned free-mail addresses, handed out whole before any pool domain
+    mailboxes: Sequence[str] = ()  # owned free-mail addresses, handed out whole at the table's provider shares (follow)
     beyond_mailboxes: int = 0  # e-mail values handed out after the mailboxes ran out
+    domain_rows: Mapping[str, float] = field(default_factory=dict)  # the table's e-mail domains -> sampled rows (follow)
+    _decided: bool = False  # next_mailbox chose the next e-mail value's mailbox (_chosen; None: none)
+    _chosen: str | None = None
     _blocks: dict[str, list[str]] | None = None  # free owned numbers by block (all but the last 4 digits)
     _block_use: Counter[str] = field(default_factory=Counter)
     _domain_use: Counter[str] = field(default_factory=Counter)
 
-    def email(self, local: str, fallback_domain: str) -> str:
+    def follow(self, domain_rows: Mapping[str, float]) -> None:
+        """Hand owned mailboxes out at the table's own provider shares (``domain_rows``: sampled rows
+        per e-mail domain) rather than all first: see :meth:`next_mailbox`."""
+        self.domain_rows = dict(domain_rows)
+
+    def email(self, local: str, fallback_domain: str, redigit: Callable[[str], str] | None = None) -> str:
         """``local@domain``, unique; pool domains are used evenly (the least used so far first), so
-        that each holds as few canaries as the pool allows. Owned mailboxes (``mailboxes``) come
-        first, each once, in their configured order. A local part already taken gets other trailing
-        digits of the same length (its shape stays), else digits appended."""
-        for box in self.mailboxes:
-            if box.lower() not in self.used:
-                self.used.add(box.lower())
-                return box
-        if self.mailboxes:
+        that each holds as few canaries as the pool allows. An owned mailbox is handed out whole,
+        each once, when :meth:`next_mailbox` chooses one for this value. A local part already taken
+        gets other trailing digits of the same length (its shape stays), else digits appended; drawn
+        by ``redigit`` (local part -> another one, digits as the table's carry them) when given."""
+        box = self.next_mailbox()
+        self._decided, self._chosen = False, None
+        if box is not None:
+            self.used.add(box.lower())
+            return box
+        if self.mailboxes and not self._free_boxes():
             self.beyond_mailboxes += 1
         digits = re.search(r"\d+$", local)
         for attempt in range(50):
             if attempt == 0:
                 cand_local = local
+            elif redigit is not None and attempt < 40:
+                cand_local = redigit(local)
             elif digits is not None and attempt < 40:  # taken: other digits of the same length keep its shape
                 cand_local = local[:digits.start()] + "".join(self.rng.choice("0123456789") for _ in digits.group(0))
             else:
@@ -60,8 +74,39 @@ class ContactAllocator:
         raise SeedError("cannot allocate a unique canary e-mail address (pool of domains too small?)")
 
     def next_mailbox(self) -> str | None:
-        """The owned mailbox :meth:`email` hands out next (None when none is left)."""
-        return next((box for box in self.mailboxes if box.lower() not in self.used), None)
+        """The owned mailbox :meth:`email` hands out next (None: an address at a pool domain), decided
+        once per value. Without the table's shares (:meth:`follow`), the first free one in configured
+        order. With them, a domain is drawn as often as the table's rows have it: the canary takes a
+        free mailbox there; a domain fewer than ``MIN_SHARED`` sampled rows have (the long tail of
+        small domains, which owned domains blend into) gives a pool-domain address; a provider the
+        table has often but with no free mailbox gives the free mailbox at the provider whose share
+        is nearest its own, so that canaries' domains are as common in the table as real rows' are
+        (all canaries at the largest providers would be a tell: real rows are not)."""
+        if self._decided:
+            return self._chosen
+        free = self._free_boxes()
+        choice: str | None = None
+        if free and not self.domain_rows:
+            choice = next(iter(free.values()))[0]
+        elif free:
+            domains = sorted(self.domain_rows)
+            drawn = self.rng.choices(domains, [self.domain_rows[d] for d in domains])[0]
+            rows = self.domain_rows[drawn]
+            if drawn in free:
+                choice = free[drawn][0]
+            elif rows >= MIN_SHARED:
+                nearest = min(free, key=lambda d: abs(math.log(max(self.domain_rows.get(d, 0.0), 0.5) / rows)))  # ties: configured order
+                choice = free[nearest][0]
+        self._decided, self._chosen = True, choice
+        return choice
+
+    def _free_boxes(self) -> dict[str, list[str]]:
+        """Free owned mailboxes by domain (lower case), each domain's in configured order."""
+        out: dict[str, list[str]] = {}
+        for box in self.mailboxes:
+            if box.lower() not in self.used:
+                out.setdefault(box.rpartition("@")[2].lower(), []).append(box)
+        return out
 
     def _least_used_domain(self) -> str:
         low = min(self._domain_use[d] for d in self.email_domains)

@@ -13,11 +13,12 @@ from typing import Any
 from faker import Faker
 
 from canary.seeding.synth.romanize import SURNAME_SPELLINGS, spellings
-from canary.seeding.synth.shapes import MIN_SHARED, Weighted, local_shape
+from canary.seeding.synth.shapes import MIN_SHARED, Weighted, local_shape, shared_digit_prefixes
 
 _TWO_SYLLABLE_SURNAMES = frozenset(k for k in SURNAME_SPELLINGS if len(k) == 2)
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _WORD = re.compile(r"[A-Za-z]+")
+_DIGIT_RUN = re.compile(r"[0-9]+")
 _KANA_HAN = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")  # the characters shapes.script_class calls あ and 漢
 
 
@@ -163,3 +164,40 @@ def email_use(local: str, surname: str, given: str) -> str:
     has_s = any(len(sp) > 1 and sp in low for sp in spellings(surname, surname=True))
     has_g = any(len(sp) > 1 and sp in low for sp in spellings(given.replace(" ", "")))
     return "both" if has_s and has_g else "surname" if has_s else "given" if has_g else "none"
+
+
+def email_digits(sample: Sequence[Mapping[str, str | None]], email_col: str, name_col: str | None,
+                 k: int = MIN_SHARED) -> dict[str, dict[str, int]]:
+    """The digits e-mail local parts carry, as shared digit prefixes (:func:`shared_digit_prefixes`)
+    per run length (``"99"``: two digits) and, where the row's name tells which of its names the
+    local part spells, per that use too (``"both:99"``): a birth year's two digits after a name,
+    a month and day after a given name, anything at all after a handle. Drawn digit by digit from
+    these (:func:`draw_digits`), a canary's ``92`` or ``1988`` is as common in the table as real
+    rows' are, where uniform digits would make ``4821`` (nobody's) and ``07`` (few people's) a tell.
+    Only prefixes ``k`` rows share are kept: never a whole run that identifies one person."""
+    runs: list[str] = []
+    for r in sample:
+        email = r.get(email_col)
+        if not email:
+            continue
+        local = email.rpartition("@")[0].split("+", 1)[0]
+        found = _DIGIT_RUN.findall(local)
+        if not found:
+            continue
+        name = r.get(name_col) if name_col else None
+        split = split_name(name) if name else None
+        use = email_use(local, split[1], split[2]) if split is not None else ""
+        for run in found:
+            runs.append(f"{'9' * len(run)}|{run}")
+            if use:
+                runs.append(f"{use}:{'9' * len(run)}|{run}")
+    by_key: dict[str, list[str]] = {}
+    for item in runs:
+        key, _, run = item.partition("|")
+        by_key.setdefault(key, []).append(run)
+    out: dict[str, dict[str, int]] = {}
+    for key, values in by_key.items():
+        shared = shared_digit_prefixes(values, k).get("9" * len(values[0]))
+        if shared:
+            out[key] = shared
+    return out

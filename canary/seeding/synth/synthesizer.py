@@ -10,7 +10,6 @@ import json
 import math
 import random
 import re
-import string
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -201,6 +200,8 @@ class Synthesizer:
         self._fits: dict[tuple[str, int], Weighted] = {}  # phone formats an owned number fits, by its start and length
         mail = next((prof.col(c.name) for c in info.columns if self.semantics[c.name] == Semantic.EMAIL), None)
         self._handle_lengths = mail.handle_lengths if mail is not None else Weighted((), ())
+        if mail is not None and mail.email_domains and contacts.mailboxes:  # owned mailboxes at the table's provider shares
+            contacts.follow(dict(zip(mail.email_domains.values, _weights(mail.email_domains), strict=True)))
         self._words: dict[int, list[str]] | None = None  # Faker's dictionary words by length
         self._apart: list[Apart] = []  # contact points' pairs with the location (match_frequencies)
         self._apart_index: dict[int, dict[str | None, list[Mapping[str, str | None]]]] = {}  # by Apart: place feature -> locations
@@ -769,8 +770,8 @@ class Synthesizer:
         for tok in re.findall(r"w|9+|[^w9]", template):
             if tok == "w":
                 local.append(next(words, w1))
-            elif tok[0] == "9":
-                local.append("".join(self.rng.choice(string.digits) for _ in tok))
+            elif tok[0] == "9":  # digits as the table's local parts carry them (a birth year's, not uniform)
+                local.append(self._local_digits(prof, use, tok))
             else:
                 local.append(tok)
         text = "".join(local)
@@ -780,7 +781,26 @@ class Synthesizer:
         fallback = self.fake.free_email_domain()
         if prof and prof.email_domains:
             fallback = prof.email_domains.pick(self.rng) if prof.email_domains.cum[0] >= MIN_SHARED else fallback
-        return self.contacts.email(text, fallback)
+        return self.contacts.email(text, fallback, lambda taken: self._redigit(prof, use, taken))
+
+    def _local_digits(self, prof: ColumnProfile | None, use: str, mask: str) -> str:
+        """A run of ``len(mask)`` digits drawn from the table's own for local parts of this name use
+        (:func:`names.email_digits`), else of that length, else uniform."""
+        digits = prof.email_digits if prof else {}
+        return draw_digits(mask, digits.get(f"{use}:{mask}") or digits.get(mask) or {}, self.rng)
+
+    def _redigit(self, prof: ColumnProfile | None, use: str, local: str) -> str:
+        """Another local part for one already taken: its trailing digits drawn again (same length), or,
+        without any, a run appended at a length the table's local parts of this use end in, as often."""
+        m = re.search(r"\d+$", local)
+        if m is not None:
+            return local[:m.start()] + self._local_digits(prof, use, "9" * len(m.group(0)))
+        digits = prof.email_digits if prof else {}
+        runs = {mask: sum(n for p, n in by.items() if len(p) == 1) for key, by in digits.items()
+                for u, _, mask in [key.rpartition(":")] if u == use} or {key: sum(n for p, n in by.items() if len(p) == 1)
+                                                                         for key, by in digits.items() if ":" not in key}
+        mask = str(Weighted.of(runs).pick(self.rng)) if runs else "99"
+        return local + self._local_digits(prof, use, mask)
 
     def _phone(self, e164: str | None, prof: ColumnProfile | None) -> str:
         template = prof.shapes.pick(self.rng) if prof and prof.shapes else None

@@ -1,0 +1,111 @@
+"""Canary e-mail values that blend in: the digits of a local part follow the table's own (per name
+use and run length), and owned mailboxes are handed out at the table's own provider shares
+(canary.seeding.synth.names.email_digits, canary.seeding.synth.contacts.ContactAllocator)."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+
+from canary.seeding.catalog import Column, Constraint, TableInfo
+from canary.seeding.synth.contacts import ContactAllocator
+from canary.seeding.synth.names import email_digits
+from canary.seeding.synth.profile import profile
+from canary.seeding.synth.shapes import MIN_SHARED
+from canary.seeding.synth.synthesizer import RowContext, Synthesizer
+
+GIVEN = ("james", "mary", "john", "linda", "robert", "susan", "david", "karen", "paul", "nancy")
+SURNAMES = ("smith", "jones", "brown", "miller", "davis", "wilson", "moore", "taylor", "clark", "lewis")
+
+
+def _col(name: str, category: str = "S", base: str = "text") -> Column:
+    return Column(name=name, type=base, category=category, base_type=base, not_null=name == "id", default=None, identity="",
+                  generated=False, max_length=None, numeric_precision=None, numeric_scale=None)
+
+
+def _info() -> TableInfo:
+    return TableInfo("public", "customers", 1, "r", "owner", False, False, (_col("id", "N", "int8"), _col("full_name"), _col("email")),
+                     (Constraint("customers_pkey", "p", ("id",), "PRIMARY KEY (id)"),), (), ())
+
+
+def _sample(rng: random.Random, n: int = 2000) -> list[dict[str, str | None]]:
+    """Name-based addresses end in a birth year's two digits (1975-1999) or its four; handles carry
+    three digits anywhere in 100..999."""
+    out: list[dict[str, str | None]] = []
+    for i in range(n):
+        first, last = rng.choice(GIVEN), rng.choice(SURNAMES)
+        year = rng.randint(1975, 1999)
+        x = rng.random()
+        if x < 0.4:
+            local = f"{first}.{last}{year % 100:02d}"
+        elif x < 0.6:
+            local = f"{first}{last}{year}"
+        elif x < 0.8:
+            local = f"{rng.choice(('sunny', 'tiger', 'blue', 'rocket'))}{rng.randint(100, 999)}"
+        else:
+            local = f"{first}.{last}"
+        out.append({"id": str(i), "full_name": f"{first.title()} {last.title()}", "email": f"{local}@gmail.com"})
+    return out
+
+
+def test_email_digits_keep_only_shared_prefixes_per_use_and_length() -> None:
+    """The digit model holds, per run length and per name use, only digit prefixes at least
+    MIN_SHARED rows share: the 2-digit runs after a name start with 7, 8 or 9 (birth years), never
+    a whole run only one row has."""
+    sample = _sample(random.Random(3))
+    sample.append({"id": "x", "full_name": "Zed Unique", "email": "zed.unique00@gmail.com"})
+    digits = email_digits(sample, "email", "full_name")
+    assert set(digits["both:99"]) >= {"7", "8", "9"} and not any(p.startswith(("0", "1", "2")) for p in digits["both:99"])
+    assert "00" not in digits["99"]  # one row's run: not kept
+    assert all(n >= MIN_SHARED for by in digits.values() for n in by.values())
+    assert all(p.startswith("19") for p in digits["both:9999"] if len(p) >= 2)
+
+
+def test_canary_email_digits_follow_the_tables_own() -> None:
+    """Canaries' e-mail digits are drawn from the table's own: two digits after a name are a birth
+    year's (75-99, as the table's), four are 19xx, and the digit tails are as common in the table
+    as real rows' (uniform digits would give 0x / 4821: nobody's)."""
+    rng = random.Random(4)
+    sample = _sample(rng)
+    info = _info()
+    synth = Synthesizer(info, profile(info, sample), locale="en_US", contacts=ContactAllocator(), seed=9)
+    emails = [str(synth.row(RowContext(pk=str(10_000 + i))).values["email"]) for i in range(300)]
+    tails = [m.group(0) for m in (re.search(r"\d+(?=@)", e) for e in emails) if m]
+    assert len(tails) > 100
+    real = Counter(m.group(0) for m in (re.search(r"\d+(?=@)", str(r["email"])) for r in sample) if m)
+    two = [t for t in tails if len(t) == 2]
+    four = [t for t in tails if len(t) == 4]
+    assert two and sum(75 <= int(t) <= 99 for t in two) >= 0.9 * len(two), two
+    assert four and sum(t.startswith("19") for t in four) >= 0.9 * len(four), four
+    # as common in the table as real rows' tails: the median count of the tail among real rows
+    held = sorted(real[t] for t in tails)
+    real_held = sorted(real[t] for t in real.elements())
+    assert held[len(held) // 2] >= real_held[len(real_held) // 2] / 3, (held[len(held) // 2], real_held[len(real_held) // 2])
+
+
+def test_mailboxes_follow_the_tables_provider_shares() -> None:
+    """Owned mailboxes go to canaries as often as the table's rows have each provider: with 60% at
+    naver.com and 30% at gmail.com, about 180 and 90 of 300 canaries take mailboxes there; the long
+    tail of small domains (each fewer than MIN_SHARED sampled rows) gets pool-domain addresses; a
+    common provider without mailboxes (daum.net, 5%) lends its share to the provider whose share is
+    nearest (gmail.com), and a mailbox is never handed out twice."""
+    rows = {"naver.com": 600.0, "gmail.com": 300.0, "daum.net": 50.0} | {f"co{i}.co.kr": 1.0 for i in range(50)}
+    boxes = [f"n{i}@naver.com" for i in range(240)] + [f"g{i}@gmail.com" for i in range(240)]
+    pool = ContactAllocator(["owned-post.kr"], rng=random.Random(11), mailboxes=boxes)
+    pool.follow(rows)
+    got = Counter(pool.email(f"user{i}", "unused.example").rpartition("@")[2] for i in range(300))
+    total = sum(got.values())
+    assert abs(got["naver.com"] / total - 0.60) < 0.07, got
+    assert abs(got["gmail.com"] / total - 0.35) < 0.07, got
+    assert abs(got["owned-post.kr"] / total - 0.05) < 0.04 and got["owned-post.kr"] > 0, got
+    assert pool.beyond_mailboxes == 0 and len(pool.used) == 300
+
+
+def test_mailboxes_without_shares_and_exhausted_pool() -> None:
+    """Without the table's shares the mailboxes go in configured order; once all are taken, values
+    go to the pool domains and are counted as beyond the mailboxes."""
+    pool = ContactAllocator(["owned-post.kr"], rng=random.Random(2), mailboxes=["b@gmail.com", "a@naver.com"])
+    assert pool.next_mailbox() == "b@gmail.com" and pool.next_mailbox() == "b@gmail.com"  # decided once per value
+    got = [pool.email(f"u{i}", "x.example") for i in range(3)]
+    assert got[:2] == ["b@gmail.com", "a@naver.com"] and got[2].endswith("@owned-post.kr") and pool.beyond_mailboxes == 1
