@@ -8,12 +8,19 @@ import random
 import re
 from collections import Counter
 
+import asyncpg
+from testkit import MakeConfig
+
+from canary.crypto import Keyring
 from canary.seeding.catalog import Column, Constraint, TableInfo
-from canary.seeding.synth.contacts import ContactAllocator
+from canary.seeding.postgres import PostgresSeeder
+from canary.seeding.synth.contacts import ContactAllocator, mailbox_needs
 from canary.seeding.synth.names import email_digits
 from canary.seeding.synth.profile import profile
 from canary.seeding.synth.shapes import MIN_SHARED
 from canary.seeding.synth.synthesizer import RowContext, Synthesizer
+from canary.store import ControlStore
+from canary.store.registry import Registry
 
 GIVEN = ("james", "mary", "john", "linda", "robert", "susan", "david", "karen", "paul", "nancy")
 SURNAMES = ("smith", "jones", "brown", "miller", "davis", "wilson", "moore", "taylor", "clark", "lewis")
@@ -109,3 +116,59 @@ def test_mailboxes_without_shares_and_exhausted_pool() -> None:
     assert pool.next_mailbox() == "b@gmail.com" and pool.next_mailbox() == "b@gmail.com"  # decided once per value
     got = [pool.email(f"u{i}", "x.example") for i in range(3)]
     assert got[:2] == ["b@gmail.com", "a@naver.com"] and got[2].endswith("@owned-post.kr") and pool.beyond_mailboxes == 1
+
+
+def test_mailbox_needs_follow_the_shares_and_name_what_stands_out() -> None:
+    """Sizing per provider: a provider holding 60% of the table needs 60% of the canaries' mailboxes;
+    too few there stands out (and says where its canaries go), mailboxes at a domain no sampled row
+    has stand out, and the long tail's share belongs at owned mail domains."""
+    rows = {"gmail.com": 600.0, "yahoo.com": 300.0} | {f"co{i}.com": 1.0 for i in range(100)}
+    boxes = [f"g{i}@gmail.com" for i in range(20)] + [f"y{i}@yahoo.com" for i in range(40)] + ["x@nowhere.example"]
+    needs = mailbox_needs("public.customers", rows, 100, boxes)
+    assert any(line.startswith("public.customers: gmail.com holds 60% of the table's addresses: 60 of 100 canaries' mailboxes")
+               and line.endswith("20 configured: STANDS OUT") for line in needs.sizing), needs.sizing
+    assert any("yahoo.com holds 30%" in line and "30 of 100" in line and line.endswith("40 configured: blends") for line in needs.sizing)
+    assert any("10% of the table's addresses are at small domains" in line and "10 canaries belong at owned mail domains" in line
+               for line in needs.sizing), needs.sizing
+    assert any("gmail.com holds 60%" in w and "the other 40 take mailboxes" in w for w in needs.warnings), needs.warnings
+    assert any("1 owned mailboxes at nowhere.example STAND OUT" in w for w in needs.warnings), needs.warnings
+    assert not any("yahoo.com" in w for w in needs.warnings)
+    assert needs.on_domains == 10 + (100 - 10 - 61 if 100 - 10 > 61 else 0)
+    assert mailbox_needs("t", rows, 100, []).on_domains == 100  # no mailboxes: every canary at an owned domain
+
+
+async def test_plan_sizes_owned_mailboxes_by_the_tables_providers(target_dsn: str, make_config: MakeConfig, store: ControlStore,
+                                                                   keyring: Keyring) -> None:
+    """``plan`` says, per provider, how many of the canaries' mailboxes belong there at the table's own
+    shares (70% gmail.com, 20% yahoo.com, 10% small company domains), that 5 gmail.com mailboxes for
+    14 canaries and mailboxes at a domain no customer has stand out, and how many canaries go to owned
+    domains; the mailboxes are then handed out by those shares."""
+    conn = await asyncpg.connect(target_dsn)
+    try:
+        await conn.execute("CREATE TABLE customers (id bigserial PRIMARY KEY, full_name text, email text UNIQUE)")
+        await conn.execute(
+            "INSERT INTO customers (full_name, email) SELECT 'Pat Lee ' || g, 'pat' || g || '@' ||"
+            " CASE WHEN g % 10 < 7 THEN 'gmail.com' WHEN g % 10 < 9 THEN 'yahoo.com' ELSE 'co' || g || '.com' END"
+            " FROM generate_series(1, 1000) g")
+    finally:
+        await conn.close()
+    boxes = ([{"address": f"sam.gray{i}@gmail.com", "forward_to": f"fw-g{i}@in.canary-mail.test"} for i in range(5)]
+             + [{"address": f"kim.ray{i}@yahoo.com", "forward_to": f"fw-y{i}@in.canary-mail.test"} for i in range(10)]
+             + [{"address": "lone.wolf@nowhere.example", "forward_to": "fw-n@in.canary-mail.test"}])
+    cfg = make_config(datastores=[{"name": "shop", "dsn": target_dsn, "tables": [{"table": "public.customers", "count": 20}]}],
+                      seeding={"mailboxes": boxes, "email_domains": [f"d{i}-post.test" for i in range(8)]})
+    seeder = PostgresSeeder.from_config(cfg, "shop", Registry(store.pool, keyring), seed=3)
+    plan = await seeder.plan()
+    pools, warnings = plan.targets[0].pools, plan.targets[0].warnings
+    assert any("gmail.com holds 70%" in p and "14 of 20 canaries' mailboxes" in p and p.endswith("5 configured: STANDS OUT")
+               for p in pools), pools
+    assert any("yahoo.com holds 20%" in p and "4 of 20" in p and p.endswith("10 configured: blends") for p in pools), pools
+    assert any("10% of the table's addresses are at small domains" in p and "2 canaries belong at owned mail domains" in p
+               for p in pools), pools
+    assert any("gmail.com holds 70%" in w and "has 5 owned mailboxes" in w for w in warnings), warnings
+    assert any("owned mailboxes at nowhere.example STAND OUT" in w for w in warnings), warnings
+    domains = Counter(str(r.values["email"]).rpartition("@")[2] for r in plan.targets[0].rows if r.target == "public.customers")
+    # gmail.com's share beyond its 5 mailboxes goes to yahoo.com's (the nearest provider), the domain no
+    # customer has only once both ran out, the long tail's share to owned domains
+    assert domains["gmail.com"] == 5 and domains["yahoo.com"] == 10 and domains["nowhere.example"] <= 1, domains
+    assert 1 <= sum(n for d, n in domains.items() if d.endswith("-post.test")) <= 6, domains

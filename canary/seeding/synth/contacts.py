@@ -80,8 +80,9 @@ class ContactAllocator:
         free mailbox there; a domain fewer than ``MIN_SHARED`` sampled rows have (the long tail of
         small domains, which owned domains blend into) gives a pool-domain address; a provider the
         table has often but with no free mailbox gives the free mailbox at the provider whose share
-        is nearest its own, so that canaries' domains are as common in the table as real rows' are
-        (all canaries at the largest providers would be a tell: real rows are not)."""
+        is nearest its own (a domain no sampled row has only when none of the table's is left), so
+        that canaries' domains are as common in the table as real rows' are (all canaries at the
+        largest providers would be a tell: real rows are not)."""
         if self._decided:
             return self._chosen
         free = self._free_boxes()
@@ -94,8 +95,9 @@ class ContactAllocator:
             rows = self.domain_rows[drawn]
             if drawn in free:
                 choice = free[drawn][0]
-            elif rows >= MIN_SHARED:
-                nearest = min(free, key=lambda d: abs(math.log(max(self.domain_rows.get(d, 0.0), 0.5) / rows)))  # ties: configured order
+            elif rows >= MIN_SHARED:  # a domain no sampled row has only when no provider of the table's has one left
+                held = [d for d in free if self.domain_rows.get(d, 0.0) > 0] or list(free)
+                nearest = min(held, key=lambda d: abs(math.log(max(self.domain_rows.get(d, 0.0), 0.5) / rows)))  # ties: configured order
                 choice = free[nearest][0]
         self._decided, self._chosen = True, choice
         return choice
@@ -173,3 +175,62 @@ def format_phone(e164: str, template: str, locale: str) -> str:
     if rest:
         parts.insert(0, rest)
     return ("+" if template.startswith("+") else "") + sep.join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxNeeds:
+    """What owned mailboxes a table needs for its canaries to blend at its own provider shares
+    (:func:`mailbox_needs`): ``sizing`` lines for ``plan`` whatever is configured, ``warnings`` for a
+    configured pool that stands out, and ``on_domains``: canaries expected at owned mail domains."""
+
+    sizing: tuple[str, ...]
+    warnings: tuple[str, ...]
+    on_domains: int
+
+
+def mailbox_needs(target: str, domain_rows: Mapping[str, float], canaries: int, mailboxes: Sequence[str],
+                  k: int = MIN_SHARED, shown: int = 8) -> MailboxNeeds:
+    """How many owned mailboxes each provider needs so that canaries' domains are as common in the
+    table as real rows' are (the way :meth:`ContactAllocator.next_mailbox` hands them out): a provider
+    holding 30% of the table's addresses (``domain_rows``: sampled rows per domain) needs 30% of the
+    canaries' mailboxes there; the share of domains fewer than ``k`` sampled rows have (the long tail)
+    goes to owned mail domains. Says plainly which configured domain stands out and why: a provider
+    with fewer mailboxes than its share (its canaries move to other providers, making those more
+    common among canaries than in the table), and mailboxes at a domain no sampled row has (a canary
+    there is the only customer at its provider)."""
+    total = sum(domain_rows.values())
+    if not total or canaries <= 0:
+        return MailboxNeeds((), (), canaries)
+    have = Counter(box.rpartition("@")[2].lower() for box in mailboxes)
+    common = sorted((d for d, n in domain_rows.items() if n >= k), key=lambda d: (-domain_rows[d], d))
+    tail = sum(n for d, n in domain_rows.items() if n < k and d not in have) / total
+    sizing: list[str] = []
+    warnings: list[str] = []
+    for i, d in enumerate(common):
+        share = domain_rows[d] / total
+        need = round(canaries * share)
+        margin = need + math.ceil(2 * math.sqrt(need))  # canaries are drawn at random: room for a busy provider
+        blends = have[d] >= need
+        if (i < shown and need) or have[d]:
+            sizing.append(f"{target}: {d} holds {share:.0%} of the table's addresses: {need} of {canaries} canaries' mailboxes "
+                          f"belong there (about {margin} to be safe); {have[d]} configured: "
+                          + (("blends" if blends else "STANDS OUT") if mailboxes else "none (owned mail domains take them)"))
+        if have and not blends and need >= 2:
+            warnings.append(f"{target}: {d} holds {share:.0%} of the table's addresses but has {have[d]} owned mailboxes for "
+                            f"the {need} canaries its share needs; the other {need - have[d]} take mailboxes at the provider "
+                            f"nearest its size, which then holds more canaries than its share ([seeding].mailboxes)")
+    rest = [d for d in common[shown:] if not have[d]]
+    if rest:
+        sizing.append(f"{target}: {len(rest)} more providers of at least {k} sampled customers each, "
+                      f"{sum(domain_rows[d] for d in rest) / total:.0%} of the table together")
+    on_domains = math.ceil(canaries * tail)
+    sizing.append(f"{target}: {tail:.0%} of the table's addresses are at small domains (the long tail, each fewer than {k} "
+                  f"sampled customers): {on_domains} canaries belong at owned mail domains ([seeding].email_domains)")
+    for d in sorted(have):
+        if d not in domain_rows:
+            warnings.append(f"{target}: the {have[d]} owned mailboxes at {d} STAND OUT: no sampled customer of the table is "
+                            f"at {d}, so a canary there is alone at its provider; they are used only once the table's own "
+                            f"providers' mailboxes run out ([seeding].mailboxes)")
+    # without mailboxes every canary is at an owned domain; with them, the long tail's share and those beyond the pool
+    beyond = max(0, canaries - on_domains - len(mailboxes))
+    return MailboxNeeds(tuple(sizing), tuple(warnings), on_domains + beyond if mailboxes else canaries)
