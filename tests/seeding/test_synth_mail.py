@@ -172,3 +172,23 @@ async def test_plan_sizes_owned_mailboxes_by_the_tables_providers(target_dsn: st
     # customer has only once both ran out, the long tail's share to owned domains
     assert domains["gmail.com"] == 5 and domains["yahoo.com"] == 10 and domains["nowhere.example"] <= 1, domains
     assert 1 <= sum(n for d, n in domains.items() if d.endswith("-post.test")) <= 6, domains
+
+
+def test_mailbox_owner_is_written_the_way_the_table_writes_names() -> None:
+    """A canary named by its ``first.last`` mailbox is written in the table's name layouts: with a
+    middle initial about as often as real rows have one (here half of them), in upper case when the
+    table writes names so; its given name and surname are always the mailbox's."""
+    rng = random.Random(6)
+    sample: list[dict[str, str | None]] = []
+    for i in range(2000):
+        first, last = rng.choice(GIVEN).title(), rng.choice(SURNAMES).title()
+        full = f"{first} {rng.choice('ABCDEK')}. {last}" if i % 2 else f"{first} {last}"
+        sample.append({"id": str(i), "full_name": full.upper() if i % 10 == 3 else full, "email": f"x{i}@gmail.com"})
+    info = _info()
+    boxes = [f"trevon.mcgowan{i}@gmail.com" for i in range(200)]
+    synth = Synthesizer(info, profile(info, sample), locale="en_US", contacts=ContactAllocator(mailboxes=boxes), seed=4)
+    names = [str(synth.row(RowContext(pk=str(10_000 + i))).values["full_name"]) for i in range(200)]
+    assert all(n.split()[0].lower() == "trevon" and n.split()[-1].lower() == "mcgowan" for n in names), names[:10]
+    initials = sum(len(n.split()) == 3 and re.fullmatch(r"[A-Z]\.", n.split()[1]) is not None for n in names)
+    assert 60 <= initials <= 140, initials
+    assert any(n == n.upper() for n in names) and any(n == "Trevon Mcgowan" for n in names)

@@ -643,13 +643,40 @@ class Synthesizer:
 
     def _named_by(self, local: str) -> dict[str, str] | None:
         """The person a Latin-script mailbox names as ``first.last`` / ``first_last`` / ``first-last``
-        (digits after it allowed), capitalised; None otherwise (a handle, a single word, or a table
-        whose names are not in Latin letters)."""
+        (digits after it allowed), written the way the table writes names (:meth:`_dressed`); None
+        otherwise (a handle, a single word, or a table whose names are not in Latin letters)."""
         m = re.fullmatch(r"([a-z]{2,})[._-]([a-z]{2,})\d*", local.lower())
         if m is None or self.profile.script not in (None, "latin"):
             return None
         first, last = (w.capitalize() for w in m.groups())
-        return {"first": first, "last": last, "full": f"{first} {last}"}
+        return {"first": first, "last": last, "full": self._dressed(first, last)}
+
+    def _dressed(self, first: str, last: str) -> str:
+        """``first last`` in the layout of a name drawn as for any row (from the frequency match's
+        candidates): its middle initial, second surname, suffix and letter case kept, its given name
+        and surname replaced. Every mailbox owner written "First Last" where real rows also have
+        "John A. Smith", "SMITH-LOPEZ" and "Jr." would make the plain form a tell."""
+        got = self._match_people.draw(self.rng) if self._match_people is not None else None
+        if got is not None:
+            assert self._match_people is not None
+            cand = {"first": str(got["first"]), "last": str(got["last"]), "full": str(got[self._match_people.keys[0][0]])}
+        else:
+            cand = self._person()
+        words = cand["full"].split(" ")
+
+        def styled(word: str, like: str) -> str:
+            return word.upper() if like.isupper() else word.lower() if like.islower() else word
+
+        given = cand["first"].split(" ")[0].lower()
+        at_first = next((i for i, w in enumerate(words) if w.lower() == given), None)
+        at_last = next((i for i in range(len(words) - 1, -1, -1) if words[i].lower().startswith(cand["last"].lower())), None)
+        # only initials between the two ("John A. Smith"): "John Smith Jr." (surname "Jr.") is written plainly
+        if (not given or not cand["last"] or at_first is None or at_last is None or at_last <= at_first
+                or any(len(w.strip(".")) > 1 for w in words[at_first + 1:at_last])):
+            return f"{first} {last}"
+        words[at_first] = styled(first, words[at_first])
+        words[at_last] = styled(last, words[at_last][:len(cand["last"])]) + words[at_last][len(cand["last"]):]
+        return " ".join(words)
 
     def _person_for(self, local: str) -> dict[str, str] | None:
         """A person whose names the mailbox's local part spells as fully as any candidate's (the
