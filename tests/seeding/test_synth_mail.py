@@ -131,7 +131,7 @@ def test_mailbox_needs_follow_the_shares_and_name_what_stands_out() -> None:
     assert any("10% of the table's addresses are at small domains" in line and "10 canaries belong at owned mail domains" in line
                for line in needs.sizing), needs.sizing
     assert any("gmail.com holds 60%" in w and "the other 40 take mailboxes" in w for w in needs.warnings), needs.warnings
-    assert any("1 owned mailboxes at nowhere.example STAND OUT" in w for w in needs.warnings), needs.warnings
+    assert any("1 owned mailbox at nowhere.example STAND OUT" in w for w in needs.warnings), needs.warnings
     assert not any("yahoo.com" in w for w in needs.warnings)
     assert needs.on_domains == 10 + (100 - 10 - 61 if 100 - 10 > 61 else 0)
     assert mailbox_needs("t", rows, 100, []).on_domains == 100  # no mailboxes: every canary at an owned domain
@@ -166,7 +166,7 @@ async def test_plan_sizes_owned_mailboxes_by_the_tables_providers(target_dsn: st
     assert any("10% of the table's addresses are at small domains" in p and "2 canaries belong at owned mail domains" in p
                for p in pools), pools
     assert any("gmail.com holds 70%" in w and "has 5 owned mailboxes" in w for w in warnings), warnings
-    assert any("owned mailboxes at nowhere.example STAND OUT" in w for w in warnings), warnings
+    assert any("1 owned mailbox at nowhere.example STAND OUT" in w for w in warnings), warnings
     domains = Counter(str(r.values["email"]).rpartition("@")[2] for r in plan.targets[0].rows if r.target == "public.customers")
     # gmail.com's share beyond its 5 mailboxes goes to yahoo.com's (the nearest provider), the domain no
     # customer has only once both ran out, the long tail's share to owned domains

@@ -221,14 +221,17 @@ def mailbox_needs(target: str, domain_rows: Mapping[str, float], canaries: int, 
                             f"nearest its size, which then holds more canaries than its share ([seeding].mailboxes)")
     rest = [d for d in common[shown:] if not have[d]]
     if rest:
-        sizing.append(f"{target}: {len(rest)} more providers of at least {k} sampled customers each, "
-                      f"{sum(domain_rows[d] for d in rest) / total:.0%} of the table together")
+        share = sum(domain_rows[d] for d in rest) / total
+        sizing.append(f"{target}: {len(rest)} more providers of at least {k} sampled customers each, {share:.0%} of the table "
+                      f"together: {round(canaries * share)} canaries' mailboxes belong there; without, they take the "
+                      f"mailboxes at the providers nearest their size")
     on_domains = math.ceil(canaries * tail)
     sizing.append(f"{target}: {tail:.0%} of the table's addresses are at small domains (the long tail, each fewer than {k} "
                   f"sampled customers): {on_domains} canaries belong at owned mail domains ([seeding].email_domains)")
     for d in sorted(have):
         if d not in domain_rows:
-            warnings.append(f"{target}: the {have[d]} owned mailboxes at {d} STAND OUT: no sampled customer of the table is "
+            warnings.append(f"{target}: the {have[d]} owned mailbox{'es' if have[d] != 1 else ''} at {d} STAND OUT: no sampled "
+                            f"customer of the table is "
                             f"at {d}, so a canary there is alone at its provider; they are used only once the table's own "
                             f"providers' mailboxes run out ([seeding].mailboxes)")
     # without mailboxes every canary is at an owned domain; with them, the long tail's share and those beyond the pool
