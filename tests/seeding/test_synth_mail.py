@@ -93,19 +93,19 @@ def test_canary_email_digits_follow_the_tables_own() -> None:
 
 def test_mailboxes_follow_the_tables_provider_shares() -> None:
     """Owned mailboxes go to canaries as often as the table's rows have each provider: with 60% at
-    naver.com and 30% at gmail.com, about 180 and 90 of 300 canaries take mailboxes there; the long
-    tail of small domains (each fewer than MIN_SHARED sampled rows) gets pool-domain addresses; a
-    common provider without mailboxes (daum.net, 5%) lends its share to the provider whose share is
-    nearest (gmail.com), and a mailbox is never handed out twice."""
+    naver.com and 30% at gmail.com, about 63% and 32% of the canaries take mailboxes there; the long
+    tail of small domains (each fewer than MIN_SHARED sampled rows) gets pool-domain addresses (5%);
+    the share of a common provider without mailboxes (daum.net, 5%) is spread over the others in
+    proportion to theirs, and a mailbox is never handed out twice."""
     rows = {"naver.com": 600.0, "gmail.com": 300.0, "daum.net": 50.0} | {f"co{i}.co.kr": 1.0 for i in range(50)}
     boxes = [f"n{i}@naver.com" for i in range(240)] + [f"g{i}@gmail.com" for i in range(240)]
     pool = ContactAllocator(["owned-post.kr"], rng=random.Random(11), mailboxes=boxes)
     pool.follow(rows)
     got = Counter(pool.email(f"user{i}", "unused.example").rpartition("@")[2] for i in range(300))
     total = sum(got.values())
-    assert abs(got["naver.com"] / total - 0.60) < 0.07, got
-    assert abs(got["gmail.com"] / total - 0.35) < 0.07, got
-    assert abs(got["owned-post.kr"] / total - 0.05) < 0.04 and got["owned-post.kr"] > 0, got
+    assert abs(got["naver.com"] / total - 0.60 / 0.95) < 0.07, got
+    assert abs(got["gmail.com"] / total - 0.30 / 0.95) < 0.07, got
+    assert abs(got["owned-post.kr"] / total - 0.05 / 0.95) < 0.04 and got["owned-post.kr"] > 0, got
     assert pool.beyond_mailboxes == 0 and len(pool.used) == 300
 
 
@@ -130,10 +130,10 @@ def test_mailbox_needs_follow_the_shares_and_name_what_stands_out() -> None:
     assert any("yahoo.com holds 30%" in line and "30 of 100" in line and line.endswith("40 configured: blends") for line in needs.sizing)
     assert any("10% of the table's addresses are at small domains" in line and "10 canaries belong at owned mail domains" in line
                for line in needs.sizing), needs.sizing
-    assert any("gmail.com holds 60%" in w and "the other 40 take mailboxes" in w for w in needs.warnings), needs.warnings
+    assert any("gmail.com holds 60%" in w and "the other 40 are spread over the other" in w for w in needs.warnings), needs.warnings
     assert any("1 owned mailbox at nowhere.example STAND OUT" in w for w in needs.warnings), needs.warnings
     assert not any("yahoo.com" in w for w in needs.warnings)
-    assert needs.on_domains == 10 + (100 - 10 - 61 if 100 - 10 > 61 else 0)
+    assert needs.on_domains == 10 + (100 - 10 - 61)  # 10% long tail (gmail and yahoo covered), 29 beyond 61 mailboxes
     assert mailbox_needs("t", rows, 100, []).on_domains == 100  # no mailboxes: every canary at an owned domain
 
 
@@ -168,10 +168,10 @@ async def test_plan_sizes_owned_mailboxes_by_the_tables_providers(target_dsn: st
     assert any("gmail.com holds 70%" in w and "has 5 owned mailboxes" in w for w in warnings), warnings
     assert any("1 owned mailbox at nowhere.example STAND OUT" in w for w in warnings), warnings
     domains = Counter(str(r.values["email"]).rpartition("@")[2] for r in plan.targets[0].rows if r.target == "public.customers")
-    # gmail.com's share beyond its 5 mailboxes goes to yahoo.com's (the nearest provider), the domain no
-    # customer has only once both ran out, the long tail's share to owned domains
-    assert domains["gmail.com"] == 5 and domains["yahoo.com"] == 10 and domains["nowhere.example"] <= 1, domains
-    assert 1 <= sum(n for d, n in domains.items() if d.endswith("-post.test")) <= 6, domains
+    # gmail.com's share beyond its 5 mailboxes is spread over yahoo.com's and the owned domains (the long
+    # tail) in proportion to theirs; the domain no customer has is never taken while the long tail remains
+    assert domains["gmail.com"] == 5 and domains["yahoo.com"] >= 6 and "nowhere.example" not in domains, domains
+    assert sum(n for d, n in domains.items() if d.endswith("-post.test")) >= 2, domains
 
 
 def test_mailbox_owner_is_written_the_way_the_table_writes_names() -> None:
