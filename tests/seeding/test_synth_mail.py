@@ -9,13 +9,14 @@ import re
 from collections import Counter
 
 import asyncpg
+from faker import Faker
 from testkit import MakeConfig
 
 from canary.crypto import Keyring
 from canary.seeding.catalog import Column, Constraint, TableInfo
 from canary.seeding.postgres import PostgresSeeder
 from canary.seeding.synth.contacts import ContactAllocator, mailbox_needs
-from canary.seeding.synth.names import email_digits
+from canary.seeding.synth.names import NameModel, Style, email_digits
 from canary.seeding.synth.profile import profile
 from canary.seeding.synth.shapes import MIN_SHARED
 from canary.seeding.synth.synthesizer import RowContext, Synthesizer
@@ -192,3 +193,27 @@ def test_mailbox_owner_is_written_the_way_the_table_writes_names() -> None:
     initials = sum(len(n.split()) == 3 and re.fullmatch(r"[A-Z]\.", n.split()[1]) is not None for n in names)
     assert 60 <= initials <= 140, initials
     assert any(n == n.upper() for n in names) and any(n == "Trevon Mcgowan" for n in names)
+
+
+def test_latin_names_carry_the_tables_decorations() -> None:
+    """Canary names in a Latin-script table are decorated as often as the table's are (middle
+    initials, lower / upper case, Jr., hyphenated surnames, learnt as styles k rows share), never
+    always plain "Given Surname"; a style only one row has is not learnt."""
+    rng = random.Random(8)
+    names: list[str] = []
+    for i in range(2000):
+        first, last = rng.choice(GIVEN).title(), rng.choice(SURNAMES).title()
+        x = i % 20
+        full = (f"{first} {rng.choice('ABCDK')}. {last}" if x < 3 else f"{first} {last}".lower() if x == 3
+                else f"{first} {last} Jr." if x == 4 else f"{first} {last}-{rng.choice(SURNAMES).title()}" if x == 5 else f"{first} {last}")
+        names.append(full)
+    names.append("Ann Lee III ")
+    model = NameModel.of(names)
+    assert model is not None and Style("title", "", "III", False, True) not in model.styles.values
+    assert "Lee" not in "".join(str(v) for v in model.parts["en"].surnames.values)
+    assert all(len(str(g).split()) == 1 for g in model.parts["en"].givens.values)  # "John A." is no given name
+    drawn = [model.draw(rng, Faker("en_US"), Faker("en_US"))[2] for _ in range(1000)]
+    initials = sum(re.fullmatch(r"\w+ [A-Z]\. \w+", n) is not None for n in drawn)
+    assert 100 <= initials <= 200 and 20 <= sum(n.islower() for n in drawn) <= 90, (initials, drawn[:20])
+    assert 20 <= sum(n.endswith(" Jr.") for n in drawn) <= 90 and 20 <= sum("-" in n for n in drawn) <= 90
+    assert sum(re.fullmatch(r"[A-Z][a-z]+ [A-Z][a-z]+", n) is not None for n in drawn) >= 650

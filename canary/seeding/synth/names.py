@@ -50,6 +50,66 @@ def join_name(layout: str, surname: str, given: str) -> str:
     return f"{surname} {given}"
 
 
+_SUFFIXES = frozenset(("jr", "jr.", "sr", "sr.", "ii", "iii", "iv"))
+_INITIAL = re.compile(r"[A-Za-z]\.?")
+
+
+class Style(tuple[str, str, str, bool, bool]):
+    """How a Latin-script table decorates a ``Given Surname`` name: letter case (``title`` / ``lower`` /
+    ``upper``), a middle initial (``""``, ``"I."`` or ``"I"``), a suffix as written (``Jr.``, ``III``),
+    a hyphenated second surname, a trailing space. Learnt per name (:meth:`of`) and kept when ``k``
+    rows share it (a style never identifies anyone), so canaries carry "John A. Smith", "SMITH" and
+    "Jr." as often as real rows do rather than always "John Smith"."""
+
+    __slots__ = ()
+
+    def __new__(cls, case: str, middle: str, suffix: str, double: bool, trail: bool) -> Style:
+        return super().__new__(cls, (case, middle, suffix, double, trail))
+
+    @classmethod
+    def of(cls, name: str) -> tuple[Style | None, str, str]:
+        """(style, the name without it as ``Given Surname``, the middle initial's letter) of a Latin
+        name of two to four words; (None, name, "") for any other (a single word, another script)."""
+        if not name.isascii() or not re.search("[A-Za-z]", name):
+            return None, name, ""
+        trail = name.endswith(" ")
+        words = name.split()
+        if not 2 <= len(words) <= 4:
+            return None, name, ""
+        letters = [c for c in name if c.isalpha()]
+        case = "lower" if all(c.islower() for c in letters) else "upper" if all(c.isupper() for c in letters) else "title"
+        suffix = words.pop() if len(words) > 2 and words[-1].lower() in _SUFFIXES else ""
+        middle, initial = "", ""
+        if len(words) == 3 and _INITIAL.fullmatch(words[1]):
+            middle, initial = ("I." if words[1].endswith(".") else "I"), words[1][0].upper()
+            words.pop(1)
+        if len(words) != 2:
+            return None, name, ""
+        double = "-" in words[1].strip("-")
+        surname = words[1].split("-")[0] if double else words[1]
+        given = words[0].capitalize() if case != "title" else words[0]
+        return cls(case, middle, suffix, double, trail), f"{given} {surname.capitalize() if case != 'title' else surname}", initial
+
+    def dress(self, given: str, surname: str, rng: random.Random, initials: Weighted, surnames: Weighted, fake: Faker) -> str:
+        """``given surname`` in this style: a middle initial from the table's own (``initials``), a
+        second surname from the table's shared ones (else Faker's) for a hyphenated one."""
+        case, middle, suffix, double, trail = self
+        words = [given]
+        if middle:
+            letter = str(initials.pick(rng)) if initials else rng.choice("ABCDEFGHJKLMNPRSTW")
+            words.append(letter + ("." if middle == "I." else ""))
+        last = surname
+        if double:
+            other = str(surnames.pick(rng)) if surnames else str(fake.last_name())
+            last = f"{surname}-{other}" if other != surname else surname
+        words.append(last)
+        if suffix:
+            words.append(suffix)
+        full = " ".join(words)
+        full = full.lower() if case == "lower" else full.upper() if case == "upper" else full
+        return full + (" " if trail else "")
+
+
 @dataclass(frozen=True, slots=True)
 class NameParts:
     """One layout's names: surnames and given names at least ``k`` sampled rows share (and the share
@@ -73,9 +133,16 @@ class NameModel:
     layouts: Weighted
     parts: Mapping[str, NameParts]
     k: int = MIN_SHARED
+    #: Latin names' decorations (:class:`Style`) as often as the table has them, and the middle initials
+    styles: Weighted = Weighted((), ())
+    initials: Weighted = Weighted((), ())
 
     @classmethod
     def of(cls, names: Sequence[str], k: int = MIN_SHARED) -> NameModel | None:
+        styled = [Style.of(n) for n in names]
+        styles = Counter(st for st, _, _ in styled if st is not None)
+        initials = Counter(ini for st, _, ini in styled if st is not None and ini)
+        names = [plain if st is not None else n for n, (st, plain, _) in zip(names, styled, strict=True)]
         split = [x for x in (split_name(n) for n in names) if x is not None]
         layouts = Counter(x[0] for x in split)
         shared_layouts = {lay: n for lay, n in layouts.items() if n >= k}
@@ -98,7 +165,8 @@ class NameModel:
                 Weighted.of(shared_s), sum(shared_s.values()) / len(rows), Weighted.of(shared_g), sum(shared_g.values()) / len(rows),
                 tuple(syll), Weighted.of({n: c for n, c in lengths.items() if c >= k}),
             )
-        return cls(Weighted.of(shared_layouts), parts, k)
+        return cls(Weighted.of(shared_layouts), parts, k, Weighted.of({st: c for st, c in styles.items() if c >= k}),
+                   Weighted.of({i: c for i, c in initials.items() if c >= k}))
 
     def draw(self, rng: random.Random, fake: Faker, latin: Faker) -> tuple[str, str, str]:
         """(given, surname, full name) of a new person."""
@@ -119,7 +187,10 @@ class NameModel:
             cand = self._compose(p, rng) if layout in ("ko", "ko_sp") else f.first_name()
             given = cand if cand and cand not in shared else ""
         given = given or f.first_name()
-        return given, surname, join_name(layout, surname, given)
+        full = join_name(layout, surname, given)
+        if layout == "en" and self.styles:
+            full = Style(*self.styles.pick(rng)).dress(given, surname, rng, self.initials, p.surnames, f)
+        return given, surname, full
 
     @staticmethod
     def _compose(p: NameParts, rng: random.Random) -> str:
