@@ -76,26 +76,35 @@ class ContactAllocator:
     def next_mailbox(self) -> str | None:
         """The owned mailbox :meth:`email` hands out next (None: an address at a pool domain), decided
         once per value. Without the table's shares (:meth:`follow`), the first free one in configured
-        order. With them, a domain is drawn as often as the table's rows have it among those a canary
-        can take: a provider with a free mailbox (the canary takes it) and the long tail of domains
-        fewer than ``MIN_SHARED`` sampled rows have (a pool-domain address: owned domains blend in
-        there). A provider the table has often but with no free mailbox is left out, so its share is
-        spread over the others in proportion to theirs: each then holds the same small excess of
-        canaries, where sending them all to one provider (or to owned domains) would crowd it. A
-        mailbox at a domain no sampled row has is taken only when nothing else is left."""
+        order. With them, a domain is drawn as often as the table's rows have it: the canary takes a
+        free mailbox there; a domain fewer than ``MIN_SHARED`` sampled rows have (the long tail of
+        small domains, which owned domains blend into) gives a pool-domain address. A provider the
+        table has often but with no free mailbox lends its draw to the providers with free mailboxes
+        and the long tail, each in proportion to its share times how near its size is (the smaller
+        of the two sizes over the larger): all of it to the provider nearest its size would crowd
+        that one, all of it in proportion to the shares would crowd the largest (bench: the first
+        tells by how common the canary's domain is, the second by the domain's share; this measures
+        between both). A mailbox at a domain no sampled row has is taken only when nothing else is left."""
         if self._decided:
             return self._chosen
         free = self._free_boxes()
         choice: str | None = None
         if free and self.domain_rows:
-            tail = sum(n for d, n in self.domain_rows.items() if n < MIN_SHARED and d not in free)
-            held = sorted(d for d in free if self.domain_rows.get(d, 0.0) > 0)
-            weights = [self.domain_rows[d] for d in held] + [tail]
-            if sum(weights) > 0:
-                drawn = self.rng.choices([*held, ""], weights)[0]
-                choice = free[drawn][0] if drawn else None
-            else:  # the table's own providers' mailboxes ran out and it has no long tail
-                choice = next(iter(free.values()))[0]
+            domains = sorted(self.domain_rows)
+            drawn = self.rng.choices(domains, [self.domain_rows[d] for d in domains])[0]
+            rows = self.domain_rows[drawn]
+            if drawn in free:
+                choice = free[drawn][0]
+            elif rows >= MIN_SHARED:
+                held = [d for d in free if self.domain_rows.get(d, 0.0) > 0]
+                tail = sum(n for d, n in self.domain_rows.items() if n < MIN_SHARED and d not in free)
+                weights = [self.domain_rows[d] * min(rows, self.domain_rows[d]) / max(rows, self.domain_rows[d]) for d in held]
+                weights.append(tail / rows)  # the long tail's domains hold about one row each
+                if sum(weights) > 0:
+                    pick = self.rng.choices([*held, ""], weights)[0]
+                    choice = free[pick][0] if pick else None
+                else:  # the table's own providers' mailboxes ran out and it has no long tail
+                    choice = next(iter(free.values()))[0]
         elif free:
             choice = next(iter(free.values()))[0]
         self._decided, self._chosen = True, choice
@@ -216,15 +225,14 @@ def mailbox_needs(target: str, domain_rows: Mapping[str, float], canaries: int, 
                           + (("blends" if blends else "STANDS OUT") if mailboxes else "none (owned mail domains take them)"))
         if have and not blends and need >= 2:
             warnings.append(f"{target}: {d} holds {share:.0%} of the table's addresses but has {have[d]} owned mailboxes for "
-                            f"the {need} canaries its share needs; the other {need - have[d]} are spread over the other "
-                            f"providers' mailboxes and owned domains, each then holding more canaries than its share, and "
-                            f"{d}'s customers fewer ([seeding].mailboxes)")
+                            f"the {need} canaries its share needs; the other {need - have[d]} go to the providers nearest its "
+                            f"size (and owned domains), which then hold more canaries than their share ([seeding].mailboxes)")
     rest = [d for d in common[shown:] if not have[d]]
     if rest:
         share = sum(domain_rows[d] for d in rest) / total
         sizing.append(f"{target}: {len(rest)} more providers of at least {k} sampled customers each, {share:.0%} of the table "
-                      f"together: {round(canaries * share)} canaries' mailboxes belong there; without, their share is "
-                      f"spread over the configured providers' (which then hold more than theirs)")
+                      f"together: {round(canaries * share)} canaries' mailboxes belong there; without, they go to the "
+                      f"configured providers nearest their size (which then hold more than their share)")
     on_domains = math.ceil(canaries * tail)
     sizing.append(f"{target}: {tail:.0%} of the table's addresses are at small domains (the long tail, each fewer than {k} "
                   f"sampled customers): {on_domains} canaries belong at owned mail domains ([seeding].email_domains)")
@@ -234,9 +242,7 @@ def mailbox_needs(target: str, domain_rows: Mapping[str, float], canaries: int, 
                             f"customer of the table is "
                             f"at {d}, so a canary there is alone at its provider; they are used only once the table's own "
                             f"providers' mailboxes ran out in a table without small domains ([seeding].mailboxes)")
-    # without mailboxes every canary is at an owned domain; with them, the long tail's part of what the pool can take
-    # (providers without mailboxes left out: next_mailbox) and those beyond the pool
-    covered = sum(domain_rows.get(d, 0.0) for d in have) / total
-    expected = math.ceil(canaries * tail / (covered + tail)) if covered + tail > 0 else on_domains
-    beyond = max(0, canaries - expected - len(mailboxes))
-    return MailboxNeeds(tuple(sizing), tuple(warnings), expected + beyond if mailboxes else canaries)
+    # without mailboxes every canary is at an owned domain; with them, the long tail's share and those beyond the pool
+    # (a provider without mailboxes lends a little to the long tail, too: next_mailbox)
+    beyond = max(0, canaries - on_domains - len(mailboxes))
+    return MailboxNeeds(tuple(sizing), tuple(warnings), on_domains + beyond if mailboxes else canaries)
