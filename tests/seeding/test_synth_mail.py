@@ -16,7 +16,7 @@ from canary.crypto import Keyring
 from canary.seeding.catalog import Column, Constraint, TableInfo
 from canary.seeding.postgres import PostgresSeeder
 from canary.seeding.synth.contacts import ContactAllocator, mailbox_needs
-from canary.seeding.synth.names import NameModel, Style, email_digits
+from canary.seeding.synth.names import NameModel, Style, email_digits, email_uses
 from canary.seeding.synth.profile import profile
 from canary.seeding.synth.shapes import MIN_SHARED
 from canary.seeding.synth.synthesizer import RowContext, Synthesizer
@@ -199,7 +199,8 @@ def test_mailbox_owner_is_written_the_way_the_table_writes_names() -> None:
 def test_latin_names_carry_the_tables_decorations() -> None:
     """Canary names in a Latin-script table are decorated as often as the table's are (middle
     initials, lower / upper case, Jr., hyphenated surnames, learnt as styles k rows share), never
-    always plain "Given Surname"; a style only one row has is not learnt."""
+    always plain "Given Surname"; a style only one row has is not learnt, and a decorated name's
+    e-mail spells both its names ("John A. Smith Jr." -> john.smith)."""
     rng = random.Random(8)
     names: list[str] = []
     for i in range(2000):
@@ -218,3 +219,5 @@ def test_latin_names_carry_the_tables_decorations() -> None:
     assert 100 <= initials <= 200 and 20 <= sum(n.islower() for n in drawn) <= 90, (initials, drawn[:20])
     assert 20 <= sum(n.endswith(" Jr.") for n in drawn) <= 90 and 20 <= sum("-" in n for n in drawn) <= 90
     assert sum(re.fullmatch(r"[A-Z][a-z]+ [A-Z][a-z]+", n) is not None for n in drawn) >= 650
+    uses = email_uses([{"email": "john.smith@x.test", "full_name": "John A. Smith Jr."}] * 40, "email", "full_name")
+    assert uses["email_uses"].values == ("both",)

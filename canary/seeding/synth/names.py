@@ -214,7 +214,7 @@ def email_uses(sample: Sequence[Mapping[str, str | None]], email_col: str, name_
         email, name = r.get(email_col), r.get(name_col)
         if not email or not name:
             continue
-        split = split_name(name)
+        split = split_name(Style.of(name)[1])  # "John A. Smith Jr.": John and Smith
         if split is None:
             continue
         local = email.rpartition("@")[0].split("+", 1)[0]
@@ -256,7 +256,7 @@ def email_digits(sample: Sequence[Mapping[str, str | None]], email_col: str, nam
         if not found:
             continue
         name = r.get(name_col) if name_col else None
-        split = split_name(name) if name else None
+        split = split_name(Style.of(name)[1]) if name else None
         use = email_use(local, split[1], split[2]) if split is not None else ""
         for run in found:
             runs.append(f"{'9' * len(run)}|{run}")
