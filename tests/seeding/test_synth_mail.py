@@ -221,3 +221,19 @@ def test_latin_names_carry_the_tables_decorations() -> None:
     assert sum(re.fullmatch(r"[A-Z][a-z]+ [A-Z][a-z]+", n) is not None for n in drawn) >= 650
     uses = email_uses([{"email": "john.smith@x.test", "full_name": "John A. Smith Jr."}] * 40, "email", "full_name")
     assert uses["email_uses"].values == ("both",)
+
+
+def test_a_row_made_again_draws_its_e_mail_digits_uniformly() -> None:
+    """A table whose local parts differ by their digits alone (member1000..member2199) has every run
+    drawn like its own taken: the first makings of a row follow the table's digits, and a row made
+    again more than REMADE_UNIFORM times for one placement (its address clashed with a real row's)
+    draws them uniformly, so it can escape the clash."""
+    info = _info()
+    sample: list[dict[str, str | None]] = [
+        {"id": str(i), "full_name": f"Member {i}", "email": f"member{i}@example.org"} for i in range(1000, 2200)]
+    synth = Synthesizer(info, profile(info, sample), locale="en_US", contacts=ContactAllocator(), seed=3)
+    ctx = RowContext(pk="5000")
+    runs = [int(re.sub(r"\D", "", str(synth.row(ctx).values["email"]).rpartition("@")[0]) or 0) for _ in range(3)]
+    assert all(1000 <= n < 2200 for n in runs), runs
+    later = [int(re.sub(r"\D", "", str(synth.row(ctx).values["email"]).rpartition("@")[0]) or 0) for _ in range(12)]
+    assert any(not 1000 <= n < 2200 for n in later), later

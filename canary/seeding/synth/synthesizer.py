@@ -57,6 +57,9 @@ SUPPORTED_LOCALES = ("en_US", "ko_KR", "ja_JP")
 RELATION_TRIES = 40
 #: pairs of related location features whose whole-table counts the match follows, at most
 MAX_JOINT = 3
+#: a row made more often than this for one placement (its e-mail clashed with real rows') draws its
+#: e-mail digits uniformly (:meth:`Synthesizer.row`)
+REMADE_UNIFORM = 3
 #: pseudo-rows at the table's overall rate in the rate at which a contact point's pair with the
 #: location is one nobody else has, given one side's value (:meth:`Apart.alone`)
 ALONE_PRIOR = 10
@@ -205,6 +208,7 @@ class Synthesizer:
         self._words: dict[int, list[str]] | None = None  # Faker's dictionary words by length
         self._apart: list[Apart] = []  # contact points' pairs with the location (match_frequencies)
         self._apart_index: dict[int, dict[str | None, list[Mapping[str, str | None]]]] = {}  # by Apart: place feature -> locations
+        self._remade: Counter[tuple[object, ...]] = Counter()  # rows made per placement (:data:`REMADE_UNIFORM`)
 
     def frequency_columns(self) -> list[str]:
         """Columns whose per-value row counts :meth:`match_frequencies` needs (full name, address,
@@ -352,7 +356,12 @@ class Synthesizer:
             sem = self.semantics[col.name]
             prof = self.profile.col(col.name)
             if sem == Semantic.EMAIL:
-                email = self._email(person, prof)
+                # a row made again and again (its address clashed with real rows' in a unique column: a
+                # table whose local parts differ by their digits alone, member1..member1200, has every
+                # run drawn like its own taken) draws its digits uniformly from then on
+                made = (ctx.pk, ctx.key, ctx.created)
+                self._remade[made] += 1
+                email = self._email(person, prof, uniform=self._remade[made] > REMADE_UNIFORM)
                 values[col.name] = email
                 continue
             if sem == Semantic.PHONE and self.contacts.phone_numbers:
@@ -773,7 +782,7 @@ class Synthesizer:
                 parts = [giv]
         return ["".join(parts)] if slots == 1 else parts
 
-    def _email(self, person: Mapping[str, str], prof: ColumnProfile | None) -> str:
+    def _email(self, person: Mapping[str, str], prof: ColumnProfile | None, uniform: bool = False) -> str:
         use = str(prof.email_uses.pick(self.rng)) if prof and prof.email_uses else ""
         by_use = prof.email_locals_by_use.get(use) if prof and use else None
         if by_use:
@@ -798,7 +807,7 @@ class Synthesizer:
             if tok == "w":
                 local.append(next(words, w1))
             elif tok[0] == "9":  # digits as the table's local parts carry them (a birth year's, not uniform)
-                local.append(self._local_digits(prof, use, tok))
+                local.append(self._local_digits(None if uniform else prof, use, tok))
             else:
                 local.append(tok)
         text = "".join(local)
@@ -808,7 +817,7 @@ class Synthesizer:
         fallback = self.fake.free_email_domain()
         if prof and prof.email_domains:
             fallback = prof.email_domains.pick(self.rng) if prof.email_domains.cum[0] >= MIN_SHARED else fallback
-        return self.contacts.email(text, fallback, lambda taken: self._redigit(prof, use, taken))
+        return self.contacts.email(text, fallback, None if uniform else lambda taken: self._redigit(prof, use, taken))
 
     def _local_digits(self, prof: ColumnProfile | None, use: str, mask: str) -> str:
         """A run of ``len(mask)`` digits drawn from the table's own for local parts of this name use
