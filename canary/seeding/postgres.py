@@ -71,7 +71,7 @@ from canary.seeding.credentials import (
     secret_columns,
     stored_credential,
 )
-from canary.seeding.synth.contacts import ContactAllocator
+from canary.seeding.synth.contacts import ContactAllocator, mailbox_needs
 from canary.seeding.synth.frequency import ValueCounts
 from canary.seeding.synth.profile import FREEMAIL, TableProfile, profile
 from canary.seeding.synth.relations import Tally
@@ -701,6 +701,11 @@ class PostgresSeeder:
             sizing.append(f"{info.target}: {free:.0%} of the table's addresses are at free-mail providers: {round(canaries * free)} "
                           f"of {canaries} canaries blend best in owned mailboxes there ([seeding].mailboxes; "
                           f"{len(pools.mailboxes)} configured)")
+            needs = mailbox_needs(info.target, dict(zip(col.email_domains.values, weights, strict=True)), canaries,
+                                  [a for a, _ in pools.mailboxes])
+            sizing.extend(needs.sizing)
+            out.extend(needs.warnings)
+            on_domains = needs.on_domains if pools.mailboxes else on_domains  # mailboxes follow the providers' shares
         if on_domains and email and col is not None and col.email_domains:
             tail = [str(d) for d in col.email_domains.values if d not in FREEMAIL]
             domain = f"lower(split_part({ident(email)}::text, '@', 2))"
@@ -712,7 +717,11 @@ class PostgresSeeder:
             have = len(pools.email_domains)
             sizing.append(f"{info.target}: {on_domains} canaries on owned mail domains need at least {need} domains to blend "
                           f"(a typical small domain of the table has {typical} customers); {have} configured: "
-                          + ("blends" if have >= need else "STANDS OUT"))
+                          + ("blends" if have >= need and sizes else "STANDS OUT"))
+            if have and not sizes:  # every address at a big free-mail provider: no long tail to pass for
+                out.append(f"{info.target}: the table has no small e-mail domains, only free-mail providers: canaries at an "
+                           f"owned mail domain STAND OUT (no real customer is at one); give them owned mailboxes at the "
+                           f"table's providers instead ([seeding].mailboxes)")
             if have and have < need:
                 per_domain = -(-on_domains // have)
                 out.append(

@@ -3,13 +3,15 @@ and owned numbers rendered in a table's phone shape."""
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from canary.errors import SeedError
+from canary.seeding.synth.shapes import MIN_SHARED
 
 
 @dataclass
@@ -26,27 +28,39 @@ class ContactAllocator:
     phone_numbers: Sequence[str] = ()
     used: set[str] = field(default_factory=set)
     rng: random.Random = field(default_factory=random.Random)
-    mailboxes: Sequence[str] = ()  # owned free-mail addresses, handed out whole before any pool domain
+    mailboxes: Sequence[str] = ()  # owned free-mail addresses, handed out whole at the table's provider shares (follow)
     beyond_mailboxes: int = 0  # e-mail values handed out after the mailboxes ran out
+    domain_rows: Mapping[str, float] = field(default_factory=dict)  # the table's e-mail domains -> sampled rows (follow)
+    _decided: bool = False  # next_mailbox chose the next e-mail value's mailbox (_chosen; None: none)
+    _chosen: str | None = None
     _blocks: dict[str, list[str]] | None = None  # free owned numbers by block (all but the last 4 digits)
     _block_use: Counter[str] = field(default_factory=Counter)
     _domain_use: Counter[str] = field(default_factory=Counter)
 
-    def email(self, local: str, fallback_domain: str) -> str:
+    def follow(self, domain_rows: Mapping[str, float]) -> None:
+        """Hand owned mailboxes out at the table's own provider shares (``domain_rows``: sampled rows
+        per e-mail domain) rather than all first: see :meth:`next_mailbox`."""
+        self.domain_rows = dict(domain_rows)
+
+    def email(self, local: str, fallback_domain: str, redigit: Callable[[str], str] | None = None) -> str:
         """``local@domain``, unique; pool domains are used evenly (the least used so far first), so
-        that each holds as few canaries as the pool allows. Owned mailboxes (``mailboxes``) come
-        first, each once, in their configured order. A local part already taken gets other trailing
-        digits of the same length (its shape stays), else digits appended."""
-        for box in self.mailboxes:
-            if box.lower() not in self.used:
-                self.used.add(box.lower())
-                return box
-        if self.mailboxes:
+        that each holds as few canaries as the pool allows. An owned mailbox is handed out whole,
+        each once, when :meth:`next_mailbox` chooses one for this value. A local part already taken
+        gets other trailing digits of the same length (its shape stays), else digits appended; drawn
+        by ``redigit`` (local part -> another one, digits as the table's carry them) when given."""
+        box = self.next_mailbox()
+        self._decided, self._chosen = False, None
+        if box is not None:
+            self.used.add(box.lower())
+            return box
+        if self.mailboxes and not self._free_boxes():
             self.beyond_mailboxes += 1
         digits = re.search(r"\d+$", local)
         for attempt in range(50):
             if attempt == 0:
                 cand_local = local
+            elif redigit is not None and attempt < 40:
+                cand_local = redigit(local)
             elif digits is not None and attempt < 40:  # taken: other digits of the same length keep its shape
                 cand_local = local[:digits.start()] + "".join(self.rng.choice("0123456789") for _ in digits.group(0))
             else:
@@ -60,8 +74,49 @@ class ContactAllocator:
         raise SeedError("cannot allocate a unique canary e-mail address (pool of domains too small?)")
 
     def next_mailbox(self) -> str | None:
-        """The owned mailbox :meth:`email` hands out next (None when none is left)."""
-        return next((box for box in self.mailboxes if box.lower() not in self.used), None)
+        """The owned mailbox :meth:`email` hands out next (None: an address at a pool domain), decided
+        once per value. Without the table's shares (:meth:`follow`), the first free one in configured
+        order. With them, a domain is drawn as often as the table's rows have it: the canary takes a
+        free mailbox there; a domain fewer than ``MIN_SHARED`` sampled rows have (the long tail of
+        small domains, which owned domains blend into) gives a pool-domain address. A provider the
+        table has often but with no free mailbox lends its draw to the providers with free mailboxes
+        and the long tail, each in proportion to its share times how near its size is (the smaller
+        of the two sizes over the larger): all of it to the provider nearest its size would crowd
+        that one, all of it in proportion to the shares would crowd the largest (bench: the first
+        tells by how common the canary's domain is, the second by the domain's share; this measures
+        between both). A mailbox at a domain no sampled row has is taken only when nothing else is left."""
+        if self._decided:
+            return self._chosen
+        free = self._free_boxes()
+        choice: str | None = None
+        if free and self.domain_rows:
+            domains = sorted(self.domain_rows)
+            drawn = self.rng.choices(domains, [self.domain_rows[d] for d in domains])[0]
+            rows = self.domain_rows[drawn]
+            if drawn in free:
+                choice = free[drawn][0]
+            elif rows >= MIN_SHARED:
+                held = [d for d in free if self.domain_rows.get(d, 0.0) > 0]
+                tail = sum(n for d, n in self.domain_rows.items() if n < MIN_SHARED and d not in free)
+                weights = [self.domain_rows[d] * min(rows, self.domain_rows[d]) / max(rows, self.domain_rows[d]) for d in held]
+                weights.append(tail / rows)  # the long tail's domains hold about one row each
+                if sum(weights) > 0:
+                    pick = self.rng.choices([*held, ""], weights)[0]
+                    choice = free[pick][0] if pick else None
+                else:  # the table's own providers' mailboxes ran out and it has no long tail
+                    choice = next(iter(free.values()))[0]
+        elif free:
+            choice = next(iter(free.values()))[0]
+        self._decided, self._chosen = True, choice
+        return choice
+
+    def _free_boxes(self) -> dict[str, list[str]]:
+        """Free owned mailboxes by domain (lower case), each domain's in configured order."""
+        out: dict[str, list[str]] = {}
+        for box in self.mailboxes:
+            if box.lower() not in self.used:
+                out.setdefault(box.rpartition("@")[2].lower(), []).append(box)
+        return out
 
     def _least_used_domain(self) -> str:
         low = min(self._domain_use[d] for d in self.email_domains)
@@ -128,3 +183,66 @@ def format_phone(e164: str, template: str, locale: str) -> str:
     if rest:
         parts.insert(0, rest)
     return ("+" if template.startswith("+") else "") + sep.join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxNeeds:
+    """What owned mailboxes a table needs for its canaries to blend at its own provider shares
+    (:func:`mailbox_needs`): ``sizing`` lines for ``plan`` whatever is configured, ``warnings`` for a
+    configured pool that stands out, and ``on_domains``: canaries expected at owned mail domains."""
+
+    sizing: tuple[str, ...]
+    warnings: tuple[str, ...]
+    on_domains: int
+
+
+def mailbox_needs(target: str, domain_rows: Mapping[str, float], canaries: int, mailboxes: Sequence[str],
+                  k: int = MIN_SHARED, shown: int = 8) -> MailboxNeeds:
+    """How many owned mailboxes each provider needs so that canaries' domains are as common in the
+    table as real rows' are (the way :meth:`ContactAllocator.next_mailbox` hands them out): a provider
+    holding 30% of the table's addresses (``domain_rows``: sampled rows per domain) needs 30% of the
+    canaries' mailboxes there; the share of domains fewer than ``k`` sampled rows have (the long tail)
+    goes to owned mail domains. Says plainly which configured domain stands out and why: a provider
+    with fewer mailboxes than its share (its canaries move to other providers, making those more
+    common among canaries than in the table), and mailboxes at a domain no sampled row has (a canary
+    there is the only customer at its provider)."""
+    total = sum(domain_rows.values())
+    if not total or canaries <= 0:
+        return MailboxNeeds((), (), canaries)
+    have = Counter(box.rpartition("@")[2].lower() for box in mailboxes)
+    common = sorted((d for d, n in domain_rows.items() if n >= k), key=lambda d: (-domain_rows[d], d))
+    tail = sum(n for d, n in domain_rows.items() if n < k and d not in have) / total
+    sizing: list[str] = []
+    warnings: list[str] = []
+    for i, d in enumerate(common):
+        share = domain_rows[d] / total
+        need = round(canaries * share)
+        margin = need + math.ceil(2 * math.sqrt(need))  # canaries are drawn at random: room for a busy provider
+        blends = have[d] >= need
+        if (i < shown and need) or have[d]:
+            sizing.append(f"{target}: {d} holds {share:.0%} of the table's addresses: {need} of {canaries} canaries' mailboxes "
+                          f"belong there (about {margin} to be safe); {have[d]} configured: "
+                          + (("blends" if blends else "STANDS OUT") if mailboxes else "none (owned mail domains take them)"))
+        if have and not blends and need >= 2:
+            warnings.append(f"{target}: {d} holds {share:.0%} of the table's addresses but has {have[d]} owned mailboxes for "
+                            f"the {need} canaries its share needs; the other {need - have[d]} go to the providers nearest its "
+                            f"size (and owned domains), which then hold more canaries than their share ([seeding].mailboxes)")
+    rest = [d for d in common[shown:] if not have[d]]
+    if rest:
+        share = sum(domain_rows[d] for d in rest) / total
+        sizing.append(f"{target}: {len(rest)} more providers of at least {k} sampled customers each, {share:.0%} of the table "
+                      f"together: {round(canaries * share)} canaries' mailboxes belong there; without, they go to the "
+                      f"configured providers nearest their size (which then hold more than their share)")
+    on_domains = math.ceil(canaries * tail)
+    sizing.append(f"{target}: {tail:.0%} of the table's addresses are at small domains (the long tail, each fewer than {k} "
+                  f"sampled customers): {on_domains} canaries belong at owned mail domains ([seeding].email_domains)")
+    for d in sorted(have):
+        if d not in domain_rows:
+            warnings.append(f"{target}: the {have[d]} owned mailbox{'es' if have[d] != 1 else ''} at {d} STAND OUT: no sampled "
+                            f"customer of the table is "
+                            f"at {d}, so a canary there is alone at its provider; they are used only once the table's own "
+                            f"providers' mailboxes ran out in a table without small domains ([seeding].mailboxes)")
+    # without mailboxes every canary is at an owned domain; with them, the long tail's share and those beyond the pool
+    # (a provider without mailboxes lends a little to the long tail, too: next_mailbox)
+    beyond = max(0, canaries - on_domains - len(mailboxes))
+    return MailboxNeeds(tuple(sizing), tuple(warnings), on_domains + beyond if mailboxes else canaries)

@@ -13,11 +13,12 @@ from typing import Any
 from faker import Faker
 
 from canary.seeding.synth.romanize import SURNAME_SPELLINGS, spellings
-from canary.seeding.synth.shapes import MIN_SHARED, Weighted, local_shape
+from canary.seeding.synth.shapes import MIN_SHARED, Weighted, local_shape, shared_digit_prefixes
 
 _TWO_SYLLABLE_SURNAMES = frozenset(k for k in SURNAME_SPELLINGS if len(k) == 2)
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _WORD = re.compile(r"[A-Za-z]+")
+_DIGIT_RUN = re.compile(r"[0-9]+")
 _KANA_HAN = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")  # the characters shapes.script_class calls あ and 漢
 
 
@@ -49,6 +50,66 @@ def join_name(layout: str, surname: str, given: str) -> str:
     return f"{surname} {given}"
 
 
+_SUFFIXES = frozenset(("jr", "jr.", "sr", "sr.", "ii", "iii", "iv"))
+_INITIAL = re.compile(r"[A-Za-z]\.?")
+
+
+class Style(tuple[str, str, str, bool, bool]):
+    """How a Latin-script table decorates a ``Given Surname`` name: letter case (``title`` / ``lower`` /
+    ``upper``), a middle initial (``""``, ``"I."`` or ``"I"``), a suffix as written (``Jr.``, ``III``),
+    a hyphenated second surname, a trailing space. Learnt per name (:meth:`of`) and kept when ``k``
+    rows share it (a style never identifies anyone), so canaries carry "John A. Smith", "SMITH" and
+    "Jr." as often as real rows do rather than always "John Smith"."""
+
+    __slots__ = ()
+
+    def __new__(cls, case: str, middle: str, suffix: str, double: bool, trail: bool) -> Style:
+        return super().__new__(cls, (case, middle, suffix, double, trail))
+
+    @classmethod
+    def of(cls, name: str) -> tuple[Style | None, str, str]:
+        """(style, the name without it as ``Given Surname``, the middle initial's letter) of a Latin
+        name of two to four words; (None, name, "") for any other (a single word, another script)."""
+        if not name.isascii() or not re.search("[A-Za-z]", name):
+            return None, name, ""
+        trail = name.endswith(" ")
+        words = name.split()
+        if not 2 <= len(words) <= 4:
+            return None, name, ""
+        letters = [c for c in name if c.isalpha()]
+        case = "lower" if all(c.islower() for c in letters) else "upper" if all(c.isupper() for c in letters) else "title"
+        suffix = words.pop() if len(words) > 2 and words[-1].lower() in _SUFFIXES else ""
+        middle, initial = "", ""
+        if len(words) == 3 and _INITIAL.fullmatch(words[1]):
+            middle, initial = ("I." if words[1].endswith(".") else "I"), words[1][0].upper()
+            words.pop(1)
+        if len(words) != 2:
+            return None, name, ""
+        double = "-" in words[1].strip("-")
+        surname = words[1].split("-")[0] if double else words[1]
+        given = words[0].capitalize() if case != "title" else words[0]
+        return cls(case, middle, suffix, double, trail), f"{given} {surname.capitalize() if case != 'title' else surname}", initial
+
+    def dress(self, given: str, surname: str, rng: random.Random, initials: Weighted, surnames: Weighted, fake: Faker) -> str:
+        """``given surname`` in this style: a middle initial from the table's own (``initials``), a
+        second surname from the table's shared ones (else Faker's) for a hyphenated one."""
+        case, middle, suffix, double, trail = self
+        words = [given]
+        if middle:
+            letter = str(initials.pick(rng)) if initials else rng.choice("ABCDEFGHJKLMNPRSTW")
+            words.append(letter + ("." if middle == "I." else ""))
+        last = surname
+        if double:
+            other = str(surnames.pick(rng)) if surnames else str(fake.last_name())
+            last = f"{surname}-{other}" if other != surname else surname
+        words.append(last)
+        if suffix:
+            words.append(suffix)
+        full = " ".join(words)
+        full = full.lower() if case == "lower" else full.upper() if case == "upper" else full
+        return full + (" " if trail else "")
+
+
 @dataclass(frozen=True, slots=True)
 class NameParts:
     """One layout's names: surnames and given names at least ``k`` sampled rows share (and the share
@@ -72,9 +133,16 @@ class NameModel:
     layouts: Weighted
     parts: Mapping[str, NameParts]
     k: int = MIN_SHARED
+    #: Latin names' decorations (:class:`Style`) as often as the table has them, and the middle initials
+    styles: Weighted = Weighted((), ())
+    initials: Weighted = Weighted((), ())
 
     @classmethod
     def of(cls, names: Sequence[str], k: int = MIN_SHARED) -> NameModel | None:
+        styled = [Style.of(n) for n in names]
+        styles = Counter(st for st, _, _ in styled if st is not None)
+        initials = Counter(ini for st, _, ini in styled if st is not None and ini)
+        names = [plain if st is not None else n for n, (st, plain, _) in zip(names, styled, strict=True)]
         split = [x for x in (split_name(n) for n in names) if x is not None]
         layouts = Counter(x[0] for x in split)
         shared_layouts = {lay: n for lay, n in layouts.items() if n >= k}
@@ -97,7 +165,8 @@ class NameModel:
                 Weighted.of(shared_s), sum(shared_s.values()) / len(rows), Weighted.of(shared_g), sum(shared_g.values()) / len(rows),
                 tuple(syll), Weighted.of({n: c for n, c in lengths.items() if c >= k}),
             )
-        return cls(Weighted.of(shared_layouts), parts, k)
+        return cls(Weighted.of(shared_layouts), parts, k, Weighted.of({st: c for st, c in styles.items() if c >= k}),
+                   Weighted.of({i: c for i, c in initials.items() if c >= k}))
 
     def draw(self, rng: random.Random, fake: Faker, latin: Faker) -> tuple[str, str, str]:
         """(given, surname, full name) of a new person."""
@@ -118,7 +187,10 @@ class NameModel:
             cand = self._compose(p, rng) if layout in ("ko", "ko_sp") else f.first_name()
             given = cand if cand and cand not in shared else ""
         given = given or f.first_name()
-        return given, surname, join_name(layout, surname, given)
+        full = join_name(layout, surname, given)
+        if layout == "en" and self.styles:
+            full = Style(*self.styles.pick(rng)).dress(given, surname, rng, self.initials, p.surnames, f)
+        return given, surname, full
 
     @staticmethod
     def _compose(p: NameParts, rng: random.Random) -> str:
@@ -142,7 +214,7 @@ def email_uses(sample: Sequence[Mapping[str, str | None]], email_col: str, name_
         email, name = r.get(email_col), r.get(name_col)
         if not email or not name:
             continue
-        split = split_name(name)
+        split = split_name(Style.of(name)[1])  # "John A. Smith Jr.": John and Smith
         if split is None:
             continue
         local = email.rpartition("@")[0].split("+", 1)[0]
@@ -163,3 +235,40 @@ def email_use(local: str, surname: str, given: str) -> str:
     has_s = any(len(sp) > 1 and sp in low for sp in spellings(surname, surname=True))
     has_g = any(len(sp) > 1 and sp in low for sp in spellings(given.replace(" ", "")))
     return "both" if has_s and has_g else "surname" if has_s else "given" if has_g else "none"
+
+
+def email_digits(sample: Sequence[Mapping[str, str | None]], email_col: str, name_col: str | None,
+                 k: int = MIN_SHARED) -> dict[str, dict[str, int]]:
+    """The digits e-mail local parts carry, as shared digit prefixes (:func:`shared_digit_prefixes`)
+    per run length (``"99"``: two digits) and, where the row's name tells which of its names the
+    local part spells, per that use too (``"both:99"``): a birth year's two digits after a name,
+    a month and day after a given name, anything at all after a handle. Drawn digit by digit from
+    these (:func:`draw_digits`), a canary's ``92`` or ``1988`` is as common in the table as real
+    rows' are, where uniform digits would make ``4821`` (nobody's) and ``07`` (few people's) a tell.
+    Only prefixes ``k`` rows share are kept: never a whole run that identifies one person."""
+    runs: list[str] = []
+    for r in sample:
+        email = r.get(email_col)
+        if not email:
+            continue
+        local = email.rpartition("@")[0].split("+", 1)[0]
+        found = _DIGIT_RUN.findall(local)
+        if not found:
+            continue
+        name = r.get(name_col) if name_col else None
+        split = split_name(Style.of(name)[1]) if name else None
+        use = email_use(local, split[1], split[2]) if split is not None else ""
+        for run in found:
+            runs.append(f"{'9' * len(run)}|{run}")
+            if use:
+                runs.append(f"{use}:{'9' * len(run)}|{run}")
+    by_key: dict[str, list[str]] = {}
+    for item in runs:
+        key, _, run = item.partition("|")
+        by_key.setdefault(key, []).append(run)
+    out: dict[str, dict[str, int]] = {}
+    for key, values in by_key.items():
+        shared = shared_digit_prefixes(values, k).get("9" * len(values[0]))
+        if shared:
+            out[key] = shared
+    return out

@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from canary.seeding.catalog import TableInfo
-from canary.seeding.synth.names import NameModel, email_uses
+from canary.seeding.synth.names import NameModel, email_digits, email_uses
 from canary.seeding.synth.places import Splicer
 from canary.seeding.synth.relations import Relations
 from canary.seeding.synth.shapes import (
@@ -50,6 +50,7 @@ class ColumnProfile:
     prefixes: Weighted = Weighted((), ())  # leading digit groups shared by many values (area codes)
     granularity: float = 0.0  # numbers are multiples of this (e.g. 1000); 0: none detected
     digit_prefixes: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # shape -> digit prefix -> rows (>= MIN_SHARED)
+    email_digits: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # [use:]run mask -> digit prefix -> rows (names.email_digits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +113,7 @@ def profile(info: TableInfo, sample: Sequence[Mapping[str, str | None]]) -> Tabl
         sem = semantic_of(col)
         extra: dict[str, Any] = {}
         if sem == Semantic.EMAIL and present:
-            extra.update(email_uses(sample, col.name, name_col))
+            extra.update(email_uses(sample, col.name, name_col), email_digits=email_digits(sample, col.name, name_col))
             locals_: Counter[str] = Counter()
             domains: Counter[str] = Counter()
             plus = free = 0

@@ -10,7 +10,6 @@ import json
 import math
 import random
 import re
-import string
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -63,6 +62,9 @@ RELATION_TRIES = 40
 PLACE_TRIES = 600
 #: pairs of related location features whose whole-table counts the match follows, at most
 MAX_JOINT = 3
+#: a row made more often than this for one placement (its e-mail clashed with real rows') draws its
+#: e-mail digits uniformly (:meth:`Synthesizer.row`)
+REMADE_UNIFORM = 3
 #: pseudo-rows at the table's overall rate in the rate at which a contact point's pair with the
 #: location is one nobody else has, given one side's value (:meth:`Apart.alone`)
 ALONE_PRIOR = 10
@@ -206,9 +208,12 @@ class Synthesizer:
         self._fits: dict[tuple[str, int], Weighted] = {}  # phone formats an owned number fits, by its start and length
         mail = next((prof.col(c.name) for c in info.columns if self.semantics[c.name] == Semantic.EMAIL), None)
         self._handle_lengths = mail.handle_lengths if mail is not None else Weighted((), ())
+        if mail is not None and mail.email_domains and contacts.mailboxes:  # owned mailboxes at the table's provider shares
+            contacts.follow(dict(zip(mail.email_domains.values, _weights(mail.email_domains), strict=True)))
         self._words: dict[int, list[str]] | None = None  # Faker's dictionary words by length
         self._apart: list[Apart] = []  # contact points' pairs with the location (match_frequencies)
         self._apart_index: dict[int, dict[str | None, list[Mapping[str, str | None]]]] = {}  # by Apart: place feature -> locations
+        self._remade: Counter[tuple[object, ...]] = Counter()  # rows made per placement (:data:`REMADE_UNIFORM`)
 
     def frequency_columns(self) -> list[str]:
         """Columns whose per-value row counts :meth:`match_frequencies` needs (full name, address,
@@ -360,7 +365,12 @@ class Synthesizer:
             sem = self.semantics[col.name]
             prof = self.profile.col(col.name)
             if sem == Semantic.EMAIL:
-                email = self._email(person, prof)
+                # a row made again and again (its address clashed with real rows' in a unique column: a
+                # table whose local parts differ by their digits alone, member1..member1200, has every
+                # run drawn like its own taken) draws its digits uniformly from then on
+                made = (ctx.pk, ctx.key, ctx.created)
+                self._remade[made] += 1
+                email = self._email(person, prof, uniform=self._remade[made] > REMADE_UNIFORM)
                 values[col.name] = email
                 continue
             if sem == Semantic.PHONE and self.contacts.phone_numbers:
@@ -651,13 +661,40 @@ class Synthesizer:
 
     def _named_by(self, local: str) -> dict[str, str] | None:
         """The person a Latin-script mailbox names as ``first.last`` / ``first_last`` / ``first-last``
-        (digits after it allowed), capitalised; None otherwise (a handle, a single word, or a table
-        whose names are not in Latin letters)."""
+        (digits after it allowed), written the way the table writes names (:meth:`_dressed`); None
+        otherwise (a handle, a single word, or a table whose names are not in Latin letters)."""
         m = re.fullmatch(r"([a-z]{2,})[._-]([a-z]{2,})\d*", local.lower())
         if m is None or self.profile.script not in (None, "latin"):
             return None
         first, last = (w.capitalize() for w in m.groups())
-        return {"first": first, "last": last, "full": f"{first} {last}"}
+        return {"first": first, "last": last, "full": self._dressed(first, last)}
+
+    def _dressed(self, first: str, last: str) -> str:
+        """``first last`` in the layout of a name drawn as for any row (from the frequency match's
+        candidates): its middle initial, second surname, suffix and letter case kept, its given name
+        and surname replaced. Every mailbox owner written "First Last" where real rows also have
+        "John A. Smith", "SMITH-LOPEZ" and "Jr." would make the plain form a tell."""
+        got = self._match_people.draw(self.rng) if self._match_people is not None else None
+        if got is not None:
+            assert self._match_people is not None
+            cand = {"first": str(got["first"]), "last": str(got["last"]), "full": str(got[self._match_people.keys[0][0]])}
+        else:
+            cand = self._person()
+        words = cand["full"].split(" ")
+
+        def styled(word: str, like: str) -> str:
+            return word.upper() if like.isupper() else word.lower() if like.islower() else word
+
+        given = cand["first"].split(" ")[0].lower()
+        at_first = next((i for i, w in enumerate(words) if w.lower() == given), None)
+        at_last = next((i for i in range(len(words) - 1, -1, -1) if words[i].lower().startswith(cand["last"].lower())), None)
+        # only initials between the two ("John A. Smith"): "John Smith Jr." (surname "Jr.") is written plainly
+        if (not given or not cand["last"] or at_first is None or at_last is None or at_last <= at_first
+                or any(len(w.strip(".")) > 1 for w in words[at_first + 1:at_last])):
+            return f"{first} {last}"
+        words[at_first] = styled(first, words[at_first])
+        words[at_last] = styled(last, words[at_last][:len(cand["last"])]) + words[at_last][len(cand["last"]):]
+        return " ".join(words)
 
     def _person_for(self, local: str) -> dict[str, str] | None:
         """A person whose names the mailbox's local part spells as fully as any candidate's (the
@@ -754,7 +791,7 @@ class Synthesizer:
                 parts = [giv]
         return ["".join(parts)] if slots == 1 else parts
 
-    def _email(self, person: Mapping[str, str], prof: ColumnProfile | None) -> str:
+    def _email(self, person: Mapping[str, str], prof: ColumnProfile | None, uniform: bool = False) -> str:
         use = str(prof.email_uses.pick(self.rng)) if prof and prof.email_uses else ""
         by_use = prof.email_locals_by_use.get(use) if prof and use else None
         if by_use:
@@ -778,8 +815,8 @@ class Synthesizer:
         for tok in re.findall(r"w|9+|[^w9]", template):
             if tok == "w":
                 local.append(next(words, w1))
-            elif tok[0] == "9":
-                local.append("".join(self.rng.choice(string.digits) for _ in tok))
+            elif tok[0] == "9":  # digits as the table's local parts carry them (a birth year's, not uniform)
+                local.append(self._local_digits(None if uniform else prof, use, tok))
             else:
                 local.append(tok)
         text = "".join(local)
@@ -789,7 +826,26 @@ class Synthesizer:
         fallback = self.fake.free_email_domain()
         if prof and prof.email_domains:
             fallback = prof.email_domains.pick(self.rng) if prof.email_domains.cum[0] >= MIN_SHARED else fallback
-        return self.contacts.email(text, fallback)
+        return self.contacts.email(text, fallback, None if uniform else lambda taken: self._redigit(prof, use, taken))
+
+    def _local_digits(self, prof: ColumnProfile | None, use: str, mask: str) -> str:
+        """A run of ``len(mask)`` digits drawn from the table's own for local parts of this name use
+        (:func:`names.email_digits`), else of that length, else uniform."""
+        digits = prof.email_digits if prof else {}
+        return draw_digits(mask, digits.get(f"{use}:{mask}") or digits.get(mask) or {}, self.rng)
+
+    def _redigit(self, prof: ColumnProfile | None, use: str, local: str) -> str:
+        """Another local part for one already taken: its trailing digits drawn again (same length), or,
+        without any, a run appended at a length the table's local parts of this use end in, as often."""
+        m = re.search(r"\d+$", local)
+        if m is not None:
+            return local[:m.start()] + self._local_digits(prof, use, "9" * len(m.group(0)))
+        digits = prof.email_digits if prof else {}
+        runs = {mask: sum(n for p, n in by.items() if len(p) == 1) for key, by in digits.items()
+                for u, _, mask in [key.rpartition(":")] if u == use} or {key: sum(n for p, n in by.items() if len(p) == 1)
+                                                                         for key, by in digits.items() if ":" not in key}
+        mask = str(Weighted.of(runs).pick(self.rng)) if runs else "99"
+        return local + self._local_digits(prof, use, mask)
 
     def _phone(self, e164: str | None, prof: ColumnProfile | None) -> str:
         template = prof.shapes.pick(self.rng) if prof and prof.shapes else None
