@@ -481,7 +481,10 @@ class PostgresSeeder:
                 raise SeedError(f"cannot seed {info.target} in trickle mode: it {why}", target=info.target)
         to_add = len(arrivals) if arrivals is not None else max(0, target.count - len(existing))
         self.rng = self._target_rng(info.target, len(existing))
-        await conn.execute("SELECT setseed($1)", self.rng.uniform(-1.0, 1.0))  # the sample, too, is reproducible
+        # the gap queries' random() is reproducible, too: seeded, and met in the same order (a synchronized
+        # scan would start a large table wherever another scan of it is)
+        await conn.execute("SET LOCAL synchronize_seqscans = off")
+        await conn.execute("SELECT setseed($1)", self.rng.uniform(-1.0, 1.0))
         forced_off = await self._quiet_reads(conn, info, role, may_alter=True)
         if prepared is not None and arrivals:
             top, contact = await self._prepared_row(conn, info, prepared, arrivals[0])
@@ -815,7 +818,16 @@ class PostgresSeeder:
 
     async def _sample(self, conn: asyncpg.Connection, info: TableInfo, exclude: list[str]) -> list[dict[str, str | None]]:
         """Up to SAMPLE_ROWS real rows as text (canaries excluded by key; the caller has made the
-        transaction's reads bypass row-level security, see _quiet_reads)."""
+        transaction's reads bypass row-level security, see _quiet_reads).
+
+        The same for the same seeder randomness (``plan`` shows the rows ``apply`` writes; a bench
+        with a fixed ``seed`` repeats): the pages' sample is REPEATABLE with a seed drawn from it, and
+        the rows are ordered by a keyed hash (md5 of a secret drawn from it and their key). Not
+        by ``random()``: its values follow the order the scan meets the rows, and a synchronized scan
+        of a large table starts wherever another scan of it is, so even ``setseed`` picked other rows
+        each run. The secret is the seeder's (keyed by the master key unless a seed is configured), so
+        which rows were sampled stays as unpredictable as the rest of the plan; ordering the few
+        thousand sampled rows by md5 costs what random() did."""
         cols = ", ".join(f"{ident(c.name)}::text" for c in info.columns)
         tbl = qualified(info.schema, info.name)
         if info.estimated_rows > SAMPLE_ROWS * 10:
@@ -824,7 +836,9 @@ class PostgresSeeder:
         else:
             src = tbl
         canaries, args = _key_match(info, exclude)
-        rows = await conn.fetch(f"SELECT {cols} FROM {src} WHERE NOT ({canaries}) ORDER BY random() LIMIT {SAMPLE_ROWS}", *args)
+        order = f"pg_catalog.md5(${len(args) + 1}::text || {key_sql(info.primary_key, _key_types_of(info))})"
+        secret = f"{self.rng.getrandbits(128):032x}"
+        rows = await conn.fetch(f"SELECT {cols} FROM {src} WHERE NOT ({canaries}) ORDER BY {order} LIMIT {SAMPLE_ROWS}", *args, secret)
         names = [c.name for c in info.columns]
         return [dict(zip(names, r.values())) for r in rows]
 
