@@ -92,7 +92,7 @@ class Apart:
     contact: Feature
     place: Feature
     tally: Tally
-    at: int  # the set of ``tally`` counting the pairs; the next one counts the contact's feature alone
+    at: int  # the set of ``tally`` counting the pairs; the set ``(contact,)`` counts the contact's feature alone
     counts: Counter[str | None] | ValueCounts
     overall: float  # the share of sampled rows (with both sides) alone in their pair
     by_place: dict[str | None, tuple[int, int]]  # the location's feature -> (sampled rows alone in their pair, sampled rows)
@@ -136,7 +136,8 @@ class Apart:
         """Of the table's rows with ``row``'s contact feature (an area code), the share that hold its
         location feature, too (the region): drawn from the contact's own distribution and kept in
         proportion to it, a contact point follows the location the way the table's do."""
-        return self.counts[self.tally.value(row, self.at)] / max(self.counts[self.tally.value(row, self.at + 1)], 1)
+        lone = self.tally.sets.index((self.contact,))  # the set counting the contact's feature alone
+        return self.counts[self.tally.value(row, self.at)] / max(self.counts[self.tally.value(row, lone)], 1)
 
     @staticmethod
     def fits(held: int | None, alone: bool) -> bool:
@@ -243,8 +244,10 @@ class Synthesizer:
             out.append(Tally("related(" + ", ".join(cols) + ")", tuple((r.a, r.b) for r in related), rows=self.info.estimated_rows))
         pairs = self._contact_pairs(cols)
         if pairs:
-            out.append(Tally("apart(" + ", ".join(cols) + ")", tuple(fs for c, p in pairs for fs in ((c, p), (c,))),
-                             rows=self.info.estimated_rows))
+            # each pair, then each contact feature alone once (a set counted twice costs the scan twice, and
+            # the query names a repeated set by its first place only)
+            sets = tuple((c, p) for c, p in pairs) + tuple(dict.fromkeys((c,) for c, _ in pairs))
+            out.append(Tally("apart(" + ", ".join(cols) + ")", sets, rows=self.info.estimated_rows))
         return out
 
     def _contact_pairs(self, places: Sequence[str]) -> tuple[tuple[Feature, Feature], ...]:
