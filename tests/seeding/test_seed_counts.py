@@ -4,18 +4,23 @@ share of its location reads the count of the contact's feature alone whichever p
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 
 import asyncpg
+import pytest
 from testkit import MakeConfig
 
 from canary.crypto import Keyring
 from canary.seeding import postgres as pgseed
-from canary.seeding.catalog import introspect
+from canary.seeding.catalog import Column, Constraint, TableInfo, introspect
 from canary.seeding.postgres import PostgresSeeder
+from canary.seeding.synth import synthesizer
+from canary.seeding.synth.contacts import ContactAllocator
 from canary.seeding.synth.frequency import ValueCounts, given_key, same, shape_key, surname_key
-from canary.seeding.synth.relations import Feature, Kind, Tally
-from canary.seeding.synth.synthesizer import Apart
+from canary.seeding.synth.profile import profile
+from canary.seeding.synth.relations import Feature, Kind, Tally, words
+from canary.seeding.synth.synthesizer import Apart, RowContext, Synthesizer
 from canary.store import ControlStore
 from canary.store.registry import Registry
 
@@ -89,3 +94,47 @@ async def test_whole_table_counts_read_every_value_as_the_table_holds_it(
         for at in range(len(tally.sets)):
             want = Counter(tally.value({"a": x, "b": y}, at) for x, y in rows)
             assert all(tallied[tally.name][v] == n for v, n in want.items() if n >= 2), (tally.name, at)
+
+
+def _us_table(n: int) -> list[dict[str, str | None]]:
+    rng = random.Random(7)
+    codes = {"NY": ("212", "718", "631"), "IL": ("312", "773"), "TX": ("214", "512"), "OR": ("503", "541"), "FL": ("305", "407")}
+    table: list[dict[str, str | None]] = []
+    for i in range(n):
+        st = rng.choice(list(codes))
+        code = rng.choice(codes[st]) if rng.random() < 0.85 else str(rng.randint(600, 999))  # a number kept after a move
+        table.append({"id": str(i), "phone": f"({code}) {rng.randint(200, 999)}-{rng.randint(0, 9999):04d}",
+                      "address": f"{rng.randint(1, 999)} {rng.choice(['Oak', 'Elm', 'Pine', 'Main'])} St, Town{rng.randint(1, 40)}, {st}"})
+    return table
+
+
+def _owned_number_rows(table: list[dict[str, str | None]], memo: int, monkeypatch: pytest.MonkeyPatch) -> tuple[list[dict[str, str | None]], int]:
+    monkeypatch.setattr(synthesizer, "APART_MEMO", memo)
+    sample = table[:1500]
+    info = TableInfo("public", "customers", 1, "r", "owner", False, False,
+                     tuple(Column(name=n, type=t, category=c, base_type=t, not_null=n == "id", default=None, identity="", generated=False,
+                                  max_length=None, numeric_precision=None, numeric_scale=None)
+                           for n, t, c in (("id", "int8", "N"), ("phone", "text", "S"), ("address", "text", "S"))),
+                     (Constraint("customers_pkey", "p", ("id",), "PRIMARY KEY (id)"),), (), ())
+    synth = Synthesizer(info, profile(info, sample), locale="en_US",
+                        contacts=ContactAllocator(phone_numbers=[f"+1{a}555{n:04d}" for a in ("212", "503", "305") for n in range(40)],
+                                                         rng=random.Random(9)), seed=5)
+    counts = {c: Counter(r.get(c) for r in table) for c in synth.frequency_columns()}
+    tallies: dict[str, Counter[str | None]] = {}
+    for t in synth.tallies():
+        tallies[t.name] = (Counter(w for r in table for w in words(r.get(t.each_word))) if t.each_word is not None
+                           else Counter(t.value(r, at) for r in table for at in range(len(t.sets))))
+    synth.match_frequencies(counts, sample, candidates=1500, tallies=tallies)  # type: ignore[arg-type]
+    rows = [synth.row(RowContext(pk=str(10_000 + i))).values for i in range(80)]
+    return rows, len(synth._apart_memo)
+
+
+def test_remembered_apart_filters_give_the_rows_computed_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Locations after owned numbers, filtered by their (area code, state) pairs (one the table has, or
+    as often as real rows' are, one nobody has: the filters change from row to row): the rows of a seed are
+    the same whether the filters' results are remembered from row to row or computed afresh each time."""
+    table = _us_table(5000)
+    remembered, kept = _owned_number_rows(table, 256, monkeypatch)
+    afresh, none = _owned_number_rows(table, 0, monkeypatch)
+    assert kept > 0 and none == 0
+    assert remembered == afresh
