@@ -9,8 +9,9 @@
 4. With ``--customers``: the demo shop's customers (~2% of keys free) with ~2 orders each, 10,000
    canaries with their child orders, then ``verify()`` and ``retire()`` (< 30 s for seeding).
 
-Each seeding runs in its own process (``seed_shapes.py --one``), so its peak RSS and CPU seconds are its
-own; the wall time on a shared machine also counts waiting for a core and the database's work.
+Each seeding runs in its own process (``seed_shapes.py --one``), so its CPU seconds are its own and so is
+its peak RSS as far as Linux tells (a child's ru_maxrss starts at its parent's: this script imports little
+for that reason); the wall time on a shared machine also counts waiting for a core and the database's work.
 
 Usage: ``python bench/seed_speed.py [--rows 1000000] [--canaries 100] [--many 10000] [--big 10000000]
 [--customers 0] [--shapes distinct,equal,...]`` (``--big 0`` skips the 10 M-row table: it takes a few minutes
@@ -29,7 +30,6 @@ from pathlib import Path
 
 import asyncpg
 import seed_shapes
-from distinguishability import admin_each
 
 from canary.config import from_mapping
 from canary.crypto import Keyring, generate_key
@@ -46,7 +46,10 @@ async def shop(customers: int, canaries: int) -> None:
     server = PostgresServer(tmp, settings={"shared_buffers": "256MB"})
     await asyncio.to_thread(server.start)
     try:
-        await admin_each(server, 'CREATE DATABASE "{name}"', ("shop", "control"))
+        admin = await asyncpg.connect(server.dsn())
+        for name in ("shop", "control"):
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.close()
         conn = await asyncpg.connect(server.dsn("shop"))
         t0 = time.perf_counter()
         await create_shop(conn, customers)
