@@ -23,10 +23,13 @@ import asyncio
 import bisect
 import dataclasses
 import datetime as dt
+import functools
 import json
 import random
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -74,7 +77,7 @@ from canary.seeding.credentials import (
 from canary.seeding.synth.contacts import ContactAllocator, mailbox_needs
 from canary.seeding.synth.frequency import ValueCounts
 from canary.seeding.synth.profile import FREEMAIL, TableProfile, profile
-from canary.seeding.synth.relations import Tally
+from canary.seeding.synth.relations import OTHER, Tally
 from canary.seeding.synth.shapes import (
     MIN_SHARED,
     Semantic,
@@ -106,6 +109,10 @@ RECENT_ROWS = 200
 MIN_GAPS = 2000
 TIME_GAPS = 50
 FETCH_GAPS = 2000
+#: whole-table counts arrive as COPY text, counted COUNT_CHUNK bytes at a time by a worker thread; at most
+#: BACKLOG_BYTES received wait for it (the server aggregates the next query meanwhile)
+COUNT_CHUNK = 1 << 20
+BACKLOG_BYTES = 16 << 20
 MANY_CANARIES = 1000  # per table: above this, readers pay noticeably for the policy (see bench/read_overhead.py)
 _INTEGER_TYPES = ("int2", "int4", "int8")
 _CONSTRAINT_ERRORS = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
@@ -178,6 +185,52 @@ def _insert_sql(info: TableInfo, cols: Sequence[str], first: int = 1) -> str:
         f"SELECT {', '.join(f'u.c{i}::{types[c]}' for i, c in enumerate(cols))} "
         f"FROM unnest({', '.join(f'${first + i}::text[]' for i in range(len(cols)))}) AS u({', '.join(f'c{i}' for i in range(len(cols)))})"
     )
+
+
+_COPY_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+_COPY_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+
+
+def _copy_field(text: str) -> str | None:
+    """One field of a COPY text line as the value it stands for (``\\N``: NULL; backslash escapes)."""
+    if text == "\\N":
+        return None
+    if "\\" not in text:
+        return text
+    return _COPY_ESCAPE.sub(lambda m: _COPY_ESCAPES.get(m.group(1), m.group(1)), text)
+
+
+def _copied(lines: list[str]) -> Iterator[tuple[str | None, int]]:
+    """``(v, n)`` of COPY text lines ``v<TAB>n`` (a raw TAB only ever separates fields)."""
+    for line in lines:
+        v, _, n = line.rpartition("\t")
+        yield _copy_field(v), int(n)
+
+
+def _count_text(count: Callable[[list[str]], None], text: bytes) -> None:
+    lines = text.decode().split("\n")
+    if lines[-1] == "":  # after the last line's newline
+        lines.pop()
+    count(lines)
+
+
+def _count_copied(counts: ValueCounts, lines: list[str]) -> None:
+    counts.add_all(_copied(lines))
+
+
+def _count_joint(owners: Sequence[Sequence[tuple[ValueCounts, int]]], lines: list[str]) -> None:
+    """Lines of a query counting several tallies' sets at once (``i<OTHER>joint value``: the joint
+    tally's set i) into each tally that has that set, under its own index there."""
+    for v, n in _copied(lines):
+        if v is None:
+            continue
+        i, sep, rest = v.partition(OTHER)
+        for counts, at in owners[int(i)] if sep and i.isdigit() and int(i) < len(owners) else ():
+            counts.add(f"{at}{OTHER}{rest}", n)
+
+
+def _as_text(column: str) -> str:
+    return f"{ident(column)}::text"
 
 
 def _key_types_of(info: TableInfo) -> list[str]:
@@ -481,7 +534,10 @@ class PostgresSeeder:
                 raise SeedError(f"cannot seed {info.target} in trickle mode: it {why}", target=info.target)
         to_add = len(arrivals) if arrivals is not None else max(0, target.count - len(existing))
         self.rng = self._target_rng(info.target, len(existing))
-        await conn.execute("SELECT setseed($1)", self.rng.uniform(-1.0, 1.0))  # the sample, too, is reproducible
+        # the gap queries' random() is reproducible, too: seeded, and met in the same order (a synchronized
+        # scan would start a large table wherever another scan of it is)
+        await conn.execute("SET LOCAL synchronize_seqscans = off")
+        await conn.execute("SELECT setseed($1)", self.rng.uniform(-1.0, 1.0))
         forced_off = await self._quiet_reads(conn, info, role, may_alter=True)
         if prepared is not None and arrivals:
             top, contact = await self._prepared_row(conn, info, prepared, arrivals[0])
@@ -510,8 +566,7 @@ class PostgresSeeder:
         reuse = await self._shared_values(conn, info, sample, skipped, pools)
         synth = Synthesizer(info, prof, locale=locale, contacts=contacts, seed=self.rng.getrandbits(64), skip=skipped, reuse=reuse)
         if placements and info.estimated_rows <= COUNT_ALL_ROWS:
-            counts = await self._value_counts(conn, info, synth.frequency_keys())
-            tallies = await self._tallies(conn, info, synth.tallies())
+            counts, tallies = await self._whole_table_counts(conn, info, synth.frequency_keys(), synth.tallies())
             await asyncio.to_thread(synth.match_frequencies, counts, sample, tallies=tallies)
         creds: list[Credential] = []
         pooled: list[PooledKey] = []
@@ -619,33 +674,73 @@ class PostgresSeeder:
         await self._key_texts(conn, batch)
         return batch, (payload.get("email"), payload.get("phone"))
 
-    async def _value_counts(self, conn: asyncpg.Connection, info: TableInfo, keys: Mapping[str, Sequence[Any]]) -> dict[str, ValueCounts]:
+    async def _whole_table_counts(self, conn: asyncpg.Connection, info: TableInfo, keys: Mapping[str, Sequence[Any]],
+                                  tallies: Sequence[Tally]) -> tuple[dict[str, ValueCounts], dict[str, ValueCounts]]:
         """Rows of the whole table per value of each column, and per value derived from it (what an
-        insider with a dump counts), streamed in bounded memory (:class:`ValueCounts`)."""
-        out: dict[str, ValueCounts] = {}
-        for name, derivations in keys.items():
-            counts = out[name] = ValueCounts(derivations, expected=info.estimated_rows)
-            await self._stream_counts(conn, f"SELECT {ident(name)}::text AS v, count(*) AS n FROM {qualified(info.schema, info.name)} GROUP BY 1",
-                                      counts)
-        return out
+        insider with a dump counts), and per value derived from several columns (:class:`Tally`, counted
+        by the database): each streamed in bounded memory (:class:`ValueCounts`, :meth:`_stream_counts`).
+        The tallies of feature sets (not words) are one query: one scan of the table or its sample,
+        each feature computed once however many tallies use it."""
+        tbl = qualified(info.schema, info.name)
+        counts = {name: ValueCounts(derivations, expected=info.estimated_rows) for name, derivations in keys.items()}
+        tallied = {tally.name: ValueCounts(expected=info.estimated_rows) for tally in tallies}
+        queries: list[tuple[str, Callable[[list[str]], None]]] = [
+            (f"SELECT {ident(name)}::text AS v, count(*) AS n FROM {tbl} GROUP BY 1", functools.partial(_count_copied, counts[name]))
+            for name in keys]
+        queries += [(t.query(tbl, _as_text), functools.partial(_count_copied, tallied[t.name])) for t in tallies if t.each_word is not None]
+        by_sets = [t for t in tallies if t.each_word is None and t.sets]
+        for rows in sorted({t.rows for t in by_sets}):  # one query per sample (all share the table's estimate)
+            group = [t for t in by_sets if t.rows == rows]
+            sets = list(dict.fromkeys(fs for t in group for fs in t.sets))
+            if len({frozenset(fs) for fs in sets}) < len(sets):  # one grouping, two orders of its features: each its own query
+                queries += [(t.query(tbl, _as_text), functools.partial(_count_copied, tallied[t.name])) for t in group]
+                continue
+            joint = Tally("+".join(t.name for t in group), tuple(sets), rows=rows)
+            owners = [[(tallied[t.name], at) for t in group for at, fs in enumerate(t.sets) if fs == s] for s in sets]
+            queries.append((joint.query(tbl, _as_text), functools.partial(_count_joint, owners)))
+        await self._stream_counts(conn, queries)
+        return counts, tallied
 
-    async def _tallies(self, conn: asyncpg.Connection, info: TableInfo, tallies: Sequence[Tally]) -> dict[str, ValueCounts]:
-        """Rows of the whole table per value derived from several columns (:class:`Tally`), counted by
-        the database, streamed like :meth:`_value_counts`."""
-        out: dict[str, ValueCounts] = {}
-        for tally in tallies:
-            out[tally.name] = ValueCounts(expected=info.estimated_rows)
-            await self._stream_counts(conn, tally.query(qualified(info.schema, info.name), lambda c: f"{ident(c)}::text"), out[tally.name])
-        return out
+    async def _stream_counts(self, conn: asyncpg.Connection, queries: Sequence[tuple[str, Callable[[list[str]], None]]]) -> None:
+        """Each query's rows, as COPY text lines, to its counting function. One worker thread counts
+        while the connection receives the next lines and the server aggregates the next query (its first
+        line comes only once the whole aggregate is done): the two overlap instead of taking turns.
+        At most :data:`BACKLOG_BYTES` of received text waits to be counted (then the connection stops
+        reading and the server waits), so memory stays bounded on any table. COPY, not a cursor: the
+        lines cost a fraction of records to receive, and nothing stays open for the seeder's DDL."""
+        loop = asyncio.get_running_loop()
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="canary-counts")  # one: batches of one counts never race
+        waiting: deque[tuple[asyncio.Future[None], int]] = deque()
+        held = 0
 
-    async def _stream_counts(self, conn: asyncpg.Connection, sql: str, counts: ValueCounts) -> None:
-        # an explicit cursor, closed before the seeder's DDL in the same transaction
-        await conn.execute(f"DECLARE canary_counts NO SCROLL CURSOR FOR {sql}")
+        async def hand_over(count: Callable[[list[str]], None], text: bytes) -> None:
+            nonlocal held
+            while waiting and held + len(text) > BACKLOG_BYTES:
+                done, size = waiting.popleft()
+                await done
+                held -= size
+            waiting.append((loop.run_in_executor(worker, _count_text, count, text), len(text)))
+            held += len(text)
+
         try:
-            while batch := await conn.fetch("FETCH 20000 FROM canary_counts"):
-                await asyncio.to_thread(counts.add_all, batch)  # records unpack as (v, n)
+            for sql, count in queries:
+                pending = bytearray()
+
+                async def received(chunk: bytes, count: Callable[[list[str]], None] = count, pending: bytearray = pending) -> None:
+                    pending.extend(chunk)
+                    cut = pending.rfind(b"\n") + 1 if len(pending) >= COUNT_CHUNK else 0
+                    if cut:  # whole lines only (a line's UTF-8 is whole, too)
+                        text = bytes(pending[:cut])
+                        del pending[:cut]
+                        await hand_over(count, text)
+
+                await conn.copy_from_query(sql, output=received)
+                if pending:
+                    await hand_over(count, bytes(pending))
+            while waiting:
+                await waiting.popleft()[0]
         finally:
-            await conn.execute("CLOSE canary_counts")
+            worker.shutdown(wait=False, cancel_futures=True)  # on failure: never block the event loop on a batch
 
     async def _shared_values(
         self, conn: asyncpg.Connection, info: TableInfo, sample: list[dict[str, str | None]], skipped: Sequence[str], pools: ContactPools
@@ -824,7 +919,16 @@ class PostgresSeeder:
 
     async def _sample(self, conn: asyncpg.Connection, info: TableInfo, exclude: list[str]) -> list[dict[str, str | None]]:
         """Up to SAMPLE_ROWS real rows as text (canaries excluded by key; the caller has made the
-        transaction's reads bypass row-level security, see _quiet_reads)."""
+        transaction's reads bypass row-level security, see _quiet_reads).
+
+        The same for the same seeder randomness (``plan`` shows the rows ``apply`` writes; a bench
+        with a fixed ``seed`` repeats): the pages' sample is REPEATABLE with a seed drawn from it, and
+        the rows are ordered by a keyed hash (md5 of a secret drawn from it and their key). Not
+        by ``random()``: its values follow the order the scan meets the rows, and a synchronized scan
+        of a large table starts wherever another scan of it is, so even ``setseed`` picked other rows
+        each run. The secret is the seeder's (keyed by the master key unless a seed is configured), so
+        which rows were sampled stays as unpredictable as the rest of the plan; ordering the few
+        thousand sampled rows by md5 costs what random() did."""
         cols = ", ".join(f"{ident(c.name)}::text" for c in info.columns)
         tbl = qualified(info.schema, info.name)
         if info.estimated_rows > SAMPLE_ROWS * 10:
@@ -833,7 +937,9 @@ class PostgresSeeder:
         else:
             src = tbl
         canaries, args = _key_match(info, exclude)
-        rows = await conn.fetch(f"SELECT {cols} FROM {src} WHERE NOT ({canaries}) ORDER BY random() LIMIT {SAMPLE_ROWS}", *args)
+        order = f"pg_catalog.md5(${len(args) + 1}::text || {key_sql(info.primary_key, _key_types_of(info))})"
+        secret = f"{self.rng.getrandbits(128):032x}"
+        rows = await conn.fetch(f"SELECT {cols} FROM {src} WHERE NOT ({canaries}) ORDER BY {order} LIMIT {SAMPLE_ROWS}", *args, secret)
         names = [c.name for c in info.columns]
         return [dict(zip(names, r.values())) for r in rows]
 

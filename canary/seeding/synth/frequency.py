@@ -84,8 +84,17 @@ class ValueCounts:
             filt[b >> 3] |= 1 << (b & 7)
             b = (lo + 3 * hi) % bits
             filt[b >> 3] |= 1 << (b & 7)
+        steps: dict[Any, list[Any]] = {}  # a step several derivations share (a name's split), taken once per value
         for fn, counter in derived:
-            counter.update(map(fn, singles))
+            via = _VIA.get(fn)
+            if via is None:
+                counter.update(map(fn, singles))
+                continue
+            step, pick = via
+            done = steps.get(step)
+            if done is None:
+                done = steps[step] = list(map(step, singles))
+            counter.update(map(pick, done, singles))
 
     def __getitem__(self, value: str | None) -> int:
         n = self.multi.get(value)
@@ -126,14 +135,32 @@ def _moves(counts: Counts, added: Counter[str | None], value: str | None) -> boo
     return count_bin(n) != count_bin(n + 1)
 
 
-def surname_key(name: str | None) -> str | None:
-    split = split_name(name) if name else None
+def _split(name: str | None) -> tuple[str, str, str] | None:
+    return split_name(name) if name else None
+
+
+def _surname(split: tuple[str, str, str] | None, name: str | None) -> str | None:
     return split[1] if split else name
 
 
-def given_key(name: str | None) -> str | None:
-    split = split_name(name) if name else None
+def _given(split: tuple[str, str, str] | None, name: str | None) -> str | None:
     return split[2] if split else name
+
+
+def surname_key(name: str | None) -> str | None:
+    return _surname(_split(name), name)
+
+
+def given_key(name: str | None) -> str | None:
+    return _given(_split(name), name)
+
+
+#: derivations computed from one shared step (a name's split): :meth:`ValueCounts.add_all` takes the
+#: step once per value for all of them (derivation -> (step, pick(step's result, value)))
+_VIA: dict[Callable[[str | None], str | None], tuple[Callable[[str | None], Any], Callable[[Any, str | None], str | None]]] = {
+    surname_key: (_split, _surname),
+    given_key: (_split, _given),
+}
 
 
 def text_length(text: str | None) -> int:
@@ -144,8 +171,11 @@ def word_count(text: str | None) -> int:
     return len(text.split()) if text else 0
 
 
+_DIGIT_RUNS = re.compile(r"\d+")
+
+
 def shape_key(text: str | None) -> str | None:
-    return re.sub(r"\d+", "9", text) if text else text
+    return _DIGIT_RUNS.sub("9", text) if text else text
 
 
 @dataclass(frozen=True, slots=True)

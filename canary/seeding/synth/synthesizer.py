@@ -11,7 +11,7 @@ import math
 import random
 import re
 import uuid
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +68,8 @@ REMADE_UNIFORM = 3
 #: pseudo-rows at the table's overall rate in the rate at which a contact point's pair with the
 #: location is one nobody else has, given one side's value (:meth:`Apart.alone`)
 ALONE_PRIOR = 10
+#: results of :meth:`Synthesizer._apart_places` remembered (each a list of candidate locations)
+APART_MEMO = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +101,7 @@ class Apart:
     contact: Feature
     place: Feature
     tally: Tally
-    at: int  # the set of ``tally`` counting the pairs; the next one counts the contact's feature alone
+    at: int  # the set of ``tally`` counting the pairs; the set ``(contact,)`` counts the contact's feature alone
     counts: Counter[str | None] | ValueCounts
     overall: float  # the share of sampled rows (with both sides) alone in their pair
     by_place: dict[str | None, tuple[int, int]]  # the location's feature -> (sampled rows alone in their pair, sampled rows)
@@ -143,7 +145,8 @@ class Apart:
         """Of the table's rows with ``row``'s contact feature (an area code), the share that hold its
         location feature, too (the region): drawn from the contact's own distribution and kept in
         proportion to it, a contact point follows the location the way the table's do."""
-        return self.counts[self.tally.value(row, self.at)] / max(self.counts[self.tally.value(row, self.at + 1)], 1)
+        lone = self.tally.sets.index((self.contact,))  # the set counting the contact's feature alone
+        return self.counts[self.tally.value(row, self.at)] / max(self.counts[self.tally.value(row, lone)], 1)
 
     @staticmethod
     def fits(held: int | None, alone: bool) -> bool:
@@ -212,7 +215,11 @@ class Synthesizer:
             contacts.follow(dict(zip(mail.email_domains.values, _weights(mail.email_domains), strict=True)))
         self._words: dict[int, list[str]] | None = None  # Faker's dictionary words by length
         self._apart: list[Apart] = []  # contact points' pairs with the location (match_frequencies)
-        self._apart_index: dict[int, dict[str | None, list[Mapping[str, str | None]]]] = {}  # by Apart: place feature -> locations
+        # by Apart: (place feature -> locations, id(location) -> its place feature)
+        self._apart_index: dict[int, tuple[dict[str | None, list[Mapping[str, str | None]]], dict[int, str | None]]] = {}
+        # (id(among), filters applied) -> (among, the locations left): _apart_places's recent results
+        self._apart_memo: OrderedDict[tuple[int, tuple[tuple[int, frozenset[str | None]], ...]],
+                                      tuple[Sequence[Mapping[str, str | None]] | None, Sequence[Mapping[str, str | None]] | None]] = OrderedDict()
         self._remade: Counter[tuple[object, ...]] = Counter()  # rows made per placement (:data:`REMADE_UNIFORM`)
 
     def frequency_columns(self) -> list[str]:
@@ -253,8 +260,10 @@ class Synthesizer:
             out.append(Tally("related(" + ", ".join(cols) + ")", tuple((r.a, r.b) for r in related), rows=self.info.estimated_rows))
         pairs = self._contact_pairs(cols)
         if pairs:
-            out.append(Tally("apart(" + ", ".join(cols) + ")", tuple(fs for c, p in pairs for fs in ((c, p), (c,))),
-                             rows=self.info.estimated_rows))
+            # each pair, then each contact feature alone once (a set counted twice costs the scan twice, and
+            # the query names a repeated set by its first place only)
+            sets = tuple((c, p) for c, p in pairs) + tuple(dict.fromkeys((c,) for c, _ in pairs))
+            out.append(Tally("apart(" + ", ".join(cols) + ")", sets, rows=self.info.estimated_rows))
         return out
 
     def _contact_pairs(self, places: Sequence[str]) -> tuple[tuple[Feature, Feature], ...]:
@@ -595,25 +604,41 @@ class Synthesizer:
         assert self._match_places is not None
         out: Sequence[Mapping[str, str | None]] | None = among
         decided: dict[str, bool] = {}  # by contact column: one decision for all its pairs
+        steps: list[tuple[int, frozenset[str | None]]] = []  # the filters applied so far: (Apart, its fitting place features)
         for apart in self._apart:
             if not apart.related or apart.contact.of(done.get(apart.contact.column)) is None:
                 continue  # a weak dependence: restricting the locations would bend how common they are more than it helps
-            index = self._apart_index.get(id(apart))
-            if index is None:
-                index = self._apart_index[id(apart)] = {}
+            indexed = self._apart_index.get(id(apart))
+            if indexed is None:
+                indexed = self._apart_index[id(apart)] = ({}, {})
                 for cand in self._match_places.pool:
-                    index.setdefault(apart.place.of(cand.get(apart.place.column)), []).append(cand)
+                    place = indexed[1][id(cand)] = apart.place.of(cand.get(apart.place.column))
+                    indexed[0].setdefault(place, []).append(cand)
+            index, place_of = indexed
             if apart.contact.column not in decided:
                 decided[apart.contact.column] = apart.alone(self.rng, done)
             alone = decided[apart.contact.column]
             fitting = {v for v in index if Apart.fits(apart.held({**done, apart.place.column: index[v][0].get(apart.place.column)}), alone)}
             if len(fitting) == len(index) or fitting <= {None}:
                 continue  # every location fits (a mobile number), or none does: the match draws as it would
-            got = [c for c in out if apart.place.of(c.get(apart.place.column)) in fitting] if out is not None else []
+            # the locations left are a function of ``among`` and the filters so far, which repeat from row to
+            # row: remembered (filtering the pool afresh on every row cost 10,000 canaries minutes)
+            steps.append((id(apart), frozenset(fitting)))
+            key = (id(among) if among is not None else 0, tuple(steps))
+            hit = self._apart_memo.get(key)
+            if hit is not None:
+                self._apart_memo.move_to_end(key)
+                out = hit[1]
+                continue
+            got = [c for c in out if (place_of[id(c)] if id(c) in place_of else apart.place.of(c.get(apart.place.column))) in fitting] \
+                if out is not None else []
             if not got:
                 got = [c for v in fitting for c in index[v]]
             if got:
                 out = got
+            self._apart_memo[key] = (among, out)  # ``among`` kept, so no other list takes its id
+            if len(self._apart_memo) > APART_MEMO:
+                self._apart_memo.popitem(last=False)
         return list(out) if out is not None and out is not among else None
 
     def _places_in(self, r: Relation, col: str, bucket: str | None) -> list[Mapping[str, str | None]]:

@@ -1,0 +1,140 @@
+"""The whole-table counts seeding matches frequencies with (synth/frequency.py ValueCounts, synthesizer.py
+Apart): derivations that share a step count what each computed alone would, and a contact point's
+share of its location reads the count of the contact's feature alone whichever pair it belongs to."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import asyncpg
+import pytest
+from testkit import MakeConfig
+
+from canary.crypto import Keyring
+from canary.seeding import postgres as pgseed
+from canary.seeding.catalog import Column, Constraint, TableInfo, introspect
+from canary.seeding.postgres import PostgresSeeder
+from canary.seeding.synth import synthesizer
+from canary.seeding.synth.contacts import ContactAllocator
+from canary.seeding.synth.frequency import ValueCounts, given_key, same, shape_key, surname_key
+from canary.seeding.synth.profile import profile
+from canary.seeding.synth.relations import Feature, Kind, Tally, words
+from canary.seeding.synth.synthesizer import Apart, RowContext, Synthesizer
+from canary.store import ControlStore
+from canary.store.registry import Registry
+
+NAMES = ["김민준", "김 서연", "John Smith", "Mary Smith", "Prince", None, "이 민준", "Jane Q Public", "佐藤 健", "김민준"]
+
+
+def test_derivations_sharing_a_split_count_as_each_alone() -> None:
+    """Surname and given-name counts taken from one split per value equal those of each derivation
+    applied on its own, for values one row holds and values several rows hold."""
+    counts = ValueCounts([same, surname_key, given_key, shape_key], expected=100)
+    rows = Counter(NAMES)
+    counts.add_all([(v, n) for v, n in rows.items()] + [("12 Oak St", 1), ("7 Oak St", 3)])
+    for fn in (surname_key, given_key, shape_key):
+        want: Counter[str | None] = Counter()
+        for v, n in [*rows.items(), ("12 Oak St", 1), ("7 Oak St", 3)]:
+            want[fn(v)] += n
+        assert counts.derived(fn) == want
+    assert counts["김민준"] == 2 and counts["Prince"] == 1 and counts["nobody"] in (0, 1)
+
+
+def test_apart_share_reads_the_contact_feature_alone_for_every_pair() -> None:
+    """With one contact feature paired with two location features, the tally counts the feature alone
+    once, and each pair's share is count(pair) / count(feature alone) (the second pair too)."""
+    area, region, city = Feature("phone", Kind.AREA), Feature("region", Kind.VALUE), Feature("city", Kind.VALUE)
+    tally = Tally("apart(t)", ((area, region), (area, city), (area,)), rows=1000)
+    row = {"phone": "02-555-0100", "region": "Seoul", "city": "Jongno"}
+    counts: Counter[str | None] = Counter({tally.value(row, 0): 30, tally.value(row, 1): 12, tally.value(row, 2): 40})
+    firsts = Apart.of(area, region, tally, 0, counts, [row], related=True)
+    seconds = Apart.of(area, city, tally, 1, counts, [row], related=True)
+    assert firsts.share(row) == 30 / 40
+    assert seconds.share(row) == 12 / 40
+    assert "GROUPING SETS ((x0, x1), (x0, x2), (x0))" in tally.query('"t"', lambda c: c)
+
+
+HOSTILE = ["plain", "tab\there", "new\nline", "back\\slash", "\\N", "cr\rlf\r\n", "\\t literal", "한글 주소 12", "x\x1dy", "", " ",
+           "ends with backslash\\", "bell\x07 and \x0b vt \x0c ff \x08 bs", "a" * 3000]
+
+
+async def test_whole_table_counts_read_every_value_as_the_table_holds_it(
+        target_dsn: str, make_config: MakeConfig, store: ControlStore, keyring: Keyring) -> None:
+    """Values with tabs, newlines, backslashes, the text \\N, NULL and long text are counted exactly as the
+    table holds them (the counts arrive as COPY text, streamed through a worker thread in chunks), and
+    tallies counted in one joint query read what each counted alone would."""
+    rows: list[tuple[str | None, str | None]] = []
+    for i in range(4000):
+        v = HOSTILE[i % len(HOSTILE)] if i % 3 else f"distinct value {i}"
+        rows.append((v if i % 17 else None, f"{i % 7}-{v[:3] if v else ''}"))
+    conn = await asyncpg.connect(target_dsn)
+    try:
+        await conn.execute("CREATE TABLE public.t (id int PRIMARY KEY, a text, b text)")
+        await conn.executemany("INSERT INTO public.t VALUES ($1, $2, $3)", [(i, a, b) for i, (a, b) in enumerate(rows)])
+        info = await introspect(conn, "public.t")
+        a, b = Feature("a", Kind.VALUE), Feature("b", Kind.HEAD)
+        tallies = [Tally("one", ((a, b), (b,)), rows=4000), Tally("two", ((b,), (a,)), rows=4000)]
+        cfg = make_config(datastores=[{"name": "shop", "dsn": target_dsn, "tables": [{"table": "public.t", "count": 1}]}])
+        seeder = PostgresSeeder(cfg.datastores[0], Registry(store.pool, keyring), seed=3)
+        pgseed.COUNT_CHUNK = 4096  # many chunks, lines cut at their ends
+        try:
+            async with conn.transaction():
+                counts, tallied = await seeder._whole_table_counts(conn, info, {"a": [same, shape_key], "b": [same]}, tallies)
+        finally:
+            pgseed.COUNT_CHUNK = 1 << 20
+    finally:
+        await conn.close()
+    want_a = Counter(a for a, _ in rows)
+    assert all(counts["a"][v] == n for v, n in want_a.items() if n >= 2)
+    assert all(counts["a"][v] == 1 for v, n in want_a.items() if n == 1)
+    assert counts["a"].derived(shape_key) == Counter(shape_key(v) for v, _ in rows)
+    assert all(counts["b"][v] == n for v, n in Counter(b for _, b in rows).items() if n >= 2)
+    for tally in tallies:
+        for at in range(len(tally.sets)):
+            want = Counter(tally.value({"a": x, "b": y}, at) for x, y in rows)
+            assert all(tallied[tally.name][v] == n for v, n in want.items() if n >= 2), (tally.name, at)
+
+
+def _us_table(n: int) -> list[dict[str, str | None]]:
+    rng = random.Random(7)
+    codes = {"NY": ("212", "718", "631"), "IL": ("312", "773"), "TX": ("214", "512"), "OR": ("503", "541"), "FL": ("305", "407")}
+    table: list[dict[str, str | None]] = []
+    for i in range(n):
+        st = rng.choice(list(codes))
+        code = rng.choice(codes[st]) if rng.random() < 0.85 else str(rng.randint(600, 999))  # a number kept after a move
+        table.append({"id": str(i), "phone": f"({code}) {rng.randint(200, 999)}-{rng.randint(0, 9999):04d}",
+                      "address": f"{rng.randint(1, 999)} {rng.choice(['Oak', 'Elm', 'Pine', 'Main'])} St, Town{rng.randint(1, 40)}, {st}"})
+    return table
+
+
+def _owned_number_rows(table: list[dict[str, str | None]], memo: int, monkeypatch: pytest.MonkeyPatch) -> tuple[list[dict[str, str | None]], int]:
+    monkeypatch.setattr(synthesizer, "APART_MEMO", memo)
+    sample = table[:1500]
+    info = TableInfo("public", "customers", 1, "r", "owner", False, False,
+                     tuple(Column(name=n, type=t, category=c, base_type=t, not_null=n == "id", default=None, identity="", generated=False,
+                                  max_length=None, numeric_precision=None, numeric_scale=None)
+                           for n, t, c in (("id", "int8", "N"), ("phone", "text", "S"), ("address", "text", "S"))),
+                     (Constraint("customers_pkey", "p", ("id",), "PRIMARY KEY (id)"),), (), ())
+    synth = Synthesizer(info, profile(info, sample), locale="en_US",
+                        contacts=ContactAllocator(phone_numbers=[f"+1{a}555{n:04d}" for a in ("212", "503", "305") for n in range(40)],
+                                                         rng=random.Random(9)), seed=5)
+    counts = {c: Counter(r.get(c) for r in table) for c in synth.frequency_columns()}
+    tallies: dict[str, Counter[str | None]] = {}
+    for t in synth.tallies():
+        tallies[t.name] = (Counter(w for r in table for w in words(r.get(t.each_word))) if t.each_word is not None
+                           else Counter(t.value(r, at) for r in table for at in range(len(t.sets))))
+    synth.match_frequencies(counts, sample, candidates=1500, tallies=tallies)  # type: ignore[arg-type]
+    rows = [synth.row(RowContext(pk=str(10_000 + i))).values for i in range(80)]
+    return rows, len(synth._apart_memo)
+
+
+def test_remembered_apart_filters_give_the_rows_computed_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Locations after owned numbers, filtered by their (area code, state) pairs (one the table has, or
+    as often as real rows' are, one nobody has: the filters change from row to row): the rows of a seed are
+    the same whether the filters' results are remembered from row to row or computed afresh each time."""
+    table = _us_table(5000)
+    remembered, kept = _owned_number_rows(table, 256, monkeypatch)
+    afresh, none = _owned_number_rows(table, 0, monkeypatch)
+    assert kept > 0 and none == 0
+    assert remembered == afresh
