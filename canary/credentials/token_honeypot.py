@@ -35,7 +35,7 @@ from http import HTTPStatus
 from typing import Any
 
 import structlog
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_protocol import RequestHandler
 
@@ -191,6 +191,9 @@ class _DisguisedHandler(RequestHandler):
                      message: str | None = None) -> web.StreamResponse:
         if request.writer.output_size > 0:  # part of an answer is out: the connection is broken
             raise ConnectionError("response already started")
+        # aiohttp answers in the version of its placeholder for an unread request, HTTP/1.0; nginx says HTTP/1.1
+        request._version = HttpVersion11
+        request._cache.pop("version", None)
         return self._error_response(status)
 
 

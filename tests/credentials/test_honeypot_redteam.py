@@ -45,7 +45,7 @@ async def test_unparseable_requests_get_the_imitated_servers_error_page(runtime:
     finally:
         await hp.stop()
     headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(b":") for line in lines[1:])}
-    assert lines[0].split(b" ", 1)[1] == b"400 Bad Request", lines
+    assert lines[0] == b"HTTP/1.1 400 Bad Request", lines  # nginx's version, not aiohttp's HTTP/1.0 for these
     assert headers[b"server"] == b"nginx" and headers[b"content-type"].startswith(b"text/html"), headers
     assert body == NGINX_400
     assert not any(w in b"\n".join(lines).lower() + body.lower() for w in (b"aiohttp", b"python", b"canary"))
