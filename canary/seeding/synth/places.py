@@ -116,7 +116,9 @@ class Splicer:
     spreads: dict[tuple[tuple[Token, ...], int, Token], int] = field(default_factory=dict, compare=False, repr=False)
     by_ending: dict[tuple[tuple[Token, ...], int, Token], list[Token]] = field(default_factory=dict, compare=False, repr=False)
     fine: dict[tuple[Token, ...], int] = field(default_factory=dict, compare=False, repr=False)
-    follows: dict[tuple[tuple[Token, ...], int, Token, Token], list[Token]] = field(default_factory=dict, compare=False, repr=False)
+    follows: dict[tuple[tuple[Token, ...], int, Token, Token], list[Token] | None] = field(default_factory=dict, compare=False, repr=False)
+    #: per position j: (the word before it, class) -> the tokens at j of every sampled row after that word
+    after: dict[int, dict[tuple[Token, Token], list[Token]]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, info: TableInfo, sample: Sequence[Mapping[str, str | None]], k: int = MIN_SHARED) -> Splicer | None:
@@ -305,15 +307,32 @@ class Splicer:
         words is handed over as the only one (memoised)."""
         if prev[1] is None or any(ch.isdigit() for ch in prev[1]):
             return None  # numbers are drawn anew: nothing goes with one (following them would chain one row's words)
-        for at, among in ((prefix, cands), ((), range(len(self.rows)))):
-            key = (at, j, cls, _norm(prev))
-            got = self.follows.get(key)
-            if got is None:
-                got = self.follows[key] = [self.rows[c][j] for c in among if len(self.rows[c]) > j
-                                           and _norm(self.rows[c][j - 1]) == _norm(prev) and self._cls(self.rows[c][j]) == cls]
-            if len({_norm(t) for t in got}) >= self.k:
-                return got
-        return None
+        p = _norm(prev)
+        key = (prefix, j, cls, p)
+        if key in self.follows:
+            return self.follows[key]
+        got: list[Token] | None = None
+        if prefix:  # the rows sharing the prefix (with none, that is the whole sample: below)
+            got = [self.rows[c][j] for c in cands if len(self.rows[c]) > j
+                   and _norm(self.rows[c][j - 1]) == p and self._cls(self.rows[c][j]) == cls]
+            if len({_norm(t) for t in got}) < self.k:
+                got = None
+        if got is None:
+            got = self._after(j).get((p, cls))
+        self.follows[key] = got
+        return got
+
+    def _after(self, j: int) -> dict[tuple[Token, Token], list[Token]]:
+        """Position ``j``'s tokens of the whole sample by the word before them and their class, where they
+        are at least k different words (one pass over the sample per position)."""
+        index = self.after.get(j)
+        if index is None:
+            found: dict[tuple[Token, Token], list[Token]] = {}
+            for r in self.rows:
+                if len(r) > j:
+                    found.setdefault((_norm(r[j - 1]), self._cls(r[j])), []).append(r[j])
+            index = self.after[j] = {key: toks for key, toks in found.items() if len({_norm(t) for t in toks}) >= self.k}
+        return index
 
     def _wider(self, prefix: tuple[Token, ...], levels: Sequence[Sequence[int]], j: int, tok: Token, rng: random.Random) -> Token | None:
         """A token for position ``j`` ending like ``tok`` from the rows sharing all of ``prefix`` but
