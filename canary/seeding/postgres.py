@@ -86,7 +86,7 @@ from canary.seeding.synth.shapes import (
     semantic_of,
 )
 from canary.seeding.synth.synthesizer import RowContext, Synthesizer, SynthRow, timestamp_text
-from canary.seeding.synth.times import EXACT, Precision, between
+from canary.seeding.synth.times import EXACT, Precision, Rates, between
 from canary.store import describe_error, detection_objects, sessions
 from canary.store.registry import NewCanary, Registry, ValueKind, active_values, location_key, recognise, value_purpose
 
@@ -903,7 +903,10 @@ class PostgresSeeder:
             self.rng.shuffle(keys)
             return next((k for k in keys if k not in chosen and k not in taken), None)
 
-        drawn = self._between
+        rates = Rates.of(prof.created_epochs)  # a row between two neighbours falls in the hours rows arrive in
+
+        def drawn(lo_c: dt.datetime | None, hi_c: dt.datetime | None) -> dt.datetime | None:
+            return self._between(lo_c, hi_c, rates)
 
         placed: list[RowContext | None] = [None] * n
         gap_of: list[tuple[int, int] | None] = [None] * n
@@ -1036,12 +1039,13 @@ class PostgresSeeder:
             keep[prev["lo"]] = prev
         return list(keep.values())
 
-    def _between(self, lo_c: dt.datetime | None, hi_c: dt.datetime | None) -> dt.datetime | None:
+    def _between(self, lo_c: dt.datetime | None, hi_c: dt.datetime | None, rates: Rates | None = None) -> dt.datetime | None:
         """A time between two neighbours', at their precision (whole seconds where they have whole
-        seconds: a legacy import and today's rows differ, so the table-wide mix would not do)."""
+        seconds: a legacy import and today's rows differ, so the table-wide mix would not do), in
+        the hours the table's rows arrive in (``rates``)."""
         if lo_c is None or hi_c is None or hi_c < lo_c:
             return None
-        return Precision.of((lo_c.timestamp(), hi_c.timestamp())).cut(between(lo_c, hi_c, self.rng), self.rng, lo_c, hi_c)
+        return Precision.of((lo_c.timestamp(), hi_c.timestamp())).cut(between(lo_c, hi_c, self.rng, rates), self.rng, lo_c, hi_c)
 
     async def _composite_placements(
         self, conn: asyncpg.Connection, info: TableInfo, prof: TableProfile, exclude: list[str], n: int, warnings: list[str],
