@@ -163,3 +163,11 @@ async def test_canaries_updated_at_follows_the_tables_habits(
     assert len(own) >= 15
     assert sum(u.astimezone(UTC).hour in (14, 15, 16) for u in own) >= 0.85 * len(own)
     assert all(r["updated_at"] is not None and r["updated_at"] >= r["created_at"] for r in late)
+
+
+def test_an_even_sample_gives_flat_rates() -> None:
+    """Creation times spread evenly over the hours: sampling noise is no profile (the draw stays uniform)."""
+    rng = random.Random(8)
+    even = Rates.of((DAY0 + dt.timedelta(seconds=rng.uniform(0, 300 * 86_400))).timestamp() for _ in range(2000))
+    assert even.flat
+    assert not Rates.of(_business_epochs(rng, 2000)).flat

@@ -116,19 +116,39 @@ class Rates:
 
     @classmethod
     def of(cls, epochs: Iterable[float]) -> Rates:
-        hours, days = [1.0] * 24, [1.0] * 7
+        """Learnt from creation times; a profile the sample cannot tell from flat (chi-square below
+        its 1% critical value) is flat: sampling noise would otherwise steer the draws."""
+        hours, days = [0.0] * 24, [0.0] * 7
         for e in epochs:
             if math.isfinite(e):
                 t = dt.datetime.fromtimestamp(e, dt.timezone.utc)
                 hours[t.hour] += 1
                 days[t.weekday()] += 1
-        top_h, top_d = max(hours), max(days)
-        return cls(tuple(h / top_h for h in hours), tuple(d / top_d for d in days))
+        return cls(_shares(hours, CHI2_HOURS), _shares(days, CHI2_WEEKDAYS))
+
+    @property
+    def flat(self) -> bool:
+        return min(self.hours) == 1.0 and min(self.weekdays) == 1.0
 
     def at(self, when: dt.datetime) -> float:
         """The rate at ``when`` relative to the busiest hour of the busiest weekday (0..1]."""
         t = when.astimezone(dt.timezone.utc) if when.tzinfo is not None else when
         return self.hours[t.hour] * self.weekdays[t.weekday()]
+
+
+#: chi-square 1% critical values for 23 and 6 degrees of freedom (hours of a day, days of a week)
+CHI2_HOURS, CHI2_WEEKDAYS = 41.64, 16.81
+
+
+def _shares(counts: list[float], critical: float) -> tuple[float, ...]:
+    """Counts as rates relative to the largest (add-one smoothed), or all 1 when they are as even as
+    chance leaves them."""
+    n = sum(counts)
+    expected = n / len(counts)
+    if not n or sum((c - expected) ** 2 / expected for c in counts) < critical:
+        return (1.0,) * len(counts)
+    top = max(counts) + 1
+    return tuple((c + 1) / top for c in counts)
 
 
 #: rejection rounds before a draw between two neighbours falls back to uniform (a stretch wholly in
@@ -140,7 +160,7 @@ def between(lo: dt.datetime, hi: dt.datetime, rng: random.Random, rates: Rates |
     """A time drawn between two neighbours' (the arrival of one more event between two of a Poisson
     stream), never their interpolation by key: uniformly, or with ``rates`` at the table's own
     intensity (a stretch over a night puts the row in the evening or the morning, as real rows are)."""
-    if rates is not None and hi > lo:
+    if rates is not None and not rates.flat and hi > lo:
         for _ in range(RATE_TRIES):
             when = lo + (hi - lo) * rng.random()
             if rng.random() < rates.at(when):
