@@ -171,3 +171,46 @@ def test_an_even_sample_gives_flat_rates() -> None:
     even = Rates.of((DAY0 + dt.timedelta(seconds=rng.uniform(0, 300 * 86_400))).timestamp() for _ in range(2000))
     assert even.flat
     assert not Rates.of(_business_epochs(rng, 2000)).flat
+
+
+GAPPY = """
+CREATE TABLE public.members (id bigserial PRIMARY KEY, email text NOT NULL UNIQUE, created_at timestamptz NOT NULL);
+SELECT setseed(0.33);
+INSERT INTO public.members (id, email, created_at)
+SELECT id, 'member' || id || '@example.org', timestamptz '2023-01-01 00:00+00' + id * interval '1 hour'
+FROM (SELECT g + 3 * (g / 60) AS id, g FROM generate_series(1, 6000) g) s  -- a run of three rolled-back keys every 60 rows
+WHERE g % 25 <> 7;  -- and a deleted row every 25
+SELECT setval('public.members_id_seq', 7000);
+ANALYZE public.members;
+"""
+
+
+async def test_keys_beside_a_canary_look_like_the_keys_beside_a_real_row(
+    target_dsn: str, make_config: MakeConfig, store: ControlStore, keyring: Keyring
+) -> None:
+    """A table with a deleted row every 25 (one free key) and three rolled-back keys every 60: a real
+    row has more than one free key beside it about 1 time in 40 (the two rows beside each run); drawn
+    in proportion to free keys, 45% of canaries sat beside a run. Their share must be about the real one."""
+    conn = await asyncpg.connect(target_dsn)
+    try:
+        await conn.execute(GAPPY)
+    finally:
+        await conn.close()
+    cfg = make_config(datastores=[{"name": "shop", "dsn": target_dsn, "tables": [{"table": "public.members", "count": 120}]}])
+    await PostgresSeeder.from_config(cfg, "shop", Registry(store.pool, keyring), seed=12).apply()
+    canaries = {int(c.location["pk"]) for c in await Registry(store.pool, keyring).active("shop")}
+    conn = await asyncpg.connect(target_dsn)
+    try:
+        await conn.execute("SET row_security = off")
+        rows = await conn.fetch("SELECT id, id - lag(id) OVER (ORDER BY id) AS before, lead(id) OVER (ORDER BY id) - id AS after"
+                                " FROM public.members ORDER BY id")
+    finally:
+        await conn.close()
+    placed = [r for r in rows if r["id"] in canaries and r["before"] is not None and r["after"] is not None]
+    real = [r for r in rows if r["id"] not in canaries and r["before"] is not None and r["after"] is not None]
+    assert len(placed) >= 110
+
+    def wide(rs: list[asyncpg.Record]) -> float:
+        return sum(r["before"] > 2 or r["after"] > 2 for r in rs) / len(rs)
+
+    assert wide(placed) <= wide(real) + 0.06, (wide(placed), wide(real))
