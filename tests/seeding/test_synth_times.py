@@ -14,7 +14,7 @@ from testkit import MakeConfig
 
 from canary.crypto import Keyring
 from canary.seeding.postgres import PostgresSeeder
-from canary.seeding.synth.times import Rates, Updates, between
+from canary.seeding.synth.times import Precision, Rates, Updates, between
 from canary.store import ControlStore
 from canary.store.registry import Registry
 
@@ -214,3 +214,14 @@ async def test_keys_beside_a_canary_look_like_the_keys_beside_a_real_row(
         return sum(r["before"] > 2 or r["after"] > 2 for r in rs) / len(rs)
 
     assert wide(placed) <= wide(real) + 0.06, (wide(placed), wide(real))
+
+
+def test_a_cut_rounds_up_as_often_as_its_distance_says() -> None:
+    """Whole days between two neighbours a day apart: the earlier one's day about as often as the later
+    one's (always the earlier, a canary shared its day with the row before it far more than real rows)."""
+    rng = random.Random(9)
+    days = Precision.of([(DAY0 + dt.timedelta(days=d)).timestamp() for d in range(50)])
+    lo, hi = DAY0 + dt.timedelta(days=3), DAY0 + dt.timedelta(days=4)
+    cuts = Counter(days.cut(between(lo, hi, rng), rng, lo, hi) for _ in range(2000))
+    assert set(cuts) == {lo, hi}
+    assert 0.45 <= cuts[lo] / 2000 <= 0.55, cuts

@@ -72,16 +72,20 @@ class Precision:
             hi: dt.datetime | None = None) -> dt.datetime:
         """``when`` written at a drawn grain, kept inside ``[lo, hi]`` when those are given: a grain
         that cannot fit there gives way to the next finer one that does (between two whole seconds, a
-        whole second; ``when`` itself only when nothing coarser fits)."""
+        whole second; ``when`` itself only when nothing coarser fits). Rounded up or down at random in
+        proportion to the distance (unbiased): always down, a whole day drawn between two neighbours a
+        day apart would always be the earlier one's, and a canary would share its day with the row
+        before it far more often than real rows do."""
         for i in range(self.grain(rng), len(UNITS)):
             unit, phase = UNITS[i], self.phases[i]
             if unit == 1:
                 return when
-            cut = when - dt.timedelta(microseconds=(_us(when.timestamp()) - phase) % unit)
-            if lo is not None and cut < lo:
-                cut += dt.timedelta(microseconds=unit)
-            if (lo is None or cut >= lo) and (hi is None or cut <= hi):
-                return cut
+            offset = (_us(when.timestamp()) - phase) % unit
+            down = when - dt.timedelta(microseconds=offset)
+            up = down + dt.timedelta(microseconds=unit)
+            for cut in ((up, down) if offset and rng.random() < offset / unit else (down, up)):
+                if (lo is None or cut >= lo) and (hi is None or cut <= hi):
+                    return cut
         return when
 
 
