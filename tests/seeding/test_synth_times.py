@@ -225,3 +225,16 @@ def test_a_cut_rounds_up_as_often_as_its_distance_says() -> None:
     cuts = Counter(days.cut(between(lo, hi, rng), rng, lo, hi) for _ in range(2000))
     assert set(cuts) == {lo, hi}
     assert 0.45 <= cuts[lo] / 2000 <= 0.55, cuts
+
+
+def test_updates_of_naive_times_stay_naive_and_keep_the_batch_instant() -> None:
+    """A timestamp-without-time-zone table: the batch instant comes back naive and equal to the real one."""
+    rng = random.Random(10)
+    rows, _, backfill = _history(rng)
+    naive = [(c.replace(tzinfo=None), None if u is None else u.replace(tzinfo=None)) for c, u in rows]
+    updates = Updates.of(naive)
+    assert updates is not None
+    now = (DAY0 + dt.timedelta(days=640)).replace(tzinfo=None)
+    got = [updates.draw((DAY0 + dt.timedelta(days=rng.uniform(0, 190))).replace(tzinfo=None), now, rng) for _ in range(300)]
+    assert any(u == backfill.replace(tzinfo=None) for u in got)
+    assert all(u is None or (u.tzinfo is None and u <= now) for u in got)
