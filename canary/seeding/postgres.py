@@ -89,7 +89,7 @@ from canary.seeding.synth.shapes import (
     semantic_of,
 )
 from canary.seeding.synth.synthesizer import RowContext, Synthesizer, SynthRow, timestamp_text
-from canary.seeding.synth.times import EXACT, Precision, between
+from canary.seeding.synth.times import EXACT, Precision, Rates, between
 from canary.store import describe_error, detection_objects, sessions
 from canary.store.registry import NewCanary, Registry, ValueKind, active_values, location_key, recognise, value_purpose
 
@@ -1009,7 +1009,10 @@ class PostgresSeeder:
             self.rng.shuffle(keys)
             return next((k for k in keys if k not in chosen and k not in taken), None)
 
-        drawn = self._between
+        rates = Rates.of(prof.created_epochs)  # a row between two neighbours falls in the hours rows arrive in
+
+        def drawn(lo_c: dt.datetime | None, hi_c: dt.datetime | None) -> dt.datetime | None:
+            return self._between(lo_c, hi_c, rates)
 
         placed: list[RowContext | None] = [None] * n
         gap_of: list[tuple[int, int] | None] = [None] * n
@@ -1109,13 +1112,28 @@ class PostgresSeeder:
             # interval so drawn from a Poisson stream is as long as two); where they are twice as long
             # (m = 2: deletions), not; in between, by the power 2 - m. Relative to the local pace, so
             # that quiet years are not favoured over busy ones.
+            #
+            # And by how many free keys a gap has, so that the keys beside a canary look like the keys
+            # beside a real row: a canary at lo + 1 of a gap with f free keys has a gap of f before the
+            # next row, which a real row has beside a gap of f - 1 free keys (2 N(f - 1) of the n rows).
+            # So gaps of f > 1 free keys take q(f) = 2 N(f - 1) / n of the canaries and single free keys
+            # the rest (a deleted row's place: a key on either side); drawn in proportion to free keys
+            # alone, every canary next to a rolled-back run or a lost sequence cache would show it.
+            # Without the table's row estimate (never analysed), in proportion to free keys.
             relative = "coalesce(greatest(span, 1.0) / greatest((around - span) / 2.0, 1.0), 1.0)"
             return list(await conn.fetch(
                 f"WITH g AS MATERIALIZED ({gaps}), m AS (SELECT coalesce(sum(span) FILTER (WHERE around > span)"
-                f" / nullif(sum((around - span) / 2.0) FILTER (WHERE around > span), 0), 2.0) AS m FROM g)"
-                f" SELECT lo, hi, lo_c, hi_c FROM g, m"
-                f" ORDER BY -ln(1.0 - random()) / ((hi - lo - 1) * power({relative}, greatest(0.0, least(1.0, 2.0 - m)))) LIMIT $2",
-                exclude, max(n * GAP_SAMPLE, MIN_GAPS)))
+                f" / nullif(sum((around - span) / 2.0) FILTER (WHERE around > span), 0), 2.0) AS m FROM g),"
+                f" c AS (SELECT hi - lo - 1 AS f, count(*)::float8 AS k FROM g GROUP BY 1),"
+                f" r AS (SELECT (SELECT nullif(greatest(reltuples, 0), 0)::float8 FROM pg_class WHERE oid = to_regclass($3)) AS n),"
+                f" s AS (SELECT c.f, c.k, 2.0 * coalesce(p.k, 0) / r.n AS q FROM c LEFT JOIN c p ON p.f = c.f - 1, r WHERE c.f > 1),"
+                f" w AS (SELECT f, CASE WHEN q IS NOT NULL THEN greatest(q / k, 1e-9) END AS w FROM s UNION ALL"
+                f" SELECT 1, CASE WHEN r.n IS NOT NULL THEN greatest(1.0 - coalesce((SELECT sum(q) FROM s), 0.0), 0.05) / c.k END"
+                f" FROM c, r WHERE c.f = 1)"
+                f" SELECT lo, hi, lo_c, hi_c FROM g LEFT JOIN w ON w.f = g.hi - g.lo - 1, m"
+                f" ORDER BY -ln(1.0 - random()) / (coalesce(w.w, (hi - lo - 1)::float8)"
+                f" * power({relative}, greatest(0.0, least(1.0, 2.0 - m)))) LIMIT $2",
+                exclude, max(n * GAP_SAMPLE, MIN_GAPS), qualified(info.schema, info.name)))
         wanted = sorted(t for t in times if t is not None)
         if not wanted or created is None:
             return []
@@ -1142,12 +1160,13 @@ class PostgresSeeder:
             keep[prev["lo"]] = prev
         return list(keep.values())
 
-    def _between(self, lo_c: dt.datetime | None, hi_c: dt.datetime | None) -> dt.datetime | None:
+    def _between(self, lo_c: dt.datetime | None, hi_c: dt.datetime | None, rates: Rates | None = None) -> dt.datetime | None:
         """A time between two neighbours', at their precision (whole seconds where they have whole
-        seconds: a legacy import and today's rows differ, so the table-wide mix would not do)."""
+        seconds: a legacy import and today's rows differ, so the table-wide mix would not do), in
+        the hours the table's rows arrive in (``rates``)."""
         if lo_c is None or hi_c is None or hi_c < lo_c:
             return None
-        return Precision.of((lo_c.timestamp(), hi_c.timestamp())).cut(between(lo_c, hi_c, self.rng), self.rng, lo_c, hi_c)
+        return Precision.of((lo_c.timestamp(), hi_c.timestamp())).cut(between(lo_c, hi_c, self.rng, rates), self.rng, lo_c, hi_c)
 
     async def _composite_placements(
         self, conn: asyncpg.Connection, info: TableInfo, prof: TableProfile, exclude: list[str], n: int, warnings: list[str],

@@ -26,6 +26,7 @@ from canary.seeding.synth.shapes import (
     shape,
     shared_digit_prefixes,
 )
+from canary.seeding.synth.times import Updates
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,7 @@ class TableProfile:
     places: Splicer | None = None  # location columns (address, postcode, city...) composed together
     names: NameModel | None = None  # full names: layouts, shared surnames and given names, syllables
     relations: Relations = Relations()  # which columns' features depend on each other, and how
+    updates: Updates | None = None  # how rows created at a time were updated after (NULL, never, a batch, their own)
 
     def col(self, name: str) -> ColumnProfile | None:
         return self.columns.get(name)
@@ -158,13 +160,16 @@ def profile(info: TableInfo, sample: Sequence[Mapping[str, str | None]]) -> Tabl
     updated = next((c.name for c in info.columns if semantic_of(c) == Semantic.UPDATED), None)
     if created:
         epochs = [ts.timestamp() for ts in (parse_ts(r.get(created)) for r in sample) if ts is not None]
+    updates: Updates | None = None
     if created and updated:
         for r in sample:
             a, b = parse_ts(r.get(created)), parse_ts(r.get(updated))
             if a and b:
                 gaps.append((b - a).total_seconds())
+        updates = Updates.of((parse_ts(r.get(created)), parse_ts(r.get(updated))) for r in sample
+                             if r.get(updated) is None or parse_ts(r.get(updated)) is not None)
     main_script = Counter(scripts).most_common(1)[0][0] if scripts else None
     return TableProfile(columns=cols, rows=n, created_gap=tuple(sorted(gaps)), created_epochs=tuple(sorted(epochs)), script=main_script,
                         places=Splicer.of(info, sample),
                         names=NameModel.of([str(r[name_col]) for r in sample if r.get(name_col)]) if name_col else None,
-                        relations=Relations.learn(info, sample))
+                        relations=Relations.learn(info, sample), updates=updates)

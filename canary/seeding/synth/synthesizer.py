@@ -546,8 +546,8 @@ class Synthesizer:
             if shared is not None and shared[0] and self.rng.random() < shared[1]:
                 return str(shared[0].pick(self.rng))
             return None if self._null(col, prof, done) else self._phone(None, prof)
-        if self._null(col, prof, done):
-            return None
+        if self._null(col, prof, done) and not (sem == Semantic.UPDATED and self.profile.updates is not None):
+            return None  # (an update column's NULLs go with the creation time: Updates.draw)
         shared = self.reuse.get(col.name)
         composed = (places is not None and col.name in places.columns  # shares consistently itself
                     or (self._match_people is not None and col.name == self._match_people.keys[0][0]))
@@ -916,6 +916,10 @@ class Synthesizer:
         if sem == Semantic.UPDATED:
             created = next((parse_ts(done.get(c.name)) for c in self.info.columns if self.semantics[c.name] == Semantic.CREATED and done.get(c.name)), None)
             base = created or ctx.created
+            if base is not None and self.profile.updates is not None:  # as rows created about then were updated
+                now = dt.datetime.now(base.tzinfo) if base.tzinfo is not None else dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+                drawn = self.profile.updates.draw(base, max(base, now), self.rng)
+                return None if drawn is None and not col.not_null else self._ts(col, drawn or base)
             if base is not None and self.profile.created_gap:
                 # a gap drawn from the real ones, interpolated: a copy of one row's exact gap would pair them;
                 # only gaps that end by now (a row cannot have been updated in the future)
