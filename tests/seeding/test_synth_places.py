@@ -94,3 +94,46 @@ def test_fields_after_a_coarse_first_street_line_are_not_copied_with_it() -> Non
     made = [m for m in (splicer.compose(random.Random(i)) for i in range(300)) if m and m["address"]]
     assert len(made) > 200
     assert not [m for m in made if (m["address"] or "").split(" (")[0] in lines]
+
+
+TOWNS = {("Springfield", "IL"): ("627",), ("Peoria", "IL"): ("616",), ("Dayton", "OH"): ("454",), ("Akron", "OH"): ("443",)}
+US_STREETS = ("Main", "Oak", "Maple", "Cedar", "Elm", "Pine", "Walnut", "Hill", "Lake", "Park", "River", "Church")
+
+
+def _us_addresses(n: int, echo: bool, seed: int = 9) -> list[dict[str, str | None]]:
+    """US addresses, a third of them with the ZIP after the state (``12 Oak St, Dayton, OH 45402``);
+    the postcode column holds the same ZIP (``echo``) or an unrelated one."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        (town, state), (zip3,) = rng.choice(list(TOWNS.items()))
+        code = f"{zip3}{rng.randint(0, 99):02d}"
+        text = f"{rng.randint(1, 999)} {rng.choice(US_STREETS)} {rng.choice(('St', 'Ave', 'Dr', 'Rd'))}, {town}, {state}"
+        if i % 3 == 0:
+            text += f" {code if echo else rng.randint(10000, 99999)}"
+        out.append({"id": str(i), "address": text, "postal_code": code})
+    return out
+
+
+def test_a_zip_in_the_address_is_the_postcode_where_the_table_repeats_it() -> None:
+    """Where the table's addresses that end in a number repeat their postcode there, a composed
+    location's do too, also when its postcode is drawn anew (freshened): parts of two rows would
+    otherwise disagree, a rule a thief applies without labels. Where they do not repeat it, the
+    number is left as composed."""
+    tail = re.compile(r" (\d{5})$")
+    splicer = Splicer.of(_info("address", "postal_code"), _us_addresses(600, echo=True))
+    assert splicer is not None and splicer.reverse and splicer.echoes
+    rng = random.Random(3)
+    ended = fresh = 0
+    for _ in range(600):
+        made = splicer.compose(rng)
+        assert made is not None
+        for place in (made, splicer.freshen(made, rng, word=False) or made):
+            m = tail.search(place["address"] or "")
+            if m:
+                ended += 1
+                assert m.group(1) == place["postal_code"], place
+        fresh += place is not made
+    assert ended > 200 and fresh > 100
+    unrelated = Splicer.of(_info("address", "postal_code"), _us_addresses(600, echo=False))
+    assert unrelated is not None and not unrelated.echoes

@@ -107,6 +107,7 @@ class Splicer:
     held: Mapping[tuple[str | None, ...], int]  # address words -> sampled rows holding that address
     k: int = MIN_SHARED
     parts: Parts | None = None  # what new words and postcodes are made of
+    echoes: frozenset[int] = frozenset()  # columns (a postcode) the number at the address's coarse end repeats
     memo: dict[tuple[Token, ...], Mapping[Token, list[int]]] = field(default_factory=dict, compare=False, repr=False)
     #: (prefix, position) -> the tokens the rows sharing the prefix have there, by class (memoised: on a
     #: table of distinct addresses every walk leaves the shared prefix at once and would otherwise
@@ -146,8 +147,34 @@ class Splicer:
             rows.append(tuple(seq))
         counts = Counter((t[0], _mask(t[1])) for row in rows for t in set(row) if t[1] is not None)
         held = Counter(tuple(t for i, t in row if i == t_index) for row in rows)
+        echoes = frozenset(i for i, name in enumerate(columns) if i != t_index and _echoed(sample, text[0], name, reverse))
         return cls(columns, tuple(rows), reverse, t_index, frozenset(t for t, n in counts.items() if n >= k), held, k,
-                   Parts.of(rows, t_index, k))
+                   Parts.of(rows, t_index, k), echoes)
+
+    def echo(self, place: Mapping[str, str | None]) -> dict[str, str | None]:
+        """``place`` with the number at its address's coarse end (a ZIP after the state) made the
+        postcode's own, where the table's addresses repeat their postcode there (:attr:`echoes`):
+        composed from two rows, or with a postcode drawn anew, they would disagree, which few real
+        rows do and a thief checks without labels."""
+        out = dict(place)
+        text = self.columns[self.text_index]
+        value = out.get(text)
+        for i in self.echoes:
+            code = out.get(self.columns[i])
+            if not value or not code:
+                continue
+            ws = value.split(" ")
+            at = len(ws) - 1 if self.reverse else 0
+            word = ws[at]
+            core = word.rstrip(",.;")
+            digits = re.sub(r"\D", "", code)
+            if not core or not digits or not _DIGITS_DASHES.fullmatch(core):
+                continue
+            n = sum(ch.isdigit() for ch in core)
+            it = iter(digits.zfill(n)[:n] if len(digits) < n else digits[:n])
+            ws[at] = "".join(next(it) if ch.isdigit() else ch for ch in core) + word[len(core):]
+            value = out[text] = " ".join(ws)
+        return out
 
     def freshen(self, place: Mapping[str, str | None], rng: random.Random, word: bool,
                 unseen: Callable[[str, str], bool] | None = None) -> dict[str, str | None] | None:
@@ -170,7 +197,8 @@ class Splicer:
                 got = self.parts.number(i, str(out[col]), rng)
                 if got is not None and (unseen is None or unseen(col, got)):
                     out[col] = got
-                    return out
+                    out = self.echo(out)
+                    return None if self._held(out.get(self.columns[self.text_index])) else out
             return None
         text = self.columns[self.text_index]
         value = out.get(text)
@@ -186,7 +214,8 @@ class Splicer:
             if got is not None:
                 ws[j] = got
                 out[text] = " ".join(ws)
-                return out
+                out = self.echo(out)
+                return None if self._held(out.get(text)) else out
         return None
 
     def _cls(self, tok: Token) -> Token:
@@ -235,8 +264,18 @@ class Splicer:
                 out[self.columns[self.text_index]] = " ".join(str(w) for w in (reversed(words) if self.reverse else words))
             else:
                 out[self.columns[self.text_index]] = None
+            out = self.echo(out)
+            if self._held(out.get(self.columns[self.text_index])):
+                continue  # the postcode repeated in it made it a sampled row's own address
             return out
         return None
+
+    def _held(self, text: str | None) -> bool:
+        """Whether ``text`` is an address fewer than k (but some) sampled rows hold."""
+        if not text:
+            return False
+        ws = text.split(" ")
+        return 0 < self.held.get(tuple(reversed(ws) if self.reverse else ws), 0) < self.k
 
     def _walk(self, rng: random.Random, redraw: bool = False, wide: bool = False) -> tuple[Token, ...]:
         """One token sequence; with ``redraw``, the numbers of the rare part are drawn afresh (when
@@ -388,6 +427,24 @@ class Splicer:
                     groups.setdefault(_norm(self.rows[c][i]), []).append(c)
             hit = self.memo[prefix] = groups
         return hit
+
+
+def _echoed(sample: Sequence[Mapping[str, str | None]], text: str, column: str, reverse: bool) -> bool:
+    """Whether the sampled rows whose address ends (at its coarse end) in a number nearly all repeat
+    ``column``'s value there (``..., Springfield, IL 62704`` with postcode 62704; a lost leading zero
+    or a ZIP+4 of either still repeats it): at least 9 in 10 of at least ``10 * MIN_SHARED`` such rows."""
+    held = same = 0
+    for r in sample:
+        value, code = r.get(text), r.get(column)
+        if not value or not code:
+            continue
+        word = value.split(" ")[-1 if reverse else 0].rstrip(",.;")
+        if not word or not _DIGITS_DASHES.fullmatch(word) or not any(ch.isdigit() for ch in word):
+            continue
+        held += 1
+        a, b = re.sub(r"\D", "", word).lstrip("0"), re.sub(r"\D", "", code).lstrip("0")
+        same += bool(a) and bool(b) and (a.startswith(b) or b.startswith(a))
+    return held >= 10 * MIN_SHARED and same >= 0.9 * held
 
 
 def coarse_key(text: str | None) -> str | None:
