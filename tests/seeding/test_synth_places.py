@@ -137,3 +137,22 @@ def test_a_zip_in_the_address_is_the_postcode_where_the_table_repeats_it() -> No
     assert ended > 200 and fresh > 100
     unrelated = Splicer.of(_info("address", "postal_code"), _us_addresses(600, echo=False))
     assert unrelated is not None and not unrelated.echoes
+
+
+def test_a_walk_within_some_rows_stays_in_their_place() -> None:
+    """``compose(within=...)`` follows the given sampled rows wherever one of them shares the walk's
+    prefix: novel addresses of one state (an owned number's) come out in that state nearly always,
+    not in proportion to the state's share of the sample; :meth:`Splicer.value` reads a sampled
+    row's column back as written."""
+    sample = _us_addresses(800, echo=True)
+    splicer = Splicer.of(_info("address", "postal_code"), sample)
+    assert splicer is not None
+    assert [splicer.value(i, "address") for i in range(5)] == [r["address"] for r in sample[:5]]
+    assert [splicer.value(i, "postal_code") for i in range(5)] == [r["postal_code"] for r in sample[:5]]
+    ohio = frozenset(i for i in range(len(sample)) if (splicer.value(i, "address") or "").split(", ")[-1].startswith("OH"))
+    rng = random.Random(4)
+    made = [m for m in (splicer.compose(rng, novel=True, within=ohio) for _ in range(300)) if m and m["address"]]
+    assert len(made) > 200
+    assert sum((m["address"] or "").split(", ")[-1].startswith("OH") for m in made) >= 0.9 * len(made)
+    anywhere = [m for m in (splicer.compose(rng, novel=True) for _ in range(300)) if m and m["address"]]
+    assert sum((m["address"] or "").split(", ")[-1].startswith("OH") for m in anywhere) <= 0.7 * len(anywhere)

@@ -7,7 +7,7 @@ import random
 import re
 import string
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from canary.seeding.catalog import TableInfo
@@ -243,14 +243,27 @@ class Splicer:
             hit = self.pools[(prefix, j)] = grouped
         return hit
 
-    def compose(self, rng: random.Random, novel: bool = False) -> dict[str, str | None] | None:
+    def value(self, row: int, column: str) -> str | None:
+        """Sampled row ``row``'s value of ``column`` (one of :attr:`columns`), as the table wrote it."""
+        at = self.columns.index(column)
+        got = [t for i, t in self.rows[row] if i == at]
+        if at != self.text_index:
+            return got[0] if got else None
+        if not got or got[0] is None:
+            return None
+        return " ".join(str(w) for w in (reversed(got) if self.reverse else got))
+
+    def compose(self, rng: random.Random, novel: bool = False,
+                within: Collection[int] | None = None) -> dict[str, str | None] | None:
         """Values for the location columns, or None if no new combination came up. With ``novel``, an
         address whose street comes from the rows of a wider region than the walk shared (a street
         name common in the table on a district the sample never pairs it with): most of a table's
         addresses are the only one of their kind, where the parts of the few sampled rows of one
-        district add up to one of theirs far more often."""
+        district add up to one of theirs far more often. With ``within`` (indexes of sampled rows),
+        the walk follows those rows where any of them shares its prefix (a location in the same
+        bucket as they are: the state an owned number's area code goes with)."""
         for attempt in range(10):
-            seq = self._walk(rng, redraw=attempt >= 3, wide=novel)
+            seq = self._walk(rng, redraw=attempt >= 3, wide=novel, within=within)
             words = tuple(t for i, t in seq if i == self.text_index)
             if 0 < self.held.get(words, 0) < self.k:
                 continue  # a sampled row's own address
@@ -277,7 +290,8 @@ class Splicer:
         ws = text.split(" ")
         return 0 < self.held.get(tuple(reversed(ws) if self.reverse else ws), 0) < self.k
 
-    def _walk(self, rng: random.Random, redraw: bool = False, wide: bool = False) -> tuple[Token, ...]:
+    def _walk(self, rng: random.Random, redraw: bool = False, wide: bool = False,
+              within: Collection[int] | None = None) -> tuple[Token, ...]:
         """One token sequence; with ``redraw``, the numbers of the rare part are drawn afresh (when
         the parts of other rows keep adding up to a sampled row's own address); with ``wide``, the
         first token that leaves the shared prefix comes from the rows sharing all of it but its last
@@ -288,7 +302,8 @@ class Splicer:
         out: list[Token] = []
         i = 0
         while True:
-            r = rows[rng.choice(cands)]
+            inside = [c for c in cands if c in within] if within is not None else ()
+            r = rows[rng.choice(inside or cands)]
             if i >= len(r):
                 return tuple(out)
             same = self._group(tuple(out), cands, i)[_norm(r[i])]
