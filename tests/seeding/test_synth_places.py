@@ -156,3 +156,27 @@ def test_a_walk_within_some_rows_stays_in_their_place() -> None:
     assert sum((m["address"] or "").split(", ")[-1].startswith("OH") for m in made) >= 0.9 * len(made)
     anywhere = [m for m in (splicer.compose(rng, novel=True) for _ in range(300)) if m and m["address"]]
     assert sum((m["address"] or "").split(", ")[-1].startswith("OH") for m in anywhere) <= 0.7 * len(anywhere)
+
+
+def test_a_novel_street_never_takes_a_number_for_a_word() -> None:
+    """A novel address's street comes from the wider region's streets by its ending; a highway's
+    number or a PO box's ("Highway 27,", "Box 5988,") is never taken for a street's suffix or
+    replaced by a street word: no "55 Hill 9559, Peoria, AZ", which no real row writes."""
+    rng = random.Random(6)
+    sample: list[dict[str, str | None]] = []
+    for i in range(900):
+        (town, state), (zip3,) = rng.choice(list(TOWNS.items()))
+        kind = rng.random()
+        if kind < 0.1:
+            line = f"PO Box {rng.randint(100, 9999)}"
+        elif kind < 0.2:
+            line = f"{rng.randint(100, 9999)} Highway {rng.randint(1, 99)}"
+        else:
+            line = f"{rng.randint(1, 999)} {rng.choice(US_STREETS)}{rng.choice(('', 'wood', 'view', 'dale'))} {rng.choice(('St', 'Ave', 'Dr', 'Rd'))}"
+        sample.append({"id": str(i), "address": f"{line}, {town}, {state}", "postal_code": f"{zip3}{rng.randint(0, 99):02d}"})
+    splicer = Splicer.of(_info("address", "postal_code"), sample)
+    assert splicer is not None
+    made = [m["address"] for m in (splicer.compose(rng, novel=True) for _ in range(600)) if m and m["address"]]
+    assert len(made) > 400
+    odd = [a for a in made if re.match(r"\d+ (?!Highway )\S+ \d+,", a) or re.match(r"\d+ Highway [A-Za-z]", a)]
+    assert not odd, odd[:5]

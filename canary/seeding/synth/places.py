@@ -372,13 +372,16 @@ class Splicer:
     def _wider(self, prefix: tuple[Token, ...], levels: Sequence[Sequence[int]], j: int, tok: Token, rng: random.Random) -> Token | None:
         """A token for position ``j`` ending like ``tok`` from the rows sharing all of ``prefix`` but
         its last token, when the rows sharing all of it have k different such tokens there (an open
-        vocabulary like a district's streets, not the districts of a city); else None."""
-        if tok[1] is None or len(prefix) < 2:
+        vocabulary like a district's streets, not the districts of a city); else None. Never a
+        number, nor for one: a token ending like a highway's number ("27,") would otherwise be a
+        street's suffix or a PO box's number from the wider region ("55 Hill 9559, Peoria")."""
+        if tok[1] is None or len(prefix) < 2 or _has_digit(tok[1]):
             return None
         ending = _ending(tok)
-        if len(set(self._endings(prefix, levels[len(prefix)], j, ending))) < self.k:
+        if len({t for t in self._endings(prefix, levels[len(prefix)], j, ending) if not _has_digit(t[1])}) < self.k:
             return None
-        return rng.choice(self._endings(prefix[:-1], levels[len(prefix) - 1], j, ending))
+        wider = [t for t in self._endings(prefix[:-1], levels[len(prefix) - 1], j, ending) if not _has_digit(t[1])]
+        return rng.choice(wider) if wider else None
 
     def _endings(self, prefix: tuple[Token, ...], cands: Sequence[int], j: int, ending: Token) -> list[Token]:
         """The tokens at ``j`` of the rows sharing ``prefix`` that end like ``ending`` (memoised)."""
@@ -483,6 +486,10 @@ def _norm(tok: Token) -> Token:
 def _ending(tok: Token) -> Token:
     """A token's coarse class: its column, an opening parenthesis, its last character."""
     return tok if tok[1] is None else (tok[0], "(" * tok[1].startswith("(") + "~" + tok[1][-1:])
+
+
+def _has_digit(text: str | None) -> bool:
+    return text is not None and any(ch.isdigit() for ch in text)
 
 
 def _redraw_digits(text: str, rng: random.Random) -> str:
