@@ -375,12 +375,12 @@ class Splicer:
         vocabulary like a district's streets, not the districts of a city); else None. Never a
         number, nor for one: a token ending like a highway's number ("27,") would otherwise be a
         street's suffix or a PO box's number from the wider region ("55 Hill 9559, Peoria")."""
-        if tok[1] is None or len(prefix) < 2 or _has_digit(tok[1]):
+        if tok[1] is None or len(prefix) < 2 or _numeric(tok[1]):
             return None
         ending = _ending(tok)
-        if len({t for t in self._endings(prefix, levels[len(prefix)], j, ending) if not _has_digit(t[1])}) < self.k:
+        if len({t for t in self._endings(prefix, levels[len(prefix)], j, ending) if not _numeric(t[1])}) < self.k:
             return None
-        wider = [t for t in self._endings(prefix[:-1], levels[len(prefix) - 1], j, ending) if not _has_digit(t[1])]
+        wider = [t for t in self._endings(prefix[:-1], levels[len(prefix) - 1], j, ending) if not _numeric(t[1])]
         return rng.choice(wider) if wider else None
 
     def _endings(self, prefix: tuple[Token, ...], cands: Sequence[int], j: int, ending: Token) -> list[Token]:
@@ -488,8 +488,9 @@ def _ending(tok: Token) -> Token:
     return tok if tok[1] is None else (tok[0], "(" * tok[1].startswith("(") + "~" + tok[1][-1:])
 
 
-def _has_digit(text: str | None) -> bool:
-    return text is not None and any(ch.isdigit() for ch in text)
+def _numeric(text: str | None) -> bool:
+    """Whether a token is a number (digits and dashes, its trailing punctuation aside: "27,", "12-3")."""
+    return text is not None and bool(_DIGITS_DASHES.fullmatch(text.rstrip(",.;")))
 
 
 def _redraw_digits(text: str, rng: random.Random) -> str:
