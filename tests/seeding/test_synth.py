@@ -91,6 +91,9 @@ def test_shapes_and_scripts() -> None:
     ("+15550100123", "(999) 999-9999", "en_US", "(555) 010-0123"),
     ("+15550100123", "+9 999 999 9999", "en_US", "+1 555 010 0123"),
     ("+15550100123", "999-9999", "en_US", "555-010-0123"),
+    ("+13125550123", "9-999-999-9999", "en_US", "1-312-555-0123"),
+    ("+13125550123", "99999999999", "en_US", "13125550123"),
+    ("+821055500123", "99-99-9999-9999", "ko_KR", "82-10-5550-0123"),
 ])
 def test_owned_numbers_take_the_tables_phone_format(e164: str, template: str, locale: str, expected: str) -> None:
     """An owned E.164 number is rendered in the table's own format (national or international)."""

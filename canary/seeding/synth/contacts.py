@@ -155,7 +155,8 @@ def format_phone(e164: str, template: str, locale: str) -> str:
     """Render an owned E.164 number (``+821055500123``) in a table's phone shape (``999-9999-9999``).
 
     Digits of the template are filled from the international form when the template starts with
-    ``+``, else from the national form (trunk prefix ``0`` for KR/JP). If the digit counts differ, the
+    ``+`` or has as many digits as it (``1-999-999-9999``), else from the national form (trunk
+    prefix ``0`` for KR/JP). If the digit counts differ, the
     national form is returned with the template's separator style as far as it fits.
     """
     digits = re.sub(r"\D", "", e164)
@@ -164,6 +165,8 @@ def format_phone(e164: str, template: str, locale: str) -> str:
     if locale in ("ko_KR", "ja_JP"):
         national = "0" + national
     source = digits if template.startswith("+") else national
+    if source is national and template.count("9") == len(digits) != len(national):
+        source = digits  # the country code written without its plus (a North American "1-312-..." or "13125550123")
     if template.count("9") == len(source):
         it = iter(source)
         return "".join(next(it) if ch == "9" else ch for ch in template)

@@ -7,7 +7,7 @@ import random
 import re
 import string
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from canary.seeding.catalog import TableInfo
@@ -107,6 +107,7 @@ class Splicer:
     held: Mapping[tuple[str | None, ...], int]  # address words -> sampled rows holding that address
     k: int = MIN_SHARED
     parts: Parts | None = None  # what new words and postcodes are made of
+    echoes: frozenset[int] = frozenset()  # columns (a postcode) the number at the address's coarse end repeats
     memo: dict[tuple[Token, ...], Mapping[Token, list[int]]] = field(default_factory=dict, compare=False, repr=False)
     #: (prefix, position) -> the tokens the rows sharing the prefix have there, by class (memoised: on a
     #: table of distinct addresses every walk leaves the shared prefix at once and would otherwise
@@ -148,8 +149,34 @@ class Splicer:
             rows.append(tuple(seq))
         counts = Counter((t[0], _mask(t[1])) for row in rows for t in set(row) if t[1] is not None)
         held = Counter(tuple(t for i, t in row if i == t_index) for row in rows)
+        echoes = frozenset(i for i, name in enumerate(columns) if i != t_index and _echoed(sample, text[0], name, reverse))
         return cls(columns, tuple(rows), reverse, t_index, frozenset(t for t, n in counts.items() if n >= k), held, k,
-                   Parts.of(rows, t_index, k))
+                   Parts.of(rows, t_index, k), echoes)
+
+    def echo(self, place: Mapping[str, str | None]) -> dict[str, str | None]:
+        """``place`` with the number at its address's coarse end (a ZIP after the state) made the
+        postcode's own, where the table's addresses repeat their postcode there (:attr:`echoes`):
+        composed from two rows, or with a postcode drawn anew, they would disagree, which few real
+        rows do and a thief checks without labels."""
+        out = dict(place)
+        text = self.columns[self.text_index]
+        value = out.get(text)
+        for i in self.echoes:
+            code = out.get(self.columns[i])
+            if not value or not code:
+                continue
+            ws = value.split(" ")
+            at = len(ws) - 1 if self.reverse else 0
+            word = ws[at]
+            core = word.rstrip(",.;")
+            digits = re.sub(r"\D", "", code)
+            if not core or not digits or not _DIGITS_DASHES.fullmatch(core):
+                continue
+            n = sum(ch.isdigit() for ch in core)
+            it = iter(digits.zfill(n)[:n] if len(digits) < n else digits[:n])
+            ws[at] = "".join(next(it) if ch.isdigit() else ch for ch in core) + word[len(core):]
+            value = out[text] = " ".join(ws)
+        return out
 
     def freshen(self, place: Mapping[str, str | None], rng: random.Random, word: bool,
                 unseen: Callable[[str, str], bool] | None = None) -> dict[str, str | None] | None:
@@ -172,7 +199,8 @@ class Splicer:
                 got = self.parts.number(i, str(out[col]), rng)
                 if got is not None and (unseen is None or unseen(col, got)):
                     out[col] = got
-                    return out
+                    out = self.echo(out)
+                    return None if self._held(out.get(self.columns[self.text_index])) else out
             return None
         text = self.columns[self.text_index]
         value = out.get(text)
@@ -188,7 +216,8 @@ class Splicer:
             if got is not None:
                 ws[j] = got
                 out[text] = " ".join(ws)
-                return out
+                out = self.echo(out)
+                return None if self._held(out.get(text)) else out
         return None
 
     def _cls(self, tok: Token) -> Token:
@@ -216,14 +245,27 @@ class Splicer:
             hit = self.pools[(prefix, j)] = grouped
         return hit
 
-    def compose(self, rng: random.Random, novel: bool = False) -> dict[str, str | None] | None:
+    def value(self, row: int, column: str) -> str | None:
+        """Sampled row ``row``'s value of ``column`` (one of :attr:`columns`), as the table wrote it."""
+        at = self.columns.index(column)
+        got = [t for i, t in self.rows[row] if i == at]
+        if at != self.text_index:
+            return got[0] if got else None
+        if not got or got[0] is None:
+            return None
+        return " ".join(str(w) for w in (reversed(got) if self.reverse else got))
+
+    def compose(self, rng: random.Random, novel: bool = False,
+                within: Collection[int] | None = None) -> dict[str, str | None] | None:
         """Values for the location columns, or None if no new combination came up. With ``novel``, an
         address whose street comes from the rows of a wider region than the walk shared (a street
         name common in the table on a district the sample never pairs it with): most of a table's
         addresses are the only one of their kind, where the parts of the few sampled rows of one
-        district add up to one of theirs far more often."""
+        district add up to one of theirs far more often. With ``within`` (indexes of sampled rows),
+        the walk follows those rows where any of them shares its prefix (a location in the same
+        bucket as they are: the state an owned number's area code goes with)."""
         for attempt in range(10):
-            seq = self._walk(rng, redraw=attempt >= 3, wide=novel)
+            seq = self._walk(rng, redraw=attempt >= 3, wide=novel, within=within)
             words = tuple(t for i, t in seq if i == self.text_index)
             if 0 < self.held.get(words, 0) < self.k:
                 continue  # a sampled row's own address
@@ -237,10 +279,21 @@ class Splicer:
                 out[self.columns[self.text_index]] = " ".join(str(w) for w in (reversed(words) if self.reverse else words))
             else:
                 out[self.columns[self.text_index]] = None
+            out = self.echo(out)
+            if self._held(out.get(self.columns[self.text_index])):
+                continue  # the postcode repeated in it made it a sampled row's own address
             return out
         return None
 
-    def _walk(self, rng: random.Random, redraw: bool = False, wide: bool = False) -> tuple[Token, ...]:
+    def _held(self, text: str | None) -> bool:
+        """Whether ``text`` is an address fewer than k (but some) sampled rows hold."""
+        if not text:
+            return False
+        ws = text.split(" ")
+        return 0 < self.held.get(tuple(reversed(ws) if self.reverse else ws), 0) < self.k
+
+    def _walk(self, rng: random.Random, redraw: bool = False, wide: bool = False,
+              within: Collection[int] | None = None) -> tuple[Token, ...]:
         """One token sequence; with ``redraw``, the numbers of the rare part are drawn afresh (when
         the parts of other rows keep adding up to a sampled row's own address); with ``wide``, the
         first token that leaves the shared prefix comes from the rows sharing all of it but its last
@@ -251,7 +304,8 @@ class Splicer:
         out: list[Token] = []
         i = 0
         while True:
-            r = rows[rng.choice(cands)]
+            inside = [c for c in cands if c in within] if within is not None else ()
+            r = rows[rng.choice(inside or cands)]
             if i >= len(r):
                 return tuple(out)
             same = self._group(tuple(out), cands, i)[_norm(r[i])]
@@ -337,13 +391,16 @@ class Splicer:
     def _wider(self, prefix: tuple[Token, ...], levels: Sequence[Sequence[int]], j: int, tok: Token, rng: random.Random) -> Token | None:
         """A token for position ``j`` ending like ``tok`` from the rows sharing all of ``prefix`` but
         its last token, when the rows sharing all of it have k different such tokens there (an open
-        vocabulary like a district's streets, not the districts of a city); else None."""
-        if tok[1] is None or len(prefix) < 2:
+        vocabulary like a district's streets, not the districts of a city); else None. Never a
+        number, nor for one: a token ending like a highway's number ("27,") would otherwise be a
+        street's suffix or a PO box's number from the wider region ("55 Hill 9559, Peoria")."""
+        if tok[1] is None or len(prefix) < 2 or _numeric(tok[1]):
             return None
         ending = _ending(tok)
-        if len(set(self._endings(prefix, levels[len(prefix)], j, ending))) < self.k:
+        if len({t for t in self._endings(prefix, levels[len(prefix)], j, ending) if not _numeric(t[1])}) < self.k:
             return None
-        return rng.choice(self._endings(prefix[:-1], levels[len(prefix) - 1], j, ending))
+        wider = [t for t in self._endings(prefix[:-1], levels[len(prefix) - 1], j, ending) if not _numeric(t[1])]
+        return rng.choice(wider) if wider else None
 
     def _endings(self, prefix: tuple[Token, ...], cands: Sequence[int], j: int, ending: Token) -> list[Token]:
         """The tokens at ``j`` of the rows sharing ``prefix`` that end like ``ending`` (memoised)."""
@@ -409,6 +466,24 @@ class Splicer:
         return hit
 
 
+def _echoed(sample: Sequence[Mapping[str, str | None]], text: str, column: str, reverse: bool) -> bool:
+    """Whether the sampled rows whose address ends (at its coarse end) in a number nearly all repeat
+    ``column``'s value there (``..., Springfield, IL 62704`` with postcode 62704; a lost leading zero
+    or a ZIP+4 of either still repeats it): at least 9 in 10 of at least ``10 * MIN_SHARED`` such rows."""
+    held = same = 0
+    for r in sample:
+        value, code = r.get(text), r.get(column)
+        if not value or not code:
+            continue
+        word = value.split(" ")[-1 if reverse else 0].rstrip(",.;")
+        if not word or not _DIGITS_DASHES.fullmatch(word) or not any(ch.isdigit() for ch in word):
+            continue
+        held += 1
+        a, b = re.sub(r"\D", "", word).lstrip("0"), re.sub(r"\D", "", code).lstrip("0")
+        same += bool(a) and bool(b) and (a.startswith(b) or b.startswith(a))
+    return held >= 10 * MIN_SHARED and same >= 0.9 * held
+
+
 def coarse_key(text: str | None) -> str | None:
     """The place of an address as an insider counts it: its last two comma-separated fields without
     digits or dashes, in lower case (``12 Main St, Springfield, IL`` -> ``springfield|il``; a Korean
@@ -430,6 +505,11 @@ def _norm(tok: Token) -> Token:
 def _ending(tok: Token) -> Token:
     """A token's coarse class: its column, an opening parenthesis, its last character."""
     return tok if tok[1] is None else (tok[0], "(" * tok[1].startswith("(") + "~" + tok[1][-1:])
+
+
+def _numeric(text: str | None) -> bool:
+    """Whether a token is a number (digits and dashes, its trailing punctuation aside: "27,", "12-3")."""
+    return text is not None and bool(_DIGITS_DASHES.fullmatch(text.rstrip(",.;")))
 
 
 def _redraw_digits(text: str, rng: random.Random) -> str:
