@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,3 +146,51 @@ async def smtp_settled(smtp: SmtpSource) -> None:
             break
         await asyncio.sleep(0.01)
     await smtp.settled()
+
+
+@dataclass
+class SmtpDialogue:
+    """A raw SMTP client (no client library rewrites what we send): one command, its whole reply, and how
+    long the reply took."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+    @classmethod
+    async def open(cls, port: int, source: str = "127.0.0.1") -> SmtpDialogue:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+        d = cls(reader, writer)
+        assert (await d.reply()).startswith(b"220")
+        return d
+
+    async def reply(self) -> bytes:
+        lines = []
+        while True:
+            line = await asyncio.wait_for(self.reader.readline(), 10)
+            lines.append(line)
+            if line[3:4] != b"-":
+                return b"".join(lines)
+
+    async def say(self, line: str) -> bytes:
+        return (await self.timed(line))[0]
+
+    async def timed(self, line: str) -> tuple[bytes, float]:
+        t0 = time.perf_counter()
+        self.writer.write(line.encode() + b"\r\n")
+        await self.writer.drain()
+        reply = await self.reply()
+        return reply, time.perf_counter() - t0
+
+    async def close(self) -> None:
+        if not self.writer.is_closing():
+            await self.say("QUIT")
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+async def serve_smtp(e: ContactEnv) -> SmtpSource:
+    """The MX of ``e``'s contact config on a free port, with a static resolver."""
+    smtp = SmtpSource(e.runtime.config.contact, resolver=StaticResolver())
+    await e.serve([smtp])
+    assert smtp.port
+    return smtp

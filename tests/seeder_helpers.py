@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from canary.seeding.catalog import Column, Constraint, TableInfo
 from canary.store.embedded import PostgresServer
 
 SHOP_DDL = """
@@ -228,3 +229,17 @@ ALL_SHOP_TABLES = {
     "public.customers": "id", "public.orders": "id", "public.order_items": "order_id, line_no",
     "public.addresses": "id", "public.products": "id",
 }
+
+
+def text_column(name: str, not_null: bool = False) -> Column:
+    """A text column as the catalog reads one (for synthesis tests without a database)."""
+    return Column(name=name, type="text", category="S", base_type="text", not_null=not_null, default=None, identity="",
+                  generated=False, max_length=None, numeric_precision=None, numeric_scale=None)
+
+
+def customers_info(*names: str) -> TableInfo:
+    """public.customers with a bigint primary key ``id`` and the text columns ``names``."""
+    pk = Column(name="id", type="int8", category="N", base_type="int8", not_null=True, default=None, identity="",
+                generated=False, max_length=None, numeric_precision=None, numeric_scale=None)
+    return TableInfo("public", "customers", 1, "r", "owner", False, False, (pk, *(text_column(n) for n in names)),
+                     (Constraint("customers_pkey", "p", ("id",), "PRIMARY KEY (id)"),), (), ())

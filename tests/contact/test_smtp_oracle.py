@@ -9,7 +9,6 @@ import asyncio
 import statistics
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import aiosmtplib
 import pytest
@@ -18,10 +17,11 @@ from contact_support import (
     MAIL_DOMAIN,
     OTHER_EMAIL,
     ContactEnv,
-    StaticResolver,
+    SmtpDialogue,
     close_contact_env,
     contact_fixture,
     open_contact_env,
+    serve_smtp,
     smtp_settled,
 )
 from testkit import MakeConfig
@@ -38,54 +38,8 @@ NOBODY = f"nobody@{MAIL_DOMAIN}"
 env = contact_fixture({"smtp": True, "smtp_port": 0, "smtp_probe_limit": 100_000})
 
 
-@dataclass
-class Dialogue:
-    """A raw SMTP client: one command, its whole reply, and how long the reply took."""
-
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-
-    @classmethod
-    async def open(cls, port: int, source: str = "127.0.0.1") -> Dialogue:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
-        d = cls(reader, writer)
-        assert (await d._reply()).startswith(b"220")
-        return d
-
-    async def _reply(self) -> bytes:
-        lines = []
-        while True:
-            line = await asyncio.wait_for(self.reader.readline(), 10)
-            lines.append(line)
-            if line[3:4] != b"-":
-                return b"".join(lines)
-
-    async def say(self, line: str) -> bytes:
-        return (await self.timed(line))[0]
-
-    async def timed(self, line: str) -> tuple[bytes, float]:
-        t0 = time.perf_counter()
-        self.writer.write(line.encode() + b"\r\n")
-        await self.writer.drain()
-        reply = await self._reply()
-        return reply, time.perf_counter() - t0
-
-    async def close(self) -> None:
-        if not self.writer.is_closing():
-            await self.say("QUIT")
-        self.writer.close()
-        await self.writer.wait_closed()
-
-
-async def _serve(e: ContactEnv) -> SmtpSource:
-    smtp = SmtpSource(e.runtime.config.contact, resolver=StaticResolver())
-    await e.serve([smtp])
-    assert smtp.port
-    return smtp
-
-
-async def _session(smtp: SmtpSource, source: str = "127.0.0.1", helo: str = "probe.test") -> Dialogue:
-    d = await Dialogue.open(smtp.port or 0, source)
+async def _session(smtp: SmtpSource, source: str = "127.0.0.1", helo: str = "probe.test") -> SmtpDialogue:
+    d = await SmtpDialogue.open(smtp.port or 0, source)
     assert (await d.say(f"EHLO {helo}")).startswith(b"250")
     assert (await d.say(f"MAIL FROM:<{SENDER}>")).startswith(b"250")
     return d
@@ -96,7 +50,7 @@ async def test_rcpt_reply_and_timing_do_not_tell_canaries_apart(env: ContactEnv)
     ``250 2.1.5 OK``, the median reply times differ by less than noise, and RCPT does no lookup at
     all: with the canary values table locked against reads, the replies still come back at once
     (the lookup happens after the session, when the lock is gone, and the probe is recorded)."""
-    smtp = await _serve(env)
+    smtp = await serve_smtp(env)
     d = await _session(smtp)
     times: dict[str, list[float]] = {"canary": [], "other": []}
     replies: set[bytes] = set()
@@ -135,7 +89,7 @@ async def test_rcpt_without_data_is_one_warning_incident_per_peer(env: ContactEn
     """A session that names canaries by RCPT and quits (and one that RSETs) delivers nothing: each
     canary named becomes a warning probe event, all in one incident for the peer, with the peer,
     HELO and counts and no address; the unknown mailbox makes no event."""
-    smtp = await _serve(env)
+    smtp = await serve_smtp(env)
     d = await _session(smtp, helo="enum.test")
     for rcpt in (CANARY_EMAIL, OTHER_EMAIL, NOBODY, CANARY_EMAIL.replace("@", "+x@")):
         assert (await d.say(f"RCPT TO:<{rcpt}>")).startswith(b"250")
@@ -163,8 +117,8 @@ async def test_rcpt_without_data_is_one_warning_incident_per_peer(env: ContactEn
 async def test_vrfy_and_expn_answer_alike_and_a_canary_named_is_a_probe(env: ContactEnv) -> None:
     """VRFY answers 252 and EXPN 502 whatever the address (canary, unknown, bare local part, another
     domain); a canary named by either is a probe event of that kind, a bare local part included."""
-    smtp = await _serve(env)
-    d = await Dialogue.open(smtp.port or 0)
+    smtp = await serve_smtp(env)
+    d = await SmtpDialogue.open(smtp.port or 0)
     assert (await d.say("EHLO vrfy.test")).startswith(b"250")
     for cmd in ("VRFY", "EXPN"):
         answers = {await d.say(f"{cmd} {arg}") for arg in
@@ -198,7 +152,7 @@ async def test_flood_is_tarpitted_and_reported_once_other_peers_unaffected(tarpi
     address) in the peer's incident; a real message to a canary from the same peer afterwards is
     still delivered and recorded as a full-severity contact."""
     e = tarpitted
-    smtp = await _serve(e)
+    smtp = await serve_smtp(e)
     a = await _session(smtp)
     b = await _session(smtp, source="127.0.0.2", helo="bystander.test")
 

@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 from contact_support import (
     CANARY_EMAIL,
     MAIL_DOMAIN,
     ContactEnv,
-    StaticResolver,
+    SmtpDialogue,
     close_contact_env,
     contact_fixture,
     metric,
     open_contact_env,
+    serve_smtp,
     smtp_settled,
 )
 from testkit import MakeConfig
@@ -47,47 +47,8 @@ IDN_DOMAIN = "메일.test"
 IDN_A_LABEL = IDN_DOMAIN.encode("idna").decode()
 
 
-@dataclass
-class Dialogue:
-    """A raw SMTP client (no client library rewrites the addresses we send): one command, its reply."""
-
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-
-    @classmethod
-    async def open(cls, port: int) -> Dialogue:
-        d = cls(*await asyncio.open_connection("127.0.0.1", port))
-        assert (await d.reply()).startswith(b"220")
-        return d
-
-    async def reply(self) -> bytes:
-        lines = []
-        while True:
-            line = await asyncio.wait_for(self.reader.readline(), 10)
-            lines.append(line)
-            if line[3:4] != b"-":
-                return b"".join(lines)
-
-    async def say(self, line: str) -> bytes:
-        self.writer.write(line.encode() + b"\r\n")
-        await self.writer.drain()
-        return await self.reply()
-
-    async def close(self) -> None:
-        await self.say("QUIT")
-        self.writer.close()
-        await self.writer.wait_closed()
-
-
-async def _serve(e: ContactEnv) -> SmtpSource:
-    smtp = SmtpSource(e.runtime.config.contact, resolver=StaticResolver())
-    await e.serve([smtp])
-    assert smtp.port
-    return smtp
-
-
 async def _deliver(smtp: SmtpSource, rcpt: str, subject: str) -> bytes:
-    d = await Dialogue.open(smtp.port or 0)
+    d = await SmtpDialogue.open(smtp.port or 0)
     assert (await d.say("EHLO sender.test")).startswith(b"250")
     assert (await d.say("MAIL FROM:<phish@sender.test>")).startswith(b"250")
     assert await d.say(f"RCPT TO:<{rcpt}>") == RCPT_OK.encode() + b"\r\n", rcpt
@@ -102,10 +63,10 @@ async def test_every_spelling_of_a_canary_mailbox_is_a_contact(env: ContactEnv) 
     """Mail to each spelling an MTA delivers to the canary's mailbox (quoted local part, capitals,
     plus tag, source route) is accepted like any mail and recorded as a critical contact of
     that canary; an RCPT naming a quoted spelling without a message is a probe of it."""
-    smtp = await _serve(env)
+    smtp = await serve_smtp(env)
     for i, rcpt in enumerate(SPELLINGS):
         assert (await _deliver(smtp, rcpt, f"s{i}")).startswith(b"250 2.0.0")
-    d = await Dialogue.open(smtp.port or 0)
+    d = await SmtpDialogue.open(smtp.port or 0)
     assert (await d.say("EHLO enum.test")).startswith(b"250")
     assert (await d.say("MAIL FROM:<x@enum.test>")).startswith(b"250")
     assert (await d.say(f'RCPT TO:<"{LOCAL}"@{MAIL_DOMAIN}>')).startswith(b"250")
@@ -141,7 +102,7 @@ async def test_an_internationalised_domain_is_ours_in_its_ascii_form(idn_env: Co
     """With a Unicode mail domain configured, a sender without SMTPUTF8 writes the domain's A-label
     (``xn--…``): the MX accepts it as its own (no relay refusal) and mail to the canary spelt so is a
     contact; the other way round as well (A-label configured would be the same mailbox)."""
-    smtp = await _serve(idn_env)
+    smtp = await serve_smtp(idn_env)
     assert (await _deliver(smtp, f"{LOCAL}@{IDN_A_LABEL}", "ascii")).startswith(b"250 2.0.0")
     assert (await _deliver(smtp, f'"{LOCAL.upper()}"@{IDN_A_LABEL.upper()}', "ascii-caps")).startswith(b"250 2.0.0")
     await smtp_settled(smtp)
@@ -153,9 +114,9 @@ async def test_an_internationalised_domain_is_ours_in_its_ascii_form(idn_env: Co
 async def test_the_mx_does_not_introduce_itself_as_a_canary(env: ContactEnv) -> None:
     """The greeting, EHLO, HELP and every reply of a session name no 'canary' (a banner saying so
     tells every prober the domain is a trap); the greeting is the configured banner."""
-    smtp = await _serve(env)
+    smtp = await serve_smtp(env)
     reader, writer = await asyncio.open_connection("127.0.0.1", smtp.port)
-    d = Dialogue(reader, writer)
+    d = SmtpDialogue(reader, writer)
     greeting = await d.reply()
     assert greeting == f"220 {env.runtime.config.canary.node_name} ESMTP\r\n".encode()
     replies = [greeting]
@@ -177,7 +138,7 @@ async def test_a_proxy_header_is_believed_only_from_the_load_balancers(make_conf
     e = await open_contact_env(make_config, keyring, {"smtp": True, "smtp_port": 0, "proxy_protocol": True,
                                                        "proxy_from": ["192.0.2.0/24"], "smtp_probe_limit": 100_000})
     try:
-        smtp = await _serve(e)
+        smtp = await serve_smtp(e)
         reader, writer = await asyncio.open_connection("127.0.0.1", smtp.port)
         writer.write(b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 25\r\nEHLO forged.test\r\nMAIL FROM:<a@forged.test>\r\n"
                      + f"RCPT TO:<{CANARY_EMAIL}>\r\nQUIT\r\n".encode())
@@ -200,8 +161,8 @@ async def test_one_peer_cannot_hold_every_smtp_connection(make_config: MakeConfi
     peer is delivered and recorded, and once the peer closes a session it may open one again."""
     e = await open_contact_env(make_config, keyring, {"smtp": True, "smtp_port": 0, "smtp_max_connections_per_peer": 4})
     try:
-        smtp = await _serve(e)
-        held = [await Dialogue.open(smtp.port or 0) for _ in range(4)]  # each greeted, then silent
+        smtp = await serve_smtp(e)
+        held = [await SmtpDialogue.open(smtp.port or 0) for _ in range(4)]  # each greeted, then silent
         reader, writer = await asyncio.open_connection("127.0.0.1", smtp.port)
         try:
             assert await asyncio.wait_for(reader.read(), 5) == b""
@@ -209,7 +170,7 @@ async def test_one_peer_cannot_hold_every_smtp_connection(make_config: MakeConfi
             pass
         writer.close()
         r2, w2 = await asyncio.open_connection("127.0.0.1", smtp.port, local_addr=("127.0.0.2", 0))
-        d = Dialogue(r2, w2)
+        d = SmtpDialogue(r2, w2)
         assert (await d.reply()).startswith(b"220")
         for line in ("EHLO other.test", "MAIL FROM:<a@other.test>", f"RCPT TO:<{CANARY_EMAIL}>"):
             assert (await d.say(line)).startswith(b"250")
@@ -218,7 +179,7 @@ async def test_one_peer_cannot_hold_every_smtp_connection(make_config: MakeConfi
         await d.close()
         await held.pop().close()
         await asyncio.sleep(0.05)
-        again = await Dialogue.open(smtp.port or 0)  # the peer is back under its allowance
+        again = await SmtpDialogue.open(smtp.port or 0)  # the peer is back under its allowance
         for dialogue in [*held, again]:
             await dialogue.close()
         await smtp_settled(smtp)

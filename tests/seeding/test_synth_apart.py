@@ -12,8 +12,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import pytest
+from seeder_helpers import customers_info
 
-from canary.seeding.catalog import Column, Constraint, TableInfo
 from canary.seeding.synth.contacts import ContactAllocator
 from canary.seeding.synth.profile import profile
 from canary.seeding.synth.relations import Feature, Kind, words
@@ -27,16 +27,8 @@ LANDLINES = {"서울특별시": "02", "부산광역시": "051", "대구광역시
 ROADS = ("중앙로", "희망로", "평화로", "시청로", "번영로", "태평로")
 
 
-def _col(name: str) -> Column:
-    return Column(name=name, type="text", category="S", base_type="text", not_null=False, default=None, identity="",
-                  generated=False, max_length=None, numeric_precision=None, numeric_scale=None)
 
 
-def _info(*names: str) -> TableInfo:
-    pk = Column(name="id", type="int8", category="N", base_type="int8", not_null=True, default=None, identity="",
-                generated=False, max_length=None, numeric_precision=None, numeric_scale=None)
-    return TableInfo("public", "customers", 1, "r", "owner", False, False, (pk, *(_col(n) for n in names)),
-                     (Constraint("customers_pkey", "p", ("id",), "PRIMARY KEY (id)"),), (), ())
 
 
 def _matched(synth: Synthesizer, table: Sequence[Mapping[str, str | None]], sample: Sequence[Row]) -> None:
@@ -85,7 +77,7 @@ def test_a_landline_among_mobiles_goes_with_its_region() -> None:
     least k rows of the table hold), never another region's."""
     table = _korean(6000, seed=3)
     sample = table[:2000]
-    info = _info("address", "phone")
+    info = customers_info("address", "phone")
     prof = profile(info, sample)
     assert not prof.relations.on("phone", ["address"]), prof.relations
     assert prof.relations.dependence("phone", ["address"]) is not None, prof.relations.weak
@@ -114,7 +106,7 @@ def test_an_owned_number_of_an_area_code_rare_in_the_sample_gets_its_region() ->
         table.append({"id": str(i), "phone": f"({code}) {rng.randint(200, 999)}-{rng.randint(0, 9999):04d}",
                       "address": f"{rng.randint(1, 999)} {rng.choice(['Oak', 'Elm', 'Pine', 'Main'])} St, Town{rng.randint(1, 40)}, {st}"})
     sample = [r for r in table if not (r["phone"] or "").startswith("(631)")][:1500] + [r for r in table if (r["phone"] or "").startswith("(631)")][:2]
-    info = _info("phone", "address")
+    info = customers_info("phone", "address")
     prof = profile(info, sample)
     relation = prof.relations.on("address", ["phone"])[0]
     assert relation.bucket("phone", "(631) 555-0100") != "631"  # the catch-all bucket
@@ -140,7 +132,7 @@ def test_an_area_code_written_after_a_country_code_goes_with_its_state() -> None
         phone = rng.choices(formats, weights=(40, 25, 15, 10, 10))[0].format(a=rng.choice(codes[st]), x=rng.randint(200, 999),
                                                                               n=f"{rng.randint(0, 9999):04d}")
         sample.append({"id": str(i), "phone": phone, "address": f"{rng.randint(1, 999)} Oak St, Town{rng.randint(1, 60)}, {st}"})
-    info = _info("address", "phone")
+    info = customers_info("address", "phone")
     prof = profile(info, sample)
     assert prof.relations.dependence("phone", ["address"]) == (Feature("phone", Kind.AREA), Feature("address", Kind.TAIL))
     synth = Synthesizer(info, prof, locale="en_US", contacts=ContactAllocator(), seed=6)
@@ -168,7 +160,7 @@ def test_a_pair_nobody_has_as_often_as_real_rows_have_one() -> None:
         table.append({"id": str(i), "phone": f"({code}) {rng.randint(200, 999)}-{rng.randint(0, 9999):04d}",
                       "address": f"{rng.randint(1, 999)} {rng.choice(['Oak', 'Elm', 'Pine', 'Main'])} St, Town{rng.randint(1, 40)}, {st}"})
     sample = table[:2000]
-    info = _info("address", "phone")
+    info = customers_info("address", "phone")
     prof = profile(info, sample)
     synth = Synthesizer(info, prof, locale="en_US", contacts=ContactAllocator(), seed=9)
     _matched(synth, table, sample)
@@ -201,7 +193,7 @@ def test_a_location_placed_by_an_owned_number_has_a_shape_of_its_own_as_often_as
                       "address": f"{rng.randint(1, 999)} {rng.choice(streets)} {rng.choice(['St', 'Ave', 'Dr'])}, "
                                  f"{rng.choice(towns[st])}, {st}"})
     sample = table[:2000]
-    info = _info("phone", "address")
+    info = customers_info("phone", "address")
     prof = profile(info, sample)
     owned = [f"+1{code}555{n:04d}" for code in codes.values() for n in range(60)]
     synth = Synthesizer(info, prof, locale="en_US", contacts=ContactAllocator(phone_numbers=owned), seed=12)

@@ -8,10 +8,10 @@ import re
 from collections import Counter
 
 import asyncpg
+from seeder_helpers import customers_info
 from testkit import MakeConfig
 
 from canary.crypto import Keyring
-from canary.seeding.catalog import Column, Constraint, TableInfo
 from canary.seeding.postgres import PostgresSeeder
 from canary.seeding.synth.contacts import ContactAllocator
 from canary.seeding.synth.frequency import FrequencyMatch, ValueCounts, count_bin, same, surname_key
@@ -26,16 +26,8 @@ REGIONS = {"서울특별시 강남구": "06", "부산광역시 해운대구": "4
 ROADS = ("테헤란로", "봉은사로", "센텀로", "판교역로", "수내로", "해운대로", "선릉로", "정자일로")
 
 
-def _col(name: str, not_null: bool = False) -> Column:
-    return Column(name=name, type="text", category="S", base_type="text", not_null=not_null, default=None, identity="",
-                  generated=False, max_length=None, numeric_precision=None, numeric_scale=None)
 
 
-def _info(*names: str) -> TableInfo:
-    pk = Column(name="id", type="int8", category="N", base_type="int8", not_null=True, default=None, identity="",
-                generated=False, max_length=None, numeric_precision=None, numeric_scale=None)
-    return TableInfo("public", "customers", 1, "r", "owner", False, False, (pk, *(_col(n) for n in names)),
-                     (Constraint("customers_pkey", "p", ("id",), "PRIMARY KEY (id)"),), (), ())
 
 
 def _addresses(n: int, seed: int = 4) -> list[dict[str, str | None]]:
@@ -54,7 +46,7 @@ def test_addresses_are_composed_from_shared_parts_consistently() -> None:
     the postcode consistent with the region (from rows of the same region), and never copy a sampled
     row's address."""
     sample = _addresses(600)
-    info = _info("address", "postal_code")
+    info = customers_info("address", "postal_code")
     prof = profile(info, sample)
     assert prof.places is not None and prof.places.columns == ("address", "postal_code") and not prof.places.reverse
     synth = Synthesizer(info, prof, locale="ko_KR", contacts=ContactAllocator(), seed=9)
@@ -75,7 +67,7 @@ def test_fine_first_addresses_are_walked_from_the_coarse_end() -> None:
     rng = random.Random(3)
     sample = [{"id": str(i), "street": f"{rng.randint(1, 999)} {rng.choice(['Oak', 'Elm', 'Pine', 'Main', 'Lake'])} "
                f"{rng.choice(['St', 'Ave'])} {rng.choice(['Springfield', 'Riverside'])}"} for i in range(300)]
-    splicer = Splicer.of(_info("street"), sample)
+    splicer = Splicer.of(customers_info("street"), sample)
     assert splicer is not None and splicer.reverse
     made = [splicer.compose(random.Random(i)) for i in range(50)]
     assert all(m and re.fullmatch(r"\d+ (Oak|Elm|Pine|Main|Lake) (St|Ave) (Springfield|Riverside)", m["street"] or "") for m in made)
@@ -89,7 +81,7 @@ def test_a_new_word_is_never_the_region() -> None:
     syllables = "가나다라마바사아자차카타파하서부경"
     sample = [{"id": str(i), "address": f"{region} {rng.choice(syllables)}{rng.choice(syllables)}{rng.choice(('로', '길', '시', '도'))} "
                f"{rng.randint(1, 300)}"} for i, region in enumerate(rng.choice(list(REGIONS)) for _ in range(600))]
-    splicer = Splicer.of(_info("address"), sample)
+    splicer = Splicer.of(customers_info("address"), sample)
     assert splicer is not None and not splicer.reverse
     regions = {(r["address"] or "").split(" ")[0] for r in sample}
     made = [m for m in (splicer.freshen(splicer.compose(rng) or {}, rng, word=True) for _ in range(300)) if m]
@@ -100,7 +92,7 @@ def test_a_new_word_is_never_the_region() -> None:
            f"{rng.choice(['wood', 'field', 'brook', 'dale', 'view'])} "
            f"{rng.choice(['St', 'Ave', 'Rd'])}, {rng.choice(['Springfield', 'Riverside', 'Fairview'])}, {rng.choice(['IL', 'IN', 'IA'])}"}
           for i in range(600)]
-    splicer = Splicer.of(_info("street"), us)
+    splicer = Splicer.of(customers_info("street"), us)
     assert splicer is not None and splicer.reverse
     made = [m for m in (splicer.freshen(splicer.compose(rng) or {}, rng, word=True) for _ in range(300)) if m]
     assert len(made) >= 100
@@ -125,7 +117,7 @@ def test_cities_stay_whole_and_postcodes_stay_with_their_city() -> None:
         line = f"{rng.randint(1, 9999)} {rng.choice(['Oak', 'Elm', 'Pine', 'Main', 'Lake', 'Cedar'])} {rng.choice(['St', 'Ave', 'Dr'])}"
         text = rng.choice((f"{line}, {city}, {st}", f"{line}, {city} {st}", f"{line}, {city}, {st} {zipc}"))
         sample.append({"id": str(i), "address": text.upper() if i % 9 == 0 else text, "postal_code": zipc})
-    info = _info("address", "postal_code")
+    info = customers_info("address", "postal_code")
     splicer = Splicer.of(info, sample)
     assert splicer is not None and splicer.reverse
     town = re.compile(r".*, (?P<city>[A-Za-z ]+?),? (?P<st>[A-Z]{2})( \d{5})?", re.I)
@@ -156,7 +148,7 @@ def test_digit_prefixes_are_k_anonymous_and_followed() -> None:
     assert not any(len(p) == 11 for p in prefixes["999-9999-9999"])  # no whole number survives
     drawn = [draw_digits("999-9999-9999", prefixes["999-9999-9999"], rng) for _ in range(300)]
     assert all(d.startswith("010-") for d in drawn) and len(set(drawn) & set(values)) == 0
-    info = _info("phone")
+    info = customers_info("phone")
     prof = profile(info, [{"id": str(i), "phone": v} for i, v in enumerate(values)])
     synth = Synthesizer(info, prof, locale="ko_KR", contacts=ContactAllocator(), seed=2)
     heads = Counter((synth.row(RowContext(pk=str(i))).values["phone"] or "x")[:3] for i in range(400))

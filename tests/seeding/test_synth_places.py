@@ -8,8 +8,8 @@ import re
 from collections import Counter
 
 import pytest
+from seeder_helpers import customers_info
 
-from canary.seeding.catalog import Column, Constraint, TableInfo
 from canary.seeding.synth.places import Splicer, coarse_key
 
 DONGS = ("역삼동", "논현동", "서초동", "반포동")
@@ -18,16 +18,8 @@ REGIONS = {"서울특별시 강남구": "06", "서울특별시 서초구": "65"}
 ROADS = ("테헤란로", "봉은사로", "반포대로", "서초대로")
 
 
-def _col(name: str) -> Column:
-    return Column(name=name, type="text", category="S", base_type="text", not_null=False, default=None, identity="",
-                  generated=False, max_length=None, numeric_precision=None, numeric_scale=None)
 
 
-def _info(*names: str) -> TableInfo:
-    pk = Column(name="id", type="int8", category="N", base_type="int8", not_null=True, default=None, identity="",
-                generated=False, max_length=None, numeric_precision=None, numeric_scale=None)
-    return TableInfo("public", "customers", 1, "r", "owner", False, False, (pk, *(_col(n) for n in names)),
-                     (Constraint("customers_pkey", "p", ("id",), "PRIMARY KEY (id)"),), (), ())
 
 
 def _apartments(n: int, seed: int = 5) -> list[dict[str, str | None]]:
@@ -50,7 +42,7 @@ def test_words_that_go_together_in_the_table_stay_together() -> None:
     complex of its own dong, as every real row does, and never one dong's complex in another (here
     most complexes are words fewer than k rows hold, drawn by their ending, not taken with the row)."""
     sample = _apartments(300)
-    splicer = Splicer.of(_info("address", "postal_code"), sample)
+    splicer = Splicer.of(customers_info("address", "postal_code"), sample)
     assert splicer is not None and not splicer.reverse
     pairs = Counter(re.search(r"\((\S+), (\S+)\)$", r["address"] or "").groups() for r in sample)  # type: ignore[union-attr]
     paren = re.compile(r".*\((?P<dong>\S+), (?P<apt>\S+)\)")
@@ -88,7 +80,7 @@ def test_fields_after_a_coarse_first_street_line_are_not_copied_with_it() -> Non
     whole: a composed address never carries a sampled row's street line, number and unit together
     (all of it but its last field, which copying the fields whole would hand over)."""
     sample = _apartments(300)
-    splicer = Splicer.of(_info("address", "postal_code"), sample)
+    splicer = Splicer.of(customers_info("address", "postal_code"), sample)
     assert splicer is not None
     lines = {(r["address"] or "").split(" (")[0] for r in sample}
     made = [m for m in (splicer.compose(random.Random(i)) for i in range(300)) if m and m["address"]]
@@ -121,7 +113,7 @@ def test_a_zip_in_the_address_is_the_postcode_where_the_table_repeats_it() -> No
     otherwise disagree, a rule a thief applies without labels. Where they do not repeat it, the
     number is left as composed."""
     tail = re.compile(r" (\d{5})$")
-    splicer = Splicer.of(_info("address", "postal_code"), _us_addresses(600, echo=True))
+    splicer = Splicer.of(customers_info("address", "postal_code"), _us_addresses(600, echo=True))
     assert splicer is not None and splicer.reverse and splicer.echoes
     rng = random.Random(3)
     ended = fresh = 0
@@ -135,7 +127,7 @@ def test_a_zip_in_the_address_is_the_postcode_where_the_table_repeats_it() -> No
                 assert m.group(1) == place["postal_code"], place
         fresh += place is not made
     assert ended > 200 and fresh > 100
-    unrelated = Splicer.of(_info("address", "postal_code"), _us_addresses(600, echo=False))
+    unrelated = Splicer.of(customers_info("address", "postal_code"), _us_addresses(600, echo=False))
     assert unrelated is not None and not unrelated.echoes
 
 
@@ -145,7 +137,7 @@ def test_a_walk_within_some_rows_stays_in_their_place() -> None:
     not in proportion to the state's share of the sample; :meth:`Splicer.value` reads a sampled
     row's column back as written."""
     sample = _us_addresses(800, echo=True)
-    splicer = Splicer.of(_info("address", "postal_code"), sample)
+    splicer = Splicer.of(customers_info("address", "postal_code"), sample)
     assert splicer is not None
     assert [splicer.value(i, "address") for i in range(5)] == [r["address"] for r in sample[:5]]
     assert [splicer.value(i, "postal_code") for i in range(5)] == [r["postal_code"] for r in sample[:5]]
@@ -174,7 +166,7 @@ def test_a_novel_street_never_takes_a_number_for_a_word() -> None:
         else:
             line = f"{rng.randint(1, 999)} {rng.choice(US_STREETS)}{rng.choice(('', 'wood', 'view', 'dale'))} {rng.choice(('St', 'Ave', 'Dr', 'Rd'))}"
         sample.append({"id": str(i), "address": f"{line}, {town}, {state}", "postal_code": f"{zip3}{rng.randint(0, 99):02d}"})
-    splicer = Splicer.of(_info("address", "postal_code"), sample)
+    splicer = Splicer.of(customers_info("address", "postal_code"), sample)
     assert splicer is not None
     made = [m["address"] for m in (splicer.compose(rng, novel=True) for _ in range(600)) if m and m["address"]]
     assert len(made) > 400
