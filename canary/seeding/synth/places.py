@@ -116,6 +116,7 @@ class Splicer:
     classes: dict[Token, Token] = field(default_factory=dict, compare=False, repr=False)
     spreads: dict[tuple[tuple[Token, ...], int, Token], int] = field(default_factory=dict, compare=False, repr=False)
     by_ending: dict[tuple[tuple[Token, ...], int, Token], list[Token]] = field(default_factory=dict, compare=False, repr=False)
+    words_by_ending: dict[tuple[tuple[Token, ...], int, Token], tuple[list[Token], int]] = field(default_factory=dict, compare=False, repr=False)
     fine: dict[tuple[Token, ...], int] = field(default_factory=dict, compare=False, repr=False)
     follows: dict[tuple[tuple[Token, ...], int, Token, Token], list[Token] | None] = field(default_factory=dict, compare=False, repr=False)
     #: per position j: (the word before it, class) -> the tokens at j of every sampled row after that word
@@ -397,10 +398,20 @@ class Splicer:
         if tok[1] is None or len(prefix) < 2 or _numeric(tok[1]):
             return None
         ending = _ending(tok)
-        if len({t for t in self._endings(prefix, levels[len(prefix)], j, ending) if not _numeric(t[1])}) < self.k:
+        if self._words(prefix, levels[len(prefix)], j, ending)[1] < self.k:
             return None
-        wider = [t for t in self._endings(prefix[:-1], levels[len(prefix) - 1], j, ending) if not _numeric(t[1])]
+        wider = self._words(prefix[:-1], levels[len(prefix) - 1], j, ending)[0]
         return rng.choice(wider) if wider else None
+
+    def _words(self, prefix: tuple[Token, ...], cands: Sequence[int], j: int, ending: Token) -> tuple[list[Token], int]:
+        """:meth:`_endings` without numbers, and how many different tokens they are (memoised: a novel walk
+        asks on every composition, and filtering a region's streets each time is O(streets))."""
+        key = (prefix, j, ending)
+        got = self.words_by_ending.get(key)
+        if got is None:
+            words = [t for t in self._endings(prefix, cands, j, ending) if not _numeric(t[1])]
+            got = self.words_by_ending[key] = (words, len(set(words)))
+        return got
 
     def _endings(self, prefix: tuple[Token, ...], cands: Sequence[int], j: int, ending: Token) -> list[Token]:
         """The tokens at ``j`` of the rows sharing ``prefix`` that end like ``ending`` (memoised)."""

@@ -211,6 +211,13 @@ class Synthesizer:
         self._place_index: dict[int, dict[str | None, list[Mapping[str, str | None]]]] = {}  # by relation: bucket -> locations
         self._alone_shapes: float | None = None  # the sampled rows' share whose address shape no other row has
         self._fresh_index: dict[tuple[int, str | None], list[Mapping[str, str | None]]] = {}  # (relation, bucket) -> new-word locations
+        # (relation, bucket) -> the bucket's candidates with its fresh ones: one list per bucket, so that
+        # _apart_places's memo (keyed by the list's identity) finds it again on the next row
+        self._bucket_places: dict[tuple[int, str | None], list[Mapping[str, str | None]]] = {}
+        self._shape_keys: dict[int, tuple[Mapping[str, str | None], str | None]] = {}  # id(candidate) -> (it, its shape key)
+        # id(among) -> (among, its candidates whose shape no row of the table has, the others), with their shape keys
+        self._shape_parts: dict[int, tuple[Sequence[Mapping[str, str | None]], list[tuple[Mapping[str, str | None], str | None]],
+                                           list[tuple[Mapping[str, str | None], str | None]]]] = {}
         self._spelled: tuple[Sequence[Mapping[str, str | None]], dict[str, list[int]], dict[str, list[int]]] | None = None  # people by spellings
         self._has_email = any(self.semantics[c.name] == Semantic.EMAIL for c in info.columns)
         self._fits: dict[tuple[str, int], Weighted] = {}  # phone formats an owned number fits, by its start and length
@@ -576,7 +583,7 @@ class Synthesizer:
             if self._match_places is not None:
                 among = self._places_in(*want) if want is not None else None
                 if want is not None and among:
-                    among = among + self._fresh_places(*want)
+                    among = self._with_fresh(want, among)
                 among = self._apart_places(done, among or None) or among
                 if want is not None and among:
                     among = self._shaped(among)
@@ -648,7 +655,10 @@ class Synthesizer:
             self._apart_memo[key] = (among, out)  # ``among`` kept, so no other list takes its id
             if len(self._apart_memo) > APART_MEMO:
                 self._apart_memo.popitem(last=False)
-        return list(out) if out is not None and out is not among else None
+        # the remembered list itself (nothing mutates it): the next row's _shaped finds its split again
+        if out is None or out is among:
+            return None
+        return out if isinstance(out, list) else list(out)
 
     def _fresh_places(self, r: Relation, col: str, bucket: str | None) -> list[Mapping[str, str | None]]:
         """Up to :data:`PLACE_FRESH` tries at locations in ``bucket`` of ``r`` whose address shape no
@@ -673,6 +683,22 @@ class Synthesizer:
                     got.append(made)
         return got or []
 
+    def _with_fresh(self, want: tuple[Relation, str, str | None], among: list[Mapping[str, str | None]],
+                    ) -> list[Mapping[str, str | None]]:
+        """The bucket's candidates (``among``) and its fresh ones (:meth:`_fresh_places`), made once per bucket."""
+        key = (id(want[0]), want[2])
+        got = self._bucket_places.get(key)
+        if got is None:
+            got = self._bucket_places[key] = among + self._fresh_places(*want)
+        return got
+
+    def _shape_key(self, cand: Mapping[str, str | None], text: str) -> str | None:
+        """``cand``'s address shape key, computed once per candidate (candidates live as long as the synthesizer)."""
+        known = self._shape_keys.get(id(cand))
+        if known is None or known[0] is not cand:
+            known = self._shape_keys[id(cand)] = (cand, shape_key(cand.get(text)))
+        return known[1]
+
     def _shaped(self, among: list[Mapping[str, str | None]]) -> list[Mapping[str, str | None]]:
         """Of the candidate locations of one bucket (``among``), those whose address shape no row of
         the table (nor canary) has, as often as a sampled row's is the only one of its kind, else
@@ -689,11 +715,20 @@ class Synthesizer:
         text = places.columns[places.text_index]
         alone = self.rng.random() < self._alone_shapes
 
-        def held(cand: Mapping[str, str | None]) -> int:
-            key = shape_key(cand.get(text))
-            return match.counts[1][key] + match.added[1][key]
-
-        got = [c for c in among if (held(c) == 0) == alone]
+        counts, added = match.counts[1], match.added[1]
+        part = self._shape_parts.get(id(among))
+        if part is None or part[0] is not among:  # the table's counts split ``among`` once; canaries' shapes per row
+            new: list[tuple[Mapping[str, str | None], str | None]] = []
+            old: list[tuple[Mapping[str, str | None], str | None]] = []
+            for c in among:
+                k = self._shape_key(c, text)
+                (old if counts[k] else new).append((c, k))
+            part = self._shape_parts[id(among)] = (among, new, old)
+        taken = added.get
+        if alone:
+            got = [c for c, k in part[1] if not taken(k)]
+        else:
+            got = [c for c, _ in part[2]] + [c for c, k in part[1] if taken(k)]
         return got if len(got) >= MIN_SHARED else among
 
     def _places_in(self, r: Relation, col: str, bucket: str | None) -> list[Mapping[str, str | None]]:
