@@ -172,3 +172,12 @@ def test_a_novel_street_never_takes_a_number_for_a_word() -> None:
     assert len(made) > 400
     odd = [a for a in made if re.match(r"\d+ (?!Highway )\S+ \d+,", a) or re.match(r"\d+ Highway [A-Za-z]", a)]
     assert not odd, odd[:5]
+
+
+def test_a_unit_number_that_equals_the_postcode_is_not_an_echo() -> None:
+    """A postcode is repeated in a town field (after a comma): a table whose addresses end in a unit number
+    equal to their postcode (``12 Oak St Unit 12`` with ``0000012``) has no echo to keep, and its composed
+    units are left as drawn."""
+    rows = [{"address": f"{g} {('Oak', 'Pine', 'Maple')[g % 3]} St Unit {g}", "postal_code": f"{g:07d}"} for g in range(1, 601)]
+    splicer = Splicer.of(customers_info("address", "postal_code"), rows)
+    assert splicer is not None and splicer.echoes == frozenset()
