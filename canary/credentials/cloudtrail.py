@@ -53,7 +53,7 @@ from canary.pipeline import refused
 from canary.plugins import SourceType
 from canary.secret import Secret
 from canary.store.registry import ValueKind, recognise
-from canary.tasks import stop_task
+from canary.tasks import stop_task, wait_or_stop
 from canary.typing import Component, SourceContext
 
 log = structlog.get_logger("canary.sources.cloudtrail")
@@ -233,10 +233,7 @@ class CloudTrailDirectorySource:
                 failures += 1
                 log.error("cloudtrail.scan_failed", source=self.name, error=f"{type(exc).__name__}: {exc}"[:300])
                 delay = min(60.0, self.poll * 2 ** min(failures, 5))
-            try:
-                await asyncio.wait_for(self._stopping.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
+            await wait_or_stop(self._stopping, delay)
 
     def _candidates(self) -> list[tuple[str, int, float]]:
         out = []
