@@ -9,8 +9,9 @@ passes the first line of an entry not yet committed, and a file's last entry is 
 file begins (the collector writes an entry whole into one file). The tail follows rotation (finishes the old file, moves to the next), notices truncation,
 reads the detection fields of over-long lines from their head and tail (counted), and commits a checkpoint (file, inode, offset) only after the events
 of the bytes before it are committed. After a crash it re-reads from the checkpoint; event keys make
-that idempotent. With no checkpoint it starts at the end of the newest file: canary reports what
-happens from now on, not history.
+that idempotent. With no checkpoint it starts at the end of the newest file (at the start of a last
+line the server is still writing, so that line is read whole): canary reports what happens from now
+on, not history.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ class JsonlogSource:
         files = self._files()
         if files:
             last = files[0] if self.from_start else files[-1]
-            self._open(last, 0 if self.from_start else last.stat().st_size)
+            self._open(last, 0 if self.from_start else await asyncio.to_thread(_last_line_start, last))
 
     def _open(self, path: Path, offset: int) -> None:
         self.decoder = record_decoder(self.format, self.prefix)  # an entry never spans files
@@ -310,6 +311,24 @@ def behind_bytes(position: dict[str, object], pattern: str | None = None) -> int
         return behind + sum(p.stat().st_size for p in newer)
     except OSError:
         return None
+
+
+def _last_line_start(path: Path) -> int:
+    """Where the line the server may still be writing at the end of ``path`` begins: the end of the
+    file if its last byte ends a line. A tail starting "at the end" starts there, so a long line caught
+    half written is read whole instead of its second half being rejected as malformed."""
+    with path.open("rb") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        pos = end
+        while pos > 0:
+            step = min(pos, 65536)
+            fh.seek(pos - step)
+            chunk = fh.read(step)
+            nl = chunk.rfind(b"\n")
+            if nl >= 0:
+                return pos - step + nl + 1
+            pos -= step
+        return 0
 
 
 def _read(path: Path, offset: int, size: int) -> bytes:

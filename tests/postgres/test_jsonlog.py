@@ -250,3 +250,22 @@ async def _healthz_until(http: aiohttp.ClientSession, url: str, status: int, tim
         if got == status or time.monotonic() > deadline:
             return got, body
         await asyncio.sleep(0.05)
+
+
+async def test_a_first_start_during_a_half_written_line_reads_that_line_whole(runtime: Runtime, tmp_path: Path) -> None:
+    """Started with no checkpoint while the server is in the middle of writing a long line, the tail
+    begins at that line's start: the line is read whole when finished, nothing is rejected and no
+    HEALTH event is raised for a line the tail only cut in two itself."""
+    log = tmp_path / "postgresql-20261123-100000.json"
+    line = record(22)
+    half = len(line) // 2
+    log.write_bytes(record(11) * 50 + line[:half])
+    src = JsonlogSource("shop", "primary", tmp_path)
+    await src.start(runtime)
+    await src.stop()
+    await _drain(src)
+    with log.open("ab") as fh:
+        fh.write(line[half:] + record(33, pid=8))
+    await _drain(src)
+    assert sorted(r["kind"] for r in await runtime.pool.fetch("SELECT kind FROM events")) == ["read", "read"]
+    assert await runtime.pool.fetchval("SELECT count(*) FROM rejects") == 0
