@@ -35,6 +35,7 @@ from canary.conncap import CappedSite, PeerConnections
 from canary.events import DetectionEvent, EventKind, Severity, event_key
 from canary.feed import EventFeed
 from canary.outbox import report_dead_letters
+from canary.pressure import PRESSURE_QUIET, BackgroundReporter, PressureWatch
 from canary.proxies import TrustedProxies, networks
 from canary.runtime import Runtime, close_runtime
 from canary.store import leases
@@ -79,6 +80,7 @@ class Listener:
         self.proxies = TrustedProxies.from_config(conf)
         self._metrics_nets = networks(conf.metrics_allow)
         self._health_nets = networks(conf.health_detail_allow)
+        self.reporter = BackgroundReporter(runtime, "listener")  # pressure events of the HTTP port
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1024 * 1024)
@@ -133,6 +135,7 @@ class Listener:
                 await asyncio.wait_for(leases.release(rt.pool, LEADER_LEASE, self.holder), 5.0)
             except Exception as exc:  # noqa: BLE001 - shutting down: the lease expires by itself
                 log.warning("leader.release_failed", error=type(exc).__name__)
+        await self.reporter.drain(timeout=rt.config.listener.shutdown_grace)
         await close_runtime(rt)
 
     async def _start_component(self, comp: Component) -> None:
@@ -324,15 +327,18 @@ class Listener:
 LISTENER_KEY = web.AppKey("listener", Listener)
 
 
-def connection_cap(listener: Listener) -> PeerConnections:
+def connection_cap(listener: Listener, where: str = "") -> PeerConnections:
     """The per-peer connection cap of ``listener``'s HTTP port (``listener.max_connections_per_peer``;
-    trusted proxies exempt); each refusal is counted and sampled."""
+    trusted proxies exempt); each refusal is counted and sampled, and an episode of refusals raises one
+    HEALTH event (webhooks, ingest and the API may be going unheard)."""
     rt = listener.runtime
     conf = rt.config.listener
     tasks: set[asyncio.Task[None]] = set()
+    pressure = PressureWatch(listener.reporter, "listener", where, quiet=PRESSURE_QUIET, family="listener")
 
     def refused(peer: str) -> None:
         rt.metrics.connections_refused.inc()
+        pressure.note("refused_peer_cap", peer)
         if len(tasks) < 16:  # samples are best effort; a flood must not become a flood of tasks
             task = asyncio.get_running_loop().create_task(rt.reject("listener", "connection_cap", f"peer={peer}"))
             tasks.add(task)
@@ -346,7 +352,7 @@ async def serve(listener: Listener, host: str, port: int, *, ready: asyncio.Even
     app = listener.app()
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    site = CappedSite(runner, host, port, connection_cap(listener))
+    site = CappedSite(runner, host, port, connection_cap(listener, f"{host}:{port}"))
     await site.start()
     log.info("listener.started", host=host, port=port, components=[c.name for c in listener.components])
     stop = asyncio.Event()

@@ -63,6 +63,7 @@ from canary.contact.mime import address_domain, in_domains, mail_address, parse_
 from canary.contact.senders import KnownSenders, expected_contact
 from canary.contact.verdicts import DnspythonResolver, Resolver, mail_verdicts
 from canary.plugins import SourceType
+from canary.pressure import PRESSURE_QUIET, BackgroundReporter, PressureWatch
 from canary.proxies import networks, parse_address, peer_key, within
 from canary.store.registry import CanaryRecord
 from canary.tarpit import Pace, Tarpit
@@ -330,6 +331,8 @@ class SmtpSource:
         self._runtime: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._lookups: asyncio.Semaphore | None = None
+        self.reporter: BackgroundReporter | None = None
+        self.pressure: PressureWatch | None = None  # an episode of cap refusals pages (HEALTH)
 
     @property
     def runtime(self) -> Any:
@@ -403,7 +406,10 @@ class SmtpSource:
 
     def _cap_refused(self, peer: str) -> None:
         """A connection beyond the peer's allowance was closed: counted and sampled (best effort: a
-        flood of refusals must not become a flood of tasks)."""
+        flood of refusals must not become a flood of tasks), and an episode of refusals pages (real
+        mail from that peer's network may be going unheard)."""
+        if self.pressure is not None:
+            self.pressure.note("refused_peer_cap", peer)
         if self._runtime is not None and len(self._tasks) < 16:
             self.spawn(self._runtime.reject(NAME, "connection_cap", f"peer={peer}"))
 
@@ -438,6 +444,9 @@ class SmtpSource:
 
         self._server = await loop.create_server(factory, cfg.smtp_host, cfg.smtp_port)
         self.port = self._server.sockets[0].getsockname()[1]
+        self.reporter = BackgroundReporter(runtime, NAME)
+        self.pressure = PressureWatch(self.reporter, f"smtp:{self.port}", f"{cfg.smtp_host}:{self.port}",
+                                      quiet=PRESSURE_QUIET, family="contact")
         log.info("smtp.listening", host=cfg.smtp_host, port=self.port, tls=tls is not None,
                  proxy_protocol=cfg.proxy_protocol, domains=list(cfg.mail_domains))
 
@@ -452,6 +461,8 @@ class SmtpSource:
         self._server = None
         await asyncio.sleep(0)  # closed connections hand their probes over in connection_lost
         await self.settled()  # bounded by the listener's shutdown grace
+        if self.reporter is not None:
+            await self.reporter.drain(timeout=5.0)
 
 
 def _tls_context(cfg: ContactConfig) -> ssl.SSLContext:

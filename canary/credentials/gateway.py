@@ -61,9 +61,10 @@ from multidict import CIMultiDictProxy
 from prometheus_client import Histogram
 
 from canary.config import Config, GatewayConfig
-from canary.credentials.recognise import PRESENTED_KINDS, fingerprint, submit_failures
+from canary.credentials.recognise import PRESENTED_KINDS, fingerprint
 from canary.events import DetectionEvent, EventKind, Severity, event_key
 from canary.plugins import SourceType
+from canary.pressure import submit_failures
 from canary.proxies import networks, parse_address, peer_key, resolve_hops, within
 from canary.store import checkpoints
 from canary.store.registry import VALUES_CHANNEL, retired_value_indexes, value_indexes, value_purpose

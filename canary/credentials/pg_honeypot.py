@@ -39,7 +39,7 @@ import structlog
 from aiohttp import web
 
 from canary.config import Config
-from canary.credentials.recognise import BackgroundReporter, ConnectionGate, PressureWatch, fingerprint
+from canary.credentials.recognise import ConnectionGate, fingerprint
 from canary.credentials.values import (
     SCRAM_ITERATIONS,
     CredentialFactory,
@@ -50,6 +50,7 @@ from canary.credentials.values import (
 from canary.crypto import same
 from canary.events import DetectionEvent, EventKind, Severity, event_key
 from canary.plugins import SourceType
+from canary.pressure import BackgroundReporter, PressureWatch
 from canary.proxies import peer_key
 from canary.store.registry import ValueKind, recognise
 from canary.typing import Component, SourceContext

@@ -39,15 +39,10 @@ from aiohttp import HttpVersion11, web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_protocol import RequestHandler
 
-from canary.credentials.recognise import (
-    BackgroundReporter,
-    ConnectionGate,
-    PressureWatch,
-    fingerprint,
-    presented_candidates,
-)
+from canary.credentials.recognise import ConnectionGate, fingerprint, presented_candidates
 from canary.events import DetectionEvent, EventKind, Severity, event_key
 from canary.plugins import SourceType
+from canary.pressure import BackgroundReporter, PressureWatch
 from canary.proxies import peer_key
 from canary.store.registry import ValueKind, recognise
 from canary.tarpit import Pace, Tarpit

@@ -157,7 +157,8 @@ async def test_a_proxy_header_is_believed_only_from_the_load_balancers(make_conf
 
 async def test_one_peer_cannot_hold_every_smtp_connection(make_config: MakeConfig, keyring: Keyring) -> None:
     """A peer holding ``smtp_max_connections_per_peer`` idle sessions gets no more: the next is closed
-    before the greeting and counted (``connection_cap``). Meanwhile mail to a canary from another
+    before the greeting and counted (``connection_cap``), and the episode raises one HEALTH event naming
+    the peer (mail from its network may be going unheard). Meanwhile mail to a canary from another
     peer is delivered and recorded, and once the peer closes a session it may open one again."""
     e = await open_contact_env(make_config, keyring, {"smtp": True, "smtp_port": 0, "smtp_max_connections_per_peer": 4})
     try:
@@ -183,8 +184,13 @@ async def test_one_peer_cannot_hold_every_smtp_connection(make_config: MakeConfi
         for dialogue in [*held, again]:
             await dialogue.close()
         await smtp_settled(smtp)
-        [event] = await e.events()
+        assert smtp.reporter is not None
+        await smtp.reporter.drain(timeout=10)
+        event, health = sorted(await e.events(), key=lambda r: r["kind"] == "health")
         assert (event["canary_id"], event["severity"], event["origin"]["client_addr"]) == (e.canary_id, "critical", "127.0.0.2")
+        assert (health["kind"], health["severity"], health["group_key"]) == ("health", "error", f"contact-pressure:smtp:{smtp.port}")
+        assert health["evidence"]["signal"] == "contact_pressure"
+        assert (health["evidence"]["refused"], health["evidence"]["top_peers"]) == (1, {"127.0.0.1": 1})
         assert metric(await e.metrics(), "canary_rejects_total", source="smtp", reason="connection_cap") == 1
         assert smtp.caps.open == {}
     finally:

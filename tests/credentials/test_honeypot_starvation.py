@@ -17,9 +17,9 @@ from credential_support import pg_login, read_message, register, startup_packet
 
 from canary.config import HttpHoneypotConfig
 from canary.credentials.pg_honeypot import PgHoneypot
-from canary.credentials.recognise import BackgroundReporter, PressureWatch
 from canary.credentials.token_honeypot import TokenHoneypot
 from canary.credentials.values import CredentialFactory
+from canary.pressure import BackgroundReporter, PressureWatch
 from canary.proxies import peer_key
 from canary.runtime import Runtime
 

@@ -49,7 +49,7 @@ def fuzz_settings(max_examples: int) -> settings:
 
 
 #: structlog events that mean work failed inside a source although nothing raised out of it.
-ESCAPE_EVENTS = frozenset({"honeypot.commit_retry", "smtp.session_error", "component.stop_failed",
+ESCAPE_EVENTS = frozenset({"background.commit_retry", "smtp.session_error", "component.stop_failed",
                            "syslog.commit_failed", "source.lag_watch_failed"})
 #: Error-level structlog events that are answers, not escapes (none today).
 EXPECTED_ERRORS: frozenset[str] = frozenset()

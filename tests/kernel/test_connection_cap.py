@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import socket
 from collections.abc import AsyncIterator
 
@@ -21,7 +22,7 @@ CAP = 5
 
 
 @pytest.fixture
-async def port(open_test_runtime: OpenRuntime, make_config: MakeConfig) -> AsyncIterator[tuple[int, Runtime]]:
+async def port(open_test_runtime: OpenRuntime, make_config: MakeConfig) -> AsyncIterator[tuple[int, Runtime, Listener]]:
     """A listener (no components) served through the capped site, as `canary listen` serves it."""
     rt = await open_test_runtime(make_config(listener={"max_connections_per_peer": CAP}))
     listener = Listener(rt, [])
@@ -30,7 +31,7 @@ async def port(open_test_runtime: OpenRuntime, make_config: MakeConfig) -> Async
     site = CappedSite(runner, "127.0.0.1", 0, connection_cap(listener))
     await site.start()
     try:
-        yield site.port, rt
+        yield site.port, rt, listener
     finally:
         await runner.cleanup()
 
@@ -52,11 +53,11 @@ async def _status(port: int, source: str = "127.0.0.1") -> int | None:
         return None
 
 
-async def test_a_peer_holding_its_cap_is_refused_and_others_are_served(port: tuple[int, Runtime]) -> None:
+async def test_a_peer_holding_its_cap_is_refused_and_others_are_served(port: tuple[int, Runtime, Listener]) -> None:
     """With CAP idle connections held from 127.0.0.1 (they never send a byte), a further connection
     from it is closed at once, while 127.0.0.2 is served; the refusal is counted and sampled with the
-    peer; once the idle ones close, 127.0.0.1 is served again."""
-    p, rt = port
+    peer, and the episode raises one HEALTH event; once the idle ones close, 127.0.0.1 is served again."""
+    p, rt, listener = port
     assert await _status(p) == 200
     held = [_idle(p) for _ in range(CAP)]
     await asyncio.sleep(0.2)
@@ -77,6 +78,11 @@ async def test_a_peer_holding_its_cap_is_refused_and_others_are_served(port: tup
         await asyncio.sleep(0.05)
     assert rows and {(r["reason"], r["sample"]) for r in rows} == {("connection_cap", "peer=127.0.0.1")}
     assert len(rows) == refused
+    await listener.reporter.drain(timeout=10)  # the episode's HEALTH event: webhooks may go unheard
+    [health] = await rt.pool.fetch("SELECT * FROM events WHERE kind = 'health'")
+    evidence = json.loads(health["evidence"]) if isinstance(health["evidence"], str) else health["evidence"]
+    assert (health["severity"], health["group_key"], evidence["signal"]) == ("error", "listener-pressure:listener", "listener_pressure")
+    assert evidence["refused"] == refused and evidence["top_peers"] == {"127.0.0.1": refused}
 
 
 def test_trusted_proxies_are_not_capped_and_zero_means_no_cap() -> None:
