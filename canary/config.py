@@ -471,12 +471,17 @@ class HttpHoneypotConfig(_Model):
     content_type: str = "application/json"
     body: str = '{"error":"invalid_token","error_description":"The access token is invalid or has expired","request_id":"{request_id}"}'
     not_found_body: str = '{"error":"not_found","request_id":"{request_id}"}'
-    #: the answer to a request that cannot be parsed (oversized / too many headers, a bad request line):
-    #: the imitated server's own error page ({status}: "400 Bad Request", {server}: the Server header);
-    #: the default is nginx's, byte for byte
-    error_body: str = ("<html>\r\n<head><title>{status}</title></head>\r\n<body>\r\n<center><h1>{status}</h1></center>"
-                       "\r\n<hr><center>{server}</center>\r\n</body>\r\n</html>\r\n")
+    #: the answer to a request that cannot be parsed (a request line or header too long, too many headers,
+    #: an unknown Transfer-Encoding, a bad request line or version): the imitated server's own error page.
+    #: {status}: "400 Bad Request"; {title}: the page's title, the status but where the server names the
+    #: refusal ("400 Request Header Or Cookie Too Large"); {detail}: ``error_detail`` with {text} the
+    #: refusal's name, or nothing; {server}: the Server header. The defaults are nginx's, byte for byte
+    error_body: str = ("<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{status}</h1></center>"
+                       "\r\n{detail}<hr><center>{server}</center>\r\n</body>\r\n</html>\r\n")
+    error_detail: str = "<center>{text}</center>\r\n"
     error_content_type: str = "text/html"
+    #: the imitated server's reason phrases (status line and page) where they differ from the standard's
+    error_reasons: dict[int, str] = {414: "Request-URI Too Large", 413: "Request Entity Too Large"}
     headers: dict[str, str] = {"Server": "nginx", "WWW-Authenticate": 'Bearer realm="internal", error="invalid_token"'}
     api_key_headers: tuple[str, ...] = ("X-API-Key", "X-Auth-Token", "X-Access-Token", "Api-Key", "Private-Token")
     query_params: tuple[str, ...] = ("api_key", "apikey", "access_token", "token", "key")

@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import os
+import shutil
+import socket
 import struct
+import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from canary.credentials.values import Credential, new_canary, scram_salted_password
 from canary.runtime import Runtime
@@ -89,3 +95,54 @@ async def pg_login(port: int, user: str, password: str, *, local_host: str = "12
     finally:
         writer.close()
     return out
+
+
+NGINX = "/usr/sbin/nginx"
+NGINX_TEMPS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+
+
+def nginx_head(prefix: Path) -> str:
+    """The start of an NGINX configuration run from ``prefix`` in the foreground (pid, error log, temp
+    paths there; as root its workers stay root, so they can read the test's files)."""
+    user = "user root;" if os.geteuid() == 0 else ""
+    return f"{user}\nworker_processes 1;\ndaemon off;\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log info;\n" \
+        "events { worker_connections 256; }\n"
+
+
+def nginx_temps(prefix: Path) -> str:
+    return " ".join(f"{kind}_temp_path {prefix / kind};" for kind in NGINX_TEMPS)
+
+
+def _closed(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+@contextlib.contextmanager
+def running_nginx(prefix: Path, conf_text: str, port: int) -> Iterator[Path]:
+    """Debian's NGINX with ``conf_text`` (see :func:`nginx_head`) until it listens on ``port``; stopped
+    (its own process) at the end. Yields ``prefix``."""
+    for kind in NGINX_TEMPS:
+        (prefix / kind).mkdir(exist_ok=True)
+    (prefix / "logs").mkdir(exist_ok=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(conf_text)
+    proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while not (prefix / "nginx.pid").exists() or _closed(port):
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "nginx exited"
+            assert time.monotonic() < deadline, "nginx did not start"
+            time.sleep(0.05)
+        yield prefix
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        if proc.stderr is not None:
+            proc.stderr.close()
+        shutil.rmtree(prefix / "client_body", ignore_errors=True)

@@ -31,13 +31,16 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
 import structlog
 from aiohttp import HttpVersion11, web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import BadHttpMessage, BadStatusLine, LineTooLong
 from aiohttp.web_protocol import RequestHandler
+from multidict import CIMultiDict
 
 from canary.credentials.recognise import ConnectionGate, fingerprint, presented_candidates
 from canary.events import DetectionEvent, EventKind, Severity, event_key
@@ -169,6 +172,52 @@ class _Guard(asyncio.Protocol):
             self.inner.connection_lost(exc)
 
 
+#: What nginx names a header refusal in its error page (its title and an extra line).
+HEADER_TOO_LARGE = "Request Header Or Cookie Too Large"
+
+
+def refusal(status: int, exc: BaseException | None, line_limit: int) -> tuple[int, str]:
+    """The status nginx answers a request aiohttp could not parse with (and the refusal's name its page
+    adds, or ""), from aiohttp's complaint: a request line over ``line_limit`` is 414; a header line too
+    long or too many headers is nginx's 400 "Request Header Or Cookie Too Large"; an unknown
+    Transfer-Encoding 501; an HTTP version it does not speak 505; anything else 400."""
+    if isinstance(exc, LineTooLong):
+        return (414, "") if len(exc.args) > 1 and exc.args[1] == line_limit else (400, HEADER_TOO_LARGE)
+    text = str(exc or "").lower()
+    if isinstance(exc, BadHttpMessage) and "too many headers" in text:
+        return 400, HEADER_TOO_LARGE
+    if isinstance(exc, BadHttpMessage) and "invalid `transfer-encoding`" in text:
+        return 501, ""
+    if isinstance(exc, BadStatusLine) and "invalid http version" in text:
+        return 505, ""
+    return (status if status in (413, 414, 501, 505) else 400), ""
+
+
+def nginx_headers(configured: Mapping[str, str], content_type: str, length: int, *, keep_alive: bool) -> CIMultiDict[str]:
+    """An answer's headers as nginx writes them in front of an application: Server, Date, Content-Type
+    (verbatim: aiohttp would add a charset), Content-Length, Connection (nginx names keep-alive too;
+    aiohttp leaves it out), then the rest of ``configured`` in its order."""
+    headers = CIMultiDict[str]()
+    server = next((v for k, v in configured.items() if k.lower() == "server"), None)
+    if server:
+        headers["Server"] = server
+    headers["Date"] = formatdate(usegmt=True)
+    headers["Content-Type"] = content_type
+    headers["Content-Length"] = str(length)
+    headers["Connection"] = "keep-alive" if keep_alive else "close"
+    for k, v in configured.items():
+        if k.lower() != "server":
+            headers[k] = v
+    return headers
+
+
+def speak_http11(request: web.BaseRequest) -> None:
+    """Answer in HTTP/1.1 whatever version the request named: aiohttp echoes the request's version in
+    its status line ("HTTP/2.0 401", "HTTP/1.0 401"); nginx always says HTTP/1.1."""
+    request._version = HttpVersion11
+    request._cache.pop("version", None)
+
+
 class _DisguisedHandler(RequestHandler):
     """aiohttp's connection handler, except for the answer to a request it cannot parse (oversized or
     too many headers, a bad request line or Transfer-Encoding). aiohttp makes that one itself, with
@@ -178,7 +227,8 @@ class _DisguisedHandler(RequestHandler):
 
     __slots__ = ("_error_response",)
 
-    def __init__(self, error_response: Callable[[int], web.Response], manager: web.Server, **kwargs: Any) -> None:
+    def __init__(self, error_response: Callable[[int, BaseException | None], web.Response], manager: web.Server,
+                 **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._error_response = error_response
 
@@ -186,10 +236,8 @@ class _DisguisedHandler(RequestHandler):
                      message: str | None = None) -> web.StreamResponse:
         if request.writer.output_size > 0:  # part of an answer is out: the connection is broken
             raise ConnectionError("response already started")
-        # aiohttp answers in the version of its placeholder for an unread request, HTTP/1.0; nginx says HTTP/1.1
-        request._version = HttpVersion11
-        request._cache.pop("version", None)
-        return self._error_response(status)
+        speak_http11(request)  # aiohttp's placeholder for an unread request says HTTP/1.0
+        return self._error_response(status, exc)
 
 
 class TokenHoneypot:
@@ -232,7 +280,7 @@ class TokenHoneypot:
 
         handler_args: dict[str, Any] = dict(
             access_log_class=_Access, access_log=logging.getLogger("canary.token_honeypot"),
-            max_field_size=self.options.max_field_size, max_line_size=self.options.max_field_size,
+            max_field_size=self.options.max_field_size, max_line_size=self._line_limit,
             max_headers=self.options.max_headers, keepalive_timeout=2 * self.options.idle_timeout,
         )
         self._runner = web.AppRunner(app, handle_signals=False, **handler_args)
@@ -263,16 +311,33 @@ class TokenHoneypot:
             self._runner = None
         await self.reporter.drain(timeout=5.0)
 
-    def error_response(self, status: int) -> web.Response:
-        """The answer to a request that could not be read: the configured headers (``Server``) and
-        ``error_body`` (nginx's own error page by default), closing the connection as aiohttp does."""
-        try:
-            phrase = f"{status} {HTTPStatus(status).phrase}"
-        except ValueError:
-            phrase = str(status)
-        headers = {k: v for k, v in self._headers.items() if k.lower() != "www-authenticate"}
-        body = self.options.error_body.replace("{status}", phrase).replace("{server}", headers.get("Server", ""))
-        response = web.Response(status=status, text=body, content_type=self.options.error_content_type, headers=headers)
+    @property
+    def _line_limit(self) -> int:
+        """The request line's limit: one byte under the header lines' (``max_field_size``), so the
+        parser's complaint says which of the two was too long (nginx answers them differently)."""
+        return int(self.options.max_field_size) - 1
+
+    def error_response(self, status: int, exc: BaseException | None = None) -> web.Response:
+        """The answer to a request that could not be read, as the imitated server words it: the status
+        it gives that refusal (:func:`refusal`), its reason phrase (``error_reasons``), the configured
+        headers (``Server``) in nginx's order, and ``error_body`` (nginx's own error page by default),
+        closing the connection as aiohttp does."""
+        status, text = refusal(status, exc, self._line_limit)
+        reason = self.options.error_reasons.get(status)
+        if reason is None:
+            try:
+                reason = HTTPStatus(status).phrase
+            except ValueError:
+                reason = ""
+        phrase = f"{status} {reason}".rstrip()
+        configured = {k: v for k, v in self._headers.items() if k.lower() != "www-authenticate"}
+        server = next((v for k, v in configured.items() if k.lower() == "server"), "")
+        detail = self.options.error_detail.replace("{text}", text) if text else ""
+        title = f"{status} {text}" if text else phrase
+        body = (self.options.error_body.replace("{title}", title).replace("{status}", phrase)
+                .replace("{detail}", detail).replace("{server}", server)).encode()
+        headers = nginx_headers(configured, self.options.error_content_type, len(body), keep_alive=False)
+        response = web.Response(status=status, reason=reason or None, body=body, headers=headers)
         response.force_close()
         return response
 
@@ -287,6 +352,10 @@ class TokenHoneypot:
     async def _handle(self, request: web.Request) -> web.Response:
         loop = asyncio.get_running_loop()
         started = loop.time()
+        if request.version.major != 1:  # aiohttp reads "HTTP/2.0" as HTTP/1 framing; nginx refuses it
+            speak_http11(request)
+            return self.error_response(505)  # not HANDLED: counted as a bad request
+        speak_http11(request)
         request[HANDLED] = True
         guard = self.by_transport.get(request.transport) if request.transport is not None else None
         if guard is not None:
@@ -329,7 +398,12 @@ class TokenHoneypot:
                 # round trips wake the event loop near the floor's end, which answered canary tokens
                 # measurably sooner (about 0.3 ms in 11) than other tokens.
                 self.reporter.spawn(lambda: self._events_for(creds, snapshot))
-        return web.Response(status=status, text=body, content_type=self.options.content_type, headers=headers)
+        payload = body.encode()
+        response = web.Response(status=status, body=payload, headers=nginx_headers(
+            headers, self.options.content_type, len(payload), keep_alive=request.keep_alive))
+        if not request.keep_alive:
+            response.force_close()
+        return response
 
     async def _flood(self, pace: Pace, remote: str) -> list[DetectionEvent]:
         """The report that a peer presented more credentials than its allowance in one window (counts

@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -20,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from credential_support import register
+from credential_support import NGINX, nginx_head, nginx_temps, register, running_nginx
 from testkit import STDOUT_SINK, MakeConfig, OpenRuntime, incidents_when
 
 from canary.config import GatewayConfig
@@ -28,21 +26,13 @@ from canary.credentials.gateway import GatewayCheck
 from canary.credentials.values import CredentialFactory
 from canary.store.embedded import free_port
 
-NGINX = "/usr/sbin/nginx"
 pytestmark = pytest.mark.skipif(not os.path.exists(NGINX), reason="nginx is not installed")
 
 
 def nginx_conf(prefix: Path, listen: int, app: int, check: int) -> str:
     """The README's NGINX configuration (fail open, unchecked requests logged), on loopback ports."""
-    user = "user root;" if os.geteuid() == 0 else ""
-    temp = " ".join(f"{kind}_temp_path {prefix / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    return f"""
-{user}
-worker_processes 1;
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log info;
-events {{ worker_connections 256; }}
+    temp = nginx_temps(prefix)
+    return nginx_head(prefix) + f"""
 http {{
     access_log off;
     {temp}
@@ -132,35 +122,8 @@ def nginx(tmp_path: Path, upstream: Upstream) -> Iterator[tuple[Nginx, int]]:
     """NGINX on a free loopback port in front of ``upstream``, asking the gateway check on the port yielded
     with it; its own prefix, config, pid and logs in tmp_path; stopped (its own process) at the end."""
     check, listen = free_port(), free_port()
-    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (tmp_path / kind).mkdir()
-    (tmp_path / "logs").mkdir()
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(nginx_conf(tmp_path, listen, upstream.port, check))
-    proc = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(conf), "-e", str(tmp_path / "error.log")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 10
-        while not (tmp_path / "nginx.pid").exists() or _closed(listen):
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "nginx exited"
-            assert time.monotonic() < deadline, "nginx did not start"
-            time.sleep(0.05)
+    with running_nginx(tmp_path, nginx_conf(tmp_path, listen, upstream.port, check), listen):
         yield Nginx(listen, tmp_path), check
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        if proc.stderr is not None:
-            proc.stderr.close()
-        shutil.rmtree(tmp_path / "client_body", ignore_errors=True)
-
-
-def _closed(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
 
 
 async def test_nginx_auth_request_pages_on_canary_passes_real_tokens_and_fails_open_with_a_gap(
