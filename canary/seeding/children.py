@@ -3,8 +3,10 @@
 For each table that references the canary table with a single-column foreign key (orders ->
 customers, addresses -> customers) and, one level further, the tables referencing those (order_items
 -> orders), the seeder writes plausible rows for every canary: the number per parent is drawn from
-what real parents have, timestamps follow the parent's by the real delay distribution, and other
-foreign keys (order_items.product_id) take values real rows already use, so they always resolve.
+what real parents have, timestamps follow the parent's by the real delay distribution (the drawn
+histories dealt out to the canaries that can be created, within their windows, where a first child
+finds a free key at its delay: :func:`fit_first_children`), and other foreign keys
+(order_items.product_id) take values real rows already use, so they always resolve.
 Rows are inserted parents first; retire deletes them deepest first.
 """
 
