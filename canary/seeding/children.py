@@ -308,7 +308,7 @@ class Histories:
 
 #: parents tried at random for a history before it goes to one unchanged (a parent that can take it is
 #: found among the first few unless hardly any can)
-FIT_TRIES = 64
+FIT_TRIES = 32
 #: a window or slot bound: (start, end) of the times a row may take
 Span = tuple[dt.datetime, dt.datetime]
 
