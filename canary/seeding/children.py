@@ -3,8 +3,10 @@
 For each table that references the canary table with a single-column foreign key (orders ->
 customers, addresses -> customers) and, one level further, the tables referencing those (order_items
 -> orders), the seeder writes plausible rows for every canary: the number per parent is drawn from
-what real parents have, timestamps follow the parent's by the real delay distribution, and other
-foreign keys (order_items.product_id) take values real rows already use, so they always resolve.
+what real parents have, timestamps follow the parent's by the real delay distribution (the drawn
+histories dealt out to the canaries that can be created, within their windows, where a first child
+finds a free key at its delay: :func:`fit_first_children`), and other foreign keys
+(order_items.product_id) take values real rows already use, so they always resolve.
 Rows are inserted parents first; retire deletes them deepest first.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import dataclasses
 import datetime as dt
 import json
 import random
@@ -28,7 +31,8 @@ from canary.seeding.catalog import Reference, TableInfo, introspect
 from canary.seeding.synth.contacts import ContactAllocator
 from canary.seeding.synth.profile import TableProfile, profile
 from canary.seeding.synth.shapes import MIN_SHARED, Semantic, Weighted, parse_ts, quantile, semantic_of
-from canary.seeding.synth.synthesizer import RowContext, Synthesizer, SynthRow
+from canary.seeding.synth.synthesizer import RowContext, Synthesizer, SynthRow, timestamp_text
+from canary.seeding.synth.times import Precision
 
 MAX_DEPTH = 2
 
@@ -119,11 +123,15 @@ async def _plan_reference(
         return None
     cap = seeder.max_children
     parent_created = created_column(parent.info)
-    rows_idx: list[int] = []
-    delays: list[float | None] = []
+    drawn_all: list[list[float | None]] = []
     for i in range(len(parent.rows)):
         born = parse_ts(parent.rows[i].values.get(parent_created)) if parent_created else None
-        drawn = history.draw(rng, born)[:cap]
+        drawn_all.append(history.draw(rng, born)[:cap])
+    if parent.depth == 0 and parent_created and not getattr(seeder, "arriving", False):
+        drawn_all = await _fit_first_children(seeder, conn, parent, parent_created, info, history, drawn_all, rng)
+    rows_idx: list[int] = []
+    delays: list[float | None] = []
+    for i, drawn in enumerate(drawn_all):
         rows_idx.extend([i] * len(drawn))
         delays.extend(drawn)
     if not rows_idx:
@@ -187,8 +195,6 @@ def _with_fk_values(prof: TableProfile, sample: Sequence[dict[str, str | None]],
     """Foreign-key columns draw from values real rows already use (so they always resolve)."""
     if not columns:
         return prof
-    import dataclasses
-
     cols = dict(prof.columns)
     for name in columns:
         used = Counter(r.get(name) for r in sample if r.get(name) is not None)
@@ -292,9 +298,171 @@ class Histories:
     def parents(self) -> int:
         return sum(b.parents for b in self.buckets)
 
+    def bucket(self, created: dt.datetime | None) -> int:
+        """The age bucket of a parent created ``created``."""
+        return bisect.bisect_right(self.edges, created.timestamp()) if created is not None and self.edges else 0
+
     def draw(self, rng: random.Random, created: dt.datetime | None) -> list[float | None]:
-        i = bisect.bisect_right(self.edges, created.timestamp()) if created is not None and self.edges else 0
-        return self.buckets[i].draw(rng)
+        return self.buckets[self.bucket(created)].draw(rng)
+
+
+#: parents tried at random for a history before it goes to one unchanged (a parent that can take it is
+#: found among the first few unless hardly any can)
+FIT_TRIES = 32
+#: a window or slot bound: (start, end) of the times a row may take
+Span = tuple[dt.datetime, dt.datetime]
+
+
+def fit_first_children(
+    windows: Sequence[Span | None], created: Sequence[dt.datetime | None], draws: Sequence[list[float | None]],
+    groups: Sequence[int], slots: Sequence[tuple[dt.datetime, dt.datetime, int]], rng: random.Random,
+) -> tuple[list[list[float | None]], list[dt.datetime | None]]:
+    """Which parent takes which drawn history, and when each parent is created, so that a first child
+    can sit at its drawn delay. A child with an integer key goes between two real rows whose times
+    bracket its own (``slots``: the child table's gaps, their neighbours' times and free keys), and
+    such gaps can be days apart where real customers order minutes after signing up: a first order
+    drawn a few minutes after a canary's signup would move to the next gap, days later, and canaries
+    would lack the quick first orders a quarter of real customers place. So the histories drawn for
+    the parents (the real joint distribution, kept as a whole) are dealt out shortest first delay
+    first, each to a parent (of its own age group: ``groups``) that can be created within its window
+    (``windows``: the times of its real key neighbours; None: not movable) at a time whose first child,
+    at the drawn delay, falls in a gap with a free key (one of :data:`FIT_TRIES` parents drawn at
+    random); that parent's time is redrawn there (uniformly over the times that fit; kept when it fits
+    already). A history none of them can take goes to one of them unchanged; untimed and empty
+    histories to the parents left, at random. Returns the histories per parent and the new creation
+    times (None: unchanged)."""
+    n = len(draws)
+    order = sorted(range(len(slots)), key=lambda j: slots[j][0])
+    starts = [slots[j][0] for j in order]
+    free = [slots[j][2] for j in order]
+
+    def fits(i: int, delay: float) -> list[tuple[int, Span]]:
+        """(slot, creation times of parent i that put a child ``delay`` later into that slot)."""
+        window = windows[i]
+        if window is None:
+            return []
+        d = dt.timedelta(seconds=delay)
+        lo, hi = window[0] + d, window[1] + d
+        out = []
+        for k in range(max(bisect.bisect_right(starts, lo) - 1, 0), bisect.bisect_right(starts, hi)):  # (gaps follow in time)
+            s_lo, s_hi = slots[order[k]][0], slots[order[k]][1]
+            a, b = max(lo, s_lo), min(hi, s_hi)
+            if free[k] > 0 and a <= b:
+                out.append((k, (a - d, b - d)))
+        return out
+
+    out: list[list[float | None]] = [[] for _ in range(n)]
+    moved: list[dt.datetime | None] = [None] * n
+    pools: dict[int, list[int]] = {}  # parents still without a history, by age group
+    for i in range(n):
+        pools.setdefault(groups[i], []).append(i)
+
+    def take(g: int, at: int) -> int:
+        pool = pools[g]
+        i = pool[at]
+        pool[at] = pool[-1]
+        pool.pop()
+        return i
+
+    def fallback(g: int) -> int:
+        """A parent of group ``g`` at random, else of the nearest group that has one left."""
+        near = min((h for h in pools if pools[h]), key=lambda h: (abs(h - g), h))
+        return take(near, rng.randrange(len(pools[near])))
+
+    timed = sorted((i for i in range(n) if draws[i] and draws[i][0] is not None), key=lambda i: draws[i][0] or 0.0)
+    rest = [i for i in range(n) if not draws[i] or draws[i][0] is None]
+    rng.shuffle(rest)
+    for src in timed:
+        h, g = draws[src], groups[src]
+        delay = float(h[0] or 0.0)
+        near = [x for x in (g - 1, g, g + 1) if pools.get(x)]
+        sizes = [len(pools[x]) for x in near]
+        found: tuple[int, int, list[tuple[int, Span]]] | None = None
+        for _ in range(min(FIT_TRIES, sum(sizes))):
+            x = rng.choices(near, sizes)[0]
+            at = rng.randrange(len(pools[x]))
+            options = fits(pools[x][at], delay)
+            if options:
+                found = (x, at, options)
+                break
+        if found is None:
+            out[fallback(g)] = h
+            continue
+        i = take(found[0], found[1])
+        out[i] = h
+        options = found[2]
+        born = created[i]
+        here = [(k, span) for k, span in options if born is not None and span[0] <= born <= span[1]]
+        if here:
+            free[here[0][0]] -= 1
+            continue
+        weights = [max((b - a).total_seconds(), 1e-3) for _, (a, b) in options]
+        k, (a, b) = rng.choices(options, weights)[0]
+        free[k] -= 1
+        window = windows[i]
+        assert window is not None
+        moved[i] = Precision.of((window[0].timestamp(), window[1].timestamp())).cut(a + (b - a) * rng.random(), rng, a, b)
+    for src in rest:
+        out[fallback(groups[src])] = draws[src]
+    return out, moved
+
+
+async def _fit_first_children(seeder: Any, conn: asyncpg.Connection, parent: Batch, parent_created: str, info: TableInfo,
+                              history: Histories, draws: list[list[float | None]], rng: random.Random) -> list[list[float | None]]:
+    """:func:`fit_first_children` for canaries with a one-column integer key and children with one:
+    the canaries' key neighbours' times and the child table's gaps around them; a canary moved in
+    its window gets its new creation time (and an update column that equalled it, or came before
+    it, follows)."""
+    pinfo = parent.info
+    child_created = created_column(info)
+    if (len(pinfo.primary_key) != 1 or len(info.primary_key) != 1 or child_created is None
+            or pinfo.column(pinfo.primary_key[0]).base_type not in ("int2", "int4", "int8")
+            or info.column(info.primary_key[0]).base_type not in ("int2", "int4", "int8")):
+        return draws
+    pk = pinfo.primary_key[0]
+    keys = [r.values.get(pk) for r in parent.rows]
+    ckey = ident(pk)
+    tbl = qualified(pinfo.schema, pinfo.name)
+
+    def neighbour(expr: str, before: bool) -> str:  # (ordered by the table's column, not by the text alias)
+        return (f"(SELECT t.{expr}::text FROM {tbl} t WHERE t.{ckey} {'<' if before else '>'} k"
+                f" ORDER BY t.{ckey}{' DESC' if before else ''} LIMIT 1)")
+
+    rows = await conn.fetch(
+        f"SELECT k::text AS k, {neighbour(ident(parent_created), True)} AS a, {neighbour(ident(parent_created), False)} AS b,"
+        f" {neighbour(ckey, False)} AS nk FROM unnest($1::text[]::{pinfo.column(pk).type}[]) k", [k for k in keys if k is not None])
+    around = {r["k"]: (parse_ts(r["a"]), parse_ts(r["b"]), r["nk"]) for r in rows}
+    created = [parse_ts(r.values.get(parent_created)) for r in parent.rows]
+    # rows sharing a gap with another canary keep their times (their order among themselves is set)
+    next_of = Counter(around[k][2] for k in keys if k is not None and k in around)
+    windows: list[Span | None] = []
+    for k, born in zip(keys, created):
+        a, b, nk = around.get(k, (None, None, None)) if k is not None else (None, None, None)
+        windows.append((a, b) if a is not None and b is not None and born is not None and a <= born <= b
+                       and next_of[nk] == 1 else None)
+    wanted = sorted({w[0] + dt.timedelta(seconds=d[0]) for w, d in zip(windows, draws) if w is not None and d and d[0] is not None}
+                    | {w[0] for w in windows if w is not None})
+    if not wanted:
+        return draws
+    gaps = await seeder._gaps(conn, info, child_created, [], len(wanted), wanted)
+    slots = [(lo_c, hi_c, int(g["hi"]) - int(g["lo"]) - 1) for g in gaps
+             if (lo_c := parse_ts(g["lo_c"])) is not None and (hi_c := parse_ts(g["hi_c"])) is not None and lo_c <= hi_c]
+    fitted, moved = fit_first_children(windows, created, draws, [history.bucket(c) for c in created], slots, rng)
+    updated = next((c.name for c in pinfo.columns if semantic_of(c) == Semantic.UPDATED), None)
+    column = pinfo.column(parent_created)
+    for i, when in enumerate(moved):
+        old = created[i]
+        if when is None or old is None:
+            continue
+        values = {**parent.rows[i].values, parent_created: timestamp_text(column.base_type, when)}
+        if updated and values.get(updated) is not None:
+            upd = parse_ts(values[updated])
+            if upd is not None and (upd == old or upd < when):
+                values[updated] = timestamp_text(pinfo.column(updated).base_type, upd + (when - old))
+        parent.rows[i] = dataclasses.replace(parent.rows[i], values=values)
+        if i < len(parent.contexts):
+            parent.contexts[i] = RowContext(pk=parent.contexts[i].pk, created=when, key=parent.contexts[i].key)
+    return fitted
 
 
 async def _histories(conn: asyncpg.Connection, parent: TableInfo, child: TableInfo, fk: str, parent_keys: list[str]) -> Histories:

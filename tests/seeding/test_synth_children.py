@@ -7,7 +7,7 @@ import datetime as dt
 import random
 from collections import Counter
 
-from canary.seeding.children import Histories, History
+from canary.seeding.children import Histories, History, fit_first_children
 
 DAY = 86400.0
 
@@ -73,3 +73,51 @@ def test_histories_follow_the_parents_age() -> None:
     for _ in range(200):
         delays = hist.draw(rng, young)
         assert all(d is not None and d <= 40 * DAY for d in delays)
+
+
+def _in_slot(when: dt.datetime, slots: list[tuple[dt.datetime, dt.datetime, int]]) -> bool:
+    return any(lo <= when <= hi for lo, hi, _ in slots)
+
+
+def test_quick_first_children_go_to_parents_that_can_be_created_before_a_free_key() -> None:
+    """Child keys are free only every two days, for five minutes, where 30% of real parents have a
+    first child within half an hour: drawn as they come, hardly any canary's quick first child falls
+    in a gap (it would move days later); dealt out, the quick histories go to parents whose window
+    (six hours between their key neighbours) lies just before such a gap, and those parents are
+    created there, so most of the quick first children the table allows are kept. The histories stay
+    the ones drawn (their multiset), each parent stays in its window, and a history goes to a parent
+    of its own age group or the next."""
+    rng = random.Random(5)
+    t0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    n = 200
+    windows: list[tuple[dt.datetime, dt.datetime] | None] = [
+        (t0 + dt.timedelta(hours=8 * i), t0 + dt.timedelta(hours=8 * i + 6)) for i in range(n)]
+    created: list[dt.datetime | None] = [w[0] + (w[1] - w[0]) * rng.random() for w in windows if w is not None]
+    slots = [(t0 + dt.timedelta(hours=48 * j + rng.uniform(0, 40)), dt.timedelta(minutes=5), 1) for j in range(40)]
+    slots_ = [(lo, lo + span, free) for lo, span, free in slots]
+    draws: list[list[float | None]] = []
+    for _ in range(n):
+        x = rng.random()
+        draws.append([rng.uniform(60, 1800)] if x < 0.3 else [rng.uniform(3, 300) * DAY] if x < 0.65 else [])
+    groups = [i * 5 // n for i in range(n)]
+    quick = sum(1 for d in draws if d and d[0] is not None and d[0] <= 1800)
+
+    def landed(hs: list[list[float | None]], times: list[dt.datetime | None]) -> int:
+        return sum(1 for h, c in zip(hs, times) if h and h[0] is not None and h[0] <= 1800 and c is not None
+                   and _in_slot(c + dt.timedelta(seconds=h[0]), slots_))
+
+    as_drawn = landed(draws, created)
+    fitted, moved = fit_first_children(windows, created, draws, groups, slots_, random.Random(6))
+    now = [m or c for m, c in zip(moved, created)]
+    # a parent can take a quick child only if its window ends within ~half an hour before a gap: ~14%
+    assert as_drawn <= 3 and landed(fitted, now) >= 15, (as_drawn, landed(fitted, now), quick)
+    assert sorted(map(repr, fitted)) == sorted(map(repr, draws))
+    for w, m in zip(windows, moved):
+        assert m is None or (w is not None and w[0] <= m <= w[1])
+    source = {repr(d): groups[i] for i, d in enumerate(draws) if d}
+    assert all(abs(source[repr(h)] - groups[i]) <= 1 for i, h in enumerate(fitted) if h)
+    # one free key each: no two quick first children were sent to the same gap
+    used = Counter(next(j for j, (lo, hi, _) in enumerate(slots_) if lo <= c + dt.timedelta(seconds=float(h[0] or 0)) <= hi)
+                   for h, c in zip(fitted, now) if h and h[0] is not None and c is not None
+                   and _in_slot(c + dt.timedelta(seconds=float(h[0] or 0)), slots_))
+    assert max(used.values()) == 1
