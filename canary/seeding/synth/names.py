@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,12 +202,130 @@ class NameModel:
         return "".join(str(p.syllables[i].pick(rng)) for i in range(n))
 
 
+#: how likely a run of letters of a local part is a handle word that no ``MIN_SHARED`` rows of the
+#: table use (a made-up one): about one in a million people's; a handle word the table's rows use is
+#: as likely as they use it (:func:`handle_odds`)
+HANDLE_UNSEEN = 1e-6
+#: runs of letters of a local part read, at most (the rest are taken as handle words)
+_READ_RUNS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Spelled:
+    """People (positions in a list of candidates) by how e-mail local parts spell their names: each
+    surname spelling (two letters or more), each given-name spelling (three or more), the given
+    name's initials (a letter per syllable of a Hangul given name, the first letter of another) and
+    the surname's first letter. How many candidates share a spelling is how common it is among
+    people (the candidates are drawn as the table's names are)."""
+
+    surnames: Mapping[str, Sequence[int]]
+    givens: Mapping[str, Sequence[int]]
+    initials: Mapping[str, Sequence[int]]
+    surname_initials: Mapping[str, Sequence[int]]
+    size: int
+
+    @classmethod
+    def of(cls, people: Sequence[tuple[str, str]]) -> Spelled:
+        """The index of ``people`` as (surname, given name) pairs."""
+        surs: dict[str, list[int]] = {}
+        givens: dict[str, list[int]] = {}
+        inits: dict[str, list[int]] = {}
+        sur_inits: dict[str, list[int]] = {}
+        for i, (last, first) in enumerate(people):
+            for sp in spellings(last, surname=True):
+                if len(sp) > 1:
+                    surs.setdefault(sp, []).append(i)
+            for letter in {sp[0] for sp in spellings(last, surname=True) if sp}:
+                sur_inits.setdefault(letter, []).append(i)
+            given = first.replace(" ", "")
+            for sp in spellings(given):
+                if len(sp) > 2:
+                    givens.setdefault(sp, []).append(i)
+            ini = "".join(sp[:1] for sp in (spellings(ch)[0] if spellings(ch) else "" for ch in given)) if _HANGUL.search(given) else given[:1].lower()
+            if ini and ini.isalpha() and ini.isascii():
+                inits.setdefault(ini, []).append(i)
+        return cls(surs, givens, inits, sur_inits, len(people))
+
+    def _options(self, run: str, handle: float) -> list[tuple[float, str, str, str, str]]:
+        """Readings of one run of letters: (weight, surname spelling, given spelling, initials,
+        surname's first letter); the first is the handle word."""
+        n = self.size
+        out: list[tuple[float, str, str, str, str]] = [(handle, "", "", "", "")]
+        s, g, ini = self.surnames, self.givens, self.initials
+        if run in s:
+            out.append((len(s[run]) / n, run, "", "", ""))
+        if run in g:
+            out.append((len(g[run]) / n, "", run, "", ""))
+        for cut in range(1, len(run)):
+            a, b = run[:cut], run[cut:]
+            if a in s and b in g:
+                out.append((len(s[a]) * len(g[b]) / n / n, a, b, "", ""))
+            if a in g and b in s:
+                out.append((len(g[a]) * len(s[b]) / n / n, b, a, "", ""))
+            if a in s and len(b) <= 3 and b in ini:
+                out.append((len(s[a]) * len(ini[b]) / n / n, a, "", b, ""))
+            if b in s and len(a) <= 3 and a in ini:
+                out.append((len(ini[a]) * len(s[b]) / n / n, b, "", a, ""))
+        if 2 <= len(run) <= 4 and run[0] in self.surname_initials and run[1:] in ini:
+            out.append((len(self.surname_initials[run[0]]) * len(ini[run[1:]]) / n / n, "", "", run[1:], run[0]))
+        return out
+
+    def read(self, local: str, rng: random.Random, handle: Callable[[str], float]) -> tuple[frozenset[int], frozenset[int]] | None:
+        """What a local part says of its owner's names, drawn in proportion to how likely each reading
+        is: every run of letters is a handle word (as likely as ``handle`` says, :func:`handle_odds`)
+        or spells a surname, a given name,
+        both, a surname and the given name's initials, or a surname's first letter and the given
+        name's initials, each as likely as people have those names (a surname one in five people
+        have against one in two thousand have). A local part's runs name one surname and one given
+        name at most. Returns the candidates the surname and the given name may be (empty: any), or
+        None for a handle."""
+        if self.size == 0:
+            return None
+        runs = re.findall("[a-z]+", local.lower())[:_READ_RUNS]
+        readings: list[tuple[float, tuple[str, str, str, str]]] = [(1.0, ("", "", "", ""))]
+        for run in runs:
+            grown: list[tuple[float, tuple[str, str, str, str]]] = []
+            for w0, (s0, g0, i0, f0) in readings:
+                for w, s, g, ini, first in self._options(run, handle(run)):
+                    if (s and (s0 or f0)) or (first and (s0 or f0)) or ((g or ini) and (g0 or i0)):
+                        continue
+                    grown.append((w0 * w, (s0 or s, g0 or g, i0 or ini, f0 or first)))
+            readings = grown
+        total = sum(w for w, _ in readings)
+        if total <= 0:
+            return None
+        pick = rng.random() * total
+        for w, (s, g, ini, first) in readings:
+            pick -= w
+            if pick <= 0:
+                break
+        if not (s or g or ini or first):
+            return None
+        surname = self.surnames[s] if s else self.surname_initials[first] if first else ()
+        given = self.givens[g] if g else self.initials[ini] if ini else ()
+        return frozenset(surname), frozenset(given)
+
+
+def handle_odds(uses: Weighted, words: Weighted) -> Callable[[str], float]:
+    """How likely a person's local part has a given run of letters as a handle word: the table's share
+    of handles (``uses``: :func:`email_uses`) times the share of handle words that word is among the
+    table's (``words``), :data:`HANDLE_UNSEEN` for a word the table's handles do not share."""
+    total = uses.cum[-1] if uses else 0.0
+    at = uses.values.index("none") if "none" in uses.values else -1
+    none = (uses.cum[at] - (uses.cum[at - 1] if at > 0 else 0.0)) / total if at >= 0 and total else 0.5
+    shares = dict(zip(words.values, (c - p for c, p in zip(words.cum, (0.0, *words.cum), strict=False)), strict=True))
+    all_words = words.cum[-1] if words else 0.0
+    return lambda run: none * shares[run] / all_words if run in shares else none * HANDLE_UNSEEN
+
+
 def email_uses(sample: Sequence[Mapping[str, str | None]], email_col: str, name_col: str | None) -> dict[str, Any]:
     """How e-mail local parts use the row's own name (surname and given name spelled in Latin
-    letters), and the local-part shapes of each kind: name-based addresses and handles differ."""
+    letters), and the local-part shapes of each kind: name-based addresses and handles differ; the
+    words of handles (those ``MIN_SHARED`` rows use, with how many do) and their lengths."""
     uses: Counter[str] = Counter()
     shapes: dict[str, Counter[str]] = {}
     lengths: Counter[int] = Counter()
+    words: Counter[str] = Counter()  # words of handles, by the rows using each
     if not name_col:
         return {}
     for r in sample:
@@ -222,11 +340,14 @@ def email_uses(sample: Sequence[Mapping[str, str | None]], email_col: str, name_
         uses[use] += 1
         shapes.setdefault(use, Counter())[local_shape(local)] += 1
         if use == "none":
-            lengths.update(len(w) for w in _WORD.findall(local))
+            found = _WORD.findall(local)
+            lengths.update(len(w) for w in found)
+            words.update({w.lower() for w in found})
     if sum(uses.values()) < 10 * MIN_SHARED:
         return {}
     return {"email_uses": Weighted.of(uses), "email_locals_by_use": {u: Weighted.of(c) for u, c in shapes.items()},
-            "handle_lengths": Weighted.of({n: c for n, c in lengths.items() if c >= MIN_SHARED})}
+            "handle_lengths": Weighted.of({n: c for n, c in lengths.items() if c >= MIN_SHARED}),
+            "handle_words": Weighted.of({w: c for w, c in words.items() if c >= MIN_SHARED})}
 
 
 def email_use(local: str, surname: str, given: str) -> str:

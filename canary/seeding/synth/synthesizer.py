@@ -34,10 +34,11 @@ from canary.seeding.synth.frequency import (
     text_length,
     word_count,
 )
+from canary.seeding.synth.names import Spelled, handle_odds, join_name, split_name
 from canary.seeding.synth.places import coarse_key
 from canary.seeding.synth.profile import ColumnProfile, TableProfile
 from canary.seeding.synth.relations import OTHER, Feature, Kind, Relation, Tally, area_start, words
-from canary.seeding.synth.romanize import spell, spellings
+from canary.seeding.synth.romanize import spell
 from canary.seeding.synth.shapes import (
     MIN_SHARED,
     Semantic,
@@ -218,11 +219,12 @@ class Synthesizer:
         # id(among) -> (among, its candidates whose shape no row of the table has, the others), with their shape keys
         self._shape_parts: dict[int, tuple[Sequence[Mapping[str, str | None]], list[tuple[Mapping[str, str | None], str | None]],
                                            list[tuple[Mapping[str, str | None], str | None]]]] = {}
-        self._spelled: tuple[Sequence[Mapping[str, str | None]], dict[str, list[int]], dict[str, list[int]]] | None = None  # people by spellings
+        self._spelled: tuple[Sequence[Mapping[str, str | None]], Spelled] | None = None  # people by spellings
         self._has_email = any(self.semantics[c.name] == Semantic.EMAIL for c in info.columns)
         self._fits: dict[tuple[str, int], Weighted] = {}  # phone formats an owned number fits, by its start and length
         mail = next((prof.col(c.name) for c in info.columns if self.semantics[c.name] == Semantic.EMAIL), None)
         self._handle_lengths = mail.handle_lengths if mail is not None else Weighted((), ())
+        self._handle_odds = handle_odds(mail.email_uses, mail.handle_words) if mail is not None else handle_odds(Weighted((), ()), Weighted((), ()))
         if mail is not None and mail.email_domains and contacts.mailboxes:  # owned mailboxes at the table's provider shares
             contacts.follow(dict(zip(mail.email_domains.values, _weights(mail.email_domains), strict=True)))
         self._words: dict[int, list[str]] | None = None  # Faker's dictionary words by length
@@ -812,46 +814,44 @@ class Synthesizer:
         return " ".join(words)
 
     def _person_for(self, local: str) -> dict[str, str] | None:
-        """A person whose names the mailbox's local part spells as fully as any candidate's (the
-        longest surname spelling plus the longest whole given-name spelling in it), drawn from the
-        candidates the frequency match uses (their names stay as common as real ones); None when
-        the local part spells no one's name (a handle)."""
+        """A person the mailbox's local part names, as :meth:`Spelled.read` reads it (a reading as
+        likely as people have those names, against a handle word): drawn among the candidates the
+        frequency match uses that hold the surname and given name read (their names stay as common
+        as real ones); where no candidate holds both, the surname's holder drawn so with the given
+        name of one holding it (as common as candidates have it), unless real rows, fewer than
+        ``k``, have that full name. None when it reads as a handle (the person is then drawn as for
+        any row)."""
         if self._spelled is None:
             pool: Sequence[Mapping[str, str | None]] = self._match_people.pool if self._match_people is not None else [
                 {"full": p["full"], "first": p["first"], "last": p["last"]} for p in (self._person() for _ in range(4000))]
-            surs: dict[str, list[int]] = {}
-            givens: dict[str, list[int]] = {}
-            for i, cand in enumerate(pool):
-                for sp in spellings(str(cand["last"]), surname=True):
-                    if len(sp) > 1:
-                        surs.setdefault(sp, []).append(i)
-                for sp in spellings(str(cand["first"]).replace(" ", "")):
-                    if len(sp) > 2:
-                        givens.setdefault(sp, []).append(i)
-            self._spelled = (pool, surs, givens)
-        pool, surs, givens = self._spelled
-        low = re.sub(r"[^a-z]", "", local.lower())
-        found: list[dict[int, int]] = []
-        for index in (surs, givens):
-            best: dict[int, int] = {}
-            for sp, ids in index.items():
-                if sp in low:
-                    for i in ids:
-                        best[i] = max(best.get(i, 0), len(sp))
-            found.append(best)
-        # two letters of a surname inside a longer word ("ha" in happy, "an" in angel) spell no one: the
-        # local part is a handle, as real rows' handles are, and the person is drawn as for any row
-        cover = Counter({i: n + found[1].get(i, 0) for i, n in found[0].items() if found[1].get(i) or n > 2 or len(low) - n <= 2})
-        cover.update({i: n for i, n in found[1].items() if i not in found[0]})
-        if not cover:
+            self._spelled = (pool, Spelled.of([(str(c["last"]), str(c["first"])) for c in pool]))
+        pool, spelled = self._spelled
+        read = spelled.read(local, self.rng, self._handle_odds)
+        if read is None:
             return None
-        top = max(cover.values())
-        fitting = [pool[i] for i, c in cover.items() if c == top]
+        surnames, givens = read
+        both = surnames & givens if surnames and givens else surnames or givens
+        got = self._drawn_among([pool[i] for i in sorted(both)]) if both else None
+        if got is None and surnames and givens:  # nobody holds both: the surname's holder, another's given name
+            got = self._drawn_among([pool[i] for i in sorted(surnames)])
+            other = pool[self.rng.choice(sorted(givens))]
+            split = split_name(got["full"]) if got is not None else None
+            if got is not None and split is not None and split[0] != "en" and split_name(str(other[self._name_key()])) is not None:
+                full = join_name(split[0], split[1], str(other["first"]))
+                held = self._match_people.counts[0][full] if self._match_people is not None else 0
+                if not 0 < held < MIN_SHARED:
+                    got = {"first": str(other["first"]), "last": got["last"], "full": full}
+        return got
+
+    def _name_key(self) -> str:
+        return self._match_people.keys[0][0] if self._match_people is not None else "full"
+
+    def _drawn_among(self, fitting: Sequence[Mapping[str, str | None]]) -> dict[str, str] | None:
+        """A candidate of ``fitting`` drawn by the frequency match (its count classes a real row's)."""
         got = self._match_people.draw(self.rng, among=fitting) if self._match_people is not None else self.rng.choice(fitting)
         if got is None:
             return None
-        full = got.get(self._match_people.keys[0][0]) if self._match_people is not None else got.get("full")
-        return {"first": str(got["first"]), "last": str(got["last"]), "full": str(full)}
+        return {"first": str(got["first"]), "last": str(got["last"]), "full": str(got.get(self._name_key()))}
 
     def _person(self) -> dict[str, str]:
         if self.profile.names is not None:
