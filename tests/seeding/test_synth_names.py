@@ -142,3 +142,29 @@ def test_a_mailbox_is_read_as_names_as_likely_as_people_have_them() -> None:
 def _col(name: str, category: str = "S", base: str = "text") -> Column:
     return Column(name=name, type=base, category=category, base_type=base, not_null=name == "id", default=None, identity="",
                   generated=False, max_length=None, numeric_precision=None, numeric_scale=None)
+
+
+def test_a_latin_mailbox_names_its_owner_even_beyond_the_tables_names() -> None:
+    """In a Latin-script table, a mailbox spelling names no candidate has is still read as names:
+    ``jeremybanks`` (two names people have, though no sampled row) is Jeremy Banks, and
+    ``zorvathadams7`` (a table's surname beside a word no list has) is Zorvath Adams; a handle the
+    table's rows use (``tiger``) is no one's name."""
+    rng = random.Random(12)
+    fake = Faker("en_US")
+    fake.seed_instance(12)
+    givens = sorted({fake.first_name().lower() for _ in range(200)} - {"jeremy"})[:40]
+    surnames = sorted({fake.last_name().lower() for _ in range(200)} - {"banks", "adams"})[:39] + ["adams"]
+    sample: list[dict[str, str | None]] = []
+    for i in range(2000):
+        first, last = rng.choice(givens), rng.choice(surnames)
+        local = f"tiger{rng.randint(10, 99)}" if i % 4 == 0 else f"{first[0]}{last}{rng.randint(1, 99)}"
+        sample.append({"id": str(i), "full_name": f"{first.title()} {last.title()}", "email": f"{local}@gmail.com"})
+    info = TableInfo("public", "customers", 1, "r", "owner", False, False,
+                     (_col("id", "N", "int8"), _col("full_name"), _col("email")),
+                     (Constraint("customers_pkey", "p", ("id",), "PRIMARY KEY (id)"),), (), ())
+    boxes = ["jeremybanks@gmail.com", "zorvathadams7@gmail.com"] + [f"tiger{i}@gmail.com" for i in range(100, 120)]
+    synth = Synthesizer(info, profile(info, sample), locale="en_US", contacts=ContactAllocator(mailboxes=boxes), seed=5)
+    rows = [synth.row(RowContext(pk=str(10_000 + i))).values for i in range(len(boxes))]
+    assert [r["email"] for r in rows] == boxes
+    assert rows[0]["full_name"] == "Jeremy Banks" and rows[1]["full_name"] == "Zorvath Adams", rows[:2]
+    assert not any("tiger" in str(r["full_name"]).lower() for r in rows[2:])

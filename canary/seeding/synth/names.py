@@ -6,9 +6,9 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from faker import Faker
 
@@ -203,11 +203,30 @@ class NameModel:
 
 
 #: how likely a run of letters of a local part is a handle word that no ``MIN_SHARED`` rows of the
-#: table use (a made-up one): about one in a million people's; a handle word the table's rows use is
-#: as likely as they use it (:func:`handle_odds`)
-HANDLE_UNSEEN = 1e-6
+#: table use (a made-up one, of countless people make up): one in a billion people's, below any
+#: name reading of two known names (jeremybanks: one in four thousand times one in four thousand);
+#: a handle word the table's rows use is as likely as they use it (:func:`handle_odds`)
+HANDLE_UNSEEN = 1e-9
 #: runs of letters of a local part read, at most (the rest are taken as handle words)
 _READ_RUNS = 3
+#: letters a middle initial may be, each as likely
+_LETTERS = 26
+
+
+#: a word no candidate's name spells, read as a name (:meth:`Spelled.read`): marked so, at least this long
+_UNSEEN = "?"
+_UNSEEN_MIN = 3
+
+
+class Reading(NamedTuple):
+    """A local part read as its owner's names (:meth:`Spelled.read`): the candidates the surname and
+    the given name may be (empty: any), and a surname or given name written as a word no
+    candidate's name spells ("" for none)."""
+
+    surnames: frozenset[int]
+    givens: frozenset[int]
+    surname_word: str
+    given_word: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,10 +242,13 @@ class Spelled:
     initials: Mapping[str, Sequence[int]]
     surname_initials: Mapping[str, Sequence[int]]
     size: int
+    #: names people have beyond the candidates' (lower case), each read as likely as a candidate's
+    given_words: frozenset[str] = frozenset()
+    surname_words: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, people: Sequence[tuple[str, str]]) -> Spelled:
-        """The index of ``people`` as (surname, given name) pairs."""
+    def of(cls, people: Sequence[tuple[str, str]], given_words: Iterable[str] = (), surname_words: Iterable[str] = ()) -> Spelled:
+        """The index of ``people`` as (surname, given name) pairs, and names beyond theirs."""
         surs: dict[str, list[int]] = {}
         givens: dict[str, list[int]] = {}
         inits: dict[str, list[int]] = {}
@@ -244,41 +266,64 @@ class Spelled:
             ini = "".join(sp[:1] for sp in (spellings(ch)[0] if spellings(ch) else "" for ch in given)) if _HANGUL.search(given) else given[:1].lower()
             if ini and ini.isalpha() and ini.isascii():
                 inits.setdefault(ini, []).append(i)
-        return cls(surs, givens, inits, sur_inits, len(people))
+        return cls(surs, givens, inits, sur_inits, len(people), frozenset(w.lower() for w in given_words if len(w) >= _UNSEEN_MIN),
+                   frozenset(w.lower() for w in surname_words if len(w) >= _UNSEEN_MIN))
 
     def _options(self, run: str, handle: float) -> list[tuple[float, str, str, str, str]]:
         """Readings of one run of letters: (weight, surname spelling, given spelling, initials,
         surname's first letter); the first is the handle word."""
         n = self.size
         out: list[tuple[float, str, str, str, str]] = [(handle, "", "", "", "")]
-        s, g, ini = self.surnames, self.givens, self.initials
+        s, g, ini, sur_ini = self.surnames, self.givens, self.initials, self.surname_initials
         if run in s:
             out.append((len(s[run]) / n, run, "", "", ""))
         if run in g:
             out.append((len(g[run]) / n, "", run, "", ""))
+        elif run in self.given_words:
+            out.append((1 / n, "", _UNSEEN + run, "", ""))
+
+        def given(x: str) -> tuple[float, str]:
+            return (len(g[x]) / n, x) if x in g else (1 / n, _UNSEEN + x) if x in self.given_words else (0.0, "")
+
+        def surname(x: str) -> tuple[float, str]:
+            return (len(s[x]) / n, x) if x in s else (1 / n, _UNSEEN + x) if x in self.surname_words else (0.0, "")
+
         for cut in range(1, len(run)):
             a, b = run[:cut], run[cut:]
-            if a in s and b in g:
-                out.append((len(s[a]) * len(g[b]) / n / n, a, b, "", ""))
-            if a in g and b in s:
-                out.append((len(g[a]) * len(s[b]) / n / n, b, a, "", ""))
+            for giv, sur in ((a, b), (b, a)):
+                (wg, gk), (ws, sk) = given(giv), surname(sur)
+                if wg and ws:
+                    out.append((wg * ws, sk, gk, "", ""))
+                # one name the candidates have and a word of three letters or more no list has
+                # (loisadams): that word is the other name, as likely as a name one candidate has
+                elif wg and gk[0] != _UNSEEN and len(sur) >= _UNSEEN_MIN:
+                    out.append((wg / n, _UNSEEN + sur, gk, "", ""))
+                elif ws and sk[0] != _UNSEEN and len(giv) >= _UNSEEN_MIN:
+                    out.append((ws / n, sk, _UNSEEN + giv, "", ""))
             if a in s and len(b) <= 3 and b in ini:
                 out.append((len(s[a]) * len(ini[b]) / n / n, a, "", b, ""))
             if b in s and len(a) <= 3 and a in ini:
                 out.append((len(ini[a]) * len(s[b]) / n / n, b, "", a, ""))
-        if 2 <= len(run) <= 4 and run[0] in self.surname_initials and run[1:] in ini:
-            out.append((len(self.surname_initials[run[0]]) * len(ini[run[1:]]) / n / n, "", "", run[1:], run[0]))
+            elif b in s and len(a) <= 3 and a[:1] in ini:  # the given name's initial and middle initials: jasmith
+                out.append((len(ini[a[:1]]) * len(s[b]) / n / n / _LETTERS ** (len(a) - 1), b, "", a[:1], ""))
+            if a in g and len(b) == 1 and b in sur_ini:  # the given name and the surname's initial: johns
+                out.append((len(g[a]) * len(sur_ini[b]) / n / n, "", a, "", b))
+        if 2 <= len(run) <= 4 and run[0] in sur_ini and run[1:] in ini:
+            out.append((len(sur_ini[run[0]]) * len(ini[run[1:]]) / n / n, "", "", run[1:], run[0]))
+        if 2 <= len(run) <= 4 and run[-1] in sur_ini and run[:-1] in ini:
+            out.append((len(sur_ini[run[-1]]) * len(ini[run[:-1]]) / n / n, "", "", run[:-1], run[-1]))
         return out
 
-    def read(self, local: str, rng: random.Random, handle: Callable[[str], float]) -> tuple[frozenset[int], frozenset[int]] | None:
+    def read(self, local: str, rng: random.Random, handle: Callable[[str], float]) -> Reading | None:
         """What a local part says of its owner's names, drawn in proportion to how likely each reading
         is: every run of letters is a handle word (as likely as ``handle`` says, :func:`handle_odds`)
-        or spells a surname, a given name,
-        both, a surname and the given name's initials, or a surname's first letter and the given
-        name's initials, each as likely as people have those names (a surname one in five people
-        have against one in two thousand have). A local part's runs name one surname and one given
-        name at most. Returns the candidates the surname and the given name may be (empty: any), or
-        None for a handle."""
+        or spells a surname, a given name, both, a surname and the given name's initials (a middle
+        initial after them allowed: jasmith), the given name and the surname's first letter
+        (johns), or the initials of both (either order), each as likely as people have those names
+        (a surname one in five people have against one in two thousand have). A local part's runs
+        name one surname and one given name at most. A word no candidate's name spells beside one
+        that does (loisadams) is read as the other name itself, as likely as a name one candidate
+        has. None for a handle."""
         if self.size == 0:
             return None
         runs = re.findall("[a-z]+", local.lower())[:_READ_RUNS]
@@ -301,9 +346,10 @@ class Spelled:
                 break
         if not (s or g or ini or first):
             return None
-        surname = self.surnames[s] if s else self.surname_initials[first] if first else ()
-        given = self.givens[g] if g else self.initials[ini] if ini else ()
-        return frozenset(surname), frozenset(given)
+        surname = self.surnames.get(s, ()) if s else self.surname_initials[first] if first else ()
+        given = self.givens.get(g, ()) if g else self.initials[ini] if ini else ()
+        return Reading(frozenset(surname), frozenset(given), s[1:] if s.startswith(_UNSEEN) else "",
+                       g[1:] if g.startswith(_UNSEEN) else "")
 
 
 def handle_odds(uses: Weighted, words: Weighted) -> Callable[[str], float]:

@@ -818,30 +818,50 @@ class Synthesizer:
         likely as people have those names, against a handle word): drawn among the candidates the
         frequency match uses that hold the surname and given name read (their names stay as common
         as real ones); where no candidate holds both, the surname's holder drawn so with the given
-        name of one holding it (as common as candidates have it), unless real rows, fewer than
-        ``k``, have that full name. None when it reads as a handle (the person is then drawn as for
-        any row)."""
+        name of one holding it (as common as candidates have it); in a Latin-script table, a name
+        read as a word no candidate has (loisadams) written as that word. Not where real rows,
+        fewer than ``k``, have the full name made so. None when it reads as a handle (the person is
+        then drawn as for any row)."""
         if self._spelled is None:
             pool: Sequence[Mapping[str, str | None]] = self._match_people.pool if self._match_people is not None else [
                 {"full": p["full"], "first": p["first"], "last": p["last"]} for p in (self._person() for _ in range(4000))]
-            self._spelled = (pool, Spelled.of([(str(c["last"]), str(c["first"])) for c in pool]))
+            names = [pr for pr in self.latin.get_providers() if hasattr(pr, "first_names") and hasattr(pr, "last_names")]
+            latin = self.profile.script in (None, "latin") and names
+            self._spelled = (pool, Spelled.of([(str(c["last"]), str(c["first"])) for c in pool],
+                                              getattr(names[0], "first_names", ()) if latin else (),
+                                              getattr(names[0], "last_names", ()) if latin else ()))
         pool, spelled = self._spelled
         read = spelled.read(local, self.rng, self._handle_odds)
         if read is None:
             return None
-        surnames, givens = read
-        both = surnames & givens if surnames and givens else surnames or givens
-        got = self._drawn_among([pool[i] for i in sorted(both)]) if both else None
+        surnames, givens, surname_word, given_word = read
+        known = surnames & givens if surnames and givens else surnames or givens
+        got = self._drawn_among([pool[i] for i in sorted(known)]) if known else None
         if got is None and surnames and givens:  # nobody holds both: the surname's holder, another's given name
             got = self._drawn_among([pool[i] for i in sorted(surnames)])
-            other = pool[self.rng.choice(sorted(givens))]
-            split = split_name(got["full"]) if got is not None else None
-            if got is not None and split is not None and split[0] != "en" and split_name(str(other[self._name_key()])) is not None:
-                full = join_name(split[0], split[1], str(other["first"]))
-                held = self._match_people.counts[0][full] if self._match_people is not None else 0
-                if not 0 < held < MIN_SHARED:
-                    got = {"first": str(other["first"]), "last": got["last"], "full": full}
+            if got is not None:
+                got = self._renamed(got, str(pool[self.rng.choice(sorted(givens))]["first"]), got["last"])
+        elif (surname_word or given_word) and self.profile.script in (None, "latin"):
+            if got is None and not known:  # names only the word lists have (jeremybanks): the rest as for any row
+                drawn = self._match_people.draw(self.rng) if self._match_people is not None else None
+                got = self._person() if drawn is None else {
+                    "first": str(drawn["first"]), "last": str(drawn["last"]), "full": str(drawn.get(self._name_key()))}
+            if got is not None:
+                got = self._renamed(got, given_word.capitalize() or got["first"], surname_word.capitalize() or got["last"])
         return got
+
+    def _renamed(self, person: dict[str, str], first: str, last: str) -> dict[str, str]:
+        """``person`` with these names, written in its layout (a Latin one as :meth:`_dressed` writes
+        it); ``person`` itself when real rows, fewer than ``k``, have that full name (never copied)."""
+        split = split_name(person["full"])
+        if split is not None and split[0] != "en":
+            full = join_name(split[0], last, first)
+        elif self.profile.script in (None, "latin"):
+            full = self._dressed(first, last)
+        else:
+            return person
+        held = self._match_people.counts[0][full] if self._match_people is not None else 0
+        return person if 0 < held < MIN_SHARED else {"first": first, "last": last, "full": full}
 
     def _name_key(self) -> str:
         return self._match_people.keys[0][0] if self._match_people is not None else "full"
