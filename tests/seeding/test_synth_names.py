@@ -147,13 +147,15 @@ def _col(name: str, category: str = "S", base: str = "text") -> Column:
 def test_a_latin_mailbox_names_its_owner_even_beyond_the_tables_names() -> None:
     """In a Latin-script table, a mailbox spelling names no candidate has is still read as names:
     ``jeremybanks`` (two names people have, though no sampled row) is Jeremy Banks, and
-    ``zorvathadams7`` (a table's surname beside a word no list has) is Zorvath Adams; a handle the
-    table's rows use (``tiger``) is no one's name."""
+    ``adamszorvath7`` (a given name the table has, then a word no list has) is Adams Zorvath; a
+    handle the table's rows use (``tiger``) is no one's name, nor is ``pwensford`` (a word before
+    a surname) anyone's given name; ``banks.jeremy`` is written Jeremy Banks (last.first)."""
     rng = random.Random(12)
     fake = Faker("en_US")
     fake.seed_instance(12)
-    givens = sorted({fake.first_name().lower() for _ in range(200)} - {"jeremy"})[:40]
-    surnames = sorted({fake.last_name().lower() for _ in range(200)} - {"banks", "adams"})[:39] + ["adams"]
+    givens = sorted({fake.first_name().lower() for _ in range(200)} - {"jeremy", "adam"})[:40]
+    givens = givens[:39] + ["adams"]
+    surnames = sorted({fake.last_name().lower() for _ in range(200)} - {"banks", "adams", "ford"})[:39] + ["ford"]
     sample: list[dict[str, str | None]] = []
     for i in range(2000):
         first, last = rng.choice(givens), rng.choice(surnames)
@@ -162,9 +164,11 @@ def test_a_latin_mailbox_names_its_owner_even_beyond_the_tables_names() -> None:
     info = TableInfo("public", "customers", 1, "r", "owner", False, False,
                      (_col("id", "N", "int8"), _col("full_name"), _col("email")),
                      (Constraint("customers_pkey", "p", ("id",), "PRIMARY KEY (id)"),), (), ())
-    boxes = ["jeremybanks@gmail.com", "zorvathadams7@gmail.com"] + [f"tiger{i}@gmail.com" for i in range(100, 120)]
+    boxes = ["jeremybanks@gmail.com", "adamszorvath7@gmail.com", "pwensford@gmail.com", "banks.jeremy@gmail.com"] + [
+        f"tiger{i}@gmail.com" for i in range(100, 120)]
     synth = Synthesizer(info, profile(info, sample), locale="en_US", contacts=ContactAllocator(mailboxes=boxes), seed=5)
     rows = [synth.row(RowContext(pk=str(10_000 + i))).values for i in range(len(boxes))]
     assert [r["email"] for r in rows] == boxes
-    assert rows[0]["full_name"] == "Jeremy Banks" and rows[1]["full_name"] == "Zorvath Adams", rows[:2]
-    assert not any("tiger" in str(r["full_name"]).lower() for r in rows[2:])
+    assert rows[0]["full_name"] == "Jeremy Banks" and rows[1]["full_name"] == "Adams Zorvath", rows[:2]
+    assert "pwens" not in str(rows[2]["full_name"]).lower() and rows[3]["full_name"] == "Jeremy Banks", rows[2:4]
+    assert not any("tiger" in str(r["full_name"]).lower() for r in rows[4:])

@@ -269,6 +269,14 @@ class Spelled:
         return cls(surs, givens, inits, sur_inits, len(people), frozenset(w.lower() for w in given_words if len(w) >= _UNSEEN_MIN),
                    frozenset(w.lower() for w in surname_words if len(w) >= _UNSEEN_MIN))
 
+    def known_given(self, word: str) -> bool:
+        """Whether a word is a given name some candidate has or a name list holds."""
+        return word in self.givens or word in self.given_words
+
+    def known_surname(self, word: str) -> bool:
+        """Whether a word is a surname some candidate has or a name list holds."""
+        return word in self.surnames or word in self.surname_words
+
     def _options(self, run: str, handle: float) -> list[tuple[float, str, str, str, str]]:
         """Readings of one run of letters: (weight, surname spelling, given spelling, initials,
         surname's first letter); the first is the handle word."""
@@ -294,12 +302,12 @@ class Spelled:
                 (wg, gk), (ws, sk) = given(giv), surname(sur)
                 if wg and ws:
                     out.append((wg * ws, sk, gk, "", ""))
-                # one name the candidates have and a word of three letters or more no list has
-                # (loisadams): that word is the other name, as likely as a name one candidate has
-                elif wg and gk[0] != _UNSEEN and len(sur) >= _UNSEEN_MIN:
+                # a given name of three letters or more and a word no list has of three or more
+                # (loisadams): that word is the surname, as likely as one a single candidate has (a
+                # given name is a word of a small set, the surnames' long tail is not: the other way
+                # round, any word before a surname would make a given name: Pwens Ford)
+                elif wg and len(giv) >= _UNSEEN_MIN and len(sur) >= _UNSEEN_MIN:
                     out.append((wg / n, _UNSEEN + sur, gk, "", ""))
-                elif ws and sk[0] != _UNSEEN and len(giv) >= _UNSEEN_MIN:
-                    out.append((ws / n, sk, _UNSEEN + giv, "", ""))
             if a in s and len(b) <= 3 and b in ini:
                 out.append((len(s[a]) * len(ini[b]) / n / n, a, "", b, ""))
             if b in s and len(a) <= 3 and a in ini:
@@ -321,9 +329,9 @@ class Spelled:
         initial after them allowed: jasmith), the given name and the surname's first letter
         (johns), or the initials of both (either order), each as likely as people have those names
         (a surname one in five people have against one in two thousand have). A local part's runs
-        name one surname and one given name at most. A word no candidate's name spells beside one
-        that does (loisadams) is read as the other name itself, as likely as a name one candidate
-        has. None for a handle."""
+        name one surname and one given name at most. A word no name list has after a given name
+        (loisadams) is read as the surname itself, as likely as a name one candidate has. None for
+        a handle."""
         if self.size == 0:
             return None
         runs = re.findall("[a-z]+", local.lower())[:_READ_RUNS]

@@ -778,12 +778,18 @@ class Synthesizer:
 
     def _named_by(self, local: str) -> dict[str, str] | None:
         """The person a Latin-script mailbox names as ``first.last`` / ``first_last`` / ``first-last``
-        (digits after it allowed), written the way the table writes names (:meth:`_dressed`); None
-        otherwise (a handle, a single word, or a table whose names are not in Latin letters)."""
+        (digits after it allowed; ``last.first`` where only that order has a known name), written
+        the way the table writes names (:meth:`_dressed`); None otherwise (a handle, a single word,
+        or a table whose names are not in Latin letters)."""
         m = re.fullmatch(r"([a-z]{2,})[._-]([a-z]{2,})\d*", local.lower())
-        if m is None or self.profile.script not in (None, "latin"):
+        if m is None or self.profile.script not in (None, "latin") or self._spelled is None:
             return None
-        first, last = (w.capitalize() for w in m.groups())
+        a, b = m.groups()
+        spelled = self._spelled[1]
+        given, surname = spelled.known_given, spelled.known_surname
+        if not (given(a) or surname(b)) and (given(b) or surname(a)):  # last.first: william.everhurst
+            a, b = b, a
+        first, last = a.capitalize(), b.capitalize()
         return {"first": first, "last": last, "full": self._dressed(first, last)}
 
     def _dressed(self, first: str, last: str) -> str:
