@@ -111,3 +111,64 @@ def test_canary_name_fits_its_owned_mailbox() -> None:
     assert rows[0]["full_name"] == "김민준"
     assert rows[1]["full_name"] == "박서연"
     assert email_use("sunnyday77", (split_name(str(rows[2]["full_name"])) or ("", "", ""))[1], "") in ("none", "surname")
+
+
+def test_a_mailbox_is_read_as_names_as_likely_as_people_have_them() -> None:
+    """An owned mailbox's local part is read as its owner's names as likely as people have them,
+    against a handle word as often as the table's handles use it: ``sunny`` + digits, a handle many
+    rows use, keeps canaries' surnames at the table's shares instead of making every one of them a
+    선 (``sun``, one row in a hundred); ``kimminjun`` is still 김민준 and ``seoyeon.park`` 박서연."""
+    rng = random.Random(11)
+    surnames = ["김"] * 40 + ["이"] * 30 + ["박"] * 20 + ["최"] * 9 + ["선"]
+    sample: list[dict[str, str | None]] = []
+    for i in range(2000):
+        sur = "김" if i < 10 else "박" if i < 20 else rng.choice(surnames)
+        given = "민준" if i < 10 else "서연" if i < 20 else rng.choice("민서지하도예시주건현수영") + rng.choice("준연훈은윤우호아원희빈린") + rng.choice("가나다라마바사")
+        local = f"{rng.choice(('sunny', 'happy', 'star'))}{rng.randint(10, 99)}" if i % 3 == 0 else \
+            f"{spell(given, rng)}{spell(sur, rng, surname=True)}{rng.randint(70, 99)}"
+        sample.append({"id": str(i), "full_name": f"{sur}{given}", "email": f"{local}@naver.com"})
+    info = TableInfo("public", "customers", 1, "r", "owner", False, False,
+                     (_col("id", "N", "int8"), _col("full_name"), _col("email")),
+                     (Constraint("customers_pkey", "p", ("id",), "PRIMARY KEY (id)"),), (), ())
+    boxes = [f"sunny{i}@naver.com" for i in range(100, 160)] + ["kimminjun88@naver.com", "seoyeon.park@naver.com"]
+    synth = Synthesizer(info, profile(info, sample), locale="ko_KR", contacts=ContactAllocator(mailboxes=boxes), seed=3)
+    rows = [synth.row(RowContext(pk=str(10_000 + i))).values for i in range(len(boxes))]
+    assert [r["email"] for r in rows] == boxes
+    handles = Counter(str(r["full_name"])[:1] for r in rows[:60])
+    assert handles["선"] <= 6 and handles["김"] >= 12, handles
+    assert rows[60]["full_name"] == "김민준" and rows[61]["full_name"] == "박서연"
+
+
+def _col(name: str, category: str = "S", base: str = "text") -> Column:
+    return Column(name=name, type=base, category=category, base_type=base, not_null=name == "id", default=None, identity="",
+                  generated=False, max_length=None, numeric_precision=None, numeric_scale=None)
+
+
+def test_a_latin_mailbox_names_its_owner_even_beyond_the_tables_names() -> None:
+    """In a Latin-script table, a mailbox spelling names no candidate has is still read as names:
+    ``jeremybanks`` (two names people have, though no sampled row) is Jeremy Banks, and
+    ``adamszorvath7`` (a given name the table has, then a word no list has) is Adams Zorvath; a
+    handle the table's rows use (``tiger``) is no one's name, nor is ``pwensford`` (a word before
+    a surname) anyone's given name; ``banks.jeremy`` is written Jeremy Banks (last.first)."""
+    rng = random.Random(12)
+    fake = Faker("en_US")
+    fake.seed_instance(12)
+    givens = sorted({fake.first_name().lower() for _ in range(200)} - {"jeremy", "adam"})[:40]
+    givens = givens[:39] + ["adams"]
+    surnames = sorted({fake.last_name().lower() for _ in range(200)} - {"banks", "adams", "ford"})[:39] + ["ford"]
+    sample: list[dict[str, str | None]] = []
+    for i in range(2000):
+        first, last = rng.choice(givens), rng.choice(surnames)
+        local = f"tiger{rng.randint(10, 99)}" if i % 4 == 0 else f"{first[0]}{last}{rng.randint(1, 99)}"
+        sample.append({"id": str(i), "full_name": f"{first.title()} {last.title()}", "email": f"{local}@gmail.com"})
+    info = TableInfo("public", "customers", 1, "r", "owner", False, False,
+                     (_col("id", "N", "int8"), _col("full_name"), _col("email")),
+                     (Constraint("customers_pkey", "p", ("id",), "PRIMARY KEY (id)"),), (), ())
+    boxes = ["jeremybanks@gmail.com", "adamszorvath7@gmail.com", "pwensford@gmail.com", "banks.jeremy@gmail.com"] + [
+        f"tiger{i}@gmail.com" for i in range(100, 120)]
+    synth = Synthesizer(info, profile(info, sample), locale="en_US", contacts=ContactAllocator(mailboxes=boxes), seed=5)
+    rows = [synth.row(RowContext(pk=str(10_000 + i))).values for i in range(len(boxes))]
+    assert [r["email"] for r in rows] == boxes
+    assert rows[0]["full_name"] == "Jeremy Banks" and rows[1]["full_name"] == "Adams Zorvath", rows[:2]
+    assert "pwens" not in str(rows[2]["full_name"]).lower() and rows[3]["full_name"] == "Jeremy Banks", rows[2:4]
+    assert not any("tiger" in str(r["full_name"]).lower() for r in rows[4:])

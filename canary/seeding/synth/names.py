@@ -6,9 +6,9 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from faker import Faker
 
@@ -202,12 +202,184 @@ class NameModel:
         return "".join(str(p.syllables[i].pick(rng)) for i in range(n))
 
 
+#: how likely a run of letters of a local part is a handle word that no ``MIN_SHARED`` rows of the
+#: table use (a made-up one, of countless people make up): one in a billion people's, below any
+#: name reading of two known names (jeremybanks: one in four thousand times one in four thousand);
+#: a handle word the table's rows use is as likely as they use it (:func:`handle_odds`)
+HANDLE_UNSEEN = 1e-9
+#: runs of letters of a local part read, at most (the rest are taken as handle words)
+_READ_RUNS = 3
+#: letters a middle initial may be, each as likely
+_LETTERS = 26
+
+
+#: a word no candidate's name spells, read as a name (:meth:`Spelled.read`): marked so, at least this long
+_UNSEEN = "?"
+_UNSEEN_MIN = 3
+
+
+class Reading(NamedTuple):
+    """A local part read as its owner's names (:meth:`Spelled.read`): the candidates the surname and
+    the given name may be (empty: any), and a surname or given name written as a word no
+    candidate's name spells ("" for none)."""
+
+    surnames: frozenset[int]
+    givens: frozenset[int]
+    surname_word: str
+    given_word: str
+
+
+@dataclass(frozen=True, slots=True)
+class Spelled:
+    """People (positions in a list of candidates) by how e-mail local parts spell their names: each
+    surname spelling (two letters or more), each given-name spelling (three or more), the given
+    name's initials (a letter per syllable of a Hangul given name, the first letter of another) and
+    the surname's first letter. How many candidates share a spelling is how common it is among
+    people (the candidates are drawn as the table's names are)."""
+
+    surnames: Mapping[str, Sequence[int]]
+    givens: Mapping[str, Sequence[int]]
+    initials: Mapping[str, Sequence[int]]
+    surname_initials: Mapping[str, Sequence[int]]
+    size: int
+    #: names people have beyond the candidates' (lower case), each read as likely as a candidate's
+    given_words: frozenset[str] = frozenset()
+    surname_words: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, people: Sequence[tuple[str, str]], given_words: Iterable[str] = (), surname_words: Iterable[str] = ()) -> Spelled:
+        """The index of ``people`` as (surname, given name) pairs, and names beyond theirs."""
+        surs: dict[str, list[int]] = {}
+        givens: dict[str, list[int]] = {}
+        inits: dict[str, list[int]] = {}
+        sur_inits: dict[str, list[int]] = {}
+        for i, (last, first) in enumerate(people):
+            for sp in spellings(last, surname=True):
+                if len(sp) > 1:
+                    surs.setdefault(sp, []).append(i)
+            for letter in {sp[0] for sp in spellings(last, surname=True) if sp}:
+                sur_inits.setdefault(letter, []).append(i)
+            given = first.replace(" ", "")
+            for sp in spellings(given):
+                if len(sp) > 2:
+                    givens.setdefault(sp, []).append(i)
+            ini = "".join(sp[:1] for sp in (spellings(ch)[0] if spellings(ch) else "" for ch in given)) if _HANGUL.search(given) else given[:1].lower()
+            if ini and ini.isalpha() and ini.isascii():
+                inits.setdefault(ini, []).append(i)
+        return cls(surs, givens, inits, sur_inits, len(people), frozenset(w.lower() for w in given_words if len(w) >= _UNSEEN_MIN),
+                   frozenset(w.lower() for w in surname_words if len(w) >= _UNSEEN_MIN))
+
+    def known_given(self, word: str) -> bool:
+        """Whether a word is a given name some candidate has or a name list holds."""
+        return word in self.givens or word in self.given_words
+
+    def known_surname(self, word: str) -> bool:
+        """Whether a word is a surname some candidate has or a name list holds."""
+        return word in self.surnames or word in self.surname_words
+
+    def _options(self, run: str, handle: float) -> list[tuple[float, str, str, str, str]]:
+        """Readings of one run of letters: (weight, surname spelling, given spelling, initials,
+        surname's first letter); the first is the handle word."""
+        n = self.size
+        out: list[tuple[float, str, str, str, str]] = [(handle, "", "", "", "")]
+        s, g, ini, sur_ini = self.surnames, self.givens, self.initials, self.surname_initials
+        if run in s:
+            out.append((len(s[run]) / n, run, "", "", ""))
+        if run in g:
+            out.append((len(g[run]) / n, "", run, "", ""))
+        elif run in self.given_words:
+            out.append((1 / n, "", _UNSEEN + run, "", ""))
+
+        def given(x: str) -> tuple[float, str]:
+            return (len(g[x]) / n, x) if x in g else (1 / n, _UNSEEN + x) if x in self.given_words else (0.0, "")
+
+        def surname(x: str) -> tuple[float, str]:
+            return (len(s[x]) / n, x) if x in s else (1 / n, _UNSEEN + x) if x in self.surname_words else (0.0, "")
+
+        for cut in range(1, len(run)):
+            a, b = run[:cut], run[cut:]
+            for giv, sur in ((a, b), (b, a)):
+                (wg, gk), (ws, sk) = given(giv), surname(sur)
+                if wg and ws:
+                    out.append((wg * ws, sk, gk, "", ""))
+                # a given name of three letters or more and a word no list has of three or more
+                # (loisadams): that word is the surname, as likely as one a single candidate has (a
+                # given name is a word of a small set, the surnames' long tail is not: the other way
+                # round, any word before a surname would make a given name: Pwens Ford)
+                elif wg and len(giv) >= _UNSEEN_MIN and len(sur) >= _UNSEEN_MIN:
+                    out.append((wg / n, _UNSEEN + sur, gk, "", ""))
+            if a in s and len(b) <= 3 and b in ini:
+                out.append((len(s[a]) * len(ini[b]) / n / n, a, "", b, ""))
+            if b in s and len(a) <= 3 and a in ini:
+                out.append((len(ini[a]) * len(s[b]) / n / n, b, "", a, ""))
+            elif b in s and len(a) <= 3 and a[:1] in ini:  # the given name's initial and middle initials: jasmith
+                out.append((len(ini[a[:1]]) * len(s[b]) / n / n / _LETTERS ** (len(a) - 1), b, "", a[:1], ""))
+            if a in g and len(b) == 1 and b in sur_ini:  # the given name and the surname's initial: johns
+                out.append((len(g[a]) * len(sur_ini[b]) / n / n, "", a, "", b))
+        if 2 <= len(run) <= 4 and run[0] in sur_ini and run[1:] in ini:
+            out.append((len(sur_ini[run[0]]) * len(ini[run[1:]]) / n / n, "", "", run[1:], run[0]))
+        if 2 <= len(run) <= 4 and run[-1] in sur_ini and run[:-1] in ini:
+            out.append((len(sur_ini[run[-1]]) * len(ini[run[:-1]]) / n / n, "", "", run[:-1], run[-1]))
+        return out
+
+    def read(self, local: str, rng: random.Random, handle: Callable[[str], float]) -> Reading | None:
+        """What a local part says of its owner's names, drawn in proportion to how likely each reading
+        is: every run of letters is a handle word (as likely as ``handle`` says, :func:`handle_odds`)
+        or spells a surname, a given name, both, a surname and the given name's initials (a middle
+        initial after them allowed: jasmith), the given name and the surname's first letter
+        (johns), or the initials of both (either order), each as likely as people have those names
+        (a surname one in five people have against one in two thousand have). A local part's runs
+        name one surname and one given name at most. A word no name list has after a given name
+        (loisadams) is read as the surname itself, as likely as a name one candidate has. None for
+        a handle."""
+        if self.size == 0:
+            return None
+        runs = re.findall("[a-z]+", local.lower())[:_READ_RUNS]
+        readings: list[tuple[float, tuple[str, str, str, str]]] = [(1.0, ("", "", "", ""))]
+        for run in runs:
+            grown: list[tuple[float, tuple[str, str, str, str]]] = []
+            for w0, (s0, g0, i0, f0) in readings:
+                for w, s, g, ini, first in self._options(run, handle(run)):
+                    if (s and (s0 or f0)) or (first and (s0 or f0)) or ((g or ini) and (g0 or i0)):
+                        continue
+                    grown.append((w0 * w, (s0 or s, g0 or g, i0 or ini, f0 or first)))
+            readings = grown
+        total = sum(w for w, _ in readings)
+        if total <= 0:
+            return None
+        pick = rng.random() * total
+        for w, (s, g, ini, first) in readings:
+            pick -= w
+            if pick <= 0:
+                break
+        if not (s or g or ini or first):
+            return None
+        surname = self.surnames.get(s, ()) if s else self.surname_initials[first] if first else ()
+        given = self.givens.get(g, ()) if g else self.initials[ini] if ini else ()
+        return Reading(frozenset(surname), frozenset(given), s[1:] if s.startswith(_UNSEEN) else "",
+                       g[1:] if g.startswith(_UNSEEN) else "")
+
+
+def handle_odds(uses: Weighted, words: Weighted) -> Callable[[str], float]:
+    """How likely a person's local part has a given run of letters as a handle word: the table's share
+    of handles (``uses``: :func:`email_uses`) times the share of handle words that word is among the
+    table's (``words``), :data:`HANDLE_UNSEEN` for a word the table's handles do not share."""
+    total = uses.cum[-1] if uses else 0.0
+    at = uses.values.index("none") if "none" in uses.values else -1
+    none = (uses.cum[at] - (uses.cum[at - 1] if at > 0 else 0.0)) / total if at >= 0 and total else 0.5
+    shares = dict(zip(words.values, (c - p for c, p in zip(words.cum, (0.0, *words.cum), strict=False)), strict=True))
+    all_words = words.cum[-1] if words else 0.0
+    return lambda run: none * shares[run] / all_words if run in shares else none * HANDLE_UNSEEN
+
+
 def email_uses(sample: Sequence[Mapping[str, str | None]], email_col: str, name_col: str | None) -> dict[str, Any]:
     """How e-mail local parts use the row's own name (surname and given name spelled in Latin
-    letters), and the local-part shapes of each kind: name-based addresses and handles differ."""
+    letters), and the local-part shapes of each kind: name-based addresses and handles differ; the
+    words of handles (those ``MIN_SHARED`` rows use, with how many do) and their lengths."""
     uses: Counter[str] = Counter()
     shapes: dict[str, Counter[str]] = {}
     lengths: Counter[int] = Counter()
+    words: Counter[str] = Counter()  # words of handles, by the rows using each
     if not name_col:
         return {}
     for r in sample:
@@ -222,11 +394,14 @@ def email_uses(sample: Sequence[Mapping[str, str | None]], email_col: str, name_
         uses[use] += 1
         shapes.setdefault(use, Counter())[local_shape(local)] += 1
         if use == "none":
-            lengths.update(len(w) for w in _WORD.findall(local))
+            found = _WORD.findall(local)
+            lengths.update(len(w) for w in found)
+            words.update({w.lower() for w in found})
     if sum(uses.values()) < 10 * MIN_SHARED:
         return {}
     return {"email_uses": Weighted.of(uses), "email_locals_by_use": {u: Weighted.of(c) for u, c in shapes.items()},
-            "handle_lengths": Weighted.of({n: c for n, c in lengths.items() if c >= MIN_SHARED})}
+            "handle_lengths": Weighted.of({n: c for n, c in lengths.items() if c >= MIN_SHARED}),
+            "handle_words": Weighted.of({w: c for w, c in words.items() if c >= MIN_SHARED})}
 
 
 def email_use(local: str, surname: str, given: str) -> str:

@@ -45,6 +45,7 @@ class ColumnProfile:
     email_uses: Weighted = Weighted((), ())  # which of the row's own names the local part spells: both / surname / given / none
     email_locals_by_use: Mapping[str, Weighted] = field(default_factory=dict)  # use -> local-part shape templates
     handle_lengths: Weighted = Weighted((), ())  # lengths of the words of handles (local parts that spell no name)
+    handle_words: Weighted = Weighted((), ())  # words of handles MIN_SHARED rows use, by the rows using each
     freemail_rate: float = 0.0
     plus_rate: float = 0.0
     case_styles: Weighted = Weighted((), ())  # lower / upper / title / mixed

@@ -34,10 +34,11 @@ from canary.seeding.synth.frequency import (
     text_length,
     word_count,
 )
+from canary.seeding.synth.names import Spelled, handle_odds, join_name, split_name
 from canary.seeding.synth.places import coarse_key
 from canary.seeding.synth.profile import ColumnProfile, TableProfile
 from canary.seeding.synth.relations import OTHER, Feature, Kind, Relation, Tally, area_start, words
-from canary.seeding.synth.romanize import spell, spellings
+from canary.seeding.synth.romanize import spell
 from canary.seeding.synth.shapes import (
     MIN_SHARED,
     Semantic,
@@ -218,11 +219,12 @@ class Synthesizer:
         # id(among) -> (among, its candidates whose shape no row of the table has, the others), with their shape keys
         self._shape_parts: dict[int, tuple[Sequence[Mapping[str, str | None]], list[tuple[Mapping[str, str | None], str | None]],
                                            list[tuple[Mapping[str, str | None], str | None]]]] = {}
-        self._spelled: tuple[Sequence[Mapping[str, str | None]], dict[str, list[int]], dict[str, list[int]]] | None = None  # people by spellings
+        self._spelled: tuple[Sequence[Mapping[str, str | None]], Spelled] | None = None  # people by spellings
         self._has_email = any(self.semantics[c.name] == Semantic.EMAIL for c in info.columns)
         self._fits: dict[tuple[str, int], Weighted] = {}  # phone formats an owned number fits, by its start and length
         mail = next((prof.col(c.name) for c in info.columns if self.semantics[c.name] == Semantic.EMAIL), None)
         self._handle_lengths = mail.handle_lengths if mail is not None else Weighted((), ())
+        self._handle_odds = handle_odds(mail.email_uses, mail.handle_words) if mail is not None else handle_odds(Weighted((), ()), Weighted((), ()))
         if mail is not None and mail.email_domains and contacts.mailboxes:  # owned mailboxes at the table's provider shares
             contacts.follow(dict(zip(mail.email_domains.values, _weights(mail.email_domains), strict=True)))
         self._words: dict[int, list[str]] | None = None  # Faker's dictionary words by length
@@ -776,12 +778,18 @@ class Synthesizer:
 
     def _named_by(self, local: str) -> dict[str, str] | None:
         """The person a Latin-script mailbox names as ``first.last`` / ``first_last`` / ``first-last``
-        (digits after it allowed), written the way the table writes names (:meth:`_dressed`); None
-        otherwise (a handle, a single word, or a table whose names are not in Latin letters)."""
+        (digits after it allowed; ``last.first`` where only that order has a known name), written
+        the way the table writes names (:meth:`_dressed`); None otherwise (a handle, a single word,
+        or a table whose names are not in Latin letters)."""
         m = re.fullmatch(r"([a-z]{2,})[._-]([a-z]{2,})\d*", local.lower())
-        if m is None or self.profile.script not in (None, "latin"):
+        if m is None or self.profile.script not in (None, "latin") or self._spelled is None:
             return None
-        first, last = (w.capitalize() for w in m.groups())
+        a, b = m.groups()
+        spelled = self._spelled[1]
+        given, surname = spelled.known_given, spelled.known_surname
+        if not (given(a) or surname(b)) and (given(b) or surname(a)):  # last.first: william.everhurst
+            a, b = b, a
+        first, last = a.capitalize(), b.capitalize()
         return {"first": first, "last": last, "full": self._dressed(first, last)}
 
     def _dressed(self, first: str, last: str) -> str:
@@ -812,46 +820,64 @@ class Synthesizer:
         return " ".join(words)
 
     def _person_for(self, local: str) -> dict[str, str] | None:
-        """A person whose names the mailbox's local part spells as fully as any candidate's (the
-        longest surname spelling plus the longest whole given-name spelling in it), drawn from the
-        candidates the frequency match uses (their names stay as common as real ones); None when
-        the local part spells no one's name (a handle)."""
+        """A person the mailbox's local part names, as :meth:`Spelled.read` reads it (a reading as
+        likely as people have those names, against a handle word): drawn among the candidates the
+        frequency match uses that hold the surname and given name read (their names stay as common
+        as real ones); where no candidate holds both, the surname's holder drawn so with the given
+        name of one holding it (as common as candidates have it); in a Latin-script table, a name
+        read as a word no candidate has (loisadams) written as that word. Not where real rows,
+        fewer than ``k``, have the full name made so. None when it reads as a handle (the person is
+        then drawn as for any row)."""
         if self._spelled is None:
             pool: Sequence[Mapping[str, str | None]] = self._match_people.pool if self._match_people is not None else [
                 {"full": p["full"], "first": p["first"], "last": p["last"]} for p in (self._person() for _ in range(4000))]
-            surs: dict[str, list[int]] = {}
-            givens: dict[str, list[int]] = {}
-            for i, cand in enumerate(pool):
-                for sp in spellings(str(cand["last"]), surname=True):
-                    if len(sp) > 1:
-                        surs.setdefault(sp, []).append(i)
-                for sp in spellings(str(cand["first"]).replace(" ", "")):
-                    if len(sp) > 2:
-                        givens.setdefault(sp, []).append(i)
-            self._spelled = (pool, surs, givens)
-        pool, surs, givens = self._spelled
-        low = re.sub(r"[^a-z]", "", local.lower())
-        found: list[dict[int, int]] = []
-        for index in (surs, givens):
-            best: dict[int, int] = {}
-            for sp, ids in index.items():
-                if sp in low:
-                    for i in ids:
-                        best[i] = max(best.get(i, 0), len(sp))
-            found.append(best)
-        # two letters of a surname inside a longer word ("ha" in happy, "an" in angel) spell no one: the
-        # local part is a handle, as real rows' handles are, and the person is drawn as for any row
-        cover = Counter({i: n + found[1].get(i, 0) for i, n in found[0].items() if found[1].get(i) or n > 2 or len(low) - n <= 2})
-        cover.update({i: n for i, n in found[1].items() if i not in found[0]})
-        if not cover:
+            names = [pr for pr in self.latin.get_providers() if hasattr(pr, "first_names") and hasattr(pr, "last_names")]
+            latin = self.profile.script in (None, "latin") and names
+            self._spelled = (pool, Spelled.of([(str(c["last"]), str(c["first"])) for c in pool],
+                                              getattr(names[0], "first_names", ()) if latin else (),
+                                              getattr(names[0], "last_names", ()) if latin else ()))
+        pool, spelled = self._spelled
+        read = spelled.read(local, self.rng, self._handle_odds)
+        if read is None:
             return None
-        top = max(cover.values())
-        fitting = [pool[i] for i, c in cover.items() if c == top]
+        surnames, givens, surname_word, given_word = read
+        known = surnames & givens if surnames and givens else surnames or givens
+        got = self._drawn_among([pool[i] for i in sorted(known)]) if known else None
+        if got is None and surnames and givens:  # nobody holds both: the surname's holder, another's given name
+            got = self._drawn_among([pool[i] for i in sorted(surnames)])
+            if got is not None:
+                got = self._renamed(got, str(pool[self.rng.choice(sorted(givens))]["first"]), got["last"])
+        elif (surname_word or given_word) and self.profile.script in (None, "latin"):
+            if got is None and not known:  # names only the word lists have (jeremybanks): the rest as for any row
+                drawn = self._match_people.draw(self.rng) if self._match_people is not None else None
+                got = self._person() if drawn is None else {
+                    "first": str(drawn["first"]), "last": str(drawn["last"]), "full": str(drawn.get(self._name_key()))}
+            if got is not None:
+                got = self._renamed(got, given_word.capitalize() or got["first"], surname_word.capitalize() or got["last"])
+        return got
+
+    def _renamed(self, person: dict[str, str], first: str, last: str) -> dict[str, str]:
+        """``person`` with these names, written in its layout (a Latin one as :meth:`_dressed` writes
+        it); ``person`` itself when real rows, fewer than ``k``, have that full name (never copied)."""
+        split = split_name(person["full"])
+        if split is not None and split[0] != "en":
+            full = join_name(split[0], last, first)
+        elif self.profile.script in (None, "latin"):
+            full = self._dressed(first, last)
+        else:
+            return person
+        held = self._match_people.counts[0][full] if self._match_people is not None else 0
+        return person if 0 < held < MIN_SHARED else {"first": first, "last": last, "full": full}
+
+    def _name_key(self) -> str:
+        return self._match_people.keys[0][0] if self._match_people is not None else "full"
+
+    def _drawn_among(self, fitting: Sequence[Mapping[str, str | None]]) -> dict[str, str] | None:
+        """A candidate of ``fitting`` drawn by the frequency match (its count classes a real row's)."""
         got = self._match_people.draw(self.rng, among=fitting) if self._match_people is not None else self.rng.choice(fitting)
         if got is None:
             return None
-        full = got.get(self._match_people.keys[0][0]) if self._match_people is not None else got.get("full")
-        return {"first": str(got["first"]), "last": str(got["last"]), "full": str(full)}
+        return {"first": str(got["first"]), "last": str(got["last"]), "full": str(got.get(self._name_key()))}
 
     def _person(self) -> dict[str, str]:
         if self.profile.names is not None:
