@@ -388,13 +388,17 @@ def label_free(rows: Sequence[asyncpg.Record], orders: Sequence[asyncpg.Record])
     zip_pairs = Counter((locality_key(a), p[:3]) for a, p in zip(addr, postal, strict=True) if a and p)
     lonely_zip = np.array([float(bool(a and p) and zip_pairs[(locality_key(a), p[:3])] == 1)
                            for a, p in zip(addr, postal, strict=True)])
+    # an address written in two cases at once ("153 county BLVD, Los ANGELES"): a word of 3+ capitals
+    # beside a word of 3+ lower-case letters
+    mixed = np.array([float(bool(re.search(r"\b[A-Z]{3,}\b", a)) and bool(re.search(r"\b[a-z]{3,}", a))) for a in addr])
     upd_frac = [r["updated"] is not None and r["updated"] % 1 != 0 for r in rows]
     upd_share = sum(upd_frac) / max(n, 1)
     upd_precision = np.array([float(f if upd_share < 0.5 else not f) for f in upd_frac])
     return {"created_on_the_line": derived, "created_out_of_id_order": out_of_order,
             "created_precision_rare": subsecond, "order_time_against_id_order": order_inv,
             "update_gap_shared_exactly": shared_gap, "updated_precision_rare": upd_precision,
-            "area_code_alone_in_region": lonely_area, "postal3_alone_in_locality": lonely_zip}
+            "area_code_alone_in_region": lonely_area, "postal3_alone_in_locality": lonely_zip,
+            "address_in_two_cases": mixed}
 
 
 def auc(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
