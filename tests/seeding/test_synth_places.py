@@ -181,3 +181,87 @@ def test_a_unit_number_that_equals_the_postcode_is_not_an_echo() -> None:
     rows = [{"address": f"{g} {('Oak', 'Pine', 'Maple')[g % 3]} St Unit {g}", "postal_code": f"{g:07d}"} for g in range(1, 601)]
     splicer = Splicer.of(customers_info("address", "postal_code"), rows)
     assert splicer is not None and splicer.echoes == frozenset()
+
+
+def _cased_sample(n: int, seed: int = 12) -> list[dict[str, str | None]]:
+    """US addresses, a quarter of them written in upper case (an old system's), a tenth in lower case."""
+    rng = random.Random(seed)
+    out = []
+    for i, r in enumerate(_us_addresses(n, echo=False, seed=seed)):
+        text = r["address"] or ""
+        kind = rng.random()
+        out.append({**r, "id": str(i), "address": text.upper() if kind < 0.25 else text.lower() if kind < 0.35 else text})
+    return out
+
+
+def _style(text: str) -> str:
+    letters = [ch for ch in text if ch.isalpha()]
+    return "upper" if all(ch.isupper() for ch in letters) else "lower" if all(ch.islower() for ch in letters) else "mixed"
+
+
+def test_a_composed_address_keeps_one_case_style_in_the_tables_proportions() -> None:
+    """Words of an upper-case row never sit in a mixed-case composed address ("Los ANGELES"), nor the
+    reverse: each composed address is written all upper, all lower or mixed, about as often as the
+    sampled rows are (a word spelled as the mixed-case rows spell it), also after a new word is made."""
+    sample = _cased_sample(900)
+    splicer = Splicer.of(customers_info("address", "postal_code"), sample)
+    assert splicer is not None
+    rng = random.Random(7)
+    made = [m["address"] for m in (splicer.compose(rng, novel=i % 2 == 1) for i in range(800)) if m and m["address"]]
+    made += [f["address"] for f in (splicer.freshen({"address": a}, rng, word=True) for a in made[:300]) if f and f["address"]]
+    assert len(made) > 700
+    for a in made:
+        if _style(a) == "mixed":
+            assert not any(w.isupper() and len(w) > 2 for w in re.findall(r"[A-Za-z]+", a)), a
+            assert all(w[:1].isupper() for w in re.findall(r"[A-Za-z]+", a.split(",")[0])), a
+    styles = Counter(_style(a) for a in made)
+    assert 0.17 < styles["upper"] / len(made) < 0.33, styles
+    assert 0.05 < styles["lower"] / len(made) < 0.16, styles
+
+
+def test_a_house_number_has_as_many_digits_as_its_streets_numbers() -> None:
+    """The number after a street's name is as long as the sampled rows' numbers on that street (a
+    long road's four digits, a short lane's one), not as long as the number of the row whose shape
+    the walk followed on another street: the (number, street) pair is then as common as a real row's.
+    Here each street has too few rows in a town for the walk to follow it, so the street is drawn."""
+    rng = random.Random(8)
+    streets = [a + b for a in ("Ash", "Bay", "Cole", "Dale", "Fox", "Gray") for b in ("ton", "wood", "field", "ford", "ridge", "more", "land", "brook", "view", "wick")]
+    digits = {s: 1 + i % 3 * 2 for i, s in enumerate(streets)}  # 1, 3 or 5 digits
+    sample: list[dict[str, str | None]] = []
+    for i in range(900):
+        (town, state), (zip3,) = rng.choice(list(TOWNS.items()))
+        street = rng.choice(streets)
+        number = rng.randint(10 ** (digits[street] - 1), 10 ** digits[street] - 1)
+        sample.append({"id": str(i), "address": f"{number} {street} {rng.choice(('St', 'Ave'))}, {town}, {state}",
+                       "postal_code": f"{zip3}{rng.randint(0, 99):02d}"})
+    splicer = Splicer.of(customers_info("address", "postal_code"), sample)
+    assert splicer is not None
+    made = [m["address"] for m in (splicer.compose(rng, novel=i % 2 == 1) for i in range(600)) if m and m["address"]]
+    assert len(made) > 400
+    wrong = [a for a in made if (w := a.split(" "))[1] in digits and len(w[0]) != digits[w[1]]]
+    assert len(wrong) <= 0.03 * len(made), (len(wrong), wrong[:5])
+
+
+def test_a_common_word_stands_only_where_the_tables_rows_put_it() -> None:
+    """A word many sampled rows hold (a street type, a unit's word, a direction) is composed only into
+    a place of its comma-separated field where at least k of them (and one in a hundred) have it: no
+    street type in the middle of a street's name ("East Street Lane") or alone in a field ("100 Oak St
+    NE, Dr, Dayton"), while every sampled row's own address fits."""
+    rng = random.Random(9)
+    sample: list[dict[str, str | None]] = []
+    for i in range(900):
+        (town, state), (zip3,) = rng.choice(list(TOWNS.items()))
+        line = f"{rng.randint(1, 999)} {rng.choice(US_STREETS)} {rng.choice(('St', 'Ave', 'Dr'))}"
+        kind = rng.random()
+        if kind < 0.3:
+            line += f" {rng.choice(('NE', 'SW'))}"
+        elif kind < 0.6:
+            line += f", Apt {rng.randint(1, 99)}"
+        sample.append({"id": str(i), "address": f"{line}, {town}, {state}", "postal_code": f"{zip3}{rng.randint(0, 99):02d}"})
+    splicer = Splicer.of(customers_info("address", "postal_code"), sample)
+    assert splicer is not None
+    assert all(splicer._in_place(r["address"]) for r in sample)
+    for odd in ("12 Oak St NE, Dr, Dayton, OH", "12 Oak Ave St, Dayton, OH", "12 St Oak, Dayton, OH", "12 Oak St, NE Apt 5, Akron, OH"):
+        assert not splicer._in_place(odd), odd
+    made = [m["address"] for m in (splicer.compose(rng, novel=i % 2 == 1) for i in range(600)) if m and m["address"]]
+    assert len(made) > 400 and all(splicer._in_place(a) for a in made)

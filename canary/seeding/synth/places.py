@@ -7,8 +7,9 @@ import random
 import re
 import string
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from canary.seeding.catalog import TableInfo
 from canary.seeding.synth.shapes import MIN_SHARED, Semantic, Weighted, semantic_of
@@ -95,8 +96,11 @@ class Splicer:
     prefix (country, region, district, street...); every later token comes from a randomly chosen row
     among those sharing that prefix and with the same token class (digits masked, or the word's
     ending), so parts stay consistent where many people share them (a postcode of the same district)
-    and no one's address is copied: a result held by fewer than ``k`` sampled rows is rejected. The
-    sequences live only in memory for one seeding run.
+    and no one's address is copied: a result held by fewer than ``k`` sampled rows (whatever its case)
+    is rejected. A result is written in the case style of the row whose shape the walk followed
+    (:meth:`_cased`), a number after a street's name has as many digits as that street's numbers
+    (:meth:`_number_class`), and a result with a common word where fewer than k sampled rows put it
+    in its field is rejected (:meth:`_in_place`). The sequences live only in memory for one seeding run.
     """
 
     columns: tuple[str, ...]
@@ -108,6 +112,13 @@ class Splicer:
     k: int = MIN_SHARED
     parts: Parts | None = None  # what new words and postcodes are made of
     echoes: frozenset[int] = frozenset()  # columns (a postcode) the number at the address's coarse end repeats
+    styles: tuple[str, ...] = ()  # per sampled row, how its address is cased (:func:`_style`)
+    #: a word (case-folded) -> its commonest spelling in mixed-case addresses, and all of its spellings there
+    spelled: Mapping[str, tuple[str, frozenset[str]]] = field(default_factory=dict)
+    #: a word -> the classes of the numbers after it by their digits' punctuation ("12," vs "12"), at least k (:meth:`_number_class`)
+    numbers: Mapping[tuple[str, str], Sequence[Token]] = field(default_factory=dict)
+    #: a word many sampled rows hold -> where it stands in its comma-separated field (:func:`_places_of`), how often
+    places: Mapping[str, Counter[tuple[int, int]]] = field(default_factory=dict)
     memo: dict[tuple[Token, ...], Mapping[Token, list[int]]] = field(default_factory=dict, compare=False, repr=False)
     #: (prefix, position) -> the tokens the rows sharing the prefix have there, by class (memoised: on a
     #: table of distinct addresses every walk leaves the shared prefix at once and would otherwise
@@ -149,10 +160,33 @@ class Splicer:
                     seq.append((i, v))
             rows.append(tuple(seq))
         counts = Counter((t[0], _mask(t[1])) for row in rows for t in set(row) if t[1] is not None)
-        held = Counter(tuple(t for i, t in row if i == t_index) for row in rows)
+        held = Counter(_folded(t for i, t in row if i == t_index) for row in rows)
         echoes = frozenset(i for i, name in enumerate(columns) if i != t_index and _echoed(sample, text[0], name, reverse))
-        return cls(columns, tuple(rows), reverse, t_index, frozenset(t for t, n in counts.items() if n >= k), held, k,
-                   Parts.of(rows, t_index, k), echoes)
+        styles = tuple(_style(r.get(text[0])) for r in sample)
+        spellings: dict[str, Counter[str]] = {}
+        for r, st in zip(sample, styles, strict=True):
+            if st == "mixed":
+                for w in (r.get(text[0]) or "").split(" "):
+                    core = w.rstrip(",.;")
+                    if core and not any(ch.isdigit() for ch in core):
+                        spellings.setdefault(core.casefold(), Counter())[core] += 1
+        spelled = {w: (c.most_common(1)[0][0], frozenset(c)) for w, c in spellings.items()}
+        common = frozenset(t for t, n in counts.items() if n >= k)
+        after: dict[tuple[str, str], list[Token]] = {}
+        for row in rows:
+            for a, b in pairwise(row):
+                if a[0] == b[0] == t_index and a[1] and b[1] and not _numeric(a[1]) and _numeric(b[1]):
+                    m = (t_index, _mask(b[1]))
+                    if m in common:
+                        after.setdefault((_norm(a)[1] or "", _skeleton(b[1])), []).append(m)
+        numbers = {w: ms for w, ms in after.items() if len(ms) >= k}
+        places: dict[str, Counter[tuple[int, int]]] = {}
+        for v in (r.get(text[0]) for r in sample):
+            for w, at in _places_of(v):
+                places.setdefault(w, Counter())[at] += 1
+        places = {w: c for w, c in places.items() if c.total() >= 10 * k}
+        return cls(columns, tuple(rows), reverse, t_index, common, held, k, Parts.of(rows, t_index, k), echoes,
+                   styles, spelled, numbers, places)
 
     def echo(self, place: Mapping[str, str | None]) -> dict[str, str | None]:
         """``place`` with the number at its address's coarse end (a ZIP after the state) made the
@@ -215,7 +249,8 @@ class Splicer:
         for j in at[:3]:
             got = self.parts.word(ws[j], rng)
             if got is not None:
-                ws[j] = got
+                # in the address's own case: its beginning and ending come from two words, maybe cased apart
+                ws[j] = _restyle(got, _style(value), self.spelled)
                 out[text] = " ".join(ws)
                 out = self.echo(out)
                 return None if self._held(out.get(text)) else out
@@ -268,7 +303,7 @@ class Splicer:
         for attempt in range(10):
             seq = self._walk(rng, redraw=attempt >= 3, wide=novel, within=within)
             words = tuple(t for i, t in seq if i == self.text_index)
-            if 0 < self.held.get(words, 0) < self.k:
+            if 0 < self.held.get(_folded(words), 0) < self.k:
                 continue  # a sampled row's own address
             if novel and (not words or words[0] is None):
                 continue
@@ -283,15 +318,30 @@ class Splicer:
             out = self.echo(out)
             if self._held(out.get(self.columns[self.text_index])):
                 continue  # the postcode repeated in it made it a sampled row's own address
+            if not self._in_place(out.get(self.columns[self.text_index])):
+                continue
             return out
         return None
+
+    def _in_place(self, text: str | None) -> bool:
+        """Whether each word many sampled rows hold stands where at least k of them (and one in a
+        hundred) have it in their comma-separated fields (:func:`_places_of`). The parts of several rows'
+        addresses put together can put a word where nobody writes it: a street type in the middle of a
+        street's name ("29 East Street Lane"), one alone in a field of its own ("100 Oak St SE, Dr,
+        Seattle"); the word is then as common as it is, but the address's own shape is one no real
+        row has."""
+        for w, at in _places_of(text):
+            seen = self.places.get(w)
+            if seen is not None and seen[at] < max(self.k, seen.total() / 100):
+                return False
+        return True
 
     def _held(self, text: str | None) -> bool:
         """Whether ``text`` is an address fewer than k (but some) sampled rows hold."""
         if not text:
             return False
         ws = text.split(" ")
-        return 0 < self.held.get(tuple(reversed(ws) if self.reverse else ws), 0) < self.k
+        return 0 < self.held.get(_folded(reversed(ws) if self.reverse else ws), 0) < self.k
 
     def _walk(self, rng: random.Random, redraw: bool = False, wide: bool = False,
               within: Collection[int] | None = None) -> tuple[Token, ...]:
@@ -306,9 +356,10 @@ class Splicer:
         i = 0
         while True:
             inside = [c for c in cands if c in within] if within is not None else ()
-            r = rows[rng.choice(inside or cands)]
+            at = rng.choice(inside or cands)
+            r = rows[at]
             if i >= len(r):
-                return tuple(out)
+                return self._cased(tuple(out), at)
             same = self._group(tuple(out), cands, i)[_norm(r[i])]
             if len(same) >= self.k:
                 out.append(r[i])
@@ -335,6 +386,8 @@ class Splicer:
                 out[-1] = self._wider(prefix[:-1], levels, len(prefix) - 1, prefix[-1], rng) or out[-1]
             for j in range(i, len(r)):
                 cls = self._cls(r[j])
+                if (j > i or wide) and out and r[j][0] == self.text_index and _numeric(r[j][1]):  # a novel walk's street is not r's
+                    cls = self._number_class(out[-1], j, cls, rng)
                 if r[j][0] != self.text_index and r[j][1] is not None:
                     # another column's part (a postcode) from the rows sharing the most of the prefix:
                     # it names no one, and from a wider region it would not fit (another city's ZIP)
@@ -350,7 +403,37 @@ class Splicer:
                 if wide and j == i:
                     col, text = self._wider(prefix, levels, j, r[j], rng) or (col, text)
                 out.append((col, _redraw_digits(text, rng) if redraw and text is not None and col == self.text_index else text))
-            return tuple(out)
+            return self._cased(tuple(out), at)
+
+    def _number_class(self, prev: Token, j: int, cls: Token, rng: random.Random) -> Token:
+        """The class (digits masked: how many) of a number after the word ``prev`` (a house number after
+        its street's name): one of those the sampled rows write after that word, where at least k do
+        (a street's numbers run to as many digits as its length allows: a number taken with its length
+        from the row the walk follows, on another row's street, makes a (number, street) pair rarer than
+        real rows' are); else ``cls`` (the followed row's)."""
+        if prev[0] != self.text_index or prev[1] is None or _numeric(prev[1]):
+            return cls
+        same = self.numbers.get((_norm(prev)[1] or "", _skeleton(cls[1])))  # only how many digits: "12," is no house number
+        if not same:
+            return cls
+        pick = rng.choice(same)
+        return pick if pick in self._pool((), range(len(self.rows)), j) else cls
+
+    def _cased(self, seq: tuple[Token, ...], row: int) -> tuple[Token, ...]:
+        """``seq`` with its address words written the way the sampled row ``row`` (the one whose
+        structure the walk followed) writes its address: all upper case, all lower case, or mixed,
+        each word then spelled the way mixed-case addresses commonly spell it. The parts of an address
+        come from several rows, and a table's rows each keep one style: a word of an upper-case row
+        in a title-case address ("Los ANGELES") is what no real row holds."""
+        if not self.styles:
+            return seq
+        style = self.styles[row]
+        out = []
+        for col, text in seq:
+            if col == self.text_index and text is not None:
+                text = _restyle(text, style, self.spelled)
+            out.append((col, text))
+        return tuple(out)
 
     def _follow(self, prefix: tuple[Token, ...], cands: Sequence[int], j: int, prev: Token, cls: Token) -> list[Token] | None:
         """The tokens of class ``cls`` at ``j`` of the rows sharing ``prefix`` whose token before it
@@ -509,6 +592,58 @@ def coarse_key(text: str | None) -> str | None:
         return text
     fields = [_DIGITS_DASHES.sub("", f).strip().lower() for f in text.split(",")]
     return "|".join(fields[-2:]) if len(fields) > 1 else ""
+
+
+def _places_of(text: str | None) -> list[tuple[str, tuple[int, int]]]:
+    """Each word of an address without digits (case-folded, its punctuation aside) with where it stands
+    in its comma-separated field: (words before it, words after it), each at most 3."""
+    out = []
+    for f in (text or "").split(","):
+        ws = f.split()
+        for j, w in enumerate(ws):
+            core = w.strip(".;#()").casefold()
+            if core and not any(ch.isdigit() for ch in core):
+                out.append((core, (min(j, 3), min(len(ws) - 1 - j, 3))))
+    return out
+
+
+def _skeleton(text: str | None) -> str:
+    """A token without its digits (``"12,"`` -> ``","``)."""
+    return re.sub(r"\d", "", text or "")
+
+
+def _folded(words: Iterable[str | None]) -> tuple[str | None, ...]:
+    """Address words as a key whatever their case (a sampled row's address in another case is still its own)."""
+    return tuple(w.casefold() if w is not None else None for w in words)
+
+
+def _style(text: str | None) -> str:
+    """How an address is cased: "upper" (every letter), "lower" (every letter), else "mixed"."""
+    letters = [ch for ch in text or "" if ch.isalpha()]
+    if letters and all(ch.isupper() for ch in letters):
+        return "upper"
+    if letters and all(ch.islower() for ch in letters):
+        return "lower"
+    return "mixed"
+
+
+def _restyle(word: str, style: str, spelled: Mapping[str, tuple[str, frozenset[str]]]) -> str:
+    """``word`` in ``style`` (:func:`_style`); in "mixed", a word without digits as it is where
+    mixed-case addresses spell it so (a lower-case state some of them write), else as they commonly
+    spell it (``spelled``), else, when it is all in one case, capitalised."""
+    if style == "upper":
+        return word.upper()
+    if style == "lower":
+        return word.lower()
+    core = word.rstrip(",.;")
+    if not core or any(ch.isdigit() for ch in core):
+        return word
+    known = spelled.get(core.casefold())
+    if known is not None:
+        return word if core in known[1] else known[0] + word[len(core):]
+    if core != core.upper() and core != core.lower():
+        return word
+    return core[:1].upper() + core[1:].lower() + word[len(core):]
 
 
 def _norm(tok: Token) -> Token:
