@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import functools
 import json
 import math
 import random
@@ -172,6 +173,10 @@ class Apart:
         place = self.place.of(row.get(self.place.column))
         got = self._held_with.get(place) if place is not None else None
         return got or None
+
+    def rows_with(self, value: str) -> int:
+        """The whole table's rows whose contact feature is ``value``'s (an area code's rows)."""
+        return self.counts[self.tally.value({self.contact.column: value}, self.tally.sets.index((self.contact,)))]
 
     @staticmethod
     def fits(held: int | None, alone: bool) -> bool:
@@ -420,7 +425,8 @@ class Synthesizer:
                 if self._null(col, prof):  # as many rows without a number as the table has (none is handed out)
                     values[col.name] = None
                     continue
-                phone_e164 = self.contacts.phone()
+                apart = next((a for a in self._apart if a.contact.column == col.name), None)
+                phone_e164 = self.contacts.phone(None if apart is None else functools.partial(self._owned_area, apart, prof=prof))
                 phone = phone_e164 or None
                 values[col.name] = self._phone(phone_e164, prof)
                 continue
@@ -1045,6 +1051,13 @@ class Synthesizer:
         if formats:  # a format of the table's that holds this number's digits (a landline's would not)
             template = str(formats.pick(self.rng))
         return format_phone(e164, template or "+" + "9" * (len(e164) - 1), self.locale)
+
+    def _owned_area(self, apart: Apart, e164: str, *, prof: ColumnProfile | None) -> tuple[str | None, float]:
+        """An owned number's contact feature (its area code) as the table writes it (in its most common
+        format that fits the number), and the whole table's rows with that feature."""
+        formats = self._formats(e164, prof)
+        value = format_phone(e164, str(formats.values[0]) if formats else "+" + "9" * (len(e164) - 1), self.locale)
+        return apart.contact.of(value), float(apart.rows_with(value))
 
     def _formats(self, e164: str, prof: ColumnProfile | None) -> Weighted:
         """The table's phone formats (as often as it has them) that an owned number fits exactly."""
