@@ -217,3 +217,71 @@ def test_a_location_placed_by_an_owned_number_has_a_shape_of_its_own_as_often_as
         assert len(sides) == 1 and len(got) < len(among)
         new += sides == {True}
     assert abs(new / 400 - real) < 0.1, (new / 400, real)
+
+
+def _rare_codes_table(seed: int) -> tuple[list[Row], set[str]]:
+    """10,000 US-like rows over 10 states: in each, two area codes most rows have, and 25 that hold ten
+    rows each (a quarter of the state's rows): in a 2,000-row sample each of those has about two rows,
+    too few for a bucket of the relation of its own."""
+    rng = random.Random(seed)
+    states = ["NY", "IL", "TX", "OR", "FL", "CA", "WA", "MA", "GA", "OH"]
+    common = {st: (str(201 + 2 * i), str(202 + 2 * i)) for i, st in enumerate(states)}
+    rare = {st: tuple(str(300 + 25 * i + j) for j in range(25)) for i, st in enumerate(states)}
+    table: list[Row] = []
+    for st in states:
+        codes = [c for c in rare[st] for _ in range(10)] + [rng.choice(common[st]) for _ in range(750)]
+        for code in codes:
+            table.append({"phone": f"({code}) {rng.randint(200, 999)}-{rng.randint(0, 9999):04d}",
+                          "address": f"{rng.randint(1, 999)} {rng.choice(['Oak', 'Elm', 'Pine', 'Main'])} St, Town{rng.randint(1, 40)}, {st}"})
+    rng.shuffle(table)
+    for i, r in enumerate(table):
+        r["id"] = str(i)
+    return table, {c for cs in rare.values() for c in cs}
+
+
+def test_area_codes_rare_in_the_sample_are_drawn_as_often_as_the_table_has_them() -> None:
+    """A canary's area code, made after its state, is drawn from the whole table's (area code, state)
+    pairs that at least k rows hold, each as often as the table has it: the codes too rare in the
+    sample for a bucket of the relation (a quarter of the rows) are a quarter of the canaries', not
+    left to the relation's catch-all, which draws codes from anywhere, mostly another state's, so that
+    canaries crowded into the common pairs."""
+    table, rare = _rare_codes_table(seed=8)
+    sample = table[:2000]
+    info = customers_info("address", "phone")
+    prof = profile(info, sample)
+    assert prof.relations.on("phone", ["address"]), prof.relations
+    synth = Synthesizer(info, prof, locale="en_US", contacts=ContactAllocator(), seed=9)
+    _matched(synth, table, sample)
+    rows = [synth.row(RowContext(pk=str(20_000 + i))).values for i in range(400)]
+    area, state = Feature("phone", Kind.AREA), Feature("address", Kind.TAIL)
+    pairs = Counter((area.of(r["phone"]), state.of(r["address"])) for r in table)
+    held = [pairs[(area.of(r["phone"]), state.of(r["address"]))] for r in rows if r["phone"] and r["address"]]
+    assert len(held) >= 380
+    assert min(held) >= MIN_SHARED, sorted(held)[:5]  # never a pair fewer than k rows hold (none is alone in this table)
+    in_rare = sum(area.of(r["phone"]) in rare for r in rows if r["phone"] and r["address"]) / len(held)
+    assert 0.19 <= in_rare <= 0.31, in_rare  # real rows: 0.25 (the old way: 0.14)
+
+
+def test_owned_numbers_are_handed_out_as_often_as_the_table_has_their_area_codes() -> None:
+    """Owned numbers in as many blocks of area codes few customers have as of common ones, and of codes
+    no customer has: a canary's number is drawn by its area code as often as the table's rows have that
+    code, so canaries' area codes are as common in the table as real rows' (spread evenly over the
+    pool's blocks, three in five canaries had a code few or none of the table's rows have), while no
+    block holds two canaries before every block holds one."""
+    table, rare = _rare_codes_table(seed=8)
+    sample = table[:2000]
+    info = customers_info("address", "phone")
+    prof = profile(info, sample)
+    codes = [str(201 + 2 * i) for i in range(10)] + sorted(rare)[::25] + ["900", "901", "902", "903", "904"]
+    owned = [f"+1{code}{exchange}{n:04d}" for code in codes for exchange in range(520, 540) for n in range(2)]
+    synth = Synthesizer(info, prof, locale="en_US", contacts=ContactAllocator(phone_numbers=owned), seed=10)
+    _matched(synth, table, sample)
+    rows = [synth.row(RowContext(pk=str(20_000 + i))).values for i in range(100)]
+    area = Feature("phone", Kind.AREA)
+    got = Counter(area.of(r["phone"]) for r in rows if r["phone"])
+    assert sum(got.values()) >= 90
+    assert not any(c.startswith("90") for c in got), got  # no customer has them
+    common = sum(n for c, n in got.items() if c not in rare) / sum(got.values())
+    assert common >= 0.88, got  # the table's rows: 0.97 of those with the pool's codes; evenly over the blocks: 0.4
+    blocks = Counter(re.sub(r"[^0-9]", "", r["phone"] or "")[-10:-4] for r in rows if r["phone"])
+    assert max(blocks.values()) == 1, blocks.most_common(3)  # still no block holding two while another is unused

@@ -35,6 +35,7 @@ class ContactAllocator:
     _chosen: str | None = None
     _blocks: dict[str, list[str]] | None = None  # free owned numbers by block (all but the last 4 digits)
     _block_use: Counter[str] = field(default_factory=Counter)
+    _block_area: dict[str, tuple[str | None, float]] = field(default_factory=dict)  # block -> (area code, table's rows with it)
     _domain_use: Counter[str] = field(default_factory=Counter)
 
     def follow(self, domain_rows: Mapping[str, float]) -> None:
@@ -122,10 +123,16 @@ class ContactAllocator:
         low = min(self._domain_use[d] for d in self.email_domains)
         return self.rng.choice([d for d in self.email_domains if self._domain_use[d] == low])
 
-    def phone(self) -> str | None:
+    def phone(self, area: Callable[[str], tuple[str | None, float]] | None = None) -> str | None:
         """An owned E.164 number not used before, or None when no pool is configured. Numbers are
         spread over the pool's blocks evenly (the block with the fewest canaries so far first), so
-        no block of the numbering plan fills up with canaries."""
+        no block of the numbering plan fills up with canaries (the table's rows seldom share one). With
+        ``area`` (an owned number -> its area code as the table writes it and the table's rows with that
+        code), the area code of the next block is drawn among those of the blocks with the fewest
+        canaries, as often as the table's rows have it: canaries' area codes are then as common in the
+        table as real rows' are as far as the pool's blocks allow (spread over the blocks alone, they
+        follow the pool's mix, and an operator's pool holds codes few customers have as readily as the
+        common ones). A code the table lacks is taken only when no other one is left among those blocks."""
         if not self.phone_numbers:
             return None
         if self._blocks is None:
@@ -141,7 +148,20 @@ class ContactAllocator:
                 f"the phone pool is exhausted: all {len(self.phone_numbers)} owned numbers are already canary contact points"
             )
         low = min(self._block_use[b] for b in free)
-        block = self.rng.choice(sorted(b for b in free if self._block_use[b] == low))
+        free = [b for b in free if self._block_use[b] == low]
+        if area is not None:
+            for b in free:
+                if b not in self._block_area:
+                    self._block_area[b] = area(self._blocks[b][0])
+            rows: dict[str | None, float] = {}
+            for b in free:
+                code, n = self._block_area[b]
+                rows[code] = n
+            codes = sorted((c for c, n in rows.items() if n > 0), key=str)
+            if codes:
+                code = self.rng.choices(codes, [rows[c] for c in codes])[0]
+                free = [b for b in free if self._block_area[b][0] == code]
+        block = self.rng.choice(sorted(free))
         self._block_use[block] += 1
         value = self._blocks[block].pop()
         self.used.add(value)

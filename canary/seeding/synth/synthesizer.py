@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import functools
 import json
 import math
 import random
@@ -37,7 +38,7 @@ from canary.seeding.synth.frequency import (
 from canary.seeding.synth.names import Spelled, handle_odds, join_name, split_name
 from canary.seeding.synth.places import coarse_key
 from canary.seeding.synth.profile import ColumnProfile, TableProfile
-from canary.seeding.synth.relations import OTHER, Feature, Kind, Relation, Tally, area_start, words
+from canary.seeding.synth.relations import NULL_PART, OTHER, SEP, Feature, Kind, Relation, Tally, area_start, words
 from canary.seeding.synth.romanize import spell
 from canary.seeding.synth.shapes import (
     MIN_SHARED,
@@ -111,6 +112,7 @@ class Apart:
     by_place: dict[str | None, tuple[int, int]]  # the location's feature -> (sampled rows alone in their pair, sampled rows)
     related: bool  # a relation joins the two columns (a value drawn by it already goes with the other side)
     added: Counter[str] = field(default_factory=Counter)  # canaries' pairs so far
+    _held_with: dict[str, Weighted] | None = None  # the location's feature -> the contact's, by rows of pairs k rows hold
 
     @classmethod
     def of(cls, contact: Feature, place: Feature, tally: Tally, at: int, counts: Counter[str | None] | ValueCounts,
@@ -151,6 +153,31 @@ class Apart:
         proportion to it, a contact point follows the location the way the table's do."""
         lone = self.tally.sets.index((self.contact,))  # the set counting the contact's feature alone
         return self.counts[self.tally.value(row, self.at)] / max(self.counts[self.tally.value(row, lone)], 1)
+
+    def held_with(self, row: Mapping[str, str | None]) -> Weighted | None:
+        """The contact's features (area codes) the whole table holds with ``row``'s location feature
+        (its state) in pairs at least k rows hold, weighted by those rows: drawn from, canaries' pairs
+        are as common in the table as real rows' are (a relation learnt from the sample holds only the
+        pairs many sampled rows share, and leaves the rarer ones to a catch-all that draws from the
+        whole country). None when the location lacks the feature or the table has no such pair with it."""
+        if self._held_with is None:
+            prefix = f"{self.at}{OTHER}"
+            by_place: dict[str, dict[str, int]] = {}
+            items = self.counts.multi.items() if isinstance(self.counts, ValueCounts) else self.counts.items()
+            for key, n in items:
+                if n < MIN_SHARED or key is None or not key.startswith(prefix):
+                    continue
+                contact, _, where = key[len(prefix):].partition(SEP)
+                if NULL_PART not in (contact, where):
+                    by_place.setdefault(where, {})[contact] = n
+            self._held_with = {p: Weighted.of(dict(sorted(held.items()))) for p, held in by_place.items()}
+        place = self.place.of(row.get(self.place.column))
+        got = self._held_with.get(place) if place is not None else None
+        return got or None
+
+    def rows_with(self, value: str) -> int:
+        """The whole table's rows whose contact feature is ``value``'s (an area code's rows)."""
+        return self.counts[self.tally.value({self.contact.column: value}, self.tally.sets.index((self.contact,)))]
 
     @staticmethod
     def fits(held: int | None, alone: bool) -> bool:
@@ -400,7 +427,8 @@ class Synthesizer:
                 if self._null(col, prof):  # as many rows without a number as the table has (none is handed out)
                     values[col.name] = None
                     continue
-                phone_e164 = self.contacts.phone()
+                apart = next((a for a in self._apart if a.contact.column == col.name), None)
+                phone_e164 = self.contacts.phone(None if apart is None else functools.partial(self._owned_area, apart, prof=prof))
                 phone = phone_e164 or None
                 values[col.name] = self._phone(phone_e164, prof)
                 continue
@@ -427,6 +455,12 @@ class Synthesizer:
             return self._fitted(col, person, ctx, values)
         alone = [aparts[0].alone(self.rng, values)] * len(aparts)  # one decision: someone who moved is new to both
         sem, prof = self.semantics[col.name], self.profile.col(col.name)
+        if not alone[0]:
+            if self._null(col, prof, values):
+                return None  # as many rows without one as the table has
+            tallied = self._tallied(col, prof, aparts, values)
+            if tallied is not None:
+                return tallied
         best: tuple[tuple[int, int], str | None] | None = None
         fitting: dict[str, float] = {}
         for _ in range(RELATION_TRIES):
@@ -450,6 +484,37 @@ class Synthesizer:
         if fitting and sum(fitting.values()) > 0:
             return str(Weighted.of(fitting).pick(self.rng))
         return best[1] if best is not None else None
+
+    def _tallied(self, col: Column, prof: ColumnProfile | None, aparts: Sequence[Apart], values: Mapping[str, str | None]) -> str | None:
+        """A contact point whose feature goes with the row's location the way the whole table's rows'
+        do (:meth:`Apart.held_with`, by the narrowest location feature a relation joins it to: an area code drawn
+        among those the table has in the row's postcode area, each as often as the table has it there), whose pairs
+        with every location feature at least k rows hold, kept with the probability the column's other
+        relations give it; None (draw as :meth:`_fitted` does) when no relation joins the contact point
+        to the location or no value fits in :data:`RELATION_TRIES` tries."""
+        relations = self.profile.relations
+        on = relations.on(col.name, values) if relations else []
+        groups = [(a, g) for a in aparts if a.related and any(r.side(col.name) == a.contact and r.other(col.name) == a.place.column for r in on)
+                  for g in (a.held_with(values),) if g is not None]
+        if not groups:
+            return None
+        # drawn by the narrowest location (a postcode's area within its state: the fewest rows): the
+        # wider ones then mostly fit too; drawn by a wide one and kept where a narrower pair has k rows,
+        # rare codes would fail more often than common ones, and canaries crowd into the common ones
+        apart, group = min(groups, key=lambda ag: ag[1].cum[-1])
+        others = [r for r in on if r.other(col.name) not in {a.place.column for a in aparts}]
+        for _ in range(RELATION_TRIES):
+            bucket = str(group.pick(self.rng))
+            made, value = self._in_bucket(col, apart.contact, bucket, prof)
+            if not made and apart.contact.kind in (Kind.LEAD2, Kind.LEAD3):  # leading digits too few sampled rows have
+                made, value = self._digits_in(prof, bucket, area=False)
+            if not made or value is None or apart.contact.of(value) != bucket:
+                continue
+            row = {**values, col.name: value}
+            if all(Apart.fits(a.held(row), False) for a in aparts) and \
+                    self.rng.random() < math.prod(r.fit(col.name, value, values.get(r.other(col.name))) for r in others):
+                return value
+        return None
 
     def _fitted(self, col: Column, person: Mapping[str, str], ctx: RowContext, values: Mapping[str, str | None]) -> str | None:
         """A column's value drawn from the table's distribution given the columns made before it
@@ -515,26 +580,32 @@ class Synthesizer:
                 template = str(Weighted.of({t: n for t, n in held.items() if n}).pick(self.rng))
                 return True, draw_digits(template, prof.digit_prefixes[template], self.rng, start=bucket)
             return False, None
-        if feature.kind == Kind.AREA and prof is not None and prof.shapes and bucket.isdigit():
-            # a number in one of the column's formats (its country code or trunk prefix as the table
-            # writes them), the area code put where the format has it
-            formats = {str(t): w for t, w in zip(prof.shapes.values, _weights(prof.shapes)) if set(str(t)) <= set("9+-(). x")}
-            if formats:
-                template = str(Weighted.of(formats).pick(self.rng))
-                drawn = draw_digits(template, prof.digit_prefixes.get(template, {}), self.rng)
-                at = [i for i, ch in enumerate(drawn) if ch.isdigit()][area_start(drawn):]
-                if len(at) >= len(bucket):
-                    chars = list(drawn)
-                    for i, d in zip(at, bucket, strict=False):
-                        chars[i] = d
-                    return True, "".join(chars)
-            return False, None
+        if feature.kind == Kind.AREA:
+            return self._digits_in(prof, bucket, area=True)
         if feature.kind == Kind.YEAR and prof is not None and prof.numbers and bucket.isdigit() and dt.MINYEAR <= int(bucket) < dt.MAXYEAR:
             lo = dt.datetime(int(bucket), 1, 1, tzinfo=dt.timezone.utc).timestamp()
             hi = dt.datetime(int(bucket) + 1, 1, 1, tzinfo=dt.timezone.utc).timestamp()
             inside = prof.numbers[bisect.bisect_left(prof.numbers, lo):bisect.bisect_left(prof.numbers, hi)]
             if inside:
                 return True, self._ts(col, dt.datetime.fromtimestamp(quantile(inside, self.rng), dt.timezone.utc))
+        return False, None
+
+    def _digits_in(self, prof: ColumnProfile | None, bucket: str, area: bool) -> tuple[bool, str | None]:
+        """(True, a number in one of the column's formats (its country code or trunk prefix as the table
+        writes them) with ``bucket``'s digits put where the format has its area code (``area``) or
+        first digits), else (False, None)."""
+        if prof is None or not prof.shapes or not bucket.isdigit():
+            return False, None
+        formats = {str(t): w for t, w in zip(prof.shapes.values, _weights(prof.shapes)) if set(str(t)) <= set("9+-(). x")}
+        if formats:
+            template = str(Weighted.of(formats).pick(self.rng))
+            drawn = draw_digits(template, prof.digit_prefixes.get(template, {}), self.rng)
+            at = [i for i, ch in enumerate(drawn) if ch.isdigit()][area_start(drawn) if area else 0:]
+            if len(at) >= len(bucket):
+                chars = list(drawn)
+                for i, d in zip(at, bucket, strict=False):
+                    chars[i] = d
+                return True, "".join(chars)
         return False, None
 
     def _bound(self, name: str, sem: Semantic) -> bool:
@@ -1006,6 +1077,13 @@ class Synthesizer:
         if formats:  # a format of the table's that holds this number's digits (a landline's would not)
             template = str(formats.pick(self.rng))
         return format_phone(e164, template or "+" + "9" * (len(e164) - 1), self.locale)
+
+    def _owned_area(self, apart: Apart, e164: str, *, prof: ColumnProfile | None) -> tuple[str | None, float]:
+        """An owned number's contact feature (its area code) as the table writes it (in its most common
+        format that fits the number), and the whole table's rows with that feature."""
+        formats = self._formats(e164, prof)
+        value = format_phone(e164, str(formats.values[0]) if formats else "+" + "9" * (len(e164) - 1), self.locale)
+        return apart.contact.of(value), float(apart.rows_with(value))
 
     def _formats(self, e164: str, prof: ColumnProfile | None) -> Weighted:
         """The table's phone formats (as often as it has them) that an owned number fits exactly."""
