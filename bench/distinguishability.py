@@ -478,7 +478,8 @@ async def run(
     upto, at = await bulk_hint(conn, gen.bulk)
     if traces and not trickle:  # write the table the way production wrote it (its physical traces are the baseline)
         stats = await replay(conn, bulk_upto=upto, bulk_at=at)
-        history = f", history replayed: {stats['transactions']:,.0f} transactions in {stats['seconds']:.1f}s"
+        history = (f", history replayed: {stats['transactions']:,.0f} transactions ({stats['fresh']:,.0f} on a new connection) "
+                   f"in {stats['seconds']:.1f}s")
     built = time.perf_counter() - t0
     real = await conn.fetchval("SELECT count(*) FROM customers")
     window = await trickle_window(conn, mode.window, rate) if trickle else None
@@ -506,7 +507,8 @@ async def run(
                 trickled = await trickle_through(hist, seeder, clock, window)
             stats = hist.stats()
             warnings = list(trickled.warnings)
-            history = (f", history replayed with the canaries arriving: {stats['transactions']:,.0f} transactions in "
+            history = (f", history replayed with the canaries arriving: {stats['transactions']:,.0f} transactions "
+                       f"({stats['fresh']:,.0f} on a new connection) in "
                        f"{stats['seconds'] - trickled.seconds:.1f}s")
             seeding = (f"trickle: {trickled.signups} sign-ups, {trickled.updates} updates, {trickled.children} orders in "
                        f"{trickled.calls} runs, {trickled.seconds:.1f}s; {trickled.left} slots due after the end not written")
