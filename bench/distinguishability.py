@@ -53,10 +53,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import os
 import random
 import re
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -607,7 +609,9 @@ async def main(argv: Sequence[str] | None = None) -> None:
     if not 0 < args.window <= 1:
         ap.error("--window is a share of the sign-ups, in (0, 1]")
     tmp = Path(tempfile.mkdtemp(prefix="canary-dist-"))
-    server = PostgresServer(tmp / "data")
+    # no autovacuum: it takes transaction ids (ANALYZE of the catalogs the replay churns) at moments that
+    # depend on timing, which moved the rows' xmin from run to run; the replay vacuums the tables itself
+    server = PostgresServer(tmp / "data", settings={"autovacuum": False})
     control = PostgresServer(tmp / "control") if args.mode == "trickle" else None
     await asyncio.to_thread(server.start)
     if control is not None:
@@ -663,4 +667,6 @@ async def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    if os.environ.get("PYTHONHASHSEED") is None:  # a seed repeats a run only if set iteration order does too
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "PYTHONHASHSEED": "0"})
     asyncio.run(main())
