@@ -45,7 +45,9 @@ measure is over the rows created in the window (features are still the whole tab
 first what no write pattern hides: every trickle canary is younger than the window's start.
 
 Usage: ``python bench/distinguishability.py [--customers 50000] [--rate 0.01] [--data realistic,shop,independent]
-[--pools none,domains,mailboxes] [--traces] [--mode backdated|trickle] [--window 0.2]``
+[--pools none,domains,mailboxes] [--traces] [--mode backdated|trickle] [--window 0.2] [--seed N]
+[--anchor 2026-12-01]``: the tables' histories end at the anchor and the seeder draws from ``--seed``, so
+the same arguments repeat a run.
 """
 
 from __future__ import annotations
@@ -53,10 +55,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import os
 import random
 import re
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -68,7 +72,7 @@ from typing import Any
 import asyncpg
 import numpy as np
 from history import Replay, bulk_hint, replay
-from independent_customers import IndependentUS, create_independent_shop
+from independent_customers import ANCHOR, IndependentUS, create_independent_shop
 from realistic_customers import SURNAMES, RealisticKorea, create_realistic_shop
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
@@ -186,7 +190,7 @@ class Generator:
     """A stand-in for production data, the datastore locale it is seeded with, and contact pools shaped
     like it (``pools``: owned domains and numbers; ``mailboxes``: owned free-mail mailboxes)."""
 
-    create: Callable[[asyncpg.Connection, int], Awaitable[None]]
+    create: Callable[[asyncpg.Connection, int, dt.datetime], Awaitable[None]]  # (conn, customers, the table's present)
     locale: str
     pools: Callable[[], dict[str, Any]]
     mailboxes: Callable[[asyncpg.Connection, int], Awaitable[list[dict[str, str]]]]
@@ -194,8 +198,16 @@ class Generator:
     bulk: str | None = None  # SQL: (last id, time) of the rows loaded in one bulk transaction (history.replay)
 
 
-async def _create_shop(conn: asyncpg.Connection, customers: int) -> None:
-    await create_shop(conn, customers, locale="ko_KR")
+async def _create_shop(conn: asyncpg.Connection, customers: int, now: dt.datetime) -> None:
+    await create_shop(conn, customers, locale="ko_KR")  # dated by the server's now() (the anchor does not apply)
+
+
+async def _create_realistic(conn: asyncpg.Connection, customers: int, now: dt.datetime) -> None:
+    await create_realistic_shop(conn, customers, now=now)
+
+
+async def _create_independent(conn: asyncpg.Connection, customers: int, now: dt.datetime) -> None:
+    await create_independent_shop(conn, customers, now=now)
 
 
 # the launch migration: the rows created at the very first instant
@@ -206,9 +218,9 @@ _US_IMPORT = ("WITH t AS (SELECT updated_at AS at FROM customers WHERE id < (SEL
               " AND updated_at IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC LIMIT 1)"
               " SELECT max(id), (SELECT at FROM t) FROM customers WHERE created_at < (SELECT at FROM t)")
 GENERATORS: dict[str, Generator] = {
-    "realistic": Generator(create_realistic_shop, "ko_KR", korean_pools, korean_mailboxes, "800 owned 010 numbers", _KOREAN_LAUNCH),
+    "realistic": Generator(_create_realistic, "ko_KR", korean_pools, korean_mailboxes, "800 owned 010 numbers", _KOREAN_LAUNCH),
     "shop": Generator(_create_shop, "ko_KR", korean_pools, korean_mailboxes, "800 owned 010 numbers"),
-    "independent": Generator(create_independent_shop, "en_US", us_pools, us_mailboxes, "800 owned numbers in US area codes",
+    "independent": Generator(_create_independent, "en_US", us_pools, us_mailboxes, "800 owned numbers in US area codes",
                              _US_IMPORT),
 }
 
@@ -470,7 +482,7 @@ class Mode:
 
 async def run(
     server: PostgresServer, data: str, customers: int, rate: float, pools: dict[str, Any] | None, label: str,
-    top_n: int = 5, mode: Mode = Mode(), seed: int | None = None,
+    top_n: int = 5, mode: Mode = Mode(), seed: int | None = None, anchor: dt.datetime = ANCHOR,
 ) -> Outcome:
     gen = GENERATORS[data]
     trickle = mode.name == "trickle"
@@ -481,12 +493,13 @@ async def run(
     await admin_each(ctl_server, 'CREATE DATABASE "{name}"', (db + "_ctl",))
     conn = await asyncpg.connect(server.dsn(db))
     t0 = time.perf_counter()
-    await gen.create(conn, customers)
+    await gen.create(conn, customers, anchor)
     history = ""
     upto, at = await bulk_hint(conn, gen.bulk)
     if traces and not trickle:  # write the table the way production wrote it (its physical traces are the baseline)
         stats = await replay(conn, bulk_upto=upto, bulk_at=at)
-        history = f", history replayed: {stats['transactions']:,.0f} transactions in {stats['seconds']:.1f}s"
+        history = (f", history replayed: {stats['transactions']:,.0f} transactions ({stats['fresh']:,.0f} on a new connection) "
+                   f"in {stats['seconds']:.1f}s")
     built = time.perf_counter() - t0
     real = await conn.fetchval("SELECT count(*) FROM customers")
     window = await trickle_window(conn, mode.window, rate) if trickle else None
@@ -514,7 +527,8 @@ async def run(
                 trickled = await trickle_through(hist, seeder, clock, window)
             stats = hist.stats()
             warnings = list(trickled.warnings)
-            history = (f", history replayed with the canaries arriving: {stats['transactions']:,.0f} transactions in "
+            history = (f", history replayed with the canaries arriving: {stats['transactions']:,.0f} transactions "
+                       f"({stats['fresh']:,.0f} on a new connection) in "
                        f"{stats['seconds'] - trickled.seconds:.1f}s")
             seeding = (f"trickle: {trickled.signups} sign-ups, {trickled.updates} updates, {trickled.children} orders in "
                        f"{trickled.calls} runs, {trickled.seconds:.1f}s; {trickled.left} slots due after the end not written")
@@ -597,6 +611,8 @@ async def main(argv: Sequence[str] | None = None) -> None:
                     help="trickle: the window is the last WINDOW share of the table's sign-ups, with RATE canaries per real one")
     ap.add_argument("--seed", type=int, default=None,
                     help="the seeder's random seed (default: a fresh one per run); with --repeat, runs use SEED, SEED+1, ...")
+    ap.add_argument("--anchor", type=dt.date.fromisoformat, default=ANCHOR.date(),
+                    help="the tables' present (UTC midnight; their histories end then): fixed, so that --seed repeats a run")
     ap.add_argument("--repeat", type=int, default=1,
                     help="seed each table REPEAT times (the data stays the same) and report mean +- sd of the AUCs: the "
                          "seeder's own randomness moves a single AUC by several hundredths")
@@ -613,7 +629,9 @@ async def main(argv: Sequence[str] | None = None) -> None:
     if not 0 < args.window <= 1:
         ap.error("--window is a share of the sign-ups, in (0, 1]")
     tmp = Path(tempfile.mkdtemp(prefix="canary-dist-"))
-    server = PostgresServer(tmp / "data")
+    # no autovacuum: it takes transaction ids (ANALYZE of the catalogs the replay churns) at moments that
+    # depend on timing, which moved the rows' xmin from run to run; the replay vacuums the tables itself
+    server = PostgresServer(tmp / "data", settings={"autovacuum": False})
     control = PostgresServer(tmp / "control") if args.mode == "trickle" else None
     await asyncio.to_thread(server.start)
     if control is not None:
@@ -621,6 +639,7 @@ async def main(argv: Sequence[str] | None = None) -> None:
         await asyncio.to_thread(control.start)
     mode = Mode(args.mode, args.traces or args.mode == "trickle", args.window, control)
     results: list[tuple[str, dict[str, list[Outcome]]]] = []
+    anchor = dt.datetime.combine(args.anchor, dt.time(), dt.UTC)
     try:
         for data in wanted:
             gen = GENERATORS[data]
@@ -631,14 +650,14 @@ async def main(argv: Sequence[str] | None = None) -> None:
                 tag = f" (run {i + 1} of {args.repeat}, seed {seed if seed is not None else 'fresh'})" if args.repeat > 1 else ""
                 if "none" in kinds:
                     outcomes.setdefault("none", []).append(
-                        await run(server, data, *common, None, "without contact pools" + tag, args.top, mode, seed))
+                        await run(server, data, *common, None, "without contact pools" + tag, args.top, mode, seed, anchor))
                 if "domains" in kinds:
                     outcomes.setdefault("domains", []).append(await run(
-                        server, data, *common, gen.pools(), f"with 40 owned domains + {gen.pools_label}" + tag, args.top, mode, seed))
+                        server, data, *common, gen.pools(), f"with 40 owned domains + {gen.pools_label}" + tag, args.top, mode, seed, anchor))
                 if "mailboxes" in kinds:
                     outcomes.setdefault("mailboxes", []).append(await run(
                         server, data, *common, {**gen.pools(), "mailboxes": "auto"},
-                        f"with owned mailboxes at the table's free-mail providers + {gen.pools_label}" + tag, args.top, mode, seed))
+                        f"with owned mailboxes at the table's free-mail providers + {gen.pools_label}" + tag, args.top, mode, seed, anchor))
             results.append((data, outcomes))
     finally:
         for s in (server, control):
@@ -670,4 +689,6 @@ async def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    if os.environ.get("PYTHONHASHSEED") is None:  # a seed repeats a run only if set iteration order does too
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "PYTHONHASHSEED": "0"})
     asyncio.run(main())

@@ -7,6 +7,14 @@ import in one), accounts deleted (the key gaps) inserted and deleted later, the 
 time to time so that later rows reuse freed space. Inserting an order locks its customer (FOR KEY
 SHARE), which leaves ``xmax`` set as in production. The values of the rows do not change.
 
+Which page a row lands in depends on the connection that writes it: a backend keeps filling the page
+it last inserted into, and only a backend without one (new, or its page full, or after VACUUM) asks
+the free-space map, which points at the room VACUUM found in old pages. An application does not write
+years of sign-ups through one backend: a pooled connection idle longer than ``idle`` (10 minutes:
+HikariCP's default idle timeout) is closed, so a write after a longer lull comes from a new backend.
+The replay gives such a transaction a new backend's state (it invalidates the tables' cached state
+with a no-op ``ALTER TABLE ... SET (autovacuum_enabled = off)``, which the exit resets anyway).
+
 It runs in a PL/pgSQL procedure that commits after each event (``synchronous_commit`` off), about
 15,000 events a second. :class:`Replay` runs the same history in steps (``run_until``), so that another
 writer (a trickle seeder) can write between them; with ``renumber`` the rows take their keys from the
@@ -38,6 +46,12 @@ BEGIN
                 COMMIT;
             END IF;
             cur := e.txn;
+        END IF;
+        -- the first write of a new application connection to this table: no page cached for its inserts
+        IF e.fresh = 'customers' THEN
+            ALTER TABLE customers SET (autovacuum_enabled = off);
+        ELSIF e.fresh = 'orders' THEN
+            ALTER TABLE orders SET (autovacuum_enabled = off);
         END IF;
         IF {renumber} THEN  -- keys from the sequences, as the application takes them (bench_map: generator id -> key)
             IF e.skip > 0 THEN  -- values taken by inserts rolled back (or rows purged) before this one
@@ -81,6 +95,10 @@ BEGIN
 END $$
 """
 
+#: seconds an idle application connection lives (HikariCP's default idle timeout; pgbouncer's
+#: server_idle_timeout is the same order): a write after a longer lull comes from a new backend
+IDLE = 600.0
+
 # events of one instant sort: inserts of customers, then their updates, orders, deletions
 _PRIORITY = {"x": 0, "c": 1, "u": 2, "o": 3, "d": 4}
 
@@ -95,13 +113,13 @@ async def bulk_hint(conn: asyncpg.Connection, sql: str | None) -> tuple[int | No
 
 
 async def replay(conn: asyncpg.Connection, *, bulk_upto: int | None = None, bulk_at: dt.datetime | None = None,
-                 chunks: int = 8, seed: int = 3) -> dict[str, float]:
+                 chunks: int = 8, seed: int = 3, idle: float | None = IDLE) -> dict[str, float]:
     """Rewrite ``customers`` and ``orders`` (the ``canary.shop`` schema) in the order their rows were
     written: customers with ``id <= bulk_upto`` in one transaction at ``bulk_at``, everyone else at
     ``created_at``, updates (``updated_at`` later than the insert) and orders at their times, one
     transaction each (updates sharing one exact time in one), key gaps of up to 4 as accounts inserted
     and deleted later. VACUUM after each of ``chunks`` parts. Returns counts and seconds."""
-    async with Replay(conn, bulk_upto=bulk_upto, bulk_at=bulk_at, chunks=chunks, seed=seed) as history:
+    async with Replay(conn, bulk_upto=bulk_upto, bulk_at=bulk_at, chunks=chunks, seed=seed, idle=idle) as history:
         await history.run_until(None)
     return history.stats()
 
@@ -120,8 +138,10 @@ class Replay:
     insert. Without it every row keeps its generator id (:func:`replay`)."""
 
     def __init__(self, conn: asyncpg.Connection, *, bulk_upto: int | None = None, bulk_at: dt.datetime | None = None,
-                 chunks: int = 8, seed: int = 3, renumber: bool = False) -> None:
+                 chunks: int = 8, seed: int = 3, renumber: bool = False, idle: float | None = IDLE) -> None:
         self.conn = conn
+        self.idle = idle
+        self.fresh = 0  # transactions opened on a new connection
         self.bulk_upto, self.bulk_at = bulk_upto, bulk_at
         self.chunks, self.seed, self.renumber = chunks, seed, renumber
         self.times: list[dt.datetime] = []  # of the events, in replay order
@@ -131,15 +151,17 @@ class Replay:
         self.t0 = time.perf_counter()
 
     def stats(self) -> dict[str, float]:
-        return {"events": len(self.times), "transactions": self.transactions, "seconds": time.perf_counter() - self.t0}
+        return {"events": len(self.times), "transactions": self.transactions, "fresh": self.fresh,
+                "seconds": time.perf_counter() - self.t0}
 
     @property
     def end(self) -> dt.datetime | None:
         """The last event's time."""
         return self.times[-1] if self.times else None
 
-    async def _events(self) -> list[tuple[int, int, str, int, bool, dt.datetime, int]]:
-        """(seq, txn, kind, ref, flag, at, skip) of every write, in time order."""
+    async def _events(self) -> list[tuple[int, int, str, int, bool, dt.datetime, int, str | None]]:
+        """(seq, txn, kind, ref, flag, at, skip, fresh) of every write, in time order; ``fresh`` names the
+        table a new connection writes for the first time."""
         conn, bulk_upto, bulk_at = self.conn, self.bulk_upto, self.bulk_at
         rng = random.Random(self.seed)
         customers = await conn.fetch("SELECT id, created_at, updated_at FROM customers ORDER BY id")
@@ -181,10 +203,20 @@ class Replay:
             prev_order = oid
         events.sort(key=lambda e: (e[0], e[1], e[2]))
         txn, last_key, records = -1, None, []
+        last_at: dt.datetime | None = None
+        uncached: set[str] = set()  # tables the current connection has not written yet (it has no page of theirs)
         for seq, (at, _, _, kind, ref, flag, key, skip) in enumerate(events):
             if key != last_key:
                 txn, last_key = txn + 1, key
-            records.append((seq, txn, kind, ref, flag, at, skip))
+                # the application's connection idled out since its last write: this one comes from a new one
+                if self.idle is not None and last_at is not None and (at - last_at).total_seconds() > self.idle:
+                    self.fresh += 1
+                    uncached = {"customers", "orders"}
+            table = "orders" if kind == "o" else None if kind == "d" else "customers"  # a delete asks for no page
+            fresh = table if table in uncached else None
+            uncached.discard(table or "")
+            records.append((seq, txn, kind, ref, flag, at, skip, fresh))
+            last_at = at
         self.transactions = txn + 1
         return records
 
@@ -200,10 +232,10 @@ class Replay:
         await conn.execute(
             "CREATE TEMP TABLE bench_hc AS SELECT * FROM customers; ALTER TABLE bench_hc ADD PRIMARY KEY (id);"
             "CREATE TEMP TABLE bench_ho AS SELECT * FROM orders; ALTER TABLE bench_ho ADD PRIMARY KEY (id);"
-            "CREATE TEMP TABLE bench_ev (seq int PRIMARY KEY, txn int, kind text, ref bigint, flag bool, at timestamptz, skip int);"
+            "CREATE TEMP TABLE bench_ev (seq int PRIMARY KEY, txn int, kind text, ref bigint, flag bool, at timestamptz, skip int, fresh text);"
             "CREATE TEMP TABLE bench_map (old bigint PRIMARY KEY, new bigint)"
         )
-        await conn.copy_records_to_table("bench_ev", records=records, columns=["seq", "txn", "kind", "ref", "flag", "at", "skip"])
+        await conn.copy_records_to_table("bench_ev", records=records, columns=["seq", "txn", "kind", "ref", "flag", "at", "skip", "fresh"])
         await conn.execute("TRUNCATE orders, customers")
         if self.renumber:  # the sequences start where the generator's ids did
             for seq, first in ((cseq, first_c), (oseq, first_o)):

@@ -27,7 +27,7 @@ What a seeder has to learn from it is mostly correlations between columns:
   purged bot wave); orders heavy-tailed per customer, often at signup, in cents with .99 prices,
   discounts, shipping and the state's sales tax.
 
-Deterministic for a seed (and the day it runs: times end now).
+Deterministic for a seed and an anchor (the table's present: times end then; :data:`ANCHOR` unless given).
 """
 
 from __future__ import annotations
@@ -73,6 +73,8 @@ T = TypeVar("T")
 CUSTOMER_COLUMNS = ["id", "full_name", "email", "phone", "address", "postal_code", "created_at", "updated_at"]
 ORDER_COLUMNS = ["id", "customer_id", "ordered_at", "total", "status", "ship_to"]
 EASTERN = ZoneInfo("America/New_York")
+#: the table's present (its history ends then) unless given: fixed, so that a bench run repeats
+ANCHOR = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 GRID_CITIES = {"Houston", "Phoenix", "Dallas", "San Antonio", "Mesa", "Chandler", "Scottsdale", "Gilbert", "Glendale",
                "Salt Lake City", "West Valley City", "Las Vegas", "Henderson", "Tucson", "Katy", "Sugar Land", "El Paso"}
 QUADRANT_CITIES = {"Washington", "Seattle", "Portland", "Miami", "Oklahoma City", "Atlanta", "Albuquerque"}
@@ -789,17 +791,17 @@ class IndependentUS:
         return numbered
 
 
-def build(customers: int, seed: int = 23, now: dt.datetime | None = None) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
-    """(customer rows, order rows) for about ``customers`` customers."""
+def build(customers: int, seed: int = 23, now: dt.datetime = ANCHOR) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """(customer rows, order rows) for about ``customers`` customers, their history ending at ``now``."""
     gen = IndependentUS(seed)
-    now = now or dt.datetime.now(dt.UTC).replace(microsecond=0)
     rows, states = gen.customers(customers, now)
     return rows, gen.orders(rows, states, now)
 
 
-async def create_independent_shop(conn: asyncpg.Connection, customers: int, seed: int = 23) -> None:
-    """The ``canary.shop`` schema filled with about ``customers`` US customers and their orders."""
-    rows, orders = build(customers, seed)
+async def create_independent_shop(conn: asyncpg.Connection, customers: int, seed: int = 23, now: dt.datetime = ANCHOR) -> None:
+    """The ``canary.shop`` schema filled with about ``customers`` US customers and their orders, their
+    history ending at ``now``."""
+    rows, orders = build(customers, seed, now)
     async with conn.transaction():
         await conn.execute(SCHEMA)
         await conn.copy_records_to_table("customers", records=rows, columns=CUSTOMER_COLUMNS)

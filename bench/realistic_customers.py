@@ -34,6 +34,9 @@ import asyncpg
 from canary.drills.shop import SCHEMA
 
 # (hangul, romanisations, census share %)
+#: the table's present (its history ends then) unless given: fixed, so that a bench run repeats
+ANCHOR = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+
 SURNAMES: tuple[tuple[str, tuple[str, ...], float], ...] = (
     ("김", ("kim", "gim"), 21.5), ("이", ("lee", "yi", "rhee", "i"), 14.7), ("박", ("park", "pak", "bak"), 8.4),
     ("최", ("choi", "choe"), 4.7), ("정", ("jung", "jeong", "chung"), 4.3), ("강", ("kang", "gang"), 2.4),
@@ -411,11 +414,11 @@ class RealisticKorea:
         return numbered
 
 
-async def create_realistic_shop(conn: asyncpg.Connection, customers: int, seed: int = 11) -> None:
+async def create_realistic_shop(conn: asyncpg.Connection, customers: int, seed: int = 11, now: dt.datetime = ANCHOR) -> None:
     """The ``canary.shop`` schema filled with ``customers`` realistic Korean customers and their orders
-    (about 3% of accounts closed and deleted with their orders: their ids are gaps)."""
+    (about 3% of accounts closed and deleted with their orders: their ids are gaps), their history
+    ending at ``now``."""
     gen = RealisticKorea(seed)
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     rows = gen.customers(int(customers / 0.97), now)
     kept = [row for row in rows if gen.rng.random() >= 0.03]
     orders = gen.orders(kept, now)

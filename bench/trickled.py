@@ -11,11 +11,10 @@ history's end are left pending (the table is dumped then); the rest of the histo
 
 :func:`trickle_window` picks the window: the last sign-ups of the table, ``1 / rate`` of them per canary.
 
-Limits: the real rows are written by one long-lived connection (each keeps filling the page it last
-inserted into) while the seeder opens a connection per run (its first insert asks the free-space map),
-so heap positions contrast more than under an application with a pool of connections; and the arrival
-times are drawn uniformly over the window (thinned by hour of week only), so a long window does not
-follow the table's growth as the real sign-ups in it do.
+Limits: the arrival times are drawn uniformly over the window (thinned by hour of week only), so a
+long window does not follow the table's growth as the real sign-ups in it do. (The seeder opens a
+connection per run, so its insert asks the free-space map where a page with room is; the replay's
+real writes do so too after a lull longer than a pooled connection's idle timeout: :mod:`history`.)
 """
 
 from __future__ import annotations
