@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 from canary.config import GatewayConfig
 from canary.credentials.gateway import GatewayCheck, authorization_values, cookie_values, query_values, redact_query
-from canary.credentials.recognise import submit_failures
 from canary.credentials.values import CredentialFactory
+from canary.pressure import submit_failures
 from canary.store.embedded import PostgresServer
 
 GENUINE_EVERY = 40
