@@ -285,3 +285,23 @@ def test_owned_numbers_are_handed_out_as_often_as_the_table_has_their_area_codes
     assert common >= 0.88, got  # the table's rows: 0.97 of those with the pool's codes; evenly over the blocks: 0.4
     blocks = Counter(re.sub(r"[^0-9]", "", r["phone"] or "")[-10:-4] for r in rows if r["phone"])
     assert max(blocks.values()) == 1, blocks.most_common(3)  # still no block holding two while another is unused
+
+
+@pytest.mark.parametrize("make", ["korean", "us"])
+def test_a_phone_made_after_the_location_is_empty_as_often_as_the_tables(make: str) -> None:
+    """With 10% of the table's phones empty, a canary's phone made after its location is empty about
+    10% of the time: the emptiness is decided once (it was decided again by the draw that follows, and
+    canaries had about twice the table's empty phones)."""
+    table = _korean(6000, seed=3) if make == "korean" else _rare_codes_table(seed=8)[0]
+    rng = random.Random(11)
+    for r in table:
+        if rng.random() < 0.10:
+            r["phone"] = None
+    sample = table[:2000]
+    info = customers_info("address", "phone")
+    prof = profile(info, sample)
+    synth = Synthesizer(info, prof, locale="ko_KR" if make == "korean" else "en_US", contacts=ContactAllocator(), seed=5)
+    _matched(synth, table, sample)
+    rows = [synth.row(RowContext(pk=str(30_000 + i))).values for i in range(600)]
+    empty = sum(r["phone"] is None for r in rows) / len(rows)
+    assert 0.06 <= empty <= 0.145, empty  # the table: 0.10

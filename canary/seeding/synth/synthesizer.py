@@ -466,9 +466,9 @@ class Synthesizer:
         for _ in range(RELATION_TRIES):
             # a pair no row has: a number from anywhere, as someone who moved keeps theirs
             value = self._drawn(col, sem, prof, person, ctx, values) if any(alone) else self._fitted(col, person, ctx, values)
-            if value is None and best is None:
-                return None  # as many rows without one as the table has
-            if value is None:
+            if value is None and best is None and alone[0]:
+                return None  # as many rows without one as the table has (decided here, once)
+            if value is None:  # NULL was decided above: a NULL drawn again would double the table's rate
                 continue
             row = {**values, col.name: value}
             held = [a.held(row) for a in aparts]
