@@ -240,8 +240,9 @@ def test_event_ids_name_records_without_a_line_number_stably() -> None:
     assert other.records[0]["line_num"] not in numbers
 
 
-@pytest.mark.parametrize(("data", "ok"), [(gzip.compress(b"a") + gzip.compress(b"b"), True), (b"", True),
-                                          (gzip.compress(b"x" * 100)[:-4], False), (b"\x1f\x8b junk", False)])
+@pytest.mark.parametrize(("data", "ok"), [(gzip.compress(b"a", mtime=0) + gzip.compress(b"b", mtime=0), True), (b"", True),
+                                          (gzip.compress(b"x" * 100, mtime=0)[:-4], False), (b"\x1f\x8b junk", False)],
+                         ids=["two-members", "empty", "truncated", "junk"])
 def test_gunzip_reads_members_and_refuses_broken_streams(data: bytes, ok: bool) -> None:
     """Concatenated gzip members are read whole; truncated or corrupt data is a ValueError."""
     if ok:
