@@ -219,6 +219,51 @@ def test_a_location_placed_by_an_owned_number_has_a_shape_of_its_own_as_often_as
     assert abs(new / 400 - real) < 0.1, (new / 400, real)
 
 
+def test_the_split_by_shape_is_handed_out_again_until_a_canary_takes_a_new_shape_of_it() -> None:
+    """_shaped hands out the same list for a bucket's side (new shapes / shapes some row has) until a
+    canary takes a shape of the bucket's new ones (FrequencyMatch.taken), and it is then what
+    filtering the bucket afresh gives, in the same order (the draw samples from it): 10,000 canaries
+    no longer filter a bucket of thousands of candidates each."""
+    rng = random.Random(3)
+    codes = {"NY": "212", "IL": "312", "TX": "214"}
+    table: list[Row] = []
+    for i in range(3000):
+        st = rng.choice(list(codes))
+        table.append({"id": str(i), "phone": f"({codes[st]}) {rng.randint(200, 999)}-{rng.randint(0, 9999):04d}",
+                      "address": f"{rng.randint(1, 999)} {rng.choice(['Oak', 'Elm', 'Pine', 'Ash', 'Lake'])}{rng.choice(['', 'wood', 'field'])} "
+                                 f"{rng.choice(['St', 'Ave', 'Dr'])}, {rng.choice('BCDFGHKLMN')}{rng.choice('aeiou')}{rng.choice('rstn')}ton, {st}"})
+    sample = table[:1500]
+    info = customers_info("phone", "address")
+    synth = Synthesizer(info, profile(info, sample), locale="en_US", contacts=ContactAllocator(), seed=4)
+    _matched(synth, table, sample)
+    match = synth._match_places
+    assert match is not None
+    among = list(match.pool)
+    shape = synth._shape_key
+    text = "address"
+    new_shapes = {shape(c, text) for c in among if not match.counts[1][shape(c, text)]}
+    handed: dict[bool, tuple[int, list[Mapping[str, str | None]]]] = {}
+    again = remade = 0
+    for i in range(300):
+        got = synth._shaped(among)
+        alone = [c for c in among if shape(c, text) in new_shapes and not match.added[1][shape(c, text)]]
+        held = [c for c in among if shape(c, text) not in new_shapes] + [c for c in among if shape(c, text) in new_shapes
+                                                                          and match.added[1][shape(c, text)]]
+        side = got == alone
+        assert got == (alone if side else held)
+        before = handed.get(side)
+        if before is not None and new_shapes.isdisjoint(match.taken[1][before[0]:]):
+            assert got is before[1]
+            again += 1
+        elif before is not None:
+            assert got is not before[1]
+            remade += 1
+        handed[side] = (len(match.taken[1]), got)
+        if i % 2:
+            match.draw(rng, among=got, tries=40)
+    assert again >= 50 and remade >= 5, (again, remade)
+
+
 def _rare_codes_table(seed: int) -> tuple[list[Row], set[str]]:
     """10,000 US-like rows over 10 states: in each, two area codes most rows have, and 25 that hold ten
     rows each (a quarter of the state's rows): in a 2,000-row sample each of those has about two rows,

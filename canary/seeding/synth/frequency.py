@@ -237,6 +237,9 @@ class FrequencyMatch:
     traits: tuple[tuple[str, Any], ...] = ()  # (column, class function) compared as they are: word counts
     k: int = MIN_SHARED
     added: tuple[Counter[str | None], ...] = ()
+    #: per key, the values canaries hold in the order the first of them came to hold each (what a
+    #: caller that split candidates by "a canary holds this" must look at again since it last did)
+    taken: tuple[list[str | None], ...] = ()
     credit: Counter[int] = field(default_factory=Counter)  # primary count classes canaries reached by being joined
     owed: Counter[int] = field(default_factory=Counter)  # primary count classes canaries left by being joined
     _by_primary: dict[int, list[tuple[int, ...]]] = field(default_factory=dict)  # targets by primary class
@@ -253,6 +256,7 @@ class FrequencyMatch:
 
     def __post_init__(self) -> None:
         self.added = tuple(Counter() for _ in self.keys)
+        self.taken = tuple([] for _ in self.keys)
         self.counts = tuple(_Remembered(c) for c in self.counts)
 
     def _signature(self, i: int) -> tuple[int, ...]:
@@ -395,31 +399,10 @@ class FrequencyMatch:
             if choice is None:
                 choice = self._closest(rng, want)
         else:
-            best: tuple[int, float] | None = None
             sample = among if len(among) <= tries else rng.sample(among, tries)
-            n_keys = len(self.keys)
             if not self._sig and self._scored >= len(self.pool):  # indexing the pool costs what scoring it once does
                 self._index()
-            for cand in sample:
-                at = self._at.get(id(cand)) if self._sig else None
-                if at is not None:  # a candidate of the pool: its signature is kept current (_move), scored as _closest does
-                    sig = self._sig[at]
-                    if sig is None:  # its primary value fewer than k real rows hold
-                        continue
-                    score = sig[-1]
-                    for x, w in zip(sig, want):
-                        score += x - w if x >= w else w - x
-                else:
-                    vals, traits = self._derived(cand)
-                    real = self.counts[0][vals[0][0]]
-                    if 0 < real < self.k:
-                        continue
-                    score = sum(abs(b - w) for b, w in zip(self._bins(vals), want[:n_keys])) + self._disturbs(vals)
-                    score += sum(abs(t - w) for t, w in zip(traits, want[n_keys:]))
-                    self._scored += 1
-                rank = (score, rng.random())
-                if best is None or rank < best:
-                    best, choice = rank, cand
+            choice = self._best_of(rng, sample, want)
         if choice is None:
             return None
         vals = self._values(choice)
@@ -432,10 +415,48 @@ class FrequencyMatch:
             for v in vs:
                 moved = count_bin(c[v] + a[v] + 1) != count_bin(c[v] + a[v] + 2)
                 was = _moves(c, a, v)
+                if not a[v]:
+                    self.taken[j].append(v)
                 a[v] += 1
                 if (moved or was != _moves(c, a, v)) and self._sig:  # the candidates holding v now count one more row
                     for i in self._holders[j].get(v, ()):
                         self._move(i)
+        return choice
+
+    def _best_of(self, rng: random.Random, sample: Sequence[Mapping[str, str | None]],
+                 want: tuple[int, ...]) -> Mapping[str, str | None] | None:
+        """The candidate of ``sample`` at the least distance from ``want``, ties broken by one
+        ``rng.random()`` per candidate scored (those whose primary value fewer than k real rows hold
+        are skipped). A signature is scored once per draw: the candidates of a bucket share theirs, and
+        10,000 canaries placed by their contact point score 600 candidates each."""
+        n_keys = len(self.keys)
+        sigs, at_of, rand = self._sig, self._at.get, rng.random
+        scored: dict[tuple[int, ...], int] = {}
+        best_score, best_rand = 0, 0.0
+        choice: Mapping[str, str | None] | None = None
+        for cand in sample:
+            at = at_of(id(cand)) if sigs else None
+            if at is not None:  # a candidate of the pool: its signature is kept current (_move), scored as _closest does
+                sig = sigs[at]
+                if sig is None:  # its primary value fewer than k real rows hold
+                    continue
+                score = scored.get(sig)
+                if score is None:
+                    score = sig[-1]
+                    for x, w in zip(sig, want):
+                        score += x - w if x >= w else w - x
+                    scored[sig] = score
+            else:
+                vals, traits = self._derived(cand)
+                real = self.counts[0][vals[0][0]]
+                if 0 < real < self.k:
+                    continue
+                score = sum(abs(b - w) for b, w in zip(self._bins(vals), want[:n_keys])) + self._disturbs(vals)
+                score += sum(abs(t - w) for t, w in zip(traits, want[n_keys:]))
+                self._scored += 1
+            r = rand()
+            if choice is None or score < best_score or (score == best_score and r < best_rand):
+                best_score, best_rand, choice = score, r, cand
         return choice
 
     @staticmethod

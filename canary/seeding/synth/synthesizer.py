@@ -188,6 +188,22 @@ class Apart:
             self.added[self.tally.value(row, self.at)] += 1
 
 
+@dataclass
+class _ShapeSplit:
+    """One bucket's candidate locations (``among``) split by whether a row of the table has their
+    address shape (``new``: none does; ``old``), with their shape keys, and the list
+    :meth:`Synthesizer._shaped` last handed out for each side with how many values canaries held then
+    (:attr:`FrequencyMatch.taken`): the list stays right until a canary takes a shape of ``new``, so it
+    is made again only then instead of for every row (10,000 canaries in buckets of thousands of
+    candidates: seconds)."""
+
+    among: Sequence[Mapping[str, str | None]]
+    new: list[tuple[Mapping[str, str | None], str | None]]
+    old: list[tuple[Mapping[str, str | None], str | None]]
+    new_keys: frozenset[str | None]
+    handed: dict[bool, tuple[int, list[Mapping[str, str | None]]]] = field(default_factory=dict)
+
+
 def timestamp_text(base_type: str, value: dt.datetime) -> str:
     """``value`` as the text written into a ``date`` / ``timestamp`` / ``timestamptz`` column."""
     if base_type == "date":
@@ -243,9 +259,7 @@ class Synthesizer:
         # _apart_places's memo (keyed by the list's identity) finds it again on the next row
         self._bucket_places: dict[tuple[int, str | None], list[Mapping[str, str | None]]] = {}
         self._shape_keys: dict[int, tuple[Mapping[str, str | None], str | None]] = {}  # id(candidate) -> (it, its shape key)
-        # id(among) -> (among, its candidates whose shape no row of the table has, the others), with their shape keys
-        self._shape_parts: dict[int, tuple[Sequence[Mapping[str, str | None]], list[tuple[Mapping[str, str | None], str | None]],
-                                           list[tuple[Mapping[str, str | None], str | None]]]] = {}
+        self._shape_parts: dict[int, _ShapeSplit] = {}  # id(among) -> its candidates split by their shape's rows
         self._spelled: tuple[Sequence[Mapping[str, str | None]], Spelled] | None = None  # people by spellings
         self._has_email = any(self.semantics[c.name] == Semantic.EMAIL for c in info.columns)
         self._fits: dict[tuple[str, int], Weighted] = {}  # phone formats an owned number fits, by its start and length
@@ -788,21 +802,24 @@ class Synthesizer:
         text = places.columns[places.text_index]
         alone = self.rng.random() < self._alone_shapes
 
-        counts, added = match.counts[1], match.added[1]
+        counts, added, log = match.counts[1], match.added[1], match.taken[1]
         part = self._shape_parts.get(id(among))
-        if part is None or part[0] is not among:  # the table's counts split ``among`` once; canaries' shapes per row
+        if part is None or part.among is not among:  # the table's counts split ``among`` once; canaries' shapes per row
             new: list[tuple[Mapping[str, str | None], str | None]] = []
             old: list[tuple[Mapping[str, str | None], str | None]] = []
             for c in among:
                 k = self._shape_key(c, text)
                 (old if counts[k] else new).append((c, k))
-            part = self._shape_parts[id(among)] = (among, new, old)
-        taken = added.get
-        if alone:
-            got = [c for c, k in part[1] if not taken(k)]
-        else:
-            got = [c for c, _ in part[2]] + [c for c, k in part[1] if taken(k)]
-        return got if len(got) >= MIN_SHARED else among
+            part = self._shape_parts[id(among)] = _ShapeSplit(among, new, old, frozenset(k for _, k in new))
+        got = part.handed.get(alone)
+        if got is None or (got[0] < len(log) and not part.new_keys.isdisjoint(log[got[0]:])):
+            taken = added.get
+            if alone:
+                got = (len(log), [c for c, k in part.new if not taken(k)])
+            else:
+                got = (len(log), [c for c, _ in part.old] + [c for c, k in part.new if taken(k)])
+        part.handed[alone] = (len(log), got[1])
+        return got[1] if len(got[1]) >= MIN_SHARED else among
 
     def _places_in(self, r: Relation, col: str, bucket: str | None) -> list[Mapping[str, str | None]]:
         """The candidate locations whose ``col`` falls in ``bucket`` of ``r`` (indexed once per relation)."""
