@@ -27,9 +27,10 @@ floor: what a perfect seeder would score (about 0.48-0.49 at 20,000 rows).
 Each generator is measured without contact pools (synthesis quality alone) and with realistic pools
 shaped like its data (what production uses: contact points must route back to us): 40 small domains
 we would own and 800 owned numbers over 400 blocks (010 blocks for the Korean tables, exchanges in US
-area codes for ``independent``); and with owned free-mail mailboxes at the table's own common
-providers (naver.com / gmail.com, yahoo.com... in the table's proportions, forwarding to us) used
-before those domains.
+area codes for ``independent``); and with owned free-mail mailboxes at the table's own providers
+where anyone can open one (naver.com, daum.net / gmail.com, yahoo.com, outlook.com...; not msn.com,
+me.com or an ISP's att.net), as many at each as ``plan`` says its share of the table needs,
+forwarding to us, used before those domains.
 
 ``--traces`` first rewrites each table the way production wrote it (:mod:`history`: a transaction per
 signup, order and update, deleted accounts, vacuum) and adds physical-trace features (:mod:`traces`:
@@ -55,6 +56,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import math
 import os
 import random
 import re
@@ -108,34 +110,67 @@ def korean_pools(seed: int = 5) -> dict[str, Any]:
     return {"email_domains": domains, "phone_numbers": phones}
 
 
-async def korean_mailboxes(conn: asyncpg.Connection, n: int, seed: int = 7) -> list[dict[str, str]]:
-    """``n`` owned mailboxes at the table's own common free-mail providers, in the table's proportions
-    (an operator opens them at naver.com, gmail.com...), each forwarding to a canary mail domain. The
-    operator makes local parts up the way people do: from a made-up persona's romanised name (with
-    birth digits...) or a handle (another population of :class:`RealisticKorea`, not the table's);
-    the seeder then names each canary to fit its mailbox."""
+#: free-mail providers where anyone (a company's security team too) can open new mailboxes today, and
+#: so could own canary mailboxes; the others a table holds are legacy or closed to sign-ups (msn.com,
+#: live.com, me.com / mac.com, ymail.com / rocketmail.com, yahoo.co.kr, paran.com, empal.com...) or
+#: come only with an internet or phone subscription (comcast.net, att.net, sbcglobal.net...): no
+#: operator can own a mailbox there, and the seeder must make do without
+OBTAINABLE_US = frozenset({"gmail.com", "yahoo.com", "hotmail.com", "outlook.com", "aol.com", "icloud.com", "gmx.com",
+                           "mail.com", "proton.me", "protonmail.com", "zoho.com", "yandex.com"})
+OBTAINABLE_KR = frozenset({"naver.com", "gmail.com", "hanmail.net", "daum.net", "nate.com", "kakao.com", "hotmail.com",
+                           "outlook.com", "icloud.com", "yahoo.com"})
+
+
+async def korean_mailboxes(conn: asyncpg.Connection, canaries: int, seed: int = 7) -> list[dict[str, str]]:
+    """Owned mailboxes for ``canaries`` canaries at the table's obtainable free-mail providers, as many at
+    each as ``plan`` says its share needs (:func:`owned_mailbox_sizes`; an operator opens them at
+    naver.com, gmail.com, daum.net...), each forwarding to a canary mail domain. The operator makes
+    local parts up the way people do: from a made-up persona's romanised name (with birth digits...)
+    or a handle (another population of :class:`RealisticKorea`, not the table's); the seeder then
+    names each canary to fit its mailbox."""
     rng = random.Random(seed)
-    domains, weights = await common_domains(conn)
     personas = RealisticKorea(seed=seed + 1000)
-    out: list[dict[str, str]] = []
-    seen: set[str] = set()
-    while len(out) < n:
+
+    def local() -> str:
         birth = dt.date(rng.randint(1955, 2005), rng.randint(1, 12), rng.randint(1, 28))
         _, sur, given, _ = personas.person(birth.year)
-        address = f"{personas.email_local(sur, given, birth)}@{rng.choices(domains, weights)[0]}"
-        if address.lower() not in seen:
-            seen.add(address.lower())
-            out.append({"address": address, "forward_to": f"fw-{len(out):05d}@inbound.canary-mail.test"})
+        return personas.email_local(sur, given, birth)
+
+    return made_mailboxes(await owned_mailbox_sizes(conn, canaries, OBTAINABLE_KR), local)
+
+
+def made_mailboxes(sizes: dict[str, int], local: Callable[[], str]) -> list[dict[str, str]]:
+    """``sizes[d]`` mailboxes at each provider ``d``, local parts made by ``local``, each forwarding to
+    a canary mail domain."""
+    out: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for domain, size in sizes.items():
+        made = 0
+        while made < size:
+            address = f"{local()}@{domain}"
+            if address.lower() not in seen:
+                seen.add(address.lower())
+                out.append({"address": address, "forward_to": f"fw-{len(out):05d}@inbound.canary-mail.test"})
+                made += 1
     return out
 
 
-async def common_domains(conn: asyncpg.Connection, k: int = 6) -> tuple[list[str], list[int]]:
-    """The table's ``k`` most common e-mail domains and their counts."""
+async def owned_mailbox_sizes(conn: asyncpg.Connection, canaries: int, obtainable: frozenset[str]) -> dict[str, int]:
+    """Mailboxes to own at each obtainable provider of the table, as ``plan`` sizes them
+    (:func:`~canary.seeding.synth.contacts.mailbox_needs`): the provider's share of the table's
+    addresses times the canaries, with room for a busy one (twice the square root more). The
+    table's providers nobody can open a mailbox at get none (the seeder lends their share on)."""
     rows = await conn.fetch(
         "SELECT lower(split_part(email, '@', 2)) AS d, count(*) AS n FROM customers WHERE email IS NOT NULL"
-        " GROUP BY 1 ORDER BY 2 DESC LIMIT $1", k
+        " GROUP BY 1 ORDER BY 2 DESC, 1"
     )
-    return [r["d"] for r in rows], [int(r["n"]) for r in rows]
+    total = sum(int(r["n"]) for r in rows)
+    out: dict[str, int] = {}
+    for r in rows:
+        need = round(canaries * int(r["n"]) / total) if total else 0
+        if r["d"] in obtainable and need:
+            out[r["d"]] = need + math.ceil(2 * math.sqrt(need))
+    return out
 
 
 def us_pools(seed: int = 5) -> dict[str, Any]:
@@ -163,26 +198,22 @@ def us_pools(seed: int = 5) -> dict[str, Any]:
     return {"email_domains": domains, "phone_numbers": phones}
 
 
-async def us_mailboxes(conn: asyncpg.Connection, n: int, seed: int = 7) -> list[dict[str, str]]:
-    """``n`` owned mailboxes at the table's own common free-mail providers (gmail.com, yahoo.com...),
-    in the table's proportions, each forwarding to a canary mail domain. Local parts are made up from
-    personas of another US population (:class:`IndependentUS` with another seed) the way US users
-    form them (first.last, birth years, nicknames, handles)."""
+async def us_mailboxes(conn: asyncpg.Connection, canaries: int, seed: int = 7) -> list[dict[str, str]]:
+    """Owned mailboxes for ``canaries`` canaries at the table's obtainable free-mail providers (gmail.com,
+    yahoo.com, outlook.com...), as many at each as ``plan`` says its share needs
+    (:func:`owned_mailbox_sizes`), each forwarding to a canary mail domain. Local parts are made up
+    from personas of another US population (:class:`IndependentUS` with another seed) the way US
+    users form them (first.last, birth years, nicknames, handles)."""
     rng = random.Random(seed)
-    domains, weights = await common_domains(conn)
     personas = IndependentUS(seed=seed + 1000)
-    out: list[dict[str, str]] = []
-    seen: set[str] = set()
-    while len(out) < n:
+
+    def local() -> str:
         birth = dt.date(rng.randint(1950, 2004), rng.randint(1, 12), rng.randint(1, 28))
         place = personas.place()
         person = personas.person(birth, place.state)
-        local = personas.email_local(person, personas.area_code(place, birth, 2024))
-        address = f"{local}@{rng.choices(domains, weights)[0]}"
-        if address.lower() not in seen:
-            seen.add(address.lower())
-            out.append({"address": address, "forward_to": f"fw-{len(out):05d}@inbound.canary-mail.test"})
-    return out
+        return personas.email_local(person, personas.area_code(place, birth, 2024))
+
+    return made_mailboxes(await owned_mailbox_sizes(conn, canaries, OBTAINABLE_US), local)
 
 
 @dataclass(frozen=True)
@@ -505,7 +536,7 @@ async def run(
     window = await trickle_window(conn, mode.window, rate) if trickle else None
     count = window.canaries if window is not None else max(1, round(real * rate))
     if pools is not None and pools.get("mailboxes") == "auto":
-        pools = {**pools, "mailboxes": await gen.mailboxes(conn, count + count // 5)}
+        pools = {**pools, "mailboxes": await gen.mailboxes(conn, count)}
     table: dict[str, Any] = {"table": "public.customers", "count": count}
     if window is not None:
         table |= {"mode": "trickle", "trickle_over": window.over}
