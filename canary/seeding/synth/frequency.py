@@ -471,6 +471,7 @@ class FrequencyMatch:
         for cand in sample:
             at = at_of(id(cand)) if sigs else None
             classes: tuple[int, ...] | None = None
+            sig: tuple[int, ...] | None = None
             if at is not None:  # a candidate of the pool: its signature is kept current (_move), scored as _closest does
                 sig = sigs[at]
                 if sig is None:  # its primary value fewer than k real rows hold
@@ -493,12 +494,12 @@ class FrequencyMatch:
             r = rand()
             if choice is not None and score > best[0]:
                 continue
-            if classes is None:  # a pool candidate: its signature's classes (the trailing disturbance is not one)
+            if sig is not None:  # a pool candidate: its signature's classes (the trailing disturbance is not one)
                 lack = lacking.get(sig)
                 if lack is None:
                     lack = lacking[sig] = self._lack(sig)
             else:
-                lack = self._lack(classes)
+                lack = self._lack(classes or ())
             rank = (score, -lack, r)
             if choice is None or rank < best:
                 best, choice = rank, cand
