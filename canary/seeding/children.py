@@ -4,8 +4,8 @@ For each table that references the canary table with a single-column foreign key
 customers, addresses -> customers) and, one level further, the tables referencing those (order_items
 -> orders), the seeder writes plausible rows for every canary: the number per parent is drawn from
 what real parents have, timestamps follow the parent's by the real delay distribution (the drawn
-histories dealt out to the canaries that can be created, within their windows, where a first child
-finds a free key at its delay: :func:`fit_first_children`), and other foreign keys
+histories dealt out to the canaries that can be created, within their windows or a spare gap's, where
+a first child finds a free key at its delay: :func:`fit_first_children`), and other foreign keys
 (order_items.product_id) take values real rows already use, so they always resolve.
 Rows are inserted parents first; retire deletes them deepest first.
 """
@@ -309,6 +309,8 @@ class Histories:
 #: parents tried at random for a history before it goes to one unchanged (a parent that can take it is
 #: found among the first few unless hardly any can)
 FIT_TRIES = 32
+#: spares of an age group looked at for a history no parent can take (in the placement's order)
+SPARE_TRIES = 256
 #: a window or slot bound: (start, end) of the times a row may take
 Span = tuple[dt.datetime, dt.datetime]
 
@@ -316,7 +318,8 @@ Span = tuple[dt.datetime, dt.datetime]
 def fit_first_children(
     windows: Sequence[Span | None], created: Sequence[dt.datetime | None], draws: Sequence[list[float | None]],
     groups: Sequence[int], slots: Sequence[tuple[dt.datetime, dt.datetime, int]], rng: random.Random,
-) -> tuple[list[list[float | None]], list[dt.datetime | None]]:
+    spares: Sequence[tuple[Span, int]] = (),
+) -> tuple[list[list[float | None]], list[dt.datetime | None], list[int | None]]:
     """Which parent takes which drawn history, and when each parent is created, so that a first child
     can sit at its drawn delay. A child with an integer key goes between two real rows whose times
     bracket its own (``slots``: the child table's gaps, their neighbours' times and free keys), and
@@ -328,9 +331,13 @@ def fit_first_children(
     (``windows``: the times of its real key neighbours; None: not movable) at a time whose first child,
     at the drawn delay, falls in a gap with a free key (one of :data:`FIT_TRIES` parents drawn at
     random); that parent's time is redrawn there (uniformly over the times that fit; kept when it fits
-    already). A history none of them can take goes to one of them unchanged; untimed and empty
-    histories to the parents left, at random. Returns the histories per parent and the new creation
-    times (None: unchanged)."""
+    already). Few parents can take a quick history (independent table: 13% of them, where 45% of the
+    real customers who order do it within the hour), so a history none of them can take moves one of
+    them to a spare gap of the parent table that can (``spares``: the windows of gaps no canary took,
+    in the order the placement drew them, and their age groups), of the same age group or the next;
+    only where none can either, it goes to one of them unchanged. Untimed and empty histories go to
+    the parents left, at random. Returns the histories per parent, the new creation times (None:
+    unchanged) and the spare each parent moved to (None: it stays in its gap)."""
     n = len(draws)
     order = sorted(range(len(slots)), key=lambda j: slots[j][0])
     starts = [slots[j][0] for j in order]
@@ -338,7 +345,9 @@ def fit_first_children(
 
     def fits(i: int, delay: float) -> list[tuple[int, Span]]:
         """(slot, creation times of parent i that put a child ``delay`` later into that slot)."""
-        window = windows[i]
+        return fits_in(windows[i], delay)
+
+    def fits_in(window: Span | None, delay: float) -> list[tuple[int, Span]]:
         if window is None:
             return []
         d = dt.timedelta(seconds=delay)
@@ -353,6 +362,10 @@ def fit_first_children(
 
     out: list[list[float | None]] = [[] for _ in range(n)]
     moved: list[dt.datetime | None] = [None] * n
+    regapped: list[int | None] = [None] * n
+    spare_of: dict[int, list[int]] = {}  # unused spares by age group, in the placement's order
+    for j, (_, g) in enumerate(spares):
+        spare_of.setdefault(g, []).append(j)
     pools: dict[int, list[int]] = {}  # parents still without a history, by age group
     for i in range(n):
         pools.setdefault(groups[i], []).append(i)
@@ -363,6 +376,35 @@ def fit_first_children(
         pool[at] = pool[-1]
         pool.pop()
         return i
+
+    def settle(options: list[tuple[int, Span]], window: Span) -> dt.datetime:
+        """A creation time within ``window`` among ``options`` (uniformly over the times that fit), its
+        child's slot taken."""
+        weights = [max((b - a).total_seconds(), 1e-3) for _, (a, b) in options]
+        k, (a, b) = rng.choices(options, weights)[0]
+        free[k] -= 1
+        return Precision.of((window[0].timestamp(), window[1].timestamp())).cut(a + (b - a) * rng.random(), rng, a, b)
+
+    def spare(g: int, delay: float) -> tuple[int, int, list[tuple[int, Span]]] | None:
+        """(spare, its place in its group's list, options) of the first unused spare of group ``g`` or
+        the next that can take a first child ``delay`` after its parent (SPARE_TRIES looked at each)."""
+        for x in (g, g - 1, g + 1):
+            for at, j in enumerate(spare_of.get(x, ())[:SPARE_TRIES]):
+                options = fits_in(spares[j][0], delay)
+                if options:
+                    return j, at, options
+        return None
+
+    def movable(g: int) -> tuple[int, int] | None:
+        """(group, place) of a parent of group ``g`` or the next that is free to move (not sharing its gap
+        with another canary), at random."""
+        near = [x for x in (g, g - 1, g + 1) if pools.get(x)]
+        for _ in range(FIT_TRIES if near else 0):
+            x = rng.choice(near)
+            at = rng.randrange(len(pools[x]))
+            if windows[pools[x][at]] is not None:
+                return x, at
+        return None
 
     def fallback(g: int) -> int:
         """A parent of group ``g`` at random, else of the nearest group that has one left."""
@@ -386,7 +428,16 @@ def fit_first_children(
                 found = (x, at, options)
                 break
         if found is None:
-            out[fallback(g)] = h
+            place = spare(g, delay)
+            parent = movable(spares[place[0]][1]) if place is not None else None
+            if place is None or parent is None:
+                out[fallback(g)] = h
+                continue
+            j, at, options = place
+            spare_of[spares[j][1]].pop(at)
+            i = take(*parent)
+            out[i], regapped[i] = h, j
+            moved[i] = settle(options, spares[j][0])
             continue
         i = take(found[0], found[1])
         out[i] = h
@@ -396,15 +447,12 @@ def fit_first_children(
         if here:
             free[here[0][0]] -= 1
             continue
-        weights = [max((b - a).total_seconds(), 1e-3) for _, (a, b) in options]
-        k, (a, b) = rng.choices(options, weights)[0]
-        free[k] -= 1
         window = windows[i]
         assert window is not None
-        moved[i] = Precision.of((window[0].timestamp(), window[1].timestamp())).cut(a + (b - a) * rng.random(), rng, a, b)
+        moved[i] = settle(options, window)
     for src in rest:
         out[fallback(groups[src])] = draws[src]
-    return out, moved
+    return out, moved, regapped
 
 
 async def _fit_first_children(seeder: Any, conn: asyncpg.Connection, parent: Batch, parent_created: str, info: TableInfo,
@@ -440,14 +488,16 @@ async def _fit_first_children(seeder: Any, conn: asyncpg.Connection, parent: Bat
         a, b, nk = around.get(k, (None, None, None)) if k is not None else (None, None, None)
         windows.append((a, b) if a is not None and b is not None and born is not None and a <= born <= b
                        and next_of[nk] == 1 else None)
+    spares = await _spare_gaps(seeder, conn, pinfo, parent_created, keys, history) if not pinfo.partitions else []
     wanted = sorted({w[0] + dt.timedelta(seconds=d[0]) for w, d in zip(windows, draws) if w is not None and d and d[0] is not None}
-                    | {w[0] for w in windows if w is not None})
+                    | {w[0] for w in windows if w is not None} | {w[0] for (w, _), _ in spares})
     if not wanted:
         return draws
     gaps = await seeder._gaps(conn, info, child_created, [], len(wanted), wanted)
     slots = [(lo_c, hi_c, int(g["hi"]) - int(g["lo"]) - 1) for g in gaps
              if (lo_c := parse_ts(g["lo_c"])) is not None and (hi_c := parse_ts(g["hi_c"])) is not None and lo_c <= hi_c]
-    fitted, moved = fit_first_children(windows, created, draws, [history.bucket(c) for c in created], slots, rng)
+    fitted, moved, regapped = fit_first_children(windows, created, draws, [history.bucket(c) for c in created], slots, rng,
+                                                 [s for s, _ in spares])
     updated = next((c.name for c in pinfo.columns if semantic_of(c) == Semantic.UPDATED), None)
     column = pinfo.column(parent_created)
     for i, when in enumerate(moved):
@@ -455,14 +505,40 @@ async def _fit_first_children(seeder: Any, conn: asyncpg.Connection, parent: Bat
         if when is None or old is None:
             continue
         values = {**parent.rows[i].values, parent_created: timestamp_text(column.base_type, when)}
+        j = regapped[i]
+        if j is not None:  # its key: one beside a real row of the spare gap, as placement gives them
+            lo, hi = spares[j][1]
+            values[pk] = str(rng.choice((lo + 1, hi - 1)))
         if updated and values.get(updated) is not None:
             upd = parse_ts(values[updated])
             if upd is not None and (upd == old or upd < when):
                 values[updated] = timestamp_text(pinfo.column(updated).base_type, upd + (when - old))
-        parent.rows[i] = dataclasses.replace(parent.rows[i], values=values)
+        parent.rows[i] = dataclasses.replace(parent.rows[i], pk=parent.key_of(values), values=values)
         if i < len(parent.contexts):
-            parent.contexts[i] = RowContext(pk=parent.contexts[i].pk, created=when, key=parent.contexts[i].key)
+            parent.contexts[i] = RowContext(pk=values[pk] if j is not None else parent.contexts[i].pk, created=when,
+                                            key=parent.contexts[i].key)
     return fitted
+
+
+#: spare gaps per canary offered to histories no canary's window can take
+SPARES_PER_ROW = 2
+
+
+async def _spare_gaps(seeder: Any, conn: asyncpg.Connection, info: TableInfo, created: str, keys: Sequence[str | None],
+                      history: Histories) -> list[tuple[tuple[Span, int], tuple[int, int]]]:
+    """Gaps of the parent table no canary took, drawn as placement draws them (:meth:`_gaps`), up to
+    :data:`SPARES_PER_ROW` per canary: ((their neighbours' times, age group), (lo, hi))."""
+    taken = sorted(int(k) for k in keys if k is not None)
+    out: list[tuple[tuple[Span, int], tuple[int, int]]] = []
+    for g in await seeder._gaps(conn, info, created, [], len(taken), None):
+        lo, hi = int(g["lo"]), int(g["hi"])
+        a, b = parse_ts(g["lo_c"]), parse_ts(g["hi_c"])
+        if a is None or b is None or a > b or bisect.bisect_right(taken, lo) < bisect.bisect_left(taken, hi):
+            continue  # untimed, or a canary is there
+        out.append((((a, b), history.bucket(a)), (lo, hi)))
+        if len(out) >= SPARES_PER_ROW * len(taken):
+            break
+    return out
 
 
 async def _histories(conn: asyncpg.Connection, parent: TableInfo, child: TableInfo, fk: str, parent_keys: list[str]) -> Histories:

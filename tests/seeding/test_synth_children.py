@@ -107,7 +107,7 @@ def test_quick_first_children_go_to_parents_that_can_be_created_before_a_free_ke
                    and _in_slot(c + dt.timedelta(seconds=h[0]), slots_))
 
     as_drawn = landed(draws, created)
-    fitted, moved = fit_first_children(windows, created, draws, groups, slots_, random.Random(6))
+    fitted, moved, _ = fit_first_children(windows, created, draws, groups, slots_, random.Random(6))
     now = [m or c for m, c in zip(moved, created)]
     # a parent can take a quick child only if its window ends within ~half an hour before a gap: ~14%
     assert as_drawn <= 3 and landed(fitted, now) >= 15, (as_drawn, landed(fitted, now), quick)
@@ -121,3 +121,46 @@ def test_quick_first_children_go_to_parents_that_can_be_created_before_a_free_ke
                    for h, c in zip(fitted, now) if h and h[0] is not None and c is not None
                    and _in_slot(c + dt.timedelta(seconds=float(h[0] or 0)), slots_))
     assert max(used.values()) == 1
+
+
+def test_a_quick_history_no_canary_can_take_moves_a_canary_to_a_spare_gap_that_can() -> None:
+    """Child keys are free every two days for five minutes and the canaries' windows (between their key
+    neighbours) all end hours before one: none can take a first child within half an hour, and drawn
+    by the canaries alone the quick histories (30%) land days later. Gaps of the parent table no canary
+    took (spares) whose windows end just before a free key take them: a canary of the spare's age
+    group moves there (its new time inside the spare's window, each spare used once, its first child
+    in a free key), and the histories stay the ones drawn."""
+    rng = random.Random(7)
+    t0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    n = 100
+    slots = [(t0 + dt.timedelta(hours=48 * j + 24), t0 + dt.timedelta(hours=48 * j + 24, minutes=5), 1) for j in range(60)]
+    # canaries' windows: 6 hours ending 12 hours before a gap; spares: 6 hours ending 10 minutes before one
+    windows: list[tuple[dt.datetime, dt.datetime] | None] = [
+        (t0 + dt.timedelta(hours=48 * (i % 60) + 6), t0 + dt.timedelta(hours=48 * (i % 60) + 12)) for i in range(n)]
+    created: list[dt.datetime | None] = [w[0] + (w[1] - w[0]) * rng.random() for w in windows if w is not None]
+    spare_windows = [(t0 + dt.timedelta(hours=48 * j + 18, minutes=-10), t0 + dt.timedelta(hours=48 * j + 24, minutes=-10))
+                     for j in range(60)]
+    groups = [(i % 60) * 3 // 60 for i in range(n)]
+    spares = [(w, j * 3 // 60) for j, w in enumerate(spare_windows)]
+    draws: list[list[float | None]] = []
+    for _ in range(n):
+        x = rng.random()
+        draws.append([rng.uniform(600, 1800)] if x < 0.3 else [rng.uniform(3, 300) * DAY] if x < 0.65 else [])
+    quick = sum(1 for d in draws if d and d[0] is not None and d[0] <= 1800)
+
+    def landed(hs: list[list[float | None]], times: list[dt.datetime | None]) -> int:
+        return sum(1 for h, c in zip(hs, times) if h and h[0] is not None and h[0] <= 1800 and c is not None
+                   and _in_slot(c + dt.timedelta(seconds=h[0]), slots))
+
+    fitted, moved, regapped = fit_first_children(windows, created, draws, groups, slots, random.Random(8))
+    assert landed(fitted, [m or c for m, c in zip(moved, created)]) == 0  # no spares: the canaries' windows alone
+    fitted, moved, regapped = fit_first_children(windows, created, draws, groups, slots, random.Random(8), spares)
+    now = [m or c for m, c in zip(moved, created)]
+    assert quick >= 20 and landed(fitted, now) == quick, (landed(fitted, now), quick)
+    assert sorted(map(repr, fitted)) == sorted(map(repr, draws))
+    used = [j for j in regapped if j is not None]
+    assert len(used) == len(set(used)) >= quick
+    for i, j in enumerate(regapped):
+        if j is not None:
+            (lo, hi), group = spares[j]
+            assert lo <= now[i] <= hi and abs(group - groups[i]) <= 1  # type: ignore[operator]
