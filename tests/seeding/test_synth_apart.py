@@ -177,7 +177,7 @@ def test_a_location_placed_by_an_owned_number_has_a_shape_of_its_own_as_often_as
     """Where most real rows' address shape (digits masked) is the only one of its kind, the canaries
     whose state their owned number decides have one no row holds about as often (in the state their
     number goes with): the candidates of one state are decided first to be of a new shape or of one
-    some row holds, at the sampled rows' rate (synthesizer.py _shaped), new-shape ones made in the
+    some row holds, as the real row the canary matches (its target) has (synthesizer.py _shaped), new-shape ones made in the
     bucket where the pool has few (_fresh_places); the frequency match would otherwise trade the
     shape against the other keys (the town's, the rarest word's: bench, 59% against 77%)."""
     rng = random.Random(11)
@@ -211,10 +211,12 @@ def test_a_location_placed_by_an_owned_number_has_a_shape_of_its_own_as_often_as
     among = list(match.pool)
     new = 0
     for _ in range(400):
-        got = synth._shaped(among)
+        target = match.target(synth.rng)
+        assert target is not None
+        got = synth._shaped(among, target)
         sides = {match.counts[1][re.sub(r"\d+", "9", c["address"] or "")] + match.added[1][re.sub(r"\d+", "9", c["address"] or "")] == 0
                  for c in got if c["address"]}
-        assert len(sides) == 1 and len(got) < len(among)
+        assert sides == {target[1] == 0} and len(got) < len(among)  # the side the real row matched has
         new += sides == {True}
     assert abs(new / 400 - real) < 0.1, (new / 400, real)
 
@@ -245,11 +247,13 @@ def test_the_split_by_shape_is_handed_out_again_until_a_canary_takes_a_new_shape
     handed: dict[bool, tuple[int, list[Mapping[str, str | None]]]] = {}
     again = remade = 0
     for i in range(300):
-        got = synth._shaped(among)
+        target = match.target(rng)
+        assert target is not None
+        got = synth._shaped(among, target)
         alone = [c for c in among if shape(c, text) in new_shapes and not match.added[1][shape(c, text)]]
         held = [c for c in among if shape(c, text) not in new_shapes] + [c for c in among if shape(c, text) in new_shapes
                                                                           and match.added[1][shape(c, text)]]
-        side = got == alone
+        side = target[1] == 0
         assert got == (alone if side else held)
         before = handed.get(side)
         if before is not None and new_shapes.isdisjoint(match.taken[1][before[0]:]):
@@ -260,7 +264,7 @@ def test_the_split_by_shape_is_handed_out_again_until_a_canary_takes_a_new_shape
             remade += 1
         handed[side] = (len(match.taken[1]), got)
         if i % 2:
-            match.draw(rng, among=got, tries=40)
+            match.draw(rng, among=got, tries=40, want=target)
     assert again >= 50 and remade >= 5, (again, remade)
 
 

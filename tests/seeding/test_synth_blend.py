@@ -324,3 +324,23 @@ def test_value_counts_are_exact_for_shared_values_and_bounded_for_distinct_ones(
     assert counts.derived(same) is counts
     assert counts.derived(surname_key)[surname_key("Person 3 Kim")] == sum(1 for v, _ in rows if v.endswith("Kim"))
     assert len(ValueCounts(expected=10**9).filter) <= 16 * 1024 * 1024
+
+
+def test_draws_among_a_long_list_join_canaries_where_real_rows_come_in_pairs() -> None:
+    """A canary placed by its contact point draws among a long list of candidates (a sample of it):
+    where the real row it matches shares its address with one other row, it takes an address
+    another canary holds in that list (two canaries then share it, as a household's rows do), never
+    one fewer than k real rows hold. A sample alone rarely held one: almost no canary shared."""
+    table: Counter[str | None] = Counter({f"real {i}": 1 + i % 2 for i in range(400)})  # half of the rows' in pairs
+    sample = [{"v": v} for v in table]
+    keys = (("v", same),)
+    targets = FrequencyMatch.real_targets(keys, (table,), sample)
+    paired = sum(t[0] == count_bin(2) for t in targets) / len(targets)
+    pool = [{"v": f"fresh {i}"} for i in range(20_000)] + [{"v": v} for v in table]
+    match = FrequencyMatch(keys, (table,), targets, pool, k=3)
+    rng = random.Random(3)
+    got = [match.draw(rng, among=pool, tries=20) for _ in range(400)]
+    held = Counter(c["v"] for c in got if c is not None)
+    assert all(table[v] == 0 or table[v] >= 3 for v in held)  # never a value fewer than k real rows hold
+    shared = sum(n for n in held.values() if n > 1) / len(got)
+    assert abs(shared - paired) < 0.15, (shared, paired)

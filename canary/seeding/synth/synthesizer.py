@@ -253,7 +253,6 @@ class Synthesizer:
         self._match_people: FrequencyMatch | None = None
         self._match_places: FrequencyMatch | None = None
         self._place_index: dict[int, dict[str | None, list[Mapping[str, str | None]]]] = {}  # by relation: bucket -> locations
-        self._alone_shapes: float | None = None  # the sampled rows' share whose address shape no other row has
         self._fresh_index: dict[tuple[int, str | None], list[Mapping[str, str | None]]] = {}  # (relation, bucket) -> new-word locations
         # (relation, bucket) -> the bucket's candidates with its fresh ones: one list per bucket, so that
         # _apart_places's memo (keyed by the list's identity) finds it again on the next row
@@ -672,9 +671,10 @@ class Synthesizer:
                 if want is not None and among:
                     among = self._with_fresh(want, among)
                 among = self._apart_places(done, among or None) or among
-                if want is not None and among:
-                    among = self._shaped(among)
-                matched = self._match_places.draw(self.rng, among=among or None, tries=PLACE_TRIES)
+                target = self._match_places.target(self.rng, among=bool(among))
+                if want is not None and among and target is not None:
+                    among = self._shaped(among, target)
+                matched = self._match_places.draw(self.rng, among=among or None, tries=PLACE_TRIES, want=target)
             if matched is None and places is not None:
                 for _ in range(RELATION_TRIES if want is not None else 1):
                     matched = places.compose(self.rng)
@@ -786,21 +786,21 @@ class Synthesizer:
             known = self._shape_keys[id(cand)] = (cand, shape_key(cand.get(text)))
         return known[1]
 
-    def _shaped(self, among: list[Mapping[str, str | None]]) -> list[Mapping[str, str | None]]:
+    def _shaped(self, among: list[Mapping[str, str | None]], target: tuple[int, ...]) -> list[Mapping[str, str | None]]:
         """Of the candidate locations of one bucket (``among``), those whose address shape no row of
-        the table (nor canary) has, as often as a sampled row's is the only one of its kind, else
-        those whose shape some row has; all of them when the side decided on has fewer than
+        the table (nor canary) has when the real row's classes this canary matches (``target``) say
+        its shape is the only one of its kind, else those whose shape some row (or canary) has; all of them when the side decided on has fewer than
         :data:`MIN_SHARED` candidates. Within a bucket the frequency match trades the shape's count
         against the other keys' (the town's, the rarest word's), and the few candidates there with
         a new shape rarely fit those as well: canaries placed by their contact point shared their
-        shape with a real row far more often than real rows (bench: 59% alone against 77%)."""
+        shape with a real row far more often than real rows (bench: 59% alone against 77%). Decided
+        from the target, not a coin of its own: a target whose address other rows hold has a shared
+        shape, and a coin left the addresses canaries hold out of the list for it 77% of the time."""
         match, places = self._match_places, self.profile.places
         if match is None or places is None or not match.targets:
             return among
-        if self._alone_shapes is None:
-            self._alone_shapes = sum(t[1] == 0 for t in match.targets) / len(match.targets)
         text = places.columns[places.text_index]
-        alone = self.rng.random() < self._alone_shapes
+        alone = target[1] == 0
 
         counts, added, log = match.counts[1], match.added[1], match.taken[1]
         part = self._shape_parts.get(id(among))
