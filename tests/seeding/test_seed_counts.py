@@ -55,6 +55,25 @@ def test_apart_share_reads_the_contact_feature_alone_for_every_pair() -> None:
     assert "GROUPING SETS ((x0, x1), (x0, x2), (x0))" in tally.query('"t"', lambda c: c)
 
 
+def test_apart_held_by_features_is_held_by_the_row() -> None:
+    """A pair's rows read from the contact and location features themselves (how a row's candidate
+    locations are checked) equal those read from a row holding them, canaries' pairs included, and a
+    location without the feature has no pair."""
+    area, region = Feature("phone", Kind.AREA), Feature("region", Kind.VALUE)
+    tally = Tally("apart(t)", ((area, region), (area,)), rows=1000)
+    rows = [{"phone": "02-555-0100", "region": "Seoul"}, {"phone": "031-555-0100", "region": "Gyeonggi"},
+            {"phone": "02-555-0101", "region": "Gyeonggi"}, {"phone": "02-555-0102", "region": None}]
+    counts: Counter[str | None] = Counter({tally.value(rows[0], 0): 30, tally.value(rows[1], 0): 4})
+    apart = Apart.of(area, region, tally, 0, counts, rows, related=True)
+    apart.add(rows[2])
+    apart.add(rows[0])
+    for row in rows:
+        contact = area.of(row["phone"])
+        assert contact is not None
+        assert apart.held_by(contact, region.of(row["region"])) == apart.held(row)
+    assert [apart.held(r) for r in rows] == [31, 4, 1, None]
+
+
 HOSTILE = ["plain", "tab\there", "new\nline", "back\\slash", "\\N", "cr\rlf\r\n", "\\t literal", "한글 주소 12", "x\x1dy", "", " ",
            "ends with backslash\\", "bell\x07 and \x0b vt \x0c ff \x08 bs", "a" * 3000]
 

@@ -14,7 +14,7 @@ from testkit import MakeConfig
 from canary.crypto import Keyring
 from canary.seeding.postgres import PostgresSeeder
 from canary.seeding.synth.contacts import ContactAllocator
-from canary.seeding.synth.frequency import FrequencyMatch, ValueCounts, count_bin, same, surname_key
+from canary.seeding.synth.frequency import FrequencyMatch, Rarest, ValueCounts, count_bin, same, surname_key
 from canary.seeding.synth.places import Splicer
 from canary.seeding.synth.profile import profile
 from canary.seeding.synth.shapes import MIN_SHARED, draw_digits, shared_digit_prefixes
@@ -308,6 +308,32 @@ def test_draws_among_candidates_score_them_as_drawn_now() -> None:
     assert got_a == got_b
     assert indexed._sig and indexed._scored < 300 * 40  # the first draws scored afresh, the rest by signature
     assert sum(count_bin(table[v] + n) > count_bin(table[v] + 1) for v, n in Counter(got_a).items()) >= 10  # classes crossed
+
+
+def test_a_candidates_signature_is_its_classes_traits_and_disturbance_as_drawing_moves_them() -> None:
+    """The signature a draw keeps each pool candidate under (one pass over its key values) is its
+    count classes as if drawn now, its traits, then the keys on which it would move canaries drawn
+    before it (:meth:`FrequencyMatch._bins`, :meth:`FrequencyMatch._disturbs`), for every candidate
+    after each of many draws whose values cross count classes; a key with several values per
+    candidate counts by the least held and moves canaries when any of them does."""
+    table: Counter[str | None] = Counter({f"v{i}": i % 5 for i in range(40)})
+    words: Counter[str | None] = Counter({f"w{i}": i % 4 for i in range(12)})
+
+    def some_words(v: str | None) -> frozenset[str]:
+        return frozenset(f"w{(int(v[1:]) * j) % 12}" for j in range(1, int(v[1:]) % 3 + 1)) if v and v[0] == "v" else frozenset()
+
+    keys = (("v", same), ("v", Rarest(some_words)))
+    traits = (("v", len),)
+    sample = [{"v": f"v{i}"} for i in range(0, 40, 3)]
+    pool = [{"v": f"v{i}"} for i in range(40)] + [{"v": f"n{i}"} for i in range(10)]
+    match = FrequencyMatch(keys, (table, words), FrequencyMatch.real_targets(keys, (table, words), sample, traits), pool, traits, k=2)
+    rng = random.Random(4)
+    for _ in range(120):
+        match.draw(rng)
+        for i in range(len(pool)):
+            vals, trait = match._derived(pool[i])
+            assert match._signature(i) == match._bins(vals) + tuple(trait) + (match._disturbs(vals),)
+    assert sum(1 for c in match.added[1].values() if c) >= 5 and max(match.added[0].values()) >= 3  # canaries joined values
 
 
 def test_value_counts_are_exact_for_shared_values_and_bounded_for_distinct_ones() -> None:

@@ -282,9 +282,26 @@ class FrequencyMatch:
 
     def _signature(self, i: int) -> tuple[int, ...]:
         """Count classes as if drawn now, traits, then how many classes of canaries drawn before it
-        would change."""
+        would change: ``_bins(vals) + traits + (_disturbs(vals),)`` in one pass over the key values,
+        each value's counts looked up once. Every draw signs again the candidates holding the values
+        it took (10,000 canaries: tens of thousands of signatures, a third of the draws' time when
+        the two passes each looked every value up)."""
         vals, traits = self._derived(self.pool[i])
-        return self._bins(vals) + tuple(traits) + (self._disturbs(vals),)
+        bins: list[int] = []
+        disturbs = 0
+        for j, (c, a, vs) in enumerate(zip(self.counts, self.added, vals)):
+            least: int | None = None
+            moves = False
+            for v in vs:
+                joined = a.get(v, 0)
+                n = c[v] + joined
+                if least is None or n < least:
+                    least = n
+                if joined and j and not moves:  # _moves (the primary key's joins are made up for: credit)
+                    moves = bisect.bisect_right(_COUNT_BINS, n) != bisect.bisect_right(_COUNT_BINS, n + 1)
+            bins.append(bisect.bisect_right(_COUNT_BINS, (least or 0) + 1))
+            disturbs += moves
+        return (*bins, *traits, disturbs)
 
     def _bins(self, vals: Sequence[tuple[str | None, ...]]) -> tuple[int, ...]:
         """Count classes of a candidate's key values as if it were drawn now."""
