@@ -32,7 +32,7 @@ from canary.seeding.synth.contacts import ContactAllocator
 from canary.seeding.synth.profile import TableProfile, profile
 from canary.seeding.synth.shapes import MIN_SHARED, Semantic, Weighted, parse_ts, quantile, semantic_of
 from canary.seeding.synth.synthesizer import RowContext, Synthesizer, SynthRow, timestamp_text
-from canary.seeding.synth.times import Precision
+from canary.seeding.synth.times import RATE_TRIES, Precision, Rates
 
 MAX_DEPTH = 2
 
@@ -281,18 +281,20 @@ class Histories:
 
     edges: tuple[float, ...]  # creation epoch where each bucket after the first begins
     buckets: tuple[History, ...]
+    rates: Rates = field(default_factory=Rates)  # when the sampled parents were created (hour × weekday): where a moved one goes
 
     @classmethod
     def of(cls, parents: Sequence[tuple[float | None, Sequence[float | None]]], size: int = 100, k: int = MIN_SHARED) -> Histories:
         """``parents``: (creation epoch or None, children's delays) per sampled parent."""
         dated = sorted(((c, t) for c, t in parents if c is not None), key=lambda p: p[0])
+        rates = Rates.of(c for c, _ in dated)
         if len(dated) < 2 * max(size, k):
-            return cls((), (History.of([t for _, t in parents], k),))
+            return cls((), (History.of([t for _, t in parents], k),), rates)
         size = max(size, k)
         cuts = list(range(0, len(dated) - size // 2, size))[1:] if len(dated) >= 2 * size else []
         chunks = [dated[a:b] for a, b in zip([0, *cuts], [*cuts, len(dated)])]
         return cls(tuple(float(c[0][0]) for c in chunks[1:] if c[0][0] is not None),
-                   tuple(History.of([t for _, t in c], k) for c in chunks))
+                   tuple(History.of([t for _, t in c], k) for c in chunks), rates)
 
     @property
     def parents(self) -> int:
@@ -318,7 +320,7 @@ Span = tuple[dt.datetime, dt.datetime]
 def fit_first_children(
     windows: Sequence[Span | None], created: Sequence[dt.datetime | None], draws: Sequence[list[float | None]],
     groups: Sequence[int], slots: Sequence[tuple[dt.datetime, dt.datetime, int]], rng: random.Random,
-    spares: Sequence[tuple[Span, int]] = (),
+    spares: Sequence[tuple[Span, int]] = (), rates: Rates | None = None,
 ) -> tuple[list[list[float | None]], list[dt.datetime | None], list[int | None]]:
     """Which parent takes which drawn history, and when each parent is created, so that a first child
     can sit at its drawn delay. A child with an integer key goes between two real rows whose times
@@ -330,8 +332,8 @@ def fit_first_children(
     first, each to a parent (of its own age group: ``groups``) that can be created within its window
     (``windows``: the times of its real key neighbours; None: not movable) at a time whose first child,
     at the drawn delay, falls in a gap with a free key (one of :data:`FIT_TRIES` parents drawn at
-    random); that parent's time is redrawn there (uniformly over the times that fit; kept when it fits
-    already). Few parents can take a quick history (independent table: 13% of them, where 45% of the
+    random); that parent's time is redrawn there (over the times that fit, at the table's hour ×
+    weekday ``rates`` as placement draws a time between neighbours; kept when it fits already). Few parents can take a quick history (independent table: 13% of them, where 45% of the
     real customers who order do it within the hour), so a history none of them can take moves one of
     them to a spare gap of the parent table that can (``spares``: the windows of gaps no canary took,
     in the order the placement drew them, and their age groups), of the same age group or the next;
@@ -378,12 +380,17 @@ def fit_first_children(
         return i
 
     def settle(options: list[tuple[int, Span]], window: Span) -> dt.datetime:
-        """A creation time within ``window`` among ``options`` (uniformly over the times that fit), its
-        child's slot taken."""
+        """A creation time within ``window`` among ``options``, its child's slot taken: drawn over the
+        times that fit at the table's rates (one more arrival of its Poisson stream, given that it fits;
+        uniformly, a moved canary would sign up at night as often as at noon)."""
         weights = [max((b - a).total_seconds(), 1e-3) for _, (a, b) in options]
-        k, (a, b) = rng.choices(options, weights)[0]
+        for _ in range(RATE_TRIES if rates is not None and not rates.flat else 1):
+            k, (a, b) = rng.choices(options, weights)[0]
+            when = a + (b - a) * rng.random()
+            if rates is None or rates.flat or rng.random() < rates.at(when):
+                break
         free[k] -= 1
-        return Precision.of((window[0].timestamp(), window[1].timestamp())).cut(a + (b - a) * rng.random(), rng, a, b)
+        return Precision.of((window[0].timestamp(), window[1].timestamp())).cut(when, rng, a, b)
 
     def spare(g: int, delay: float) -> tuple[int, int, list[tuple[int, Span]]] | None:
         """(spare, its place in its group's list, options) of the first unused spare of group ``g`` or
@@ -497,7 +504,7 @@ async def _fit_first_children(seeder: Any, conn: asyncpg.Connection, parent: Bat
     slots = [(lo_c, hi_c, int(g["hi"]) - int(g["lo"]) - 1) for g in gaps
              if (lo_c := parse_ts(g["lo_c"])) is not None and (hi_c := parse_ts(g["hi_c"])) is not None and lo_c <= hi_c]
     fitted, moved, regapped = fit_first_children(windows, created, draws, [history.bucket(c) for c in created], slots, rng,
-                                                 [s for s, _ in spares])
+                                                 [s for s, _ in spares], history.rates)
     updated = next((c.name for c in pinfo.columns if semantic_of(c) == Semantic.UPDATED), None)
     column = pinfo.column(parent_created)
     for i, when in enumerate(moved):

@@ -8,6 +8,7 @@ import random
 from collections import Counter
 
 from canary.seeding.children import Histories, History, fit_first_children
+from canary.seeding.synth.times import Rates
 
 DAY = 86400.0
 
@@ -164,3 +165,34 @@ def test_a_quick_history_no_canary_can_take_moves_a_canary_to_a_spare_gap_that_c
         if j is not None:
             (lo, hi), group = spares[j]
             assert lo <= now[i] <= hi and abs(group - groups[i]) <= 1  # type: ignore[operator]
+
+
+def test_a_canary_moved_for_a_quick_history_takes_a_time_at_the_tables_hours() -> None:
+    """Real parents sign up between 09:00 and 18:00 UTC, and a spare gap spans two days with free child
+    keys throughout: every time in it fits a quick first child. Drawn uniformly over the times that fit,
+    a moved canary would sign up at night five times in eight (a tell on the hour of day); drawn at the
+    table's rates (as placement draws a time between neighbours), it signs up in the day as real
+    parents do. The histories learn those rates from the sampled parents' creation times."""
+    rng = random.Random(11)
+    t0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    day = [t0.timestamp() + d * DAY + rng.uniform(9, 18) * 3600 for d in range(60) for _ in range(20)]
+    rates = Histories.of([(c, [600.0]) for c in day]).rates
+    assert not rates.flat and rates.hours[3] < 0.05 < rates.hours[12]
+    n = 60
+    windows: list[tuple[dt.datetime, dt.datetime] | None] = [
+        (t0 + dt.timedelta(days=4 * i), t0 + dt.timedelta(days=4 * i, hours=1)) for i in range(n)]
+    created: list[dt.datetime | None] = [w[0] for w in windows if w is not None]
+    # child keys free only from day 2 of each four-day period on: the canaries' own windows cannot take a quick child
+    slots = [(t0 + dt.timedelta(days=4 * j + 2), t0 + dt.timedelta(days=4 * j + 4), 5) for j in range(n)]
+    spares = [((t0 + dt.timedelta(days=4 * j + 2, seconds=rng.randrange(1, 600)), t0 + dt.timedelta(days=4 * j + 3, hours=23, seconds=rng.randrange(1, 600))), 0)
+              for j in range(n)]  # (neighbours at whole seconds: times are cut to seconds)
+    draws: list[list[float | None]] = [[600.0] for _ in range(n)]
+
+    def daytime(spread: Rates | None) -> float:
+        _, moved, regapped = fit_first_children(windows, created, draws, [0] * n, slots, random.Random(12), spares, spread)
+        times = [m for m, j in zip(moved, regapped) if m is not None and j is not None]
+        assert len(times) == n
+        return sum(1 for t in times if 9 <= t.astimezone(dt.UTC).hour < 18) / len(times)
+
+    assert daytime(None) < 0.6  # uniformly: about 9 hours in 24
+    assert daytime(rates) > 0.85
