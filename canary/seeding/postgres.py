@@ -28,7 +28,7 @@ import json
 import random
 import re
 from collections import deque
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -200,28 +200,42 @@ def _copy_field(text: str) -> str | None:
     return _COPY_ESCAPE.sub(lambda m: _COPY_ESCAPES.get(m.group(1), m.group(1)), text)
 
 
-def _copied(lines: list[str]) -> Iterator[tuple[str | None, int]]:
-    """``(v, n)`` of COPY text lines ``v<TAB>n`` (a raw TAB only ever separates fields)."""
+def _copied(text: str) -> Iterable[tuple[str | None, int]]:
+    """``(v, n)`` of COPY text lines ``v<TAB>n`` (whole lines, each ending in a newline; a raw TAB only
+    ever separates fields, a raw newline only ends a line). Text without a backslash has no escape and
+    no NULL: its fields are split in C, not line by line (most batches of most columns)."""
+    text = text.removesuffix("\n")
+    if not text:
+        return ()
+    if "\\" not in text:
+        fields = text.replace("\n", "\t").split("\t")
+        return zip(fields[0::2], map(int, fields[1::2]))
+    return _escaped(text.split("\n"))
+
+
+def _escaped(lines: list[str]) -> Iterator[tuple[str | None, int]]:
     for line in lines:
         v, _, n = line.rpartition("\t")
         yield _copy_field(v), int(n)
 
 
-def _count_text(count: Callable[[list[str]], None], text: bytes) -> None:
-    lines = text.decode().split("\n")
-    if lines[-1] == "":  # after the last line's newline
-        lines.pop()
-    count(lines)
+def _count_text(count: Callable[[str], None], text: bytes) -> None:
+    count(text.decode())
 
 
-def _count_copied(counts: ValueCounts, lines: list[str]) -> None:
-    counts.add_all(_copied(lines))
+def _seal(filled: Sequence[ValueCounts]) -> None:
+    for counts in filled:
+        counts.seal()
 
 
-def _count_joint(owners: Sequence[Sequence[tuple[ValueCounts, int]]], lines: list[str]) -> None:
+def _count_copied(counts: ValueCounts, text: str) -> None:
+    counts.add_all(_copied(text))
+
+
+def _count_joint(owners: Sequence[Sequence[tuple[ValueCounts, int]]], text: str) -> None:
     """Lines of a query counting several tallies' sets at once (``i<OTHER>joint value``: the joint
     tally's set i) into each tally that has that set, under its own index there."""
-    for v, n in _copied(lines):
+    for v, n in _copied(text):
         if v is None:
             continue
         i, sep, rest = v.partition(OTHER)
@@ -682,27 +696,30 @@ class PostgresSeeder:
         The tallies of feature sets (not words) are one query: one scan of the table or its sample,
         each feature computed once however many tallies use it."""
         tbl = qualified(info.schema, info.name)
-        counts = {name: ValueCounts(derivations, expected=info.estimated_rows) for name, derivations in keys.items()}
-        tallied = {tally.name: ValueCounts(expected=info.estimated_rows) for tally in tallies}
-        queries: list[tuple[str, Callable[[list[str]], None]]] = [
-            (f"SELECT {ident(name)}::text AS v, count(*) AS n FROM {tbl} GROUP BY 1", functools.partial(_count_copied, counts[name]))
-            for name in keys]
-        queries += [(t.query(tbl, _as_text), functools.partial(_count_copied, tallied[t.name])) for t in tallies if t.each_word is not None]
+        counts = {name: ValueCounts(derivations) for name, derivations in keys.items()}
+        tallied = {tally.name: ValueCounts() for tally in tallies}
+        queries: list[tuple[str, Callable[[str], None], Sequence[ValueCounts]]] = [
+            (f"SELECT {ident(name)}::text AS v, count(*) AS n FROM {tbl} GROUP BY 1", functools.partial(_count_copied, counts[name]),
+             [counts[name]]) for name in keys]
+        queries += [(t.query(tbl, _as_text), functools.partial(_count_copied, tallied[t.name]), [tallied[t.name]])
+                    for t in tallies if t.each_word is not None]
         by_sets = [t for t in tallies if t.each_word is None and t.sets]
         for rows in sorted({t.rows for t in by_sets}):  # one query per sample (all share the table's estimate)
             group = [t for t in by_sets if t.rows == rows]
             sets = list(dict.fromkeys(fs for t in group for fs in t.sets))
             if len({frozenset(fs) for fs in sets}) < len(sets):  # one grouping, two orders of its features: each its own query
-                queries += [(t.query(tbl, _as_text), functools.partial(_count_copied, tallied[t.name])) for t in group]
+                queries += [(t.query(tbl, _as_text), functools.partial(_count_copied, tallied[t.name]), [tallied[t.name]]) for t in group]
                 continue
             joint = Tally("+".join(t.name for t in group), tuple(sets), rows=rows)
             owners = [[(tallied[t.name], at) for t in group for at, fs in enumerate(t.sets) if fs == s] for s in sets]
-            queries.append((joint.query(tbl, _as_text), functools.partial(_count_joint, owners)))
+            queries.append((joint.query(tbl, _as_text), functools.partial(_count_joint, owners), [tallied[t.name] for t in group]))
         await self._stream_counts(conn, queries)
         return counts, tallied
 
-    async def _stream_counts(self, conn: asyncpg.Connection, queries: Sequence[tuple[str, Callable[[list[str]], None]]]) -> None:
-        """Each query's rows, as COPY text lines, to its counting function. One worker thread counts
+    async def _stream_counts(self, conn: asyncpg.Connection,
+                             queries: Sequence[tuple[str, Callable[[str], None], Sequence[ValueCounts]]]) -> None:
+        """Each query's rows, as COPY text lines, to its counting function, then the counts it filled
+        are sealed (:meth:`ValueCounts.seal`, one query's values waiting to be sorted at a time). One worker thread counts
         while the connection receives the next lines and the server aggregates the next query (its first
         line comes only once the whole aggregate is done): the two overlap instead of taking turns.
         At most :data:`BACKLOG_BYTES` of received text waits to be counted (then the connection stops
@@ -713,7 +730,7 @@ class PostgresSeeder:
         waiting: deque[tuple[asyncio.Future[None], int]] = deque()
         held = 0
 
-        async def hand_over(count: Callable[[list[str]], None], text: bytes) -> None:
+        async def hand_over(count: Callable[[str], None], text: bytes) -> None:
             nonlocal held
             while waiting and held + len(text) > BACKLOG_BYTES:
                 done, size = waiting.popleft()
@@ -723,10 +740,10 @@ class PostgresSeeder:
             held += len(text)
 
         try:
-            for sql, count in queries:
+            for sql, count, filled in queries:
                 pending = bytearray()
 
-                async def received(chunk: bytes, count: Callable[[list[str]], None] = count, pending: bytearray = pending) -> None:
+                async def received(chunk: bytes, count: Callable[[str], None] = count, pending: bytearray = pending) -> None:
                     pending.extend(chunk)
                     cut = pending.rfind(b"\n") + 1 if len(pending) >= COUNT_CHUNK else 0
                     if cut:  # whole lines only (a line's UTF-8 is whole, too)
@@ -737,6 +754,7 @@ class PostgresSeeder:
                 await conn.copy_from_query(sql, output=received)
                 if pending:
                     await hand_over(count, bytes(pending))
+                waiting.append((loop.run_in_executor(worker, _seal, filled), 0))
             while waiting:
                 await waiting.popleft()[0]
         finally:

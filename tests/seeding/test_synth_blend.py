@@ -253,25 +253,23 @@ def test_frequency_match_breaks_ties_toward_the_classes_canaries_lack() -> None:
         assert match.drawn[1][0] == new  # the classes the canaries had when drawn
 
 
-def test_value_counts_batches_set_the_slots_lookups_read() -> None:
+def test_value_counts_batches_count_as_one_value_at_a_time() -> None:
     """A streamed batch (records or pairs: values one row holds, values many hold, a scaled-down
-    sample's count below 1) sets exactly the filter bits :meth:`ValueCounts._slots` names and sums
-    each derived value weighted by its rows, as counting one value at a time would."""
+    sample's count below 1) holds what adding each value on its own holds, and sums each derived value
+    weighted by its rows."""
     rows = [(f"Person {i} {('Kim', 'Lee', 'Park')[i % 3]}", 1) for i in range(5_000)] + [("Shared Name Park", 7), ("Scaled Kim", 0)]
-    counts = ValueCounts([same, surname_key], expected=5_000)
+    counts, alone = ValueCounts([same, surname_key]), ValueCounts([same, surname_key])
     counts.add_all(rows)
-    expected = bytearray(len(counts.filter))
     for value, n in rows:
-        if n < 2:
-            for b in counts._slots(value):
-                expected[b >> 3] |= 1 << (b & 7)
-    assert counts.filter == expected
-    assert counts.multi == {"Shared Name Park": 7}
+        alone.add(value, n)
+    assert counts.multi == alone.multi == {"Shared Name Park": 7}
+    probes = [v for v, _ in rows] + [f"nobody {i}" for i in range(2_000)]
+    assert [counts[v] for v in probes] == [alone[v] for v in probes]
+    assert all(counts[v] == 1 for v, n in rows if n < 2)
     surnames: Counter[str | None] = Counter()
     for value, n in rows:
         surnames[surname_key(value)] += n
-    assert counts.derived(surname_key) == surnames
-    assert all(counts[v] == 1 for v, n in rows if n == 1)
+    assert counts.derived(surname_key) == surnames == alone.derived(surname_key)
 
 
 def test_draws_among_candidates_score_them_as_drawn_now() -> None:
@@ -337,19 +335,20 @@ def test_a_candidates_signature_is_its_classes_traits_and_disturbance_as_drawing
 
 
 def test_value_counts_are_exact_for_shared_values_and_bounded_for_distinct_ones() -> None:
-    """ValueCounts keeps values two or more rows hold exactly and those one row holds in a Bloom filter
-    (bounded: 16 MB at most whatever the table), sums derived values as rows stream by, and says 0 for
-    nearly every value no row holds (a false 1 only makes a candidate count as taken)."""
-    counts = ValueCounts([same, surname_key], expected=50_000)
+    """ValueCounts keeps values two or more rows hold exactly and those one row holds by 32 bits of their
+    hash (4 bytes each, also across several sorted runs), sums derived values as rows stream by, and
+    says 0 for nearly every value no row holds (a false 1 only makes a candidate count as taken)."""
+    counts = ValueCounts([same, surname_key])
+    counts.RUN = 4_096  # several runs
     rows = [(f"Person {i} Kim" if i % 2 else f"Person {i} Lee", 1) for i in range(50_000)] + [("Shared Name Park", 7)]
     counts.add_all(rows[:10])
     for value, n in rows[10:]:
         counts.add(value, n)
     assert counts["Shared Name Park"] == 7 and counts["Person 3 Kim"] == 1 and counts["Person 4 Lee"] == 1
-    assert sum(counts[f"nobody {i}"] for i in range(10_000)) < 100
+    assert sum(counts[f"nobody {i}"] for i in range(10_000)) <= 1
     assert counts.derived(same) is counts
     assert counts.derived(surname_key)[surname_key("Person 3 Kim")] == sum(1 for v, _ in rows if v.endswith("Kim"))
-    assert len(ValueCounts(expected=10**9).filter) <= 16 * 1024 * 1024
+    assert len(counts.runs) > 1 and counts.nbytes == 4 * 50_000
 
 
 def test_draws_among_a_long_list_join_canaries_where_real_rows_come_in_pairs() -> None:

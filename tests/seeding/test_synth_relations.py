@@ -203,7 +203,8 @@ async def test_feature_sql_counts_what_python_derives(target_dsn: str) -> None:
               "kim.minji92@naver.com", "x@y@Z.COM", "no-at-sign", "é1ü2@Ünï.kr", "1992-03-05", "2024-12-31 23:59:59+09",
               "12 Main St, Springfield, IL 62704", "PO Box 7 Dover DE 19901-0001", "4 Elm Rd, Troy, New York", "9 Oak Ave,", "IL\n",
               "x\ny 12", "a  b 1 x2 ", "a" * 300 + " " + "b" * 300 + " 1", "z " + "1a" * 150 + " q", "+1 (406) 555-0100",
-              "1-406-555-0100", "  +380 44 123 4567", "\t+7 495 12", "+", "+9", "+82", "14065550100", "0", None]
+              "1-406-555-0100", "  +380 44 123 4567", "\t+7 495 12", "+", "+9", "+82", "14065550100", "0", "tail@", "@", "@@x",
+              "@lead9", "ü@ß@", "Jo-7 (x)", None]
     conn = await asyncpg.connect(target_dsn)
     try:
         await conn.execute("CREATE TABLE t (id serial PRIMARY KEY, a text, b text)")

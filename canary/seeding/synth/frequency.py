@@ -6,9 +6,13 @@ from __future__ import annotations
 import bisect
 import random
 import re
+import sys
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import rshift
 from typing import Any, Protocol
 
 from canary.seeding.synth.names import split_name
@@ -28,29 +32,28 @@ def same(value: str | None) -> str | None:
     return value
 
 
+_SHIFT = max(0, sys.hash_info.width - 32)  # a hash's top 32 bits
+
+
 class ValueCounts:
     """Rows of a whole table per value of one column, in bounded memory: a value two or more rows hold
-    is counted exactly; a value one row holds is only remembered in a Bloom filter (an all-distinct
-    column of millions of rows costs a few MB, not a dictionary of every value); the counts of values
-    derived from it (a name's surname, an address's digit-masked shape) are summed as rows stream by.
-    A value the filter wrongly claims counts 1: it is then treated as one a real row holds (never
-    copied), which errs on the safe side."""
+    is counted exactly; a value one row holds is only remembered by the top 32 bits of its hash, in
+    sorted arrays (4 bytes a value: an all-distinct column of millions of rows costs a few MB, not a
+    dictionary of every value); the counts of values derived from it (a name's surname, an address's
+    digit-masked shape) are summed as rows stream by. A value no row holds whose 32 bits collide
+    with one that a single row holds counts 1 (at most one lookup in 2^32 / rows: 0.02% on a
+    million rows): it is then treated as one a real row holds (never copied), which errs on the safe
+    side. Hashes, not a Bloom filter: every step of adding a batch is a C loop (hash, sort, shift),
+    where setting a filter's bits took about 2 µs of Python per value."""
 
-    HASHES = 4
+    RUN = 1 << 20  # hashes sorted into one array at a time (the list waiting to be sorted costs ~36 bytes a value)
 
-    def __init__(self, derivations: Sequence[Callable[[str | None], str | None]] = (), expected: int = 0) -> None:
+    def __init__(self, derivations: Sequence[Callable[[str | None], str | None]] = ()) -> None:
         self.multi: dict[str | None, int] = {}
-        self.bits = max(1 << 16, min(1 << 27, 16 * max(expected, 1)))  # about 0.25% false ones
-        self.filter = bytearray((self.bits + 7) // 8)
+        self.runs: list[array[int]] = []  # each sorted: hash(value) >> 32 of values one row holds
+        self._pending: list[int] = []  # the same, not sorted yet
         self.derivations = [fn for fn in derivations if fn is not same]
         self.derived_counts: dict[Any, Counter[str | None]] = {fn: Counter() for fn in self.derivations}
-
-    def _slots(self, value: str | None) -> list[int]:
-        # double hashing on the two halves of Python's (per-process keyed) string hash: the filter
-        # never leaves this process, so the hash need not be stable
-        h = hash(value) & 0xFFFFFFFFFFFFFFFF
-        lo, hi = h & 0xFFFFFFFF, (h >> 32) | 1
-        return [(lo + i * hi) % self.bits for i in range(self.HASHES)]
 
     def add(self, value: str | None, n: int) -> None:
         self.add_all(((value, n),))
@@ -58,11 +61,11 @@ class ValueCounts:
     def add_all(self, rows: Iterable[tuple[str | None, int]]) -> None:
         """:meth:`add` for many (a batch of a streamed count: records or pairs). Costs a few Python
         operations per value, none of them a call: an all-distinct column of millions of rows streams
-        through here, so the filter's bits are set inline (the same slots as :meth:`_slots`) and the
-        derived values of values one row holds are counted by ``Counter.update``."""
-        multi, filt, bits, derived = self.multi, self.filter, self.bits, list(self.derived_counts.items())
+        through here, so values one row holds are hashed in C and their derived values counted by
+        ``Counter.update``."""
+        multi, derived = self.multi, list(self.derived_counts.items())
         singles: list[str | None] = []  # held by one row
-        filtered: list[str | None] = []  # in the filter: those, and any count below 2 (a scaled-down sample's)
+        filtered: list[str | None] = []  # remembered as held once: those, and any count below 2 (a scaled-down sample's)
         for value, n in rows:
             if n == 1:
                 singles.append(value)
@@ -73,17 +76,11 @@ class ValueCounts:
                 filtered.append(value)
             for fn, counter in derived:
                 counter[fn(value)] += n
-        filtered += singles
-        for h in map(hash, filtered):  # _slots unrolled (HASHES = 4)
-            lo, hi = h & 0xFFFFFFFF, ((h >> 32) & 0xFFFFFFFF) | 1
-            b = lo % bits
-            filt[b >> 3] |= 1 << (b & 7)
-            b = (lo + hi) % bits
-            filt[b >> 3] |= 1 << (b & 7)
-            b = (lo + 2 * hi) % bits
-            filt[b >> 3] |= 1 << (b & 7)
-            b = (lo + 3 * hi) % bits
-            filt[b >> 3] |= 1 << (b & 7)
+        pending = self._pending
+        pending += map(rshift, map(hash, singles), repeat(_SHIFT))
+        pending += map(rshift, map(hash, filtered), repeat(_SHIFT))
+        if len(pending) >= self.RUN:
+            self.seal()
         steps: dict[Any, list[Any]] = {}  # a step several derivations share (a name's split), taken once per value
         for fn, counter in derived:
             via = _VIA.get(fn)
@@ -96,11 +93,31 @@ class ValueCounts:
                 done = steps[step] = list(map(step, singles))
             counter.update(map(pick, done, singles))
 
+    def seal(self) -> None:
+        """Sort the hashes added since the last run into a run of their own (at the end of a stream:
+        the list waiting to be sorted costs 9 times the run it becomes)."""
+        if self._pending:
+            self._pending.sort()
+            self.runs.append(array("i", self._pending))  # the top 32 bits of a 64-bit hash fit a signed int
+            self._pending = []
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the values one row holds take once sorted."""
+        return sum(r.itemsize * len(r) for r in self.runs) + 4 * len(self._pending)
+
     def __getitem__(self, value: str | None) -> int:
         n = self.multi.get(value)
         if n is not None:
             return n
-        return int(all(self.filter[b >> 3] & (1 << (b & 7)) for b in self._slots(value)))
+        if self._pending:
+            self.seal()
+        h = hash(value) >> _SHIFT
+        for run in self.runs:
+            i = bisect.bisect_left(run, h)
+            if i < len(run) and run[i] == h:
+                return 1
+        return 0
 
     def derived(self, fn: Callable[[str | None], str | None]) -> ValueCounts | Counter[str | None]:
         """The counts of ``fn``'s values (``same``: these counts)."""
@@ -114,7 +131,7 @@ class Counts(Protocol):
 
 
 class _Remembered:
-    """Counts looked up once per value (a value :class:`ValueCounts` holds once is a Bloom filter probe)."""
+    """Counts looked up once per value (a value :class:`ValueCounts` holds once is a binary search)."""
 
     def __init__(self, counts: Counts) -> None:
         self.counts = counts

@@ -28,6 +28,8 @@ def split_name(name: str) -> tuple[str, str, str] | None:
     words = name.split()
     if not words:
         return None
+    if name.isascii():  # neither Hangul nor kana/han (a whole-table count splits every distinct name)
+        return ("en", words[-1], " ".join(words[:-1])) if len(words) >= 2 else None
     hangul = _HANGUL.search(name) is not None
     if hangul and len(words) == 1:
         text = words[0]

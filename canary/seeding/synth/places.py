@@ -590,8 +590,9 @@ def coarse_key(text: str | None) -> str | None:
     as common as a real row's, not only on a street as common."""
     if not text:
         return text
-    fields = [_DIGITS_DASHES.sub("", f).strip().lower() for f in text.split(",")]
-    return "|".join(fields[-2:]) if len(fields) > 1 else ""
+    if "," not in text:
+        return ""
+    return "|".join(_DIGITS_DASHES.sub("", f).strip().lower() for f in text.rsplit(",", 2)[-2:])
 
 
 def _places_of(text: str | None) -> list[tuple[str, tuple[int, int]]]:

@@ -47,8 +47,10 @@ WEAK_SIGMAS = 4.0
 TALLY_ROWS = 200_000
 
 _MASK = str.maketrans(string.digits, "9" * 10)
-_FORM_FROM = string.ascii_lowercase + string.ascii_uppercase + string.digits
-_FORM_TO = "a" * 26 + "A" * 26 + "9" * 10
+#: digits first: PostgreSQL's translate() walks its lists to each character's place (a phone's digits
+#: then cost 10 steps, not 62: the all-distinct phones of a 200,000-row tally scanned 5x faster)
+_FORM_FROM = string.digits + string.ascii_lowercase + string.ascii_uppercase
+_FORM_TO = "9" * 10 + "a" * 26 + "A" * 26
 _FORM = str.maketrans(_FORM_FROM, _FORM_TO)
 _NON_DIGITS = re.compile(r"[^0-9]")
 _LAST_DIGITS = re.compile(r"([0-9]+)[^0-9]*$")
@@ -151,9 +153,11 @@ class Feature:
             return f"translate({expr}, '{_FORM_FROM}', '{_FORM_TO}')"
         if k == Kind.YEAR:
             return f"left({expr}, 4)"
-        local = f"substring({expr} from '^(.*)@')"
+        # before and after the last '@' (NULL without one), by position: a regular expression took 3-5x longer
+        at = f"strpos(reverse({expr}), '@')"
+        local = f"(CASE WHEN {at} > 0 THEN left({expr}, length({expr}) - {at}) END)"
         if k == Kind.DOMAIN:
-            return f"lower(substring({expr} from '@([^@]*)$'))"
+            return f"lower(CASE WHEN {at} > 0 THEN right({expr}, {at} - 1) END)"
         if k == Kind.DIGITS:
             return f"translate(translate({local}, translate({local}, '0123456789', ''), ''), '0123456789', '9999999999')"
         return f"coalesce(right(substring({local} from '([0-9]+)[^0-9]*$'), 2), {_when_local(expr)})"
