@@ -372,7 +372,8 @@ class Synthesizer:
                 p = self._person()
                 people.append({name_col: p["full"], "first": p["first"], "last": p["last"]})
             traits: tuple[tuple[str, Any], ...] = ((name_col, text_length),)
-            self._match_people = FrequencyMatch(keys, derived, FrequencyMatch.real_targets(keys, derived, sample, traits), people, traits)
+            self._match_people = FrequencyMatch(keys, derived, FrequencyMatch.real_targets(keys, derived, sample, traits), people, traits,
+                                                shared=FrequencyMatch.real_values(keys, derived, sample))
         places = self.profile.places
         if places is not None:
             text = places.columns[places.text_index]
@@ -417,7 +418,8 @@ class Synthesizer:
                 # rows without an address are targets, too: the composed locations decide where a
                 # canary has none (and then no postcode either, when the table's rows have none)
                 targets = FrequencyMatch.real_targets(keys, derived, sample, traits, nulls=True)
-                self._match_places = FrequencyMatch(keys, derived, targets, pool, traits)
+                self._match_places = FrequencyMatch(keys, derived, targets, pool, traits,
+                                                    shared=FrequencyMatch.real_values(keys, derived, sample, nulls=True))
 
     def columns(self) -> list[Column]:
         """Columns the seeder writes: all but generated ones and those it leaves to their default."""
