@@ -173,6 +173,39 @@ def test_a_pair_nobody_has_as_often_as_real_rows_have_one() -> None:
     assert not [h for h in held if 0 < h < MIN_SHARED]
 
 
+def test_a_pair_nobody_has_takes_an_area_code_the_table_has_elsewhere() -> None:
+    """A canary alone in its (state, area code) pair is someone who moved and kept their number: its
+    area code is one the table's rows hold in another state, as often as they hold it, never digits no
+    row has. Three hundred codes written in five formats leave most (format, code) pairs to fewer than k
+    sampled rows, and a number made from the formats alone had a code no row has half the time."""
+    rng = random.Random(21)
+    states = [f"{a}{b}" for a in "ACDGIKLMNOTVW" for b in "AEKLZ"][:60]
+    spread = [str(c) for c in rng.sample(range(200, 1000), 5 * len(states))]  # every other code unused, as the country's
+    codes = {st: tuple(spread[5 * i:5 * i + 5]) for i, st in enumerate(states)}
+    every = [c for cs in codes.values() for c in cs]
+    formats = ("({a}) {x}-{n}", "{a}-{x}-{n}", "{a}.{x}.{n}", "1-{a}-{x}-{n}", "+1{a}{x}{n}")
+    table: list[Row] = []
+    for i in range(8000):
+        st = rng.choice(states)
+        code = rng.choice(every) if rng.random() < 0.15 else rng.choice(codes[st])
+        phone = rng.choice(formats).format(a=code, x=rng.randint(200, 999), n=f"{rng.randint(0, 9999):04d}")
+        table.append({"id": str(i), "phone": phone,
+                      "address": f"{rng.randint(1, 999)} {rng.choice(['Oak', 'Elm', 'Pine', 'Main'])} St, Town{rng.randint(1, 40)}, {st}"})
+    sample = table[:2000]
+    info = customers_info("address", "phone")
+    prof = profile(info, sample)
+    assert prof.relations.dependence("phone", ["address"]) is not None
+    synth = Synthesizer(info, prof, locale="en_US", contacts=ContactAllocator(), seed=22)
+    _matched(synth, table, sample)
+    rows = [synth.row(RowContext(pk=str(10_000 + i))).values for i in range(400)]
+    area = Feature("phone", Kind.AREA)
+    held = Counter(area.of(r["phone"]) for r in table)
+    pair = Counter(((r["address"] or "")[-2:], area.of(r["phone"])) for r in table)
+    moved = [area.of(r["phone"]) for r in rows if r["phone"] and r["address"] and pair[((r["address"] or "")[-2:], area.of(r["phone"]))] == 0]
+    assert len(moved) >= 20, len(moved)  # real rows: about one in eight
+    assert all(held[code] >= MIN_SHARED for code in moved), sorted(code for code in moved if held[code] < MIN_SHARED)
+
+
 def test_a_location_placed_by_an_owned_number_has_a_shape_of_its_own_as_often_as_real_rows() -> None:
     """Where most real rows' address shape (digits masked) is the only one of its kind, the canaries
     whose state their owned number decides have one no row holds about as often (in the state their

@@ -253,6 +253,29 @@ def test_frequency_match_breaks_ties_toward_the_classes_canaries_lack() -> None:
         assert match.drawn[1][0] == new  # the classes the canaries had when drawn
 
 
+def test_frequency_match_follows_the_real_rows_values_within_a_class() -> None:
+    """Two towns of 400 rows each (one count class) hold half the real rows each, but the pool composed
+    nine new addresses in the first for one in the second: within the class the draw follows a real
+    row's own shared values (its town), not the pool's mix (uniform among the tied candidates gave
+    the first town nine canaries in ten), whether among the whole pool or some of it."""
+    def town(v: str | None) -> str | None:
+        return v.split("-")[1] if v else v
+
+    addresses: Counter[str | None] = Counter({f"r{i}-{t}": 1 for i in range(400) for t in ("A", "B")})
+    towns: Counter[str | None] = Counter({"A": 400, "B": 400})
+    keys = (("v", same), ("v", town))
+    counts = (addresses, towns)
+    sample = [{"v": f"r{i}-{'A' if i % 2 else 'B'}"} for i in range(200)]
+    pool = [{"v": f"n{i}-{'B' if i % 10 == 0 else 'A'}"} for i in range(1000)]
+    for among in (False, True):
+        match = FrequencyMatch(keys, counts, FrequencyMatch.real_targets(keys, counts, sample), pool,
+                               shared=FrequencyMatch.real_values(keys, counts, sample))
+        rng = random.Random(5)
+        drawn = [match.draw(rng, among=match.pool if among else None, tries=200) for _ in range(200)]
+        in_a = sum(1 for d in drawn if d is not None and town(d["v"]) == "A")
+        assert 70 <= in_a <= 130, (among, in_a)
+
+
 def test_value_counts_batches_count_as_one_value_at_a_time() -> None:
     """A streamed batch (records or pairs: values one row holds, values many hold, a scaled-down
     sample's count below 1) holds what adding each value on its own holds, and sums each derived value

@@ -113,6 +113,7 @@ class Apart:
     related: bool  # a relation joins the two columns (a value drawn by it already goes with the other side)
     added: Counter[str] = field(default_factory=Counter)  # canaries' pairs so far
     _held_with: dict[str, Weighted] | None = None  # the location's feature -> the contact's, by rows of pairs k rows hold
+    _everywhere: Weighted | None = None  # the contact's features, by the whole table's rows (:meth:`everywhere`)
 
     @classmethod
     def of(cls, contact: Feature, place: Feature, tally: Tally, at: int, counts: Counter[str | None] | ValueCounts,
@@ -184,6 +185,19 @@ class Apart:
         place = self.place.of(row.get(self.place.column))
         got = self._held_with.get(place) if place is not None else None
         return got or None
+
+    def everywhere(self) -> Weighted:
+        """The contact's features (area codes) the whole table holds, each weighted by its rows: where
+        someone who moved and kept their number comes from. A number made from the column's formats
+        alone puts digits no row has where the area code goes as often as not (bench: 28% of canaries
+        alone in their pair had an area code no row of the table has, against 0.5% of real rows)."""
+        if self._everywhere is None:
+            prefix = f"{self.tally.sets.index((self.contact,))}{OTHER}"
+            items = self.counts.multi.items() if isinstance(self.counts, ValueCounts) else self.counts.items()
+            self._everywhere = Weighted.of({key[len(prefix):]: n for key, n in items
+                                            if n >= MIN_SHARED and key is not None and key.startswith(prefix)
+                                            and key[len(prefix):] not in (NULL_PART, "")})
+        return self._everywhere
 
     def rows_with(self, value: str) -> int:
         """The whole table's rows whose contact feature is ``value``'s (an area code's rows)."""
@@ -358,7 +372,8 @@ class Synthesizer:
                 p = self._person()
                 people.append({name_col: p["full"], "first": p["first"], "last": p["last"]})
             traits: tuple[tuple[str, Any], ...] = ((name_col, text_length),)
-            self._match_people = FrequencyMatch(keys, derived, FrequencyMatch.real_targets(keys, derived, sample, traits), people, traits)
+            self._match_people = FrequencyMatch(keys, derived, FrequencyMatch.real_targets(keys, derived, sample, traits), people, traits,
+                                                shared=FrequencyMatch.real_values(keys, derived, sample))
         places = self.profile.places
         if places is not None:
             text = places.columns[places.text_index]
@@ -403,7 +418,8 @@ class Synthesizer:
                 # rows without an address are targets, too: the composed locations decide where a
                 # canary has none (and then no postcode either, when the table's rows have none)
                 targets = FrequencyMatch.real_targets(keys, derived, sample, traits, nulls=True)
-                self._match_places = FrequencyMatch(keys, derived, targets, pool, traits)
+                self._match_places = FrequencyMatch(keys, derived, targets, pool, traits,
+                                                    shared=FrequencyMatch.real_values(keys, derived, sample, nulls=True))
 
     def columns(self) -> list[Column]:
         """Columns the seeder writes: all but generated ones and those it leaves to their default."""
@@ -478,19 +494,16 @@ class Synthesizer:
             return self._fitted(col, person, ctx, values)
         alone = [aparts[0].alone(self.rng, values)] * len(aparts)  # one decision: someone who moved is new to both
         sem, prof = self.semantics[col.name], self.profile.col(col.name)
-        if not alone[0]:
-            if self._null(col, prof, values):
-                return None  # as many rows without one as the table has
-            tallied = self._tallied(col, prof, aparts, values)
-            if tallied is not None:
-                return tallied
+        if self._null(col, prof, values):
+            return None  # as many rows without one as the table has (decided here, once)
+        made = self._moved(col, prof, aparts, values) if alone[0] else self._tallied(col, prof, aparts, values)
+        if made is not None:
+            return made
         best: tuple[tuple[int, int], str | None] | None = None
         fitting: dict[str, float] = {}
         for _ in range(RELATION_TRIES):
             # a pair no row has: a number from anywhere, as someone who moved keeps theirs
             value = self._drawn(col, sem, prof, person, ctx, values) if any(alone) else self._fitted(col, person, ctx, values)
-            if value is None and best is None and alone[0]:
-                return None  # as many rows without one as the table has (decided here, once)
             if value is None:  # NULL was decided above: a NULL drawn again would double the table's rate
                 continue
             row = {**values, col.name: value}
@@ -507,6 +520,26 @@ class Synthesizer:
         if fitting and sum(fitting.values()) > 0:
             return str(Weighted.of(fitting).pick(self.rng))
         return best[1] if best is not None else None
+
+    def _moved(self, col: Column, prof: ColumnProfile | None, aparts: Sequence[Apart], values: Mapping[str, str | None]) -> str | None:
+        """A contact point whose pair with every location feature no row of the table holds, as someone's
+        who moved and kept their number: its feature (an area code) drawn among those the whole table
+        holds, each as often as the table's rows have it (:meth:`Apart.everywhere`), in one of the
+        column's formats. None (draw as :meth:`_drawn` does) when the table holds no such feature or
+        none fits in :data:`RELATION_TRIES` tries."""
+        apart = aparts[0]
+        everywhere = apart.everywhere()
+        if not everywhere:
+            return None
+        for _ in range(RELATION_TRIES):
+            bucket = str(everywhere.pick(self.rng))
+            made, value = self._in_bucket(col, apart.contact, bucket, prof)
+            if not made or value is None or apart.contact.of(value) != bucket:
+                continue
+            row = {**values, col.name: value}
+            if all(Apart.fits(a.held(row), True) for a in aparts):
+                return value
+        return None
 
     def _tallied(self, col: Column, prof: ColumnProfile | None, aparts: Sequence[Apart], values: Mapping[str, str | None]) -> str | None:
         """A contact point whose feature goes with the row's location the way the whole table's rows'
