@@ -447,14 +447,20 @@ class FrequencyMatch:
             return None
         like = self._like(rng, want)
         if like is not None:
-            inside = set(sigs)
             matched: Counter[int] = Counter()
-            for holders, v in zip(self._holders, like):
-                if v is None:
-                    continue
-                for i in holders.get(v, ()):
-                    if self._sig[i] in inside:
-                        matched[i] += 1
+            lists = [holders.get(v, ()) for holders, v in zip(self._holders, like) if v is not None]
+            if sum(map(len, lists)) <= total:  # the candidates holding its values are fewer: walk those
+                inside = set(sigs)
+                for held_by in lists:
+                    for i in held_by:
+                        if self._sig[i] in inside:
+                            matched[i] += 1
+            else:  # the tied candidates are fewer (a common surname's holders run to thousands)
+                for sig in sigs:
+                    for i in self._buckets[sig]:
+                        n = sum(1 for v, vs in zip(like, self._derived(self.pool[i])[0]) if v is not None and v in vs)
+                        if n:
+                            matched[i] = n
             if matched:
                 most = max(matched.values())
                 best = [i for i, n in matched.items() if n == most]
