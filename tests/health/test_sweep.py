@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ class Seeded:
     emails: list[str]  # canary e-mail addresses (what the tests plant; never expected in any output)
     phones: list[str]  # canary phone numbers, E.164
     uids: list[str]
+    owner: dict[str, str] = field(default_factory=dict)  # canary value -> its canary's uid (a phone may be NULL, as real rows' are)
 
     @property
     def values(self) -> list[str]:
@@ -77,13 +78,14 @@ async def seeded(shop: Shop, open_test_runtime: OpenRuntime, make_config: MakeCo
     cfg = _config(make_config, shop.dsn)
     rt = await open_test_runtime(cfg)
     await PostgresSeeder.from_config(cfg, "shop", rt.registry, seed=7).apply()
-    emails, phones, uids = [], [], []
+    emails, phones, uids, owner = [], [], [], {}
     for c in await rt.registry.active("shop"):
         uids.append(c.uid)
         for kind, value in await rt.registry.values_of(c.id):
             (emails if kind == "email" else phones).append(value)
-    assert emails and phones
-    return Seeded(rt, shop, emails, phones, uids)
+            owner[value] = c.uid
+    assert len(emails) == 4 and phones
+    return Seeded(rt, shop, emails, phones, uids, owner)
 
 
 async def _sql(dsn: str, *statements: str) -> None:
@@ -139,7 +141,7 @@ async def test_a_ctas_copy_in_another_schema_is_one_incident_naming_owner_and_co
     assert e["signal"] == "copy_sweep" and e["object"] == "analytics.customers_2025" and e["relkind"] == "r"
     assert e["owner"] == s.shop.reader and ev["actor"] == {"user": s.shop.reader}
     assert set(e["columns"]) == {"email", "phone"}
-    assert e["matches"] == 8 and e["canary_count"] == 4 and sorted(e["canaries"]) == sorted(s.uids)
+    assert e["matches"] == len(s.emails) + len(s.phones) and e["canary_count"] == 4 and sorted(e["canaries"]) == sorted(s.uids)
     assert e["created_at"] is None and e["created_at_unknown"] == "track_commit_timestamp is off"
     assert ev["origin"]["datastore"] == "shop" and ev["origin"]["database"] == s.shop.db
     assert ev["group_key"] == f"copy:shop:{s.shop.db}:analytics.customers_2025"
@@ -150,7 +152,7 @@ async def test_a_ctas_copy_in_another_schema_is_one_incident_naming_owner_and_co
     assert inc["title"] == incident_title(events[0])
     outbox = [dict(r) for r in await s.rt.pool.fetch("SELECT * FROM outbox")]
     assert summary.hits == [{"database": s.shop.db, "object": "analytics.customers_2025", "relkind": "r",
-                             "owner": s.shop.reader, "columns": ["email", "phone"], "matches": 8, "canaries": 4}]
+                             "owner": s.shop.reader, "columns": ["email", "phone"], "matches": len(s.emails) + len(s.phones), "canaries": 4}]
     _no_values(s, rows, dict(inc), outbox, summary.to_json(), logs)
     assert any(line["event"] == "sweep.copy_found" for line in logs)
 
@@ -187,6 +189,8 @@ async def test_a_copy_in_another_database_of_the_server_is_found(seeded: Seeded,
     replaced) holding a canary e-mail and, in another row, its phone in E.164 form is one incident
     naming that database."""
     s = seeded
+    phone = s.phones[0]
+    email = next(e for e in s.emails if s.owner[e] != s.owner[phone])  # another canary's
     async with fresh_database(pg_server, "warehouse") as dsn:
         db = dsn.rsplit("/", 1)[1]
         conn = await asyncpg.connect(dsn)
@@ -194,7 +198,7 @@ async def test_a_copy_in_another_database_of_the_server_is_found(seeded: Seeded,
             await conn.execute("CREATE TABLE leads (id int, contact text, note varchar(200))")
             await conn.executemany("INSERT INTO leads VALUES ($1, $2, $3)",
                                    [(i, f"lead{i}@example.org", "call back") for i in range(200)]
-                                   + [(900, s.emails[0].upper(), "vip"), (901, "n/a", f"phone {s.phones[1]} pls")])
+                                   + [(900, email.upper(), "vip"), (901, "n/a", f"phone {phone} pls")])
         finally:
             await conn.close()
         _, summary = await _sweep(s.rt)
