@@ -134,12 +134,14 @@ async def test_ddl_lines_are_signed_and_imitations_are_forgeries(deployed: dict[
             await admin.execute(ddl)
     finally:
         await admin.close()
+    # the CREATE's line can land before the DROP's: wait for the drop itself, not for the first line
     deadline = time.monotonic() + 10
-    real: list[Any] = []
-    while time.monotonic() < deadline and not real:
+    findings: set[str] = set()
+    while time.monotonic() < deadline and "policy_dropped" not in findings:
         real = await rt.pool.fetch("SELECT evidence FROM events WHERE evidence->>'signal' = 'event_trigger'")
+        findings = {f for e in real for f in e["evidence"]["findings"]}
         await asyncio.sleep(0.05)
-    assert real and "policy_dropped" in {f for e in real for f in e["evidence"]["findings"]}
+    assert "policy_dropped" in findings
     result = await deployed["seeder"].retire()
     assert result.removed
 
