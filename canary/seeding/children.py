@@ -169,13 +169,14 @@ async def _plan_reference(
             seen_per_parent[p] += 1
 
     def make(i: int) -> SynthRow:
-        r = synth.row(contexts[i])
+        # an order ships to its customer's address: given as it is, so none is composed only to be replaced
+        # (composing was 59% of seeding 10,000 customers with their orders); one with none gets its own
+        ships_to = parent.rows[rows_idx[i]].values.get(parent_address) if parent_address else None
+        given = tuple((col, ships_to) for col in child_address) if ships_to is not None else ()
+        r = synth.row(dataclasses.replace(contexts[i], given=given) if given else contexts[i])
         r.values[fk] = parent.rows[rows_idx[i]].values.get(ref.ref_columns[0])
         if ordinal and line is not None:
             r.values[line] = str(ordinal[i])
-        for col in child_address:  # an order ships to its customer's address
-            if parent_address and r.values.get(col) is not None:
-                r.values[col] = parent.rows[rows_idx[i]].values.get(parent_address) or r.values[col]
         return r
 
     batch.regenerate = make

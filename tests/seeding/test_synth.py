@@ -152,3 +152,17 @@ def test_check_constraints_guide_values() -> None:
     for i in range(200):
         v = synth.row(RowContext(pk=str(i))).values
         assert v["status"] in ("new", "it's") and 1 <= int(v["qty"] or 0) <= 20 and float(v["balance"] or 0) > 0
+
+
+def test_a_given_value_is_taken_as_it_is_with_the_tables_nulls() -> None:
+    """A value given with the row (an order's ship-to address, copied from its customer) is written as
+    given, nothing composed for it, and the column is NULL as often as the table's is; without one the
+    column is made as any other."""
+    info = _info([_col("address"), _col("status")])
+    sample = [{"id": str(i), "address": None if i % 2 else f"{100 + i} Main St, Springfield, IL", "status": "paid"} for i in range(400)]
+    synth = Synthesizer(info, profile(info, sample), locale="en_US", contacts=ContactAllocator(), seed=5)
+    given = [synth.row(RowContext(pk=str(1000 + i), given=(("address", "7 Elm Rd, Dover, DE"),))).values["address"] for i in range(400)]
+    assert set(given) == {"7 Elm Rd, Dover, DE", None}
+    assert 0.4 < given.count(None) / 400 < 0.6
+    made = [synth.row(RowContext(pk=str(2000 + i))).values["address"] for i in range(50)]
+    assert "7 Elm Rd, Dover, DE" not in made and any(made)

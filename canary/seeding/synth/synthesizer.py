@@ -84,6 +84,9 @@ class RowContext:
     pk: str | None  # primary key value as text (None: the column default assigns it)
     created: dt.datetime | None = None  # timestamp consistent with the neighbouring real rows
     key: tuple[tuple[str, str | None], ...] = ()  # a composite key's columns as placed (None: from the column's sequence)
+    # values the row takes as they are where the table has one (a child's address copied from its parent):
+    # only whether the column is NULL is drawn, at the table's rate, and nothing is composed for it
+    given: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,6 +443,7 @@ class Synthesizer:
         values: dict[str, str | None] = {}
         email = phone = None
         placed = dict(ctx.key)
+        given = dict(ctx.given)
         free: list[Column] = []
         # contact points first: an owned number or mailbox is what it is, and the location is then
         # drawn to go with it the way the table's rows do (an area code's state) rather than the reverse
@@ -453,6 +457,9 @@ class Synthesizer:
                 continue
             sem = self.semantics[col.name]
             prof = self.profile.col(col.name)
+            if col.name in given:
+                values[col.name] = None if self._null(col, prof, values) else given[col.name]
+                continue
             if sem == Semantic.EMAIL:
                 # a row made again and again (its address clashed with real rows' in a unique column: a
                 # table whose local parts differ by their digits alone, member1..member1200, has every
