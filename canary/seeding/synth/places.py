@@ -60,17 +60,14 @@ class Parts:
 
     def word(self, word: str, rng: random.Random) -> str | None:
         """A new word like ``word``: one of its beginnings that k words share, then an ending with
-        its last character that k words share, at least as long as ``word`` or four characters
-        (None when none makes a word the sample lacks). Shorter, a beginning and an ending made
-        stubs no row writes ("Bx" of Box, "Ph," of Phoenix)."""
+        its last character that k words share (None when none makes a word the sample lacks)."""
         cuts = [c for c in range(1, len(word)) if word[:c] in self.beginnings]
         ends = self.endings.get(word[-1:])
         if not cuts or not ends:
             return None
-        shortest = min(4, len(_core(word)))
         for _ in range(8):
             got = word[: rng.choice(cuts)] + str(ends.pick(rng))
-            if got != word and got not in self.vocabulary and shortest <= len(_core(got)) and len(got) <= self.longest:
+            if got != word and got not in self.vocabulary and len(got) <= self.longest:
                 return got
         return None
 
@@ -658,11 +655,6 @@ def _places_of(text: str | None) -> list[tuple[str, tuple[int, int]]]:
             if core and not any(ch.isdigit() for ch in core):
                 out.append((core, (min(j, 3), min(len(ws) - 1 - j, 3))))
     return out
-
-
-def _core(word: str) -> str:
-    """A word without its punctuation (as :func:`_places_of` reads it, case kept)."""
-    return word.strip(",.;#()")
 
 
 def _skeleton(text: str | None) -> str:
