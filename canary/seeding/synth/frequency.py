@@ -208,7 +208,7 @@ def lead_key(text: str | None) -> str | None:
     this against 3.7% of real rows."""
     if not text:
         return text
-    return " ".join(text.translate(_DIGIT_MASK).split(None, 2)[:2])
+    return " ".join(text.split(None, 2)[:2]).translate(_DIGIT_MASK)  # the two words masked, not the whole text: half the time
 
 
 @dataclass(frozen=True, slots=True)
