@@ -19,7 +19,7 @@ from canary.seeding.catalog import Column, Constraint, TableInfo, introspect
 from canary.seeding.postgres import PostgresSeeder
 from canary.seeding.synth import synthesizer
 from canary.seeding.synth.contacts import ContactAllocator
-from canary.seeding.synth.frequency import ValueCounts, given_key, same, shape_key, surname_key
+from canary.seeding.synth.frequency import ValueCounts, given_key, lead_key, same, shape_key, surname_key
 from canary.seeding.synth.profile import profile
 from canary.seeding.synth.relations import Feature, Kind, Tally, words
 from canary.seeding.synth.synthesizer import Apart, RowContext, Synthesizer
@@ -178,3 +178,46 @@ def test_copy_lines_read_back_as_written(pairs: list[tuple[str | None, int]]) ->
     assert list(pgseed._copied(text)) == pairs
     plain = [(v, n) for v, n in pairs if v is not None and _copy_text(v) == v]
     assert list(pgseed._copied("".join(f"{v}\t{n}\n" for v, n in plain))) == plain
+
+
+def _rare_town_table(n: int) -> list[dict[str, str | None]]:
+    """US addresses whose street numbers run to a length per street (Oak's to four digits, Elm's to
+    one...), one in four in a town only that row names; no street word is rare."""
+    rng = random.Random(11)
+    streets = {"Oak": 4, "Elm": 1, "Pine": 3, "Main": 2, "Cedar": 4, "Lake": 3, "Hill": 2, "Park": 3, "Maple": 1, "River": 4}
+    table: list[dict[str, str | None]] = []
+    for i in range(n):
+        street = rng.choice(list(streets))
+        width = streets[street]
+        if rng.random() < 0.25:
+            town = "".join(rng.choice("bcdfgklmnprstvz") + rng.choice("aeiou") for _ in range(3)).title() + "ville"
+        else:
+            town = f"Town{rng.randint(1, 12)}"
+        number = rng.randint(10 ** (width - 1), 10**width - 1)
+        table.append({"id": str(i), "address": f"{number} {street} St, {town}, {rng.choice(('OH', 'IL', 'TX'))}"})
+    return table
+
+
+def test_canaries_are_alone_in_their_leading_words_as_often_as_real_rows() -> None:
+    """The place match counts an address's first two words, digits masked (a house number's length with
+    its street's first word, ``9999 Oak``): where the table's rows that hold a word nobody else has
+    hold it in their town, canaries are not given new street words instead (each made word alone in
+    its leading words, which no real row is here)."""
+    table = _rare_town_table(4000)
+    sample = table[:1500]
+    info = TableInfo("public", "customers", 1, "r", "owner", False, False,
+                     tuple(Column(name=n, type=t, category=c, base_type=t, not_null=n == "id", default=None, identity="", generated=False,
+                                  max_length=None, numeric_precision=None, numeric_scale=None)
+                           for n, t, c in (("id", "int8", "N"), ("address", "text", "S"))),
+                     (Constraint("customers_pkey", "p", ("id",), "PRIMARY KEY (id)"),), (), ())
+    synth = Synthesizer(info, profile(info, sample), locale="en_US", contacts=ContactAllocator(rng=random.Random(9)), seed=5)
+    counts = {c: Counter(r.get(c) for r in table) for c in synth.frequency_columns()}
+    tallies: dict[str, Counter[str | None]] = {}
+    for t in synth.tallies():
+        tallies[t.name] = (Counter(w for r in table for w in words(r.get(t.each_word))) if t.each_word is not None
+                           else Counter(t.value(r, at) for r in table for at in range(len(t.sets))))
+    synth.match_frequencies(counts, sample, candidates=1500, tallies=tallies)  # type: ignore[arg-type]
+    leads = Counter(lead_key(r["address"]) for r in table)
+    made = [synth.row(RowContext(pk=str(10_000 + i))).values["address"] for i in range(300)]
+    alone = [a for a in made if a and leads[lead_key(a)] == 0]
+    assert len(alone) <= 2, alone  # the code before: 6

@@ -265,3 +265,37 @@ def test_a_common_word_stands_only_where_the_tables_rows_put_it() -> None:
         assert not splicer._in_place(odd), odd
     made = [m["address"] for m in (splicer.compose(rng, novel=i % 2 == 1) for i in range(600)) if m and m["address"]]
     assert len(made) > 400 and all(splicer._in_place(a) for a in made)
+
+
+PLACES = {("Cedar Rapids", "IA"): "524", ("Rock Island", "IL"): "612", ("Dayton", "OH"): "454", ("Akron", "OH"): "443",
+          ("Springfield", "IL"): "627", ("Peoria", "IL"): "616"}
+
+
+def test_an_address_without_commas_keeps_its_town_whole() -> None:
+    """A table writing one address in six without commas (``12 Oak St Cedar Rapids IA 52401``): a
+    composed one written so has a town and state one sampled row has together (two-word towns
+    whole, "Cedar" also a street) and the ZIP of its postcode, in that town's ZIP area, as the
+    rows with commas name their towns; never one row's state with another's town and a third's ZIP
+    (a mismatch a thief checks without labels)."""
+    rng = random.Random(12)
+    sample: list[dict[str, str | None]] = []
+    for i in range(900):
+        (town, state), zip3 = rng.choice(list(PLACES.items()))
+        code = f"{zip3}{rng.randint(0, 99):02d}"
+        line = f"{rng.randint(1, 999)} {rng.choice(US_STREETS)} {rng.choice(('St', 'Ave', 'Dr', 'Rd'))}"
+        text = f"{line} {town} {state} {code}" if i % 6 == 0 else f"{line}, {town}, {state}"
+        sample.append({"id": str(i), "address": text, "postal_code": code})
+    splicer = Splicer.of(customers_info("address", "postal_code"), sample)
+    assert splicer is not None and splicer.reverse
+    ending = re.compile(r"\d+ \S+ \S+ (?P<town>.+) (?P<state>[A-Z]{2}) (?P<zip>\d{5})")
+    plain = []
+    for i in range(900):
+        made = splicer.compose(rng, novel=i % 2 == 1)
+        if made and made["address"] and "," not in made["address"]:
+            plain.append(made)
+    assert len(plain) > 40
+    for made in plain:
+        m = ending.fullmatch(made["address"] or "")
+        assert m is not None, made
+        assert (m["town"], m["state"]) in PLACES, made
+        assert m["zip"] == made["postal_code"] and m["zip"].startswith(PLACES[(m["town"], m["state"])]), made

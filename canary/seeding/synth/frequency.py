@@ -196,6 +196,21 @@ def shape_key(text: str | None) -> str | None:
     return _DIGIT_RUNS.sub("9", text) if text else text
 
 
+_DIGIT_MASK = str.maketrans("0123456789", "9999999999")
+
+
+def lead_key(text: str | None) -> str | None:
+    """The first two words of a text, each digit masked (``2416 Oak Ave, ...`` -> ``9999 Oak``): an
+    insider counts an address's leading words as well as its whole shape, and in a US address they
+    are a house number's length with its street's first word. A canary whose shape is as common as
+    a real row's can still pair its street with a number length no row of that street has (50
+    Thomas Rd where Thomas streets' numbers run to four digits): 6.5% of canaries were alone in
+    this against 3.7% of real rows."""
+    if not text:
+        return text
+    return " ".join(text.split(None, 2)[:2]).translate(_DIGIT_MASK)  # the two words masked, not the whole text: half the time
+
+
 @dataclass(frozen=True, slots=True)
 class Across:
     """A key derived from several columns of a candidate (its column in :attr:`FrequencyMatch.keys`

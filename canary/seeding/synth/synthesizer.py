@@ -29,6 +29,7 @@ from canary.seeding.synth.frequency import (
     Rarest,
     ValueCounts,
     given_key,
+    lead_key,
     same,
     shape_key,
     surname_key,
@@ -319,7 +320,7 @@ class Synthesizer:
             if self.semantics[c] == Semantic.FULL_NAME:
                 out[c] += [surname_key, given_key]
             elif self.profile.places is not None and c == self.profile.places.columns[self.profile.places.text_index]:
-                out[c] += [shape_key, coarse_key]
+                out[c] += [shape_key, coarse_key, lead_key]
         return out
 
     def tallies(self) -> list[Tally]:
@@ -381,7 +382,7 @@ class Synthesizer:
         if places is not None:
             text = places.columns[places.text_index]
             if text in counts:
-                keys = ((text, same), (text, shape_key), (text, coarse_key)) + tuple((c, same) for c in places.columns if c != text and c in counts)
+                keys = ((text, same), (text, shape_key), (text, coarse_key), (text, lead_key)) + tuple((c, same) for c in places.columns if c != text and c in counts)
                 derived = tuple(_derive(counts[col], fn) for col, fn in keys)
                 for tally in self.tallies():
                     got = (tallies or {}).get(tally.name)
