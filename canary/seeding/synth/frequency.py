@@ -473,7 +473,7 @@ class FrequencyMatch:
             else:  # the tied candidates are fewer (a common surname's holders run to thousands)
                 for sig in sigs:
                     for i in self._buckets[sig]:
-                        n = sum(1 for v, vs in zip(like, self._derived(self.pool[i])[0]) if v is not None and v in vs)
+                        n = self._alike(like, self.pool[i])
                         if n:
                             matched[i] = n
             if matched:
@@ -487,6 +487,10 @@ class FrequencyMatch:
                 return self.pool[bucket[r]]
             r -= len(bucket)
         return None
+
+    def _alike(self, like: Sequence[str | None], cand: Mapping[str, str | None]) -> int:
+        """How many of a real row's shared values (:meth:`_like`) the candidate holds."""
+        return sum(1 for v, vs in zip(like, self._derived(cand)[0]) if v is not None and v in vs)
 
     def _values(self, cand: Mapping[str, str | None]) -> list[tuple[str | None, ...]]:
         return self._derived(cand)[0]
@@ -663,7 +667,7 @@ class FrequencyMatch:
         tied = [c for lack, members in closest if lack == most for c in members]
         like = self._like(rng, want)
         if like is not None and len(tied) > 1:  # then those holding most of a real row's shared values, as _pick
-            alike = [sum(1 for v, vs in zip(like, self._derived(c)[0]) if v is not None and v in vs) for c in tied]
+            alike = [self._alike(like, c) for c in tied]
             top = max(alike)
             tied = [c for c, n in zip(tied, alike) if n == top]
         return tied[rng.randrange(len(tied))]
