@@ -17,7 +17,6 @@ import bisect
 import dataclasses
 import datetime as dt
 import json
-import math
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -395,35 +394,25 @@ def fit_first_children(
         return Precision.of((window[0].timestamp(), window[1].timestamp())).cut(when, rng, a, b)
 
     def spare(g: int, delay: float) -> tuple[int, int, list[tuple[int, Span]]] | None:
-        """(spare, its place in its group's list, options) of an unused spare of group ``g`` or the
-        next that can take a first child ``delay`` after its parent (SPARE_TRIES looked at each),
-        drawn by length among those that can. The spares are the gaps the canaries left, and the
-        canaries took the long ones; the first that fits would be a short one, and a canary moved
-        there would follow the row before it sooner than real rows do."""
+        """(spare, its place in its group's list, options) of the first unused spare of group ``g`` or
+        the next that can take a first child ``delay`` after its parent (SPARE_TRIES looked at each)."""
         for x in (g, g - 1, g + 1):
-            fitting = [(j, at, options) for at, j in enumerate(spare_of.get(x, ())[:SPARE_TRIES])
-                       if (options := fits_in(spares[j][0], delay))]
-            if fitting:
-                return rng.choices(fitting, [_seconds(spares[j][0]) for j, _, _ in fitting])[0]
+            for at, j in enumerate(spare_of.get(x, ())[:SPARE_TRIES]):
+                options = fits_in(spares[j][0], delay)
+                if options:
+                    return j, at, options
         return None
 
-    def movable(g: int, like: Span) -> tuple[int, int] | None:
+    def movable(g: int) -> tuple[int, int] | None:
         """(group, place) of a parent of group ``g`` or the next that is free to move (not sharing its gap
-        with another canary): of :data:`FIT_TRIES` drawn at random, the one whose gap is nearest in
-        length to the spare's (``like``). The spares are the gaps the canaries left, the shorter ones
-        (placement takes gaps by length); a canary moved from a long gap into one would leave the
-        canaries' gaps, and their times since the row before, shorter than real rows'."""
+        with another canary), at random."""
         near = [x for x in (g, g - 1, g + 1) if pools.get(x)]
-        best: tuple[float, int, int] | None = None
         for _ in range(FIT_TRIES if near else 0):
             x = rng.choice(near)
             at = rng.randrange(len(pools[x]))
-            window = windows[pools[x][at]]
-            if window is not None:
-                off = abs(math.log(_seconds(window) / _seconds(like)))
-                if best is None or off < best[0]:
-                    best = (off, x, at)
-        return None if best is None else (best[1], best[2])
+            if windows[pools[x][at]] is not None:
+                return x, at
+        return None
 
     def fallback(g: int) -> int:
         """A parent of group ``g`` at random, else of the nearest group that has one left."""
@@ -448,7 +437,7 @@ def fit_first_children(
                 break
         if found is None:
             place = spare(g, delay)
-            parent = movable(spares[place[0]][1], spares[place[0]][0]) if place is not None else None
+            parent = movable(spares[place[0]][1]) if place is not None else None
             if place is None or parent is None:
                 out[fallback(g)] = h
                 continue
@@ -472,11 +461,6 @@ def fit_first_children(
     for src in rest:
         out[fallback(groups[src])] = draws[src]
     return out, moved, regapped
-
-
-def _seconds(span: Span) -> float:
-    """A window's length in seconds, at least a millisecond (two rows may share their time)."""
-    return max((span[1] - span[0]).total_seconds(), 1e-3)
 
 
 async def _fit_first_children(seeder: Any, conn: asyncpg.Connection, parent: Batch, parent_created: str, info: TableInfo,

@@ -85,7 +85,6 @@ from canary.seeding.synth.shapes import (
     fill_shape,
     infer_locale,
     parse_ts,
-    proportional_first,
     quantile,
     semantic_of,
 )
@@ -109,8 +108,6 @@ GAP_SAMPLE = 8
 RECENT_ROWS = 200
 MIN_GAPS = 2000
 TIME_GAPS = 50
-#: rows on either side of a gap whose times give its local pace (the mean time between arrivals there)
-PACE_ROWS = 8
 FETCH_GAPS = 2000
 #: whole-table counts arrive as COPY text, counted COUNT_CHUNK bytes at a time by a worker thread; at most
 #: BACKLOG_BYTES received wait for it (the server aggregates the next query meanwhile)
@@ -1118,11 +1115,9 @@ class PostgresSeeder:
         # the window passes the raw times; texts and spans are computed for the gaps alone (a tenth of
         # the rows of a table with a key in ten free, not every row)
         gaps = (f"SELECT lo, hi, {text('at')} AS lo_c, {text('hi_at')} AS hi_c, extract(epoch FROM {stamp('hi_at')} - {stamp('at')})"
-                f" AS span, extract(epoch FROM next2 - prev) AS around,"  # around: from the row before lo to the one after hi
-                f" extract(epoch FROM ahead - behind) / {2 * PACE_ROWS + 1} AS pace"  # pace: the mean time between rows there
+                f" AS span, extract(epoch FROM next2 - prev) AS around"  # around: from the row before lo to the one after hi
                 f" FROM (SELECT {pk} AS lo, lead({pk}) OVER w AS hi, {col} AS at, lead({col}) OVER w AS hi_at,"
-                f" lead({stamp(col)}, 2) OVER w AS next2, lag({stamp(col)}) OVER w AS prev,"
-                f" lead({stamp(col)}, {PACE_ROWS + 1}) OVER w AS ahead, lag({stamp(col)}, {PACE_ROWS}) OVER w AS behind"
+                f" lead({stamp(col)}, 2) OVER w AS next2, lag({stamp(col)}) OVER w AS prev"
                 f" FROM {qualified(info.schema, info.name)} WHERE NOT ({pk} = ANY($1::bigint[])) WINDOW w AS (ORDER BY {pk})) s"
                 " WHERE hi - lo > 1")
         if times is None:
@@ -1133,10 +1128,8 @@ class PostgresSeeder:
             # stretch twice as busy as the rows around. Where the gaps' stretches are as long as the
             # ones beside them (ratio of sums m = 1: rollbacks), gaps are drawn length-biased (an
             # interval so drawn from a Poisson stream is as long as two); where they are twice as long
-            # (m = 2: deletions), not; in between, by the power 2 - m. Relative to the local pace (the
-            # mean time between the rows PACE_ROWS keys around: the two intervals beside a gap are
-            # too few to tell a long gap from short neighbours), so that quiet years are not favoured
-            # over busy ones.
+            # (m = 2: deletions), not; in between, by the power 2 - m. Relative to the local pace, so
+            # that quiet years are not favoured over busy ones.
             #
             # And by how many free keys a gap has, so that the keys beside a canary look like the keys
             # beside a real row: a canary at lo + 1 of a gap with f free keys has a gap of f before the
@@ -1145,9 +1138,8 @@ class PostgresSeeder:
             # the rest (a deleted row's place: a key on either side); drawn in proportion to free keys
             # alone, every canary next to a rolled-back run or a lost sequence cache would show it.
             # Without the table's row estimate (never analysed), in proportion to free keys.
-            relative = "coalesce(greatest(span, 1.0) / greatest(pace, 1.0), 1.0)"
-            limit = max(n * GAP_SAMPLE, MIN_GAPS)
-            drawn = list(await conn.fetch(
+            relative = "coalesce(greatest(span, 1.0) / greatest((around - span) / 2.0, 1.0), 1.0)"
+            return list(await conn.fetch(
                 f"WITH g AS MATERIALIZED ({gaps}), m AS (SELECT coalesce(sum(span) FILTER (WHERE around > span)"
                 f" / nullif(sum((around - span) / 2.0) FILTER (WHERE around > span), 0), 2.0) AS m FROM g),"
                 f" c AS (SELECT hi - lo - 1 AS f, count(*)::float8 AS k FROM g GROUP BY 1),"
@@ -1156,14 +1148,10 @@ class PostgresSeeder:
                 f" w AS (SELECT f, CASE WHEN q IS NOT NULL THEN greatest(q / k, 1e-9) END AS w FROM s UNION ALL"
                 f" SELECT 1, CASE WHEN r.n IS NOT NULL THEN greatest(1.0 - coalesce((SELECT sum(q) FROM s), 0.0), 0.05) / c.k END"
                 f" FROM c, r WHERE c.f = 1)"
-                f" SELECT * FROM (SELECT lo, hi, lo_c, hi_c, coalesce(w.w, (hi - lo - 1)::float8)"
-                f" * power({relative}, greatest(0.0, least(1.0, 2.0 - m)))::float8 AS weight"
-                f" FROM g LEFT JOIN w ON w.f = g.hi - g.lo - 1, m) d ORDER BY -ln(1.0 - random()) / weight LIMIT $2",
-                exclude, limit, qualified(info.schema, info.name)))
-            if len(drawn) == limit:  # a sample of many more gaps: its first n are one drawn by weight
-                return drawn
-            # every gap: the first n included as their weights say, however large a share of them n is
-            return [drawn[i] for i in proportional_first([float(g["weight"]) for g in drawn], n, self.rng)]
+                f" SELECT lo, hi, lo_c, hi_c FROM g LEFT JOIN w ON w.f = g.hi - g.lo - 1, m"
+                f" ORDER BY -ln(1.0 - random()) / (coalesce(w.w, (hi - lo - 1)::float8)"
+                f" * power({relative}, greatest(0.0, least(1.0, 2.0 - m)))) LIMIT $2",
+                exclude, max(n * GAP_SAMPLE, MIN_GAPS), qualified(info.schema, info.name)))
         wanted = sorted(t for t in times if t is not None)
         if not wanted or created is None:
             return []

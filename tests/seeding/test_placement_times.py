@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import statistics
 
 import asyncpg
 from testkit import MakeConfig
@@ -195,54 +194,3 @@ async def test_canaries_keep_the_pace_of_the_rows_around_them(
     assert len(canary) >= 140
     ratio = canary[len(canary) // 2] / real[len(real) // 2]
     assert 0.65 <= ratio <= 1.5, ratio  # gaps drawn by free keys alone: 0.32
-
-
-FEW_GAPS = """
-CREATE TABLE public.signups (id bigserial PRIMARY KEY, email text NOT NULL UNIQUE, created_at timestamptz NOT NULL);
-SELECT setseed(0.23);
-INSERT INTO public.signups (id, email, created_at)
-SELECT g, 'user' || g || '@example.org', timestamptz '2022-01-01 00:00+00' + t * interval '1 second'
-FROM (SELECT g, sum(CASE WHEN g % 8 <> 3 THEN -ln(1.0 - random()) * 600 ELSE 0 END) OVER (ORDER BY g) AS t
-      FROM generate_series(1, 2400) g) s
-WHERE g % 8 <> 3;
-SELECT setval('public.signups_id_seq', 2400);
-ANALYZE public.signups;
-"""
-
-
-async def test_canaries_as_many_as_half_the_gaps_still_take_gaps_by_length(
-    target_dsn: str, make_config: MakeConfig, store: ControlStore, keyring: Keyring
-) -> None:
-    """A small table: 2,100 sign-ups a Poisson stream apart, 300 rolled-back keys (each between two
-    consecutive arrivals), and 120 canaries for its 300 gaps. A canary splits its gap's stretch, so
-    gaps are drawn length-biased (a stretch so drawn is as long as two arrivals, median 2.4 times the
-    real rows' median time between them, and the canary falls as far after the row before as a real
-    row does; capped, as a gap takes one canary, less). Taking the first 120 of a weighted order
-    without replacement includes the long gaps hardly more often than the short ones once the
-    canaries are that share of the gaps (1.65 times over these four seedings); included in
-    proportion to their length, 1.79 times."""
-    conn = await asyncpg.connect(target_dsn)
-    try:
-        await conn.execute(FEW_GAPS)
-    finally:
-        await conn.close()
-    cfg = make_config(datastores=[{"name": "shop", "dsn": target_dsn, "tables": [{"table": "public.signups", "count": 120}]}])
-    spans: list[float] = []
-    real: list[float] = []
-    for seed in (3, 4, 5, 6):
-        await PostgresSeeder.from_config(cfg, "shop", Registry(store.pool, keyring), seed=seed).apply()
-        canaries = {int(c.location["pk"]) for c in await Registry(store.pool, keyring).active("shop")}
-        conn = await asyncpg.connect(target_dsn)
-        try:
-            await conn.execute("SET row_security = off")
-            rows = await conn.fetch("SELECT id, extract(epoch FROM created_at)::float8 AS t FROM public.signups ORDER BY id")
-        finally:
-            await conn.close()
-        kept = [r for r in rows if r["id"] not in canaries]
-        real = [b["t"] - a["t"] for a, b in zip(kept, kept[1:])]
-        after = {a["id"]: b["t"] - a["t"] for a, b in zip(kept, kept[1:])}  # the stretch from each real row to the next
-        spans += [after[a["id"]] for a, b in zip(rows, rows[1:]) if b["id"] in canaries and a["id"] not in canaries]
-        await PostgresSeeder.from_config(cfg, "shop", Registry(store.pool, keyring)).retire(force=True)
-    assert len(spans) >= 440
-    ratio = statistics.median(spans) / statistics.median(real)
-    assert ratio > 1.72, ratio  # first n of the weighted order: 1.65

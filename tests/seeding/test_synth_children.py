@@ -196,35 +196,3 @@ def test_a_canary_moved_for_a_quick_history_takes_a_time_at_the_tables_hours() -
 
     assert daytime(None) < 0.6  # uniformly: about 9 hours in 24
     assert daytime(rates) > 0.85
-
-
-def test_a_canary_moved_to_a_spare_gap_is_one_as_long_and_the_spare_drawn_by_length() -> None:
-    """The spares are the gaps the canaries left, the shorter ones; a canary moved from a long gap into
-    the first spare that fits would shorten the canaries' gaps (and their time since the row before).
-    Here the canaries' windows are ten minutes or six hours long and none can take a quick first child;
-    short and long spares alternate, the short first, and all of them can. Moved canaries take long
-    spares about in proportion to their length (the first that fits: every one short), and the canary
-    moved to a spare is one whose own gap is as long."""
-    rng = random.Random(3)
-    t0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
-    n = 120
-    short, long_ = dt.timedelta(minutes=10), dt.timedelta(hours=6)
-    # child keys free for an hour from the 20th hour of every day; canaries' windows end by hour 12
-    slots = [(t0 + dt.timedelta(days=d, hours=20), t0 + dt.timedelta(days=d, hours=21), 1) for d in range(400)]
-    windows: list[tuple[dt.datetime, dt.datetime] | None] = [
-        (t0 + dt.timedelta(days=i, hours=4), t0 + dt.timedelta(days=i, hours=4) + (short if i % 2 else long_)) for i in range(n)]
-    created: list[dt.datetime | None] = [w[0] for w in windows if w is not None]
-    # spares end within the hour of free keys (a first child 20 minutes later fits), short and long alternately
-    spares = [((t0 + dt.timedelta(days=200 + j, hours=20, minutes=20) - (short if j % 2 == 0 else long_),
-                t0 + dt.timedelta(days=200 + j, hours=20, minutes=20)), 0) for j in range(2 * n)]
-    draws: list[list[float | None]] = [[1200.0] if rng.random() < 0.3 else [] for _ in range(n)]
-    fitted, moved, regapped = fit_first_children(windows, created, draws, [0] * n, slots, random.Random(4), spares)
-    taken = [(i, j) for i, j in enumerate(regapped) if j is not None]
-    assert len(taken) == sum(1 for d in draws if d) >= 25
-
-    def length(span: tuple[dt.datetime, dt.datetime] | None) -> dt.timedelta:
-        assert span is not None
-        return span[1] - span[0]
-
-    assert sum(1 for _, j in taken if length(spares[j][0]) == long_) >= 0.8 * len(taken)
-    assert all(length(windows[i]) == length(spares[j][0]) for i, j in taken)

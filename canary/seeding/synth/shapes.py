@@ -167,42 +167,6 @@ class Weighted:
         return self.values[bisect.bisect_left(self.cum, rng.random() * self.cum[-1])]
 
 
-def proportional_first(weights: Sequence[float], n: int, rng: random.Random) -> list[int]:
-    """All indexes of ``weights``, the first ``n`` (or fewer, when fewer weigh anything) a sample in
-    which each is included with probability proportional to its weight (capped at 1: the heaviest are
-    always in), the rest after them in the order given. Taking the first ``n`` of a weighted order
-    without replacement (one key per item, -ln(u) / w) includes the heavy ones less than their weight
-    says once ``n`` is a large share of the items: a table of 20,000 rows has a few hundred gaps for
-    its 200 canaries, and the long gaps a canary needs to fall as far after its neighbour as a real row
-    would be drawn barely more often than the short ones. Systematic sampling over a shuffled order:
-    the inclusion probabilities exact, each item's, as the weights ask."""
-    live = [i for i, w in enumerate(weights) if w > 0]
-    k = min(n, len(live))
-    if k <= 0:
-        return list(range(len(weights)))
-    share = _inclusion(sorted((weights[i] for i in live), reverse=True), k)
-    rng.shuffle(live)
-    taken: list[int] = []
-    mark, run = rng.random(), 0.0
-    for i in live:
-        run += min(1.0, weights[i] * share)
-        while run > mark and len(taken) < k:
-            taken.append(i)
-            mark += 1.0
-    chosen = set(taken)
-    return taken + [i for i in range(len(weights)) if i not in chosen]
-
-
-def _inclusion(desc: Sequence[float], k: int) -> float:
-    """The factor c with sum(min(1, c * w)) = k over the positive weights ``desc`` (largest first, at
-    least ``k`` of them): the heaviest weights capped at 1, the rest in proportion."""
-    total, capped = sum(desc), 0
-    while capped < k and (k - capped) * desc[capped] > total:
-        total -= desc[capped]
-        capped += 1
-    return (k - capped) / total
-
-
 _LOCAL_TOKEN = re.compile(r"[A-Za-z]+|[0-9]+|[^A-Za-z0-9]")
 
 
