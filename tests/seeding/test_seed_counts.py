@@ -29,6 +29,16 @@ from canary.store.registry import Registry
 NAMES = ["김민준", "김 서연", "John Smith", "Mary Smith", "Prince", None, "이 민준", "Jane Q Public", "佐藤 健", "김민준"]
 
 
+
+def _match_whole_table(synth: Synthesizer, table: list[dict[str, str | None]], sample: list[dict[str, str | None]]) -> None:
+    """Match the synthesizer's frequencies to the whole ``table``'s counts and tallies, as the seeder does."""
+    counts = {c: Counter(r.get(c) for r in table) for c in synth.frequency_columns()}
+    tallies: dict[str, Counter[str | None]] = {}
+    for t in synth.tallies():
+        tallies[t.name] = (Counter(w for r in table for w in words(r.get(t.each_word))) if t.each_word is not None
+                           else Counter(t.value(r, at) for r in table for at in range(len(t.sets))))
+    synth.match_frequencies(counts, sample, candidates=1500, tallies=tallies)
+
 def test_derivations_sharing_a_split_count_as_each_alone() -> None:
     """Surname and given-name counts taken from one split per value equal those of each derivation
     applied on its own, for values one row holds and values several rows hold."""
@@ -140,12 +150,7 @@ def _owned_number_rows(table: list[dict[str, str | None]], memo: int, monkeypatc
     synth = Synthesizer(info, profile(info, sample), locale="en_US",
                         contacts=ContactAllocator(phone_numbers=[f"+1{a}555{n:04d}" for a in ("212", "503", "305") for n in range(40)],
                                                          rng=random.Random(9)), seed=5)
-    counts = {c: Counter(r.get(c) for r in table) for c in synth.frequency_columns()}
-    tallies: dict[str, Counter[str | None]] = {}
-    for t in synth.tallies():
-        tallies[t.name] = (Counter(w for r in table for w in words(r.get(t.each_word))) if t.each_word is not None
-                           else Counter(t.value(r, at) for r in table for at in range(len(t.sets))))
-    synth.match_frequencies(counts, sample, candidates=1500, tallies=tallies)  # type: ignore[arg-type]
+    _match_whole_table(synth, table, sample)
     rows = [synth.row(RowContext(pk=str(10_000 + i))).values for i in range(80)]
     return rows, len(synth._apart_memo)
 
@@ -211,12 +216,7 @@ def test_canaries_are_alone_in_their_leading_words_as_often_as_real_rows() -> No
                            for n, t, c in (("id", "int8", "N"), ("address", "text", "S"))),
                      (Constraint("customers_pkey", "p", ("id",), "PRIMARY KEY (id)"),), (), ())
     synth = Synthesizer(info, profile(info, sample), locale="en_US", contacts=ContactAllocator(rng=random.Random(9)), seed=5)
-    counts = {c: Counter(r.get(c) for r in table) for c in synth.frequency_columns()}
-    tallies: dict[str, Counter[str | None]] = {}
-    for t in synth.tallies():
-        tallies[t.name] = (Counter(w for r in table for w in words(r.get(t.each_word))) if t.each_word is not None
-                           else Counter(t.value(r, at) for r in table for at in range(len(t.sets))))
-    synth.match_frequencies(counts, sample, candidates=1500, tallies=tallies)  # type: ignore[arg-type]
+    _match_whole_table(synth, table, sample)
     leads = Counter(lead_key(r["address"]) for r in table)
     made = [synth.row(RowContext(pk=str(10_000 + i))).values["address"] for i in range(300)]
     alone = [a for a in made if a and leads[lead_key(a)] == 0]
