@@ -350,8 +350,9 @@ class Splicer:
 
     def _walk(self, rng: random.Random, redraw: bool = False, wide: bool = False,
               within: Collection[int] | None = None) -> tuple[Token, ...] | None:
-        """One token sequence (None when the row it follows cannot be split: :meth:`_fine_start`); with ``redraw``, the numbers of the rare part are drawn afresh (when
-        the parts of other rows keep adding up to a sampled row's own address); with ``wide``, the
+        """One token sequence (None when the row it follows cannot be split: :meth:`_fine_start`);
+        with ``redraw``, the numbers of the rare part are drawn afresh (when the parts of other rows
+        keep adding up to a sampled row's own address); with ``wide``, the
         first token that leaves the shared prefix comes from the rows sharing all of it but its last
         token, too (a street of this city that the sample has in another district only)."""
         rows = self.rows
