@@ -434,6 +434,12 @@ def label_free(rows: Sequence[asyncpg.Record], orders: Sequence[asyncpg.Record])
     # an address written in two cases at once ("153 county BLVD, Los ANGELES"): a word of 3+ capitals
     # beside a word of 3+ lower-case letters
     mixed = np.array([float(bool(re.search(r"\b[A-Z]{3,}\b", a)) and bool(re.search(r"\b[a-z]{3,}", a))) for a in addr])
+    # a stub of a word in the address: a short run of letters (3 at most) no other row writes ("Wr", "Jle",
+    # "Dd"), what a new word cut from two others' beginning and ending looks like; a real row's lone words
+    # are whole ones (a surname a street is named after, a town)
+    words = [[w.rstrip(",.;").casefold() for w in a.split()] for a in addr]
+    word_rows = Counter(w for ws in words for w in set(ws))
+    stub = np.array([float(any(w.isalpha() and len(w) <= 3 and word_rows[w] == 1 for w in ws)) for ws in words])
     upd_frac = [r["updated"] is not None and r["updated"] % 1 != 0 for r in rows]
     upd_share = sum(upd_frac) / max(n, 1)
     upd_precision = np.array([float(f if upd_share < 0.5 else not f) for f in upd_frac])
@@ -441,7 +447,7 @@ def label_free(rows: Sequence[asyncpg.Record], orders: Sequence[asyncpg.Record])
             "created_precision_rare": subsecond, "order_time_against_id_order": order_inv,
             "update_gap_shared_exactly": shared_gap, "updated_precision_rare": upd_precision,
             "area_code_alone_in_region": lonely_area, "postal3_alone_in_locality": lonely_zip,
-            "address_in_two_cases": mixed}
+            "address_in_two_cases": mixed, "address_stub_word": stub}
 
 
 def auc(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 from seeder_helpers import customers_info
 
-from canary.seeding.synth.places import Splicer, coarse_key
+from canary.seeding.synth.places import Parts, Splicer, coarse_key
 
 DONGS = ("역삼동", "논현동", "서초동", "반포동")
 BRANDS = tuple(f"{a}{b}" for a in ("래미", "푸르", "힐스", "아이", "센트", "리버", "e편한", "롯데") for b in ("안", "지오", "파크", "빌", "뷰", "캐슬"))
@@ -172,6 +172,49 @@ def test_a_novel_street_never_takes_a_number_for_a_word() -> None:
     assert len(made) > 400
     odd = [a for a in made if re.match(r"\d+ (?!Highway )\S+ \d+,", a) or re.match(r"\d+ Highway [A-Za-z]", a)]
     assert not odd, odd[:5]
+
+
+def test_a_novel_street_never_takes_a_units_number_for_its_type() -> None:
+    """A unit's number ("Apt 6D,") ends like a street's type before a comma ("St,"); a novel
+    address's street type from the wider region is never one: no "18 Oak 6D, River Valley, GA",
+    which no real row writes."""
+    rng = random.Random(8)
+    sample: list[dict[str, str | None]] = []
+    for i in range(900):
+        (town, state), (zip3,) = rng.choice(list(TOWNS.items()))
+        street = f"{rng.randint(1, 999)} {rng.choice(US_STREETS)} {rng.choice(('St', 'Ave', 'Dr', 'Rd'))}"
+        unit = f", {rng.randint(1, 40)}{rng.choice('ABCDEFGH')}" if rng.random() < 0.3 else ""
+        sample.append({"id": str(i), "address": f"{street}{unit}, {town}, {state}", "postal_code": f"{zip3}{rng.randint(0, 99):02d}"})
+    splicer = Splicer.of(customers_info("address", "postal_code"), sample)
+    assert splicer is not None
+    made = [m["address"] for m in (splicer.compose(rng, novel=True) for _ in range(1500)) if m and m["address"]]
+    assert len(made) > 1000
+    odd = [a for a in made if re.match(r"\d+ [A-Za-z]+ \d+[A-H],", a)]
+    assert not odd, odd[:5]
+
+
+def test_a_new_word_is_made_of_whole_pieces_of_the_tables_words() -> None:
+    """A word no sampled row holds (:meth:`Parts.word`) is a beginning and an ending of at least half
+    a typical word each, letters only where the word it replaces has letters only, and every run of
+    those letters is one k words have: cut anywhere, the parts made stubs ("Wr", "Jle") and runs no
+    word has ("Stsburg"), which no real row writes."""
+    rng = random.Random(3)
+    combos = [a + b for a in ("Green", "Brown", "Stan", "Glen", "Fern", "Ash", "Birch", "Oak", "Elm", "Cedar", "Maple", "Pine")
+              for b in ("ville", "ton", "wood", "field", "dale", "burg", "ford", "land")]
+    towns = rng.sample(combos, 72)  # the others are words a new one may be
+    words = [f"{w}," for w in towns] + list(US_STREETS) + ["Dr.", "St.", "Ave.", "Rd"]
+    rows = tuple(tuple((0, w) for w in rng.sample(words, 3)) for _ in range(600))
+    parts = Parts.of(rows, 0, 3)
+    assert parts.piece >= 3
+    made = [(w, m) for w, m in ((w, parts.word(w, rng)) for w in (rng.choice(words) for _ in range(3000))) if m]
+    assert len(made) > 40
+    for w, m in made:
+        core = m.rstrip(",.;")
+        assert core.isalpha() or not w.rstrip(",.;").isalpha(), (w, m)
+        assert len(core) >= 2 * parts.piece, (w, m)
+        folded = core.casefold()
+        run = min(parts.piece, 3)
+        assert all(folded[i:i + run] in parts.runs for i in range(len(folded) - run + 1)), (w, m)
 
 
 def test_a_unit_number_that_equals_the_postcode_is_not_an_echo() -> None:

@@ -66,6 +66,12 @@ PLACE_TRIES = 600
 #: candidate locations with a new street word made per bucket a location must fall in (see
 #: :meth:`Synthesizer._fresh_places`)
 PLACE_FRESH = 600
+#: novel compositions tried per candidate location (:meth:`Synthesizer.match_frequencies`): 77% of a table's
+#: addresses can be the only one of their shape, and with one try per candidate, 41% of the pool was (the
+#: others compose on a street some row has there), so 63% of canaries took one where their target asked
+#: for it 76% of the time; three tries make it 58% of the pool (canaries then 72%) for a few tenths of a
+#: CPU second more on 100 canaries (bench/seed_speed.py)
+NOVEL_TRIES = 3
 #: pairs of related location features whose whole-table counts the match follows, at most
 MAX_JOINT = 3
 #: a row made more often than this for one placement (its e-mail clashed with real rows') draws its
@@ -405,7 +411,7 @@ class Synthesizer:
                 # the only one of its kind in its town: the table holds a few of a town's people), in
                 # any town: a novel address whose shape some row holds is one more composed one
                 shapes = derived[1]
-                pool += [p for p in (places.compose(self.rng, novel=True) for _ in range(candidates)) if p and shapes[shape_key(p.get(text))] == 0]
+                pool += [p for p in (places.compose(self.rng, novel=True) for _ in range(NOVEL_TRIES * candidates)) if p and shapes[shape_key(p.get(text))] == 0]
                 # and locations with a word or postcode no sampled row has, for the real rows whose own
                 # are that rare in the table
                 def unseen(col: str, value: str) -> bool:
