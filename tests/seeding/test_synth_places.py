@@ -213,8 +213,7 @@ def test_a_new_word_is_made_of_whole_pieces_of_the_tables_words() -> None:
         assert core.isalpha() or not w.rstrip(",.;").isalpha(), (w, m)
         assert len(core) >= 2 * parts.piece, (w, m)
         folded = core.casefold()
-        run = min(parts.piece, 3)
-        assert all(folded[i:i + run] in parts.runs for i in range(len(folded) - run + 1)), (w, m)
+        assert all(folded[i:i + parts.run] in parts.runs for i in range(len(folded) - parts.run + 1)), (w, m)
 
 
 def test_a_unit_number_that_equals_the_postcode_is_not_an_echo() -> None:

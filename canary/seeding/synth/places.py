@@ -35,7 +35,8 @@ class Parts:
     digits: Mapping[int, frozenset[str]]  # column index -> leading digits k sampled values share
     longest: int  # longest sampled word
     piece: int = 2  # letters a new word's beginning and ending each have at least (:meth:`word`): half a typical word
-    runs: frozenset[str] = frozenset()  # runs of ``piece`` letters, 3 at most (case-folded), k distinct words have
+    run: int = 2  # letters of a run (:attr:`runs`): ``piece``, 3 at most
+    runs: frozenset[str] = frozenset()  # runs of ``run`` letters (case-folded) k distinct words have
 
     @classmethod
     def of(cls, rows: Sequence[tuple[Token, ...]], text_index: int, k: int) -> Parts:
@@ -63,14 +64,14 @@ class Parts:
         return cls(frozenset(vocabulary), frozenset(b for b, n in begins.items() if n >= k),
                    {ch: Weighted.of(c) for ch, c in endings.items()},
                    {i: frozenset(p for p, n in c.items() if n >= k) for i, c in digits.items()},
-                   max((len(w) for w in vocabulary), default=0), piece, frozenset(r for r, n in runs.items() if n >= k))
+                   max((len(w) for w in vocabulary), default=0), piece, run, frozenset(r for r, n in runs.items() if n >= k))
 
     def word(self, word: str, rng: random.Random) -> str | None:
         """A new word like ``word``: one of its beginnings that k words share, then an ending with
         its last character that k words share (None when none makes a word the sample lacks). Each
         part is at least :attr:`piece` letters, the word's letters are letters only where ``word``'s
-        are, and every run of ``piece`` letters (3 at most) in it is one k words have: cut anywhere, the parts
-        made stubs and letters no word runs together ("Wr", "Jle", "Stsburg"), 2.5% of canaries'
+        are, and every run of :attr:`run` letters in it is one k words have: cut anywhere, the parts
+        made stubs and letters no word runs together ("Wr", "Jle", "Stsburg"), 2.4% of canaries'
         addresses against none of the real rows' (bench, independent table)."""
         core = _core(word)
         cuts = [c for c in range(self.piece, len(core) + 1) if word[:c] in self.beginnings]
@@ -89,9 +90,9 @@ class Parts:
         return None
 
     def _runs_known(self, core: str) -> bool:
-        """Whether every run of :attr:`piece` letters (3 at most) of ``core`` is one at least k sampled words have."""
-        folded, run = core.casefold(), min(self.piece, 3)
-        return all(folded[i:i + run] in self.runs for i in range(len(folded) - run + 1))
+        """Whether every run of :attr:`run` letters of ``core`` is one at least k sampled words have."""
+        folded = core.casefold()
+        return all(folded[i:i + self.run] in self.runs for i in range(len(folded) - self.run + 1))
 
     def number(self, index: int, value: str, rng: random.Random) -> str | None:
         """``value`` (a postcode) with the digits after its longest shared leading digits drawn anew."""
