@@ -216,6 +216,37 @@ def test_a_new_word_is_made_of_whole_pieces_of_the_tables_words() -> None:
         assert all(folded[i:i + parts.run] in parts.runs for i in range(len(folded) - parts.run + 1)), (w, m)
 
 
+def test_a_new_word_goes_where_many_words_do_never_into_a_closed_slot() -> None:
+    """A new word (:meth:`Splicer.freshen`) replaces a street's or a town's name, where the sample has
+    many different words beside the same neighbours, never a street type (here one of four words
+    after a street's name), a unit's word or half of a two-word town: "Santon Diego", "Glenwood Avence" and "Uniant 12" are misspellings of a closed
+    class no real row makes, which a thief reads without labels."""
+    rng = random.Random(5)
+    words = rng.sample([a + b for a in ("Green", "Brown", "Stan", "Glen", "Fern", "Ash", "Birch", "Cedar", "Maple", "Pine")
+                        for b in ("ville", "ton", "wood", "field", "dale", "burg", "ford", "land")], 64)  # the rest: new words
+    types, names = words[:4], words[4:]  # a street's type: one of four words after its name
+    towns = [f"{t}," for t in names[30:]] + ["Santa Clara,", "Santa Rosa,", "Mountain View,", "Mountain Home,"]
+    rows = []
+    for i in range(900):
+        unit = f" Suite {rng.randint(1, 40)}" if i % 2 else ""
+        text = f"{rng.randint(1, 999)} {rng.choice(names[:30])} {rng.choice(types)}{unit}, {rng.choice(towns)} CA"
+        rows.append({"id": str(i), "address": text, "postal_code": f"9{rng.randint(0, 9999):04d}"})
+    splicer = Splicer.of(customers_info("address", "postal_code"), rows)
+    assert splicer is not None
+    closed = {*types, "Suite", "Santa", "Mountain", "Clara", "Rosa", "View", "Home", "CA"}
+    replaced: Counter[str] = Counter()
+    for _ in range(1500):
+        base = splicer.compose(rng) or {}
+        got = splicer.freshen(base, rng, word=True)
+        if got is None:
+            continue
+        before, after = (base.get("address") or "").split(" "), (got.get("address") or "").split(" ")
+        assert len(before) == len(after)
+        replaced.update(b.rstrip(",") for b, a in zip(before, after, strict=True) if a != b and not re.fullmatch(r"\d+,?", b))
+    assert replaced.total() > 100, replaced
+    assert not closed & set(replaced), replaced
+
+
 def test_a_unit_number_that_equals_the_postcode_is_not_an_echo() -> None:
     """A postcode is repeated in a town field (after a comma): a table whose addresses end in a unit number
     equal to their postcode (``12 Oak St Unit 12`` with ``0000012``) has no echo to keep, and its composed
