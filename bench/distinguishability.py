@@ -456,6 +456,19 @@ def label_free(rows: Sequence[asyncpg.Record], orders: Sequence[asyncpg.Record])
         w.rstrip(",.;").isalpha() and word_rows[w.rstrip(",.;")] == 1
         and min(len(after[ws[j - 1] if j else "^"]), len(before[ws[j + 1] if j + 1 < len(ws) else "$"])) < 10
         for j, w in enumerate(ws))) for ws in masked])
+    # a household without a family name: an address exactly 2-3 rows write, none of the others with the
+    # row's surname (real rows at one address are mostly a family; two strangers are a shared flat)
+    names = [r["full_name"] or "" for r in rows]
+    surnames = [(full.split()[-1] if full.isascii() else full[:1]) if full.strip() else "" for full in names]
+    homes: defaultdict[str, list[int]] = defaultdict(list)
+    for i, a in enumerate(addr):
+        if a:
+            homes[a].append(i)
+    strangers = np.zeros(n)
+    for home in homes.values():
+        if 2 <= len(home) <= 3:
+            for i in home:
+                strangers[i] = float(not any(surnames[j] == surnames[i] for j in home if j != i))
     upd_frac = [r["updated"] is not None and r["updated"] % 1 != 0 for r in rows]
     upd_share = sum(upd_frac) / max(n, 1)
     upd_precision = np.array([float(f if upd_share < 0.5 else not f) for f in upd_frac])
@@ -464,7 +477,7 @@ def label_free(rows: Sequence[asyncpg.Record], orders: Sequence[asyncpg.Record])
             "update_gap_shared_exactly": shared_gap, "updated_precision_rare": upd_precision,
             "area_code_alone_in_region": lonely_area, "postal3_alone_in_locality": lonely_zip,
             "address_in_two_cases": mixed, "address_stub_word": stub,
-            "closed_slot_word": closed}
+            "closed_slot_word": closed, "address_shared_without_surname": strangers}
 
 
 def auc(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
