@@ -204,7 +204,7 @@ def test_a_new_word_is_made_of_whole_pieces_of_the_tables_words() -> None:
     towns = rng.sample(combos, 72)  # the others are words a new one may be
     words = [f"{w}," for w in towns] + list(US_STREETS) + ["Dr.", "St.", "Ave.", "Rd"]
     rows = tuple(tuple((0, w) for w in rng.sample(words, 3)) for _ in range(600))
-    parts = Parts.of(rows, 0, 3)
+    parts = Parts.of(rows, 0, 3, [[w or "" for _, w in row] for row in rows])
     assert parts.piece >= 3
     made = [(w, m) for w, m in ((w, parts.word(w, rng)) for w in (rng.choice(words) for _ in range(3000))) if m]
     assert len(made) > 40

@@ -44,7 +44,7 @@ class Parts:
     fillers: Mapping[str, int] = field(default_factory=dict)  # a word's slot ("<" left or ">" right neighbour) -> distinct words there
 
     @classmethod
-    def of(cls, rows: Sequence[tuple[Token, ...]], text_index: int, k: int, texts: Sequence[Sequence[str]] = ()) -> Parts:
+    def of(cls, rows: Sequence[tuple[Token, ...]], text_index: int, k: int, texts: Sequence[Sequence[str]]) -> Parts:
         """From the sampled rows' tokens and their address words in reading order (``texts``)."""
         vocabulary = {t for row in rows for i, t in row if i == text_index and t and not any(ch.isdigit() for ch in t)}
         cores = {_core(w).casefold() for w in vocabulary}
@@ -764,13 +764,9 @@ def _numeric(text: str | None) -> bool:
 def _slots(words: Sequence[str], at: int) -> tuple[str, str]:
     """The two slots of the word at ``at``: after its left neighbour, before its right one (digits
     masked, case folded: "after a house number", "before 'Diego'"; "^" and "$" at the ends)."""
-    left = _masked_word(words[at - 1]) if at else "^"
-    right = _masked_word(words[at + 1]) if at + 1 < len(words) else "$"
+    left = _mask(words[at - 1]).casefold() if at else "^"
+    right = _mask(words[at + 1]).casefold() if at + 1 < len(words) else "$"
     return "<" + left, ">" + right
-
-
-def _masked_word(word: str) -> str:
-    return re.sub(r"\d", "9", word).casefold()
 
 
 def _slot_fillers(texts: Sequence[Sequence[str]]) -> dict[str, int]:

@@ -417,7 +417,7 @@ class Relations:
     #: are still followed (a canary's area code is one its region's rows have), most informative first;
     #: every such pair, not only the best of two columns, nor only of columns no relation joins (two
     #: columns may depend in two ways: a phone's NULLs by the street, its area code by the region;
-    #: :meth:`dependence` may ask for features of some kinds only)
+    #: :meth:`coarsest` asks for features of some kinds only)
     weak: tuple[tuple[Feature, Feature], ...] = ()
     #: each feature's entropy over the sample's buckets (nats): how coarse it is
     entropy: Mapping[Feature, float] = field(default_factory=dict)
