@@ -584,6 +584,9 @@ class PostgresSeeder:
         if placements and info.estimated_rows <= COUNT_ALL_ROWS:
             counts, tallies = await self._whole_table_counts(conn, info, synth.frequency_keys(), synth.tallies())
             await asyncio.to_thread(synth.match_frequencies, counts, sample, tallies=tallies)
+            asked = synth.households_asked(counts, sample)
+            if asked is not None and asked[2]:
+                synth.learn_households(sample, await self._co_residents(conn, info, *asked))
         creds: list[Credential] = []
         pooled: list[PooledKey] = []
         if cred is not None:
@@ -717,6 +720,15 @@ class PostgresSeeder:
             queries.append((joint.query(tbl, _as_text), functools.partial(_count_joint, owners), [tallied[t.name] for t in group]))
         await self._stream_counts(conn, queries)
         return counts, tallied
+
+    async def _co_residents(self, conn: asyncpg.Connection, info: TableInfo, address: str, name: str,
+                            addresses: Sequence[str]) -> list[tuple[str, str | None]]:
+        """(address, full name) of every row at ``addresses`` (a few hundred: the sampled rows' whose
+        address two or three rows hold, :class:`Households`): one scan, hashed against the list."""
+        tbl = qualified(info.schema, info.name)
+        rows = await conn.fetch(f"SELECT t.{ident(address)}::text AS a, t.{ident(name)}::text AS n FROM {tbl} AS t "
+                                f"JOIN unnest($1::text[]) AS h(v) ON t.{ident(address)}::text = h.v", list(addresses))
+        return [(r["a"], r["n"]) for r in rows]
 
     async def _stream_counts(self, conn: asyncpg.Connection,
                              queries: Sequence[tuple[str, Callable[[str], None], Sequence[ValueCounts]]]) -> None:

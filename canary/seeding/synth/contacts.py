@@ -74,6 +74,16 @@ class ContactAllocator:
                 return value
         raise SeedError("cannot allocate a unique canary e-mail address (pool of domains too small?)")
 
+    def renamed(self, old: str, local: str) -> str:
+        """``old`` (an address :meth:`email` handed out) with ``local`` as its local part at the same
+        domain, when that is free (a canary that took its co-resident's surname); else ``old``."""
+        value = f"{local}@{old.rpartition('@')[2]}"
+        if value.lower() in self.used:
+            return old
+        self.used.discard(old.lower())
+        self.used.add(value.lower())
+        return value
+
     def next_mailbox(self) -> str | None:
         """The owned mailbox :meth:`email` hands out next (None: an address at a pool domain), decided
         once per value. Without the table's shares (:meth:`follow`), the first free one in configured

@@ -36,11 +36,12 @@ from canary.seeding.synth.frequency import (
     text_length,
     word_count,
 )
+from canary.seeding.synth.households import Households
 from canary.seeding.synth.names import Spelled, handle_odds, join_name, split_name
 from canary.seeding.synth.places import coarse_key
 from canary.seeding.synth.profile import ColumnProfile, TableProfile
 from canary.seeding.synth.relations import NULL_PART, OTHER, SEP, Feature, Kind, Relation, Tally, area_start, words
-from canary.seeding.synth.romanize import spell
+from canary.seeding.synth.romanize import spell, spellings
 from canary.seeding.synth.shapes import (
     MIN_SHARED,
     Semantic,
@@ -316,6 +317,9 @@ class Synthesizer:
         self._apart_memo: OrderedDict[tuple[int, tuple[tuple[int, frozenset[str | None]], ...]],
                                       tuple[Sequence[Mapping[str, str | None]] | None, Sequence[Mapping[str, str | None]] | None]] = OrderedDict()
         self._remade: Counter[tuple[object, ...]] = Counter()  # rows made per placement (:data:`REMADE_UNIFORM`)
+        self._households: Households | None = None  # co-residents' surnames (match_frequencies, learn_households)
+        self._kin = streams("households")  # which co-resident's surname a canary takes, and its spelling
+        self._boxed = False  # this row's person is an owned mailbox's (its name is fixed)
 
     def frequency_columns(self) -> list[str]:
         """Columns whose per-value row counts :meth:`match_frequencies` needs (full name, address,
@@ -505,6 +509,7 @@ class Synthesizer:
             free.append(col)
         for col in free:
             values[col.name] = self._apart_fitted(col, person, ctx, values)
+        email = self._moved_in(person, values, email, placed.keys() | given.keys())
         for apart in self._apart:
             apart.add(values)
         return SynthRow({c.name: values.get(c.name) for c in self.columns()}, email, phone)
@@ -754,6 +759,90 @@ class Synthesizer:
             self._place = dict(matched or {})
         return self._place
 
+    def households_asked(self, counts: Mapping[str, Counter[str | None] | ValueCounts],
+                         sample: Sequence[Mapping[str, str | None]]) -> tuple[str, str, list[str]] | None:
+        """(address column, full-name column, addresses) whose rows' names :meth:`learn_households`
+        needs (:meth:`Households.asked`); None when the table has no names and addresses matched."""
+        if self._match_people is None or self._match_places is None:
+            return None
+        address, name = self._match_places.keys[0][0], self._match_people.keys[0][0]
+        if address not in counts:
+            return None
+        self._households = Households(address, name)
+        return address, name, self._households.asked(counts[address], sample)
+
+    def learn_households(self, sample: Sequence[Mapping[str, str | None]], residents: Iterable[tuple[str, str | None]]) -> None:
+        """The co-residents' names at the addresses :meth:`households_asked` named (:meth:`Households.learn`)."""
+        if self._households is not None:
+            self._households.learn(sample, residents)
+
+    def _moved_in(self, person: dict[str, str], values: dict[str, str | None], email: str | None,
+                  kept: Iterable[str]) -> str | None:
+        """The row's e-mail once its person has moved in: a canary drawn to an address only canaries
+        hold takes a co-resident's surname at the table's rate (:class:`Households`), in its name
+        columns (those not ``kept``: given or placed) and in an e-mail local part that spells it;
+        one an owned mailbox names keeps its own. The row's surname is then one of that address's."""
+        homes = self._households
+        if homes is None or self._match_places is None or not self._place:
+            return email
+        address = self._place.get(homes.address)
+        real = self._match_places.counts[0][address] if address is not None else 0
+        last = None if self._boxed else homes.surname_for(self._kin, address, real)
+        renamed = self._with_surname(person, last) if last is not None and last != person["last"] else None
+        if renamed is not None:
+            fixed = set(kept)
+            for col in self.columns():
+                part = _PERSON_PART.get(self.semantics[col.name])
+                if part is not None and col.name not in fixed and values.get(col.name) == self._fit(col, person[part]):
+                    values[col.name] = self._fit(col, renamed[part])
+            if email is not None:
+                new = self._respelled(email, person["last"], renamed["last"])
+                for col in self.columns():
+                    if self.semantics[col.name] == Semantic.EMAIL and values.get(col.name) == email:
+                        values[col.name] = new
+                email = new
+            person.update(renamed)
+        homes.add(address, person["last"])
+        return email
+
+    def _with_surname(self, person: Mapping[str, str], last: str) -> dict[str, str] | None:
+        """``person`` with surname ``last`` in the layout of its full name (case and suffix kept);
+        None when the name has no surname to replace or real rows, fewer than ``k``, have the new one."""
+        split = split_name(person["full"])
+        if split is None:
+            return None
+        if split[0] == "en":
+            words = person["full"].split(" ")
+            own = person["last"].lower()
+            at = next((i for i in range(len(words) - 1, -1, -1) if own and words[i].lower().startswith(own)), None)
+            if at is None:
+                return None
+            words[at] = _styled(last, words[at][:len(own)]) + words[at][len(own):]
+            full = " ".join(words)
+        else:
+            full = join_name(split[0], last, split[2])
+        held = self._match_people.counts[0][full] if self._match_people is not None else 0
+        return None if 0 < held < MIN_SHARED else {"first": person["first"], "last": last, "full": full}
+
+    def _respelled(self, email: str, old: str, new: str) -> str:
+        """``email`` with the spelling of surname ``old`` in its local part (at an end of a run of
+        letters: ``jsmith``, ``smith.j``, not the ``li`` in ``olivia``) replaced by one of ``new``,
+        in its case; ``email`` itself when it spells no such surname or the new address is taken."""
+        local = email.rpartition("@")[0]
+        low = local.lower()
+        for spelt in sorted(spellings(old, surname=True), key=len, reverse=True):
+            hits = [m.start() for m in re.finditer(re.escape(spelt), low)
+                    if m.start() == 0 or not low[m.start() - 1].isalpha() or m.end() == len(low) or not low[m.end()].isalpha()]
+            if hits:
+                at, size = hits[-1], len(spelt)
+                break
+        else:
+            return email
+        word = local[at:at + size]
+        made = spell(new, self._kin, surname=True)
+        made = made.upper() if word.isupper() else made.capitalize() if word[:1].isupper() else made
+        return self.contacts.renamed(email, local[:at] + made + local[at + size:]) if made else email
+
     def _place_bucket(self, done: Mapping[str, str | None]) -> tuple[Relation, str, str | None] | None:
         """(relation, location column, bucket) a location should fall in given ``done``, or None."""
         places, relations = self.profile.places, self.profile.relations
@@ -921,6 +1010,7 @@ class Synthesizer:
 
     def _matched_person(self) -> dict[str, str]:
         box = self.contacts.next_mailbox() if self._has_email else None
+        self._boxed = box is not None
         if box is not None:
             local = box.rpartition("@")[0]
             fitted = self._person_for(local)
@@ -965,10 +1055,6 @@ class Synthesizer:
         else:
             cand = self._person()
         words = cand["full"].split(" ")
-
-        def styled(word: str, like: str) -> str:
-            return word.upper() if like.isupper() else word.lower() if like.islower() else word
-
         given = cand["first"].split(" ")[0].lower()
         at_first = next((i for i, w in enumerate(words) if w.lower() == given), None)
         at_last = next((i for i in range(len(words) - 1, -1, -1) if words[i].lower().startswith(cand["last"].lower())), None)
@@ -976,8 +1062,8 @@ class Synthesizer:
         if (not given or not cand["last"] or at_first is None or at_last is None or at_last <= at_first
                 or any(len(w.strip(".")) > 1 for w in words[at_first + 1:at_last])):
             return f"{first} {last}"
-        words[at_first] = styled(first, words[at_first])
-        words[at_last] = styled(last, words[at_last][:len(cand["last"])]) + words[at_last][len(cand["last"]):]
+        words[at_first] = _styled(first, words[at_first])
+        words[at_last] = _styled(last, words[at_last][:len(cand["last"])]) + words[at_last][len(cand["last"]):]
         return " ".join(words)
 
     def _person_for(self, local: str) -> dict[str, str] | None:
@@ -1318,6 +1404,15 @@ class Synthesizer:
         if col.has_default or not col.not_null:
             return None
         raise SeedError(f"cannot synthesise a value for column {col.name} of type {col.type}", column=col.name)
+
+
+#: the person's part each name column writes (:meth:`Synthesizer._value`)
+_PERSON_PART = {Semantic.FIRST_NAME: "first", Semantic.LAST_NAME: "last", Semantic.FULL_NAME: "full"}
+
+
+def _styled(word: str, like: str) -> str:
+    """``word`` in the letter case of ``like`` (upper, lower, or as it is)."""
+    return word.upper() if like.isupper() else word.lower() if like.islower() else word
 
 
 def _derive(counts: Counter[str | None] | ValueCounts, fn: Any) -> Counter[str | None] | ValueCounts:
