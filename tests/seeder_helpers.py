@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any
 import asyncpg
 
 from canary.seeding.catalog import Column, Constraint, TableInfo
+from canary.seeding.synth.relations import words
+from canary.seeding.synth.synthesizer import Synthesizer
 from canary.store.embedded import PostgresServer
 
 SHOP_DDL = """
@@ -243,3 +246,15 @@ def customers_info(*names: str) -> TableInfo:
                 generated=False, max_length=None, numeric_precision=None, numeric_scale=None)
     return TableInfo("public", "customers", 1, "r", "owner", False, False, (pk, *(text_column(n) for n in names)),
                      (Constraint("customers_pkey", "p", ("id",), "PRIMARY KEY (id)"),), (), ())
+
+
+def matched_frequencies(synth: Synthesizer, table: Sequence[Mapping[str, str | None]], sample: Sequence[Mapping[str, str | None]]) -> None:
+    """Feed the synthesizer the whole table's counts and tallies, as the seeder counts them in SQL."""
+    counts = {c: Counter(r.get(c) for r in table) for c in synth.frequency_columns()}
+    tallies: dict[str, Counter[str | None]] = {}
+    for t in synth.tallies():
+        if t.each_word is not None:
+            tallies[t.name] = Counter(w for r in table for w in words(r.get(t.each_word)))
+        else:
+            tallies[t.name] = Counter(t.value(r, at) for r in table for at in range(len(t.sets)))
+    synth.match_frequencies(counts, sample, candidates=1500, tallies=tallies)  # type: ignore[arg-type]

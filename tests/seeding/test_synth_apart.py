@@ -9,14 +9,14 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import pytest
-from seeder_helpers import customers_info
+from seeder_helpers import customers_info, matched_frequencies
 
 from canary.seeding.synth.contacts import ContactAllocator
 from canary.seeding.synth.profile import profile
-from canary.seeding.synth.relations import Feature, Kind, words
+from canary.seeding.synth.relations import Feature, Kind
 from canary.seeding.synth.shapes import MIN_SHARED
 from canary.seeding.synth.synthesizer import RowContext, Synthesizer
 
@@ -30,17 +30,6 @@ ROADS = ("중앙로", "희망로", "평화로", "시청로", "번영로", "태�
 
 
 
-
-def _matched(synth: Synthesizer, table: Sequence[Mapping[str, str | None]], sample: Sequence[Row]) -> None:
-    """Feed the synthesizer the whole table's counts and tallies, as the seeder counts them in SQL."""
-    counts = {c: Counter(r.get(c) for r in table) for c in synth.frequency_columns()}
-    tallies: dict[str, Counter[str | None]] = {}
-    for t in synth.tallies():
-        if t.each_word is not None:
-            tallies[t.name] = Counter(w for r in table for w in words(r.get(t.each_word)))
-        else:
-            tallies[t.name] = Counter(t.value(r, at) for r in table for at in range(len(t.sets)))
-    synth.match_frequencies(counts, sample, candidates=1500, tallies=tallies)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("phone", "area"), [
@@ -82,7 +71,7 @@ def test_a_landline_among_mobiles_goes_with_its_region() -> None:
     assert not prof.relations.on("phone", ["address"]), prof.relations
     assert prof.relations.dependence("phone", ["address"]) is not None, prof.relations.weak
     synth = Synthesizer(info, prof, locale="ko_KR", contacts=ContactAllocator(), seed=4)
-    _matched(synth, table, sample)
+    matched_frequencies(synth, table, sample)
     rows = [synth.row(RowContext(pk=str(10_000 + i))).values for i in range(300)]
     region, lead3 = Feature("address", Kind.HEAD), Feature("phone", Kind.LEAD3)
     pairs = Counter((region.of(r["address"]), lead3.of(r["phone"])) for r in table)
@@ -118,7 +107,7 @@ def test_a_phone_goes_with_its_region_by_its_area_code_not_by_whether_it_is_null
     prof = profile(info, sample)
     assert prof.relations.dependence("phone", ["address"])[0].kind == Kind.NULL  # type: ignore[index]  # the strongest
     synth = Synthesizer(info, prof, locale="ko_KR", contacts=ContactAllocator(), seed=32)
-    _matched(synth, table, sample)
+    matched_frequencies(synth, table, sample)
     rows = [synth.row(RowContext(pk=str(10_000 + i))).values for i in range(300)]
     region, lead3 = Feature("address", Kind.HEAD), Feature("phone", Kind.LEAD3)
     pairs = Counter((region.of(r["address"]), lead3.of(r["phone"])) for r in table if r["phone"])
@@ -147,7 +136,7 @@ def test_an_owned_number_of_an_area_code_rare_in_the_sample_gets_its_region() ->
     assert relation.bucket("phone", "(631) 555-0100") != "631"  # the catch-all bucket
     owned = [f"+1631555{n:04d}" for n in range(120)]
     synth = Synthesizer(info, prof, locale="en_US", contacts=ContactAllocator(phone_numbers=owned), seed=5)
-    _matched(synth, table, sample)
+    matched_frequencies(synth, table, sample)
     rows = [synth.row(RowContext(pk=str(10_000 + i))).values for i in range(100)]
     states = Counter((r["address"] or "")[-2:] for r in rows if r["phone"])
     assert states["NY"] >= 0.9 * sum(states.values()), states  # by chance: a fifth
@@ -198,7 +187,7 @@ def test_a_pair_nobody_has_as_often_as_real_rows_have_one() -> None:
     info = customers_info("address", "phone")
     prof = profile(info, sample)
     synth = Synthesizer(info, prof, locale="en_US", contacts=ContactAllocator(), seed=9)
-    _matched(synth, table, sample)
+    matched_frequencies(synth, table, sample)
     rows = [synth.row(RowContext(pk=str(10_000 + i))).values for i in range(400)]
     pair = Counter(((r["address"] or "")[-2:], (r["phone"] or "")[1:4]) for r in table)
     real_alone = sum(pair[((r["address"] or "")[-2:], (r["phone"] or "")[1:4])] == 1 for r in table) / len(table)
@@ -231,7 +220,7 @@ def test_a_pair_nobody_has_takes_an_area_code_the_table_has_elsewhere() -> None:
     prof = profile(info, sample)
     assert prof.relations.dependence("phone", ["address"]) is not None
     synth = Synthesizer(info, prof, locale="en_US", contacts=ContactAllocator(), seed=22)
-    _matched(synth, table, sample)
+    matched_frequencies(synth, table, sample)
     rows = [synth.row(RowContext(pk=str(10_000 + i))).values for i in range(400)]
     area = Feature("phone", Kind.AREA)
     held = Counter(area.of(r["phone"]) for r in table)
@@ -265,7 +254,7 @@ def test_a_location_placed_by_an_owned_number_has_a_shape_of_its_own_as_often_as
     prof = profile(info, sample)
     owned = [f"+1{code}555{n:04d}" for code in codes.values() for n in range(60)]
     synth = Synthesizer(info, prof, locale="en_US", contacts=ContactAllocator(phone_numbers=owned), seed=12)
-    _matched(synth, table, sample)
+    matched_frequencies(synth, table, sample)
     rows = [synth.row(RowContext(pk=str(10_000 + i))).values for i in range(150)]
     shapes = Counter(re.sub(r"\d+", "9", r["address"] or "") for r in table)
     real = sum(shapes[re.sub(r"\d+", "9", r["address"] or "")] == 1 for r in table) / len(table)
@@ -305,7 +294,7 @@ def test_the_split_by_shape_is_handed_out_again_until_a_canary_takes_a_new_shape
     sample = table[:1500]
     info = customers_info("phone", "address")
     synth = Synthesizer(info, profile(info, sample), locale="en_US", contacts=ContactAllocator(), seed=4)
-    _matched(synth, table, sample)
+    matched_frequencies(synth, table, sample)
     match = synth._match_places
     assert match is not None
     among = list(match.pool)
@@ -368,7 +357,7 @@ def test_area_codes_rare_in_the_sample_are_drawn_as_often_as_the_table_has_them(
     prof = profile(info, sample)
     assert prof.relations.on("phone", ["address"]), prof.relations
     synth = Synthesizer(info, prof, locale="en_US", contacts=ContactAllocator(), seed=9)
-    _matched(synth, table, sample)
+    matched_frequencies(synth, table, sample)
     rows = [synth.row(RowContext(pk=str(20_000 + i))).values for i in range(400)]
     area, state = Feature("phone", Kind.AREA), Feature("address", Kind.TAIL)
     pairs = Counter((area.of(r["phone"]), state.of(r["address"])) for r in table)
@@ -392,7 +381,7 @@ def test_owned_numbers_are_handed_out_as_often_as_the_table_has_their_area_codes
     codes = [str(201 + 2 * i) for i in range(10)] + sorted(rare)[::25] + ["900", "901", "902", "903", "904"]
     owned = [f"+1{code}{exchange}{n:04d}" for code in codes for exchange in range(520, 540) for n in range(2)]
     synth = Synthesizer(info, prof, locale="en_US", contacts=ContactAllocator(phone_numbers=owned), seed=10)
-    _matched(synth, table, sample)
+    matched_frequencies(synth, table, sample)
     rows = [synth.row(RowContext(pk=str(20_000 + i))).values for i in range(100)]
     area = Feature("phone", Kind.AREA)
     got = Counter(area.of(r["phone"]) for r in rows if r["phone"])
@@ -418,7 +407,7 @@ def test_a_phone_made_after_the_location_is_empty_as_often_as_the_tables(make: s
     info = customers_info("address", "phone")
     prof = profile(info, sample)
     synth = Synthesizer(info, prof, locale="ko_KR" if make == "korean" else "en_US", contacts=ContactAllocator(), seed=5)
-    _matched(synth, table, sample)
+    matched_frequencies(synth, table, sample)
     rows = [synth.row(RowContext(pk=str(30_000 + i))).values for i in range(600)]
     empty = sum(r["phone"] is None for r in rows) / len(rows)
     assert 0.06 <= empty <= 0.145, empty  # the table: 0.10

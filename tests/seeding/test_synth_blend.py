@@ -426,3 +426,25 @@ def test_names_draw_the_same_whatever_the_locations_take() -> None:
     assert [(r["full_name"], r["email"]) for r in base] == [(r["full_name"], r["email"]) for r in other_roads]
     assert [r["full_name"] for r in base] != [r["full_name"] for r in other_names]
     assert [(r["address"], r["postal_code"]) for r in base] == [(r["address"], r["postal_code"]) for r in other_names]
+
+
+def test_frequency_match_weighs_a_keys_class_as_it_is_told() -> None:
+    """A candidate whose shape (the second key) matches the target and one whose third key does,
+    each two classes off on the other: unweighted they tie and either is drawn; with the shape's
+    class weighing 3 (SHAPE_WEIGHT), the one with the right shape always is (an address of its own
+    whose street and town other rows hold: 16.6% of canaries against 6.2% of real rows)."""
+    counts: Counter[str | None] = Counter({"held": 2})
+    keys = (("a", same), ("b", same), ("c", same))
+    want = (count_bin(1), count_bin(1), count_bin(1))
+    drawn: dict[tuple[int, ...], Counter[str]] = {}
+    for weights in ((), (1, 3)):
+        got: Counter[str] = Counter()
+        for seed in range(40):
+            pool = [{"a": "new1", "b": "held", "c": "new"}, {"a": "new2", "b": "new", "c": "held"}]
+            match = FrequencyMatch(keys, (counts, counts, counts), (want,), pool, weights=weights)
+            choice = match.draw(random.Random(seed))
+            assert choice is not None
+            got[str(choice["a"])] += 1
+        drawn[weights] = got
+    assert drawn[()]["new1"] >= 5 and drawn[()]["new2"] >= 5, drawn
+    assert drawn[(1, 3)] == Counter({"new2": 40}), drawn

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import asyncpg
-from seeder_helpers import customers_info
+from seeder_helpers import customers_info, matched_frequencies
 from testkit import MakeConfig
 
 from canary.crypto import Keyring
@@ -17,7 +17,6 @@ from canary.seeding.synth.contacts import ContactAllocator
 from canary.seeding.synth.frequency import surname_key
 from canary.seeding.synth.households import Households
 from canary.seeding.synth.profile import profile
-from canary.seeding.synth.relations import words
 from canary.seeding.synth.synthesizer import RowContext, Synthesizer
 from canary.store import ControlStore
 from canary.store.registry import Registry
@@ -55,14 +54,8 @@ def _table(n: int, seed: int) -> list[Row]:
 
 def _matched(synth: Synthesizer, table: Sequence[Mapping[str, str | None]], sample: Sequence[Row]) -> None:
     """The whole table's counts and tallies, then its households, as the seeder gets them in SQL."""
+    matched_frequencies(synth, table, sample)
     counts = {c: Counter(r.get(c) for r in table) for c in synth.frequency_columns()}
-    tallies: dict[str, Counter[str | None]] = {}
-    for t in synth.tallies():
-        if t.each_word is not None:
-            tallies[t.name] = Counter(w for r in table for w in words(r.get(t.each_word)))
-        else:
-            tallies[t.name] = Counter(t.value(r, at) for r in table for at in range(len(t.sets)))
-    synth.match_frequencies(counts, sample, candidates=1500, tallies=tallies)  # type: ignore[arg-type]
     asked = synth.households_asked(counts, sample)  # type: ignore[arg-type]
     assert asked is not None and asked[:2] == ("address", "full_name") and asked[2]
     wanted = set(asked[2])

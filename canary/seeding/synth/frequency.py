@@ -284,6 +284,10 @@ class FrequencyMatch:
     targets: tuple[tuple[int, ...], ...]
     pool: list[Mapping[str, str | None]]
     traits: tuple[tuple[str, Any], ...] = ()  # (column, class function) compared as they are: word counts
+    #: per key, how many times a class step away from the target counts in a candidate's distance (1 for
+    #: keys not named): a key whose count a thief reads together with the primary one (an address's
+    #: shape: "my address is my own, but my street and town are other rows'") weighs more
+    weights: tuple[int, ...] = ()
     k: int = MIN_SHARED
     #: per target (the same sampled row), its key values at least k rows of the table hold (None for the
     #: others and a Rarest key's): :meth:`real_values`; empty, the classes alone decide
@@ -311,8 +315,10 @@ class FrequencyMatch:
     _holding: dict[str | None, Mapping[str, str | None]] = field(default_factory=dict)  # primary value -> the candidate canaries took it with
     _held_lists: dict[int, _HeldAmong] = field(default_factory=dict)  # id(among) -> its candidates canaries hold (_held_among)
     _shared_of: dict[tuple[int, ...], list[tuple[str | None, ...]]] = field(default_factory=dict)  # target -> its rows' shared values
+    _weights: tuple[int, ...] = field(default=(), init=False)  # weights, one per key and trait
 
     def __post_init__(self) -> None:
+        self._weights = tuple(self.weights[j] if j < len(self.weights) else 1 for j in range(len(self.keys) + len(self.traits)))
         self.added = tuple(Counter() for _ in self.keys)
         self.taken = tuple([] for _ in self.keys)
         self.counts = tuple(_Remembered(c) for c in self.counts)
@@ -428,8 +434,8 @@ class FrequencyMatch:
                 break
             for sig in self._firsts[first]:
                 d = sig[-1]
-                for x, w in zip(sig, want):
-                    d += x - w if x >= w else w - x
+                for x, w, m in zip(sig, want, self._weights):
+                    d += (x - w if x >= w else w - x) * m
                     if best is not None and d > best:
                         break
                 else:
@@ -652,12 +658,13 @@ class FrequencyMatch:
             if 0 < real < self.k:
                 continue
             classes = self._bins(vals) + tuple(traits)
-            score = sum(abs(b - w) for b, w in zip(classes, want[:n_keys])) + self._disturbs(vals)
+            score = sum(abs(b - w) * m for b, w, m in zip(classes, want[:n_keys], self._weights)) + self._disturbs(vals)
             score += sum(abs(t - w) for t, w in zip(traits, want[n_keys:]))
             self._scored += 1
             alone.append((score, classes, cand))
         scored: list[tuple[int, tuple[int, ...], Sequence[Mapping[str, str | None]]]] = [
-            (sig[-1] + sum(x - w if x >= w else w - x for x, w in zip(sig, want)), sig, members) for sig, members in groups.items()]
+            (sig[-1] + sum((x - w if x >= w else w - x) * m for x, w, m in zip(sig, want, self._weights)), sig, members)
+            for sig, members in groups.items()]
         scored += [(score, classes, (cand,)) for score, classes, cand in alone]
         if not scored:
             return None
