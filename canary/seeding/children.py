@@ -32,6 +32,7 @@ from canary.seeding.catalog import Reference, TableInfo, introspect
 from canary.seeding.synth.contacts import ContactAllocator
 from canary.seeding.synth.profile import TableProfile, profile
 from canary.seeding.synth.shapes import MIN_SHARED, Semantic, Weighted, parse_ts, quantile, semantic_of
+from canary.seeding.synth.streams import Streams
 from canary.seeding.synth.synthesizer import RowContext, Synthesizer, SynthRow, timestamp_text
 from canary.seeding.synth.times import RATE_TRIES, Precision, Rates
 
@@ -116,6 +117,7 @@ async def _plan_reference(
         return None
     forced_off = await seeder._quiet_reads(conn, info, role, may_alter=True)
     fk = ref.columns[0]
+    streams = Streams.drawn(rng)  # the histories, their fitting and the rows' values: one stream each
     sample = await _sample_children(conn, info, fk, parent_sample_keys)
 
     prof = await asyncio.to_thread(profile, info, sample)
@@ -125,11 +127,12 @@ async def _plan_reference(
     cap = seeder.max_children
     parent_created = created_column(parent.info)
     drawn_all: list[list[float | None]] = []
+    drawing = streams("histories")
     for i in range(len(parent.rows)):
         born = parse_ts(parent.rows[i].values.get(parent_created)) if parent_created else None
-        drawn_all.append(history.draw(rng, born)[:cap])
+        drawn_all.append(history.draw(drawing, born)[:cap])
     if parent.depth == 0 and parent_created and not getattr(seeder, "arriving", False):
-        drawn_all = await _fit_first_children(seeder, conn, parent, parent_created, info, history, drawn_all, rng)
+        drawn_all = await _fit_first_children(seeder, conn, parent, parent_created, info, history, drawn_all, streams("fitting"))
     rows_idx: list[int] = []
     delays: list[float | None] = []
     for i, drawn in enumerate(drawn_all):
@@ -149,7 +152,7 @@ async def _plan_reference(
             fixed.add(other.columns[0])
     synth = Synthesizer(
         info, _with_fk_values(prof, sample, fixed - {fk}), locale=locale,
-        contacts=ContactAllocator(rng=random.Random(rng.getrandbits(64))), seed=rng.getrandbits(64),
+        contacts=ContactAllocator(rng=streams("contacts")), seed=streams("rows").getrandbits(128),
         skip=seeder._skipped(info, prof), dated_by=created_column(info),
     )
     batch = Batch(info, [], parent.depth + 1, parent, rows_idx, (fk, ref.ref_columns[0]),

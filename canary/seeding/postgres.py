@@ -88,6 +88,7 @@ from canary.seeding.synth.shapes import (
     quantile,
     semantic_of,
 )
+from canary.seeding.synth.streams import Streams
 from canary.seeding.synth.synthesizer import RowContext, Synthesizer, SynthRow, timestamp_text
 from canary.seeding.synth.times import EPOCH_HOUR_OF_WEEK, EXACT, WEEK_HOURS, Precision, Rates, between
 from canary.store import describe_error, detection_objects, sessions
@@ -549,11 +550,12 @@ class PostgresSeeder:
             if why:
                 raise SeedError(f"cannot seed {info.target} in trickle mode: it {why}", target=info.target)
         to_add = len(arrivals) if arrivals is not None else max(0, target.count - len(existing))
-        self.rng = self._target_rng(info.target, len(existing))
+        streams = Streams.drawn(self._target_rng(info.target, len(existing)))
+        self.rng = streams("placement")
         # the gap queries' random() is reproducible, too: seeded, and met in the same order (a synchronized
         # scan would start a large table wherever another scan of it is)
         await conn.execute("SET LOCAL synchronize_seqscans = off")
-        await conn.execute("SELECT setseed($1)", self.rng.uniform(-1.0, 1.0))
+        await conn.execute("SELECT setseed($1)", streams("gap queries").uniform(-1.0, 1.0))
         forced_off = await self._quiet_reads(conn, info, role, may_alter=True)
         if prepared is not None and arrivals:
             top, contact = await self._prepared_row(conn, info, prepared, arrivals[0])
@@ -564,7 +566,7 @@ class PostgresSeeder:
             w = _TargetWork(target, info, existing, [top], [contact], [], warnings, forced_off, later=groups,
                             update_after=prepared.get("update_after"))
             return await self._detection_work(conn, w, legacy, upgrading, to_add, arriving=True)
-        sample = await self._sample(conn, info, list(existing))
+        sample = await self._sample(conn, info, list(existing), streams("sample"))
         prof = await asyncio.to_thread(profile, info, sample)
         locale = target.locale or infer_locale(prof.script, self.ds.locale)
         if arrivals is not None:
@@ -576,11 +578,11 @@ class PostgresSeeder:
         cred = self._credential_setup(info, target, sample) if target.credential else None
         pools = self.pools if cred is None else ContactPools()
         used = await self._used_contacts()
-        contacts = ContactAllocator(pools.email_domains, pools.phone_numbers, used, random.Random(self.rng.getrandbits(64)),
+        contacts = ContactAllocator(pools.email_domains, pools.phone_numbers, used, streams("contacts"),
                                     mailboxes=[a for a, _ in pools.mailboxes])
         skipped = self._skipped(info, prof)
         reuse = await self._shared_values(conn, info, sample, skipped, pools)
-        synth = Synthesizer(info, prof, locale=locale, contacts=contacts, seed=self.rng.getrandbits(64), skip=skipped, reuse=reuse)
+        synth = Synthesizer(info, prof, locale=locale, contacts=contacts, seed=streams("rows").getrandbits(128), skip=skipped, reuse=reuse)
         if placements and info.estimated_rows <= COUNT_ALL_ROWS:
             counts, tallies = await self._whole_table_counts(conn, info, synth.frequency_keys(), synth.tallies())
             await asyncio.to_thread(synth.match_frequencies, counts, sample, tallies=tallies)
@@ -622,7 +624,7 @@ class PostgresSeeder:
             self.arriving = arrivals is not None  # children of a sign-up take their keys when written (children._own_keys)
             try:
                 children = await plan_children(
-                    self, conn, role, top, sample_keys, locale, warnings, random.Random(self.rng.getrandbits(64)))
+                    self, conn, role, top, sample_keys, locale, warnings, streams("children"))
             finally:
                 self.arriving = False
             if arrivals is None:
@@ -937,7 +939,8 @@ class PostgresSeeder:
                 out.append(c.name)
         return out
 
-    async def _sample(self, conn: asyncpg.Connection, info: TableInfo, exclude: list[str]) -> list[dict[str, str | None]]:
+    async def _sample(self, conn: asyncpg.Connection, info: TableInfo, exclude: list[str],
+                      rng: random.Random) -> list[dict[str, str | None]]:
         """Up to SAMPLE_ROWS real rows as text (canaries excluded by key; the caller has made the
         transaction's reads bypass row-level security, see _quiet_reads).
 
@@ -953,12 +956,12 @@ class PostgresSeeder:
         tbl = qualified(info.schema, info.name)
         if info.estimated_rows > SAMPLE_ROWS * 10:
             pct = min(100.0, SAMPLE_ROWS * 300.0 / info.estimated_rows)
-            src = f"{tbl} TABLESAMPLE BERNOULLI ({pct:.4f}) REPEATABLE ({self.rng.randint(0, 2**31 - 1)})"
+            src = f"{tbl} TABLESAMPLE BERNOULLI ({pct:.4f}) REPEATABLE ({rng.randint(0, 2**31 - 1)})"
         else:
             src = tbl
         canaries, args = _key_match(info, exclude)
         order = f"pg_catalog.md5(${len(args) + 1}::text || {key_sql(info.primary_key, _key_types_of(info))})"
-        secret = f"{self.rng.getrandbits(128):032x}"
+        secret = f"{rng.getrandbits(128):032x}"
         rows = await conn.fetch(f"SELECT {cols} FROM {src} WHERE NOT ({canaries}) ORDER BY {order} LIMIT {SAMPLE_ROWS}", *args, secret)
         names = [c.name for c in info.columns]
         return [dict(zip(names, r.values())) for r in rows]
@@ -1804,11 +1807,11 @@ class PostgresSeeder:
                 raise SeedError(f"cannot seed {info.target}: it {reason}", target=info.target)
             await self._quiet_reads(conn, info, role, may_alter=True)
             created = created_column(info)
+            rng = self._target_rng(target, len(existing) + len(waiting))
             epochs: list[float] = []
             if created:
-                epochs = [ts.timestamp() for ts in (parse_ts(r.get(created)) for r in await self._sample(conn, info, list(existing)))
-                          if ts is not None]
-            rng = self._target_rng(target, len(existing) + len(waiting))
+                sample = await self._sample(conn, info, list(existing), Streams.drawn(rng)("sample"))
+                epochs = [ts.timestamp() for ts in (parse_ts(r.get(created)) for r in sample) if ts is not None]
             times = trickling.arrival_times(rng, await self._now(conn), t.trickle_over, missing, epochs)
             # every sign-up's row is made now, so that its arrival reads nothing (no scan in the statistics then)
             w = await self._prepare(conn, t, role, arrivals=times)

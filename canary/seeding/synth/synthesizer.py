@@ -53,6 +53,7 @@ from canary.seeding.synth.shapes import (
     semantic_of,
     shape,
 )
+from canary.seeding.synth.streams import Streams
 from canary.seeding.synth.times import Precision
 
 SUPPORTED_LOCALES = ("en_US", "ko_KR", "ja_JP")
@@ -267,12 +268,15 @@ class Synthesizer:
         self.info = info
         self.profile = prof
         self.locale = locale if locale in SUPPORTED_LOCALES or _faker_has(locale) else "en_US"
-        self.rng = random.Random(seed)
+        streams = Streams(seed)
+        self.rng = streams("values")  # what is not a person or a location: categories, numbers, times, phones
+        self._people = streams("people")  # names and the e-mail addresses made of them
+        self._places = streams("places")  # locations: the candidates, and which one a row gets
         self._precisions: dict[str, Precision] = {}
         self.fake = Faker(self.locale)
-        self.fake.seed_instance(self.rng.getrandbits(64))
+        self.fake.seed_instance(self._people.getrandbits(64))
         self.latin = Faker("en_US")
-        self.latin.seed_instance(self.rng.getrandbits(64))
+        self.latin.seed_instance(self._people.getrandbits(64))
         self.contacts = contacts
         self.skip = set(skip)
         pk = info.primary_key
@@ -406,18 +410,18 @@ class Synthesizer:
                     for at, fs in enumerate(tally.sets):
                         keys += ("|".join(str(f) for f in fs), Across(tally, at)),
                         derived += (got,)
-                pool: list[Mapping[str, str | None]] = [p for p in (places.compose(self.rng) for _ in range(candidates)) if p]
+                pool: list[Mapping[str, str | None]] = [p for p in (places.compose(self._places) for _ in range(candidates)) if p]
                 # addresses on a street no row of the table has in that place (most real rows' street is
                 # the only one of its kind in its town: the table holds a few of a town's people), in
                 # any town: a novel address whose shape some row holds is one more composed one
                 shapes = derived[1]
-                pool += [p for p in (places.compose(self.rng, novel=True) for _ in range(NOVEL_TRIES * candidates)) if p and shapes[shape_key(p.get(text))] == 0]
+                pool += [p for p in (places.compose(self._places, novel=True) for _ in range(NOVEL_TRIES * candidates)) if p and shapes[shape_key(p.get(text))] == 0]
                 # and locations with a word or postcode no sampled row has, for the real rows whose own
                 # are that rare in the table
                 def unseen(col: str, value: str) -> bool:
                     return col not in counts or counts[col][value] == 0
 
-                pool += [f for f in (places.freshen(self.rng.choice(pool), self.rng, word=i % 3 == 0, unseen=unseen)
+                pool += [f for f in (places.freshen(self._places.choice(pool), self._places, word=i % 3 == 0, unseen=unseen)
                                      for i in range(candidates // 2 if pool else 0)) if f]
                 # locations that at least k rows of the table share (a building many customers live in) are
                 # candidates too, each as often as sampled rows hold it
@@ -728,13 +732,13 @@ class Synthesizer:
                 if want is not None and among:
                     among = self._with_fresh(want, among)
                 among = self._apart_places(done, among or None) or among
-                target = self._match_places.target(self.rng, among=bool(among))
+                target = self._match_places.target(self._places, among=bool(among))
                 if want is not None and among and target is not None:
                     among = self._shaped(among, target)
-                matched = self._match_places.draw(self.rng, among=among or None, tries=PLACE_TRIES, want=target)
+                matched = self._match_places.draw(self._places, among=among or None, tries=PLACE_TRIES, want=target)
             if matched is None and places is not None:
                 for _ in range(RELATION_TRIES if want is not None else 1):
-                    matched = places.compose(self.rng)
+                    matched = places.compose(self._places)
                     if want is None or matched is None or want[0].bucket(want[1], matched.get(want[1])) == want[2]:
                         break
             self._place = dict(matched or {})
@@ -751,7 +755,7 @@ class Synthesizer:
             return None
         r = on[0]
         col = r.a.column if r.a.column in places.columns else r.b.column
-        return r, col, r.given(col, done.get(r.other(col))).pick(self.rng)
+        return r, col, r.given(col, done.get(r.other(col))).pick(self._places)
 
     def _apart_places(self, done: Mapping[str, str | None],
                       among: Sequence[Mapping[str, str | None]] | None) -> list[Mapping[str, str | None]] | None:
@@ -776,7 +780,7 @@ class Synthesizer:
                     indexed[0].setdefault(place, []).append(cand)
             index, place_of = indexed
             if apart.contact.column not in decided:
-                decided[apart.contact.column] = apart.alone(self.rng, done)
+                decided[apart.contact.column] = apart.alone(self._places, done)
             alone = decided[apart.contact.column]
             contact = apart.contact.of(done.get(apart.contact.column))
             assert contact is not None  # (skipped above otherwise)
@@ -824,7 +828,7 @@ class Synthesizer:
             shapes = self._match_places.counts[1]
             within = frozenset(i for i in range(len(places.rows)) if r.bucket(col, places.value(i, col)) == bucket)
             for _ in range(PLACE_FRESH if within else 0):
-                made = places.compose(self.rng, novel=True, within=within)
+                made = places.compose(self._places, novel=True, within=within)
                 if made is not None and r.bucket(col, made.get(col)) == bucket and shapes[shape_key(made.get(text))] == 0:
                     got.append(made)
         return got or []
@@ -917,7 +921,7 @@ class Synthesizer:
             if fitted is not None:
                 return fitted
         if self._match_people is not None:
-            got = self._match_people.draw(self.rng)
+            got = self._match_people.draw(self._people)
             if got is not None:
                 col = self._match_people.keys[0][0]
                 return {"first": str(got["first"]), "last": str(got["last"]), "full": str(got[col])}
@@ -944,7 +948,7 @@ class Synthesizer:
         candidates): its middle initial, second surname, suffix and letter case kept, its given name
         and surname replaced. Every mailbox owner written "First Last" where real rows also have
         "John A. Smith", "SMITH-LOPEZ" and "Jr." would make the plain form a tell."""
-        got = self._match_people.draw(self.rng) if self._match_people is not None else None
+        got = self._match_people.draw(self._people) if self._match_people is not None else None
         if got is not None:
             assert self._match_people is not None
             cand = {"first": str(got["first"]), "last": str(got["last"]), "full": str(got[self._match_people.keys[0][0]])}
@@ -984,7 +988,7 @@ class Synthesizer:
                                               getattr(names[0], "first_names", ()) if latin else (),
                                               getattr(names[0], "last_names", ()) if latin else ()))
         pool, spelled = self._spelled
-        read = spelled.read(local, self.rng, self._handle_odds)
+        read = spelled.read(local, self._people, self._handle_odds)
         if read is None:
             return None
         surnames, givens, surname_word, given_word = read
@@ -993,10 +997,10 @@ class Synthesizer:
         if got is None and surnames and givens:  # nobody holds both: the surname's holder, another's given name
             got = self._drawn_among([pool[i] for i in sorted(surnames)])
             if got is not None:
-                got = self._renamed(got, str(pool[self.rng.choice(sorted(givens))]["first"]), got["last"])
+                got = self._renamed(got, str(pool[self._people.choice(sorted(givens))]["first"]), got["last"])
         elif (surname_word or given_word) and self.profile.script in (None, "latin"):
             if got is None and not known:  # names only the word lists have (jeremybanks): the rest as for any row
-                drawn = self._match_people.draw(self.rng) if self._match_people is not None else None
+                drawn = self._match_people.draw(self._people) if self._match_people is not None else None
                 got = self._person() if drawn is None else {
                     "first": str(drawn["first"]), "last": str(drawn["last"]), "full": str(drawn.get(self._name_key()))}
             if got is not None:
@@ -1021,14 +1025,14 @@ class Synthesizer:
 
     def _drawn_among(self, fitting: Sequence[Mapping[str, str | None]]) -> dict[str, str] | None:
         """A candidate of ``fitting`` drawn by the frequency match (its count classes a real row's)."""
-        got = self._match_people.draw(self.rng, among=fitting) if self._match_people is not None else self.rng.choice(fitting)
+        got = self._match_people.draw(self._people, among=fitting) if self._match_people is not None else self._people.choice(fitting)
         if got is None:
             return None
         return {"first": str(got["first"]), "last": str(got["last"]), "full": str(got.get(self._name_key()))}
 
     def _person(self) -> dict[str, str]:
         if self.profile.names is not None:
-            first, last, full = self.profile.names.draw(self.rng, self.fake, self.latin)
+            first, last, full = self.profile.names.draw(self._people, self.fake, self.latin)
             return {"first": first, "last": last, "full": full}
         f = self.fake
         first, last = f.first_name(), f.last_name()
@@ -1056,15 +1060,15 @@ class Synthesizer:
                 self._words = {}
                 for w in sorted({re.sub(r"[^a-z]", "", w.lower()) for w in self.latin.get_words_list()}):
                     self._words.setdefault(len(w), []).append(w)
-            fitting = self._words.get(int(self._handle_lengths.pick(self.rng)))
+            fitting = self._words.get(int(self._handle_lengths.pick(self._people)))
             if fitting:
-                return self.rng.choice(fitting)
+                return self._people.choice(fitting)
         return re.sub(r"[^a-z]", "", self.latin.word().lower()) or "user"
 
     def _name_words(self, person: Mapping[str, str], use: str, slots: int) -> list[str]:
         """Words of a local part that spells the person's own names the way ``use`` says, for a
         template with ``slots`` words (one slot: the parts run together, ``minjunkim``)."""
-        r = self.rng
+        r = self._people
         sur = spell(person["last"], r, surname=True) or self._handle()
         given_text = person["first"].replace(" ", "")
         giv = spell(given_text, r) or self._handle()
@@ -1080,12 +1084,12 @@ class Synthesizer:
         return ["".join(parts)] if slots == 1 else parts
 
     def _email(self, person: Mapping[str, str], prof: ColumnProfile | None, uniform: bool = False) -> str:
-        use = str(prof.email_uses.pick(self.rng)) if prof and prof.email_uses else ""
+        use = str(prof.email_uses.pick(self._people)) if prof and prof.email_uses else ""
         by_use = prof.email_locals_by_use.get(use) if prof and use else None
         if by_use:
-            template = str(by_use.pick(self.rng))
+            template = str(by_use.pick(self._people))
         else:
-            template = prof.email_locals.pick(self.rng) if prof and prof.email_locals else "w.w"
+            template = prof.email_locals.pick(self._people) if prof and prof.email_locals else "w.w"
         if use in ("both", "surname", "given"):
             w1, w2, *_ = [*self._name_words(person, use, template.count("w")), ""]
             w2 = w2 or w1
@@ -1109,18 +1113,18 @@ class Synthesizer:
                 local.append(tok)
         text = "".join(local)
         if prof and prof.case_styles:
-            style = prof.case_styles.pick(self.rng)
+            style = prof.case_styles.pick(self._people)
             text = text.upper() if style == "upper" else (text[:1].upper() + text[1:] if style == "title" else text)
         fallback = self.fake.free_email_domain()
         if prof and prof.email_domains:
-            fallback = prof.email_domains.pick(self.rng) if prof.email_domains.cum[0] >= MIN_SHARED else fallback
+            fallback = prof.email_domains.pick(self._people) if prof.email_domains.cum[0] >= MIN_SHARED else fallback
         return self.contacts.email(text, fallback, None if uniform else lambda taken: self._redigit(prof, use, taken))
 
     def _local_digits(self, prof: ColumnProfile | None, use: str, mask: str) -> str:
         """A run of ``len(mask)`` digits drawn from the table's own for local parts of this name use
         (:func:`names.email_digits`), else of that length, else uniform."""
         digits = prof.email_digits if prof else {}
-        return draw_digits(mask, digits.get(f"{use}:{mask}") or digits.get(mask) or {}, self.rng)
+        return draw_digits(mask, digits.get(f"{use}:{mask}") or digits.get(mask) or {}, self._people)
 
     def _redigit(self, prof: ColumnProfile | None, use: str, local: str) -> str:
         """Another local part for one already taken: its trailing digits drawn again (same length), or,
@@ -1132,7 +1136,7 @@ class Synthesizer:
         runs = {mask: sum(n for p, n in by.items() if len(p) == 1) for key, by in digits.items()
                 for u, _, mask in [key.rpartition(":")] if u == use} or {key: sum(n for p, n in by.items() if len(p) == 1)
                                                                          for key, by in digits.items() if ":" not in key}
-        mask = str(Weighted.of(runs).pick(self.rng)) if runs else "99"
+        mask = str(Weighted.of(runs).pick(self._people)) if runs else "99"
         return local + self._local_digits(prof, use, mask)
 
     def _phone(self, e164: str | None, prof: ColumnProfile | None) -> str:
