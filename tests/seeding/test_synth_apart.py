@@ -93,6 +93,41 @@ def test_a_landline_among_mobiles_goes_with_its_region() -> None:
     assert 3 <= landlines <= 30  # real rows: 4%
 
 
+def test_a_phone_goes_with_its_region_by_its_area_code_not_by_whether_it_is_null() -> None:
+    """Phones that are NULL far more often on some streets (the address's last word) than elsewhere:
+    that dependence is stronger than the landline codes' with the region (the address's first word),
+    but says nothing of where a number is. The pair a canary's phone keeps as common as real rows' is
+    the area code's with the region (synthesizer.py WHERE_KINDS), so a canary's (region, area code) is
+    one k rows of the table hold about as often as real rows' is: paired with the NULLs, 11% of
+    canaries (none of the real rows) had an area code fewer than k rows of their region hold."""
+    rng = random.Random(31)
+    quiet = [f"{w}{n}길" for w in ("가람", "나래", "다온", "라온", "마루", "바름") for n in ("", "새", "큰", "작은", "윗")]  # streets whose rows seldom give a phone
+    table: list[Row] = []
+    for i in range(6000):
+        region = rng.choices(list(LANDLINES), weights=(19, 6, 5, 6, 3, 3, 2, 1, 27, 3, 3, 4, 3, 3, 5, 6, 1))[0]
+        street = rng.choice(quiet) if rng.random() < 0.3 else rng.choice(ROADS)
+        if street in quiet and rng.random() < 0.7:
+            phone = None
+        elif rng.random() < 0.12:
+            phone = f"{LANDLINES[region]}-{rng.randint(200, 999)}-{rng.randint(0, 9999):04d}"
+        else:
+            phone = f"010-{rng.randint(2000, 9999)}-{rng.randint(0, 9999):04d}"
+        table.append({"id": str(i), "phone": phone, "address": f"{region} {rng.randint(1, 300)}, {street}"})
+    sample = table[:2000]
+    info = customers_info("address", "phone")
+    prof = profile(info, sample)
+    assert prof.relations.dependence("phone", ["address"])[0].kind == Kind.NULL  # type: ignore[index]  # the strongest
+    synth = Synthesizer(info, prof, locale="ko_KR", contacts=ContactAllocator(), seed=32)
+    _matched(synth, table, sample)
+    rows = [synth.row(RowContext(pk=str(10_000 + i))).values for i in range(300)]
+    region, lead3 = Feature("address", Kind.HEAD), Feature("phone", Kind.LEAD3)
+    pairs = Counter((region.of(r["address"]), lead3.of(r["phone"])) for r in table if r["phone"])
+    held = [pairs[(region.of(r["address"]), lead3.of(r["phone"]))] for r in rows if r["phone"] and r["address"]]
+    real = sum(pairs[(region.of(r["address"]), lead3.of(r["phone"]))] < MIN_SHARED for r in table if r["phone"] and r["address"])
+    assert len(held) >= 150
+    assert sum(h < MIN_SHARED for h in held) / len(held) <= 2 * real / len(table) + 0.02, (sorted(held)[:10], real)
+
+
 def test_an_owned_number_of_an_area_code_rare_in_the_sample_gets_its_region() -> None:
     """An owned number whose area code too few sampled rows hold to have a bucket of its own (631, one
     row in a hundred of New York's) still gets a region the table's rows have it in: the whole

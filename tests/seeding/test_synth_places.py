@@ -204,7 +204,7 @@ def test_a_new_word_is_made_of_whole_pieces_of_the_tables_words() -> None:
     towns = rng.sample(combos, 72)  # the others are words a new one may be
     words = [f"{w}," for w in towns] + list(US_STREETS) + ["Dr.", "St.", "Ave.", "Rd"]
     rows = tuple(tuple((0, w) for w in rng.sample(words, 3)) for _ in range(600))
-    parts = Parts.of(rows, 0, 3)
+    parts = Parts.of(rows, 0, 3, [[w or "" for _, w in row] for row in rows])
     assert parts.piece >= 3
     made = [(w, m) for w, m in ((w, parts.word(w, rng)) for w in (rng.choice(words) for _ in range(3000))) if m]
     assert len(made) > 40
@@ -214,6 +214,37 @@ def test_a_new_word_is_made_of_whole_pieces_of_the_tables_words() -> None:
         assert len(core) >= 2 * parts.piece, (w, m)
         folded = core.casefold()
         assert all(folded[i:i + parts.run] in parts.runs for i in range(len(folded) - parts.run + 1)), (w, m)
+
+
+def test_a_new_word_goes_where_many_words_do_never_into_a_closed_slot() -> None:
+    """A new word (:meth:`Splicer.freshen`) replaces a street's or a town's name, where the sample has
+    many different words beside the same neighbours, never a street type (here one of four words
+    after a street's name), a unit's word or half of a two-word town: "Santon Diego", "Glenwood Avence" and "Uniant 12" are misspellings of a closed
+    class no real row makes, which a thief reads without labels."""
+    rng = random.Random(5)
+    words = rng.sample([a + b for a in ("Green", "Brown", "Stan", "Glen", "Fern", "Ash", "Birch", "Cedar", "Maple", "Pine")
+                        for b in ("ville", "ton", "wood", "field", "dale", "burg", "ford", "land")], 64)  # the rest: new words
+    types, names = words[:4], words[4:]  # a street's type: one of four words after its name
+    towns = [f"{t}," for t in names[30:]] + ["Santa Clara,", "Santa Rosa,", "Mountain View,", "Mountain Home,"]
+    rows = []
+    for i in range(900):
+        unit = f" Suite {rng.randint(1, 40)}" if i % 2 else ""
+        text = f"{rng.randint(1, 999)} {rng.choice(names[:30])} {rng.choice(types)}{unit}, {rng.choice(towns)} CA"
+        rows.append({"id": str(i), "address": text, "postal_code": f"9{rng.randint(0, 9999):04d}"})
+    splicer = Splicer.of(customers_info("address", "postal_code"), rows)
+    assert splicer is not None
+    closed = {*types, "Suite", "Santa", "Mountain", "Clara", "Rosa", "View", "Home", "CA"}
+    replaced: Counter[str] = Counter()
+    for _ in range(1500):
+        base = splicer.compose(rng) or {}
+        got = splicer.freshen(base, rng, word=True)
+        if got is None:
+            continue
+        before, after = (base.get("address") or "").split(" "), (got.get("address") or "").split(" ")
+        assert len(before) == len(after)
+        replaced.update(b.rstrip(",") for b, a in zip(before, after, strict=True) if a != b and not re.fullmatch(r"\d+,?", b))
+    assert replaced.total() > 100, replaced
+    assert not closed & set(replaced), replaced
 
 
 def test_a_unit_number_that_equals_the_postcode_is_not_an_echo() -> None:

@@ -18,6 +18,10 @@ _PLACE_FIRST = (Semantic.STATE, Semantic.CITY)
 _PLACE_TEXT = (Semantic.ADDRESS, Semantic.STREET)
 _PLACE_LAST = (Semantic.POSTCODE,)
 _DIGITS_DASHES = re.compile(r"[\d-]+")
+# distinct sampled words on each side of a word's place for a new word to go there (Parts.open): the
+# independent bench table's streets and towns have 14-300, the slots that gave canaries misspellings of
+# a closed class ("San _ Diego", "Glenwood _ Des", "Unit" before a number) 1-3
+OPEN_SLOT = 10
 Token = tuple[int, str | None]  # (index into Splicer.columns, text; None for NULL)
 
 
@@ -37,9 +41,11 @@ class Parts:
     piece: int = 2  # letters a new word's beginning and ending each have at least (:meth:`word`): half a typical word
     run: int = 2  # letters of a run (:attr:`runs`): ``piece``, 3 at most
     runs: frozenset[str] = frozenset()  # runs of ``run`` letters (case-folded) k distinct words have
+    fillers: Mapping[str, int] = field(default_factory=dict)  # a word's slot ("<" left or ">" right neighbour) -> distinct words there
 
     @classmethod
-    def of(cls, rows: Sequence[tuple[Token, ...]], text_index: int, k: int) -> Parts:
+    def of(cls, rows: Sequence[tuple[Token, ...]], text_index: int, k: int, texts: Sequence[Sequence[str]]) -> Parts:
+        """From the sampled rows' tokens and their address words in reading order (``texts``)."""
         vocabulary = {t for row in rows for i, t in row if i == text_index and t and not any(ch.isdigit() for ch in t)}
         cores = {_core(w).casefold() for w in vocabulary}
         lengths = sorted(len(c) for c in cores if c)
@@ -64,7 +70,8 @@ class Parts:
         return cls(frozenset(vocabulary), frozenset(b for b, n in begins.items() if n >= k),
                    {ch: Weighted.of(c) for ch, c in endings.items()},
                    {i: frozenset(p for p, n in c.items() if n >= k) for i, c in digits.items()},
-                   max((len(w) for w in vocabulary), default=0), piece, run, frozenset(r for r, n in runs.items() if n >= k))
+                   max((len(w) for w in vocabulary), default=0), piece, run, frozenset(r for r, n in runs.items() if n >= k),
+                   _slot_fillers(texts))
 
     def word(self, word: str, rng: random.Random) -> str | None:
         """A new word like ``word``: one of its beginnings that k words share, then an ending with
@@ -88,6 +95,15 @@ class Parts:
                 continue
             return got
         return None
+
+    def open(self, words: Sequence[str], at: int) -> bool:
+        """Whether the word at ``at`` of an address (``words``) sits where many different words do on
+        both sides (:data:`OPEN_SLOT` distinct sampled words after its left neighbour and before its
+        right one): a street's or a town's name, where real rows' lone words are. A street type, a
+        unit's word or half of a two-word town has a handful of words beside its neighbours, so a new
+        word there reads as a misspelling nobody makes: "Santon Diego", "Glenwood Avence", "Uniant
+        1850" (0.5% of canaries against 0.02% of real rows, bench rule closed_slot_word)."""
+        return all(self.fillers.get(slot, 0) >= OPEN_SLOT for slot in _slots(words, at))
 
     def _runs_known(self, core: str) -> bool:
         """Whether every run of :attr:`run` letters of ``core`` is one at least k sampled words have."""
@@ -211,7 +227,7 @@ class Splicer:
             for w, at in _places_of(v):
                 places.setdefault(w, Counter())[at] += 1
         places = {w: c for w, c in places.items() if c.total() >= 10 * k}
-        return cls(columns, tuple(rows), reverse, t_index, common, held, k, Parts.of(rows, t_index, k), echoes,
+        return cls(columns, tuple(rows), reverse, t_index, common, held, k, Parts.of(rows, t_index, k, words), echoes,
                    styles, spelled, numbers, places, _towns(rows, t_index, reverse))
 
     def echo(self, place: Mapping[str, str | None]) -> dict[str, str | None]:
@@ -271,6 +287,7 @@ class Splicer:
         at = [j for j, w in enumerate(ws) if w and not any(ch.isdigit() for ch in w)] or [j for j, w in enumerate(ws) if w]
         if len(at) > 1:  # the coarse end's word (a region, a state) is one of a few everybody shares: never a new one
             at.remove(at[-1] if self.reverse else at[0])
+        at = [j for j in at if self.parts.open(ws, j)]
         rng.shuffle(at)
         for j in at[:3]:
             got = self.parts.word(ws[j], rng)
@@ -742,6 +759,25 @@ def _ending(tok: Token) -> Token:
 def _numeric(text: str | None) -> bool:
     """Whether a token is a number (digits and dashes, its trailing punctuation aside: "27,", "12-3")."""
     return text is not None and bool(_DIGITS_DASHES.fullmatch(text.rstrip(",.;")))
+
+
+def _slots(words: Sequence[str], at: int) -> tuple[str, str]:
+    """The two slots of the word at ``at``: after its left neighbour, before its right one (digits
+    masked, case folded: "after a house number", "before 'Diego'"; "^" and "$" at the ends)."""
+    left = _mask(words[at - 1]).casefold() if at else "^"
+    right = _mask(words[at + 1]).casefold() if at + 1 < len(words) else "$"
+    return "<" + left, ">" + right
+
+
+def _slot_fillers(texts: Sequence[Sequence[str]]) -> dict[str, int]:
+    """How many distinct words (without digits) the sampled addresses write in each slot (:func:`_slots`)."""
+    seen: dict[str, set[str]] = {}
+    for words in texts:
+        for at, word in enumerate(words):
+            if word and not _has_digit(word):
+                for slot in _slots(words, at):
+                    seen.setdefault(slot, set()).add(word.casefold())
+    return {slot: len(ws) for slot, ws in seen.items()}
 
 
 def _has_digit(text: str | None) -> bool:
