@@ -11,8 +11,8 @@ import asyncpg
 from testkit import MakeConfig
 
 from canary.crypto import Keyring
-from canary.seeding.postgres import PostgresSeeder
-from canary.seeding.synth.times import Precision, between
+from canary.seeding.postgres import PostgresSeeder, _busy_sql
+from canary.seeding.synth.times import Precision, Rates, between
 from canary.store import ControlStore
 from canary.store.registry import Registry
 
@@ -237,3 +237,23 @@ async def test_canaries_filling_half_the_gaps_keep_the_pace(
     assert len(canary) >= 440
     ratio = canary[len(canary) // 2] / real[len(real) // 2]
     assert ratio >= 0.8, ratio
+
+
+async def test_busy_seconds_on_the_server_are_the_ones_rates_count(target_dsn: str) -> None:
+    """The placement query weighs gaps by busy seconds computed on the server from date_part epochs
+    (:func:`_busy_sql`); they are the busy seconds :meth:`Rates.busy` counts in Python, to the
+    microsecond, before 1970, across a week's end and with the session in another time zone."""
+    rates = Rates(hours=tuple(1.0 + (h % 5) for h in range(24)), weekdays=(1.0, 0.5, 2.0, 1.0, 1.5, 0.25, 3.0))
+    stamps = [dt.datetime(1969, 12, 28, 23, 59, 59, 999999, dt.timezone.utc), dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc),
+              dt.datetime(2023, 3, 26, 1, 30, 0, 123456, dt.timezone.utc), dt.datetime(2024, 12, 29, 23, 10, tzinfo=dt.timezone.utc),
+              dt.datetime(2024, 12, 30, 0, 50, 0, 1, dt.timezone.utc)]
+    conn = await asyncpg.connect(target_dsn)
+    try:
+        await conn.execute("SET TimeZone = 'Asia/Seoul'")
+        busy = _busy_sql("e").replace("$5", "$2").replace("$6", "$3")  # the placement query's $5 and $6 here
+        got = await conn.fetch(f"SELECT {busy} AS b FROM (SELECT date_part('epoch', t) AS e FROM unnest($1::timestamptz[]) t) s ORDER BY e",
+                               stamps, list(rates.week), list(rates.week_before))
+    finally:
+        await conn.close()
+    for a, b, ga, gb in zip(stamps, stamps[1:], got, got[1:]):
+        assert abs((gb["b"] - ga["b"]) - rates.busy(a, b)) < 1e-6 * max(1.0, rates.busy(a, b)), (a, b)
