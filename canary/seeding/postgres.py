@@ -90,7 +90,7 @@ from canary.seeding.synth.shapes import (
 )
 from canary.seeding.synth.streams import Streams
 from canary.seeding.synth.synthesizer import RowContext, Synthesizer, SynthRow, timestamp_text
-from canary.seeding.synth.times import EXACT, Precision, Rates, between
+from canary.seeding.synth.times import EPOCH_HOUR_OF_WEEK, EXACT, WEEK_HOURS, Precision, Rates, between
 from canary.store import describe_error, detection_objects, sessions
 from canary.store.registry import NewCanary, Registry, ValueKind, active_values, location_key, recognise, value_purpose
 
@@ -109,6 +109,8 @@ GAP_SAMPLE = 8
 RECENT_ROWS = 200
 MIN_GAPS = 2000
 TIME_GAPS = 50
+#: stretches between neighbours on either side of a gap that give the local pace its length is weighed against
+PACE_ROWS = 10
 FETCH_GAPS = 2000
 #: whole-table counts arrive as COPY text, counted COUNT_CHUNK bytes at a time by a worker thread; at most
 #: BACKLOG_BYTES received wait for it (the server aggregates the next query meanwhile)
@@ -1024,7 +1026,8 @@ class PostgresSeeder:
                     for i in range(n)]
         pk = ident(pk_col.name)
         tbl = qualified(info.schema, info.name)
-        gaps = await self._gaps(conn, info, created, [int(x) for x in exclude], n, times)
+        rates = Rates.of(prof.created_epochs)  # a row between two neighbours falls in the hours rows arrive in
+        gaps = await self._gaps(conn, info, created, [int(x) for x in exclude], n, times, rates)
         taken = {int(x) for x in exclude}
         ordered = sorted(taken)
         slots: list[tuple[int, int, dt.datetime | None, dt.datetime | None]] = []
@@ -1041,8 +1044,6 @@ class PostgresSeeder:
             keys = [lo + 1, hi - 1] if not anywhere else [self.rng.randint(lo + 1, hi - 1)]
             self.rng.shuffle(keys)
             return next((k for k in keys if k not in chosen and k not in taken), None)
-
-        rates = Rates.of(prof.created_epochs)  # a row between two neighbours falls in the hours rows arrive in
 
         def drawn(lo_c: dt.datetime | None, hi_c: dt.datetime | None) -> dt.datetime | None:
             return self._between(lo_c, hi_c, rates)
@@ -1112,64 +1113,22 @@ class PostgresSeeder:
         return [c for c in placed if c is not None]
 
     async def _gaps(self, conn: asyncpg.Connection, info: TableInfo, created: str | None, exclude: list[int], n: int,
-                    times: Sequence[dt.datetime | None] | None) -> list[asyncpg.Record]:
+                    times: Sequence[dt.datetime | None] | None, rates: Rates | None = None) -> list[asyncpg.Record]:
         """Gaps between real keys (lo, hi and their times as text) where ``n`` rows may go, in memory
         bounded by ``n``, not by the table: without ``times`` a sample of GAP_SAMPLE × n gaps (at least
-        MIN_GAPS) drawn by the server in proportion to their free keys (weighted sampling without
-        replacement: -ln(u) / weight), in that random order; with ``times``, streamed in time order,
+        MIN_GAPS) drawn by the server, the first ``n`` of them each with a chance in proportion to its
+        weight (:meth:`_weighted_gaps`), in that random order; with ``times``, streamed in time order,
         for each wanted time the gap around it and the TIME_GAPS - 1 after it."""
-        pk = ident(info.primary_key[0])
-        col = ident(created) if created else "NULL::text"
-
-        def text(e: str) -> str:
-            return f"{e}::text" if created else "NULL::text"
-
-        def stamp(e: str) -> str:
-            return f"{e}::timestamptz" if created else "NULL::timestamptz"
-
-        # the window passes the raw times; texts and spans are computed for the gaps alone (a tenth of
-        # the rows of a table with a key in ten free, not every row)
-        gaps = (f"SELECT lo, hi, {text('at')} AS lo_c, {text('hi_at')} AS hi_c, extract(epoch FROM {stamp('hi_at')} - {stamp('at')})"
-                f" AS span, extract(epoch FROM next2 - prev) AS around"  # around: from the row before lo to the one after hi
-                f" FROM (SELECT {pk} AS lo, lead({pk}) OVER w AS hi, {col} AS at, lead({col}) OVER w AS hi_at,"
-                f" lead({stamp(col)}, 2) OVER w AS next2, lag({stamp(col)}) OVER w AS prev"
-                f" FROM {qualified(info.schema, info.name)} WHERE NOT ({pk} = ANY($1::bigint[])) WINDOW w AS (ORDER BY {pk})) s"
-                " WHERE hi - lo > 1")
         if times is None:
-            # in proportion to free keys, and to how long the stretch between the neighbours is against
-            # the two beside it as far as the table's gaps need it. A key freed by a deleted row sits
-            # in a stretch as long as two arrivals, where a row put there falls as real rows do; a key
-            # freed by a rollback sits between two consecutive arrivals, and a row put there makes that
-            # stretch twice as busy as the rows around. Where the gaps' stretches are as long as the
-            # ones beside them (ratio of sums m = 1: rollbacks), gaps are drawn length-biased (an
-            # interval so drawn from a Poisson stream is as long as two); where they are twice as long
-            # (m = 2: deletions), not; in between, by the power 2 - m. Relative to the local pace, so
-            # that quiet years are not favoured over busy ones.
-            #
-            # And by how many free keys a gap has, so that the keys beside a canary look like the keys
-            # beside a real row: a canary at lo + 1 of a gap with f free keys has a gap of f before the
-            # next row, which a real row has beside a gap of f - 1 free keys (2 N(f - 1) of the n rows).
-            # So gaps of f > 1 free keys take q(f) = 2 N(f - 1) / n of the canaries and single free keys
-            # the rest (a deleted row's place: a key on either side); drawn in proportion to free keys
-            # alone, every canary next to a rolled-back run or a lost sequence cache would show it.
-            # Without the table's row estimate (never analysed), in proportion to free keys.
-            relative = "coalesce(greatest(span, 1.0) / greatest((around - span) / 2.0, 1.0), 1.0)"
-            return list(await conn.fetch(
-                f"WITH g AS MATERIALIZED ({gaps}), m AS (SELECT coalesce(sum(span) FILTER (WHERE around > span)"
-                f" / nullif(sum((around - span) / 2.0) FILTER (WHERE around > span), 0), 2.0) AS m FROM g),"
-                f" c AS (SELECT hi - lo - 1 AS f, count(*)::float8 AS k FROM g GROUP BY 1),"
-                f" r AS (SELECT (SELECT nullif(greatest(reltuples, 0), 0)::float8 FROM pg_class WHERE oid = to_regclass($3)) AS n),"
-                f" s AS (SELECT c.f, c.k, 2.0 * coalesce(p.k, 0) / r.n AS q FROM c LEFT JOIN c p ON p.f = c.f - 1, r WHERE c.f > 1),"
-                f" w AS (SELECT f, CASE WHEN q IS NOT NULL THEN greatest(q / k, 1e-9) END AS w FROM s UNION ALL"
-                f" SELECT 1, CASE WHEN r.n IS NOT NULL THEN greatest(1.0 - coalesce((SELECT sum(q) FROM s), 0.0), 0.05) / c.k END"
-                f" FROM c, r WHERE c.f = 1)"
-                f" SELECT lo, hi, lo_c, hi_c FROM g LEFT JOIN w ON w.f = g.hi - g.lo - 1, m"
-                f" ORDER BY -ln(1.0 - random()) / (coalesce(w.w, (hi - lo - 1)::float8)"
-                f" * power({relative}, greatest(0.0, least(1.0, 2.0 - m)))) LIMIT $2",
-                exclude, max(n * GAP_SAMPLE, MIN_GAPS), qualified(info.schema, info.name)))
+            return await self._weighted_gaps(conn, info, created, exclude, n, rates or Rates())
         wanted = sorted(t for t in times if t is not None)
         if not wanted or created is None:
             return []
+        pk, col = ident(info.primary_key[0]), ident(created)
+        gaps = (f"SELECT lo, hi, at::text AS lo_c, hi_at::text AS hi_c"
+                f" FROM (SELECT {pk} AS lo, lead({pk}) OVER w AS hi, {col} AS at, lead({col}) OVER w AS hi_at"
+                f" FROM {qualified(info.schema, info.name)} WHERE NOT ({pk} = ANY($1::bigint[])) WINDOW w AS (ORDER BY {pk})) s"
+                " WHERE hi - lo > 1")
         keep: dict[int, asyncpg.Record] = {}
         prev: asyncpg.Record | None = None
         w = 0
@@ -1192,6 +1151,69 @@ class PostgresSeeder:
         if w < len(wanted) and prev is not None:  # wanted times after the last gap's start
             keep[prev["lo"]] = prev
         return list(keep.values())
+
+    async def _weighted_gaps(self, conn: asyncpg.Connection, info: TableInfo, created: str | None, exclude: list[int], n: int,
+                             rates: Rates) -> list[asyncpg.Record]:
+        """GAP_SAMPLE × n gaps (at least MIN_GAPS) in a random order whose first ``n`` hold each gap
+        with a chance in proportion to its weight (Pareto order sampling: a key u / (1 - u) over
+        p / (1 - p), p the gap's share of ``n`` capped below 1). Drawing the first ``n`` one after
+        another in proportion to their weights (-ln(u) / weight) would not: where the rows placed are
+        a good part of the gaps (200 canaries into 440 gaps), every draw after the longest gaps were
+        taken falls among the short ones, and a canary between two neighbours a moment apart is one.
+
+        The weight: how long the stretch between the neighbours is against the PACE_ROWS stretches on
+        either side as far as the table's gaps need it, in busy seconds (``rates``: at the table's hour
+        × weekday intensity, :meth:`Rates.busy`, so that a stretch over a night, long in seconds but
+        holding few arrivals, is not favoured and canaries are not created at night more often than
+        real rows). A key freed by a deleted row sits in a stretch as long as two arrivals, where a
+        row put there falls as real rows do; a key freed by a rollback sits between two consecutive
+        arrivals, and a row put there makes that stretch twice as busy as the rows around. Where the
+        gaps' stretches are as long as the ones beside them (ratio of sums m = 1: rollbacks), gaps
+        are drawn length-biased (an interval so drawn from a Poisson stream is as long as two); where
+        they are twice as long (m = 2: deletions), not; in between, by the power 2 - m. Relative to
+        the local pace, so that quiet years are not favoured over busy ones.
+
+        And by how many free keys a gap has, so that the keys beside a canary look like the keys
+        beside a real row: a canary at lo + 1 of a gap with f free keys has a gap of f before the
+        next row, which a real row has beside a gap of f - 1 free keys (2 N(f - 1) of the n rows).
+        So gaps of f > 1 free keys take q(f) = 2 N(f - 1) / n of the canaries and single free keys
+        the rest (a deleted row's place: a key on either side); drawn in proportion to free keys
+        alone, every canary next to a rolled-back run or a lost sequence cache would show it.
+        Without the table's row estimate (never analysed), in proportion to free keys."""
+        pk = ident(info.primary_key[0])
+        col = ident(created) if created else "NULL::timestamptz"
+
+        def stamp(e: str) -> str:
+            return f"{e}::timestamptz" if created else "NULL::timestamptz"
+
+        # the window passes the raw times; texts, epochs and busy seconds are computed for the gaps alone
+        # (a tenth of the rows of a table with a key in ten free, not every row), each epoch once
+        # (OFFSET 0 keeps the planner from copying date_part into every use of it)
+        gaps = (f"SELECT lo, hi, lo_c, hi_c, {_busy_sql('e_hi')} - {_busy_sql('e_lo')} AS span,"
+                f" {_busy_sql('e_next')} - {_busy_sql('e_prev')} AS around"  # from PACE_ROWS rows before lo to as many after hi
+                f" FROM (SELECT lo, hi, at::text AS lo_c, hi_at::text AS hi_c, date_part('epoch', {stamp('at')}) AS e_lo,"
+                f" date_part('epoch', {stamp('hi_at')}) AS e_hi, date_part('epoch', nextk) AS e_next, date_part('epoch', prevk) AS e_prev"
+                f" FROM (SELECT {pk} AS lo, lead({pk}) OVER w AS hi, {col} AS at, lead({col}) OVER w AS hi_at,"
+                f" lead({stamp(col)}, {PACE_ROWS + 1}) OVER w AS nextk, lag({stamp(col)}, {PACE_ROWS}) OVER w AS prevk"
+                f" FROM {qualified(info.schema, info.name)} WHERE NOT ({pk} = ANY($1::bigint[])) WINDOW w AS (ORDER BY {pk})) s"
+                " WHERE hi - lo > 1 OFFSET 0) e")
+        beside = f"((around - span) / {2.0 * PACE_ROWS})"  # the mean stretch beside the gap
+        relative = f"coalesce(greatest(span, 1.0) / greatest({beside}, 1.0), 1.0)"
+        return list(await conn.fetch(
+            f"WITH g AS MATERIALIZED ({gaps}), m AS (SELECT coalesce(sum(span) FILTER (WHERE around > span)"
+            f" / nullif(sum({beside}) FILTER (WHERE around > span), 0), 2.0) AS m FROM g),"
+            f" c AS (SELECT hi - lo - 1 AS f, count(*)::float8 AS k FROM g GROUP BY 1),"
+            f" r AS (SELECT (SELECT nullif(greatest(reltuples, 0), 0)::float8 FROM pg_class WHERE oid = to_regclass($3)) AS n),"
+            f" s AS (SELECT c.f, c.k, 2.0 * coalesce(p.k, 0) / r.n AS q FROM c LEFT JOIN c p ON p.f = c.f - 1, r WHERE c.f > 1),"
+            f" w AS (SELECT f, CASE WHEN q IS NOT NULL THEN greatest(q / k, 1e-9) END AS w FROM s UNION ALL"
+            f" SELECT 1, CASE WHEN r.n IS NOT NULL THEN greatest(1.0 - coalesce((SELECT sum(q) FROM s), 0.0), 0.05) / c.k END"
+            f" FROM c, r WHERE c.f = 1),"
+            f" x AS (SELECT lo, hi, lo_c, hi_c, random() AS u, coalesce(w.w, (hi - lo - 1)::float8)"
+            f" * power({relative}, greatest(0.0, least(1.0, 2.0 - m))) AS wt FROM g LEFT JOIN w ON w.f = g.hi - g.lo - 1, m),"
+            f" p AS (SELECT lo, hi, lo_c, hi_c, u, least($4 * wt / sum(wt) OVER (), {1.0 - 1e-9}) AS p FROM x)"
+            f" SELECT lo, hi, lo_c, hi_c FROM p ORDER BY u / (1.0 - u) * (1.0 - p) / p LIMIT $2",
+            exclude, max(n * GAP_SAMPLE, MIN_GAPS), qualified(info.schema, info.name), float(n),
+            list(rates.week), list(rates.week_before)))
 
     def _between(self, lo_c: dt.datetime | None, hi_c: dt.datetime | None, rates: Rates | None = None) -> dt.datetime | None:
         """A time between two neighbours', at their precision (whole seconds where they have whole
@@ -2691,6 +2713,16 @@ class PostgresSeeder:
             await trickling.forget(ctl, self.ds.name, wanted)
         self.log.info("seed.retired", removed=removed, kept=len([k for k in kept if not force]))
         return RetireResult(self.ds.name, removed, kept if not force else [], child_rows, dropped)
+
+
+def _busy_sql(epoch: str) -> str:
+    """SQL for the busy seconds from the Unix epoch to ``epoch`` (float8 seconds: ``date_part``, which
+    is extract's value without its numeric arithmetic) (:meth:`Rates.busy`), the week's hourly rates in
+    $5 and their sums before each hour in $6."""
+    hour = f"floor({epoch} / 3600.0)"
+    at = f"(((({hour})::bigint + {EPOCH_HOUR_OF_WEEK}) % {WEEK_HOURS} + {WEEK_HOURS}) % {WEEK_HOURS} + 1)"
+    return (f"(3600.0 * (floor(({hour} + {EPOCH_HOUR_OF_WEEK}) / {WEEK_HOURS}.0) * ($6::float8[])[{WEEK_HOURS + 1}]"
+            f" + ($6::float8[])[{at}] + ({epoch} / 3600.0 - {hour}) * ($5::float8[])[{at}]))")
 
 
 def _trickle_unsupported(info: TableInfo) -> str | None:

@@ -196,3 +196,31 @@ def test_a_canary_moved_for_a_quick_history_takes_a_time_at_the_tables_hours() -
 
     assert daytime(None) < 0.6  # uniformly: about 9 hours in 24
     assert daytime(rates) > 0.85
+
+
+def test_a_late_first_child_goes_to_a_parent_at_random_not_to_a_long_window() -> None:
+    """Child keys are free every two days for five minutes; half the canaries' windows (between their
+    key neighbours) are twelve hours long, half one hour. A first child months after its parent goes
+    to the next free key after its time whatever the parent, so it is dealt at random: fitted, it went
+    to the few parents whose window, shifted by the delay, reaches a free key, nearly all of them long
+    windows, leaving the short ones to canaries without children (a canary's time since the row before
+    it told whether it had orders). Quick first children are still fitted."""
+    rng = random.Random(11)
+    t0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    n = 400
+    slots = [(t0 + dt.timedelta(hours=48 * j + rng.uniform(0, 40)), dt.timedelta(minutes=5)) for j in range(400)]
+    slots_ = [(lo, lo + span, 1) for lo, span in slots]
+    windows: list[tuple[dt.datetime, dt.datetime] | None] = [
+        (t0 + dt.timedelta(hours=13 * i), t0 + dt.timedelta(hours=13 * i + (12 if i % 2 else 1))) for i in range(n)]
+    created: list[dt.datetime | None] = [w[0] + (w[1] - w[0]) * rng.random() for w in windows if w is not None]
+    draws: list[list[float | None]] = []
+    for _ in range(n):
+        x = rng.random()
+        draws.append([rng.uniform(60, 1800)] if x < 0.1 else [rng.uniform(30, 300) * DAY] if x < 0.3 else [])
+    fitted, moved, _ = fit_first_children(windows, created, draws, [0] * n, slots_, random.Random(12))
+    late = [i % 2 for i, h in enumerate(fitted) if h and h[0] is not None and h[0] > DAY]
+    assert len(late) >= 60
+    assert 0.35 <= sum(late) / len(late) <= 0.65, sum(late) / len(late)  # fitted: 0.92 in long windows
+    now = [m or c for m, c in zip(moved, created)]
+    quick = [i for i, h in enumerate(fitted) if h and h[0] is not None and h[0] <= 1800]
+    assert sum(_in_slot(now[i] + dt.timedelta(seconds=float(fitted[i][0] or 0)), slots_) for i in quick) >= len(quick) * 3 // 4  # type: ignore[operator]

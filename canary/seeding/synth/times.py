@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import functools
+import itertools
 import math
 import random
 from collections import Counter
@@ -138,6 +140,46 @@ class Rates:
         """The rate at ``when`` relative to the busiest hour of the busiest weekday (0..1]."""
         t = when.astimezone(dt.timezone.utc) if when.tzinfo is not None else when
         return self.hours[t.hour] * self.weekdays[t.weekday()]
+
+    @property
+    def week(self) -> tuple[float, ...]:
+        """The rate in each hour of the week (UTC, from Monday 00:00): what a stretch's busy seconds
+        (:meth:`busy`) integrate."""
+        return _week(self.hours, self.weekdays)
+
+    @property
+    def week_before(self) -> tuple[float, ...]:
+        """The sums of :attr:`week` before each hour of the week (169: the last is the whole week's)."""
+        return _week_sums(self.hours, self.weekdays)
+
+    def busy(self, lo: dt.datetime, hi: dt.datetime) -> float:
+        """The busy seconds from ``lo`` to ``hi``: the rate integrated over the stretch (at the
+        busiest hour's rate a second is one), as many as the arrivals it holds: a night's eight
+        hours hold fewer sign-ups than a busy evening's two."""
+        return self._busy_seconds(hi.timestamp()) - self._busy_seconds(lo.timestamp())
+
+    def _busy_seconds(self, epoch: float) -> float:
+        """The busy seconds from the Unix epoch to ``epoch``, the rates integrated hour by hour."""
+        rates, sums = self.week, self.week_before
+        hour = math.floor(epoch / 3600.0)
+        weeks, at = divmod(hour + EPOCH_HOUR_OF_WEEK, WEEK_HOURS)
+        return 3600.0 * (weeks * sums[-1] + sums[at] + (epoch / 3600.0 - hour) * rates[at])
+
+
+#: the hour of the week (from Monday 00:00 UTC) the Unix epoch fell in (a Thursday)
+EPOCH_HOUR_OF_WEEK = 72
+
+
+@functools.lru_cache(maxsize=16)
+def _week(hours: tuple[float, ...], weekdays: tuple[float, ...]) -> tuple[float, ...]:
+    """The rate in each hour of the week from Monday 00:00 UTC, computed once per rates."""
+    return tuple(weekdays[d] * hours[h] for d in range(7) for h in range(24))
+
+
+@functools.lru_cache(maxsize=16)
+def _week_sums(hours: tuple[float, ...], weekdays: tuple[float, ...]) -> tuple[float, ...]:
+    """The rates of the hours of the week before each hour (169: the last is the whole week's)."""
+    return tuple(itertools.accumulate(_week(hours, weekdays), initial=0.0))
 
 
 #: chi-square 1% critical values for 23 and 6 degrees of freedom (hours of a day, days of a week)
