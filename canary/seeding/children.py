@@ -425,9 +425,9 @@ def fit_first_children(
         return take(near, rng.randrange(len(pools[near])))
 
     reach = _reach(starts)
-    timed = sorted((i for i in range(n) if draws[i] and draws[i][0] is not None and float(draws[i][0] or 0.0) < reach),
-                   key=lambda i: draws[i][0] or 0.0)
-    late = [i for i in range(n) if draws[i] and draws[i][0] is not None and float(draws[i][0] or 0.0) >= reach]
+    dated = [i for i in range(n) if draws[i] and draws[i][0] is not None]
+    timed = sorted((i for i in dated if float(draws[i][0] or 0.0) < reach), key=lambda i: draws[i][0] or 0.0)
+    late = [i for i in dated if float(draws[i][0] or 0.0) >= reach]
     rest = [i for i in range(n) if not draws[i] or draws[i][0] is None]
     rng.shuffle(late)
     rng.shuffle(rest)

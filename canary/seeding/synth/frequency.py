@@ -659,7 +659,7 @@ class FrequencyMatch:
                 continue
             classes = self._bins(vals) + tuple(traits)
             score = sum(abs(b - w) * m for b, w, m in zip(classes, want[:n_keys], self._weights)) + self._disturbs(vals)
-            score += sum(abs(t - w) for t, w in zip(traits, want[n_keys:]))
+            score += sum(abs(t - w) * m for t, w, m in zip(traits, want[n_keys:], self._weights[n_keys:]))
             self._scored += 1
             alone.append((score, classes, cand))
         scored: list[tuple[int, tuple[int, ...], Sequence[Mapping[str, str | None]]]] = [

@@ -766,7 +766,8 @@ class Synthesizer:
     def households_asked(self, counts: Mapping[str, Counter[str | None] | ValueCounts],
                          sample: Sequence[Mapping[str, str | None]]) -> tuple[str, str, list[str]] | None:
         """(address column, full-name column, addresses) whose rows' names :meth:`learn_households`
-        needs (:meth:`Households.asked`); None when the table has no names and addresses matched."""
+        needs (:meth:`Households.asked`), the households started; None when the table has no names and
+        addresses matched (no canary is then renamed)."""
         if self._match_people is None or self._match_places is None:
             return None
         address, name = self._match_places.keys[0][0], self._match_people.keys[0][0]
@@ -785,7 +786,8 @@ class Synthesizer:
         """The row's e-mail once its person has moved in: a canary drawn to an address only canaries
         hold takes a co-resident's surname at the table's rate (:class:`Households`), in its name
         columns (those not ``kept``: given or placed) and in an e-mail local part that spells it;
-        one an owned mailbox names keeps its own. The row's surname is then one of that address's."""
+        one an owned mailbox names keeps its own. The row's surname is then counted at its address for
+        the canaries drawn there after it."""
         homes = self._households
         if homes is None or self._match_places is None or not self._place:
             return email
@@ -801,14 +803,13 @@ class Synthesizer:
         if renamed is not None:
             fixed = set(kept)
             for col in self.columns():
-                part = _PERSON_PART.get(self.semantics[col.name])
-                if part is not None and col.name not in fixed and values.get(col.name) == self._fit(col, person[part]):
+                sem, now = self.semantics[col.name], values.get(col.name)
+                part = _PERSON_PART.get(sem)
+                if part is not None and col.name not in fixed and now == self._fit(col, person[part]):
                     values[col.name] = self._fit(col, renamed[part])
-            if email is not None and new != email:
-                for col in self.columns():
-                    if self.semantics[col.name] == Semantic.EMAIL and values.get(col.name) == email:
-                        values[col.name] = new
-                email = new
+                elif sem == Semantic.EMAIL and email is not None and now == email:
+                    values[col.name] = new
+            email = new
             person.update(renamed)
         homes.add(address, person["last"])
         return email
