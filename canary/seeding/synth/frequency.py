@@ -251,6 +251,8 @@ def held(counts: Counts, added: Counter[str | None] | None, values: Sequence[str
 #: candidate lists whose canary-held candidates are kept (:meth:`FrequencyMatch._held_among`): one per
 #: bucket an owned contact point places rows in, and the shape splits of those
 HELD_LISTS = 4096
+#: other real rows' targets a draw that may not join canaries tries before it takes a join after all
+UNJOINED_TRIES = 10
 
 
 @dataclass(slots=True)
@@ -518,7 +520,7 @@ class FrequencyMatch:
         owed = sorted(b for b, n in self.owed.items() if n > 0) if among else []
         if owed:
             self.owed[owed[0]] -= 1
-            return rng.choice(self._of_primary(owed[0]))
+            return rng.choice(self.of_primary(owed[0]))
         want = rng.choice(self.targets)
         for _ in range(20):  # targets already met by canaries another one joined
             if not self.credit[want[0]]:
@@ -527,14 +529,14 @@ class FrequencyMatch:
             want = rng.choice(self.targets)
         return want
 
-    def _of_primary(self, cls: int) -> Sequence[tuple[int, ...]]:
+    def of_primary(self, cls: int) -> Sequence[tuple[int, ...]]:
         """The targets whose primary class is ``cls`` (all of them when none is)."""
         if not self._by_primary:
             for t in self.targets:
                 self._by_primary.setdefault(t[0], []).append(t)
         return self._by_primary.get(cls) or self.targets
 
-    def _joined_only(self) -> set[int]:
+    def joined_only(self) -> set[int]:
         """Primary classes no candidate has unless canaries share its value (one other row holds it:
         a canary never takes a value fewer than k real rows hold)."""
         return {count_bin(n) for n in range(2, self.k + 1)} - {count_bin(self.k + 1)}
@@ -564,11 +566,37 @@ class FrequencyMatch:
 
     def draw(self, rng: random.Random, tries: int = 600,
              among: Sequence[Mapping[str, str | None]] | None = None,
-             want: tuple[int, ...] | None = None) -> Mapping[str, str | None] | None:
+             want: tuple[int, ...] | None = None, joins: bool = True) -> Mapping[str, str | None] | None:
         """A candidate (of ``among``, when given: those that fit something else about the row) matching
-        ``want`` (a real row's classes, :meth:`target`; drawn here when not given)."""
+        ``want`` (a real row's classes, :meth:`target`; drawn here when not given). Without ``joins``,
+        not one whose primary value only canaries hold (the closest other one, as far as
+        :data:`UNJOINED_TRIES` other targets find one: a row that cannot join them as they would be joined)."""
         if not self.targets or not self.pool:
             return None
+        choice = self._drawn(rng, tries, among, want)
+        for _ in range(0 if joins else UNJOINED_TRIES):
+            if choice is None or not self.joins(choice):
+                break
+            want = rng.choice(self.targets)
+            if want[0] in self.joined_only():
+                continue
+            if among is None:
+                choice = self._closest(rng, want) or choice
+            else:
+                sample = among if len(among) <= tries else rng.sample(among, tries)
+                choice = self._best_of(rng, [c for c in sample if not self.joins(c)], want) or choice
+        if choice is None:
+            return None
+        return self._taken(choice)
+
+    def joins(self, cand: Mapping[str, str | None]) -> bool:
+        """Whether ``cand``'s primary value is one only canaries hold (drawing it joins them)."""
+        v = self._values(cand)[0][0]
+        return bool(self.added[0][v]) and not self.counts[0][v]
+
+    def _drawn(self, rng: random.Random, tries: int, among: Sequence[Mapping[str, str | None]] | None,
+               want: tuple[int, ...] | None) -> Mapping[str, str | None] | None:
+        """The candidate :meth:`draw` takes, before it is counted."""
         want = want or self.target(rng, among=among is not None)
         assert want is not None
         choice: Mapping[str, str | None] | None = None
@@ -578,7 +606,7 @@ class FrequencyMatch:
             owed = sorted(b for b, n in self.owed.items() if n > 0)
             if owed:  # a class canaries left when another one joined them: a real row's of that class stands in
                 self.owed[owed[0]] -= 1
-                stand_in = rng.choice(self._of_primary(owed[0]))
+                stand_in = rng.choice(self.of_primary(owed[0]))
                 choice = self._closest(rng, stand_in, exact=True)
                 if choice is None:  # nothing of that class is left to draw (its values are the canaries' own now)
                     self.owed[owed[0]] = 0
@@ -586,7 +614,7 @@ class FrequencyMatch:
             # like it unless canaries share one (a canary never takes a value fewer than k rows hold):
             # its primary class is matched exactly or another real row's target stands in, since a
             # compromise there would only bend the other keys' classes
-            joined_only = self._joined_only()
+            joined_only = self.joined_only()
             for _ in range(20):
                 if choice is not None or want[0] not in joined_only:
                     break
@@ -600,11 +628,14 @@ class FrequencyMatch:
             sample = among if len(among) <= tries else rng.sample(among, tries)
             if not self._sig and self._scored >= len(self.pool):  # indexing the pool costs what scoring it once does
                 self._index()
-            if want[0] in self._joined_only():  # as the whole pool's path: the primary class matched exactly when it can be
+            if want[0] in self.joined_only():  # as the whole pool's path: the primary class matched exactly when it can be
                 choice = self._best_of(rng, [c for c in self._held_among(among) if self._primary_bin(c) == want[0]], want)
             choice = choice or self._best_of(rng, sample, want)
-        if choice is None:
-            return None
+        return choice
+
+    def _taken(self, choice: Mapping[str, str | None]) -> Mapping[str, str | None]:
+        """``choice``, counted as drawn: its values' rows, the classes canaries now have, the
+        candidates whose classes moved."""
         vals, traits = self._derived(choice)
         self._tally_targets()
         for drawn, cls in zip(self.drawn, self._bins(vals) + tuple(traits)):

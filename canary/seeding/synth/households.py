@@ -64,14 +64,14 @@ class Households:
         self.rows = total
         self.rate = shared / total if total >= MIN_HOUSEHOLD_ROWS else None
 
-    def surname_for(self, rng: random.Random, address: str | None, real: int) -> str | None:
+    def surname_for(self, rng: random.Random, address: str | None, real: int, sure: bool = False) -> str | None:
         """The surname a canary drawn to ``address`` (``real``: rows of the table holding it) takes
-        from the canaries already there, at the table's rate; None to keep its own (no household
-        to join, no rate, or the draw says a stranger)."""
+        from the canaries already there, at the table's rate (``sure``: always, a join another canary
+        left as kin); None to keep its own (no household to join, no rate, or the draw says a stranger)."""
         if address is None or real or self.rate is None:
             return None
         there = self.residents.get(address)
-        if not there or rng.random() >= self.rate:
+        if not there or (not sure and rng.random() >= self.rate):
             return None
         return rng.choice(there)
 
