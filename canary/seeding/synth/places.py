@@ -146,7 +146,7 @@ class Splicer:
     rows: tuple[tuple[Token, ...], ...]
     reverse: bool
     text_index: int  # the column whose words are tokens (address / street)
-    common: frozenset[Token]  # digit-masked tokens at least k sampled rows use
+    common: frozenset[Token]  # digit-masked tokens at least k sampled rows use, whatever their case
     held: Mapping[tuple[str | None, ...], int]  # address words -> sampled rows holding that address
     k: int = MIN_SHARED
     parts: Parts | None = None  # what new words and postcodes are made of
@@ -170,6 +170,7 @@ class Splicer:
     #: classify every sampled row's tokens again)
     pools: dict[tuple[tuple[Token, ...], int], Mapping[Token, list[Token]]] = field(default_factory=dict, compare=False, repr=False)
     classes: dict[Token, Token] = field(default_factory=dict, compare=False, repr=False)
+    ends: dict[int, tuple[tuple[int, int], ...]] = field(default_factory=dict, compare=False, repr=False)  # row -> _field_ends
     spreads: dict[tuple[tuple[Token, ...], int, Token], int] = field(default_factory=dict, compare=False, repr=False)
     by_ending: dict[tuple[tuple[Token, ...], int, Token], list[Token]] = field(default_factory=dict, compare=False, repr=False)
     words_by_ending: dict[tuple[tuple[Token, ...], int, Token], tuple[list[Token], int]] = field(default_factory=dict, compare=False, repr=False)
@@ -204,7 +205,7 @@ class Splicer:
                 else:
                     seq.append((i, v))
             rows.append(tuple(seq))
-        counts = Counter((t[0], _mask(t[1])) for row in rows for t in set(row) if t[1] is not None)
+        counts = Counter(m for row in rows for m in {(t[0], _mask(t[1]).casefold()) for t in row if t[1] is not None})
         held = Counter(_folded(t for i, t in row if i == t_index) for row in rows)
         echoes = frozenset(i for i, name in enumerate(columns) if i != t_index and _echoed(sample, text[0], name, reverse))
         styles = tuple(_style(r.get(text[0])) for r in sample)
@@ -221,7 +222,7 @@ class Splicer:
         for row in rows:
             for a, b in pairwise(row):
                 if a[0] == b[0] == t_index and a[1] and b[1] and not _numeric(a[1]) and _numeric(b[1]):
-                    m = (t_index, _mask(b[1]))
+                    m = (t_index, _mask(b[1]).casefold())
                     if m in common:
                         after.setdefault((_norm(a)[1] or "", _skeleton(b[1])), []).append(m)
         numbers = {w: ms for w, ms in after.items() if len(ms) >= k}
@@ -331,12 +332,31 @@ class Splicer:
         return got
 
     def _classify(self, tok: Token) -> Token:
+        """A token's class, what the walk may put in its place: its digit-masked form where at least k
+        sampled rows use it whatever its case (``ST,`` is ``St,``, a street's type: a class of its own
+        in one case made the rows of upper-case tables fill their type with any word ending in a
+        comma, a town's or a unit's: "20 VIEW WALNUTDALE, MANSFIELD, MN", 3% of canaries' street lines
+        without a type against none of real rows'), else its ending (:func:`_ending`)."""
         if tok[1] is None:
             return tok
-        m = (tok[0], _mask(tok[1]))
+        m = (tok[0], _mask(tok[1]).casefold())
         if m in self.common:
             return m
         return _ending(tok)
+
+    def _cls_at(self, row: int, j: int) -> Token:
+        """The class of sampled row ``row``'s token at ``j`` (:meth:`_cls`); a rare word's with its
+        place in its comma field too (how many words follow and precede it there, :func:`_field_ends`). Rows are
+        aligned from the address's coarse end, so where one street line has a word more than another
+        ("848 E Fischer Ter #411," against "1037 8th Ter #376,"), a rare street type took any rare word
+        of the same ending from the rows beside it: "247 6th Fischer #411", a street line without a
+        type, which no real row has (bench: 1% of canaries)."""
+        tok = self.rows[row][j]
+        cls = self._cls(tok)
+        if tok[0] != self.text_index or tok[1] is None or cls != _ending(tok):
+            return cls
+        after, before = self._ends_of(row)[j]
+        return (cls[0], f"{cls[1]}@{after}/{before}")
 
     def _pool(self, prefix: tuple[Token, ...], cands: Sequence[int], j: int) -> Mapping[Token, list[Token]]:
         hit = self.pools.get((prefix, j))
@@ -345,7 +365,7 @@ class Splicer:
             for c in cands:
                 row = self.rows[c]
                 if len(row) > j:
-                    grouped.setdefault(self._cls(row[j]), []).append(row[j])
+                    grouped.setdefault(self._cls_at(c, j), []).append(row[j])
             hit = self.pools[(prefix, j)] = grouped
         return hit
 
@@ -456,9 +476,9 @@ class Splicer:
             # otherwise hand one row's parts over whole
             prefix = tuple(out)
             if wide and prefix:  # the last token the walk followed (a street), from the wider region's
-                out[-1] = self._wider(prefix[:-1], levels, len(prefix) - 1, prefix[-1], rng) or out[-1]
+                out[-1] = self._wider(prefix[:-1], levels, len(prefix) - 1, prefix[-1], rng, at) or out[-1]
             for j in range(i, len(r)):
-                cls = self._cls(r[j])
+                cls = self._cls_at(at, j)
                 if (j > i or wide) and out and r[j][0] == self.text_index and _numeric(r[j][1]):  # a novel walk's street is not r's
                     cls = self._number_class(out[-1], j, cls, rng)
                 if r[j][0] != self.text_index and r[j][1] is not None:
@@ -474,7 +494,7 @@ class Splicer:
                 follow = self._follow(prefix[:level], levels[level], j, out[-1], cls) if j > i else None
                 col, text = rng.choice(follow or self._pool(prefix[:level], levels[level], j)[cls])
                 if wide and j == i:
-                    col, text = self._wider(prefix, levels, j, r[j], rng) or (col, text)
+                    col, text = self._wider(prefix, levels, j, r[j], rng, at) or (col, text)
                 out.append((col, _redraw_digits(text, rng) if redraw and text is not None and col == self.text_index else text))
             return self._cased(self._unmasked(out, at), at)
 
@@ -534,7 +554,7 @@ class Splicer:
         got: list[Token] | None = None
         if prefix:  # the rows sharing the prefix (with none, that is the whole sample: below)
             got = [self.rows[c][j] for c in cands if len(self.rows[c]) > j
-                   and _norm(self.rows[c][j - 1]) == p and self._cls(self.rows[c][j]) == cls]
+                   and _norm(self.rows[c][j - 1]) == p and self._cls_at(c, j) == cls]
             if len({_norm(t) for t in got}) < self.k:
                 got = None
         if got is None:
@@ -548,14 +568,17 @@ class Splicer:
         index = self.after.get(j)
         if index is None:
             found: dict[tuple[Token, Token], list[Token]] = {}
-            for r in self.rows:
+            for c, r in enumerate(self.rows):
                 if len(r) > j:
-                    found.setdefault((_norm(r[j - 1]), self._cls(r[j])), []).append(r[j])
+                    found.setdefault((_norm(r[j - 1]), self._cls_at(c, j)), []).append(r[j])
             index = self.after[j] = {key: toks for key, toks in found.items() if len({_norm(t) for t in toks}) >= self.k}
         return index
 
-    def _wider(self, prefix: tuple[Token, ...], levels: Sequence[Sequence[int]], j: int, tok: Token, rng: random.Random) -> Token | None:
-        """A token for position ``j`` ending like ``tok`` from the rows sharing all of ``prefix`` but
+    def _wider(self, prefix: tuple[Token, ...], levels: Sequence[Sequence[int]], j: int, tok: Token, rng: random.Random,
+               row: int) -> Token | None:
+        """A token for position ``j`` ending like ``tok`` (sampled row ``row``'s there) in the same place
+        of its comma field (:meth:`_ending_at`: a street's type is not a neighbourhood's name, "623 N
+        Wilfield Elmridgeville, Dayton, OH") from the rows sharing all of ``prefix`` but
         its last token, when the rows sharing all of it have k different such tokens there (an open
         vocabulary like a district's streets, not the districts of a city); else None. Never a
         number, nor for one: a token ending like a highway's number ("27,") would otherwise be a
@@ -563,11 +586,28 @@ class Splicer:
         unit's number ("6D,") the street's type ("18 Oak 6D, River Valley": 0.6% of novel walks)."""
         if tok[1] is None or len(prefix) < 2 or _has_digit(tok[1]):
             return None
-        ending = _ending(tok)
+        ending = self._ending_at(row, j)
         if self._words(prefix, levels[len(prefix)], j, ending)[1] < self.k:
             return None
         wider = self._words(prefix[:-1], levels[len(prefix) - 1], j, ending)[0]
         return rng.choice(wider) if wider else None
+
+    def _ending_at(self, row: int, j: int) -> Token:
+        """Sampled row ``row``'s token at ``j`` as :meth:`_wider` matches it: its ending, and for an
+        address word how many words follow and precede it in its comma field."""
+        tok = self.rows[row][j]
+        got = _ending(tok)
+        if tok[0] != self.text_index or tok[1] is None:
+            return got
+        after, before = self._ends_of(row)[j]
+        return (got[0], f"{got[1]}@{after}/{before}")
+
+    def _ends_of(self, row: int) -> tuple[tuple[int, int], ...]:
+        """:func:`_field_ends` of sampled row ``row`` (memoised)."""
+        ends = self.ends.get(row)
+        if ends is None:
+            ends = self.ends[row] = _field_ends(self.rows[row], self.text_index, self.reverse)
+        return ends
 
     def _words(self, prefix: tuple[Token, ...], cands: Sequence[int], j: int, ending: Token) -> tuple[list[Token], int]:
         """:meth:`_endings` without tokens holding digits (numbers, units), and how many different tokens
@@ -581,11 +621,12 @@ class Splicer:
         return got
 
     def _endings(self, prefix: tuple[Token, ...], cands: Sequence[int], j: int, ending: Token) -> list[Token]:
-        """The tokens at ``j`` of the rows sharing ``prefix`` that end like ``ending`` (memoised)."""
+        """The tokens at ``j`` of the rows sharing ``prefix`` that end like ``ending`` in the same place of
+        their comma field (:meth:`_ending_at`; memoised)."""
         key = (prefix, j, ending)
         got = self.by_ending.get(key)
         if got is None:
-            got = self.by_ending[key] = [self.rows[c][j] for c in cands if len(self.rows[c]) > j and _ending(self.rows[c][j]) == ending]
+            got = self.by_ending[key] = [self.rows[c][j] for c in cands if len(self.rows[c]) > j and self._ending_at(c, j) == ending]
         return got
 
     def _nearest(self, prefix: tuple[Token, ...], levels: Sequence[Sequence[int]], j: int, cls: Token,
@@ -650,6 +691,24 @@ class Splicer:
                     groups.setdefault(_norm(self.rows[c][i]), []).append(c)
             hit = self.memo[prefix] = groups
         return hit
+
+
+def _field_ends(row: tuple[Token, ...], text_index: int, reverse: bool) -> tuple[tuple[int, int], ...]:
+    """Per token of a sampled row: for an address word, how many words follow it and precede it in
+    its comma field ("1037 8th Ter #376, Los Angeles, CA": (3, 0) (2, 1) (1, 2) (0, 3), (1, 0) (0, 1),
+    (0, 0)); (-1, -1) for other columns' parts."""
+    text = [j for j, (i, _) in enumerate(row) if i == text_index]
+    order = list(reversed(text)) if reverse else text  # the address's words as written
+    fields: list[list[int]] = [[]]
+    for j in order:
+        fields[-1].append(j)
+        if (row[j][1] or "").endswith(","):
+            fields.append([])
+    out = [(-1, -1)] * len(row)
+    for words in fields:
+        for n, j in enumerate(words):
+            out[j] = (len(words) - 1 - n, n)
+    return tuple(out)
 
 
 def _comma_fine_start(row: tuple[Token, ...], text_index: int, reverse: bool) -> int | None:
