@@ -456,6 +456,12 @@ def label_free(rows: Sequence[asyncpg.Record], orders: Sequence[asyncpg.Record])
         w.rstrip(",.;").isalpha() and word_rows[w.rstrip(",.;")] == 1
         and min(len(after[ws[j - 1] if j else "^"]), len(before[ws[j + 1] if j + 1 < len(ws) else "$"])) < 10
         for j, w in enumerate(ws))) for ws in masked])
+    # a street line that ends in a word few rows end theirs with (its unit's number and word aside): a
+    # street without a type, a town's or a neighbourhood's name where the type goes ("247 6th Fischer
+    # #411", "20 VIEW WALNUTDALE, MANSFIELD, MN"); a real row's are a handful of types, few misspelt
+    line_ends = [_line_end(a) for a in addr]
+    end_rows = Counter(e for e in line_ends if e)
+    untyped = np.array([float(bool(e) and end_rows[e] <= 2) for e in line_ends])
     # a household without a family name: an address exactly 2-3 rows write, none of the others with the
     # row's surname (real rows at one address are mostly a family; two strangers are a shared flat)
     names = [r["full_name"] or "" for r in rows]
@@ -477,7 +483,22 @@ def label_free(rows: Sequence[asyncpg.Record], orders: Sequence[asyncpg.Record])
             "update_gap_shared_exactly": shared_gap, "updated_precision_rare": upd_precision,
             "area_code_alone_in_region": lonely_area, "postal3_alone_in_locality": lonely_zip,
             "address_in_two_cases": mixed, "address_stub_word": stub,
-            "closed_slot_word": closed, "address_shared_without_surname": strangers}
+            "closed_slot_word": closed, "street_line_end_rare": untyped, "address_shared_without_surname": strangers}
+
+
+_UNIT_AT_END = re.compile(r"\s+(?:#\s*|(?:apt|unit|ste|suite|fl|rm|no)\.?\s+#?)[\w-]*\d[\w-]*$", re.I)
+
+
+def _line_end(address: str) -> str:
+    """The last word of an address's street line (its first comma field, a unit after it aside), case
+    folded and without trailing dots; "" for an address without commas or whose line ends in a number
+    (a highway's, a PO box's) or a parenthesised part (a Korean address's dong)."""
+    if "," not in address:
+        return ""
+    line = _UNIT_AT_END.sub("", address.split(",")[0].strip())
+    words = line.split()
+    last = words[-1].rstrip(".").casefold() if len(words) > 1 else ""
+    return "" if any(ch.isdigit() for ch in last) or last.startswith("(") else last
 
 
 def auc(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:

@@ -310,16 +310,21 @@ def test_a_new_word_goes_where_many_words_do_never_into_a_closed_slot() -> None:
     """A new word (:meth:`Splicer.freshen`) replaces a street's or a town's name, where the sample has
     many different words beside the same neighbours, never a street type (here one of four words
     after a street's name), a unit's word or half of a two-word town: "Santon Diego", "Glenwood Avence" and "Uniant 12" are misspellings of a closed
-    class no real row makes, which a thief reads without labels."""
+    class no real row makes, which a thief reads without labels; and only where real rows have words
+    no other row has (a street's name here, never a town's)."""
     rng = random.Random(5)
     words = rng.sample([a + b for a in ("Green", "Brown", "Stan", "Glen", "Fern", "Ash", "Birch", "Cedar", "Maple", "Pine")
                         for b in ("ville", "ton", "wood", "field", "dale", "burg", "ford", "land")], 64)  # the rest: new words
     types, names = words[:4], words[4:]  # a street's type: one of four words after its name
     towns = [f"{t}," for t in names[30:]] + ["Santa Clara,", "Santa Rosa,", "Mountain View,", "Mountain Home,"]
+    # a street in ten a name only its row has (a new word goes only where real rows have such words)
+    rare = [f"{a}{b}{c}" for a in ("Hol", "Mar", "Wes", "Ken", "Dal", "Tor", "Bel", "Cor") for b in ("ridge", "brook", "mont", "wick", "crest")
+            for c in ("er", "ley", "s")]
     rows = []
     for i in range(900):
         unit = f" Suite {rng.randint(1, 40)}" if i % 2 else ""
-        text = f"{rng.randint(1, 999)} {rng.choice(names[:30])} {rng.choice(types)}{unit}, {rng.choice(towns)} CA"
+        street = rng.choice(names[:30]) if i % 10 else rare[i // 10 % len(rare)]
+        text = f"{rng.randint(1, 999)} {street} {rng.choice(types)}{unit}, {rng.choice(towns)} CA"
         rows.append({"id": str(i), "address": text, "postal_code": f"9{rng.randint(0, 9999):04d}"})
     splicer = Splicer.of(customers_info("address", "postal_code"), rows)
     assert splicer is not None
@@ -333,7 +338,7 @@ def test_a_new_word_goes_where_many_words_do_never_into_a_closed_slot() -> None:
         before, after = (base.get("address") or "").split(" "), (got.get("address") or "").split(" ")
         assert len(before) == len(after)
         replaced.update(b.rstrip(",") for b, a in zip(before, after, strict=True) if a != b and not re.fullmatch(r"\d+,?", b))
-    assert replaced.total() > 100, replaced
+    assert replaced.total() > 50, replaced
     assert not closed & set(replaced), replaced
 
 
