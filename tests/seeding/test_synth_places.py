@@ -470,3 +470,29 @@ def test_an_address_without_commas_keeps_its_town_whole() -> None:
         assert m is not None, made
         assert (m["town"], m["state"]) in PLACES, made
         assert m["zip"] == made["postal_code"] and m["zip"].startswith(PLACES[(m["town"], m["state"])]), made
+
+
+def test_an_address_without_commas_is_composed_as_often_as_the_table_writes_one() -> None:
+    """A word's place in its comma field is measured on the addresses written the same way: one
+    field for "12 Oak St Cedar Rapids IA 52401" puts "St" where no address with commas does, so
+    compositions written without commas were thrown away when they were a few percent of the
+    table (bench, independent table: 1% of canaries against 3.4% of real rows; here 0.6-0.7 of the
+    sample's share, now 0.9)."""
+    towns = {("Cedar Rapids", "IA"): "524", ("Rock Island", "IL"): "612", ("Dayton", "OH"): "454", ("Akron", "OH"): "443",
+             ("Springfield", "IL"): "627", ("Peoria", "IL"): "616", ("Des Moines", "IA"): "503", ("Iowa City", "IA"): "522"}
+    names = [f"{a}{b}" for a in ("Oak", "Elm", "Ash", "Fern", "Birch", "Cedar", "Maple", "Pine", "Wil", "Hazel")
+             for b in ("wood", "dale", "field", "brook", "ridge", "view", "crest", "wick")]
+    rng = random.Random(12)
+    sample: list[dict[str, str | None]] = []
+    for i in range(2000):
+        (town, state), zip3 = rng.choice(list(towns.items()))
+        code = f"{zip3}{rng.randint(0, 99):02d}"
+        line = f"{rng.randint(1, 9999)} {rng.choice(('', 'N ', 'S ', 'E ', 'W '))}{rng.choice(names)} {rng.choice(('St', 'Ave', 'Dr', 'Rd', 'Ln', 'Ct'))}"
+        text = f"{line} {town} {state} {code}" if rng.random() < 0.035 else f"{line}, {town}, {state}"
+        sample.append({"id": str(i), "address": text, "postal_code": code})
+    splicer = Splicer.of(customers_info("address", "postal_code"), sample)
+    assert splicer is not None
+    share = sum("," not in str(r["address"]) for r in sample) / len(sample)
+    made = [m["address"] for m in (splicer.compose(rng, novel=i % 2 == 1) for i in range(3000)) if m and m["address"]]
+    plain = sum("," not in a for a in made) / len(made)
+    assert plain >= 0.8 * share, (plain, share)

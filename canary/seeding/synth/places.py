@@ -173,6 +173,9 @@ class Splicer:
     #: sampled row -> the number at its address's coarse end, where :attr:`rows` holds it digit-masked
     #: (a postcode the address repeats, which :meth:`echo` writes anew: :func:`_unechoed`)
     echoed: Mapping[int, Token] = field(default_factory=dict)
+    #: :attr:`places` of the addresses written without commas (one field each: "719 S Beiler St Jasper IA
+    #: 51785" puts "St" where no address with commas does)
+    flat_places: Mapping[str, Counter[tuple[int, int]]] = field(default_factory=dict)
     memo: dict[tuple[Token, ...], Mapping[Token, list[int]]] = field(default_factory=dict, compare=False, repr=False)
     #: (prefix, position) -> the tokens the rows sharing the prefix have there, by class (memoised: on a
     #: table of distinct addresses every walk leaves the shared prefix at once and would otherwise
@@ -235,14 +238,15 @@ class Splicer:
                     if m in common:
                         after.setdefault((_norm(a)[1] or "", _skeleton(b[1])), []).append(m)
         numbers = {w: ms for w, ms in after.items() if len(ms) >= k}
-        places: dict[str, Counter[tuple[int, int]]] = {}
-        for v in (r.get(text[0]) for r in sample):
-            for w, at in _places_of(v):
-                places.setdefault(w, Counter())[at] += 1
-        places = {w: c for w, c in places.items() if c.total() >= 10 * k}
+        fields: dict[bool, list[str]] = {True: [], False: []}
+        for r in sample:
+            v = r.get(text[0])
+            if v:
+                fields["," in v].append(v)
+        places, flat = _word_places(fields[True], k), _word_places(fields[False], k)
         walked, echoed = _unechoed(rows, sample, text[0], t_index) if echoes else (rows, {})
         return cls(columns, tuple(walked), reverse, t_index, common, held, k, Parts.of(rows, t_index, k, words), echoes,
-                   styles, spelled, numbers, places, _towns(rows, t_index, reverse), echoed)
+                   styles, spelled, numbers, places, _towns(rows, t_index, reverse), echoed, flat)
 
     def coarse_number(self, text: str | None) -> int:
         """1 when ``text`` (an address) has a number at its coarse end (a ZIP after the state), else 0:
@@ -428,9 +432,12 @@ class Splicer:
         addresses put together can put a word where nobody writes it: a street type in the middle of a
         street's name ("29 East Street Lane"), one alone in a field of its own ("100 Oak St SE, Dr,
         Seattle"); the word is then as common as it is, but the address's own shape is one no real
-        row has."""
+        row has. An address without commas is measured against those the sample writes so: against
+        the others, 59% of the compositions written so were thrown away, and 1% of canaries had an
+        address without commas against 3.4% of real rows (bench, independent table)."""
+        places = self.places if text is None or "," in text else self.flat_places
         for w, at in _places_of(text):
-            seen = self.places.get(w)
+            seen = places.get(w)
             if seen is not None and seen[at] < max(self.k, seen.total() / 100):
                 return False
         return True
@@ -816,6 +823,15 @@ def coarse_key(text: str | None) -> str | None:
     if "," not in text:
         return ""
     return "|".join(_DIGITS_DASHES.sub("", f).strip().lower() for f in text.rsplit(",", 2)[-2:])
+
+
+def _word_places(texts: Iterable[str], k: int) -> dict[str, Counter[tuple[int, int]]]:
+    """Per word at least 10 k times in ``texts`` (addresses), where it stands (:func:`_places_of`), how often."""
+    places: dict[str, Counter[tuple[int, int]]] = {}
+    for v in texts:
+        for w, at in _places_of(v):
+            places.setdefault(w, Counter())[at] += 1
+    return {w: c for w, c in places.items() if c.total() >= 10 * k}
 
 
 def _places_of(text: str | None) -> list[tuple[str, tuple[int, int]]]:
