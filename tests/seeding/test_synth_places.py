@@ -496,3 +496,41 @@ def test_an_address_without_commas_is_composed_as_often_as_the_table_writes_one(
     made = [m["address"] for m in (splicer.compose(rng, novel=i % 2 == 1) for i in range(3000)) if m and m["address"]]
     plain = sum("," not in a for a in made) / len(made)
     assert plain >= 0.8 * share, (plain, share)
+
+
+TYPES = ("St", "Ave", "Dr", "Rd", "Ln", "Ct", "Way", "Blvd", "Pl", "Cir")
+
+
+def test_a_novel_walk_keeps_a_town_in_its_state_where_addresses_end_in_a_zip() -> None:
+    """The walk reads the ZIP after the state masked, one more level before the state: a novel walk
+    that takes its town from the wider region took it from every state's ("..., Jasper, MA"), a
+    town and ZIP area no row has together (bench rule postal3_alone_in_locality: 19-23% of canaries
+    against 12% of real rows). The masked number is no region: towns stay in their state, and each
+    composed ZIP is its postcode, in that town's ZIP area."""
+    towns = {(t, st): z for st, names, z0 in (("IL", ("Peoria", "Joliet", "Aurora", "Elgin", "Decatur"), 600),
+                                              ("OH", ("Dayton", "Akron", "Toledo", "Canton", "Lorain"), 430),
+                                              ("IA", ("Ames", "Ankeny", "Dubuque", "Waterloo", "Clinton"), 500))
+             for t, z in zip(names, (str(z0 + 3 * n) for n in range(5)), strict=True)}
+    rng = random.Random(31)
+    streets = [f"{a}{b}" for a in ("Oak", "Elm", "Ash", "Fern", "Birch", "Cedar", "Maple", "Pine") for b in ("wood", "dale", "field", "brook", "ridge")]
+    sample: list[dict[str, str | None]] = []
+    for i in range(900):
+        (town, state), zip3 = rng.choice(list(towns.items()))
+        code = f"{zip3}{rng.randint(0, 99):02d}"
+        text = f"{rng.randint(1, 999)} {rng.choice(streets)} {rng.choice(TYPES)}, {town}, {state}"
+        sample.append({"id": str(i), "address": f"{text} {code}" if i % 2 else text, "postal_code": code})
+    splicer = Splicer.of(customers_info("address", "postal_code"), sample)
+    assert splicer is not None and splicer.echoes
+    ending = re.compile(r".*, (?P<town>[^,]+), (?P<state>[A-Z]{2})(?: (?P<zip>\d{5}))?")
+    made = 0
+    for _ in range(1500):
+        got = splicer.compose(rng, novel=True)
+        if not got or not got["address"]:
+            continue
+        m = ending.fullmatch(got["address"])
+        assert m is not None, got
+        made += 1
+        assert (m["town"], m["state"]) in towns, got
+        assert str(got["postal_code"]).startswith(towns[(m["town"], m["state"])]), got
+        assert m["zip"] is None or m["zip"] == got["postal_code"], got
+    assert made > 1000
