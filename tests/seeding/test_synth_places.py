@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 from seeder_helpers import customers_info
@@ -439,6 +440,21 @@ PLACES = {("Cedar Rapids", "IA"): "524", ("Rock Island", "IL"): "612", ("Dayton"
           ("Springfield", "IL"): "627", ("Peoria", "IL"): "616"}
 
 
+def _comma_less(rng: random.Random, n: int, towns: dict[tuple[str, str], str], line: Callable[[], str],
+                plain: Callable[[int], bool]) -> list[dict[str, str | None]]:
+    """``n`` US addresses in ``towns`` ((town, state) -> ZIP area), each street line from ``line``; those
+    ``plain`` picks (by index) written without commas with the ZIP after the state
+    (``12 Oak St Cedar Rapids IA 52401``), the others ``12 Oak St, Cedar Rapids, IA``."""
+    out: list[dict[str, str | None]] = []
+    for i in range(n):
+        (town, state), zip3 = rng.choice(list(towns.items()))
+        code = f"{zip3}{rng.randint(0, 99):02d}"
+        street = line()
+        text = f"{street} {town} {state} {code}" if plain(i) else f"{street}, {town}, {state}"
+        out.append({"id": str(i), "address": text, "postal_code": code})
+    return out
+
+
 def test_an_address_without_commas_keeps_its_town_whole() -> None:
     """A table writing one address in six without commas (``12 Oak St Cedar Rapids IA 52401``): a
     composed one written so has a town and state one sampled row has together (two-word towns
@@ -446,13 +462,8 @@ def test_an_address_without_commas_keeps_its_town_whole() -> None:
     rows with commas name their towns; never one row's state with another's town and a third's ZIP
     (a mismatch a thief checks without labels), also when its postcode is drawn anew."""
     rng = random.Random(12)
-    sample: list[dict[str, str | None]] = []
-    for i in range(900):
-        (town, state), zip3 = rng.choice(list(PLACES.items()))
-        code = f"{zip3}{rng.randint(0, 99):02d}"
-        line = f"{rng.randint(1, 999)} {rng.choice(US_STREETS)} {rng.choice(('St', 'Ave', 'Dr', 'Rd'))}"
-        text = f"{line} {town} {state} {code}" if i % 6 == 0 else f"{line}, {town}, {state}"
-        sample.append({"id": str(i), "address": text, "postal_code": code})
+    sample = _comma_less(rng, 900, PLACES, lambda: f"{rng.randint(1, 999)} {rng.choice(US_STREETS)} {rng.choice(('St', 'Ave', 'Dr', 'Rd'))}",
+                         lambda i: i % 6 == 0)
     splicer = Splicer.of(customers_info("address", "postal_code"), sample)
     assert splicer is not None and splicer.reverse
     ending = re.compile(r"\d+ \S+ \S+ (?P<town>.+) (?P<state>[A-Z]{2}) (?P<zip>\d{5})")
@@ -483,13 +494,8 @@ def test_an_address_without_commas_is_composed_as_often_as_the_table_writes_one(
     names = [f"{a}{b}" for a in ("Oak", "Elm", "Ash", "Fern", "Birch", "Cedar", "Maple", "Pine", "Wil", "Hazel")
              for b in ("wood", "dale", "field", "brook", "ridge", "view", "crest", "wick")]
     rng = random.Random(12)
-    sample: list[dict[str, str | None]] = []
-    for i in range(2000):
-        (town, state), zip3 = rng.choice(list(towns.items()))
-        code = f"{zip3}{rng.randint(0, 99):02d}"
-        line = f"{rng.randint(1, 9999)} {rng.choice(('', 'N ', 'S ', 'E ', 'W '))}{rng.choice(names)} {rng.choice(('St', 'Ave', 'Dr', 'Rd', 'Ln', 'Ct'))}"
-        text = f"{line} {town} {state} {code}" if rng.random() < 0.035 else f"{line}, {town}, {state}"
-        sample.append({"id": str(i), "address": text, "postal_code": code})
+    sample = _comma_less(rng, 2000, towns, lambda: f"{rng.randint(1, 9999)} {rng.choice(('', 'N ', 'S ', 'E ', 'W '))}{rng.choice(names)} "
+                         f"{rng.choice(('St', 'Ave', 'Dr', 'Rd', 'Ln', 'Ct'))}", lambda i: rng.random() < 0.035)
     splicer = Splicer.of(customers_info("address", "postal_code"), sample)
     assert splicer is not None
     share = sum("," not in str(r["address"]) for r in sample) / len(sample)
