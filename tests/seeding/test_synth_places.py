@@ -540,3 +540,17 @@ def test_a_novel_walk_keeps_a_town_in_its_state_where_addresses_end_in_a_zip() -
         assert str(got["postal_code"]).startswith(towns[(m["town"], m["state"])]), got
         assert m["zip"] is None or m["zip"] == got["postal_code"], got
     assert made > 1000
+
+
+def test_the_address_style_traits_read_the_coarse_end() -> None:
+    """The location match keeps three traits of an address's style at the real rows' shares: a
+    number at its coarse end (a ZIP), no commas, and a coarse word of two letters at most (a state's
+    code, not its name); novel walks make each style a new shape at another rate."""
+    rng = random.Random(3)
+    sample = _comma_less(rng, 600, PLACES, lambda: f"{rng.randint(1, 999)} {rng.choice(US_STREETS)} St", lambda i: i % 5 == 0)
+    splicer = Splicer.of(customers_info("address", "postal_code"), sample)
+    assert splicer is not None and splicer.reverse
+    cases = {"12 Oak St, Dayton, OH 45402": (1, 0, 1), "12 Oak St, Dayton, OH": (0, 0, 1), "12 Oak St Dayton OH 45402": (1, 1, 1),
+             "12 Oak St, Dayton, Ohio": (0, 0, 0), "": (0, 0, 0)}
+    for text, want in cases.items():
+        assert (splicer.coarse_number(text), splicer.comma_less(text), splicer.coarse_short(text)) == want, text

@@ -258,6 +258,24 @@ class Splicer:
         ws = text.split(" ")
         return int(_numeric(ws[-1 if self.reverse else 0]) and _has_digit(ws[-1 if self.reverse else 0]))
 
+    def comma_less(self, text: str | None) -> int:
+        """1 when ``text`` (an address) is written without commas, else 0: a trait the frequency match
+        keeps at the real rows' share (bench, independent table: 1% of canaries against 3.4% of real
+        rows, whose few towns and streets give a novel walk a new shape less often)."""
+        return int(bool(text) and "," not in str(text))
+
+    def coarse_short(self, text: str | None) -> int:
+        """1 when the word at ``text``'s coarse end (a number there aside) is two letters at most (a
+        state's code, not its name: "CA" against "California"; a sido as "서울" against "서울특별시"),
+        else 0: a trait the frequency match keeps at the real rows' share (bench, independent table:
+        0.5% of canaries with a state spelt out against 2.8% of real rows)."""
+        if not text:
+            return 0
+        ws = [w for w in text.split(" ") if w and not _numeric(w)]
+        if not ws:
+            return 0
+        return int(len(ws[-1 if self.reverse else 0].strip(",.;")) <= 2)
+
     def echo(self, place: Mapping[str, str | None]) -> dict[str, str | None]:
         """``place`` with the number at its address's coarse end (a ZIP after the state) made the
         postcode's own, where the table's addresses repeat their postcode there (:attr:`echoes`):

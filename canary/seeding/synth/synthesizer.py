@@ -452,7 +452,7 @@ class Synthesizer:
                 cols = [c for c in places.columns if c in counts]
                 pool += [{c: r.get(c) for c in cols} for r in sample
                          if r.get(text) is not None and all(counts[c][r.get(c)] >= MIN_SHARED for c in cols)]
-                traits = ((text, word_count), (text, places.coarse_number))
+                traits = ((text, word_count), (text, places.coarse_number), (text, places.comma_less), (text, places.coarse_short))
                 # rows without an address are targets, too: the composed locations decide where a
                 # canary has none (and then no postcode either, when the table's rows have none)
                 targets = FrequencyMatch.real_targets(keys, derived, sample, traits, nulls=True)
