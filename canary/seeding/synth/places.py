@@ -255,8 +255,8 @@ class Splicer:
         independent table: 21% of them against 16%), so a match on the shape alone over-drew them."""
         if not text:
             return 0
-        ws = text.split(" ")
-        return int(_numeric(ws[-1 if self.reverse else 0]) and _has_digit(ws[-1 if self.reverse else 0]))
+        word = text.split(" ")[-1 if self.reverse else 0]
+        return int(_numeric(word) and _has_digit(word))
 
     def comma_less(self, text: str | None) -> int:
         """1 when ``text`` (an address) is written without commas, else 0: a trait the frequency match
@@ -384,9 +384,7 @@ class Splicer:
         type, which no real row has (bench: 1% of canaries)."""
         tok = self.rows[row][j]
         cls = self._cls(tok)
-        if tok[0] != self.text_index or tok[1] is None or cls != _ending(tok):
-            return cls
-        return (cls[0], f"{cls[1]}@{self._ends_of(row)[j]}")
+        return self._ending_at(row, j) if cls == _ending(tok) else cls
 
     def _pool(self, prefix: tuple[Token, ...], cands: Sequence[int], j: int) -> Mapping[Token, list[Token]]:
         hit = self.pools.get((prefix, j))
@@ -509,7 +507,7 @@ class Splicer:
             # otherwise hand one row's parts over whole
             prefix = tuple(out)
             if wide and prefix:  # the last token the walk followed (a street), from the wider region's
-                out[-1] = self._wider(prefix[:-1], levels, len(prefix) - 1, prefix[-1], rng, at) or out[-1]
+                out[-1] = self._wider(prefix[:-1], levels, len(prefix) - 1, rng, at) or out[-1]
                 if _norm(out[-1]) != _norm(prefix[-1]):
                     # the rest (a postcode) from the rows of the token taken (a town's): from those of the
                     # token left, a town with another's ZIP area made a (town, ZIP area) pair no row has
@@ -534,7 +532,7 @@ class Splicer:
                 follow = self._follow(prefix[:level], levels[level], j, out[-1], cls) if j > i else None
                 col, text = rng.choice(follow or self._pool(prefix[:level], levels[level], j)[cls])
                 if wide and j == i:
-                    col, text = self._wider(prefix, levels, j, r[j], rng, at) or (col, text)
+                    col, text = self._wider(prefix, levels, j, rng, at) or (col, text)
                 out.append((col, _redraw_digits(text, rng) if redraw and text is not None and col == self.text_index else text))
             return self._cased(self._unmasked(out, at), at)
 
@@ -614,9 +612,9 @@ class Splicer:
             index = self.after[j] = {key: toks for key, toks in found.items() if len({_norm(t) for t in toks}) >= self.k}
         return index
 
-    def _wider(self, prefix: tuple[Token, ...], levels: Sequence[Sequence[int]], j: int, tok: Token, rng: random.Random,
+    def _wider(self, prefix: tuple[Token, ...], levels: Sequence[Sequence[int]], j: int, rng: random.Random,
                row: int) -> Token | None:
-        """A token for position ``j`` ending like ``tok`` (sampled row ``row``'s there) in the same place
+        """A token for position ``j`` ending like sampled row ``row``'s there in the same place
         of its comma field (:meth:`_ending_at`: a street's type is not a neighbourhood's name, "623 N
         Wilfield Elmridgeville, Dayton, OH") from the rows sharing all of ``prefix`` but
         its last token, when the rows sharing all of it have k different such tokens there (an open
@@ -626,6 +624,7 @@ class Splicer:
         unit's number ("6D,") the street's type ("18 Oak 6D, River Valley": 0.6% of novel walks)."""
         # a number at the coarse end (a ZIP the walk reads masked, _unechoed) is no region: "99999, MA"
         # cut to "99999" would take a town of any state ("..., Jasper, MA")
+        tok = self.rows[row][j]
         coarse = len(prefix) > self.text_index and _numeric(prefix[self.text_index][1])
         if tok[1] is None or len(prefix) - coarse < 2 or _has_digit(tok[1]):
             return None
