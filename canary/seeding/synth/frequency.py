@@ -211,6 +211,19 @@ def lead_key(text: str | None) -> str | None:
     return " ".join(text.split(None, 2)[:2]).translate(_DIGIT_MASK)  # the two words masked, not the whole text: half the time
 
 
+_NOT_DIGITS = re.compile(r"\D+")
+
+
+def area_key(code: str | None) -> str | None:
+    """A postcode's first three digits (a US ZIP's sectional centre, ``62704`` -> ``627``), None for
+    one with fewer: an insider counts how many rows share a canary's postal area, not only its
+    postcode and the postcode's region."""
+    if not code:
+        return code
+    digits = _NOT_DIGITS.sub("", code)
+    return digits[:3] if len(digits) >= 3 else None
+
+
 @dataclass(frozen=True, slots=True)
 class Across:
     """A key derived from several columns of a candidate (its column in :attr:`FrequencyMatch.keys`

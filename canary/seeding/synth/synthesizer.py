@@ -28,6 +28,7 @@ from canary.seeding.synth.frequency import (
     FrequencyMatch,
     Rarest,
     ValueCounts,
+    area_key,
     given_key,
     lead_key,
     same,
@@ -348,6 +349,8 @@ class Synthesizer:
                 out[c] += [surname_key, given_key]
             elif self.profile.places is not None and c == self.profile.places.columns[self.profile.places.text_index]:
                 out[c] += [shape_key, coarse_key, lead_key]
+            elif self.profile.places is not None and c in self.profile.places.columns and self.semantics[c] == Semantic.POSTCODE:
+                out[c] += [area_key]
         return out
 
     def tallies(self) -> list[Tally]:
@@ -417,6 +420,7 @@ class Synthesizer:
             text = places.columns[places.text_index]
             if text in counts:
                 keys = ((text, same), (text, shape_key), (text, coarse_key), (text, lead_key)) + tuple((c, same) for c in places.columns if c != text and c in counts)
+                keys += tuple((c, area_key) for c in places.columns if c != text and c in counts and self.semantics[c] == Semantic.POSTCODE)
                 derived = tuple(_derive(counts[col], fn) for col, fn in keys)
                 for tally in self.tallies():
                     got = (tallies or {}).get(tally.name)
