@@ -22,7 +22,11 @@ A gradient-boosting classifier (scikit-learn, stratified 5-fold) then tries to s
 benchmark prints the ROC AUC (0.5 = indistinguishable; target <= 0.55), the five most telling single
 features, and label-free rules a thief could apply without a classifier. A control run of the same
 classifier, with as many real rows labelled canaries (the canaries left out), prints the measure's noise
-floor: what a perfect seeder would score (about 0.48-0.49 at 20,000 rows).
+floor: what a perfect seeder would score (about 0.48-0.49 at 20,000 rows). Beside it, the same
+classifier with the rows of one address kept in one fold (``households in one fold``): two canaries
+sharing an address (a household, as real rows share theirs) have the same address features, and
+split across folds the second is recognised by the first's label: what knowing one canary tells a
+thief about its housemates, not how canaries as such differ. The target is read on the first.
 
 Each generator is measured without contact pools (synthesis quality alone) and with realistic pools
 shaped like its data (what production uses: contact points must route back to us): 40 small domains
@@ -78,7 +82,7 @@ from independent_customers import ANCHOR, IndependentUS, create_independent_shop
 from realistic_customers import SURNAMES, RealisticKorea, create_realistic_shop
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from traces import fetch_traces, trace_features, trace_rules
 from trickled import SimClock, trickle_through, trickle_window
 
@@ -511,6 +515,22 @@ def auc(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     return float(roc_auc_score(y, scores)), scores
 
 
+def grouped_auc(x: np.ndarray, y: np.ndarray, addresses: Sequence[str | None]) -> float:
+    """:func:`auc` with the rows of one address (case folded; a row without one alone) kept in one
+    fold. Two canaries of one household have the same address features; split across folds, the
+    classifier recognises the second by the first's label, which measures what a thief who already
+    knows one canary learns about its housemates, not how canaries differ from real rows (real
+    housemates are recognised alike)."""
+    groups = np.unique([(a or f"\x00{i}").casefold() for i, a in enumerate(addresses)], return_inverse=True)[1]
+    scores = np.zeros(len(y))
+    folds = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=0)
+    for train, test in folds.split(x, y, groups):
+        clf = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, random_state=0)
+        clf.fit(x[train], y[train])
+        scores[test] = clf.predict_proba(x[test])[:, 1]
+    return float(roc_auc_score(y, scores))
+
+
 def single_feature_auc(x: np.ndarray, y: np.ndarray, names: list[str]) -> list[tuple[str, float]]:
     """How well each feature alone separates canaries (AUC folded to >= 0.5), most telling first."""
     out = []
@@ -534,6 +554,7 @@ async def admin_each(server: PostgresServer, sql: str, names: Sequence[str]) -> 
 class Outcome:
     auc: float
     auc_traces: float | None  # with the physical-trace features (``--traces``)
+    grouped: float  # with the rows of one address (a household) in one fold (:func:`grouped_auc`)
     control: float  # the same classifier on as many real rows labelled canaries: the noise floor
 
 
@@ -642,6 +663,7 @@ async def run(
     rules = {k: v[keep] for k, v in label_free(rows, orders).items()}
     x, y = x[keep], y[keep]
     score, _ = auc(x, y)
+    grouped = grouped_auc(x, y, [r["address"] for r, k in zip(rows, keep, strict=True) if k])
     control = control_auc(x, y, seed or 0)
     top = single_feature_auc(x, y, names)[:top_n]
     if window is not None:
@@ -659,7 +681,7 @@ async def run(
         if "configured" not in w:
             print(f"  seeder warning: {w}")
     print(f"  ROC AUC (5-fold, gradient boosting, {x.shape[1]} features): {score:.3f}   target <= 0.55   "
-          f"(control, {int(y.sum())} real rows labelled canaries: {control:.3f})")
+          f"(control, {int(y.sum())} real rows labelled canaries: {control:.3f}); households in one fold: {grouped:.3f}")
     print("  most telling single features (AUC alone): " + ", ".join(f"{n} {d:.3f}" for n, d in top))
     print("  label-free rules, share flagged (canaries vs real rows; a tell when canaries are flagged more):")
     print_rules(rules, y)
@@ -678,7 +700,7 @@ async def run(
         print("  most telling trace features: " + ", ".join(f"{n} {d:.3f}" for n, d in single_feature_auc(tx[keep], y, tnames)[:top_n]))
         print("  label-free trace rules:")
         print_rules({k: v[keep] for k, v in trace_rules(trace_rows).items()}, y)
-    return Outcome(score, score_t, control)
+    return Outcome(score, score_t, grouped, control)
 
 
 POOLS = ("none", "domains", "mailboxes")
@@ -772,6 +794,9 @@ async def main(argv: Sequence[str] | None = None) -> None:
     print(f"  {'data':<12} " + " ".join(f"{h:>{width}}" for h in ("no pools", "domains", "mailboxes")))
     for data, outcomes in results:
         print(f"  {data:<12} " + " ".join(f"{cell(outcomes.get(k)):>{width}}" for k in POOLS))
+    print("  the same, households in one fold (the rows of an address never split between training and test):")
+    for data, outcomes in results:
+        print(f"  {data:<12} " + " ".join(f"{spread([o.grouped for o in outcomes[k]]) if outcomes.get(k) else '-':>{width}}" for k in POOLS))
     controls = [o.control for _, outcomes in results for runs in outcomes.values() for o in runs]
     print(f"  control (real rows labelled canaries, the measure's noise floor): {spread(controls)}")
 
