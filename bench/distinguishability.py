@@ -505,10 +505,13 @@ def _line_end(address: str) -> str:
     return "" if any(ch.isdigit() for ch in last) or last.startswith("(") else last
 
 
-def auc(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+def auc(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """The classifier's ROC AUC, stratified 5-fold (with ``groups``, each group's rows in one fold), and
+    its out-of-fold scores."""
     scores = np.zeros(len(y))
-    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
-    for train, test in folds.split(x, y):
+    folds = (StratifiedKFold(n_splits=5, shuffle=True, random_state=0) if groups is None
+             else StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=0))
+    for train, test in folds.split(x, y, groups):
         clf = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, random_state=0)
         clf.fit(x[train], y[train])
         scores[test] = clf.predict_proba(x[test])[:, 1]
@@ -522,13 +525,7 @@ def grouped_auc(x: np.ndarray, y: np.ndarray, addresses: Sequence[str | None]) -
     knows one canary learns about its housemates, not how canaries differ from real rows (real
     housemates are recognised alike)."""
     groups = np.unique([(a or f"\x00{i}").casefold() for i, a in enumerate(addresses)], return_inverse=True)[1]
-    scores = np.zeros(len(y))
-    folds = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=0)
-    for train, test in folds.split(x, y, groups):
-        clf = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, random_state=0)
-        clf.fit(x[train], y[train])
-        scores[test] = clf.predict_proba(x[test])[:, 1]
-    return float(roc_auc_score(y, scores))
+    return auc(x, y, groups)[0]
 
 
 def single_feature_auc(x: np.ndarray, y: np.ndarray, names: list[str]) -> list[tuple[str, float]]:
