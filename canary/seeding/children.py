@@ -145,7 +145,8 @@ async def _plan_reference(
         base = parse_ts(parent.rows[i].values.get(parent_created)) if parent_created else None
         when = base + dt.timedelta(seconds=delay) if base is not None and delay is not None else base
         contexts.append(RowContext(pk=None, created=when))
-    contexts = await _own_keys(seeder, conn, info, prof, [c.created for c in contexts], warnings)
+    floors = [parse_ts(parent.rows[i].values.get(parent_created)) if parent_created else None for i in rows_idx]
+    contexts = await _own_keys(seeder, conn, info, prof, [c.created for c in contexts], warnings, floors)
     fixed = {fk}
     for other in info.foreign_keys():
         if len(other.columns) == 1 and other.columns[0] != fk:
@@ -599,9 +600,11 @@ async def _real_keys(conn: asyncpg.Connection, info: TableInfo, fk: str, parent_
 
 
 async def _own_keys(seeder: Any, conn: asyncpg.Connection, info: TableInfo, prof: TableProfile,
-                    times: list[dt.datetime | None], warnings: list[str]) -> list[RowContext]:
+                    times: list[dt.datetime | None], warnings: list[str],
+                    floors: Sequence[dt.datetime | None] | None = None) -> list[RowContext]:
     """Keys and times for child rows dated ``times``: for a single integer key, keys whose real
-    neighbours' times bracket each row's time (ids and dates agree like real rows'); for a composite
+    neighbours' times bracket each row's time (ids and dates agree like real rows'), never before
+    its ``floors`` (its parent's creation); for a composite
     key, the next values of its sequence-backed columns (when the rows are written), the synthesizer's
     for its other columns; a key drawn like real ones otherwise."""
     n = len(times)
@@ -614,7 +617,8 @@ async def _own_keys(seeder: Any, conn: asyncpg.Connection, info: TableInfo, prof
     if col.base_type in ("int2", "int4", "int8"):
         local: list[str] = []
         order = sorted(range(n), key=lambda i: (times[i] is None, times[i] or dt.datetime.min.replace(tzinfo=dt.timezone.utc)))
-        placed = await seeder._placements(conn, info, prof, [], n, local, times=[times[i] for i in order])
+        placed = await seeder._placements(conn, info, prof, [], n, local, times=[times[i] for i in order],
+                                          floors=[floors[i] for i in order] if floors is not None else None)
         warnings.extend(local)
         out: list[RowContext] = [RowContext(pk=None, created=t) for t in times]
         for slot, i in enumerate(order):

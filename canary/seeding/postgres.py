@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import dataclasses
 import datetime as dt
 import functools
@@ -981,6 +982,7 @@ class PostgresSeeder:
     async def _placements(
         self, conn: asyncpg.Connection, info: TableInfo, prof: TableProfile, exclude: list[str], n: int, warnings: list[str],
         times: Sequence[dt.datetime | None] | None = None, sample: Sequence[Mapping[str, str | None]] = (),
+        floors: Sequence[dt.datetime | None] | None = None,
     ) -> list[RowContext]:
         """Keys and creation times for n rows, interleaved with the real rows (:meth:`_interleaved`, or
         :meth:`_composite_placements` for a composite key). In a partitioned table a row must also fall
@@ -994,7 +996,7 @@ class PostgresSeeder:
             if len(info.primary_key) > 1:
                 got = await self._composite_placements(conn, info, prof, taken, n - len(out), notes, sample)
             else:
-                got = await self._interleaved(conn, info, prof, taken, n - len(out), notes, times)
+                got = await self._interleaved(conn, info, prof, taken, n - len(out), notes, times, floors)
             if attempt == 0:
                 warnings.extend(notes)
             fits = await self._routes(conn, info, got)
@@ -1009,13 +1011,14 @@ class PostgresSeeder:
 
     async def _interleaved(
         self, conn: asyncpg.Connection, info: TableInfo, prof: TableProfile, exclude: list[str], n: int, warnings: list[str],
-        times: Sequence[dt.datetime | None] | None = None,
+        times: Sequence[dt.datetime | None] | None = None, floors: Sequence[dt.datetime | None] | None = None,
     ) -> list[RowContext]:
         """Keys and creation times for n rows of a table with a one-column key. A time is drawn between
         the real neighbours' times (never interpolated by key) at the column's own precision. With
         ``times`` (rows written for a canary, dated after it), each row takes a key whose neighbours'
         times bracket its time, so keys and dates agree the way real rows' do; where no free key is
-        there, the next free one later in time, its time drawn there."""
+        there, the nearest free one in time on either side, its time drawn there, never before the row's
+        ``floors`` (the creation of the canary it belongs to)."""
         pk_col = info.column(info.primary_key[0])
         created = created_column(info)  # customers.created_at, orders.ordered_at
         created_prof = prof.col(created) if created else None
@@ -1057,18 +1060,29 @@ class PostgresSeeder:
             for pos, want in enumerate(times):
                 if want is None or not dated:
                     continue
-                i = max(bisect.bisect_right(starts, want) - 1, 0)
-                for lo, hi, lo_c, hi_c in dated[i:i + 50]:  # the gap around its time, else the next ones
-                    if hi_c < want:
-                        continue  # wholly earlier: the row would be dated before what it belongs to
+                floor = floors[pos] if floors is not None else None
+                i = bisect.bisect_right(starts, want)
+
+                def off(s: tuple[int, int, dt.datetime, dt.datetime], want: dt.datetime = want) -> float:
+                    return max((s[2] - want).total_seconds(), (want - s[3]).total_seconds(), 0.0)
+
+                # the gap around its time, else the nearest one on either side (only later ones, a row
+                # would come later than wanted by half the gaps' spacing on average: canaries' first
+                # orders were 35 days after sign-up where real customers' were 26), never one wholly
+                # before ``floor`` (what it belongs to was created then)
+                near = sorted((s for s in dated[max(i - TIME_GAPS, 0):i + TIME_GAPS] if floor is None or s[3] >= floor), key=off)
+                for lo, hi, lo_c, hi_c in near:
+                    inside = lo_c <= want <= hi_c
+                    start = max(lo_c, floor) if floor is not None else lo_c
+                    if not inside and start > hi_c:
+                        continue  # neighbours out of time order
                     key = free_key(lo, hi, False) or free_key(lo, hi, True)
                     if key is None:
                         continue
                     chosen.add(key)
-                    inside = lo_c <= want <= hi_c
                     local = Precision.of((lo_c.timestamp(), hi_c.timestamp()))
-                    placed[pos] = RowContext(pk=str(key), created=self._cut(local, want, lo_c, hi_c) if inside
-                                             else drawn(lo_c, hi_c))
+                    placed[pos] = RowContext(pk=str(key), created=self._cut(local, want, start, hi_c) if inside
+                                             else self._cut(local, between(start, hi_c, self.rng, rates), start, hi_c))
                     gap_of[pos] = (lo, hi)
                     break
         elif capacity:
@@ -1118,7 +1132,7 @@ class PostgresSeeder:
         bounded by ``n``, not by the table: without ``times`` a sample of GAP_SAMPLE × n gaps (at least
         MIN_GAPS) drawn by the server, the first ``n`` of them each with a chance in proportion to its
         weight (:meth:`_weighted_gaps`), in that random order; with ``times``, streamed in time order,
-        for each wanted time the gap around it and the TIME_GAPS - 1 after it."""
+        for each wanted time the gap around it, the TIME_GAPS - 1 before it and as many after it."""
         if times is None:
             return await self._weighted_gaps(conn, info, created, exclude, n, rates or Rates())
         wanted = sorted(t for t in times if t is not None)
@@ -1130,7 +1144,7 @@ class PostgresSeeder:
                 f" FROM {qualified(info.schema, info.name)} WHERE NOT ({pk} = ANY($1::bigint[])) WINDOW w AS (ORDER BY {pk})) s"
                 " WHERE hi - lo > 1")
         keep: dict[int, asyncpg.Record] = {}
-        prev: asyncpg.Record | None = None
+        before: collections.deque[asyncpg.Record] = collections.deque(maxlen=TIME_GAPS)  # the last gaps passed
         w = 0
         tail = 0  # gaps still to keep after the last wanted time passed
         async for g in conn.cursor(f"{gaps} AND at IS NOT NULL AND hi_at IS NOT NULL ORDER BY at, lo", exclude, prefetch=FETCH_GAPS):
@@ -1138,8 +1152,7 @@ class PostgresSeeder:
             if start is None:
                 continue
             while w < len(wanted) and start > wanted[w]:
-                if prev is not None:
-                    keep[prev["lo"]] = prev
+                keep.update((b["lo"], b) for b in before)
                 tail = TIME_GAPS - 1
                 w += 1
             if tail > 0:
@@ -1147,9 +1160,9 @@ class PostgresSeeder:
                 tail -= 1
             elif w >= len(wanted):
                 break
-            prev = g
-        if w < len(wanted) and prev is not None:  # wanted times after the last gap's start
-            keep[prev["lo"]] = prev
+            before.append(g)
+        if w < len(wanted):  # wanted times after the last gap's start
+            keep.update((b["lo"], b) for b in before)
         return list(keep.values())
 
     async def _weighted_gaps(self, conn: asyncpg.Connection, info: TableInfo, created: str | None, exclude: list[int], n: int,

@@ -11,7 +11,9 @@ import asyncpg
 from testkit import MakeConfig
 
 from canary.crypto import Keyring
+from canary.seeding.catalog import introspect
 from canary.seeding.postgres import PostgresSeeder, _busy_sql
+from canary.seeding.synth.profile import profile
 from canary.seeding.synth.times import Precision, Rates, between
 from canary.store import ControlStore
 from canary.store.registry import Registry
@@ -257,3 +259,58 @@ async def test_busy_seconds_on_the_server_are_the_ones_rates_count(target_dsn: s
         await conn.close()
     for a, b, ga, gb in zip(stamps, stamps[1:], got, got[1:]):
         assert abs((gb["b"] - ga["b"]) - rates.busy(a, b)) < 1e-6 * max(1.0, rates.busy(a, b)), (a, b)
+
+
+SPARSE_ORDERS = """
+CREATE TABLE public.orders (id bigserial PRIMARY KEY, total numeric NOT NULL, ordered_at timestamptz NOT NULL);
+INSERT INTO public.orders (id, total, ordered_at)
+SELECT g, 10 + g % 7, timestamptz '2024-03-01 00:00+00' + g * interval '1 minute'
+FROM generate_series(1, 4000) g WHERE g % 20 <> 0;
+SELECT setval('public.orders_id_seq', 4000);
+"""
+
+
+async def test_a_row_whose_gap_is_taken_goes_to_the_nearest_free_key_on_either_side(
+    target_dsn: str, make_config: MakeConfig, store: ControlStore, keyring: Keyring
+) -> None:
+    """Orders every minute with one free key every twenty (a gap each 20 minutes), and three rows
+    wanting each of 30 gaps' times: the second and third find their gap taken. Sent to the next free
+    key later in time, rows came a gap's spacing (20 minutes) later than wanted on median, so
+    canaries' first orders followed their sign-ups by days more than real customers' did; the
+    nearest free key on either side keeps the median shift near zero. A row's key neighbours still
+    bracket its time, and none is dated before its floor (its customer's creation) or sent to a gap
+    that lies wholly before it."""
+    conn = await asyncpg.connect(target_dsn)
+    try:
+        await conn.execute(SPARSE_ORDERS)
+        info = await introspect(conn, "public.orders")
+        prof = profile(info, [dict(r) for r in await conn.fetch("SELECT id::text, total::text, ordered_at::text FROM public.orders"
+                                                                " ORDER BY random() LIMIT 500")])
+        cfg = make_config(datastores=[{"name": "shop", "dsn": target_dsn, "tables": [{"table": "public.orders", "count": 1}]}])
+        seeder = PostgresSeeder.from_config(cfg, "shop", Registry(store.pool, keyring), seed=11)
+        start = dt.datetime(2024, 3, 1, tzinfo=dt.timezone.utc)
+        times: list[dt.datetime | None] = []
+        floors: list[dt.datetime | None] = []
+        for k in range(30):
+            gap = 20 * (10 + 4 * k)  # the missing key of a gap well inside the table
+            want = start + dt.timedelta(minutes=gap, seconds=20)
+            for j in range(3):
+                times.append(want)
+                floors.append(want if k % 5 == 0 else want - dt.timedelta(days=1))  # every fifth: nothing earlier
+        async with conn.transaction():
+            placed = await seeder._placements(conn, info, prof, [], len(times), [], times=times, floors=floors)
+        assert len(placed) == len(times) and all(p.pk is not None and p.created is not None for p in placed)
+        shifts = []
+        for want, floor, p in zip(times, floors, placed):
+            assert p.created is not None and want is not None and floor is not None
+            assert p.created >= floor, (p, floor)
+            before = await conn.fetchval("SELECT ordered_at FROM public.orders WHERE id < $1 ORDER BY id DESC LIMIT 1", int(p.pk or 0))
+            after = await conn.fetchval("SELECT ordered_at FROM public.orders WHERE id > $1 ORDER BY id LIMIT 1", int(p.pk or 0))
+            assert before <= p.created <= after, (p, before, after)
+            shifts.append((p.created - want).total_seconds())
+        assert len({p.pk for p in placed}) == len(placed)
+        shifts.sort()
+        assert abs(shifts[len(shifts) // 2]) < 300, shifts
+        assert sum(s < -60 for s in shifts) >= 20, "rows go to earlier gaps too"
+    finally:
+        await conn.close()
