@@ -5,6 +5,7 @@ placement the seeder chose. Deterministic for a given seed."""
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -322,6 +323,7 @@ class Synthesizer:
         self._apart_memo: OrderedDict[tuple[int, tuple[tuple[int, frozenset[str | None]], ...]],
                                       tuple[Sequence[Mapping[str, str | None]] | None, Sequence[Mapping[str, str | None]] | None]] = OrderedDict()
         self._remade: Counter[tuple[object, ...]] = Counter()  # rows made per placement (:data:`REMADE_UNIFORM`)
+        self._rare: dict[str, ColumnProfile | None] = {}  # :meth:`_rare_numbers` per column
         self._households: Households | None = None  # co-residents' surnames (match_frequencies, learn_households)
         self._kin = streams("households")  # which co-resident's surname a canary takes, and its spelling
         self._box: str | None = None  # this row's owned mailbox (its address is handed out whole, never respelt)
@@ -1339,6 +1341,9 @@ class Synthesizer:
                 return str(prof.categorical.pick(self.rng))
             return self.rng.choice(col.enum_labels)
         if prof and prof.categorical and sem not in (Semantic.CREATED, Semantic.UPDATED, Semantic.BIRTHDATE):
+            rare = self._rare_numbers(col, prof)
+            if rare is not None and self.rng.random() < len(rare.numbers) / len(prof.numbers):
+                return self._typed(col, rare)
             return self._fit(col, str(prof.categorical.pick(self.rng)))
         if sem == Semantic.CREATED:
             return self._ts(col, ctx.created or self._precision(col, prof).cut(self._sample_ts(prof), self.rng))
@@ -1421,6 +1426,25 @@ class Synthesizer:
 
     def _ts(self, col: Column, value: dt.datetime) -> str:
         return timestamp_text(col.base_type, value)
+
+    def _rare_numbers(self, col: Column, prof: ColumnProfile) -> ColumnProfile | None:
+        """For a numeric column whose common values are drawn as categories (shared by ``k`` rows or
+        more), the profile of its other values (None: it has none): drawn from those (interpolated,
+        never copied) as often as real rows hold one, a canary's numbers have the table's tail. Drawn
+        from the common values alone, canaries' order totals never exceeded the dearest single item
+        (90th percentile 129,000 won against 148,800), and a customer's average total stood out."""
+        if col.category != "N" or not prof.numbers:
+            return None
+        if col.name not in self._rare:
+            common = set()
+            for v in prof.categorical.values:
+                try:
+                    common.add(float(str(v)))
+                except ValueError:
+                    continue
+            rare = tuple(x for x in prof.numbers if x not in common)
+            self._rare[col.name] = dataclasses.replace(prof, numbers=rare, categorical=Weighted((), ())) if rare else None
+        return self._rare[col.name]
 
     def _typed(self, col: Column, prof: ColumnProfile | None) -> str | None:
         r = self.rng
