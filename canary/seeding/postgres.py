@@ -233,6 +233,13 @@ def _seal(filled: Sequence[ValueCounts]) -> None:
 
 
 def _count_copied(counts: ValueCounts, text: str) -> None:
+    body = text.removesuffix("\n")
+    if body and "\\" not in body:  # (as :func:`_copied`) and, where every value is one row's, no pairs made
+        fields = body.replace("\n", "\t").split("\t")
+        ns = fields[1::2]
+        if ns.count("1") == len(ns):
+            counts.add_singles(fields[0::2])
+            return
     counts.add_all(_copied(text))
 
 

@@ -19,7 +19,8 @@ from canary.seeding.catalog import Column, Constraint, TableInfo, introspect
 from canary.seeding.postgres import PostgresSeeder
 from canary.seeding.synth import synthesizer
 from canary.seeding.synth.contacts import ContactAllocator
-from canary.seeding.synth.frequency import ValueCounts, given_key, lead_key, same, shape_key, surname_key
+from canary.seeding.synth.frequency import ValueCounts, area_key, given_key, lead_key, same, shape_key, surname_key
+from canary.seeding.synth.places import coarse_key
 from canary.seeding.synth.profile import profile
 from canary.seeding.synth.relations import Feature, Kind, Tally, words
 from canary.seeding.synth.synthesizer import Apart, RowContext, Synthesizer
@@ -183,6 +184,33 @@ def test_copy_lines_read_back_as_written(pairs: list[tuple[str | None, int]]) ->
     assert list(pgseed._copied(text)) == pairs
     plain = [(v, n) for v, n in pairs if v is not None and _copy_text(v) == v]
     assert list(pgseed._copied("".join(f"{v}\t{n}\n" for v, n in plain))) == plain
+
+
+_HOSTILE = "0123456789 \t\r\n\x85\u2028\u00a0\x1c,-#abcXYZ\u0663\u00b2\u0967\uff13"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(alphabet=_HOSTILE, max_size=14)), max_size=40),
+       st.lists(st.text(alphabet=_HOSTILE, max_size=14), max_size=40))
+def test_batched_derivations_count_as_each_value_alone(mixed: list[str | None], texts: list[str]) -> None:
+    """Values one row holds have their shapes, leading words and postal areas counted over the batch
+    at once (one substitution over the values joined): the counts equal those of each derivation
+    applied to each value, with any digits (Arabic-Indic, full-width, superscript), whitespace
+    (NEL, line separators), empty texts, newlines and NULLs in the batch; and a COPY batch whose values
+    all count 1 takes that path and reads back the same."""
+    derivations = [same, shape_key, lead_key, area_key, coarse_key]
+    for batch in (mixed, texts, [t for t in texts if "\n" not in t]):
+        counts = ValueCounts(derivations)
+        counts.add_singles(batch)
+        for fn in derivations[1:]:
+            assert counts.derived(fn) == Counter(map(fn, batch)), fn
+        assert all(counts[v] >= 1 for v in batch)
+    plain = [t for t in texts if _copy_text(t) == t]
+    via_copy, via_pairs = ValueCounts(derivations), ValueCounts(derivations)
+    pgseed._count_copied(via_copy, "".join(f"{t}\t1\n" for t in plain))
+    via_pairs.add_all((t, 1) for t in plain)
+    for fn in derivations[1:]:
+        assert via_copy.derived(fn) == via_pairs.derived(fn)
 
 
 def _rare_town_table(n: int) -> list[dict[str, str | None]]:
