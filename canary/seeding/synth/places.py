@@ -176,6 +176,9 @@ class Splicer:
     #: :attr:`places` of the addresses written without commas (one field each: "719 S Beiler St Jasper IA
     #: 51785" puts "St" where no address with commas does)
     flat_places: Mapping[str, Counter[tuple[int, int]]] = field(default_factory=dict)
+    #: the words at least k sampled street lines end with (:class:`LineEnds`), where such words end nearly
+    #: all of them (a street's type); None where lines end in words of an open class
+    line_ends: LineEnds | None = None
     memo: dict[tuple[Token, ...], Mapping[Token, list[int]]] = field(default_factory=dict, compare=False, repr=False)
     #: (prefix, position) -> the tokens the rows sharing the prefix have there, by class (memoised: on a
     #: table of distinct addresses every walk leaves the shared prefix at once and would otherwise
@@ -246,7 +249,7 @@ class Splicer:
         places, flat = _word_places(fields[True], k), _word_places(fields[False], k)
         walked, echoed = _unechoed(rows, sample, text[0], t_index) if echoes else (rows, {})
         return cls(columns, tuple(walked), reverse, t_index, common, held, k, Parts.of(rows, t_index, k, words), echoes,
-                   styles, spelled, numbers, places, _towns(rows, t_index, reverse), echoed, flat)
+                   styles, spelled, numbers, places, _towns(rows, t_index, reverse), echoed, flat, LineEnds.of(fields[True], k))
 
     def coarse_number(self, text: str | None) -> int:
         """1 when ``text`` (an address) has a number at its coarse end (a ZIP after the state), else 0:
@@ -437,6 +440,8 @@ class Splicer:
             if self._held(out.get(self.columns[self.text_index])):
                 continue  # the postcode repeated in it made it a sampled row's own address
             if not self._in_place(out.get(self.columns[self.text_index])):
+                continue
+            if self.line_ends is not None and not self.line_ends.allows(out.get(self.columns[self.text_index])):
                 continue
             return out
         return None
@@ -733,6 +738,71 @@ class Splicer:
                     groups.setdefault(_norm(self.rows[c][i]), []).append(c)
             hit = self.memo[prefix] = groups
         return hit
+
+
+#: share of the sampled street lines (those ending in a word) whose last word k of them end with, above
+#: which the words a line ends with are a closed class (a street's types: St, Ave, Rd...)
+CLOSED_ENDS = 0.95
+
+
+@dataclass(frozen=True, slots=True)
+class LineEnds:
+    """How sampled street lines end: the last word of an address's first comma-separated field, its
+    unit aside (trailing tokens with digits, and a word at least k lines put right before those: "Apt.
+    20", "#7", "Ste 100"). Where k or more lines end with each of nearly all such words, a composed
+    line must end with one of them: a walk that joins two streets' names without the type ("747
+    Fourth Doyle Apt. 20", "123 Lincoln #7") ends its line with a word no real row ends one with, which
+    a thief counts without any label."""
+
+    ends: frozenset[str]
+    units: frozenset[str]
+
+    @classmethod
+    def of(cls, texts: Sequence[str], k: int) -> LineEnds | None:
+        before_unit = Counter(w for t in texts if (w := _unit_word(_line_words(t))))
+        units = frozenset(w for w, n in before_unit.items() if n >= k)
+        ends = Counter(e for t in texts if (e := _line_end(_line_words(t), units)))
+        common = frozenset(e for e, n in ends.items() if n >= k)
+        total = sum(ends.values())
+        if total < 10 * k or sum(ends[e] for e in common) < CLOSED_ENDS * total:
+            return None
+        return cls(common, units)
+
+    def allows(self, text: str | None) -> bool:
+        """Whether ``text`` (an address) has no street line or one ending like k sampled ones."""
+        if not text or "," not in text:
+            return True
+        end = _line_end(_line_words(text), self.units)
+        return not end or end in self.ends
+
+
+def _line_words(text: str) -> list[str]:
+    """The words of an address's first comma-separated field (its street line), case-folded."""
+    return text.split(",")[0].casefold().split() if "," in text else []
+
+
+def _unit_word(words: Sequence[str]) -> str | None:
+    """The word right before a line's trailing number ("apt." of "12 Oak St Apt. 20"; a token such as
+    "#7" carries its own), None without one."""
+    j = len(words)
+    while j and _has_digit(words[j - 1]):
+        j -= 1
+    return words[j - 1] if 1 < j < len(words) and words[j][:1].isdigit() else None
+
+
+def _line_end(words: Sequence[str], units: Collection[str]) -> str | None:
+    """A street line's last word without its unit (trailing tokens with digits and a unit word before
+    them) and trailing dots; None where it ends in a number or a parenthesised part (a highway's, a
+    Korean address's dong) or has one word."""
+    j = len(words)
+    while j and _has_digit(words[j - 1]):
+        j -= 1
+    if j < len(words) and j > 1 and words[j - 1] in units:
+        j -= 1
+    if j < 2:
+        return None
+    last = words[j - 1].rstrip(".")
+    return None if not last or last.startswith("(") or _has_digit(last) else last
 
 
 def _field_ends(row: tuple[Token, ...], text_index: int, reverse: bool) -> tuple[str, ...]:
