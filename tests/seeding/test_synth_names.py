@@ -172,3 +172,22 @@ def test_a_latin_mailbox_names_its_owner_even_beyond_the_tables_names() -> None:
     assert rows[0]["full_name"] == "Jeremy Banks" and rows[1]["full_name"] == "Adams Zorvath", rows[:2]
     assert "pwens" not in str(rows[2]["full_name"]).lower() and rows[3]["full_name"] == "Jeremy Banks", rows[2:4]
     assert not any("tiger" in str(r["full_name"]).lower() for r in rows[4:])
+
+
+def test_faker_surnames_are_drawn_at_fakers_own_weights() -> None:
+    """Surnames beyond the table's shared ones come from Faker's list for the locale at Faker's weights,
+    drawn from a list weighed once (Faker sums a thousand US weights on every call); a locale whose
+    ``last_name`` is not one weighted list (ja_JP: a plain tuple) is left to Faker."""
+    from faker.providers.person import Provider
+
+    from canary.seeding.synth.names import _faker_surnames
+
+    fake = Faker("en_US")
+    weights: dict[str, float] = dict(next(p for p in fake.providers if isinstance(p, Provider)).last_names)  # type: ignore[arg-type]
+    drawn = _faker_surnames(fake)
+    assert set(drawn.values) == set(weights) and _faker_surnames(fake) is drawn
+    rng = random.Random(3)
+    got = Counter(drawn.pick(rng) for _ in range(40_000))
+    share = weights["Smith"] / sum(weights.values())
+    assert abs(got["Smith"] / 40_000 - share) < 0.2 * share
+    assert not _faker_surnames(Faker("ja_JP"))

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import random
 import re
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from faker import Faker
+from faker.providers.person import Provider as PersonProvider
 
 from canary.seeding.synth.romanize import SURNAME_SPELLINGS, spellings
 from canary.seeding.synth.shapes import MIN_SHARED, Weighted, local_shape, shared_digit_prefixes
@@ -126,6 +128,27 @@ class NameParts:
     lengths: Weighted
 
 
+_FAKER_SURNAMES: weakref.WeakKeyDictionary[Faker, Weighted] = weakref.WeakKeyDictionary()
+
+
+def _faker_surnames(fake: Faker) -> Weighted:
+    """Faker's surnames for ``fake``'s locale at Faker's weights, where its ``last_name`` draws them
+    from one weighted list (empty otherwise: ask Faker): drawn by :class:`Weighted`, not by Faker,
+    which sums the weights of its thousand US surnames anew on every call (125 µs; a name match draws
+    thousands of people)."""
+    got = _FAKER_SURNAMES.get(fake)
+    if got is None:
+        got = Weighted((), ())
+        for provider in fake.providers:
+            names = getattr(provider, "last_names", None)
+            if names is not None:
+                if type(provider).last_name is PersonProvider.last_name and isinstance(names, Mapping) and names:
+                    got = Weighted.of({str(k): float(v) for k, v in names.items()})
+                break
+        _FAKER_SURNAMES[fake] = got
+    return got
+
+
 @dataclass(frozen=True, slots=True)
 class NameModel:
     """Full names the way the table writes them, learned k-anonymously from the sample: the mix of
@@ -176,10 +199,11 @@ class NameModel:
         p = self.parts[layout]
         f = latin if layout == "en" else fake
         surname = str(p.surnames.pick(rng)) if p.surnames and rng.random() < p.surname_rate else ""
+        faker_surnames = _faker_surnames(f)
         for _ in range(20):
             if surname:
                 break
-            cand = f.last_name()
+            cand = str(faker_surnames.pick(rng)) if faker_surnames else f.last_name()
             surname = cand if cand not in p.surnames.values or not p.surnames else ""
         given = str(p.givens.pick(rng)) if p.givens and rng.random() < p.given_rate else ""
         shared = set(p.givens.values)
