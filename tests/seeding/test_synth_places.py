@@ -566,9 +566,9 @@ def test_a_street_line_ends_with_a_word_k_real_lines_end_with() -> None:
     """A thief counts the words street lines end with (their unit aside): real rows' are a few
     types. A walk that joined two streets' names without the type ended its line with a word no real
     row ends one with: "747 Fourth Doyle Apt. 20" and "123 Lincoln #7" (bench, independent table: 1-2
-    canaries in 3 of 16 runs, no real row). Units are learnt from the lines ("Apt. 20": a word before
-    a trailing number; "#7" carries its own), and where lines end in an open class (road names,
-    each on a few lines) nothing is checked."""
+    canaries in 3 of 16 runs, no real row; then "PO Box #7", where real boxes are "PO Box 12"). Units
+    are learnt from the lines ("Apt. 20": a word before a trailing number; "#7" carries its own), and
+    where lines end in an open class (road names, each on a few lines) nothing is checked."""
     rng = random.Random(1)
     types, names = ["St", "Ave", "Rd", "Dr", "Ln", "Blvd", "Ct", "Way"], ["Oak", "Pine", "Lincoln", "Doyle", "Fourth", "Main"]
     texts = []
@@ -581,6 +581,8 @@ def test_a_street_line_ends_with_a_word_k_real_lines_end_with() -> None:
     assert ends is not None and ends.units == {"apt."} and ends.ends == {t.casefold() for t in types}
     assert not ends.allows("747 Fourth Doyle Apt. 20, Orlando, FL") and not ends.allows("123 Lincoln #7, Salem, OR")
     assert ends.allows("12 Oak St Apt. 3, Salem, OR") and ends.allows("12 Oak St #4, Salem, OR") and ends.allows("Oak, Salem")
+    boxes = LineEnds.of([*texts, *(f"PO Box {rng.randint(1, 999)}, Salem, OR" for _ in range(100))], 3)
+    assert boxes is not None and boxes.allows("PO Box 12, Salem, OR") and not boxes.allows("PO Box #7, Bristol, NC")
     syllables = "가나다라마바사아자차카타파하강남북동서"
     korean = [f"서울특별시 {rng.choice(['중구', '성북구'])} {''.join(rng.choices(syllables, k=2))}로 {rng.randint(1, 99)}, "
               f"{rng.randint(101, 120)}동 {rng.randint(101, 2001)}호" for _ in range(600)]

@@ -792,12 +792,12 @@ def _unit_word(words: Sequence[str]) -> str | None:
 
 def _line_end(words: Sequence[str], units: Collection[str]) -> str | None:
     """A street line's last word without its unit (trailing tokens with digits and a unit word before
-    them) and trailing dots; None where it ends in a number or a parenthesised part (a highway's, a
+    a number: :func:`_unit_word`) and trailing dots; None where it ends in a number or a parenthesised part (a highway's, a
     Korean address's dong) or has one word."""
     j = len(words)
     while j and _has_digit(words[j - 1]):
         j -= 1
-    if j < len(words) and j > 1 and words[j - 1] in units:
+    if 1 < j < len(words) and words[j][:1].isdigit() and words[j - 1] in units:  # ("Box #7" is no unit's)
         j -= 1
     if j < 2:
         return None
