@@ -11,9 +11,10 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from canary.seeding.synth.names import split_name
 from canary.seeding.synth.relations import Tally
@@ -110,6 +111,8 @@ class ValueCounts:
     def _pend(self, values: Sequence[str | None]) -> None:
         if not values:
             return
+        import numpy as np  # (here: only a seeding counts; the listener and the gateway never load it)
+
         hashes = np.fromiter(map(hash, values), np.int64, len(values))
         hashes >>= _SHIFT
         self._pending.append(hashes.astype(np.int32))  # the top 32 bits of a 64-bit hash fit a signed int
@@ -120,6 +123,8 @@ class ValueCounts:
     def seal(self) -> None:
         """Sort the hashes added since the last run into a run of their own."""
         if self._pending:
+            import numpy as np
+
             run = np.concatenate(self._pending)
             run.sort()
             # looked up as an array of C ints by bisect (numpy's searchsorted with a Python int costs a
