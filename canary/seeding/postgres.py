@@ -208,13 +208,18 @@ def _copied(text: str) -> Iterable[tuple[str | None, int]]:
     """``(v, n)`` of COPY text lines ``v<TAB>n`` (whole lines, each ending in a newline; a raw TAB only
     ever separates fields, a raw newline only ends a line). Text without a backslash has no escape and
     no NULL: its fields are split in C, not line by line (most batches of most columns)."""
-    text = text.removesuffix("\n")
-    if not text:
-        return ()
-    if "\\" not in text:
-        fields = text.replace("\n", "\t").split("\t")
+    fields = _plain_fields(text)
+    if fields is not None:
         return zip(fields[0::2], map(int, fields[1::2]))
-    return _escaped(text.split("\n"))
+    text = text.removesuffix("\n")
+    return _escaped(text.split("\n")) if text else ()
+
+
+def _plain_fields(text: str) -> list[str] | None:
+    """The fields of COPY text lines without a backslash (no escape, no NULL), split in C; None for
+    text with one (or none at all)."""
+    text = text.removesuffix("\n")
+    return text.replace("\n", "\t").split("\t") if text and "\\" not in text else None
 
 
 def _escaped(lines: list[str]) -> Iterator[tuple[str | None, int]]:
@@ -233,13 +238,10 @@ def _seal(filled: Sequence[ValueCounts]) -> None:
 
 
 def _count_copied(counts: ValueCounts, text: str) -> None:
-    body = text.removesuffix("\n")
-    if body and "\\" not in body:  # (as :func:`_copied`) and, where every value is one row's, no pairs made
-        fields = body.replace("\n", "\t").split("\t")
-        ns = fields[1::2]
-        if ns.count("1") == len(ns):
-            counts.add_singles(fields[0::2])
-            return
+    fields = _plain_fields(text)
+    if fields is not None and fields[1::2].count("1") == len(fields) // 2:  # every value one row's: no pairs made
+        counts.add_singles(fields[0::2])
+        return
     counts.add_all(_copied(text))
 
 

@@ -94,7 +94,7 @@ class ValueCounts:
                 joined = None
         steps: dict[Any, list[Any]] = {}  # a step several derivations share (a name's split), taken once per value
         for fn, counter in self.derived_counts.items():
-            batched = _BATCHED.get(fn) if joined is not None else None
+            batched = _BATCHED.get(fn)
             if batched is not None and joined is not None:
                 counter.update(batched(joined))
                 continue

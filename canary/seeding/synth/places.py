@@ -781,23 +781,27 @@ def _line_words(text: str) -> list[str]:
     return text.split(",")[0].casefold().split() if "," in text else []
 
 
-def _unit_word(words: Sequence[str]) -> str | None:
-    """The word right before a line's trailing number ("apt." of "12 Oak St Apt. 20"; a token such as
-    "#7" carries its own), None without one."""
+def _before_number(words: Sequence[str]) -> tuple[int, bool]:
+    """(how many words of a street line come before its trailing tokens with digits, whether a word
+    there precedes a number: "Apt. 20" does, "#7" carries its own sign)."""
     j = len(words)
     while j and _has_digit(words[j - 1]):
         j -= 1
-    return words[j - 1] if 1 < j < len(words) and words[j][:1].isdigit() else None
+    return j, 1 < j < len(words) and words[j][:1].isdigit()
+
+
+def _unit_word(words: Sequence[str]) -> str | None:
+    """The word right before a line's trailing number ("apt." of "12 Oak St Apt. 20"), None without one."""
+    j, numbered = _before_number(words)
+    return words[j - 1] if numbered else None
 
 
 def _line_end(words: Sequence[str], units: Collection[str]) -> str | None:
     """A street line's last word without its unit (trailing tokens with digits and a unit word before
     a number: :func:`_unit_word`) and trailing dots; None where it ends in a number or a parenthesised part (a highway's, a
     Korean address's dong) or has one word."""
-    j = len(words)
-    while j and _has_digit(words[j - 1]):
-        j -= 1
-    if 1 < j < len(words) and words[j][:1].isdigit() and words[j - 1] in units:  # ("Box #7" is no unit's)
+    j, numbered = _before_number(words)
+    if numbered and words[j - 1] in units:  # ("Box #7" is no unit's)
         j -= 1
     if j < 2:
         return None
